@@ -1,0 +1,62 @@
+"""Expected failures are values with stable codes; exceptions are for bugs.
+
+A task raises ``TaskError`` (or ``ParameterError``) for anything a user can act on. The
+``code`` lands unchanged in the status document's ``error_code`` and in the errback body,
+so clients can branch on it. Anything else that escapes a task is logged with its
+traceback and reported as ``internal_error``.
+"""
+
+from __future__ import annotations
+
+# Stable machine words for ``error_code``. Add to this list; never rename an entry.
+PARAMETERS = "parameters"
+URL_FORBIDDEN = "url_forbidden"
+TOO_MANY_REDIRECTS = "too_many_redirects"
+DOWNLOAD_FAILED = "download_failed"
+DOWNLOAD_TOO_LARGE = "download_too_large"
+TIMEOUT = "timeout"
+UNSUPPORTED_MEDIA = "unsupported_media"
+INVALID_MEDIA = "invalid_media"
+MEDIA_TOO_LARGE = "media_too_large"
+IMAGE_TOO_LARGE = "image_too_large"
+STORAGE_ERROR = "storage_error"
+PROCESS_FAILED = "process_failed"
+INTERRUPTED = "interrupted"
+INTERNAL_ERROR = "internal_error"
+
+
+class TaskError(Exception):
+    """A task failure a user can act on: ``code`` is stable, ``message`` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ParameterError(TaskError):
+    """Invalid task parameters, reported as ``{"parameters": {field: [messages]}}``."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__(PARAMETERS, "invalid parameters")
+        self.fields = fields
+
+    @classmethod
+    def one(cls, field: str, message: str) -> ParameterError:
+        return cls({field: [message]})
+
+
+class RequestError(Exception):
+    """A malformed request: answered with HTTP ``status`` in the seed's 400 shape."""
+
+    def __init__(
+        self, name: str, description: str, location: str = "body", status: int = 400
+    ) -> None:
+        super().__init__(description)
+        self.name = name
+        self.description = description
+        self.location = location
+        self.status = status

@@ -1,0 +1,1 @@
+"""Media helpers shared by the tasks: probing, tool argv builders, geometry, sniffing."""

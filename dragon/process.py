@@ -1,0 +1,107 @@
+"""Running external tools (ffmpeg, ffprobe, ImageMagick) without letting them escape.
+
+Each process starts in its own session (process group), gets no stdin unless given one,
+and is killed as a group on timeout or cancellation, so no ffmpeg outlives its task. The
+tail of stderr is kept for the error message. When ``progress_duration`` is given the
+argv must be an ffmpeg command: ``-progress pipe:1 -nostats`` is added and its
+``out_time_us`` lines become 0-100 progress reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import signal
+from collections.abc import Callable
+
+from dragon import errors
+
+STDERR_TAIL = 4000
+
+
+@dataclasses.dataclass
+class ProcessResult:
+    argv: list[str]
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+    def reason(self) -> str:
+        """The last meaningful stderr lines: what a user needs to see of a failure."""
+        lines = [ln.strip() for ln in self.stderr.splitlines() if ln.strip()]
+        return "; ".join(lines[-3:])[-500:] or f"exit code {self.returncode}"
+
+
+def kill_group(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def run_process(
+    argv: list[str],
+    *,
+    timeout: float | None = None,
+    stdin: bytes | None = None,
+    cwd: str | None = None,
+    progress_duration: float | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    on_start: Callable[[asyncio.subprocess.Process], None] | None = None,
+) -> ProcessResult:
+    """Run ``argv`` to completion; raise ``TaskError(timeout)`` past ``timeout`` seconds."""
+    if progress_duration:
+        argv = [argv[0], "-progress", "pipe:1", "-nostats", *argv[1:]]
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    if on_start:
+        on_start(proc)
+    stderr_tail = bytearray()
+    stdout_buf = bytearray()
+
+    async def read_stderr() -> None:
+        assert proc.stderr
+        while chunk := await proc.stderr.read(65536):
+            stderr_tail.extend(chunk)
+            del stderr_tail[:-STDERR_TAIL]
+
+    async def read_stdout() -> None:
+        assert proc.stdout
+        if not progress_duration:
+            while chunk := await proc.stdout.read(1 << 20):
+                stdout_buf.extend(chunk)
+            return
+        async for line in proc.stdout:
+            if line.startswith(b"out_time_us=") and on_progress:
+                with contextlib.suppress(ValueError):
+                    done = int(line.split(b"=", 1)[1]) / 1e6
+                    on_progress(max(0.0, min(99.0, 100.0 * done / progress_duration)))
+
+    async def feed() -> None:
+        if stdin is not None and proc.stdin:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.write(stdin)
+                await proc.stdin.drain()
+                proc.stdin.close()
+
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(read_stderr(), read_stdout(), feed())
+            await proc.wait()
+    except TimeoutError:
+        kill_group(proc)
+        await proc.wait()
+        raise errors.TaskError(
+            errors.TIMEOUT, f"{os.path.basename(argv[0])} took longer than {timeout:g} s"
+        ) from None
+    finally:
+        kill_group(proc)
+    return ProcessResult(argv, proc.returncode or 0, bytes(stdout_buf),
+                         stderr_tail.decode("utf-8", "replace"))

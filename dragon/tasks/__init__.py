@@ -1,0 +1,56 @@
+"""The task registry: every module in this package is a task, keyed by ``TASK_NAME``.
+
+A task module declares, and nothing else is needed to add one:
+
+    TASK_NAME = "image.thumb"      # the Dragon task_name
+    HEAVY = True                   # waits for a heavy slot (ffmpeg, Pillow); False for probes
+    class Schema(TaskSchema): ...  # its parameters (dragon.tasks.schema)
+    async def run(ctx) -> dict | str   # ctx: dragon.context.TaskContext
+
+Modules whose name starts with an underscore, and ``schema``, are helpers, not tasks.
+Registration refuses a duplicate name, so two modules cannot silently shadow each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from marshmallow import Schema
+
+NOT_TASKS = {"schema"}
+
+
+class TaskAlreadyRegistered(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    heavy: bool
+    schema: Schema
+    run: Callable[[Any], Awaitable[Any]]
+    module: str
+
+
+def load_tasks() -> dict[str, TaskSpec]:
+    registry: dict[str, TaskSpec] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_") or info.name in NOT_TASKS:
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        spec = TaskSpec(
+            name=module.TASK_NAME,
+            heavy=getattr(module, "HEAVY", True),
+            schema=module.Schema(),
+            run=module.run,
+            module=module.__name__,
+        )
+        if spec.name in registry:
+            raise TaskAlreadyRegistered(f"{spec.name} in {spec.module} and {registry[spec.name].module}")
+        registry[spec.name] = spec
+    return registry

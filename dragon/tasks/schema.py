@@ -1,0 +1,84 @@
+"""The marshmallow base every task schema extends, and the field types tasks share.
+
+Every task accepts ``url_callback``, ``url_errback``, ``task_store`` and ``task_metas``
+(COMPAT.md: clients send ``task_metas`` on every task). Unknown keys are ignored, as the
+original service did, so clients that send extra fields keep working.
+"""
+
+from __future__ import annotations
+
+import re
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from dragon.urlcheck import url_problem
+
+
+class Url(fields.String):
+    """An http(s) URL that passes the syntax gate of ``dragon.urlcheck``."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        problem = url_problem(text)
+        if problem:
+            raise ValidationError(f"{text[:100]!r} {problem}")
+        return text
+
+
+class Color(fields.String):
+    """A ``#RRGGBB`` colour, returned as an ``(r, g, b)`` tuple."""
+
+    _pattern = re.compile(r"^\s*#?([0-9a-fA-F]{6})\s*$")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        match = self._pattern.match(text)
+        if not match:
+            raise ValidationError("must be a colour like #RRGGBB")
+        digits = match.group(1)
+        return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))
+
+
+def Size(**kwargs) -> fields.Integer:  # noqa: N802 - reads like a field class
+    """A pixel dimension: 1 to 16384."""
+    return fields.Integer(validate=validate.Range(min=1, max=16384), **kwargs)
+
+
+def Choice(choices, **kwargs) -> fields.String:  # noqa: N802
+    return fields.String(validate=validate.OneOf(choices), **kwargs)
+
+
+class TaskStore(fields.Dict):
+    """``task_store``: an object with a ``type``; the store module checks the rest."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if not isinstance(value.get("type", "persistent"), str):
+            raise ValidationError("type must be a string")
+        return value
+
+
+class TaskSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    url_callback = Url(load_default=None, allow_none=True)
+    url_errback = Url(load_default=None, allow_none=True)
+    task_store = TaskStore(load_default=None, allow_none=True)
+    task_metas = fields.Raw(load_default=None, allow_none=True)
+
+
+def validation_messages(error: ValidationError) -> dict[str, list[str]]:
+    """Flatten marshmallow's messages into ``{field: [message, ...]}``."""
+    out: dict[str, list[str]] = {}
+    messages = error.messages if isinstance(error.messages, dict) else {"_": error.messages}
+    for field, msgs in messages.items():
+        if isinstance(msgs, dict):
+            flat = [f"{k}: {m}" for k, v in msgs.items() for m in (v if isinstance(v, list) else [v])]
+        elif isinstance(msgs, list):
+            flat = [str(m) for m in msgs]
+        else:
+            flat = [str(msgs)]
+        out[str(field)] = [m.replace("Missing data for required field.", "this field is required")
+                           for m in flat]
+    return out
