@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import sqlite3
-
 import subprocess
 import sys
 import threading

@@ -51,6 +51,7 @@ def load_tasks() -> dict[str, TaskSpec]:
             module=module.__name__,
         )
         if spec.name in registry:
-            raise TaskAlreadyRegistered(f"{spec.name} in {spec.module} and {registry[spec.name].module}")
+            other = registry[spec.name].module
+            raise TaskAlreadyRegistered(f"{spec.name} in {spec.module} and {other}")
         registry[spec.name] = spec
     return registry

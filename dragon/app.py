@@ -1,0 +1,109 @@
+"""The aiohttp application: routes, middlewares, and the lifetimes of what the server owns.
+
+``create_app(settings)`` creates nothing at import time. The database, the fetcher, the
+process pool, the scheduler and the background senders are opened in ``cleanup_ctx``
+order and closed in reverse, so tests and shutdown tear them down cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from dragon import db
+from dragon.auth import Authenticator
+from dragon.bus import Bus
+from dragon.config import Settings
+from dragon.fetch import Fetcher
+from dragon.handlers import files, tasks
+from dragon.handlers.errors import error_middleware
+from dragon.limits import TokenBuckets
+from dragon.scheduler import Scheduler, clean_tmp
+from dragon.service import Service
+from dragon.state import STATE, State, state
+from dragon.stores import Stores
+from dragon.stores.backends import LocalBackend
+from dragon.tasks import load_tasks
+
+log = logging.getLogger("dragon")
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    for v in ("v1", "v2"):
+        r.add_post(f"/{v}/create", tasks.create)
+        r.add_post(f"/{v}/create_stream", tasks.create_stream)
+        for path in (f"/{v}/status", ):
+            r.add_get(path, tasks.status)
+            r.add_post(path, tasks.status)
+        for path in (f"/{v}/status_stream", f"/{v}/stream"):
+            r.add_get(path, tasks.status_stream)
+            r.add_post(path, tasks.status_stream)
+    r.add_get("/storage/{location:.+}", files.serve_file)
+    r.add_get("/healthz", healthz)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    scheduler = state(request).scheduler
+    return web.json_response({
+        "status": "closing" if state(request).service.closing.is_set() else "ok",
+        "queued": scheduler.queued_count(),
+        "executing": len(scheduler.running),
+    })
+
+
+def _warm_worker() -> None:
+    """Import the heavy libraries once per pool worker, not in the first task."""
+    import numpy  # noqa: F401
+    import PIL.Image  # noqa: F401
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    st = app[STATE]
+    settings: Settings = st.settings
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    clean_tmp(settings.tmp_path)
+    st.db = db.Database(settings.db_path, settings.sqlite_synchronous.upper())
+    st.db.open()
+    st.fetcher = Fetcher(settings)
+    await st.fetcher.start()
+    st.pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=settings.heavy_slots,
+        mp_context=multiprocessing.get_context("forkserver"),
+        initializer=_warm_worker,
+    )
+    st.bus = Bus(settings.stream_queue_size)
+    st.registry = load_tasks()
+    st.stores = Stores(st.db, LocalBackend(settings.files_path, settings.base_url), settings,
+                       st.fetcher)
+    st.scheduler = Scheduler(settings=settings, database=st.db, bus=st.bus,
+                             registry=st.registry, stores=st.stores, fetcher=st.fetcher,
+                             process_pool=st.pool)
+    st.service = Service(settings=settings, database=st.db, bus=st.bus,
+                         scheduler=st.scheduler, registry=st.registry, stores=st.stores)
+    st.auth = Authenticator(st.db)
+    st.buckets = TokenBuckets(settings.create_rate, settings.create_burst)
+    await st.scheduler.start()
+    try:
+        yield
+    finally:
+        st.service.closing.set()
+        if not st.scheduler.stopping:
+            await st.scheduler.stop(0)
+        await st.fetcher.close()
+        st.pool.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(st.db.close)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware],
+                          client_max_size=settings.max_body_bytes)
+    app[STATE] = State(settings)
+    app.cleanup_ctx.append(_resources)
+    setup_routes(app)
+    return app

@@ -1,0 +1,77 @@
+"""In-process fan-out of committed status changes to streams and blocked requests.
+
+Only committed changes are published (the scheduler publishes after ``db.write`` resolves),
+so nothing a client sees here can be rolled back. Each subscriber owns a bounded queue: a
+reader that stops reading overflows its queue and is closed, instead of growing memory; a
+client that disconnects unsubscribes. With several nodes this becomes PostgreSQL
+LISTEN/NOTIFY feeding the same ``publish``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+
+
+class Subscription:
+    def __init__(self, bus: Bus, keys: Iterable[str], maxsize: int) -> None:
+        self.bus = bus
+        self.keys = set(keys)
+        self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize)
+        self.overflowed = False
+
+    def add(self, keys: Iterable[str]) -> None:
+        """Follow more keys (create_stream subscribes before its keys exist)."""
+        for key in keys:
+            self.keys.add(key)
+            self.bus._subs[key].add(self)
+
+    def push(self, status: dict) -> None:
+        if self.overflowed:
+            return
+        try:
+            self.queue.put_nowait(status)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self.bus.unsubscribe(self)
+            # Wake the reader so it notices the overflow and closes its stream.
+            self.queue.get_nowait()
+            self.queue.put_nowait({"_overflow": True})
+
+    async def get(self) -> dict:
+        return await self.queue.get()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bus.unsubscribe(self)
+
+
+class Bus:
+    def __init__(self, queue_size: int = 256) -> None:
+        self.queue_size = queue_size
+        self._subs: dict[str, set[Subscription]] = defaultdict(set)
+
+    def subscribe(self, keys: Iterable[str], maxsize: int | None = None) -> Subscription:
+        sub = Subscription(self, keys, maxsize or self.queue_size)
+        for key in sub.keys:
+            self._subs[key].add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        for key in sub.keys:
+            subs = self._subs.get(key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[key]
+
+    def publish(self, key: str, status: dict) -> None:
+        for sub in tuple(self._subs.get(key, ())):
+            sub.push(status)
+
+    def size(self) -> int:
+        """Subscriptions per key, summed: the registry's size (tests check it drains)."""
+        return sum(len(s) for s in self._subs.values())

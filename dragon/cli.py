@@ -1,0 +1,190 @@
+"""``dragon serve`` and ``dragon accounts create|list|delete``.
+
+Accounts are written straight to the database (WAL lets the CLI write while the server
+runs), and the server looks credentials up per request, so a new account works at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sqlite3
+import stat
+import sys
+from typing import Any
+
+from dragon import auth, db
+from dragon.config import Settings
+
+log = logging.getLogger("dragon")
+DEFAULT_ACCOUNT_FILE = "default-account.json"
+
+
+def _transaction(conn: sqlite3.Connection, op: db.Op) -> Any:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        value = op(conn)
+        conn.execute("COMMIT")
+        return value
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def open_db(settings: Settings) -> sqlite3.Connection:
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    conn = db.connect(settings.db_path, settings.sqlite_synchronous.upper())
+    db.migrate(conn)
+    return conn
+
+
+def create_account(conn: sqlite3.Connection, name: str, referrers: list[str],
+                   max_active: int) -> dict:
+    secret = auth.new_secret()
+    api_key = auth.new_api_key()
+    webhook_secret = auth.new_webhook_secret()
+    _transaction(conn, db.insert_account(name, auth.digest(secret), api_key, webhook_secret,
+                                         referrers, max_active))
+    return {"name": name, "secret": secret, "api_key": api_key,
+            "webhook_secret": webhook_secret, "referrers": referrers, "max_active": max_active}
+
+
+def cmd_accounts(args: argparse.Namespace) -> int:
+    settings = Settings.load(data_dir=args.data_dir)
+    conn = open_db(settings)
+    if args.action == "create":
+        try:
+            account = create_account(conn, args.name, args.referrer or [], args.max_active)
+        except sqlite3.IntegrityError:
+            print(f"dragon: an account named {args.name!r} exists already", file=sys.stderr)
+            return 1
+        print(json.dumps(account))
+    elif args.action == "list":
+        for row in db.list_accounts()(conn):
+            print(json.dumps({"name": row["name"], "api_key": row["api_key"],
+                              "referrers": json.loads(row["referrers"]),
+                              "max_active": row["max_active"],
+                              "expiration_days": row["expiration_days"]}))
+    elif args.action == "delete":
+        if not _transaction(conn, db.delete_account(args.name)):
+            print(f"dragon: no account named {args.name!r}", file=sys.stderr)
+            return 1
+        print(json.dumps({"deleted": args.name}))
+    return 0
+
+
+def default_account(settings: Settings) -> dict | None:
+    """On first start, create an account and keep its credentials in the data dir.
+
+    The file (mode 0600, in the server's own data dir) lets ``make run`` print a ready
+    account every time. It is only created when the database has no account at all.
+    """
+    path = settings.data_path / DEFAULT_ACCOUNT_FILE
+    conn = open_db(settings)
+    try:
+        if not db.list_accounts()(conn):
+            account = create_account(conn, "default", ["*"], 0)
+            path.write_text(json.dumps(account, indent=2))
+            path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    finally:
+        conn.close()
+    if path.exists():
+        return json.loads(path.read_text())
+    return None
+
+
+def banner(settings: Settings, account: dict | None) -> str:
+    url = settings.base_url
+    lines = [f"dragon serving on http://{settings.host}:{settings.port}"
+             f" (data in {settings.data_path})"]
+    if account:
+        lines += [
+            f"account {account['name']!r}: secret {account['secret']}"
+            f"  api key {account['api_key']}",
+            "try:",
+            f"  curl -s -H 'Authorization: Secret {account['secret']}' {url}/v2/create"
+            " -d '{\"tasks\": [{\"task_name\": \"hello\", \"name\": \"John\"}], \"block\": true}'",
+        ]
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings) -> None:
+    from aiohttp import web
+
+    from dragon.access_log import RedactingAccessLogger
+    from dragon.app import create_app
+    from dragon.state import STATE
+
+    account = await asyncio.to_thread(default_account, settings)
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger,
+                           shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    print(banner(settings, account), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    st = app[STATE]
+    log.info("shutting down: new tasks are refused, running ones get %.0f s",
+             settings.shutdown_grace_seconds)
+    st.service.closing.set()
+    await st.scheduler.stop(settings.shutdown_grace_seconds)
+    await runner.cleanup()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = Settings.load(host=args.host, port=args.port, data_dir=args.data_dir,
+                             concurrency=args.concurrency)
+    logging.basicConfig(level=os.environ.get("DRAGON_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dragon", description="A self-hosted media tasks server.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve the tasks API")
+    s.add_argument("--host", help="listen address (DRAGON_HOST, default 127.0.0.1)")
+    s.add_argument("--port", type=int, help="listen port (DRAGON_PORT, default 8080)")
+    s.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
+    s.add_argument("--concurrency", type=int,
+                   help="heavy tasks at once (DRAGON_CONCURRENCY, default: cores)")
+    s.set_defaults(func=cmd_serve)
+    a = sub.add_parser("accounts", help="manage accounts")
+    asub = a.add_subparsers(dest="action", required=True)
+    c = asub.add_parser("create", help="create an account and print its credentials as JSON")
+    c.add_argument("name")
+    c.add_argument("--referrer", action="append",
+                   help="glob pattern of referrers allowed with the api key (repeatable)")
+    c.add_argument("--max-active", type=int, default=0,
+                   help="most queued+executing tasks at once (0: no limit)")
+    asub.add_parser("list", help="list accounts (without secrets)")
+    d = asub.add_parser("delete", help="delete an account and its tasks")
+    d.add_argument("name")
+    for sp in (c, asub.choices["list"], d):
+        sp.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
+    a.set_defaults(func=cmd_accounts)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,41 @@
+"""Reading requests the way real Dragon clients send them (COMPAT.md 5.3).
+
+Bodies are JSON whatever their Content-Type (none, text/plain...), GET bodies are ignored,
+and booleans arrive as JSON booleans or as strings in query strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from dragon.errors import RequestError
+from dragon.state import state
+
+
+async def json_body(request: web.Request) -> dict:
+    if request.method in ("GET", "HEAD"):
+        return {}
+    max_size = state(request).settings.max_body_bytes
+    if request.content_length is not None and request.content_length > max_size:
+        raise RequestError("body", f"request body is over {max_size} bytes", status=413)
+    raw = await request.content.read(max_size + 1)
+    if len(raw) > max_size:
+        raise RequestError("body", f"request body is over {max_size} bytes", status=413)
+    if not raw.strip():
+        return {}
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError("body", f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise RequestError("body", "body must be a JSON object")
+    return body
+
+
+def truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

@@ -1,0 +1,158 @@
+"""The tasks API (seed 1.7): create, create_stream, status, status_stream, v1 and v2."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from dragon.errors import RequestError
+from dragon.handlers.errors import CORS_HEADERS
+from dragon.handlers.request import json_body, truthy
+from dragon.state import state
+
+KEY = re.compile(r"^[A-Z2-7]{26}$")
+
+
+def version_of(request: web.Request) -> int:
+    return 1 if request.path.startswith("/v1/") else 2
+
+
+def json_response(value: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(value), content_type="application/json")
+
+
+def task_definitions(body: dict, limit: int) -> list[dict]:
+    tasks = body.get("tasks")
+    if tasks is None:
+        raise RequestError("tasks", "tasks is missing")
+    if isinstance(tasks, dict):
+        tasks = [tasks]
+    if not isinstance(tasks, list):
+        raise RequestError("tasks", "tasks must be a list of task definitions or one definition")
+    if not tasks:
+        raise RequestError("tasks", "tasks is empty")
+    if len(tasks) > limit:
+        raise RequestError("tasks", f"too many tasks: {len(tasks)}; at most {limit} per request")
+    for i, task in enumerate(tasks):
+        if not isinstance(task, dict):
+            raise RequestError("tasks", f"tasks[{i}] must be an object with a task_name")
+    return tasks
+
+
+def task_keys(request: web.Request, body: dict) -> list[str]:
+    if request.method == "GET":
+        keys = [k for value in request.query.getall("tasks", []) for k in value.split(",")]
+    else:
+        keys = body.get("tasks")
+        if keys is None:
+            keys = [k for value in request.query.getall("tasks", []) for k in value.split(",")]
+        elif isinstance(keys, str):
+            keys = [keys]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise RequestError("tasks", "tasks must be a list of task keys")
+    keys = [k.strip() for k in keys if k.strip()]
+    if not keys:
+        raise RequestError("tasks", "tasks is missing", "querystring" if request.method == "GET"
+                           else "body")
+    limit = state(request).settings.max_tasks_per_request
+    if len(keys) > limit:
+        raise RequestError("tasks", f"too many tasks: {len(keys)}; at most {limit} per request")
+    return keys
+
+
+def option(request: web.Request, body: dict, name: str) -> bool:
+    if name in body:
+        return truthy(body[name])
+    return truthy(request.query.get(name, ""))
+
+
+async def authenticated(request: web.Request, body: dict):
+    return await state(request).auth.authenticate(request, body)
+
+
+def check_rate(request: web.Request, account, cost: int) -> None:
+    wait = state(request).buckets.take(f"account:{account.id}", cost)
+    if wait:
+        raise RequestError("tasks", f"too many creates; retry in {wait:.1f} s", status=429)
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    service = state(request).service
+    if service.closing.is_set():
+        raise web.HTTPServiceUnavailable(reason="the server is shutting down",
+                                         headers={"Retry-After": "10"})
+    body = await json_body(request)
+    account = await authenticated(request, body)
+    definitions = task_definitions(body, state(request).settings.max_tasks_per_request)
+    check_rate(request, account, len(definitions))
+    created = await service.create(account, definitions)
+    keys = [key for key, _ in created]
+    version = version_of(request)
+    if option(request, body, "block"):
+        return json_response(await service.wait(account, keys, version))
+    return json_response([doc if version == 2 else _v1(doc) for _, doc in created])
+
+
+def _v1(doc: dict) -> dict:
+    if doc.get("status") == "error" and "error" in doc:
+        doc = {**doc, "result": doc["error"]}
+        doc.pop("error")
+    return doc
+
+
+async def create_stream(request: web.Request) -> web.StreamResponse:
+    service = state(request).service
+    if service.closing.is_set():
+        raise web.HTTPServiceUnavailable(reason="the server is shutting down",
+                                         headers={"Retry-After": "10"})
+    body = await json_body(request)
+    account = await authenticated(request, body)
+    definitions = task_definitions(body, state(request).settings.max_tasks_per_request)
+    check_rate(request, account, len(definitions))
+    version = version_of(request)
+    with service.bus.subscribe([]) as sub:
+        created = await service.create(account, definitions, watch=sub)
+        first = [doc if version == 2 else _v1(doc) for _, doc in created]
+        return await _ndjson(request, service.stream(account, first, sub, version))
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    service = state(request).service
+    body = await json_body(request)
+    account = await authenticated(request, body)
+    keys = task_keys(request, body)
+    version = version_of(request)
+    details = option(request, body, "details")
+    if option(request, body, "block"):
+        return json_response(await service.wait(account, keys, version, details))
+    return json_response(await service.statuses(account, keys, version, details))
+
+
+async def status_stream(request: web.Request) -> web.StreamResponse:
+    service = state(request).service
+    body = await json_body(request)
+    account = await authenticated(request, body)
+    keys = task_keys(request, body)
+    version = version_of(request)
+    with service.bus.subscribe(keys) as sub:
+        first = await service.statuses(account, keys, version)
+        return await _ndjson(request, service.stream(account, first, sub, version))
+
+
+async def _ndjson(request: web.Request, lines) -> web.StreamResponse:
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/x-ndjson; charset=utf-8",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    })
+    response.headers.update(CORS_HEADERS)
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionResetError):
+        async for line in lines:
+            await response.write(orjson.dumps(line) + b"\n")
+        await response.write_eof()
+    return response

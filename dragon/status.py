@@ -1,0 +1,70 @@
+"""The status document of a task, in the v2 shape and the older v1 shape.
+
+v2 (seed 1.5): ``status``, ``key``, ``progress``, ``events`` (ISO 8601 with offset),
+``result`` on success (or a partial one while executing), ``error`` on failure, plus our
+``error_code``. v1 (seed 5.1) put error details under ``result`` instead of ``error``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+SECRET_NAME = re.compile(r"secret|token|password|passwd|key$|signature|credential", re.I)
+MASK = "********"
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _json(value: Any) -> Any:
+    if value is None or not isinstance(value, str | bytes):
+        return value
+    return orjson.loads(value)
+
+
+def document(row: Any, version: int = 2) -> dict:
+    """Build the status document from a tasks row (sqlite3.Row or dict)."""
+    events = {"queued": iso(row["queued_at"])}
+    if row["started_at"] is not None:
+        events["started"] = iso(row["started_at"])
+    if row["completed_at"] is not None:
+        events["completed"] = iso(row["completed_at"])
+    status = row["status"]
+    doc: dict[str, Any] = {
+        "status": status,
+        "key": row["key"],
+        "progress": row["progress"] if status == "executing" else None,
+        "events": events,
+    }
+    result = _json(row["result"])
+    if status in ("success", "executing") and result is not None:
+        doc["result"] = result
+    if status == "error":
+        error = _json(row["error"])
+        if version == 1:
+            doc["result"] = error
+        else:
+            doc["error"] = error
+        doc["error_code"] = row["error_code"]
+    return doc
+
+
+def mask(value: Any, name: str = "") -> Any:
+    """Parameters with secrets and tokens replaced, for ``details=true``."""
+    if isinstance(value, dict):
+        return {k: mask(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v, name) for v in value]
+    if name and SECRET_NAME.search(name) and name not in ("task_key",) and value is not None:
+        return MASK
+    if isinstance(value, str) and name in ("url", "url_callback", "url_errback") and "?" in value:
+        # Signed URLs carry their credentials in the query string.
+        return value.split("?", 1)[0] + "?" + MASK
+    return value

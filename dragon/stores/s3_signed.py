@@ -1,0 +1,55 @@
+"""s3_signed: PUT the output to a pre-signed URL the user gives (through the guarded fetcher).
+
+One signed URL takes one file. For a task with several outputs (video.create: export,
+thumbnail, preview) ``url`` takes the main one (``output`` or ``export``) and the others may
+be given by name in ``urls``; outputs with no URL of their own go to persistent storage.
+The result gives the object's URL without its query string (the signature).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dragon import errors
+from dragon.stores import BaseStore
+from dragon.urlcheck import url_problem
+
+MAIN_OUTPUTS = ("output", "export")
+
+
+class Store(BaseStore):
+    type = "s3_signed"
+
+    @classmethod
+    def problems(cls, options: dict) -> list[str]:
+        out = []
+        urls = options.get("urls") or {}
+        if "url" not in options and not urls:
+            out.append("s3_signed needs a url (the pre-signed URL to upload to)")
+        if not isinstance(urls, dict):
+            out.append("urls must be an object mapping output names to URLs")
+            urls = {}
+        for label, value in [("url", options.get("url")), *urls.items()]:
+            if value is not None and (problem := url_problem(value)):
+                out.append(f"{label} {problem}")
+        return out
+
+    async def put(self, ctx: Any, name: str, path: Path, content_type: str) -> str:
+        target = (self.options.get("urls") or {}).get(name)
+        if target is None and name in MAIN_OUTPUTS:
+            target = self.options.get("url")
+        if target is None:
+            return await self.stores.for_task(None).put(ctx, name, path, content_type)
+        try:
+            status, reason = await self.stores.fetcher.send(
+                "PUT", target, body=path, headers={"Content-Type": content_type})
+        except errors.TaskError as exc:
+            if exc.code == errors.URL_FORBIDDEN:
+                raise
+            raise errors.TaskError(errors.STORAGE_ERROR, f"upload of {name} failed: {exc}") from exc
+        if not 200 <= status < 300:
+            raise errors.TaskError(
+                errors.STORAGE_ERROR, f"upload of {name} failed: the signed URL answered"
+                f" {status} {reason}")
+        return target.split("?", 1)[0]
