@@ -54,6 +54,7 @@ async def healthz(request: web.Request) -> web.Response:
         "status": "closing" if state(request).service.closing.is_set() else "ok",
         "queued": scheduler.queued_count(),
         "executing": len(scheduler.running),
+        "subscribers": state(request).bus.size(),
     })
 
 
@@ -78,7 +79,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         initializer=_warm_worker,
     )
     st.bus = Bus(settings.stream_queue_size)
-    st.registry = load_tasks()
+    st.registry = load_tasks(tuple(m.strip() for m in settings.task_modules.split(",")
+                                   if m.strip()))
     st.stores = Stores(st.db, LocalBackend(settings.files_path, settings.base_url), settings,
                        st.fetcher)
     st.scheduler = Scheduler(settings=settings, database=st.db, bus=st.bus,

@@ -121,8 +121,10 @@ async def serve(settings: Settings) -> None:
 
     account = await asyncio.to_thread(default_account, settings)
     app = create_app(settings)
+    # handler_cancellation: a stream whose client went away is cancelled (and unsubscribed)
+    # at once. Creates shield their commit-and-queue step from it.
     runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger,
-                           shutdown_timeout=2.0)
+                           shutdown_timeout=2.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()

@@ -35,6 +35,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("public_url", "", str, "Base URL of output files; default: the server's own address."),
     Setting("concurrency", 0, int, "Heavy tasks run at once; 0 means the number of cores."),
     Setting("light_concurrency", 64, int, "Light tasks (hello, *.info) run at once."),
+    Setting("task_modules", "", str, "Extra task modules (plugins) to load, comma-separated."),
     Setting("max_attempts", 3, int, "Boots a task may be started on before it ends interrupted."),
     Setting("shutdown_grace_seconds", 30.0, float, "How long running tasks may finish on SIGTERM."),
     Setting("task_timeout_seconds", 3600.0, float, "Longest a task may run."),
@@ -93,6 +94,7 @@ class Settings:
     public_url: str
     concurrency: int
     light_concurrency: int
+    task_modules: str
     max_attempts: int
     shutdown_grace_seconds: float
     task_timeout_seconds: float

@@ -13,12 +13,24 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shutil
 import signal
 from collections.abc import Callable
 
 from dragon import errors
 
 STDERR_TAIL = 4000
+
+# If the server itself is killed (SIGKILL, OOM), its tools must die with it: they run in
+# their own sessions, so nothing else would stop them. util-linux's setpriv sets the
+# parent-death signal and then execs the tool (no shell, no extra process).
+SETPRIV = shutil.which("setpriv")
+
+
+def guarded(argv: list[str]) -> list[str]:
+    if SETPRIV:
+        return [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
+    return argv
 
 
 @dataclasses.dataclass
@@ -54,7 +66,7 @@ async def run_process(
     if progress_duration:
         argv = [argv[0], "-progress", "pipe:1", "-nostats", *argv[1:]]
     proc = await asyncio.create_subprocess_exec(
-        *argv,
+        *guarded(argv),
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

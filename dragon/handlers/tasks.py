@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from typing import Any
@@ -89,7 +90,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     account = await authenticated(request, body)
     definitions = task_definitions(body, state(request).settings.max_tasks_per_request)
     check_rate(request, account, len(definitions))
-    created = await service.create(account, definitions)
+    created = await asyncio.shield(service.create(account, definitions))
     keys = [key for key, _ in created]
     version = version_of(request)
     if option(request, body, "block"):
@@ -115,7 +116,7 @@ async def create_stream(request: web.Request) -> web.StreamResponse:
     check_rate(request, account, len(definitions))
     version = version_of(request)
     with service.bus.subscribe([]) as sub:
-        created = await service.create(account, definitions, watch=sub)
+        created = await asyncio.shield(service.create(account, definitions, watch=sub))
         first = [doc if version == 2 else _v1(doc) for _, doc in created]
         return await _ndjson(request, service.stream(account, first, sub, version))
 

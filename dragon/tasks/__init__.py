@@ -37,12 +37,14 @@ class TaskSpec:
     module: str
 
 
-def load_tasks() -> dict[str, TaskSpec]:
+def load_tasks(extra: tuple[str, ...] = ()) -> dict[str, TaskSpec]:
+    """The built-in tasks, plus ``extra`` modules (plugins, by dotted name)."""
     registry: dict[str, TaskSpec] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("_") or info.name in NOT_TASKS:
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
+    names = [f"{__name__}.{info.name}"
+             for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name)
+             if not info.name.startswith("_") and info.name not in NOT_TASKS]
+    for name in [*names, *extra]:
+        module = importlib.import_module(name)
         spec = TaskSpec(
             name=module.TASK_NAME,
             heavy=getattr(module, "HEAVY", True),
