@@ -18,9 +18,10 @@ from aiohttp import web
 from dragon import db
 from dragon.auth import Authenticator
 from dragon.bus import Bus
+from dragon.callbacks import CallbackSender
 from dragon.config import Settings
 from dragon.fetch import Fetcher
-from dragon.handlers import files, tasks
+from dragon.handlers import files, storage, tasks
 from dragon.handlers.errors import error_middleware
 from dragon.limits import TokenBuckets
 from dragon.scheduler import Scheduler, clean_tmp
@@ -28,6 +29,7 @@ from dragon.service import Service
 from dragon.state import STATE, State, state
 from dragon.stores import Stores
 from dragon.stores.backends import LocalBackend
+from dragon.sweeper import Sweeper
 from dragon.tasks import load_tasks
 
 log = logging.getLogger("dragon")
@@ -45,6 +47,11 @@ def setup_routes(app: web.Application) -> None:
             r.add_get(path, tasks.status_stream)
             r.add_post(path, tasks.status_stream)
     r.add_get("/storage/{location:.+}", files.serve_file)
+    for prefix in ("/v2/storage/files", "/v2/storage/files/{path:.*}"):
+        r.add_get(prefix, storage.list_files)
+        r.add_delete(prefix, storage.delete_files)
+    r.add_get("/v2/storage/expiration", storage.expiration)
+    r.add_post("/v2/storage/expiration", storage.expiration)
     r.add_get("/healthz", healthz)
 
 
@@ -90,10 +97,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                          scheduler=st.scheduler, registry=st.registry, stores=st.stores)
     st.auth = Authenticator(st.db)
     st.buckets = TokenBuckets(settings.create_rate, settings.create_burst)
+    st.callbacks = CallbackSender(settings, st.db, st.fetcher)
+    st.scheduler.on_callback_queued = st.callbacks.wake
+    st.sweeper = Sweeper(st)
     await st.scheduler.start()
+    st.callbacks.start()
+    st.sweeper.start()
     try:
         yield
     finally:
+        await st.sweeper.stop()
+        await st.callbacks.stop()
         st.service.closing.set()
         if not st.scheduler.stopping:
             await st.scheduler.stop(0)

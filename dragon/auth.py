@@ -126,6 +126,10 @@ class Authenticator:
         self._cache[(kind, value)] = (now + CACHE_SECONDS, account)
         return account
 
+    def forget(self, account: Account) -> None:
+        """Drop cached lookups of ``account`` after its settings changed."""
+        self._cache = {k: v for k, v in self._cache.items() if v[1].id != account.id}
+
     async def authenticate(self, request: Any, body: Any = None) -> Account:
         secret, api_key = credentials(request.headers, request.query, body)
         if secret:

@@ -310,8 +310,9 @@ def set_expiration(account_id: int, days: int) -> Op:
 
 
 # tasks ---------------------------------------------------------------------------------------
-def insert_tasks(rows: Iterable[dict]) -> Op:
-    """Insert new tasks (queued, or already ended in error when their parameters failed)."""
+def insert_tasks(rows: Iterable[dict], errbacks: Iterable[dict] = ()) -> Op:
+    """Insert new tasks (queued, or already ended in error when their parameters failed),
+    with the errbacks of the failed ones."""
     def op(c: sqlite3.Connection) -> None:
         seq = c.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()[0]
         c.executemany(
@@ -324,6 +325,8 @@ def insert_tasks(rows: Iterable[dict]) -> Op:
                 for i, r in enumerate(rows)
             ],
         )
+        for e in errbacks:
+            insert_outbox(**e)(c)
     return op
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from marshmallow import ValidationError
 
 from dragon import db, errors, status
@@ -22,6 +23,7 @@ from dragon.auth import Account
 from dragon.bus import Bus
 from dragon.tasks import TaskSpec
 from dragon.tasks.schema import validation_messages
+from dragon.urlcheck import url_problem
 
 FINAL = ("success", "error")
 
@@ -99,7 +101,17 @@ class Service:
                 raise AccountLimit(
                     f"account limit reached: {active} tasks are queued or executing and the"
                     f" limit is {account.max_active}; retry when some have ended")
-        await self.db.write(db.insert_tasks(rows))
+        errbacks = [
+            {"task_key": r["key"], "account_id": account.id, "url": r["params"]["url_errback"],
+             "body": orjson.dumps(status.document(r)), "webhook_id": f"msg_{r['key']}",
+             "next_at": now}
+            for r in rows
+            if r["status"] == "error" and isinstance(r["params"].get("url_errback"), str)
+            and not url_problem(r["params"]["url_errback"])
+        ]
+        await self.db.write(db.insert_tasks(rows, errbacks))
+        if errbacks:
+            self.scheduler.on_callback_queued()
         if watch is not None:
             watch.add(r["key"] for r in rows)
         for row in queued:

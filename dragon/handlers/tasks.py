@@ -13,6 +13,7 @@ from aiohttp import web
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
 from dragon.handlers.request import json_body, truthy
+from dragon.service import Overloaded
 from dragon.state import state
 
 KEY = re.compile(r"^[A-Z2-7]{26}$")
@@ -84,8 +85,7 @@ def check_rate(request: web.Request, account, cost: int) -> None:
 async def create(request: web.Request) -> web.StreamResponse:
     service = state(request).service
     if service.closing.is_set():
-        raise web.HTTPServiceUnavailable(reason="the server is shutting down",
-                                         headers={"Retry-After": "10"})
+        raise Overloaded("the server is shutting down; retry in a few seconds")
     body = await json_body(request)
     account = await authenticated(request, body)
     definitions = task_definitions(body, state(request).settings.max_tasks_per_request)
@@ -108,8 +108,7 @@ def _v1(doc: dict) -> dict:
 async def create_stream(request: web.Request) -> web.StreamResponse:
     service = state(request).service
     if service.closing.is_set():
-        raise web.HTTPServiceUnavailable(reason="the server is shutting down",
-                                         headers={"Retry-After": "10"})
+        raise Overloaded("the server is shutting down; retry in a few seconds")
     body = await json_body(request)
     account = await authenticated(request, body)
     definitions = task_definitions(body, state(request).settings.max_tasks_per_request)

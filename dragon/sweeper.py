@@ -1,0 +1,47 @@
+"""Deletes expired files: volatile ones after ``volatile_days``, persistent ones after the
+account's expiration setting. Runs at start-up and every ``sweep_interval_seconds``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from dragon import db
+from dragon.handlers.storage import remove_files
+
+log = logging.getLogger("dragon.sweeper")
+
+
+class Sweeper:
+    def __init__(self, st) -> None:
+        self.st = st
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def sweep(self) -> int:
+        removed = 0
+        while True:
+            rows = await self.st.db.read(db.expired_files(time.time()))
+            if not rows:
+                return removed
+            await remove_files(self.st, rows)
+            removed += len(rows)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if count := await self.sweep():
+                    log.info("deleted %d expired files", count)
+            except Exception:
+                log.exception("sweep failed")
+            await asyncio.sleep(self.st.settings.sweep_interval_seconds)
