@@ -1,0 +1,47 @@
+"""html.scrape: list the images and videos a web page offers, and its title.
+
+The page is fetched through the guarded fetcher with a 5 MB cap (a page larger than that
+is not a page people scrape for media) and parsed in the process pool by
+``dragon.media.html_hits``: lexbor parses 5 MB in tens of milliseconds, which the event
+loop should not spend. URLs are resolved against the final URL, after redirects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dragon import errors
+from dragon.media import html_hits
+from dragon.tasks.schema import TaskSchema, Url
+
+TASK_NAME = "html.scrape"
+HEAVY = False
+MAX_PAGE_BYTES = 5 * 1024 * 1024
+
+
+class Schema(TaskSchema):
+    url = Url(required=True)
+
+
+def scrape_file(path: str, page_url: str, charset: str | None, mime: str | None) -> dict | None:
+    """Process-pool entry point: read the downloaded page and scrape it (None: not HTML)."""
+    return html_hits.scrape(Path(path).read_bytes(), page_url, charset, mime)
+
+
+async def run(ctx) -> dict:
+    url = ctx.params["url"]
+    download = await ctx.fetch(url, max_bytes=MAX_PAGE_BYTES)
+    ctx.progress(50)
+    page_url = getattr(download, "url", None) or url
+    # The Content-Type charset, when the fetcher exposes it; else the page's <meta>.
+    charset = getattr(download, "charset", None)
+    found = await ctx.in_process(scrape_file, str(download.path), page_url, charset,
+                                 download.mime)
+    if found is None:
+        raise errors.TaskError(
+            errors.UNSUPPORTED_MEDIA,
+            f"{url} is not an HTML page ({download.mime or 'unknown type'})",
+        )
+    for kind in found.pop("truncated"):
+        ctx.warn(f"only the first {html_hits.MAX_HITS} {kind} of the page are listed")
+    return found
