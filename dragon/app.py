@@ -29,6 +29,7 @@ from dragon.service import Service
 from dragon.state import STATE, State, state
 from dragon.stores import Stores
 from dragon.stores.backends import LocalBackend
+from dragon.stores.s3 import S3Backend
 from dragon.sweeper import Sweeper
 from dragon.tasks import load_tasks
 
@@ -88,8 +89,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     st.bus = Bus(settings.stream_queue_size)
     st.registry = load_tasks(tuple(m.strip() for m in settings.task_modules.split(",")
                                    if m.strip()))
-    st.stores = Stores(st.db, LocalBackend(settings.files_path, settings.base_url), settings,
-                       st.fetcher)
+    if settings.s3_bucket:
+        backend = S3Backend(settings)
+        await backend.start()
+    else:
+        backend = LocalBackend(settings.files_path, settings.base_url)
+    st.stores = Stores(st.db, backend, settings, st.fetcher)
     st.scheduler = Scheduler(settings=settings, database=st.db, bus=st.bus,
                              registry=st.registry, stores=st.stores, fetcher=st.fetcher,
                              process_pool=st.pool)
@@ -112,6 +117,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         if not st.scheduler.stopping:
             await st.scheduler.stop(0)
         await st.fetcher.close()
+        await st.stores.backend.close()
         st.pool.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(st.db.close)
 

@@ -20,6 +20,9 @@ class Backend:
     def url(self, location: str) -> str:
         raise NotImplementedError
 
+    async def close(self) -> None:
+        """Release connections (nothing to do for local disk)."""
+
 
 class LocalBackend(Backend):
     """Files under ``<data dir>/files``, served at ``<public url>/storage/<location>``.
