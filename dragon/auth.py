@@ -113,11 +113,11 @@ class Authenticator:
             return hit[1]
         if kind == "secret":
             wanted = digest(value)
-            row = await self.db.read(db.account_by_secret_hash(wanted))
+            row = self.db.lookup(db.account_by_secret_hash(wanted))
             if row is not None and not hmac.compare_digest(row["secret_hash"], wanted):
                 row = None
         else:
-            row = await self.db.read(db.account_by_api_key(value))
+            row = self.db.lookup(db.account_by_api_key(value))
         if row is None:
             return None
         account = account_from_row(row)

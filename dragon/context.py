@@ -55,7 +55,7 @@ class TaskContext:
         self.task_name = task_name
         self.account_id = account_id
         self.params = params
-        self.tmpdir = tmpdir
+        self._tmpdir = tmpdir
         self.settings = settings
         self.outputs: dict[str, str] = {}
         self.warnings: list[str] = []
@@ -67,6 +67,13 @@ class TaskContext:
         self._deadline = deadline
         self._downloads: dict[str, asyncio.Future] = {}
         self.processes: set[asyncio.subprocess.Process] = set()
+
+    @property
+    def tmpdir(self) -> Path:
+        """The task's private folder, created on first use (most light tasks never need it)."""
+        if not self._tmpdir.exists():
+            self._tmpdir.mkdir(parents=True)
+        return self._tmpdir
 
     # -- inputs -------------------------------------------------------------------------
     async def fetch(self, url: str, *, max_bytes: int | None = None) -> Any:

@@ -162,6 +162,7 @@ class Database:
         self._writer: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="dragon-db-read")
         self._local = threading.local()
+        self._loop_conn: sqlite3.Connection | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -179,6 +180,9 @@ class Database:
             self._writer.join()
             self._writer = None
         self._readers.shutdown(wait=True)
+        if self._loop_conn is not None:
+            self._loop_conn.close()
+            self._loop_conn = None
 
     # -- writes ---------------------------------------------------------------------------
     def write(self, op: Op) -> asyncio.Future:
@@ -247,8 +251,21 @@ class Database:
         return conn
 
     async def read(self, op: Op) -> Any:
+        """Run a read on a reader thread: for scans and anything not bounded by an index."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, lambda: op(self._reader()))
+
+    def lookup(self, op: Op) -> Any:
+        """Run an indexed point read on the calling thread, the event loop included.
+
+        A primary-key lookup in WAL mode takes a few microseconds and never waits for the
+        writer; handing it to a thread costs more than the query. Only the status and
+        credential lookups use this, never a scan.
+        """
+        conn = self._loop_conn
+        if conn is None:
+            conn = self._loop_conn = connect(self.path, self.synchronous)
+        return op(conn)
 
     def read_sync(self, op: Op) -> Any:
         """For start-up and the CLI, before the loop serves requests."""

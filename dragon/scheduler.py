@@ -195,7 +195,6 @@ class Scheduler:
                 loaded = spec.schema.load({k: v for k, v in params.items() if k != "task_name"})
             except ValidationError as exc:
                 raise errors.ParameterError(validation_messages(exc)) from None
-            tmpdir.mkdir(parents=True, exist_ok=True)
             ctx = TaskContext(
                 key=key, task_name=spec.name, account_id=row["account_id"], params=loaded,
                 tmpdir=tmpdir, settings=self.settings, reporter=self, fetcher=self.fetcher,
@@ -233,7 +232,8 @@ class Scheduler:
             if ctx is not None:
                 for proc in ctx.processes:
                     kill_group(proc)
-            await asyncio.to_thread(shutil.rmtree, tmpdir, True)
+            if tmpdir.exists():
+                await asyncio.to_thread(shutil.rmtree, tmpdir, True)
 
     async def _finish(self, key: str, params: Any, state: str, result: Any, error: Any,
                       error_code: str | None) -> None:

@@ -124,7 +124,7 @@ class Service:
         """Status documents in the order of ``keys``; unknown keys get an error entry."""
         found = {}
         for i in range(0, len(keys), 500):
-            for row in await self.db.read(db.get_tasks(keys[i : i + 500], account.id)):
+            for row in self.db.lookup(db.get_tasks(keys[i : i + 500], account.id)):
                 found[row["key"]] = row
         deliveries: dict[str, list] = {}
         if details and found:
@@ -168,20 +168,31 @@ class Service:
     # -- wait and stream ---------------------------------------------------------------------
     async def wait(self, account: Account, keys: list[str], version: int = 2,
                    details: bool = False) -> list[dict]:
-        """Block until every task has ended, then return their statuses."""
-        with self.bus.subscribe(keys) as sub:
-            current = await self.statuses(account, keys, version)
-            pending = {d["key"] for d in current if d["status"] not in FINAL}
-            while pending and not self.closing.is_set():
-                update = await self._next(sub)
-                if update is None:
+        """Block until every task has ended, then return their statuses.
+
+        The subscription is bounded like any other; if a burst of changes overflows it,
+        the waiter re-reads the statuses and subscribes again rather than giving up.
+        """
+        unique = list(dict.fromkeys(keys))
+        size = max(self.bus.queue_size, 4 * len(unique))
+        while not self.closing.is_set():
+            with self.bus.subscribe(unique, size) as sub:
+                current = await self.statuses(account, unique, version)
+                pending = {d["key"] for d in current if d["status"] not in FINAL}
+                while pending:
+                    update = await self._next(sub)
+                    if update is None:
+                        break
+                    if update.get("status") in FINAL:
+                        pending.discard(update["key"])
+                if not pending or not sub.overflowed:
                     break
-                if update.get("status") in FINAL:
-                    pending.discard(update["key"])
         return await self.statuses(account, keys, version, details)
 
     async def _next(self, sub: Any) -> dict | None:
         """The next published status, or None when the server is closing or we overflowed."""
+        if sub.overflowed and sub.queue.empty():
+            return None
         getter = asyncio.ensure_future(sub.get())
         closer = asyncio.ensure_future(self.closing.wait())
         try:

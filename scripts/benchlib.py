@@ -1,0 +1,53 @@
+"""Shared by the benchmarks: start a real ``dragon serve`` in a temp dir with an account."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BenchServer:
+    def __init__(self, env: dict | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="dragon-bench-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "DRAGON_DATA_DIR": str(self.dir), "DRAGON_PORT": str(self.port),
+                    "DRAGON_ALLOW_PRIVATE_URLS": "1", "DRAGON_LOG_LEVEL": "WARNING",
+                    "DRAGON_CREATE_RATE": "0", "PYTHONPATH": str(ROOT), **(env or {})}
+        out = subprocess.run([sys.executable, "-m", "dragon", "accounts", "create", "bench"],
+                             env=self.env, capture_output=True, text=True, check=True, cwd=ROOT)
+        self.secret = json.loads(out.stdout)["secret"]
+        self.proc = subprocess.Popen([sys.executable, "-m", "dragon", "serve"], env=self.env,
+                                     cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.dir / "server.log", "wb"))  # noqa: SIM115
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Secret {self.secret}"}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
