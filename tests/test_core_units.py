@@ -1,0 +1,159 @@
+"""Unit tests of the core modules: db, bus, fair queue, auth helpers, settings, status."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from dragon import auth, db, status
+from dragon.bus import Bus
+from dragon.config import Settings
+from dragon.limits import TokenBuckets
+from dragon.scheduler import FairQueue
+
+
+@pytest.fixture
+async def database(tmp_path):
+    d = db.Database(tmp_path / "t.db")
+    d.open()
+    yield d
+    d.close()
+
+
+def insert(name):
+    return lambda c: c.execute("INSERT INTO accounts (name, secret_hash, api_key,"
+                               " webhook_secret, created_at) VALUES (?, ?, ?, '', 0)",
+                               (name, name.encode(), name))
+
+
+async def test_group_commit_shares_transactions(database, monkeypatch):
+    commits = 0
+    real = database._commit_batch
+
+    def counting(conn, batch):
+        nonlocal commits
+        commits += 1
+        real(conn, batch)
+
+    monkeypatch.setattr(database, "_commit_batch", counting)
+    await asyncio.gather(*(database.write(insert(f"a{i}")) for i in range(200)))
+    assert commits < 200
+    rows = await database.read(lambda c: c.execute("SELECT COUNT(*) FROM accounts").fetchone())
+    assert rows[0] == 200
+
+
+async def test_a_failing_write_does_not_sink_its_batch(database):
+    results = await asyncio.gather(
+        database.write(insert("x")), database.write(insert("x")), database.write(insert("y")),
+        return_exceptions=True)
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    names = await database.read(lambda c: [r[0] for r in c.execute("SELECT name FROM accounts")])
+    assert sorted(names) == ["x", "y"]
+
+
+def test_migrations_are_idempotent(tmp_path):
+    conn = db.connect(tmp_path / "m.db")
+    assert db.migrate(conn) == len(db.MIGRATIONS)
+    assert db.migrate(conn) == len(db.MIGRATIONS)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(db.MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_locked_database_is_503_then_recovers(make_server):
+    server = make_server()
+    conn = sqlite3.connect(server.data_dir / "dragon.db", isolation_level=None,
+                           check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=100")
+    conn.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(7, lambda: conn.execute("ROLLBACK"))
+    released.start()
+    try:
+        r = server.request("POST", "/v2/create", {"tasks": [{"task_name": "hello", "name": "L"}]})
+        assert r.status == 503
+        assert r.headers["Retry-After"]
+    finally:
+        released.join()
+    r = server.request("POST", "/v2/create", {"tasks": [{"task_name": "hello", "name": "L"}],
+                                              "block": True})
+    assert r.status == 200 and r.json()[0]["result"] == "Hello L"
+    conn.close()
+
+
+async def test_bus_overflow_closes_only_the_slow_subscriber():
+    bus = Bus(queue_size=2)
+    slow = bus.subscribe(["k"])
+    fast = bus.subscribe(["k"])
+    for i in range(3):
+        bus.publish("k", {"key": "k", "n": i})
+        if i < 2:
+            assert (await fast.get())["n"] == i
+    assert slow.overflowed
+    assert bus.size() == 1
+    assert (await fast.get())["n"] == 2
+    fast.__exit__()
+    assert bus.size() == 0
+
+
+async def test_fair_queue_serves_accounts_round_robin():
+    q = FairQueue()
+    for i in range(100):
+        q.put(1, f"big{i}")
+    q.put(2, "small0")
+    q.put(2, "small1")
+    order = [await q.get() for _ in range(6)]
+    assert order[:4] == ["big0", "small0", "big1", "small1"]
+    assert q.size == 96
+
+
+def test_referrer_patterns():
+    assert auth.referrer_allowed(("*",), None)
+    assert not auth.referrer_allowed(("example.com",), None)
+    assert auth.referrer_allowed(("https://*.example.com/*",), "https://a.example.com/x")
+    assert auth.referrer_allowed(("*.example.com",), "https://a.example.com/x")
+    assert not auth.referrer_allowed(("*.example.com",), "https://example.com.evil.test/")
+    assert not auth.referrer_allowed(("example.com",), "https://evil.test/?example.com")
+
+
+def test_credentials_sources():
+    assert auth.credentials({"Authorization": "secret ABC"}, {}, {}) == ("ABC", None)
+    assert auth.credentials({"Authorization": "Api-Key k"}, {}, {}) == (None, "k")
+    assert auth.credentials({}, {"secret": "Q"}, {}) == ("Q", None)
+    assert auth.credentials({}, {}, {"api_key": "b", "secret": 3}) == (None, "b")
+
+
+def test_keys_and_secrets_look_like_the_originals():
+    key = auth.new_secret()
+    assert len(key) == 26 and key.isupper()
+    assert len(auth.new_api_key()) == 13
+
+
+def test_settings_from_env_and_overrides():
+    s = Settings.load(env={"DRAGON_PORT": "9000", "DRAGON_ALLOW_PRIVATE_URLS": "yes"}, port=None)
+    assert s.port == 9000 and s.allow_private_urls is True
+    assert Settings.load(env={"DRAGON_PORT": "9000"}, port=7000).port == 7000
+    with pytest.raises(ValueError, match="DRAGON_PORT"):
+        Settings.load(env={"DRAGON_PORT": "eighty"})
+    with pytest.raises(ValueError, match="SYNCHRONOUS"):
+        Settings.load(env={"DRAGON_SQLITE_SYNCHRONOUS": "OFF"})
+
+
+def test_status_mask_hides_secrets_and_signatures():
+    masked = status.mask({"access_token": "t", "name": "n", "consumer_secret": "s",
+                          "url": "https://b/o?X-Amz-Signature=1",
+                          "task_store": {"type": "youtube", "developer_key": "k"}})
+    assert masked["access_token"] == masked["consumer_secret"] == status.MASK
+    assert masked["name"] == "n"
+    assert "Signature" not in masked["url"]
+    assert masked["task_store"] == {"type": "youtube", "developer_key": status.MASK}
+
+
+def test_token_bucket():
+    b = TokenBuckets(rate=10, burst=2)
+    assert b.take("a") == 0 and b.take("a") == 0
+    assert b.take("a") > 0
+    time.sleep(0.15)
+    assert b.take("a") == 0
