@@ -30,6 +30,7 @@ from dragon import db, errors, status
 from dragon.bus import Bus
 from dragon.context import TaskContext
 from dragon.process import kill_group
+from dragon.shared_fetch import SharedFetches
 from dragon.tasks import TaskSpec
 from dragon.tasks.schema import validation_messages
 
@@ -89,6 +90,7 @@ class Scheduler:
         self._pending_progress: dict[str, float] = {}
         self._progress_flusher: asyncio.Task | None = None
         self.stopping = False
+        self.shared = SharedFetches(fetcher, settings.tmp_path / "batches")
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -197,7 +199,8 @@ class Scheduler:
                 raise errors.ParameterError(validation_messages(exc)) from None
             ctx = TaskContext(
                 key=key, task_name=spec.name, account_id=row["account_id"], params=loaded,
-                tmpdir=tmpdir, settings=self.settings, reporter=self, fetcher=self.fetcher,
+                tmpdir=tmpdir, settings=self.settings, reporter=self,
+                fetcher=self.shared.fetcher_for(key),
                 store=self.stores.for_task(loaded.get("task_store")),
                 process_pool=self.process_pool,
                 deadline=time.monotonic() + self.settings.task_timeout_seconds,
@@ -229,6 +232,7 @@ class Scheduler:
                                f" log has the details (task {key})", errors.INTERNAL_ERROR)
         finally:
             self.contexts.pop(key, None)
+            self.shared.task_ended(key)
             if ctx is not None:
                 for proc in ctx.processes:
                     kill_group(proc)

@@ -114,6 +114,7 @@ class Service:
             self.scheduler.on_callback_queued()
         if watch is not None:
             watch.add(r["key"] for r in rows)
+        self.scheduler.shared.register(rows[0]["key"], [r["key"] for r in queued])
         for row in queued:
             self.scheduler.enqueue(account.id, row["key"], row["task_name"])
         return [(r["key"], status.document(r)) for r in rows]

@@ -65,7 +65,7 @@ class Server:
             "DRAGON_ALLOW_PRIVATE_URLS": "1",
             "DRAGON_CONCURRENCY": "2",
             "DRAGON_SHUTDOWN_GRACE_SECONDS": "5",
-            "DRAGON_TASK_MODULES": "tests.plugin_tasks,tests.plugin_progress,tests.plugin_file",
+            "DRAGON_TASK_MODULES": "tests.plugin_tasks,tests.plugin_progress,tests.plugin_file,tests.plugin_fetch",
             **env,
             "DRAGON_DATA_DIR": str(data_dir),
             "DRAGON_PORT": str(self.port),
