@@ -1,6 +1,7 @@
 # make install: .venv with dragon (editable, test extras) + ffmpeg, ImageMagick and fonts.
 # make run:     serve the API on 127.0.0.1:8080 (DRAGON_PORT to change), data in ./var.
-# make test:    the whole suite.   make lint: ruff.   make bench: the benchmarks in scripts/.
+# make test:    the whole suite.   make lint: ruff.
+# make bench:   the benchmarks in scripts/ (BENCH="api thumb" for some of them).
 
 PYTHON ?= python3
 VENV := .venv
@@ -41,7 +42,7 @@ lint: install
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py $(BENCH)
 
 clean:
 	rm -rf $(VENV) var *.egg-info
