@@ -337,3 +337,16 @@ def test_many_stream_clients_disconnecting_leave_no_subscribers(make_server):
     time.sleep(0.5)
     health = server.request("GET", "/healthz", auth=False).json()
     assert health["subscribers"] == 0
+
+
+def test_full_queue_is_503_with_retry_after(make_server):
+    server = make_server(env={"DRAGON_MAX_QUEUED_TASKS": "2", "DRAGON_CONCURRENCY": "1"})
+    sleep = {"task_name": "test.sleep", "seconds": 3}
+    assert server.request("POST", "/v2/create", {"tasks": [sleep]}).status == 200
+    time.sleep(0.3)  # the first one is executing; two more fill the queue
+    assert server.request("POST", "/v2/create", {"tasks": [sleep, sleep]}).status == 200
+    r = server.request("POST", "/v2/create", {"tasks": [sleep]})
+    assert r.status == 503
+    assert r.headers["Retry-After"]
+    assert "queue is full" in r.json()["errors"][0]["description"]
+    server.stop(9)
