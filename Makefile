@@ -41,6 +41,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
+	ldconfig -p | grep -q libvips.so.42 || $(SUDO) apt-get install -y -qq libvips42 || true
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python scripts/bench.py $(BENCH)
 

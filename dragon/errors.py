@@ -37,6 +37,10 @@ class TaskError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __reduce__(self):
+        # So a TaskError raised in a process-pool worker arrives whole in the server.
+        return (self.__class__, (self.code, self.message))
+
 
 class ParameterError(TaskError):
     """Invalid task parameters, reported as ``{"parameters": {field: [messages]}}``."""
@@ -44,6 +48,9 @@ class ParameterError(TaskError):
     def __init__(self, fields: dict[str, list[str]]) -> None:
         super().__init__(PARAMETERS, "invalid parameters")
         self.fields = fields
+
+    def __reduce__(self):
+        return (self.__class__, (self.fields,))
 
     @classmethod
     def one(cls, field: str, message: str) -> ParameterError:

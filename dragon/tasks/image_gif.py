@@ -1,0 +1,50 @@
+"""image.gif: an animated GIF with one frame per image.
+
+Pillow only, never ImageMagick (see ``dragon.media.image``, which also explains the shared
+palette, dithering and frame optimisation). Sources are fetched concurrently (bounded);
+one that fails ends the task with an error naming its URL. The GIF has the first image's
+size unless ``width``/``height`` say otherwise (one alone keeps its aspect); every frame
+is fitted into it, letterboxed on black. ``frame_duration`` is rounded to 1/100 s, the
+GIF's unit. ``loop``: 0 forever, -1 play once (no loop extension), n: n loops.
+Identical consecutive images become one frame showing for their total duration.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from marshmallow import fields, validate
+
+from dragon import errors
+from dragon.media import image
+from dragon.tasks.schema import Size, TaskSchema, Url
+
+TASK_NAME = "image.gif"
+HEAVY = True
+
+MAX_IMAGES = 500
+
+
+class Schema(TaskSchema):
+    images = fields.List(Url(), required=True, validate=validate.Length(min=1, max=MAX_IMAGES))
+    loop = fields.Integer(load_default=0, validate=validate.Range(min=-1, max=65535))
+    frame_duration = fields.Float(load_default=0.1, validate=validate.Range(min=0.01, max=655.35))
+    width = Size(load_default=None, allow_none=True)
+    height = Size(load_default=None, allow_none=True)
+
+
+async def run(ctx) -> dict:
+    p = ctx.params
+    max_pixels = ctx.settings.max_pixels
+    if p["width"] and p["height"] and p["width"] * p["height"] * len(p["images"]) > max_pixels:
+        raise errors.ParameterError.one(
+            "images", f"{len(p['images'])} frames of {p['width']}x{p['height']} are over the "
+            f"limit of {max_pixels} pixels")
+    sources = await image.fetch_sources(ctx, p["images"])
+    ctx.progress(50)
+    dest = image.output_path(ctx.tmpdir, "gif")
+    await ctx.in_process(functools.partial(
+        image.gif, sources, str(dest), p["width"], p["height"], p["loop"],
+        p["frame_duration"], max_pixels))
+    await ctx.output("output", dest, "image/gif")
+    return {}

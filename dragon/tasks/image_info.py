@@ -1,0 +1,26 @@
+"""image.info: format, size, transparency and camera EXIF of an image, without decoding it.
+
+Pillow only (no ImageMagick): see ``dragon.media.image`` for how sources are checked.
+``width``/``height`` are the stored pixels; ``rotation`` is the clockwise turn that shows
+the image as shot (null when the EXIF orientation needs a flip or is absent). Every
+EXIF-derived value is null when the file lacks it.
+"""
+
+from __future__ import annotations
+
+from dragon.media import image
+from dragon.tasks.schema import TaskSchema, Url
+
+TASK_NAME = "image.info"
+HEAVY = False
+
+
+class Schema(TaskSchema):
+    url = Url(required=True)
+
+
+async def run(ctx) -> dict:
+    download = await ctx.fetch(ctx.params["url"])
+    source = image.Source(str(download.path), ctx.params["url"], download.mime)
+    # Header parsing only: a thread is enough and keeps the heavy process pool free.
+    return await ctx.in_thread(image.info, source, ctx.settings.max_pixels)

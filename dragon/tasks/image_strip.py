@@ -1,0 +1,52 @@
+"""image.strip: images side by side in equal cells, ``wrap`` cells per row.
+
+Pillow only, never ImageMagick (see ``dragon.media.image``). Sources are fetched
+concurrently (a bounded number at a time); one that fails ends the task with an error
+naming its URL. Without ``crop`` each image fits its cell, letterboxed on black (on
+transparency in PNG); with it, each fills its cell, centre-cropped. One missing cell side
+follows the first image's aspect; with neither, a cell is the first image fitted into
+160x120, never enlarged.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from marshmallow import fields, validate
+
+from dragon import errors
+from dragon.media import geometry, image
+from dragon.tasks.schema import Choice, Size, TaskSchema, Url
+
+TASK_NAME = "image.strip"
+HEAVY = True
+
+MAX_IMAGES = 500
+
+
+class Schema(TaskSchema):
+    urls = fields.List(Url(), required=True, validate=validate.Length(min=1, max=MAX_IMAGES))
+    width = Size(load_default=None, allow_none=True)
+    height = Size(load_default=None, allow_none=True)
+    crop = fields.Boolean(load_default=False)
+    wrap = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
+    format = Choice(["jpeg", "png"], load_default="jpeg")
+
+
+async def run(ctx) -> dict:
+    p = ctx.params
+    max_pixels = ctx.settings.max_pixels
+    if p["width"] and p["height"]:
+        cols, rows = geometry.grid(len(p["urls"]), p["wrap"])
+        if cols * p["width"] * rows * p["height"] > max_pixels:
+            raise errors.ParameterError.one(
+                "width", f"a strip of {cols}x{rows} cells of {p['width']}x{p['height']} is "
+                f"over the limit of {max_pixels} pixels")
+    sources = await image.fetch_sources(ctx, p["urls"])
+    ctx.progress(50)
+    dest = image.output_path(ctx.tmpdir, p["format"])
+    result = await ctx.in_process(functools.partial(
+        image.strip, sources, str(dest), p["width"], p["height"], p["crop"], p["wrap"],
+        p["format"], max_pixels))
+    await ctx.output("output", dest, result["content_type"])
+    return result

@@ -1,0 +1,273 @@
+"""Benchmark image.thumb: a 400 px thumbnail of a 24 MP JPEG, side by side with the raw tools.
+
+    .venv/bin/python scripts/bench_thumb.py [--runs 5] [--jobs 20] [--keep DIR]
+
+Bench-only dependency: pyvips (the bench extra) and libvips (``apt-get install libvips42``);
+its row is skipped when either is missing.
+
+1. Writes a 6000x4000 JPEG (q90) of gradients plus noise, so it compresses like a photo.
+2. Times, median of ``--runs`` after one warm-up:
+   * ImageMagick 6 ``convert-im6.q16 big.jpg -thumbnail 400x400 out.jpg`` (a process each
+     time, as a server shelling out to it would);
+   * pyvips ``Image.thumbnail(path, 400)`` written as JPEG Q85 (in-process, warm);
+   * our ``dragon.media.image.thumb`` called directly (in-process, warm);
+   * image.thumb through the HTTP API: a real ``dragon serve`` (temp data dir, private URLs
+     allowed for the local origin), ``block=true`` creates, output downloaded.
+3. Peak RSS of ``dragon.media.image.thumb`` alone, in a fresh child process
+   (``resource.getrusage`` ru_maxrss after the call, minus the same before it).
+4. Thumbnails per second through the API with 2 concurrent clients (``--jobs`` in all),
+   and the server's CPU time per thumbnail (server + pool workers, from /proc): on a shared
+   machine the wall-clock rate depends on the other load, the CPU cost does not.
+
+Targets (the issue): <= 0.6x ImageMagick's time, <= 1.2x pyvips', peak <= 100 MB, >= 12/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import http.server
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dragon.media import image  # noqa: E402
+
+SIZE = 400
+TARGETS = {"im": 0.6, "vips": 1.2, "rss_mb": 100, "per_s": 12}
+
+
+def make_source(path: Path) -> None:
+    rng = np.random.default_rng(0)
+    h, w = 4000, 6000
+    x = np.linspace(0, 255, w, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, h, dtype=np.float32)[:, None]
+    rgb = np.empty((h, w, 3), np.uint8)
+    for c, plane in enumerate((x + 0 * y, y + 0 * x, (x + y) / 2)):
+        rgb[..., c] = np.clip(plane + rng.normal(0, 20, (h, w)), 0, 255)
+    Image.fromarray(rgb).save(path, "JPEG", quality=90)
+
+
+def median_ms(fn, runs: int) -> float:
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def ours(src: Path, out: Path) -> None:
+    image.thumb(image.Source(str(src), src.name), str(out), SIZE, SIZE, False, 0, False,
+                "jpeg", 100_000_000)
+
+
+def peak_rss_child(src: str, out: str, queue) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    ours(Path(src), Path(out))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put((before / 1024, after / 1024))
+
+
+def vips_runner():
+    try:
+        import pyvips
+    except (ImportError, OSError) as e:
+        print(f"pyvips: skipped ({e.__class__.__name__}: {e})")
+        return None
+    pyvips.cache_set_max(0)
+    print(f"pyvips {pyvips.__version__}, libvips {pyvips.version(0)}.{pyvips.version(1)}")
+    return lambda src, out: pyvips.Image.thumbnail(str(src), SIZE).write_to_file(f"{out}[Q=85]")
+
+
+# -- the HTTP API ----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_origin(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(folder))
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+class Api:
+    def __init__(self, data: Path) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, "DRAGON_DATA_DIR": str(data), "DRAGON_PORT": str(self.port),
+                    "DRAGON_ALLOW_PRIVATE_URLS": "1", "DRAGON_CONCURRENCY": "2"}
+        out = subprocess.run([sys.executable, "-m", "dragon", "accounts", "create", "bench",
+                              "--data-dir", str(data)], env=self.env, capture_output=True,
+                             text=True, check=True, cwd=ROOT)
+        self.secret = json.loads(out.stdout)["secret"]
+        self.log = open(data / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([sys.executable, "-m", "dragon", "serve"], env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("dragon serve did not start; see server.log")
+
+    def thumb(self, url: str) -> None:
+        body = json.dumps({"block": True, "tasks": [
+            {"task_name": "image.thumb", "url": url, "width": SIZE, "height": SIZE}]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v2/create", data=body,
+                                     headers={"Authorization": f"Secret {self.secret}"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            [status] = json.loads(r.read())
+        if status["status"] != "success":
+            raise RuntimeError(f"image.thumb failed: {status}")
+        with urllib.request.urlopen(status["result"]["output"], timeout=60) as r:
+            r.read()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server and every descendant (the pool workers)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        stats = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+        tree, total = {self.proc.pid}, 0
+        for _ in range(4):  # server -> forkserver -> pool workers
+            tree |= {pid for pid, (ppid, _) in stats.items() if ppid in tree}
+        for pid in tree:
+            total += stats.get(pid, (0, 0))[1]
+        return total / tick
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=20)
+    parser.add_argument("--keep", type=Path, help="keep the work folder here")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_thumb-"))
+    try:
+        run(work, args)
+    finally:
+        if args.keep:
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def in_child(target, *args):
+    """Run ``target(*args, queue)`` in a fresh interpreter and return what it puts."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=target, args=(*args, queue))
+    child.start()
+    result = queue.get(timeout=300)
+    child.join()
+    return result
+
+
+def make_source_child(path: str, queue) -> None:
+    make_source(Path(path))
+    queue.put(None)
+
+
+def run(work: Path, args) -> None:
+    src = work / "big.jpg"
+    # Both in fresh children while this process is still small: a child's ru_maxrss starts
+    # from the RSS of the process it was forked from.
+    in_child(make_source_child, str(src))
+    before, after = in_child(peak_rss_child, str(src), str(work / "rss.jpg"))
+    print(f"source: {src.stat().st_size / 1e6:.1f} MB JPEG, 6000x4000 -> {SIZE}x{SIZE} box, "
+          f"{os.cpu_count()} cores")
+    rows: dict[str, float] = {}
+    convert = shutil.which("convert-im6.q16") or shutil.which("convert")
+    rows["ImageMagick convert -thumbnail"] = median_ms(lambda: subprocess.run(
+        [convert, str(src), "-thumbnail", f"{SIZE}x{SIZE}", str(work / "im.jpg")],
+        check=True), args.runs)
+    vips = vips_runner()
+    if vips:
+        rows["pyvips Image.thumbnail"] = median_ms(lambda: vips(src, work / "vips.jpg"),
+                                                   args.runs)
+    rows["dragon.media.image.thumb"] = median_ms(lambda: ours(src, work / "ours.jpg"), args.runs)
+    cpu_start = time.process_time()
+    for _ in range(args.runs):
+        ours(src, work / "ours.jpg")
+    ours_cpu_ms = (time.process_time() - cpu_start) / args.runs * 1000
+
+    origin, base = start_origin(work)
+    data = work / "data"
+    data.mkdir()
+    api = Api(data)
+    try:
+        rows["image.thumb via HTTP API"] = median_ms(lambda: api.thumb(f"{base}/big.jpg"),
+                                                     args.runs)
+        start, cpu = time.perf_counter(), api.cpu_seconds()
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda _: api.thumb(f"{base}/big.jpg"), range(args.jobs)))
+        per_s = args.jobs / (time.perf_counter() - start)
+        cpu_ms = (api.cpu_seconds() - cpu) / args.jobs * 1000
+    finally:
+        api.stop()
+        origin.shutdown()
+
+    im_ms = rows["ImageMagick convert -thumbnail"]
+    vips_ms = rows.get("pyvips Image.thumbnail")
+    print(f"\n{'method':34} {'median ms':>10} {'vs IM':>7} {'vs vips':>8}")
+    for name, ms in rows.items():
+        vs_vips = f"{ms / vips_ms:7.2f}x" if vips_ms else "      -"
+        print(f"{name:34} {ms:10.1f} {ms / im_ms:6.2f}x {vs_vips}")
+    ours_ms = rows["dragon.media.image.thumb"]
+    peak = after - before
+    print(f"\npeak RSS of the thumb function: {peak:.0f} MB above a {before:.0f} MB process "
+          f"({after:.0f} MB total)")
+    cores = min(2, os.cpu_count() or 1)
+    print(f"throughput via the API, 2 concurrent clients: {per_s:.1f} thumbnails/s "
+          f"({args.jobs} jobs); server CPU {cpu_ms:.0f} ms per thumbnail (the thumb function "
+          f"alone: {ours_cpu_ms:.0f} ms), so "
+          f"{cores * 1000 / cpu_ms:.1f}/s when {cores} cores are ours alone "
+          f"(load average now {os.getloadavg()[0]:.1f})")
+    checks = [("time vs ImageMagick", ours_ms / im_ms, TARGETS["im"], "<="),
+              ("peak RSS MB", peak, TARGETS["rss_mb"], "<="),
+              ("thumbnails/s", per_s, TARGETS["per_s"], ">=")]
+    if vips_ms:
+        checks.insert(1, ("time vs pyvips", ours_ms / vips_ms, TARGETS["vips"], "<="))
+    print()
+    for name, value, target, op in checks:
+        met = value <= target if op == "<=" else value >= target
+        print(f"{'MET ' if met else 'MISS'} {name}: {value:.2f} (target {op} {target})")
+
+
+if __name__ == "__main__":
+    main()
