@@ -8,6 +8,7 @@ first task. ``tests/test_docs.py`` checks that docs/settings.md lists each one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -155,19 +156,20 @@ class Settings:
     def heavy_slots(self) -> int:
         return self.concurrency or os.cpu_count() or 1
 
-    @property
+    # Paths are resolved once: resolve() costs syscalls and tasks ask for tmp_path often.
+    @functools.cached_property
     def data_path(self) -> Path:
         return Path(self.data_dir).resolve()
 
-    @property
+    @functools.cached_property
     def db_path(self) -> Path:
         return self.data_path / "dragon.db"
 
-    @property
+    @functools.cached_property
     def files_path(self) -> Path:
         return self.data_path / "files"
 
-    @property
+    @functools.cached_property
     def tmp_path(self) -> Path:
         return self.data_path / "tmp"
 
