@@ -56,6 +56,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_pixels", 100_000_000, int, "Largest image or video frame, in pixels."),
     Setting("max_media_duration", 4 * 3600.0, float, "Longest audio or video source, in seconds."),
     Setting("max_media_streams", 32, int, "Most streams in a media source."),
+    Setting("max_output_bytes", 4 * GiB, int, "Largest file a tool may write (ffmpeg -fs)."),
+    Setting("x264_preset", "veryfast", str, "x264 preset of video encodes (speed vs size)."),
+    Setting("reverse_segment_bytes", 400 * MiB, int,
+            "Decoded frames video.reverse holds at once (memory bound)."),
     Setting("max_video_duration", 600.0, float, "Longest video.create output, in seconds."),
     Setting("volatile_days", 7, int, "Days files in the volatile store are kept."),
     Setting("sweep_interval_seconds", 3600.0, float, "How often expired files are deleted."),
@@ -115,6 +119,9 @@ class Settings:
     max_pixels: int
     max_media_duration: float
     max_media_streams: int
+    max_output_bytes: int
+    x264_preset: str
+    reverse_segment_bytes: int
     max_video_duration: float
     volatile_days: int
     sweep_interval_seconds: float

@@ -52,9 +52,14 @@ _EXTENSIONS = {
     "audio/aac": ".aac",
     "video/mp2t": ".ts",
     "video/x-flv": ".flv",
+    "video/x-ms-asf": ".wmv",
     "application/pdf": ".pdf",
     "application/json": ".json",
 }
+
+
+# The ASF header object's GUID (WMV/WMA files).
+ASF_GUID = bytes.fromhex("3026B2758E66CF11A6D900AA0062CE6C")
 
 
 def sniff(head: bytes) -> str | None:
@@ -102,6 +107,8 @@ def _binary(h: bytes) -> str | None:
         size = (h[6] & 0x7F) << 21 | (h[7] & 0x7F) << 14 | (h[8] & 0x7F) << 7 | (h[9] & 0x7F)
         inner = _binary(h[10 + size :]) if 10 + size < len(h) else None
         return inner if inner in ("audio/flac", "audio/aac") else "audio/mpeg"
+    if h.startswith(ASF_GUID):
+        return "video/x-ms-asf"
     if h.startswith(b"FLV\x01"):
         return "video/x-flv"
     if _ts(h, 0, 188) or _ts(h, 4, 192):

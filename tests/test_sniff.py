@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from dragon.sniff import FFCONCAT, HLS, MSL, MVG, extension, sniff, sniff_file
+from tests.media import ffmpeg
 
 
 def box(kind: bytes, payload: bytes) -> bytes:
@@ -175,3 +176,9 @@ def test_real_media_from_ffmpeg(tmp_path, ext, args, expected):
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", *args, str(out)], check=True,
                    timeout=60)
     assert sniff_file(out) == expected
+
+
+def test_asf_is_sniffed_as_wmv_container(tmp_path):
+    out = tmp_path / "a.wmv"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.2", "-c:a", "wmav2", "-f", "asf", str(out))
+    assert sniff_file(out) == "video/x-ms-asf"

@@ -1,0 +1,63 @@
+"""audio.convert: an audio file as MP3, Ogg Vorbis or AAC (in M4A), and its duration.
+
+When the source already holds the target codec the stream is copied into the target
+container (no generation loss, no encode time) unless ``force`` asks for a re-encode.
+Video streams, cover art included, are dropped. Encodes use good general-purpose
+settings: MP3 at 192 kbit/s, Vorbis at quality 5 (about 160 kbit/s), AAC at 160 kbit/s.
+"""
+
+from __future__ import annotations
+
+from marshmallow import fields
+
+from dragon.media import probe
+from dragon.media.ffmpeg import check_output, ffmpeg_argv, output_cap
+from dragon.tasks.schema import Choice, TaskSchema, Url
+
+TASK_NAME = "audio.convert"
+HEAVY = True
+
+# codec parameter -> (ffprobe codec name, encoder args, muxer, extension, content type)
+TARGETS = {
+    "mp3": ("mp3", ["-c:a", "libmp3lame", "-b:a", "192k"], "mp3", "mp3", "audio/mpeg"),
+    "vorbis": ("vorbis", ["-c:a", "libvorbis", "-q:a", "5"], "ogg", "ogg", "audio/ogg"),
+    "aac": ("aac", ["-c:a", "aac", "-b:a", "160k"], "ipod", "m4a", "audio/mp4"),
+}
+
+
+class Schema(TaskSchema):
+    url = Url(required=True)
+    codec = Choice(list(TARGETS), load_default="mp3")
+    force = fields.Boolean(load_default=False)
+
+
+def build_argv(info: probe.MediaInfo, codec: str, force: bool, out, settings) -> list[str]:
+    """Copy the first audio stream when it already is ``codec`` (unless ``force``), else encode."""
+    codec_name, encode, muxer, _, _ = TARGETS[codec]
+    copy = info.audio_codec == codec_name and not force
+    return ffmpeg_argv(
+        *probe.input_args(info),
+        "-map", "0:a:0", "-vn", "-sn", "-dn",
+        *(["-c:a", "copy"] if copy else encode),
+        *(["-movflags", "+faststart"] if muxer == "ipod" else []),
+        *output_cap(settings),
+        "-f", muxer, str(out),
+    )
+
+
+async def run(ctx) -> dict:
+    _, _, _, ext, content_type = TARGETS[ctx.params["codec"]]
+    download = await ctx.fetch(ctx.params["url"])
+    info = await probe.probe(ctx, download)
+    probe.require_audio(info)
+
+    out = ctx.tmpdir / f"output.{ext}"
+    argv = build_argv(info, ctx.params["codec"], ctx.params["force"], out, ctx.settings)
+    await ctx.run(argv, progress_duration=info.duration)
+    check_output(out, ctx.settings)
+    result = await probe.probe_path(ctx, out, content_type)
+    await ctx.output("output", out, content_type)
+    return {
+        "duration": round(result.duration, 2) if result.duration is not None else None,
+        "content_type": content_type,
+    }

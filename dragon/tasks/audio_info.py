@@ -1,0 +1,24 @@
+"""audio.info: duration, content type and codec of an audio file, from one ffprobe run."""
+
+from __future__ import annotations
+
+from dragon.media import probe
+from dragon.tasks.schema import TaskSchema, Url
+
+TASK_NAME = "audio.info"
+HEAVY = False
+
+
+class Schema(TaskSchema):
+    url = Url(required=True)
+
+
+async def run(ctx) -> dict:
+    download = await ctx.fetch(ctx.params["url"])
+    info = await probe.probe(ctx, download)
+    probe.require_audio(info)
+    return {
+        "duration": round(info.duration, 2) if info.duration is not None else None,
+        "content_type": info.content_type,
+        "codec": info.audio_codec,
+    }
