@@ -1,0 +1,169 @@
+"""Streaming decode of a local media file to mono PCM through an ffmpeg pipe.
+
+audio.waveform and audio.beats never hold a whole decoded file: ffmpeg writes raw
+``f32le`` (or ``s16le``) samples to its stdout and the analysis reduces them chunk by
+chunk, so memory stays flat in the audio's length (a 4-hour file is 1.3 GB of float32
+at 22050 Hz).
+
+The reading side runs inside a process-pool worker (``TaskContext.in_process``), so the
+event loop never sees the samples. That worker owns the ffmpeg child: it starts it in its
+own session (with the parent-death signal of ``dragon.process.guarded``, so it dies with
+the worker), kills the whole group on any exception, on early exit and past ``timeout``,
+and writes the child's pid to ``pidfile`` while it runs, so the task (``run_in_pool``) can
+kill ffmpeg if the task itself is cancelled while the worker is still reading. A reader
+that dies closes the pipe, and ffmpeg then dies of SIGPIPE at its next write.
+
+Errors cross the process boundary as ``PcmError`` (picklable, unlike ``TaskError`` whose
+``__init__`` takes two arguments) and become ``TaskError`` in the task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dragon import errors
+from dragon.media.ffmpeg import ffmpeg_argv
+from dragon.process import guarded
+
+CHUNK_SAMPLES = 1 << 17  # samples per read: few Python iterations, small buffers
+STDERR_TAIL = 4000
+
+
+class PcmError(Exception):
+    """A decode failure inside a worker; ``args`` are ``(code, message)`` so it pickles."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def task_error(self) -> errors.TaskError:
+        return errors.TaskError(self.code, self.message)
+
+
+SAMPLE_TYPES = {"f32le": np.dtype("<f4"), "s16le": np.dtype("<i2")}
+
+
+def pcm_argv(input_args: list[str], rate: int, *, duration: float | None = None,
+             sample_format: str = "f32le") -> list[str]:
+    """ffmpeg decoding the first audio stream of ``input_args`` to mono PCM on stdout.
+
+    ``sample_format`` is ``f32le`` (analysis) or ``s16le`` (half the bytes, clipped to
+    full scale: enough for drawing).
+    ``input_args`` comes from ``dragon.media.probe.input_args`` (whitelists, optional input
+    seek, forced demuxer; ``ffmpeg_argv`` re-checks them). ``duration`` limits the output
+    (``-t``), for ``end``.
+    """
+    limit = ["-t", f"{duration:.6f}"] if duration is not None else []
+    return ffmpeg_argv(*input_args, "-map", "0:a:0", "-vn", "-sn", "-dn", *limit,
+                       "-ac", "1", "-ar", str(rate), "-f", sample_format, "pipe:1")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def open_pcm(
+    argv: list[str], *, timeout: float, pidfile: str | None = None,
+    chunk_samples: int = CHUNK_SAMPLES,
+) -> Iterator[Iterator[np.ndarray]]:
+    """Run ``argv`` (from ``pcm_argv``) and give an iterator of sample chunks.
+
+    The chunks' dtype follows the ``-f`` at the end of ``argv`` (float32 or int16).
+    Use as ``with open_pcm(argv, timeout=t) as chunks: for x in chunks: ...``. When the
+    block ends, however it ends, ffmpeg is dead and reaped. A non-zero exit raises
+    ``PcmError(invalid_media)`` with ffmpeg's reason once the stream is exhausted;
+    running past ``timeout`` seconds raises ``PcmError(timeout)``.
+    """
+    dtype = SAMPLE_TYPES[argv[argv.index("pipe:1") - 1]]
+    timed_out = threading.Event()
+    with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: it can never fill up
+        proc = subprocess.Popen(
+            guarded(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+            start_new_session=True, bufsize=chunk_samples * dtype.itemsize,
+        )
+        if pidfile:
+            Path(pidfile).write_text(str(proc.pid))
+
+        def expire() -> None:
+            timed_out.set()
+            _kill_group(proc)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+
+        def chunks() -> Iterator[np.ndarray]:
+            assert proc.stdout is not None
+            size = dtype.itemsize
+            while data := proc.stdout.read(chunk_samples * size):
+                if len(data) >= size:
+                    yield np.frombuffer(data, dtype, len(data) // size)
+            proc.wait()
+            if timed_out.is_set():
+                raise PcmError(errors.TIMEOUT, f"decoding took longer than {timeout:g} s")
+            if proc.returncode != 0:
+                raise PcmError(errors.INVALID_MEDIA, f"ffmpeg failed: {_reason(stderr)}")
+
+        try:
+            yield chunks()
+        finally:
+            timer.cancel()
+            _kill_group(proc)
+            proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+            if pidfile:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(pidfile)
+
+
+def _reason(stderr: Any) -> str:
+    stderr.seek(0, os.SEEK_END)
+    stderr.seek(max(0, stderr.tell() - STDERR_TAIL))
+    text = stderr.read().decode("utf-8", "replace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return "; ".join(lines[-3:])[-500:] or "no reason given"
+
+
+def pool_timeout(ctx) -> float:
+    """Seconds a worker may decode: what is left of the task, else the task timeout."""
+    remaining = ctx.remaining()
+    if remaining is not None:
+        return remaining
+    return float(ctx.settings.task_timeout_seconds)
+
+
+async def run_in_pool(ctx, fn: Callable[..., Any], argv: list[str], *args: Any) -> Any:
+    """``ctx.in_process(fn, argv, pidfile, timeout, *args)``, with ffmpeg killed on cancel.
+
+    ``fn`` opens ``argv`` with ``open_pcm(argv, timeout=..., pidfile=...)``. If the task is
+    cancelled while the worker runs, the worker cannot be interrupted, but killing its
+    ffmpeg (whose pid it left in ``pidfile``) ends its stream at once and frees the slot.
+    ``PcmError`` becomes ``TaskError``.
+    """
+    pidfile = ctx.tmpdir / f"ffmpeg-{uuid.uuid4().hex}.pid"
+    try:
+        return await ctx.in_process(fn, argv, str(pidfile), pool_timeout(ctx), *args)
+    except PcmError as e:
+        raise e.task_error() from None
+    except BaseException:
+        # The worker removes the file after reaping ffmpeg, so a pid read here is still ours.
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError,
+                                 PermissionError):
+            os.killpg(int(pidfile.read_text()), signal.SIGKILL)
+        raise
