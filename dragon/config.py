@@ -186,3 +186,27 @@ class Settings:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+
+def render_docs() -> str:
+    """docs/settings.md: ``python -m dragon.config > docs/settings.md`` (a test checks it)."""
+    lines = [
+        "# Settings", "",
+        "Generated from `dragon/config.py` by `python -m dragon.config` (do not edit by hand).",
+        "Every setting has a default and an environment variable; `serve`'s `--host`, `--port`,",
+        "`--data-dir` and `--concurrency` flags win over the environment, which wins over the",
+        "defaults. Bad values stop the server at start-up.", "",
+        "| variable | default | meaning |", "|---|---|---|",
+    ]
+    for s in SETTINGS:
+        default = s.default
+        if isinstance(default, bool):
+            default = "1" if default else "0"
+        lines.append(f"| `{s.env}` | `{default if default != '' else '(empty)'}` | {s.help} |")
+    lines += ["", "Also read: `DRAGON_LOG_LEVEL` (default `INFO`), and for S3 the usual",
+              "`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_docs(), end="")

@@ -21,7 +21,7 @@ from typing import Any
 
 from marshmallow import Schema
 
-NOT_TASKS = {"schema"}
+NOT_TASKS = {"schema", "reference"}
 
 
 class TaskAlreadyRegistered(Exception):
