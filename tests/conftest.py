@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PLUGINS = ("tasks", "progress", "file", "fetch")  # tests/plugin_*.py: tasks for tests only
 
 
 def pytest_report_header(config):
@@ -65,7 +66,7 @@ class Server:
             "DRAGON_ALLOW_PRIVATE_URLS": "1",
             "DRAGON_CONCURRENCY": "2",
             "DRAGON_SHUTDOWN_GRACE_SECONDS": "5",
-            "DRAGON_TASK_MODULES": "tests.plugin_tasks,tests.plugin_progress,tests.plugin_file,tests.plugin_fetch",
+            "DRAGON_TASK_MODULES": ",".join(f"tests.plugin_{name}" for name in PLUGINS),
             **env,
             "DRAGON_DATA_DIR": str(data_dir),
             "DRAGON_PORT": str(self.port),
