@@ -39,6 +39,7 @@ class Account:
 
 
 def new_secret() -> str:
+    """26 characters of upper-case base32 from 16 random bytes (COMPAT.md 5.1)."""
     return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")
 
 
@@ -61,15 +62,36 @@ def account_from_row(row: Any) -> Account:
 
 
 def referrer_allowed(patterns: tuple[str, ...], referrer: str | None) -> bool:
-    """Glob patterns match the whole Referer/Origin or its host; ``*`` admits a missing one."""
+    """Does the request come from a whitelisted site?
+
+    Only the referrer's scheme and host (with its port) are compared, never its path or
+    query, which the referring page controls: ``https://evil.test/x.example.com`` does not
+    pass ``*.example.com``. A pattern is a host glob (``*.example.com``, ``app.test:8080``),
+    optionally with a scheme (``https://*.example.com/*``; any path in it is ignored). The
+    pattern ``*`` admits every referrer, a missing one included.
+    """
     if "*" in patterns:
         return True
     if not referrer:
         return False
-    referrer = referrer.lower()
-    host = urlsplit(referrer).hostname or referrer
-    return any(fnmatch.fnmatchcase(referrer, p.lower()) or fnmatch.fnmatchcase(host, p.lower())
-               for p in patterns)
+    parts = urlsplit(referrer.strip().lower())
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return False
+    if not parts.scheme or not host:
+        return False
+    candidates = (host,) if port is None else (host, f"{host}:{port}")
+    for pattern in patterns:
+        pattern = pattern.strip().lower()
+        scheme, sep, rest = pattern.partition("://")
+        if not sep:
+            scheme, rest = "*", pattern
+        host_glob = rest.split("/", 1)[0]
+        if fnmatch.fnmatchcase(parts.scheme, scheme) and any(
+                fnmatch.fnmatchcase(c, host_glob) for c in candidates):
+            return True
+    return False
 
 
 def credentials(headers: Any, query: Any, body: Any) -> tuple[str | None, str | None]:
@@ -141,7 +163,7 @@ class Authenticator:
             account = await self._lookup("api_key", api_key)
             if account is None:
                 raise unauthorized("invalid api key")
-            referrer = request.headers.get("Referer") or request.headers.get("Origin")
+            referrer = request.headers.get("Origin") or request.headers.get("Referer")
             if not referrer_allowed(account.referrers, referrer):
                 raise unauthorized(
                     f"referrer {referrer!r} is not in this account's whitelist"

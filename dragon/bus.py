@@ -1,10 +1,12 @@
 """In-process fan-out of committed status changes to streams and blocked requests.
 
 Only committed changes are published (the scheduler publishes after ``db.write`` resolves),
-so nothing a client sees here can be rolled back. Each subscriber owns a bounded queue: a
-reader that stops reading overflows its queue and is closed, instead of growing memory; a
-client that disconnects unsubscribes. With several nodes this becomes PostgreSQL
-LISTEN/NOTIFY feeding the same ``publish``.
+so nothing a client sees here can be rolled back. Each subscriber owns a bounded queue, so
+no reader can grow memory: when a burst overflows it, the subscription is dropped and its
+owner re-reads the statuses from the database and subscribes again (``Service.wait`` and
+``Service.stream``). A stream whose client stops reading is closed by the handler's write
+timeout; one whose client disconnects is cancelled and unsubscribed at once. With several
+nodes this becomes PostgreSQL LISTEN/NOTIFY feeding the same ``publish``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Iterable
 
 
 class Subscription:
+    closed = False
+
     def __init__(self, bus: Bus, keys: Iterable[str], maxsize: int) -> None:
         self.bus = bus
         self.keys = set(keys)
@@ -23,6 +27,8 @@ class Subscription:
 
     def add(self, keys: Iterable[str]) -> None:
         """Follow more keys (create_stream subscribes before its keys exist)."""
+        if self.closed:  # the stream ended (client gone) before its create committed
+            return
         for key in keys:
             self.keys.add(key)
             self.bus._subs[key].add(self)
@@ -46,6 +52,7 @@ class Subscription:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.closed = True
         self.bus.unsubscribe(self)
 
 

@@ -109,7 +109,10 @@ class CallbackSender:
                 "POST", row["url"], body=body, headers=headers,
                 timeout=self.settings.webhook_timeout_seconds)
             error = None if 200 <= status < 300 else f"receiver answered {status} {reason}"
-        except errors.TaskError as exc:
+        except Exception as exc:  # any failure is a recorded attempt, never a hot loop
+            if not isinstance(exc, errors.TaskError):
+                log.exception("callback %s: unexpected failure", row["id"])
+                exc = errors.TaskError(errors.SEND_FAILED, f"{type(exc).__name__}: {exc}")
             if exc.code == errors.URL_FORBIDDEN:
                 await self.db.write(db.record_delivery(
                     row["id"], "failed", attempts, time.time(), None,

@@ -90,6 +90,14 @@ class TaskContext:
             )
         return await asyncio.shield(self._downloads[url])
 
+    async def aclose(self) -> None:
+        """Stop downloads still running (the task failed or was cancelled while they ran)."""
+        running = [f for f in self._downloads.values() if not f.done()]
+        for future in running:
+            future.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
     # -- tools ----------------------------------------------------------------------------
     def remaining(self) -> float | None:
         return None if self._deadline is None else max(0.1, self._deadline - time.monotonic())

@@ -102,6 +102,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_pending ON outbox(next_at) WHERE state = 'pending';
     CREATE INDEX outbox_task ON outbox(task_key);
     """,
+    """
+    ALTER TABLE files ADD COLUMN output TEXT;
+    CREATE UNIQUE INDEX files_output ON files(task_key, output);
+    """,
 )
 
 TASK_COLUMNS = (
@@ -210,7 +214,14 @@ class Database:
                     stop = True
                     break
                 batch.append(item)
-            self._commit_batch(conn, batch)
+            try:
+                self._commit_batch(conn, batch)
+            except BaseException as exc:  # the writer must outlive any one batch
+                log.exception("database write failed")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                for _, loop, future in batch:
+                    loop.call_soon_threadsafe(_settle, future, False, exc)
             if stop:
                 conn.close()
                 return
@@ -318,7 +329,12 @@ def list_accounts() -> Op:
 
 
 def delete_account(name: str) -> Op:
-    return lambda c: c.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount
+    """The account, its tasks and files (cascade), and its undelivered callbacks."""
+    def op(c: sqlite3.Connection) -> int:
+        c.execute("DELETE FROM outbox WHERE account_id = (SELECT id FROM accounts WHERE name = ?)",
+                  (name,))
+        return c.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount
+    return op
 
 
 def set_expiration(account_id: int, days: int) -> Op:
@@ -424,26 +440,36 @@ def count_active(account_id: int) -> Op:
 
 
 # files and usage -------------------------------------------------------------------------
-def insert_file(account_id: int, task_key: str, name: str, store: str, location: str,
-                url: str, size: int, content_type: str, now: float,
+def insert_file(account_id: int, task_key: str, output: str, name: str, store: str,
+                location: str, url: str, size: int, content_type: str, now: float,
                 expires_at: float | None, counted: bool) -> Op:
-    """Record a stored file; ``counted`` files add to the account's usage."""
+    """Record a stored file; ``counted`` files add to the account's usage.
+
+    A task run again (after a crash) stores its outputs again under the same names: the
+    old row is replaced and its size taken off the usage, so nothing is counted twice.
+    """
     def op(c: sqlite3.Connection) -> None:
-        old = c.execute("SELECT size, store FROM files WHERE task_key = ? AND name = ?",
-                        (task_key, name)).fetchone()
+        old = c.execute("SELECT size, store FROM files WHERE task_key = ? AND output = ?",
+                        (task_key, output)).fetchone()
         if old and old["store"] == "persistent":
             c.execute("UPDATE usage SET bytes = bytes - ? WHERE account_id = ?",
                       (old["size"], account_id))
+        c.execute("DELETE FROM files WHERE task_key = ? AND output = ?", (task_key, output))
         c.execute(
-            "INSERT OR REPLACE INTO files (account_id, task_key, name, store, location, url,"
-            " size, content_type, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (account_id, task_key, name, store, location, url, size, content_type, now,
-             expires_at),
+            "INSERT INTO files (account_id, task_key, output, name, store, location, url,"
+            " size, content_type, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (account_id, task_key, output, name, store, location, url, size, content_type,
+             now, expires_at),
         )
         if counted:
             c.execute("UPDATE usage SET bytes = bytes + ? WHERE account_id = ?",
                       (size, account_id))
     return op
+
+
+def file_for_output(task_key: str, output: str) -> Op:
+    return lambda c: c.execute("SELECT * FROM files WHERE task_key = ? AND output = ?",
+                               (task_key, output)).fetchone()
 
 
 def file_by_location(location: str) -> Op:
@@ -517,7 +543,8 @@ def due_deliveries(now: float, limit: int = 100) -> Op:
 
 def next_delivery_time() -> Op:
     return lambda c: c.execute(
-        "SELECT MIN(next_at) FROM outbox WHERE state = 'pending'").fetchone()[0]
+        "SELECT MIN(o.next_at) FROM outbox o JOIN accounts a ON a.id = o.account_id"
+        " WHERE o.state = 'pending'").fetchone()[0]
 
 
 def record_delivery(delivery_id: int, state: str, attempts: int, next_at: float,

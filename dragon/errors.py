@@ -61,10 +61,12 @@ class RequestError(Exception):
     """A malformed request: answered with HTTP ``status`` in the seed's 400 shape."""
 
     def __init__(
-        self, name: str, description: str, location: str = "body", status: int = 400
+        self, name: str, description: str, location: str = "body", status: int = 400,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(description)
         self.name = name
         self.description = description
         self.location = location
         self.status = status
+        self.headers = headers or {}

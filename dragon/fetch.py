@@ -242,7 +242,7 @@ class Fetcher:
             path.unlink(missing_ok=True)
             if isinstance(exc, TimeoutError):
                 raise errors.TaskError(
-                    errors.TIMEOUT, f"download of {url} did not finish within {total:g} s"
+                    errors.TIMEOUT, f"download of {shown(url)} did not finish within {total:g} s"
                 ) from None
             raise
 
@@ -274,7 +274,7 @@ class Fetcher:
                                     charset=resp.charset)
         raise errors.TaskError(
             errors.TOO_MANY_REDIRECTS,
-            f"{url} redirected more than {self.settings.max_redirects} times",
+            f"{shown(url)} redirected more than {self.settings.max_redirects} times",
         )
 
     # -- webhooks and uploads ---------------------------------------------------------------
@@ -307,7 +307,7 @@ class Fetcher:
                         return resp.status, resp.reason or ""
         except TimeoutError:
             raise errors.TaskError(
-                errors.TIMEOUT, f"{method} {url} got no answer within {limit:g} s"
+                errors.TIMEOUT, f"{method} {shown(url)} got no answer within {limit:g} s"
             ) from None
         finally:
             if file is not None:
@@ -322,7 +322,8 @@ class Fetcher:
         except AddressForbidden as exc:
             raise errors.TaskError(
                 errors.URL_FORBIDDEN,
-                f"{url} resolves to {exc.ip}, {exc.why}; only public addresses may be fetched",
+                f"{shown(url)} resolves to {exc.ip}, {exc.why}; only public addresses may be"
+                " fetched",
             ) from None
         except aiohttp.ClientConnectorDNSError:
             raise errors.TaskError(failed, f"could not resolve the host name {host}") from None
@@ -347,14 +348,20 @@ class Fetcher:
             raise errors.TaskError(
                 failed, f"could not connect to {host}:{url.port}: {reason}"
             ) from None
-        except aiohttp.InvalidURL:
-            raise errors.TaskError(errors.URL_FORBIDDEN, f"{url} is not a valid URL") from None
+        except (aiohttp.InvalidURL, UnicodeError):  # UnicodeError: a host IDNA refuses
+            raise errors.TaskError(errors.URL_FORBIDDEN,
+                                   f"{shown(url)} is not a valid URL") from None
         except aiohttp.ServerDisconnectedError:
             raise errors.TaskError(failed, f"{host} closed the connection early") from None
         except aiohttp.ClientPayloadError as exc:
             raise errors.TaskError(failed, f"the body from {host} was cut short: {exc}") from None
         except aiohttp.ClientError as exc:
             raise errors.TaskError(failed, f"request to {host} failed: {exc}") from None
+
+
+def shown(url: URL | str) -> str:
+    """A URL fit for messages: without its query string, where signed URLs keep secrets."""
+    return str(url).split("?", 1)[0].split("#", 1)[0]
 
 
 def _checked_url(location: str, base: URL | str) -> URL:

@@ -15,6 +15,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import subprocess
 from collections.abc import Callable
 
 from dragon import errors
@@ -42,11 +43,19 @@ class ProcessResult:
 
     def reason(self) -> str:
         """The last meaningful stderr lines: what a user needs to see of a failure."""
-        lines = [ln.strip() for ln in self.stderr.splitlines() if ln.strip()]
-        return "; ".join(lines[-3:])[-500:] or f"exit code {self.returncode}"
+        return tail_reason(self.stderr) or f"exit code {self.returncode}"
 
 
-def kill_group(proc: asyncio.subprocess.Process) -> None:
+def tail_reason(stderr: str) -> str:
+    """The last three non-empty lines of a tool's stderr, joined, at most 500 characters."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return "; ".join(lines[-3:])[-500:]
+
+
+def kill_group(proc: asyncio.subprocess.Process | subprocess.Popen) -> None:
+    """SIGKILL the process group of ``proc`` (its own session) if it still runs."""
+    if isinstance(proc, subprocess.Popen):
+        proc.poll()
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)

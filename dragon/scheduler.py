@@ -169,7 +169,7 @@ class Scheduler:
             except asyncio.CancelledError:
                 if self.stopping:
                     with contextlib.suppress(Exception):
-                        await asyncio.shield(self.db.write(db.requeue_task(key)))
+                        await asyncio.shield(self._persist(db.requeue_task(key)))
                     return
                 raise
             except Exception:
@@ -179,8 +179,23 @@ class Scheduler:
                 self.docs.pop(key, None)
 
     # -- running one task ---------------------------------------------------------------
+    async def _persist(self, op: Any) -> Any:
+        """A scheduler write that must not be lost to a transient lock: retried on Busy.
+
+        A task's start or end is never dropped or rewritten because another process held
+        the database for a while (RELIABILITY 22); requests get 503 meanwhile.
+        """
+        delay = 0.1
+        while True:
+            try:
+                return await self.db.write(op)
+            except db.Busy:
+                log.warning("database busy; retrying a task update in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def _execute(self, key: str) -> None:
-        row = await self.db.write(db.start_task(key, self.boot_id, time.time()))
+        row = await self._persist(db.start_task(key, self.boot_id, time.time()))
         if row is None or row["status"] != "executing" or row["owner"] != self.boot_id:
             return
         doc = status.document(row)
@@ -232,10 +247,11 @@ class Scheduler:
                                f" log has the details (task {key})", errors.INTERNAL_ERROR)
         finally:
             self.contexts.pop(key, None)
-            self.shared.task_ended(key)
             if ctx is not None:
+                await ctx.aclose()
                 for proc in ctx.processes:
                     kill_group(proc)
+            await self.shared.task_ended(key)
             if tmpdir.exists():
                 await asyncio.to_thread(shutil.rmtree, tmpdir, True)
 
@@ -248,7 +264,7 @@ class Scheduler:
         if not isinstance(callback, str):
             callback = None
         self._pending_progress.pop(key, None)
-        row = await self.db.write(db.finish_task(
+        row = await self._persist(db.finish_task(
             key, state, result, error, error_code, time.time(), callback, time.time()))
         if row is not None:
             self.bus.publish(key, status.document(row))

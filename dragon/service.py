@@ -9,8 +9,6 @@ one transaction before anything is answered or queued.
 from __future__ import annotations
 
 import asyncio
-import base64
-import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +17,7 @@ import orjson
 from marshmallow import ValidationError
 
 from dragon import db, errors, status
-from dragon.auth import Account
+from dragon.auth import Account, new_secret
 from dragon.bus import Bus
 from dragon.tasks import TaskSpec
 from dragon.tasks.schema import validation_messages
@@ -29,8 +27,8 @@ FINAL = ("success", "error")
 
 
 def new_key() -> str:
-    """26 characters of upper-case base32 from 16 random bytes, like the seed's keys."""
-    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")
+    """A task key: the same shape as the seed's (and as secrets, see ``auth.new_secret``)."""
+    return new_secret()
 
 
 class AccountLimit(Exception):
@@ -207,20 +205,43 @@ class Service:
             return None if update.get("_overflow") else update
         return None
 
+    def queue_size(self, keys: int) -> int:
+        """A subscription's bound: room for every task to change a few times at once."""
+        return max(self.bus.queue_size, 4 * keys)
+
     async def stream(self, account: Account, first: list[dict], sub: Any,
                      version: int = 2) -> AsyncIterator[Any]:
-        """Yield the list of current statuses, then each change until all have ended."""
+        """Yield the list of current statuses, then each change until all have ended.
+
+        If a burst of changes overflows the subscription, the stream re-reads the statuses
+        of the tasks still pending and goes on with a fresh subscription: a change may be
+        skipped, never the final one. (A reader that stops reading is cut off by the
+        handler's write timeout, not here.)
+        """
         yield first
         pending = {d["key"] for d in first if d["status"] not in FINAL}
-        while pending:
-            update = await self._next(sub)
-            if update is None:
-                return
-            if update["key"] not in pending:
-                continue
-            if version == 1 and update.get("status") == "error":
-                update = {**update, "result": update.get("error")}
-                update.pop("error", None)
-            yield update
-            if update.get("status") in FINAL:
-                pending.discard(update["key"])
+        own = None
+        try:
+            while pending:
+                update = await self._next(sub)
+                if update is None:
+                    if not sub.overflowed or self.closing.is_set():
+                        return
+                    sub.__exit__()
+                    sub = own = self.bus.subscribe(pending, self.queue_size(len(pending)))
+                    for doc in await self.statuses(account, sorted(pending), version):
+                        yield doc
+                        if doc["status"] in FINAL:
+                            pending.discard(doc["key"])
+                    continue
+                if update["key"] not in pending:
+                    continue
+                if version == 1 and update.get("status") == "error":
+                    update = {**update, "result": update.get("error")}
+                    update.pop("error", None)
+                yield update
+                if update.get("status") in FINAL:
+                    pending.discard(update["key"])
+        finally:
+            if own is not None:
+                own.__exit__()

@@ -42,7 +42,7 @@ class SharedFetches:
         batch = self.of_task.get(key)
         return _BatchFetcher(self, batch) if batch else self.fetcher
 
-    def task_ended(self, key: str) -> None:
+    async def task_ended(self, key: str) -> None:
         batch_id = self.of_task.pop(key, None)
         batch = self.batches.get(batch_id) if batch_id else None
         if batch is None:
@@ -52,7 +52,7 @@ class SharedFetches:
             del self.batches[batch_id]
             for future in batch.downloads.values():
                 future.cancel()
-            shutil.rmtree(batch.root, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, batch.root, True)
 
 
 class _BatchFetcher:

@@ -31,6 +31,10 @@ def url_problem(url: object) -> str | None:
         return "must be an http or https URL"
     if not parts.hostname:
         return "must name a host"
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        return "has an invalid host name"
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         return "must not carry credentials (user@host)"
     return None

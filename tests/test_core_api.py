@@ -55,6 +55,10 @@ def test_single_object_and_no_content_type(dragon_server):
 
 
 def test_parameter_errors_answer_200_with_task_errors(dragon_server):
+    [doc] = dragon_server.create([{"task_name": "test.fetch", "url": "http://a..b/x.jpg"}])
+    assert doc["error"] == {"parameters": {"url": ["'http://a..b/x.jpg' has an invalid host name"]}}
+    [doc] = dragon_server.create([{"task_name": "hello", "name": "x", "url_callback": "http://a..b/"}])
+    assert "url_callback" in doc["error"]["parameters"]
     docs = dragon_server.create([
         {"task_name": "hello"},
         {"task_name": "no.such.task"},
@@ -301,19 +305,52 @@ def test_rate_limit_is_429(make_server):
     assert 429 in codes[3:]
     r = server.request("POST", "/v2/create", body)
     assert r.status == 429
+    assert int(r.headers["Retry-After"]) >= 1
 
 
-def test_slow_stream_reader_is_cut_off_others_unaffected(make_server):
+def test_a_reader_that_never_reads_does_not_hold_up_others(make_server):
     server = make_server(env={"DRAGON_STREAM_QUEUE_SIZE": "2"})
     [doc] = server.create([{"task_name": "test.progress", "seconds": 1}], block=False)
-    # A reader that never reads: open the stream and leave it.
     req = urllib.request.Request(f"{server.url}/v2/status_stream?tasks={doc['key']}",
                                  headers={"Authorization": f"Secret {server.secret}"})
-    stalled = urllib.request.urlopen(req, timeout=30)
-    r = server.request("GET", f"/v2/status_stream?tasks={doc['key']}")
-    assert r.lines()[-1]["status"] == "success" or r.lines()[0][0]["status"] == "success"
+    stalled = urllib.request.urlopen(req, timeout=30)  # opened, never read
+    lines = server.request("GET", f"/v2/status_stream?tasks={doc['key']}").lines()
+    finals = [d for d in lines[1:] if d["status"] == "success"] or [
+        d for d in lines[0] if d["status"] == "success"]
+    assert finals and finals[0]["result"] == {"half": True, "done": True}
     stalled.close()
     assert server.request("GET", "/healthz", auth=False).status == 200
+
+
+def test_a_stream_of_1000_tasks_delivers_every_final_status(make_server):
+    server = make_server(env={"DRAGON_STREAM_QUEUE_SIZE": "4"})
+    tasks = [{"task_name": "hello", "name": str(i)} for i in range(1000)]
+    r = server.request("POST", "/v2/create_stream", {"tasks": tasks})
+    lines = r.lines()
+    keys = [d["key"] for d in lines[0]]
+    finals = {d["key"]: d["result"] for d in lines[1:] if d["status"] == "success"}
+    assert len(keys) == 1000 and set(finals) == set(keys)
+    assert finals[keys[999]] == "Hello 999"
+
+
+def test_clients_leaving_create_stream_early_leave_no_subscribers(make_server):
+    import socket
+
+    server = make_server()
+    body = json.dumps({"tasks": [{"task_name": "test.sleep", "seconds": 0.2}] * 3}).encode()
+    for _ in range(30):
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"POST /v2/create_stream HTTP/1.1\r\nHost: x\r\n"
+                  + f"Authorization: Secret {server.secret}\r\n".encode()
+                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        s.close()  # gone before the create has committed, or right after
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        health = server.request("GET", "/healthz", auth=False).json()
+        if health["queued"] == health["executing"] == 0 and health["subscribers"] == 0:
+            break
+        time.sleep(0.2)
+    assert health["subscribers"] == 0
 
 
 def test_many_stream_clients_disconnecting_leave_no_subscribers(make_server):

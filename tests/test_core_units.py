@@ -116,6 +116,13 @@ def test_referrer_patterns():
     assert auth.referrer_allowed(("*.example.com",), "https://a.example.com/x")
     assert not auth.referrer_allowed(("*.example.com",), "https://example.com.evil.test/")
     assert not auth.referrer_allowed(("example.com",), "https://evil.test/?example.com")
+    # The path and query are the attacker's: they never count.
+    assert not auth.referrer_allowed(("*.example.com",), "https://evil.test/x.example.com")
+    assert not auth.referrer_allowed(("https://*.example.com/*",),
+                                     "https://evil.test/?https://a.example.com/x")
+    assert not auth.referrer_allowed(("https://*.example.com/*",), "http://a.example.com/")
+    assert auth.referrer_allowed(("app.test:8080",), "http://app.test:8080/page")
+    assert not auth.referrer_allowed(("app.test",), "null")
 
 
 def test_credentials_sources():
@@ -157,3 +164,26 @@ def test_token_bucket():
     assert b.take("a") > 0
     time.sleep(0.15)
     assert b.take("a") == 0
+
+
+async def test_a_rerun_replaces_its_outputs_instead_of_adding(database, tmp_path):
+    from types import SimpleNamespace
+
+    from dragon.stores import Stores
+    from dragon.stores.backends import LocalBackend
+
+    await database.write(db.insert_account("acct", b"h", "k", "w", [], 0))
+    stores = Stores(database, LocalBackend(tmp_path / "files", "http://x"),
+                    Settings.load(env={}), None)
+    ctx = SimpleNamespace(key="K" * 26, task_name="test.file", account_id=1)
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_bytes(b"x" * 10)
+    second.write_bytes(b"y" * 30)
+    store = stores.for_task(None)
+    url1 = await store.put(ctx, "output", first, "text/plain")
+    url2 = await store.put(ctx, "output", second, "text/plain")
+    assert url1 == url2
+    rows = await database.read(db.list_files(1))
+    assert len(rows) == 1 and rows[0]["size"] == 30
+    assert await database.read(db.usage(1)) == 30
+    assert (tmp_path / "files" / rows[0]["location"]).read_bytes() == b"y" * 30

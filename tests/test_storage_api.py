@@ -98,6 +98,7 @@ def test_expiration_get_and_set(server):
     assert server.request("POST", "/v2/storage/expiration", {"days": 30}).json() == 30
     assert server.request("GET", "/v2/storage/expiration").json() == 30
     assert server.request("POST", "/v2/storage/expiration", {"days": -1}).status == 400
+    assert server.request("POST", "/v2/storage/expiration", {"days": 1e20}).status == 400
     assert server.request("POST", "/v2/storage/expiration", {"days": 0}).json() == 0
 
 

@@ -40,8 +40,9 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except RequestError as exc:
-        headers = {"WWW-Authenticate": "Secret"} if exc.status == 401 else None
-        response = error_response(exc.status, exc.name, exc.description, exc.location, headers)
+        headers = {"WWW-Authenticate": "Secret"} if exc.status == 401 else {}
+        response = error_response(exc.status, exc.name, exc.description, exc.location,
+                                  {**headers, **exc.headers})
     except AccountLimit as exc:
         response = error_response(401, "tasks", str(exc), headers={"Retry-After": "10"})
     except Overloaded as exc:

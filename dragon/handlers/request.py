@@ -21,7 +21,12 @@ async def json_body(request: web.Request) -> dict:
     max_size = state(request).settings.max_body_bytes
     if request.content_length is not None and request.content_length > max_size:
         raise RequestError("body", f"request body is over {max_size} bytes", status=413)
-    raw = await request.content.read(max_size + 1)
+    raw = bytearray()  # read() may return part of the body: read until the end or the limit
+    while len(raw) <= max_size:
+        chunk = await request.content.read(max_size + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
     if len(raw) > max_size:
         raise RequestError("body", f"request body is over {max_size} bytes", status=413)
     if not raw.strip():
@@ -33,6 +38,10 @@ async def json_body(request: web.Request) -> dict:
     if not isinstance(body, dict):
         raise RequestError("body", "body must be a JSON object")
     return body
+
+
+def json_response(value: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(value), content_type="application/json")
 
 
 def truthy(value: Any) -> bool:

@@ -10,17 +10,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import orjson
 from aiohttp import web
 
 from dragon import db
 from dragon.errors import RequestError
-from dragon.handlers.request import json_body, truthy
+from dragon.handlers.request import json_body, json_response, truthy
 from dragon.state import state
 
-
-def _json(value) -> web.Response:
-    return web.Response(body=orjson.dumps(value), content_type="application/json")
+MAX_EXPIRATION_DAYS = 36500
 
 
 def _iso_z(ts: float) -> str:
@@ -67,7 +64,7 @@ async def list_files(request: web.Request) -> web.Response:
     files = [{"name": _name(r), "size": r["size"], "last_modified": _iso_z(r["created_at"]),
               "url": r["url"], "content_type": r["content_type"]} for r in chosen]
     usage = await st.db.read(db.usage(account.id))
-    return _json({"files": files, "directories": directories, "usage": usage})
+    return json_response({"files": files, "directories": directories, "usage": usage})
 
 
 async def delete_files(request: web.Request) -> web.Response:
@@ -103,11 +100,11 @@ async def delete_files(request: web.Request) -> web.Response:
     if truthy(options.get("dry_run", False)):
         freed = sum(r["size"] for r in chosen)
         usage = await st.db.read(db.usage(account.id))
-        return _json({"deleted": [_name(r) for r in chosen], "freed": freed,
+        return json_response({"deleted": [_name(r) for r in chosen], "freed": freed,
                       "usage": usage - freed})
     freed = await remove_files(st, chosen)
     usage = await st.db.read(db.usage(account.id))
-    return _json({"deleted": [_name(r) for r in chosen], "freed": freed, "usage": usage})
+    return json_response({"deleted": [_name(r) for r in chosen], "freed": freed, "usage": usage})
 
 
 async def remove_files(st, rows) -> int:
@@ -130,10 +127,10 @@ async def expiration(request: web.Request) -> web.Response:
             days = int(days)
         except (TypeError, ValueError):
             raise RequestError("days", "days must be a whole number (0: never delete)") from None
-        if days < 0:
-            raise RequestError("days", "days must be 0 or more")
+        if not 0 <= days <= MAX_EXPIRATION_DAYS:
+            raise RequestError("days", f"days must be 0 to {MAX_EXPIRATION_DAYS} (0: never)")
         await st.db.write(db.set_expiration(account.id, days))
         st.auth.forget(account)
-        return _json(days)
+        return json_response(days)
     row = await st.db.read(db.account_by_id(account.id))
-    return _json(row["expiration_days"])
+    return json_response(row["expiration_days"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import math
 from typing import Any
 
 import orjson
@@ -12,19 +12,13 @@ from aiohttp import web
 
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
-from dragon.handlers.request import json_body, truthy
+from dragon.handlers.request import json_body, json_response, truthy
 from dragon.service import Overloaded
 from dragon.state import state
-
-KEY = re.compile(r"^[A-Z2-7]{26}$")
 
 
 def version_of(request: web.Request) -> int:
     return 1 if request.path.startswith("/v1/") else 2
-
-
-def json_response(value: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(value), content_type="application/json")
 
 
 def task_definitions(body: dict, limit: int) -> list[dict]:
@@ -79,10 +73,12 @@ async def authenticated(request: web.Request, body: dict):
 def check_rate(request: web.Request, account, cost: int) -> None:
     wait = state(request).buckets.take(f"account:{account.id}", cost)
     if wait:
-        raise RequestError("tasks", f"too many creates; retry in {wait:.1f} s", status=429)
+        raise RequestError("tasks", f"too many creates; retry in {wait:.1f} s", status=429,
+                           headers={"Retry-After": str(math.ceil(wait))})
 
 
-async def create(request: web.Request) -> web.StreamResponse:
+async def _creating(request: web.Request) -> tuple[Any, Any, dict, list[dict]]:
+    """What both creates check first: open for business, body, credentials, tasks, rate."""
     service = state(request).service
     if service.closing.is_set():
         raise Overloaded("the server is shutting down; retry in a few seconds")
@@ -90,6 +86,11 @@ async def create(request: web.Request) -> web.StreamResponse:
     account = await authenticated(request, body)
     definitions = task_definitions(body, state(request).settings.max_tasks_per_request)
     check_rate(request, account, len(definitions))
+    return service, account, body, definitions
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    service, account, body, definitions = await _creating(request)
     created = await asyncio.shield(service.create(account, definitions))
     keys = [key for key, _ in created]
     version = version_of(request)
@@ -106,15 +107,9 @@ def _v1(doc: dict) -> dict:
 
 
 async def create_stream(request: web.Request) -> web.StreamResponse:
-    service = state(request).service
-    if service.closing.is_set():
-        raise Overloaded("the server is shutting down; retry in a few seconds")
-    body = await json_body(request)
-    account = await authenticated(request, body)
-    definitions = task_definitions(body, state(request).settings.max_tasks_per_request)
-    check_rate(request, account, len(definitions))
+    service, account, _, definitions = await _creating(request)
     version = version_of(request)
-    with service.bus.subscribe([]) as sub:
+    with service.bus.subscribe([], service.queue_size(len(definitions))) as sub:
         created = await asyncio.shield(service.create(account, definitions, watch=sub))
         first = [doc if version == 2 else _v1(doc) for _, doc in created]
         return await _ndjson(request, service.stream(account, first, sub, version))
@@ -138,7 +133,7 @@ async def status_stream(request: web.Request) -> web.StreamResponse:
     account = await authenticated(request, body)
     keys = task_keys(request, body)
     version = version_of(request)
-    with service.bus.subscribe(keys) as sub:
+    with service.bus.subscribe(keys, service.queue_size(len(keys))) as sub:
         first = await service.statuses(account, keys, version)
         return await _ndjson(request, service.stream(account, first, sub, version))
 
@@ -151,8 +146,12 @@ async def _ndjson(request: web.Request, lines) -> web.StreamResponse:
     })
     response.headers.update(CORS_HEADERS)
     await response.prepare(request)
-    with contextlib.suppress(ConnectionResetError):
+    stall = state(request).settings.stream_write_timeout_seconds
+    # A reader that stops reading blocks our writes once the socket buffers are full; past
+    # the timeout its stream is closed, so it holds nothing for long.
+    with contextlib.suppress(ConnectionResetError, TimeoutError):
         async for line in lines:
-            await response.write(orjson.dumps(line) + b"\n")
+            async with asyncio.timeout(stall):
+                await response.write(orjson.dumps(line) + b"\n")
         await response.write_eof()
     return response

@@ -49,7 +49,7 @@ from scipy import sparse
 from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
 
 from dragon import errors
-from dragon.media.pcm import PcmError, open_pcm
+from dragon.media.pcm import open_pcm
 
 SR = 22050
 N_FFT = 1024
@@ -455,7 +455,7 @@ def analyse(argv: list[str], pidfile: str | None, timeout: float) -> dict:
     with open_pcm(argv, timeout=timeout, pidfile=pidfile) as chunks:
         onsets = onsets_of(chunks)
     if not onsets.samples:
-        raise PcmError(errors.INVALID_MEDIA, "no audio could be decoded")
+        raise errors.TaskError(errors.INVALID_MEDIA, "no audio could be decoded")
     result = analyse_onsets(onsets)
     return {
         "beats": [round(float(t), 3) for t in result.beats],

@@ -18,6 +18,9 @@ from typing import Any
 from dragon import errors
 from dragon.media import geometry
 
+# Image formats of the video frame tasks (thumb, strip): Pillow name, suffix, content type.
+FRAME_FORMATS = {"jpeg": ("JPEG", "jpg", "image/jpeg"), "png": ("PNG", "png", "image/png")}
+
 BASE = ("ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y")
 
 

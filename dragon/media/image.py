@@ -133,7 +133,9 @@ def opened(src: Source, max_pixels: int) -> Iterator[Image.Image]:
     """Open ``src`` lazily, checked (see the module docstring); decode errors in the block
     become ``invalid_media``. Nothing is decoded until the caller loads pixels."""
     fmt = decoder_for(src)
-    Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow's own bomb check agrees with ours
+    # Pillow's own bomb check agrees with ours while the file is open; the global is put
+    # back afterwards so the limit of one call never leaks into other code in the process.
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
     try:
         with warnings.catch_warnings():  # the warning's range is refused just below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -151,7 +153,9 @@ def opened(src: Source, max_pixels: int) -> Iterator[Image.Image]:
         raise errors.TaskError(errors.IMAGE_TOO_LARGE, message) from None
     except DECODE_ERRORS as e:
         raise errors.TaskError(errors.INVALID_MEDIA,
-                         f"{src.name}: cannot decode the {fmt} image ({e})") from None
+                               f"{src.name}: cannot decode the {fmt} image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def _too_large(src: Source, size: tuple[int, int], max_pixels: int) -> str:
@@ -303,7 +307,7 @@ def _save(im: Image.Image, dest: str, fmt: str, icc: bytes | None = None) -> Non
     im.save(dest, pil_format, **options)
 
 
-def _play_icon(im: Image.Image) -> Image.Image:
+def play_badge(im: Image.Image) -> Image.Image:
     """``im`` with a video "play" badge at its centre, sized to the image."""
     size = max(1, min(im.width, im.height, round(min(im.width, im.height) * 0.3)))
     ss = 4  # drawn at 4x and scaled down, for smooth edges
@@ -390,7 +394,7 @@ def thumb(src: Source, dest: str, width: int | None, height: int | None, crop: b
         icc = _rgb_profile(im)
         out = _fitted(_decode(im, _stored(scaled, transposes), transposes), size, crop)
     if poster:
-        out = _play_icon(out)
+        out = play_badge(out)
     _save(out, dest, fmt, icc)
     original = (uh, uw) if rotation in (90, 270) else (uw, uh)
     return {"width": size[0], "height": size[1],

@@ -13,8 +13,7 @@ and writes the child's pid to ``pidfile`` while it runs, so the task (``run_in_p
 kill ffmpeg if the task itself is cancelled while the worker is still reading. A reader
 that dies closes the pipe, and ffmpeg then dies of SIGPIPE at its next write.
 
-Errors cross the process boundary as ``PcmError`` (picklable, unlike ``TaskError`` whose
-``__init__`` takes two arguments) and become ``TaskError`` in the task.
+Errors are ``TaskError``s, which cross the process boundary whole.
 """
 
 from __future__ import annotations
@@ -34,22 +33,9 @@ import numpy as np
 
 from dragon import errors
 from dragon.media.ffmpeg import ffmpeg_argv
-from dragon.process import guarded
+from dragon.process import STDERR_TAIL, guarded, kill_group, tail_reason
 
 CHUNK_SAMPLES = 1 << 17  # samples per read: few Python iterations, small buffers
-STDERR_TAIL = 4000
-
-
-class PcmError(Exception):
-    """A decode failure inside a worker; ``args`` are ``(code, message)`` so it pickles."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def task_error(self) -> errors.TaskError:
-        return errors.TaskError(self.code, self.message)
 
 
 SAMPLE_TYPES = {"f32le": np.dtype("<f4"), "s16le": np.dtype("<i2")}
@@ -68,12 +54,6 @@ def pcm_argv(input_args: list[str], rate: int, *, duration: float | None = None,
     limit = ["-t", f"{duration:.6f}"] if duration is not None else []
     return ffmpeg_argv(*input_args, "-map", "0:a:0", "-vn", "-sn", "-dn", *limit,
                        "-ac", "1", "-ar", str(rate), "-f", sample_format, "pipe:1")
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager
@@ -101,7 +81,7 @@ def open_pcm(
 
         def expire() -> None:
             timed_out.set()
-            _kill_group(proc)
+            kill_group(proc)
 
         timer = threading.Timer(timeout, expire)
         timer.daemon = True
@@ -115,15 +95,15 @@ def open_pcm(
                     yield np.frombuffer(data, dtype, len(data) // size)
             proc.wait()
             if timed_out.is_set():
-                raise PcmError(errors.TIMEOUT, f"decoding took longer than {timeout:g} s")
+                raise errors.TaskError(errors.TIMEOUT, f"decoding took longer than {timeout:g} s")
             if proc.returncode != 0:
-                raise PcmError(errors.INVALID_MEDIA, f"ffmpeg failed: {_reason(stderr)}")
+                raise errors.TaskError(errors.INVALID_MEDIA, f"ffmpeg failed: {_reason(stderr)}")
 
         try:
             yield chunks()
         finally:
             timer.cancel()
-            _kill_group(proc)
+            kill_group(proc)
             proc.wait()
             if proc.stdout:
                 proc.stdout.close()
@@ -135,9 +115,7 @@ def open_pcm(
 def _reason(stderr: Any) -> str:
     stderr.seek(0, os.SEEK_END)
     stderr.seek(max(0, stderr.tell() - STDERR_TAIL))
-    text = stderr.read().decode("utf-8", "replace")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return "; ".join(lines[-3:])[-500:] or "no reason given"
+    return tail_reason(stderr.read().decode("utf-8", "replace")) or "no reason given"
 
 
 def pool_timeout(ctx) -> float:
@@ -154,13 +132,12 @@ async def run_in_pool(ctx, fn: Callable[..., Any], argv: list[str], *args: Any) 
     ``fn`` opens ``argv`` with ``open_pcm(argv, timeout=..., pidfile=...)``. If the task is
     cancelled while the worker runs, the worker cannot be interrupted, but killing its
     ffmpeg (whose pid it left in ``pidfile``) ends its stream at once and frees the slot.
-    ``PcmError`` becomes ``TaskError``.
     """
     pidfile = ctx.tmpdir / f"ffmpeg-{uuid.uuid4().hex}.pid"
     try:
         return await ctx.in_process(fn, argv, str(pidfile), pool_timeout(ctx), *args)
-    except PcmError as e:
-        raise e.task_error() from None
+    except errors.TaskError:
+        raise
     except BaseException:
         # The worker removes the file after reaping ffmpeg, so a pid read here is still ours.
         with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError,

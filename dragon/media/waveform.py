@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from dragon import errors
-from dragon.media.pcm import PcmError, open_pcm
+from dragon.media.pcm import open_pcm
 
 # Waveforms decode at the source's own rate (up to MAX_RATE) as 16-bit mono. A low rate
 # such as 8 kHz looked cheaper but is not: ffmpeg's resampler costs more than piping and
@@ -141,14 +141,15 @@ def render(
 ) -> float:
     """Pool worker: decode ``argv`` (``pcm.pcm_argv`` at ``rate``), reduce, draw, save.
 
-    Returns the decoded duration in seconds. Raises ``PcmError``.
+    Returns the decoded duration in seconds. Raises ``TaskError``.
     """
     reducer = PeakReducer(width)
     with open_pcm(argv, timeout=timeout, pidfile=pidfile) as chunks:
         for x in chunks:
             reducer.add(x)
     if not reducer.samples:
-        raise PcmError(errors.INVALID_MEDIA, "no audio could be decoded in the requested range")
+        raise errors.TaskError(errors.INVALID_MEDIA,
+                               "no audio could be decoded in the requested range")
     mins, maxs = reducer.columns(width)
     image = draw(mins, maxs, height=height, vmargin=vmargin, fill=fill, background=background)
     if fmt == "png":

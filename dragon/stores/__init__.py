@@ -54,7 +54,8 @@ class BackedStore(BaseStore):
 
     async def put(self, ctx: Any, name: str, path: Path, content_type: str) -> str:
         backend = self.stores.backend
-        location = file_location(ctx.key, ctx.task_name)
+        earlier = self.stores.db.lookup(db.file_for_output(ctx.key, name))
+        location = earlier["location"] if earlier else file_location(ctx.key, ctx.task_name)
         size = path.stat().st_size
         try:
             await backend.save(location, path, content_type)
@@ -65,7 +66,7 @@ class BackedStore(BaseStore):
         now = time.time()
         url = backend.url(location)
         await self.stores.db.write(db.insert_file(
-            ctx.account_id, ctx.key, name=location.split("/", 1)[1], store=self.type,
+            ctx.account_id, ctx.key, output=name, name=location.split("/", 1)[1], store=self.type,
             location=location, url=url, size=size, content_type=content_type, now=now,
             expires_at=self.expires_at(now), counted=self.listed))
         return url

@@ -43,8 +43,8 @@ async def run(ctx) -> dict:
     sources = await image.fetch_sources(ctx, p["images"])
     ctx.progress(50)
     dest = image.output_path(ctx.tmpdir, "gif")
-    await ctx.in_process(functools.partial(
+    made = await ctx.in_process(functools.partial(
         image.gif, sources, str(dest), p["width"], p["height"], p["loop"],
         p["frame_duration"], max_pixels))
     await ctx.output("output", dest, "image/gif")
-    return {}
+    return made  # width, height and count: beyond the seed, which lists only the file

@@ -29,7 +29,6 @@ from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 TASK_NAME = "video.strip"
 HEAVY = True
 
-FORMATS = {"jpeg": ("JPEG", "jpg", "image/jpeg"), "png": ("PNG", "png", "image/png")}
 DEFAULT_CELL = (160, 120)
 BATCH = 10
 KEYFRAME_STEP = 10.0
@@ -46,7 +45,7 @@ class Schema(TaskSchema):
     start = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=1e7))
     end = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1e7))
     count = fields.Integer(load_default=10, validate=validate.Range(min=1, max=200))
-    format = Choice(list(FORMATS), load_default="jpeg")
+    format = Choice(list(ffmpeg.FRAME_FORMATS), load_default="jpeg")
 
 
 def frame_times(start: float, end: float, count: int) -> list[float]:
@@ -91,7 +90,7 @@ def batch_argv(info: probe.MediaInfo, times: list[float], cell: tuple[int, int],
 
 async def run(ctx) -> dict:
     p = ctx.params
-    fmt, ext, content_type = FORMATS[p["format"]]
+    fmt, ext, content_type = ffmpeg.FRAME_FORMATS[p["format"]]
     download = await ctx.fetch(p["url"])
     info = await probe.probe(ctx, download)
     probe.require_video(info)

@@ -22,16 +22,16 @@ import asyncio
 from pathlib import Path
 
 from marshmallow import fields, validate
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from dragon import errors
 from dragon.media import ffmpeg, geometry, probe
+from dragon.media.image import play_badge
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 
 TASK_NAME = "video.thumb"
 HEAVY = True
 
-FORMATS = {"jpeg": ("JPEG", "jpg", "image/jpeg"), "png": ("PNG", "png", "image/png")}
 TAIL_SECONDS = 5.0
 
 
@@ -41,7 +41,7 @@ class Schema(TaskSchema):
     height = Size(load_default=None, allow_none=True)
     crop = fields.Boolean(load_default=False)
     time = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=1e7))
-    format = Choice(list(FORMATS), load_default="jpeg")
+    format = Choice(list(ffmpeg.FRAME_FORMATS), load_default="jpeg")
     poster = fields.Boolean(load_default=False)
     quality = fields.Integer(load_default=75, validate=validate.Range(min=1, max=95))
 
@@ -89,7 +89,7 @@ async def discard(task: asyncio.Future) -> None:
 
 async def run(ctx) -> dict:
     p = ctx.params
-    fmt, ext, content_type = FORMATS[p["format"]]
+    fmt, ext, content_type = ffmpeg.FRAME_FORMATS[p["format"]]
     download = await ctx.fetch(p["url"])
     demuxer = probe.source_demuxer(download)
     path = Path(download.path)
@@ -150,7 +150,7 @@ def render(frame: str, out: str, width: int | None, height: int | None, crop: bo
     if size != (sw, sh) or box:
         img = img.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
     if poster:
-        img = draw_play_icon(img)
+        img = play_badge(img)  # the same badge as image.thumb
     if fmt == "JPEG":
         img.save(out, "JPEG", quality=quality)
     else:
@@ -158,21 +158,3 @@ def render(frame: str, out: str, width: int | None, height: int | None, crop: bo
     return img.size
 
 
-def draw_play_icon(img: Image.Image) -> Image.Image:
-    """A white play triangle on a translucent dark disc, at the centre (drawn 4x, reduced)."""
-    w, h = img.size
-    d = max(12, round(min(w, h) * 0.3))
-    s = 4 * d
-    icon = Image.new("RGBA", (s, s), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(icon)
-    ring = max(4, s // 24)
-    draw.ellipse((0, 0, s - 1, s - 1), fill=(255, 255, 255, 230))
-    draw.ellipse((ring, ring, s - 1 - ring, s - 1 - ring), fill=(0, 0, 0, 140))
-    # An equilateral-ish triangle, nudged right so it looks centred in the disc.
-    left, right, half = s * 0.38, s * 0.72, s * 0.2
-    draw.polygon([(left, s / 2 - half), (right, s / 2), (left, s / 2 + half)],
-                 fill=(255, 255, 255, 240))
-    icon = icon.resize((d, d), Image.Resampling.LANCZOS)
-    base = img.convert("RGBA")
-    base.alpha_composite(icon, ((w - d) // 2, (h - d) // 2))
-    return base.convert("RGB")
