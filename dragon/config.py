@@ -46,7 +46,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_queued_tasks", 100_000, int, "Queued tasks before creates get 503."),
     Setting("create_rate", 200.0, float, "Creates per second per credential (429 above)."),
     Setting("create_burst", 400.0, float, "Burst of creates per credential before 429."),
-    Setting("stream_queue_size", 256, int, "Statuses a slow stream reader may lag before closed."),
+    Setting("stream_queue_size", 256, int,
+            "Statuses a stream may lag behind before it re-reads them from the database."),
+    Setting("stream_write_timeout_seconds", 60.0, float,
+            "A stream whose reader stops reading this long is closed."),
     Setting("allow_private_urls", False, bool, "Fetch loopback/private addresses (dev, tests)."),
     Setting("max_download_bytes", 1 * GiB, int, "Largest source download, after decompression."),
     Setting("fetch_connect_timeout", 10.0, float, "Seconds to connect to a source."),
@@ -60,6 +63,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("x264_preset", "veryfast", str, "x264 preset of video encodes (speed vs size)."),
     Setting("reverse_segment_bytes", 400 * MiB, int,
             "Decoded frames video.reverse holds at once (memory bound)."),
+    Setting("video_create_memory_bytes", 384 * MiB, int,
+            "Input memory one video.create ffmpeg run may use (longer movies render in parts)."),
     Setting("max_video_duration", 600.0, float, "Longest video.create output, in seconds."),
     Setting("volatile_days", 7, int, "Days files in the volatile store are kept."),
     Setting("sweep_interval_seconds", 3600.0, float, "How often expired files are deleted."),
@@ -110,6 +115,7 @@ class Settings:
     create_rate: float
     create_burst: float
     stream_queue_size: int
+    stream_write_timeout_seconds: float
     allow_private_urls: bool
     max_download_bytes: int
     fetch_connect_timeout: float
@@ -122,6 +128,7 @@ class Settings:
     max_output_bytes: int
     x264_preset: str
     reverse_segment_bytes: int
+    video_create_memory_bytes: int
     max_video_duration: float
     volatile_days: int
     sweep_interval_seconds: float

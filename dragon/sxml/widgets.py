@@ -1,0 +1,141 @@
+"""The ``director.theme.*`` widget dialect (SXML.md 2.10, 6.7), rewritten into core SXML.
+
+Real third-party clients (the backstories Python client, several snippets) only ever send
+this dialect, so it must render. No documentation of the themes survives, so the theme
+name is ignored and every theme renders the same way:
+
+    <widget type="director.theme.X">              <stack>
+      <track type="video"> items </track>   ->       <sequence> items, 0.5 s crossfades </sequence>
+      <track type="audio"><audio/></track>           <audio duration=".." fadeout="2"/>
+    </widget>                                      </stack>
+
+Items: an ``image`` is a kenburns still (``duration``, default 3 s) with its
+``<track type="caption"><text>`` as a legend; a ``text`` is a white title card on black
+(default 3 s); a ``video`` plays its own length; a map image (``type="map"``) becomes a
+grey card with a warning, since maps need a third-party tile service. A ``<transition>``
+between two items replaces the automatic crossfade.
+"""
+
+from __future__ import annotations
+
+from dragon.sxml.model import DefinitionError, Node
+
+PREFIX = "director.theme."
+ITEM_DURATION = 3.0
+AUTO_TRANSITION = 0.5
+MUSIC_FADEOUT = 2.0
+MAP_CARD = "#808080"
+
+VIDEO_ATTRS = ("filename", "skip", "duration", "audio", "volume", "speed")
+# ``voice`` is copied so that text-to-speech is refused as in core SXML.
+AUDIO_ATTRS = ("filename", "skip", "volume", "fadein", "fadeout", "loop", "speed", "voice")
+
+
+def is_widget(node: Node) -> bool:
+    return node.tag == "widget"
+
+
+def expand(widget: Node, warnings: list[str]) -> Node:
+    """The core-SXML ``stack`` equivalent to ``widget`` (a director theme)."""
+    kind = widget.attrs.get("type", "")
+    if not kind.startswith(PREFIX):
+        raise DefinitionError(widget, f'type="{kind[:60]}" is not supported '
+                                      f"(only the {PREFIX}* themes are)")
+    sequence = _node("sequence", widget)
+    music: list[Node] = []
+    for track in widget.children:
+        if track.tag != "track":
+            warnings.append(f"<{track.tag}> inside <widget> is ignored (line {track.line})")
+            continue
+        kind = track.attrs.get("type", "video")
+        if kind == "video":
+            _video_track(track, sequence, warnings)
+        elif kind == "audio":
+            music.extend(_music(a) for a in track.children if a.tag == "audio")
+        else:
+            warnings.append(f'<track type="{kind[:40]}"> is ignored (line {track.line})')
+    _add_crossfades(sequence)
+    stack = _node("stack", widget)
+    stack.children = [sequence, *music]
+    return stack
+
+
+def _video_track(track: Node, sequence: Node, warnings: list[str]) -> None:
+    for item in track.children:
+        if item.tag == "transition":
+            sequence.children.append(item)
+        elif item.tag == "image" and item.attrs.get("type") == "map":
+            warnings.append(f"<image type=\"map\"> is shown as a grey card: maps are not "
+                            f"supported (line {item.line})")
+            card = _node("effect", item, type="none", duration=_duration(item))
+            card.children = [_node("image", item, color=MAP_CARD)]
+            sequence.children.append(card)
+        elif item.tag == "image":
+            sequence.children.append(_still(item, warnings))
+        elif item.tag == "text":
+            card = _node("text", item, type="zone", duration=_duration(item),
+                         fontcolor="#FFFFFF")
+            card.text = item.text
+            sequence.children.append(card)
+        elif item.tag == "video":
+            clip = _node("effect", item, type="none")
+            clip.children = [_node("video", item, **_copy(item, VIDEO_ATTRS))]
+            sequence.children.append(clip)
+        else:
+            warnings.append(f"<{item.tag}> in a widget track is ignored (line {item.line})")
+
+
+def _still(item: Node, warnings: list[str]) -> Node:
+    image = _node("image", item, filename=item.attrs.get("filename", ""))
+    captions = [t for track in item.children if track.tag == "track"
+                and track.attrs.get("type") == "caption"
+                for t in track.children if t.tag == "text"]
+    for other in item.children:
+        if other.tag != "track":
+            warnings.append(f"<{other.tag}> inside a widget image is ignored (line {other.line})")
+    if not captions:
+        still = _node("effect", item, type="kenburns", duration=_duration(item))
+        still.children = [image]
+        return still
+    still = _node("effect", item, type="kenburns")
+    still.children = [image]
+    stack = _node("stack", item, duration=_duration(item))
+    stack.children = [still]
+    for caption in captions:
+        legend = _node("text", caption, type="legend")
+        legend.text = caption.text
+        stack.children.append(legend)
+    return stack
+
+
+def _music(audio: Node) -> Node:
+    music = _node("audio", audio, **_copy(audio, AUDIO_ATTRS))
+    music.attrs["duration"] = ".."
+    music.attrs.setdefault("fadeout", f"{MUSIC_FADEOUT:g}")
+    music.text = audio.text  # text in <audio> is text-to-speech: refused by the parser
+    return music
+
+
+def _add_crossfades(sequence: Node) -> None:
+    """A 0.5 s crossfade between neighbours that have no explicit transition."""
+    out: list[Node] = []
+    for child in sequence.children:
+        if out and child.tag != "transition" and out[-1].tag != "transition":
+            auto = _node("transition", child, type="crossfade",
+                         duration=f"{AUTO_TRANSITION:g}")
+            out.append(auto)
+        out.append(child)
+    sequence.children = out
+
+
+def _duration(item: Node) -> str:
+    raw = item.attrs.get("duration", "").strip()
+    return raw if raw and raw != ".." else f"{ITEM_DURATION:g}"
+
+
+def _copy(item: Node, names: tuple[str, ...]) -> dict[str, str]:
+    return {k: item.attrs[k] for k in names if k in item.attrs}
+
+
+def _node(tag: str, origin: Node, **attrs: str) -> Node:
+    return Node(tag=tag, line=origin.line, attrs=dict(attrs), implicit=True)

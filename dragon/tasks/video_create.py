@@ -1,0 +1,44 @@
+"""video.create: render an SXML definition with ffmpeg (seed 4.11; see dragon/sxml/).
+
+The definition is parsed and checked here, in the schema, so a hostile or broken one
+(a DTD, billion laughs, depth 10,000, an unknown element, a ``file:`` URL) ends the task
+at once with ``{"parameters": {"definition": [...]}}`` before anything is downloaded
+(RELIABILITY.md 8 case 12). ``antialias`` supersamples text (1, 2 or 4 times) and, from 2
+up, kenburns sources (at twice the frame: more costs time and shows nothing).
+"""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validate, validates
+
+from dragon.sxml import profiles, render
+from dragon.sxml.parse import DefinitionErrors, parse
+from dragon.tasks.schema import TaskSchema
+
+TASK_NAME = "video.create"
+HEAVY = True
+
+
+class Schema(TaskSchema):
+    definition = fields.String(required=True)
+    profile = fields.String(load_default=profiles.DEFAULT)
+    preview = fields.Boolean(load_default=False)
+    export = fields.Boolean(load_default=True)
+    thumbnail_time = fields.Float(load_default=1.0)
+    antialias = fields.Integer(load_default=4, validate=validate.OneOf([1, 2, 4]))
+
+    @validates("profile")
+    def _profile(self, value: str, **_) -> None:
+        if profiles.get(value) is None:
+            raise ValidationError(profiles.invalid_message(value))
+
+    @validates("definition")
+    def _definition(self, value: str, **_) -> None:
+        try:
+            parse(value)
+        except DefinitionErrors as e:
+            raise ValidationError(e.messages) from None
+
+
+async def run(ctx) -> dict:
+    return await render.create(ctx)

@@ -1,0 +1,179 @@
+"""Benchmark video.create against a hand-written ffmpeg command making the same slideshow.
+
+    .venv/bin/python scripts/bench_video_create.py [--runs 3] [--profiles 360p 720p]
+
+The movie: 30 s, six 2000x1500 photo-like JPEGs, each a 6 s kenburns zoom, joined by
+1.2 s crossfades, a legend over the whole movie, and music bound to the movie with a 2 s
+fade-out. The baseline is one ffmpeg command a person would write for it (scale+crop to
+twice the frame, zoompan, an xfade chain, drawtext, afade), with the same encoder settings
+as the export (x264 veryfast, CRF 23 capped at the profile's bitrate, AAC).
+
+The dragon figure is the whole task through the HTTP API (a real ``dragon serve`` with a
+temp data dir, a local origin, ``block=true``): download, probe, Pillow, the render and
+the thumbnail, i.e. more than the baseline does. Raw and task runs alternate (median of
+``--runs`` after a warm-up each) so a busy machine slows both alike.
+
+Target: task <= 1.3x the raw command. Also printed: seconds per output second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import BenchServer  # noqa: E402
+
+FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+LEGEND = "A legend over the whole slideshow"
+STILLS, STILL, FADE, FPS = 6, 6.0, 1.2, 25
+DURATION = STILLS * STILL - (STILLS - 1) * FADE  # 30 s
+PROFILES = {"360p": (640, 360, 1024, 128), "720p": (1280, 720, 1500, 256)}
+
+
+def make_media(folder: Path) -> None:
+    rng = np.random.default_rng(1)
+    for i in range(STILLS):
+        path = folder / f"photo{i}.jpg"
+        if path.exists():
+            continue
+        h, w = 1500, 2000
+        y, x = np.mgrid[0:h, 0:w]
+        base = np.stack([(x * 255 // w + 40 * i) % 256, (y * 255 // h + 70 * i) % 256,
+                         ((x + y) * 255 // (w + h) + 20 * i) % 256], -1).astype(np.float32)
+        grain = rng.normal(128, 25, (h // 4, w // 4, 3)).clip(0, 255).astype(np.uint8)
+        grain = np.asarray(Image.fromarray(grain).resize((w, h), Image.BICUBIC), np.float32)
+        picture = Image.fromarray((base + grain - 128).clip(0, 255).astype(np.uint8))
+        picture.filter(ImageFilter.GaussianBlur(1)).save(path, quality=90)
+    music = folder / "music.mp3"
+    if not music.exists():
+        subprocess.run([*FFMPEG, "-f", "lavfi", "-i", "sine=frequency=330:duration=35",
+                        "-f", "lavfi", "-i", "sine=frequency=440:duration=35", "-filter_complex",
+                        "amerge", "-ac", "2", "-b:a", "128k", str(music)], check=True)
+
+
+def definition(base: str) -> str:
+    items = [f'<effect type="kenburns" duration="{STILL:g}">'
+             f'<image filename="{base}/photo{i}.jpg"/></effect>' for i in range(STILLS)]
+    sequence = f'<transition type="crossfade" duration="{FADE:g}"/>'.join(items)
+    return (f'<movie service="craftsman-1.0"><body><stack><sequence>{sequence}</sequence>'
+            f'<text type="legend">{LEGEND}</text>'
+            f'<audio filename="{base}/music.mp3" duration=".." fadeout="2"/>'
+            f"</stack></body></movie>")
+
+
+def raw_argv(folder: Path, profile: str, out: Path) -> list[str]:
+    w, h, video_kbps, audio_kbps = PROFILES[profile]
+    frames = round(STILL * FPS)
+    font = round(0.06 * h)
+    graph = []
+    for i in range(STILLS):
+        graph.append(f"[{i}:v]scale={2 * w}:{2 * h}:force_original_aspect_ratio=increase,"
+                     f"crop={2 * w}:{2 * h},format=yuv420p,zoompan=z='1+0.15*on/{frames}'"
+                     f":x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d={frames}:s={w}x{h}"
+                     f":fps={FPS}[s{i}]")
+    last = "s0"
+    for i in range(1, STILLS):
+        offset = i * (STILL - FADE)
+        graph.append(f"[{last}][s{i}]xfade=transition=fade:duration={FADE}:offset={offset}"
+                     f"[x{i}]")
+        last = f"x{i}"
+    graph.append(f"[{last}]drawtext=fontfile={FONT}:text='{LEGEND}':fontsize={font}"
+                 f":fontcolor=white:box=1:boxcolor=black@0.5:boxborderw={font // 3}"
+                 f":x=(w-text_w)/2:y=h*0.92-text_h[v]")
+    graph.append(f"[{STILLS}:a]afade=t=out:st={DURATION - 2:g}:d=2,atrim=0:{DURATION:g}[a]")
+    inputs = [arg for i in range(STILLS) for arg in ("-i", str(folder / f"photo{i}.jpg"))]
+    return [*FFMPEG, *inputs, "-i", str(folder / "music.mp3"),
+            "-filter_complex", ";".join(graph), "-map", "[v]", "-map", "[a]",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", str(2 * FPS),
+            "-pix_fmt", "yuv420p", "-maxrate", f"{video_kbps}k", "-bufsize",
+            f"{2 * video_kbps}k", "-c:a", "aac", "-b:a", f"{audio_kbps}k", "-ar", "44100",
+            "-ac", "2", "-movflags", "+faststart", str(out)]
+
+
+def start_origin(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(folder), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def create(server: BenchServer, task: dict) -> dict:
+    body = json.dumps({"block": True, "tasks": [task]}).encode()
+    req = urllib.request.Request(f"{server.url}/v2/create", data=body, headers=server.headers)
+    with urllib.request.urlopen(req, timeout=1200) as r:
+        [status] = json.loads(r.read())
+    if status["status"] != "success":
+        raise RuntimeError(f"video.create failed: {status}")
+    return status["result"]
+
+
+def duration_of(path: Path) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
+                          "csv=p=0", str(path)], capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=PROFILES)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dragon-bench-create-"))
+    make_media(work)
+    httpd, base = start_origin(work)
+    server = BenchServer()
+    try:
+        print(f"{'profile':8} {'raw s':>7} {'task s':>7} {'ratio':>6} {'raw s/s':>8} "
+              f"{'task s/s':>9}  (median of {args.runs}, 30 s movie)")
+        for profile in args.profiles:
+            task = {"task_name": "video.create", "definition": definition(base),
+                    "profile": profile}
+            raw_out = work / f"raw-{profile}.mp4"
+            argv = raw_argv(work, profile, raw_out)
+            raw_times, task_times = [], []
+            result = None
+            for i in range(args.runs + 1):
+                t = time.perf_counter()
+                subprocess.run(argv, check=True)
+                raw = time.perf_counter() - t
+                t = time.perf_counter()
+                result = create(server, task)
+                job = time.perf_counter() - t
+                if i:  # the first round warms caches up
+                    raw_times.append(raw)
+                    task_times.append(job)
+            raw_s, task_s = statistics.median(raw_times), statistics.median(task_times)
+            export = work / f"task-{profile}.mp4"
+            with urllib.request.urlopen(result["export"]) as r:
+                export.write_bytes(r.read())
+            durations = f"{duration_of(raw_out):.2f}/{duration_of(export):.2f}"
+            print(f"{profile:8} {raw_s:7.2f} {task_s:7.2f} {task_s / raw_s:5.2f}x "
+                  f"{raw_s / DURATION:8.3f} {task_s / DURATION:9.3f}  "
+                  f"(durations raw/task {durations} s)", flush=True)
+    finally:
+        server.stop()
+        httpd.shutdown()
+
+
+if __name__ == "__main__":
+    main()

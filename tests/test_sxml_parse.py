@@ -1,0 +1,306 @@
+"""SXML parsing and checking (dragon.sxml.parse), hostile XML, and the pure helpers the
+renderer relies on (profiles, placement, text clean-up, transition names).
+
+No server, no rendering: these run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import pytest
+from marshmallow import ValidationError
+
+from dragon.sxml import layout, profiles
+from dragon.sxml.parse import MAX_DEPTH, DefinitionErrors, parse
+from dragon.sxml.picture import xfade_name
+from dragon.sxml.text import clean
+from dragon.tasks.video_create import Schema
+
+IMAGE = '<image filename="http://media.test/i.jpg"/>'
+
+
+def movie(body: str) -> str:
+    return f'<movie service="craftsman-1.0"><body>{body}</body></movie>'
+
+
+def errors_of(xml: str) -> list[str]:
+    with pytest.raises(DefinitionErrors) as info:
+        parse(xml)
+    return info.value.messages
+
+
+# -- hostile XML (RELIABILITY.md 8 case 12) ----------------------------------------------
+
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'
+              for i in range(1, 10))
+    + ']><movie service="craftsman-1.0">&lol9;</movie>'
+)
+HOSTILE = {
+    "billion laughs": BILLION_LAUGHS,
+    "external entity": '<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM '
+                       '"file:///etc/passwd">]><movie service="craftsman-1.0">&x;</movie>',
+    "external dtd": '<!DOCTYPE movie SYSTEM "http://127.0.0.1:9/evil.dtd"><movie/>',
+    "plain doctype": "<!DOCTYPE movie><movie/>",
+    "parameter entity": '<!DOCTYPE m [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]><movie/>',
+    "depth 10000": "<movie>" + "<stack>" * 10_000 + "</stack>" * 10_000 + "</movie>",
+    "element flood": movie("<stack/>" * 20_000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_xml_is_refused_fast_with_bounded_memory(name):
+    tracemalloc.start()
+    started = time.perf_counter()
+    messages = errors_of(HOSTILE[name])
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 1.0
+    assert peak < 20 * 1024 * 1024
+    assert len(messages) == 1
+    assert any(word in messages[0] for word in ("DTD", "deeper", "elements"))
+
+
+def test_hostile_xml_gives_the_parameters_error_shape():
+    with pytest.raises(ValidationError) as info:
+        Schema().load({"definition": HOSTILE["billion laughs"]})
+    assert list(info.value.messages) == ["definition"]
+    assert "DTD" in info.value.messages["definition"][0]
+
+
+def test_depth_limit_is_exact():
+    nested = "<stack>" * (MAX_DEPTH - 2) + '<effect type="none">' + IMAGE + "</effect>"
+    with pytest.raises(DefinitionErrors, match="deeper"):
+        parse(f'<movie service="craftsman-1.0"><body>{nested}</body></movie>')
+
+
+def test_not_well_formed_names_the_line():
+    [message] = errors_of('<movie service="craftsman-1.0">\n<body>\n<stack>\n</body></movie>')
+    assert "not well-formed" in message and "(line 4)" in message
+
+
+def test_empty_definition():
+    assert "empty" in errors_of("   ")[0]
+
+
+# -- structure: strict -------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, words", [
+    ('<sphere radius="1"/>', ["<sphere>", "not supported"]),
+    ('<effect type="none"><image type="map" center="1,2"/></effect>', ["<image>", "map"]),
+    ('<audio voice="neospeech:julie">Hello</audio>', ["<audio>", "text-to-speech"]),
+    ("<audio>Hello there</audio>", ["<audio>", "text-to-speech"]),
+    (f'<effect type="none">{IMAGE}<filter type="mask"/></effect>', ["<filter>", "mask"]),
+    ('<widget type="slideshow.reflect.simple.index"/>', ["<widget>", "not supported"]),
+    ("<blink/>", ["<blink>", "not an SXML element"]),
+    (f'<transition/><effect type="none">{IMAGE}</effect>', ["<transition>", "between"]),
+    (f'<effect type="none">{IMAGE}</effect><transition/>', ["<transition>", "between"]),
+    (f'<stack><transition/><effect type="none">{IMAGE}</effect></stack>',
+     ["<transition>", "inside <stack>"]),
+    (f'<effect type="none">{IMAGE}{IMAGE}</effect>', ["<effect>", "exactly one"]),
+    ('<effect type="none"/>', ["<effect>", "exactly one"]),
+    ('<effect type="none"><image color="red"/></effect>', ["color", "#RRGGBB"]),
+    ('<effect type="none"><image/></effect>', ["<image>", "filename or a color"]),
+    ('<effect type="none"><image filename="file:///etc/passwd"/></effect>',
+     ["<image>", "http or https"]),
+    ('<effect type="none"><video filename="concat:a|b"/></effect>', ["<video>", "http"]),
+    ('<audio filename="http://u:p@media.test/a.mp3"/>', ["<audio>", "credentials"]),
+    (f'<effect type="none" duration="ten">{IMAGE}</effect>', ["duration", "not a number"]),
+    (f'<effect type="none" duration="-1">{IMAGE}</effect>', ["duration", "at least 0"]),
+    (f'<stack><effect type="none" margin-start="1" duration="2" margin-end="1">{IMAGE}'
+     "</effect></stack>", ["all at once"]),
+    (f'<stack><effect type="none" margin-both="1" duration="2">{IMAGE}</effect></stack>',
+     ["margin-both"]),
+    ('<text type="marquee">x</text>', ["<text>", "legend, zone"]),
+    ('<text align="sideways">x</text>', ["<text>", "align"]),
+    ('<effect type="none"><video filename="http://media.test/v.mp4" speed="50"/></effect>',
+     ["speed", "at most 10"]),
+])
+def test_structural_problems_name_the_element(body, words):
+    messages = errors_of(movie(body))
+    assert any(all(w in m for w in words) for m in messages), messages
+    assert all("(line " in m for m in messages)
+
+
+def test_error_lines_point_at_the_element():
+    xml = '<movie service="craftsman-1.0">\n<body>\n<stack>\n\n  <sphere/>\n</stack></body></movie>'
+    assert errors_of(xml) == ["<sphere> is not supported: 3D spheres cannot be rendered (line 5)"]
+
+
+def test_several_errors_are_listed():
+    messages = errors_of(movie("<sphere/><blink/>" + '<audio voice="x"/>'))
+    assert len(messages) == 3
+
+
+def test_root_and_service():
+    assert "expected <movie>" in errors_of("<film/>")[0]
+    assert "craftsman-1.0" in errors_of('<movie service="slideshow-1.0"><body/></movie>')[0]
+    assert "exactly one <body>" in errors_of('<movie service="craftsman-1.0"/>')[0]
+    assert "nothing to render" in errors_of(movie(""))[0]
+
+
+def test_media_count_is_limited():
+    many = "".join(f'<effect type="none"><image filename="http://m.test/{i}.jpg"/></effect>'
+                   for i in range(301))
+    assert any("too many" in m for m in errors_of(movie(many)))
+
+
+# -- decoration: lenient -----------------------------------------------------------------
+
+def test_decoration_is_accepted_with_warnings():
+    definition = parse(movie(
+        f'<effect type="kenburns" depthEnable="true">{IMAGE}'
+        '<filter type="blur"/><animator type="slide-in" direction="left"/></effect>'
+        f'<effect type="flower">{IMAGE}</effect>'
+        f'<effect type="none">{IMAGE}</effect><transition type="waterdrop"/>'
+        f'<effect type="none">{IMAGE}</effect>'))
+    text = "\n".join(definition.warnings)
+    for word in ("depthEnable", "blur", "<animator>", "flower"):
+        assert word in text
+
+
+def test_warnings_are_not_repeated():
+    definition = parse(movie("".join(f'<effect type="none" depthEnable="true">{IMAGE}</effect>'
+                                     for _ in range(5))))
+    assert len(definition.warnings) == 1
+
+
+def test_bare_media_is_wrapped_in_an_effect():
+    definition = parse(movie(
+        '<image color="#ff0000" duration="2"/>'
+        '<stack><video filename="http://media.test/v.mp4" margin-start="1"/></stack>'))
+    still, stack = definition.body.children
+    assert still.tag == "effect" and still.attrs == {"type": "none", "duration": "2"}
+    wrapper = stack.children[0]
+    assert wrapper.tag == "effect" and wrapper.attrs["margin-start"] == "1"
+    assert "margin-start" not in wrapper.children[0].attrs
+
+
+def test_encoding_declaration_of_a_decoded_string_is_ignored():
+    xml = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+           + movie('<text type="zone" duration="1">Café Überraschung</text>'))
+    text = parse(xml).body.children[0]
+    assert text.text == "Café Überraschung"
+
+
+def test_media_lists_every_url_element():
+    definition = parse(movie(f'<effect type="diving">{IMAGE}{IMAGE}</effect>'
+                             '<audio filename="http://media.test/a.mp3"/>'))
+    assert [n.tag for n in definition.media()] == ["image", "image", "audio"]
+
+
+# -- the director.theme widget dialect ---------------------------------------------------
+
+def test_widget_becomes_a_stack_with_crossfades_and_bound_music():
+    definition = parse(movie(
+        '<widget type="director.theme.tiles"><track type="video">'
+        '<image filename="http://media.test/1.jpg" duration="3.0">'
+        '<track type="caption"><text>Caption</text></track></image>'
+        '<text duration="4.0">Title</text>'
+        '<image type="map" center="37.20,-93.27" zoom="10.0"/>'
+        '<transition type="move" direction="down" duration="1"/>'
+        '<video filename="http://media.test/clip.mp4"/>'
+        '</track><track type="audio"><audio filename="http://media.test/m.mp3"/></track>'
+        "</widget>"))
+    [stack] = definition.body.children
+    sequence, music = stack.children
+    tags = [c.tag for c in sequence.children]
+    assert tags == ["stack", "transition", "text", "transition", "effect", "transition",
+                    "effect"]
+    captioned = sequence.children[0]
+    assert captioned.attrs["duration"] == "3.0"
+    assert [c.tag for c in captioned.children] == ["effect", "text"]
+    assert captioned.children[1].attrs["type"] == "legend"
+    assert sequence.children[1].attrs == {"type": "crossfade", "duration": "0.5"}
+    assert sequence.children[5].attrs["type"] == "move"  # explicit wins over automatic
+    assert sequence.children[4].children[0].attrs["color"] == "#808080"
+    assert music.attrs["duration"] == ".." and music.attrs["fadeout"] == "2"
+    assert any("map" in w for w in definition.warnings)
+
+
+def test_widget_urls_pass_the_gate():
+    messages = errors_of(movie('<widget type="director.theme.x"><track type="video">'
+                               '<image filename="ftp://media.test/1.jpg"/></track></widget>'))
+    assert any("http or https" in m for m in messages)
+
+
+# -- schema -------------------------------------------------------------------------------
+
+def test_schema_defaults():
+    params = Schema().load({"definition": movie(f'<effect type="none">{IMAGE}</effect>')})
+    assert params["profile"] == "360p"
+    assert params["preview"] is False and params["export"] is True
+    assert params["thumbnail_time"] == 1.0 and params["antialias"] == 4
+
+
+def test_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(ValidationError) as info:
+        Schema().load({"definition": movie(f'<effect type="none">{IMAGE}</effect>'),
+                       "profile": "8k"})
+    [message] = info.value.messages["profile"]
+    assert "'8k' is not a valid profile" in message
+    assert "'360p'" in message and "'720p-29-97-fps'" in message
+
+
+def test_antialias_choices():
+    with pytest.raises(ValidationError):
+        Schema().load({"definition": movie(f'<effect type="none">{IMAGE}</effect>'),
+                       "antialias": 3})
+
+
+# -- profiles, placement, text, transitions ----------------------------------------------
+
+def test_profiles():
+    assert (profiles.get("360p").width, profiles.get("360p").height) == (640, 360)
+    assert profiles.get("720p").video_kbps == 1500
+    assert str(profiles.get("720p-29-97-fps").rate) == "30000/1001"
+    assert str(profiles.get("360p-12-5-fps").rate) == "25/2"
+    assert (profiles.get("480p-4-3-29-97-fps").width, profiles.get("480p-4-3").height) == (
+        640, 480)
+    assert profiles.get("mobile-small").rate == 15
+    assert profiles.get("iphone-24p").rate == 24
+    assert profiles.get("240p").width % 2 == 0
+    preview = profiles.get("1080p").preview()
+    assert (preview.width, preview.height) == (426, 240)
+    # Every name of the historic choice list is accepted.
+    for name in ("iphone-24p", "dvd-pal-16-9", "720p-vhq-29-97-fps", "360p-23-976-fps",
+                 "dvd-ntsc-4-3-h", "youtube-12-5fps", "special", "th720p", "cine-half-hd",
+                 "flash-med-16-9", "240p-24-fps", "1080p-24-fps", "square-640"):
+        assert profiles.get(name) is not None, name
+
+
+def test_placement_boxes():
+    spec = layout.placement({"height": "0.2", "right": "0", "top": "0"})
+    assert layout.place(spec, 640, 360, aspect=2.0) == (496, 0, 144, 72)
+    assert layout.place(layout.placement({"left": "0.25", "top": "0.25", "width": "0.5",
+                                          "height": "0.5"}), 640, 360) == (160, 90, 320, 180)
+    assert layout.place({}, 640, 360) == (0, 0, 640, 360)
+    assert layout.place(layout.placement({"width": "0.5", "height": "auto"}), 640, 360,
+                        aspect=1.0) == (160, 20, 320, 320)
+    assert layout.place(layout.placement({"height": "0.15", "right": "0", "bottom": "0"}),
+                        640, 360) == (0, 306, 640, 54)
+    assert layout.fit((0, 0, 640, 360), 4 / 3) == (80, 0, 480, 360)
+
+
+def test_text_clean_keeps_line_breaks():
+    assert clean("\n   Hello    big \t world \n  second   line  \n") == (
+        "Hello big world\nsecond line")
+
+
+@pytest.mark.parametrize("attrs, name", [
+    ({"type": "crossfade"}, "fade"),
+    ({"type": "move", "direction": "up"}, "slideup"),
+    ({"type": "move"}, "slideleft"),
+    ({"type": "scan", "direction": "right"}, "wiperight"),
+    ({"type": "circle"}, "circleopen"),
+    ({"type": "radial"}, "radial"),
+    ({"type": "strip", "direction": "down"}, "vdslice"),
+    ({"type": "swirl"}, "fade"),
+])
+def test_transition_names(attrs, name):
+    from dragon.sxml.model import Node
+    assert xfade_name(Node("transition", 1, attrs))[0] == name
