@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from tests.media import image_bytes
 
 
 class DrippingOrigin:
@@ -53,8 +56,6 @@ def test_a_failed_task_stops_its_other_downloads(dragon_server, origin):
 
 
 def test_task_temp_folders_are_removed(dragon_server, origin):
-    from tests.media import image_bytes
-
     url = origin.add("lifecycle.jpg", image_bytes(), "image/jpeg")
     dragon_server.create([{"task_name": "image.thumb", "url": url, "width": 10}] * 2)
     tmp = dragon_server.data_dir / "tmp"
@@ -63,3 +64,38 @@ def test_task_temp_folders_are_removed(dragon_server, origin):
         time.sleep(0.05)
     assert [p.name for p in tmp.iterdir() if p.name != "batches"] == []
     assert not any((tmp / "batches").iterdir()) if (tmp / "batches").exists() else True
+
+
+def process_counts(pid: int) -> tuple[int, int]:
+    fds = len(list(Path(f"/proc/{pid}/fd").iterdir()))
+    threads = len(list(Path(f"/proc/{pid}/task").iterdir()))
+    return fds, threads
+
+
+def test_fifty_bad_tasks_leave_fds_and_threads_at_baseline(make_server, origin):
+    import os
+
+    server = make_server()
+    bad = {
+        "zero.bin": b"",
+        "random.bin": os.urandom(4096),
+        "truncated.jpg": image_bytes(200, 200)[:300],
+        "moovless.mp4": b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + os.urandom(2000),
+    }
+    urls = [origin.add(f"fdleak-{name}", data) for name, data in bad.items()]
+    tasks = [{"task_name": name, "url": url} for url in urls
+             for name in ("image.info", "video.info", "audio.info", "image.thumb")]
+    server.create(tasks[:8])  # warm-up: pools, connections and caches exist afterwards
+    time.sleep(0.5)
+    before = process_counts(server.proc.pid)
+    docs = []
+    for _ in range(3):
+        docs += server.create(tasks)
+    assert len(docs) >= 48
+    assert all(d["status"] == "error" for d in docs)
+    known = {"invalid_media", "unsupported_media", "image_too_large", "media_too_large"}
+    assert {d["error_code"] for d in docs} <= known
+    time.sleep(1.0)
+    fds, threads = process_counts(server.proc.pid)
+    assert fds <= before[0] + 2, (before, fds)
+    assert threads <= before[1] + 2, (before, threads)
