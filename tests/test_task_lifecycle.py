@@ -11,9 +11,11 @@ from tests.media import image_bytes
 
 
 class DrippingOrigin:
-    """Sends one byte every 0.1 s forever; records when the client hangs up."""
+    """``/slow.jpg`` sends one byte every 0.1 s forever and records when the client hangs
+    up; ``/late-404`` answers 404 after 0.5 s (so the slow download is under way by then)."""
 
     def __init__(self) -> None:
+        self.opened_at: float | None = None
         self.closed_at: float | None = None
         origin = self
 
@@ -22,6 +24,13 @@ class DrippingOrigin:
                 pass
 
             def do_GET(self):
+                if self.path == "/late-404":
+                    time.sleep(0.5)
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                origin.opened_at = time.monotonic()
                 self.send_response(200)
                 self.send_header("Content-Length", str(10**9))
                 self.end_headers()
@@ -35,16 +44,19 @@ class DrippingOrigin:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/slow.jpg"
+        base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = f"{base}/slow.jpg"
+        self.late_404 = f"{base}/late-404"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
-def test_a_failed_task_stops_its_other_downloads(dragon_server, origin):
+def test_a_failed_task_stops_its_other_downloads(dragon_server):
     slow = DrippingOrigin()
     try:
-        missing = origin.url + "/missing.jpg"
-        [doc] = dragon_server.create([{"task_name": "image.strip", "urls": [slow.url, missing]}])
+        urls = [slow.url, slow.late_404]
+        [doc] = dragon_server.create([{"task_name": "image.strip", "urls": urls}])
         assert doc["status"] == "error" and doc["error_code"] == "download_failed"
+        assert slow.opened_at is not None  # the slow download was under way
         ended = time.monotonic()
         deadline = ended + 10
         while slow.closed_at is None and time.monotonic() < deadline:
