@@ -123,7 +123,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     finally:
         await st.sweeper.stop()
         await st.callbacks.stop()
-        st.service.closing.set()
+        st.service.close()
         if not st.scheduler.stopping:
             await st.scheduler.stop(0)
         await st.fetcher.close()

@@ -15,6 +15,10 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 
+# Sentinels a reader finds in its queue instead of a status.
+OVERFLOW = {"_overflow": True}
+CLOSING = {"_closing": True}
+
 
 class Subscription:
     closed = False
@@ -29,9 +33,16 @@ class Subscription:
         """Follow more keys (create_stream subscribes before its keys exist)."""
         if self.closed:  # the stream ended (client gone) before its create committed
             return
+        self.bus._empty.discard(self)
         for key in keys:
             self.keys.add(key)
             self.bus._subs[key].add(self)
+
+    def end(self) -> None:
+        """Wake the reader with the closing sentinel (server shutting down)."""
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(CLOSING)
 
     def push(self, status: dict) -> None:
         if self.overflowed:
@@ -43,7 +54,7 @@ class Subscription:
             self.bus.unsubscribe(self)
             # Wake the reader so it notices the overflow and closes its stream.
             self.queue.get_nowait()
-            self.queue.put_nowait({"_overflow": True})
+            self.queue.put_nowait(OVERFLOW)
 
     async def get(self) -> dict:
         return await self.queue.get()
@@ -60,14 +71,27 @@ class Bus:
     def __init__(self, queue_size: int = 256) -> None:
         self.queue_size = queue_size
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self._empty: set[Subscription] = set()  # subscribed before their keys exist
+        self.closed = False
 
     def subscribe(self, keys: Iterable[str], maxsize: int | None = None) -> Subscription:
         sub = Subscription(self, keys, maxsize or self.queue_size)
         for key in sub.keys:
             self._subs[key].add(sub)
+        if not sub.keys:
+            self._empty.add(sub)
+        if self.closed:
+            sub.end()
         return sub
 
+    def close(self) -> None:
+        """The server is closing: every reader gets the closing sentinel, now or later."""
+        self.closed = True
+        for sub in {s for subs in self._subs.values() for s in subs} | self._empty:
+            sub.end()
+
     def unsubscribe(self, sub: Subscription) -> None:
+        self._empty.discard(sub)
         for key in sub.keys:
             subs = self._subs.get(key)
             if subs is not None:

@@ -137,7 +137,7 @@ async def serve(settings: Settings) -> None:
     st = app[STATE]
     log.info("shutting down: new tasks are refused, running ones get %.0f s",
              settings.shutdown_grace_seconds)
-    st.service.closing.set()
+    st.service.close()
     await st.scheduler.stop(settings.shutdown_grace_seconds)
     await runner.cleanup()
 

@@ -18,7 +18,7 @@ from marshmallow import ValidationError
 
 from dragon import db, errors, status
 from dragon.auth import Account, new_secret
-from dragon.bus import Bus
+from dragon.bus import CLOSING, OVERFLOW, Bus
 from dragon.tasks import TaskSpec
 from dragon.tasks.schema import validation_messages
 from dragon.urlcheck import url_problem
@@ -192,18 +192,13 @@ class Service:
         """The next published status, or None when the server is closing or we overflowed."""
         if sub.overflowed and sub.queue.empty():
             return None
-        getter = asyncio.ensure_future(sub.get())
-        closer = asyncio.ensure_future(self.closing.wait())
-        try:
-            done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closer.cancel()
-            if not getter.done():
-                getter.cancel()
-        if getter in done:
-            update = getter.result()
-            return None if update.get("_overflow") else update
-        return None
+        update = await sub.get()
+        return None if update is OVERFLOW or update is CLOSING else update
+
+    def close(self) -> None:
+        """Refuse new tasks and release every blocked request and stream."""
+        self.closing.set()
+        self.bus.close()
 
     def queue_size(self, keys: int) -> int:
         """A subscription's bound: room for every task to change a few times at once."""
