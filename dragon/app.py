@@ -8,9 +8,7 @@ order and closed in reverse, so tests and shutdown tear them down cleanly.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
-import multiprocessing
 import os
 from collections.abc import AsyncIterator
 
@@ -25,6 +23,7 @@ from dragon.fetch import Fetcher
 from dragon.handlers import files, storage, tasks
 from dragon.handlers.errors import error_middleware
 from dragon.limits import TokenBuckets
+from dragon.pool import WorkerPool
 from dragon.scheduler import Scheduler, clean_tmp
 from dragon.service import Service
 from dragon.state import STATE, State, state
@@ -91,11 +90,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     st.db.open()
     st.fetcher = Fetcher(settings)
     await st.fetcher.start()
-    st.pool = concurrent.futures.ProcessPoolExecutor(
-        max_workers=settings.heavy_slots,
-        mp_context=multiprocessing.get_context("forkserver"),
-        initializer=_warm_worker,
-    )
+    st.pool = WorkerPool(settings.heavy_slots, initializer=_warm_worker)
     st.bus = Bus(settings.stream_queue_size)
     st.registry = load_tasks(tuple(m.strip() for m in settings.task_modules.split(",")
                                    if m.strip()))
@@ -128,7 +123,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             await st.scheduler.stop(0)
         await st.fetcher.close()
         await st.stores.backend.close()
-        st.pool.shutdown(wait=False, cancel_futures=True)
+        st.pool.shutdown()
         await asyncio.to_thread(st.db.close)
 
 

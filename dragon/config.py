@@ -52,6 +52,8 @@ SETTINGS: tuple[Setting, ...] = (
             "A stream whose reader stops reading this long is closed."),
     Setting("allow_private_urls", False, bool, "Fetch loopback/private addresses (dev, tests)."),
     Setting("max_download_bytes", 1 * GiB, int, "Largest source download, after decompression."),
+    Setting("max_task_download_bytes", 4 * GiB, int,
+            "Most bytes all the sources of one task may add up to."),
     Setting("fetch_connect_timeout", 10.0, float, "Seconds to connect to a source."),
     Setting("fetch_read_timeout", 30.0, float, "Seconds a source may stay silent."),
     Setting("fetch_total_timeout", 600.0, float, "Seconds a whole download may take."),
@@ -118,6 +120,7 @@ class Settings:
     stream_write_timeout_seconds: float
     allow_private_urls: bool
     max_download_bytes: int
+    max_task_download_bytes: int
     fetch_connect_timeout: float
     fetch_read_timeout: float
     fetch_total_timeout: float

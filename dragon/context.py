@@ -14,7 +14,6 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -48,7 +47,7 @@ class TaskContext:
         reporter: Reporter,
         fetcher: Fetcher,
         store: Store,
-        process_pool: Executor | None = None,
+        process_pool: Any = None,
         deadline: float | None = None,
     ) -> None:
         self.key = key
@@ -66,6 +65,7 @@ class TaskContext:
         self._pool = process_pool
         self._deadline = deadline
         self._downloads: dict[str, asyncio.Future] = {}
+        self._reserved = 0  # bytes of the task's download budget taken so far
         self.processes: set[asyncio.subprocess.Process] = set()
 
     @property
@@ -85,10 +85,30 @@ class TaskContext:
         if url not in self._downloads:
             dest = self.tmpdir / f"src{len(self._downloads)}"
             dest.mkdir(parents=True, exist_ok=True)
-            self._downloads[url] = asyncio.ensure_future(
-                self._fetcher.download(url, dest, max_bytes=max_bytes)
-            )
+            self._downloads[url] = asyncio.ensure_future(self._budgeted(url, dest, max_bytes))
         return await asyncio.shield(self._downloads[url])
+
+    async def _budgeted(self, url: str, dest: Path, max_bytes: int | None) -> Any:
+        """One download within what is left of the task's total download budget.
+
+        Each download reserves as much as it may take, and gives back what it did not use,
+        so concurrent downloads cannot overrun the budget together.
+        """
+        total = self.settings.max_task_download_bytes
+        left = total - self._reserved
+        if left <= 0:
+            raise errors.TaskError(
+                errors.DOWNLOAD_TOO_LARGE,
+                f"this task's sources add up to more than {total} bytes, the limit per task")
+        reserve = min(max_bytes or self.settings.max_download_bytes, left)
+        self._reserved += reserve
+        try:
+            download = await self._fetcher.download(url, dest, max_bytes=reserve)
+        except BaseException:
+            self._reserved -= reserve
+            raise
+        self._reserved -= reserve - download.size
+        return download
 
     async def aclose(self) -> None:
         """Stop downloads still running (the task failed or was cancelled while they ran)."""
@@ -133,9 +153,14 @@ class TaskContext:
         return result
 
     async def in_process(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run picklable CPU-heavy ``fn(*args)`` in the process pool (numpy, Pillow)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, fn, *args)
+        """Run picklable CPU-heavy ``fn(*args)`` in the process pool (numpy, Pillow).
+
+        If the task is cancelled or times out meanwhile, the job is stopped too
+        (``dragon.pool``).
+        """
+        if self._pool is None:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await self._pool.run(fn, *args)
 
     async def in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run blocking ``fn`` in a thread (for work that releases the GIL or does I/O)."""

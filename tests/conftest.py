@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PLUGINS = ("tasks", "progress", "file", "fetch")  # tests/plugin_*.py: tasks for tests only
+PLUGINS = ("tasks", "progress", "file", "fetch", "spin")  # tests/plugin_*.py: tasks for tests only
 
 
 def pytest_report_header(config):

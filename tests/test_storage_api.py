@@ -176,3 +176,13 @@ def test_tasks_of_one_request_download_a_url_once(dragon_server, origin):
     # A later request downloads again (nothing is cached across requests).
     dragon_server.create([{"task_name": "test.fetch", "url": url}])
     assert origin.hits.count("/shared-once.bin") == 2
+
+
+def test_a_task_cannot_download_more_than_its_budget(make_server, origin):
+    server = make_server(env={"DRAGON_MAX_TASK_DOWNLOAD_BYTES": "25000"})
+    urls = [origin.add(f"budget-{i}.png", b"\x89PNG\r\n\x1a\n" + bytes(10_000)) for i in range(3)]
+    [doc] = server.create([{"task_name": "image.strip", "urls": urls}])
+    assert doc["status"] == "error" and doc["error_code"] == "download_too_large"
+    [doc] = server.create([{"task_name": "test.fetch", "url": urls[0]}])
+    assert doc["status"] == "success"
+    server.stop()

@@ -111,3 +111,17 @@ def test_fifty_bad_tasks_leave_fds_and_threads_at_baseline(make_server, origin):
     fds, threads = process_counts(server.proc.pid)
     assert fds <= before[0] + 2, (before, fds)
     assert threads <= before[1] + 2, (before, threads)
+
+
+def test_a_timed_out_pool_job_does_not_hold_the_pool(make_server, origin):
+    server = make_server(env={"DRAGON_TASK_TIMEOUT_SECONDS": "1", "DRAGON_CONCURRENCY": "1"})
+    [doc] = server.create([{"task_name": "test.spin", "seconds": 60}])
+    assert doc["status"] == "error" and doc["error_code"] == "timeout"
+    url = origin.add("after-spin.jpg", image_bytes(), "image/jpeg")
+    t0 = time.monotonic()
+    [doc] = server.create([{"task_name": "image.thumb", "url": url, "width": 10}])
+    assert doc["status"] == "success", doc
+    assert time.monotonic() - t0 < 10  # the spinning job was stopped, not waited for
+    [doc] = server.create([{"task_name": "test.spin", "seconds": 0.2}])
+    assert doc["status"] == "success" and doc["result"]["loops"] > 0
+    server.stop()

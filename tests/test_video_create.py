@@ -254,27 +254,34 @@ def test_a_movie_cut_into_windows_is_seamless(make_server, urls, tmp_path):
 
 # -- refusals --------------------------------------------------------------------------------
 
+# Each would be a valid movie but for its hostile part, so only that part can fail it.
+VALID_BODY = '<body><effect type="none"><image color="#ff0000" duration="1"/></effect></body>'
 HOSTILE = {
-    "billion laughs": '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-                      '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
-                      '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">'
-                      ']><movie service="craftsman-1.0">&lol3;</movie>',
-    "external entity": '<!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-                       '<movie service="craftsman-1.0">&x;</movie>',
-    "doctype": '<!DOCTYPE movie><movie service="craftsman-1.0"/>',
-    "depth 10000": "<movie>" + "<stack>" * 10_000 + "</stack>" * 10_000 + "</movie>",
+    "billion laughs": ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+                       '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+                       '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">'
+                       f']><movie service="craftsman-1.0">{VALID_BODY}&lol3;</movie>', "DTD"),
+    "external entity": ('<!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                        f'<movie service="craftsman-1.0">{VALID_BODY}&x;</movie>', "DTD"),
+    "doctype": (f'<!DOCTYPE movie><movie service="craftsman-1.0">{VALID_BODY}</movie>', "DTD"),
+    "depth 10000": ('<movie service="craftsman-1.0"><body>' + "<stack>" * 10_000
+                    + "</stack>" * 10_000 + "</body></movie>", "deeper"),
 }
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_definitions_end_as_parameter_errors(dragon_server, name):
     started = time.monotonic()
-    status = create(dragon_server, HOSTILE[name])
+    definition, reason = HOSTILE[name]
+    status = create(dragon_server, definition)
     assert time.monotonic() - started < 5.0  # the HTTP round trip, on a busy test machine
     events = {k: datetime.fromisoformat(v) for k, v in status["events"].items()}
     assert (events["completed"] - events["queued"]).total_seconds() < 1.0
     assert status["status"] == "error"
     assert list(status["error"]["parameters"]) == ["definition"]
+    assert reason in status["error"]["parameters"]["definition"][0]
+    assert create(dragon_server, f'<movie service="craftsman-1.0">{VALID_BODY}</movie>')[
+        "status"] == "success"  # the same movie without the hostile part renders
 
 
 def test_unrenderable_structure_names_element_and_line(dragon_server, urls, origin):

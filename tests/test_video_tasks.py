@@ -20,6 +20,7 @@ from PIL import Image
 
 from dragon import errors
 from dragon.tasks import video_reverse
+from tests import media as generate
 from tests.media import ffmpeg
 from tests.test_media_probe import local_ctx
 
@@ -399,7 +400,23 @@ def test_plan_cuts_between_frames():
     assert [(c.parts, c.part_frames) for c in chunks] == [(2, 100), (1, 100)]
     assert (chunks[0].start, chunks[0].first_frame) == (0.0, 0.0)
     assert chunks[0].length == pytest.approx(7.98) and chunks[0].audio_cuts() == [4.0]
-    assert chunks[1].start == pytest.approx(7.98) and chunks[1].length is None
+    assert chunks[1].start == pytest.approx(7.98) and chunks[1].length == pytest.approx(2.04)
+    assert chunks[1].frames == 50
     assert chunks[1].first_frame == pytest.approx(0.02)
     long = video_reverse.plan(100.0, 30.0, (64, 48))  # parts of 10 s, chunks of 60 s
     assert [(c.parts, c.part_frames) for c in long] == [(6, 300), (4, 300)]
+
+
+def test_reverse_trusts_no_more_frames_than_the_declared_duration(dragon_server, origin,
+                                                                  tmp_path):
+    import struct
+
+    path = generate.video(tmp_path / "long.mkv", duration=12, size="64x48", audio=True)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Segment Info > Duration, an 8-byte float (ms)
+    assert at > 0
+    data[at + 3 : at + 11] = struct.pack(">d", 1000.0)  # claims 1 s, holds 12 s
+    url = origin.add("lying-duration.mkv", bytes(data))
+    doc = dragon_server.run_task({"task_name": "video.reverse", "url": url})
+    assert doc["status"] == "success", doc
+    assert doc["result"]["duration"] <= 1.5

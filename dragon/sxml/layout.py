@@ -13,6 +13,8 @@ from dragon.media.geometry import even
 Box = tuple[int, int, int, int]  # x, y, w, h
 
 
+MAX_BOX = 2  # largest placement box, in frames
+
 def placement(attrs: dict[str, str]) -> dict[str, float]:
     """The numeric placement attributes of an element (``auto`` and absent are left out)."""
     out = {}
@@ -41,7 +43,9 @@ def place(spec: dict[str, float], width: int, height: int,
         w = width * (1 - (left or 0.0) - (right or 0.0))
     if h is None:
         h = height * (1 - (top or 0.0) - (bottom or 0.0))
-    w, h = min(even(w), even(width * 10)), min(even(h), even(height * 10))
+    # At most twice the frame: a larger box shows nothing more, and at 10x a 1080p frame
+    # one overlay was a 200-megapixel still that ffmpeg scaled on every frame.
+    w, h = min(even(w), even(width * MAX_BOX)), min(even(h), even(height * MAX_BOX))
     x = _position(left, right, w, width)
     y = _position(top, bottom, h, height)
     return x, y, w, h

@@ -41,6 +41,9 @@ _COLOR = re.compile(r"^#?([0-9a-fA-F]{6})([0-9a-fA-F]{2})?$")
 _uids = itertools.count(1)
 
 
+
+MAX_NUMBER = 86400.0
+
 class DefinitionError(Exception):
     """A problem with the definition, reported as a message naming the element and line."""
 
@@ -96,7 +99,10 @@ class Node:
 
     # -- attribute readers ----------------------------------------------------------------
     def number(self, name: str, default: float | None = None, *, minimum: float = 0.0,
-               maximum: float | None = None) -> float | None:
+               maximum: float | None = MAX_NUMBER) -> float | None:
+        """The attribute as a finite number in range. Without an explicit ``maximum`` the
+        bound is a day (in seconds): no time, skip, fade or margin needs more, and ffmpeg
+        given 1e300 fails obscurely instead of with a parameter error."""
         raw = self.attrs.get(name)
         if raw is None or raw.strip() == "":
             return default

@@ -45,10 +45,10 @@ from dragon.sxml.model import (
 )
 from dragon.urlcheck import url_problem
 
-MAX_CHARS = 2_000_000
+MAX_CHARS = 512 * 1024
 MAX_DEPTH = 64
 MAX_ELEMENTS = 10_000
-MAX_TEXT_CHARS = 200_000
+MAX_TEXT_CHARS = 20_000
 MAX_MEDIA = 300
 MAX_EFFECT_MEDIA = 100
 MAX_ERRORS = 10

@@ -87,7 +87,7 @@ async def create(ctx) -> dict:
 async def load(ctx, text: str, warn) -> Movie:
     """Parse, download, probe and time the definition."""
     try:
-        definition = parse(text)
+        definition = await ctx.in_thread(parse, text)
     except DefinitionErrors as e:
         raise errors.ParameterError({"definition": e.messages}) from None
     for message in definition.warnings:

@@ -24,6 +24,7 @@ from dragon.sxml.stills import Raster
 MEMORY_BUDGET = 384 * 1024**2
 STILL_COPIES = 3  # decoded picture, its yuv420p conversion, the filter's own copy
 VIDEO_FRAMES = 12  # a threaded H.264 decoder's reference and in-flight frames
+INPUT_BYTES = 3 * 1024**2 // 2  # what ffmpeg spends on any input, however small (measured)
 
 Window = tuple[int, int]  # frames [first, end)
 
@@ -76,12 +77,13 @@ def _leaves(body: Node, graph: Graph, rasters: dict[int, Raster | None],
         if node.tag in ("image", "text"):
             raster = rasters.get(node.uid)
             if raster is not None:
-                yield first, end, raster.pixels * 3 // 2 * STILL_COPIES
+                yield first, end, raster.pixels * 3 // 2 * STILL_COPIES + INPUT_BYTES
             elif node.tag == "image":
-                yield first, end, frame_bytes  # a colour
+                yield first, end, frame_bytes + INPUT_BYTES  # a colour
         elif node.tag == "video":
             size = media[node.attrs["filename"]].display_size or (graph.width, graph.height)
-            yield first, end, size[0] * size[1] * 3 // 2 * VIDEO_FRAMES + 2 * frame_bytes
+            yield first, end, (size[0] * size[1] * 3 // 2 * VIDEO_FRAMES + 2 * frame_bytes
+                               + INPUT_BYTES)
 
 
 def _zones(body: Node, graph: Graph) -> list[Window]:

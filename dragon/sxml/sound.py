@@ -74,6 +74,8 @@ def _clip(graph: Graph, node: Node, fades: list[Fade], info: MediaInfo) -> str |
     speed = node.number("speed", 1.0) or 1.0
     volume = node.number("volume", 1.0)
     loop = node.tag == "audio" and node.flag("loop", False)
+    if loop and info.duration:
+        skip %= info.duration  # ffmpeg would decode every loop up to the skip point
     visible = node.end - node.begin
     available = (info.duration or 0.0) - skip
     if available <= 0 and not loop:

@@ -99,15 +99,18 @@ def render_text(job: TextJob) -> Raster | None:
         size = LEGEND_FONT * height
     else:
         size = _fitted_size(text, path, box[2], box[3], ZONE_MAX_FONT * height)
+    # Never larger than the box: a huge fontsize must not allocate a huge canvas.
+    size = min(size, box[3])
     font = ImageFont.truetype(path, max(MIN_FONT, round(size * s)))
     lines = _wrap(text, font, bw)
     ascent, descent = font.getmetrics()
     line_h = round((ascent + descent) * LINE_SPACING)
+    lines = lines[: max(1, bh // max(1, line_h) + 1)]  # only what can show in the box
     block_w = max(1, max(round(font.getlength(line)) for line in lines))
     block_h = line_h * (len(lines) - 1) + ascent + descent
     background = job.background or (LEGEND_BAND if job.kind == "legend" else None)
     pad = round(PADDING * font.size) if background else 0
-    cw, ch = block_w + 2 * pad, block_h + 2 * pad
+    cw, ch = min(block_w + 2 * pad, bw), min(block_h + 2 * pad, bh)
     cx = bx + {"left": 0, "right": bw - cw}.get(h_align, (bw - cw) // 2)
     if job.kind == "legend" and job.spec is None:
         cy = round(LEGEND_BASE * height * s) - ch
@@ -172,11 +175,17 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont, width: float) -> list[str]:
                 out.append(line)
                 line = word
             while font.getlength(line) > width and len(line) > 1:
-                cut = len(line) - 1
-                while cut > 1 and font.getlength(line[:cut]) > width:
-                    cut -= 1
-                out.append(line[:cut])
-                line = line[cut:]
+                # The longest prefix that fits, by bisection: cutting one character at a
+                # time made a long word cost minutes of a pool worker.
+                lo, hi = 1, len(line) - 1
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    if font.getlength(line[:mid]) <= width:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                out.append(line[:lo])
+                line = line[lo:]
         out.append(line)
     return out
 

@@ -48,6 +48,7 @@ HEAVY = True
 
 SEGMENT_BYTES = 400 * 1024**2
 MAX_PART_SECONDS = 10.0
+MIN_FPS = 1.0
 CHUNK_SECONDS = 60.0
 AUDIO_BITRATE = "128k"
 
@@ -68,7 +69,8 @@ class Schema(TaskSchema):
 class Chunk:
     index: int
     start: float  # input seek, seconds
-    length: float | None  # None: to the end of the source
+    length: float  # input duration, seconds (the last chunk: the declared rest + a frame)
+    frames: int  # frames the chunk holds by the declared duration: never more are kept
     parts: int
     part_frames: int
     first_frame: float  # time of the chunk's first frame after the seek (0 or half a frame)
@@ -96,16 +98,19 @@ def plan(duration: float, fps: float, size: tuple[int, int],
     chunks = []
     for index, first in enumerate(range(0, frames, per_chunk)):
         start = (first - 0.5) / fps if first else 0.0
-        last = first + per_chunk >= frames
-        length = None if last else (first + per_chunk - 0.5) / fps - start
         count = min(per_chunk, frames - first)
-        chunks.append(Chunk(index, start, length, math.ceil(count / k), k,
+        # Each chunk ends half a frame before the next one's first frame. The last one too
+        # reads only its declared frames (+ half a frame): a container that claims 0.5 s
+        # but holds an hour cannot make ``reverse`` hold an hour of frames.
+        last = first + count >= frames
+        length = (first + count + (0.5 if last else -0.5)) / fps - start
+        chunks.append(Chunk(index, start, length, count, math.ceil(count / k), k,
                             first / fps - start, fps))
     return chunks
 
 
 def _source(info: probe.MediaInfo, chunk: Chunk, settings) -> list[str]:
-    limit = ["-t", f"{chunk.length:.6f}"] if chunk.length is not None else []
+    limit = ["-t", f"{chunk.length:.6f}"]
     return [*ffmpeg.decoder_guard(settings), *limit, *probe.input_args(info, seek=chunk.start)]
 
 
@@ -115,12 +120,12 @@ def video_argv(info: probe.MediaInfo, chunk: Chunk, vf: str, encode: list[str], 
     chain = f"[0:V:0]{vf}," if vf else "[0:V:0]"
     k, m = chunk.part_frames, chunk.parts
     if m == 1:
-        graph = f"{chain}reverse,setpts=PTS-STARTPTS[v]"
+        graph = f"{chain}trim=end_frame={chunk.frames},reverse,setpts=PTS-STARTPTS[v]"
         muxer = ["-f", "mp4", str(folder / chunk.name(0, "mp4"))]
     else:
         graph = chain + f"split={m}" + "".join(f"[s{j}]" for j in range(m))
         for j in range(m):
-            end = f":end_frame={(j + 1) * k}" if j < m - 1 else ""
+            end = f":end_frame={min((j + 1) * k, chunk.frames)}"
             graph += (f";[s{j}]trim=start_frame={j * k}{end},reverse,"
                       f"setpts=PTS-STARTPTS[r{j}]")
         graph += ";" + "".join(f"[r{j}]" for j in range(m)) + f"concat=n={m}:v=1:a=0[v]"
@@ -140,13 +145,13 @@ def video_argv(info: probe.MediaInfo, chunk: Chunk, vf: str, encode: list[str], 
 def audio_argv(info: probe.MediaInfo, chunk: Chunk, folder: Path, settings) -> list[str]:
     """Reverse a chunk's sound part by part into ``c<chunk>_<part>.wav`` files."""
     m = chunk.parts
-    cuts = [0.0, *chunk.audio_cuts(), None]
+    cuts = [0.0, *chunk.audio_cuts(), chunk.length]
     if m == 1:
-        graph = "[0:a:0]areverse,asetpts=PTS-STARTPTS[a0]"
+        graph = f"[0:a:0]atrim=end={chunk.length:.6f},areverse,asetpts=PTS-STARTPTS[a0]"
     else:
         graph = f"[0:a:0]asplit={m}" + "".join(f"[t{j}]" for j in range(m))
         for j in range(m):
-            end = f":end={cuts[j + 1]:.6f}" if cuts[j + 1] is not None else ""
+            end = f":end={cuts[j + 1]:.6f}"
             graph += (f";[t{j}]atrim=start={cuts[j]:.6f}{end},areverse,"
                       f"asetpts=PTS-STARTPTS[a{j}]")
     outputs = []
@@ -190,6 +195,12 @@ async def run(ctx) -> dict:
     probe.require_video(info)
     if not info.duration:
         raise errors.TaskError(errors.INVALID_MEDIA, "the video's duration is unknown")
+    if info.frame_rate is not None and info.frame_rate < MIN_FPS:
+        # Parts are cut in frames; below this one part's sound would be minutes long and
+        # ``areverse`` holds a part's sound in memory.
+        raise errors.TaskError(errors.UNSUPPORTED_MEDIA,
+                               f"the video has {info.frame_rate:g} frames per second; reversing"
+                               f" needs at least {MIN_FPS:g}")
 
     src = info.display_size
     size = ffmpeg.video_size(src, p["width"], p["height"], p["crop"])
