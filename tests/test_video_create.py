@@ -319,3 +319,22 @@ def test_media_that_is_not_what_it_claims(dragon_server, urls):
     assert status["status"] == "error"
     assert status["error_code"] == "unsupported_media"
     assert "<video> (line 2)" in status["error"]
+
+
+def test_a_render_shorter_than_its_timeline_is_refused(dragon_server, tmp_path):
+    colours = "".join(f'<image color="#{i:02x}{i:02x}{i:02x}"/>' for i in range(100))
+    status = create(dragon_server, f'<movie service="craftsman-1.0"><body>'
+                                   f'<effect type="diving" duration="5">{colours}</effect>'
+                                   f'</body></movie>')
+    if status["status"] == "success":  # an ffmpeg that keeps every frame: the length holds
+        video = dragon_server.get(status["result"]["export"]).body
+        path = tmp_path / "diving.mp4"
+        path.write_bytes(video)
+        length = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+             "stream=duration", "-of", "csv=p=0", str(path)],
+            capture_output=True, text=True, check=True).stdout
+        assert abs(float(length) - 5.0) < 0.1
+    else:
+        assert status["error_code"] == "process_failed"
+        assert "instead of 5.00 s" in status["error"]

@@ -79,9 +79,32 @@ async def create(ctx) -> dict:
     await render(ctx, movie, profile, "export", warn, video=export, thumbnail=(thumbnail, at),
                  preset=ffmpeg.x264_preset(ctx.settings), crf=CRF, progress=export is not None)
     if export is not None:
+        await check_length(ctx, export, duration, profile.rate)
         await ctx.output("export", export, "video/mp4")
     await ctx.output("thumbnail", thumbnail, "image/jpeg")
     return {"duration": round(duration, 3), "width": profile.width, "height": profile.height}
+
+
+async def check_length(ctx, path: Path, expected: float, rate: float) -> None:
+    """Refuse a render that came out shorter or longer than its timeline (by 2+ frames).
+
+    Chains of very short crossfades in ffmpeg 5.1 can drop frames; a video that silently
+    lasts 2 s instead of 5 is worse than a clear failure.
+    """
+    # The video stream's own length: the container's would be the music's.
+    out = await ctx.run(["ffprobe", "-v", "error", "-select_streams", "v:0",
+                         "-show_entries", "stream=duration", "-of", "csv=p=0",
+                         *probe.path_input_args(path, "mov")], error_code=errors.PROCESS_FAILED)
+    try:
+        length: float | None = float(out.stdout.decode().strip())
+    except ValueError:
+        length = None
+    if length is None or abs(length - expected) > max(2 / rate, 0.1):
+        got = "an unknown time" if length is None else f"{length:.2f} s"
+        raise errors.TaskError(
+            errors.PROCESS_FAILED,
+            f"the rendered video lasts {got} instead of {expected:.2f} s; a multi-image effect"
+            " with more images than its duration has frames for can cause this")
 
 
 async def load(ctx, text: str, warn) -> Movie:
