@@ -188,6 +188,14 @@ def ffprobe_argv(path: Path, demuxer: str) -> list[str]:
     ]
 
 
+async def fetch_source(ctx, url: str, need: str) -> MediaInfo:
+    """Download ``url`` and probe it, refusing it unless it has ``need`` (audio or video):
+    the first steps of every audio and video task."""
+    info = await probe(ctx, await ctx.fetch(url))
+    (require_audio if need == "audio" else require_video)(info)
+    return info
+
+
 async def probe(ctx, download) -> MediaInfo:
     """Probe a downloaded source (``dragon.fetch.Download``: ``path``, sniffed ``mime``)."""
     source_demuxer(download)

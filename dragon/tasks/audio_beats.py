@@ -24,9 +24,7 @@ class Schema(TaskSchema):
 
 
 async def run(ctx) -> dict:
-    download = await ctx.fetch(ctx.params["url"])
-    info = await probe.probe(ctx, download)
-    probe.require_audio(info)
+    info = await probe.fetch_source(ctx, ctx.params["url"], "audio")
     argv = pcm_argv(probe.input_args(info), beats.SR)
     result = await run_in_pool(ctx, beats.analyse, argv)
     return {

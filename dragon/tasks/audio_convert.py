@@ -47,9 +47,7 @@ def build_argv(info: probe.MediaInfo, codec: str, force: bool, out, settings) ->
 
 async def run(ctx) -> dict:
     _, _, _, ext, content_type = TARGETS[ctx.params["codec"]]
-    download = await ctx.fetch(ctx.params["url"])
-    info = await probe.probe(ctx, download)
-    probe.require_audio(info)
+    info = await probe.fetch_source(ctx, ctx.params["url"], "audio")
 
     out = ctx.tmpdir / f"output.{ext}"
     argv = build_argv(info, ctx.params["codec"], ctx.params["force"], out, ctx.settings)

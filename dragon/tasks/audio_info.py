@@ -14,9 +14,7 @@ class Schema(TaskSchema):
 
 
 async def run(ctx) -> dict:
-    download = await ctx.fetch(ctx.params["url"])
-    info = await probe.probe(ctx, download)
-    probe.require_audio(info)
+    info = await probe.fetch_source(ctx, ctx.params["url"], "audio")
     return {
         "duration": round(info.duration, 2) if info.duration is not None else None,
         "content_type": info.content_type,

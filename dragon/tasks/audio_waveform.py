@@ -55,9 +55,7 @@ def check_params(p: dict, max_pixels: int) -> None:
 async def run(ctx) -> dict:
     p = ctx.params
     check_params(p, ctx.settings.max_pixels)
-    download = await ctx.fetch(p["url"])
-    info = await probe.probe(ctx, download)
-    probe.require_audio(info)
+    info = await probe.fetch_source(ctx, p["url"], "audio")
     if info.duration is not None and p["start"] >= info.duration:
         raise errors.ParameterError.one(
             "start", f"is past the end of the audio ({info.duration:.2f} s)")

@@ -77,9 +77,7 @@ def build_argv(info: probe.MediaInfo, params: dict, out, settings) -> tuple[list
 
 
 async def run(ctx) -> dict:
-    download = await ctx.fetch(ctx.params["url"])
-    info = await probe.probe(ctx, download)
-    probe.require_video(info)
+    info = await probe.fetch_source(ctx, ctx.params["url"], "video")
     ext = AUDIO[ctx.params["audio_codec"]][2]
     out = ctx.tmpdir / f"output.{ext}"
     argv, content_type = build_argv(info, ctx.params, out, ctx.settings)

@@ -14,9 +14,7 @@ class Schema(TaskSchema):
 
 
 async def run(ctx) -> dict:
-    download = await ctx.fetch(ctx.params["url"])
-    info = await probe.probe(ctx, download)
-    probe.require_video(info)
+    info = await probe.fetch_source(ctx, ctx.params["url"], "video")
     return info_values(info)
 
 

@@ -190,9 +190,7 @@ def reversed_parts(folder: Path, chunks: list[Chunk], ext: str, header: int = 0)
 
 async def run(ctx) -> dict:
     p = ctx.params
-    download = await ctx.fetch(p["url"])
-    info = await probe.probe(ctx, download)
-    probe.require_video(info)
+    info = await probe.fetch_source(ctx, p["url"], "video")
     if not info.duration:
         raise errors.TaskError(errors.INVALID_MEDIA, "the video's duration is unknown")
     if info.frame_rate is not None and info.frame_rate < MIN_FPS:

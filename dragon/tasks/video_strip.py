@@ -91,9 +91,7 @@ def batch_argv(info: probe.MediaInfo, times: list[float], cell: tuple[int, int],
 async def run(ctx) -> dict:
     p = ctx.params
     fmt, ext, content_type = ffmpeg.FRAME_FORMATS[p["format"]]
-    download = await ctx.fetch(p["url"])
-    info = await probe.probe(ctx, download)
-    probe.require_video(info)
+    info = await probe.fetch_source(ctx, p["url"], "video")
     last = probe.last_frame_time(info)
     if last is None:
         raise errors.TaskError(errors.INVALID_MEDIA, "the video's duration is unknown")
