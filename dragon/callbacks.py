@@ -38,6 +38,12 @@ def signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
 
+def signatures(secrets: list[str], webhook_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header: one ``v1,`` signature per secret, space-separated
+    (during a rotation, receivers holding either secret can verify)."""
+    return " ".join(signature(s, webhook_id, timestamp, body) for s in secrets)
+
+
 def retry_delay(first: float, attempts: int) -> float:
     """Delay after the ``attempts``-th failed attempt (1-based)."""
     return first * BACKOFF_FACTOR ** (attempts - 1)
@@ -101,7 +107,9 @@ class CallbackSender:
             "Content-Type": "application/json",
             "webhook-id": row["webhook_id"],
             "webhook-timestamp": str(stamp),
-            "webhook-signature": signature(row["webhook_secret"], row["webhook_id"], stamp, body),
+            "webhook-signature": signatures(
+                [s for s in (row["webhook_secret"], row["previous_webhook_secret"]) if s],
+                row["webhook_id"], stamp, body),
         }
         status = None
         try:

@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import stat
 import sys
+import time
 from typing import Any
 
 from dragon import auth, db
@@ -69,6 +70,14 @@ def cmd_accounts(args: argparse.Namespace) -> int:
                               "referrers": json.loads(row["referrers"]),
                               "max_active": row["max_active"],
                               "expiration_days": row["expiration_days"]}))
+    elif args.action == "rotate-webhook-secret":
+        secret = auth.new_webhook_secret()
+        until = time.time() + args.keep_old_hours * 3600
+        if not _transaction(conn, db.rotate_webhook_secret(args.name, secret, until)):
+            print(f"dragon: no account named {args.name!r}", file=sys.stderr)
+            return 1
+        print(json.dumps({"name": args.name, "webhook_secret": secret,
+                          "previous_secret_valid_hours": args.keep_old_hours}))
     elif args.action == "delete":
         if not _transaction(conn, db.delete_account(args.name)):
             print(f"dragon: no account named {args.name!r}", file=sys.stderr)
@@ -177,7 +186,12 @@ def parser() -> argparse.ArgumentParser:
     asub.add_parser("list", help="list accounts (without secrets)")
     d = asub.add_parser("delete", help="delete an account and its tasks")
     d.add_argument("name")
-    for sp in (c, asub.choices["list"], d):
+    r = asub.add_parser("rotate-webhook-secret",
+                        help="new webhook secret; callbacks carry both signatures meanwhile")
+    r.add_argument("name")
+    r.add_argument("--keep-old-hours", type=float, default=24.0,
+                   help="hours the previous secret still signs callbacks (default 24)")
+    for sp in (c, asub.choices["list"], d, r):
         sp.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     a.set_defaults(func=cmd_accounts)
     return p

@@ -106,6 +106,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE files ADD COLUMN output TEXT;
     CREATE UNIQUE INDEX files_output ON files(task_key, output);
     """,
+    """
+    ALTER TABLE accounts ADD COLUMN previous_webhook_secret TEXT;
+    ALTER TABLE accounts ADD COLUMN previous_webhook_secret_until REAL;
+    """,
 )
 
 TASK_COLUMNS = (
@@ -337,6 +341,14 @@ def delete_account(name: str) -> Op:
     return op
 
 
+def rotate_webhook_secret(name: str, secret: str, keep_old_until: float) -> Op:
+    """New webhook secret; the old one still signs until ``keep_old_until``."""
+    return lambda c: c.execute(
+        "UPDATE accounts SET previous_webhook_secret = webhook_secret,"
+        " previous_webhook_secret_until = ?, webhook_secret = ? WHERE name = ?",
+        (keep_old_until, secret, name)).rowcount
+
+
 def set_expiration(account_id: int, days: int) -> Op:
     return lambda c: c.execute(
         "UPDATE accounts SET expiration_days = ? WHERE id = ?", (days, account_id)).rowcount
@@ -536,9 +548,11 @@ def insert_outbox(task_key: str, account_id: int, url: str, body: bytes, webhook
 
 def due_deliveries(now: float, limit: int = 100) -> Op:
     return lambda c: c.execute(
-        "SELECT o.*, a.webhook_secret FROM outbox o JOIN accounts a ON a.id = o.account_id"
+        "SELECT o.*, a.webhook_secret, CASE WHEN a.previous_webhook_secret_until > ?"
+        " THEN a.previous_webhook_secret END AS previous_webhook_secret"
+        " FROM outbox o JOIN accounts a ON a.id = o.account_id"
         " WHERE o.state = 'pending' AND o.next_at <= ? ORDER BY o.next_at LIMIT ?",
-        (now, limit)).fetchall()
+        (now, now, limit)).fetchall()
 
 
 def next_delivery_time() -> Op:

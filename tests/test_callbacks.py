@@ -163,3 +163,27 @@ def test_delivery_survives_a_restart_between_tries(make_server):
     assert calls[0]["headers"]["webhook-id"] == calls[1]["headers"]["webhook-id"]
     assert wait_state(server, doc["key"], "delivered")["attempts"] == 2
     server.stop()
+
+
+def test_rotated_secret_signs_with_both_until_the_old_one_expires(make_server):
+    from conftest import dragon
+
+    server = make_server(env=FAST)
+    old = server.account["webhook_secret"]
+    out = dragon("accounts", "rotate-webhook-secret", "test", "--data-dir",
+                 str(server.data_dir), env=server.env)
+    new = json.loads(out.stdout)["webhook_secret"]
+    assert new != old
+    rx = Receiver()
+    server.create([{"task_name": "hello", "name": "rot", "url_callback": rx.url}])
+    [call] = rx.wait(1)
+    assert len(call["headers"]["webhook-signature"].split()) == 2
+    assert verify(new, call["headers"], call["body"])
+    assert verify(old, call["headers"], call["body"])
+    dragon("accounts", "rotate-webhook-secret", "test", "--keep-old-hours", "0",
+           "--data-dir", str(server.data_dir), env=server.env)
+    server.create([{"task_name": "hello", "name": "rot2", "url_callback": rx.url}])
+    calls = rx.wait(2)
+    assert len(calls[1]["headers"]["webhook-signature"].split()) == 1
+    assert not verify(new, calls[1]["headers"], calls[1]["body"])  # rotated away again
+    server.stop()
