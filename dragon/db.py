@@ -489,10 +489,27 @@ def file_by_location(location: str) -> Op:
         "SELECT * FROM files WHERE location = ?", (location,)).fetchone()
 
 
-def list_files(account_id: int, store: str = "persistent") -> Op:
-    return lambda c: c.execute(
-        "SELECT * FROM files WHERE account_id = ? AND store = ? ORDER BY task_key, name",
-        (account_id, store)).fetchall()
+def list_files(account_id: int, task_key: str | None = None,
+               urls: list[str] | None = None) -> Op:
+    """An account's listed (persistent) files: all, one task's, or those with these URLs."""
+    def op(c: sqlite3.Connection):
+        sql = "SELECT * FROM files WHERE account_id = ? AND store = 'persistent'"
+        args: list = [account_id]
+        if task_key is not None:
+            sql += " AND task_key = ?"
+            args.append(task_key)
+        if urls is not None:
+            sql += f" AND url IN ({','.join('?' * len(urls))})"
+            args += urls
+        return c.execute(sql + " ORDER BY task_key, name", args).fetchall()
+    return op
+
+
+def file_directories(account_id: int) -> Op:
+    """The task keys that hold listed files (the storage API's root directories)."""
+    return lambda c: [r[0] for r in c.execute(
+        "SELECT DISTINCT task_key FROM files WHERE account_id = ? AND store = 'persistent'"
+        " ORDER BY task_key", (account_id,))]
 
 
 def files_by_ids(ids: list[int]) -> Op:

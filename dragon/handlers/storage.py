@@ -52,12 +52,12 @@ async def list_files(request: web.Request) -> web.Response:
     account = await st.auth.authenticate(request)
     path = request.match_info.get("path", "").strip("/")
     recursive = truthy(request.query.get("recursive", ""))
-    rows = await st.db.read(db.list_files(account.id))
-    files, directories = [], []
+    directories = []
     if not path:
-        directories = sorted({f"{r['task_key']}/" for r in rows})
-        chosen = rows if recursive else []
+        directories = [f"{k}/" for k in await st.db.read(db.file_directories(account.id))]
+        chosen = await st.db.read(db.list_files(account.id)) if recursive else []
     else:
+        rows = await st.db.read(db.list_files(account.id, task_key=path.split("/", 1)[0]))
         chosen = [r for r in rows if _in_path(r, path)]
         if not chosen:
             raise web.HTTPNotFound(reason=f"no file or directory {path!r}")
@@ -72,17 +72,18 @@ async def delete_files(request: web.Request) -> web.Response:
     body = await json_body(request)
     account = await st.auth.authenticate(request, body)
     options = {**request.query, **body}
-    rows = await st.db.read(db.list_files(account.id))
     urls = options.get("urls")
     if urls is not None:
         if isinstance(urls, str):
             urls = [urls]
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise RequestError("urls", "urls must be a list of absolute URLs")
-        wanted = {u.split("?", 1)[0] for u in urls}
-        chosen = [r for r in rows if r["url"] in wanted]
+        wanted = sorted({u.split("?", 1)[0] for u in urls})[:10_000]
+        chosen = await st.db.read(db.list_files(account.id, urls=wanted)) if wanted else []
     else:
-        path = request.match_info.get("path", "")
+        path = request.match_info.get("path", "").strip("/")
+        key = path.split("/", 1)[0] if path else None
+        rows = await st.db.read(db.list_files(account.id, task_key=key))
         chosen = [r for r in rows if _in_path(r, path)]
         if "from" in options:
             since = _date("from", options["from"])
