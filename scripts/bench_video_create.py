@@ -19,13 +19,11 @@ Target: task <= 1.3x the raw command. Also printed: seconds per output second.
 from __future__ import annotations
 
 import argparse
-import http.server
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -34,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BenchServer  # noqa: E402
+from benchlib import BenchServer, start_origin  # noqa: E402
 
 FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -102,19 +100,6 @@ def raw_argv(folder: Path, profile: str, out: Path) -> list[str]:
             "-pix_fmt", "yuv420p", "-maxrate", f"{video_kbps}k", "-bufsize",
             f"{2 * video_kbps}k", "-c:a", "aac", "-b:a", f"{audio_kbps}k", "-ar", "44100",
             "-ac", "2", "-movflags", "+faststart", str(out)]
-
-
-def start_origin(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(folder), **kw)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
 def create(server: BenchServer, task: dict) -> dict:

@@ -149,6 +149,21 @@ class Server:
             return Response(e.code, e.headers, e.read())
 
 
+def task_result(server: Server, task: dict) -> dict:
+    """Run one task to its end and return its result, failing the test if it did not succeed."""
+    status = server.run_task(task)
+    assert status["status"] == "success", status
+    return status["result"]
+
+
+def download(server: Server, url: str, dest: Path) -> Path:
+    """Save an output file to ``dest``."""
+    r = server.get(url)
+    assert r.status == 200
+    dest.write_bytes(r.body)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def make_server(tmp_path_factory):
     """Factory: ``make_server(env={...}, start=True)`` -> a fresh ``Server``."""

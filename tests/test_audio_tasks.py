@@ -7,6 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import download as fetch
+from conftest import task_result as run
 
 from dragon import errors
 from tests.media import ffmpeg
@@ -42,19 +44,6 @@ def media(tmp_path_factory, origin):
     paths = {p.name: p for p in d.iterdir()}
     urls = {name: origin.add_file(f"audio/{name}", path) for name, path in paths.items()}
     return paths, urls
-
-
-def run(server, task: dict) -> dict:
-    status = server.run_task(task)
-    assert status["status"] == "success", status
-    return status["result"]
-
-
-def fetch(server, url: str, dest: Path) -> Path:
-    r = server.get(url)
-    assert r.status == 200
-    dest.write_bytes(r.body)
-    return dest
 
 
 @pytest.mark.parametrize("name,content_type,codec", [

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import download as fetch
+from conftest import task_result as run
 from PIL import Image
 
 from dragon import errors
@@ -92,19 +94,6 @@ def media(tmp_path_factory, origin):
     paths = {p.name: p for p in d.iterdir()}
     urls = {name: origin.add_file(f"video/{name}", path) for name, path in paths.items()}
     return paths, urls
-
-
-def run(server, task: dict) -> dict:
-    status = server.run_task(task)
-    assert status["status"] == "success", status
-    return status["result"]
-
-
-def fetch(server, url: str, dest: Path) -> Path:
-    r = server.get(url)
-    assert r.status == 200
-    dest.write_bytes(r.body)
-    return dest
 
 
 def image(server, url: str) -> Image.Image:
