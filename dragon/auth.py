@@ -35,7 +35,6 @@ class Account:
     max_active: int
     webhook_secret: str
     referrers: tuple[str, ...]
-    expiration_days: int
 
 
 def new_secret() -> str:
@@ -58,7 +57,7 @@ def digest(secret: str) -> bytes:
 
 def account_from_row(row: Any) -> Account:
     return Account(row["id"], row["name"], row["max_active"], row["webhook_secret"],
-                   tuple(orjson.loads(row["referrers"])), row["expiration_days"])
+                   tuple(orjson.loads(row["referrers"])))
 
 
 def referrer_allowed(patterns: tuple[str, ...], referrer: str | None) -> bool:

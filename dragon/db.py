@@ -275,16 +275,12 @@ class Database:
 
         A primary-key lookup in WAL mode takes a few microseconds and never waits for the
         writer; handing it to a thread costs more than the query. Only the status and
-        credential lookups use this, never a scan.
+        credential lookups (and a store's look for a task's earlier output) use this, never a scan.
         """
         conn = self._loop_conn
         if conn is None:
             conn = self._loop_conn = connect(self.path, self.synchronous)
         return op(conn)
-
-    def read_sync(self, op: Op) -> Any:
-        """For start-up and the CLI, before the loop serves requests."""
-        return op(self._reader())
 
 
 def _settle(future: asyncio.Future, ok: bool, value: Any) -> None:
@@ -383,10 +379,6 @@ def get_tasks(keys: list[str], account_id: int) -> Op:
             (account_id, *keys),
         ).fetchall()
     return op
-
-
-def get_task(key: str) -> Op:
-    return lambda c: c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()
 
 
 def start_task(key: str, owner: str, now: float) -> Op:
@@ -510,13 +502,6 @@ def file_directories(account_id: int) -> Op:
     return lambda c: [r[0] for r in c.execute(
         "SELECT DISTINCT task_key FROM files WHERE account_id = ? AND store = 'persistent'"
         " ORDER BY task_key", (account_id,))]
-
-
-def files_by_ids(ids: list[int]) -> Op:
-    def op(c: sqlite3.Connection):
-        marks = ",".join("?" * len(ids))
-        return c.execute(f"SELECT * FROM files WHERE id IN ({marks})", ids).fetchall()
-    return op
 
 
 def delete_files(ids: list[int]) -> Op:

@@ -43,7 +43,6 @@ KENBURNS_ZOOM = 0.15
 DIRECTIONAL = {"move": "slide", "over": "slide", "under": "slide", "cube": "slide",
                "dualmove": "slide", "scan": "wipe", "scans": "wipe"}
 FIXED = {"crossfade": "fade", "circle": "circleopen", "radial": "radial"}
-APPROXIMATED = {"waterdrop", "swirl", "spiral", "custom"}
 
 
 def xfade_name(transition: Node) -> tuple[str, str | None]:

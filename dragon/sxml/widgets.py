@@ -31,10 +31,6 @@ VIDEO_ATTRS = ("filename", "skip", "duration", "audio", "volume", "speed")
 AUDIO_ATTRS = ("filename", "skip", "volume", "fadein", "fadeout", "loop", "speed", "voice")
 
 
-def is_widget(node: Node) -> bool:
-    return node.tag == "widget"
-
-
 def expand(widget: Node, warnings: list[str]) -> Node:
     """The core-SXML ``stack`` equivalent to ``widget`` (a director theme)."""
     kind = widget.attrs.get("type", "")
