@@ -409,3 +409,16 @@ def test_reverse_trusts_no_more_frames_than_the_declared_duration(dragon_server,
     doc = dragon_server.run_task({"task_name": "video.reverse", "url": url})
     assert doc["status"] == "success", doc
     assert doc["result"]["duration"] <= 1.5
+
+
+def test_convert_reports_ffmpeg_progress_on_the_stream(dragon_server, origin, tmp_path):
+    path = generate.video(tmp_path / "long.mp4", duration=30, size="640x360", audio=False)
+    url = origin.add("progress-source.mp4", path.read_bytes())
+    r = dragon_server.request("POST", "/v2/create_stream", {"tasks": [
+        {"task_name": "video.convert", "url": url, "width": 640, "crf": 18}]})
+    lines = r.lines()
+    assert lines[-1]["status"] == "success"
+    seen = [d["progress"] for d in lines[1:] if d["status"] == "executing"]
+    inside = [p for p in seen if 0 < p < 100]
+    assert inside, seen  # ffmpeg's -progress reached the status while it encoded
+    assert inside == sorted(inside)
