@@ -304,3 +304,16 @@ def test_text_clean_keeps_line_breaks():
 def test_transition_names(attrs, name):
     from dragon.sxml.model import Node
     assert xfade_name(Node("transition", 1, attrs))[0] == name
+
+
+def test_a_very_long_word_wraps_quickly_and_completely():
+    from PIL import ImageFont
+
+    from dragon.sxml import text
+
+    font = ImageFont.truetype(text.font_path(""), 24)
+    word = "abcdefghij" * 800  # 8,000 characters: cutting one at a time took minutes
+    lines = text._wrap(word, font, 300)
+    assert "".join(lines) == word
+    assert all(font.getlength(line) <= 300 for line in lines)
+    assert all(font.getlength(line + "a") > 300 for line in lines[:-1])  # each line is full
