@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from dragon import db, errors
+from dragon.background import BackgroundLoop
 
 log = logging.getLogger("dragon.callbacks")
 
@@ -49,24 +50,14 @@ def retry_delay(first: float, attempts: int) -> float:
     return first * BACKOFF_FACTOR ** (attempts - 1)
 
 
-class CallbackSender:
+class CallbackSender(BackgroundLoop):
     def __init__(self, settings: Any, database: db.Database, fetcher: Any) -> None:
         self.settings = settings
         self.db = database
         self.fetcher = fetcher
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self._slots = asyncio.Semaphore(MAX_PARALLEL)
         self._inflight: set[int] = set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     def wake(self) -> None:
         self._wake.set()

@@ -231,9 +231,7 @@ class Service:
                     continue
                 if update["key"] not in pending:
                     continue
-                if version == 1 and update.get("status") == "error":
-                    update = {**update, "result": update.get("error")}
-                    update.pop("error", None)
+                update = status.in_version(update, version)
                 yield update
                 if update.get("status") in FINAL:
                     pending.discard(update["key"])

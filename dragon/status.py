@@ -56,6 +56,14 @@ def document(row: Any, version: int = 2) -> dict:
     return doc
 
 
+def in_version(doc: dict, version: int) -> dict:
+    """A v2 document as ``version`` shows it: v1 puts error details under ``result``."""
+    if version == 1 and doc.get("status") == "error" and "error" in doc:
+        doc = {**doc, "result": doc["error"]}
+        doc.pop("error")
+    return doc
+
+
 def mask(value: Any, name: str = "") -> Any:
     """Parameters with secrets and tokens replaced, for ``details=true``."""
     if isinstance(value, dict):

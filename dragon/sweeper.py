@@ -4,29 +4,19 @@ account's expiration setting. Runs at start-up and every ``sweep_interval_second
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from dragon import db
+from dragon.background import BackgroundLoop
 from dragon.handlers.storage import remove_files
 
 log = logging.getLogger("dragon.sweeper")
 
 
-class Sweeper:
+class Sweeper(BackgroundLoop):
     def __init__(self, st) -> None:
         self.st = st
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def sweep(self) -> int:
         removed = 0

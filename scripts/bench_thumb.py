@@ -26,18 +26,14 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import http.server
-import json
 import multiprocessing
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -47,6 +43,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchlib import BenchServer, start_origin  # noqa: E402
 
 from dragon.media import image  # noqa: E402
 
@@ -100,52 +99,14 @@ def vips_runner():
 
 # -- the HTTP API ----------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_origin(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(  # noqa: E731
-        *a, directory=str(folder))
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
-
-
-class Api:
+class Api(BenchServer):
     def __init__(self, data: Path) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, "DRAGON_DATA_DIR": str(data), "DRAGON_PORT": str(self.port),
-                    "DRAGON_ALLOW_PRIVATE_URLS": "1", "DRAGON_CONCURRENCY": "2"}
-        out = subprocess.run([sys.executable, "-m", "dragon", "accounts", "create", "bench",
-                              "--data-dir", str(data)], env=self.env, capture_output=True,
-                             text=True, check=True, cwd=ROOT)
-        self.secret = json.loads(out.stdout)["secret"]
-        self.log = open(data / "server.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "dragon", "serve"], env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("dragon serve did not start; see server.log")
+        super().__init__({"DRAGON_CONCURRENCY": "2"}, data_dir=data)
 
     def thumb(self, url: str) -> None:
-        body = json.dumps({"block": True, "tasks": [
-            {"task_name": "image.thumb", "url": url, "width": SIZE, "height": SIZE}]}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v2/create", data=body,
-                                     headers={"Authorization": f"Secret {self.secret}"})
-        with urllib.request.urlopen(req, timeout=120) as r:
-            [status] = json.loads(r.read())
-        if status["status"] != "success":
-            raise RuntimeError(f"image.thumb failed: {status}")
-        with urllib.request.urlopen(status["result"]["output"], timeout=60) as r:
+        result = self.task({"task_name": "image.thumb", "url": url, "width": SIZE,
+                            "height": SIZE}, timeout=120)
+        with urllib.request.urlopen(result["output"], timeout=60) as r:
             r.read()
 
     def cpu_seconds(self) -> float:
@@ -166,10 +127,6 @@ class Api:
             total += stats.get(pid, (0, 0))[1]
         return total / tick
 
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-        self.log.close()
 
 
 def main() -> None:

@@ -33,21 +33,19 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchlib import start_origin  # noqa: E402
+from benchlib import BenchServer, start_origin  # noqa: E402
 
 from dragon.config import Settings  # noqa: E402
 from dragon.media import probe  # noqa: E402
@@ -153,57 +151,13 @@ class ToolWatch(threading.Thread):
 # -- the server ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Api:
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.port = free_port()
-        self.env = {**os.environ, "DRAGON_DATA_DIR": str(data), "DRAGON_PORT": str(self.port),
-                    "DRAGON_ALLOW_PRIVATE_URLS": "1"}
-        out = subprocess.run([sys.executable, "-m", "dragon", "accounts", "create", "bench",
-                              "--data-dir", str(data)], env=self.env, capture_output=True,
-                             text=True, check=True, cwd=ROOT)
-        self.secret = json.loads(out.stdout)["secret"]
-        self.log = open(data / "server.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "dragon", "serve"], env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("dragon serve did not start; see server.log")
-
-    def task(self, task: dict) -> dict:
-        body = json.dumps({"block": True, "tasks": [task]}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/v2/create", data=body,
-                                     headers={"Authorization": f"Secret {self.secret}"})
-        with urllib.request.urlopen(req, timeout=1200) as r:
-            [status] = json.loads(r.read())
-        if status["status"] != "success":
-            raise RuntimeError(f"{task['task_name']} failed: {status}")
-        return status["result"]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-        self.log.close()
-
-
 # -- the rows --------------------------------------------------------------------------------
 
 
 class Row:
     """Raw command and API job, run alternately so load changes hit both alike."""
 
-    def __init__(self, api: Api, raw: list[str], task: dict, runs: int) -> None:
+    def __init__(self, api: BenchServer, raw: list[str], task: dict, runs: int) -> None:
         self.raw_wall: list[float] = []
         self.raw_cpu: list[float] = []
         self.job_wall: list[float] = []
@@ -273,7 +227,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-video-"))
     origin, base = start_origin(args.cache)
-    api = Api(work / "data")
+    api = BenchServer(data_dir=work / "data")
     try:
         bench(api, base, long, short, work, args)
     finally:
@@ -283,7 +237,7 @@ def main() -> None:
     print(f"load at the end {os.getloadavg()[0]:.1f}")
 
 
-def bench(api: Api, base: str, long: Path, short: Path, work: Path, args) -> None:
+def bench(api: BenchServer, base: str, long: Path, short: Path, work: Path, args) -> None:
     runs = args.runs
     url_long, url_short = f"{base}/{long.name}", f"{base}/{short.name}"
     info_long, info_short = [], []

@@ -38,8 +38,11 @@ def start_origin(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 
 
 class BenchServer:
-    def __init__(self, env: dict | None = None) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="dragon-bench-"))
+    """A real ``dragon serve`` with an account, in ``data_dir`` (default: a temp dir)."""
+
+    def __init__(self, env: dict | None = None, data_dir: Path | None = None) -> None:
+        self.dir = Path(data_dir or tempfile.mkdtemp(prefix="dragon-bench-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "DRAGON_DATA_DIR": str(self.dir), "DRAGON_PORT": str(self.port),
@@ -48,9 +51,9 @@ class BenchServer:
         out = subprocess.run([sys.executable, "-m", "dragon", "accounts", "create", "bench"],
                              env=self.env, capture_output=True, text=True, check=True, cwd=ROOT)
         self.secret = json.loads(out.stdout)["secret"]
+        self.log = open(self.dir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([sys.executable, "-m", "dragon", "serve"], env=self.env,
-                                     cwd=ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.dir / "server.log", "wb"))  # noqa: SIM115
+                                     cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -58,12 +61,23 @@ class BenchServer:
                 return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("server did not start")
+        raise RuntimeError(f"server did not start; see {self.dir / 'server.log'}")
 
     @property
     def headers(self) -> dict:
         return {"Authorization": f"Secret {self.secret}"}
 
+    def task(self, task: dict, timeout: float = 1200) -> dict:
+        """Run one task with block=true; its result, or RuntimeError if it failed."""
+        body = json.dumps({"block": True, "tasks": [task]}).encode()
+        req = urllib.request.Request(f"{self.url}/v2/create", data=body, headers=self.headers)
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            [status] = json.loads(r.read())
+        if status["status"] != "success":
+            raise RuntimeError(f"{task['task_name']} failed: {status}")
+        return status["result"]
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
+        self.log.close()

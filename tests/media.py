@@ -6,7 +6,9 @@ Small helpers over ffmpeg lavfi sources and Pillow. Each returns the bytes or pa
 from __future__ import annotations
 
 import io
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -42,3 +44,15 @@ def audio(path: Path, *, duration: float = 2.0, freq: int = 440,
     """A sine tone; the container and codec follow ``path``'s suffix unless ``codec`` says."""
     ffmpeg("-f", "lavfi", "-i", f"sine=frequency={freq}:duration={duration}", *codec, str(path))
     return path
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares ``width`` x ``height`` but whose IDAT holds a few bytes."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))

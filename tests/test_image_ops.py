@@ -9,8 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import os
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ from PIL import Image, TiffImagePlugin, features
 
 from dragon import errors
 from dragon.media import image
+from tests.media import png_header
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 YELLOW = (255, 255, 0)
@@ -91,18 +90,6 @@ def open_out(path) -> Image.Image:
     im = Image.open(path)
     im.load()
     return im
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose IHDR declares ``width`` x ``height`` but whose IDAT holds a few bytes."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + body))
-        return struct.pack(">I", len(body)) + kind + body + crc
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
 # -- sniffing and refusals --------------------------------------------------------------

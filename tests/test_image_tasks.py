@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import uuid
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.media import png_header
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 
@@ -57,18 +57,6 @@ def output(server, result: dict, content_type: str) -> Image.Image:
     im = Image.open(io.BytesIO(r.body))
     im.load()
     return im
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose IHDR declares ``width`` x ``height``; its IDAT holds a few bytes."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = struct.pack(">I", zlib.crc32(kind + body))
-        return struct.pack(">I", len(body)) + kind + body + crc
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
 # -- image.info ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dragon.handlers.errors import CORS_HEADERS
 from dragon.handlers.request import json_body, json_response, truthy
 from dragon.service import Overloaded
 from dragon.state import state
+from dragon.status import in_version
 
 
 def version_of(request: web.Request) -> int:
@@ -96,14 +97,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     version = version_of(request)
     if option(request, body, "block"):
         return json_response(await service.wait(account, keys, version))
-    return json_response([doc if version == 2 else _v1(doc) for _, doc in created])
-
-
-def _v1(doc: dict) -> dict:
-    if doc.get("status") == "error" and "error" in doc:
-        doc = {**doc, "result": doc["error"]}
-        doc.pop("error")
-    return doc
+    return json_response([in_version(doc, version) for _, doc in created])
 
 
 async def create_stream(request: web.Request) -> web.StreamResponse:
@@ -111,7 +105,7 @@ async def create_stream(request: web.Request) -> web.StreamResponse:
     version = version_of(request)
     with service.bus.subscribe([], service.queue_size(len(definitions))) as sub:
         created = await asyncio.shield(service.create(account, definitions, watch=sub))
-        first = [doc if version == 2 else _v1(doc) for _, doc in created]
+        first = [in_version(doc, version) for _, doc in created]
         return await _ndjson(request, service.stream(account, first, sub, version))
 
 
