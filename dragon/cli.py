@@ -18,8 +18,9 @@ import sys
 import time
 from typing import Any
 
-from dragon import auth, db
+from dragon.backends import sqlite as db
 from dragon.config import Settings
+from dragon.engine import auth
 
 log = logging.getLogger("dragon")
 DEFAULT_ACCOUNT_FILE = "default-account.json"
@@ -124,9 +125,9 @@ def banner(settings: Settings, account: dict | None) -> str:
 async def serve(settings: Settings) -> None:
     from aiohttp import web
 
-    from dragon.access_log import RedactingAccessLogger
-    from dragon.app import create_app
-    from dragon.state import STATE
+    from dragon.web.access_log import RedactingAccessLogger
+    from dragon.web.app import create_app
+    from dragon.web.state import STATE
 
     account = await asyncio.to_thread(default_account, settings)
     app = create_app(settings)

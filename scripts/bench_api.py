@@ -96,7 +96,7 @@ async def stream_delay(server: BenchServer, connections=1000) -> tuple[float, fl
 
 async def main() -> None:
     print(f"cores: {os.cpu_count()}")
-    server = BenchServer({"DRAGON_TASK_MODULES": "tests.plugin_tasks",
+    server = BenchServer({"DRAGON_TASK_MODULES": "tests.plugins.tasks",
                           "DRAGON_STREAM_QUEUE_SIZE": "64"})
     try:
         rate = await tasks_per_second(server)

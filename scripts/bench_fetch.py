@@ -30,7 +30,7 @@ import uvloop
 from aiohttp import web
 
 from dragon.config import Settings
-from dragon.fetch import AddressPolicy, Fetcher
+from dragon.net.fetcher import AddressPolicy, Fetcher
 
 
 def serve(folder: str, port: int) -> None:

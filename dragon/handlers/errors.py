@@ -11,9 +11,9 @@ import logging
 import orjson
 from aiohttp import web
 
-from dragon.db import Busy
+from dragon.backends.sqlite import Busy
+from dragon.engine.service import AccountLimit, Overloaded
 from dragon.errors import RequestError
-from dragon.service import AccountLimit, Overloaded
 
 log = logging.getLogger("dragon.http")
 

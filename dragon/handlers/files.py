@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dragon import db
-from dragon.state import state
+from dragon.backends import sqlite as db
+from dragon.web.state import state
 
 
 async def serve_file(request: web.Request) -> web.StreamResponse:

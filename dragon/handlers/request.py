@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from dragon.errors import RequestError
-from dragon.state import state
+from dragon.web.state import state
 
 
 async def json_body(request: web.Request) -> dict:

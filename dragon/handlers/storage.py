@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from dragon import db
+from dragon.backends import sqlite as db
 from dragon.errors import RequestError
 from dragon.handlers.request import json_body, json_response, truthy
-from dragon.state import state
+from dragon.web.state import state
 
 MAX_EXPIRATION_DAYS = 36500
 

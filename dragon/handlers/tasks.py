@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from dragon.engine.documents import in_version
+from dragon.engine.service import Overloaded
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
 from dragon.handlers.request import json_body, json_response, truthy
-from dragon.service import Overloaded
-from dragon.state import state
-from dragon.status import in_version
+from dragon.web.state import state
 
 
 def version_of(request: web.Request) -> int:

@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 
 from selectolax.lexbor import LexborHTMLParser
 
-from dragon.urlcheck import MAX_URL_LENGTH, url_problem
+from dragon.net.url_policy import MAX_URL_LENGTH, url_problem
 
 # Per kind. The result document is stored and served with every status poll, so a page
 # with 50,000 thumbnails must not make it megabytes long.

@@ -4,7 +4,7 @@ These tasks use Pillow only, never ImageMagick: no coder of ours can be talked i
 MVG, MSL, SVG or PostScript (ImageTragick, RELIABILITY.md 2a), because no such decoder is
 reachable. Every source goes through ``opened``, which is the whole safety story:
 
-* the magic bytes (``dragon.sniff``, as ``Download.mime``) pick the decoder, and Pillow may
+* the magic bytes (``dragon.net.sniff``, as ``Download.mime``) pick the decoder, and Pillow may
   use that one plugin only, so a ``.jpg`` holding SVG, MVG, MSL, PostScript or PDF ends
   ``unsupported_media``; bytes no sniffer recognises end ``invalid_media``;
 * the header size is checked against ``max_pixels`` before a single pixel is decoded
@@ -37,10 +37,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, features
 
-from dragon import errors, sniff
+from dragon import errors
 from dragon.media import geometry
+from dragon.net import sniff
 
-# Sniffed type (dragon.sniff) -> the only Pillow plugin allowed to open it.
+# Sniffed type (dragon.net.sniff) -> the only Pillow plugin allowed to open it.
 DECODERS = {
     "image/jpeg": "JPEG",
     "image/png": "PNG",

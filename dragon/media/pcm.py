@@ -7,7 +7,7 @@ at 22050 Hz).
 
 The reading side runs inside a process-pool worker (``TaskContext.in_process``), so the
 event loop never sees the samples. That worker owns the ffmpeg child: it starts it in its
-own session (with the parent-death signal of ``dragon.process.guarded``, so it dies with
+own session (with the parent-death signal of ``dragon.runtime.processes.guarded``, so it dies with
 the worker), kills the whole group on any exception, on early exit and past ``timeout``,
 and writes the child's pid to ``pidfile`` while it runs, so the task (``run_in_pool``) can
 kill ffmpeg if the task itself is cancelled while the worker is still reading. A reader
@@ -33,7 +33,7 @@ import numpy as np
 
 from dragon import errors
 from dragon.media.ffmpeg import ffmpeg_argv
-from dragon.process import STDERR_TAIL, guarded, kill_group, tail_reason
+from dragon.runtime.processes import STDERR_TAIL, guarded, kill_group, tail_reason
 
 CHUNK_SAMPLES = 1 << 17  # samples per read: few Python iterations, small buffers
 

@@ -197,7 +197,7 @@ async def fetch_source(ctx, url: str, need: str) -> MediaInfo:
 
 
 async def probe(ctx, download) -> MediaInfo:
-    """Probe a downloaded source (``dragon.fetch.Download``: ``path``, sniffed ``mime``)."""
+    """Probe a downloaded source (``dragon.net.fetcher.Download``: ``path``, sniffed ``mime``)."""
     source_demuxer(download)
     return await probe_path(ctx, Path(download.path), download.mime)
 

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dragon import db, errors
+from dragon import errors
+from dragon.backends import sqlite as db
 from dragon.stores.backends import Backend
 
 ALPHABET = string.ascii_letters + string.digits

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from dragon import errors
+from dragon.net.url_policy import url_problem
 from dragon.stores import BaseStore
-from dragon.urlcheck import url_problem
 
 MAIN_OUTPUTS = ("output", "export")
 

@@ -11,7 +11,7 @@ Then the tree is checked (SXML.md 6.1): strict on structure, lenient on decorati
 Elements we cannot render (``sphere``, map images, text-to-speech, mask filters, unknown
 widgets, unknown elements) and bad values are errors naming the element and its line;
 decoration we do not draw (most filters, animators, cameras, 3D attributes) is accepted
-and listed in ``warnings``. Every media URL passes the syntax gate of ``dragon.urlcheck``.
+and listed in ``warnings``. Every media URL passes the syntax gate of ``dragon.net.url_policy``.
 
 Normalisations, so later stages see only core SXML: ``director.theme.*`` widgets are
 rewritten (``widgets.py``), and a bare ``image``/``video`` in a sequence or stack is
@@ -28,6 +28,7 @@ import xml.sax.handler
 import defusedxml
 import defusedxml.sax
 
+from dragon.net.url_policy import url_problem
 from dragon.sxml import widgets
 from dragon.sxml.model import (
     ADAPTERS,
@@ -43,7 +44,6 @@ from dragon.sxml.model import (
     DefinitionError,
     Node,
 )
-from dragon.urlcheck import url_problem
 
 MAX_CHARS = 512 * 1024
 MAX_DEPTH = 64

@@ -5,9 +5,9 @@ A task module declares, and nothing else is needed to add one:
     TASK_NAME = "image.thumb"      # the Dragon task_name
     HEAVY = True                   # waits for a heavy slot (ffmpeg, Pillow); False for probes
     class Schema(TaskSchema): ...  # its parameters (dragon.tasks.schema)
-    async def run(ctx) -> dict | str   # ctx: dragon.context.TaskContext
+    async def run(ctx) -> dict | str   # ctx: dragon.tasks.context.TaskContext
 
-Modules whose name starts with an underscore, and ``schema``, are helpers, not tasks.
+Modules whose name starts with an underscore, ``schema``, ``reference`` and ``context`` are helpers, not tasks.
 Registration refuses a duplicate name, so two modules cannot silently shadow each other.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from marshmallow import Schema
 
-NOT_TASKS = {"schema", "reference"}
+NOT_TASKS = {"schema", "reference", "context"}
 
 
 class TaskAlreadyRegistered(Exception):

@@ -11,11 +11,11 @@ import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from dragon.urlcheck import url_problem
+from dragon.net.url_policy import url_problem
 
 
 class Url(fields.String):
-    """An http(s) URL that passes the syntax gate of ``dragon.urlcheck``."""
+    """An http(s) URL that passes the syntax gate of ``dragon.net.url_policy``."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)

@@ -1,0 +1,171 @@
+"""Who is calling: secret key, or api key + referrer (seed 1.2, COMPAT.md 5.2).
+
+Secrets are never stored: accounts keep SHA-256 digests, and a presented secret is found by
+its digest, so no comparison ever runs over the secret itself and its length leaks nothing.
+Any malformed credential (non-ASCII included) is simply not found: 401, never 500.
+The api key is public by design (it ships in web pages); it only works from the referrers
+the account lists, which a browser enforces and anyone else can forge, as the seed warns.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import fnmatch
+import hashlib
+import hmac
+import secrets
+import string
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from dragon.backends import sqlite as db
+from dragon.errors import RequestError
+
+CACHE_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    id: int
+    name: str
+    max_active: int
+    webhook_secret: str
+    referrers: tuple[str, ...]
+
+
+def new_secret() -> str:
+    """26 characters of upper-case base32 from 16 random bytes (COMPAT.md 5.1)."""
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")
+
+
+def new_api_key() -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(13))
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+def account_from_row(row: Any) -> Account:
+    return Account(row["id"], row["name"], row["max_active"], row["webhook_secret"],
+                   tuple(orjson.loads(row["referrers"])))
+
+
+def referrer_allowed(patterns: tuple[str, ...], referrer: str | None) -> bool:
+    """Does the request come from a whitelisted site?
+
+    Only the referrer's scheme and host (with its port) are compared, never its path or
+    query, which the referring page controls: ``https://evil.test/x.example.com`` does not
+    pass ``*.example.com``. A pattern is a host glob (``*.example.com``, ``app.test:8080``),
+    optionally with a scheme (``https://*.example.com/*``; any path in it is ignored). The
+    pattern ``*`` admits every referrer, a missing one included.
+    """
+    if "*" in patterns:
+        return True
+    if not referrer:
+        return False
+    parts = urlsplit(referrer.strip().lower())
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return False
+    if not parts.scheme or not host:
+        return False
+    candidates = (host,) if port is None else (host, f"{host}:{port}")
+    for pattern in patterns:
+        pattern = pattern.strip().lower()
+        scheme, sep, rest = pattern.partition("://")
+        if not sep:
+            scheme, rest = "*", pattern
+        host_glob = rest.split("/", 1)[0]
+        if fnmatch.fnmatchcase(parts.scheme, scheme) and any(
+                fnmatch.fnmatchcase(c, host_glob) for c in candidates):
+            return True
+    return False
+
+
+def credentials(headers: Any, query: Any, body: Any) -> tuple[str | None, str | None]:
+    """The (secret, api_key) a request presents, from the header, body or query string."""
+    secret = api_key = None
+    header = headers.get("Authorization", "")
+    if header:
+        scheme, _, value = header.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "secret" and value:
+            secret = value
+        elif scheme.lower() in ("api-key", "apikey", "api_key") and value:
+            api_key = value
+        elif not value:
+            secret = scheme  # a bare secret with no scheme, seen in the wild (COMPAT.md 5.2)
+    if isinstance(body, dict):
+        if secret is None and isinstance(body.get("secret"), str):
+            secret = body["secret"]
+        if api_key is None and isinstance(body.get("api_key"), str):
+            api_key = body["api_key"]
+    if secret is None and query.get("secret"):
+        secret = query.get("secret")
+    if api_key is None and query.get("api_key"):
+        api_key = query.get("api_key")
+    return secret, api_key
+
+
+def unauthorized(description: str, location: str = "header") -> RequestError:
+    return RequestError("authorization", description, location, status=401)
+
+
+class Authenticator:
+    def __init__(self, database: db.Database) -> None:
+        self.db = database
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    async def _lookup(self, kind: str, value: str) -> Any:
+        now = time.monotonic()
+        hit = self._cache.get((kind, value))
+        if hit and hit[0] > now:
+            return hit[1]
+        if kind == "secret":
+            wanted = digest(value)
+            row = self.db.lookup(db.account_by_secret_hash(wanted))
+            if row is not None and not hmac.compare_digest(row["secret_hash"], wanted):
+                row = None
+        else:
+            row = self.db.lookup(db.account_by_api_key(value))
+        if row is None:
+            return None
+        account = account_from_row(row)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[(kind, value)] = (now + CACHE_SECONDS, account)
+        return account
+
+    def forget(self, account: Account) -> None:
+        """Drop cached lookups of ``account`` after its settings changed."""
+        self._cache = {k: v for k, v in self._cache.items() if v[1].id != account.id}
+
+    async def authenticate(self, request: Any, body: Any = None) -> Account:
+        secret, api_key = credentials(request.headers, request.query, body)
+        if secret:
+            account = await self._lookup("secret", secret)
+            if account is None:
+                raise unauthorized("invalid secret key")
+            return account
+        if api_key:
+            account = await self._lookup("api_key", api_key)
+            if account is None:
+                raise unauthorized("invalid api key")
+            referrer = request.headers.get("Origin") or request.headers.get("Referer")
+            if not referrer_allowed(account.referrers, referrer):
+                raise unauthorized(
+                    f"referrer {referrer!r} is not in this account's whitelist"
+                    if referrer else "api key authentication needs a Referer header")
+            return account
+        raise unauthorized("credentials are missing: pass a secret key or an api key")

@@ -1,0 +1,320 @@
+"""Queueing and running tasks: two lanes, fair across accounts, durable across restarts.
+
+Heavy tasks (ffmpeg, Pillow) run behind ``heavy_slots`` workers (default: one per core);
+light tasks (hello, probes) have their own lane so they never wait behind a long render.
+Each lane keeps a queue per account and serves accounts round-robin, so one account's
+10,000 queued tasks do not starve another's.
+
+The database is the truth: a task is queued here only after its row is committed, every
+transition is committed before it is published, and at start-up whatever was left
+``queued`` or ``executing`` by an earlier process is queued again (at-least-once). A task
+that was started ``max_attempts`` times without ending (it keeps killing the server, say)
+ends ``interrupted`` instead of looping forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from marshmallow import ValidationError
+
+from dragon import errors
+from dragon.backends import sqlite as db
+from dragon.engine import documents
+from dragon.engine.bus import Bus
+from dragon.engine.shared_downloads import SharedFetches
+from dragon.runtime.processes import kill_group
+from dragon.tasks import TaskSpec
+from dragon.tasks.context import TaskContext
+from dragon.tasks.schema import validation_messages
+
+log = logging.getLogger("dragon.engine.scheduler")
+
+PROGRESS_INTERVAL = 0.5
+
+
+class FairQueue:
+    """Items per account, served round-robin across accounts."""
+
+    def __init__(self) -> None:
+        self._items: dict[int, deque] = {}
+        self._ring: deque[int] = deque()
+        self._available = asyncio.Semaphore(0)
+        self.size = 0
+
+    def put(self, account_id: int, item: Any) -> None:
+        items = self._items.get(account_id)
+        if items is None:
+            items = self._items[account_id] = deque()
+            self._ring.append(account_id)
+        items.append(item)
+        self.size += 1
+        self._available.release()
+
+    async def get(self) -> Any:
+        await self._available.acquire()
+        account_id = self._ring.popleft()
+        items = self._items[account_id]
+        item = items.popleft()
+        if items:
+            self._ring.append(account_id)
+        else:
+            del self._items[account_id]
+        self.size -= 1
+        return item
+
+
+class Scheduler:
+    def __init__(self, *, settings: Any, database: db.Database, bus: Bus,
+                 registry: dict[str, TaskSpec], stores: Any, fetcher: Any,
+                 process_pool: Any = None) -> None:
+        self.settings = settings
+        self.db = database
+        self.bus = bus
+        self.registry = registry
+        self.stores = stores
+        self.fetcher = fetcher
+        self.process_pool = process_pool
+        self.boot_id = secrets.token_hex(8)
+        self.lanes = {"heavy": FairQueue(), "light": FairQueue()}
+        self.running: dict[str, asyncio.Task] = {}
+        self.contexts: dict[str, TaskContext] = {}
+        self.docs: dict[str, dict] = {}  # latest status document of executing tasks
+        self._workers: list[asyncio.Task] = []
+        self._pending_progress: dict[str, float] = {}
+        self._progress_flusher: asyncio.Task | None = None
+        self.stopping = False
+        self.shared = SharedFetches(fetcher, settings.tmp_path / "batches")
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.recover()
+        for lane, count in (("heavy", self.settings.heavy_slots),
+                            ("light", self.settings.light_concurrency)):
+            for _ in range(count):
+                self._workers.append(asyncio.create_task(self._work(lane)))
+        self._progress_flusher = asyncio.create_task(self._flush_progress_forever())
+
+    async def recover(self) -> None:
+        """Queue again what an earlier process left unfinished."""
+        rows = await self.db.read(db.unfinished_tasks())
+        requeued = interrupted = 0
+        for row in rows:
+            if row["status"] == "executing":
+                if row["attempts"] >= self.settings.max_attempts:
+                    await self._finish(row["key"], row["params"], "error",
+                                       None, f"the task was interrupted {row['attempts']} times"
+                                       " (the server stopped while it ran); giving up",
+                                       errors.INTERRUPTED)
+                    interrupted += 1
+                    continue
+                await self.db.write(db.requeue_task(row["key"]))
+            self.enqueue(row["account_id"], row["key"], row["task_name"])
+            requeued += 1
+        if rows:
+            log.info("recovered %d unfinished tasks (%d given up)", requeued, interrupted)
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking tasks; give running ones ``grace`` seconds, then cancel them.
+
+        Cancelled tasks go back to ``queued`` so the next start runs them again.
+        """
+        self.stopping = True
+        for worker in self._workers:
+            if worker not in self.running.values():
+                worker.cancel()
+        running = list(self.running.values())
+        if running:
+            log.info("waiting up to %.0f s for %d running tasks", grace, len(running))
+            _, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=10)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._progress_flusher:
+            self._progress_flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._progress_flusher
+            await self._flush_progress()
+
+    # -- queueing -------------------------------------------------------------------------
+    def queued_count(self) -> int:
+        return sum(lane.size for lane in self.lanes.values())
+
+    def enqueue(self, account_id: int, key: str, task_name: str) -> None:
+        spec = self.registry.get(task_name)
+        lane = "heavy" if spec is None or spec.heavy else "light"
+        self.lanes[lane].put(account_id, key)
+
+    async def _work(self, lane: str) -> None:
+        queue = self.lanes[lane]
+        while not self.stopping:
+            key = await queue.get()
+            if self.stopping:
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self.running[key] = task
+            try:
+                await self._execute(key)
+            except asyncio.CancelledError:
+                if self.stopping:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._persist(db.requeue_task(key)))
+                    return
+                raise
+            except Exception:
+                log.exception("task %s: unexpected failure in the scheduler", key)
+            finally:
+                self.running.pop(key, None)
+                self.docs.pop(key, None)
+
+    # -- running one task ---------------------------------------------------------------
+    async def _persist(self, op: Any) -> Any:
+        """A scheduler write that must not be lost to a transient lock: retried on Busy.
+
+        A task's start or end is never dropped or rewritten because another process held
+        the database for a while (RELIABILITY 22); requests get 503 meanwhile.
+        """
+        delay = 0.1
+        while True:
+            try:
+                return await self.db.write(op)
+            except db.Busy:
+                log.warning("database busy; retrying a task update in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _execute(self, key: str) -> None:
+        row = await self._persist(db.start_task(key, self.boot_id, time.time()))
+        if row is None or row["status"] != "executing" or row["owner"] != self.boot_id:
+            return
+        doc = documents.document(row)
+        self.docs[key] = doc
+        self.bus.publish(key, doc)
+        params = db.loads(row["params"])
+        spec = self.registry.get(row["task_name"])
+        tmpdir = self.settings.tmp_path / key
+        ctx = None
+        try:
+            if spec is None:
+                raise errors.ParameterError.one("task_name", f"unknown task {row['task_name']!r}")
+            try:
+                loaded = spec.schema.load({k: v for k, v in params.items() if k != "task_name"})
+            except ValidationError as exc:
+                raise errors.ParameterError(validation_messages(exc)) from None
+            ctx = TaskContext(
+                key=key, task_name=spec.name, account_id=row["account_id"], params=loaded,
+                tmpdir=tmpdir, settings=self.settings, reporter=self,
+                fetcher=self.shared.fetcher_for(key),
+                store=self.stores.for_task(loaded.get("task_store")),
+                process_pool=self.process_pool,
+                deadline=time.monotonic() + self.settings.task_timeout_seconds,
+            )
+            self.contexts[key] = ctx
+            async with asyncio.timeout(self.settings.task_timeout_seconds):
+                result = await spec.run(ctx)
+            if isinstance(result, dict):
+                result = {**result, **ctx.outputs}
+                if ctx.warnings:
+                    result["warnings"] = ctx.warnings
+            await self._finish(key, params, "success", result, None, None)
+        except errors.ParameterError as exc:
+            await self._finish(key, params, "error", None, {"parameters": exc.fields},
+                               errors.PARAMETERS)
+        except errors.TaskError as exc:
+            await self._finish(key, params, "error", None, exc.message, exc.code)
+        except TimeoutError:
+            await self._finish(key, params, "error", None,
+                               "the task took longer than"
+                               f" {self.settings.task_timeout_seconds:g} s",
+                               errors.TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task %s (%s) failed", key, row["task_name"])
+            await self._finish(key, params, "error", None,
+                               f"internal error while running {row['task_name']}; the server"
+                               f" log has the details (task {key})", errors.INTERNAL_ERROR)
+        finally:
+            self.contexts.pop(key, None)
+            if ctx is not None:
+                await ctx.aclose()
+                for proc in ctx.processes:
+                    kill_group(proc)
+            await self.shared.task_ended(key)
+            if tmpdir.exists():
+                await asyncio.to_thread(shutil.rmtree, tmpdir, True)
+
+    async def _finish(self, key: str, params: Any, state: str, result: Any, error: Any,
+                      error_code: str | None) -> None:
+        if isinstance(params, str):
+            params = db.loads(params)
+        field = "url_callback" if state == "success" else "url_errback"
+        callback = params.get(field) if isinstance(params, dict) else None
+        if not isinstance(callback, str):
+            callback = None
+        self._pending_progress.pop(key, None)
+        row = await self._persist(db.finish_task(
+            key, state, result, error, error_code, time.time(), callback, time.time()))
+        if row is not None:
+            self.bus.publish(key, documents.document(row))
+        if callback:
+            self.on_callback_queued()
+
+    def on_callback_queued(self) -> None:
+        """Hook for the callback sender (set by the app): wake it up."""
+
+    # -- Reporter (what TaskContext calls) ------------------------------------------------
+    def progress(self, key: str, value: float) -> None:
+        value = round(max(0.0, min(100.0, float(value))), 1)
+        doc = self.docs.get(key)
+        if doc is None or doc.get("progress") == value:
+            return
+        self._pending_progress[key] = value
+
+    async def partial(self, key: str, result: dict) -> None:
+        await self.db.write(db.set_partial(key, result))
+        doc = self.docs.get(key)
+        if doc is not None:
+            doc = {**doc, "result": result}
+            self.docs[key] = doc
+            self.bus.publish(key, doc)
+
+    async def _flush_progress(self) -> None:
+        updates, self._pending_progress = self._pending_progress, {}
+        if not updates:
+            return
+        await self.db.write(db.set_progress(updates))
+        for key, value in updates.items():
+            doc = self.docs.get(key)
+            if doc is not None:
+                doc = {**doc, "progress": value}
+                self.docs[key] = doc
+                self.bus.publish(key, doc)
+
+    async def _flush_progress_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL)
+            try:
+                await self._flush_progress()
+            except Exception:
+                log.exception("could not write progress")
+
+
+def clean_tmp(tmp: Path) -> None:
+    """Remove temp folders left by an earlier process (called at start-up)."""
+    if tmp.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True, exist_ok=True)

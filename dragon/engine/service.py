@@ -1,0 +1,242 @@
+"""What the tasks API does, independent of HTTP: create, look up, wait for and stream tasks.
+
+Creation validates each definition on its own: a bad one does not fail the request (real
+clients retry any non-200 forever, COMPAT.md) but is stored as a task that has already
+ended in ``error`` with ``{"parameters": {...}}``. All rows of one request are committed in
+one transaction before anything is answered or queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from marshmallow import ValidationError
+
+from dragon import errors
+from dragon.backends import sqlite as db
+from dragon.engine import documents
+from dragon.engine.auth import Account, new_secret
+from dragon.engine.bus import CLOSING, OVERFLOW, Bus
+from dragon.net.url_policy import url_problem
+from dragon.tasks import TaskSpec
+from dragon.tasks.schema import validation_messages
+
+FINAL = ("success", "error")
+
+
+def new_key() -> str:
+    """A task key: the same shape as the seed's (and as secrets, see ``auth.new_secret``)."""
+    return new_secret()
+
+
+class AccountLimit(Exception):
+    """The account has too many active tasks (HTTP 401 with Retry-After, seed 1.3)."""
+
+
+class Overloaded(Exception):
+    """The server's queue is full (HTTP 503 with Retry-After)."""
+
+
+class Service:
+    def __init__(self, *, settings: Any, database: db.Database, bus: Bus, scheduler: Any,
+                 registry: dict[str, TaskSpec], stores: Any) -> None:
+        self.settings = settings
+        self.db = database
+        self.bus = bus
+        self.scheduler = scheduler
+        self.registry = registry
+        self.stores = stores
+        self.closing = asyncio.Event()
+
+    # -- create ---------------------------------------------------------------------------
+    def problems(self, definition: dict) -> dict[str, list[str]] | None:
+        """Why a task definition cannot run, as ``{field: [messages]}``; None if it can."""
+        name = definition.get("task_name")
+        if not isinstance(name, str) or not name:
+            return {"task_name": ["this field is required"]}
+        spec = self.registry.get(name)
+        if spec is None:
+            names = ", ".join(sorted(self.registry))
+            return {"task_name": [f"unknown task {name[:100]!r}; choose one of: {names}"]}
+        try:
+            loaded = spec.schema.load({k: v for k, v in definition.items() if k != "task_name"})
+        except ValidationError as exc:
+            return validation_messages(exc)
+        store_problems = self.stores.problems(loaded.get("task_store"))
+        if store_problems:
+            return {"task_store": store_problems}
+        return None
+
+    async def create(self, account: Account, definitions: list[dict],
+                     watch: Any = None) -> list[tuple[str, dict]]:
+        """Validate, commit and queue; return ``(key, status document)`` in request order.
+
+        ``watch`` (a bus subscription) starts following the new keys before they are queued,
+        so a stream cannot miss a change.
+        """
+        now = time.time()
+        rows = []
+        for definition in definitions:
+            problems = self.problems(definition)
+            rows.append({
+                "key": new_key(), "account_id": account.id,
+                "task_name": str(definition.get("task_name", ""))[:200],
+                "params": definition,
+                "status": "error" if problems else "queued",
+                "error": {"parameters": problems} if problems else None,
+                "error_code": errors.PARAMETERS if problems else None,
+                "queued_at": now, "completed_at": now if problems else None,
+                "started_at": None, "progress": None, "result": None,
+            })
+        queued = [r for r in rows if r["status"] == "queued"]
+        if queued and self.scheduler.queued_count() + len(queued) > self.settings.max_queued_tasks:
+            raise Overloaded("the task queue is full; retry later")
+        if queued and account.max_active:
+            active = await self.db.read(db.count_active(account.id))
+            if active + len(queued) > account.max_active:
+                raise AccountLimit(
+                    f"account limit reached: {active} tasks are queued or executing and the"
+                    f" limit is {account.max_active}; retry when some have ended")
+        errbacks = [
+            {"task_key": r["key"], "account_id": account.id, "url": r["params"]["url_errback"],
+             "body": orjson.dumps(documents.document(r)), "webhook_id": f"msg_{r['key']}",
+             "next_at": now}
+            for r in rows
+            if r["status"] == "error" and isinstance(r["params"].get("url_errback"), str)
+            and not url_problem(r["params"]["url_errback"])
+        ]
+        await self.db.write(db.insert_tasks(rows, errbacks))
+        if errbacks:
+            self.scheduler.on_callback_queued()
+        if watch is not None:
+            watch.add(r["key"] for r in rows)
+        self.scheduler.shared.register(rows[0]["key"], [r["key"] for r in queued])
+        for row in queued:
+            self.scheduler.enqueue(account.id, row["key"], row["task_name"])
+        return [(r["key"], documents.document(r)) for r in rows]
+
+    # -- look up ----------------------------------------------------------------------------
+    async def statuses(self, account: Account, keys: list[str], version: int = 2,
+                       details: bool = False) -> list[dict]:
+        """Status documents in the order of ``keys``; unknown keys get an error entry."""
+        found = {}
+        for i in range(0, len(keys), 500):
+            for row in self.db.lookup(db.get_tasks(keys[i : i + 500], account.id)):
+                found[row["key"]] = row
+        deliveries: dict[str, list] = {}
+        if details and found:
+            for d in await self.db.read(db.deliveries_for(list(found))):
+                deliveries.setdefault(d["task_key"], []).append(d)
+        out = []
+        for key in keys:
+            row = found.get(key)
+            if row is None:
+                out.append({"key": key, "status": "error", "progress": None, "events": {},
+                            ("result" if version == 1 else "error"): "unknown task key",
+                            "error_code": "unknown_task"})
+                continue
+            doc = documents.document(row, version)
+            live = self.scheduler.docs.get(key)
+            if live is not None and row["status"] == "executing":
+                doc["progress"] = live.get("progress", doc["progress"])
+            if details:
+                doc.update(self._details(row, deliveries.get(key, [])))
+            out.append(doc)
+        return out
+
+    def _details(self, row: Any, deliveries: list) -> dict:
+        params = db.loads(row["params"]) or {}
+        store = params.get("task_store") if isinstance(params, dict) else None
+        return {
+            "task_name": row["task_name"],
+            "parameters": documents.mask(params),
+            "store": documents.mask(store or {"type": "persistent"}),
+            "attempts": row["attempts"],
+            "callbacks": [
+                {"url": documents.mask(d["url"], "url"), "state": d["state"],
+                 "attempts": d["attempts"], "last_status": d["last_status"],
+                 "last_error": d["last_error"],
+                 "next_try": documents.iso(d["next_at"]) if d["state"] == "pending" else None,
+                 "webhook_id": d["webhook_id"]}
+                for d in deliveries
+            ],
+        }
+
+    # -- wait and stream ---------------------------------------------------------------------
+    async def wait(self, account: Account, keys: list[str], version: int = 2,
+                   details: bool = False) -> list[dict]:
+        """Block until every task has ended, then return their statuses.
+
+        The subscription is bounded like any other; if a burst of changes overflows it,
+        the waiter re-reads the statuses and subscribes again rather than giving up.
+        """
+        unique = list(dict.fromkeys(keys))
+        size = max(self.bus.queue_size, 4 * len(unique))
+        while not self.closing.is_set():
+            with self.bus.subscribe(unique, size) as sub:
+                current = await self.statuses(account, unique, version)
+                pending = {d["key"] for d in current if d["status"] not in FINAL}
+                while pending:
+                    update = await self._next(sub)
+                    if update is None:
+                        break
+                    if update.get("status") in FINAL:
+                        pending.discard(update["key"])
+                if not pending or not sub.overflowed:
+                    break
+        return await self.statuses(account, keys, version, details)
+
+    async def _next(self, sub: Any) -> dict | None:
+        """The next published status, or None when the server is closing or we overflowed."""
+        if sub.overflowed and sub.queue.empty():
+            return None
+        update = await sub.get()
+        return None if update is OVERFLOW or update is CLOSING else update
+
+    def close(self) -> None:
+        """Refuse new tasks and release every blocked request and stream."""
+        self.closing.set()
+        self.bus.close()
+
+    def queue_size(self, keys: int) -> int:
+        """A subscription's bound: room for every task to change a few times at once."""
+        return max(self.bus.queue_size, 4 * keys)
+
+    async def stream(self, account: Account, first: list[dict], sub: Any,
+                     version: int = 2) -> AsyncIterator[Any]:
+        """Yield the list of current statuses, then each change until all have ended.
+
+        If a burst of changes overflows the subscription, the stream re-reads the statuses
+        of the tasks still pending and goes on with a fresh subscription: a change may be
+        skipped, never the final one. (A reader that stops reading is cut off by the
+        handler's write timeout, not here.)
+        """
+        yield first
+        pending = {d["key"] for d in first if d["status"] not in FINAL}
+        own = None
+        try:
+            while pending:
+                update = await self._next(sub)
+                if update is None:
+                    if not sub.overflowed or self.closing.is_set():
+                        return
+                    sub.__exit__()
+                    sub = own = self.bus.subscribe(pending, self.queue_size(len(pending)))
+                    for doc in await self.statuses(account, sorted(pending), version):
+                        yield doc
+                        if doc["status"] in FINAL:
+                            pending.discard(doc["key"])
+                    continue
+                if update["key"] not in pending:
+                    continue
+                update = documents.in_version(update, version)
+                yield update
+                if update.get("status") in FINAL:
+                    pending.discard(update["key"])
+        finally:
+            if own is not None:
+                own.__exit__()

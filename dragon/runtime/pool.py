@@ -1,0 +1,69 @@
+"""The process pool for CPU work (Pillow, numpy, parsing), with jobs that can be stopped.
+
+``ProcessPoolExecutor`` cannot stop a job once a worker runs it: a task that times out or
+is cancelled would leave its job running, holding a worker (and so every task that needs
+one) for as long as the job lasts. Here, cancelling a running job kills the pool's worker
+processes and starts a fresh pool. Other jobs that were running in the killed pool get
+``BrokenProcessPool`` and are run again in the new one: pool jobs are pure functions of
+their arguments, so running one twice is safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+log = logging.getLogger("dragon.runtime.pool")
+
+
+class WorkerPool:
+    def __init__(self, workers: int, initializer: Callable[[], None] | None = None) -> None:
+        self.workers = workers
+        self.initializer = initializer
+        self._executor = self._new()
+
+    def _new(self) -> concurrent.futures.ProcessPoolExecutor:
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"),
+            initializer=self.initializer)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        for attempt in range(3):
+            executor = self._executor
+            future = executor.submit(fn, *args)
+            try:
+                return await asyncio.wrap_future(future, loop=loop)
+            except BrokenProcessPool:
+                if executor is self._executor or attempt == 2:
+                    raise  # the pool broke by itself (a worker crashed): not ours to retry
+                continue  # killed to stop another task's job: run again in the new pool
+            except asyncio.CancelledError:
+                if not future.done() and not future.cancel():
+                    self._restart(executor)  # running: only killing its worker stops it
+                raise
+        raise AssertionError("unreachable")
+
+    def _restart(self, executor: concurrent.futures.ProcessPoolExecutor) -> None:
+        if executor is not self._executor:
+            return
+        log.info("stopping a cancelled pool job: restarting the worker pool")
+        self._executor = self._new()
+        # ProcessPoolExecutor has no public way to kill its workers; _processes is stable
+        # across CPython 3.8-3.13.
+        for process in list(getattr(executor, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        for process in list(getattr(self._executor, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+        self._executor.shutdown(wait=False, cancel_futures=True)

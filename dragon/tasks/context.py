@@ -1,0 +1,187 @@
+"""What a running task sees of the server: ``TaskContext``.
+
+A task gets its validated ``params``, a private ``tmpdir`` (removed afterwards), and a few
+verbs: ``fetch`` a user URL through the guarded fetcher, ``run`` a tool, report
+``progress`` or a ``partial`` result, run CPU work ``in_process``/``in_thread``, and hand an
+``output`` file to the task's store, whose URL then appears in the result under that name.
+Tasks never talk to the database, the bus or the network directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from dragon import errors
+from dragon.runtime.processes import ProcessResult, run_process
+
+
+class Reporter(Protocol):
+    def progress(self, key: str, value: float) -> None: ...
+    async def partial(self, key: str, result: dict) -> None: ...
+
+
+class Fetcher(Protocol):
+    async def download(self, url: str, dest_dir: Path, *, max_bytes: int | None = None) -> Any: ...
+
+
+class Store(Protocol):
+    async def put(self, ctx: TaskContext, name: str, path: Path, content_type: str) -> str: ...
+
+
+class TaskContext:
+    def __init__(
+        self,
+        *,
+        key: str,
+        task_name: str,
+        account_id: int,
+        params: dict,
+        tmpdir: Path,
+        settings: Any,
+        reporter: Reporter,
+        fetcher: Fetcher,
+        store: Store,
+        process_pool: Any = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.key = key
+        self.task_name = task_name
+        self.account_id = account_id
+        self.params = params
+        self._tmpdir = tmpdir
+        self.settings = settings
+        self.outputs: dict[str, str] = {}
+        self.warnings: list[str] = []
+        self.log = logging.getLogger(f"dragon.task.{task_name}")
+        self._reporter = reporter
+        self._fetcher = fetcher
+        self._store = store
+        self._pool = process_pool
+        self._deadline = deadline
+        self._downloads: dict[str, asyncio.Future] = {}
+        self._reserved = 0  # bytes of the task's download budget taken so far
+        self.processes: set[asyncio.subprocess.Process] = set()
+
+    @property
+    def tmpdir(self) -> Path:
+        """The task's private folder, created on first use (most light tasks never need it)."""
+        if not self._tmpdir.exists():
+            self._tmpdir.mkdir(parents=True)
+        return self._tmpdir
+
+    # -- inputs -------------------------------------------------------------------------
+    async def fetch(self, url: str, *, max_bytes: int | None = None) -> Any:
+        """Download ``url`` into tmpdir (once per task, however often asked).
+
+        Returns ``dragon.net.fetcher.Download`` (``path``, ``mime`` sniffed from the bytes,
+        ``size``, ``url``); raises ``TaskError`` (url_forbidden, download_failed, ...).
+        """
+        if url not in self._downloads:
+            dest = self.tmpdir / f"src{len(self._downloads)}"
+            dest.mkdir(parents=True, exist_ok=True)
+            self._downloads[url] = asyncio.ensure_future(self._budgeted(url, dest, max_bytes))
+        return await asyncio.shield(self._downloads[url])
+
+    async def _budgeted(self, url: str, dest: Path, max_bytes: int | None) -> Any:
+        """One download within what is left of the task's total download budget.
+
+        Each download reserves as much as it may take, and gives back what it did not use,
+        so concurrent downloads cannot overrun the budget together.
+        """
+        total = self.settings.max_task_download_bytes
+        left = total - self._reserved
+        if left <= 0:
+            raise errors.TaskError(
+                errors.DOWNLOAD_TOO_LARGE,
+                f"this task's sources add up to more than {total} bytes, the limit per task")
+        reserve = min(max_bytes or self.settings.max_download_bytes, left)
+        self._reserved += reserve
+        try:
+            download = await self._fetcher.download(url, dest, max_bytes=reserve)
+        except BaseException:
+            self._reserved -= reserve
+            raise
+        self._reserved -= reserve - download.size
+        return download
+
+    async def aclose(self) -> None:
+        """Stop downloads still running (the task failed or was cancelled while they ran)."""
+        running = [f for f in self._downloads.values() if not f.done()]
+        for future in running:
+            future.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+    # -- tools ----------------------------------------------------------------------------
+    def remaining(self) -> float | None:
+        return None if self._deadline is None else max(0.1, self._deadline - time.monotonic())
+
+    async def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float | None = None,
+        check: bool = True,
+        error_code: str = errors.INVALID_MEDIA,
+        stdin: bytes | None = None,
+        progress_duration: float | None = None,
+    ) -> ProcessResult:
+        """Run a tool in its own process group; killed on timeout or cancellation.
+
+        With ``check`` a non-zero exit raises ``TaskError(error_code)`` naming the tool's
+        reason. ``progress_duration`` (ffmpeg only) turns its progress into ``progress``.
+        """
+        limits = [t for t in (timeout, self.remaining()) if t is not None]
+        result = await run_process(
+            argv,
+            timeout=min(limits) if limits else None,
+            stdin=stdin,
+            cwd=str(self.tmpdir),
+            progress_duration=progress_duration,
+            on_progress=self.progress if progress_duration else None,
+            on_start=self.processes.add,
+        )
+        if check and result.returncode != 0:
+            tool = Path(argv[0]).name
+            raise errors.TaskError(error_code, f"{tool} failed: {result.reason()}")
+        return result
+
+    async def in_process(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run picklable CPU-heavy ``fn(*args)`` in the process pool (numpy, Pillow).
+
+        If the task is cancelled or times out meanwhile, the job is stopped too
+        (``dragon.runtime.pool``).
+        """
+        if self._pool is None:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        return await self._pool.run(fn, *args)
+
+    async def in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run blocking ``fn`` in a thread (for work that releases the GIL or does I/O)."""
+        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+
+    # -- reporting ------------------------------------------------------------------------
+    def progress(self, value: float) -> None:
+        """Report progress 0-100; cheap to call often (writes are coalesced)."""
+        self._reporter.progress(self.key, value)
+
+    async def partial(self, result: dict) -> None:
+        """Publish a partial result: status stays ``executing`` with this ``result``."""
+        await self._reporter.partial(self.key, result)
+
+    def warn(self, message: str) -> None:
+        """Add a line to the result's ``warnings`` (something accepted but not honoured)."""
+        self.warnings.append(message)
+
+    # -- outputs --------------------------------------------------------------------------
+    async def output(self, name: str, path: Path, content_type: str) -> str:
+        """Hand ``path`` to the task's store; its URL becomes ``result[name]``."""
+        url = await self._store.put(self, name, Path(path), content_type)
+        self.outputs[name] = url
+        return url

@@ -1,0 +1,340 @@
+"""video.create end to end: real server, media from the local origin, real ffmpeg renders.
+
+Every render is a few seconds at 240p so the file stays fast. Outputs are checked by
+probing (duration within one frame, size per profile, audio present) and by pixels (a
+red still is red, a crossfade's middle frame mixes both sides, a legend draws text in the
+bottom band, later stack children are drawn on top).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dragon.config import SETTINGS
+from tests.support import media
+
+FPS = 25
+W, H = 426, 240  # the 240p profile
+
+
+def movie(body: str) -> str:
+    return f'<movie service="craftsman-1.0"><body>{body}</body></movie>'
+
+
+@pytest.fixture(scope="module")
+def urls(origin, tmp_path_factory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("sxml")
+    out = {
+        "red": origin.add("sxml/red.jpg", media.image_bytes(320, 240, (255, 0, 0), quality=95),
+                          "image/jpeg"),
+        "blue": origin.add("sxml/blue.png", media.image_bytes(320, 240, (0, 0, 255), "PNG"),
+                           "image/png"),
+        "black": origin.add("sxml/black.png", media.image_bytes(64, 36, (0, 0, 0), "PNG")),
+        "logo": origin.add("sxml/logo.png", media.image_bytes(40, 20, (0, 255, 0, 255), "PNG",
+                                                              mode="RGBA")),
+    }
+    clip = media.video(tmp / "clip.mp4", duration=2.0)
+    out["clip"] = origin.add_file("sxml/clip.mp4", clip, "video/mp4")
+    music = media.audio(tmp / "music.mp3", duration=6.0)
+    out["music"] = origin.add_file("sxml/music.mp3", music, "audio/mpeg")
+    return out
+
+
+def create(server, definition: str, **params) -> dict:
+    task = {"task_name": "video.create", "definition": definition, "profile": "240p", **params}
+    return server.run_task(task)
+
+
+def fetch(server, url: str, tmp_path: Path, name: str) -> Path:
+    response = server.get(url)
+    assert response.status == 200
+    path = tmp_path / name
+    path.write_bytes(response.body)
+    return path
+
+
+def probe(path: Path) -> dict:
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
+                          "-show_streams", "-count_frames", str(path)],
+                         capture_output=True, check=True).stdout
+    data = json.loads(out)
+    return {s["codec_type"]: s for s in data["streams"]} | {"format": data["format"]}
+
+
+def frame(path: Path, index: int) -> np.ndarray:
+    """Frame ``index`` of a video as an RGB array (exact: decoded and selected by number)."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vf",
+                          f"select=eq(n\\,{index})", "-frames:v", "1", "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(out, np.uint8).reshape(H, W, 3).astype(int)
+
+
+def loudness(path: Path, start: float, end: float) -> float:
+    """RMS of the mono mix between two times."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar",
+                          "8000", "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    samples = np.frombuffer(out, np.float32)[int(start * 8000):int(end * 8000)]
+    return float(np.sqrt(np.mean(samples ** 2))) if samples.size else 0.0
+
+
+def assert_success(status: dict) -> dict:
+    assert status["status"] == "success", status
+    return status["result"]
+
+
+# -- renders -------------------------------------------------------------------------------
+
+def test_red_still_renders_red_at_the_profile_size(dragon_server, urls, tmp_path):
+    result = assert_success(create(dragon_server, movie(
+        f'<effect type="none" duration="2"><image filename="{urls["red"]}"/></effect>')))
+    assert (result["duration"], result["width"], result["height"]) == (2.0, W, H)
+    path = fetch(dragon_server, result["export"], tmp_path, "red.mp4")
+    info = probe(path)
+    assert (info["video"]["width"], info["video"]["height"]) == (W, H)
+    assert info["video"]["codec_name"] == "h264" and info["audio"]["codec_name"] == "aac"
+    assert int(info["video"]["nb_read_frames"]) == 2 * FPS
+    assert abs(float(info["format"]["duration"]) - 2.0) <= 1 / FPS + 0.03
+    r, g, b = frame(path, 25)[H // 2, W // 2]
+    assert r > 200 and g < 50 and b < 50
+    thumb = Image.open(io.BytesIO(dragon_server.get(result["thumbnail"]).body))
+    assert thumb.format == "JPEG" and thumb.size == (W, H)
+    assert thumb.convert("RGB").getpixel((W // 2, H // 2))[0] > 200
+    assert "preview" not in result
+
+
+def test_crossfade_mixes_both_sides_and_the_sound(dragon_server, urls, tmp_path):
+    result = assert_success(create(dragon_server, movie(
+        f'<stack><sequence>'
+        f'<effect type="none" duration="2"><image filename="{urls["red"]}"/></effect>'
+        f'<transition type="crossfade" duration="1"/>'
+        f'<effect type="none" duration="2"><image filename="{urls["blue"]}"/></effect>'
+        f'</sequence><audio filename="{urls["music"]}" duration=".." fadeout="1"/></stack>')))
+    assert result["duration"] == 3.0
+    path = fetch(dragon_server, result["export"], tmp_path, "fade.mp4")
+    assert int(probe(path)["video"]["nb_read_frames"]) == 3 * FPS
+    before, middle, after = (frame(path, n)[H // 2, W // 2] for n in (20, 37, 55))
+    assert before[0] > 200 and before[2] < 50
+    assert 90 < middle[0] < 170 and 90 < middle[2] < 170  # half red, half blue
+    assert after[2] > 200 and after[0] < 50
+    assert loudness(path, 0.2, 1.5) > 0.05  # the bound music plays (a sine at 1/8 scale)...
+    assert loudness(path, 2.9, 3.0) < loudness(path, 0.2, 1.5) / 2  # ...and fades out
+
+
+def test_legend_draws_text_in_the_bottom_band(dragon_server, urls, tmp_path):
+    result = assert_success(create(dragon_server, movie(
+        f'<stack duration="2"><effect type="none"><image filename="{urls["black"]}"/></effect>'
+        f'<text type="legend">Hello legend</text></stack>')))
+    picture = frame(fetch(dragon_server, result["export"], tmp_path, "legend.mp4"), 25)
+    bright = picture.sum(axis=2) > 600
+    rows = np.nonzero(bright.any(axis=1))[0]
+    columns = np.nonzero(bright.any(axis=0))[0]
+    assert rows.size and rows.min() > 0.75 * H and rows.max() < 0.93 * H
+    assert abs((columns.min() + columns.max()) / 2 - W / 2) < 0.05 * W  # centred
+
+
+def test_stack_draws_later_children_on_top(dragon_server, urls, tmp_path):
+    result = assert_success(create(dragon_server, movie(
+        f'<stack duration="1"><effect type="none"><image filename="{urls["red"]}"/></effect>'
+        f'<overlay left="0.25" top="0.25" width="0.5" height="0.5">'
+        f'<image filename="{urls["blue"]}"/></overlay></stack>'
+        f'<stack duration="1"><overlay left="0.25" top="0.25" width="0.5" height="0.5">'
+        f'<image filename="{urls["blue"]}"/></overlay>'
+        f'<effect type="none"><image filename="{urls["red"]}"/></effect></stack>')))
+    path = fetch(dragon_server, result["export"], tmp_path, "stack.mp4")
+    first, second = frame(path, 12), frame(path, 37)
+    assert first[H // 2, W // 2][2] > 200 and first[H // 2, W // 2][0] < 50  # blue on top
+    assert first[5, 5][0] > 200  # red around it
+    assert second[H // 2, W // 2][0] > 200 and second[H // 2, W // 2][2] < 50  # red covers
+
+
+def test_video_with_its_sound_overlay_and_alpha_fade(dragon_server, urls, tmp_path):
+    result = assert_success(create(dragon_server, movie(
+        f'<stack><effect type="none"><video filename="{urls["clip"]}"/></effect>'
+        f'<overlay height="0.25" right="0" top="0"><image filename="{urls["logo"]}"/>'
+        f'<filter type="alpha" alphaStart="0" alphaEnd="1" duration="1"/></overlay>'
+        f"</stack>")))
+    assert result["duration"] == 2.0
+    path = fetch(dragon_server, result["export"], tmp_path, "clip.mp4")
+    assert int(probe(path)["video"]["nb_read_frames"]) == 2 * FPS
+    assert loudness(path, 0.2, 1.8) > 0.05  # the clip's own 440 Hz tone
+    # The logo keeps its 2:1 shape, sits in the top-right corner and fades in.
+    logo_w, logo_h = round(0.25 * H * 2), round(0.25 * H)
+    x, y = W - logo_w // 2, logo_h // 2
+    start, end = frame(path, 1)[y, x], frame(path, 40)[y, x]
+    assert end[1] > 200 and end[0] < 60 and end[2] < 60  # green logo
+    assert start[2] > end[2] + 150  # still nearly transparent: testsrc2's cyan shows
+
+
+def test_preview_is_published_before_the_export(dragon_server, urls, tmp_path):
+    definition = movie(
+        f'<effect type="kenburns" duration="3"><image filename="{urls["red"]}"/></effect>')
+    response = dragon_server.request("POST", "/v2/create_stream", {"tasks": [
+        {"task_name": "video.create", "definition": definition, "profile": "360p",
+         "preview": True}]})
+    lines = [line for line in response.lines()[1:] if isinstance(line, dict)]
+    partials = [d for d in lines if d["status"] == "executing" and d.get("result")]
+    assert partials, lines
+    assert set(partials[0]["result"]) == {"duration", "preview"}
+    assert partials[0]["result"]["duration"] == 3.0
+    final = lines[-1]
+    assert final["status"] == "success"
+    assert final["result"]["preview"] == partials[0]["result"]["preview"]
+    preview = probe(fetch(dragon_server, final["result"]["preview"], tmp_path, "p.mp4"))
+    export = probe(fetch(dragon_server, final["result"]["export"], tmp_path, "e.mp4"))
+    assert (preview["video"]["width"], preview["video"]["height"]) == (W, H)
+    assert (export["video"]["width"], export["video"]["height"]) == (640, 360)
+
+
+def test_director_theme_widget_renders(dragon_server, urls, tmp_path):
+    result = assert_success(create(dragon_server, movie(
+        f'<widget type="director.theme.tiles"><track type="video">'
+        f'<image filename="{urls["red"]}" duration="1.5">'
+        f'<track type="caption"><text>Caption for this image</text></track></image>'
+        f'<text duration="1.5">A title card</text>'
+        f'<image type="map" center="37.20,-93.27" zoom="10.0" duration="1"/>'
+        f'<video filename="{urls["clip"]}"/></track>'
+        f'<track type="audio"><audio filename="{urls["music"]}"/></track></widget>'),
+        thumbnail_time=100))
+    assert result["duration"] == pytest.approx(1.5 + 1.5 + 1 + 2 - 3 * 0.5)
+    assert any("map" in w for w in result["warnings"])
+    path = fetch(dragon_server, result["export"], tmp_path, "widget.mp4")
+    first = frame(path, 10)
+    assert first[H // 3, W // 2][0] > 180  # the red still...
+    band = first[int(0.8 * H):int(0.92 * H), W // 4:3 * W // 4]
+    assert (band.sum(axis=2) > 600).any()  # ...with its caption
+    assert loudness(path, 0.5, 3.0) > 0.05
+    thumb = Image.open(io.BytesIO(dragon_server.get(result["thumbnail"]).body))
+    assert thumb.size == (W, H)  # a time past the end is clamped to the last frame
+
+
+def test_thumbnail_only_when_nothing_else_is_asked(dragon_server, urls, tmp_path):
+    result = assert_success(create(dragon_server, movie(
+        f'<effect type="none" duration="1"><image filename="{urls["blue"]}"/></effect>'),
+        export=False, thumbnail_time=0.5))
+    assert "export" not in result and "preview" not in result
+    thumb = Image.open(io.BytesIO(dragon_server.get(result["thumbnail"]).body)).convert("RGB")
+    assert thumb.size == (W, H) and thumb.getpixel((W // 2, H // 2))[2] > 200
+
+
+def test_a_movie_cut_into_windows_is_seamless(make_server, urls, tmp_path):
+    """With a tiny memory budget each still gets its own ffmpeg run; the joined movie must
+    look and sound the same as one run would make it."""
+    if "video_create_memory_bytes" not in {s.name for s in SETTINGS}:
+        pytest.skip("needs the video_create_memory_bytes setting (dragon.config)")
+    server = make_server(env={"DRAGON_VIDEO_CREATE_MEMORY_BYTES": "1000000"})
+    stills = [f'<effect type="kenburns" duration="1"><image filename="{urls[c]}"/></effect>'
+              for c in ("red", "blue", "red", "blue")]
+    result = assert_success(create(server, movie(
+        "<stack><sequence>" + '<transition type="crossfade" duration="0.4"/>'.join(stills)
+        + f'<effect type="none"><video filename="{urls["clip"]}"/></effect></sequence>'
+        f'<text type="legend">Windows</text>'
+        f'<audio filename="{urls["music"]}" duration=".."/></stack>'), thumbnail_time=1.1))
+    assert result["duration"] == pytest.approx(4 - 3 * 0.4 + 2)
+    path = fetch(server, result["export"], tmp_path, "windows.mp4")
+    info = probe(path)
+    assert int(info["video"]["nb_read_frames"]) == round(result["duration"] * FPS)
+    assert abs(float(info["audio"]["duration"]) - result["duration"]) < 0.05
+    colours = [frame(path, round(t * FPS))[H // 3, W // 2] for t in (0.3, 1.1, 1.7, 2.5)]
+    assert [int(np.argmax(c)) for c in colours] == [0, 2, 0, 2]  # red, blue, red, blue
+    middle = frame(path, round(0.8 * FPS))[H // 3, W // 2]  # inside the first crossfade
+    assert 60 < middle[0] < 200 and 60 < middle[2] < 200
+    assert loudness(path, 0.1, result["duration"] - 0.1) > 0.05
+    thumb = Image.open(io.BytesIO(server.get(result["thumbnail"]).body)).convert("RGB")
+    assert thumb.getpixel((W // 2, H // 3))[2] > 150  # 1.1 s: the first blue still
+
+
+# -- refusals --------------------------------------------------------------------------------
+
+# Each would be a valid movie but for its hostile part, so only that part can fail it.
+VALID_BODY = '<body><effect type="none"><image color="#ff0000" duration="1"/></effect></body>'
+HOSTILE = {
+    "billion laughs": ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+                       '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+                       '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">'
+                       f']><movie service="craftsman-1.0">{VALID_BODY}&lol3;</movie>', "DTD"),
+    "external entity": ('<!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                        f'<movie service="craftsman-1.0">{VALID_BODY}&x;</movie>', "DTD"),
+    "doctype": (f'<!DOCTYPE movie><movie service="craftsman-1.0">{VALID_BODY}</movie>', "DTD"),
+    "depth 10000": ('<movie service="craftsman-1.0"><body>' + "<stack>" * 10_000
+                    + "</stack>" * 10_000 + "</body></movie>", "deeper"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_definitions_end_as_parameter_errors(dragon_server, name):
+    started = time.monotonic()
+    definition, reason = HOSTILE[name]
+    status = create(dragon_server, definition)
+    assert time.monotonic() - started < 5.0  # the HTTP round trip, on a busy test machine
+    events = {k: datetime.fromisoformat(v) for k, v in status["events"].items()}
+    assert (events["completed"] - events["queued"]).total_seconds() < 1.0
+    assert status["status"] == "error"
+    assert list(status["error"]["parameters"]) == ["definition"]
+    assert reason in status["error"]["parameters"]["definition"][0]
+    assert create(dragon_server, f'<movie service="craftsman-1.0">{VALID_BODY}</movie>')[
+        "status"] == "success"  # the same movie without the hostile part renders
+
+
+def test_unrenderable_structure_names_element_and_line(dragon_server, urls, origin):
+    hits = len(origin.hits)
+    status = create(dragon_server, movie(
+        f'<effect type="none"><image filename="{urls["red"]}"/></effect>\n<sphere/>'))
+    [message] = status["error"]["parameters"]["definition"]
+    assert "<sphere>" in message and "(line 2)" in message
+    assert len(origin.hits) == hits  # refused before any download
+
+
+def test_forbidden_media_url_is_a_parameter_error(dragon_server):
+    status = create(dragon_server, movie(
+        '<effect type="none">\n<image filename="file:///etc/passwd"/></effect>'))
+    [message] = status["error"]["parameters"]["definition"]
+    assert "<image>" in message and "http or https" in message and "(line 2)" in message
+
+
+def test_unknown_profile_lists_the_valid_ones(dragon_server):
+    status = create(dragon_server, movie('<image color="#ff0000"/>'), profile="4k")
+    [message] = status["error"]["parameters"]["profile"]
+    assert "'4k' is not a valid profile" in message and "'720p'" in message
+
+
+def test_too_long_a_movie_is_refused(dragon_server):
+    status = create(dragon_server, movie('<effect type="none" duration="700">'
+                                         '<image color="#ff0000"/></effect>'))
+    [message] = status["error"]["parameters"]["definition"]
+    assert "700.0 s" in message and "600 s" in message
+
+
+def test_media_that_is_not_what_it_claims(dragon_server, urls):
+    status = create(dragon_server, movie(
+        f'<effect type="none">\n<video filename="{urls["red"]}"/></effect>'))
+    assert status["status"] == "error"
+    assert status["error_code"] == "unsupported_media"
+    assert "<video> (line 2)" in status["error"]
+
+
+def test_a_render_shorter_than_its_timeline_is_refused(dragon_server, tmp_path):
+    colours = "".join(f'<image color="#{i:02x}{i:02x}{i:02x}"/>' for i in range(100))
+    status = create(dragon_server, f'<movie service="craftsman-1.0"><body>'
+                                   f'<effect type="diving" duration="5">{colours}</effect>'
+                                   f'</body></movie>')
+    if status["status"] == "success":  # an ffmpeg that keeps every frame: the length holds
+        video = dragon_server.get(status["result"]["export"]).body
+        path = tmp_path / "diving.mp4"
+        path.write_bytes(video)
+        length = subprocess.run(
+            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+             "stream=duration", "-of", "csv=p=0", str(path)],
+            capture_output=True, text=True, check=True).stdout
+        assert abs(float(length) - 5.0) < 0.1
+    else:
+        assert status["error_code"] == "process_failed"
+        assert "instead of 5.00 s" in status["error"]

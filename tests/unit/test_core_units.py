@@ -1,0 +1,171 @@
+"""Unit tests of the core modules: db, bus, fair queue, auth helpers, settings, status."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import pytest
+
+from dragon.backends import sqlite as db
+from dragon.config import Settings
+from dragon.engine import auth, documents
+from dragon.engine.bus import Bus
+from dragon.engine.scheduler import FairQueue
+from dragon.web.rate_limits import TokenBuckets
+
+
+@pytest.fixture
+async def database(tmp_path):
+    d = db.Database(tmp_path / "t.db")
+    d.open()
+    yield d
+    d.close()
+
+
+def insert(name):
+    return lambda c: c.execute("INSERT INTO accounts (name, secret_hash, api_key,"
+                               " webhook_secret, created_at) VALUES (?, ?, ?, '', 0)",
+                               (name, name.encode(), name))
+
+
+async def test_group_commit_shares_transactions(database, monkeypatch):
+    commits = 0
+    real = database._commit_batch
+
+    def counting(conn, batch):
+        nonlocal commits
+        commits += 1
+        real(conn, batch)
+
+    monkeypatch.setattr(database, "_commit_batch", counting)
+    await asyncio.gather(*(database.write(insert(f"a{i}")) for i in range(200)))
+    assert commits < 200
+    rows = await database.read(lambda c: c.execute("SELECT COUNT(*) FROM accounts").fetchone())
+    assert rows[0] == 200
+
+
+async def test_a_failing_write_does_not_sink_its_batch(database):
+    results = await asyncio.gather(
+        database.write(insert("x")), database.write(insert("x")), database.write(insert("y")),
+        return_exceptions=True)
+    assert isinstance(results[1], sqlite3.IntegrityError)
+    names = await database.read(lambda c: [r[0] for r in c.execute("SELECT name FROM accounts")])
+    assert sorted(names) == ["x", "y"]
+
+
+def test_migrations_are_idempotent(tmp_path):
+    conn = db.connect(tmp_path / "m.db")
+    assert db.migrate(conn) == len(db.MIGRATIONS)
+    assert db.migrate(conn) == len(db.MIGRATIONS)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(db.MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+
+
+async def test_bus_overflow_closes_only_the_slow_subscriber():
+    bus = Bus(queue_size=2)
+    slow = bus.subscribe(["k"])
+    fast = bus.subscribe(["k"])
+    for i in range(3):
+        bus.publish("k", {"key": "k", "n": i})
+        if i < 2:
+            assert (await fast.get())["n"] == i
+    assert slow.overflowed
+    assert bus.size() == 1
+    assert (await fast.get())["n"] == 2
+    fast.__exit__()
+    assert bus.size() == 0
+
+
+async def test_fair_queue_serves_accounts_round_robin():
+    q = FairQueue()
+    for i in range(100):
+        q.put(1, f"big{i}")
+    q.put(2, "small0")
+    q.put(2, "small1")
+    order = [await q.get() for _ in range(6)]
+    assert order[:4] == ["big0", "small0", "big1", "small1"]
+    assert q.size == 96
+
+
+def test_referrer_patterns():
+    assert auth.referrer_allowed(("*",), None)
+    assert not auth.referrer_allowed(("example.com",), None)
+    assert auth.referrer_allowed(("https://*.example.com/*",), "https://a.example.com/x")
+    assert auth.referrer_allowed(("*.example.com",), "https://a.example.com/x")
+    assert not auth.referrer_allowed(("*.example.com",), "https://example.com.evil.test/")
+    assert not auth.referrer_allowed(("example.com",), "https://evil.test/?example.com")
+    # The path and query are the attacker's: they never count.
+    assert not auth.referrer_allowed(("*.example.com",), "https://evil.test/x.example.com")
+    assert not auth.referrer_allowed(("https://*.example.com/*",),
+                                     "https://evil.test/?https://a.example.com/x")
+    assert not auth.referrer_allowed(("https://*.example.com/*",), "http://a.example.com/")
+    assert auth.referrer_allowed(("app.test:8080",), "http://app.test:8080/page")
+    assert not auth.referrer_allowed(("app.test",), "null")
+
+
+def test_credentials_sources():
+    assert auth.credentials({"Authorization": "secret ABC"}, {}, {}) == ("ABC", None)
+    assert auth.credentials({"Authorization": "Api-Key k"}, {}, {}) == (None, "k")
+    assert auth.credentials({}, {"secret": "Q"}, {}) == ("Q", None)
+    assert auth.credentials({}, {}, {"api_key": "b", "secret": 3}) == (None, "b")
+
+
+def test_keys_and_secrets_look_like_the_originals():
+    key = auth.new_secret()
+    assert len(key) == 26 and key.isupper()
+    assert len(auth.new_api_key()) == 13
+
+
+def test_settings_from_env_and_overrides():
+    s = Settings.load(env={"DRAGON_PORT": "9000", "DRAGON_ALLOW_PRIVATE_URLS": "yes"}, port=None)
+    assert s.port == 9000 and s.allow_private_urls is True
+    assert Settings.load(env={"DRAGON_PORT": "9000"}, port=7000).port == 7000
+    with pytest.raises(ValueError, match="DRAGON_PORT"):
+        Settings.load(env={"DRAGON_PORT": "eighty"})
+    with pytest.raises(ValueError, match="SYNCHRONOUS"):
+        Settings.load(env={"DRAGON_SQLITE_SYNCHRONOUS": "OFF"})
+
+
+def test_status_mask_hides_secrets_and_signatures():
+    masked = documents.mask({"access_token": "t", "name": "n", "consumer_secret": "s",
+                          "url": "https://b/o?X-Amz-Signature=1",
+                          "task_store": {"type": "youtube", "developer_key": "k"}})
+    assert masked["access_token"] == masked["consumer_secret"] == documents.MASK
+    assert masked["name"] == "n"
+    assert "Signature" not in masked["url"]
+    assert masked["task_store"] == {"type": "youtube", "developer_key": documents.MASK}
+
+
+def test_token_bucket():
+    b = TokenBuckets(rate=10, burst=2)
+    assert b.take("a") == 0 and b.take("a") == 0
+    assert b.take("a") > 0
+    time.sleep(0.15)
+    assert b.take("a") == 0
+
+
+async def test_a_rerun_replaces_its_outputs_instead_of_adding(database, tmp_path):
+    from types import SimpleNamespace
+
+    from dragon.stores import Stores
+    from dragon.stores.backends import LocalBackend
+
+    await database.write(db.insert_account("acct", b"h", "k", "w", [], 0))
+    stores = Stores(database, LocalBackend(tmp_path / "files", "http://x"),
+                    Settings.load(env={}), None)
+    ctx = SimpleNamespace(key="K" * 26, task_name="test.file", account_id=1)
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_bytes(b"x" * 10)
+    second.write_bytes(b"y" * 30)
+    store = stores.for_task(None)
+    url1 = await store.put(ctx, "output", first, "text/plain")
+    url2 = await store.put(ctx, "output", second, "text/plain")
+    assert url1 == url2
+    rows = await database.read(db.list_files(1))
+    assert len(rows) == 1 and rows[0]["size"] == 30
+    assert await database.read(db.usage(1)) == 30
+    assert (tmp_path / "files" / rows[0]["location"]).read_bytes() == b"y" * 30
