@@ -36,6 +36,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("public_url", "", str, "Base URL of output files; default: the server's own address."),
     Setting("concurrency", 0, int, "Heavy tasks run at once; 0 means the number of cores."),
     Setting("light_concurrency", 64, int, "Light tasks (hello, *.info) run at once."),
+    Setting("tool_nice", 10, int,
+            "Niceness (0-19) of tools and pool workers: below the API, which stays responsive."),
     Setting("task_modules", "", str, "Extra task modules (plugins) to load, comma-separated."),
     Setting("max_attempts", 3, int, "Boots a task may be started on before it ends interrupted."),
     Setting("shutdown_grace_seconds", 30.0, float, "How long running tasks may finish on SIGTERM."),
@@ -106,6 +108,7 @@ class Settings:
     public_url: str
     concurrency: int
     light_concurrency: int
+    tool_nice: int
     task_modules: str
     max_attempts: int
     shutdown_grace_seconds: float
@@ -162,6 +165,8 @@ class Settings:
     def validate(self) -> None:
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError("DRAGON_SQLITE_SYNCHRONOUS must be FULL or NORMAL")
+        if not 0 <= self.tool_nice <= 19:
+            raise ValueError("DRAGON_TOOL_NICE must be between 0 and 19")
         for name in ("port", "max_body_bytes", "max_tasks_per_request", "max_pixels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DRAGON_{name.upper()} must be positive")

@@ -15,23 +15,34 @@ import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
+import os
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+from dragon.runtime.processes import set_tool_nice
 
 log = logging.getLogger("dragon.runtime.pool")
 
 
 class WorkerPool:
-    def __init__(self, workers: int, initializer: Callable[[], None] | None = None) -> None:
+    """``workers`` processes at niceness ``nice`` (below the API, like the tools they run)."""
+
+    def __init__(
+        self, workers: int, initializer: Callable[[], None] | None = None, nice: int = 0
+    ) -> None:
         self.workers = workers
         self.initializer = initializer
+        self.nice = nice
         self._executor = self._new()
 
     def _new(self) -> concurrent.futures.ProcessPoolExecutor:
         return concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver"),
-            initializer=self.initializer)
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_start_worker,
+            initargs=(self.nice, self.initializer),
+        )
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -67,3 +78,13 @@ class WorkerPool:
             with contextlib.suppress(Exception):
                 process.kill()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _start_worker(nice: int, initializer: Callable[[], None] | None) -> None:
+    """Lower the worker to ``nice`` (tools it spawns inherit it), then ``initializer``."""
+    lower = nice - os.nice(0)
+    if lower > 0:
+        os.nice(lower)
+    set_tool_nice(nice)
+    if initializer:
+        initializer()

@@ -27,8 +27,23 @@ STDERR_TAIL = 4000
 # parent-death signal and then execs the tool (no shell, no extra process).
 SETPRIV = shutil.which("setpriv")
 
+# Tools run at a lower CPU priority than the API (DRAGON_TOOL_NICE), so status requests stay
+# fast while encodes fill every core. coreutils' nice execs the tool (no extra process).
+NICE = shutil.which("nice")
+_tool_nice = 10
+
+
+def set_tool_nice(level: int) -> None:
+    """The niceness tools get from now on in this process (the server sets it at start-up)."""
+    global _tool_nice
+    _tool_nice = level
+
 
 def guarded(argv: list[str]) -> list[str]:
+    # nice -n is relative: a pool worker already lowered to the level adds nothing.
+    lower = _tool_nice - os.nice(0)
+    if lower > 0 and NICE:
+        argv = [NICE, "-n", str(lower), "--", *argv]
     if SETPRIV:
         return [SETPRIV, "--pdeathsig", "KILL", "--", *argv]
     return argv

@@ -26,6 +26,7 @@ from dragon.handlers import files, storage, tasks
 from dragon.handlers.errors import error_middleware
 from dragon.net.fetcher import Fetcher
 from dragon.runtime.pool import WorkerPool
+from dragon.runtime.processes import set_tool_nice
 from dragon.stores import Stores
 from dragon.stores.backends import LocalBackend
 from dragon.stores.s3 import S3Backend
@@ -90,7 +91,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     st.db.open()
     st.fetcher = Fetcher(settings)
     await st.fetcher.start()
-    st.pool = WorkerPool(settings.heavy_slots, initializer=_warm_worker)
+    set_tool_nice(settings.tool_nice)
+    st.pool = WorkerPool(settings.heavy_slots, initializer=_warm_worker,
+                         nice=settings.tool_nice)
     st.bus = Bus(settings.stream_queue_size)
     st.registry = load_tasks(tuple(m.strip() for m in settings.task_modules.split(",")
                                    if m.strip()))

@@ -1,0 +1,52 @@
+"""Tools and pool workers run below the API's CPU priority (DRAGON_TOOL_NICE).
+
+coreutils ``nice`` with no command prints the niceness it runs at, so spawning it as the
+"tool" reports what a real ffmpeg would get.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from dragon.runtime import processes
+from dragon.runtime.pool import WorkerPool
+
+
+@pytest.fixture
+def tool_nice():
+    """Restore the module's level after a test changes it."""
+    yield processes.set_tool_nice
+    processes.set_tool_nice(10)
+
+
+async def test_a_spawned_tool_runs_at_the_tool_niceness(tool_nice):
+    base = os.nice(0)
+    tool_nice(base + 7)
+    result = await processes.run_process(["nice"], timeout=10)
+    assert int(result.stdout) == base + 7
+
+
+async def test_no_lowering_when_the_level_is_the_servers_own(tool_nice):
+    tool_nice(os.nice(0))
+    assert processes.guarded(["ffmpeg"])[-1:] == ["ffmpeg"]
+    result = await processes.run_process(["nice"], timeout=10)
+    assert int(result.stdout) == os.nice(0)
+
+
+def _worker_levels() -> tuple[int, int]:
+    """In a pool worker: its own niceness, and that of a tool it spawns."""
+    tool = subprocess.run(processes.guarded(["nice"]), capture_output=True, check=True)
+    return os.nice(0), int(tool.stdout)
+
+
+async def test_pool_workers_and_their_tools_run_at_the_pool_niceness():
+    level = os.nice(0) + 5
+    pool = WorkerPool(1, nice=level)
+    try:
+        worker, tool = await pool.run(_worker_levels)
+    finally:
+        pool.shutdown()
+    assert (worker, tool) == (level, level)  # lowered once, not twice
