@@ -328,8 +328,14 @@ class _Checker:
 
     # -- per element ----------------------------------------------------------------------
     def _sequence(self, node: Node) -> None:
-        previous = None
         items = [c for c in node.children if c.tag != "filter" and c.tag != "animator"]
+        # Clients of the original service end every track with a transition (the item
+        # after it was appended in a loop); it has nothing to lead into, so it goes.
+        if len(items) > 1 and items[-1].tag == "transition" and items[-2].tag != "transition":
+            trailing = items.pop()
+            node.children.remove(trailing)
+            self.warn(f"<transition> with nothing after it is dropped (line {trailing.line})")
+        previous = None
         for i, child in enumerate(items):
             if child.tag == "transition":
                 if i == 0 or i == len(items) - 1:

@@ -368,8 +368,11 @@ class Picture:
     def concat(self, group: list[Layer]) -> Layer:
         if len(group) == 1:
             return group[0]
+        # setpts=N: concat times a one-frame segment as lasting no time, and the encoder
+        # then drops the frames that share a timestamp; every part runs at the rate.
         label = self.g.chain([layer.label for layer in group],
-                             f"concat=n={len(group)}:v=1:a=0,settb={self.g.time_base}")
+                             f"concat=n={len(group)}:v=1:a=0,settb={self.g.time_base},"
+                             f"setpts=N")
         return dataclasses.replace(group[0], label=label, frames=sum(g.frames for g in group))
 
     def fit_length(self, layer: Layer, count: int, alpha: bool) -> Layer:

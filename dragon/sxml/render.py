@@ -88,8 +88,9 @@ async def create(ctx) -> dict:
 async def check_length(ctx, path: Path, expected: float, rate: float) -> None:
     """Refuse a render that came out shorter or longer than its timeline (by 2+ frames).
 
-    Chains of very short crossfades in ffmpeg 5.1 can drop frames; a video that silently
-    lasts 2 s instead of 5 is worse than a clear failure.
+    A filtergraph that loses frames (ffmpeg 5.1's xfade and concat both can, on parts of
+    a frame or two) would otherwise silently make a video of 2 s instead of 5; a clear
+    failure is better.
     """
     # The video stream's own length: the container's would be the music's.
     out = await ctx.run(["ffprobe", "-v", "error", "-select_streams", "v:0",
@@ -103,8 +104,7 @@ async def check_length(ctx, path: Path, expected: float, rate: float) -> None:
         got = "an unknown time" if length is None else f"{length:.2f} s"
         raise errors.TaskError(
             errors.PROCESS_FAILED,
-            f"the rendered video lasts {got} instead of {expected:.2f} s; a multi-image effect"
-            " with more images than its duration has frames for can cause this")
+            f"the rendered video lasts {got} instead of {expected:.2f} s")
 
 
 async def load(ctx, text: str, warn) -> Movie:

@@ -18,7 +18,9 @@ Choices where SXML.md leaves room: a transition is also clamped so that the two
 transitions touching one item never overlap (not only to its neighbours' lengths); a
 ``duration=".."`` item inside a sequence, where it means nothing, gets the 5 s default;
 a multi-media effect's media are shown in equal slots that overlap by its internal
-crossfade (``EFFECT_CROSSFADE``), so the effect still lasts exactly its duration.
+crossfade (``EFFECT_CROSSFADE``), so the effect still lasts exactly its duration; with
+more media than that leaves room for (under ``MIN_EFFECT_CROSSFADE`` each), the slots are
+cut back to back, and with more media than frames some media get no frame at all.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dragon.sxml.model import MULTI_EFFECTS, DefinitionError, Node
 DEFAULT_ITEM = 5.0
 DEFAULT_TRANSITION = 1.0
 EFFECT_CROSSFADE = 0.5
+MIN_EFFECT_CROSSFADE = 0.2
 
 MediaLength = Callable[[Node], float | None]
 
@@ -200,6 +203,10 @@ def _assign_slots(node: Node) -> None:
     media = node.content
     count = len(media)
     overlap = min(EFFECT_CROSSFADE, node.duration / (2 * count)) if count > 1 else 0.0
+    if overlap < MIN_EFFECT_CROSSFADE:
+        # Slots of a few frames (or less than one) are cut, not crossfaded: ffmpeg's xfade
+        # needs whole frames, and an image shown for two frames has nothing to fade.
+        overlap = 0.0
     slot = (node.duration + (count - 1) * overlap) / count
     for i, child in enumerate(media):
         _assign(child, node.begin + i * (slot - overlap), slot, node.end)

@@ -321,20 +321,33 @@ def test_media_that_is_not_what_it_claims(dragon_server, urls):
     assert "<video> (line 2)" in status["error"]
 
 
-def test_a_render_shorter_than_its_timeline_is_refused(dragon_server, tmp_path):
-    colours = "".join(f'<image color="#{i:02x}{i:02x}{i:02x}"/>' for i in range(100))
-    status = create(dragon_server, f'<movie service="craftsman-1.0"><body>'
-                                   f'<effect type="diving" duration="5">{colours}</effect>'
-                                   f'</body></movie>')
-    if status["status"] == "success":  # an ffmpeg that keeps every frame: the length holds
-        video = dragon_server.get(status["result"]["export"]).body
-        path = tmp_path / "diving.mp4"
-        path.write_bytes(video)
-        length = subprocess.run(
-            ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-             "stream=duration", "-of", "csv=p=0", str(path)],
-            capture_output=True, text=True, check=True).stdout
-        assert abs(float(length) - 5.0) < 0.1
-    else:
-        assert status["error_code"] == "process_failed"
-        assert "instead of 5.00 s" in status["error"]
+def test_more_images_than_frames_render_at_full_length(dragon_server, tmp_path):
+    greys = "".join(f'<image color="#{i:02x}{i:02x}{i:02x}"/>' for i in range(0, 200, 2))
+    result = assert_success(create(dragon_server, movie(
+        f'<effect type="diving" duration="2">{greys}</effect>')))
+    path = fetch(dragon_server, result["export"], tmp_path, "diving.mp4")
+    assert int(probe(path)["video"]["nb_read_frames"]) == 2 * FPS  # 100 images, 50 frames
+    levels = [int(frame(path, n)[H // 2, W // 2][0]) for n in (2, 25, 47)]
+    assert levels[0] < 20 and 80 < levels[1] < 120 and levels[2] > 170  # in order
+
+
+def test_client_definition_ending_with_a_transition_renders(dragon_server, urls, tmp_path):
+    """The shape a public Python client of the original service sends: every item, the
+    last one too, followed by a 0.1 s crossfade, inside a director theme."""
+    items = "".join(
+        f"<text duration='0.1'>{date}</text><transition type='crossfade' duration='0.1'/>"
+        f"<image filename='{urls[colour]}' duration='1.5'><track type='caption'>"
+        f"<text>{headline}</text></track></image>"
+        f"<transition type='crossfade' duration='0.1'/>"
+        for date, colour, headline in (("May 1", "red", "First"), ("May 2", "blue", "Next")))
+    result = assert_success(create(dragon_server, (
+        "<movie service='craftsman-1.0'><body><widget type='director.theme.tiles'>"
+        f"<track type='video'>{items}</track><track type='audio'>"
+        f"<audio filename='{urls['music']}'/></track></widget></body></movie>")))
+    assert any("nothing after it" in w for w in result["warnings"])
+    # The crossfade after the second date would overlap the one before it: it gets 0 s.
+    assert result["duration"] == pytest.approx(2 * (0.1 + 1.5) - 2 * 0.1)
+    path = fetch(dragon_server, result["export"], tmp_path, "client.mp4")
+    assert int(probe(path)["video"]["nb_read_frames"]) == round(result["duration"] * FPS)
+    assert frame(path, 20)[H // 3, W // 2][0] > 180  # the red picture
+    assert frame(path, 60)[H // 3, W // 2][2] > 180  # the blue one

@@ -98,7 +98,6 @@ def test_empty_definition():
     ('<widget type="slideshow.reflect.simple.index"/>', ["<widget>", "not supported"]),
     ("<blink/>", ["<blink>", "not an SXML element"]),
     (f'<transition/><effect type="none">{IMAGE}</effect>', ["<transition>", "between"]),
-    (f'<effect type="none">{IMAGE}</effect><transition/>', ["<transition>", "between"]),
     (f'<stack><transition/><effect type="none">{IMAGE}</effect></stack>',
      ["<transition>", "inside <stack>"]),
     (f'<effect type="none">{IMAGE}{IMAGE}</effect>', ["<effect>", "exactly one"]),
@@ -161,6 +160,15 @@ def test_decoration_is_accepted_with_warnings():
     text = "\n".join(definition.warnings)
     for word in ("depthEnable", "blur", "<animator>", "flower"):
         assert word in text
+
+
+def test_a_transition_with_nothing_after_it_is_dropped():
+    definition = parse(movie(f'<sequence><effect type="none">{IMAGE}</effect>'
+                             f'<transition type="move"/></sequence>'
+                             f'<effect type="none">{IMAGE}</effect><transition/>'))
+    assert [c.tag for c in definition.body.children] == ["sequence", "effect"]
+    assert [c.tag for c in definition.body.children[0].children] == ["effect"]
+    assert sum("nothing after it" in w for w in definition.warnings) == 2
 
 
 def test_warnings_are_not_repeated():
