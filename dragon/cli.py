@@ -155,8 +155,9 @@ async def serve(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.load(host=args.host, port=args.port, data_dir=args.data_dir,
                              concurrency=args.concurrency)
-    logging.basicConfig(level=os.environ.get("DRAGON_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dragon.web.redaction import install as install_logging
+
+    install_logging(os.environ.get("DRAGON_LOG_LEVEL", "INFO"))
     try:
         import uvloop
     except ImportError:

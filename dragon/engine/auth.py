@@ -14,6 +14,8 @@ import dataclasses
 import fnmatch
 import hashlib
 import hmac
+import ipaddress
+import re
 import secrets
 import string
 import time
@@ -60,6 +62,31 @@ def account_from_row(row: Any) -> Account:
                    tuple(orjson.loads(row["referrers"])))
 
 
+# A host as browsers send it in Origin and Referer: DNS labels (IDNA already applied) or an
+# IP literal. Anything else (``\``, ``%2F``, spaces, brackets around a name) is refused
+# rather than interpreted, since another parser may read it as a different host.
+HOST_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*")
+WEB_SCHEMES = ("http", "https")
+
+
+def _origin(referrer: str) -> tuple[str, str, int | None] | None:
+    """``(scheme, host, port)`` of a referrer, or None if it is not a plain web origin."""
+    try:
+        parts = urlsplit(referrer.strip().lower())
+        host, port = parts.hostname, parts.port
+    except ValueError:  # bad port, or a bracketed host that is not an IPv6 address
+        return None
+    if not parts.scheme or not host or "@" in parts.netloc:
+        return None
+    host = host.removesuffix(".")
+    if not HOST_NAME.fullmatch(host):
+        try:
+            host = ipaddress.ip_address(host).compressed
+        except ValueError:
+            return None
+    return parts.scheme, host, port
+
+
 def referrer_allowed(patterns: tuple[str, ...], referrer: str | None) -> bool:
     """Does the request come from a whitelisted site?
 
@@ -68,27 +95,27 @@ def referrer_allowed(patterns: tuple[str, ...], referrer: str | None) -> bool:
     pass ``*.example.com``. A pattern is a host glob (``*.example.com``, ``app.test:8080``),
     optionally with a scheme (``https://*.example.com/*``; any path in it is ignored). The
     pattern ``*`` admits every referrer, a missing one included.
+
+    The referrer is parsed and its host validated first (``_origin``): one that is not a
+    plain host (``evil.com\\.example.com``, ``evil.com%2F.example.com``) matches nothing. A
+    pattern without a scheme admits only http and https (not ``javascript://host/``); a
+    pattern's scheme is compared exactly.
     """
     if "*" in patterns:
         return True
     if not referrer:
         return False
-    parts = urlsplit(referrer.strip().lower())
-    try:
-        host, port = parts.hostname, parts.port
-    except ValueError:
+    origin = _origin(referrer)
+    if origin is None:
         return False
-    if not parts.scheme or not host:
-        return False
+    scheme, host, port = origin
     candidates = (host,) if port is None else (host, f"{host}:{port}")
     for pattern in patterns:
         pattern = pattern.strip().lower()
-        scheme, sep, rest = pattern.partition("://")
-        if not sep:
-            scheme, rest = "*", pattern
-        host_glob = rest.split("/", 1)[0]
-        if fnmatch.fnmatchcase(parts.scheme, scheme) and any(
-                fnmatch.fnmatchcase(c, host_glob) for c in candidates):
+        wanted, sep, rest = pattern.partition("://")
+        schemes = (wanted,) if sep and wanted != "*" else WEB_SCHEMES
+        host_glob = (rest if sep else pattern).split("/", 1)[0].removesuffix(".")
+        if scheme in schemes and any(fnmatch.fnmatchcase(c, host_glob) for c in candidates):
             return True
     return False
 
