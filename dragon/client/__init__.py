@@ -1,0 +1,19 @@
+"""The Python client of a dragon server: ``Client`` (blocking) and ``AsyncClient`` (asyncio).
+
+It talks HTTP only (httpx) and imports nothing of the server, so it works against any
+dragon server, local or remote::
+
+    from dragon.client import Client
+
+    with Client("http://127.0.0.1:8080", secret="...") as client:
+        status = client.run({"task_name": "image.thumb", "url": "...", "width": 200})
+
+``docs/client.md`` shows it in use, and the ``dragon run|status|download`` commands built
+on it (``commands.py``).
+"""
+
+from dragon.client.asynchronous import AsyncClient
+from dragon.client.sync import Client
+from dragon.client.wire import DragonError
+
+__all__ = ["AsyncClient", "Client", "DragonError"]

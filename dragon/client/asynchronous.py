@@ -1,0 +1,183 @@
+"""``AsyncClient``: ``Client`` for asyncio programs, with the same arguments and methods.
+
+Same decisions (``wire``), same requests; ``stream`` and ``create_stream`` are async
+iterators, everything else is awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dragon.client import wire
+from dragon.client.files import Destination
+
+
+class AsyncClient:
+    """See ``Client``; use it as ``async with AsyncClient(url, secret) as client:``."""
+
+    def __init__(
+        self,
+        url: str,
+        secret: str | None = None,
+        api_key: str | None = None,
+        referrer: str | None = None,
+        *,
+        retries: int = 5,
+        timeout: float = wire.DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.retries = retries
+        self._timeout = timeout
+        self._headers = wire.auth_headers(secret, api_key, referrer)
+        self._http = httpx.AsyncClient(headers={"User-Agent": wire.USER_AGENT})
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- the API -------------------------------------------------------------------------
+
+    async def create(self, tasks: dict | Iterable[dict], block: bool = False) -> list[dict]:
+        body = {"tasks": wire.task_list(tasks), "block": block}
+        return await self._call("/v2/create", body, safe=False, wait=block)
+
+    async def status(
+        self, keys: str | Iterable[str], block: bool = False, details: bool = False
+    ) -> list[dict]:
+        body = {"tasks": wire.key_list(keys), "block": block, "details": details}
+        return await self._call("/v2/status", body, safe=True, wait=block)
+
+    def stream(self, keys: str | Iterable[str]) -> AsyncIterator[dict]:
+        keys = wire.key_list(keys)
+        return self._follow(wire.Follow.of(keys), "/v2/status_stream", {"tasks": keys}, True)
+
+    def create_stream(self, tasks: dict | Iterable[dict]) -> AsyncIterator[dict]:
+        body = {"tasks": wire.task_list(tasks)}
+        return self._follow(wire.Follow(), "/v2/create_stream", body, False)
+
+    async def run(self, task: dict, timeout: float | None = None) -> dict:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: dict = {}
+        try:
+            async for doc in self._follow(
+                wire.Follow(), "/v2/create_stream", {"tasks": [task]}, False, deadline
+            ):
+                last = doc
+        except TimeoutError:
+            raise wire.still_running(last, timeout) from None
+        return last
+
+    @staticmethod
+    def outputs(status: dict) -> dict[str, str]:
+        return wire.outputs(status)
+
+    async def download(
+        self, url: str, to: str | os.PathLike = ".", progress: wire.Progress | None = None
+    ) -> Path:
+        """See ``Client.download``; file writes go through a thread."""
+        attempts = wire.Attempts(url, self.retries, safe=True)
+        while True:
+            try:
+                async with self._http.stream(
+                    "GET", url, follow_redirects=True, timeout=wire.timeout(self._timeout)
+                ) as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                    else:
+                        dest = Destination(Path(to), url, response.headers)
+                        with dest.open() as f:
+                            async for chunk in response.aiter_bytes():
+                                await asyncio.to_thread(f.write, chunk)
+                                if progress:
+                                    progress(dest.add(len(chunk)), dest.total)
+                        return dest.path
+                    delay = attempts.after_response(response)
+            except httpx.TransportError as exc:
+                delay = attempts.after_error(exc)
+            await asyncio.sleep(delay)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    async def _call(self, path: str, body: dict, *, safe: bool, wait: bool) -> Any:
+        attempts = wire.Attempts(self.url, self.retries, safe)
+        while True:
+            try:
+                read = attempts.read_timeout(None if wait else self._timeout)
+                response = await self._http.post(
+                    self.url + path, json=body, headers=self._headers, timeout=wire.timeout(read)
+                )
+            except httpx.TransportError as exc:
+                await asyncio.sleep(attempts.after_error(exc))
+                continue
+            delay = attempts.after_response(response)
+            if delay is None:
+                return response.json()
+            await asyncio.sleep(delay)
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self, path: str, body: dict, safe: bool, deadline: float | None
+    ) -> AsyncIterator[httpx.Response]:
+        attempts = wire.Attempts(self.url, self.retries, safe, deadline)
+        while True:
+            try:
+                request = self._http.build_request(
+                    "POST",
+                    self.url + path,
+                    json=body,
+                    headers=self._headers,
+                    timeout=wire.timeout(attempts.read_timeout(None)),
+                )
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                await asyncio.sleep(attempts.after_error(exc))
+                continue
+            try:
+                if response.status_code == 200:
+                    yield response
+                    return
+                await response.aread()
+                delay = attempts.after_response(response)
+            finally:
+                await response.aclose()
+            await asyncio.sleep(delay)
+
+    async def _follow(
+        self, follow: wire.Follow, path: str, body: dict, safe: bool, deadline: float | None = None
+    ) -> AsyncIterator[dict]:
+        while True:
+            try:
+                async with self._open(path, body, safe, deadline) as response:
+                    first = True
+                    async for line in response.aiter_lines():
+                        if not line.strip():
+                            continue
+                        value = json.loads(line)
+                        if not first:
+                            follow.changed()
+                        first = False
+                        for doc in follow.accept(value):
+                            yield doc
+            except (httpx.TransportError, httpx.DecodingError, json.JSONDecodeError):
+                pass  # dropped: resumed below from what was seen
+            if follow.done:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("the deadline passed")
+            await asyncio.sleep(follow.resume(self.retries, deadline))
+            path, body = follow.request()
+            safe = True

@@ -1,0 +1,284 @@
+"""What both clients share: credentials, the retry policy, errors and status-stream resumption.
+
+The sync and async clients only differ in how they wait (``time.sleep`` or ``asyncio.sleep``)
+and iterate; every decision is made here, so the two cannot drift apart.
+
+Retries. 429 and 503 answers are refusals made before anything was created, so any request
+is retried after the ``Retry-After`` the server sent (or an exponential, jittered backoff
+without one). So is a 401 that carries ``Retry-After``: the account is at its
+``--max-active`` limit, which clears as its tasks end; plain bad credentials have no
+``Retry-After`` and fail at once. Connection errors are retried for reads (status,
+streams, downloads) whatever happened; a create is only retried when the connection
+could not even be opened, because a connection that broke after the request was sent may
+have created the tasks, and creating them twice is worse than an error.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+FINAL = frozenset({"success", "error"})
+USER_AGENT = "dragon-client/0.1"
+DEFAULT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 10.0
+RETRY_AFTER_MAX = 120.0
+
+Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
+
+
+class DragonError(Exception):
+    """An HTTP error from the server (``status``, the seed's ``errors`` list), or a server
+    that could not be reached after the retries (``status`` is None, ``errors`` empty)."""
+
+    def __init__(
+        self,
+        status: int | None,
+        errors: list[dict] | None = None,
+        message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.errors = errors or []
+        self.retry_after = retry_after
+        if message is None:
+            described = "; ".join(
+                f"{e.get('name')}: {e.get('description')} ({e.get('location')})"
+                for e in self.errors
+                if isinstance(e, dict)
+            )
+            message = f"HTTP {status}" + (f": {described}" if described else "")
+        self.message = message
+        super().__init__(message)
+
+
+def auth_headers(secret: str | None, api_key: str | None, referrer: str | None) -> dict:
+    """Headers that present the credentials; only ever sent to the API's own URL."""
+    if secret and api_key:
+        raise ValueError("pass a secret or an api key, not both")
+    headers = {"User-Agent": USER_AGENT}
+    if secret:
+        headers["Authorization"] = f"Secret {secret}"
+    elif api_key:
+        headers["Authorization"] = f"Api-Key {api_key}"
+    if referrer:
+        headers["Referer"] = referrer
+    return headers
+
+
+def timeout(read: float | None) -> httpx.Timeout:
+    """``read=None`` for blocking requests and streams, which may stay silent for long."""
+    return httpx.Timeout(DEFAULT_TIMEOUT, connect=CONNECT_TIMEOUT, read=read)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
+
+
+def backoff(attempt: int, hinted: float | None = None) -> float:
+    """Seconds before retry number ``attempt`` (0-based): the server's hint, else
+    exponential with jitter so that many clients refused at once do not come back at once."""
+    if hinted is not None:
+        return hinted
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def retryable_status(response: httpx.Response) -> bool:
+    if response.status_code in (429, 503):
+        return True
+    return response.status_code == 401 and "Retry-After" in response.headers
+
+
+def retryable_error(exc: Exception, safe: bool) -> bool:
+    """Is this transport error worth another try? ``safe``: the request may run twice."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return True
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+        return False
+    return safe and isinstance(exc, httpx.TransportError)
+
+
+def error_from(response: httpx.Response) -> DragonError:
+    """The DragonError of a non-200 answer, with the seed's ``errors`` list when it has one."""
+    errors: list[dict] = []
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        errors = body["errors"]
+    message = None
+    if not errors:
+        text = response.text.strip()[:200]
+        message = f"HTTP {response.status_code}" + (f": {text}" if text else "")
+    return DragonError(response.status_code, errors, message, retry_after(response))
+
+
+def unreachable(url: str, exc: Exception) -> DragonError:
+    return DragonError(None, [], f"cannot reach {url}: {type(exc).__name__}: {exc}")
+
+
+class Attempts:
+    """The retry loop of one request, minus the waiting (done by the sync or async caller).
+
+    ``deadline`` (a ``time.monotonic()`` value) bounds the whole request, retries included:
+    past it the caller gets ``TimeoutError``.
+    """
+
+    def __init__(self, url: str, retries: int, safe: bool, deadline: float | None = None) -> None:
+        self.url = url
+        self.retries = retries
+        self.safe = safe
+        self.deadline = deadline
+        self.attempt = 0
+
+    def read_timeout(self, default: float | None) -> float | None:
+        """The read timeout of the next try: never past the deadline."""
+        if self.deadline is None:
+            return default
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the deadline passed")
+        return left if default is None else min(left, default)
+
+    def _delay(self, seconds: float) -> float:
+        self.attempt += 1
+        if self.deadline is not None and time.monotonic() + seconds >= self.deadline:
+            raise TimeoutError("the deadline passed")
+        return seconds
+
+    def after_error(self, exc: Exception) -> float:
+        """Seconds to wait before the next try, or raise: the connection failed."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise TimeoutError("the deadline passed") from exc
+        if self.attempt >= self.retries or not retryable_error(exc, self.safe):
+            raise unreachable(self.url, exc) from exc
+        return self._delay(backoff(self.attempt))
+
+    def after_response(self, response: httpx.Response) -> float | None:
+        """None when the answer is a 200, seconds to wait before the next try, or raise.
+
+        A streamed response must have been read (``read()``) when it is not a 200.
+        """
+        if response.status_code == 200:
+            return None
+        if self.attempt < self.retries and retryable_status(response):
+            return self._delay(backoff(self.attempt, retry_after(response)))
+        raise error_from(response)
+
+
+def still_running(last: dict, timeout: float | None) -> TimeoutError:
+    """The TimeoutError of ``run``: which task, in which state, goes on without us."""
+    if not last:
+        return TimeoutError(f"no answer from the server within {timeout} s")
+    return TimeoutError(
+        f"task {last.get('key')} is still {last.get('status')} after "
+        f"{timeout} s; it goes on on the server"
+    )
+
+
+def task_list(tasks: dict | Iterable[dict]) -> list[dict]:
+    return [tasks] if isinstance(tasks, dict) else list(tasks)
+
+
+def key_list(keys: str | Iterable[str]) -> list[str]:
+    return [keys] if isinstance(keys, str) else list(keys)
+
+
+def outputs(status: dict) -> dict[str, str]:
+    """The output files of a finished task: the result's top-level values that are URLs."""
+    result = status.get("result")
+    if not isinstance(result, dict):
+        return {}
+    return {
+        name: value
+        for name, value in result.items()
+        if isinstance(value, str) and value.startswith(("http://", "https://"))
+    }
+
+
+@dataclass
+class Follow:
+    """Where a status stream is: the keys still pending and the last document of each.
+
+    A dropped stream is resumed by subscribing again to the pending keys; the new stream
+    starts with their current statuses, and a document equal to the last one yielded for
+    its key is skipped, so a reader sees each change once and never misses a final status.
+    """
+
+    pending: dict[str, None] = field(default_factory=dict)
+    last: dict[str, dict] = field(default_factory=dict)
+    started: bool = False
+    drops: int = 0  # drops in a row with no change seen in between
+
+    @classmethod
+    def of(cls, keys: Iterable[str]) -> Follow:
+        return cls(pending=dict.fromkeys(keys), started=True)
+
+    @property
+    def done(self) -> bool:
+        return self.started and not self.pending
+
+    def accept(self, value: Any) -> Iterator[dict]:
+        """Documents to hand to the reader out of one stream line (the first is a list)."""
+        docs = value if isinstance(value, list) else [value]
+        if not self.started:
+            self.pending = dict.fromkeys(d["key"] for d in docs if d.get("status") not in FINAL)
+            self.started = True
+        for doc in docs:
+            key = doc.get("key")
+            if self.last.get(key) == doc:
+                continue
+            self.last[key] = doc
+            if doc.get("status") in FINAL:
+                self.pending.pop(key, None)
+            yield doc
+
+    def changed(self) -> None:
+        """A line after a stream's first arrived: the stream works, drops start over."""
+        self.drops = 0
+
+    def resume(self, retries: int, deadline: float | None = None) -> float:
+        """The stream ended with tasks still pending: seconds to wait before subscribing
+        again to ``request()``, or raise when it keeps dropping (or broke before its first
+        line, when nobody knows whether the tasks were created)."""
+        if not self.started:
+            raise DragonError(
+                None,
+                [],
+                "the stream broke before its first line: the tasks "
+                "may or may not have been created",
+            )
+        if self.drops >= retries:
+            raise DragonError(
+                None, [], f"the status stream dropped {self.drops + 1} times in a row"
+            )
+        delay = backoff(self.drops)
+        self.drops += 1
+        if deadline is not None and time.monotonic() + delay >= deadline:
+            raise TimeoutError("the deadline passed")
+        return delay
+
+    def request(self) -> tuple[str, dict]:
+        """The subscription that picks up where the stream stopped."""
+        return "/v2/status_stream", {"tasks": list(self.pending)}
