@@ -7,6 +7,8 @@ Request-level problems use the seed's shape (Cornice's):
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 
 import orjson
 from aiohttp import web
@@ -23,6 +25,37 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "86400",
 }
+
+
+class DatabaseHealth:
+    """When a write last failed because the database is read-only (for ``/healthz``).
+
+    SQLite answers ``attempt to write a readonly database`` when its file or folder lost
+    write permission, its filesystem was remounted read-only, or the file was replaced
+    under it. Creates then get 503 (not 500) and ``/healthz`` stops saying ok.
+    """
+
+    RECENT_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self.read_only_at: float | None = None
+
+    def failed_read_only(self) -> None:
+        self.read_only_at = time.monotonic()
+
+    def recently_read_only(self) -> bool:
+        at = self.read_only_at
+        return at is not None and time.monotonic() - at < self.RECENT_SECONDS
+
+
+DATABASE_HEALTH = web.AppKey("dragon_database_health", DatabaseHealth)
+
+
+def read_only_error(exc: BaseException) -> bool:
+    """Is ``exc`` SQLite refusing a write because the database is read-only?"""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        name.startswith("SQLITE_READONLY") or "readonly database" in str(exc))
 
 
 def error_response(status: int, name: str, description: str, location: str = "body",
@@ -56,9 +89,18 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         response = error_response(exc.status, "url", exc.reason, "path")
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        response = error_response(500, "server", "internal server error", "server")
+    except Exception as exc:
+        if read_only_error(exc):
+            log.error("the database is read-only: %s %s refused (%s)", request.method,
+                      request.path, exc)
+            if DATABASE_HEALTH in request.app:
+                request.app[DATABASE_HEALTH].failed_read_only()
+            response = error_response(
+                503, "database", "the database is read-only (a disk or permission problem on"
+                " the server); nothing was stored, retry later", headers={"Retry-After": "30"})
+        else:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = error_response(500, "server", "internal server error", "server")
     if not response.prepared:
         response.headers.update(CORS_HEADERS)
     return response

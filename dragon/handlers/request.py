@@ -14,6 +14,10 @@ from aiohttp import web
 from dragon.errors import RequestError
 from dragon.web.state import state
 
+# Deepest JSON a request may nest. Task parameters are stored (and sent back) as JSON, and
+# the serialiser refuses past 254 levels, so deeper input is refused up front with a 400.
+MAX_JSON_DEPTH = 64
+
 
 async def json_body(request: web.Request) -> dict:
     if request.method in ("GET", "HEAD"):
@@ -37,7 +41,22 @@ async def json_body(request: web.Request) -> dict:
         raise RequestError("body", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise RequestError("body", "body must be a JSON object")
+    # Only a body with more brackets than the limit can nest deeper: most skip the walk.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and too_deep(body, MAX_JSON_DEPTH):
+        raise RequestError("body", f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
     return body
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Does ``value`` nest lists and objects more than ``limit`` levels (iteratively)?"""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def json_response(value: Any) -> web.Response:

@@ -23,7 +23,7 @@ from dragon.engine.scheduler import Scheduler, clean_tmp
 from dragon.engine.service import Service
 from dragon.engine.sweeper import Sweeper
 from dragon.handlers import files, storage, tasks
-from dragon.handlers.errors import error_middleware
+from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
 from dragon.net.fetcher import Fetcher
 from dragon.runtime.pool import WorkerPool
 from dragon.runtime.processes import set_tool_nice
@@ -58,13 +58,27 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 while the server can take tasks; 503 naming the ``problems`` when it cannot."""
     scheduler = state(request).scheduler
+    problems = []
+    if database_read_only(request):
+        problems.append("the database is read-only")
+    status = "degraded" if problems else "ok"
     return web.json_response({
-        "status": "closing" if state(request).service.closing.is_set() else "ok",
+        "status": "closing" if state(request).service.closing.is_set() else status,
+        "problems": problems,
         "queued": scheduler.queued_count(),
         "executing": len(scheduler.running),
         "subscribers": state(request).bus.size(),
-    })
+    }, status=503 if problems else 200)
+
+
+def database_read_only(request: web.Request) -> bool:
+    """The database file or its folder cannot be written, or a write just failed so."""
+    settings = state(request).settings
+    return (not os.access(settings.db_path, os.W_OK)
+            or not os.access(settings.data_path, os.W_OK)
+            or request.app[DATABASE_HEALTH].recently_read_only())
 
 
 def _warm_worker() -> None:
@@ -134,6 +148,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware],
                           client_max_size=settings.max_body_bytes)
     app[STATE] = State(settings)
+    app[DATABASE_HEALTH] = DatabaseHealth()
     app.cleanup_ctx.append(_resources)
     setup_routes(app)
     return app

@@ -5,6 +5,7 @@ against ``dragon serve``, and what the server must do instead of what it did.
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 import pytest
@@ -122,3 +123,59 @@ def test_credentials_never_reach_the_log_however_spelled(make_server):
     log = server.log()
     assert log.count("GET /v2/status") >= len(queries)
     assert secret not in log and api_key not in log, log
+
+
+# -- 500s that must be 4xx or 503 (item 7) ---------------------------------------------------
+
+
+def nested(depth: int):
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [100, 300])
+def test_json_nested_too_deep_is_a_400(dragon_server, depth):
+    task = {"task_name": "hello", "name": "x", "task_metas": nested(depth)}
+    r = dragon_server.request("POST", "/v2/create", {"tasks": [task]})
+    assert r.status == 400, r.body
+    error = r.json()["errors"][0]
+    assert error["name"] == "body" and "deeper than 64" in error["description"]
+    # Just under the limit is stored and answered as usual.
+    task["task_metas"] = nested(60)
+    assert dragon_server.create([task])[0]["status"] == "success"
+
+
+def mount_read_only(path) -> None:
+    """Bind-mount ``path`` read-only onto itself (root only; skipped where not allowed)."""
+    done = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"bind mounts are not allowed here: {done.stderr.decode().strip()}")
+    done = subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True)
+    if done.returncode:
+        subprocess.run(["umount", str(path)], check=True)
+        pytest.skip(f"read-only remounts are not allowed here: {done.stderr.decode().strip()}")
+
+
+def test_a_read_only_database_answers_503_and_healthz_says_so(make_server):
+    server = make_server()
+    before = server.create([{"task_name": "hello", "name": "x"}])[0]
+    server.stop()
+    database = server.data_dir / "dragon.db"
+    mount_read_only(database)
+    try:
+        server.start(ready=(200, 503))
+        health = server.request("GET", "/healthz", auth=False)
+        assert health.status == 503, health.body
+        assert health.json()["problems"] == ["the database is read-only"]
+        r = server.request("POST", "/v2/create", {"tasks": [{"task_name": "hello", "name": "y"}]})
+        assert r.status == 503, r.body
+        assert r.headers["Retry-After"]
+        assert r.json()["errors"][0]["name"] == "database"
+        # Reads still work: the task stored before is there.
+        r = server.request("GET", f"/v2/status?tasks={before['key']}")
+        assert r.status == 200 and r.json()[0]["status"] == "success"
+    finally:
+        server.stop()
+        subprocess.run(["umount", str(database)], check=True)

@@ -74,7 +74,8 @@ class Server:
                      env=self.env)
         return json.loads(out.stdout)
 
-    def start(self) -> Server:
+    def start(self, ready: tuple[int, ...] = (200,)) -> Server:
+        """Start ``dragon serve``; return once ``/healthz`` answers one of ``ready``."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
@@ -88,7 +89,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log()}")
             try:
-                if self.request("GET", "/healthz", auth=False).status == 200:
+                if self.request("GET", "/healthz", auth=False).status in ready:
                     return self
             except OSError:
                 pass
