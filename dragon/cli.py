@@ -12,61 +12,39 @@ import json
 import logging
 import os
 import signal
-import sqlite3
-import stat
 import sys
 import time
-from typing import Any
 
-from dragon.backends import sqlite as db
+from dragon.client.commands import add_commands
 from dragon.config import Settings
-from dragon.engine import auth
+from dragon.database import open_database
+from dragon.database.interface import AccountExists, Database
+from dragon.engine import accounts, auth
 
 log = logging.getLogger("dragon")
 DEFAULT_ACCOUNT_FILE = "default-account.json"
 
 
-def _transaction(conn: sqlite3.Connection, op: db.Op) -> Any:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        value = op(conn)
-        conn.execute("COMMIT")
-        return value
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def open_db(settings: Settings) -> sqlite3.Connection:
-    settings.data_path.mkdir(parents=True, exist_ok=True)
-    conn = db.connect(settings.db_path, settings.sqlite_synchronous.upper())
-    db.migrate(conn)
-    return conn
-
-
-def create_account(conn: sqlite3.Connection, name: str, referrers: list[str],
-                   max_active: int) -> dict:
-    secret = auth.new_secret()
-    api_key = auth.new_api_key()
-    webhook_secret = auth.new_webhook_secret()
-    _transaction(conn, db.insert_account(name, auth.digest(secret), api_key, webhook_secret,
-                                         referrers, max_active))
-    return {"name": name, "secret": secret, "api_key": api_key,
-            "webhook_secret": webhook_secret, "referrers": referrers, "max_active": max_active}
-
-
 def cmd_accounts(args: argparse.Namespace) -> int:
     settings = Settings.load(data_dir=args.data_dir)
-    conn = open_db(settings)
+    database = open_database(settings)
+    try:
+        return asyncio.run(_accounts(database, args))
+    finally:
+        database.close()
+
+
+async def _accounts(database: Database, args: argparse.Namespace) -> int:
     if args.action == "create":
         try:
-            account = create_account(conn, args.name, args.referrer or [], args.max_active)
-        except sqlite3.IntegrityError:
+            account = await accounts.create_account(database, args.name, args.referrer or [],
+                                                    args.max_active)
+        except AccountExists:
             print(f"dragon: an account named {args.name!r} exists already", file=sys.stderr)
             return 1
         print(json.dumps(account))
     elif args.action == "list":
-        for row in db.list_accounts()(conn):
+        for row in await database.list_accounts():
             print(json.dumps({"name": row["name"], "api_key": row["api_key"],
                               "referrers": json.loads(row["referrers"]),
                               "max_active": row["max_active"],
@@ -74,37 +52,26 @@ def cmd_accounts(args: argparse.Namespace) -> int:
     elif args.action == "rotate-webhook-secret":
         secret = auth.new_webhook_secret()
         until = time.time() + args.keep_old_hours * 3600
-        if not _transaction(conn, db.rotate_webhook_secret(args.name, secret, until)):
+        if not await database.rotate_webhook_secret(args.name, secret, until):
             print(f"dragon: no account named {args.name!r}", file=sys.stderr)
             return 1
         print(json.dumps({"name": args.name, "webhook_secret": secret,
                           "previous_secret_valid_hours": args.keep_old_hours}))
     elif args.action == "delete":
-        if not _transaction(conn, db.delete_account(args.name)):
+        if not await database.delete_account(args.name):
             print(f"dragon: no account named {args.name!r}", file=sys.stderr)
             return 1
         print(json.dumps({"deleted": args.name}))
     return 0
 
 
-def default_account(settings: Settings) -> dict | None:
-    """On first start, create an account and keep its credentials in the data dir.
-
-    The file (mode 0600, in the server's own data dir) lets ``make run`` print a ready
-    account every time. It is only created when the database has no account at all.
-    """
-    path = settings.data_path / DEFAULT_ACCOUNT_FILE
-    conn = open_db(settings)
+async def default_account(settings: Settings) -> dict | None:
+    """The first-start account whose credentials ``make run`` prints (see engine.accounts)."""
+    database = await asyncio.to_thread(open_database, settings)
     try:
-        if not db.list_accounts()(conn):
-            account = create_account(conn, "default", ["*"], 0)
-            path.write_text(json.dumps(account, indent=2))
-            path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+        return await accounts.default_account(database, settings.data_path / DEFAULT_ACCOUNT_FILE)
     finally:
-        conn.close()
-    if path.exists():
-        return json.loads(path.read_text())
-    return None
+        await asyncio.to_thread(database.close)
 
 
 def banner(settings: Settings, account: dict | None) -> str:
@@ -129,7 +96,7 @@ async def serve(settings: Settings) -> None:
     from dragon.web.app import create_app
     from dragon.web.state import STATE
 
-    account = await asyncio.to_thread(default_account, settings)
+    account = await default_account(settings)
     app = create_app(settings)
     # handler_cancellation: a stream whose client went away is cancelled (and unsubscribed)
     # at once. Creates shield their commit-and-queue step from it.
@@ -196,6 +163,7 @@ def parser() -> argparse.ArgumentParser:
     for sp in (c, asub.choices["list"], d, r):
         sp.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     a.set_defaults(func=cmd_accounts)
+    add_commands(sub)  # run, status, download: the client side (dragon/client/commands.py)
     return p
 
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from dragon.backends import sqlite as db
+from dragon.database.interface import Database
 from dragon.errors import RequestError
 
 CACHE_SECONDS = 1.0
@@ -150,7 +150,7 @@ def unauthorized(description: str, location: str = "header") -> RequestError:
 
 
 class Authenticator:
-    def __init__(self, database: db.Database) -> None:
+    def __init__(self, database: Database) -> None:
         self.db = database
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
 
@@ -161,11 +161,11 @@ class Authenticator:
             return hit[1]
         if kind == "secret":
             wanted = digest(value)
-            row = self.db.lookup(db.account_by_secret_hash(wanted))
+            row = await self.db.account_by_secret_hash(wanted)
             if row is not None and not hmac.compare_digest(row["secret_hash"], wanted):
                 row = None
         else:
-            row = self.db.lookup(db.account_by_api_key(value))
+            row = await self.db.account_by_api_key(value)
         if row is None:
             return None
         account = account_from_row(row)

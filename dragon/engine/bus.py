@@ -1,6 +1,6 @@
 """In-process fan-out of committed status changes to streams and blocked requests.
 
-Only committed changes are published (the scheduler publishes after ``db.write`` resolves),
+Only committed changes are published (the scheduler publishes after the database write resolves),
 so nothing a client sees here can be rolled back. Each subscriber owns a bounded queue, so
 no reader can grow memory: when a burst overflows it, the subscription is dropped and its
 owner re-reads the statuses from the database and subscribes again (``Service.wait`` and

@@ -25,7 +25,8 @@ import time
 from typing import Any
 
 from dragon import errors
-from dragon.backends import sqlite as db
+from dragon.config import Settings
+from dragon.database.interface import Database
 from dragon.runtime.background import BackgroundLoop
 
 log = logging.getLogger("dragon.engine.callbacks")
@@ -52,7 +53,7 @@ def retry_delay(first: float, attempts: int) -> float:
 
 
 class CallbackSender(BackgroundLoop):
-    def __init__(self, settings: Any, database: db.Database, fetcher: Any) -> None:
+    def __init__(self, settings: Settings, database: Database, fetcher: Any) -> None:
         self.settings = settings
         self.db = database
         self.fetcher = fetcher
@@ -67,12 +68,12 @@ class CallbackSender(BackgroundLoop):
         while True:
             self._wake.clear()
             try:
-                due = await self.db.read(db.due_deliveries(time.time()))
+                due = await self.db.due_deliveries(time.time())
                 for row in due:
                     if row["id"] not in self._inflight:
                         self._inflight.add(row["id"])
                         asyncio.create_task(self._deliver(row))
-                nxt = await self.db.read(db.next_delivery_time())
+                nxt = await self.db.next_delivery_time()
             except Exception:
                 log.exception("callback loop failed; retrying")
                 nxt = None
@@ -114,9 +115,9 @@ class CallbackSender(BackgroundLoop):
                 log.exception("callback %s: unexpected failure", row["id"])
                 exc = errors.TaskError(errors.SEND_FAILED, f"{type(exc).__name__}: {exc}")
             if exc.code == errors.URL_FORBIDDEN:
-                await self.db.write(db.record_delivery(
+                await self.db.record_delivery(
                     row["id"], "failed", attempts, time.time(), None,
-                    f"url_forbidden: {exc.message}"))
+                    f"url_forbidden: {exc.message}")
                 log.warning("callback for %s refused: %s", row["task_key"], exc.message)
                 return
             error = f"{exc.code}: {exc.message}"
@@ -130,8 +131,7 @@ class CallbackSender(BackgroundLoop):
         else:
             state = "pending"
             next_at = now + retry_delay(self.settings.webhook_first_delay_seconds, attempts)
-        await self.db.write(db.record_delivery(row["id"], state, attempts, next_at, status,
-                                               error))
+        await self.db.record_delivery(row["id"], state, attempts, next_at, status, error)
         if error:
             log.info("callback for %s attempt %d: %s (%s)", row["task_key"], attempts, error,
                      state)

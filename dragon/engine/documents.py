@@ -23,7 +23,8 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def _json(value: Any) -> Any:
+def from_json(value: Any) -> Any:
+    """A JSON column's value (rows keep ``params``, ``result`` and ``error`` as JSON text)."""
     if value is None or not isinstance(value, str | bytes):
         return value
     return orjson.loads(value)
@@ -43,11 +44,11 @@ def document(row: Any, version: int = 2) -> dict:
         "progress": row["progress"] if status == "executing" else None,
         "events": events,
     }
-    result = _json(row["result"])
+    result = from_json(row["result"])
     if status in ("success", "executing") and result is not None:
         doc["result"] = result
     if status == "error":
-        error = _json(row["error"])
+        error = from_json(row["error"])
         if version == 1:
             doc["result"] = error
         else:

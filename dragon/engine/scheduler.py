@@ -21,13 +21,17 @@ import secrets
 import shutil
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 from marshmallow import ValidationError
 
 from dragon import errors
-from dragon.backends import sqlite as db
+from dragon.config import Settings
+from dragon.database.interface import Busy, Callback, Database, Row
 from dragon.engine import documents
 from dragon.engine.bus import Bus
 from dragon.engine.shared_downloads import SharedFetches
@@ -35,6 +39,8 @@ from dragon.runtime.processes import kill_group
 from dragon.tasks import TaskSpec
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import validation_messages
+
+T = TypeVar("T")
 
 log = logging.getLogger("dragon.engine.scheduler")
 
@@ -73,7 +79,7 @@ class FairQueue:
 
 
 class Scheduler:
-    def __init__(self, *, settings: Any, database: db.Database, bus: Bus,
+    def __init__(self, *, settings: Settings, database: Database, bus: Bus,
                  registry: dict[str, TaskSpec], stores: Any, fetcher: Any,
                  process_pool: Any = None) -> None:
         self.settings = settings
@@ -105,7 +111,7 @@ class Scheduler:
 
     async def recover(self) -> None:
         """Queue again what an earlier process left unfinished."""
-        rows = await self.db.read(db.unfinished_tasks())
+        rows = await self.db.unfinished_tasks()
         requeued = interrupted = 0
         for row in rows:
             if row["status"] == "executing":
@@ -116,7 +122,7 @@ class Scheduler:
                                        errors.INTERRUPTED)
                     interrupted += 1
                     continue
-                await self.db.write(db.requeue_task(row["key"]))
+                await self.db.requeue_task(row["key"])
             self.enqueue(row["account_id"], row["key"], row["task_name"])
             requeued += 1
         if rows:
@@ -171,7 +177,7 @@ class Scheduler:
             except asyncio.CancelledError:
                 if self.stopping:
                     with contextlib.suppress(Exception):
-                        await asyncio.shield(self._persist(db.requeue_task(key)))
+                        await asyncio.shield(self._persist(partial(self.db.requeue_task, key)))
                     return
                 raise
             except Exception:
@@ -181,7 +187,7 @@ class Scheduler:
                 self.docs.pop(key, None)
 
     # -- running one task ---------------------------------------------------------------
-    async def _persist(self, op: Any) -> Any:
+    async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
         """A scheduler write that must not be lost to a transient lock: retried on Busy.
 
         A task's start or end is never dropped or rewritten because another process held
@@ -190,20 +196,20 @@ class Scheduler:
         delay = 0.1
         while True:
             try:
-                return await self.db.write(op)
-            except db.Busy:
+                return await write()
+            except Busy:
                 log.warning("database busy; retrying a task update in %.1f s", delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     async def _execute(self, key: str) -> None:
-        row = await self._persist(db.start_task(key, self.boot_id, time.time()))
+        row = await self._persist(partial(self.db.start_task, key, self.boot_id, time.time()))
         if row is None or row["status"] != "executing" or row["owner"] != self.boot_id:
             return
         doc = documents.document(row)
         self.docs[key] = doc
         self.bus.publish(key, doc)
-        params = db.loads(row["params"])
+        params = documents.from_json(row["params"])
         spec = self.registry.get(row["task_name"])
         tmpdir = self.settings.tmp_path / key
         ctx = None
@@ -260,14 +266,16 @@ class Scheduler:
     async def _finish(self, key: str, params: Any, state: str, result: Any, error: Any,
                       error_code: str | None) -> None:
         if isinstance(params, str):
-            params = db.loads(params)
+            params = documents.from_json(params)
         field = "url_callback" if state == "success" else "url_errback"
         callback = params.get(field) if isinstance(params, dict) else None
         if not isinstance(callback, str):
             callback = None
         self._pending_progress.pop(key, None)
-        row = await self._persist(db.finish_task(
-            key, state, result, error, error_code, time.time(), callback, time.time()))
+        now = time.time()
+        hook = Callback(callback, _callback_body, now) if callback else None
+        row = await self._persist(
+            partial(self.db.finish_task, key, state, result, error, error_code, now, hook))
         if row is not None:
             self.bus.publish(key, documents.document(row))
         if callback:
@@ -285,7 +293,7 @@ class Scheduler:
         self._pending_progress[key] = value
 
     async def partial(self, key: str, result: dict) -> None:
-        await self.db.write(db.set_partial(key, result))
+        await self.db.set_partial(key, result)
         doc = self.docs.get(key)
         if doc is not None:
             doc = {**doc, "result": result}
@@ -296,7 +304,7 @@ class Scheduler:
         updates, self._pending_progress = self._pending_progress, {}
         if not updates:
             return
-        await self.db.write(db.set_progress(updates))
+        await self.db.set_progress(updates)
         for key, value in updates.items():
             doc = self.docs.get(key)
             if doc is not None:
@@ -318,3 +326,8 @@ def clean_tmp(tmp: Path) -> None:
     if tmp.exists():
         shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True, exist_ok=True)
+
+
+def _callback_body(row: Row) -> bytes:
+    """A callback's body: the task's final status document."""
+    return orjson.dumps(documents.document(row))

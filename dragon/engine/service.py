@@ -17,7 +17,8 @@ import orjson
 from marshmallow import ValidationError
 
 from dragon import errors
-from dragon.backends import sqlite as db
+from dragon.config import Settings
+from dragon.database.interface import Database
 from dragon.engine import documents
 from dragon.engine.auth import Account, new_secret
 from dragon.engine.bus import CLOSING, OVERFLOW, Bus
@@ -42,7 +43,7 @@ class Overloaded(Exception):
 
 
 class Service:
-    def __init__(self, *, settings: Any, database: db.Database, bus: Bus, scheduler: Any,
+    def __init__(self, *, settings: Settings, database: Database, bus: Bus, scheduler: Any,
                  registry: dict[str, TaskSpec], stores: Any) -> None:
         self.settings = settings
         self.db = database
@@ -96,7 +97,7 @@ class Service:
         if queued and self.scheduler.queued_count() + len(queued) > self.settings.max_queued_tasks:
             raise Overloaded("the task queue is full; retry later")
         if queued and account.max_active:
-            active = await self.db.read(db.count_active(account.id))
+            active = await self.db.count_active(account.id)
             if active + len(queued) > account.max_active:
                 raise AccountLimit(
                     f"account limit reached: {active} tasks are queued or executing and the"
@@ -109,7 +110,7 @@ class Service:
             if r["status"] == "error" and isinstance(r["params"].get("url_errback"), str)
             and not url_problem(r["params"]["url_errback"])
         ]
-        await self.db.write(db.insert_tasks(rows, errbacks))
+        await self.db.insert_tasks(rows, errbacks)
         if errbacks:
             self.scheduler.on_callback_queued()
         if watch is not None:
@@ -125,11 +126,11 @@ class Service:
         """Status documents in the order of ``keys``; unknown keys get an error entry."""
         found = {}
         for i in range(0, len(keys), 500):
-            for row in self.db.lookup(db.get_tasks(keys[i : i + 500], account.id)):
+            for row in await self.db.get_tasks(keys[i : i + 500], account.id):
                 found[row["key"]] = row
         deliveries: dict[str, list] = {}
         if details and found:
-            for d in await self.db.read(db.deliveries_for(list(found))):
+            for d in await self.db.deliveries_for(list(found)):
                 deliveries.setdefault(d["task_key"], []).append(d)
         out = []
         for key in keys:
@@ -149,7 +150,7 @@ class Service:
         return out
 
     def _details(self, row: Any, deliveries: list) -> dict:
-        params = db.loads(row["params"]) or {}
+        params = documents.from_json(row["params"]) or {}
         store = params.get("task_store") if isinstance(params, dict) else None
         return {
             "task_name": row["task_name"],

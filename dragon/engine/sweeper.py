@@ -7,24 +7,27 @@ import asyncio
 import logging
 import time
 
-from dragon.backends import sqlite as db
-from dragon.handlers.storage import remove_files
+from dragon.config import Settings
+from dragon.database.interface import Database
 from dragon.runtime.background import BackgroundLoop
+from dragon.stores import Stores
 
 log = logging.getLogger("dragon.engine.sweeper")
 
 
 class Sweeper(BackgroundLoop):
-    def __init__(self, st) -> None:
-        self.st = st
+    def __init__(self, database: Database, stores: Stores, settings: Settings) -> None:
+        self.db = database
+        self.stores = stores
+        self.settings = settings
 
     async def sweep(self) -> int:
         removed = 0
         while True:
-            rows = await self.st.db.read(db.expired_files(time.time()))
+            rows = await self.db.expired_files(time.time())
             if not rows:
                 return removed
-            await remove_files(self.st, rows)
+            await self.stores.remove(rows)
             removed += len(rows)
 
     async def _run(self) -> None:
@@ -34,4 +37,4 @@ class Sweeper(BackgroundLoop):
                     log.info("deleted %d expired files", count)
             except Exception:
                 log.exception("sweep failed")
-            await asyncio.sleep(self.st.settings.sweep_interval_seconds)
+            await asyncio.sleep(self.settings.sweep_interval_seconds)

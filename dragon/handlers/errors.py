@@ -13,7 +13,7 @@ import time
 import orjson
 from aiohttp import web
 
-from dragon.backends.sqlite import Busy
+from dragon.database.interface import Busy
 from dragon.engine.service import AccountLimit, Overloaded
 from dragon.errors import RequestError
 

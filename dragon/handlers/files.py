@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dragon.backends import sqlite as db
 from dragon.web.state import state
 
 
 async def serve_file(request: web.Request) -> web.StreamResponse:
     location = request.match_info["location"]
-    row = await state(request).db.read(db.file_by_location(location))
+    row = await state(request).db.file_by_location(location)
     if row is None:
         raise web.HTTPNotFound(reason="no such file")
     backend = state(request).stores.backend

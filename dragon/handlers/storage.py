@@ -1,8 +1,7 @@
-"""The storage API (seed 1.8): list and delete an account's persistent files, set expiration.
+"""The storage API over HTTP: list and delete an account's persistent files, set expiration.
 
-Everything is read from the ``files`` table of the caller's own account; usage comes from
-the ``usage`` table that every store and delete keeps up to date. A delete forgets the rows
-first (the file server stops serving them at once) and then removes the bytes.
+The work is done by ``dragon.engine.storage``; these handlers parse the request and shape
+the answer.
 """
 
 from __future__ import annotations
@@ -12,16 +11,12 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from dragon.backends import sqlite as db
+from dragon.engine.storage import NoSuchPath
 from dragon.errors import RequestError
 from dragon.handlers.request import json_body, json_response, truthy
 from dragon.web.state import state
 
 MAX_EXPIRATION_DAYS = 36500
-
-
-def _iso_z(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _date(name: str, value) -> float:
@@ -34,37 +29,16 @@ def _date(name: str, value) -> float:
     return parsed.timestamp()
 
 
-def _name(row) -> str:
-    return f"{row['task_key']}/{row['name']}"
-
-
-def _in_path(row, path: str, recursive: bool = True) -> bool:
-    """Is the file at or under ``path`` (relative to the account root)?"""
-    path = path.strip("/")
-    if not path:
-        return recursive
-    name = _name(row)
-    return name == path or name.startswith(path + "/")
-
-
 async def list_files(request: web.Request) -> web.Response:
     st = state(request)
     account = await st.auth.authenticate(request)
-    path = request.match_info.get("path", "").strip("/")
-    recursive = truthy(request.query.get("recursive", ""))
-    directories = []
-    if not path:
-        directories = [f"{k}/" for k in await st.db.read(db.file_directories(account.id))]
-        chosen = await st.db.read(db.list_files(account.id)) if recursive else []
-    else:
-        rows = await st.db.read(db.list_files(account.id, task_key=path.split("/", 1)[0]))
-        chosen = [r for r in rows if _in_path(r, path)]
-        if not chosen:
-            raise web.HTTPNotFound(reason=f"no file or directory {path!r}")
-    files = [{"name": _name(r), "size": r["size"], "last_modified": _iso_z(r["created_at"]),
-              "url": r["url"], "content_type": r["content_type"]} for r in chosen]
-    usage = await st.db.read(db.usage(account.id))
-    return json_response({"files": files, "directories": directories, "usage": usage})
+    path = request.match_info.get("path", "")
+    try:
+        recursive = truthy(request.query.get("recursive", ""))
+        listing = await st.storage.listing(account, path, recursive)
+    except NoSuchPath as exc:
+        raise web.HTTPNotFound(reason=str(exc)) from None
+    return json_response(listing)
 
 
 async def delete_files(request: web.Request) -> web.Response:
@@ -78,44 +52,22 @@ async def delete_files(request: web.Request) -> web.Response:
             urls = [urls]
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise RequestError("urls", "urls must be a list of absolute URLs")
-        wanted = sorted({u.split("?", 1)[0] for u in urls})[:10_000]
-        chosen = await st.db.read(db.list_files(account.id, urls=wanted)) if wanted else []
+        chosen = await st.storage.select(account, urls=urls)
     else:
-        path = request.match_info.get("path", "").strip("/")
-        key = path.split("/", 1)[0] if path else None
-        rows = await st.db.read(db.list_files(account.id, task_key=key))
-        chosen = [r for r in rows if _in_path(r, path)]
-        if "from" in options:
-            since = _date("from", options["from"])
-            chosen = [r for r in chosen if r["created_at"] >= since]
-        if "to" in options:
-            until = _date("to", options["to"])
-            chosen = [r for r in chosen if r["created_at"] <= until]
+        older_than = None
         if "max_age" in options:
             try:
                 days = float(options["max_age"])
             except (TypeError, ValueError):
                 raise RequestError("max_age", "max_age must be a number of days") from None
-            cutoff = time.time() - days * 86400
-            chosen = [r for r in chosen if r["created_at"] < cutoff]
-    if truthy(options.get("dry_run", False)):
-        freed = sum(r["size"] for r in chosen)
-        usage = await st.db.read(db.usage(account.id))
-        return json_response({"deleted": [_name(r) for r in chosen], "freed": freed,
-                      "usage": usage - freed})
-    freed = await remove_files(st, chosen)
-    usage = await st.db.read(db.usage(account.id))
-    return json_response({"deleted": [_name(r) for r in chosen], "freed": freed, "usage": usage})
-
-
-async def remove_files(st, rows) -> int:
-    """Forget ``rows`` in the database, then delete their bytes; returns bytes freed."""
-    if not rows:
-        return 0
-    freed = await st.db.write(db.delete_files([r["id"] for r in rows]))
-    for r in rows:
-        await st.stores.backend.delete(r["location"])
-    return freed
+            older_than = time.time() - days * 86400
+        chosen = await st.storage.select(
+            account, path=request.match_info.get("path", ""),
+            since=_date("from", options["from"]) if "from" in options else None,
+            until=_date("to", options["to"]) if "to" in options else None,
+            older_than=older_than)
+    dry_run = truthy(options.get("dry_run", False))
+    return json_response(await st.storage.delete(account, chosen, dry_run))
 
 
 async def expiration(request: web.Request) -> web.Response:
@@ -130,8 +82,7 @@ async def expiration(request: web.Request) -> web.Response:
             raise RequestError("days", "days must be a whole number (0: never delete)") from None
         if not 0 <= days <= MAX_EXPIRATION_DAYS:
             raise RequestError("days", f"days must be 0 to {MAX_EXPIRATION_DAYS} (0: never)")
-        await st.db.write(db.set_expiration(account.id, days))
+        await st.storage.set_expiration(account, days)
         st.auth.forget(account)
         return json_response(days)
-    row = await st.db.read(db.account_by_id(account.id))
-    return json_response(row["expiration_days"])
+    return json_response(await st.storage.expiration(account))

@@ -1,6 +1,6 @@
 """persistent (the default): kept until deleted, or until the account's expiration days."""
 
-from dragon.stores import BackedStore
+from dragon.stores.base import BackedStore
 
 
 class Store(BackedStore):

@@ -13,7 +13,7 @@ from typing import Any
 
 from dragon import errors
 from dragon.net.url_policy import url_problem
-from dragon.stores import BaseStore
+from dragon.stores.base import BaseStore
 
 MAIN_OUTPUTS = ("output", "export")
 

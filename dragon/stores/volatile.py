@@ -1,6 +1,6 @@
 """volatile: deleted after ``volatile_days`` (7) by the sweeper; not listed, not in usage."""
 
-from dragon.stores import BackedStore
+from dragon.stores.base import BackedStore
 
 
 class Store(BackedStore):

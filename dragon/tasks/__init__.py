@@ -7,7 +7,8 @@ A task module declares, and nothing else is needed to add one:
     class Schema(TaskSchema): ...  # its parameters (dragon.tasks.schema)
     async def run(ctx) -> dict | str   # ctx: dragon.tasks.context.TaskContext
 
-Modules whose name starts with an underscore, ``schema``, ``reference`` and ``context`` are helpers, not tasks.
+Modules whose name starts with an underscore, ``schema``, ``reference`` and ``context`` are
+helpers, not tasks.
 Registration refuses a duplicate name, so two modules cannot silently shadow each other.
 """
 

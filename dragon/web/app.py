@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dragon.backends import sqlite as db
 from dragon.config import Settings
+from dragon.database import open_database
 from dragon.engine.auth import Authenticator
 from dragon.engine.bus import Bus
 from dragon.engine.callbacks import CallbackSender
 from dragon.engine.scheduler import Scheduler, clean_tmp
 from dragon.engine.service import Service
+from dragon.engine.storage import Storage
 from dragon.engine.sweeper import Sweeper
 from dragon.handlers import files, storage, tasks
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
@@ -101,8 +102,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings: Settings = st.settings
     settings.data_path.mkdir(parents=True, exist_ok=True)
     clean_tmp(settings.tmp_path)
-    st.db = db.Database(settings.db_path, settings.sqlite_synchronous.upper())
-    st.db.open()
+    st.db = open_database(settings)
     st.fetcher = Fetcher(settings)
     await st.fetcher.start()
     set_tool_nice(settings.tool_nice)
@@ -126,7 +126,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     st.buckets = TokenBuckets(settings.create_rate, settings.create_burst)
     st.callbacks = CallbackSender(settings, st.db, st.fetcher)
     st.scheduler.on_callback_queued = st.callbacks.wake
-    st.sweeper = Sweeper(st)
+    st.storage = Storage(st.db, st.stores)
+    st.sweeper = Sweeper(st.db, st.stores, settings)
     await st.scheduler.start()
     st.callbacks.start()
     st.sweeper.start()

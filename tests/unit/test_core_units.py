@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 
 import pytest
 
-from dragon.backends import sqlite as db
 from dragon.config import Settings
+from dragon.database import sqlite as db
+from dragon.database.interface import AccountExists
+from dragon.database.sqlite import SQLiteDatabase
 from dragon.engine import auth, documents
 from dragon.engine.bus import Bus
 from dragon.engine.scheduler import FairQueue
@@ -18,16 +19,14 @@ from dragon.web.rate_limits import TokenBuckets
 
 @pytest.fixture
 async def database(tmp_path):
-    d = db.Database(tmp_path / "t.db")
+    d = SQLiteDatabase(tmp_path / "t.db")
     d.open()
     yield d
     d.close()
 
 
-def insert(name):
-    return lambda c: c.execute("INSERT INTO accounts (name, secret_hash, api_key,"
-                               " webhook_secret, created_at) VALUES (?, ?, ?, '', 0)",
-                               (name, name.encode(), name))
+def insert(database, name):
+    return database.insert_account(name, name.encode(), name, "", [], 0)
 
 
 async def test_group_commit_shares_transactions(database, monkeypatch):
@@ -40,19 +39,17 @@ async def test_group_commit_shares_transactions(database, monkeypatch):
         real(conn, batch)
 
     monkeypatch.setattr(database, "_commit_batch", counting)
-    await asyncio.gather(*(database.write(insert(f"a{i}")) for i in range(200)))
+    await asyncio.gather(*(insert(database, f"a{i}") for i in range(200)))
     assert commits < 200
-    rows = await database.read(lambda c: c.execute("SELECT COUNT(*) FROM accounts").fetchone())
-    assert rows[0] == 200
+    assert len(await database.list_accounts()) == 200
 
 
 async def test_a_failing_write_does_not_sink_its_batch(database):
     results = await asyncio.gather(
-        database.write(insert("x")), database.write(insert("x")), database.write(insert("y")),
+        insert(database, "x"), insert(database, "x"), insert(database, "y"),
         return_exceptions=True)
-    assert isinstance(results[1], sqlite3.IntegrityError)
-    names = await database.read(lambda c: [r[0] for r in c.execute("SELECT name FROM accounts")])
-    assert sorted(names) == ["x", "y"]
+    assert isinstance(results[1], AccountExists)
+    assert sorted(r["name"] for r in await database.list_accounts()) == ["x", "y"]
 
 
 def test_migrations_are_idempotent(tmp_path):
@@ -154,7 +151,7 @@ async def test_a_rerun_replaces_its_outputs_instead_of_adding(database, tmp_path
     from dragon.stores import Stores
     from dragon.stores.backends import LocalBackend
 
-    await database.write(db.insert_account("acct", b"h", "k", "w", [], 0))
+    await database.insert_account("acct", b"h", "k", "w", [], 0)
     stores = Stores(database, LocalBackend(tmp_path / "files", "http://x"),
                     Settings.load(env={}), None)
     ctx = SimpleNamespace(key="K" * 26, task_name="test.file", account_id=1)
@@ -165,7 +162,7 @@ async def test_a_rerun_replaces_its_outputs_instead_of_adding(database, tmp_path
     url1 = await store.put(ctx, "output", first, "text/plain")
     url2 = await store.put(ctx, "output", second, "text/plain")
     assert url1 == url2
-    rows = await database.read(db.list_files(1))
+    rows = await database.list_files(1)
     assert len(rows) == 1 and rows[0]["size"] == 30
-    assert await database.read(db.usage(1)) == 30
+    assert await database.usage(1) == 30
     assert (tmp_path / "files" / rows[0]["location"]).read_bytes() == b"y" * 30

@@ -1,0 +1,145 @@
+"""What the engine needs from a database: the ``Database`` protocol every backend implements.
+
+The engine, the stores and the handlers speak only this protocol; each backend keeps all of
+its SQL in its own module (``dragon.database.sqlite`` today). The methods are grouped the
+way the server uses them:
+
+- accounts: credential look-ups on every request, and the ``dragon accounts`` commands;
+- tasks: creating a batch in one transaction, claiming a queued task for one runner
+  (``start_task`` returns the row only if this runner won it), progress and partial
+  results, and ending a task together with its callback in one transaction;
+- files and usage: the storage index behind the storage API and the expiry sweeper;
+- the callback outbox: deliveries due now, and their outcome.
+
+Rows are read-only mappings with the column names of the ``tasks``, ``files``,
+``accounts`` and ``outbox`` tables; ``params``, ``result`` and ``error`` hold JSON text.
+Writes resolve only after their commit, so nothing uncommitted is ever published or
+acknowledged. A backend raises ``Busy`` when the database stayed locked too long (the API
+answers 503) and ``AccountExists`` for a duplicate account name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+Row = Mapping[str, Any]
+
+
+class Busy(Exception):
+    """The database stayed locked past its timeout: retry later (HTTP 503)."""
+
+
+class AccountExists(Exception):
+    """An account with that name exists already."""
+
+
+class Database(Protocol):
+    # -- lifecycle --------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect and bring the schema to the newest version."""
+
+    def close(self) -> None: ...
+
+    # -- accounts -----------------------------------------------------------------------------
+    async def insert_account(self, name: str, secret_hash: bytes, api_key: str,
+                             webhook_secret: str, referrers: list[str], max_active: int) -> int:
+        """A new account with zero usage; raises ``AccountExists``."""
+
+    async def account_by_secret_hash(self, secret_hash: bytes) -> Row | None: ...
+
+    async def account_by_api_key(self, api_key: str) -> Row | None: ...
+
+    async def account_by_id(self, account_id: int) -> Row | None: ...
+
+    async def list_accounts(self) -> list[Row]: ...
+
+    async def delete_account(self, name: str) -> bool:
+        """The account, its tasks, files and undelivered callbacks; False if unknown."""
+
+    async def rotate_webhook_secret(self, name: str, secret: str, keep_old_until: float) -> bool:
+        """A new webhook secret; the old one still signs until ``keep_old_until``."""
+
+    async def set_expiration(self, account_id: int, days: int) -> None: ...
+
+    # -- tasks -------------------------------------------------------------------------------
+    async def insert_tasks(self, rows: Iterable[dict], errbacks: Iterable[dict] = ()) -> None:
+        """New tasks (queued, or already ended in error) and the errbacks of failed ones."""
+
+    async def get_tasks(self, keys: list[str], account_id: int) -> list[Row]:
+        """The account's tasks among ``keys`` (a point read on the hot path)."""
+
+    async def start_task(self, key: str, owner: str, now: float) -> Row | None:
+        """Claim a queued task for ``owner`` (queued -> executing, one more attempt).
+
+        Returns the row as it is now; it is ours only if its status is ``executing`` and
+        its owner is ``owner``.
+        """
+
+    async def set_progress(self, updates: dict[str, float]) -> None: ...
+
+    async def set_partial(self, key: str, result: Any) -> None: ...
+
+    async def finish_task(self, key: str, status: str, result: Any, error: Any,
+                          error_code: str | None, now: float,
+                          callback: Callback | None = None) -> Row | None:
+        """End a task and, in the same transaction, queue its callback."""
+
+    async def requeue_task(self, key: str) -> None:
+        """executing -> queued (a runner stopped before the task ended)."""
+
+    async def unfinished_tasks(self) -> list[Row]:
+        """Queued and executing tasks, oldest first (recovery at start)."""
+
+    async def count_active(self, account_id: int) -> int: ...
+
+    # -- files and usage ---------------------------------------------------------------------
+    async def insert_file(self, account_id: int, task_key: str, output: str, name: str,
+                          store: str, location: str, url: str, size: int, content_type: str,
+                          now: float, expires_at: float | None, counted: bool) -> None:
+        """Record a stored file (replacing the same output of an earlier run)."""
+
+    async def file_for_output(self, task_key: str, output: str) -> Row | None: ...
+
+    async def file_by_location(self, location: str) -> Row | None: ...
+
+    async def list_files(self, account_id: int, task_key: str | None = None,
+                         urls: list[str] | None = None) -> list[Row]:
+        """An account's listed (persistent) files: all, one task's, or those with ``urls``."""
+
+    async def file_directories(self, account_id: int) -> list[str]:
+        """The task keys that hold listed files."""
+
+    async def delete_files(self, ids: list[int]) -> int:
+        """Forget files and lower usage to match; returns the bytes freed."""
+
+    async def usage(self, account_id: int) -> int: ...
+
+    async def expired_files(self, now: float, limit: int = 500) -> list[Row]: ...
+
+    # -- callback outbox ---------------------------------------------------------------------
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[Row]:
+        """Pending deliveries due by ``now``, with the account's current webhook secrets."""
+
+    async def next_delivery_time(self) -> float | None: ...
+
+    async def record_delivery(self, delivery_id: int, state: str, attempts: int,
+                              next_at: float, last_status: int | None,
+                              last_error: str | None) -> None: ...
+
+    async def deliveries_for(self, keys: list[str]) -> list[Row]: ...
+
+
+class Callback:
+    """A callback to queue with a task's end: where to, and how to render its body.
+
+    The body is the task's final status document, which the engine builds; the backend
+    calls ``render`` with the ended row inside the ending transaction.
+    """
+
+    __slots__ = ("next_at", "render", "url")
+
+    def __init__(self, url: str, render: Callable[[Row], bytes], next_at: float) -> None:
+        self.url = url
+        self.render = render
+        self.next_at = next_at

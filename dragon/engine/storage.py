@@ -1,0 +1,93 @@
+"""The storage API without HTTP: list, select and delete an account's persistent files, and
+its expiration setting.
+
+Everything is read from the caller's own account in the database's storage index; usage is
+kept up to date there by every store and delete. A delete forgets the rows first (the file
+server stops serving them at once) and then the store removes the bytes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from dragon.database.interface import Database, Row
+from dragon.engine.auth import Account
+from dragon.stores import Stores
+
+
+class NoSuchPath(Exception):
+    """Nothing is stored at or under the path asked for (HTTP 404)."""
+
+
+def file_name(row: Row) -> str:
+    """A file's name in the storage API: ``TASK_KEY/NAME``."""
+    return f"{row['task_key']}/{row['name']}"
+
+
+def _in_path(row: Row, path: str, recursive: bool = True) -> bool:
+    """Is the file at or under ``path`` (relative to the account root)?"""
+    path = path.strip("/")
+    if not path:
+        return recursive
+    name = file_name(row)
+    return name == path or name.startswith(path + "/")
+
+
+def _iso_z(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class Storage:
+    def __init__(self, database: Database, stores: Stores) -> None:
+        self.db = database
+        self.stores = stores
+
+    async def listing(self, account: Account, path: str, recursive: bool) -> dict[str, Any]:
+        """The files and directories at ``path``, and the account's usage."""
+        path = path.strip("/")
+        directories: list[str] = []
+        if not path:
+            directories = [f"{k}/" for k in await self.db.file_directories(account.id)]
+            chosen = await self.db.list_files(account.id) if recursive else []
+        else:
+            rows = await self.db.list_files(account.id, task_key=path.split("/", 1)[0])
+            chosen = [r for r in rows if _in_path(r, path)]
+            if not chosen:
+                raise NoSuchPath(f"no file or directory {path!r}")
+        files = [{"name": file_name(r), "size": r["size"], "last_modified": _iso_z(r["created_at"]),
+                  "url": r["url"], "content_type": r["content_type"]} for r in chosen]
+        return {"files": files, "directories": directories,
+                "usage": await self.db.usage(account.id)}
+
+    async def select(self, account: Account, *, urls: list[str] | None = None, path: str = "",
+                     since: float | None = None, until: float | None = None,
+                     older_than: float | None = None) -> list[Row]:
+        """Files chosen by URL, or by path and creation time (the delete filters)."""
+        if urls is not None:
+            wanted = sorted({u.split("?", 1)[0] for u in urls})[:10_000]
+            return await self.db.list_files(account.id, urls=wanted) if wanted else []
+        path = path.strip("/")
+        key = path.split("/", 1)[0] if path else None
+        rows = await self.db.list_files(account.id, task_key=key)
+        return [r for r in rows if _in_path(r, path)
+                and (since is None or r["created_at"] >= since)
+                and (until is None or r["created_at"] <= until)
+                and (older_than is None or r["created_at"] < older_than)]
+
+    async def delete(self, account: Account, rows: list[Row], dry_run: bool) -> dict[str, Any]:
+        """Delete ``rows`` (or, with ``dry_run``, say what deleting them would do)."""
+        if dry_run:
+            freed = sum(r["size"] for r in rows)
+            usage = await self.db.usage(account.id) - freed
+        else:
+            freed = await self.stores.remove(rows)
+            usage = await self.db.usage(account.id)
+        return {"deleted": [file_name(r) for r in rows], "freed": freed, "usage": usage}
+
+    async def expiration(self, account: Account) -> int:
+        row = await self.db.account_by_id(account.id)
+        return int(row["expiration_days"]) if row is not None else 0
+
+    async def set_expiration(self, account: Account, days: int) -> None:
+        await self.db.set_expiration(account.id, days)

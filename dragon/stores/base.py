@@ -1,0 +1,67 @@
+"""What every store is: ``BaseStore`` (the policy a ``task_store`` names) and ``BackedStore``
+(bytes on the configured file backend, recorded in the database's storage index)."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dragon import errors
+
+if TYPE_CHECKING:
+    from dragon.stores import Stores
+
+ALPHABET = string.ascii_letters + string.digits
+
+
+def file_location(task_key: str, task_name: str) -> str:
+    """``<KEY>/dragon-<task_name>-<6 random>``, as in the seed's storage listing."""
+    suffix = "".join(secrets.choice(ALPHABET) for _ in range(6))
+    return f"{task_key}/dragon-{task_name}-{suffix}"
+
+
+class BaseStore:
+    type = ""
+
+    def __init__(self, stores: Stores, options: dict) -> None:
+        self.stores = stores
+        self.options = options
+
+    @classmethod
+    def problems(cls, options: dict) -> list[str]:
+        """What is wrong with the ``task_store`` options (checked when the task is created)."""
+        return []
+
+    async def put(self, ctx: Any, name: str, path: Path, content_type: str) -> str:
+        raise NotImplementedError
+
+
+class BackedStore(BaseStore):
+    """A store whose bytes go to the configured backend and are recorded in ``files``."""
+
+    listed = True
+
+    def expires_at(self, now: float) -> float | None:
+        return None
+
+    async def put(self, ctx: Any, name: str, path: Path, content_type: str) -> str:
+        backend = self.stores.backend
+        earlier = await self.stores.db.file_for_output(ctx.key, name)
+        location = earlier["location"] if earlier else file_location(ctx.key, ctx.task_name)
+        size = path.stat().st_size
+        try:
+            await backend.save(location, path, content_type)
+        except errors.TaskError:
+            raise
+        except Exception as exc:
+            raise errors.TaskError(errors.STORAGE_ERROR, f"could not store {name}: {exc}") from exc
+        now = time.time()
+        url = backend.url(location)
+        await self.stores.db.insert_file(
+            ctx.account_id, ctx.key, output=name, name=location.split("/", 1)[1], store=self.type,
+            location=location, url=url, size=size, content_type=content_type, now=now,
+            expires_at=self.expires_at(now), counted=self.listed)
+        return url
