@@ -79,6 +79,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("s3_endpoint_url", "", str, "S3-compatible endpoint (MinIO, moto, ...)."),
     Setting("s3_public_url", "", str, "Base URL (CDN) for S3 objects."),
     Setting("s3_region", "us-east-1", str, "S3 region."),
+    Setting("youtube_api_url", "https://www.googleapis.com", str,
+            "YouTube Data API base URL (video.upload.youtube, youtube store); path kept."),
+    Setting("vimeo_api_url", "https://api.vimeo.com", str,
+            "Vimeo API base URL (video.upload.vimeo); path kept."),
+    Setting("facebook_graph_url", "https://graph-video.facebook.com", str,
+            "Facebook Graph API base URL for video uploads (video.upload.fb); path kept."),
+    Setting("facebook_graph_version", "v23.0", str, "Graph API version of video.upload.fb."),
+    Setting("upload_chunk_bytes", 16 * MiB, int,
+            "Bytes per upload request to YouTube and Vimeo (YouTube: a multiple of 256 KiB)."),
+    Setting("upload_max_tries", 8, int,
+            "Tries of an upload step that fails without progress before upload_failed."),
 )
 
 
@@ -145,6 +156,12 @@ class Settings:
     s3_endpoint_url: str
     s3_public_url: str
     s3_region: str
+    youtube_api_url: str
+    vimeo_api_url: str
+    facebook_graph_url: str
+    facebook_graph_version: str
+    upload_chunk_bytes: int
+    upload_max_tries: int
 
     @classmethod
     def load(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -167,7 +184,10 @@ class Settings:
             raise ValueError("DRAGON_SQLITE_SYNCHRONOUS must be FULL or NORMAL")
         if not 0 <= self.tool_nice <= 19:
             raise ValueError("DRAGON_TOOL_NICE must be between 0 and 19")
-        for name in ("port", "max_body_bytes", "max_tasks_per_request", "max_pixels"):
+        if self.upload_chunk_bytes < 256 * 1024:
+            raise ValueError("DRAGON_UPLOAD_CHUNK_BYTES must be at least 262144 (256 KiB)")
+        for name in ("port", "max_body_bytes", "max_tasks_per_request", "max_pixels",
+                     "upload_max_tries"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DRAGON_{name.upper()} must be positive")
 

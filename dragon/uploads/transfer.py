@@ -1,0 +1,263 @@
+"""What the upload clients share: the session, streamed file ranges, retries, error codes.
+
+``Client`` wraps one ``aiohttp.ClientSession`` for one upload. ``call`` sends one request
+and returns the whole (small) answer, or raises ``Transient`` for what is worth another
+try: a dropped connection, a reset, a stall. A stall is no byte written for
+``fetch_read_timeout`` seconds while the body goes out, or no answer that long after it:
+the deadline moves on with every piece written, so a slow but moving upload of any size is
+never cut.
+
+Bodies are ``FileRange``s: ``length`` bytes of the file from ``offset``, read in ``PIECE``
+sized reads in a thread, so one upload holds about one piece in memory and the event loop
+never waits on the disk. Each piece written reports the file position reached, which is
+what ``progress`` follows.
+
+Messages never carry a token: ``Client.scrub`` replaces every secret the client knows (and
+aiohttp's exception texts, which name URLs with query strings, are never used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from multidict import CIMultiDictProxy
+
+from dragon import errors
+from dragon.net.fetcher import USER_AGENT
+
+PIECE = 1024 * 1024  # bytes read from disk and written per step
+MAX_ANSWER = 1024 * 1024  # platform answers are small JSON documents
+FIRST_DELAY = 0.5  # seconds before the first retry; doubled each time, with jitter
+MAX_DELAY = 30.0
+MASK = "***"
+
+
+class Transient(Exception):
+    """A failure worth another try after a pause; ``why`` is safe to show."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class FileRange:
+    """``length`` bytes of ``path`` from ``offset``, streamed a piece at a time.
+
+    ``head`` and ``tail`` are sent around the file's bytes (a multipart envelope).
+    ``on_piece(position)`` is called after each piece with the file position reached.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        offset: int,
+        length: int,
+        *,
+        head: bytes = b"",
+        tail: bytes = b"",
+        on_piece: Callable[[int], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.offset = offset
+        self.length = length
+        self.head = head
+        self.tail = tail
+        self.on_piece = on_piece
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + self.length + len(self.tail)
+
+    async def pieces(self, alive: Callable[[], None]) -> AsyncIterator[bytes]:
+        if self.head:
+            yield self.head
+        file = await asyncio.to_thread(open, self.path, "rb")
+        try:
+            file.seek(self.offset)
+            position, end = self.offset, self.offset + self.length
+            while position < end:
+                piece = await asyncio.to_thread(file.read, min(PIECE, end - position))
+                if not piece:
+                    raise errors.TaskError(
+                        errors.UPLOAD_FAILED, "the file to upload ended early (it was changed)"
+                    )
+                position += len(piece)
+                yield piece
+                alive()
+                if self.on_piece is not None:
+                    self.on_piece(position)
+        finally:
+            await asyncio.to_thread(file.close)
+        if self.tail:
+            yield self.tail
+
+
+class Backoff:
+    """Pauses between tries of one step; ``upload_failed`` when the tries are spent.
+
+    ``progress()`` starts the count again: a long upload over a flaky link keeps going as
+    long as each try moves it on; a step that keeps failing without progress stops.
+    """
+
+    def __init__(self, platform: str, tries: int) -> None:
+        self.platform = platform
+        self.tries = tries
+        self.failures = 0
+
+    async def wait(self, why: str) -> None:
+        self.failures += 1
+        if self.failures >= self.tries:
+            raise errors.TaskError(
+                errors.UPLOAD_FAILED,
+                f"{self.platform} upload failed after {self.failures} tries: {why}",
+            )
+        delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (self.failures - 1))
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    def progress(self) -> None:
+        self.failures = 0
+
+
+_FAILURES = (
+    (aiohttp.ServerDisconnectedError, "the server closed the connection"),
+    (aiohttp.ClientConnectorError, "could not connect"),
+    (aiohttp.ClientPayloadError, "the answer was cut short"),
+    (aiohttp.ClientOSError, "the connection failed"),
+    (aiohttp.ClientResponseError, "the answer was malformed"),
+    (aiohttp.ClientConnectionError, "the connection failed"),
+    (aiohttp.ClientError, "the request failed"),
+    (ConnectionError, "the connection failed"),
+    (OSError, "the connection failed"),
+)
+
+
+class Client:
+    """One upload's HTTP client; ``secrets`` are scrubbed from every message."""
+
+    def __init__(self, settings: Any, platform: str, secrets: Iterable[str | None]) -> None:
+        self.settings = settings
+        self.platform = platform
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.stall = float(settings.fetch_read_timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        # Not the guarded fetcher: these are the operator's endpoints (settings), not user
+        # URLs. Still no proxy from the environment and no cookies.
+        self._session = aiohttp.ClientSession(
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            headers={"User-Agent": USER_AGENT},
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.settings.fetch_connect_timeout),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def backoff(self) -> Backoff:
+        return Backoff(self.platform, self.settings.upload_max_tries)
+
+    def scrub(self, text: str, limit: int = 300) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text[:limit]
+
+    async def call(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: FileRange | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Answer:
+        """One request, redirects not followed; ``Transient`` for a failure worth a retry."""
+        assert self._session is not None
+        loop = asyncio.get_running_loop()
+        headers = dict(headers or {})
+        try:
+            async with asyncio.timeout_at(loop.time() + self.stall) as deadline:
+
+                def alive() -> None:
+                    deadline.reschedule(loop.time() + self.stall)
+
+                data: Any = body
+                if isinstance(body, FileRange):
+                    headers["Content-Length"] = str(body.size)
+                    data = body.pieces(alive)
+                async with self._session.request(
+                    method, url, data=data, headers=headers, params=params, allow_redirects=False
+                ) as resp:
+                    alive()
+                    payload = await resp.content.read(MAX_ANSWER)
+                    return Answer(resp.status, resp.headers, payload)
+        except TimeoutError:
+            raise Transient(f"no progress for {self.stall:g} s") from None
+        except errors.TaskError:
+            raise
+        except Exception as exc:
+            for kind, why in _FAILURES:
+                if isinstance(exc, kind):
+                    raise Transient(why) from None
+            raise
+
+    # -- errors a user can act on ---------------------------------------------------------
+    def unauthorized(self, message: str) -> errors.TaskError:
+        return errors.TaskError(
+            errors.UPLOAD_UNAUTHORIZED,
+            f"{self.platform} refused the credentials: {self.scrub(message)}",
+        )
+
+    def quota(self, message: str) -> errors.TaskError:
+        return errors.TaskError(
+            errors.UPLOAD_QUOTA_EXCEEDED, f"{self.platform} quota exceeded: {self.scrub(message)}"
+        )
+
+    def failed(self, message: str) -> errors.TaskError:
+        return errors.TaskError(
+            errors.UPLOAD_FAILED, f"{self.platform} upload failed: {self.scrub(message)}"
+        )
+
+
+def answer_text(answer: Answer) -> str:
+    """A short description of an answer for a message: its status and the body's start."""
+    text = answer.body[:300].decode("utf-8", "replace").strip()
+    return f"HTTP {answer.status}" + (f": {text}" if text else "")
+
+
+class Progress:
+    """Turns file positions into ``progress`` 0-100, never going back on a resume."""
+
+    def __init__(self, size: int, report: Callable[[float], None] | None) -> None:
+        self.size = max(size, 1)
+        self.report = report
+        self.best = 0
+
+    def __call__(self, position: int) -> None:
+        if position > self.best:
+            self.best = position
+            if self.report is not None:
+                self.report(100.0 * position / self.size)
