@@ -1,6 +1,21 @@
-"""youtube: uploads arrive with the video.upload tasks; until then, a clear refusal."""
+"""youtube (seed 2.3): a task's video output sent to YouTube, the result's URL YouTube's.
 
-from dragon.stores import BaseStore
+The options are those of video.upload.youtube (``access_token``, ``developer_key``,
+``title``, optional ``description``, ``tags``, ``category_id``, ``privacy_status``),
+checked when the task is created, and the upload is the same (``dragon.uploads.youtube``).
+YouTube takes videos only: an output that is not a video (video.create's thumbnail) goes
+to persistent storage, with a warning in the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from marshmallow import EXCLUDE, ValidationError
+
+from dragon.stores.base import BaseStore
+from dragon.uploads import youtube
 
 
 class Store(BaseStore):
@@ -8,5 +23,33 @@ class Store(BaseStore):
 
     @classmethod
     def problems(cls, options: dict) -> list[str]:
-        return ["the youtube storage system is not available on this server yet;"
-                " use persistent, volatile or s3_signed"]
+        try:
+            cls.metadata(options)
+        except ValidationError as exc:
+            messages = exc.messages if isinstance(exc.messages, dict) else {"": exc.messages}
+            return [
+                f"{field}: {text}".replace("Missing data for required field.", "required")
+                for field, texts in messages.items()
+                for text in (texts if isinstance(texts, list) else [texts])
+            ]
+        return []
+
+    @staticmethod
+    def metadata(options: dict) -> dict:
+        return youtube.Metadata(unknown=EXCLUDE).load(
+            {k: v for k, v in options.items() if k != "type"}
+        )
+
+    async def put(self, ctx: Any, name: str, path: Path, content_type: str) -> str:
+        if not content_type.startswith("video/"):
+            ctx.warn(f"{name} is not a video, so it is in persistent storage, not on YouTube")
+            return await self.stores.for_task(None).put(ctx, name, path, content_type)
+        p = self.metadata(self.options)
+        return await youtube.upload(
+            ctx.settings,
+            path,
+            content_type,
+            youtube.Video.from_params(p),
+            access_token=p["access_token"],
+            developer_key=p["developer_key"],
+        )

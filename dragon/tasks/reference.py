@@ -50,7 +50,8 @@ def describe(field: fields.Field) -> tuple[str, str]:
             elif v.max is not None:
                 notes.append(f"at most {v.max}")
         elif isinstance(v, validate.Length) and v.max is not None:
-            notes.append(f"{v.min or 0} to {v.max} items")
+            unit = "characters" if isinstance(field, fields.String) else "items"
+            notes.append(f"{v.min or 0} to {v.max} {unit}")
     if field.required:
         notes.insert(0, "**required**")
     elif field.load_default is not None and not callable(field.load_default):

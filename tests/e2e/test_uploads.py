@@ -1,0 +1,340 @@
+"""video.upload.youtube, .vimeo, .fb and the youtube store, through ``dragon serve``, against
+local servers that speak each platform's upload protocol (tests/support/platforms.py).
+
+The chunk size is 256 KiB and the source about 570 KB, so every upload takes several
+chunks, and the injected faults (503 mid-chunk, dropped connection, a server that keeps
+less than was sent, an offset mismatch) make the client resume. Each test checks what the
+platform's server holds: the exact bytes of the source and the metadata sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+
+import pytest
+
+from tests.support import media
+from tests.support.platforms import PlatformServer
+
+CHUNK = 256 * 1024
+TOKEN = "ya29.tok-7f3a9c-secret"
+DEV_KEY = "AIza-devkey-5e1b"
+APP_SECRET = "fb-app-secret-91c2"
+SECRETS = (TOKEN, DEV_KEY, APP_SECRET)
+
+
+@pytest.fixture(scope="module")
+def platforms():
+    server = PlatformServer()
+    for protocol in (server.youtube, server.vimeo, server.graph):
+        protocol.tokens = {TOKEN}
+    server.youtube.dev_keys = {DEV_KEY}
+    yield server
+    server.close()
+
+
+@pytest.fixture()
+def fresh(platforms):
+    """Each test starts with no faults, no quota refusal and no recorded requests."""
+    for protocol in (platforms.youtube, platforms.vimeo, platforms.graph):
+        protocol.faults, protocol.quota, protocol.delay = [], False, 0.0
+        protocol.requests.clear()
+    platforms.vimeo.free = 10 * 1024**3
+    platforms.graph.app_secret = None
+    return platforms
+
+
+@pytest.fixture(scope="module")
+def server(make_server, platforms):
+    return make_server(env={**platforms.env, "DRAGON_UPLOAD_CHUNK_BYTES": str(CHUNK)})
+
+
+@pytest.fixture(scope="module")
+def source(origin, tmp_path_factory):
+    path = media.video(tmp_path_factory.mktemp("upload") / "source.mp4", size="640x480")
+    data = path.read_bytes()
+    assert len(data) > 2 * CHUNK
+    return origin.add("upload/source.mp4", data, "video/mp4"), data
+
+
+def youtube_task(url: str, **extra) -> dict:
+    return {
+        "task_name": "video.upload.youtube",
+        "url": url,
+        "access_token": TOKEN,
+        "developer_key": DEV_KEY,
+        "title": "Dragon test",
+        "description": "Made by a test",
+        "tags": ["dragon", "test"],
+        "category_id": 10,
+        "privacy_status": "unlisted",
+        **extra,
+    }
+
+
+def assert_no_secret(server, *texts: str) -> None:
+    """No token or secret in the given texts nor in the server's log."""
+    for text in (*texts, server.log()):
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def details(server, key: str) -> str:
+    """The status with ``details=true``, as text; the secret parameters are masked."""
+    r = server.request("GET", f"/v2/status?tasks={key}&details=true")
+    assert r.status == 200
+    [doc] = r.json()
+    params = {**doc["parameters"], **doc["parameters"].get("task_store", {})}
+    for name in ("access_token", "developer_key", "oauth2_token", "app_secret"):
+        if name in params:
+            assert params[name] == "********", (name, params[name])
+    return r.body.decode()
+
+
+def test_youtube_resumes_after_503_drop_and_short_commit(server, fresh, source):
+    url, data = source
+    fresh.youtube.faults = ["503", "drop", "short"]
+    doc = server.run_task(youtube_task(url))
+    assert doc["status"] == "success", doc
+    upload = fresh.youtube.last
+    assert doc["result"]["output"] == f"https://www.youtube.com/watch?v={upload.id}"
+    assert doc["result"]["duration"] == pytest.approx(2.0, abs=0.1)
+    assert upload.complete and bytes(upload.data) == data
+    assert upload.meta == {
+        "snippet": {
+            "title": "Dragon test",
+            "description": "Made by a test",
+            "tags": ["dragon", "test"],
+            "categoryId": "10",
+        },
+        "status": {"privacyStatus": "unlisted"},
+        "content_type": "video/mp4",
+    }
+    [insert] = [r for r in fresh.youtube.requests if r["method"] == "POST"]
+    assert insert["query"]["key"] == DEV_KEY
+    assert insert["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert insert["headers"]["X-Upload-Content-Length"] == str(len(data))
+    ranges = [r["content_range"] for r in fresh.youtube.requests if r["method"] == "PUT"]
+    n, half = len(data), CHUNK // 2
+    assert ranges == [
+        f"bytes 0-{CHUNK - 1}/{n}",  # 503 after half of it
+        f"bytes */{n}",  # the state: half a chunk held
+        f"bytes {half}-{half + CHUNK - 1}/{n}",  # dropped after half of it
+        f"bytes */{n}",
+        f"bytes {CHUNK}-{2 * CHUNK - 1}/{n}",  # the server keeps half and says so
+        f"bytes {CHUNK + half}-{n - 1}/{n}",  # the rest
+    ]
+    assert_no_secret(server, json.dumps(doc), details(server, doc["key"]))
+
+
+def test_youtube_refused_token_and_quota(server, fresh, source):
+    url, _ = source
+    doc = server.run_task(youtube_task(url, access_token="ya29.revoked-token-0d1e"))
+    assert doc["status"] == "error"
+    assert doc["error_code"] == "upload_unauthorized"
+    assert "Invalid Credentials" in doc["error"]
+    assert "revoked-token" not in details(server, doc["key"]) + server.log()
+    fresh.youtube.quota = True
+    doc = server.run_task(youtube_task(url))
+    assert doc["error_code"] == "upload_quota_exceeded"
+    assert "exceeded your quota" in doc["error"]
+    assert_no_secret(server, json.dumps(doc))
+
+
+def test_youtube_gives_up_after_the_tries(make_server, fresh, source):
+    url, _ = source
+    server = make_server(
+        env={**fresh.env, "DRAGON_UPLOAD_CHUNK_BYTES": str(CHUNK), "DRAGON_UPLOAD_MAX_TRIES": "3"}
+    )
+    fresh.youtube.faults = ["503"] * 3 + ["drop"] * 3
+    doc = server.run_task(youtube_task(url))
+    assert doc["status"] == "error"
+    assert doc["error_code"] == "upload_failed"
+    assert "after 3 tries" in doc["error"]
+    assert_no_secret(server, json.dumps(doc))
+
+
+def test_youtube_progress_follows_the_bytes_sent(server, fresh, source):
+    url, _ = source
+    fresh.youtube.delay = 0.7  # each chunk answered after 0.7 s, so progress is flushed
+    r = server.request("POST", "/v2/create_stream", {"tasks": [youtube_task(url)]})
+    statuses = r.lines()[1:]  # the first line is the list of created tasks
+    assert statuses[-1]["status"] == "success", statuses[-1]
+    progress = [
+        s["progress"]
+        for s in statuses
+        if s["status"] == "executing" and s.get("progress") is not None
+    ]
+    assert any(0 < p < 100 for p in progress), progress
+    assert progress == sorted(progress)
+
+
+def test_vimeo_tus_resumes_with_head(server, fresh, source):
+    url, data = source
+    fresh.vimeo.faults = ["503", "drop", "short"]
+    free = fresh.vimeo.free
+    doc = server.run_task(
+        {
+            "task_name": "video.upload.vimeo",
+            "url": url,
+            "oauth2_token": TOKEN,
+            "title": "Vimeo test",
+            "description": "tus",
+        }
+    )
+    assert doc["status"] == "success", doc
+    upload = fresh.vimeo.last
+    assert bytes(upload.data) == data
+    assert upload.meta == {"name": "Vimeo test", "description": "tus"}
+    result = doc["result"]
+    assert result["output"] == f"https://vimeo.com/{upload.id}"
+    assert result["uploaded_file_size"] == len(data)
+    assert result["free_space"] == free - len(data)
+    assert result["duration"] == pytest.approx(2.0, abs=0.1)
+    methods = [r["method"] for r in fresh.vimeo.requests]
+    assert methods[:2] == ["GET", "POST"] and methods[-1] == "GET"
+    assert methods.count("HEAD") == 2  # after the 503 and after the drop
+    for r in fresh.vimeo.requests:
+        if r["method"] in ("PATCH", "HEAD"):
+            assert "Authorization" not in r["headers"]  # the token goes to the API only
+    assert_no_secret(server, json.dumps(doc), details(server, doc["key"]))
+
+
+def test_vimeo_oauth1_alone_names_oauth2_token_and_quota(server, fresh, source):
+    url, data = source
+    [doc] = server.create(
+        [
+            {
+                "task_name": "video.upload.vimeo",
+                "url": url,
+                "consumer_key": "ck",
+                "consumer_secret": "cs",
+                "access_token_key": "ak",
+                "access_token_secret": "as",
+            }
+        ]
+    )
+    assert doc["status"] == "error" and doc["error_code"] == "parameters"
+    assert "oauth2_token" in doc["error"]["parameters"]
+    assert "OAuth2" in doc["error"]["parameters"]["oauth2_token"][0]
+    fresh.vimeo.free = len(data) - 1
+    doc = server.run_task({"task_name": "video.upload.vimeo", "url": url, "oauth2_token": TOKEN})
+    assert doc["error_code"] == "upload_quota_exceeded"
+    assert not any(r["method"] == "POST" for r in fresh.vimeo.requests)
+    doc = server.run_task(
+        {"task_name": "video.upload.vimeo", "url": url, "oauth2_token": "wrong-token-4c"}
+    )
+    assert doc["error_code"] == "upload_unauthorized"
+    assert "wrong-token-4c" not in json.dumps(doc) + details(server, doc["key"])
+
+
+def test_facebook_phases_offsets_and_appsecret_proof(server, fresh, source):
+    url, data = source
+    fresh.graph.app_secret = APP_SECRET
+    fresh.graph.faults = ["503", "drop", "mismatch"]
+    doc = server.run_task(
+        {
+            "task_name": "video.upload.fb",
+            "url": url,
+            "access_token": TOKEN,
+            "app_secret": APP_SECRET,
+            "api_key": "1234",
+            "title": "FB test",
+            "description": "graph",
+            "privacy": "SELF",
+            "no_story": True,
+        }
+    )
+    assert doc["status"] == "success", doc
+    upload = fresh.graph.last
+    assert bytes(upload.data) == data
+    assert doc["result"]["output"] == f"https://www.facebook.com/watch/?v={upload.id}"
+    assert doc["result"]["duration"] == pytest.approx(2.0, abs=0.1)
+    assert upload.meta == {
+        "version": "v23.0",
+        "title": "FB test",
+        "description": "graph",
+        "privacy": '{"value": "SELF"}',
+        "no_story": "true",
+    }
+    proof = hmac.new(APP_SECRET.encode(), TOKEN.encode(), hashlib.sha256).hexdigest()
+    forms = [r["form"] for r in fresh.graph.requests if "form" in r]
+    assert [f["upload_phase"] for f in forms][0] == "start"
+    assert [f["upload_phase"] for f in forms][-1] == "finish"
+    assert all(f["appsecret_proof"] == proof for f in forms)
+    assert_no_secret(server, json.dumps(doc), details(server, doc["key"]).replace(proof, ""))
+
+
+def test_facebook_refusals(server, fresh, source):
+    url, _ = source
+    task = {"task_name": "video.upload.fb", "url": url, "access_token": "EAAB-expired-77"}
+    doc = server.run_task(task)
+    assert doc["error_code"] == "upload_unauthorized"
+    assert "Invalid OAuth access token" in doc["error"]
+    fresh.graph.app_secret = APP_SECRET  # no app_secret sent: the proof is missing
+    doc = server.run_task({**task, "access_token": TOKEN})
+    assert doc["error_code"] == "upload_failed"
+    assert "appsecret_proof" in doc["error"]
+    fresh.graph.app_secret = None
+    fresh.graph.quota = True
+    doc = server.run_task({**task, "access_token": TOKEN})
+    assert doc["error_code"] == "upload_quota_exceeded"
+    assert_no_secret(server, json.dumps(doc))
+
+
+def test_youtube_store_sends_the_output_video(server, fresh, source, tmp_path):
+    url, _ = source
+    store = {
+        "type": "youtube",
+        "access_token": TOKEN,
+        "developer_key": DEV_KEY,
+        "title": "Converted",
+        "privacy_status": "private",
+    }
+    doc = server.run_task(
+        {"task_name": "video.convert", "url": url, "width": 320, "task_store": store}
+    )
+    assert doc["status"] == "success", doc
+    upload = fresh.youtube.last
+    assert doc["result"]["output"] == f"https://www.youtube.com/watch?v={upload.id}"
+    assert upload.complete and upload.meta["snippet"]["title"] == "Converted"
+    assert upload.meta["status"] == {"privacyStatus": "private"}
+    uploaded = tmp_path / "uploaded.mp4"
+    uploaded.write_bytes(bytes(upload.data))
+    probe = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=width",
+            "-of",
+            "csv=p=0",
+            str(uploaded),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert probe.stdout.split() == ["320"]
+    assert_no_secret(server, json.dumps(doc), details(server, doc["key"]))
+
+    thumb = server.run_task({"task_name": "video.thumb", "url": url, "task_store": store})
+    assert thumb["status"] == "success", thumb
+    assert thumb["result"]["output"].startswith(server.url)
+    assert "persistent storage" in thumb["result"]["warnings"][0]
+
+    [refused] = server.create(
+        [
+            {
+                "task_name": "video.convert",
+                "url": url,
+                "task_store": {"type": "youtube", "access_token": TOKEN},
+            }
+        ]
+    )
+    assert refused["status"] == "error" and refused["error_code"] == "parameters"
+    problems = " ".join(refused["error"]["parameters"]["task_store"])
+    assert "developer_key" in problems and "title" in problems
