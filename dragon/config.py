@@ -1,4 +1,4 @@
-"""Every setting, declared once: name, default, type and help.
+"""Every setting, declared once as a field of ``Settings``: its type, default and help.
 
 Values come from CLI flags, then ``DRAGON_<NAME>`` environment variables, then the defaults
 below. ``Settings.load`` validates them at start-up so a typo fails fast instead of at the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,68 +30,9 @@ class Setting:
         return "DRAGON_" + self.name.upper()
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "127.0.0.1", str, "Address the API listens on."),
-    Setting("port", 8080, int, "Port the API listens on."),
-    Setting("data_dir", "./var", str, "Folder for the database, local storage and temp files."),
-    Setting("public_url", "", str, "Base URL of output files; default: the server's own address."),
-    Setting("concurrency", 0, int, "Heavy tasks run at once; 0 means the number of cores."),
-    Setting("light_concurrency", 64, int, "Light tasks (hello, *.info) run at once."),
-    Setting("tool_nice", 10, int,
-            "Niceness (0-19) of tools and pool workers: below the API, which stays responsive."),
-    Setting("task_modules", "", str, "Extra task modules (plugins) to load, comma-separated."),
-    Setting("max_attempts", 3, int, "Boots a task may be started on before it ends interrupted."),
-    Setting("shutdown_grace_seconds", 30.0, float, "How long running tasks may finish on SIGTERM."),
-    Setting("task_timeout_seconds", 3600.0, float, "Longest a task may run."),
-    Setting("sqlite_synchronous", "FULL", str, "SQLite synchronous pragma: FULL or NORMAL."),
-    Setting("max_body_bytes", 10 * MiB, int, "Largest request body (413 above)."),
-    Setting("max_tasks_per_request", 1000, int, "Most tasks in one create (400 above)."),
-    Setting("max_queued_tasks", 100_000, int, "Queued tasks before creates get 503."),
-    Setting("create_rate", 200.0, float, "Creates per second per credential (429 above)."),
-    Setting("create_burst", 400.0, float, "Burst of creates per credential before 429."),
-    Setting("stream_queue_size", 256, int,
-            "Statuses a stream may lag behind before it re-reads them from the database."),
-    Setting("stream_write_timeout_seconds", 60.0, float,
-            "A stream whose reader stops reading this long is closed."),
-    Setting("allow_private_urls", False, bool, "Fetch loopback/private addresses (dev, tests)."),
-    Setting("max_download_bytes", 1 * GiB, int, "Largest source download, after decompression."),
-    Setting("max_task_download_bytes", 4 * GiB, int,
-            "Most bytes all the sources of one task may add up to."),
-    Setting("fetch_connect_timeout", 10.0, float, "Seconds to connect to a source."),
-    Setting("fetch_read_timeout", 30.0, float, "Seconds a source may stay silent."),
-    Setting("fetch_total_timeout", 600.0, float, "Seconds a whole download may take."),
-    Setting("max_redirects", 5, int, "Redirect hops followed per download."),
-    Setting("max_pixels", 100_000_000, int, "Largest image or video frame, in pixels."),
-    Setting("max_media_duration", 4 * 3600.0, float, "Longest audio or video source, in seconds."),
-    Setting("max_media_streams", 32, int, "Most streams in a media source."),
-    Setting("max_output_bytes", 4 * GiB, int, "Largest file a tool may write (ffmpeg -fs)."),
-    Setting("x264_preset", "veryfast", str, "x264 preset of video encodes (speed vs size)."),
-    Setting("reverse_segment_bytes", 400 * MiB, int,
-            "Decoded frames video.reverse holds at once (memory bound)."),
-    Setting("video_create_memory_bytes", 384 * MiB, int,
-            "Input memory one video.create ffmpeg run may use (longer movies render in parts)."),
-    Setting("max_video_duration", 600.0, float, "Longest video.create output, in seconds."),
-    Setting("volatile_days", 7, int, "Days files in the volatile store are kept."),
-    Setting("sweep_interval_seconds", 3600.0, float, "How often expired files are deleted."),
-    Setting("webhook_timeout_seconds", 10.0, float, "Seconds a callback receiver may take."),
-    Setting("webhook_max_attempts", 5, int, "Callback deliveries tried before giving up."),
-    Setting("webhook_first_delay_seconds", 10.0, float, "Delay before the first callback retry."),
-    Setting("s3_bucket", "", str, "Store persistent/volatile files in this S3 bucket."),
-    Setting("s3_endpoint_url", "", str, "S3-compatible endpoint (MinIO, moto, ...)."),
-    Setting("s3_public_url", "", str, "Base URL (CDN) for S3 objects."),
-    Setting("s3_region", "us-east-1", str, "S3 region."),
-    Setting("youtube_api_url", "https://www.googleapis.com", str,
-            "YouTube Data API base URL (video.upload.youtube, youtube store); path kept."),
-    Setting("vimeo_api_url", "https://api.vimeo.com", str,
-            "Vimeo API base URL (video.upload.vimeo); path kept."),
-    Setting("facebook_graph_url", "https://graph-video.facebook.com", str,
-            "Facebook Graph API base URL for video uploads (video.upload.fb); path kept."),
-    Setting("facebook_graph_version", "v23.0", str, "Graph API version of video.upload.fb."),
-    Setting("upload_chunk_bytes", 16 * MiB, int,
-            "Bytes per upload request to YouTube and Vimeo (YouTube: a multiple of 256 KiB)."),
-    Setting("upload_max_tries", 8, int,
-            "Tries of an upload step that fails without progress before upload_failed."),
-)
+def setting(default: Any, help: str) -> Any:
+    """A ``Settings`` field: its default, and the help line that docs/settings.md shows."""
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def _parse(setting: Setting, raw: Any) -> Any:
@@ -113,58 +55,94 @@ def _parse(setting: Setting, raw: Any) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    host: str
-    port: int
-    data_dir: str
-    public_url: str
-    concurrency: int
-    light_concurrency: int
-    tool_nice: int
-    task_modules: str
-    max_attempts: int
-    shutdown_grace_seconds: float
-    task_timeout_seconds: float
-    sqlite_synchronous: str
-    max_body_bytes: int
-    max_tasks_per_request: int
-    max_queued_tasks: int
-    create_rate: float
-    create_burst: float
-    stream_queue_size: int
-    stream_write_timeout_seconds: float
-    allow_private_urls: bool
-    max_download_bytes: int
-    max_task_download_bytes: int
-    fetch_connect_timeout: float
-    fetch_read_timeout: float
-    fetch_total_timeout: float
-    max_redirects: int
-    max_pixels: int
-    max_media_duration: float
-    max_media_streams: int
-    max_output_bytes: int
-    x264_preset: str
-    reverse_segment_bytes: int
-    video_create_memory_bytes: int
-    max_video_duration: float
-    volatile_days: int
-    sweep_interval_seconds: float
-    webhook_timeout_seconds: float
-    webhook_max_attempts: int
-    webhook_first_delay_seconds: float
-    s3_bucket: str
-    s3_endpoint_url: str
-    s3_public_url: str
-    s3_region: str
-    youtube_api_url: str
-    vimeo_api_url: str
-    facebook_graph_url: str
-    facebook_graph_version: str
-    upload_chunk_bytes: int
-    upload_max_tries: int
+    host: str = setting("127.0.0.1", "Address the API listens on.")
+    port: int = setting(8080, "Port the API listens on.")
+    data_dir: str = setting("./var", "Folder for the database, local storage and temp files.")
+    public_url: str = setting("", "Base URL of output files; default: the server's own address.")
+    concurrency: int = setting(0, "Heavy tasks run at once; 0 means the number of cores.")
+    light_concurrency: int = setting(64, "Light tasks (hello, *.info) run at once.")
+    tool_nice: int = setting(
+        10,
+        "Niceness (0-19) of tools and pool workers: below the API, which stays responsive.",
+    )
+    task_modules: str = setting("", "Extra task modules (plugins) to load, comma-separated.")
+    max_attempts: int = setting(3, "Boots a task may be started on before it ends interrupted.")
+    shutdown_grace_seconds: float = setting(30.0, "How long running tasks may finish on SIGTERM.")
+    task_timeout_seconds: float = setting(3600.0, "Longest a task may run.")
+    sqlite_synchronous: str = setting("FULL", "SQLite synchronous pragma: FULL or NORMAL.")
+    max_body_bytes: int = setting(10 * MiB, "Largest request body (413 above).")
+    max_tasks_per_request: int = setting(1000, "Most tasks in one create (400 above).")
+    max_queued_tasks: int = setting(100_000, "Queued tasks before creates get 503.")
+    create_rate: float = setting(200.0, "Creates per second per credential (429 above).")
+    create_burst: float = setting(400.0, "Burst of creates per credential before 429.")
+    stream_queue_size: int = setting(
+        256,
+        "Statuses a stream may lag behind before it re-reads them from the database.",
+    )
+    stream_write_timeout_seconds: float = setting(
+        60.0,
+        "A stream whose reader stops reading this long is closed.",
+    )
+    allow_private_urls: bool = setting(False, "Fetch loopback/private addresses (dev, tests).")
+    max_download_bytes: int = setting(1 * GiB, "Largest source download, after decompression.")
+    max_task_download_bytes: int = setting(
+        4 * GiB,
+        "Most bytes all the sources of one task may add up to.",
+    )
+    fetch_connect_timeout: float = setting(10.0, "Seconds to connect to a source.")
+    fetch_read_timeout: float = setting(30.0, "Seconds a source may stay silent.")
+    fetch_total_timeout: float = setting(600.0, "Seconds a whole download may take.")
+    max_redirects: int = setting(5, "Redirect hops followed per download.")
+    max_pixels: int = setting(100_000_000, "Largest image or video frame, in pixels.")
+    max_media_duration: float = setting(4 * 3600.0, "Longest audio or video source, in seconds.")
+    max_media_streams: int = setting(32, "Most streams in a media source.")
+    max_output_bytes: int = setting(4 * GiB, "Largest file a tool may write (ffmpeg -fs).")
+    x264_preset: str = setting("veryfast", "x264 preset of video encodes (speed vs size).")
+    reverse_segment_bytes: int = setting(
+        400 * MiB,
+        "Decoded frames video.reverse holds at once (memory bound).",
+    )
+    video_create_memory_bytes: int = setting(
+        384 * MiB,
+        "Input memory one video.create ffmpeg run may use (longer movies render in parts).",
+    )
+    max_video_duration: float = setting(600.0, "Longest video.create output, in seconds.")
+    volatile_days: int = setting(7, "Days files in the volatile store are kept.")
+    task_retention_days: float = setting(
+        30.0, "Days an ended task's status is kept (0: forever); its files follow their store."
+    )
+    sweep_interval_seconds: float = setting(3600.0, "How often expired files and tasks are deleted.")
+    webhook_timeout_seconds: float = setting(10.0, "Seconds a callback receiver may take.")
+    webhook_max_attempts: int = setting(5, "Callback deliveries tried before giving up.")
+    webhook_first_delay_seconds: float = setting(10.0, "Delay before the first callback retry.")
+    s3_bucket: str = setting("", "Store persistent/volatile files in this S3 bucket.")
+    s3_endpoint_url: str = setting("", "S3-compatible endpoint (MinIO, moto, ...).")
+    s3_public_url: str = setting("", "Base URL (CDN) for S3 objects.")
+    s3_region: str = setting("us-east-1", "S3 region.")
+    youtube_api_url: str = setting(
+        "https://www.googleapis.com",
+        "YouTube Data API base URL (video.upload.youtube, youtube store); path kept.",
+    )
+    vimeo_api_url: str = setting(
+        "https://api.vimeo.com",
+        "Vimeo API base URL (video.upload.vimeo); path kept.",
+    )
+    facebook_graph_url: str = setting(
+        "https://graph-video.facebook.com",
+        "Facebook Graph API base URL for video uploads (video.upload.fb); path kept.",
+    )
+    facebook_graph_version: str = setting("v23.0", "Graph API version of video.upload.fb.")
+    upload_chunk_bytes: int = setting(
+        16 * MiB,
+        "Bytes per upload request to YouTube and Vimeo (YouTube: a multiple of 256 KiB).",
+    )
+    upload_max_tries: int = setting(
+        8,
+        "Tries of an upload step that fails without progress before upload_failed.",
+    )
 
     @classmethod
-    def load(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults < environment < ``overrides`` (CLI flags; ``None`` means not given)."""
         env = os.environ if env is None else env
         values = {}
@@ -221,6 +199,13 @@ class Settings:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+
+_TYPES: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool}
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, f.default, _TYPES[str(f.type)], f.metadata["help"])
+    for f in dataclasses.fields(Settings)
+)
 
 
 def render_docs() -> str:

@@ -91,6 +91,10 @@ class Database(Protocol):
     async def unfinished_tasks(self) -> list[Row]:
         """Queued and executing tasks, oldest first (recovery at start)."""
 
+    async def prune_tasks(self, ended_before: float, limit: int) -> int:
+        """Delete up to ``limit`` tasks that ended before ``ended_before``, with their
+        delivered or failed callbacks; returns how many went (retention)."""
+
     async def count_active(self, account_id: int) -> int: ...
 
     # -- files and usage ---------------------------------------------------------------------

@@ -116,6 +116,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE accounts ADD COLUMN previous_webhook_secret TEXT;
     ALTER TABLE accounts ADD COLUMN previous_webhook_secret_until REAL;
     """,
+    # Indexes that keep every query flat with months of history: the next sequence number,
+    # ended tasks by age (retention), files by location (the file server), by URL (deletes)
+    # and by age (account expiration); per-account create rates.
+    """
+    CREATE INDEX tasks_seq ON tasks(seq);
+    CREATE INDEX tasks_completed ON tasks(completed_at) WHERE completed_at IS NOT NULL;
+    CREATE INDEX files_location ON files(location);
+    CREATE INDEX files_url ON files(url);
+    CREATE INDEX files_created ON files(account_id, store, created_at);
+    ALTER TABLE accounts ADD COLUMN create_rate REAL;
+    """,
 )
 
 TASK_COLUMNS = (
@@ -345,9 +356,11 @@ class SQLiteDatabase:
 
     async def get_tasks(self, keys: list[str], account_id: int) -> list[Row]:
         marks = ",".join("?" * len(keys))
+        # "+account_id" keeps the planner on the primary key: with the account's index it
+        # would walk every task the account ever had.
         return self._lookup(lambda c: c.execute(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE account_id = ? AND key IN ({marks})",
-            (account_id, *keys)).fetchall())
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE key IN ({marks}) AND +account_id = ?",
+            (*keys, account_id)).fetchall())
 
     async def start_task(self, key: str, owner: str, now: float) -> Row | None:
         def op(c: sqlite3.Connection) -> Row | None:
@@ -396,6 +409,18 @@ class SQLiteDatabase:
             f"SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ('queued', 'executing')"
             " ORDER BY seq").fetchall())
 
+    async def prune_tasks(self, ended_before: float, limit: int) -> int:
+        def op(c: sqlite3.Connection) -> int:
+            keys = [r[0] for r in c.execute(
+                "SELECT key FROM tasks WHERE completed_at < ? LIMIT ?", (ended_before, limit))]
+            if keys:
+                marks = ",".join("?" * len(keys))
+                c.execute(f"DELETE FROM outbox WHERE task_key IN ({marks})"
+                          " AND state != 'pending'", keys)
+                c.execute(f"DELETE FROM tasks WHERE key IN ({marks})", keys)
+            return len(keys)
+        return await self._write(op)
+
     async def count_active(self, account_id: int) -> int:
         return await self._read(lambda c: c.execute(
             "SELECT COUNT(*) FROM tasks WHERE account_id = ? AND status IN ('queued', 'executing')",
@@ -437,12 +462,13 @@ class SQLiteDatabase:
                          urls: list[str] | None = None) -> list[Row]:
         sql = "SELECT * FROM files WHERE account_id = ? AND store = 'persistent'"
         args: list[Any] = [account_id]
-        if task_key is not None:
+        if urls is not None:
+            sql = ("SELECT * FROM files WHERE url IN ({}) AND +account_id = ?"
+                   " AND store = 'persistent'").format(",".join("?" * len(urls)))
+            args = [*urls, account_id]
+        elif task_key is not None:
             sql += " AND task_key = ?"
             args.append(task_key)
-        if urls is not None:
-            sql += f" AND url IN ({','.join('?' * len(urls))})"
-            args += urls
         sql += " ORDER BY task_key, name"
         return await self._read(lambda c: c.execute(sql, args).fetchall())
 
@@ -475,12 +501,20 @@ class SQLiteDatabase:
 
     async def expired_files(self, now: float, limit: int = 500) -> list[Row]:
         """Files past their own expiry or their account's expiration setting."""
-        return await self._read(lambda c: c.execute(
-            "SELECT f.* FROM files f JOIN accounts a ON a.id = f.account_id"
-            " WHERE (f.expires_at IS NOT NULL AND f.expires_at <= ?)"
-            "  OR (f.store = 'persistent' AND a.expiration_days > 0"
-            "      AND f.created_at <= ? - a.expiration_days * 86400.0)"
-            " LIMIT ?", (now, now, limit)).fetchall())
+        def op(c: sqlite3.Connection) -> list[Row]:
+            rows = c.execute("SELECT * FROM files WHERE expires_at <= ? LIMIT ?",
+                             (now, limit)).fetchall()
+            for account in c.execute(
+                    "SELECT id, expiration_days FROM accounts WHERE expiration_days > 0"):
+                if len(rows) >= limit:
+                    break
+                rows += c.execute(
+                    "SELECT * FROM files WHERE account_id = ? AND store = 'persistent'"
+                    " AND created_at <= ? AND (expires_at IS NULL OR expires_at > ?) LIMIT ?",
+                    (account["id"], now - account["expiration_days"] * 86400.0, now,
+                     limit - len(rows))).fetchall()
+            return rows
+        return await self._read(op)
 
     # -- callback outbox ------------------------------------------------------------------
     async def due_deliveries(self, now: float, limit: int = 100) -> list[Row]:

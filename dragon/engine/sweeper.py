@@ -1,5 +1,10 @@
-"""Deletes expired files: volatile ones after ``volatile_days``, persistent ones after the
-account's expiration setting. Runs at start-up and every ``sweep_interval_seconds``."""
+"""Deletes what has outlived its time: expired files (volatile ones after ``volatile_days``,
+persistent ones after the account's expiration setting) and ended tasks older than
+``task_retention_days``. Runs at start-up and every ``sweep_interval_seconds``.
+
+Both go in small batches, each its own short transaction, so a sweep of a large backlog
+never holds the database's single writer for long.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from dragon.stores import Stores
 
 log = logging.getLogger("dragon.engine.sweeper")
 
+PRUNE_BATCH = 500
+
 
 class Sweeper(BackgroundLoop):
     def __init__(self, database: Database, stores: Stores, settings: Settings) -> None:
@@ -22,6 +29,7 @@ class Sweeper(BackgroundLoop):
         self.settings = settings
 
     async def sweep(self) -> int:
+        """Delete expired files; returns how many."""
         removed = 0
         while True:
             rows = await self.db.expired_files(time.time())
@@ -30,11 +38,25 @@ class Sweeper(BackgroundLoop):
             await self.stores.remove(rows)
             removed += len(rows)
 
+    async def prune(self) -> int:
+        """Delete ended tasks past retention (their files follow their own expiry)."""
+        days = self.settings.task_retention_days
+        if days <= 0:
+            return 0
+        before = time.time() - days * 86400.0
+        pruned = 0
+        while count := await self.db.prune_tasks(before, PRUNE_BATCH):
+            pruned += count
+            await asyncio.sleep(0)  # let the API's writes in between batches
+        return pruned
+
     async def _run(self) -> None:
         while True:
             try:
                 if count := await self.sweep():
                     log.info("deleted %d expired files", count)
+                if count := await self.prune():
+                    log.info("deleted %d tasks past retention", count)
             except Exception:
                 log.exception("sweep failed")
             await asyncio.sleep(self.settings.sweep_interval_seconds)
