@@ -178,10 +178,11 @@ class DownloadProgress:
         if self.bars is not None:
             self.bars.update(self.bar, completed=done, total=total)
 
-    def close(self, path: Path) -> None:
+    def close(self, path: Path | None) -> None:
+        """Stop the bar; ``path`` is None when the download failed."""
         if self.bars is not None:
             self.bars.stop()
-        else:
+        elif path is not None:
             print(f"{self.label}: {path} ({path.stat().st_size} bytes)", file=self.err, flush=True)
 
 
@@ -262,8 +263,11 @@ def cmd_download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return TASK_FAILED
         for name, file_url in outputs.items():
             progress = DownloadProgress(err, name)
-            path = client.download(file_url, args.to, progress=progress)
-            progress.close(path)
+            path = None
+            try:
+                path = client.download(file_url, args.to, progress=progress)
+            finally:
+                progress.close(path)
             emit(
                 {"name": name, "url": file_url, "path": str(path), "size": path.stat().st_size}, out
             )
@@ -284,6 +288,8 @@ def _main(command):
         except DragonError as exc:
             print(f"dragon: {exc}", file=sys.stderr)
             return USAGE
+        except KeyboardInterrupt:
+            return INTERRUPTED
 
     return run
 

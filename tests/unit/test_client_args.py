@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -73,3 +75,15 @@ def test_only_connect_failures_retry_a_create():
     assert wire.retryable_error(refused, safe=False)
     assert not wire.retryable_error(dropped, safe=False)
     assert wire.retryable_error(dropped, safe=True)
+
+
+def test_the_client_imports_nothing_of_the_server():
+    code = (
+        "import sys, dragon.client, dragon.client.commands; "
+        "print(sorted(m for m in sys.modules if m.startswith('dragon.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout
+    assert "dragon.client.sync" in loaded
+    for server_part in ("engine", "backends", "database", "web", "handlers", "tasks", "stores"):
+        assert f"'dragon.{server_part}" not in loaded, loaded
