@@ -23,7 +23,7 @@ Where this departs from SXML.md section 6 and why:
 - Pictures are decoded by Pillow, never by ffmpeg, and handed over as our own JPEG or PNG
   files (``stills.py``); a bare image or video in a sequence or stack is accepted as
   ``<effect type="none">``.
-- Transitions without an ffmpeg 5.1 ``xfade`` equivalent slide or crossfade, with a
-  warning (``picture.xfade_name``); sound crossfades are per-clip fades (``sound.py``).
+- Transitions without an ffmpeg 5.1 ``xfade`` built-in are ``xfade`` expressions of our
+  own (``transitions.py``); sound crossfades are per-clip fades (``sound.py``).
 - ``antialias`` supersamples text and, from 2 up, kenburns sources at twice the frame.
 """

@@ -21,9 +21,8 @@ something below must remain visible, so the common slideshow never pays for alph
 
 Where this departs from SXML.md's proposal: one graph for the whole movie instead of one
 intermediate file per top-level item (no re-encoding, no concat demuxer); text is drawn by
-Pillow (``text.py``), not ``drawtext``; transitions without an ffmpeg 5.1 equivalent
-(``over``/``under``/``cube`` have no ``cover``/``reveal``) slide, and the organic ones
-(``waterdrop``, ``swirl``, ``spiral``, ``custom``) crossfade, with a warning.
+Pillow (``text.py``), not ``drawtext``; transitions are ``xfade`` built-ins or our own
+``custom`` expressions (``transitions.py``).
 """
 
 from __future__ import annotations
@@ -33,31 +32,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dragon.media.probe import MediaInfo, input_args, path_input_args
-from dragon.sxml import layout
+from dragon.sxml import layout, transitions
 from dragon.sxml.assets import is_kenburns, media_mode
 from dragon.sxml.filtergraph import Graph, Layer
 from dragon.sxml.model import MULTI_EFFECTS, Node
 from dragon.sxml.stills import Raster
 
 KENBURNS_ZOOM = 0.15
-DIRECTIONAL = {"move": "slide", "over": "slide", "under": "slide", "cube": "slide",
-               "dualmove": "slide", "scan": "wipe", "scans": "wipe"}
-FIXED = {"crossfade": "fade", "circle": "circleopen", "radial": "radial"}
-
-
-def xfade_name(transition: Node) -> tuple[str, str | None]:
-    """The xfade transition for an SXML ``<transition>``, and a warning if approximated."""
-    kind = transition.attrs.get("type", "crossfade")
-    direction = transition.attrs.get("direction", "left")
-    if kind in FIXED:
-        return FIXED[kind], None
-    if kind in DIRECTIONAL:
-        note = None if kind in ("move", "scan", "scans") else "slides"
-        name = DIRECTIONAL[kind] + direction
-        return name, note and f'<transition type="{kind}"> is drawn as {name}'
-    if kind == "strip":
-        return ("vdslice" if direction in ("up", "down") else "hlslice"), None
-    return "fade", f'<transition type="{kind}"> is drawn as a crossfade'
 
 
 class Picture:
@@ -133,7 +114,7 @@ class Picture:
             elif child.is_content:
                 name = None
                 if pending is not None:
-                    name, note = xfade_name(pending)
+                    name, note = transitions.xfade(pending)
                     if note:
                         self.warn(note)
                 pieces.append((child, name))
@@ -164,7 +145,7 @@ class Picture:
                 joined = self.concat(group)
                 label = self.g.chain(
                     [joined.label, layer.label],
-                    f"xfade=transition={xfade or 'fade'}:duration={self.g.seconds(overlap)}"
+                    f"xfade={xfade or 'transition=fade'}:duration={self.g.seconds(overlap)}"
                     f":offset={self.g.seconds(length - overlap)}")
                 length += layer.frames - overlap
                 group = [dataclasses.replace(joined, label=label, frames=length)]
@@ -179,8 +160,9 @@ class Picture:
     # -- effects and media ----------------------------------------------------------------
     def effect(self, node: Node, count: int, opaque: bool) -> Layer | None:
         if node.attrs.get("type") in MULTI_EFFECTS:
-            xfade = "slideleft" if node.attrs.get("type") == "sliding" else "fade"
-            pieces = [(kid, xfade if i else None) for i, kid in enumerate(node.content)]
+            kind = "slideleft" if node.attrs.get("type") == "sliding" else "fade"
+            pieces = [(kid, f"transition={kind}" if i else None)
+                      for i, kid in enumerate(node.content)]
             return self.join(node, count, pieces, lambda n: self.media_layer(node, n, opaque),
                              opaque)
         return self.media_layer(node, node.content[0], opaque)

@@ -252,6 +252,48 @@ def test_a_movie_cut_into_windows_is_seamless(make_server, urls, tmp_path):
     assert thumb.getpixel((W // 2, H // 3))[2] > 150  # 1.1 s: the first blue still
 
 
+def pattern(base: tuple[int, int, int], stripe: tuple[int, int, int], vertical: bool) -> bytes:
+    """A picture with stripes, so that moving or twisting it changes its pixels."""
+    picture = np.zeros((240, 320, 3), np.uint8)
+    picture[:] = base
+    if vertical:
+        picture[:, (np.arange(320) // 20) % 2 == 1] = stripe
+    else:
+        picture[(np.arange(240) // 20) % 2 == 1, :] = stripe
+    out = io.BytesIO()
+    Image.fromarray(picture).save(out, "PNG")
+    return out.getvalue()
+
+
+DRAWN = ["over", "under", "cube", "dualmove", "strip", "waterdrop", "swirl", "spiral", "scans",
+         "circle", "radial", "move", "scan"]
+
+
+def test_transitions_are_drawn_as_named(dragon_server, origin, tmp_path):
+    """Every transition's middle frame differs from a crossfade's between the same two
+    pictures (at its middle any crossfade is half of each, whichever comes first)."""
+    first = origin.add("sxml/stripes-a.png", pattern((255, 0, 0), (255, 255, 255), True),
+                       "image/png")
+    second = origin.add("sxml/stripes-b.png", pattern((0, 0, 255), (255, 255, 0), False),
+                        "image/png")
+    items = [f'<effect type="none" duration="1"><image filename="{(first, second)[i % 2]}"/>'
+             f"</effect>" for i in range(len(DRAWN) + 2)]
+    kinds = ["crossfade", *DRAWN]
+    body = items[0] + "".join(
+        f'<transition type="{kind}" direction="{("left", "up", "right", "down")[i % 4]}" '
+        f'duration="0.4"/>{item}' for i, (kind, item) in enumerate(zip(kinds, items[1:])))
+    result = assert_success(create(dragon_server, movie(body)))
+    assert result["duration"] == pytest.approx(len(items) - 0.4 * len(kinds))
+    assert not [w for w in result.get("warnings", []) if "as a crossfade" in w], result
+    path = fetch(dragon_server, result["export"], tmp_path, "transitions.mp4")
+    middles = [frame(path, 15 * (k + 1) + 5) for k in range(len(kinds))]
+    crossfade = middles[0]
+    ends = frame(path, 10), frame(path, 25)  # both pictures whole, for scale
+    assert np.abs(crossfade - (ends[0] + ends[1]) / 2).mean() < 12  # it is a crossfade
+    for kind, middle in zip(DRAWN, middles[1:]):
+        assert np.abs(middle - crossfade).mean() > 20, kind
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 # Each would be a valid movie but for its hostile part, so only that part can fail it.

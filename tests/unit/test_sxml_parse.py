@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from dragon.sxml import layout, profiles
 from dragon.sxml.parse import MAX_DEPTH, DefinitionErrors, parse
-from dragon.sxml.picture import xfade_name
+from dragon.sxml.transitions import xfade
 from dragon.sxml.text import clean
 from dragon.tasks.video_create import Schema
 
@@ -306,12 +306,21 @@ def test_text_clean_keeps_line_breaks():
     ({"type": "scan", "direction": "right"}, "wiperight"),
     ({"type": "circle"}, "circleopen"),
     ({"type": "radial"}, "radial"),
-    ({"type": "strip", "direction": "down"}, "vdslice"),
-    ({"type": "swirl"}, "fade"),
+    ({"type": "scans", "direction": "down"}, "vdslice"),
+    ({"type": "custom"}, "fade"),
 ])
 def test_transition_names(attrs, name):
     from dragon.sxml.model import Node
-    assert xfade_name(Node("transition", 1, attrs))[0] == name
+    assert xfade(Node("transition", 1, attrs))[0] == f"transition={name}"
+
+
+@pytest.mark.parametrize("kind", ["over", "under", "cube", "dualmove", "strip", "waterdrop",
+                                  "swirl", "spiral"])
+@pytest.mark.parametrize("direction", ["left", "right", "up", "down"])
+def test_drawn_transitions_are_custom_expressions(kind, direction):
+    from dragon.sxml.model import Node
+    options, _ = xfade(Node("transition", 1, {"type": kind, "direction": direction}))
+    assert options.startswith("transition=custom:expr='") and options.count("'") == 2
 
 
 def test_a_very_long_word_wraps_quickly_and_completely():

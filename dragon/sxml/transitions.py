@@ -1,0 +1,166 @@
+"""SXML transitions as ffmpeg ``xfade`` options: a built-in where one has the look, else
+a ``custom`` expression of our own.
+
+ffmpeg 5.1 (Debian 12) is the floor: it has no ``cover``/``reveal``, so ``over``,
+``under``, ``cube``, ``dualmove``, ``strip``, ``waterdrop``, ``swirl`` and ``spiral`` are
+drawn by expressions evaluated per pixel and plane. In them ``P`` is xfade's progress,
+going from 1 (all outgoing, ``A``) to 0 (all incoming, ``B``), ``X``/``Y`` the pixel,
+``W``/``H`` the frame, and ``a0(x, y)``... ``b3(x, y)`` read a plane of either side at
+any (clipped) position. xfade works in 4:4:4, so every plane has the frame's size.
+Variables (``st()``/``ld()``) are shared by the slice threads that evaluate one
+expression at once (the picture tears), so an expression that needs them runs on one
+thread; cheap ones write sub-expressions out and keep the threads. Measured at 240p for
+1 s: a crossfade 0.1 s, over/under/cube/spiral 1-2 s, the others 4-10 s (at 720p, nine
+times that: they suit short transitions).
+
+``direction`` is where things move: ``left`` makes the incoming picture enter from the
+right. What remains approximate (no 3D in a 2D filter): ``cube`` is two faces squeezed
+against each other without perspective, ``waterdrop`` a rippling disk that spreads from
+the centre, ``swirl`` a twist of both pictures while they crossfade; the SXML ``custom``
+transition has no documented parameters and crossfades (with a warning).
+"""
+
+from __future__ import annotations
+
+from dragon.sxml.model import Node
+
+BUILT_IN = {"crossfade": "fade", "circle": "circleopen", "radial": "radial"}
+BUILT_IN_DIRECTIONAL = {"move": "slide", "scan": "wipe"}
+SLICES = {"left": "hlslice", "right": "hrslice", "up": "vuslice", "down": "vdslice"}
+STRIPS = 8  # bands of a ``strip`` transition
+SPIRAL_TURNS = 2
+
+
+def xfade(transition: Node) -> tuple[str, str | None]:
+    """The ``xfade`` options (``transition=...``) for ``transition``, and a warning when
+    its look is approximated."""
+    kind = transition.attrs.get("type", "crossfade")
+    direction = transition.attrs.get("direction", "left")
+    if kind in BUILT_IN:
+        return f"transition={BUILT_IN[kind]}", None
+    if kind in BUILT_IN_DIRECTIONAL:
+        return f"transition={BUILT_IN_DIRECTIONAL[kind]}{direction}", None
+    if kind == "scans":
+        return f"transition={SLICES[direction]}", None
+    if kind in EXPRESSIONS:
+        note = APPROXIMATED.get(kind)
+        expr = EXPRESSIONS[kind](direction)
+        # Variables (st/ld) are shared by xfade's slice threads: one thread then.
+        threads = ":threads=1" if "ld(" in expr else ""
+        return (f"transition=custom:expr='{expr}'{threads}",
+                note and f'<transition type="{kind}"> {note}')
+    return "transition=fade", f'<transition type="{kind}"> is drawn as a crossfade'
+
+
+# -- expressions -----------------------------------------------------------------------------
+
+def _pixel(side: str, x: str, y: str) -> str:
+    """The current plane of ``side`` (``a`` or ``b``) at (x, y)."""
+    planes = [f"{side}{i}({x},{y})" for i in range(4)]
+    return (f"if(eq(PLANE,0),{planes[0]},if(eq(PLANE,1),{planes[1]},"
+            f"if(eq(PLANE,2),{planes[2]},{planes[3]})))")
+
+
+def _inside(x: str, y: str) -> str:
+    return f"between({x},0,W-1)*between({y},0,H-1)"
+
+
+def _step(direction: str) -> tuple[str, str]:
+    """Offsets of a whole frame's move along ``direction``, scaled by a factor later."""
+    return {"left": ("-W", "0"), "right": ("W", "0"), "up": ("0", "-H"),
+            "down": ("0", "H")}[direction]
+
+
+def _over(direction: str) -> str:
+    """The incoming picture slides in over the still outgoing one."""
+    dx, dy = _step(direction)
+    # At progress P the incoming one is still P frames back from its place.
+    x, y = f"(X+({dx})*P)", f"(Y+({dy})*P)"
+    return f"if({_inside(x, y)},{_pixel('b', x, y)},A)"
+
+
+def _under(direction: str) -> str:
+    """The outgoing picture slides away and uncovers the still incoming one."""
+    dx, dy = _step(direction)
+    x, y = f"(X-({dx})*(1-P))", f"(Y-({dy})*(1-P))"
+    return f"if({_inside(x, y)},{_pixel('a', x, y)},B)"
+
+
+def _cube(direction: str) -> str:
+    """Two faces of a turning cube, flattened: the outgoing face shrinks towards the side
+    it turns to while the incoming one grows from the other side."""
+    p, q = "max(P,0.001)", "max(1-P,0.001)"
+    if direction in ("left", "up"):
+        pos, size = ("X", "W") if direction == "left" else ("Y", "H")
+        edge = f"{size}*P"
+        out = (f"{pos}/{p}", f"({pos}-{edge})/{q}")
+    else:
+        pos, size = ("X", "W") if direction == "right" else ("Y", "H")
+        edge = f"{size}*(1-P)"
+        out = (f"({pos}-{edge})/{p}", f"{pos}/{q}")
+    first_a = direction in ("left", "up")
+    a_pos, b_pos = out
+    a = _pixel("a", a_pos, "Y") if pos == "X" else _pixel("a", "X", a_pos)
+    b = _pixel("b", b_pos, "Y") if pos == "X" else _pixel("b", "X", b_pos)
+    return f"if(lt({pos},{edge}),{a if first_a else b},{b if first_a else a})"
+
+
+def _push(dx: str, dy: str) -> str:
+    """Both pictures move together by (dx, dy) frames' worth at the end (a slide)."""
+    x, y = f"(X-({dx})*(1-P))", f"(Y-({dy})*(1-P))"
+    return (f"if({_inside(x, y)},{_pixel('a', x, y)},"
+            f"{_pixel('b', f'{x}+({dx})', f'{y}+({dy})')})")
+
+
+def _dualmove(direction: str) -> str:
+    """Two halves slide in opposite directions: along ``direction`` in the first half
+    (top, or left for up/down) and the other way in the second."""
+    dx, dy = _step(direction)
+    half = "lt(Y,H/2)" if direction in ("left", "right") else "lt(X,W/2)"
+    return f"if({half},{_push(dx, dy)},{_push(f'-({dx})', f'-({dy})')})"
+
+
+def _strip(direction: str) -> str:
+    """Bands that slide in alternately from either side, along ``direction``."""
+    dx, dy = _step(direction)
+    band = f"floor(Y*{STRIPS}/H)" if direction in ("left", "right") else f"floor(X*{STRIPS}/W)"
+    side = f"(1-2*mod({band},2))"
+    x, y = f"(X+{side}*({dx})*P)", f"(Y+{side}*({dy})*P)"
+    return f"if({_inside(x, y)},{_pixel('b', x, y)},A)"
+
+
+def _waterdrop(direction: str) -> str:
+    """Ripples run out from the centre while the incoming picture spreads from it."""
+    ripple = "H/40*sin(PI*P)*sin(ld(0)/(H/24)-(1-P)*20)"
+    return (f"st(0,hypot(X-W/2,Y-H/2));st(1,1+{ripple}/max(ld(0),1));"
+            f"st(2,W/2+(X-W/2)*ld(1));st(3,H/2+(Y-H/2)*ld(1));"
+            f"st(4,clip(((1-P)*1.4-ld(0)/hypot(W/2,H/2))/0.4,0,1));"
+            f"{_pixel('a', 'ld(2)', 'ld(3)')}*(1-ld(4))+{_pixel('b', 'ld(2)', 'ld(3)')}*ld(4)")
+
+
+def _swirl(direction: str) -> str:
+    """Both pictures twist around the centre, most at mid-transition, as they crossfade."""
+    sign = "-1" if direction in ("right", "down") else "1"
+    return (f"st(0,1-hypot(X-W/2,Y-H/2)/hypot(W/2,H/2));"
+            f"st(1,{sign}*2*PI*sin(PI*P)*ld(0)*ld(0));st(2,cos(ld(1)));st(3,sin(ld(1)));"
+            f"st(4,W/2+(X-W/2)*ld(2)-(Y-H/2)*ld(3));st(5,H/2+(X-W/2)*ld(3)+(Y-H/2)*ld(2));"
+            f"{_pixel('a', 'ld(4)', 'ld(5)')}*P+{_pixel('b', 'ld(4)', 'ld(5)')}*(1-P)")
+
+
+def _spiral(direction: str) -> str:
+    """The incoming picture is uncovered along a spiral running out from the centre."""
+    sign = "-1" if direction in ("right", "down") else "1"
+    angle = f"(atan2({sign}*(Y-H/2),X-W/2)+PI)/(2*PI)"
+    order = f"(hypot(X-W/2,Y-H/2)/hypot(W/2,H/2)*{SPIRAL_TURNS}+{angle})/{SPIRAL_TURNS + 1}"
+    return f"if(lt({order},1-P),B,A)"
+
+
+EXPRESSIONS = {
+    "over": _over, "under": _under, "cube": _cube, "dualmove": _dualmove, "strip": _strip,
+    "waterdrop": _waterdrop, "swirl": _swirl, "spiral": _spiral,
+}
+APPROXIMATED = {
+    "cube": "is drawn as two flat faces squeezed against each other (no perspective)",
+    "waterdrop": "is drawn as a rippling disk spreading from the centre (no refraction)",
+    "swirl": "is drawn as a twisting crossfade",
+}
