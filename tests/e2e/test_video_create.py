@@ -279,9 +279,10 @@ def test_transitions_are_drawn_as_named(dragon_server, origin, tmp_path):
     items = [f'<effect type="none" duration="1"><image filename="{(first, second)[i % 2]}"/>'
              f"</effect>" for i in range(len(DRAWN) + 2)]
     kinds = ["crossfade", *DRAWN]
+    directions = ("left", "up", "right", "down")
     body = items[0] + "".join(
-        f'<transition type="{kind}" direction="{("left", "up", "right", "down")[i % 4]}" '
-        f'duration="0.4"/>{item}' for i, (kind, item) in enumerate(zip(kinds, items[1:])))
+        f'<transition type="{kind}" direction="{directions[i % 4]}" duration="0.4"/>{item}'
+        for i, (kind, item) in enumerate(zip(kinds, items[1:], strict=True)))
     result = assert_success(create(dragon_server, movie(body)))
     assert result["duration"] == pytest.approx(len(items) - 0.4 * len(kinds))
     assert not [w for w in result.get("warnings", []) if "as a crossfade" in w], result
@@ -290,7 +291,7 @@ def test_transitions_are_drawn_as_named(dragon_server, origin, tmp_path):
     crossfade = middles[0]
     ends = frame(path, 10), frame(path, 25)  # both pictures whole, for scale
     assert np.abs(crossfade - (ends[0] + ends[1]) / 2).mean() < 12  # it is a crossfade
-    for kind, middle in zip(DRAWN, middles[1:]):
+    for kind, middle in zip(DRAWN, middles[1:], strict=True):
         assert np.abs(middle - crossfade).mean() > 20, kind
 
 

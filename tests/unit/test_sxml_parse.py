@@ -14,8 +14,8 @@ from marshmallow import ValidationError
 
 from dragon.sxml import layout, profiles
 from dragon.sxml.parse import MAX_DEPTH, DefinitionErrors, parse
-from dragon.sxml.transitions import xfade
 from dragon.sxml.text import clean
+from dragon.sxml.transitions import xfade
 from dragon.tasks.video_create import Schema
 
 IMAGE = '<image filename="http://media.test/i.jpg"/>'
