@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 
 import pytest
 
@@ -192,3 +193,18 @@ def test_unreachable_server_is_a_dragon_error_after_retries():
         c.status(["ABCDEFGHIJKLMNOPQRSTUVWXYZ"])
     assert info.value.status is None
     assert "cannot reach" in str(info.value)
+
+
+def test_stream_survives_a_server_restart(make_server):
+    server = make_server()
+    with Client(server.url, secret=server.secret) as c:
+        [created] = c.create({"task_name": "test.sleep", "seconds": 1.5})
+        restart = threading.Thread(target=lambda: (server.stop(), server.start()))
+        seen = []
+        for doc in c.stream(created["key"]):
+            seen.append(doc)
+            if len(seen) == 1:
+                restart.start()  # closes the stream, then refuses connections for a while
+        restart.join()
+    assert seen[-1]["status"] == "success"
+    assert server.log().count("dragon serving") == 2
