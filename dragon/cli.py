@@ -25,8 +25,30 @@ log = logging.getLogger("dragon")
 DEFAULT_ACCOUNT_FILE = "default-account.json"
 
 
+def private_data_dir(settings: Settings) -> None:
+    """Keep the data folder to the server's own user: it holds the database (webhook secrets
+    in clear, account settings) and every output file.
+
+    Everything the process creates from here on is private (umask 077: folders 0700, files
+    0600, SQLite's -wal and -shm included); a folder and database left by an older version
+    with wider modes are tightened.
+    """
+    os.umask(0o077)
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    settings.data_path.chmod(0o700)
+    for suffix in ("", "-wal", "-shm"):
+        path = settings.db_path.with_name(settings.db_path.name + suffix)
+        try:
+            path.chmod(0o600)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a read-only database still starts; /healthz reports it
+            log.warning("could not make %s private: %s", path, exc)
+
+
 def cmd_accounts(args: argparse.Namespace) -> int:
     settings = Settings.load(data_dir=args.data_dir)
+    private_data_dir(settings)
     database = open_database(settings)
     try:
         return asyncio.run(_accounts(database, args))
@@ -38,7 +60,7 @@ async def _accounts(database: Database, args: argparse.Namespace) -> int:
     if args.action == "create":
         try:
             account = await accounts.create_account(database, args.name, args.referrer or [],
-                                                    args.max_active)
+                                                    args.max_active, args.rate)
         except AccountExists:
             print(f"dragon: an account named {args.name!r} exists already", file=sys.stderr)
             return 1
@@ -47,8 +69,18 @@ async def _accounts(database: Database, args: argparse.Namespace) -> int:
         for row in await database.list_accounts():
             print(json.dumps({"name": row["name"], "api_key": row["api_key"],
                               "referrers": json.loads(row["referrers"]),
-                              "max_active": row["max_active"],
+                              "max_active": row["max_active"], "rate": row["create_rate"],
                               "expiration_days": row["expiration_days"]}))
+    elif args.action == "update":
+        if not await database.update_account(args.name, referrers=args.referrer,
+                                              max_active=args.max_active,
+                                              create_rate=args.rate):
+            print(f"dragon: no account named {args.name!r}", file=sys.stderr)
+            return 1
+        row = await database.account_by_name(args.name)
+        assert row is not None
+        print(json.dumps({"name": row["name"], "referrers": json.loads(row["referrers"]),
+                          "max_active": row["max_active"], "rate": row["create_rate"]}))
     elif args.action == "rotate-webhook-secret":
         secret = auth.new_webhook_secret()
         until = time.time() + args.keep_old_hours * 3600
@@ -94,15 +126,22 @@ async def serve(settings: Settings) -> None:
 
     from dragon.web.access_log import RedactingAccessLogger
     from dragon.web.app import create_app
+    from dragon.web.connections import ConnectionLimit, connection_limit, raise_descriptor_limit
     from dragon.web.state import STATE
 
+    raise_descriptor_limit()
     account = await default_account(settings)
     app = create_app(settings)
     # handler_cancellation: a stream whose client went away is cancelled (and unsubscribed)
     # at once. Creates shield their commit-and-queue step from it.
+    # keepalive_timeout: aiohttp's timer closes a connection idle that long, whether between
+    # requests or part-way through a request head (dragon.web.connections).
     runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger,
-                           shutdown_timeout=2.0, handler_cancellation=True)
+                           shutdown_timeout=2.0, handler_cancellation=True,
+                           keepalive_timeout=settings.http_idle_timeout_seconds)
     await runner.setup()
+    assert runner.server is not None
+    ConnectionLimit(runner.server, connection_limit(settings))
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()
     print(banner(settings, account), flush=True)
@@ -122,6 +161,7 @@ async def serve(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.load(host=args.host, port=args.port, data_dir=args.data_dir,
                              concurrency=args.concurrency)
+    private_data_dir(settings)
     from dragon.web.redaction import install as install_logging
 
     install_logging(os.environ.get("DRAGON_LOG_LEVEL", "INFO"))
@@ -152,6 +192,15 @@ def parser() -> argparse.ArgumentParser:
                    help="glob pattern of referrers allowed with the api key (repeatable)")
     c.add_argument("--max-active", type=int, default=0,
                    help="most queued+executing tasks at once (0: no limit)")
+    c.add_argument("--rate", type=float, default=None,
+                   help="tasks it may create per second (default: DRAGON_CREATE_RATE; 0: no limit)")
+    u = asub.add_parser("update", help="change an account's referrers, limits or rate")
+    u.add_argument("name")
+    u.add_argument("--referrer", action="append",
+                   help="replace the referrer patterns (repeatable)")
+    u.add_argument("--max-active", type=int, help="most queued+executing tasks (0: no limit)")
+    u.add_argument("--rate", type=float,
+                   help="tasks per second (0: no limit; -1: back to the server's default)")
     asub.add_parser("list", help="list accounts (without secrets)")
     d = asub.add_parser("delete", help="delete an account and its tasks")
     d.add_argument("name")
@@ -160,7 +209,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("name")
     r.add_argument("--keep-old-hours", type=float, default=24.0,
                    help="hours the previous secret still signs callbacks (default 24)")
-    for sp in (c, asub.choices["list"], d, r):
+    for sp in (c, u, asub.choices["list"], d, r):
         sp.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     a.set_defaults(func=cmd_accounts)
     add_commands(sub)  # run, status, download: the client side (dragon/client/commands.py)

@@ -73,8 +73,12 @@ class Settings:
     max_body_bytes: int = setting(10 * MiB, "Largest request body (413 above).")
     max_tasks_per_request: int = setting(1000, "Most tasks in one create (400 above).")
     max_queued_tasks: int = setting(100_000, "Queued tasks before creates get 503.")
-    create_rate: float = setting(200.0, "Creates per second per credential (429 above).")
-    create_burst: float = setting(400.0, "Burst of creates per credential before 429.")
+    create_rate: float = setting(
+        1000.0, "Tasks an account may create per second (429 above); 0: no limit."
+    )
+    create_burst: float = setting(
+        5000.0, "Tasks an account may create at once before the rate applies."
+    )
     stream_queue_size: int = setting(
         256,
         "Statuses a stream may lag behind before it re-reads them from the database.",
@@ -82,6 +86,16 @@ class Settings:
     stream_write_timeout_seconds: float = setting(
         60.0,
         "A stream whose reader stops reading this long is closed.",
+    )
+    http_idle_timeout_seconds: float = setting(
+        75.0,
+        "A client connection idle this long (between requests, or while sending a request"
+        " head or body) is closed.",
+    )
+    max_connections: int = setting(
+        0,
+        "Client connections open at once (more are answered 503 and closed); 0: derived from"
+        " the file-descriptor limit, keeping descriptors for the tasks.",
     )
     allow_private_urls: bool = setting(False, "Fetch loopback/private addresses (dev, tests).")
     max_download_bytes: int = setting(1 * GiB, "Largest source download, after decompression.")
@@ -91,12 +105,26 @@ class Settings:
     )
     fetch_connect_timeout: float = setting(10.0, "Seconds to connect to a source.")
     fetch_read_timeout: float = setting(30.0, "Seconds a source may stay silent.")
+    fetch_min_rate_bytes: int = setting(
+        4096, "Slowest average a download may keep over a window (download_too_slow below)."
+    )
+    fetch_min_rate_window_seconds: float = setting(
+        20.0, "Window over which fetch_min_rate_bytes is averaged."
+    )
+    max_account_downloads: int = setting(
+        16, "Downloads one account's tasks may run at once (they hold no processing slot)."
+    )
     fetch_total_timeout: float = setting(600.0, "Seconds a whole download may take.")
     max_redirects: int = setting(5, "Redirect hops followed per download.")
     max_pixels: int = setting(100_000_000, "Largest image or video frame, in pixels.")
     max_media_duration: float = setting(4 * 3600.0, "Longest audio or video source, in seconds.")
     max_media_streams: int = setting(32, "Most streams in a media source.")
     max_output_bytes: int = setting(4 * GiB, "Largest file a tool may write (ffmpeg -fs).")
+    tool_memory_bytes: int = setting(
+        2 * GiB,
+        "Address space each tool process (ffmpeg, ffprobe) may use; a task whose tool runs"
+        " out ends with error_code resource_limit.",
+    )
     x264_preset: str = setting("veryfast", "x264 preset of video encodes (speed vs size).")
     reverse_segment_bytes: int = setting(
         400 * MiB,
@@ -111,7 +139,10 @@ class Settings:
     task_retention_days: float = setting(
         30.0, "Days an ended task's status is kept (0: forever); its files follow their store."
     )
-    sweep_interval_seconds: float = setting(3600.0, "How often expired files and tasks are deleted.")
+    events_days: float = setting(
+        7.0, "Days the event feed (/v2/events) keeps a status change (0: forever)."
+    )
+    sweep_interval_seconds: float = setting(3600.0, "How often expired files and tasks go.")
     webhook_timeout_seconds: float = setting(10.0, "Seconds a callback receiver may take.")
     webhook_max_attempts: int = setting(5, "Callback deliveries tried before giving up.")
     webhook_first_delay_seconds: float = setting(10.0, "Delay before the first callback retry.")
@@ -165,7 +196,7 @@ class Settings:
         if self.upload_chunk_bytes < 256 * 1024:
             raise ValueError("DRAGON_UPLOAD_CHUNK_BYTES must be at least 262144 (256 KiB)")
         for name in ("port", "max_body_bytes", "max_tasks_per_request", "max_pixels",
-                     "upload_max_tries"):
+                     "upload_max_tries", "http_idle_timeout_seconds", "tool_memory_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DRAGON_{name.upper()} must be positive")
 

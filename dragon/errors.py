@@ -14,6 +14,7 @@ URL_FORBIDDEN = "url_forbidden"
 TOO_MANY_REDIRECTS = "too_many_redirects"
 DOWNLOAD_FAILED = "download_failed"
 DOWNLOAD_TOO_LARGE = "download_too_large"
+DOWNLOAD_TOO_SLOW = "download_too_slow"
 SEND_FAILED = "send_failed"
 TIMEOUT = "timeout"
 UNSUPPORTED_MEDIA = "unsupported_media"
@@ -30,7 +31,15 @@ INTERNAL_ERROR = "internal_error"
 
 
 class TaskError(Exception):
-    """A task failure a user can act on: ``code`` is stable, ``message`` is for people."""
+    """A task failure a user can act on: ``code`` is stable, ``message`` is for people.
+
+    ``stage`` (validate, fetch, probe, process, store) and ``tool`` (the failed tool run:
+    ``argv``, ``exit_code``, ``stderr``) are filled in where the failure surfaces, for the
+    task's diagnostics (``details=true``); they stay None when unknown.
+    """
+
+    stage: str | None = None
+    tool: dict | None = None
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

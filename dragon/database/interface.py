@@ -9,7 +9,8 @@ way the server uses them:
   (``start_task`` returns the row only if this runner won it), progress and partial
   results, and ending a task together with its callback in one transaction;
 - files and usage: the storage index behind the storage API and the expiry sweeper;
-- the callback outbox: deliveries due now, and their outcome.
+- the callback outbox: deliveries due now, and their outcome;
+- the event feed: each status change recorded with the write that made it.
 
 Rows are read-only mappings with the column names of the ``tasks``, ``files``,
 ``accounts`` and ``outbox`` tables; ``params``, ``result`` and ``error`` hold JSON text.
@@ -43,14 +44,23 @@ class Database(Protocol):
 
     # -- accounts -----------------------------------------------------------------------------
     async def insert_account(self, name: str, secret_hash: bytes, api_key: str,
-                             webhook_secret: str, referrers: list[str], max_active: int) -> int:
+                             webhook_secret: str, referrers: list[str], max_active: int,
+                             create_rate: float | None = None) -> int:
         """A new account with zero usage; raises ``AccountExists``."""
+
+    async def update_account(self, name: str, *, referrers: list[str] | None = None,
+                             max_active: int | None = None,
+                             create_rate: float | None = None) -> bool:
+        """Change the given settings of an account (``create_rate`` < 0 resets it to the
+        server's default); False if there is no such account."""
 
     async def account_by_secret_hash(self, secret_hash: bytes) -> Row | None: ...
 
     async def account_by_api_key(self, api_key: str) -> Row | None: ...
 
     async def account_by_id(self, account_id: int) -> Row | None: ...
+
+    async def account_by_name(self, name: str) -> Row | None: ...
 
     async def list_accounts(self) -> list[Row]: ...
 
@@ -69,23 +79,30 @@ class Database(Protocol):
     async def get_tasks(self, keys: list[str], account_id: int) -> list[Row]:
         """The account's tasks among ``keys`` (a point read on the hot path)."""
 
-    async def start_task(self, key: str, owner: str, now: float) -> Row | None:
+    async def start_task(self, key: str, owner: str, now: float,
+                         render: Callable[[Row], Any] | None = None) -> Row | None:
         """Claim a queued task for ``owner`` (queued -> executing, one more attempt).
 
         Returns the row as it is now; it is ours only if its status is ``executing`` and
-        its owner is ``owner``.
+        its owner is ``owner``. If it changed and ``render`` is given, the event feed
+        records ``render(row)`` in the same transaction (as every write below does).
         """
 
-    async def set_progress(self, updates: dict[str, float]) -> None: ...
+    async def set_progress(self, updates: dict[str, float],
+                           documents: dict[str, Any] | None = None) -> None:
+        """Progress of executing tasks; ``documents`` are recorded as feed events."""
 
-    async def set_partial(self, key: str, result: Any) -> None: ...
+    async def set_partial(self, key: str, result: Any, document: Any = None) -> None: ...
 
     async def finish_task(self, key: str, status: str, result: Any, error: Any,
                           error_code: str | None, now: float,
-                          callback: Callback | None = None) -> Row | None:
-        """End a task and, in the same transaction, queue its callback."""
+                          callback: Callback | None = None,
+                          render: Callable[[Row], Any] | None = None,
+                          diagnostics: Any = None) -> Row | None:
+        """End a task and, in the same transaction, queue its callback, record its event
+        and keep its ``diagnostics`` (why it failed, for ``details=true``)."""
 
-    async def requeue_task(self, key: str) -> None:
+    async def requeue_task(self, key: str, render: Callable[[Row], Any] | None = None) -> None:
         """executing -> queued (a runner stopped before the task ended)."""
 
     async def unfinished_tasks(self) -> list[Row]:
@@ -96,6 +113,23 @@ class Database(Protocol):
         delivered or failed callbacks; returns how many went (retention)."""
 
     async def count_active(self, account_id: int) -> int: ...
+
+    async def task_diagnostics(self, keys: list[str]) -> dict[str, Any]:
+        """The recorded diagnostics of those ``keys`` that have some."""
+
+    async def recent_run_times(self, task_name: str, limit: int) -> list[float]:
+        """Run times (seconds) of the latest ``limit`` successful runs of ``task_name``."""
+
+    # -- the event feed ------------------------------------------------------------------
+    async def events_after(self, account_id: int, after: int, limit: int) -> list[Row]:
+        """The account's events with an id above ``after``, oldest first (``id``,
+        ``task_key``, ``task_name``, ``document`` as JSON text)."""
+
+    async def event_horizon(self) -> int:
+        """The newest event id deleted by retention (0 if none): older cursors lost events."""
+
+    async def prune_events(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events recorded before ``before``."""
 
     # -- files and usage ---------------------------------------------------------------------
     async def insert_file(self, account_id: int, task_key: str, output: str, name: str,

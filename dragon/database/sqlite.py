@@ -127,6 +127,25 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX files_created ON files(account_id, store, created_at);
     ALTER TABLE accounts ADD COLUMN create_rate REAL;
     """,
+    # The event feed (/v2/events): one row per recorded status change, written in the
+    # transaction of the change; ``id`` is the feed's cursor (AUTOINCREMENT: never reused,
+    # even once pruning empties the table). ``event_horizon`` remembers the newest pruned
+    # id, so a cursor older than retention is told so instead of silently skipping.
+    # ``tasks.diagnostics``: why a failed task failed (stage, tool argv, stderr...).
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        task_key TEXT NOT NULL,
+        task_name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        document TEXT NOT NULL
+    );
+    CREATE INDEX events_account ON events(account_id, id);
+    CREATE TABLE event_horizon (pruned_through INTEGER NOT NULL);
+    INSERT INTO event_horizon (pruned_through) VALUES (0);
+    ALTER TABLE tasks ADD COLUMN diagnostics TEXT;
+    """,
 )
 
 TASK_COLUMNS = (
@@ -167,6 +186,7 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 
 Op = Callable[[sqlite3.Connection], Any]
+Render = Callable[[Row], Any]  # a changed row -> the status document its event records
 
 
 class SQLiteDatabase:
@@ -288,20 +308,43 @@ class SQLiteDatabase:
 
     # -- accounts -------------------------------------------------------------------------
     async def insert_account(self, name: str, secret_hash: bytes, api_key: str,
-                             webhook_secret: str, referrers: list[str], max_active: int) -> int:
+                             webhook_secret: str, referrers: list[str], max_active: int,
+                             create_rate: float | None = None) -> int:
         def op(c: sqlite3.Connection) -> int:
             try:
                 cur = c.execute(
                     "INSERT INTO accounts (name, secret_hash, api_key, webhook_secret,"
-                    " referrers, max_active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " referrers, max_active, create_rate, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (name, secret_hash, api_key, webhook_secret, dumps(referrers), max_active,
-                     time.time()),
+                     create_rate, time.time()),
                 )
             except sqlite3.IntegrityError as exc:
                 raise AccountExists(name) from exc
             c.execute("INSERT INTO usage (account_id, bytes) VALUES (?, 0)", (cur.lastrowid,))
             return int(cur.lastrowid or 0)
         return await self._write(op)
+
+    async def update_account(self, name: str, *, referrers: list[str] | None = None,
+                             max_active: int | None = None,
+                             create_rate: float | None = None) -> bool:
+        changes: dict[str, Any] = {}
+        if referrers is not None:
+            changes["referrers"] = dumps(referrers)
+        if max_active is not None:
+            changes["max_active"] = max_active
+        if create_rate is not None:
+            changes["create_rate"] = None if create_rate < 0 else create_rate
+        if not changes:
+            return await self.account_by_name(name) is not None
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        return await self._write(lambda c: c.execute(
+            f"UPDATE accounts SET {assignments} WHERE name = ?",
+            (*changes.values(), name)).rowcount > 0)
+
+    async def account_by_name(self, name: str) -> Row | None:
+        return await self._read(lambda c: c.execute(
+            "SELECT * FROM accounts WHERE name = ?", (name,)).fetchone())
 
     async def account_by_secret_hash(self, secret_hash: bytes) -> Row | None:
         return self._lookup(lambda c: c.execute(
@@ -350,6 +393,11 @@ class SQLiteDatabase:
                     for i, r in enumerate(rows)
                 ],
             )
+            c.executemany(
+                "INSERT INTO events (account_id, task_key, task_name, created_at, document)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(r["account_id"], r["key"], r["task_name"], r["queued_at"],
+                  dumps(r["document"])) for r in rows if r.get("document") is not None])
             for e in errbacks:
                 _insert_outbox(c, **e)
         await self._write(op)
@@ -362,47 +410,71 @@ class SQLiteDatabase:
             f"SELECT {TASK_COLUMNS} FROM tasks WHERE key IN ({marks}) AND +account_id = ?",
             (*keys, account_id)).fetchall())
 
-    async def start_task(self, key: str, owner: str, now: float) -> Row | None:
+    async def start_task(self, key: str, owner: str, now: float,
+                         render: Render | None = None) -> Row | None:
         def op(c: sqlite3.Connection) -> Row | None:
-            c.execute(
+            changed = c.execute(
                 "UPDATE tasks SET status = 'executing', started_at = ?, attempts = attempts + 1,"
                 " owner = ?, progress = 0 WHERE key = ? AND status = 'queued'",
                 (now, owner, key),
-            )
-            return c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()
+            ).rowcount
+            row = c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()
+            if changed and render is not None:
+                _insert_event(c, key, now, render(row))
+            return row
         return await self._write(op)
 
-    async def set_progress(self, updates: dict[str, float]) -> None:
-        await self._write(lambda c: c.executemany(
-            "UPDATE tasks SET progress = ? WHERE key = ? AND status = 'executing'",
-            [(v, k) for k, v in updates.items()]))
+    async def set_progress(self, updates: dict[str, float],
+                           documents: dict[str, Any] | None = None) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "UPDATE tasks SET progress = ? WHERE key = ? AND status = 'executing'",
+                [(v, k) for k, v in updates.items()])
+            now = time.time()
+            for key, document in (documents or {}).items():
+                _insert_event(c, key, now, document, executing=True)
+        await self._write(op)
 
-    async def set_partial(self, key: str, result: Any) -> None:
-        await self._write(lambda c: c.execute(
-            "UPDATE tasks SET result = ? WHERE key = ? AND status = 'executing'",
-            (dumps(result), key)))
+    async def set_partial(self, key: str, result: Any, document: Any = None) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            changed = c.execute(
+                "UPDATE tasks SET result = ? WHERE key = ? AND status = 'executing'",
+                (dumps(result), key)).rowcount
+            if changed and document is not None:
+                _insert_event(c, key, time.time(), document)
+        await self._write(op)
 
     async def finish_task(self, key: str, status: str, result: Any, error: Any,
                           error_code: str | None, now: float,
-                          callback: Callback | None = None) -> Row | None:
+                          callback: Callback | None = None, render: Render | None = None,
+                          diagnostics: Any = None) -> Row | None:
         def op(c: sqlite3.Connection) -> Row | None:
             c.execute(
                 "UPDATE tasks SET status = ?, result = ?, error = ?, error_code = ?,"
-                " completed_at = ?, progress = NULL WHERE key = ?",
+                " completed_at = ?, progress = NULL, diagnostics = ? WHERE key = ?",
                 (status, dumps(result) if result is not None else None,
-                 dumps(error) if error is not None else None, error_code, now, key),
+                 dumps(error) if error is not None else None, error_code, now,
+                 dumps(diagnostics) if diagnostics is not None else None, key),
             )
             row = c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()
+            if row is not None and render is not None:
+                _insert_event(c, key, now, render(row))
             if callback is not None and row is not None:
                 _insert_outbox(c, key, row["account_id"], callback.url, callback.render(row),
                                f"msg_{key}", callback.next_at)
             return row
         return await self._write(op)
 
-    async def requeue_task(self, key: str) -> None:
-        await self._write(lambda c: c.execute(
-            "UPDATE tasks SET status = 'queued', progress = NULL, result = NULL, owner = NULL"
-            " WHERE key = ? AND status = 'executing'", (key,)))
+    async def requeue_task(self, key: str, render: Render | None = None) -> None:
+        def op(c: sqlite3.Connection) -> None:
+            changed = c.execute(
+                "UPDATE tasks SET status = 'queued', progress = NULL, result = NULL, owner = NULL"
+                " WHERE key = ? AND status = 'executing'", (key,)).rowcount
+            if changed and render is not None:
+                row = c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?",
+                                (key,)).fetchone()
+                _insert_event(c, key, time.time(), render(row))
+        await self._write(op)
 
     async def unfinished_tasks(self) -> list[Row]:
         return await self._read(lambda c: c.execute(
@@ -419,6 +491,46 @@ class SQLiteDatabase:
                           " AND state != 'pending'", keys)
                 c.execute(f"DELETE FROM tasks WHERE key IN ({marks})", keys)
             return len(keys)
+        return await self._write(op)
+
+    async def task_diagnostics(self, keys: list[str]) -> dict[str, Any]:
+        marks = ",".join("?" * len(keys))
+        return await self._read(lambda c: {r[0]: orjson.loads(r[1]) for r in c.execute(
+            f"SELECT key, diagnostics FROM tasks WHERE key IN ({marks})"
+            " AND diagnostics IS NOT NULL", keys)})
+
+    async def recent_run_times(self, task_name: str, limit: int) -> list[float]:
+        return await self._read(lambda c: [r[0] for r in c.execute(
+            "SELECT completed_at - started_at FROM tasks WHERE completed_at IS NOT NULL"
+            " AND task_name = ? AND status = 'success' AND started_at IS NOT NULL"
+            " ORDER BY completed_at DESC LIMIT ?", (task_name, limit))])
+
+    # -- the event feed -------------------------------------------------------------------
+    async def events_after(self, account_id: int, after: int, limit: int) -> list[Row]:
+        return await self._read(lambda c: c.execute(
+            "SELECT id, task_key, task_name, document FROM events"
+            " WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (account_id, after, limit)).fetchall())
+
+    async def event_horizon(self) -> int:
+        return self._lookup(lambda c: c.execute(
+            "SELECT pruned_through FROM event_horizon").fetchone()[0])
+
+    async def prune_events(self, before: float, limit: int) -> int:
+        def op(c: sqlite3.Connection) -> int:
+            # Pruning takes a prefix of the id order (ids grow with time), so every cursor
+            # at or below the horizon has lost changes and every cursor above it has not.
+            last = None
+            for event_id, created_at in c.execute(
+                    "SELECT id, created_at FROM events ORDER BY id LIMIT ?", (limit,)):
+                if created_at >= before:
+                    break
+                last = event_id
+            if last is None:
+                return 0
+            count = c.execute("DELETE FROM events WHERE id <= ?", (last,)).rowcount
+            c.execute("UPDATE event_horizon SET pruned_through = MAX(pruned_through, ?)", (last,))
+            return count
         return await self._write(op)
 
     async def count_active(self, account_id: int) -> int:
@@ -552,6 +664,16 @@ def _settle(future: asyncio.Future, ok: bool, value: Any) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
+
+
+def _insert_event(c: sqlite3.Connection, key: str, now: float, document: Any,
+                  executing: bool = False) -> None:
+    """Record a status change of ``key`` (only while it executes, if ``executing``)."""
+    c.execute(
+        "INSERT INTO events (account_id, task_key, task_name, created_at, document)"
+        " SELECT account_id, key, task_name, ?, ? FROM tasks WHERE key = ?"
+        + (" AND status = 'executing'" if executing else ""),
+        (now, dumps(document), key))
 
 
 def _insert_outbox(c: sqlite3.Connection, task_key: str, account_id: int, url: str, body: bytes,

@@ -37,6 +37,7 @@ class Account:
     max_active: int
     webhook_secret: str
     referrers: tuple[str, ...]
+    create_rate: float | None = None  # tasks per second; None: the server's default
 
 
 def new_secret() -> str:
@@ -59,7 +60,7 @@ def digest(secret: str) -> bytes:
 
 def account_from_row(row: Any) -> Account:
     return Account(row["id"], row["name"], row["max_active"], row["webhook_secret"],
-                   tuple(orjson.loads(row["referrers"])))
+                   tuple(orjson.loads(row["referrers"])), row["create_rate"])
 
 
 # A host as browsers send it in Origin and Referer: DNS labels (IDNA already applied) or an
@@ -178,7 +179,13 @@ class Authenticator:
         """Drop cached lookups of ``account`` after its settings changed."""
         self._cache = {k: v for k, v in self._cache.items() if v[1].id != account.id}
 
-    async def authenticate(self, request: Any, body: Any = None) -> Account:
+    async def authenticate(self, request: Any, body: Any = None,
+                           secret_only: str | None = None) -> Account:
+        """The calling account; 401 without valid credentials.
+
+        ``secret_only`` names an action the api key may not do (it is public in web pages):
+        deleting files, changing their expiration. An api key then gets 403.
+        """
         secret, api_key = credentials(request.headers, request.query, body)
         if secret:
             account = await self._lookup("secret", secret)
@@ -189,6 +196,10 @@ class Authenticator:
             account = await self._lookup("api_key", api_key)
             if account is None:
                 raise unauthorized("invalid api key")
+            if secret_only:
+                raise RequestError("authorization", f"{secret_only} needs the secret key; an"
+                                   " api key is public in web pages and cannot", "header",
+                                   status=403)
             referrer = request.headers.get("Origin") or request.headers.get("Referer")
             if not referrer_allowed(account.referrers, referrer):
                 raise unauthorized(

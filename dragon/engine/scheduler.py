@@ -1,9 +1,10 @@
 """Queueing and running tasks: two lanes, fair across accounts, durable across restarts.
 
-Heavy tasks (ffmpeg, Pillow) run behind ``heavy_slots`` workers (default: one per core);
-light tasks (hello, probes) have their own lane so they never wait behind a long render.
-Each lane keeps a queue per account and serves accounts round-robin, so one account's
-10,000 queued tasks do not starve another's.
+Heavy tasks (ffmpeg, Pillow) run in ``heavy_slots`` slots (default: one per core); light
+tasks (hello, probes) have their own lane so they never wait behind a long render. Each
+lane keeps a queue per account and serves accounts round-robin, so one account's 10,000
+queued tasks do not starve another's, and a task lends its slot out while it downloads
+(``dragon.engine.lanes``).
 
 The database is the truth: a task is queued here only after its row is committed, every
 transition is committed before it is published, and at start-up whatever was left
@@ -20,7 +21,6 @@ import logging
 import secrets
 import shutil
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -32,8 +32,10 @@ from marshmallow import ValidationError
 from dragon import errors
 from dragon.config import Settings
 from dragon.database.interface import Busy, Callback, Database, Row
-from dragon.engine import documents
+from dragon.engine import documents, metrics
 from dragon.engine.bus import Bus
+from dragon.engine.diagnostics import diagnose
+from dragon.engine.lanes import Lane, Slot
 from dragon.engine.shared_downloads import SharedFetches
 from dragon.runtime.processes import kill_group
 from dragon.tasks import TaskSpec
@@ -45,37 +47,7 @@ T = TypeVar("T")
 log = logging.getLogger("dragon.engine.scheduler")
 
 PROGRESS_INTERVAL = 0.5
-
-
-class FairQueue:
-    """Items per account, served round-robin across accounts."""
-
-    def __init__(self) -> None:
-        self._items: dict[int, deque] = {}
-        self._ring: deque[int] = deque()
-        self._available = asyncio.Semaphore(0)
-        self.size = 0
-
-    def put(self, account_id: int, item: Any) -> None:
-        items = self._items.get(account_id)
-        if items is None:
-            items = self._items[account_id] = deque()
-            self._ring.append(account_id)
-        items.append(item)
-        self.size += 1
-        self._available.release()
-
-    async def get(self) -> Any:
-        await self._available.acquire()
-        account_id = self._ring.popleft()
-        items = self._items[account_id]
-        item = items.popleft()
-        if items:
-            self._ring.append(account_id)
-        else:
-            del self._items[account_id]
-        self.size -= 1
-        return item
+PROGRESS_EVENT_STEP = 10.0
 
 
 class Scheduler:
@@ -90,23 +62,23 @@ class Scheduler:
         self.fetcher = fetcher
         self.process_pool = process_pool
         self.boot_id = secrets.token_hex(8)
-        self.lanes = {"heavy": FairQueue(), "light": FairQueue()}
+        self.lanes = {"heavy": Lane("heavy", settings.heavy_slots),
+                      "light": Lane("light", settings.light_concurrency)}
+        self._account_downloads: dict[int, asyncio.Semaphore] = {}
         self.running: dict[str, asyncio.Task] = {}
         self.contexts: dict[str, TaskContext] = {}
         self.docs: dict[str, dict] = {}  # latest status document of executing tasks
-        self._workers: list[asyncio.Task] = []
         self._pending_progress: dict[str, float] = {}
         self._progress_flusher: asyncio.Task | None = None
         self.stopping = False
+        self._started = False
         self.shared = SharedFetches(fetcher, settings.tmp_path / "batches")
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         await self.recover()
-        for lane, count in (("heavy", self.settings.heavy_slots),
-                            ("light", self.settings.light_concurrency)):
-            for _ in range(count):
-                self._workers.append(asyncio.create_task(self._work(lane)))
+        self._started = True
+        self._dispatch()
         self._progress_flusher = asyncio.create_task(self._flush_progress_forever())
 
     async def recover(self) -> None:
@@ -122,7 +94,7 @@ class Scheduler:
                                        errors.INTERRUPTED)
                     interrupted += 1
                     continue
-                await self.db.requeue_task(row["key"])
+                await self.db.requeue_task(row["key"], documents.document)
             self.enqueue(row["account_id"], row["key"], row["task_name"])
             requeued += 1
         if rows:
@@ -134,9 +106,6 @@ class Scheduler:
         Cancelled tasks go back to ``queued`` so the next start runs them again.
         """
         self.stopping = True
-        for worker in self._workers:
-            if worker not in self.running.values():
-                worker.cancel()
         running = list(self.running.values())
         if running:
             log.info("waiting up to %.0f s for %d running tasks", grace, len(running))
@@ -145,9 +114,6 @@ class Scheduler:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=10)
-        for worker in self._workers:
-            worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
         if self._progress_flusher:
             self._progress_flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -156,35 +122,46 @@ class Scheduler:
 
     # -- queueing -------------------------------------------------------------------------
     def queued_count(self) -> int:
-        return sum(lane.size for lane in self.lanes.values())
+        return sum(lane.queue.size for lane in self.lanes.values())
 
     def enqueue(self, account_id: int, key: str, task_name: str) -> None:
         spec = self.registry.get(task_name)
         lane = "heavy" if spec is None or spec.heavy else "light"
-        self.lanes[lane].put(account_id, key)
+        self.lanes[lane].queue.put(account_id, key)
+        self._dispatch()
 
-    async def _work(self, lane: str) -> None:
-        queue = self.lanes[lane]
-        while not self.stopping:
-            key = await queue.get()
-            if self.stopping:
-                return
-            task = asyncio.current_task()
-            assert task is not None
-            self.running[key] = task
-            try:
-                await self._execute(key)
-            except asyncio.CancelledError:
-                if self.stopping:
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(self._persist(partial(self.db.requeue_task, key)))
-                    return
+    def _dispatch(self) -> None:
+        """Hand every free slot to the next task (called whenever a slot or task changes)."""
+        if not self._started or self.stopping:
+            return
+        for lane in self.lanes.values():
+            while (picked := lane.take()) is not None:
+                account_id, key = picked
+                slot = Slot(lane, account_id, self._downloads_of(account_id), self._dispatch)
+                self.running[key] = asyncio.create_task(self._run(key, slot))
+
+    def _downloads_of(self, account_id: int) -> asyncio.Semaphore:
+        semaphore = self._account_downloads.get(account_id)
+        if semaphore is None:
+            semaphore = asyncio.Semaphore(self.settings.max_account_downloads)
+            self._account_downloads[account_id] = semaphore
+        return semaphore
+
+    async def _run(self, key: str, slot: Slot) -> None:
+        try:
+            await self._execute(key, slot)
+        except asyncio.CancelledError:
+            if not self.stopping:
                 raise
-            except Exception:
-                log.exception("task %s: unexpected failure in the scheduler", key)
-            finally:
-                self.running.pop(key, None)
-                self.docs.pop(key, None)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    self._persist(partial(self.db.requeue_task, key, documents.document)))
+        except Exception:
+            log.exception("task %s: unexpected failure in the scheduler", key)
+        finally:
+            self.running.pop(key, None)
+            self.docs.pop(key, None)
+            slot.give_back()
 
     # -- running one task ---------------------------------------------------------------
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
@@ -202,8 +179,9 @@ class Scheduler:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _execute(self, key: str) -> None:
-        row = await self._persist(partial(self.db.start_task, key, self.boot_id, time.time()))
+    async def _execute(self, key: str, slot: Slot) -> None:
+        row = await self._persist(partial(self.db.start_task, key, self.boot_id, time.time(),
+                                          documents.document))
         if row is None or row["status"] != "executing" or row["owner"] != self.boot_id:
             return
         doc = documents.document(row)
@@ -225,7 +203,7 @@ class Scheduler:
                 tmpdir=tmpdir, settings=self.settings, reporter=self,
                 fetcher=self.shared.fetcher_for(key),
                 store=self.stores.for_task(loaded.get("task_store")),
-                process_pool=self.process_pool,
+                process_pool=self.process_pool, slot=slot,
                 deadline=time.monotonic() + self.settings.task_timeout_seconds,
             )
             self.contexts[key] = ctx
@@ -238,21 +216,23 @@ class Scheduler:
             await self._finish(key, params, "success", result, None, None)
         except errors.ParameterError as exc:
             await self._finish(key, params, "error", None, {"parameters": exc.fields},
-                               errors.PARAMETERS)
+                               errors.PARAMETERS, await self._diagnose(exc, ctx, key, "validate"))
         except errors.TaskError as exc:
-            await self._finish(key, params, "error", None, exc.message, exc.code)
-        except TimeoutError:
+            await self._finish(key, params, "error", None, exc.message, exc.code,
+                               await self._diagnose(exc, ctx, key))
+        except TimeoutError as exc:
             await self._finish(key, params, "error", None,
                                "the task took longer than"
                                f" {self.settings.task_timeout_seconds:g} s",
-                               errors.TIMEOUT)
+                               errors.TIMEOUT, await self._diagnose(exc, ctx, key))
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("task %s (%s) failed", key, row["task_name"])
             await self._finish(key, params, "error", None,
                                f"internal error while running {row['task_name']}; the server"
-                               f" log has the details (task {key})", errors.INTERNAL_ERROR)
+                               f" log has the details (task {key})", errors.INTERNAL_ERROR,
+                               await self._diagnose(exc, ctx, key))
         finally:
             self.contexts.pop(key, None)
             if ctx is not None:
@@ -263,8 +243,13 @@ class Scheduler:
             if tmpdir.exists():
                 await asyncio.to_thread(shutil.rmtree, tmpdir, True)
 
+    async def _diagnose(self, exc: BaseException, ctx: TaskContext | None, key: str,
+                        stage: str | None = None) -> dict:
+        return await diagnose(exc, ctx, self.settings.tmp_path / key, self.settings.tmp_path,
+                              stage)
+
     async def _finish(self, key: str, params: Any, state: str, result: Any, error: Any,
-                      error_code: str | None) -> None:
+                      error_code: str | None, diagnostics: dict | None = None) -> None:
         if isinstance(params, str):
             params = documents.from_json(params)
         field = "url_callback" if state == "success" else "url_errback"
@@ -275,9 +260,12 @@ class Scheduler:
         now = time.time()
         hook = Callback(callback, _callback_body, now) if callback else None
         row = await self._persist(
-            partial(self.db.finish_task, key, state, result, error, error_code, now, hook))
+            partial(self.db.finish_task, key, state, result, error, error_code, now, hook,
+                    render=documents.document, diagnostics=diagnostics))
         if row is not None:
             self.bus.publish(key, documents.document(row))
+            metrics.task_ended(row["task_name"], self.registry, state, row["started_at"],
+                               row["completed_at"])
         if callback:
             self.on_callback_queued()
 
@@ -293,10 +281,10 @@ class Scheduler:
         self._pending_progress[key] = value
 
     async def partial(self, key: str, result: dict) -> None:
-        await self.db.set_partial(key, result)
         doc = self.docs.get(key)
+        doc = {**doc, "result": result} if doc is not None else None
+        await self.db.set_partial(key, result, doc)
         if doc is not None:
-            doc = {**doc, "result": result}
             self.docs[key] = doc
             self.bus.publish(key, doc)
 
@@ -304,7 +292,15 @@ class Scheduler:
         updates, self._pending_progress = self._pending_progress, {}
         if not updates:
             return
-        await self.db.set_progress(updates)
+        # The event feed records a progress change each time a task passes a multiple of
+        # PROGRESS_EVENT_STEP (at most 9 per run), not every tick: streams get every tick.
+        recorded = {}
+        for key, value in updates.items():
+            doc = self.docs.get(key)
+            before = (doc or {}).get("progress") or 0
+            if doc is not None and value // PROGRESS_EVENT_STEP > before // PROGRESS_EVENT_STEP:
+                recorded[key] = {**doc, "progress": value}
+        await self.db.set_progress(updates, recorded)
         for key, value in updates.items():
             doc = self.docs.get(key)
             if doc is not None:

@@ -7,7 +7,6 @@ import contextlib
 import math
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from dragon.engine.documents import in_version
@@ -51,13 +50,15 @@ def task_keys(request: web.Request, body: dict) -> list[str]:
             keys = [keys]
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise RequestError("tasks", "tasks must be a list of task keys")
-    keys = [k.strip() for k in keys if k.strip()]
+    # Each distinct key once, first-seen order: repeats must not multiply the answer.
+    keys = list(dict.fromkeys(k.strip() for k in keys if k.strip()))
     if not keys:
         raise RequestError("tasks", "tasks is missing", "querystring" if request.method == "GET"
                            else "body")
     limit = state(request).settings.max_tasks_per_request
     if len(keys) > limit:
-        raise RequestError("tasks", f"too many tasks: {len(keys)}; at most {limit} per request")
+        raise RequestError("tasks", f"too many distinct task keys: {len(keys)}; at most {limit}"
+                           " per request")
     return keys
 
 
@@ -72,7 +73,7 @@ async def authenticated(request: web.Request, body: dict):
 
 
 def check_rate(request: web.Request, account, cost: int) -> None:
-    wait = state(request).buckets.take(f"account:{account.id}", cost)
+    wait = state(request).buckets.take(f"account:{account.id}", cost, account.create_rate)
     if wait:
         raise RequestError("tasks", f"too many creates; retry in {wait:.1f} s", status=429,
                            headers={"Retry-After": str(math.ceil(wait))})
@@ -142,10 +143,11 @@ async def _ndjson(request: web.Request, lines) -> web.StreamResponse:
     await response.prepare(request)
     stall = state(request).settings.stream_write_timeout_seconds
     # A reader that stops reading blocks our writes once the socket buffers are full; past
-    # the timeout its stream is closed, so it holds nothing for long.
+    # the timeout its stream is closed, so it holds nothing for long. The lines are bytes
+    # already (a change's line is shared by all its streams) and are written as they are.
     with contextlib.suppress(ConnectionResetError, TimeoutError):
         async for line in lines:
             async with asyncio.timeout(stall):
-                await response.write(orjson.dumps(line) + b"\n")
+                await response.write(line)
         await response.write_eof()
     return response

@@ -28,6 +28,7 @@ import ipaddress
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,7 +267,7 @@ class Fetcher:
                             errors.DOWNLOAD_TOO_LARGE,
                             f"source is {human_size(length)}; the limit is {human_size(limit)}",
                         )
-                    size, head = await _save(resp, path, limit)
+                    size, head = await _save(resp, path, limit, self._min_rate())
                     mime = sniff(head)
                     final = path.with_name(path.name + extension(mime))
                     await asyncio.to_thread(path.rename, final)
@@ -276,6 +277,10 @@ class Fetcher:
             errors.TOO_MANY_REDIRECTS,
             f"{shown(url)} redirected more than {self.settings.max_redirects} times",
         )
+
+    def _min_rate(self) -> MinRate:
+        return MinRate(self.settings.fetch_min_rate_bytes,
+                       self.settings.fetch_min_rate_window_seconds)
 
     # -- webhooks and uploads ---------------------------------------------------------------
     async def send(
@@ -379,7 +384,35 @@ def _checked_url(location: str, base: URL | str) -> URL:
     return target
 
 
-async def _save(resp: aiohttp.ClientResponse, path: Path, limit: int) -> tuple[int, bytes]:
+class MinRate:
+    """Cuts a source that trickles: over each window of ``window`` seconds it must average
+    ``rate`` bytes per second. (A source that sends nothing at all is cut sooner, by the
+    read timeout.) A rate of 0 turns the check off."""
+
+    def __init__(self, rate: int, window: float) -> None:
+        self.rate = rate
+        self.window = window
+        self._start = time.monotonic()
+        self._bytes = 0
+
+    def add(self, count: int) -> None:
+        if self.rate <= 0:
+            return
+        self._bytes += count
+        elapsed = time.monotonic() - self._start
+        if elapsed < self.window:
+            return
+        if self._bytes < self.rate * elapsed:
+            raise errors.TaskError(
+                errors.DOWNLOAD_TOO_SLOW,
+                f"the source sent {self._bytes} bytes in {elapsed:.0f} s, slower than the"
+                f" minimum of {self.rate} bytes/s")
+        self._start += elapsed
+        self._bytes = 0
+
+
+async def _save(resp: aiohttp.ClientResponse, path: Path, limit: int,
+                min_rate: MinRate) -> tuple[int, bytes]:
     """Stream the (decoded) body to ``path``; stop past ``limit`` bytes. Returns the size
     and the first ``HEAD_SIZE`` bytes for sniffing.
 
@@ -396,6 +429,7 @@ async def _save(resp: aiohttp.ClientResponse, path: Path, limit: int) -> tuple[i
     try:
         async for chunk in resp.content.iter_chunked(CHUNK):
             size += len(chunk)
+            min_rate.add(len(chunk))
             if size > limit:
                 raise errors.TaskError(
                     errors.DOWNLOAD_TOO_LARGE,

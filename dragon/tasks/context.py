@@ -10,10 +10,11 @@ Tasks never talk to the database, the bus or the network directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,8 +31,25 @@ class Fetcher(Protocol):
     async def download(self, url: str, dest_dir: Path, *, max_bytes: int | None = None) -> Any: ...
 
 
+class Slot(Protocol):
+    """The processing slot the task holds; lent out while it downloads."""
+
+    def released(self) -> contextlib.AbstractAsyncContextManager[None]: ...
+
+
 class Store(Protocol):
     async def put(self, ctx: TaskContext, name: str, path: Path, content_type: str) -> str: ...
+
+
+@contextlib.contextmanager
+def failing_at(stage: str) -> Iterator[None]:
+    """Mark a ``TaskError`` raised inside with the stage it failed at (if not marked yet)."""
+    try:
+        yield
+    except errors.TaskError as exc:
+        if exc.stage is None:
+            exc.stage = stage
+        raise
 
 
 class TaskContext:
@@ -49,6 +67,7 @@ class TaskContext:
         store: Store,
         process_pool: Any = None,
         deadline: float | None = None,
+        slot: Slot | None = None,
     ) -> None:
         self.key = key
         self.task_name = task_name
@@ -64,9 +83,11 @@ class TaskContext:
         self._store = store
         self._pool = process_pool
         self._deadline = deadline
+        self._slot = slot
         self._downloads: dict[str, asyncio.Future] = {}
         self._reserved = 0  # bytes of the task's download budget taken so far
         self.processes: set[asyncio.subprocess.Process] = set()
+        self.failed_run: tuple[str, dict] | None = None  # (stage, report): last failed tool
 
     @property
     def tmpdir(self) -> Path:
@@ -86,7 +107,8 @@ class TaskContext:
             dest = self.tmpdir / f"src{len(self._downloads)}"
             dest.mkdir(parents=True, exist_ok=True)
             self._downloads[url] = asyncio.ensure_future(self._budgeted(url, dest, max_bytes))
-        return await asyncio.shield(self._downloads[url])
+        with failing_at("fetch"):
+            return await asyncio.shield(self._downloads[url])
 
     async def _budgeted(self, url: str, dest: Path, max_bytes: int | None) -> Any:
         """One download within what is left of the task's total download budget.
@@ -103,7 +125,8 @@ class TaskContext:
         reserve = min(max_bytes or self.settings.max_download_bytes, left)
         self._reserved += reserve
         try:
-            download = await self._fetcher.download(url, dest, max_bytes=reserve)
+            async with self._slot.released() if self._slot else contextlib.nullcontext():
+                download = await self._fetcher.download(url, dest, max_bytes=reserve)
         except BaseException:
             self._reserved -= reserve
             raise
@@ -138,18 +161,26 @@ class TaskContext:
         reason. ``progress_duration`` (ffmpeg only) turns its progress into ``progress``.
         """
         limits = [t for t in (timeout, self.remaining()) if t is not None]
-        result = await run_process(
-            argv,
-            timeout=min(limits) if limits else None,
-            stdin=stdin,
-            cwd=str(self.tmpdir),
-            progress_duration=progress_duration,
-            on_progress=self.progress if progress_duration else None,
-            on_start=self.processes.add,
-        )
+        tool = Path(argv[0]).name
+        stage = "probe" if tool == "ffprobe" else "process"
+        with failing_at(stage):
+            result = await run_process(
+                argv,
+                timeout=min(limits) if limits else None,
+                stdin=stdin,
+                cwd=str(self.tmpdir),
+                progress_duration=progress_duration,
+                on_progress=self.progress if progress_duration else None,
+                on_start=self.processes.add,
+            )
+        if result.returncode != 0:
+            # A task may look at a failed run itself (check=False) and then give up: its
+            # diagnostics still show this run.
+            self.failed_run = (stage, result.report())
         if check and result.returncode != 0:
-            tool = Path(argv[0]).name
-            raise errors.TaskError(error_code, f"{tool} failed: {result.reason()}")
+            exc = errors.TaskError(error_code, f"{tool} failed: {result.reason()}")
+            exc.stage, exc.tool = stage, result.report()
+            raise exc
         return result
 
     async def in_process(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -182,6 +213,7 @@ class TaskContext:
     # -- outputs --------------------------------------------------------------------------
     async def output(self, name: str, path: Path, content_type: str) -> str:
         """Hand ``path`` to the task's store; its URL becomes ``result[name]``."""
-        url = await self._store.put(self, name, Path(path), content_type)
+        with failing_at("store"):
+            url = await self._store.put(self, name, Path(path), content_type)
         self.outputs[name] = url
         return url

@@ -13,7 +13,7 @@ from dragon.database.interface import AccountExists
 from dragon.database.sqlite import SQLiteDatabase
 from dragon.engine import auth, documents
 from dragon.engine.bus import Bus
-from dragon.engine.scheduler import FairQueue
+from dragon.engine.lanes import FairQueue, Lane
 from dragon.web.rate_limits import TokenBuckets
 
 
@@ -69,23 +69,71 @@ async def test_bus_overflow_closes_only_the_slow_subscriber():
     for i in range(3):
         bus.publish("k", {"key": "k", "n": i})
         if i < 2:
-            assert (await fast.get())["n"] == i
+            assert (await fast.get()).doc["n"] == i
     assert slow.overflowed
     assert bus.size() == 1
-    assert (await fast.get())["n"] == 2
+    assert (await fast.get()).doc["n"] == 2
     fast.__exit__()
     assert bus.size() == 0
 
 
-async def test_fair_queue_serves_accounts_round_robin():
+async def test_bus_encodes_a_change_once_for_all_its_subscribers():
+    bus = Bus()
+    subs = [bus.subscribe(["k"]) for _ in range(3)]
+    bus.publish("k", {"key": "k", "status": "error", "error": "e", "error_code": "x"})
+    changes = [await s.get() for s in subs]
+    assert changes[0] is changes[1] is changes[2]
+    assert changes[0].line(2) is changes[2].line(2)
+    assert changes[0].line(2) == b'{"key":"k","status":"error","error":"e","error_code":"x"}\n'
+    assert b'"result":"e"' in changes[1].line(1)
+
+
+def test_fair_queue_serves_accounts_round_robin():
     q = FairQueue()
     for i in range(100):
         q.put(1, f"big{i}")
     q.put(2, "small0")
     q.put(2, "small1")
-    order = [await q.get() for _ in range(6)]
+    order = [q.pop()[1] for _ in range(6)]
     assert order[:4] == ["big0", "small0", "big1", "small1"]
     assert q.size == 96
+
+
+def test_an_account_cannot_take_the_last_slot_while_another_waits():
+    lane = Lane("heavy", 2)
+    for i in range(5):
+        lane.queue.put(1, f"a{i}")
+    assert lane.take() == (1, "a0")
+    assert lane.take() == (1, "a1")  # nobody else waits: the last slot is A's
+    lane.release(1)
+    lane.queue.put(2, "b0")
+    lane.queue.put(2, "b1")
+    assert lane.take() == (2, "b0")  # round-robin would pick B next anyway
+    lane.release(2)
+    lane.release(1)
+    assert lane.take() == (1, "a2")
+    assert lane.take() == (2, "b1")
+    lane.release(1)
+    lane.queue.put(2, "b2")
+    # A holds nothing, B holds one: A may take the last slot; then B waits for it.
+    assert lane.take() == (1, "a3")
+    assert lane.take() is None
+
+
+def test_a_slot_coming_back_from_a_download_goes_first():
+    async def scenario():
+        lane = Lane("light", 1)
+        lane.queue.put(1, "a")
+        lane.queue.put(2, "b")
+        assert lane.take() == (1, "a")
+        lane.release(1)  # A downloads: its slot goes to B
+        assert lane.take() == (2, "b")
+        waiter = lane.wait_to_resume(1)  # A's download is done
+        lane.queue.put(3, "c")
+        lane.release(2)
+        assert lane.take() is None  # the free slot went to A's resume, not to C
+        assert waiter.done()
+    asyncio.run(scenario())
 
 
 def test_referrer_patterns():
