@@ -130,6 +130,33 @@ def test_youtube_resumes_after_503_drop_and_short_commit(server, fresh, source):
     assert_no_secret(server, json.dumps(doc), details(server, doc["key"]))
 
 
+def test_youtube_stalled_server_and_expired_session(make_server, fresh, source):
+    url, data = source
+    server = make_server(
+        env={
+            **fresh.env,
+            "DRAGON_UPLOAD_CHUNK_BYTES": str(CHUNK),
+            "DRAGON_FETCH_READ_TIMEOUT": "1",
+            "DRAGON_TASK_TIMEOUT_SECONDS": "30",
+        }
+    )
+    # The server stops reading for longer than the task may take: only the client's stall
+    # timer (no byte written or answered for DRAGON_FETCH_READ_TIMEOUT) lets it finish.
+    fresh.youtube.stall_seconds = 60.0
+    fresh.youtube.faults = ["stall", "expire"]
+    doc = server.run_task(youtube_task(url))
+    assert doc["status"] == "success", doc
+    assert bytes(fresh.youtube.last.data) == data
+    inserts = [r for r in fresh.youtube.requests if r["method"] == "POST"]
+    assert len(inserts) == 2  # the expired session was started again
+    ranges = [r["content_range"] for r in fresh.youtube.requests if r["method"] == "PUT"]
+    assert ranges[:3] == [
+        f"bytes 0-{CHUNK - 1}/{len(data)}",
+        f"bytes */{len(data)}",
+        f"bytes {CHUNK // 2}-{CHUNK // 2 + CHUNK - 1}/{len(data)}",
+    ]
+
+
 def test_youtube_refused_token_and_quota(server, fresh, source):
     url, _ = source
     doc = server.run_task(youtube_task(url, access_token="ya29.revoked-token-0d1e"))

@@ -23,6 +23,8 @@ PUT, a tus PATCH, a Graph transfer), one each:
 - ``"drop"``: read half, keep it (YouTube, Vimeo), and cut the connection;
 - ``"short"``: read it all but keep only the first half, and say so (308 ``Range`` /
   ``Upload-Offset``): the client must go on from what the server holds;
+- ``"stall"`` (YouTube): read half and stop reading for ``stall_seconds``;
+- ``"expire"`` (YouTube): the session is gone (404), the client must start again;
 - ``"mismatch"`` (Graph): discard the chunk and answer error 1363037 naming the range
   to send instead.
 
@@ -147,6 +149,7 @@ class YouTube(Protocol):
     """YouTube Data API v3 ``videos.insert`` with ``uploadType=resumable``."""
 
     dev_keys = {"dev-key"}
+    stall_seconds = 5.0
 
     def routes(self) -> list:
         path = "/youtube/upload/youtube/v3/videos"
@@ -222,9 +225,16 @@ class YouTube(Protocol):
         if end + 1 != upload.size and length % GRANULE:
             return self.error(400, "badContent", "chunk is not a multiple of 256 KiB")
         fault = await self.fault()
-        if fault in ("503", "drop"):
+        if fault == "expire":
+            del self.uploads[upload.id]
+            return self.error(404, "notFound", "upload session expired")
+        if fault in ("503", "drop", "stall"):
             await read_into(request, upload, length // 2)
             if fault == "drop":
+                return drop(request)
+            if fault == "stall":
+                with contextlib.suppress(TimeoutError):  # stop reading; the client gives up
+                    await asyncio.wait_for(self.server.stopping.wait(), self.stall_seconds)
                 return drop(request)
             return self.error(503, "backendError", "Backend Error")
         if fault == "short":
@@ -482,6 +492,7 @@ class PlatformServer:
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def _start(self) -> int:
+        self.stopping = asyncio.Event()  # ends stalled handlers when the server closes
         app = web.Application(client_max_size=256 * 1024**2)
         for protocol in (self.youtube, self.vimeo, self.graph):
             app.add_routes(protocol.routes())
@@ -500,6 +511,7 @@ class PlatformServer:
         }
 
     def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.stopping.set)
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
