@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := ffmpeg imagemagick fonts-dejavu-core
+SYSTEM_PACKAGES := ffmpeg imagemagick fonts-dejavu-core curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-tools run test lint bench clean
@@ -25,6 +25,7 @@ system-tools:
 	command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
 	{ command -v convert-im6.q16 >/dev/null || command -v magick >/dev/null; } || missing="$$missing imagemagick"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
