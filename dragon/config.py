@@ -169,7 +169,7 @@ class Settings:
     )
     upload_max_tries: int = setting(
         8,
-        "Tries of an upload step that fails without progress before upload_failed.",
+        "Failed requests in a row (5xx, dropped, stalled) before an upload ends upload_failed.",
     )
 
     @classmethod

@@ -114,10 +114,10 @@ class FileRange:
 
 
 class Backoff:
-    """Pauses between tries of one step; ``upload_failed`` when the tries are spent.
+    """Pauses between failed requests; ``upload_failed`` after ``tries`` failures in a row.
 
-    ``progress()`` starts the count again: a long upload over a flaky link keeps going as
-    long as each try moves it on; a step that keeps failing without progress stops.
+    ``progress()`` (a request that succeeded) starts the count again: a long upload over a
+    flaky link keeps going as long as requests get through now and then.
     """
 
     def __init__(self, platform: str, tries: int) -> None:
