@@ -3,8 +3,9 @@
 The options are those of video.upload.youtube (``access_token``, ``developer_key``,
 ``title``, optional ``description``, ``tags``, ``category_id``, ``privacy_status``),
 checked when the task is created, and the upload is the same (``dragon.uploads.youtube``).
-YouTube takes videos only: an output that is not a video (video.create's thumbnail) goes
-to persistent storage, with a warning in the result.
+Only the task's main output (``output``, or video.create's ``export``) goes to YouTube;
+video.create's preview and thumbnail go to persistent storage, and so does a main output
+that is not a video (YouTube takes videos only), with a warning in the result.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from marshmallow import EXCLUDE, ValidationError
 
 from dragon.stores.base import BaseStore
 from dragon.uploads import youtube
+
+MAIN_OUTPUTS = ("output", "export")
 
 
 class Store(BaseStore):
@@ -41,6 +44,8 @@ class Store(BaseStore):
         )
 
     async def put(self, ctx: Any, name: str, path: Path, content_type: str) -> str:
+        if name not in MAIN_OUTPUTS:  # video.create's preview and thumbnail
+            return await self.stores.for_task(None).put(ctx, name, path, content_type)
         if not content_type.startswith("video/"):
             ctx.warn(f"{name} is not a video, so it is in persistent storage, not on YouTube")
             return await self.stores.for_task(None).put(ctx, name, path, content_type)

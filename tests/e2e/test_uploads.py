@@ -365,3 +365,30 @@ def test_youtube_store_sends_the_output_video(server, fresh, source, tmp_path):
     assert refused["status"] == "error" and refused["error_code"] == "parameters"
     problems = " ".join(refused["error"]["parameters"]["task_store"])
     assert "developer_key" in problems and "title" in problems
+
+
+def test_youtube_store_takes_the_export_of_video_create(server, fresh, origin):
+    red = origin.add("upload/red.jpg", media.image_bytes(320, 240, (255, 0, 0)), "image/jpeg")
+    definition = (
+        '<movie service="craftsman-1.0"><body><effect type="none" duration="1">'
+        f'<image filename="{red}"/></effect></body></movie>'
+    )
+    store = {"type": "youtube", "access_token": TOKEN, "developer_key": DEV_KEY, "title": "Movie"}
+    doc = server.run_task(
+        {
+            "task_name": "video.create",
+            "definition": definition,
+            "profile": "240p",
+            "preview": True,
+            "task_store": store,
+        }
+    )
+    assert doc["status"] == "success", doc
+    [upload] = [u for u in fresh.youtube.uploads.values() if u.meta["snippet"]["title"] == "Movie"]
+    result = doc["result"]
+    assert result["export"] == f"https://www.youtube.com/watch?v={upload.id}"
+    assert upload.complete and upload.meta["content_type"] == "video/mp4"
+    for name in ("thumbnail", "preview"):  # the side outputs stay with us
+        assert result[name].startswith(server.url)
+        assert server.get(result[name]).status == 200
+    assert "warnings" not in result
