@@ -1,6 +1,8 @@
 # make install: .venv with dragon (editable, test extras) + ffmpeg, ImageMagick and fonts.
 # make run:     serve the API on 127.0.0.1:8080 (DRAGON_PORT to change), data in ./var.
-# make test:    the whole suite.   make lint: ruff.
+# make test:    the whole suite with branch coverage (fails below COVERAGE_FLOOR).
+# make test-fast: the unit tests alone.
+# make lint:    ruff, ruff format, mypy and the import layers (.importlinter).
 # make bench:   the benchmarks in scripts/ (BENCH="api thumb" for some of them).
 
 PYTHON ?= python3
@@ -9,7 +11,7 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := ffmpeg imagemagick fonts-dejavu-core curl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-tools run test lint bench clean
+.PHONY: install system-tools run test test-fast lint format bench clean
 
 install: system-tools $(VENV)/.installed
 
@@ -35,11 +37,23 @@ system-tools:
 run: install
 	$(BIN)/dragon serve
 
+COVERAGE_FLOOR ?= 60
+
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+
+test-fast: install
+	$(BIN)/python -m pytest -q tests/unit
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: install
 	ldconfig -p | grep -q libvips.so.42 || $(SUDO) apt-get install -y -qq libvips42 || true

@@ -124,10 +124,10 @@ def banner(settings: Settings, account: dict | None) -> str:
 async def serve(settings: Settings) -> None:
     from aiohttp import web
 
+    from dragon.handlers.state import STATE
     from dragon.web.access_log import RedactingAccessLogger
     from dragon.web.app import create_app
     from dragon.web.connections import ConnectionLimit, connection_limit, raise_descriptor_limit
-    from dragon.web.state import STATE
 
     raise_descriptor_limit()
     account = await default_account(settings)

@@ -73,7 +73,8 @@ class Database(Protocol):
     async def set_expiration(self, account_id: int, days: int) -> None: ...
 
     # -- tasks -------------------------------------------------------------------------------
-    async def insert_tasks(self, rows: Iterable[dict], errbacks: Iterable[dict] = ()) -> None:
+    async def insert_tasks(self, rows: Iterable[dict[str, Any]],
+                           errbacks: Iterable[dict[str, Any]] = ()) -> None:
         """New tasks (queued, or already ended in error) and the errbacks of failed ones."""
 
     async def get_tasks(self, keys: list[str], account_id: int) -> list[Row]:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -185,7 +185,10 @@ def migrate(conn: sqlite3.Connection) -> int:
     return len(MIGRATIONS)
 
 
-Op = Callable[[sqlite3.Connection], Any]
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], T]
+# A queued write: the operation, the loop that waits for it, and its future.
+Queued = tuple[Op[Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 Render = Callable[[Row], Any]  # a changed row -> the status document its event records
 
 
@@ -195,7 +198,7 @@ class SQLiteDatabase:
     def __init__(self, path: Path, synchronous: str = "FULL", readers: int = 2) -> None:
         self.path = path
         self.synchronous = synchronous
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Queued | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="dragon-db-read")
         self._local = threading.local()
@@ -222,7 +225,7 @@ class SQLiteDatabase:
             self._loop_conn = None
 
     # -- writes ---------------------------------------------------------------------------
-    def _write(self, op: Op) -> asyncio.Future:
+    def _write(self, op: Op[T]) -> asyncio.Future[T]:
         """Queue ``op(conn)`` for the writer; the future resolves after its commit."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -259,12 +262,12 @@ class SQLiteDatabase:
                 conn.close()
                 return
 
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list) -> None:
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[Queued]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            err = Busy(str(exc)) if "locked" in str(exc) or "busy" in str(exc) else exc
+            err: Exception = Busy(str(exc)) if "locked" in str(exc) or "busy" in str(exc) else exc
             for _, loop, future in batch:
                 loop.call_soon_threadsafe(_settle, future, False, err)
             return
@@ -294,12 +297,12 @@ class SQLiteDatabase:
             conn = self._local.conn = connect(self.path, self.synchronous)
         return conn
 
-    async def _read(self, op: Op) -> Any:
+    async def _read(self, op: Op[T]) -> T:
         """Run a read on a reader thread: for scans and anything not bounded by an index."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, lambda: op(self._reader()))
 
-    def _lookup(self, op: Op) -> Any:
+    def _lookup(self, op: Op[T]) -> T:
         """Run an indexed point read on the calling thread (never a scan)."""
         conn = self._loop_conn
         if conn is None:
@@ -380,7 +383,8 @@ class SQLiteDatabase:
             "UPDATE accounts SET expiration_days = ? WHERE id = ?", (days, account_id)))
 
     # -- tasks ----------------------------------------------------------------------------
-    async def insert_tasks(self, rows: Iterable[dict], errbacks: Iterable[dict] = ()) -> None:
+    async def insert_tasks(self, rows: Iterable[dict[str, Any]],
+                           errbacks: Iterable[dict[str, Any]] = ()) -> None:
         def op(c: sqlite3.Connection) -> None:
             seq = c.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()[0]
             c.executemany(
@@ -657,7 +661,7 @@ class SQLiteDatabase:
             f" FROM outbox WHERE task_key IN ({marks}) ORDER BY id", keys).fetchall())
 
 
-def _settle(future: asyncio.Future, ok: bool, value: Any) -> None:
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
     if future.done():
         return
     if ok:

@@ -71,6 +71,8 @@ class Scheduler:
         self._pending_progress: dict[str, float] = {}
         self._progress_flusher: asyncio.Task | None = None
         self.stopping = False
+        # Called when a task's end queued a callback; the app points it at the sender.
+        self.on_callback_queued: Callable[[], None] = lambda: None
         self._started = False
         self.shared = SharedFetches(fetcher, settings.tmp_path / "batches")
 
@@ -269,8 +271,6 @@ class Scheduler:
         if callback:
             self.on_callback_queued()
 
-    def on_callback_queued(self) -> None:
-        """Hook for the callback sender (set by the app): wake it up."""
 
     # -- Reporter (what TaskContext calls) ------------------------------------------------
     def progress(self, key: str, value: float) -> None:

@@ -8,9 +8,16 @@ being served at once, even if its bytes are still being removed. Range requests 
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
-from dragon.web.state import state
+from dragon.errors import RequestError
+from dragon.handlers.state import state
+
+# ``bytes=-0``: the last zero bytes, which RFC 9110 (14.1.1) calls unsatisfiable. aiohttp
+# reads it as ``bytes=0-`` and would send the whole file as a 206.
+EMPTY_SUFFIX_RANGE = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.I)
 
 
 async def serve_file(request: web.Request) -> web.StreamResponse:
@@ -25,6 +32,9 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(reason="no such file") from None
     if not path.is_file():
         raise web.HTTPNotFound(reason="no such file")
+    if EMPTY_SUFFIX_RANGE.fullmatch(request.headers.get("Range", "")):
+        raise RequestError("range", "the range bytes=-0 selects no byte", "header", status=416,
+                           headers={"Content-Range": f"bytes */{path.stat().st_size}"})
     return web.FileResponse(path, headers={
         "Content-Type": row["content_type"],
         "Cache-Control": "public, max-age=31536000, immutable",

@@ -6,13 +6,14 @@ and booleans arrive as JSON booleans or as strings in query strings.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from dragon.errors import RequestError
-from dragon.web.state import state
+from dragon.handlers.state import state
 
 # Deepest JSON a request may nest. Task parameters are stored (and sent back) as JSON, and
 # the serialiser refuses past 254 levels, so deeper input is refused up front with a 400.
@@ -22,12 +23,21 @@ MAX_JSON_DEPTH = 64
 async def json_body(request: web.Request) -> dict:
     if request.method in ("GET", "HEAD"):
         return {}
-    max_size = state(request).settings.max_body_bytes
+    settings = state(request).settings
+    max_size, stall = settings.max_body_bytes, settings.http_idle_timeout_seconds
     if request.content_length is not None and request.content_length > max_size:
         raise RequestError("body", f"request body is over {max_size} bytes", status=413)
     raw = bytearray()  # read() may return part of the body: read until the end or the limit
     while len(raw) <= max_size:
-        chunk = await request.content.read(max_size + 1 - len(raw))
+        try:
+            async with asyncio.timeout(stall):
+                chunk = await request.content.read(max_size + 1 - len(raw))
+        except TimeoutError:
+            # The rest of the body is abandoned (ended here, so aiohttp does not linger
+            # waiting for it) and the error middleware closes the connection after the 408.
+            request.content.feed_eof()
+            raise RequestError("body", f"the request body stalled for {stall:g} s",
+                               status=408) from None
         if not chunk:
             break
         raw += chunk

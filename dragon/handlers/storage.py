@@ -14,7 +14,7 @@ from aiohttp import web
 from dragon.engine.storage import NoSuchPath
 from dragon.errors import RequestError
 from dragon.handlers.request import json_body, json_response, truthy
-from dragon.web.state import state
+from dragon.handlers.state import state
 
 MAX_EXPIRATION_DAYS = 36500
 
@@ -44,7 +44,7 @@ async def list_files(request: web.Request) -> web.Response:
 async def delete_files(request: web.Request) -> web.Response:
     st = state(request)
     body = await json_body(request)
-    account = await st.auth.authenticate(request, body)
+    account = await st.auth.authenticate(request, body, secret_only="deleting files")
     options = {**request.query, **body}
     urls = options.get("urls")
     if urls is not None:
@@ -73,7 +73,8 @@ async def delete_files(request: web.Request) -> web.Response:
 async def expiration(request: web.Request) -> web.Response:
     st = state(request)
     body = await json_body(request)
-    account = await st.auth.authenticate(request, body)
+    changing = "changing the expiration" if request.method == "POST" else None
+    account = await st.auth.authenticate(request, body, secret_only=changing)
     if request.method == "POST":
         days = body.get("days", request.query.get("days"))
         try:

@@ -14,7 +14,10 @@ from dragon.engine.service import Overloaded
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
 from dragon.handlers.request import json_body, json_response, truthy
-from dragon.web.state import state
+from dragon.handlers.state import state
+
+# Largest piece of a stream line written at once (see ``_ndjson``).
+WRITE_SLICE = 64 * 1024
 
 
 def version_of(request: web.Request) -> int:
@@ -144,10 +147,14 @@ async def _ndjson(request: web.Request, lines) -> web.StreamResponse:
     stall = state(request).settings.stream_write_timeout_seconds
     # A reader that stops reading blocks our writes once the socket buffers are full; past
     # the timeout its stream is closed, so it holds nothing for long. The lines are bytes
-    # already (a change's line is shared by all its streams) and are written as they are.
+    # already (a change's line is shared by all its streams); a long one is written in
+    # slices, each awaited, so a stalled reader holds one slice in our buffers, not a copy
+    # of the line (the chunked framing copies what it frames).
     with contextlib.suppress(ConnectionResetError, TimeoutError):
         async for line in lines:
-            async with asyncio.timeout(stall):
-                await response.write(line)
+            view = memoryview(line)
+            for start in range(0, len(view), WRITE_SLICE):
+                async with asyncio.timeout(stall):
+                    await response.write(view[start : start + WRITE_SLICE])
         await response.write_eof()
     return response

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import ResolveResult
 from yarl import URL
 
 from dragon import __version__, errors
@@ -157,16 +158,18 @@ class GuardedConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self._policy = policy
 
-    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list:
+    async def _resolve_host(
+        self, host: str, port: int, traces: Any = None
+    ) -> list[ResolveResult]:
         legacy = legacy_ipv4(host)
         if legacy is not None:
             why = self._policy.problem(str(legacy)) or "a legacy numeric IPv4 form"
             raise AddressForbidden(host, str(legacy), why)
         hosts = await super()._resolve_host(host, port, traces=traces)
         for entry in hosts:
-            why = self._policy.problem(entry["host"])
-            if why:
-                raise AddressForbidden(host, entry["host"], why)
+            problem = self._policy.problem(entry["host"])
+            if problem:
+                raise AddressForbidden(host, entry["host"], problem)
         return hosts
 
 
@@ -424,7 +427,7 @@ async def _save(resp: aiohttp.ClientResponse, path: Path, limit: int,
     loop = asyncio.get_running_loop()
     size = 0
     head = b""
-    pending: asyncio.Future | None = None
+    pending: asyncio.Future[int] | None = None
     f = await asyncio.to_thread(open, path, "wb")
     try:
         async for chunk in resp.content.iter_chunked(CHUNK):
@@ -447,7 +450,7 @@ async def _save(resp: aiohttp.ClientResponse, path: Path, limit: int,
     return size, head
 
 
-async def _written(pending: asyncio.Future) -> None:
+async def _written(pending: asyncio.Future[int]) -> None:
     try:
         await pending
     except OSError as exc:

@@ -78,19 +78,32 @@ def extension(mime: str | None) -> str:
     return _EXTENSIONS.get(mime or "", "")
 
 
+# Formats that a fixed prefix proves, checked before the ones that need parsing.
+_PREFIXES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+    (b"II+\x00", "image/tiff"),
+    (b"MM\x00+", "image/tiff"),
+    (b"fLaC", "audio/flac"),
+    (ASF_GUID, "video/x-ms-asf"),
+    (b"FLV\x01", "video/x-flv"),
+    (b"%PDF-", "application/pdf"),
+    (b"%!", "application/postscript"),
+    (b"\xc5\xd0\xd3\xc6", "application/postscript"),
+)
+_RIFF = {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}
+
+
 def _binary(h: bytes) -> str | None:
-    if h.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if h.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if h[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if h[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "image/tiff"
+    for prefix, mime in _PREFIXES:
+        if h.startswith(prefix):
+            return mime
     if h[:4] in (b"RIFF", b"RF64") and len(h) >= 12:
-        return {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}.get(
-            h[8:12]
-        )
+        return _RIFF.get(h[8:12])
     if h.startswith(b"BM") and len(h) >= 18 and struct.unpack("<I", h[14:18])[0] in _BMP_DIB_SIZES:
         return "image/bmp"
     if len(h) >= 12 and h[4:8] == b"ftyp":
@@ -101,25 +114,20 @@ def _binary(h: bytes) -> str | None:
         return _ebml(h)
     if h.startswith(b"OggS"):
         return "video/ogg" if b"\x80theora" in h else "audio/ogg"
-    if h.startswith(b"fLaC"):
-        return "audio/flac"
     if h.startswith(b"ID3") and len(h) >= 10:
-        size = (h[6] & 0x7F) << 21 | (h[7] & 0x7F) << 14 | (h[8] & 0x7F) << 7 | (h[9] & 0x7F)
-        inner = _binary(h[10 + size :]) if 10 + size < len(h) else None
-        return inner if inner in ("audio/flac", "audio/aac") else "audio/mpeg"
-    if h.startswith(ASF_GUID):
-        return "video/x-ms-asf"
-    if h.startswith(b"FLV\x01"):
-        return "video/x-flv"
+        return _id3(h)
     if _ts(h, 0, 188) or _ts(h, 4, 192):
         return "video/mp2t"
-    if h.startswith(b"%PDF-"):
-        return "application/pdf"
-    if h.startswith(b"%!") or h.startswith(b"\xc5\xd0\xd3\xc6"):
-        return "application/postscript"
     if len(h) >= 4 and h[0] == 0xFF and h[1] & 0xE0 == 0xE0:
         return _mpeg_frame(h)
     return None
+
+
+def _id3(h: bytes) -> str:
+    """What follows an ID3v2 tag: FLAC and AAC carry one too; anything else is MP3."""
+    size = (h[6] & 0x7F) << 21 | (h[7] & 0x7F) << 14 | (h[8] & 0x7F) << 7 | (h[9] & 0x7F)
+    inner = _binary(h[10 + size :]) if 10 + size < len(h) else None
+    return inner if inner in ("audio/flac", "audio/aac") else "audio/mpeg"
 
 
 def _ftyp(h: bytes) -> str:

@@ -16,24 +16,26 @@ from aiohttp import web
 
 from dragon.config import Settings
 from dragon.database import open_database
+from dragon.engine import metrics
 from dragon.engine.auth import Authenticator
 from dragon.engine.bus import Bus
 from dragon.engine.callbacks import CallbackSender
+from dragon.engine.rate_limits import TokenBuckets
 from dragon.engine.scheduler import Scheduler, clean_tmp
 from dragon.engine.service import Service
 from dragon.engine.storage import Storage
 from dragon.engine.sweeper import Sweeper
-from dragon.handlers import files, storage, tasks
+from dragon.handlers import events, files, storage, tasks
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
+from dragon.handlers.state import STATE, State, state
 from dragon.net.fetcher import Fetcher
 from dragon.runtime.pool import WorkerPool
-from dragon.runtime.processes import set_tool_nice
+from dragon.runtime.processes import set_tool_memory, set_tool_nice
 from dragon.stores import Stores
-from dragon.stores.backends import LocalBackend
+from dragon.stores.backends import Backend, LocalBackend
 from dragon.stores.s3 import S3Backend
 from dragon.tasks import load_tasks
-from dragon.web.rate_limits import TokenBuckets
-from dragon.web.state import STATE, State, state
+from dragon.web.http_metrics import metrics_middleware, serve_metrics
 
 log = logging.getLogger("dragon")
 
@@ -56,6 +58,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v2/storage/expiration", storage.expiration)
     r.add_post("/v2/storage/expiration", storage.expiration)
     r.add_get("/healthz", healthz)
+    r.add_get("/metrics", serve_metrics)
+    r.add_get("/v2/events", events.events)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -106,11 +110,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     st.fetcher = Fetcher(settings)
     await st.fetcher.start()
     set_tool_nice(settings.tool_nice)
+    set_tool_memory(settings.tool_memory_bytes)
     st.pool = WorkerPool(settings.heavy_slots, initializer=_warm_worker,
-                         nice=settings.tool_nice)
+                         nice=settings.tool_nice, tool_memory=settings.tool_memory_bytes)
     st.bus = Bus(settings.stream_queue_size)
     st.registry = load_tasks(tuple(m.strip() for m in settings.task_modules.split(",")
                                    if m.strip()))
+    backend: Backend
     if settings.s3_bucket:
         backend = S3Backend(settings)
         await backend.start()
@@ -118,7 +124,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         backend = LocalBackend(settings.files_path, settings.base_url)
     st.stores = Stores(st.db, backend, settings, st.fetcher)
     st.scheduler = Scheduler(settings=settings, database=st.db, bus=st.bus,
-                             registry=st.registry, stores=st.stores, fetcher=st.fetcher,
+                             registry=st.registry, stores=st.stores,
+                             fetcher=metrics.CountingFetcher(st.fetcher),
                              process_pool=st.pool)
     st.service = Service(settings=settings, database=st.db, bus=st.bus,
                          scheduler=st.scheduler, registry=st.registry, stores=st.stores)
@@ -128,6 +135,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     st.scheduler.on_callback_queued = st.callbacks.wake
     st.storage = Storage(st.db, st.stores)
     st.sweeper = Sweeper(st.db, st.stores, settings)
+    metrics.watch(lambda lane: st.scheduler.lanes[lane].queue.size,
+                  lambda lane: st.scheduler.lanes[lane].busy, st.bus.subscribers)
     await st.scheduler.start()
     st.callbacks.start()
     st.sweeper.start()
@@ -146,7 +155,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware],
+    app = web.Application(middlewares=[metrics_middleware, error_middleware],
                           client_max_size=settings.max_body_bytes)
     app[STATE] = State(settings)
     app[DATABASE_HEALTH] = DatabaseHealth()

@@ -14,7 +14,7 @@ from dragon.database.sqlite import SQLiteDatabase
 from dragon.engine import auth, documents
 from dragon.engine.bus import Bus
 from dragon.engine.lanes import FairQueue, Lane
-from dragon.web.rate_limits import TokenBuckets
+from dragon.engine.rate_limits import TokenBuckets
 
 
 @pytest.fixture

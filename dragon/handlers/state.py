@@ -15,6 +15,7 @@ from dragon.database.interface import Database
 from dragon.engine.auth import Authenticator
 from dragon.engine.bus import Bus
 from dragon.engine.callbacks import CallbackSender
+from dragon.engine.rate_limits import TokenBuckets
 from dragon.engine.scheduler import Scheduler
 from dragon.engine.service import Service
 from dragon.engine.storage import Storage
@@ -23,7 +24,6 @@ from dragon.net.fetcher import Fetcher
 from dragon.runtime.pool import WorkerPool
 from dragon.stores import Stores
 from dragon.tasks import TaskSpec
-from dragon.web.rate_limits import TokenBuckets
 
 
 @dataclasses.dataclass

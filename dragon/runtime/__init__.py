@@ -1,0 +1,1 @@
+"""Running things safely: tool subprocesses, the process pool and background loops."""
