@@ -8,6 +8,7 @@ whatever the size), retries with backoff, and the error codes a user can act on
 
 The endpoints come from the settings (``DRAGON_YOUTUBE_API_URL`` and friends), not from
 users, so they do not go through the guarded fetcher's address policy. Tokens and secrets
-travel in headers or form bodies, never in messages: every text a platform sends back is
-scrubbed of them before it reaches an error.
+travel in headers or form bodies (YouTube's developer key in the ``key`` query parameter,
+as its API wants), never in messages: every text a platform sends back is scrubbed of them
+before it reaches an error, and aiohttp's exception texts (which name URLs) are not used.
 """

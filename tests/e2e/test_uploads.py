@@ -43,6 +43,7 @@ def fresh(platforms):
         protocol.faults, protocol.quota, protocol.delay = [], False, 0.0
         protocol.requests.clear()
     platforms.vimeo.free = 10 * 1024**3
+    platforms.vimeo.echo_token = False
     platforms.graph.app_secret = None
     return platforms
 
@@ -251,11 +252,13 @@ def test_vimeo_oauth1_alone_names_oauth2_token_and_quota(server, fresh, source):
     doc = server.run_task({"task_name": "video.upload.vimeo", "url": url, "oauth2_token": TOKEN})
     assert doc["error_code"] == "upload_quota_exceeded"
     assert not any(r["method"] == "POST" for r in fresh.vimeo.requests)
+    fresh.vimeo.echo_token = True  # the refusal quotes the token back
     doc = server.run_task(
         {"task_name": "video.upload.vimeo", "url": url, "oauth2_token": "wrong-token-4c"}
     )
     assert doc["error_code"] == "upload_unauthorized"
-    assert "wrong-token-4c" not in json.dumps(doc) + details(server, doc["key"])
+    assert "Got 'bearer ***'" in doc["error"]
+    assert "wrong-token-4c" not in json.dumps(doc) + details(server, doc["key"]) + server.log()
 
 
 def test_facebook_phases_offsets_and_appsecret_proof(server, fresh, source):

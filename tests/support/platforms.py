@@ -253,6 +253,7 @@ class Vimeo(Protocol):
     def __init__(self, server: PlatformServer, prefix: str) -> None:
         super().__init__(server, prefix)
         self.free = 10 * 1024**3
+        self.echo_token = False
 
     def routes(self) -> list:
         return [
@@ -267,6 +268,12 @@ class Vimeo(Protocol):
         version = "version=3.4" in request.headers.get("Accept", "")
         return scheme.lower() == "bearer" and token in self.tokens and version
 
+    def refused(self, request: web.Request) -> web.Response:
+        message = "You must provide a valid authenticated access token."
+        if self.echo_token:  # a careless server: the client must scrub it from its messages
+            message += f" Got {request.headers.get('Authorization')!r}."
+        return self.error(401, message)
+
     @staticmethod
     def error(status: int, message: str) -> web.Response:
         return web.json_response(
@@ -277,7 +284,7 @@ class Vimeo(Protocol):
     async def me(self, request: web.Request) -> web.Response:
         self.record(request)
         if not self.authorized(request):
-            return self.error(401, "You must provide a valid authenticated access token.")
+            return self.refused(request)
         return web.json_response(
             {
                 "uri": "/users/1",
@@ -297,7 +304,7 @@ class Vimeo(Protocol):
         body = await request.json()
         self.record(request, body=body)
         if not self.authorized(request):
-            return self.error(401, "You must provide a valid authenticated access token.")
+            return self.refused(request)
         if body.get("upload", {}).get("approach") != "tus":
             return self.error(400, "only tus here")
         upload = self.new_upload(
