@@ -14,6 +14,8 @@ import itertools
 import math
 from fractions import Fraction
 
+from dragon.sxml.motion import Motion
+
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
@@ -26,6 +28,7 @@ class Layer:
     w: int
     h: int
     alpha: bool  # yuva420p, may be transparent; else yuv420p
+    motion: Motion | None = None  # animated: placed by expressions, not at x, y
 
 
 class Graph:

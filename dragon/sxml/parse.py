@@ -29,7 +29,7 @@ import defusedxml
 import defusedxml.sax
 
 from dragon.net.url_policy import url_problem
-from dragon.sxml import widgets
+from dragon.sxml import ducking, motion, widgets
 from dragon.sxml.model import (
     ADAPTERS,
     ATOMS,
@@ -84,15 +84,18 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "stack": TIME,
     "effect": TIME | {"type", "adapter", "direction"},
     "image": frozenset({"filename", "color", "duration", "type"}),
-    "video": TIME | {"filename", "skip", "audio", "volume", "speed"},
+    "video": TIME | {"filename", "skip", "audio", "volume", "speed", *ducking.ATTRS},
     "audio": TIME | {"filename", "skip", "volume", "fadein", "fadeout", "loop", "speed",
-                     "voice"},
+                     "voice", *ducking.ATTRS},
     "text": TIME | PLACE | {"type", "align", "fontsize", "fontname", "fontcolor",
                             "backgroundcolor"},
     "overlay": TIME | PLACE,
     "transition": frozenset({"type", "duration", "direction"}),
     "filter": TIME | {"type", "alphaStart", "alphaEnd"},
+    "animator": TIME | {"type", "direction", "angle", "growStart", "growEnd"},
+    "key": frozenset({"time", "pos", "scale", "rot"}),
 }
+ANIMATED = frozenset({"overlay", "text", "effect"})
 HONOURED_FILTERS = {"alpha", "fitAdapter", "fixedAdapter"}
 REFUSED_FILTERS = {"mask": "mask filters are not supported"}
 TEXT_TYPES = frozenset({"legend", "zone", "advanced"})
@@ -258,7 +261,7 @@ class _Checker:
             "body": self._sequence, "sequence": self._sequence, "effect": self._effect,
             "image": self._image, "video": self._video, "audio": self._audio,
             "text": self._text, "overlay": self._overlay, "transition": self._transition,
-            "filter": self._filter,
+            "filter": self._filter, "animator": self._animator,
         }
         try:
             self._attributes(node)
@@ -296,9 +299,10 @@ class _Checker:
             kids.append(child)
         node.children = kids
         for child in kids:
-            if child.tag in ("animator", "camera"):
-                self.warn(f"<{child.tag}> elements are ignored (line {child.line})",
-                          (child.tag, ""))
+            if child.tag == "camera" or (child.tag == "animator" and node.tag not in ANIMATED):
+                where = "" if child.tag == "camera" else f" inside <{node.tag}>"
+                self.warn(f"<{child.tag}> elements{where} are ignored (line {child.line})",
+                          (child.tag, node.tag))
                 child.children = []
                 continue
             self.element(child)
@@ -310,7 +314,7 @@ class _Checker:
                 if name not in known:
                     self.warn(f"<{node.tag}> attribute {name} is ignored (line {node.line})",
                               (node.tag, name))
-        if node.tag in IMPLEMENTED and node.tag not in ("movie", "transition", "image"):
+        if node.tag in IMPLEMENTED and node.tag not in ("movie", "transition", "image", "key"):
             self._time(node)
 
     def _time(self, node: Node) -> None:
@@ -389,6 +393,7 @@ class _Checker:
         node.number("volume", maximum=10)
         node.number("speed", minimum=0.1, maximum=10)
         node.flag("audio", True)
+        ducking.check(node)
 
     def _audio(self, node: Node) -> None:
         if node.attrs.get("voice") or node.text.strip():
@@ -402,6 +407,7 @@ class _Checker:
         node.number("volume", maximum=10)
         node.number("speed", minimum=0.1, maximum=10)
         node.flag("loop", False)
+        ducking.check(node)
 
     def _text(self, node: Node) -> None:
         kind = node.attrs.get("type", "zone")
@@ -446,6 +452,11 @@ class _Checker:
         node.number("alphaStart", maximum=1)
         node.number("alphaEnd", maximum=1)
         node.children = []  # a filter's own media (masks, displacement maps) is not drawn
+
+    def _animator(self, node: Node) -> None:
+        motion.check(node)
+        for note in motion.approximations(node):
+            self.warn(note)
 
     def _url(self, node: Node) -> None:
         self.media += 1

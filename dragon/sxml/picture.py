@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dragon.media.probe import MediaInfo, input_args, path_input_args
-from dragon.sxml import layout, transitions
+from dragon.sxml import layout, motion, transitions
 from dragon.sxml.assets import is_kenburns, media_mode
 from dragon.sxml.filtergraph import Graph, Layer
 from dragon.sxml.model import MULTI_EFFECTS, Node
@@ -70,6 +70,7 @@ class Picture:
         layer = build(node, count, opaque) if build else None
         if layer is not None:
             layer = self.alpha_filters(node, layer)
+            layer = self.animate(node, layer)
             if opaque:
                 layer = self.opaque(layer)
         return layer
@@ -274,6 +275,40 @@ class Picture:
             return Layer(label, inner.frames, x, y, w, h, True)
         return self.alpha_filters(media, layer)
 
+    # -- motion -----------------------------------------------------------------------------
+    @property
+    def frame_of_t(self) -> str:
+        """A stream's frame number from its time ``t`` (every stream here runs at the rate
+        from pts 0; filters' own ``n`` counts frames already passed on, one ahead)."""
+        return f"floor(t*{self.g.rate.numerator}/{self.g.rate.denominator}+0.5)"
+
+    def animate(self, node: Node, layer: Layer) -> Layer:
+        """``<animator>``s: turn and scale the layer per frame, and give it a ``Motion``
+        that ``overlay_on`` places it by (``motion.py`` has the semantics)."""
+        if not node.kids({"animator"}):
+            return layer
+        first, _ = self.frames(node)
+        tracks = motion.tracks(node, (layer.x, layer.y, layer.w, layer.h),
+                               (self.g.width, self.g.height), self.g.frame, float(self.g.rate))
+        steps = []
+        if tracks.turn:
+            steps.append(f"rotate=a='{motion.turn_expr(tracks, first, self.frame_of_t)}'"
+                         f":c=black@0"
+                         f":ow='hypot(iw,ih)':oh=ow")
+        if tracks.scales:
+            sx = motion.scale_expr(tracks.sx, first, self.frame_of_t)
+            sy = motion.scale_expr(tracks.sy, first, self.frame_of_t)
+            steps.append(f"scale=w='max(2,trunc(iw*{sx}/2)*2)':h='max(2,trunc(ih*{sy}/2)*2)'"
+                         f":eval=frame")
+        label, alpha = layer.label, layer.alpha
+        if steps:
+            label = self.g.chain([label], ",".join(
+                ([] if alpha else ["format=yuva420p"]) + steps))
+            alpha = True
+        centre = (layer.x + layer.w / 2, layer.y + layer.h / 2)
+        moving = motion.Motion(centre, first, tuple(tracks.dx), tuple(tracks.dy))
+        return dataclasses.replace(layer, label=label, alpha=alpha, motion=moving)
+
     # -- opacity ----------------------------------------------------------------------------
     def alpha_filters(self, node: Node, layer: Layer) -> Layer:
         """``filter type="alpha"``: opacity from alphaStart to alphaEnd in its window."""
@@ -303,13 +338,16 @@ class Picture:
         return dataclasses.replace(layer, label=label, alpha=True)
 
     def is_base(self, layer: Layer, count: int) -> bool:
-        return self.is_full(layer) and not layer.alpha and layer.frames >= count
+        return (self.is_full(layer) and not layer.alpha and layer.motion is None
+                and layer.frames >= count)
 
     def is_full(self, layer: Layer) -> bool:
         return (layer.x, layer.y, layer.w, layer.h) == self.full
 
     def opaque(self, layer: Layer) -> Layer:
         """``layer`` on black: full-frame, without transparency."""
+        if layer.motion is not None:
+            return self.overlay_on(self.blank(layer.frames, alpha=False), layer, 0)
         if not layer.alpha and self.is_full(layer):
             return layer
         if not layer.alpha:
@@ -320,6 +358,8 @@ class Picture:
 
     def full_frame(self, layer: Layer) -> Layer:
         """``layer`` padded to the whole frame with transparency."""
+        if layer.motion is not None:
+            return self.overlay_on(self.blank(layer.frames, alpha=True), layer, 0)
         if self.is_full(layer):
             return layer
         label = self.g.chain([layer.label], f"format=yuva420p,pad={self.g.width}:"
@@ -336,8 +376,12 @@ class Picture:
         source = layer.label
         if offset:
             source = self.g.chain([source], f"setpts=PTS+{offset}")
-        label = self.g.chain([base.label, source],
-                             f"overlay=x={layer.x}:y={layer.y}:eof_action=pass:eval=init")
+        if layer.motion is None:
+            place = f"x={layer.x}:y={layer.y}:eval=init"
+        else:  # the layer's own frame number: it starts ``offset`` frames into the base
+            frame = f"({self.frame_of_t}-{offset})"
+            place = f"x='{layer.motion.x(frame)}':y='{layer.motion.y(frame)}':eval=frame"
+        label = self.g.chain([base.label, source], f"overlay={place}:eof_action=pass")
         return dataclasses.replace(base, label=label)
 
     def blank(self, count: int, alpha: bool, box: layout.Box | None = None) -> Layer:

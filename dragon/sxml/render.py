@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dragon import errors
 from dragon.media import ffmpeg, probe
-from dragon.sxml import assets, profiles, segments, sound
+from dragon.sxml import assets, ducking, profiles, segments, sound
 from dragon.sxml.concurrent import gather
 from dragon.sxml.filtergraph import Graph
 from dragon.sxml.model import DefinitionError, Node
@@ -43,6 +43,7 @@ class Movie:
         self.body = definition.body
         self.downloads = downloads
         self.media = media
+        self.ducked: list[ducking.Span] = []  # filled by ducking.plan
 
     @property
     def duration(self) -> float:
@@ -63,6 +64,7 @@ async def create(ctx) -> dict:
             ctx.warn(message)
 
     movie = await load(ctx, p["definition"], warn)
+    movie.ducked = await ducking.plan(ctx, movie.body, movie.media)
     duration = movie.duration
     if duration * profile.rate < 1:
         raise errors.ParameterError.one("definition", f"the movie lasts {duration:g} s, less "
@@ -268,7 +270,7 @@ async def join(ctx, movie: Movie, profile: profiles.Profile, parts: list[Path],
 
 
 def sound_mix(graph: Graph, movie: Movie) -> str:
-    return sound.mix(graph, movie.body, movie.media)
+    return sound.mix(graph, movie.body, movie.media, movie.ducked)
 
 
 def x264(profile: profiles.Profile, preset: str, crf: int) -> list[str]:

@@ -10,6 +10,9 @@ start, then ``amix`` (no normalisation) padded or cut to the movie's length.
 A transition crossfades sound too (SXML.md 2.4): instead of ``acrossfade`` between mixed
 sub-tracks, every clip inside the outgoing item fades out over the transition window and
 every clip inside the incoming one fades in, which is the same linear crossfade.
+
+Ducking (``duck-others``, ``ducking.py``) is one more ``volume`` step on every track that
+does not duck, an envelope over the movie's time.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from dragon.media.probe import MediaInfo, input_args
+from dragon.sxml import ducking
 from dragon.sxml.filtergraph import Graph
 from dragon.sxml.model import MULTI_EFFECTS, Node
 
@@ -31,11 +35,15 @@ class Fade:
     duration: float
 
 
-def mix(graph: Graph, body: Node, media: dict[str, MediaInfo]) -> str:
-    """Add the soundtrack to ``graph``; returns its output label."""
+def mix(graph: Graph, body: Node, media: dict[str, MediaInfo],
+        ducked: list[ducking.Span] | None = None) -> str:
+    """Add the soundtrack to ``graph``; returns its output label. ``ducked``: the
+    stretches where tracks without ``duck-others`` play quieter (``ducking.plan``)."""
     total = _samples(body.end)
+    duck = ducking.volume_filter(ducked or [])
     labels = [label for node, fades in _clips(body, [])
-              if (label := _clip(graph, node, fades, media[node.attrs["filename"]]))]
+              if (label := _clip(graph, node, fades, media[node.attrs["filename"]],
+                                 None if "duck-others" in node.attrs else duck))]
     if not labels:
         return graph.chain([], f"anullsrc=r={SAMPLE_RATE}:cl=stereo,atrim=end_sample={total}",
                            prefix="a")
@@ -67,7 +75,8 @@ def _clips(node: Node, fades: list[Fade]):
         yield from _clips(child, fades + extra)
 
 
-def _clip(graph: Graph, node: Node, fades: list[Fade], info: MediaInfo) -> str | None:
+def _clip(graph: Graph, node: Node, fades: list[Fade], info: MediaInfo,
+          duck: str | None) -> str | None:
     if not info.has_audio:
         return None  # a silent video
     skip = node.number("skip", 0.0) or 0.0
@@ -101,6 +110,8 @@ def _clip(graph: Graph, node: Node, fades: list[Fade], info: MediaInfo) -> str |
     steps.append(f"atrim=end_sample={_samples(node.end) - delay}")
     if delay:
         steps.append(f"adelay=delays={delay}S:all=1")
+    if duck:
+        steps.append(duck)  # after adelay: its t is the movie's time
     return graph.chain([f"{index}:a"], ",".join(steps), prefix="a")
 
 

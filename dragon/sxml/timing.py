@@ -160,7 +160,7 @@ def _assign(node: Node, begin: float, duration: float, limit: float) -> None:
     elif tag == "stack":
         for child in node.content:
             _assign_placed(node, child)
-    for child in node.kids({"filter"}):
+    for child in node.kids({"filter", "animator"}):
         _assign_placed(node, child)
 
 

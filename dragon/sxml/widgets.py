@@ -18,6 +18,7 @@ between two items replaces the automatic crossfade.
 
 from __future__ import annotations
 
+from dragon.sxml.ducking import ATTRS as DUCKING
 from dragon.sxml.model import DefinitionError, Node
 
 PREFIX = "director.theme."
@@ -26,9 +27,10 @@ AUTO_TRANSITION = 0.5
 MUSIC_FADEOUT = 2.0
 MAP_CARD = "#808080"
 
-VIDEO_ATTRS = ("filename", "skip", "duration", "audio", "volume", "speed")
+VIDEO_ATTRS = ("filename", "skip", "duration", "audio", "volume", "speed", *DUCKING)
 # ``voice`` is copied so that text-to-speech is refused as in core SXML.
-AUDIO_ATTRS = ("filename", "skip", "volume", "fadein", "fadeout", "loop", "speed", "voice")
+AUDIO_ATTRS = ("filename", "skip", "volume", "fadein", "fadeout", "loop", "speed", "voice",
+               *DUCKING)
 
 
 def expand(widget: Node, warnings: list[str]) -> Node:

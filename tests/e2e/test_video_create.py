@@ -295,6 +295,87 @@ def test_transitions_are_drawn_as_named(dragon_server, origin, tmp_path):
         assert np.abs(middle - crossfade).mean() > 20, kind
 
 
+def box_of(picture: np.ndarray, colour: int) -> tuple[int, int, int, int] | None:
+    """(x, y, w, h) of the pixels where channel ``colour`` dominates."""
+    others = [c for c in range(3) if c != colour]
+    mask = (picture[:, :, colour] > 150) & (picture[:, :, others].max(axis=2) < 100)
+    rows, columns = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if not rows.size:
+        return None
+    return columns.min(), rows.min(), columns.max() + 1 - columns.min(), rows.max() + 1 - rows.min()
+
+
+def test_animators_move_overlays_during_their_window_only(dragon_server, tmp_path):
+    from dragon.sxml import layout
+
+    result = assert_success(create(dragon_server, movie(
+        '<stack duration="3"><effect type="none"><image color="#000000"/></effect>'
+        '<overlay left="0.1" top="0.1" width="0.2" height="0.2"><image color="#0000ff"/>'
+        '<animator type="slide-in" direction="right" margin-start="0.5" duration="1"/>'
+        "</overlay>"
+        '<overlay left="0.6" top="0.5" width="0.2" height="0.3"><image color="#00ff00"/>'
+        '<animator type="grow" growStart="0.5" growEnd="1" margin-start="1" duration="1"/>'
+        "</overlay>"
+        '<overlay left="0.4" top="0.6" width="0.1" height="0.1"><image color="#ff0000"/>'
+        '<animator type="custom" margin-start="1"><key time="0" pos="0,0,0"/>'
+        '<key time="1" pos="0.5,0.5,0"/></animator></overlay></stack>')))
+    assert not result.get("warnings"), result
+    path = fetch(dragon_server, result["export"], tmp_path, "animators.mp4")
+    blue = layout.place(layout.placement({"left": "0.1", "top": "0.1", "width": "0.2",
+                                          "height": "0.2"}), W, H)
+    green = layout.place(layout.placement({"left": "0.6", "top": "0.5", "width": "0.2",
+                                           "height": "0.3"}), W, H)
+    red = layout.place(layout.placement({"left": "0.4", "top": "0.6", "width": "0.1",
+                                         "height": "0.1"}), W, H)
+
+    def near(found, expected, slack=3):
+        x, y, w, h = expected  # the part inside the frame
+        expected = (max(0, x), max(0, y), min(x + w, W) - max(0, x), min(y + h, H) - max(0, y))
+        assert found is not None and all(abs(a - b) <= slack for a, b in zip(
+            found, expected, strict=True)), (found, expected)
+
+    before, during, after = frame(path, 6), frame(path, 25), frame(path, 60)
+    assert box_of(before, 2) is None  # not on screen yet: it slides in at 0.5 s
+    x, y, w, h = blue
+    progress = (25 - 13) / (38 - 13)  # frames 13 to 38 are its window
+    near(box_of(during, 2), (round(x - (x + w) * (1 - progress)), y, w, h))
+    near(box_of(after, 2), blue)
+    x, y, w, h = green  # half size about its centre until 1 s, whole after 2 s
+    near(box_of(before, 1), (x + w // 4, y + h // 4, w // 2, h // 2), slack=4)
+    near(box_of(after, 1), green)
+    x, y, w, h = red  # half a unit (a quarter of the height) right and up, after 2 s
+    near(box_of(before, 0), red)
+    near(box_of(after, 0), (x + H // 4, y - H // 4, w, h))
+
+
+def level_at(path: Path, frequency: float, start: float, end: float) -> float:
+    """The magnitude of one frequency in the mono mix between two times."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar",
+                          "8000", "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    samples = np.frombuffer(out, np.float32)[int(start * 8000):int(end * 8000)]
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
+    return float(spectrum[np.argmin(np.abs(np.fft.rfftfreq(samples.size, 1 / 8000) - frequency))])
+
+
+def test_a_voice_ducks_the_music_while_it_sounds(dragon_server, urls, origin, tmp_path):
+    voice = origin.add_file("sxml/voice.wav", media.audio(tmp_path / "voice.wav",
+                                                          duration=1.5, freq=1000), "audio/wav")
+    result = assert_success(create(dragon_server, movie(
+        '<stack duration="6"><effect type="none"><image color="#000000"/></effect>'
+        f'<audio filename="{urls["music"]}"/>'
+        f'<audio filename="{voice}" margin-start="2" duration="1.5" duck-others="0.1"/>'
+        "</stack>")))
+    assert not result.get("warnings"), result
+    path = fetch(dragon_server, result["export"], tmp_path, "ducked.mp4")
+    # Windows of 0.3 s each (the magnitudes grow with the window).
+    music = level_at(path, 440, 0.1, 0.4)  # the voice starts at 2 s: ducked from 0.5 s
+    assert music > 10
+    assert level_at(path, 1000, 2.5, 2.8) > 0.5 * music  # the voice is not ducked...
+    assert level_at(path, 440, 2.5, 2.8) < 0.15 * music  # ...the music is, to a tenth
+    assert level_at(path, 440, 1.0, 1.3) < 0.8 * music  # going down over 1 s before...
+    assert level_at(path, 440, 5.5, 5.8) > 0.8 * music  # ...and back 1.5 s after it ends
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 # Each would be a valid movie but for its hostile part, so only that part can fail it.

@@ -153,8 +153,8 @@ def test_media_count_is_limited():
 def test_decoration_is_accepted_with_warnings():
     definition = parse(movie(
         f'<effect type="kenburns" depthEnable="true">{IMAGE}'
-        '<filter type="blur"/><animator type="slide-in" direction="left"/></effect>'
-        f'<effect type="flower">{IMAGE}</effect>'
+        '<filter type="blur"/></effect>'
+        f'<stack><effect type="flower">{IMAGE}</effect><animator type="slide"/></stack>'
         f'<effect type="none">{IMAGE}</effect><transition type="waterdrop"/>'
         f'<effect type="none">{IMAGE}</effect>'))
     text = "\n".join(definition.warnings)
@@ -169,6 +169,30 @@ def test_a_transition_with_nothing_after_it_is_dropped():
     assert [c.tag for c in definition.body.children] == ["sequence", "effect"]
     assert [c.tag for c in definition.body.children[0].children] == ["effect"]
     assert sum("nothing after it" in w for w in definition.warnings) == 2
+
+
+@pytest.mark.parametrize("animator, words", [
+    ('<animator type="wobble"/>', ["<animator>", "slide-in"]),
+    ('<animator type="custom"/>', ["<animator>", "<key>"]),
+    ('<animator type="custom"><key time="0" pos="left"/></animator>', ["<key>", "pos"]),
+    ('<animator type="slide" direction="sideways"/>', ["<animator>", "direction"]),
+    ('<animator type="grow" growStart="-1"/>', ["growStart", "at least 0"]),
+])
+def test_unreadable_animators_are_refused(animator, words):
+    messages = errors_of(movie(f'<effect type="none">{IMAGE}{animator}</effect>'))
+    assert any(all(w in m for w in words) for m in messages), messages
+
+
+def test_animators_are_kept_on_overlays_texts_and_effects():
+    definition = parse(movie(
+        f'<stack><effect type="none">{IMAGE}<animator type="slide-in"/></effect>'
+        '<text>Hi<animator type="custom"><key time="0" rot="10,1,0,0" orient="1,0,0"/>'
+        '</animator></text></stack>'))
+    effect, text = definition.body.children[0].children
+    assert [c.tag for c in effect.children] == ["image", "animator"]
+    assert text.children[0].children[0].tag == "key"
+    warnings = "\n".join(definition.warnings)
+    assert "axis facing the viewer" in warnings and "orient" in warnings
 
 
 def test_warnings_are_not_repeated():

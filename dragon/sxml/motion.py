@@ -1,0 +1,239 @@
+"""Animators (``<animator>``) as per-frame ffmpeg expressions: where a layer is, how large
+and how turned, frame by frame.
+
+An animator moves its parent (an overlay, a text or an effect) during its own time window,
+which ``timing.py`` places like a filter's: the parent's whole duration unless margins or a
+duration say otherwise. Before the window the parent holds the animator's first state,
+after it the last one. Our reading of the types, which SXML names without drawing:
+
+- ``slide-in``: enters from off-screen and stops at its place; ``direction`` is where it
+  moves, so ``left`` enters from the right. ``slide-out``: leaves its place and goes
+  off-screen along ``direction``. ``slide``: crosses the frame along ``direction``, from
+  off-screen to off-screen, passing its place.
+- ``rot-in``: turns from ``angle`` degrees (default 90; positive is counter-clockwise, as
+  in OpenGL) back to upright; ``rot-out``: from upright to ``angle``.
+- ``grow``: scales from ``growStart`` to ``growEnd`` (defaults 0.5 and 1) about its centre;
+  SXML moves the node along the depth axis, which on screen is this scaling.
+- ``custom``: ``<key time pos scale rot>`` keyframes, linearly interpolated. ``time`` is in
+  seconds from the window's start; ``pos="x,y[,z]"`` moves the node in SXML's OpenGL units
+  (half the frame height per unit, y upwards; z is ignored); ``scale="x[,y[,z]]"``
+  multiplies its width and height; ``rot="degrees[,ax,ay,az]"`` turns it about the axis
+  facing the viewer (other axes would need 3D and are not drawn).
+
+Several animators on one node add their offsets and turns and multiply their scales.
+
+Every value is a sum of clamped ramps, ``v0 + (v1 - v0) * clip((T - a) / (b - a), 0, 1)``,
+over the absolute frame number ``T``: no branches, and it stays right when a movie is cut
+into time windows (``segments.py``), since ``T`` counts from the movie's start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from dragon.sxml.model import DefinitionError, Node
+
+TYPES = frozenset({"slide", "slide-in", "slide-out", "rot-in", "rot-out", "grow", "custom"})
+DEFAULT_ANGLE = 90.0
+DEFAULT_GROW = (0.5, 1.0)
+MIN_SCALE = 0.02  # a layer of no pixels would stop the graph
+MAX_KEYS = 100
+ROTATION_AXES = {(0.0, 0.0, 1.0), (0.0, 0.0, -1.0)}
+
+Ramp = tuple[int, int, float, float]  # first frame, last frame, start value, end value
+
+
+@dataclasses.dataclass
+class Tracks:
+    """Ramps for each animated quantity; offsets in pixels, turns in radians."""
+
+    dx: list[Ramp] = dataclasses.field(default_factory=list)
+    dy: list[Ramp] = dataclasses.field(default_factory=list)
+    turn: list[Ramp] = dataclasses.field(default_factory=list)
+    sx: list[list[Ramp]] = dataclasses.field(default_factory=list)  # one product factor each
+    sy: list[list[Ramp]] = dataclasses.field(default_factory=list)
+
+    @property
+    def moves(self) -> bool:
+        return bool(self.dx or self.dy)
+
+    @property
+    def scales(self) -> bool:
+        return bool(self.sx or self.sy)
+
+
+@dataclasses.dataclass(frozen=True)
+class Motion:
+    """A moving layer's overlay position: ``x``/``y`` expressions of the layer's own frame
+    number, written for ``overlay``'s ``eval=frame`` (``overlay_w``/``overlay_h`` are the
+    layer's current size, which rotation and scaling change)."""
+
+    centre: tuple[float, float]
+    first: int  # absolute frame of the layer's first frame
+    dx: tuple[Ramp, ...]
+    dy: tuple[Ramp, ...]
+
+    def x(self, frame: str) -> str:
+        return f"{self.centre[0]:g}+{_sum(self.dx, self.first, frame)}-overlay_w/2"
+
+    def y(self, frame: str) -> str:
+        return f"{self.centre[1]:g}+{_sum(self.dy, self.first, frame)}-overlay_h/2"
+
+
+# -- checking (parse.py) ----------------------------------------------------------------------
+
+
+def check(node: Node) -> None:
+    """Raise ``DefinitionError`` for an animator we cannot read."""
+    kind = node.attrs.get("type", "")
+    if kind not in TYPES:
+        raise DefinitionError(
+            node, f'type="{kind[:40]}" is not one of: ' + ", ".join(sorted(TYPES))
+        )
+    node.choice("direction", frozenset({"left", "right", "up", "down"}), "left")
+    node.number("angle", DEFAULT_ANGLE, minimum=-3600, maximum=3600)
+    node.number("growStart", minimum=0, maximum=100)
+    node.number("growEnd", minimum=0, maximum=100)
+    keys = node.kids({"key"})
+    if kind == "custom" and not keys:
+        raise DefinitionError(node, 'type="custom" needs <key> elements')
+    if len(keys) > MAX_KEYS:
+        raise DefinitionError(node, f"has more than {MAX_KEYS} <key> elements")
+    for key in keys:
+        key.number("time", 0.0)
+        _vector(key, "pos", 3)
+        _vector(key, "scale", 3)
+        _vector(key, "rot", 4)
+
+
+def approximations(node: Node) -> list[str]:
+    """What of a (checked) custom animator is not drawn."""
+    notes = []
+    for key in node.kids({"key"}):
+        rot = _vector(key, "rot", 4)
+        if rot and len(rot) == 4 and tuple(rot[1:]) not in ROTATION_AXES and rot[0]:
+            notes.append(f"{key.where()}: only turns about the axis facing the viewer are drawn")
+    return notes
+
+
+def _vector(node: Node, name: str, size: int) -> list[float] | None:
+    raw = node.attrs.get(name)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        values = [float(v) for v in raw.split(",")]
+    except ValueError:
+        raise DefinitionError(node, f'{name}="{raw[:40]}" is not a list of numbers') from None
+    if not 1 <= len(values) <= size or not all(math.isfinite(v) and abs(v) <= 1e4 for v in values):
+        raise DefinitionError(node, f'{name}="{raw[:40]}" needs 1 to {size} numbers')
+    return values
+
+
+# -- building (picture.py) --------------------------------------------------------------------
+
+
+def tracks(
+    node: Node, box: tuple[int, int, int, int], frame_size: tuple[int, int], frame_of, rate: float
+) -> Tracks:
+    """The ramps of every animator of ``node`` whose layer sits in ``box`` (pixels)."""
+    out = Tracks()
+    x, y, w, h = box
+    width, height = frame_size
+    for anim in node.kids({"animator"}):
+        a, b = frame_of(anim.begin), frame_of(anim.end)
+        if b <= a:
+            b = a + 1  # a zero-length window: a jump at its frame
+        kind = anim.attrs.get("type")
+        direction = anim.attrs.get("direction", "left")
+        if kind in ("slide", "slide-in", "slide-out"):
+            enter, leave = _off_screen(direction, x, y, w, h, width, height)
+            start = enter if kind != "slide-out" else (0.0, 0.0)
+            end = leave if kind != "slide-in" else (0.0, 0.0)
+            out.dx.append((a, b, start[0], end[0]))
+            out.dy.append((a, b, start[1], end[1]))
+        elif kind in ("rot-in", "rot-out"):
+            angle = -math.radians(
+                anim.number("angle", DEFAULT_ANGLE, minimum=-3600, maximum=3600)
+            )  # rotate turns clockwise
+            out.turn.append((a, b, angle, 0.0) if kind == "rot-in" else (a, b, 0.0, angle))
+        elif kind == "grow":
+            start = max(MIN_SCALE, anim.number("growStart", DEFAULT_GROW[0], maximum=100))
+            end = max(MIN_SCALE, anim.number("growEnd", DEFAULT_GROW[1], maximum=100))
+            out.sx.append([(a, b, start, end)])
+            out.sy.append([(a, b, start, end)])
+        elif kind == "custom":
+            _custom(anim, a, rate, height, out)
+    return out
+
+
+def _off_screen(
+    direction: str, x: int, y: int, w: int, h: int, width: int, height: int
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Offsets (entering, leaving) that put the box just outside the frame."""
+    if direction == "left":
+        return (width - x, 0.0), (-(x + w), 0.0)
+    if direction == "right":
+        return (-(x + w), 0.0), (width - x, 0.0)
+    if direction == "up":
+        return (0.0, height - y), (0.0, -(y + h))
+    return (0.0, -(y + h)), (0.0, height - y)
+
+
+def _custom(anim: Node, first: int, rate: float, height: int, out: Tracks) -> None:
+    keys = sorted(anim.kids({"key"}), key=lambda k: k.number("time", 0.0) or 0.0)
+    unit = height / 2  # SXML's y runs from -1 to 1 across the frame height
+    frames = [first + round((k.number("time", 0.0) or 0.0) * rate) for k in keys]
+
+    def component(name: str, index: int, default: float) -> list[float]:
+        values = []
+        for key in keys:
+            vector = _vector(key, name, 4) or []
+            if name == "scale" and len(vector) == 1:
+                vector = vector * 2  # one number scales both ways
+            values.append(vector[index] if index < len(vector) else default)
+        return values
+
+    def relative(values: list[float]) -> list[Ramp]:
+        """The first key's value, then one ramp per pair of keys adding the change."""
+        return [(frames[0], frames[0] + 1, values[0], values[0])] + [
+            (frames[i], max(frames[i + 1], frames[i] + 1), 0.0, values[i + 1] - values[i])
+            for i in range(len(keys) - 1)
+        ]
+
+    dx = [v * unit for v in component("pos", 0, 0.0)]
+    dy = [-v * unit for v in component("pos", 1, 0.0)]
+    turn = [-math.radians(v) for v in component("rot", 0, 0.0)]
+    if any(dx):
+        out.dx.extend(relative(dx))
+    if any(dy):
+        out.dy.extend(relative(dy))
+    if any(turn):
+        out.turn.extend(relative(turn))
+    sx = [max(MIN_SCALE, v) for v in component("scale", 0, 1.0)]
+    sy = [max(MIN_SCALE, v) for v in component("scale", 1, 1.0)]
+    if any(v != 1.0 for v in sx + sy):
+        out.sx.append(relative(sx))
+        out.sy.append(relative(sy))
+
+
+def _ramp(ramp: Ramp, first: int, frame: str) -> str:
+    a, b, v0, v1 = ramp
+    if v0 == v1:
+        return f"{v0:.6g}"
+    return f"{v0:.6g}+({v1 - v0:.6g})*clip(({first}+{frame}-{a})/{b - a},0,1)"
+
+
+def _sum(ramps, first: int, frame: str) -> str:
+    terms = [_ramp(r, first, frame) for r in ramps if r[2] or r[3]]
+    return "(" + "+".join(terms) + ")" if terms else "0"
+
+
+def turn_expr(tracks: Tracks, first: int, frame: str) -> str:
+    """``rotate``'s angle (radians, clockwise) at the layer's frame ``frame``."""
+    return _sum(tracks.turn, first, frame)
+
+
+def scale_expr(factors: list[list[Ramp]], first: int, frame: str) -> str:
+    """The product of the scale factors at the layer's frame ``frame``."""
+    return "*".join(f"max({MIN_SCALE},{_sum(f, first, frame)})" for f in factors) or "1"
