@@ -67,12 +67,43 @@ class Subscription:
         self.bus.unsubscribe(self)
 
 
+class Follower:
+    """An event feed reader: woken by any committed change, it re-reads the feed itself.
+
+    It holds one flag, not a queue, so a slow follower costs no memory however many
+    changes it misses: the event table is its queue.
+    """
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.changed = asyncio.Event()
+
+    def __enter__(self) -> Follower:
+        self.bus._followers.add(self)
+        if self.bus.closed:
+            self.changed.set()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bus._followers.discard(self)
+
+
 class Bus:
     def __init__(self, queue_size: int = 256) -> None:
         self.queue_size = queue_size
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._empty: set[Subscription] = set()  # subscribed before their keys exist
+        self._followers: set[Follower] = set()
         self.closed = False
+
+    def follow(self) -> Follower:
+        """Wake me at each committed change (``with bus.follow() as f: await f.changed...``)."""
+        return Follower(self)
+
+    def feed_changed(self) -> None:
+        """New events are committed: wake every feed follower."""
+        for follower in self._followers:
+            follower.changed.set()
 
     def subscribe(self, keys: Iterable[str], maxsize: int | None = None) -> Subscription:
         sub = Subscription(self, keys, maxsize or self.queue_size)
@@ -89,6 +120,7 @@ class Bus:
         self.closed = True
         for sub in {s for subs in self._subs.values() for s in subs} | self._empty:
             sub.end()
+        self.feed_changed()
 
     def unsubscribe(self, sub: Subscription) -> None:
         self._empty.discard(sub)
@@ -100,8 +132,14 @@ class Bus:
                     del self._subs[key]
 
     def publish(self, key: str, status: dict) -> None:
+        self.feed_changed()  # every published change was recorded in the feed first
         for sub in tuple(self._subs.get(key, ())):
             sub.push(status)
+
+    def subscribers(self) -> int:
+        """Open subscriptions: streams, blocked requests and event feed followers."""
+        subs = {s for subs in self._subs.values() for s in subs} | self._empty
+        return len(subs) + len(self._followers)
 
     def size(self) -> int:
         """Subscriptions per key, summed: the registry's size (tests check it drains)."""

@@ -27,6 +27,7 @@ from typing import Any
 from dragon import errors
 from dragon.config import Settings
 from dragon.database.interface import Database
+from dragon.engine import metrics
 from dragon.runtime.background import BackgroundLoop
 
 log = logging.getLogger("dragon.engine.callbacks")
@@ -118,6 +119,7 @@ class CallbackSender(BackgroundLoop):
                 await self.db.record_delivery(
                     row["id"], "failed", attempts, time.time(), None,
                     f"url_forbidden: {exc.message}")
+                metrics.CALLBACKS.labels("refused").inc()
                 log.warning("callback for %s refused: %s", row["task_key"], exc.message)
                 return
             error = f"{exc.code}: {exc.message}"
@@ -132,6 +134,7 @@ class CallbackSender(BackgroundLoop):
             state = "pending"
             next_at = now + retry_delay(self.settings.webhook_first_delay_seconds, attempts)
         await self.db.record_delivery(row["id"], state, attempts, next_at, status, error)
+        metrics.CALLBACKS.labels("retry" if state == "pending" else state).inc()
         if error:
             log.info("callback for %s attempt %d: %s (%s)", row["task_key"], attempts, error,
                      state)

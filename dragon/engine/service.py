@@ -19,7 +19,7 @@ from marshmallow import ValidationError
 from dragon import errors
 from dragon.config import Settings
 from dragon.database.interface import Database
-from dragon.engine import documents
+from dragon.engine import documents, metrics
 from dragon.engine.auth import Account, new_secret
 from dragon.engine.bus import CLOSING, OVERFLOW, Bus
 from dragon.net.url_policy import url_problem
@@ -93,6 +93,7 @@ class Service:
                 "queued_at": now, "completed_at": now if problems else None,
                 "started_at": None, "progress": None, "result": None,
             })
+            rows[-1]["document"] = documents.document(rows[-1])  # its event in the feed
         queued = [r for r in rows if r["status"] == "queued"]
         if queued and self.scheduler.queued_count() + len(queued) > self.settings.max_queued_tasks:
             raise Overloaded("the task queue is full; retry later")
@@ -111,6 +112,10 @@ class Service:
             and not url_problem(r["params"]["url_errback"])
         ]
         await self.db.insert_tasks(rows, errbacks)
+        self.bus.feed_changed()
+        for row in rows:
+            if row["status"] == "error":
+                metrics.task_ended(row["task_name"], self.registry, "error", None, None)
         if errbacks:
             self.scheduler.on_callback_queued()
         if watch is not None:

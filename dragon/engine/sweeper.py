@@ -1,8 +1,9 @@
 """Deletes what has outlived its time: expired files (volatile ones after ``volatile_days``,
-persistent ones after the account's expiration setting) and ended tasks older than
-``task_retention_days``. Runs at start-up and every ``sweep_interval_seconds``.
+persistent ones after the account's expiration setting), ended tasks older than
+``task_retention_days`` and event feed entries older than ``events_days``. Runs at
+start-up and every ``sweep_interval_seconds``.
 
-Both go in small batches, each its own short transaction, so a sweep of a large backlog
+All go in small batches, each its own short transaction, so a sweep of a large backlog
 never holds the database's single writer for long.
 """
 
@@ -50,6 +51,18 @@ class Sweeper(BackgroundLoop):
             await asyncio.sleep(0)  # let the API's writes in between batches
         return pruned
 
+    async def prune_events(self) -> int:
+        """Delete event feed entries past ``events_days``."""
+        days = self.settings.events_days
+        if days <= 0:
+            return 0
+        before = time.time() - days * 86400.0
+        pruned = 0
+        while count := await self.db.prune_events(before, PRUNE_BATCH):
+            pruned += count
+            await asyncio.sleep(0)
+        return pruned
+
     async def _run(self) -> None:
         while True:
             try:
@@ -57,6 +70,8 @@ class Sweeper(BackgroundLoop):
                     log.info("deleted %d expired files", count)
                 if count := await self.prune():
                     log.info("deleted %d tasks past retention", count)
+                if count := await self.prune_events():
+                    log.info("deleted %d feed events past retention", count)
             except Exception:
                 log.exception("sweep failed")
             await asyncio.sleep(self.settings.sweep_interval_seconds)

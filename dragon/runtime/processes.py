@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dragon import errors
 
 STDERR_TAIL = 4000
+DIAGNOSTIC_TAIL = 2000  # stderr characters kept in a failed task's diagnostics
 
 # If the server itself is killed (SIGKILL, OOM), its tools must die with it: they run in
 # their own sessions, so nothing else would stop them. util-linux's setpriv sets the
@@ -59,6 +60,15 @@ class ProcessResult:
     def reason(self) -> str:
         """The last meaningful stderr lines: what a user needs to see of a failure."""
         return tail_reason(self.stderr) or f"exit code {self.returncode}"
+
+    def report(self) -> dict:
+        """The run as failure diagnostics show it (``TaskError.tool``)."""
+        return tool_report(self.argv, self.returncode, self.stderr)
+
+
+def tool_report(argv: list[str], exit_code: int | None, stderr: str) -> dict:
+    """A tool run for diagnostics: its argv, exit code (None: killed) and stderr's end."""
+    return {"argv": list(argv), "exit_code": exit_code, "stderr": stderr[-DIAGNOSTIC_TAIL:]}
 
 
 def tail_reason(stderr: str) -> str:
@@ -134,9 +144,10 @@ async def run_process(
     except TimeoutError:
         kill_group(proc)
         await proc.wait()
-        raise errors.TaskError(
-            errors.TIMEOUT, f"{os.path.basename(argv[0])} took longer than {timeout:g} s"
-        ) from None
+        exc = errors.TaskError(
+            errors.TIMEOUT, f"{os.path.basename(argv[0])} took longer than {timeout:g} s")
+        exc.tool = tool_report(argv, None, stderr_tail.decode("utf-8", "replace"))
+        raise exc from None
     finally:
         kill_group(proc)
     return ProcessResult(argv, proc.returncode or 0, bytes(stdout_buf),

@@ -1,0 +1,55 @@
+"""Why a task failed, for ``details=true``: the stage, the tool run, the tool versions.
+
+Built when the task ends in error and stored with its end. A tool's argv and stderr name
+files in the task's private folder; they are shown relative to it (``src0/source.mp4``),
+so no server path leaks, and URLs lose their query strings (signed URLs carry
+credentials there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+from dragon import errors
+from dragon.runtime.tool_versions import tool_versions
+
+STAGES = ("validate", "fetch", "probe", "process", "store", "callback")
+QUERY = re.compile(r"(\w+://[^\s?\"']+)\?[^\s\"']*")
+
+
+def relative(text: str, tmpdir: Path, tmp_root: Path) -> str:
+    """``text`` with the task folder shown as ``.`` and other temp folders as ``..``."""
+    text = text.replace(f"{tmpdir}/", "").replace(str(tmpdir), ".")
+    text = text.replace(f"{tmp_root}/", "../").replace(str(tmp_root), "..")
+    return QUERY.sub(r"\1?********", text)
+
+
+def tool_section(tool: dict, tmpdir: Path, tmp_root: Path) -> dict:
+    argv = [relative(str(arg), tmpdir, tmp_root) for arg in tool["argv"]]
+    if argv:
+        argv[0] = Path(argv[0]).name
+    return {"argv": argv, "exit_code": tool["exit_code"],
+            "stderr": relative(tool["stderr"], tmpdir, tmp_root)}
+
+
+async def diagnose(exc: BaseException, ctx: Any, tmpdir: Path, tmp_root: Path,
+                   stage: str | None = None) -> dict:
+    """The diagnostics of a failure: ``stage``, ``tool`` (or None) and ``versions``.
+
+    The stage comes from where the error surfaced (``TaskError.stage``); without one, a
+    tool that failed earlier in the task (run with ``check=False``, then judged by the
+    task) is taken as the cause; else the task's own code failed: ``process``.
+    """
+    tool = exc.tool if isinstance(exc, errors.TaskError) else None
+    found = exc.stage if isinstance(exc, errors.TaskError) else None
+    failed_run = getattr(ctx, "failed_run", None)
+    if stage is None and found is None and tool is None and failed_run is not None:
+        found, tool = failed_run
+    return {
+        "stage": stage or found or "process",
+        "tool": tool_section(tool, tmpdir, tmp_root) if tool else None,
+        "versions": await asyncio.to_thread(tool_versions),
+    }
