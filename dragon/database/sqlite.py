@@ -146,6 +146,10 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO event_horizon (pruned_through) VALUES (0);
     ALTER TABLE tasks ADD COLUMN diagnostics TEXT;
     """,
+    # Deleting an account deletes its undelivered callbacks without a scan.
+    """
+    CREATE INDEX outbox_account ON outbox(account_id);
+    """,
 )
 
 TASK_COLUMNS = (
