@@ -4,8 +4,9 @@ A database with thousands of accounts' worth of ended tasks, files, deliveries a
 is built; then every public method of ``SQLiteDatabase`` runs once while a trace callback
 records the SQL that reached SQLite. Each recorded statement is explained, and a plan that
 walks a whole table (``SCAN tasks``, as opposed to ``SEARCH tasks USING INDEX``), or every
-task an account ever had, fails the test. A method added to the backend without a call here fails it too, so a new query
-cannot slip past the check.
+task an account ever had, fails the test. A method added to the backend without a call here
+fails it too, so a new query cannot slip past the check. (No ANALYZE is run, as in
+production: the planner must choose well without statistics.)
 """
 
 from __future__ import annotations
