@@ -76,6 +76,8 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         headers = {"WWW-Authenticate": "Secret"} if exc.status == 401 else {}
         response = error_response(exc.status, exc.name, exc.description, exc.location,
                                   {**headers, **exc.headers})
+        if exc.status == 408:  # the client stalled: do not wait for the rest of its body
+            response.force_close()
     except AccountLimit as exc:
         response = error_response(401, "tasks", str(exc), headers={"Retry-After": "10"})
     except Overloaded as exc:

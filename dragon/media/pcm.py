@@ -33,7 +33,13 @@ import numpy as np
 
 from dragon import errors
 from dragon.media.ffmpeg import ffmpeg_argv
-from dragon.runtime.processes import STDERR_TAIL, guarded, kill_group, tail_reason
+from dragon.runtime.processes import (
+    STDERR_TAIL,
+    guarded,
+    kill_group,
+    memory_exhausted,
+    tail_reason,
+)
 
 CHUNK_SAMPLES = 1 << 17  # samples per read: few Python iterations, small buffers
 
@@ -97,6 +103,7 @@ def open_pcm(
             if timed_out.is_set():
                 raise errors.TaskError(errors.TIMEOUT, f"decoding took longer than {timeout:g} s")
             if proc.returncode != 0:
+                memory_exhausted(argv, proc.returncode, _tail(stderr))
                 raise errors.TaskError(errors.INVALID_MEDIA, f"ffmpeg failed: {_reason(stderr)}")
 
         try:
@@ -112,10 +119,14 @@ def open_pcm(
                     os.unlink(pidfile)
 
 
-def _reason(stderr: Any) -> str:
+def _tail(stderr: Any) -> str:
     stderr.seek(0, os.SEEK_END)
     stderr.seek(max(0, stderr.tell() - STDERR_TAIL))
-    return tail_reason(stderr.read().decode("utf-8", "replace")) or "no reason given"
+    return stderr.read().decode("utf-8", "replace")
+
+
+def _reason(stderr: Any) -> str:
+    return tail_reason(_tail(stderr)) or "no reason given"
 
 
 def pool_timeout(ctx) -> float:

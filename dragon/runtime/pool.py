@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from dragon.runtime.processes import set_tool_nice
+from dragon.runtime.processes import set_tool_memory, set_tool_nice
 
 log = logging.getLogger("dragon.runtime.pool")
 
@@ -29,11 +29,13 @@ class WorkerPool:
     """``workers`` processes at niceness ``nice`` (below the API, like the tools they run)."""
 
     def __init__(
-        self, workers: int, initializer: Callable[[], None] | None = None, nice: int = 0
+        self, workers: int, initializer: Callable[[], None] | None = None, nice: int = 0,
+        tool_memory: int = 0,
     ) -> None:
         self.workers = workers
         self.initializer = initializer
         self.nice = nice
+        self.tool_memory = tool_memory  # address space of the tools workers spawn (0: any)
         self._executor = self._new()
 
     def _new(self) -> concurrent.futures.ProcessPoolExecutor:
@@ -41,7 +43,7 @@ class WorkerPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_start_worker,
-            initargs=(self.nice, self.initializer),
+            initargs=(self.nice, self.initializer, self.tool_memory),
         )
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -80,11 +82,14 @@ class WorkerPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _start_worker(nice: int, initializer: Callable[[], None] | None) -> None:
-    """Lower the worker to ``nice`` (tools it spawns inherit it), then ``initializer``."""
+def _start_worker(nice: int, initializer: Callable[[], None] | None,
+                  tool_memory: int = 0) -> None:
+    """Lower the worker to ``nice`` (tools it spawns inherit it), give the tools it spawns
+    their memory limit, then ``initializer``."""
     lower = nice - os.nice(0)
     if lower > 0:
         os.nice(lower)
     set_tool_nice(nice)
+    set_tool_memory(tool_memory)
     if initializer:
         initializer()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,8 +41,41 @@ def set_tool_nice(level: int) -> None:
     _tool_nice = level
 
 
+# Every tool gets at most DRAGON_TOOL_MEMORY_BYTES of address space (RLIMIT_AS, set by
+# util-linux's prlimit, which then execs the tool): a crafted file asking ffmpeg for huge
+# frames makes its allocations fail instead of taking the machine's memory.
+PRLIMIT = shutil.which("prlimit")
+_tool_memory = 0  # bytes; 0: no limit
+
+
+def set_tool_memory(limit: int) -> None:
+    """The address space tools get from now on in this process (set at start-up)."""
+    global _tool_memory
+    _tool_memory = limit
+
+
+# What ffmpeg, x264, swscale and the dynamic loader print when an allocation fails.
+OUT_OF_MEMORY = re.compile(
+    r"cannot allocate memory|out of memory|malloc of size \d+ failed|failed to allocate"
+    r"|memory allocation failed|bad_alloc|failed to map segment",
+    re.I,
+)
+
+
+def memory_exhausted(argv: list[str], returncode: int | None, stderr: str) -> None:
+    """Raise ``TaskError(resource_limit)`` if a failed tool ran out of its memory limit."""
+    if returncode and _tool_memory and OUT_OF_MEMORY.search(stderr):
+        raise errors.TaskError(
+            errors.RESOURCE_LIMIT,
+            f"{os.path.basename(argv[0])} needed more than the {_tool_memory // 2**20} MiB of"
+            f" memory a tool may use (DRAGON_TOOL_MEMORY_BYTES): {tail_reason(stderr)}",
+        )
+
+
 def guarded(argv: list[str]) -> list[str]:
     # nice -n is relative: a pool worker already lowered to the level adds nothing.
+    if _tool_memory and PRLIMIT:
+        argv = [PRLIMIT, f"--as={_tool_memory}", "--", *argv]
     lower = _tool_nice - os.nice(0)
     if lower > 0 and NICE:
         argv = [NICE, "-n", str(lower), "--", *argv]
@@ -150,5 +184,6 @@ async def run_process(
         raise exc from None
     finally:
         kill_group(proc)
-    return ProcessResult(argv, proc.returncode or 0, bytes(stdout_buf),
-                         stderr_tail.decode("utf-8", "replace"))
+    stderr = stderr_tail.decode("utf-8", "replace")
+    memory_exhausted(argv, proc.returncode, stderr)
+    return ProcessResult(argv, proc.returncode or 0, bytes(stdout_buf), stderr)

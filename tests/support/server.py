@@ -63,6 +63,7 @@ class Server:
             "DRAGON_PORT": str(self.port),
         }
         self.proc: subprocess.Popen | None = None
+        self.argv_prefix: list[str] = []  # e.g. ["prlimit", "--nofile=256:256", "--"]
         self.log_path = data_dir / "server.log"
         account = self.create_account("test", "--referrer", "*")
         self.secret = account["secret"]
@@ -79,7 +80,7 @@ class Server:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dragon", "serve"],
+            [*self.argv_prefix, sys.executable, "-m", "dragon", "serve"],
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -1,0 +1,96 @@
+"""Client connections may not use up the descriptors the tasks need.
+
+Each open connection holds a file descriptor; a client that opens hundreds and sends
+nothing would otherwise leave none for the tasks' downloads, files and tools, and every
+task would fail. Two defences:
+
+- ``DRAGON_HTTP_IDLE_TIMEOUT_SECONDS`` closes a connection that is idle between requests
+  or slow to send its request head (aiohttp's keep-alive timer, which runs from the moment
+  a connection opens and is not reset by a partial head), and ``handlers.request`` answers
+  408 when a request body stalls that long.
+- At most ``connection_limit`` connections are open at once: the next one is answered a
+  bare 503 with ``Retry-After`` and closed, so its descriptor is freed at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from typing import Any
+
+from aiohttp import web
+
+from dragon.config import Settings
+
+log = logging.getLogger("dragon.http")
+
+# Descriptors kept for everything but client connections: the database's connections, the
+# process pool's pipes, logs, listening sockets; and per processing slot a download socket,
+# its file, a tool's three pipes and its outputs.
+BASE_RESERVE = 128
+PER_SLOT = 8
+MIN_CONNECTIONS = 32
+
+_BODY = (
+    b'{"status": "error", "errors": [{"name": "server", "location": "server",'
+    b' "description": "too many open connections; retry shortly"}]}'
+)
+REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 5\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BODY), _BODY)
+)
+
+
+def raise_descriptor_limit(most: int = 65536) -> int:
+    """Raise this process's soft descriptor limit to its hard one (at most ``most``)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = most if hard == resource.RLIM_INFINITY else min(hard, most)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    return soft
+
+
+def connection_limit(settings: Settings) -> int:
+    """``DRAGON_MAX_CONNECTIONS``, or what the descriptor limit leaves after the tasks."""
+    if settings.max_connections > 0:
+        return settings.max_connections
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 65536
+    slots = settings.heavy_slots + settings.light_concurrency
+    return max(MIN_CONNECTIONS, soft - BASE_RESERVE - PER_SLOT * slots)
+
+
+class ConnectionLimit:
+    """Refuses connections past ``limit`` on an aiohttp ``web.Server``.
+
+    aiohttp has no such setting; its server tells ``connection_made`` of every new
+    connection, so that call is wrapped: the connection is counted and, over the limit,
+    answered and closed before it reads a byte.
+    """
+
+    def __init__(self, server: web.Server, limit: int) -> None:
+        self.server = server
+        self.limit = limit
+        self.refused = 0
+        self._last_warning = 0.0
+        self._made = server.connection_made
+        server.connection_made = self.connection_made  # type: ignore[method-assign]
+
+    def connection_made(self, handler: Any, transport: Any) -> None:
+        self._made(handler, transport)
+        if len(self.server.connections) <= self.limit:
+            return
+        self.refused += 1
+        transport.write(REFUSAL)
+        transport.close()
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            log.warning(
+                "%d connections open, the most allowed: refused %d so far (DRAGON_MAX_CONNECTIONS)",
+                self.limit,
+                self.refused,
+            )
