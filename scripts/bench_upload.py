@@ -9,7 +9,7 @@ server, from the first byte received to the last, and checked by SHA-256 against
 file. The server's peak RSS (VmHWM) is read after start-up and after the uploads: flat
 means it does not grow with the file.
 
-Run: .venv/bin/python scripts/bench_upload.py [--mb 1000] [--rounds 2]
+Run: .venv/bin/python scripts/bench_upload.py [--mb 1000] [--rounds 3] [--chunk-mb N]
 """
 
 from __future__ import annotations
@@ -36,10 +36,33 @@ FRAME = 1000 * 1000  # one grey 1000x1000 frame
 
 def make_source(path: Path, megabytes: int) -> None:
     frames = megabytes * 1_000_000 // FRAME
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
-                    "-pix_fmt", "gray", "-s", "1000x1000", "-r", "25", "-i", "/dev/urandom",
-                    "-frames:v", str(frames), "-c:v", "rawvideo", "-f", "matroska", str(path)],
-                   check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-s",
+            "1000x1000",
+            "-r",
+            "25",
+            "-i",
+            "/dev/urandom",
+            "-frames:v",
+            str(frames),
+            "-c:v",
+            "rawvideo",
+            "-f",
+            "matroska",
+            str(path),
+        ],
+        check=True,
+    )
 
 
 def sha256(path: Path) -> str:
@@ -62,22 +85,48 @@ def curl_upload(platforms: PlatformServer, path: Path) -> None:
     size = path.stat().st_size
     req = urllib.request.Request(
         f"{platforms.url}/youtube/upload/youtube/v3/videos?uploadType=resumable"
-        f"&part=snippet,status&key={KEY}", method="POST",
+        f"&part=snippet,status&key={KEY}",
+        method="POST",
         data=b'{"snippet": {"title": "curl"}, "status": {"privacyStatus": "private"}}',
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json",
-                 "X-Upload-Content-Length": str(size),
-                 "X-Upload-Content-Type": "video/x-matroska"})
+        headers={
+            "Authorization": f"Bearer {TOKEN}",
+            "Content-Type": "application/json",
+            "X-Upload-Content-Length": str(size),
+            "X-Upload-Content-Type": "video/x-matroska",
+        },
+    )
     with urllib.request.urlopen(req) as r:
         session = r.headers["Location"]
-    subprocess.run(["curl", "-sS", "-o", "/dev/null", "-T", str(path), "-H", "Expect:",
-                    "-H", f"Content-Range: bytes 0-{size - 1}/{size}",
-                    "-H", "Content-Type: video/x-matroska", session], check=True)
+    subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-T",
+            str(path),
+            "-H",
+            "Expect:",
+            "-H",
+            f"Content-Range: bytes 0-{size - 1}/{size}",
+            "-H",
+            "Content-Type: video/x-matroska",
+            session,
+        ],
+        check=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=1000, help="source size in MB")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--chunk-mb",
+        type=int,
+        default=0,
+        help="DRAGON_UPLOAD_CHUNK_BYTES in MiB (default: the server's)",
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="dragon-bench-upload-"))
@@ -89,14 +138,26 @@ def main() -> None:
         source = folder / "source.mkv"
         make_source(source, args.mb)
         size, digest = source.stat().st_size, sha256(source)
-        server = BenchServer({**platforms.env, "DRAGON_MAX_DOWNLOAD_BYTES": str(4 * size),
-                              "DRAGON_CONCURRENCY": "1"}, data_dir=folder / "dragon")
+        env = {
+            **platforms.env,
+            "DRAGON_MAX_DOWNLOAD_BYTES": str(4 * size),
+            "DRAGON_CONCURRENCY": "1",
+        }
+        if args.chunk_mb:
+            env["DRAGON_UPLOAD_CHUNK_BYTES"] = str(args.chunk_mb * 1024 * 1024)
+        server = BenchServer(env, data_dir=folder / "dragon")
         rss_idle = peak_rss_mb(server.proc.pid)
         ours, plain = [], []
         for _ in range(args.rounds):
-            result = server.task({"task_name": "video.upload.youtube",
-                                  "url": f"{origin}/source.mkv", "access_token": TOKEN,
-                                  "developer_key": KEY, "title": "bench"})
+            result = server.task(
+                {
+                    "task_name": "video.upload.youtube",
+                    "url": f"{origin}/source.mkv",
+                    "access_token": TOKEN,
+                    "developer_key": KEY,
+                    "title": "bench",
+                }
+            )
             upload = platforms.youtube.last
             assert result["output"].endswith(upload.id) and upload.complete
             assert upload.sha256.hexdigest() == digest, "dragon uploaded different bytes"
@@ -116,13 +177,19 @@ def main() -> None:
     mb = size / 1e6
     o, p = statistics.median(ours), statistics.median(plain)
     print(f"{mb:.0f} MB to the local YouTube-protocol server, median of {args.rounds}:")
-    print(f"  curl -T (one PUT)            {p:6.2f} s  {mb / p:7.1f} MB/s  "
-          f"({', '.join(f'{t:.2f}' for t in plain)})")
-    print(f"  video.upload.youtube (task)  {o:6.2f} s  {mb / o:7.1f} MB/s  "
-          f"({', '.join(f'{t:.2f}' for t in ours)})")
+    print(
+        f"  curl -T (one PUT)            {p:6.2f} s  {mb / p:7.1f} MB/s  "
+        f"({', '.join(f'{t:.2f}' for t in plain)})"
+    )
+    print(
+        f"  video.upload.youtube (task)  {o:6.2f} s  {mb / o:7.1f} MB/s  "
+        f"({', '.join(f'{t:.2f}' for t in ours)})"
+    )
     print(f"  throughput ratio dragon/curl {p / o:.2f}x (target >= 0.8x)")
-    print(f"  dragon server peak RSS: {rss_idle:.0f} MB after start-up, {rss_peak:.0f} MB after"
-          f" {args.rounds} downloads and uploads of {mb:.0f} MB")
+    print(
+        f"  dragon server peak RSS: {rss_idle:.0f} MB after start-up, {rss_peak:.0f} MB after"
+        f" {args.rounds} downloads and uploads of {mb:.0f} MB"
+    )
 
 
 if __name__ == "__main__":
