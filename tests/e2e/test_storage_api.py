@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
@@ -186,3 +187,21 @@ def test_a_task_cannot_download_more_than_its_budget(make_server, origin):
     [doc] = server.create([{"task_name": "test.fetch", "url": urls[0]}])
     assert doc["status"] == "success"
     server.stop()
+
+
+def test_ended_tasks_are_deleted_after_retention(make_server):
+    server = make_server(env={"DRAGON_TASK_RETENTION_DAYS": str(1 / 86400),
+                              "DRAGON_SWEEP_INTERVAL_SECONDS": "0.3"})
+    ended = server.create([{"task_name": "hello", "name": "old"}])[0]
+    assert ended["status"] == "success"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        doc = server.request("GET", f"/v2/status?tasks={ended['key']}").json()[0]
+        if doc.get("error_code") == "unknown_task":
+            break
+        time.sleep(0.2)
+    assert doc["error_code"] == "unknown_task", doc
+    running = server.create([{"task_name": "test.sleep", "seconds": 3}], block=False)[0]
+    time.sleep(2)  # past retention, but not ended: kept
+    doc = server.request("GET", f"/v2/status?tasks={running['key']}").json()[0]
+    assert doc["status"] in ("queued", "executing"), doc
