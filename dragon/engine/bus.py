@@ -84,7 +84,7 @@ class Follower:
             self.changed.set()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.bus._followers.discard(self)
 
 

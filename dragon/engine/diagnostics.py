@@ -27,16 +27,20 @@ def relative(text: str, tmpdir: Path, tmp_root: Path) -> str:
     return QUERY.sub(r"\1?********", text)
 
 
-def tool_section(tool: dict, tmpdir: Path, tmp_root: Path) -> dict:
+def tool_section(tool: dict[str, Any], tmpdir: Path, tmp_root: Path) -> dict[str, Any]:
     argv = [relative(str(arg), tmpdir, tmp_root) for arg in tool["argv"]]
     if argv:
         argv[0] = Path(argv[0]).name
-    return {"argv": argv, "exit_code": tool["exit_code"],
-            "stderr": relative(tool["stderr"], tmpdir, tmp_root)}
+    return {
+        "argv": argv,
+        "exit_code": tool["exit_code"],
+        "stderr": relative(tool["stderr"], tmpdir, tmp_root),
+    }
 
 
-async def diagnose(exc: BaseException, ctx: Any, tmpdir: Path, tmp_root: Path,
-                   stage: str | None = None) -> dict:
+async def diagnose(
+    exc: BaseException, ctx: Any, tmpdir: Path, tmp_root: Path, stage: str | None = None
+) -> dict[str, Any]:
     """The diagnostics of a failure: ``stage``, ``tool`` (or None) and ``versions``.
 
     The stage comes from where the error surfaced (``TaskError.stage``); without one, a

@@ -16,11 +16,11 @@ what was pruned gets ``CursorGone`` (HTTP 410) rather than a silent gap.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 
-from dragon.database.interface import Database
+from dragon.database.interface import Database, Row
 from dragon.engine.bus import Bus
 
 PAGE = 500
@@ -30,7 +30,7 @@ class CursorGone(Exception):
     """The cursor is older than the feed's retention: events after it were deleted."""
 
 
-def feed_line(row) -> tuple[int, bytes]:
+def feed_line(row: Row) -> tuple[int, bytes]:
     """``(cursor, JSON)``: the recorded status document plus ``cursor`` and ``task_name``."""
     document = row["document"]
     tail = orjson.dumps({"task_name": row["task_name"], "cursor": row["id"]})
@@ -51,10 +51,16 @@ class EventFeed:
                 f"cursor {after} is older than the event feed keeps: events are kept"
                 f" {self.retention_days:g} days (DRAGON_EVENTS_DAYS) and those up to cursor"
                 f" {horizon} were deleted; read the tasks' statuses, then follow the feed"
-                " again without a cursor")
+                " again without a cursor"
+            )
 
-    async def lines(self, account_id: int, after: int, follow: bool,
-                    heartbeat: float | None = None) -> AsyncIterator[tuple[int, bytes] | None]:
+    async def lines(
+        self,
+        account_id: int,
+        after: int,
+        follow: bool,
+        heartbeat: float | None = None,
+    ) -> AsyncGenerator[tuple[int, bytes] | None, None]:
         """Yield ``(cursor, line)`` after ``after``; without ``follow``, stop at the latest.
 
         A follower is also handed ``None`` every ``heartbeat`` seconds of silence (so the

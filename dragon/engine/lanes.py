@@ -43,6 +43,10 @@ class FairQueue:
         """Accounts with queued keys, in the order they will be served."""
         return list(self._ring)
 
+    def snapshot(self) -> tuple[list[int], dict[int, list[str]]]:
+        """A copy of the ring and the queues, to replay the picks (queue positions)."""
+        return list(self._ring), {a: list(keys) for a, keys in self._items.items()}
+
     def pop(self, allowed: Callable[[int], bool] = lambda account: True) -> tuple[int, str] | None:
         """The next ``(account, key)`` in round-robin order among ``allowed`` accounts."""
         for _ in range(len(self._ring)):
@@ -106,6 +110,10 @@ class Lane:
         self.held[account_id] -= 1
         if self.held[account_id] <= 0:
             del self.held[account_id]
+
+    def resuming_accounts(self) -> list[int]:
+        """Accounts of the tasks waiting to get their slot back, in the order they will."""
+        return [account for account, waiter in self._resuming if not waiter.done()]
 
     def wait_to_resume(self, account_id: int) -> asyncio.Future[None]:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -12,6 +12,7 @@ or secret. That keeps the series count bounded and the output safe to share.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Container
 from pathlib import Path
 from typing import Any
@@ -36,34 +37,52 @@ OTHER = "other"  # the label of anything that is not a registered task name or a
 LANES = ("heavy", "light")
 
 TASKS = Counter(
-    "dragon_tasks", "Tasks that ended, by task name and final status (success or error).",
-    ("task_name", "status"), registry=REGISTRY)
+    "dragon_tasks",
+    "Tasks that ended, by task name and final status (success or error).",
+    ("task_name", "status"),
+    registry=REGISTRY,
+)
 TASK_DURATION = Histogram(
-    "dragon_task_duration_seconds", "Run time of ended tasks, from start to end.",
-    ("task_name",), registry=REGISTRY,
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600))
+    "dragon_task_duration_seconds",
+    "Run time of ended tasks, from start to end.",
+    ("task_name",),
+    registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
 QUEUE_DEPTH = Gauge(
-    "dragon_queue_depth", "Tasks waiting in each lane's queue.", ("lane",), registry=REGISTRY)
+    "dragon_queue_depth", "Tasks waiting in each lane's queue.", ("lane",), registry=REGISTRY
+)
 RUNNING = Gauge(
-    "dragon_tasks_running", "Tasks executing now, by lane.", ("lane",), registry=REGISTRY)
+    "dragon_tasks_running", "Tasks executing now, by lane.", ("lane",), registry=REGISTRY
+)
 SUBSCRIBERS = Gauge(
     "dragon_stream_subscribers",
-    "Open status streams, blocked requests and event feed followers.", registry=REGISTRY)
+    "Open status streams, blocked requests and event feed followers.",
+    registry=REGISTRY,
+)
 HTTP_REQUESTS = Counter(
-    "dragon_http_requests", "HTTP requests answered, by route template, method and status code.",
-    ("route", "method", "code"), registry=REGISTRY)
+    "dragon_http_requests",
+    "HTTP requests answered, by route template, method and status code.",
+    ("route", "method", "code"),
+    registry=REGISTRY,
+)
 HTTP_LATENCY = Histogram(
     "dragon_http_request_duration_seconds",
     "Time to answer a request (to the end of the body for streams), by route template.",
-    ("route",), registry=REGISTRY,
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60))
+    ("route",),
+    registry=REGISTRY,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
+)
 CALLBACKS = Counter(
     "dragon_callback_deliveries",
     "Callback delivery attempts by outcome: delivered, retry (will try again), failed"
     " (gave up), stopped (the receiver answered 410), refused (forbidden address).",
-    ("outcome",), registry=REGISTRY)
+    ("outcome",),
+    registry=REGISTRY,
+)
 FETCHED_BYTES = Counter(
-    "dragon_fetched_bytes", "Bytes of source media downloaded by tasks.", registry=REGISTRY)
+    "dragon_fetched_bytes", "Bytes of source media downloaded by tasks.", registry=REGISTRY
+)
 
 
 def task_label(task_name: str, registered: Container[str]) -> str:
@@ -71,8 +90,13 @@ def task_label(task_name: str, registered: Container[str]) -> str:
     return task_name if task_name in registered else OTHER
 
 
-def task_ended(task_name: str, registered: Container[str], status: str,
-               started_at: float | None, completed_at: float | None) -> None:
+def task_ended(
+    task_name: str,
+    registered: Container[str],
+    status: str,
+    started_at: float | None,
+    completed_at: float | None,
+) -> None:
     """Count an ended task and, if it ran, its duration."""
     label = task_label(task_name, registered)
     TASKS.labels(label, status).inc()
@@ -80,12 +104,13 @@ def task_ended(task_name: str, registered: Container[str], status: str,
         TASK_DURATION.labels(label).observe(max(0.0, completed_at - started_at))
 
 
-def watch(queued: Callable[[str], int], running: Callable[[str], int],
-          subscribers: Callable[[], int]) -> None:
+def watch(
+    queued: Callable[[str], int], running: Callable[[str], int], subscribers: Callable[[], int]
+) -> None:
     """Read the live gauges from the server's scheduler and bus at each scrape."""
     for lane in LANES:
-        QUEUE_DEPTH.labels(lane).set_function(lambda lane=lane: queued(lane))
-        RUNNING.labels(lane).set_function(lambda lane=lane: running(lane))
+        QUEUE_DEPTH.labels(lane).set_function(functools.partial(queued, lane))
+        RUNNING.labels(lane).set_function(functools.partial(running, lane))
     SUBSCRIBERS.set_function(subscribers)
 
 

@@ -36,6 +36,7 @@ from dragon.engine import documents, metrics
 from dragon.engine.bus import Bus
 from dragon.engine.diagnostics import diagnose
 from dragon.engine.lanes import Lane, Slot
+from dragon.engine.queue_position import QueueEstimates
 from dragon.engine.shared_downloads import SharedFetches
 from dragon.runtime.processes import kill_group
 from dragon.tasks import TaskSpec
@@ -68,6 +69,11 @@ class Scheduler:
         self.running: dict[str, asyncio.Task] = {}
         self.contexts: dict[str, TaskContext] = {}
         self.docs: dict[str, dict] = {}  # latest status document of executing tasks
+        # For queue positions: the task names of queued keys, and the running tasks' slots
+        # with their task names and start times.
+        self.names: dict[str, str] = {}
+        self.slots: dict[str, tuple[Slot, str, float]] = {}
+        self.estimates = QueueEstimates(self, database)
         self._pending_progress: dict[str, float] = {}
         self._progress_flusher: asyncio.Task | None = None
         self.stopping = False
@@ -126,10 +132,13 @@ class Scheduler:
     def queued_count(self) -> int:
         return sum(lane.queue.size for lane in self.lanes.values())
 
-    def enqueue(self, account_id: int, key: str, task_name: str) -> None:
+    def lane_of(self, task_name: str) -> str:
         spec = self.registry.get(task_name)
-        lane = "heavy" if spec is None or spec.heavy else "light"
-        self.lanes[lane].queue.put(account_id, key)
+        return "heavy" if spec is None or spec.heavy else "light"
+
+    def enqueue(self, account_id: int, key: str, task_name: str) -> None:
+        self.names[key] = task_name
+        self.lanes[self.lane_of(task_name)].queue.put(account_id, key)
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -140,6 +149,7 @@ class Scheduler:
             while (picked := lane.take()) is not None:
                 account_id, key = picked
                 slot = Slot(lane, account_id, self._downloads_of(account_id), self._dispatch)
+                self.slots[key] = (slot, self.names.pop(key, ""), time.time())
                 self.running[key] = asyncio.create_task(self._run(key, slot))
 
     def _downloads_of(self, account_id: int) -> asyncio.Semaphore:
@@ -163,6 +173,7 @@ class Scheduler:
         finally:
             self.running.pop(key, None)
             self.docs.pop(key, None)
+            self.slots.pop(key, None)
             slot.give_back()
 
     # -- running one task ---------------------------------------------------------------
@@ -268,6 +279,8 @@ class Scheduler:
             self.bus.publish(key, documents.document(row))
             metrics.task_ended(row["task_name"], self.registry, state, row["started_at"],
                                row["completed_at"])
+            if state == "success" and row["started_at"] is not None:
+                self.estimates.record(row["task_name"], row["completed_at"] - row["started_at"])
         if callback:
             self.on_callback_queued()
 

@@ -152,6 +152,7 @@ class Service:
             if details:
                 doc.update(self._details(row, deliveries.get(key, [])))
             out.append(doc)
+        await self.scheduler.estimates.annotate(out)
         return out
 
     def _details(self, row: Any, deliveries: list) -> dict:

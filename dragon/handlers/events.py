@@ -33,8 +33,9 @@ def cursor(request: web.Request, sse: bool) -> int | None:
     except ValueError:
         value = -1
     if value < 0:
-        raise RequestError("after", f"after must be a cursor (an integer >= 0), not {raw[:40]!r}",
-                           "querystring")
+        raise RequestError(
+            "after", f"after must be a cursor (an integer >= 0), not {raw[:40]!r}", "querystring"
+        )
     return value
 
 
@@ -54,13 +55,16 @@ async def events(request: web.Request) -> web.StreamResponse:
             await events_feed.check(after)
         except CursorGone as exc:
             raise RequestError("after", str(exc), "querystring", status=410) from None
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream; charset=utf-8" if sse
-        else "application/x-ndjson; charset=utf-8",
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-        **CORS_HEADERS,
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8"
+            if sse
+            else "application/x-ndjson; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            **CORS_HEADERS,
+        }
+    )
     await response.prepare(request)
     stall = state(request).settings.stream_write_timeout_seconds
     lines = events_feed.lines(account.id, after or 0, follow, HEARTBEAT_SECONDS if sse else None)

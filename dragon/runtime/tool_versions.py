@@ -49,7 +49,8 @@ def tool_versions() -> dict[str, str | None]:
     return {
         "ffmpeg": _version(first_line(["ffmpeg", "-version"]), r"ffmpeg version (\S+)"),
         "ffprobe": _version(first_line(["ffprobe", "-version"]), r"ffprobe version (\S+)"),
-        "imagemagick": _version(first_line([magick, "-version"]) if magick else None,
-                                r"ImageMagick (\S+)"),
+        "imagemagick": _version(
+            first_line([magick, "-version"]) if magick else None, r"ImageMagick (\S+)"
+        ),
         "pillow": PIL.__version__,
     }

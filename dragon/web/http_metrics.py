@@ -42,5 +42,4 @@ async def metrics_middleware(request: web.Request, handler) -> web.StreamRespons
 
 async def serve_metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: this node's metrics in the Prometheus text format."""
-    return web.Response(body=metrics.exposition(),
-                        headers={"Content-Type": metrics.CONTENT_TYPE})
+    return web.Response(body=metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})

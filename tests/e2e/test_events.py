@@ -37,9 +37,13 @@ def sse_events(body: bytes) -> list[tuple[int, dict]]:
 
 
 def test_feed_records_each_change_and_resumes_from_a_cursor(server):
-    done = server.create([{"task_name": "hello", "name": "a"},
-                          {"task_name": "test.progress", "seconds": 1.2},
-                          {"task_name": "no.such.task"}])
+    done = server.create(
+        [
+            {"task_name": "hello", "name": "a"},
+            {"task_name": "test.progress", "seconds": 1.2},
+            {"task_name": "no.such.task"},
+        ]
+    )
     keys = [d["key"] for d in done]
     r = feed(server)
     assert r.status == 200
@@ -49,11 +53,17 @@ def test_feed_records_each_change_and_resumes_from_a_cursor(server):
     assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
 
     def states(key):
-        return [(line["status"], line.get("progress"), "result" in line)
-                for line in lines if line["key"] == key]
+        return [
+            (line["status"], line.get("progress"), "result" in line)
+            for line in lines
+            if line["key"] == key
+        ]
 
-    assert states(keys[0]) == [("queued", None, False), ("executing", 0, False),
-                               ("success", None, True)]
+    assert states(keys[0]) == [
+        ("queued", None, False),
+        ("executing", 0, False),
+        ("success", None, True),
+    ]
     # test.progress: start, the 50 % mark (crossing multiples of 10 %), its partial
     # result, its end.
     progress = states(keys[1])
@@ -92,8 +102,12 @@ def test_sse_framing_and_last_event_id(server):
     r = feed(server, headers={"Accept": "text/event-stream", "Last-Event-ID": str(resume)})
     assert [i for i, _ in sse_events(r.body)] == [line["cursor"] for line in ndjson[-2:]]
     # The secret may come in the query string (EventSource cannot set headers).
-    r = server.request("GET", f"/v2/events?after={resume}&secret={server.secret}", auth=False,
-                       headers={"Accept": "text/event-stream"})
+    r = server.request(
+        "GET",
+        f"/v2/events?after={resume}&secret={server.secret}",
+        auth=False,
+        headers={"Accept": "text/event-stream"},
+    )
     assert len(sse_events(r.body)) == 2
     assert server.request("GET", "/v2/events", auth=False).status == 401
 
@@ -101,9 +115,11 @@ def test_sse_framing_and_last_event_id(server):
 def test_follow_stays_open_and_delivers_new_changes(server):
     start = feed(server).lines()[-1]["cursor"]
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request("GET", f"/v2/events?after={start}&follow=true",
-                 headers={"Authorization": f"Secret {server.secret}",
-                          "Accept": "text/event-stream"})
+    conn.request(
+        "GET",
+        f"/v2/events?after={start}&follow=true",
+        headers={"Authorization": f"Secret {server.secret}", "Accept": "text/event-stream"},
+    )
     response = conn.getresponse()
     assert response.status == 200
     got: list[tuple[int, dict]] = []
@@ -135,9 +151,12 @@ def test_follow_stays_open_and_delivers_new_changes(server):
 
 def test_another_accounts_changes_never_appear(server):
     other = server.create_account("feed-other")
-    theirs = server.request("POST", "/v2/create", {
-        "tasks": [{"task_name": "hello", "name": "theirs"}], "block": True},
-        headers={"Authorization": f"Secret {other['secret']}"}).json()
+    theirs = server.request(
+        "POST",
+        "/v2/create",
+        {"tasks": [{"task_name": "hello", "name": "theirs"}], "block": True},
+        headers={"Authorization": f"Secret {other['secret']}"},
+    ).json()
     mine = server.create([{"task_name": "hello", "name": "mine"}])
     mine_feed = feed(server).lines()
     their_feed = feed(server, secret=other["secret"]).lines()
@@ -151,8 +170,9 @@ def test_another_accounts_changes_never_appear(server):
 
 def test_cursor_older_than_retention_is_gone(make_server):
     # 0.00002 days is 1.7 s; the sweeper runs every half second.
-    server = make_server(env={"DRAGON_EVENTS_DAYS": "0.00002",
-                              "DRAGON_SWEEP_INTERVAL_SECONDS": "0.5"})
+    server = make_server(
+        env={"DRAGON_EVENTS_DAYS": "0.00002", "DRAGON_SWEEP_INTERVAL_SECONDS": "0.5"}
+    )
     server.create([{"task_name": "hello", "name": "old"}])
     first = feed(server).lines()
     assert [line["status"] for line in first] == ["queued", "executing", "success"]

@@ -28,8 +28,12 @@ def scrape(server) -> dict[str, list]:
 
 
 def value(families, name: str, **labels) -> float:
-    return sum(s.value for samples in families.values() for s in samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+    return sum(
+        s.value
+        for samples in families.values()
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 class Receiver:
@@ -61,12 +65,14 @@ def test_metrics_count_real_tasks_without_secrets(server, origin):
     origin.add("metrics/source.png", image, "image/png")
     receiver = Receiver()
     try:
-        done = server.create([
-            {"task_name": "hello", "name": "m1", "url_callback": receiver.url},
-            {"task_name": "test.fetch", "url": origin.url + "/metrics/source.png"},
-            {"task_name": "test.file", "fail": True},
-            {"task_name": "no.such.task"},
-        ])
+        done = server.create(
+            [
+                {"task_name": "hello", "name": "m1", "url_callback": receiver.url},
+                {"task_name": "test.fetch", "url": origin.url + "/metrics/source.png"},
+                {"task_name": "test.file", "fail": True},
+                {"task_name": "no.such.task"},
+            ]
+        )
         assert [d["status"] for d in done] == ["success", "success", "error", "error"]
         deadline = time.monotonic() + 20
         while receiver.calls < 1 and time.monotonic() < deadline:
@@ -91,14 +97,16 @@ def test_metrics_count_real_tasks_without_secrets(server, origin):
         assert any(s.labels == {"lane": lane} for s in families["dragon_queue_depth"])
         assert any(s.labels == {"lane": lane} for s in families["dragon_tasks_running"])
     assert "dragon_stream_subscribers" in families
-    assert value(families, "dragon_http_requests_total", route="/v2/create", method="POST",
-                 code="200") >= 1
+    assert (
+        value(families, "dragon_http_requests_total", route="/v2/create", method="POST", code="200")
+        >= 1
+    )
     assert value(families, "dragon_http_requests_total", route="/v2/status", code="200") >= 1
-    assert value(families, "dragon_http_request_duration_seconds_count",
-                 route="/v2/create") >= 1
+    assert value(families, "dragon_http_request_duration_seconds_count", route="/v2/create") >= 1
     # Routes are templates: a task key or file name never becomes a label.
-    routes = {s.labels.get("route") for s in families["dragon_http_requests"]
-              if "route" in s.labels}
+    routes = {
+        s.labels.get("route") for s in families["dragon_http_requests"] if "route" in s.labels
+    }
     assert "/storage/{location}" in routes
     assert not any(key in (r or "") for r in routes)
 

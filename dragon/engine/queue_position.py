@@ -1,0 +1,164 @@
+"""Where a queued task stands: ``queue_position`` and ``eta`` in its status document.
+
+The position is found by replaying the lane's own rules on a copy of its state: accounts
+served round-robin (``FairQueue.pop``), tasks coming back from a download first, and an
+account not taking the last free slot while it holds every other one and another account
+waits (``Lane._allowed``). Each replayed pick happens when the next slot frees: the slot
+whose task is expected to end first, from the recent run times of that task's name.
+
+``eta`` is when the task is expected to *end*: its replayed start plus the median of the
+recent successful run times of its task name (the last ``HISTORY``, kept in memory and
+read from the database once per name). Without any history for the name it is null; a
+task ahead whose name has no history counts as the median of the names that have one.
+Both fields are an estimate of the current state; they are not pushed as they change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import statistics
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from dragon.database.interface import Database
+from dragon.engine import documents
+
+HISTORY = 20
+
+
+@dataclasses.dataclass
+class LaneState:
+    """A copy of what decides a lane's next picks."""
+
+    capacity: int
+    ring: list[int]  # accounts with queued tasks, in serving order
+    items: dict[int, list[str]]  # their queued keys, oldest first
+    running: list[tuple[int, float]]  # (account, expected end) of each slot held
+    resuming: list[int]  # accounts of tasks waiting to get their slot back
+
+
+def replay(
+    state: LaneState, wanted: set[str], now: float, duration: Callable[[str], float]
+) -> dict[str, tuple[int, float]]:
+    """``{key: (position, expected start)}`` for the ``wanted`` keys of the lane."""
+    ring = deque(state.ring)
+    items = {account: deque(keys) for account, keys in state.items.items()}
+    order = itertools.count()
+    slots = [(end, next(order), account) for account, end in state.running]
+    heapq.heapify(slots)
+    held = Counter(account for account, _ in state.running)
+    resuming = deque(state.resuming)
+    found: dict[str, tuple[int, float]] = {}
+    position = 0
+    while ring and len(found) < len(wanted):
+        start = now
+        if len(slots) >= state.capacity:
+            start, _, freed = heapq.heappop(slots)
+            held[freed] -= 1
+        if resuming:  # a task back from its download takes the slot first
+            account = resuming.popleft()
+            held[account] += 1
+            heapq.heappush(slots, (max(start, now), next(order), account))
+            continue
+        busy = len(slots)
+        waiting = set(ring)
+
+        def allowed(account: int, busy: int = busy, waiting: set[int] = waiting) -> bool:
+            if state.capacity - busy > 1 or state.capacity == 1:
+                return True
+            return held[account] < busy or not waiting - {account}
+
+        picked = _pop(ring, items, allowed) or _pop(ring, items, lambda account: True)
+        assert picked is not None
+        account, key = picked
+        position += 1
+        start = max(start, now)
+        if key in wanted:
+            found[key] = (position, start)
+        held[account] += 1
+        heapq.heappush(slots, (start + duration(key), next(order), account))
+    return found
+
+
+def _pop(
+    ring: deque[int], items: dict[int, deque[str]], allowed: Callable[[int], bool]
+) -> tuple[int, str] | None:
+    """``FairQueue.pop`` on the copy."""
+    for _ in range(len(ring)):
+        account = ring.popleft()
+        if not allowed(account):
+            ring.append(account)
+            continue
+        queue = items[account]
+        key = queue.popleft()
+        if queue:
+            ring.append(account)
+        else:
+            del items[account]
+        return account, key
+    return None
+
+
+class QueueEstimates:
+    """Run-time history per task name, and the annotation of queued status documents."""
+
+    def __init__(self, scheduler: Any, database: Database) -> None:
+        self.scheduler = scheduler
+        self.db = database
+        self.run_times: dict[str, deque[float]] = {}
+
+    def record(self, task_name: str, seconds: float) -> None:
+        """A successful run ended (names not read yet get it from the database later)."""
+        history = self.run_times.get(task_name)
+        if history is not None:
+            history.append(max(0.0, seconds))
+
+    async def typical(self, task_name: str) -> float | None:
+        history = self.run_times.get(task_name)
+        if history is None:
+            rows = await self.db.recent_run_times(task_name, HISTORY)
+            history = self.run_times[task_name] = deque(
+                (max(0.0, r) for r in reversed(rows)), maxlen=HISTORY
+            )
+        return statistics.median(history) if history else None
+
+    async def annotate(self, docs: list[dict[str, Any]]) -> None:
+        """Add ``queue_position`` and ``eta`` to the queued documents among ``docs``."""
+        scheduler = self.scheduler
+        queued = {
+            d["key"]: d for d in docs if d.get("status") == "queued" and d["key"] in scheduler.names
+        }
+        if not queued:
+            return
+        now = time.time()
+        names: dict[str, str] = scheduler.names
+        typical: dict[str, float | None] = {}
+        for name in {*names.values(), *(name for _, name, _ in scheduler.slots.values())}:
+            typical[name] = await self.typical(name)
+        known = [t for t in typical.values() if t is not None]
+        fallback = statistics.median(known) if known else 0.0
+
+        def duration(name: str) -> float:
+            value = typical.get(name)
+            return fallback if value is None else value
+
+        for lane_name, lane in scheduler.lanes.items():
+            wanted = {key for key in queued if scheduler.lane_of(names[key]) == lane_name}
+            if not wanted:
+                continue
+            ring, items = lane.queue.snapshot()
+            running = [
+                (slot.account_id, started + duration(name))
+                for slot, name, started in scheduler.slots.values()
+                if slot.lane is lane and slot.held
+            ]
+            state = LaneState(lane.capacity, ring, items, running, lane.resuming_accounts())
+            found = replay(state, wanted, now, lambda key: duration(names.get(key, "")))
+            for key, (position, start) in found.items():
+                own = typical.get(names[key])
+                queued[key]["queue_position"] = position
+                queued[key]["eta"] = documents.iso(start + own) if own is not None else None
