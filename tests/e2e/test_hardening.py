@@ -126,10 +126,16 @@ def test_credentials_never_reach_the_log_however_spelled(make_server):
         ).encode(),
     )
     assert status_line(answer) == 400
+    # A task that crashes logs a traceback; a signed URL in its message loses its signature.
+    signed = "https://cdn.example.com/v.mp4?X-Amz-Signature=0123456789abcdef&token=TOKEN42xyz"
+    status = server.run_task({"task_name": "test.crash", "url": signed})
+    assert status["error_code"] == "internal_error"
     time.sleep(0.5)  # the access log line is written after the answer
     log = server.log()
     assert log.count("GET /v2/status") >= len(queries)
-    assert secret not in log and api_key not in log, log
+    assert "Traceback" in log and "cdn.example.com" in log
+    for credential in (secret, api_key, "0123456789abcdef", "TOKEN42xyz"):
+        assert credential not in log, log
 
 
 # -- 500s that must be 4xx or 503 (item 7) ---------------------------------------------------

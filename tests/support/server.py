@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGINS = ("tasks", "progress", "file", "fetch", "spin")  # tests/plugins/*.py: tasks for tests only
+PLUGINS = ("tasks", "progress", "file", "fetch", "spin", "crash")  # tests/plugins/*.py: tasks for tests only
 
 
 def free_port() -> int:
