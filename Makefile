@@ -8,10 +8,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := ffmpeg imagemagick fonts-dejavu-core curl
+SYSTEM_PACKAGES := ffmpeg imagemagick fonts-dejavu-core curl postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-tools run test test-fast lint format bench clean
+.PHONY: install system-tools run test test-postgres test-fast lint format bench clean
 
 install: system-tools $(VENV)/.installed
 
@@ -27,6 +27,7 @@ system-tools:
 	command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
 	{ command -v convert-im6.q16 >/dev/null || command -v magick >/dev/null; } || missing="$$missing imagemagick"; \
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
@@ -41,6 +42,10 @@ COVERAGE_FLOOR ?= 60
 
 test: install
 	$(BIN)/python -m pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+
+# The whole suite with every server on PostgreSQL and S3 (moto), as several nodes run.
+test-postgres: install
+	DRAGON_TEST_BACKEND=postgres $(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit

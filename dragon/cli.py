@@ -17,7 +17,7 @@ import time
 
 from dragon.client.commands import add_commands
 from dragon.config import Settings
-from dragon.database import open_database
+from dragon.database import Misconfigured, check_cluster_storage, open_database
 from dragon.database.interface import AccountExists, Database
 from dragon.engine import accounts, auth
 
@@ -161,6 +161,11 @@ async def serve(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = Settings.load(host=args.host, port=args.port, data_dir=args.data_dir,
                              concurrency=args.concurrency)
+    try:
+        check_cluster_storage(settings)
+    except Misconfigured as exc:
+        print(f"dragon: {exc}", file=sys.stderr)
+        return 2
     private_data_dir(settings)
     from dragon.web.redaction import install as install_logging
 

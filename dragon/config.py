@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,15 @@ class Settings:
     shutdown_grace_seconds: float = setting(30.0, "How long running tasks may finish on SIGTERM.")
     task_timeout_seconds: float = setting(3600.0, "Longest a task may run.")
     sqlite_synchronous: str = setting("FULL", "SQLite synchronous pragma: FULL or NORMAL.")
+    database_url: str = setting(
+        "",
+        "postgresql://user@host:port/db to share one PostgreSQL between several nodes"
+        " (needs S3 for files); empty: SQLite in the data folder.",
+    )
+    node_name: str = setting("", "This node's name in a cluster; default: host name and pid.")
+    lease_seconds: float = setting(
+        30.0, "A node silent this long loses its running tasks to the others (PostgreSQL)."
+    )
     max_body_bytes: int = setting(10 * MiB, "Largest request body (413 above).")
     max_tasks_per_request: int = setting(1000, "Most tasks in one create (400 above).")
     max_queued_tasks: int = setting(100_000, "Queued tasks before creates get 503.")
@@ -191,6 +201,11 @@ class Settings:
     def validate(self) -> None:
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError("DRAGON_SQLITE_SYNCHRONOUS must be FULL or NORMAL")
+        if self.database_url and not self.database_url.startswith(
+                ("postgresql://", "postgres://")):
+            raise ValueError("DRAGON_DATABASE_URL must start with postgresql://")
+        if self.lease_seconds < 3:
+            raise ValueError("DRAGON_LEASE_SECONDS must be at least 3")
         if not 0 <= self.tool_nice <= 19:
             raise ValueError("DRAGON_TOOL_NICE must be between 0 and 19")
         if self.upload_chunk_bytes < 256 * 1024:
@@ -223,6 +238,11 @@ class Settings:
     @functools.cached_property
     def tmp_path(self) -> Path:
         return self.data_path / "tmp"
+
+    @functools.cached_property
+    def node(self) -> str:
+        """This node's name: ``node_name``, else host name and pid."""
+        return self.node_name or f"{socket.gethostname()}-{os.getpid()}"
 
     @property
     def base_url(self) -> str:

@@ -1,29 +1,92 @@
 """Shared fixtures: ``dragon_server`` is one server for the whole session (fast);
 ``make_server`` starts a fresh one with its own data dir and settings, for restart, shutdown
 and limit tests; ``origin`` serves generated media on 127.0.0.1.
+
+Backends: servers use SQLite unless ``DRAGON_TEST_BACKEND=postgres`` (the whole suite on
+PostgreSQL and moto's S3: ``make test-postgres``). In the default run the modules of
+``BOTH_BACKENDS`` (the API's persistence paths) run their ``dragon_server`` tests on both.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import PostgresCluster, postgres_bin
+from tests.support.s3 import MotoS3
 from tests.support.server import Origin, Server
+
+DEFAULT_BACKEND = os.environ.get("DRAGON_TEST_BACKEND", "sqlite")
+BOTH_BACKENDS = {"test_core_api", "test_task_lifecycle", "test_storage_api", "test_events",
+                 "test_duplicate_keys", "test_callbacks"}
 
 
 def pytest_report_header(config):
-    return f"sqlite {sqlite3.sqlite_version}"
+    return f"sqlite {sqlite3.sqlite_version}; default backend {DEFAULT_BACKEND}"
+
+
+def pytest_generate_tests(metafunc):
+    if "dragon_server" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if module in BOTH_BACKENDS and DEFAULT_BACKEND == "sqlite" and postgres_bin() is not None:
+        metafunc.parametrize("dragon_server", ["sqlite", "postgres"], indirect=True,
+                             scope="session")
+
+
+class Backends:
+    """PostgreSQL and S3 for servers on the ``postgres`` backend, started on first use."""
+
+    def __init__(self) -> None:
+        self.postgres: PostgresCluster | None = None
+        self.s3: MotoS3 | None = None
+        self._buckets = 0
+
+    def env(self) -> dict:
+        """A fresh database and bucket: what one server (or one cluster) shares."""
+        if postgres_bin() is None:
+            pytest.skip("PostgreSQL is not installed (make install)")
+        if self.postgres is None:
+            self.postgres = PostgresCluster()
+        if self.s3 is None:
+            self.s3 = MotoS3()
+        self._buckets += 1
+        return {"DRAGON_DATABASE_URL": self.postgres.new_database(),
+                **self.s3.bucket(f"dragon-test-{self._buckets}")}
+
+    def close(self) -> None:
+        if self.postgres is not None:
+            self.postgres.close()
+        if self.s3 is not None:
+            self.s3.close()
 
 
 @pytest.fixture(scope="session")
-def make_server(tmp_path_factory):
-    """Factory: ``make_server(env={...}, start=True)`` -> a fresh ``Server``."""
+def backends():
+    b = Backends()
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="session")
+def make_server(tmp_path_factory, backends):
+    """Factory: ``make_server(env={...}, start=True)`` -> a fresh ``Server``.
+
+    ``backend`` ("sqlite" or "postgres") defaults to ``DRAGON_TEST_BACKEND``; a postgres
+    server gets a database and bucket of its own unless ``env`` names them (a cluster's
+    nodes share them, and ``account`` then reuses the first node's credentials).
+    """
     servers: list[Server] = []
 
-    def make(env: dict | None = None, start: bool = True, data_dir: Path | None = None) -> Server:
-        server = Server(data_dir or tmp_path_factory.mktemp("dragon"), env or {})
+    def make(env: dict | None = None, start: bool = True, data_dir: Path | None = None,
+             backend: str | None = None, account: dict | None = None) -> Server:
+        env = dict(env or {})
+        if (backend or DEFAULT_BACKEND) == "postgres" and "DRAGON_DATABASE_URL" not in env:
+            env = {**backends.env(), **env}
+        server = Server(data_dir or tmp_path_factory.mktemp("dragon"), env, account=account)
         servers.append(server)
         return server.start() if start else server
 
@@ -33,8 +96,8 @@ def make_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def dragon_server(make_server) -> Server:
-    return make_server()
+def dragon_server(make_server, request) -> Server:
+    return make_server(backend=getattr(request, "param", None))
 
 
 @pytest.fixture(scope="session")

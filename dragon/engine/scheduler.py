@@ -77,6 +77,7 @@ class Scheduler:
         self._pending_progress: dict[str, float] = {}
         self._progress_flusher: asyncio.Task | None = None
         self.stopping = False
+        self.cluster: Any = None  # dragon.engine.cluster.Cluster with PostgreSQL
         # Called when a task's end queued a callback; the app points it at the sender.
         self.on_callback_queued: Callable[[], None] = lambda: None
         self._started = False
@@ -84,14 +85,19 @@ class Scheduler:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
+        if getattr(self.db, "clustered", False):  # PostgreSQL: one node of several
+            from dragon.engine.cluster import Cluster
+
+            self.cluster = Cluster(self)
+            await self.cluster.start()
         await self.recover()
         self._started = True
         self._dispatch()
         self._progress_flusher = asyncio.create_task(self._flush_progress_forever())
 
-    async def recover(self) -> None:
-        """Queue again what an earlier process left unfinished."""
-        rows = await self.db.unfinished_tasks()
+    async def recover(self, rows: list[Row] | None = None) -> None:
+        """Queue again what an earlier process (or a silent node: ``rows``) left unfinished."""
+        rows = await self.db.unfinished_tasks() if rows is None else rows
         requeued = interrupted = 0
         for row in rows:
             if row["status"] == "executing":
@@ -127,6 +133,9 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._progress_flusher
             await self._flush_progress()
+        if self.cluster is not None:  # after the requeues above: other nodes take them
+            cluster, self.cluster = self.cluster, None
+            await cluster.stop()
 
     # -- queueing -------------------------------------------------------------------------
     def queued_count(self) -> int:
@@ -148,6 +157,9 @@ class Scheduler:
         for lane in self.lanes.values():
             while (picked := lane.take()) is not None:
                 account_id, key = picked
+                if key in self.running:  # queued twice (a cluster resync): running here
+                    lane.release(account_id)
+                    continue
                 slot = Slot(lane, account_id, self._downloads_of(account_id), self._dispatch)
                 self.slots[key] = (slot, self.names.pop(key, ""), time.time())
                 self.running[key] = asyncio.create_task(self._run(key, slot))

@@ -81,6 +81,8 @@ async def healthz(request: web.Request) -> web.Response:
 def database_read_only(request: web.Request) -> bool:
     """The database file or its folder cannot be written, or a write just failed so."""
     settings = state(request).settings
+    if settings.database_url:  # PostgreSQL: a lost connection is a 503 per request (Busy)
+        return request.app[DATABASE_HEALTH].recently_read_only()
     return (not os.access(settings.db_path, os.W_OK)
             or not os.access(settings.data_path, os.W_OK)
             or request.app[DATABASE_HEALTH].recently_read_only())

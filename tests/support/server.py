@@ -49,7 +49,10 @@ class Response:
 
 
 class Server:
-    def __init__(self, data_dir: Path, env: dict, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict, port: int | None = None,
+                 account: dict | None = None) -> None:
+        """``account``: credentials of an existing account (another node of a cluster)
+        instead of a new ``test`` account."""
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -65,7 +68,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.argv_prefix: list[str] = []  # e.g. ["prlimit", "--nofile=256:256", "--"]
         self.log_path = data_dir / "server.log"
-        account = self.create_account("test", "--referrer", "*")
+        account = account or self.create_account("test", "--referrer", "*")
         self.secret = account["secret"]
         self.api_key = account["api_key"]
         self.account = account
