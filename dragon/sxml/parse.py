@@ -29,7 +29,7 @@ import defusedxml
 import defusedxml.sax
 
 from dragon.net.url_policy import url_problem
-from dragon.sxml import ducking, motion, widgets
+from dragon.sxml import beatsync, ducking, motion, widgets
 from dragon.sxml.model import (
     ADAPTERS,
     ATOMS,
@@ -79,8 +79,8 @@ TIME = frozenset(TIME_ATTRS)
 PLACE = frozenset(PLACEMENT)
 IMPLEMENTED: dict[str, frozenset[str]] = {
     "movie": frozenset({"service"}),
-    "body": TIME,
-    "sequence": TIME,
+    "body": TIME | {"sync"},
+    "sequence": TIME | {"sync"},
     "stack": TIME,
     "effect": TIME | {"type", "adapter", "direction"},
     "image": frozenset({"filename", "color", "duration", "type"}),
@@ -332,6 +332,7 @@ class _Checker:
 
     # -- per element ----------------------------------------------------------------------
     def _sequence(self, node: Node) -> None:
+        node.choice("sync", beatsync.MODES, None)
         items = [c for c in node.children if c.tag != "filter" and c.tag != "animator"]
         # Clients of the original service end every track with a transition (the item
         # after it was appended in a loop); it has nothing to lead into, so it goes.

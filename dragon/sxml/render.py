@@ -19,8 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dragon import errors
-from dragon.media import ffmpeg, probe
-from dragon.sxml import assets, ducking, profiles, segments, sound
+from dragon.media import beats, ffmpeg, probe
+from dragon.media.pcm import pcm_argv, run_in_pool
+from dragon.sxml import assets, beatsync, ducking, profiles, segments, sound
 from dragon.sxml.concurrent import gather
 from dragon.sxml.filtergraph import Graph
 from dragon.sxml.model import DefinitionError, Node
@@ -124,12 +125,35 @@ async def load(ctx, text: str, warn) -> Movie:
         return info.duration if info else None
 
     max_duration = float(ctx.settings.max_video_duration)
-    try:
-        for message in resolve(definition.body, length, max_duration=max_duration):
-            warn(message)
-    except DefinitionError as e:
-        raise errors.ParameterError({"definition": [e.message]}) from None
+
+    def retime() -> None:
+        try:
+            for message in resolve(definition.body, length, max_duration=max_duration):
+                warn(message)
+        except DefinitionError as e:
+            raise errors.ParameterError({"definition": [e.message]}) from None
+
+    retime()
+    if beatsync.synced(definition.body):
+        await sync_to_beats(ctx, definition.body, media, retime, warn)
     return Movie(definition, downloads, media)
+
+
+async def sync_to_beats(ctx, body: Node, media: dict, retime, warn) -> None:
+    """``sync="beats"``: track the music's beats (in the process pool, as audio.beats
+    does) and snap each synced sequence's cuts to them, timing the movie again after each."""
+    track = beatsync.music(body)
+    if track is None:
+        warn('sync="beats" needs music (an <audio> element): the cuts are not moved')
+        return
+    info = media[track.attrs["filename"]]
+    found = await run_in_pool(ctx, beats.analyse, pcm_argv(probe.input_args(info), beats.SR))
+    for sequence in beatsync.synced(body):  # parents first: each sees its parent's cuts
+        times = found["downbeats" if sequence.attrs["sync"] == "downbeats" else "beats"]
+        note = beatsync.snap(sequence, beatsync.movie_times(track, times, info.duration))
+        if note:
+            warn(note)
+        retime()
 
 
 async def fetch_media(ctx, nodes: list[Node]) -> tuple[dict, dict]:

@@ -40,6 +40,8 @@ def expand(widget: Node, warnings: list[str]) -> Node:
         raise DefinitionError(widget, f'type="{kind[:60]}" is not supported '
                                       f"(only the {PREFIX}* themes are)")
     sequence = _node("sequence", widget)
+    if widget.attrs.get("sync"):  # cuts on the beat (beatsync.py), checked as a sequence's
+        sequence.attrs["sync"] = widget.attrs["sync"]
     music: list[Node] = []
     for track in widget.children:
         if track.tag != "track":

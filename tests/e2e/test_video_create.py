@@ -376,6 +376,62 @@ def test_a_voice_ducks_the_music_while_it_sounds(dragon_server, urls, origin, tm
     assert level_at(path, 440, 5.5, 5.8) > 0.8 * music  # ...and back 1.5 s after it ends
 
 
+@pytest.fixture(scope="module")
+def drums(origin, tmp_path_factory) -> tuple[str, np.ndarray, np.ndarray]:
+    """A 120 BPM click track in 4/4 (beats every 0.5 s from 0.5 s), its beats, downbeats."""
+    import soundfile
+
+    from tests.support.beats import SR, drum_track
+
+    samples, grid, downbeats = drum_track(120, 4, 12.0)
+    path = tmp_path_factory.mktemp("drums") / "drums.wav"
+    soundfile.write(str(path), samples, SR, subtype="PCM_16")
+    return origin.add_file("sxml/drums.wav", path, "audio/wav"), grid, downbeats
+
+
+def centre_colours(path: Path) -> np.ndarray:
+    """The centre pixel of every frame."""
+    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo",
+                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(out, np.uint8).reshape(-1, H, W, 3)[:, H // 2, W // 2].astype(int)
+
+
+def test_sequence_cuts_land_on_the_beats(dragon_server, drums, tmp_path):
+    url, grid, _ = drums
+    colours = ["#ff0000", "#0000ff", "#00ff00", "#ffffff", "#ff00ff"]
+    lengths = [1.3, 0.9, 1.7, 1.1, 2.2]  # cuts at 1.3, 2.2, 3.9, 5.0, end 7.2 unsynced
+    items = "".join(f'<effect type="none" duration="{d}"><image color="{c}"/></effect>'
+                    for c, d in zip(colours, lengths, strict=True))
+    result = assert_success(create(dragon_server, movie(
+        f'<stack><sequence sync="beats">{items}</sequence>'
+        f'<audio filename="{url}" duration=".."/></stack>')))
+    assert abs(result["duration"] - 7.0) <= 1 / FPS  # the end snaps too
+    pixels = centre_colours(fetch(dragon_server, result["export"], tmp_path, "beats.mp4"))
+    cuts = [i / FPS for i in range(1, len(pixels))
+            if np.abs(pixels[i] - pixels[i - 1]).sum() > 200]
+    assert len(cuts) == 4  # every item is still there, in order
+    for cut in cuts:
+        assert np.min(np.abs(grid - cut)) <= 1 / FPS, (cut, cuts)
+    assert [int(np.argmax(pixels[round(c * FPS)])) for c in cuts] == [2, 1, 0, 0]
+
+
+def test_director_widget_cuts_on_downbeats(dragon_server, urls, drums, tmp_path):
+    url, _, downbeats = drums
+    stills = "".join(f'<image filename="{urls[c]}" duration="{d}"/>'
+                     for c, d in (("red", 2.6), ("blue", 2.2), ("red", 2.4)))
+    result = assert_success(create(dragon_server, movie(
+        f'<widget type="director.theme.tiles" sync="downbeats"><track type="video">{stills}'
+        f'</track><track type="audio"><audio filename="{url}"/></track></widget>')))
+    assert abs(result["duration"] - 6.5) <= 1 / FPS
+    pixels = centre_colours(fetch(dragon_server, result["export"], tmp_path, "down.mp4"))
+    bluer = pixels[:, 2] > pixels[:, 0]
+    # The middle of each 0.5 s crossfade, where blue overtakes red or red blue again.
+    middles = [i / FPS for i in range(1, len(bluer)) if bluer[i] != bluer[i - 1]]
+    assert len(middles) == 2
+    for middle in middles:
+        assert np.min(np.abs(downbeats - middle)) <= 1.5 / FPS, (middle, middles)
+
+
 # -- refusals --------------------------------------------------------------------------------
 
 # Each would be a valid movie but for its hostile part, so only that part can fail it.

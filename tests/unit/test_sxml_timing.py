@@ -298,3 +298,43 @@ def test_windows_cover_the_movie_within_budget_and_never_cut_a_transition():
               if n.tag in ("image", "text")]
     for first, end in windows:
         assert sum(1 for a, b in images if a < end and b > first) <= 4
+
+
+# -- cuts on the beat (beatsync) -----------------------------------------------------------
+
+def test_snapping_moves_cuts_to_the_nearest_allowed_beats():
+    from dragon.sxml import beatsync
+
+    body, _ = timed('<sequence sync="beats">' + still(duration="1.3") + still(duration="0.2")
+                    + '<transition duration="0.4"/>' + still(duration="2.2") + "</sequence>")
+    sequence = body.children[0]
+    beats = [0.5 * k for k in range(1, 20)]
+    assert beatsync.snap(sequence, beats) is None
+    resolve(body, lambda n: None, max_duration=600)
+    first, second, third = sequence.content
+    assert first.end == pytest.approx(1.5)  # 1.3 -> 1.5
+    # 0.2 s would end on the same beat: it keeps one beat; the transition keeps the
+    # 0.2 s it was clamped to, its middle on the beat.
+    assert second.begin == pytest.approx(1.5) and third.begin + 0.1 == pytest.approx(2.0)
+    assert third.end == pytest.approx(3.5)  # the end snaps (3.3 -> 3.5)
+
+
+def test_snapping_with_too_few_beats_keeps_the_later_lengths():
+    from dragon.sxml import beatsync
+
+    body, _ = timed('<sequence sync="downbeats">' + still(duration="1") + still(duration="1")
+                    + still(duration="1") + "</sequence>")
+    sequence = body.children[0]
+    warning = beatsync.snap(sequence, [0.9, 2.1])
+    resolve(body, lambda n: None, max_duration=600)
+    assert "too few beats" in warning
+    assert [round(c.end, 6) for c in sequence.content] == [0.9, 2.1, 3.1]
+
+
+def test_a_bound_track_offers_beats_past_its_current_end():
+    from dragon.sxml import beatsync
+
+    body, _ = timed(f'<stack>{still(duration="3")}'
+                    f'{audio("music", duration="..", skip="1")}</stack>')
+    music = body.children[0].children[1]
+    assert beatsync.movie_times(music, [0.5, 1.5, 2.5, 9.5], 180.0) == [0.5, 1.5, 8.5]
