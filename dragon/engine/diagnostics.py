@@ -57,3 +57,15 @@ async def diagnose(
         "tool": tool_section(tool, tmpdir, tmp_root) if tool else None,
         "versions": await asyncio.to_thread(tool_versions),
     }
+
+
+async def diagnostics_of(row: Any, stored: dict[str, Any] | None) -> dict[str, Any]:
+    """A failed task's diagnostics as ``details=true`` shows them, with its ``attempts``.
+
+    A task refused at creation (its parameters) or given up after interruptions has none
+    stored: it failed at ``validate``, or while processing, without a tool to show.
+    """
+    if stored is None:
+        stage = "validate" if row["error_code"] == errors.PARAMETERS else "process"
+        stored = {"stage": stage, "tool": None, "versions": await asyncio.to_thread(tool_versions)}
+    return {**stored, "attempts": row["attempts"]}

@@ -22,6 +22,7 @@ from dragon.database.interface import Database
 from dragon.engine import documents, metrics
 from dragon.engine.auth import Account, new_secret
 from dragon.engine.bus import CLOSING, OVERFLOW, Bus
+from dragon.engine.diagnostics import diagnostics_of
 from dragon.net.url_policy import url_problem
 from dragon.tasks import TaskSpec
 from dragon.tasks.schema import validation_messages
@@ -137,6 +138,8 @@ class Service:
         if details and found:
             for d in await self.db.deliveries_for(list(found)):
                 deliveries.setdefault(d["task_key"], []).append(d)
+        failed = [k for k, r in found.items() if r["status"] == "error"] if details else []
+        diagnostics = await self.db.task_diagnostics(failed) if failed else {}
         out = []
         for key in keys:
             row = found.get(key)
@@ -151,6 +154,8 @@ class Service:
                 doc["progress"] = live.get("progress", doc["progress"])
             if details:
                 doc.update(self._details(row, deliveries.get(key, [])))
+                if row["status"] == "error":
+                    doc["diagnostics"] = await diagnostics_of(row, diagnostics.get(key))
             out.append(doc)
         await self.scheduler.estimates.annotate(out)
         return out
