@@ -4,9 +4,11 @@ Only committed changes are published (the scheduler publishes after the database
 so nothing a client sees here can be rolled back. Each subscriber owns a bounded queue, so
 no reader can grow memory: when a burst overflows it, the subscription is dropped and its
 owner re-reads the statuses from the database and subscribes again (``Service.wait`` and
-``Service.stream``). A stream whose client stops reading is closed by the handler's write
-timeout; one whose client disconnects is cancelled and unsubscribed at once. With several
-nodes this becomes PostgreSQL LISTEN/NOTIFY feeding the same ``publish``.
+``Service.stream``). Every subscriber gets the same ``Published`` change, whose JSON line is
+encoded once and shared: a change followed by 1,000 streams costs one encoding, not 1,000.
+A stream whose client stops reading is closed by the handler's write timeout; one whose
+client disconnects is cancelled and unsubscribed at once. With several nodes this becomes
+PostgreSQL LISTEN/NOTIFY feeding the same ``publish``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,34 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 
+from dragon.engine.documents import in_version, ndjson_line
+
 # Sentinels a reader finds in its queue instead of a status.
 OVERFLOW = {"_overflow": True}
 CLOSING = {"_closing": True}
+
+
+class Published:
+    """One committed status change as every subscriber sees it.
+
+    ``line(version)`` is the change as an NDJSON line, encoded on first use and then shared
+    by every stream that writes it (v1 differs from v2 only for errors).
+    """
+
+    __slots__ = ("doc", "key", "_lines")
+
+    def __init__(self, key: str, doc: dict) -> None:
+        self.key = key
+        self.doc = doc
+        self._lines: dict[int, bytes] = {}
+
+    def line(self, version: int = 2) -> bytes:
+        if version != 1 or self.doc.get("status") != "error":
+            version = 2
+        line = self._lines.get(version)
+        if line is None:
+            line = self._lines[version] = ndjson_line(in_version(self.doc, version))
+        return line
 
 
 class Subscription:
@@ -26,7 +53,7 @@ class Subscription:
     def __init__(self, bus: Bus, keys: Iterable[str], maxsize: int) -> None:
         self.bus = bus
         self.keys = set(keys)
-        self.queue: asyncio.Queue[dict] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[Published | dict] = asyncio.Queue(maxsize)
         self.overflowed = False
 
     def add(self, keys: Iterable[str]) -> None:
@@ -44,11 +71,11 @@ class Subscription:
             self.queue.get_nowait()
         self.queue.put_nowait(CLOSING)
 
-    def push(self, status: dict) -> None:
+    def push(self, change: Published) -> None:
         if self.overflowed:
             return
         try:
-            self.queue.put_nowait(status)
+            self.queue.put_nowait(change)
         except asyncio.QueueFull:
             self.overflowed = True
             self.bus.unsubscribe(self)
@@ -56,7 +83,8 @@ class Subscription:
             self.queue.get_nowait()
             self.queue.put_nowait(OVERFLOW)
 
-    async def get(self) -> dict:
+    async def get(self) -> Published | dict:
+        """The next change, or the ``OVERFLOW`` or ``CLOSING`` sentinel."""
         return await self.queue.get()
 
     def __enter__(self) -> Subscription:
@@ -133,8 +161,11 @@ class Bus:
 
     def publish(self, key: str, status: dict) -> None:
         self.feed_changed()  # every published change was recorded in the feed first
-        for sub in tuple(self._subs.get(key, ())):
-            sub.push(status)
+        subs = self._subs.get(key)
+        if subs:
+            change = Published(key, status)
+            for sub in tuple(subs):
+                sub.push(change)
 
     def subscribers(self) -> int:
         """Open subscriptions: streams, blocked requests and event feed followers."""

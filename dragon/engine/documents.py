@@ -65,6 +65,11 @@ def in_version(doc: dict, version: int) -> dict:
     return doc
 
 
+def ndjson_line(value: Any) -> bytes:
+    """``value`` as one line of a status stream (NDJSON)."""
+    return orjson.dumps(value) + b"\n"
+
+
 def mask(value: Any, name: str = "") -> Any:
     """Parameters with secrets and tokens replaced, for ``details=true``."""
     if isinstance(value, dict):

@@ -21,7 +21,7 @@ from dragon.config import Settings
 from dragon.database.interface import Database
 from dragon.engine import documents, metrics
 from dragon.engine.auth import Account, new_secret
-from dragon.engine.bus import CLOSING, OVERFLOW, Bus
+from dragon.engine.bus import CLOSING, OVERFLOW, Bus, Published
 from dragon.engine.diagnostics import diagnostics_of
 from dragon.net.url_policy import url_problem
 from dragon.tasks import TaskSpec
@@ -129,7 +129,9 @@ class Service:
     # -- look up ----------------------------------------------------------------------------
     async def statuses(self, account: Account, keys: list[str], version: int = 2,
                        details: bool = False) -> list[dict]:
-        """Status documents in the order of ``keys``; unknown keys get an error entry."""
+        """Status documents of the distinct ``keys`` in first-seen order; unknown keys get an
+        error entry."""
+        keys = list(dict.fromkeys(keys))
         found = {}
         for i in range(0, len(keys), 500):
             for row in await self.db.get_tasks(keys[i : i + 500], account.id):
@@ -196,14 +198,14 @@ class Service:
                     update = await self._next(sub)
                     if update is None:
                         break
-                    if update.get("status") in FINAL:
-                        pending.discard(update["key"])
+                    if update.doc.get("status") in FINAL:
+                        pending.discard(update.key)
                 if not pending or not sub.overflowed:
                     break
         return await self.statuses(account, keys, version, details)
 
-    async def _next(self, sub: Any) -> dict | None:
-        """The next published status, or None when the server is closing or we overflowed."""
+    async def _next(self, sub: Any) -> Published | None:
+        """The next published change, or None when the server is closing or we overflowed."""
         if sub.overflowed and sub.queue.empty():
             return None
         update = await sub.get()
@@ -219,16 +221,20 @@ class Service:
         return max(self.bus.queue_size, 4 * keys)
 
     async def stream(self, account: Account, first: list[dict], sub: Any,
-                     version: int = 2) -> AsyncIterator[Any]:
-        """Yield the list of current statuses, then each change until all have ended.
+                     version: int = 2) -> AsyncIterator[bytes]:
+        """Yield NDJSON lines: the list of current statuses, then each change until all
+        have ended. A change's line is the one encoded once for all its streams.
 
         If a burst of changes overflows the subscription, the stream re-reads the statuses
         of the tasks still pending and goes on with a fresh subscription: a change may be
         skipped, never the final one. (A reader that stops reading is cut off by the
         handler's write timeout, not here.)
         """
-        yield first
         pending = {d["key"] for d in first if d["status"] not in FINAL}
+        line = documents.ndjson_line(first)
+        del first  # a stream may last long: keep its first answer only as it is written
+        yield line
+        del line
         own = None
         try:
             while pending:
@@ -239,16 +245,15 @@ class Service:
                     sub.__exit__()
                     sub = own = self.bus.subscribe(pending, self.queue_size(len(pending)))
                     for doc in await self.statuses(account, sorted(pending), version):
-                        yield doc
+                        yield documents.ndjson_line(doc)
                         if doc["status"] in FINAL:
                             pending.discard(doc["key"])
                     continue
-                if update["key"] not in pending:
+                if update.key not in pending:
                     continue
-                update = documents.in_version(update, version)
-                yield update
-                if update.get("status") in FINAL:
-                    pending.discard(update["key"])
+                yield update.line(version)
+                if update.doc.get("status") in FINAL:
+                    pending.discard(update.key)
         finally:
             if own is not None:
                 own.__exit__()

@@ -133,7 +133,8 @@ async def status_stream(request: web.Request) -> web.StreamResponse:
     version = version_of(request)
     with service.bus.subscribe(keys, service.queue_size(len(keys))) as sub:
         first = await service.statuses(account, keys, version)
-        return await _ndjson(request, service.stream(account, first, sub, version))
+        lines, first = service.stream(account, first, sub, version), None  # held by lines only
+        return await _ndjson(request, lines)
 
 
 async def _ndjson(request: web.Request, lines) -> web.StreamResponse:
