@@ -179,6 +179,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from dragon.doctor import doctor
+
+    return doctor(Settings.load(data_dir=args.data_dir))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dragon", description="A self-hosted media tasks server.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -218,6 +224,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     a.set_defaults(func=cmd_accounts)
     add_commands(sub)  # run, status, download: the client side (dragon/client/commands.py)
+    doc = sub.add_parser("doctor", help="check tools, codecs, fonts, data folder, database, S3")
+    doc.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
+    doc.set_defaults(func=cmd_doctor)
     return p
 
 

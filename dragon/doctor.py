@@ -1,0 +1,268 @@
+"""``dragon doctor``: is this machine ready to serve? Each check prints one line, and a
+failed one adds how to fix it; the exit status is 1 if anything failed.
+
+It checks what tasks need at run time rather than at start-up, where a missing piece
+would only show as failed tasks: ffmpeg and ffprobe with the encoders and filters dragon
+uses, ImageMagick, the fonts text is drawn with, the data folder, the database, and the
+S3 bucket when one is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from dragon.config import Settings
+from dragon.runtime.tool_versions import imagemagick_binary, tool_versions
+
+APT = "apt-get install ffmpeg imagemagick fonts-dejavu-core (or: make system-tools)"
+# What the tasks ask of ffmpeg (dragon/media, dragon/tasks, dragon/sxml).
+ENCODERS = (
+    "libx264",
+    "aac",
+    "libmp3lame",
+    "mp2",
+    "wmav1",
+    "wmav2",
+    "libvorbis",
+    "pcm_s16le",
+    "ppm",
+    "png",
+    "mjpeg",
+)
+FILTERS = (
+    "scale",
+    "crop",
+    "pad",
+    "fps",
+    "setsar",
+    "setpts",
+    "format",
+    "trim",
+    "atrim",
+    "concat",
+    "overlay",
+    "xfade",
+    "zoompan",
+    "rotate",
+    "reverse",
+    "fade",
+    "afade",
+    "volume",
+    "amix",
+    "adelay",
+    "apad",
+    "aresample",
+    "asplit",
+    "split",
+    "thumbnail",
+    "lut",
+    "eq",
+    "color",
+    "anullsrc",
+)
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+FONTS = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+)
+LOW_DISK = 1024**3
+
+
+@dataclasses.dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def listed(argv: list[str]) -> set[str]:
+    """The names ``ffmpeg -encoders`` / ``-filters`` lists (second column)."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    names = set()
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and not line.startswith(" =") and "=" not in parts[0]:
+            names.add(parts[1])
+    return names
+
+
+def check_tools() -> list[Check]:
+    versions = tool_versions()
+    checks = []
+    for tool in ("ffmpeg", "ffprobe"):
+        path = shutil.which(tool)
+        if path and versions[tool]:
+            checks.append(Check(tool, True, f"{versions[tool]} ({path})"))
+        else:
+            checks.append(Check(tool, False, "not found on PATH", APT))
+    if shutil.which("ffmpeg"):
+        encoders = listed(["ffmpeg", "-hide_banner", "-encoders"])
+        missing = [e for e in ENCODERS if e not in encoders]
+        checks.append(
+            Check(
+                "ffmpeg encoders",
+                not missing,
+                f"missing: {', '.join(missing)}"
+                if missing
+                else f"{len(ENCODERS)} needed, all here",
+                "install an ffmpeg built with them (Debian's ffmpeg package has them all)",
+            )
+        )
+        filters = listed(["ffmpeg", "-hide_banner", "-filters"])
+        missing = [f for f in FILTERS if f not in filters]
+        checks.append(
+            Check(
+                "ffmpeg filters",
+                not missing,
+                f"missing: {', '.join(missing)}" if missing else f"{len(FILTERS)} needed, all here",
+                "install ffmpeg 5.1 or newer (xfade needs 4.3)",
+            )
+        )
+    magick = imagemagick_binary()
+    checks.append(
+        Check(
+            "ImageMagick",
+            bool(magick and versions["imagemagick"]),
+            f"{versions['imagemagick']} ({magick})" if magick else "not found on PATH",
+            APT,
+        )
+    )
+    missing = [f for f in FONTS if not (FONT_DIR / f).is_file()]
+    checks.append(
+        Check(
+            "fonts",
+            not missing,
+            f"missing in {FONT_DIR}: {', '.join(missing)}" if missing else f"DejaVu in {FONT_DIR}",
+            "apt-get install fonts-dejavu-core",
+        )
+    )
+    checks.append(Check("Pillow", True, versions["pillow"] or "?"))
+    return checks
+
+
+def check_data(settings: Settings) -> list[Check]:
+    path = settings.data_path
+    folder = path if path.exists() else next((p for p in path.parents if p.exists()), Path("/"))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return [
+            Check(
+                "data folder",
+                False,
+                f"{folder} is not writable by this user",
+                "chown the folder to the server's user, or set DRAGON_DATA_DIR",
+            )
+        ]
+    free = shutil.disk_usage(folder).free
+    detail = f"{path} ({free / 1024**3:.1f} GiB free)"
+    if free < LOW_DISK:
+        return [
+            Check(
+                "data folder",
+                False,
+                detail + ": less than 1 GiB left",
+                "free disk space or point DRAGON_DATA_DIR at a larger disk",
+            )
+        ]
+    return [Check("data folder", True, detail)]
+
+
+async def check_database(settings: Settings) -> list[Check]:
+    from dragon.database import open_database
+
+    where = "PostgreSQL" if settings.database_url else f"SQLite {settings.db_path}"
+    try:
+        database = await asyncio.to_thread(open_database, settings)
+    except Exception as exc:
+        return [
+            Check(
+                "database",
+                False,
+                f"{where}: {type(exc).__name__}: {exc}",
+                "check DRAGON_DATABASE_URL, or the database file's owner and disk",
+            )
+        ]
+    try:
+        accounts = await database.list_accounts()
+    except Exception as exc:
+        return [
+            Check(
+                "database",
+                False,
+                f"{where}: {type(exc).__name__}: {exc}",
+                "restore the database from a backup, or move it aside to start afresh",
+            )
+        ]
+    finally:
+        await asyncio.to_thread(database.close)
+    return [Check("database", True, f"{where}, schema up to date, {len(accounts)} accounts")]
+
+
+async def check_s3(settings: Settings) -> list[Check]:
+    if not settings.s3_bucket:
+        return []
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    where = f"bucket {settings.s3_bucket!r}" + (
+        f" at {settings.s3_endpoint_url}" if settings.s3_endpoint_url else ""
+    )
+    config = AioConfig(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=10)
+    try:
+        async with get_session().create_client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url or None,
+            region_name=settings.s3_region,
+            config=config,
+        ) as client:
+            await client.head_bucket(Bucket=settings.s3_bucket)
+    except Exception as exc:
+        return [
+            Check(
+                "S3",
+                False,
+                f"{where}: {type(exc).__name__}: {exc}",
+                "check DRAGON_S3_BUCKET, DRAGON_S3_ENDPOINT_URL and the AWS_ credentials"
+                " (the bucket must exist and allow HeadBucket, PutObject, DeleteObject)",
+            )
+        ]
+    return [Check("S3", True, where)]
+
+
+async def run_checks(settings: Settings) -> list[Check]:
+    checks = await asyncio.to_thread(check_tools)
+    checks += check_data(settings)
+    checks += await check_database(settings)
+    checks += await check_s3(settings)
+    return checks
+
+
+def report(checks: list[Check]) -> str:
+    lines = []
+    for check in checks:
+        lines.append(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        if not check.ok and check.fix:
+            lines.append(f"      fix: {check.fix}")
+    failed = sum(not c.ok for c in checks)
+    lines.append(
+        f"{failed} problem{'s' if failed != 1 else ''} found" if failed else "all checks passed"
+    )
+    return "\n".join(lines)
+
+
+def doctor(settings: Settings) -> int:
+    """Print the checks; 0 when all passed, 1 otherwise."""
+    checks = asyncio.run(run_checks(settings))
+    print(report(checks))
+    return 0 if all(c.ok for c in checks) else 1
