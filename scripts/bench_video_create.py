@@ -3,10 +3,14 @@
     .venv/bin/python scripts/bench_video_create.py [--runs 3] [--profiles 360p 720p]
 
 The movie: 30 s, six 2000x1500 photo-like JPEGs, each a 6 s kenburns zoom, joined by
-1.2 s crossfades, a legend over the whole movie, and music bound to the movie with a 2 s
-fade-out. The baseline is one ffmpeg command a person would write for it (scale+crop to
-twice the frame, zoompan, an xfade chain, drawtext, afade), with the same encoder settings
-as the export (x264 veryfast, CRF 23 capped at the profile's bitrate, AAC).
+1.2 s crossfades whose middles snap to the beats of the music (``sync="beats"``), a legend
+over the whole movie that slides in from the right during the first second (an
+animator), and music (tones over a 120 BPM click) bound to the movie with a 2 s fade-out.
+The baseline is one ffmpeg command a person would write for it (scale+crop to twice the
+frame, zoompan, an xfade chain at the same beat-aligned offsets, drawtext with a moving x,
+afade), with the same encoder settings as the export (x264 veryfast, CRF 23 capped at the
+profile's bitrate, AAC). The task also tracks the music's beats, which the baseline,
+knowing the tempo, does not.
 
 The dragon figure is the whole task through the HTTP API (a real ``dragon serve`` with a
 temp data dir, a local origin, ``block=true``): download, probe, Pillow, the render and
@@ -39,6 +43,8 @@ FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 LEGEND = "A legend over the whole slideshow"
 STILLS, STILL, FADE, FPS = 6, 6.0, 1.2, 25
 DURATION = STILLS * STILL - (STILLS - 1) * FADE  # 30 s
+BEAT = 0.5  # the music's click, 120 BPM from 0 s
+SLIDE = 1.0  # the legend's slide-in, seconds
 PROFILES = {"360p": (640, 360, 1024, 128), "720p": (1280, 720, 1500, 256)}
 
 
@@ -58,40 +64,47 @@ def make_media(folder: Path) -> None:
         picture.filter(ImageFilter.GaussianBlur(1)).save(path, quality=90)
     music = folder / "music.mp3"
     if not music.exists():
-        subprocess.run([*FFMPEG, "-f", "lavfi", "-i", "sine=frequency=330:duration=35",
-                        "-f", "lavfi", "-i", "sine=frequency=440:duration=35", "-filter_complex",
-                        "amerge", "-ac", "2", "-b:a", "128k", str(music)], check=True)
+        click = f"0.5*sin(2*PI*1000*t)*exp(-40*mod(t,{BEAT}))"
+        subprocess.run([*FFMPEG, "-f", "lavfi", "-i",
+                        f"aevalsrc=exprs='0.2*sin(2*PI*330*t)+{click}|0.2*sin(2*PI*440*t)"
+                        f"+{click}':s=44100:d=35", "-ac", "2", "-b:a", "128k", str(music)],
+                       check=True)
 
 
 def definition(base: str) -> str:
     items = [f'<effect type="kenburns" duration="{STILL:g}">'
              f'<image filename="{base}/photo{i}.jpg"/></effect>' for i in range(STILLS)]
     sequence = f'<transition type="crossfade" duration="{FADE:g}"/>'.join(items)
-    return (f'<movie service="craftsman-1.0"><body><stack><sequence>{sequence}</sequence>'
-            f'<text type="legend">{LEGEND}</text>'
+    return (f'<movie service="craftsman-1.0"><body><stack><sequence sync="beats">{sequence}'
+            f'</sequence><text type="legend">{LEGEND}<animator type="slide-in" '
+            f'direction="left" duration="{SLIDE:g}"/></text>'
             f'<audio filename="{base}/music.mp3" duration=".." fadeout="2"/>'
             f"</stack></body></movie>")
 
 
 def raw_argv(folder: Path, profile: str, out: Path) -> list[str]:
     w, h, video_kbps, audio_kbps = PROFILES[profile]
-    frames = round(STILL * FPS)
     font = round(0.06 * h)
+    # The middle of each crossfade on the nearest beat, as sync="beats" puts it; each
+    # still then lasts from the start of the crossfade before it to the end of the next.
+    middles = [round((i * (STILL - FADE) + FADE / 2) / BEAT) * BEAT for i in range(1, STILLS)]
+    starts = [0.0] + [m - FADE / 2 for m in middles]
+    ends = [m + FADE / 2 for m in middles] + [DURATION]
     graph = []
     for i in range(STILLS):
+        frames = round((ends[i] - starts[i]) * FPS)
         graph.append(f"[{i}:v]scale={2 * w}:{2 * h}:force_original_aspect_ratio=increase,"
                      f"crop={2 * w}:{2 * h},format=yuv420p,zoompan=z='1+0.15*on/{frames}'"
                      f":x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d={frames}:s={w}x{h}"
                      f":fps={FPS}[s{i}]")
     last = "s0"
     for i in range(1, STILLS):
-        offset = i * (STILL - FADE)
-        graph.append(f"[{last}][s{i}]xfade=transition=fade:duration={FADE}:offset={offset}"
-                     f"[x{i}]")
+        graph.append(f"[{last}][s{i}]xfade=transition=fade:duration={FADE}"
+                     f":offset={starts[i]:g}[x{i}]")
         last = f"x{i}"
     graph.append(f"[{last}]drawtext=fontfile={FONT}:text='{LEGEND}':fontsize={font}"
                  f":fontcolor=white:box=1:boxcolor=black@0.5:boxborderw={font // 3}"
-                 f":x=(w-text_w)/2:y=h*0.92-text_h[v]")
+                 f":x=(w-text_w)/2+(w+text_w)/2*max(0\\,1-t/{SLIDE:g}):y=h*0.92-text_h[v]")
     graph.append(f"[{STILLS}:a]afade=t=out:st={DURATION - 2:g}:d=2,atrim=0:{DURATION:g}[a]")
     inputs = [arg for i in range(STILLS) for arg in ("-i", str(folder / f"photo{i}.jpg"))]
     return [*FFMPEG, *inputs, "-i", str(folder / "music.mp3"),

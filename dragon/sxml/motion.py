@@ -112,6 +112,9 @@ def approximations(node: Node) -> list[str]:
     notes = []
     for key in node.kids({"key"}):
         rot = _vector(key, "rot", 4)
+        pos = _vector(key, "pos", 3)
+        if pos and len(pos) == 3 and pos[2]:
+            notes.append(f"{key.where()}: the depth (z) of pos is not drawn")
         if rot and len(rot) == 4 and tuple(rot[1:]) not in ROTATION_AXES and rot[0]:
             notes.append(f"{key.where()}: only turns about the axis facing the viewer are drawn")
     return notes

@@ -371,6 +371,9 @@ class _Checker:
         if kind not in ("none", "kenburns") and kind not in MULTI_EFFECTS:
             self.warn(f'<effect type="{kind}"> is drawn as kenburns (line {node.line})',
                       ("effect-type", kind))
+        if kind in ("diving", "rotator", "square"):
+            self.warn(f'<effect type="{kind}"> is drawn as its media crossfading '
+                      f"(line {node.line})", ("effect-type", kind))
 
     def _image(self, node: Node) -> None:
         if node.attrs.get("type") == "map":
@@ -407,8 +410,10 @@ class _Checker:
             node.number(name)
         node.number("volume", maximum=10)
         node.number("speed", minimum=0.1, maximum=10)
-        node.flag("loop", False)
         ducking.check(node)
+        if node.flag("loop", False) and "duck-others" in node.attrs:
+            self.warn(f"{node.where()}: a looped track ducks the others for its whole span "
+                      "(its loops are not measured)")
 
     def _text(self, node: Node) -> None:
         kind = node.attrs.get("type", "zone")

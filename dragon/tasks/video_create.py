@@ -1,5 +1,8 @@
 """video.create: render an SXML definition with ffmpeg (seed 4.11; see dragon/sxml/).
 
+docs/sxml.md describes the SXML accepted: the elements, the director widget dialect, what
+is approximated, and our extension, cuts on the beat (``<sequence sync="beats">``).
+
 A definition of up to ``EAGER_PARSE_CHARS`` is parsed and checked here, in the schema, so
 a hostile or broken one (a DTD, billion laughs, depth 10,000, an unknown element, a
 ``file:`` URL) ends the task at once with ``{"parameters": {"definition": [...]}}`` before
