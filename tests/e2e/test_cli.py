@@ -34,7 +34,7 @@ def test_run_prints_the_final_status_and_progress_lines(dragon_server):
     key = status["key"]
     progress = done.stderr.splitlines()
     assert f"{key} executing 50%" in progress
-    assert progress[-1] == f"{key} success"
+    assert progress[-1] == f"{key} success 100%"
 
 
 def test_run_exits_1_with_the_task_error_on_stderr(dragon_server):
