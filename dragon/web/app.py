@@ -35,6 +35,7 @@ from dragon.stores import Stores
 from dragon.stores.backends import Backend, LocalBackend
 from dragon.stores.s3 import S3Backend
 from dragon.tasks import load_tasks
+from dragon.web import dashboard
 from dragon.web.http_metrics import metrics_middleware, serve_metrics
 
 log = logging.getLogger("dragon")
@@ -60,6 +61,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/healthz", healthz)
     r.add_get("/metrics", serve_metrics)
     r.add_get("/v2/events", events.events)
+    dashboard.setup(r)
 
 
 async def healthz(request: web.Request) -> web.Response:

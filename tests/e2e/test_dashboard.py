@@ -1,0 +1,109 @@
+"""/dashboard in a real headless Chromium: sign in, a task created through the API appears
+and turns success without a reload, its diagnostics show when it fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.browser import ARGS, chromium
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def server(make_server):
+    return make_server(env={"DRAGON_CONCURRENCY": "1"})
+
+
+@pytest.fixture
+def page(server):
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            yield page
+            assert errors == []
+        finally:
+            browser.close()
+
+
+def row(page, key: str):
+    return page.locator(f'tr[data-key="{key}"]')
+
+
+def test_a_task_appears_and_turns_success_live(server, page, tmp_path):
+    r = server.request("GET", "/dashboard", auth=False)
+    assert r.status == 200 and "script-src 'self'" in r.headers["Content-Security-Policy"]
+    page.goto(f"{server.url}/dashboard#secret={server.secret}")
+    page.wait_for_selector("#connection[data-state=live]", timeout=15_000)
+    assert "secret" not in page.url  # taken out of the address bar
+    assert page.evaluate("sessionStorage.getItem('dragon.secret')") == server.secret
+
+    # Two tasks through the API: a three-second run keeps the heavy slot while the
+    # second one waits in the queue.
+    first, second = server.create(
+        [{"task_name": "test.sleep", "seconds": 3}, {"task_name": "test.sleep", "seconds": 0.5}],
+        block=False,
+    )
+    row(page, first["key"]).wait_for(timeout=10_000)
+    assert row(page, first["key"]).locator(".name").inner_text() == "test.sleep"
+    page.wait_for_selector(f'tr[data-key="{second["key"]}"][data-status=queued]', timeout=10_000)
+    page.wait_for_function(
+        "key => document.querySelector(`tr[data-key='${key}'] .queue`).textContent"
+        ".startsWith('#1')",
+        arg=second["key"],
+        timeout=10_000,
+    )
+    for task in (first, second):
+        page.wait_for_selector(f'tr[data-key="{task["key"]}"][data-status=success]', timeout=20_000)
+    assert "ran " in row(page, first["key"]).locator(".duration").inner_text()
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+    assert (tmp_path / "dashboard.png").stat().st_size > 0
+
+
+def test_create_form_preview_filters_and_diagnostics(server, page, origin, tmp_path):
+    from tests.support.media import image_bytes
+
+    origin.add("dash/pic.png", image_bytes(120, 90, fmt="PNG"), "image/png")
+    page.goto(f"{server.url}/dashboard")
+    page.fill("#secret", server.secret)
+    page.click("#sign-in-form button")
+    page.wait_for_selector("#connection[data-state=live]", timeout=15_000)
+
+    page.fill("#task-name", "image.thumb")
+    page.fill("#task-params", f'{{"url": "{origin.url}/dash/pic.png", "width": 40}}')
+    page.click("#create-form button")
+    done = page.wait_for_selector(
+        "tr[data-name='image.thumb'][data-status=success]", timeout=30_000
+    )
+    preview = done.query_selector("img.preview")
+    assert preview is not None
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=preview)
+
+    [failed] = server.create([{"task_name": "test.file", "fail": True}])
+    page.wait_for_selector(f'tr[data-key="{failed["key"]}"] details.diagnostics', timeout=10_000)
+    failed_row = row(page, failed["key"])
+    assert "invalid_media: asked to fail" in failed_row.inner_text()
+    failed_row.locator("summary").click()
+    assert '"attempts": 1' in failed_row.locator("pre").inner_text()
+
+    page.select_option("#filter-status", "error")
+    assert failed_row.is_visible() and not done.is_visible()
+    page.select_option("#filter-status", "")
+    page.select_option("#filter-name", "image.thumb")
+    assert done.is_visible() and not failed_row.is_visible()
+    page.screenshot(path=str(tmp_path / "filters.png"), full_page=True)
+
+    page.fill("#task-name", "hello")
+    page.fill("#task-params", "[1]")
+    page.click("#create-form button")
+    assert "must be a JSON object" in page.inner_text("#create-error")
+
+
+def test_a_wrong_secret_is_refused(server, page):
+    page.goto(f"{server.url}/dashboard#secret=WRONG")
+    page.wait_for_selector("#sign-in-error:not([hidden])", timeout=10_000)
+    assert "invalid secret" in page.inner_text("#sign-in-error")
+    assert page.is_visible("#sign-in") and not page.is_visible("#main")
