@@ -195,6 +195,19 @@ def test_animators_are_kept_on_overlays_texts_and_effects():
     assert "axis facing the viewer" in warnings and "orient" in warnings
 
 
+def test_ducking_and_sync_attributes_are_read():
+    definition = parse(movie(
+        '<sequence sync="downbeats"><effect type="none"><video filename="http://m.test/v.mp4" '
+        'duck-others="0.2" duck-threshold="0.1" duck-margin="0.2" duck-fade="0.5"/></effect>'
+        '</sequence><audio filename="http://m.test/a.mp3" duck-others="0.3" loop="true"/>'))
+    assert [w for w in definition.warnings if "ignored" in w] == []
+    assert any("looped track ducks" in w for w in definition.warnings)
+    assert any("duck-threshold" in m for m in errors_of(movie(
+        '<audio filename="http://m.test/a.mp3" duck-others="0.3" duck-threshold="2"/>')))
+    assert any("sync" in m for m in errors_of(movie(
+        f'<sequence sync="bars"><effect type="none">{IMAGE}</effect></sequence>')))
+
+
 def test_warnings_are_not_repeated():
     definition = parse(movie("".join(f'<effect type="none" depthEnable="true">{IMAGE}</effect>'
                                      for _ in range(5))))
