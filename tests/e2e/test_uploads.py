@@ -54,11 +54,37 @@ def server(make_server, platforms):
 
 
 @pytest.fixture(scope="module")
+def impatient(make_server, platforms):
+    """A server that gives up sooner: 3 failed requests in a row, 1 s without progress.
+
+    Its 1 s read timeout also applies to downloads: use ``closing_source`` with it, since
+    aiohttp 3.14 poisons a keep-alive connection left idle longer than ``sock_read``
+    (aio-libs/aiohttp#12953) and the next download on it would time out.
+    """
+    return make_server(
+        env={
+            **platforms.env,
+            "DRAGON_UPLOAD_CHUNK_BYTES": str(CHUNK),
+            "DRAGON_UPLOAD_MAX_TRIES": "3",
+            "DRAGON_FETCH_READ_TIMEOUT": "1",
+            "DRAGON_TASK_TIMEOUT_SECONDS": "30",
+        }
+    )
+
+
+@pytest.fixture(scope="module")
 def source(origin, tmp_path_factory):
     path = media.video(tmp_path_factory.mktemp("upload") / "source.mp4", size="640x480")
     data = path.read_bytes()
     assert len(data) > 2 * CHUNK
     return origin.add("upload/source.mp4", data, "video/mp4"), data
+
+
+@pytest.fixture(scope="module")
+def closing_source(origin, source):
+    """The source, served with ``Connection: close`` (see ``impatient``)."""
+    _, data = source
+    return origin.add("upload/closing.mp4", data, "video/mp4", Connection="close"), data
 
 
 def youtube_task(url: str, **extra) -> dict:
@@ -131,16 +157,9 @@ def test_youtube_resumes_after_503_drop_and_short_commit(server, fresh, source):
     assert_no_secret(server, json.dumps(doc), details(server, doc["key"]))
 
 
-def test_youtube_stalled_server_and_expired_session(make_server, fresh, source):
-    url, data = source
-    server = make_server(
-        env={
-            **fresh.env,
-            "DRAGON_UPLOAD_CHUNK_BYTES": str(CHUNK),
-            "DRAGON_FETCH_READ_TIMEOUT": "1",
-            "DRAGON_TASK_TIMEOUT_SECONDS": "30",
-        }
-    )
+def test_youtube_stalled_server_and_expired_session(impatient, fresh, closing_source):
+    url, data = closing_source
+    server = impatient
     # The server stops reading for longer than the task may take: only the client's stall
     # timer (no byte written or answered for DRAGON_FETCH_READ_TIMEOUT) lets it finish.
     fresh.youtube.stall_seconds = 60.0
@@ -172,15 +191,13 @@ def test_youtube_refused_token_and_quota(server, fresh, source):
     assert_no_secret(server, json.dumps(doc))
 
 
-def test_youtube_gives_up_after_the_tries(make_server, fresh, source):
-    url, _ = source
-    server = make_server(
-        env={**fresh.env, "DRAGON_UPLOAD_CHUNK_BYTES": str(CHUNK), "DRAGON_UPLOAD_MAX_TRIES": "3"}
-    )
+def test_youtube_gives_up_after_the_tries(impatient, fresh, closing_source):
+    url, _ = closing_source
+    server = impatient
     fresh.youtube.faults = ["503"] * 3 + ["drop"] * 3
     doc = server.run_task(youtube_task(url))
-    assert doc["status"] == "error"
-    assert doc["error_code"] == "upload_failed"
+    assert doc["status"] == "error", doc
+    assert doc["error_code"] == "upload_failed", doc["error"]
     assert "after 3 tries" in doc["error"]
     assert_no_secret(server, json.dumps(doc))
 
