@@ -212,8 +212,7 @@ class Client:
                     method, url, data=data, headers=headers, params=params, allow_redirects=False
                 ) as resp:
                     alive()
-                    payload = await resp.content.read(MAX_ANSWER)
-                    return Answer(resp.status, resp.headers, payload)
+                    return Answer(resp.status, resp.headers, await _read_answer(resp))
         except TimeoutError:
             raise Transient(f"no progress for {self.stall:g} s") from None
         except errors.TaskError:
@@ -240,6 +239,16 @@ class Client:
         return errors.TaskError(
             errors.UPLOAD_FAILED, f"{self.platform} upload failed: {self.scrub(message)}"
         )
+
+
+async def _read_answer(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole answer (it may arrive in several reads), at most ``MAX_ANSWER`` bytes."""
+    body = bytearray()
+    async for block in resp.content.iter_any():
+        body += block[: MAX_ANSWER - len(body)]
+        if len(body) >= MAX_ANSWER:
+            break
+    return bytes(body)
 
 
 def answer_text(answer: Answer) -> str:
