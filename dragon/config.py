@@ -130,6 +130,11 @@ class Settings:
     max_media_duration: float = setting(4 * 3600.0, "Longest audio or video source, in seconds.")
     max_media_streams: int = setting(32, "Most streams in a media source.")
     max_output_bytes: int = setting(4 * GiB, "Largest file a tool may write (ffmpeg -fs).")
+    min_free_bytes: int = setting(
+        256 * MiB,
+        "Space kept free on the data disk: tools' outputs are capped to leave it, and creates"
+        " get 503 while less is free (tasks that run out end disk_full).",
+    )
     tool_memory_bytes: int = setting(
         2 * GiB,
         "Address space each tool process (ffmpeg, ffprobe) may use; a task whose tool runs"

@@ -8,6 +8,8 @@ traceback and reported as ``internal_error``.
 
 from __future__ import annotations
 
+import errno
+
 # Stable machine words for ``error_code``. Add to this list; never rename an entry.
 PARAMETERS = "parameters"
 URL_FORBIDDEN = "url_forbidden"
@@ -24,11 +26,17 @@ IMAGE_TOO_LARGE = "image_too_large"
 STORAGE_ERROR = "storage_error"
 PROCESS_FAILED = "process_failed"
 RESOURCE_LIMIT = "resource_limit"
+DISK_FULL = "disk_full"
 UPLOAD_UNAUTHORIZED = "upload_unauthorized"
 UPLOAD_QUOTA_EXCEEDED = "upload_quota_exceeded"
 UPLOAD_FAILED = "upload_failed"
 INTERRUPTED = "interrupted"
 INTERNAL_ERROR = "internal_error"
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Did ``exc`` fail because the disk (or the user's quota on it) is full?"""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class TaskError(Exception):

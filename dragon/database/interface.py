@@ -16,7 +16,8 @@ Rows are read-only mappings with the column names of the ``tasks``, ``files``,
 ``accounts`` and ``outbox`` tables; ``params``, ``result`` and ``error`` hold JSON text.
 Writes resolve only after their commit, so nothing uncommitted is ever published or
 acknowledged. A backend raises ``Busy`` when the database stayed locked too long (the API
-answers 503) and ``AccountExists`` for a duplicate account name.
+answers 503), ``DiskFull`` when its disk is full (503 too) and ``AccountExists`` for a
+duplicate account name.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ Row = Mapping[str, Any]
 
 class Busy(Exception):
     """The database stayed locked past its timeout: retry later (HTTP 503)."""
+
+
+class DiskFull(Exception):
+    """The disk holding the database is full: nothing was written; retry once space is
+    back (HTTP 503; the scheduler retries a task's start or end until it is recorded)."""
 
 
 class AccountExists(Exception):

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from dragon.database.interface import AccountExists, Busy, Callback, Row
+from dragon.database.interface import AccountExists, Busy, Callback, DiskFull, Row
 
 log = logging.getLogger("dragon.database")
 
@@ -257,7 +257,10 @@ class SQLiteDatabase:
             try:
                 self._commit_batch(conn, batch)
             except BaseException as exc:  # the writer must outlive any one batch
-                log.exception("database write failed")
+                if isinstance(exc, DiskFull):
+                    log.error("database write failed: %s", exc)
+                else:
+                    log.exception("database write failed")
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 for _, loop, future in batch:
@@ -271,7 +274,7 @@ class SQLiteDatabase:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            err: Exception = Busy(str(exc)) if "locked" in str(exc) or "busy" in str(exc) else exc
+            err = _typed(exc)
             for _, loop, future in batch:
                 loop.call_soon_threadsafe(_settle, future, False, err)
             return
@@ -281,6 +284,9 @@ class SQLiteDatabase:
                 outcomes.append((True, op(conn)))
                 conn.execute("RELEASE op")
             except Exception as exc:  # one bad op must not sink the others' commit
+                if isinstance(_typed(exc), DiskFull):
+                    # SQLite may have rolled the whole transaction back: fail the batch.
+                    raise _typed(exc) from exc
                 conn.execute("ROLLBACK TO op")
                 conn.execute("RELEASE op")
                 outcomes.append((False, exc))
@@ -289,8 +295,7 @@ class SQLiteDatabase:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            err = Busy(str(exc)) if "locked" in str(exc) or "busy" in str(exc) else exc
-            outcomes = [(False, err)] * len(batch)
+            outcomes = [(False, _typed(exc))] * len(batch)
         for (ok, value), (_, loop, future) in zip(outcomes, batch, strict=True):
             loop.call_soon_threadsafe(_settle, future, ok, value)
 
@@ -663,6 +668,17 @@ class SQLiteDatabase:
         return await self._read(lambda c: c.execute(
             "SELECT task_key, url, state, attempts, next_at, last_status, last_error, webhook_id"
             f" FROM outbox WHERE task_key IN ({marks}) ORDER BY id", keys).fetchall())
+
+
+def _typed(exc: Exception) -> Exception:
+    """SQLite's lock and full-disk failures as the protocol's ``Busy`` and ``DiskFull``."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        if "locked" in text or "busy" in text:
+            return Busy(text)
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in text:
+            return DiskFull(text)
+    return exc
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

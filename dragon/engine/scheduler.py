@@ -21,7 +21,7 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,13 +31,14 @@ from marshmallow import ValidationError
 
 from dragon import errors
 from dragon.config import Settings
-from dragon.database.interface import Busy, Callback, Database, Row
+from dragon.database.interface import Busy, Callback, Database, DiskFull, Row
 from dragon.engine import documents, metrics
 from dragon.engine.bus import Bus
 from dragon.engine.diagnostics import diagnose
 from dragon.engine.lanes import Lane, Slot
 from dragon.engine.queue_position import QueueEstimates
 from dragon.engine.shared_downloads import SharedFetches
+from dragon.runtime import disk
 from dragon.runtime.processes import kill_group
 from dragon.tasks import TaskSpec
 from dragon.tasks.context import TaskContext
@@ -190,19 +191,33 @@ class Scheduler:
 
     # -- running one task ---------------------------------------------------------------
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
-        """A scheduler write that must not be lost to a transient lock: retried on Busy.
+        """A scheduler write that must not be lost: retried on Busy and on DiskFull.
 
         A task's start or end is never dropped or rewritten because another process held
-        the database for a while (RELIABILITY 22); requests get 503 meanwhile.
+        the database for a while (RELIABILITY 22) or its disk was full: it is written once
+        space is back, and only then published (blocked requests and streams see the end
+        then). Requests get 503 meanwhile.
         """
         delay = 0.1
         while True:
             try:
                 return await write()
-            except Busy:
-                log.warning("database busy; retrying a task update in %.1f s", delay)
+            except (Busy, DiskFull) as exc:
+                why = "busy" if isinstance(exc, Busy) else "on a full disk"
+                log.warning("database %s; retrying a task update in %.1f s", why, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    @contextlib.contextmanager
+    def _out_of_space(self) -> Iterator[None]:
+        """A task's write that found the disk full (ENOSPC, or the database's disk) ends it
+        ``disk_full``, not ``internal_error``."""
+        try:
+            yield
+        except (OSError, DiskFull) as exc:
+            if isinstance(exc, DiskFull) or errors.out_of_space(exc):
+                raise disk.full_error(self.settings) from exc
+            raise
 
     async def _execute(self, key: str, slot: Slot) -> None:
         row = await self._persist(partial(self.db.start_task, key, self.boot_id, time.time(),
@@ -233,7 +248,8 @@ class Scheduler:
             )
             self.contexts[key] = ctx
             async with asyncio.timeout(self.settings.task_timeout_seconds):
-                result = await spec.run(ctx)
+                with self._out_of_space():
+                    result = await spec.run(ctx)
             if isinstance(result, dict):
                 result = {**result, **ctx.outputs}
                 if ctx.warnings:

@@ -24,6 +24,7 @@ from dragon.engine.auth import Account, new_secret
 from dragon.engine.bus import CLOSING, OVERFLOW, Bus, Published
 from dragon.engine.diagnostics import diagnostics_of
 from dragon.net.url_policy import url_problem
+from dragon.runtime import disk
 from dragon.tasks import TaskSpec
 from dragon.tasks.schema import validation_messages
 
@@ -78,8 +79,13 @@ class Service:
         """Validate, commit and queue; return ``(key, status document)`` in request order.
 
         ``watch`` (a bus subscription) starts following the new keys before they are queued,
-        so a stream cannot miss a change.
+        so a stream cannot miss a change. Below the data disk's reserve nothing is created
+        (503 with Retry-After): a task could not write its output nor even its end.
         """
+        shortage = disk.shortage(self.settings)
+        if shortage:
+            raise errors.RequestError("disk", f"{shortage}; nothing was created, retry later",
+                                      "server", 503, {"Retry-After": "60"})
         now = time.time()
         rows = []
         for definition in definitions:

@@ -13,7 +13,7 @@ import time
 import orjson
 from aiohttp import web
 
-from dragon.database.interface import Busy
+from dragon.database.interface import Busy, DiskFull
 from dragon.engine.service import AccountLimit, Overloaded
 from dragon.errors import RequestError
 
@@ -85,6 +85,9 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except Busy:
         response = error_response(503, "database", "the database is busy; retry shortly",
                                   headers={"Retry-After": "1"})
+    except DiskFull:
+        response = error_response(503, "disk", "the server's disk is full; nothing was"
+                                  " stored, retry later", "server", {"Retry-After": "60"})
     except web.HTTPRequestEntityTooLarge as exc:
         response = error_response(413, "body", exc.text or "request body is too large")
     except web.HTTPException as exc:

@@ -17,6 +17,7 @@ from typing import Any
 
 from dragon import errors
 from dragon.media import geometry
+from dragon.runtime import disk
 
 # Image formats of the video frame tasks (thumb, strip): Pillow name, suffix, content type.
 FRAME_FORMATS = {"jpeg": ("JPEG", "jpg", "image/jpeg"), "png": ("PNG", "png", "image/png")}
@@ -62,8 +63,12 @@ def decoder_guard(settings: Any) -> list[str]:
 
 
 def output_cap(settings: Any) -> list[str]:
-    """``-fs``: an output-size ceiling, so a pathological encode cannot fill the disk."""
-    return ["-fs", str(max_output_bytes(settings))]
+    """``-fs``: an output-size ceiling, so a pathological encode cannot fill the disk.
+
+    It is ``max_output_bytes`` or what the data disk has left above its reserve
+    (``DRAGON_MIN_FREE_BYTES``), whichever is smaller; ``disk_full`` when nothing is left.
+    """
+    return ["-fs", str(min(max_output_bytes(settings), disk.check_room(settings)))]
 
 
 def max_output_bytes(settings: Any) -> int:
@@ -71,8 +76,13 @@ def max_output_bytes(settings: Any) -> int:
 
 
 def check_output(path: Path, settings: Any) -> None:
-    """An output missing, empty or cut at the ``-fs`` ceiling is a failure, not a result."""
+    """An output missing, empty or cut at the ``-fs`` ceiling is a failure, not a result.
+
+    Cut at the disk's reserve (the ceiling ``output_cap`` lowered), it is ``disk_full``.
+    """
     size = path.stat().st_size if path.exists() else 0
+    if size < max_output_bytes(settings) and disk.room(settings) <= 0:
+        raise disk.full_error(settings)
     if size == 0:
         raise errors.TaskError(errors.INVALID_MEDIA, "ffmpeg produced no output from this media")
     if size >= max_output_bytes(settings):

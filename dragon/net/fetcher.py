@@ -454,6 +454,7 @@ async def _written(pending: asyncio.Future[int]) -> None:
     try:
         await pending
     except OSError as exc:
+        code = errors.DISK_FULL if errors.out_of_space(exc) else errors.STORAGE_ERROR
         raise errors.TaskError(
-            errors.STORAGE_ERROR, f"could not write the download: {exc.strerror or exc}"
+            code, f"could not write the download: {exc.strerror or exc}"
         ) from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dragon.database.interface import Database, Row
+from dragon.database.interface import Database, DiskFull, Row
 from dragon.stores import persistent, s3_signed, volatile, youtube
 from dragon.stores.backends import Backend
 from dragon.stores.base import BaseStore
@@ -48,7 +48,15 @@ class Stores:
         """Forget ``rows`` in the database, then delete their bytes; returns bytes freed."""
         if not rows:
             return 0
-        freed = await self.db.delete_files([r["id"] for r in rows])
+        ids = [r["id"] for r in rows]
+        try:
+            freed = await self.db.delete_files(ids)
+        except DiskFull:
+            # A full disk must not stop a user from freeing it: the bytes go first, and then
+            # the database has room to forget them.
+            for r in rows:
+                await self.backend.delete(r["location"])
+            return await self.db.delete_files(ids)
         for r in rows:
             await self.backend.delete(r["location"])
         return freed

@@ -57,7 +57,8 @@ class BackedStore(BaseStore):
         except errors.TaskError:
             raise
         except Exception as exc:
-            raise errors.TaskError(errors.STORAGE_ERROR, f"could not store {name}: {exc}") from exc
+            code = errors.DISK_FULL if errors.out_of_space(exc) else errors.STORAGE_ERROR
+            raise errors.TaskError(code, f"could not store {name}: {exc}") from exc
         now = time.time()
         url = backend.url(location)
         await self.stores.db.insert_file(

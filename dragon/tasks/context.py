@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dragon import errors
+from dragon.runtime import disk
 from dragon.runtime.processes import ProcessResult, run_process
+
+# What a tool's stderr says when a write hit ENOSPC (the C library's message).
+NO_SPACE = "No space left on device"
 
 
 class Reporter(Protocol):
@@ -123,10 +127,17 @@ class TaskContext:
                 errors.DOWNLOAD_TOO_LARGE,
                 f"this task's sources add up to more than {total} bytes, the limit per task")
         reserve = min(max_bytes or self.settings.max_download_bytes, left)
+        # Nor more than the data disk holds above its reserve: past that it is disk_full.
+        room = disk.check_room(self.settings)
         self._reserved += reserve
         try:
             async with self._slot.released() if self._slot else contextlib.nullcontext():
-                download = await self._fetcher.download(url, dest, max_bytes=reserve)
+                download = await self._fetcher.download(url, dest, max_bytes=min(reserve, room))
+        except errors.TaskError as exc:
+            self._reserved -= reserve
+            if exc.code == errors.DOWNLOAD_TOO_LARGE and room < reserve:
+                raise disk.full_error(self.settings, "the download") from None
+            raise
         except BaseException:
             self._reserved -= reserve
             raise
@@ -178,7 +189,8 @@ class TaskContext:
             # diagnostics still show this run.
             self.failed_run = (stage, result.report())
         if check and result.returncode != 0:
-            exc = errors.TaskError(error_code, f"{tool} failed: {result.reason()}")
+            code = errors.DISK_FULL if NO_SPACE in result.stderr else error_code
+            exc = errors.TaskError(code, f"{tool} failed: {result.reason()}")
             exc.stage, exc.tool = stage, result.report()
             raise exc
         return result

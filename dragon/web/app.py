@@ -29,6 +29,7 @@ from dragon.handlers import events, files, storage, tasks
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
 from dragon.handlers.state import STATE, State, state
 from dragon.net.fetcher import Fetcher
+from dragon.runtime import disk
 from dragon.runtime.pool import WorkerPool
 from dragon.runtime.processes import set_tool_memory, set_tool_nice
 from dragon.stores import Stores
@@ -70,6 +71,9 @@ async def healthz(request: web.Request) -> web.Response:
     problems = []
     if database_read_only(request):
         problems.append("the database is read-only")
+    shortage = disk.shortage(state(request).settings)
+    if shortage:
+        problems.append(shortage)
     status = "degraded" if problems else "ok"
     return web.json_response({
         "status": "closing" if state(request).service.closing.is_set() else status,

@@ -19,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGINS = ("tasks", "progress", "file", "fetch", "spin", "crash")  # tests/plugins/*.py: tasks for tests only
+# tests/plugins/*.py: tasks for tests only
+PLUGINS = ("tasks", "progress", "file", "fetch", "spin", "crash", "write")
 
 
 def free_port() -> int:
