@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from dragon import errors
-from tests.support.media import ffmpeg
+from tests.support.media import ffmpeg, ffprobe
 from tests.support.server import download as fetch
 from tests.support.server import task_result as run
 
 DURATION = 1.5
 
 
-def ffprobe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
-                          "-show_streams", str(path)], capture_output=True, check=True)
-    return json.loads(out.stdout)
 
 
 def packet_hash(path: Path) -> str:

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support.images import BLACK, BLUE, GREEN, RED, close, halves, truncated_jpeg
 from tests.support.media import png_header
-
-RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 
 
 def encode(im: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -29,14 +28,8 @@ def serve(origin, data: bytes, suffix: str = ".png", ctype: str | None = "image/
     return origin.add(f"img/{uuid.uuid4().hex}{suffix}", data, ctype)
 
 
-def halves(top=RED, bottom=BLUE, size=(80, 40)) -> Image.Image:
-    im = Image.new("RGB", size, top)
-    im.paste(bottom, (0, size[1] // 2, size[0], size[1]))
-    return im
 
 
-def close(pixel, color, tol=40) -> bool:
-    return all(abs(int(a) - int(b)) <= tol for a, b in zip(pixel[:3], color, strict=True))
 
 
 def ok(status: dict) -> dict:
@@ -121,7 +114,7 @@ def test_thumb_exif_crop_rotation_and_poster(dragon_server, origin):
 
 @pytest.mark.parametrize("fmt, ctype", [("gif", "image/gif"), ("webp", "image/webp")])
 def test_thumb_other_formats(dragon_server, origin, fmt, ctype):
-    url = serve(origin, encode(halves()))
+    url = serve(origin, encode(halves(size=(80, 40))))
     result = ok(dragon_server.run_task({"task_name": "image.thumb", "url": url, "height": 20,
                                         "format": fmt}))
     im = output(dragon_server, result, ctype)
@@ -137,7 +130,8 @@ def test_thumb_other_formats(dragon_server, origin, fmt, ctype):
     ({"url": "file:///etc/passwd"}, "url"),
 ])
 def test_thumb_parameter_errors(dragon_server, origin, params, field):
-    task = {"task_name": "image.thumb", "url": serve(origin, encode(halves())), **params}
+    url = serve(origin, encode(halves(size=(80, 40))))
+    task = {"task_name": "image.thumb", "url": url, **params}
     status = dragon_server.run_task(task)
     assert status["status"] == "error" and status["error_code"] == "parameters"
     assert field in status["error"]["parameters"]
@@ -167,9 +161,6 @@ def test_script_payloads_are_unsupported(dragon_server, origin, kind):
     assert not os.path.exists("/tmp/pwned")
 
 
-def truncated_jpeg() -> bytes:
-    data = encode(halves(size=(400, 300)), "JPEG")
-    return data[: len(data) // 2]
 
 
 RANDOM = np.random.default_rng(2).integers(0, 256, 5000, dtype=np.uint8).tobytes()
@@ -195,7 +186,7 @@ def small_pixels_server(make_server):
 
 def test_decompression_bomb_is_refused_before_decoding(small_pixels_server, origin):
     bomb = serve(origin, png_header(20000, 20000))
-    fine = serve(origin, encode(halves()))
+    fine = serve(origin, encode(halves(size=(80, 40))))
     message = failed(small_pixels_server.run_task(
         {"task_name": "image.thumb", "url": bomb, "width": 100}), "image_too_large")
     assert bomb in message and "1000000 pixels" in message
@@ -231,7 +222,7 @@ def test_strip_wraps_and_letterboxes(dragon_server, origin):
 
 
 def test_strip_failing_url_is_named(dragon_server, origin):
-    good = serve(origin, encode(halves()))
+    good = serve(origin, encode(halves(size=(80, 40))))
     missing = origin.url + "/img/nothing-here.png"
     message = failed(dragon_server.run_task({"task_name": "image.strip",
                                              "urls": [good, missing]}), "download_failed")
@@ -264,7 +255,7 @@ def test_gif_frames_durations_loop(dragon_server, origin):
 
 
 def test_gif_parameter_errors(dragon_server, origin):
-    url = serve(origin, encode(halves()))
+    url = serve(origin, encode(halves(size=(80, 40))))
     for params, field in (({"images": []}, "images"), ({"images": [url], "loop": -2}, "loop"),
                           ({"images": [url], "frame_duration": 0}, "frame_duration")):
         status = dragon_server.run_task({"task_name": "image.gif", **params})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import subprocess
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from dragon import errors
 from dragon.tasks import video_reverse
 from tests.support import media as generate
 from tests.support.context import local_ctx
-from tests.support.media import ffmpeg
+from tests.support.media import ffmpeg, ffprobe
 from tests.support.server import download as fetch
 from tests.support.server import task_result as run
 
@@ -44,11 +43,6 @@ def mean(img: Image.Image, box=None) -> float:
     return float(np.asarray(region, dtype=np.float64).mean())
 
 
-def ffprobe(path: Path) -> dict:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams",
-         "-count_frames", str(path)], capture_output=True, check=True)
-    return json.loads(out.stdout)
 
 
 def frames(path: Path, size: tuple[int, int]) -> np.ndarray:
@@ -129,7 +123,7 @@ def test_convert_defaults(dragon_server, media, tmp_path):
     out = fetch(dragon_server, result["output"], tmp_path / "out.mp4")
     data = out.read_bytes()
     assert data.index(b"moov") < data.index(b"mdat")  # +faststart
-    probe = ffprobe(out)
+    probe = ffprobe(out, "-count_frames")
     video, audio = probe["streams"]
     assert (video["codec_name"], video["width"], video["height"]) == ("h264", 160, 120)
     assert (audio["codec_name"], audio["sample_rate"]) == ("aac", "44100")
@@ -188,7 +182,7 @@ def test_convert_audio_codecs(dragon_server, media, tmp_path, codec, content_typ
         "task_name": "video.convert", "url": urls["ramp.mp4"], "audio_codec": codec,
         "sample_rate": 22050, "audio_bitrate": 64, "width": 80, "crf": 35, "gop": 12})
     assert (result["content_type"], result["audio_codec"]) == (content_type, codec)
-    probe = ffprobe(fetch(dragon_server, result["output"], tmp_path / "o"))
+    probe = ffprobe(fetch(dragon_server, result["output"], tmp_path / "o"), "-count_frames")
     assert probe["format"]["format_name"] == container
     audio = next(s for s in probe["streams"] if s["codec_type"] == "audio")
     assert (audio["codec_name"], audio["sample_rate"]) == (codec, "22050")
@@ -358,7 +352,7 @@ def test_reverse_end_to_end(dragon_server, media, tmp_path):
     result = run(dragon_server, {"task_name": "video.reverse", "url": urls["ramp.mp4"]})
     assert result["duration"] == pytest.approx(DURATION, abs=1 / FPS + 0.03)
     out = fetch(dragon_server, result["output"], tmp_path / "rev.mp4")
-    assert ffprobe(out)["format"]["format_name"].startswith("mov")
+    assert ffprobe(out, "-count_frames")["format"]["format_name"].startswith("mov")
     check_reversed(out, paths["ramp.mp4"], (160, 120))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import types
 from pathlib import Path
 
 from dragon.config import Settings
@@ -55,17 +54,29 @@ class Progress:
         pass
 
 
+class _Overridden:
+    """Settings with extra attributes that are not settings (read with ``getattr``)."""
+
+    def __init__(self, base: Settings, extra: dict) -> None:
+        self._base = base
+        self._extra = extra
+
+    def __getattr__(self, name: str):
+        return self._extra[name] if name in self._extra else getattr(self._base, name)
+
+
 def local_ctx(tmp_path: Path, params: dict | None = None, files: dict | None = None,
               settings=None, **overrides) -> TaskContext:
-    """A real TaskContext; ``overrides`` become extra settings (``getattr``-read ones too)."""
+    """A real TaskContext; ``overrides`` replace settings (or add ``getattr``-read ones)."""
     base = settings or Settings.load(env={})
-    if overrides:
-        base = types.SimpleNamespace(**{**dataclasses.asdict(base), **overrides})
+    known = {f.name for f in dataclasses.fields(Settings)}
+    base = base.replace(**{k: v for k, v in overrides.items() if k in known})
+    extra = {k: v for k, v in overrides.items() if k not in known}
     work, out = tmp_path / "work", tmp_path / "out"
     work.mkdir(exist_ok=True)
     out.mkdir(exist_ok=True)
     return TaskContext(
         key="TESTKEY", task_name="test", account_id=1, params=params or {}, tmpdir=work,
-        settings=base, reporter=Progress(), fetcher=LocalFetcher(files or {}),
-        store=FolderStore(out),
+        settings=_Overridden(base, extra) if extra else base, reporter=Progress(),
+        fetcher=LocalFetcher(files or {}), store=FolderStore(out),
     )

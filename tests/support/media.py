@@ -6,6 +6,7 @@ Small helpers over ffmpeg lavfi sources and Pillow. Each returns the bytes or pa
 from __future__ import annotations
 
 import io
+import json
 import struct
 import subprocess
 import zlib
@@ -101,3 +102,8 @@ def gab2_avi(subtitle: bytes, size: int = 16, frames: int = 10) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+def ffprobe(path: Path, *extra: str) -> dict:
+    """ffprobe's JSON of ``path``'s format and streams (``extra``: e.g. ``-count_frames``)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
+                          "-show_streams", *extra, str(path)], capture_output=True, check=True)
+    return json.loads(out.stdout)

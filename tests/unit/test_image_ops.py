@@ -7,7 +7,6 @@ with a tolerance because JPEG is lossy.
 from __future__ import annotations
 
 import concurrent.futures
-import io
 import os
 
 import numpy as np
@@ -16,9 +15,18 @@ from PIL import Image, TiffImagePlugin, features
 
 from dragon import errors
 from dragon.media import image
+from tests.support.images import (
+    BLACK,
+    BLUE,
+    GREEN,
+    RED,
+    WHITE,
+    close,
+    halves,
+    truncated_jpeg,
+)
 from tests.support.media import png_header
 
-RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 YELLOW = (255, 255, 0)
 MP = 100_000_000
 
@@ -64,14 +72,8 @@ def bands(colors, width=300, height=100) -> Image.Image:
     return im
 
 
-def halves(top=RED, bottom=BLUE, size=(60, 60)) -> Image.Image:
-    im = Image.new("RGB", size, top)
-    im.paste(bottom, (0, size[1] // 2, size[0], size[1]))
-    return im
 
 
-def close(pixel, color, tol=40) -> bool:
-    return all(abs(int(a) - int(b)) <= tol for a, b in zip(pixel[:3], color, strict=True))
 
 
 def exif_with(orientation: int | None = None, **sub) -> Image.Exif:
@@ -138,10 +140,6 @@ def test_sniffed_non_image_type_is_unsupported(tmp_path):
     assert info.value.code == errors.UNSUPPORTED_MEDIA and "video/mp4" in info.value.message
 
 
-def truncated_jpeg() -> bytes:
-    data = io.BytesIO()
-    bands([RED, GREEN, BLUE], 300, 200).save(data, "JPEG")
-    return data.getvalue()[: len(data.getvalue()) // 2]
 
 
 @pytest.mark.parametrize("data", [
