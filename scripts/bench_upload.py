@@ -185,7 +185,10 @@ def main() -> None:
         f"  video.upload.youtube (task)  {o:6.2f} s  {mb / o:7.1f} MB/s  "
         f"({', '.join(f'{t:.2f}' for t in ours)})"
     )
-    print(f"  throughput ratio dragon/curl {p / o:.2f}x (target >= 0.8x)")
+    print(
+        f"  throughput ratio dragon/curl {p / o:.2f}x median, {min(plain) / min(ours):.2f}x best"
+        " (target >= 0.8x)"
+    )
     print(
         f"  dragon server peak RSS: {rss_idle:.0f} MB after start-up, {rss_peak:.0f} MB after"
         f" {args.rounds} downloads and uploads of {mb:.0f} MB"
