@@ -123,7 +123,17 @@ def referrer_allowed(patterns: tuple[str, ...], referrer: str | None) -> bool:
 
 def credentials(headers: Any, query: Any, body: Any) -> tuple[str | None, str | None]:
     """The (secret, api_key) a request presents, from the header, body or query string."""
+    (secret, _), (api_key, _) = located_credentials(headers, query, body)
+    return secret, api_key
+
+
+def located_credentials(headers: Any, query: Any, body: Any) -> tuple[tuple[str | None, str],
+                                                                      tuple[str | None, str]]:
+    """``((secret, where), (api_key, where))``: each credential with the place it came from,
+    ``header``, ``body`` or ``querystring`` (the ``location`` a 401 names). The header wins,
+    then the body, then the query string."""
     secret = api_key = None
+    secret_at = api_key_at = "header"
     header = headers.get("Authorization", "")
     if header:
         scheme, _, value = header.strip().partition(" ")
@@ -136,14 +146,14 @@ def credentials(headers: Any, query: Any, body: Any) -> tuple[str | None, str | 
             secret = scheme  # a bare secret with no scheme, seen in the wild (COMPAT.md 5.2)
     if isinstance(body, dict):
         if secret is None and isinstance(body.get("secret"), str):
-            secret = body["secret"]
+            secret, secret_at = body["secret"], "body"
         if api_key is None and isinstance(body.get("api_key"), str):
-            api_key = body["api_key"]
+            api_key, api_key_at = body["api_key"], "body"
     if secret is None and query.get("secret"):
-        secret = query.get("secret")
+        secret, secret_at = query.get("secret"), "querystring"
     if api_key is None and query.get("api_key"):
-        api_key = query.get("api_key")
-    return secret, api_key
+        api_key, api_key_at = query.get("api_key"), "querystring"
+    return (secret, secret_at), (api_key, api_key_at)
 
 
 def unauthorized(description: str, location: str = "header") -> RequestError:
@@ -186,24 +196,26 @@ class Authenticator:
         ``secret_only`` names an action the api key may not do (it is public in web pages):
         deleting files, changing their expiration. An api key then gets 403.
         """
-        secret, api_key = credentials(request.headers, request.query, body)
+        (secret, secret_at), (api_key, api_key_at) = located_credentials(
+            request.headers, request.query, body)
         if secret:
             account = await self._lookup("secret", secret)
             if account is None:
-                raise unauthorized("invalid secret key")
+                raise unauthorized("invalid secret key", secret_at)
             return account
         if api_key:
             account = await self._lookup("api_key", api_key)
             if account is None:
-                raise unauthorized("invalid api key")
+                raise unauthorized("invalid api key", api_key_at)
             if secret_only:
                 raise RequestError("authorization", f"{secret_only} needs the secret key; an"
-                                   " api key is public in web pages and cannot", "header",
+                                   " api key is public in web pages and cannot", api_key_at,
                                    status=403)
             referrer = request.headers.get("Origin") or request.headers.get("Referer")
             if not referrer_allowed(account.referrers, referrer):
                 raise unauthorized(
                     f"referrer {referrer!r} is not in this account's whitelist"
-                    if referrer else "api key authentication needs a Referer header")
+                    if referrer else "api key authentication needs a Referer header",
+                    api_key_at)
             return account
         raise unauthorized("credentials are missing: pass a secret key or an api key")

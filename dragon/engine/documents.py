@@ -30,6 +30,16 @@ def from_json(value: Any) -> Any:
     return orjson.loads(value)
 
 
+def progress(status: str, stored: float | None) -> float:
+    """A number from 0 to 100 in every status, so a client can always draw a bar: 0 while
+    queued, what the task reported while executing, 100 once it has ended either way."""
+    if status in ("success", "error"):
+        return 100.0
+    if status == "executing" and stored is not None:
+        return float(stored)
+    return 0.0
+
+
 def document(row: Any, version: int = 2) -> dict:
     """Build the status document from a tasks row (sqlite3.Row or dict)."""
     events = {"queued": iso(row["queued_at"])}
@@ -41,7 +51,7 @@ def document(row: Any, version: int = 2) -> dict:
     doc: dict[str, Any] = {
         "status": status,
         "key": row["key"],
-        "progress": row["progress"] if status == "executing" else None,
+        "progress": progress(status, row["progress"]),
         "events": events,
     }
     result = from_json(row["result"])

@@ -152,7 +152,7 @@ class Service:
         for key in keys:
             row = found.get(key)
             if row is None:
-                out.append({"key": key, "status": "error", "progress": None, "events": {},
+                out.append({"key": key, "status": "error", "progress": 100.0, "events": {},
                             ("result" if version == 1 else "error"): "unknown task key",
                             "error_code": "unknown_task"})
                 continue

@@ -34,7 +34,7 @@ def test_hello_create_then_poll(dragon_server):
     assert final["status"] == "success"
     assert final["result"] == "Hello John"
     assert set(final["events"]) == {"queued", "started", "completed"}
-    assert final["progress"] is None
+    assert final["progress"] == 100
 
 
 def test_block_returns_final_statuses_in_request_order(dragon_server):

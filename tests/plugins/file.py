@@ -1,4 +1,7 @@
-"""``test.file`` (tests only): writes the given text to an output file through the store."""
+"""``test.file`` (tests only): writes the given text to output files through the store.
+
+``names`` lists the outputs to write (one, ``output``, by default), each with the same text.
+"""
 
 from marshmallow import fields
 
@@ -11,6 +14,7 @@ HEAVY = False
 class Schema(TaskSchema):
     text = fields.String(load_default="hello file")
     fail = fields.Boolean(load_default=False)
+    names = fields.List(fields.String(), load_default=["output"])
 
 
 async def run(ctx) -> dict:
@@ -18,7 +22,8 @@ async def run(ctx) -> dict:
         from dragon.errors import TaskError
 
         raise TaskError("invalid_media", "asked to fail")
-    path = ctx.tmpdir / "out.txt"
-    path.write_text(ctx.params["text"])
-    await ctx.output("output", path, "text/plain")
+    for i, name in enumerate(ctx.params["names"]):
+        path = ctx.tmpdir / f"out{i}.txt"
+        path.write_text(ctx.params["text"])
+        await ctx.output(name, path, "text/plain")
     return {"length": len(ctx.params["text"])}
