@@ -185,6 +185,12 @@ class _Upload:
     async def send(self, session: str) -> str:
         offset = 0
         while True:
+            if offset >= self.size:  # all held, yet no video: ask until it says done
+                await self.backoff.wait("the server holds the whole file but named no video")
+                offset, done = await self.state(session)
+                if done:
+                    return done
+                continue
             end = min(self.size, offset + self.chunk)
             body = transfer.FileRange(self.path, offset, end - offset, on_piece=self.progress)
             headers = {
