@@ -25,7 +25,7 @@ from dragon.engine.scheduler import Scheduler, clean_tmp
 from dragon.engine.service import Service
 from dragon.engine.storage import Storage
 from dragon.engine.sweeper import Sweeper
-from dragon.handlers import events, files, storage, tasks
+from dragon.handlers import create_file, events, files, storage, tasks
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
 from dragon.handlers.state import STATE, State, state
 from dragon.net.fetcher import Fetcher
@@ -53,6 +53,12 @@ def setup_routes(app: web.Application) -> None:
         for path in (f"/{v}/status_stream", f"/{v}/stream"):
             r.add_get(path, tasks.status_stream)
             r.add_post(path, tasks.status_stream)
+        for path in (f"/{v}/create_file", f"/{v}/create_file/{{filename}}"):
+            r.add_get(path, create_file.create_file)
+            r.add_post(path, create_file.create_file)
+        for path in (f"/{v}/file", f"/{v}/file/{{filename}}"):
+            r.add_get(path, create_file.file)
+    create_file.setup(app)
     r.add_get("/storage/{location:.+}", files.serve_file)
     for prefix in ("/v2/storage/files", "/v2/storage/files/{path:.*}"):
         r.add_get(prefix, storage.list_files)

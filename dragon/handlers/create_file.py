@@ -1,0 +1,210 @@
+"""Thumbnails by URL (v1 API, COMPAT.md 5.4): create or wait for a task, then 302 to its file.
+
+``POST /v1/create_file/{filename}`` takes ``{"task": {...}}``; ``GET`` takes the definition
+in the query string (``task_name`` plus the task's parameters), so an ``<img src>`` can point
+at it; ``GET /v1/file/{filename}?task=KEY`` waits for an existing task. All three answer:
+
+* 302 to the output file named ``filename`` (any name will do for a task with one output);
+* 404 ``{"status": "error", "message": "'medium' is not a valid filename, choose one of: ..."}``;
+* 400 with the task's status document when the task ends in error.
+
+GET requests carry ``secret`` or ``api_key`` in the query string (an api key only works from a
+whitelisted Referer, as everywhere). The same definition asked again by the same account is
+answered from the first task while its output file exists (``dragon.engine.result_cache``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+from marshmallow import ValidationError
+
+from dragon.engine.result_cache import ResultCache, canonical
+from dragon.engine.service import Overloaded
+from dragon.errors import RequestError
+from dragon.handlers.errors import CORS_HEADERS
+from dragon.handlers.request import json_body
+from dragon.handlers.state import state
+from dragon.handlers.tasks import check_rate, version_of
+
+# Query-string names that are credentials or the task's name, never task parameters.
+NOT_PARAMETERS = frozenset({"task_name", "secret", "api_key"})
+RESULT_CACHE = web.AppKey("result_cache", ResultCache)
+
+
+def setup(app: web.Application) -> None:
+    """Give ``app`` its result cache (one per server, in memory)."""
+    app[RESULT_CACHE] = ResultCache()
+
+
+def query_definition(query: Any) -> dict:
+    """A task definition from a query string: ``task_name`` plus one entry per parameter.
+
+    A repeated name becomes a list, and a value that starts with ``{`` or ``[`` is read as
+    JSON when it parses (``task_store={"type":"volatile"}``). Numbers and booleans stay
+    strings: the task's schema converts them, as it does for JSON bodies.
+    """
+    name = query.get("task_name")
+    if not name:
+        raise RequestError("task_name", "task_name is missing", "querystring")
+    definition: dict[str, Any] = {"task_name": name}
+    for field in dict.fromkeys(query.keys()):
+        if field in NOT_PARAMETERS:
+            continue
+        values = [_value(v) for v in query.getall(field)]
+        definition[field] = values[0] if len(values) == 1 else values
+    return definition
+
+
+def _value(text: str) -> Any:
+    if text[:1] in ("{", "["):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return text
+
+
+def _message(status: int, message: str) -> web.Response:
+    return web.Response(
+        body=orjson.dumps({"status": "error", "message": message}),
+        status=status,
+        content_type="application/json",
+        headers=CORS_HEADERS,
+    )
+
+
+def _failed(doc: dict) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(doc), status=400, content_type="application/json", headers=CORS_HEADERS
+    )
+
+
+def outputs(doc: dict) -> dict[str, str]:
+    """The output files of a successful task: the result entries that are file URLs."""
+    result = doc.get("result")
+    if not isinstance(result, dict):
+        return {}
+    return {
+        name: value
+        for name, value in result.items()
+        if isinstance(value, str) and value.startswith(("http://", "https://"))
+    }
+
+
+def choose(doc: dict, filename: str) -> str | web.Response:
+    """The URL of the output ``filename`` names, or the 404 that says which names exist."""
+    files = outputs(doc)
+    if len(files) == 1:
+        return next(iter(files.values()))
+    if filename in files:
+        return files[filename]
+    if not files:
+        return _message(404, "this task has no output file")
+    names = ", ".join(repr(n) for n in files)
+    return _message(404, f"{filename[:100]!r} is not a valid filename, choose one of: {names}")
+
+
+def redirect(url: str) -> web.Response:
+    return web.Response(status=302, headers={"Location": url, **CORS_HEADERS})
+
+
+async def _answer(request: web.Request, account: Any, key: str, filename: str) -> web.Response:
+    [doc] = await state(request).service.wait(account, [key], version_of(request))
+    if doc["status"] == "error":
+        return _failed(doc)
+    if doc["status"] != "success":  # the wait ended early: the server is shutting down
+        raise Overloaded("the server is shutting down; retry in a few seconds")
+    chosen = choose(doc, filename)
+    return redirect(chosen) if isinstance(chosen, str) else chosen
+
+
+def _canonical_definition(request: web.Request, definition: dict) -> Any:
+    """The definition as its task reads it (defaults filled in), so equivalent URLs match."""
+    name = definition.get("task_name")
+    spec = state(request).registry.get(name) if isinstance(name, str) else None
+    if spec is None:
+        return definition
+    params = {k: v for k, v in definition.items() if k != "task_name"}
+    try:
+        return {"task_name": spec.name, **spec.schema.load(params)}
+    except ValidationError:
+        return definition
+
+
+async def _file_lives(request: web.Request, key: str, url: str, doc: dict) -> bool:
+    """Is the cached task's output still there? Its row goes when the file is deleted."""
+    names = [name for name, value in outputs(doc).items() if value == url]
+    if not names:
+        return False
+    row = await state(request).db.file_for_output(key, names[0])
+    if row is None or row["url"] != url:
+        return False
+    return row["expires_at"] is None or row["expires_at"] > time.time()
+
+
+async def _from_cache(
+    request: web.Request, account: Any, cache_key: Any, filename: str
+) -> web.Response | None:
+    """The answer of the task that already served this definition, if it still holds."""
+    cache = request.app[RESULT_CACHE]
+    key = cache.get(cache_key)
+    if key is None:
+        return None
+    [doc] = await state(request).service.wait(account, [key], version_of(request))
+    if doc["status"] == "success":
+        chosen = choose(doc, filename)
+        if not isinstance(chosen, str):
+            return chosen
+        if await _file_lives(request, key, chosen, doc):
+            return redirect(chosen)
+    cache.forget(cache_key, key)
+    return None
+
+
+async def create_file(request: web.Request) -> web.Response:
+    st = state(request)
+    if st.service.closing.is_set():
+        raise Overloaded("the server is shutting down; retry in a few seconds")
+    filename = request.match_info.get("filename", "")
+    if request.method == "POST":
+        body = await json_body(request)
+        definition = body.get("task")
+        if not isinstance(definition, dict):
+            raise RequestError(
+                "task",
+                "task is missing"
+                if definition is None
+                else "task must be an object with a task_name",
+            )
+    else:
+        body = {}
+        definition = query_definition(request.query)
+    account = await st.auth.authenticate(request, body)
+    cache_key = canonical(account.id, _canonical_definition(request, definition))
+    cached = await _from_cache(request, account, cache_key, filename)
+    if cached is not None:
+        return cached
+    check_rate(request, account, 1)
+    [(key, _)] = await asyncio.shield(st.service.create(account, [definition]))
+    request.app[RESULT_CACHE].put(cache_key, key)
+    response = await _answer(request, account, key, filename)
+    if response.status == 400:
+        request.app[RESULT_CACHE].forget(cache_key, key)
+    return response
+
+
+async def file(request: web.Request) -> web.Response:
+    st = state(request)
+    account = await st.auth.authenticate(request, {})
+    key = request.query.get("task", "").strip()
+    if not key:
+        raise RequestError("task", "task is missing: pass the task key", "querystring")
+    [doc] = await st.service.statuses(account, [key])
+    if doc.get("error_code") == "unknown_task":
+        return _message(404, f"no task {key[:100]!r}")
+    return await _answer(request, account, key, request.match_info.get("filename", ""))
