@@ -25,7 +25,7 @@ from dragon.engine.scheduler import Scheduler, clean_tmp
 from dragon.engine.service import Service
 from dragon.engine.storage import Storage
 from dragon.engine.sweeper import Sweeper
-from dragon.handlers import create_file, events, files, storage, tasks
+from dragon.handlers import api_docs, create_file, events, files, storage, tasks
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
 from dragon.handlers.state import STATE, State, state
 from dragon.net.fetcher import Fetcher
@@ -66,6 +66,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v2/storage/expiration", storage.expiration)
     r.add_post("/v2/storage/expiration", storage.expiration)
     r.add_get("/healthz", healthz)
+    api_docs.setup(app)
+    r.add_get("/openapi.json", api_docs.openapi_json)
+    r.add_get("/docs", api_docs.docs_page)
+    r.add_get("/docs/{asset}", api_docs.docs_asset)
     r.add_get("/metrics", serve_metrics)
     r.add_get("/v2/events", events.events)
     dashboard.setup(r)

@@ -1,0 +1,93 @@
+"""``GET /openapi.json`` and ``GET /docs``: the API description, and Swagger UI to read it.
+
+Swagger UI's scripts and styles come from the ``swagger-ui-bundle-v2`` package and are served
+by this server under ``/docs/``, so the page works on a machine with no internet access.
+The document is built once per application, on first request (the task registry is only
+known once the server has started).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+from swagger_ui_bundle import swagger_ui_path
+
+from dragon.handlers.openapi import document, served_routes
+from dragon.handlers.state import state
+
+ASSETS = Path(str(swagger_ui_path))
+# Only these files are served: the page needs nothing else from the bundle.
+ASSET_TYPES = {
+    "swagger-ui.css": "text/css",
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui-standalone-preset.js": "text/javascript",
+    "favicon-32x32.png": "image/png",
+    "favicon-16x16.png": "image/png",
+}
+DOCUMENT = web.AppKey("openapi_document", dict)
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>dragon API</title>
+  <link rel="stylesheet" href="docs/swagger-ui.css">
+  <link rel="icon" type="image/png" href="docs/favicon-32x32.png" sizes="32x32">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="docs/swagger-ui-bundle.js"></script>
+  <script src="docs/swagger-ui-standalone-preset.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({
+      url: "openapi.json",
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+      layout: "StandaloneLayout",
+    });
+  </script>
+</body>
+</html>
+"""
+
+
+def setup(app: web.Application) -> None:
+    """Give ``app`` the place where its document is kept once built."""
+    app[DOCUMENT] = {}
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this server."""
+    cache = request.app[DOCUMENT]
+    if "body" not in cache:
+        st = state(request)
+        cache["body"] = orjson.dumps(
+            document(
+                st.registry, st.settings.max_tasks_per_request, served_routes(request.app.router)
+            )
+        )
+    return web.Response(
+        body=cache["body"],
+        content_type="application/json",
+        headers={"Access-Control-Allow-Origin": "*"},
+    )
+
+
+async def docs_page(request: web.Request) -> web.Response:
+    """Swagger UI over /openapi.json."""
+    return web.Response(text=PAGE, content_type="text/html")
+
+
+async def docs_asset(request: web.Request) -> web.StreamResponse:
+    """A script, style or icon of the /docs page."""
+    name = request.match_info["asset"]
+    content_type = ASSET_TYPES.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound(reason=f"no such file {name[:100]!r}")
+    return web.FileResponse(
+        ASSETS / name,
+        headers={"Content-Type": content_type, "Cache-Control": "public, max-age=86400"},
+    )
