@@ -81,7 +81,7 @@ async def upload(
         video_id, session = str(start.get("video_id") or ""), start.get("upload_session_id")
         if not video_id or not session:
             raise client.failed("the start phase named no video or upload session")
-        await run.transfer(str(session), run.range_of(start))
+        await run.send_ranges(str(session), run.range_of(start))
         finish = {
             "upload_phase": "finish",
             "upload_session_id": str(session),
@@ -136,7 +136,8 @@ class _Upload:
                 continue
             raise self.refusal(answer, error)
 
-    async def transfer(self, session: str, first: tuple[int, int]) -> None:
+    async def send_ranges(self, session: str, first: tuple[int, int]) -> None:
+        """The transfer phase: each range the server asks for, until it asks for none."""
         start, end = first
         while start < end:
             head, tail, content_type = multipart(
