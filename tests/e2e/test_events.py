@@ -40,7 +40,7 @@ def test_feed_records_each_change_and_resumes_from_a_cursor(server):
     done = server.create(
         [
             {"task_name": "hello", "name": "a"},
-            {"task_name": "test.progress", "seconds": 1.2},
+            {"task_name": "test.progress", "seconds": 2.0},
             {"task_name": "no.such.task"},
         ]
     )
@@ -53,8 +53,13 @@ def test_feed_records_each_change_and_resumes_from_a_cursor(server):
     assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
 
     def states(key):
+        # (status, progress while executing, has a result)
         return [
-            (line["status"], line.get("progress"), "result" in line)
+            (
+                line["status"],
+                line["progress"] if line["status"] == "executing" else None,
+                "result" in line,
+            )
             for line in lines
             if line["key"] == key
         ]
