@@ -160,7 +160,7 @@ class Bus:
                     del self._subs[key]
 
     def publish(self, key: str, status: dict) -> None:
-        self.feed_changed()  # every published change was recorded in the feed first
+        self.feed_changed()  # the change may have added feed events: followers re-read
         subs = self._subs.get(key)
         if subs:
             change = Published(key, status)

@@ -16,7 +16,6 @@ from typing import Any
 from dragon import errors
 from dragon.runtime.tool_versions import tool_versions
 
-STAGES = ("validate", "fetch", "probe", "process", "store", "callback")
 QUERY = re.compile(r"(\w+://[^\s?\"']+)\?[^\s\"']*")
 
 
