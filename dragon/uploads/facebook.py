@@ -85,10 +85,9 @@ async def upload(
         finish = {
             "upload_phase": "finish",
             "upload_session_id": str(session),
-            "title": title,
-            "description": description,
             "no_story": "true" if no_story else "false",
         }
+        finish.update({k: v for k, v in (("title", title), ("description", description)) if v})
         if privacy != "AUTO":
             finish["privacy"] = json.dumps({"value": privacy})
         done = await run.form(finish)

@@ -104,11 +104,9 @@ class _Upload:
         return int(free) if isinstance(free, int | float) else None
 
     async def create(self, title: str, description: str) -> tuple[str, str]:
-        body = {
-            "upload": {"approach": "tus", "size": str(self.size)},
-            "name": title,
-            "description": description,
-        }
+        body: dict = {"upload": {"approach": "tus", "size": str(self.size)}}
+        # Left out when empty: Vimeo then names the video itself.
+        body.update({k: v for k, v in (("name", title), ("description", description)) if v})
         video = await self.api_call("POST", "/me/videos", json.dumps(body).encode())
         upload = video.get("upload") or {}
         link, upload_link = video.get("link"), upload.get("upload_link")
