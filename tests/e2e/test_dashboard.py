@@ -61,6 +61,7 @@ def test_a_task_appears_and_turns_success_live(server, page, tmp_path):
     assert "ran " in row(page, first["key"]).locator(".duration").inner_text()
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert (tmp_path / "dashboard.png").stat().st_size > 0
+    assert server.secret not in server.log()  # the feed's ?secret= is masked in the log
 
 
 def test_create_form_preview_filters_and_diagnostics(server, page, origin, tmp_path):

@@ -114,6 +114,7 @@ def test_sse_framing_and_last_event_id(server):
         headers={"Accept": "text/event-stream"},
     )
     assert len(sse_events(r.body)) == 2
+    assert server.secret not in server.log()  # masked in the access log
     assert server.request("GET", "/v2/events", auth=False).status == 401
 
 
