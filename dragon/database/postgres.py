@@ -303,15 +303,17 @@ class PostgresDatabase:
             )
 
     # -- cluster --------------------------------------------------------------------------
-    def listen(self, handler: Listener) -> None:
-        """Call ``handler(kind, keys)`` for other nodes' notifications, reconnecting after
-        a lost connection; ``handler("r", [])`` after each reconnect (notifications may
-        have been missed meanwhile, so the engine re-reads what it follows)."""
-        self._listener = asyncio.create_task(self._listen_forever(handler))
+    async def listen(self, handler: Listener) -> None:
+        """Call ``handler(kind, keys)`` for other nodes' notifications from now on,
+        reconnecting after a lost connection; ``handler("r", [])`` after each reconnect
+        (notifications may have been missed meanwhile, so the engine re-reads what it
+        follows). Returns once the first ``LISTEN`` is in place."""
+        listening = asyncio.get_running_loop().create_future()
+        self._listener = asyncio.create_task(self._listen_forever(handler, listening))
+        await listening
 
-    async def _listen_forever(self, handler: Listener) -> None:
+    async def _listen_forever(self, handler: Listener, listening: asyncio.Future[None]) -> None:
         delay = 0.1
-        first = True
 
         def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
             kind, origin, keys = payload.split(" ", 2)
@@ -330,10 +332,11 @@ class PostgresDatabase:
             conn.add_termination_listener(lambda _c, lost=lost: lost.set())
             try:
                 await conn.add_listener(CHANNEL, on_notify)
-                if not first:
+                if listening.done():
                     log.info("database connection back: listening again")
                     handler("r", [])
-                first = False
+                else:
+                    listening.set_result(None)
                 while not lost.is_set():
                     # A dead peer is not always reported: probe it now and then.
                     with contextlib.suppress(TimeoutError):
@@ -347,6 +350,14 @@ class PostgresDatabase:
             except (*CONNECTION_ERRORS, asyncpg.PostgresError):
                 log.warning("lost the database's notification connection; reconnecting")
             conn.terminate()
+
+    @_busy
+    async def queued_tasks(self, limit: int) -> list[Row]:
+        """The oldest queued tasks (a node with nothing queued looks for missed work)."""
+        return await self._fetch(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'queued' ORDER BY seq LIMIT $1",
+            limit,
+        )
 
     @_busy
     async def heartbeat(self, owner: str, name: str) -> None:

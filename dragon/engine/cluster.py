@@ -9,7 +9,8 @@ others see it taken and move on). What this module adds:
   for executing tasks whose node went silent for the lease, and starts them again through
   ``Scheduler.recover`` (attempts counted, ``interrupted`` after the maximum).
 - Wake-ups: other nodes' notifications of new queued tasks put them in this node's queues at
-  once, so an idle node starts work without polling.
+  once, so an idle node starts work without polling (a node with an empty queue still
+  looks for queued work at each heartbeat, in case a notification was lost).
 - Fan-out: other nodes' notifications of changed tasks are re-read from the database and
   published on this node's bus, for the keys this node's streams and blocked requests follow;
   every notification wakes the event feed's followers.
@@ -49,7 +50,7 @@ class Cluster:
     async def start(self) -> None:
         """Announce this node (before it claims anything) and start listening."""
         await self.db.heartbeat(self.scheduler.boot_id, self.name)
-        self.db.listen(self._notified)
+        await self.db.listen(self._notified)
         self._loops = [
             asyncio.create_task(self._apply_forever()),
             asyncio.create_task(self._beat_forever()),
@@ -117,6 +118,9 @@ class Cluster:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
                 await self.db.heartbeat(self.scheduler.boot_id, self.name)
+                if not self.scheduler.queued_count():
+                    # Nothing queued here: look for work whose notification was missed.
+                    self._enqueue(await self.db.queued_tasks(100))
             except Busy as exc:
                 log.warning("heartbeat failed: %s", exc)
 

@@ -63,7 +63,8 @@ class Scheduler:
         self.stores = stores
         self.fetcher = fetcher
         self.process_pool = process_pool
-        self.boot_id = secrets.token_hex(8)
+        # The owner recorded on the tasks this process starts: node name and boot.
+        self.boot_id = f"{settings.node}/{secrets.token_hex(8)}"
         self.lanes = {"heavy": Lane("heavy", settings.heavy_slots),
                       "light": Lane("light", settings.light_concurrency)}
         self._account_downloads: dict[int, asyncio.Semaphore] = {}

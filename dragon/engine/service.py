@@ -176,6 +176,7 @@ class Service:
             "parameters": documents.mask(params),
             "store": documents.mask(store or {"type": "persistent"}),
             "attempts": row["attempts"],
+            "node": (row["owner"] or "").rpartition("/")[0] or None,  # runs or ran it
             "callbacks": [
                 {"url": documents.mask(d["url"], "url"), "state": d["state"],
                  "attempts": d["attempts"], "last_status": d["last_status"],

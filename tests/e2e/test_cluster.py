@@ -1,0 +1,155 @@
+"""Several nodes on one PostgreSQL and one S3 bucket: any node answers for any task.
+
+Each test starts two real ``dragon serve`` nodes sharing a fresh database (the session's
+throwaway PostgreSQL) and a moto bucket, with a short lease so dead nodes are noticed fast.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from tests.support.postgres import postgres_bin
+
+pytestmark = pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed")
+
+NODE = {"DRAGON_LEASE_SECONDS": "3", "DRAGON_CONCURRENCY": "1",
+        "DRAGON_SHUTDOWN_GRACE_SECONDS": "1"}
+
+
+def first_node(make_server, name: str = "node-a"):
+    return make_server(backend="postgres", env={**NODE, "DRAGON_NODE_NAME": name})
+
+
+def another_node(make_server, node, name: str = "node-b", start: bool = True):
+    """A node on ``node``'s database and bucket, with the same account."""
+    return make_server(env={**node.env, "DRAGON_NODE_NAME": name}, account=node.account,
+                       start=start)
+
+
+def status(server, keys: list[str], **extra) -> list[dict]:
+    r = server.request("POST", "/v2/status", {"tasks": keys, **extra})
+    assert r.status == 200, r.body
+    return r.json()
+
+
+def wait_for(server, key: str, states: tuple[str, ...], timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        [doc] = status(server, [key], details=True)
+        if doc["status"] in states:
+            return doc
+        time.sleep(0.05)
+    raise AssertionError(f"{key} never reached {states}: {doc}")
+
+
+def create(server, tasks: list[dict]) -> list[str]:
+    """Create without blocking, retrying while the database is away (503)."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = server.request("POST", "/v2/create", {"tasks": tasks})
+        if r.status == 200:
+            return [d["key"] for d in r.json()]
+        assert r.status == 503 and time.monotonic() < deadline, (r.status, r.body)
+        time.sleep(0.2)
+
+
+def test_create_on_one_node_then_block_stream_list_and_feed_on_the_other(make_server,
+                                                                         backends):
+    a = first_node(make_server)
+    b = another_node(make_server, a)
+    [key] = create(a, [{"task_name": "test.progress", "seconds": 1.0}])
+    # The stream on B opens while the task is queued or running (on either node): it gets
+    # the changes committed by whichever node runs it, and ends with the final status.
+    stream = b.request("GET", "/v2/status_stream?" + urllib.parse.urlencode({"tasks": key}))
+    assert stream.status == 200
+    lines = stream.lines()
+    assert lines[0][0]["key"] == key
+    assert lines[-1]["status"] == "success" and lines[-1]["result"]["done"] is True
+    assert len(lines) >= 2
+    # Block on B for a task created on A.
+    [key2] = create(a, [{"task_name": "test.progress", "seconds": 0.5}])
+    [done] = b.request("POST", "/v2/status", {"tasks": [key2], "block": True}).json()
+    assert done["status"] == "success"
+    # create_stream on B, then its files listed and served through A.
+    r = b.request("POST", "/v2/create_stream",
+                  {"tasks": [{"task_name": "test.file", "text": "from a cluster"}]})
+    final = r.lines()[-1]
+    assert final["status"] == "success", final
+    listing = a.request("GET", "/v2/storage/files/?recursive=true").json()
+    assert any(final["key"] in f["name"] for f in listing["files"]), listing
+    bucket, _, location = final["result"]["output"].split("/", 3)[3].partition("/")
+    obj = backends.s3.client.get_object(Bucket=bucket, Key=location)
+    assert obj["Body"].read() == b"from a cluster"
+    # The event feed on A has B's changes, in order.
+    feed = [e for e in a.request("GET", "/v2/events").lines() if e["key"] == final["key"]]
+    assert [e["status"] for e in feed] == ["queued", "executing", "success"]
+
+
+def test_heavy_tasks_spread_over_both_nodes(make_server):
+    a = first_node(make_server)
+    b = another_node(make_server, a)
+    keys = create(a, [{"task_name": "test.sleep", "seconds": 1.0} for _ in range(4)])
+    done = b.request("POST", "/v2/status", {"tasks": keys, "block": True,
+                                            "details": True}).json()
+    assert {d["status"] for d in done} == {"success"}
+    # One heavy slot per node: four one-second tasks must have used both.
+    assert {d["node"] for d in done} == {"node-a", "node-b"}
+    assert {d["attempts"] for d in done} == {1}
+
+
+def test_a_killed_node_loses_its_task_to_the_other(make_server):
+    a = first_node(make_server)
+    b = another_node(make_server, a)
+    # One heavy slot per node: the two tasks run one on each node.
+    keys = create(a, [{"task_name": "test.sleep", "seconds": 4.0} for _ in range(2)])
+    running = {wait_for(a, key, ("executing",))["node"]: key for key in keys}
+    assert set(running) == {"node-a", "node-b"}
+    a.stop(9)
+    done = wait_for(b, running["node-a"], ("success", "error"), timeout=40)
+    assert done["status"] == "success", done
+    assert done["node"] == "node-b"
+    assert done["attempts"] == 2
+
+
+def test_sigterm_drains_one_node_while_the_other_keeps_accepting(make_server):
+    a = first_node(make_server)
+    b = another_node(make_server, a)
+    keys = create(a, [{"task_name": "test.sleep", "seconds": 4.0} for _ in range(2)])
+    running = {wait_for(a, key, ("executing",))["node"]: key for key in keys}
+    assert set(running) == {"node-a", "node-b"}
+    stopping = threading.Thread(target=a.stop, args=(15,))
+    stopping.start()
+    try:
+        for i in range(5):
+            [doc] = b.create([{"task_name": "hello", "name": str(i)}])
+            assert doc["status"] == "success"
+    finally:
+        stopping.join()
+    assert a.proc.returncode == 0, a.log()[-2000:]
+    # A gave its task back when its grace ran out; B ran it again.
+    done = wait_for(b, running["node-a"], ("success", "error"), timeout=40)
+    assert done["status"] == "success" and done["node"] == "node-b", done
+
+
+def test_a_database_restart_loses_nothing_accepted(make_server, backends):
+    a = first_node(make_server)
+    b = another_node(make_server, a)
+    keys = create(a, [{"task_name": "test.sleep", "seconds": 0.5} for _ in range(6)])
+    backends.postgres.restart()
+    keys += create(b, [{"task_name": "hello", "name": str(i)} for i in range(5)])
+    keys += create(a, [{"task_name": "test.sleep", "seconds": 0.2} for _ in range(2)])
+    deadline = time.monotonic() + 60
+    while True:
+        r = b.request("POST", "/v2/status", {"tasks": keys, "block": True})
+        if r.status == 200:
+            break
+        assert r.status == 503 and time.monotonic() < deadline, (r.status, r.body)
+        time.sleep(0.2)
+    assert [d["status"] for d in r.json()] == ["success"] * len(keys)
+    # Both nodes still serve: a new task created on B after the restart runs.
+    [doc] = b.create([{"task_name": "hello", "name": "after"}])
+    assert doc["status"] == "success"
