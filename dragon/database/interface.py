@@ -164,7 +164,11 @@ class Database(Protocol):
 
     # -- callback outbox ---------------------------------------------------------------------
     async def due_deliveries(self, now: float, limit: int = 100) -> list[Row]:
-        """Pending deliveries due by ``now``, with the account's current webhook secrets."""
+        """Pending deliveries due by ``now``, with the account's current webhook secrets.
+
+        Oldest first, taken in turns across accounts where the backend can (SQLite), so one
+        account's backlog does not hide another's; the sender then shares its slots between
+        accounts and receivers."""
 
     async def next_delivery_time(self) -> float | None: ...
 

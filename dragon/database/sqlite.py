@@ -643,11 +643,15 @@ class SQLiteDatabase:
 
     # -- callback outbox ------------------------------------------------------------------
     async def due_deliveries(self, now: float, limit: int = 100) -> list[Row]:
+        # In turns across accounts (each one's oldest first, then each one's second...), so
+        # one account's backlog cannot fill the batch and hide another's deliveries.
         return await self._read(lambda c: c.execute(
-            "SELECT o.*, a.webhook_secret, CASE WHEN a.previous_webhook_secret_until > ?"
-            " THEN a.previous_webhook_secret END AS previous_webhook_secret"
+            "SELECT * FROM (SELECT o.*, a.webhook_secret,"
+            " CASE WHEN a.previous_webhook_secret_until > ?"
+            " THEN a.previous_webhook_secret END AS previous_webhook_secret,"
+            " ROW_NUMBER() OVER (PARTITION BY o.account_id ORDER BY o.next_at) AS turn"
             " FROM outbox o JOIN accounts a ON a.id = o.account_id"
-            " WHERE o.state = 'pending' AND o.next_at <= ? ORDER BY o.next_at LIMIT ?",
+            " WHERE o.state = 'pending' AND o.next_at <= ?) ORDER BY turn, next_at LIMIT ?",
             (now, now, limit)).fetchall())
 
     async def next_delivery_time(self) -> float | None:

@@ -11,6 +11,14 @@ Retries back off exponentially (first after ``webhook_first_delay_seconds``, the
 the defaults 10 s, 1 min, 6 min, 36 min: five attempts over about 45 minutes). A 2xx ends
 it, a 410 Gone stops it, redirects are not followed (a 3xx counts as a failure), and every
 attempt goes through the guarded fetcher's address policy.
+
+``MAX_PARALLEL`` deliveries run at once, shared so that a receiver that hangs (each attempt
+holds its slot up to ``webhook_timeout_seconds``) delays only its own callbacks: one
+receiver (scheme, host and port) holds at most ``PER_RECEIVER`` slots, one account at most
+``PER_ACCOUNT``, and free slots go to accounts in turn, the one served longest ago first.
+Each pass fetches at most ``MAX_PARALLEL`` due deliveries; one that may not start yet waits
+in memory (a backend that claims rows for this node, PostgreSQL, does not return it again)
+and starts when a slot of its share frees.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import hashlib
 import hmac
 import logging
 import time
+from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 from dragon import errors
 from dragon.config import Settings
@@ -33,7 +43,10 @@ from dragon.runtime.background import BackgroundLoop
 log = logging.getLogger("dragon.engine.callbacks")
 
 BACKOFF_FACTOR = 6.0
-MAX_PARALLEL = 8
+MAX_PARALLEL = 16
+PER_ACCOUNT = MAX_PARALLEL // 2
+PER_RECEIVER = MAX_PARALLEL // 4
+MAX_WAITING = 256  # fetched deliveries held for a slot; past this none are fetched
 
 
 def signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
@@ -48,6 +61,15 @@ def signatures(secrets: list[str], webhook_id: str, timestamp: int, body: bytes)
     return " ".join(signature(s, webhook_id, timestamp, body) for s in secrets)
 
 
+def receiver_of(url: str) -> str:
+    """Who answers a delivery: its URL's scheme, host and port (one share of the slots)."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+    except ValueError:
+        return url
+
+
 def retry_delay(first: float, attempts: int) -> float:
     """Delay after the ``attempts``-th failed attempt (1-based)."""
     return first * BACKOFF_FACTOR ** (attempts - 1)
@@ -59,8 +81,12 @@ class CallbackSender(BackgroundLoop):
         self.db = database
         self.fetcher = fetcher
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(MAX_PARALLEL)
-        self._inflight: set[int] = set()
+        self._inflight: dict[int, asyncio.Task] = {}  # delivery id -> its attempt
+        self._waiting: dict[int, Any] = {}  # due, fetched, not started: id -> row
+        self._by_account: Counter[int] = Counter()  # deliveries running, per account
+        self._by_receiver: Counter[str] = Counter()
+        self._served: dict[int, int] = {}  # account -> when it last got a slot (a counter)
+        self._starts = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -69,28 +95,66 @@ class CallbackSender(BackgroundLoop):
         while True:
             self._wake.clear()
             try:
-                due = await self.db.due_deliveries(time.time())
-                for row in due:
-                    if row["id"] not in self._inflight:
-                        self._inflight.add(row["id"])
-                        asyncio.create_task(self._deliver(row))
+                due = []
+                if len(self._waiting) < MAX_WAITING:
+                    due = await self.db.due_deliveries(time.time(), MAX_PARALLEL)
+                self._dispatch(due)
                 nxt = await self.db.next_delivery_time()
             except Exception:
                 log.exception("callback loop failed; retrying")
                 nxt = None
             delay = 60.0 if nxt is None else max(0.05, min(60.0, nxt - time.time()))
+            if self._inflight and nxt is not None and nxt <= time.time():
+                # What is due is running or waits for a slot: a finished attempt wakes us.
+                delay = 1.0
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
 
+    def _dispatch(self, due: list[Any]) -> None:
+        """Start the waiting deliveries the shares allow, accounts in turn."""
+        for row in due:
+            if row["id"] not in self._inflight:
+                self._waiting[row["id"]] = row
+        waiting: dict[int, list[Any]] = {}
+        for row in sorted(self._waiting.values(), key=lambda r: r["next_at"]):
+            waiting.setdefault(row["account_id"], []).append(row)
+        while waiting and len(self._inflight) < MAX_PARALLEL:
+            account = min(waiting, key=lambda a: self._served.get(a, 0))
+            rows = waiting.pop(account)
+            if self._by_account[account] >= PER_ACCOUNT:
+                continue
+            row = next((r for r in rows if self._by_receiver[receiver_of(r["url"])]
+                        < PER_RECEIVER), None)
+            if row is None:
+                continue
+            rows.remove(row)
+            if rows:
+                waiting[account] = rows
+            self._start(row)
+
+    def _start(self, row: Any) -> None:
+        del self._waiting[row["id"]]
+        self._starts += 1
+        self._served[row["account_id"]] = self._starts
+        self._by_account[row["account_id"]] += 1
+        self._by_receiver[receiver_of(row["url"])] += 1
+        self._inflight[row["id"]] = asyncio.create_task(self._deliver(row))
+
     async def _deliver(self, row: Any) -> None:
         try:
-            async with self._slots:
-                await self._attempt(row)
+            await self._attempt(row)
         except Exception:
             log.exception("callback %s failed unexpectedly", row["id"])
         finally:
-            self._inflight.discard(row["id"])
+            del self._inflight[row["id"]]
+            self._by_account[row["account_id"]] -= 1
+            if not self._by_account[row["account_id"]]:
+                del self._by_account[row["account_id"]]
+            receiver = receiver_of(row["url"])
+            self._by_receiver[receiver] -= 1
+            if not self._by_receiver[receiver]:
+                del self._by_receiver[receiver]
             self._wake.set()
 
     async def _attempt(self, row: Any) -> None:
