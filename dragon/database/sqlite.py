@@ -433,7 +433,7 @@ class SQLiteDatabase:
             ).rowcount
             row = c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()
             if changed and render is not None:
-                _insert_event(c, key, now, render(row))
+                _row_event(c, row, now, render(row))
             return row
         return await self._write(op)
 
@@ -471,7 +471,7 @@ class SQLiteDatabase:
             )
             row = c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()
             if row is not None and render is not None:
-                _insert_event(c, key, now, render(row))
+                _row_event(c, row, now, render(row))
             if callback is not None and row is not None:
                 _insert_outbox(c, key, row["account_id"], callback.url, callback.render(row),
                                f"msg_{key}", callback.next_at)
@@ -486,7 +486,7 @@ class SQLiteDatabase:
             if changed and render is not None:
                 row = c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?",
                                 (key,)).fetchone()
-                _insert_event(c, key, time.time(), render(row))
+                _row_event(c, row, time.time(), render(row))
         await self._write(op)
 
     async def unfinished_tasks(self) -> list[Row]:
@@ -702,6 +702,14 @@ def _insert_event(c: sqlite3.Connection, key: str, now: float, document: Any,
         " SELECT account_id, key, task_name, ?, ? FROM tasks WHERE key = ?"
         + (" AND status = 'executing'" if executing else ""),
         (now, dumps(document), key))
+
+
+def _row_event(c: sqlite3.Connection, row: Row, now: float, document: Any) -> None:
+    """Record a status change of the task whose ``row`` the transaction just read."""
+    c.execute(
+        "INSERT INTO events (account_id, task_key, task_name, created_at, document)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (row["account_id"], row["key"], row["task_name"], now, dumps(document)))
 
 
 def _insert_outbox(c: sqlite3.Connection, task_key: str, account_id: int, url: str, body: bytes,
