@@ -8,7 +8,8 @@ return to ``queued`` when a stopping server hands it back. Every progress tick w
 two rows a second per running task for a week; status streams still carry them all.
 
 A reader catches up from its cursor by reading the table; a follower then waits on the
-bus for the next commit and reads again, so a slow follower costs a flag, not a queue.
+bus for the next commit (or ``RECHECK_SECONDS``) and reads again, so a slow follower
+costs a flag, not a queue.
 Events older than ``events_days`` are pruned by the sweeper; a cursor that points before
 what was pruned gets ``CursorGone`` (HTTP 410) rather than a silent gap.
 """
@@ -24,6 +25,9 @@ from dragon.database.interface import Database, Row
 from dragon.engine.bus import Bus
 
 PAGE = 500
+# A follower reads the table again after this long without a wake-up: changes committed by
+# another node (PostgreSQL) or process reach it even if nothing woke this node's bus.
+RECHECK_SECONDS = 2.0
 
 
 class CursorGone(Exception):
@@ -67,6 +71,7 @@ class EventFeed:
         handler can keep the connection alive), and stops when the server closes. Call
         ``check`` first: this does not.
         """
+        quiet = 0.0  # seconds without a change, for the heartbeat
         with self.bus.follow() as follower:
             while True:
                 follower.changed.clear()  # before the read: a commit after it wakes us
@@ -78,10 +83,15 @@ class EventFeed:
                     continue
                 if not follow or self.bus.closed:
                     return
+                if rows:
+                    quiet = 0.0
                 try:
-                    async with asyncio.timeout(heartbeat):
+                    async with asyncio.timeout(RECHECK_SECONDS):
                         await follower.changed.wait()
                 except TimeoutError:
-                    yield None
+                    quiet += RECHECK_SECONDS
+                    if heartbeat is not None and quiet >= heartbeat:
+                        quiet = 0.0
+                        yield None
                 if self.bus.closed:
                     return
