@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 from dragon.engine.documents import in_version, ndjson_line
 
@@ -33,7 +34,7 @@ class Published:
 
     __slots__ = ("doc", "key", "_lines")
 
-    def __init__(self, key: str, doc: dict) -> None:
+    def __init__(self, key: str, doc: dict[str, Any]) -> None:
         self.key = key
         self.doc = doc
         self._lines: dict[int, bytes] = {}
@@ -53,7 +54,7 @@ class Subscription:
     def __init__(self, bus: Bus, keys: Iterable[str], maxsize: int) -> None:
         self.bus = bus
         self.keys = set(keys)
-        self.queue: asyncio.Queue[Published | dict] = asyncio.Queue(maxsize)
+        self.queue: asyncio.Queue[Published | dict[str, bool]] = asyncio.Queue(maxsize)
         self.overflowed = False
 
     def add(self, keys: Iterable[str]) -> None:
@@ -83,7 +84,7 @@ class Subscription:
             self.queue.get_nowait()
             self.queue.put_nowait(OVERFLOW)
 
-    async def get(self) -> Published | dict:
+    async def get(self) -> Published | dict[str, bool]:
         """The next change, or the ``OVERFLOW`` or ``CLOSING`` sentinel."""
         return await self.queue.get()
 
@@ -159,7 +160,7 @@ class Bus:
                 if not subs:
                     del self._subs[key]
 
-    def publish(self, key: str, status: dict) -> None:
+    def publish(self, key: str, status: dict[str, Any]) -> None:
         self.feed_changed()  # the change may have added feed events: followers re-read
         subs = self._subs.get(key)
         if subs:

@@ -1,4 +1,4 @@
-"""Delivering ``url_callback`` / ``url_errback`` (seed chapter 3) from the outbox.
+"""Delivering ``url_callback`` / ``url_errback`` (docs/api.md) from the outbox.
 
 A delivery is written in the same transaction that ends the task, so the final status is
 committed before any callback leaves (a poll made after a callback arrives shows the final
@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 from dragon import errors
 from dragon.config import Settings
-from dragon.database.interface import Database
+from dragon.database.interface import Busy, Database, DiskFull
 from dragon.engine import metrics
 from dragon.runtime.background import BackgroundLoop
 
@@ -81,7 +81,7 @@ class CallbackSender(BackgroundLoop):
         self.db = database
         self.fetcher = fetcher
         self._wake = asyncio.Event()
-        self._inflight: dict[int, asyncio.Task] = {}  # delivery id -> its attempt
+        self._inflight: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
         self._waiting: dict[int, Any] = {}  # due, fetched, not started: id -> row
         self._by_account: Counter[int] = Counter()  # deliveries running, per account
         self._by_receiver: Counter[str] = Counter()
@@ -157,6 +157,20 @@ class CallbackSender(BackgroundLoop):
                 del self._by_receiver[receiver]
             self._wake.set()
 
+    async def _record(self, delivery_id: int, *outcome: Any) -> None:
+        """Record an attempt's outcome, retried while the database is busy or its disk full:
+        an attempt made but not recorded would be sent again at every pass meanwhile (the
+        delivery keeps its slot until it is recorded)."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.db.record_delivery(delivery_id, *outcome)
+            except (Busy, DiskFull) as exc:
+                log.warning("could not record callback %s (%s); retrying in %.1f s",
+                            delivery_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def _attempt(self, row: Any) -> None:
         attempts = row["attempts"] + 1
         stamp = int(time.time())
@@ -180,7 +194,7 @@ class CallbackSender(BackgroundLoop):
                 log.exception("callback %s: unexpected failure", row["id"])
                 exc = errors.TaskError(errors.SEND_FAILED, f"{type(exc).__name__}: {exc}")
             if exc.code == errors.URL_FORBIDDEN:
-                await self.db.record_delivery(
+                await self._record(
                     row["id"], "failed", attempts, time.time(), None,
                     f"url_forbidden: {exc.message}")
                 metrics.CALLBACKS.labels("refused").inc()
@@ -197,7 +211,7 @@ class CallbackSender(BackgroundLoop):
         else:
             state = "pending"
             next_at = now + retry_delay(self.settings.webhook_first_delay_seconds, attempts)
-        await self.db.record_delivery(row["id"], state, attempts, next_at, status, error)
+        await self._record(row["id"], state, attempts, next_at, status, error)
         metrics.CALLBACKS.labels("retry" if state == "pending" else state).inc()
         if error:
             log.info("callback for %s attempt %d: %s (%s)", row["task_key"], attempts, error,

@@ -132,8 +132,9 @@ async def status_stream(request: web.Request) -> web.StreamResponse:
     keys = task_keys(request, body)
     version = version_of(request)
     with service.bus.subscribe(keys, service.queue_size(len(keys))) as sub:
-        first = await service.statuses(account, keys, version)
-        lines, first = service.stream(account, first, sub, version), None  # held by lines only
+        # The first answer is held by the stream only, which lets it go once written.
+        lines = service.stream(account, await service.statuses(account, keys, version), sub,
+                               version)
         return await _ndjson(request, lines)
 
 

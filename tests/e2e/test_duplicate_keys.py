@@ -143,7 +143,7 @@ def test_one_change_followed_by_many_streams_is_encoded_once(make_server):
     """
     server = make_server(env={"DRAGON_LIGHT_CONCURRENCY": "1", **LIVE_MEMORY})
     # The only light slot is busy, so the big task stays queued while the streams connect.
-    server.create([{"task_name": "test.progress", "seconds": 10}], block=False)
+    server.create([{"task_name": "test.progress", "seconds": 15}], block=False)
     [doc] = server.create([{"task_name": "hello", "name": BIG * 8}], block=False)
     before = settled_rss_mb(server)
     socks = [
