@@ -520,5 +520,14 @@ class PlatformServer:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.stopping.set)
         with contextlib.suppress(Exception):
-            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+            asyncio.run_coroutine_threadsafe(self._close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+
+    async def _close(self) -> None:
+        await self.runner.cleanup()
+        # End the handler tasks of connections still open before the loop stops.
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
