@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import asyncpg
 import orjson
 
-from dragon.database.interface import AccountExists, Busy, Callback, Row
+from dragon.database.interface import AccountExists, Busy, Callback, DiskFull, Row
 
 log = logging.getLogger("dragon.database")
 
@@ -169,7 +169,8 @@ def dumps(value: Any) -> str:
 
 
 def _busy(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
-    """Turn a lost connection into ``Busy`` (503 for requests, a retry for the scheduler)."""
+    """Turn a lost connection into ``Busy`` and a full disk (SQLSTATE 53100) into
+    ``DiskFull`` (503 for requests, a retry for the scheduler)."""
 
     @functools.wraps(method)
     async def wrapper(*args: Any, **kwargs: Any) -> T:
@@ -177,6 +178,8 @@ def _busy(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
             return await method(*args, **kwargs)
         except CONNECTION_ERRORS as exc:
             raise Busy(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
+        except asyncpg.exceptions.DiskFullError as exc:
+            raise DiskFull(f"the database's disk is full: {exc}") from exc
 
     return wrapper
 
