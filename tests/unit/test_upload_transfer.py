@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -64,3 +65,54 @@ def test_appsecret_proof_is_hmac_sha256_of_the_token_keyed_with_the_secret():
 def test_settings_refuse_a_chunk_below_256_kib():
     with pytest.raises(ValueError, match="DRAGON_UPLOAD_CHUNK_BYTES"):
         Settings.load(env={"DRAGON_UPLOAD_CHUNK_BYTES": "1000"})
+
+
+def answer(status: int, body: dict) -> transfer.Answer:
+    return transfer.Answer(status, {}, json.dumps(body).encode())  # type: ignore[arg-type]
+
+
+def test_platform_refusals_map_to_the_error_codes(tmp_path):
+    settings = Settings.load(env={})
+    client = transfer.Client(settings, "P", ["tok"])
+    yt = youtube._Upload(
+        client,
+        settings,
+        tmp_path,
+        1,
+        "video/mp4",
+        youtube.Video("t"),
+        "tok",
+        "key",
+        transfer.Progress(1, None),
+    )
+
+    def google(status: int, reason: str) -> transfer.Answer:
+        return answer(
+            status, {"error": {"code": status, "message": reason, "errors": [{"reason": reason}]}}
+        )
+
+    assert yt.refusal(google(401, "authError")).code == errors.UPLOAD_UNAUTHORIZED
+    assert yt.refusal(google(403, "forbidden")).code == errors.UPLOAD_UNAUTHORIZED
+    assert yt.refusal(google(403, "quotaExceeded")).code == errors.UPLOAD_QUOTA_EXCEEDED
+    assert yt.refusal(google(403, "uploadLimitExceeded")).code == errors.UPLOAD_QUOTA_EXCEEDED
+    assert yt.refusal(google(400, "invalidTitle")).code == errors.UPLOAD_FAILED
+
+    fb = facebook._Upload(client, settings, tmp_path, 1, {}, transfer.Progress(1, None))
+
+    def graph(code: int, **extra) -> tuple[transfer.Answer, dict]:
+        error = {"message": f"code {code}", "code": code, **extra}
+        return answer(400, {"error": error}), error
+
+    for code, expected in [
+        (190, errors.UPLOAD_UNAUTHORIZED),
+        (200, errors.UPLOAD_UNAUTHORIZED),
+        (4, errors.UPLOAD_QUOTA_EXCEEDED),
+        (613, errors.UPLOAD_QUOTA_EXCEEDED),
+        (100, errors.UPLOAD_FAILED),
+    ]:
+        reply, error = graph(code)
+        assert not fb.transient(reply, error)
+        assert fb.refusal(reply, error).code == expected
+    assert fb.transient(*graph(2))
+    assert fb.transient(*graph(6000, is_transient=True))
+    assert not fb.transient(*graph(4, is_transient=True))  # a rate limit is a quota refusal
