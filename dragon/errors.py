@@ -79,7 +79,7 @@ class ParameterError(TaskError):
 
 
 class RequestError(Exception):
-    """A malformed request: answered with HTTP ``status`` in the seed's 400 shape."""
+    """A malformed request: answered with HTTP ``status`` in the Dragon API's 400 shape."""
 
     def __init__(
         self, name: str, description: str, location: str = "body", status: int = 400,

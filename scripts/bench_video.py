@@ -1,6 +1,6 @@
 """Benchmark video.thumb, video.strip, video.reverse and video.convert against raw ffmpeg.
 
-PERFORMANCE.md section 7, rows 5-8, side by side in one run:
+Each task and its raw ffmpeg equivalent, side by side in one run:
 
     .venv/bin/python scripts/bench_video.py [--runs 5] [--long-reverse] [--cache DIR]
 

@@ -4,7 +4,7 @@
 
 Makes a stereo 44.1 kHz MP3 (10 minutes encoded once from lavfi sources, then
 concatenated without re-encoding to the requested length) and times an 1800x280 PNG
-(PERFORMANCE.md section 7, row 3) in ``--runs`` round-robin rounds (ratios are taken
+(a player-wide image) in ``--runs`` round-robin rounds (ratios are taken
 within a round, so load from other processes hits every variant alike):
 
 * ``ffmpeg -i x.mp3 -f null -``: decode only, the baseline of the ratio (target <= 1.3);

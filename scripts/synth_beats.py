@@ -1,6 +1,6 @@
 """A seeded synthetic beat-tracking set with exact beat and downbeat ground truth.
 
-Based on ../shared/bench/synth_beats.py (PERFORMANCE.md 1.5, tier 1): kick, snare and
+Tier 1 (clean rhythms): kick, snare and
 hi-hat synthesised in numpy, 4/4 and 3/4, 72 to 170 BPM, swing, +-8 % tempo ramps, 8 ms
 timing jitter and 20 dB noise. The ground truth is the beat grid that generated the
 audio. Each case has its own generator seeded from ``(seed, case index)``, so one case

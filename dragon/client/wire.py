@@ -37,7 +37,7 @@ Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None
 
 
 class DragonError(Exception):
-    """An HTTP error from the server (``status``, the seed's ``errors`` list), or a server
+    """An HTTP error from the server (``status``, the Dragon API's ``errors`` list), or a server
     that could not be reached after the retries (``status`` is None, ``errors`` empty)."""
 
     def __init__(
@@ -119,7 +119,7 @@ def retryable_error(exc: Exception, safe: bool) -> bool:
 
 
 def error_from(response: httpx.Response) -> DragonError:
-    """The DragonError of a non-200 answer, with the seed's ``errors`` list when it has one."""
+    """The DragonError of a non-200 answer, with the API's ``errors`` list when it has one."""
     errors: list[dict] = []
     try:
         body = response.json()

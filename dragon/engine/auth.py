@@ -1,10 +1,10 @@
-"""Who is calling: secret key, or api key + referrer (seed 1.2, COMPAT.md 5.2).
+"""Who is calling: secret key, or api key + referrer (docs/api.md, docs/compat.md).
 
 Secrets are never stored: accounts keep SHA-256 digests, and a presented secret is found by
 its digest, so no comparison ever runs over the secret itself and its length leaks nothing.
 Any malformed credential (non-ASCII included) is simply not found: 401, never 500.
 The api key is public by design (it ships in web pages); it only works from the referrers
-the account lists, which a browser enforces and anyone else can forge, as the seed warns.
+the account lists, which a browser enforces and anyone else can forge (docs/security.md).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Account:
 
 
 def new_secret() -> str:
-    """26 characters of upper-case base32 from 16 random bytes (COMPAT.md 5.1)."""
+    """26 characters of upper-case base32 from 16 random bytes (docs/compat.md)."""
     return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=")
 
 
@@ -143,7 +143,7 @@ def located_credentials(headers: Any, query: Any, body: Any) -> tuple[tuple[str 
         elif scheme.lower() in ("api-key", "apikey", "api_key") and value:
             api_key = value
         elif not value:
-            secret = scheme  # a bare secret with no scheme, seen in the wild (COMPAT.md 5.2)
+            secret = scheme  # a bare secret with no scheme, seen in the wild (docs/compat.md)
     if isinstance(body, dict):
         if secret is None and isinstance(body.get("secret"), str):
             secret, secret_at = body["secret"], "body"

@@ -1,8 +1,8 @@
 """The status document of a task, in the v2 shape and the older v1 shape.
 
-v2 (seed 1.5): ``status``, ``key``, ``progress``, ``events`` (ISO 8601 with offset),
+v2 (docs/api.md): ``status``, ``key``, ``progress``, ``events`` (ISO 8601 with offset),
 ``result`` on success (or a partial one while executing), ``error`` on failure, plus our
-``error_code``. v1 (seed 5.1) put error details under ``result`` instead of ``error``.
+``error_code``. v1 (docs/compat.md) put error details under ``result`` instead of ``error``.
 """
 
 from __future__ import annotations

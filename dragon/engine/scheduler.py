@@ -195,7 +195,7 @@ class Scheduler:
         """A scheduler write that must not be lost: retried on Busy and on DiskFull.
 
         A task's start or end is never dropped or rewritten because another process held
-        the database for a while (RELIABILITY 22) or its disk was full: it is written once
+        the database for a while (docs/guarantees.md) or its disk was full: it is written once
         space is back, and only then published (blocked requests and streams see the end
         then). Requests get 503 meanwhile.
         """

@@ -1,7 +1,7 @@
 """What the tasks API does, independent of HTTP: create, look up, wait for and stream tasks.
 
 Creation validates each definition on its own: a bad one does not fail the request (real
-clients retry any non-200 forever, COMPAT.md) but is stored as a task that has already
+clients retry any non-200 forever, docs/compat.md) but is stored as a task that has already
 ended in ``error`` with ``{"parameters": {...}}``. All rows of one request are committed in
 one transaction before anything is answered or queued.
 """
@@ -32,12 +32,12 @@ FINAL = ("success", "error")
 
 
 def new_key() -> str:
-    """A task key: the same shape as the seed's (and as secrets, see ``auth.new_secret``)."""
+    """A task key, shaped like the original service's (as secrets: ``auth.new_secret``)."""
     return new_secret()
 
 
 class AccountLimit(Exception):
-    """The account has too many active tasks (HTTP 401 with Retry-After, seed 1.3)."""
+    """The account has too many active tasks (HTTP 401 with Retry-After, docs/compat.md)."""
 
 
 class Overloaded(Exception):

@@ -1,4 +1,4 @@
-"""Thumbnails by URL (v1 API, COMPAT.md 5.4): create or wait for a task, then 302 to its file.
+"""Thumbnails by URL (v1 API, docs/compat.md): create or wait for a task, then 302 to its file.
 
 ``POST /v1/create_file/{filename}`` takes ``{"task": {...}}``; ``GET`` takes the definition
 in the query string (``task_name`` plus the task's parameters), so an ``<img src>`` can point

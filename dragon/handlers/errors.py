@@ -1,6 +1,6 @@
 """The one place where failures become HTTP answers, plus CORS on every API answer.
 
-Request-level problems use the seed's shape (Cornice's):
+Request-level problems use the Dragon API's shape (Cornice's):
 ``{"status": "error", "errors": [{"name", "location", "description"}]}``.
 """
 

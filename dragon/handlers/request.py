@@ -1,4 +1,4 @@
-"""Reading requests the way real Dragon clients send them (COMPAT.md 5.3).
+"""Reading requests the way real Dragon clients send them (docs/compat.md).
 
 Bodies are JSON whatever their Content-Type (none, text/plain...), GET bodies are ignored,
 and booleans arrive as JSON booleans or as strings in query strings.

@@ -1,4 +1,4 @@
-"""The tasks API (seed 1.7): create, create_stream, status, status_stream, v1 and v2."""
+"""The tasks API (docs/api.md): create, create_stream, status, status_stream, v1 and v2."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Every argv starts from ``ffmpeg_argv`` and every input from ``dragon.media.probe.input_args``
 (``-protocol_whitelist file,pipe`` and a forced ``-f`` demuxer before each ``-i``).
 ``ffmpeg_argv`` re-checks that rule on the finished argv, so a builder that forgets it
-fails loudly instead of handing ffmpeg an unguarded input (RELIABILITY.md 2b).
+fails loudly instead of handing ffmpeg an unguarded input (docs/security.md).
 
 The size filters use ``dragon.media.geometry`` so video tasks and image tasks agree to
 the pixel. They work on the *display* size (``MediaInfo.display_size``): ffmpeg rotates
@@ -92,7 +92,10 @@ def check_output(path: Path, settings: Any) -> None:
 
 
 def check_size(width: int, height: int, settings: Any, field: str = "width") -> None:
-    """Apply ``max_pixels`` to what we are asked to *produce* (RELIABILITY.md 2c)."""
+    """Apply ``max_pixels`` to what we are asked to *produce*.
+
+    A tiny source must not be able to ask for a huge output.
+    """
     limit = settings.max_pixels
     if width * height > limit:
         raise errors.ParameterError.one(

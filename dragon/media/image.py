@@ -1,7 +1,7 @@
 """Pillow operations behind image.info, image.thumb, image.strip and image.gif.
 
 These tasks use Pillow only, never ImageMagick: no coder of ours can be talked into running
-MVG, MSL, SVG or PostScript (ImageTragick, RELIABILITY.md 2a), because no such decoder is
+MVG, MSL, SVG or PostScript (ImageTragick, docs/security.md), because no such decoder is
 reachable. Every source goes through ``opened``, which is the whole safety story:
 
 * the magic bytes (``dragon.net.sniff``, as ``Download.mime``) pick the decoder, and Pillow may
@@ -17,8 +17,8 @@ the first frame of an animated or multi-page source is used.
 The public functions are module-level and take plain picklable arguments so tasks can run
 them with ``ctx.in_process``; their errors are ``TaskError``s (picklable, so they cross the pool).
 JPEG sources are decoded at a reduced scale (libjpeg DCT scaling via ``Image.draft``) to at
-least 1.5x the target size, then resized with Lanczos and ``reducing_gap`` (PERFORMANCE.md
-3.2).
+least 1.5x the target size, then resized with Lanczos and ``reducing_gap``: most of the
+decode is skipped, with no visible loss at the target size.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ DECODERS = {
 MIME = {fmt: mime for mime, fmt in DECODERS.items()}
 
 # Output formats: (Pillow format, content type, extension, save options).
-# webp and avif go beyond the seed's choices and exist only where Pillow can write them.
+# webp and avif go beyond the original service's choices and exist only where Pillow can write them.
 OUTPUTS = {
     "jpeg": ("JPEG", "image/jpeg", "jpg", {"quality": 85}),
     "png": ("PNG", "image/png", "png", {}),

@@ -1,6 +1,6 @@
 """One ffprobe run per source: what a media file holds, and whether we will touch it.
 
-ffmpeg is a parser of hostile input (RELIABILITY.md 2b, 2c), so nothing reaches it unless:
+ffmpeg is a parser of hostile input (docs/security.md), so nothing reaches it unless:
 
 * its sniffed MIME type (magic bytes, never the URL or the origin's Content-Type) is in
   ``DEMUXERS``, which also names the demuxer we force with ``-f``: a ``.mp4`` that is really
@@ -168,7 +168,7 @@ def input_args(info: MediaInfo, *, seek: float | None = None) -> list[str]:
     """ffmpeg input options for ``info``: whitelists, optional input seek, forced demuxer.
 
     ``-format_whitelist`` (the forced demuxer only) also binds demuxers nested inside the
-    file, such as a playlist hidden in an AVI ``GAB2`` subtitle chunk (RELIABILITY.md 2b).
+    file, such as a playlist hidden in an AVI ``GAB2`` subtitle chunk.
     """
     return path_input_args(info.path, info.demuxer, seek=seek)
 

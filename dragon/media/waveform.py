@@ -1,6 +1,6 @@
 """Waveform images: streaming min/max per pixel column, drawn with numpy, saved by Pillow.
 
-The physical limit is the decode (PERFORMANCE.md section 2), so the reduction has to be
+The physical limit is decoding the audio, so the reduction has to be
 cheap and must not buffer the audio: ``PeakReducer`` keeps the min and max of fixed-size
 buckets of samples, between ``16 * columns`` and ``32 * columns`` of them. When they
 overflow, neighbours merge pairwise and the bucket size doubles (a two-level reduction),

@@ -1,6 +1,6 @@
 """The guarded fetcher: the server's only outbound HTTP client.
 
-Sources, webhooks and signed uploads all leave through ``Fetcher`` (RELIABILITY §0), so the
+Sources, webhooks and signed uploads all leave through ``Fetcher`` (docs/security.md), so the
 rules live in one place:
 
 - **Addresses are checked where they are dialled.** ``GuardedConnector`` overrides aiohttp's
@@ -16,7 +16,7 @@ rules live in one place:
 - **Nothing ambient leaks**: ``trust_env=False`` (no ``HTTP_PROXY`` detour around the
   check), no cookie jar, no ``Authorization``.
 
-``aiohttp.TCPConnector._resolve_host`` is private API; ``tests/test_fetch_policy.py`` is the
+``aiohttp.TCPConnector._resolve_host`` is private API; ``tests/unit/test_fetch_policy.py`` is the
 regression test that fails if an aiohttp upgrade changes it.
 """
 

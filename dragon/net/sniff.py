@@ -1,7 +1,7 @@
 """Name a file's type from its first bytes, never from headers or extensions.
 
 A ``Content-Type`` header or a ``.jpg`` name costs an attacker nothing, so every decision
-about which tool may read a source starts here (RELIABILITY §1.6, §2). ``sniff`` also
+about which tool may read a source starts here (docs/security.md). ``sniff`` also
 recognises the formats we must *refuse* (ImageMagick MVG/MSL scripts, SVG, PostScript, HLS
 playlists, ffconcat scripts, HTML), so a task can name them in its error instead of passing
 them to a tool that would happily interpret them.

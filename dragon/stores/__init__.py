@@ -1,4 +1,4 @@
-"""Storage systems (seed chapter 2): where a task's output files go, chosen by ``task_store``.
+"""Storage systems (docs/api.md): where a task's output files go, chosen by ``task_store``.
 
 A *store* is the user-facing policy (``persistent``, ``volatile``, ``s3_signed``,
 ``youtube``); a *backend* is where bytes live (local disk under the data dir, or an S3

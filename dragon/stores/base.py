@@ -18,7 +18,7 @@ ALPHABET = string.ascii_letters + string.digits
 
 
 def file_location(task_key: str, task_name: str) -> str:
-    """``<KEY>/dragon-<task_name>-<6 random>``, as in the seed's storage listing."""
+    """``<KEY>/dragon-<task_name>-<6 random>``, as the original service named them."""
     suffix = "".join(secrets.choice(ALPHABET) for _ in range(6))
     return f"{task_key}/dragon-{task_name}-{suffix}"
 

@@ -1,4 +1,4 @@
-"""youtube (seed 2.3): a task's video output sent to YouTube, the result's URL YouTube's.
+"""youtube store (docs/api.md): a task's video output sent to YouTube, the result's URL YouTube's.
 
 The options are those of video.upload.youtube (``access_token``, ``developer_key``,
 ``title``, optional ``description``, ``tags``, ``category_id``, ``privacy_status``),

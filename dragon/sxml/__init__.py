@@ -12,12 +12,12 @@ The pipeline (``render.create`` runs it for ``dragon/tasks/video_create.py``):
     segments.py  windows bounding a graph's memory for very long movies
     profiles.py  output sizes, rates and bitrates
 
-Where this departs from SXML.md section 6 and why:
+Where this departs from a literal reading of SXML and why (docs/sxml.md):
 
 - One filtergraph for the whole movie rather than one intermediate file per top-level
   item: no generation loss, no concat seams, and one ffmpeg start. Long movies whose
   inputs would not fit in memory are cut into time windows (``segments.py``) and joined
-  without re-encoding, which is where SXML.md's per-item files pay off.
+  without re-encoding, which is where per-item intermediate files would pay off.
 - Text is drawn by Pillow into transparent PNGs instead of ``drawtext`` (``text.py``
   explains: fitting a zone needs measurements; drawn once, not per frame).
 - Pictures are decoded by Pillow, never by ffmpeg, and handed over as our own JPEG or PNG

@@ -1,4 +1,4 @@
-"""Placement boxes in pixels (SXML.md 6.5), shared by overlays and text zones.
+"""Placement boxes in pixels (docs/sxml.md), shared by overlays and text zones.
 
 ``top``/``bottom``/``height`` are fractions of the frame height, ``left``/``right``/
 ``width`` fractions of its width, each a number or ``auto``. A missing size comes from the

@@ -1,13 +1,13 @@
 """Parse an SXML definition safely and check it is something we can render.
 
-Safety first (RELIABILITY.md 2d, 8 case 12): the XML goes through ``defusedxml``'s SAX
+Safety first (docs/security.md): the XML goes through ``defusedxml``'s SAX
 parser, which refuses any DTD (so no entity expansion, no billion laughs, no external
 entity or network access), and our handler stops at the first element past the depth or
 element-count limit, so hostile input costs a few milliseconds and bounded memory. SAX
 rather than ElementTree because it gives line numbers for every element, which every
 error message names, and because the tree is never built past a limit.
 
-Then the tree is checked (SXML.md 6.1): strict on structure, lenient on decoration.
+Then the tree is checked (docs/sxml.md): strict on structure, lenient on decoration.
 Elements we cannot render (``sphere``, map images, text-to-speech, mask filters, unknown
 widgets, unknown elements) and bad values are errors naming the element and its line;
 decoration we do not draw (most filters, animators, cameras, 3D attributes) is accepted

@@ -1,9 +1,9 @@
-"""video.create output profiles: the SXML.md 3.2 table, its frame-rate variants, and the
+"""video.create output profiles: the original service's table, its frame-rate variants, and the
 legacy names of the original service's choice list.
 
 Every profile is H.264 (yuv420p, ``+faststart``) with AAC at 44.1 kHz stereo in MP4.
 The legacy flv/wmv/mpg families are produced as MP4 at their documented size, frame rate
-and bitrates (the simpler option SXML.md offers): no client of ours can play a WMV
+and bitrates (the simpler option): no client of ours can play a WMV
 better than an MP4. DVD sizes are rendered with square pixels. Names from the historic
 choice list whose numbers were never published map to the nearest documented profile
 (noted in ``LEGACY``); any other name is refused with the list of valid ones.
@@ -59,7 +59,7 @@ CORE = [
     _p("square-640", 640, 640, 1200, 128),
 ]
 
-# Suffixes that change only the frame rate (SXML.md 3.2).
+# Suffixes that change only the frame rate.
 RATES = {
     "-29-97-fps": NTSC,
     "-23-976-fps": FILM,
@@ -70,7 +70,7 @@ RATES = {
     "-11-988-fps": Fraction(12000, 1001),
 }
 
-# The 2012 published table (SXML.md 3.1), rendered as MP4.
+# The 2012 published table, rendered as MP4.
 PUBLISHED = [
     _p("iphone", 480, 320, 700, 96),
     _p("youtube", 640, 360, 1024, 128),

@@ -3,11 +3,11 @@
 Unlike the picture, sound needs no tree-shaped composition: a clip is a file played from
 ``skip`` at ``speed`` and ``volume`` between two absolute times, with fades. So every
 ``audio``, and every ``video`` whose ``audio`` is not ``"false"``, becomes one clip
-(SXML.md 6.8): ``atempo`` for the speed, ``volume``, its own ``afade`` in and out
+(docs/sxml.md): ``atempo`` for the speed, ``volume``, its own ``afade`` in and out
 (relative to its assigned span, so a truncated clip is cut, not faded), ``adelay`` to its
 start, then ``amix`` (no normalisation) padded or cut to the movie's length.
 
-A transition crossfades sound too (SXML.md 2.4): instead of ``acrossfade`` between mixed
+A transition crossfades sound too (docs/sxml.md): instead of ``acrossfade`` between mixed
 sub-tracks, every clip inside the outgoing item fades out over the transition window and
 every clip inside the incoming one fades in, which is the same linear crossfade.
 

@@ -6,7 +6,7 @@ FreeType code, so what we measure is what is drawn. The text is drawn once (not 
 frame), there is no filter-string escaping to get wrong, and the PNG is cropped to the text
 block so the overlay only touches those pixels. ``antialias`` supersamples the glyph mask.
 
-Layout (SXML.md 6.4, our reading of it):
+Layout (our reading of SXML, docs/sxml.md):
 - ``legend``: a caption centred at the bottom (text ending at 92 % of the height), font
   6 % of the height, on a half-transparent black band, unless placed explicitly;
 - ``zone``/``advanced``: text in the placement box (default: the frame less 5 % on each

@@ -1,4 +1,4 @@
-"""When every element plays: SXML's two-pass duration resolution (SXML.md 2.9 and 6.2).
+"""When every element plays: SXML's two-pass duration resolution (docs/sxml.md).
 
 SXML has no timeline: durations flow up from the content and back down from containers.
 
@@ -14,7 +14,7 @@ transition between them; a multi-media effect shares its time among its media. `
 the visible end, clipped by every ancestor ("an item with a fixed duration truncates
 children that would run longer").
 
-Choices where SXML.md leaves room: a transition is also clamped so that the two
+Choices where SXML leaves room: a transition is also clamped so that the two
 transitions touching one item never overlap (not only to its neighbours' lengths); a
 ``duration=".."`` item inside a sequence, where it means nothing, gets the 5 s default;
 a multi-media effect's media are shown in equal slots that overlap by its internal

@@ -1,4 +1,4 @@
-"""The ``director.theme.*`` widget dialect (SXML.md 2.10, 6.7), rewritten into core SXML.
+"""The ``director.theme.*`` widget dialect (docs/sxml.md), rewritten into core SXML.
 
 Real third-party clients (the backstories Python client, several snippets) only ever send
 this dialect, so it must render. No documentation of the themes survives, so the theme

@@ -1,4 +1,4 @@
-"""url_callback / url_errback delivery from the outbox (seed chapter 3, RELIABILITY 13-14)."""
+"""url_callback / url_errback delivery from the outbox (docs/api.md, docs/guarantees.md)."""
 
 from __future__ import annotations
 

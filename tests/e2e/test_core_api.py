@@ -1,4 +1,4 @@
-"""The tasks API end to end, against a real ``dragon serve`` subprocess (seed 1.2-1.7)."""
+"""The tasks API end to end, against a real ``dragon serve`` subprocess (docs/api.md)."""
 
 from __future__ import annotations
 

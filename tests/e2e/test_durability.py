@@ -1,4 +1,4 @@
-"""Crash, restart and shutdown: every accepted task ends, none twice forever (RELIABILITY 15-17).
+"""Crash, restart and shutdown: every accepted task ends, none twice forever (docs/guarantees.md).
 
 These start their own servers and kill them for real (SIGKILL, SIGTERM).
 """

@@ -1,4 +1,4 @@
-"""Stores and the storage API (seed chapter 2 and 1.8), per account, end to end."""
+"""Stores and the storage API (docs/api.md), per account, end to end."""
 
 from __future__ import annotations
 

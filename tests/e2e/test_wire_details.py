@@ -84,7 +84,7 @@ def test_progress_is_a_number_from_0_to_100_in_every_status(server):
         assert [d["progress"] for d in statuses] == [100, 100, 100, 100]
 
 
-# Result fields the seed documents as floats (section 4), per task.
+# Result fields the Dragon API documents as floats (section 4), per task.
 FLOAT_FIELDS = {
     "video.thumb": ("duration",),
     "video.info": ("duration", "frame_rate", "rotation"),

@@ -1,4 +1,4 @@
-"""Fetcher behaviour against local aiohttp origins (RELIABILITY §8 cases 3, 5, 6).
+"""Fetcher behaviour against local aiohttp origins (docs/security.md).
 
 The origin listens on 127.0.0.1, so these tests use a policy that allows exactly
 127.0.0.1/32; everything else private stays refused, which the redirect tests rely on.

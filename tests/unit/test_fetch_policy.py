@@ -1,4 +1,4 @@
-"""The address gate: which IPs may be dialled, proven at connect time (RELIABILITY §1, §8.1-2).
+"""The address gate: which IPs may be dialled, proven at connect time (docs/security.md).
 
 The table tests pin ``address_class``/``AddressPolicy``. The ``Fetcher`` tests use the
 *default* settings against a loopback listener that counts TCP connections: the policy

@@ -1,4 +1,4 @@
-"""Hostile and broken media for every audio and video task (RELIABILITY.md 8, cases 9-11).
+"""Hostile and broken media for every audio and video task (docs/security.md).
 
 Every command line we build is checked for the input guards; playlists and concat scripts
 served as media, empty, random and truncated files, and media over the limits all end
@@ -115,7 +115,7 @@ def test_output_sizes_are_capped():
 
 
 
-# -- a playlist hidden in an AVI GAB2 subtitle chunk (RELIABILITY.md 2b) -------------------
+# -- a playlist hidden in an AVI GAB2 subtitle chunk --------------------------------------
 
 
 def test_nested_demuxers_are_not_opened(tmp_path):

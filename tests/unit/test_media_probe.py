@@ -234,7 +234,7 @@ def test_absurd_sample_rate_file(ctx, files):
      "500 streams"),
 ])
 def test_declared_metadata_limits(stream, fmt, words):
-    """What ffprobe *reports* is checked before anything decodes (RELIABILITY 8, case 10)."""
+    """What ffprobe *reports* is checked before anything decodes (docs/security.md)."""
     data = {"streams": [stream], "format": {"format_name": "x", **fmt}}
     info = probe.parse_probe(data, path=Path("x"), demuxer="mov", mime="video/mp4")
     with pytest.raises(errors.TaskError) as err:

@@ -31,7 +31,7 @@ def errors_of(xml: str) -> list[str]:
     return info.value.messages
 
 
-# -- hostile XML (RELIABILITY.md 8 case 12) ----------------------------------------------
+# -- hostile XML (docs/security.md) ------------------------------------------------------
 
 BILLION_LAUGHS = (
     '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'

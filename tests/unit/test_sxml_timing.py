@@ -1,4 +1,4 @@
-"""SXML duration resolution (dragon.sxml.timing): the SXML.md 6.2 test vectors and more.
+"""SXML duration resolution (dragon.sxml.timing): worked examples and more.
 
 Pure: definitions are parsed and timed with made-up file lengths, nothing is rendered.
 """
@@ -44,7 +44,7 @@ def still(**attrs: str) -> str:
     return f'<effect type="none"{extra}>{IMAGE}</effect>'
 
 
-# -- SXML.md 6.2 test vectors ------------------------------------------------------------
+# -- worked examples -----------------------------------------------------------------------
 
 def test_diving_then_audio_plays_after_the_pictures():
     body, _ = timed(f'<effect type="diving">{IMAGE}{IMAGE2}</effect>{audio("A")}')
