@@ -1,6 +1,6 @@
 """The picture of a timed SXML tree as ffmpeg filters: each element becomes a ``Layer``.
 
-Composition follows the tree (SXML.md 6.3-6.6):
+Composition follows the tree (docs/sxml.md):
 
 - an ``effect`` is its media filling the frame: a still from our own picture file
   (``stills.py``), decoded once and repeated by ``loop`` (cheaper than ``-loop 1``, which
@@ -19,7 +19,7 @@ Each layer is built *opaque* (yuv420p, black where nothing is drawn) when nothin
 through it, e.g. the base of the movie, and with transparency (yuva420p) only where
 something below must remain visible, so the common slideshow never pays for alpha.
 
-Where this departs from SXML.md's proposal: one graph for the whole movie instead of one
+Where this departs from the obvious design: one graph for the whole movie instead of one
 intermediate file per top-level item (no re-encoding, no concat demuxer); text is drawn by
 Pillow (``text.py``), not ``drawtext``; transitions are ``xfade`` built-ins or our own
 ``custom`` expressions (``transitions.py``).
