@@ -5,7 +5,7 @@ A task module declares, and nothing else is needed to add one:
     TASK_NAME = "image.thumb"      # the Dragon task_name
     HEAVY = True                   # waits for a heavy slot (ffmpeg, Pillow); False for probes
     class Schema(TaskSchema): ...  # its parameters (dragon.tasks.schema)
-    async def run(ctx) -> dict | str   # ctx: dragon.tasks.context.TaskContext
+    async def run(ctx: TaskContext) -> dict | str  # from dragon.tasks.context
 
 Modules whose name starts with an underscore, ``schema``, ``reference`` and ``context`` are
 helpers, not tasks.

@@ -12,6 +12,7 @@ from marshmallow import fields
 
 from dragon.media import probe
 from dragon.media.ffmpeg import check_output, ffmpeg_argv, output_cap
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, TaskSchema, Url
 
 TASK_NAME = "audio.convert"
@@ -45,7 +46,7 @@ def build_argv(info: probe.MediaInfo, codec: str, force: bool, out, settings) ->
     )
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
     _, _, _, ext, content_type = TARGETS[ctx.params["codec"]]
     info = await probe.fetch_source(ctx, ctx.params["url"], "audio")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dragon.media import probe
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema, Url
 
 TASK_NAME = "audio.info"
@@ -13,7 +14,7 @@ class Schema(TaskSchema):
     url = Url(required=True)
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
     info = await probe.fetch_source(ctx, ctx.params["url"], "audio")
     return {
         "duration": round(info.duration, 2) if info.duration is not None else None,

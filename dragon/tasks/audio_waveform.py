@@ -1,12 +1,5 @@
 """audio.waveform: a waveform image (min/max per pixel column) of an audio file.
 
-One process-pool worker does everything: it runs ffmpeg (input seek to ``start``, ``-t``
-for ``end``, mono 16-bit PCM at the source rate on a pipe), reduces the samples per column as they
-arrive, draws and saves the image (``dragon.media.waveform``). Chosen over reading the
-pipe on the event loop and reducing in a thread: both cost the same under
-scripts/bench_waveform.py (the decode dominates), and the worker keeps every sample off
-the event loop and the GIL of the server process. Memory is flat in the audio's length.
-
 ``duration`` is the duration of the audio file (from the probe; the decoded length when
 the container does not say), not of the ``start``/``end`` range drawn.
 """
@@ -20,6 +13,7 @@ from marshmallow import fields, validate
 from dragon import errors
 from dragon.media import probe, waveform
 from dragon.media.pcm import pcm_argv, run_in_pool
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Color, Size, TaskSchema, Url
 
 TASK_NAME = "audio.waveform"
@@ -52,7 +46,16 @@ def check_params(p: dict, max_pixels: int) -> None:
         raise errors.ParameterError.one("end", "must be after start")
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
+    """One process-pool worker does everything.
+
+    It runs ffmpeg (input seek to ``start``, ``-t`` for ``end``, mono 16-bit PCM at the
+    source rate on a pipe), reduces the samples per column as they arrive, draws and saves
+    the image (``dragon.media.waveform``). Chosen over reading the pipe on the event loop and
+    reducing in a thread: both cost the same under scripts/bench_waveform.py (the decode
+    dominates), and the worker keeps every sample off the event loop and the GIL of the
+    server process. Memory is flat in the audio's length.
+    """
     p = ctx.params
     check_params(p, ctx.settings.max_pixels)
     info = await probe.fetch_source(ctx, p["url"], "audio")

@@ -1,9 +1,7 @@
 """html.scrape: list the images and videos a web page offers, and its title.
 
-The page is fetched through the guarded fetcher with a 5 MB cap (a page larger than that
-is not a page people scrape for media) and parsed in the process pool by
-``dragon.media.html_hits``: lexbor parses 5 MB in tens of milliseconds, which the event
-loop should not spend. URLs are resolved against the final URL, after redirects.
+Pages up to 5 MB are read (a page larger than that is not a page people scrape for
+media). URLs are resolved against the page's final URL, after redirects.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ from pathlib import Path
 
 from dragon import errors
 from dragon.media import html_hits
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema, Url
 
 TASK_NAME = "html.scrape"
@@ -28,7 +27,11 @@ def scrape_file(path: str, page_url: str, charset: str | None, mime: str | None)
     return html_hits.scrape(Path(path).read_bytes(), page_url, charset, mime)
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
+    """The page comes through the guarded fetcher and is parsed in the process pool by
+    ``dragon.media.html_hits``: lexbor parses 5 MB in tens of milliseconds, which the event
+    loop should not spend.
+    """
     url = ctx.params["url"]
     download = await ctx.fetch(url, max_bytes=MAX_PAGE_BYTES)
     ctx.progress(50)

@@ -1,12 +1,11 @@
 """image.gif: an animated GIF with one frame per image.
 
-Pillow only, never ImageMagick (see ``dragon.media.image``, which also explains the shared
-palette, dithering and frame optimisation). Sources are fetched concurrently (bounded);
-one that fails ends the task with an error naming its URL. The GIF has the first image's
-size unless ``width``/``height`` say otherwise (one alone keeps its aspect); every frame
-is fitted into it, letterboxed on black. ``frame_duration`` is rounded to 1/100 s, the
-GIF's unit. ``loop``: 0 forever, -1 play once (no loop extension), n: n loops.
-Identical consecutive images become one frame showing for their total duration.
+Sources are fetched concurrently; one that fails ends the task with an error naming its
+URL. The GIF has the first image's size unless ``width``/``height`` say otherwise (one
+alone keeps its aspect); every frame is fitted into it, letterboxed on black.
+``frame_duration`` is rounded to 1/100 s, the GIF's unit. ``loop``: 0 forever, -1 play
+once (no loop extension), n: n loops. Identical consecutive images become one frame
+showing for their total duration.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from marshmallow import fields, validate
 
 from dragon import errors
 from dragon.media import image
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Size, TaskSchema, Url
 
 TASK_NAME = "image.gif"
@@ -33,7 +33,11 @@ class Schema(TaskSchema):
     height = Size(load_default=None, allow_none=True)
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
+    """Pillow only, never ImageMagick (see ``dragon.media.image``, which also explains the
+    shared palette, dithering and frame optimisation); sources are fetched a bounded number
+    at a time.
+    """
     p = ctx.params
     max_pixels = ctx.settings.max_pixels
     if p["width"] and p["height"] and p["width"] * p["height"] * len(p["images"]) > max_pixels:
@@ -47,4 +51,4 @@ async def run(ctx) -> dict:
         image.gif, sources, str(dest), p["width"], p["height"], p["loop"],
         p["frame_duration"], max_pixels))
     await ctx.output("output", dest, "image/gif")
-    return made  # width, height and count: beyond the seed, which lists only the file
+    return made  # width, height and count: beyond the original API, which lists only the file

@@ -1,6 +1,5 @@
 """image.info: format, size, transparency and camera EXIF of an image, without decoding it.
 
-Pillow only (no ImageMagick): see ``dragon.media.image`` for how sources are checked.
 ``width``/``height`` are the stored pixels; ``rotation`` is the clockwise turn that shows
 the image as shot (null when the EXIF orientation needs a flip or is absent). Every
 EXIF-derived value is null when the file lacks it.
@@ -9,6 +8,7 @@ EXIF-derived value is null when the file lacks it.
 from __future__ import annotations
 
 from dragon.media import image
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema, Url
 
 TASK_NAME = "image.info"
@@ -19,7 +19,8 @@ class Schema(TaskSchema):
     url = Url(required=True)
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
+    """Pillow only (no ImageMagick): see ``dragon.media.image`` for how sources are checked."""
     download = await ctx.fetch(ctx.params["url"])
     source = image.Source(str(download.path), ctx.params["url"], download.mime)
     # Header parsing only: a thread is enough and keeps the heavy process pool free.

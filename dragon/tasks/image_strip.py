@@ -1,7 +1,6 @@
 """image.strip: images side by side in equal cells, ``wrap`` cells per row.
 
-Pillow only, never ImageMagick (see ``dragon.media.image``). Sources are fetched
-concurrently (a bounded number at a time); one that fails ends the task with an error
+Sources are fetched concurrently; one that fails ends the task with an error
 naming its URL. Without ``crop`` each image fits its cell, letterboxed on black (on
 transparency in PNG); with it, each fills its cell, centre-cropped. One missing cell side
 follows the first image's aspect; with neither, a cell is the first image fitted into
@@ -16,6 +15,7 @@ from marshmallow import fields, validate
 
 from dragon import errors
 from dragon.media import geometry, image
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 
 TASK_NAME = "image.strip"
@@ -33,7 +33,10 @@ class Schema(TaskSchema):
     format = Choice(["jpeg", "png"], load_default="jpeg")
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
+    """Pillow only, never ImageMagick (see ``dragon.media.image``); sources are fetched a
+    bounded number at a time.
+    """
     p = ctx.params
     max_pixels = ctx.settings.max_pixels
     if p["width"] and p["height"]:

@@ -1,14 +1,14 @@
 """image.thumb: a resized, optionally cropped, rotated or badged copy of an image.
 
-Pillow only, never ImageMagick (see ``dragon.media.image``). The image is first made
+The image is first made
 upright from its EXIF orientation, then turned ``rotation`` degrees counter-clockwise;
 ``width``/``height`` describe that final image (one alone keeps the aspect ratio, neither
 keeps the size). ``crop`` fills the box and centre-crops, otherwise the image fits inside
 it. ``poster`` draws a play badge at the centre. JPEG and GIF outputs are opaque (alpha
 flattened on white).
 
-Beyond the seed: ``format`` also accepts ``webp`` and ``avif`` when this server's Pillow can
-write them (a parameter error otherwise).
+Beyond the original API: ``format`` also accepts ``webp`` and ``avif`` when this server
+can write them (a parameter error otherwise).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from marshmallow import fields, validate
 
 from dragon import errors
 from dragon.media import image
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 
 TASK_NAME = "image.thumb"
@@ -35,7 +36,8 @@ class Schema(TaskSchema):
     format = Choice(list(image.OUTPUTS), load_default="jpeg")
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
+    """Pillow only, never ImageMagick (see ``dragon.media.image``)."""
     p = ctx.params
     max_pixels = ctx.settings.max_pixels
     if not image.can_write(p["format"]):

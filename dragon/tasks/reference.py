@@ -1,7 +1,7 @@
 """A reference of every task, generated from the task modules themselves.
 
 ``docs/tasks.md`` is this module's output (``python -m dragon.tasks.reference > docs/tasks.md``)
-and ``tests/test_docs.py`` fails when it is stale, so the docs follow the schemas. The same
+and ``tests/unit/test_docs.py`` fails when it is stale, so the docs follow the schemas. The same
 field descriptions are what an OpenAPI document would be built from.
 """
 
@@ -20,8 +20,8 @@ COMMON = set(TaskSchema._declared_fields)
 HEADER = """# Tasks
 
 Every task of the Dragon API that this server runs, generated from the task modules by
-`python -m dragon.tasks.reference` (do not edit by hand). The original documentation
-(`seed/dragon-tasks-api.md`, chapter 4) describes the output values; notes below say where
+`python -m dragon.tasks.reference` (do not edit by hand). The Dragon API's original
+documentation describes the output values; notes below say where
 dragon adds to it or had to decide something it left open.
 
 Every task also accepts `url_callback`, `url_errback`, `task_store` and `task_metas`

@@ -1,7 +1,7 @@
 """The marshmallow base every task schema extends, and the field types tasks share.
 
 Every task accepts ``url_callback``, ``url_errback``, ``task_store`` and ``task_metas``
-(COMPAT.md: clients send ``task_metas`` on every task). Unknown keys are ignored, as the
+(old clients send ``task_metas`` on every task, docs/compat.md). Unknown keys are ignored, as the
 original service did, so clients that send extra fields keep working.
 """
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from dragon.media import ffmpeg, probe
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 from dragon.tasks.video_info import info_values
 
@@ -76,7 +77,7 @@ def build_argv(info: probe.MediaInfo, params: dict, out, settings) -> tuple[list
     return ffmpeg.ffmpeg_argv(*args), content_type
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
     info = await probe.fetch_source(ctx, ctx.params["url"], "video")
     ext = AUDIO[ctx.params["audio_codec"]][2]
     out = ctx.tmpdir / f"output.{ext}"

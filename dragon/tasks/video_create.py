@@ -1,4 +1,4 @@
-"""video.create: render an SXML definition with ffmpeg (seed 4.11; see dragon/sxml/).
+"""video.create: render an SXML definition with ffmpeg (see dragon/sxml/).
 
 docs/sxml.md describes the SXML accepted: the elements, the director widget dialect, what
 is approximated, and our extension, cuts on the beat (``<sequence sync="beats">``).
@@ -6,7 +6,7 @@ is approximated, and our extension, cuts on the beat (``<sequence sync="beats">`
 A definition of up to ``EAGER_PARSE_CHARS`` is parsed and checked here, in the schema, so
 a hostile or broken one (a DTD, billion laughs, depth 10,000, an unknown element, a
 ``file:`` URL) ends the task at once with ``{"parameters": {"definition": [...]}}`` before
-anything is downloaded (RELIABILITY.md 8 case 12). Longer ones (up to 512 KiB) are parsed
+anything is downloaded. Longer ones (up to 512 KiB) are parsed
 when the task starts, in a thread, with the same error shape: parsing runs at about 7 MB/s
 and must not hold up the event loop that serves every other request.
 

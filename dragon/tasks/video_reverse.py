@@ -1,30 +1,6 @@
 """video.reverse: the video played backwards, sound included, in flat memory.
 
-ffmpeg's ``reverse``/``areverse`` filters hold the whole clip in memory (about 92 MB per
-second of 1080p30, PERFORMANCE.md 4.3). So the video is reversed in *parts* of ``k``
-frames, as many decoded output frames as fit in ``SEGMENT_BYTES`` (at most
-``MAX_PART_SECONDS``), and the reversed parts are joined last-first.
-
-Without paying for it twice: cutting the source into separately seeked segments decodes,
-for every segment, the frames between the previous keyframe and the cut (on a source
-with a keyframe every 8 s that cost 20 % more CPU than a single pass). Instead one
-ffmpeg process per *chunk* (``CHUNK_SECONDS``, a whole number of parts) decodes its
-frames once: ``split`` sends every frame to one ``trim`` per part, each part is reversed,
-``concat`` plays the reversed parts in source order into a single H.264 encoder with a
-keyframe forced at each part's first frame, and the ``segment`` muxer writes each part to
-its own file. Only the part being filled is held: the others' trims drop the frame.
-Short videos are one chunk, so one decode and one encoder, as in a single pass.
-
-The sound of a chunk goes through its own small process (``asplit``/``atrim``/
-``areverse``, one WAV per part, cut at the video parts' times): in the video process it
-would make ffmpeg read ahead for the later parts and hold their frames. Chunks are cut
-half a frame before a frame's timestamp (input ``-ss``/``-t``), so rounding cannot move
-a frame across a cut; parts are cut by frame number, so each frame appears once.
-
-One last process joins the parts with the concat demuxer, reading lists we wrote that
-name only our own part files (plain relative names, so the demuxer's ``safe`` mode stays
-on), copying the video and encoding the joined sound to AAC once (AAC per part would add
-encoder priming at every join).
+Memory does not grow with the video's length, so long videos reverse too.
 
 ``video_bitrate`` caps the constant-quality (``crf``) encode; when omitted the cap is the
 source's bitrate, as the API describes. The result is the video.info of the output.
@@ -40,12 +16,40 @@ from marshmallow import fields, validate
 
 from dragon import errors
 from dragon.media import ffmpeg, probe
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 from dragon.tasks.video_info import info_values
 
 TASK_NAME = "video.reverse"
 HEAVY = True
 
+# How the video is reversed in flat memory.
+#
+# ffmpeg's ``reverse``/``areverse`` filters hold the whole clip in memory (about 92 MB per
+# second of 1080p30: 1920 x 1080 x 1.5 bytes x 30 frames). So the video is reversed in
+# *parts* of ``k`` frames, as many decoded output frames as fit in ``SEGMENT_BYTES`` (at
+# most ``MAX_PART_SECONDS``), and the reversed parts are joined last-first.
+#
+# Without paying for it twice: cutting the source into separately seeked segments decodes,
+# for every segment, the frames between the previous keyframe and the cut (on a source
+# with a keyframe every 8 s that cost 20 % more CPU than a single pass). Instead one
+# ffmpeg process per *chunk* (``CHUNK_SECONDS``, a whole number of parts) decodes its
+# frames once: ``split`` sends every frame to one ``trim`` per part, each part is reversed,
+# ``concat`` plays the reversed parts in source order into a single H.264 encoder with a
+# keyframe forced at each part's first frame, and the ``segment`` muxer writes each part to
+# its own file. Only the part being filled is held: the others' trims drop the frame.
+# Short videos are one chunk, so one decode and one encoder, as in a single pass.
+#
+# The sound of a chunk goes through its own small process (``asplit``/``atrim``/
+# ``areverse``, one WAV per part, cut at the video parts' times): in the video process it
+# would make ffmpeg read ahead for the later parts and hold their frames. Chunks are cut
+# half a frame before a frame's timestamp (input ``-ss``/``-t``), so rounding cannot move
+# a frame across a cut; parts are cut by frame number, so each frame appears once.
+#
+# One last process joins the parts with the concat demuxer, reading lists we wrote that
+# name only our own part files (plain relative names, so the demuxer's ``safe`` mode stays
+# on), copying the video and encoding the joined sound to AAC once (AAC per part would add
+# encoder priming at every join).
 SEGMENT_BYTES = 400 * 1024**2
 MAX_PART_SECONDS = 10.0
 MIN_FPS = 1.0
@@ -188,7 +192,7 @@ def reversed_parts(folder: Path, chunks: list[Chunk], ext: str, header: int = 0)
     return [n for n in names if (folder / n).exists() and (folder / n).stat().st_size > header]
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
     p = ctx.params
     info = await probe.fetch_source(ctx, p["url"], "video")
     if not info.duration:

@@ -1,16 +1,8 @@
 """video.strip: ``count`` frames taken at equal intervals, tiled into one image.
 
-Speed (PERFORMANCE.md 4.2, goal 6): one ffmpeg process seeks each frame with its own
-input (``-ss t -i file`` per frame) and a filtergraph scales every frame into its cell
-and stacks them, so nothing between the frames is decoded and ffmpeg starts once per
-ten frames, not once per frame. Memory grows with the inputs open at once (one decoder
-each), so frames are taken ten at a time; Pillow lays the rows out and encodes.
-
-Accuracy: when the frames are at least ``KEYFRAME_STEP`` seconds apart, each input
-decodes only the keyframe at or before its time (``-skip_frame nokey``, as in
-``../shared/bench/strip_multi_key.sh``): a frame within one GOP of the requested time,
-3-8x faster. Closer frames are seeked exactly (decoding from the previous keyframe), so
-short videos do not show the same keyframe in every cell.
+Frames at least 10 seconds apart are the keyframe at or before each time (within one
+keyframe interval of it, several times faster); closer frames are exact, so short videos
+do not show the same keyframe in every cell.
 
 Cells: ``width``/``height`` give the cell; one alone keeps the aspect. By default a cell is
 the video fitted into 160x120 (160x90 for 16:9), never enlarged. Without ``crop`` frames
@@ -24,11 +16,22 @@ from PIL import Image
 
 from dragon import errors
 from dragon.media import ffmpeg, geometry, probe
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 
 TASK_NAME = "video.strip"
 HEAVY = True
 
+# Speed: one ffmpeg process seeks each frame with its own input (``-ss t -i file`` per
+# frame) and a filtergraph scales every frame into its cell and stacks them, so nothing
+# between the frames is decoded and ffmpeg starts once per ``BATCH`` frames, not once per
+# frame. Memory grows with the inputs open at once (one decoder each), hence the batches;
+# Pillow lays the rows out and encodes.
+#
+# Accuracy: when the frames are at least ``KEYFRAME_STEP`` seconds apart, each input
+# decodes only the keyframe at or before its time (``-skip_frame nokey``): a frame within
+# one GOP of the requested time, 3-8x faster. Closer frames are seeked exactly (decoding
+# from the previous keyframe), so short videos do not show the same keyframe in every cell.
 DEFAULT_CELL = (160, 120)
 BATCH = 10
 KEYFRAME_STEP = 10.0
@@ -88,7 +91,7 @@ def batch_argv(info: probe.MediaInfo, times: list[float], cell: tuple[int, int],
     )
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
     p = ctx.params
     fmt, ext, content_type = ffmpeg.FRAME_FORMATS[p["format"]]
     info = await probe.fetch_source(ctx, p["url"], "video")

@@ -1,19 +1,10 @@
 """video.thumb: one frame of a video at ``time``, as a JPEG or PNG thumbnail.
 
-Speed (PERFORMANCE.md 4.1, goal 5): the frame is found by *input* seeking (``-ss``
-before ``-i``: jump to the keyframe before ``time``, decode only from there), and the
-extraction starts at the same time as the probe instead of after it, which hides
-ffprobe's ~65 ms behind ffmpeg's own start-up. That is safe because by then the source
-has passed the sniffer (so the forced demuxer is known), the decoder refuses frames above
-``max_pixels`` by itself (``-max_pixels``), and only one frame is decoded; if the probe
-then refuses the source, the extraction is killed and its frame never used.
-
-A ``time`` past the last frame gives the last frame: the probe's duration minus one
+A ``time`` past the last frame gives the last frame: the video's duration minus one
 frame, or, when the video stream ends before the file does, the last frame decoded in
-the final seconds. The frame leaves ffmpeg as an uncompressed PPM (upright: ffmpeg
-applies the rotation); Pillow then scales and crops it with ``dragon.media.geometry`` (the
-same sizes as image.thumb), draws the ``poster`` play icon and encodes it, so ``quality``
-is the usual JPEG quality. Alpha is not kept.
+the final seconds. The frame is upright (the video's rotation applied), sized and cropped
+exactly as image.thumb would size the same picture, with the ``poster`` play icon when
+asked; ``quality`` is the usual JPEG quality. Alpha is not kept.
 """
 
 from __future__ import annotations
@@ -27,6 +18,7 @@ from PIL import Image
 from dragon import errors
 from dragon.media import ffmpeg, geometry, probe
 from dragon.media.image import play_badge
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 
 TASK_NAME = "video.thumb"
@@ -87,7 +79,19 @@ async def discard(task: asyncio.Future) -> None:
         pass
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
+    """Speed: the frame is found by *input* seeking (``-ss`` before ``-i``: jump to the
+    keyframe before ``time``, decode only from there), and the extraction starts at the
+    same time as the probe instead of after it, which hides ffprobe's ~65 ms behind
+    ffmpeg's own start-up. That is safe because by then the source
+    has passed the sniffer (so the forced demuxer is known), the decoder refuses frames above
+    ``max_pixels`` by itself (``-max_pixels``), and only one frame is decoded; if the probe
+    then refuses the source, the extraction is killed and its frame never used.
+
+    The frame leaves ffmpeg as an uncompressed PPM (upright: ffmpeg applies the rotation);
+    Pillow then scales and crops it with ``dragon.media.geometry`` (the same sizes as
+    image.thumb), draws the ``poster`` play icon and encodes it.
+    """
     p = ctx.params
     fmt, ext, content_type = ffmpeg.FRAME_FORMATS[p["format"]]
     download = await ctx.fetch(p["url"])

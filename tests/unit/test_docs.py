@@ -1,5 +1,7 @@
-"""The docs keep up with the code: every setting is documented, the README's commands exist."""
+"""The docs keep up with the code: every setting is documented, the README's commands exist,
+and the code cites only documents that ship with it."""
 
+import re
 from pathlib import Path
 
 from dragon.config import SETTINGS, render_docs
@@ -24,3 +26,53 @@ def test_task_reference_is_current():
     text = (ROOT / "docs" / "tasks.md").read_text()
     assert text == render(), "regenerate: python -m dragon.tasks.reference > docs/tasks.md"
     assert all(f"## `{name}`" in text for name in load_tasks())
+
+
+# Notes that lived beside the project but not in it: a reader who clones the repository
+# cannot open them, so code and tests cite docs/ (or say the reason) instead.
+OUTSIDE_DOCUMENTS = re.compile(
+    r"\b(?:SXML|COMPAT|PERFORMANCE|RELIABILITY|DESIGN|STYLE)\.md\b|\bRELIABILITY\b"
+    r"|\bseed chapter\b|(?<![-\w])seed \d|\bthe seed\b|\bseed/|\bshared/"
+    r"|dragon-tasks-api\.md|dragon-v1-api\.rst"
+)
+SOURCE_SUFFIXES = {".py", ".js", ".css", ".html", ".sh", ".md", ".txt", ".toml", ".cfg"}
+
+
+def outside_citations(roots=("dragon", "tests", "scripts")) -> list[str]:
+    found = []
+    for root in roots:
+        for path in sorted((ROOT / root).rglob("*")):
+            if path.suffix not in SOURCE_SUFFIXES or path == Path(__file__).resolve():
+                continue
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if OUTSIDE_DOCUMENTS.search(line):
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    return found
+
+
+def test_code_cites_no_document_outside_the_repository():
+    found = outside_citations()
+    assert not found, "cite docs/*.md or say why in our own words:\n" + "\n".join(found)
+
+
+def test_outside_citations_are_recognised():
+    cited = [
+        "(COMPAT.md 5.2)",
+        "RELIABILITY §1",
+        "seed chapter 3",
+        "(seed 1.7)",
+        "the seed's shape",
+        "../shared/bench/x.sh",
+        "seed/dragon-tasks-api.md",
+        "SXML.md 6.2",
+    ]
+    ours = [
+        "docs/compat.md",
+        "def f(seed):",
+        "--seed 0",
+        "seeded from (seed, i)",
+        "shared_downloads",
+        "dragon/sxml/",
+    ]
+    assert all(OUTSIDE_DOCUMENTS.search(text) for text in cited)
+    assert not any(OUTSIDE_DOCUMENTS.search(text) for text in ours)
