@@ -3,7 +3,8 @@
 # make test:    the whole suite with branch coverage (fails below COVERAGE_FLOOR).
 # make test-fast: the unit tests alone.
 # make lint:    ruff, ruff format, mypy and the import layers (.importlinter).
-# make bench:   the benchmarks in scripts/ (BENCH="api thumb" for some of them).
+# make bench:   the benchmarks in scripts/ (BENCH="api thumb" for some of them); installs
+#               their extras (redis-server, wrk, libvips, the bench extra).
 
 PYTHON ?= python3
 VENV := .venv
@@ -63,6 +64,9 @@ format: install
 
 bench: install
 	ldconfig -p | grep -q libvips.so.42 || $(SUDO) apt-get install -y -qq libvips42 || true
+	{ command -v redis-server && command -v wrk; } >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+		redis-server wrk; }
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python scripts/bench.py $(BENCH)
 
