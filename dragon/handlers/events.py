@@ -20,6 +20,7 @@ from dragon.handlers.request import truthy
 from dragon.handlers.state import state
 
 HEARTBEAT_SECONDS = 15.0
+MAX_CURSOR = 2**63 - 1
 
 
 def cursor(request: web.Request, sse: bool) -> int | None:
@@ -32,7 +33,7 @@ def cursor(request: web.Request, sse: bool) -> int | None:
         value = int(raw)
     except ValueError:
         value = -1
-    if value < 0:
+    if not 0 <= value <= MAX_CURSOR:  # cursors are 64-bit in both databases
         raise RequestError(
             "after", f"after must be a cursor (an integer >= 0), not {raw[:40]!r}", "querystring"
         )

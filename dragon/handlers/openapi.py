@@ -748,7 +748,7 @@ def _events_paths(spec: APISpec) -> None:
                 "parameters": [
                     _query(
                         "after",
-                        {"type": "integer", "minimum": 0},
+                        {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
                         "the cursor to resume from (or the Last-Event-ID header, for SSE)",
                     ),
                     _query("follow", BOOLEAN, "keep the response open for new changes"),

@@ -94,3 +94,10 @@ def test_schemathesis_finds_nothing_against_a_live_server(make_server, tmp_path)
     paths = server.request("GET", "/openapi.json").json()["paths"]
     assert tested and int(tested.group(1)) == sum(map(len, paths.values())) - 1, run.stdout
     assert not re.search(r'HTTP/1\.1" 5\d\d ', server.log())
+
+
+def test_what_schemathesis_found_stays_fixed(dragon_server):
+    # An event cursor past 64 bits reached the database and failed mid-stream (HTTP 500).
+    r = dragon_server.request("GET", f"/v2/events?after={2**63}")
+    assert r.status == 400 and r.json()["errors"][0]["name"] == "after"
+    assert dragon_server.request("GET", f"/v2/events?after={2**63 - 1}").status == 200
