@@ -39,23 +39,31 @@ def music(body: Node) -> Node | None:
     return next((n for n in body.walk() if n.tag == "audio" and n.end > n.begin), None)
 
 
+def heard_until(track: Node) -> float:
+    """How far into its file ``track`` can be heard (past one loop for a looped track)."""
+    skip = track.number("skip", 0.0) or 0.0
+    speed = track.number("speed", 1.0) or 1.0
+    until = skip + (track.end - track.begin) * speed
+    if track.bound:  # it lasts as long as the movie, which snapping may lengthen
+        until += SLACK * speed
+    return until
+
+
 def movie_times(track: Node, times: list[float], length: float | None) -> list[float]:
     """Beat times of ``track``'s file as movie times while the track plays."""
     skip = track.number("skip", 0.0) or 0.0
     speed = track.number("speed", 1.0) or 1.0
-    heard_until = skip + (track.end - track.begin) * speed
-    if track.bound:  # it lasts as long as the movie, which snapping may lengthen
-        heard_until += SLACK * speed
+    until = heard_until(track)
     looped = track.flag("loop", False) and length
     out = []
     offset = 0.0
     while True:
         for t in times:
             at = t + offset
-            if skip <= at <= heard_until:
+            if skip <= at <= until:
                 out.append(track.begin + (at - skip) / speed)
         offset += length or 0.0
-        if not looped or offset + skip > heard_until or not times:
+        if not looped or offset + skip > until or not times:
             break
     return sorted(out)
 

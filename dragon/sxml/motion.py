@@ -55,10 +55,6 @@ class Tracks:
     sy: list[list[Ramp]] = dataclasses.field(default_factory=list)
 
     @property
-    def moves(self) -> bool:
-        return bool(self.dx or self.dy)
-
-    @property
     def scales(self) -> bool:
         return bool(self.sx or self.sy)
 

@@ -292,9 +292,8 @@ class Picture:
                                (self.g.width, self.g.height), self.g.frame, float(self.g.rate))
         steps = []
         if tracks.turn:
-            steps.append(f"rotate=a='{motion.turn_expr(tracks, first, self.frame_of_t)}'"
-                         f":c=black@0"
-                         f":ow='hypot(iw,ih)':oh=ow")
+            angle = motion.turn_expr(tracks, first, self.frame_of_t)
+            steps.append(f"rotate=a='{angle}':c=black@0:ow='hypot(iw,ih)':oh=ow")
         if tracks.scales:
             sx = motion.scale_expr(tracks.sx, first, self.frame_of_t)
             sy = motion.scale_expr(tracks.sy, first, self.frame_of_t)

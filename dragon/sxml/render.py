@@ -147,7 +147,11 @@ async def sync_to_beats(ctx, body: Node, media: dict, retime, warn) -> None:
         warn('sync="beats" needs music (an <audio> element): the cuts are not moved')
         return
     info = media[track.attrs["filename"]]
-    found = await run_in_pool(ctx, beats.analyse, pcm_argv(probe.input_args(info), beats.SR))
+    # Only as much of the file as can be heard: a 5-minute song under a 30 s movie is
+    # decoded for 30 s and the slack snapping may add.
+    limit = None if track.flag("loop", False) else beatsync.heard_until(track)
+    argv = pcm_argv(probe.input_args(info), beats.SR, duration=limit)
+    found = await run_in_pool(ctx, beats.analyse, argv)
     for sequence in beatsync.synced(body):  # parents first: each sees its parent's cuts
         times = found["downbeats" if sequence.attrs["sync"] == "downbeats" else "beats"]
         note = beatsync.snap(sequence, beatsync.movie_times(track, times, info.duration))
