@@ -103,6 +103,28 @@ def test_create_form_preview_filters_and_diagnostics(server, page, origin, tmp_p
     assert "must be a JSON object" in page.inner_text("#create-error")
 
 
+def test_a_video_result_gets_a_playable_preview(server, page, origin, tmp_path):
+    from tests.support.media import video
+
+    origin.add(
+        "dash/clip.mp4", video(tmp_path / "clip.mp4", duration=1.0).read_bytes(), "video/mp4"
+    )
+    page.goto(f"{server.url}/dashboard#secret={server.secret}")
+    page.wait_for_selector("#connection[data-state=live]", timeout=15_000)
+    [done] = server.create(
+        [{"task_name": "video.convert", "url": origin.url + "/dash/clip.mp4", "width": 160}]
+    )
+    assert done["status"] == "success", done
+    preview = page.wait_for_selector(f'tr[data-key="{done["key"]}"] video.preview', timeout=15_000)
+    # The browser read the stored MP4's metadata: a real, playable preview.
+    page.wait_for_function(
+        "v => v.readyState >= 1 && v.videoWidth === 160", arg=preview, timeout=15_000
+    )
+    links = page.locator(f'tr[data-key="{done["key"]}"] .result a')
+    assert links.count() == 1  # "output"; "video/mp4" and the other values are plain text
+    page.screenshot(path=str(tmp_path / "video.png"), full_page=True)
+
+
 def test_a_wrong_secret_is_refused(server, page):
     page.goto(f"{server.url}/dashboard#secret=WRONG")
     page.wait_for_selector("#sign-in-error:not([hidden])", timeout=10_000)

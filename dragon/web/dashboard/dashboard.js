@@ -185,9 +185,10 @@
   }
 
   function safeUrl(value) {
-    if (typeof value !== "string") return null;
+    // Absolute http(s) URLs only: a value such as "video/mp4" is not a link.
+    if (typeof value !== "string" || !/^https?:\/\//i.test(value)) return null;
     try {
-      const url = new URL(value, location.href);
+      const url = new URL(value);
       return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
     } catch (e) { return null; }
   }
@@ -294,9 +295,9 @@
     let shown = 0;
     let previous = null;
     for (const [key, task] of recent) {
-      const running = task.doc.status === "executing" || task.doc.status === "queued";
-      const signature = JSON.stringify([task.doc, task.queue, task.diagnostics, task.name,
-        running ? Math.floor(Date.now() / 1000) : 0]);
+      // A row is rebuilt only when its task changed (a playing preview keeps playing);
+      // the clock-driven cells are refreshed in place.
+      const signature = JSON.stringify([task.doc, task.diagnostics, task.name]);
       let row = rows.get(key);
       if (!row || row.signature !== signature) {
         const tr = buildRow(key, task);
@@ -304,6 +305,8 @@
         row = { tr, signature };
         rows.set(key, row);
       }
+      row.tr.querySelector(".duration").textContent = durationCell(task.doc);
+      row.tr.querySelector(".queue").textContent = queueCell(task);
       // Newest first: place each row right after the previous one.
       const anchor = previous ? previous.nextSibling : body.firstChild;
       if (row.tr !== anchor) body.insertBefore(row.tr, anchor);
