@@ -3,7 +3,10 @@
 1. Parse and check the definition (``parse.py``); its warnings go to the result.
 2. Download every media URL once (``ctx.fetch``, a few at a time) and probe videos and
    audio (``dragon.media.probe``: sniffed type, forced demuxer, metadata limits).
-3. Resolve the timing (``timing.py``) with the probed lengths; too long is refused.
+3. Resolve the timing (``timing.py``) with the probed lengths; too long is refused. With
+   ``sync="beats"`` the music's beats are tracked (while the export's pictures are drawn)
+   and the synced cuts snapped to them (``beatsync.py``); then ducked stretches are
+   measured (``ducking.py``).
 4. For each rendering (the preview, then the export): draw stills and texts with Pillow
    (``assets.py``), build one filtergraph (``picture.py`` + ``sound.py``) written to a
    ``-filter_complex_script`` file, and run one ffmpeg that encodes the profile.
@@ -16,6 +19,7 @@ The preview is the same graph built at a height of at most 240 lines with x264's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from dragon import errors
@@ -40,8 +44,10 @@ THUMBNAIL_QUALITY = "3"  # ffmpeg's JPEG qscale: 2 (best) to 31
 class Movie:
     """A checked, downloaded and timed definition, ready to be rendered at any size."""
 
-    def __init__(self, definition: Definition, downloads: dict, media: dict) -> None:
+    def __init__(self, definition: Definition, downloads: dict, media: dict,
+                 retime: Callable[[], None]) -> None:
         self.body = definition.body
+        self.retime = retime  # times the body again (after beat sync)
         self.downloads = downloads
         self.media = media
         self.ducked: list[ducking.Span] = []  # filled by ducking.plan
@@ -65,6 +71,13 @@ async def create(ctx) -> dict:
             ctx.warn(message)
 
     movie = await load(ctx, p["definition"], warn)
+    drawn: dict = {}
+    if beatsync.synced(movie.body):
+        # Pictures and texts do not depend on when they play: the export's are drawn while
+        # the beats are tracked (render draws any that snapping made visible).
+        jobs = plan_assets(ctx, movie, profile, "export")
+        _, drawn = await gather([sync_to_beats(ctx, movie.body, movie.media, movie.retime, warn),
+                                 assets.draw(ctx, jobs)], limit=2)
     movie.ducked = await ducking.plan(ctx, movie.body, movie.media)
     duration = movie.duration
     if duration * profile.rate < 1:
@@ -80,7 +93,8 @@ async def create(ctx) -> dict:
     at = min(max(0.0, p["thumbnail_time"]), duration)
     export = ctx.tmpdir / "export.mp4" if p["export"] else None
     await render(ctx, movie, profile, "export", warn, video=export, thumbnail=(thumbnail, at),
-                 preset=ffmpeg.x264_preset(ctx.settings), crf=CRF, progress=export is not None)
+                 preset=ffmpeg.x264_preset(ctx.settings), crf=CRF, progress=export is not None,
+                 drawn=drawn)
     if export is not None:
         await check_length(ctx, export, duration, profile.rate)
         await ctx.output("export", export, "video/mp4")
@@ -134,9 +148,7 @@ async def load(ctx, text: str, warn) -> Movie:
             raise errors.ParameterError({"definition": [e.message]}) from None
 
     retime()
-    if beatsync.synced(definition.body):
-        await sync_to_beats(ctx, definition.body, media, retime, warn)
-    return Movie(definition, downloads, media)
+    return Movie(definition, downloads, media, retime)
 
 
 async def sync_to_beats(ctx, body: Node, media: dict, retime, warn) -> None:
@@ -200,7 +212,8 @@ def _located(node: Node, error: errors.TaskError) -> errors.TaskError:
 
 async def render(ctx, movie: Movie, profile: profiles.Profile, name: str, warn, *,
                  video: Path | None, thumbnail: tuple[Path, float] | None = None,
-                 preset: str, crf: int, progress: bool = False) -> None:
+                 preset: str, crf: int, progress: bool = False,
+                 drawn: dict | None = None) -> None:
     """Render ``movie`` at ``profile`` into the MP4 ``video`` and/or one JPEG frame.
 
     One ffmpeg run makes the whole movie unless ``segments.windows`` cuts it to bound
@@ -208,11 +221,9 @@ async def render(ctx, movie: Movie, profile: profiles.Profile, name: str, warn, 
     soundtrack. The thumbnail comes out of the run that renders its frame (``split`` +
     ``trim``), so it costs no second decode; without ``video`` only that window runs.
     """
-    jobs = assets.plan(movie.body, (profile.width, profile.height), movie.downloads,
-                       antialias=ctx.params.get("antialias", 4),
-                       max_pixels=int(ctx.settings.max_pixels),
-                       tmpdir=ctx.tmpdir, tag=name)
-    rasters = await assets.draw(ctx, jobs)
+    jobs = plan_assets(ctx, movie, profile, name)
+    rasters = {uid: r for uid, r in (drawn or {}).items() if uid in jobs}  # drawn earlier
+    rasters |= await assets.draw(ctx, {u: j for u, j in jobs.items() if u not in rasters})
     frames = Graph(profile.width, profile.height, profile.rate)
     total = frames.frame(movie.body.end)
     # A setting to be (dragon.config); the module default until then.
@@ -240,6 +251,12 @@ async def render(ctx, movie: Movie, profile: profiles.Profile, name: str, warn, 
         if progress:
             ctx.progress(99 * window[1] / total)
     await join(ctx, movie, profile, parts, video)
+
+
+def plan_assets(ctx, movie: Movie, profile: profiles.Profile, name: str) -> dict:
+    return assets.plan(movie.body, (profile.width, profile.height), movie.downloads,
+                       antialias=ctx.params.get("antialias", 4),
+                       max_pixels=int(ctx.settings.max_pixels), tmpdir=ctx.tmpdir, tag=name)
 
 
 async def render_window(ctx, movie: Movie, profile: profiles.Profile, rasters: dict, warn,
