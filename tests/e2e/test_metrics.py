@@ -80,6 +80,7 @@ def test_metrics_count_real_tasks_without_secrets(server, origin):
         key = done[0]["key"]
         server.request("GET", f"/v2/status?tasks={key}&secret={server.secret}", auth=False)
         server.request("GET", f"/storage/{key}/nothing-here", auth=False)
+        server.request("GET", f"/no/such/{key}", auth=False)
         time.sleep(0.3)  # the callback's outcome is recorded after the receiver answers
         families = scrape(server)
     finally:
@@ -108,6 +109,7 @@ def test_metrics_count_real_tasks_without_secrets(server, origin):
         s.labels.get("route") for s in families["dragon_http_requests"] if "route" in s.labels
     }
     assert "/storage/{location}" in routes
+    assert value(families, "dragon_http_requests_total", route="other", code="404") >= 1
     assert not any(key in (r or "") for r in routes)
 
     text = server.request("GET", "/metrics", auth=False).body.decode()
