@@ -47,18 +47,23 @@ def xfade(transition: Node) -> tuple[str, str | None]:
         expr = EXPRESSIONS[kind](direction)
         # Variables (st/ld) are shared by xfade's slice threads: one thread then.
         threads = ":threads=1" if "ld(" in expr else ""
-        return (f"transition=custom:expr='{expr}'{threads}",
-                note and f'<transition type="{kind}"> {note}')
+        return (
+            f"transition=custom:expr='{expr}'{threads}",
+            note and f'<transition type="{kind}"> {note}',
+        )
     return "transition=fade", f'<transition type="{kind}"> is drawn as a crossfade'
 
 
 # -- expressions -----------------------------------------------------------------------------
 
+
 def _pixel(side: str, x: str, y: str) -> str:
     """The current plane of ``side`` (``a`` or ``b``) at (x, y)."""
     planes = [f"{side}{i}({x},{y})" for i in range(4)]
-    return (f"if(eq(PLANE,0),{planes[0]},if(eq(PLANE,1),{planes[1]},"
-            f"if(eq(PLANE,2),{planes[2]},{planes[3]})))")
+    return (
+        f"if(eq(PLANE,0),{planes[0]},if(eq(PLANE,1),{planes[1]},"
+        f"if(eq(PLANE,2),{planes[2]},{planes[3]})))"
+    )
 
 
 def _inside(x: str, y: str) -> str:
@@ -67,8 +72,9 @@ def _inside(x: str, y: str) -> str:
 
 def _step(direction: str) -> tuple[str, str]:
     """Offsets of a whole frame's move along ``direction``, scaled by a factor later."""
-    return {"left": ("-W", "0"), "right": ("W", "0"), "up": ("0", "-H"),
-            "down": ("0", "H")}[direction]
+    return {"left": ("-W", "0"), "right": ("W", "0"), "up": ("0", "-H"), "down": ("0", "H")}[
+        direction
+    ]
 
 
 def _over(direction: str) -> str:
@@ -108,8 +114,7 @@ def _cube(direction: str) -> str:
 def _push(dx: str, dy: str) -> str:
     """Both pictures move together by (dx, dy) frames' worth at the end (a slide)."""
     x, y = f"(X-({dx})*(1-P))", f"(Y-({dy})*(1-P))"
-    return (f"if({_inside(x, y)},{_pixel('a', x, y)},"
-            f"{_pixel('b', f'{x}+({dx})', f'{y}+({dy})')})")
+    return f"if({_inside(x, y)},{_pixel('a', x, y)},{_pixel('b', f'{x}+({dx})', f'{y}+({dy})')})"
 
 
 def _dualmove(direction: str) -> str:
@@ -132,19 +137,23 @@ def _strip(direction: str) -> str:
 def _waterdrop(direction: str) -> str:
     """Ripples run out from the centre while the incoming picture spreads from it."""
     ripple = "H/40*sin(PI*P)*sin(ld(0)/(H/24)-(1-P)*20)"
-    return (f"st(0,hypot(X-W/2,Y-H/2));st(1,1+{ripple}/max(ld(0),1));"
-            f"st(2,W/2+(X-W/2)*ld(1));st(3,H/2+(Y-H/2)*ld(1));"
-            f"st(4,clip(((1-P)*1.4-ld(0)/hypot(W/2,H/2))/0.4,0,1));"
-            f"{_pixel('a', 'ld(2)', 'ld(3)')}*(1-ld(4))+{_pixel('b', 'ld(2)', 'ld(3)')}*ld(4)")
+    return (
+        f"st(0,hypot(X-W/2,Y-H/2));st(1,1+{ripple}/max(ld(0),1));"
+        f"st(2,W/2+(X-W/2)*ld(1));st(3,H/2+(Y-H/2)*ld(1));"
+        f"st(4,clip(((1-P)*1.4-ld(0)/hypot(W/2,H/2))/0.4,0,1));"
+        f"{_pixel('a', 'ld(2)', 'ld(3)')}*(1-ld(4))+{_pixel('b', 'ld(2)', 'ld(3)')}*ld(4)"
+    )
 
 
 def _swirl(direction: str) -> str:
     """Both pictures twist around the centre, most at mid-transition, as they crossfade."""
     sign = "-1" if direction in ("right", "down") else "1"
-    return (f"st(0,1-hypot(X-W/2,Y-H/2)/hypot(W/2,H/2));"
-            f"st(1,{sign}*2*PI*sin(PI*P)*ld(0)*ld(0));st(2,cos(ld(1)));st(3,sin(ld(1)));"
-            f"st(4,W/2+(X-W/2)*ld(2)-(Y-H/2)*ld(3));st(5,H/2+(X-W/2)*ld(3)+(Y-H/2)*ld(2));"
-            f"{_pixel('a', 'ld(4)', 'ld(5)')}*P+{_pixel('b', 'ld(4)', 'ld(5)')}*(1-P)")
+    return (
+        f"st(0,1-hypot(X-W/2,Y-H/2)/hypot(W/2,H/2));"
+        f"st(1,{sign}*2*PI*sin(PI*P)*ld(0)*ld(0));st(2,cos(ld(1)));st(3,sin(ld(1)));"
+        f"st(4,W/2+(X-W/2)*ld(2)-(Y-H/2)*ld(3));st(5,H/2+(X-W/2)*ld(3)+(Y-H/2)*ld(2));"
+        f"{_pixel('a', 'ld(4)', 'ld(5)')}*P+{_pixel('b', 'ld(4)', 'ld(5)')}*(1-P)"
+    )
 
 
 def _spiral(direction: str) -> str:
@@ -156,8 +165,14 @@ def _spiral(direction: str) -> str:
 
 
 EXPRESSIONS = {
-    "over": _over, "under": _under, "cube": _cube, "dualmove": _dualmove, "strip": _strip,
-    "waterdrop": _waterdrop, "swirl": _swirl, "spiral": _spiral,
+    "over": _over,
+    "under": _under,
+    "cube": _cube,
+    "dualmove": _dualmove,
+    "strip": _strip,
+    "waterdrop": _waterdrop,
+    "swirl": _swirl,
+    "spiral": _spiral,
 }
 APPROXIMATED = {
     "cube": "is drawn as two flat faces squeezed against each other (no perspective)",
