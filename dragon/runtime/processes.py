@@ -65,11 +65,13 @@ OUT_OF_MEMORY = re.compile(
 def memory_exhausted(argv: list[str], returncode: int | None, stderr: str) -> None:
     """Raise ``TaskError(resource_limit)`` if a failed tool ran out of its memory limit."""
     if returncode and _tool_memory and OUT_OF_MEMORY.search(stderr):
-        raise errors.TaskError(
+        exc = errors.TaskError(
             errors.RESOURCE_LIMIT,
             f"{os.path.basename(argv[0])} needed more than the {_tool_memory // 2**20} MiB of"
             f" memory a tool may use (DRAGON_TOOL_MEMORY_BYTES): {tail_reason(stderr)}",
         )
+        exc.tool = tool_report(argv, returncode, stderr)  # for the task's diagnostics
+        raise exc
 
 
 def guarded(argv: list[str]) -> list[str]:

@@ -78,3 +78,19 @@ def test_invalid_parameters_fail_at_validate(server):
 def test_success_has_no_diagnostics(server):
     [done] = server.create([{"task_name": "hello", "name": "fine"}])
     assert "diagnostics" not in details(server, done["key"])
+
+
+def test_a_tool_past_its_memory_limit_shows_its_run(make_server, origin, tmp_path):
+    server = make_server(env={"DRAGON_TOOL_MEMORY_BYTES": str(1024**3)})
+    clip = video(tmp_path / "tiny.mp4", duration=0.5, size="64x48", rate=10, audio=False)
+    url = origin.add_file("diag/tiny-for-memory.mp4", clip)
+    # 5792x5792 H.264 needs about 1.3 GB in ffmpeg: more than the 1 GiB allowed here.
+    [done] = server.create(
+        [{"task_name": "video.convert", "url": url, "width": 5792, "height": 5792, "crop": True}]
+    )
+    assert done["error_code"] == "resource_limit", done
+    diagnostics = details(server, done["key"])["diagnostics"]
+    assert diagnostics["stage"] == "process"
+    assert diagnostics["tool"]["argv"][0] == "ffmpeg"
+    assert diagnostics["tool"]["exit_code"] not in (0, None)
+    assert diagnostics["tool"]["stderr"]
