@@ -105,7 +105,7 @@ def test_a_full_disk_refuses_creates_keeps_deletes_and_recovers(make_server, sma
         r = server.request("POST", "/v2/create", {"tasks": [{"task_name": "hello", "name": "x"}]})
         assert r.status == 503, r.body
         assert int(r.headers["Retry-After"]) > 0
-        assert "disk" in r.json()["errors"][0]["description"]
+        assert "disk" in r.json()["errors"][0]["description"], r.body
 
         answers: list = []
         waiter = threading.Thread(
@@ -117,8 +117,8 @@ def test_a_full_disk_refuses_creates_keeps_deletes_and_recovers(make_server, sma
         time.sleep(3)  # the victim writes into the full disk, then tries to record its end
 
         # A user can still free space: deleting a stored file works on a full disk.
-        name = stored["result"]["output"].split("/storage/", 1)[1]
-        r = server.request("DELETE", f"/v2/storage/files/{name}")
+        [file] = server.request("GET", f"/v2/storage/files/{stored['key']}/").json()["files"]
+        r = server.request("DELETE", f"/v2/storage/files/{file['name']}")
         assert r.status == 200, r.body
         assert r.json()["freed"] == 2 * MiB
 
