@@ -9,8 +9,8 @@
   const POLL_MS = 2000; // queued/executing tasks: queue position, ETA and finer progress
   const KNOWN_TASKS = ["hello", "image.info", "image.thumb", "image.strip", "image.gif",
     "video.info", "video.thumb", "video.strip", "video.convert", "video.reverse",
-    "video.create", "audio.info", "audio.convert", "audio.waveform", "audio.beats",
-    "html.scrape"];
+    "video.create", "video.upload.youtube", "video.upload.vimeo", "video.upload.fb",
+    "audio.info", "audio.convert", "audio.waveform", "audio.beats", "html.scrape"];
   const IMAGE = /\.(png|jpe?g|gif|webp|bmp)(\?|$)/i;
   const VIDEO = /\.(mp4|webm|m4v|mov|ogv)(\?|$)/i;
 
