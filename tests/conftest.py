@@ -85,7 +85,8 @@ def make_server(tmp_path_factory, backends):
              backend: str | None = None, account: dict | None = None) -> Server:
         env = dict(env or {})
         if (backend or DEFAULT_BACKEND) == "postgres" and "DRAGON_DATABASE_URL" not in env:
-            env = {**backends.env(), **env}
+            # A fixed node name: a restarted server takes its dead self's tasks back at once.
+            env = {**backends.env(), "DRAGON_NODE_NAME": f"node-{len(servers)}", **env}
         server = Server(data_dir or tmp_path_factory.mktemp("dragon"), env, account=account)
         servers.append(server)
         return server.start() if start else server

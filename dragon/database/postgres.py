@@ -13,7 +13,8 @@ Same ``Database`` protocol as SQLite, with its own SQL and migrations. What diff
 - Event ids are taken under a transaction advisory lock, so they commit in id order and a
   feed cursor never skips an event committed late with a lower id.
 - Nodes record heartbeats in ``nodes``; an executing task whose owner stayed silent for
-  ``lease_seconds`` is handed back by ``stale_tasks`` and ``unfinished_tasks``.
+  ``lease_seconds`` (or whose node restarted under the same name) is handed back by
+  ``stale_tasks`` and ``unfinished_tasks``.
 - A callback delivery is claimed (pushed ``CLAIM_SECONDS`` ahead) with ``FOR UPDATE SKIP
   LOCKED`` when a node takes it, so each attempt is sent by one node.
 - A lost connection (database restarting) raises ``Busy``: the API answers 503 and the
@@ -363,6 +364,19 @@ class PostgresDatabase:
         )
 
     @_busy
+    async def join(self, owner: str, name: str) -> None:
+        """This node starts: an earlier process with the same node name is gone (names are
+        unique in a cluster), so its running tasks can be taken back at once."""
+        async with self._transaction() as c:
+            await c.execute("DELETE FROM nodes WHERE name = $1 AND owner <> $2", name, owner)
+            await c.execute(
+                f"INSERT INTO nodes (owner, name, started_at, seen_at) VALUES ($1, $2, {NOW},"
+                f" {NOW}) ON CONFLICT (owner) DO UPDATE SET seen_at = {NOW}",
+                owner,
+                name,
+            )
+
+    @_busy
     async def heartbeat(self, owner: str, name: str) -> None:
         """This node is alive (``owner`` is its boot id, ``name`` its node name)."""
         await self._execute(
@@ -565,10 +579,13 @@ class PostgresDatabase:
         self, key: str, owner: str, now: float, render: Render | None = None
     ) -> Row | None:
         async with self._transaction() as c:
+            # SKIP LOCKED: when another node is claiming the same task, give up at once
+            # instead of waiting for its commit (the row read below then tells who won).
             row = await c.fetchrow(
                 "UPDATE tasks SET status = 'executing', started_at = $1,"
-                " attempts = attempts + 1, owner = $2, progress = 0"
-                f" WHERE key = $3 AND status = 'queued' RETURNING {TASK_COLUMNS}",
+                " attempts = attempts + 1, owner = $2, progress = 0 WHERE key = (SELECT key"
+                " FROM tasks WHERE key = $3 AND status = 'queued' FOR UPDATE SKIP LOCKED)"
+                f" RETURNING {TASK_COLUMNS}",
                 now,
                 owner,
                 key,
@@ -880,11 +897,16 @@ class PostgresDatabase:
     @_busy
     async def due_deliveries(self, now: float, limit: int = 100) -> list[Row]:
         """Due deliveries, claimed for this node: pushed ``CLAIM_SECONDS`` ahead so no
-        other node sends them meanwhile (``record_delivery`` then sets the real next try)."""
+        other node sends them meanwhile (``record_delivery`` then sets the real next try).
+        Taken in turns across accounts, so one account's backlog does not hide another's."""
         async with self._transaction() as c:
             return await c.fetch(
-                "WITH due AS (SELECT id, next_at FROM outbox WHERE state = 'pending'"
-                " AND next_at <= $1 ORDER BY next_at LIMIT $2 FOR UPDATE SKIP LOCKED),"
+                "WITH turns AS (SELECT id, ROW_NUMBER() OVER (PARTITION BY account_id"
+                " ORDER BY next_at) AS turn FROM outbox WHERE state = 'pending'"
+                " AND next_at <= $1),"
+                " due AS (SELECT o.id, o.next_at FROM outbox o JOIN turns t ON t.id = o.id"
+                " WHERE o.state = 'pending' AND o.next_at <= $1"
+                " ORDER BY t.turn, o.next_at LIMIT $2 FOR UPDATE OF o SKIP LOCKED),"
                 " claimed AS (UPDATE outbox o SET next_at = $1 + $3 FROM due"
                 " WHERE o.id = due.id RETURNING o.*, due.next_at AS due_at)"
                 " SELECT claimed.*, a.webhook_secret, CASE WHEN"

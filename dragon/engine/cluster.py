@@ -49,7 +49,7 @@ class Cluster:
 
     async def start(self) -> None:
         """Announce this node (before it claims anything) and start listening."""
-        await self.db.heartbeat(self.scheduler.boot_id, self.name)
+        await self.db.join(self.scheduler.boot_id, self.name)
         await self.db.listen(self._notified)
         self._loops = [
             asyncio.create_task(self._apply_forever()),

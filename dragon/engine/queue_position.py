@@ -139,6 +139,8 @@ class QueueEstimates:
         typical: dict[str, float | None] = {}
         for name in {*names.values(), *(name for _, name, _ in scheduler.slots.values())}:
             typical[name] = await self.typical(name)
+        # The awaits above let tasks start meanwhile: keep only those still queued here.
+        queued = {key: doc for key, doc in queued.items() if key in names}
         known = [t for t in typical.values() if t is not None]
         fallback = statistics.median(known) if known else 0.0
 

@@ -21,6 +21,7 @@ from dragon.stores import Stores
 log = logging.getLogger("dragon.engine.sweeper")
 
 PRUNE_BATCH = 500
+SWEEP_LOCK = 0x647261676F6E03  # the advisory lock of the sweeping node (PostgreSQL)
 
 
 class Sweeper(BackgroundLoop):
@@ -63,15 +64,24 @@ class Sweeper(BackgroundLoop):
             await asyncio.sleep(0)
         return pruned
 
+    async def sweep_all(self) -> bool:
+        if count := await self.sweep():
+            log.info("deleted %d expired files", count)
+        if count := await self.prune():
+            log.info("deleted %d tasks past retention", count)
+        if count := await self.prune_events():
+            log.info("deleted %d feed events past retention", count)
+        return True
+
     async def _run(self) -> None:
         while True:
             try:
-                if count := await self.sweep():
-                    log.info("deleted %d expired files", count)
-                if count := await self.prune():
-                    log.info("deleted %d tasks past retention", count)
-                if count := await self.prune_events():
-                    log.info("deleted %d feed events past retention", count)
+                # Several nodes (PostgreSQL): one sweeps at a time, under an advisory lock.
+                exclusive = getattr(self.db, "try_exclusive", None)
+                if exclusive is None:
+                    await self.sweep_all()
+                elif not await exclusive(SWEEP_LOCK, self.sweep_all):
+                    log.debug("another node is sweeping")
             except Exception:
                 log.exception("sweep failed")
             await asyncio.sleep(self.settings.sweep_interval_seconds)
