@@ -2,6 +2,7 @@
 
 from marshmallow import fields
 
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema
 
 TASK_NAME = "test.crash"
@@ -12,5 +13,5 @@ class Schema(TaskSchema):
     url = fields.String(required=True)
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
     raise RuntimeError(f"unexpected answer from {ctx.params['url']}")

@@ -5,6 +5,7 @@
 
 from marshmallow import fields
 
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema
 
 TASK_NAME = "test.file"
@@ -17,7 +18,7 @@ class Schema(TaskSchema):
     names = fields.List(fields.String(), load_default=["output"])
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
     if ctx.params["fail"]:
         from dragon.errors import TaskError
 

@@ -4,6 +4,7 @@ import time
 
 from marshmallow import fields
 
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema
 
 TASK_NAME = "test.spin"
@@ -21,5 +22,5 @@ def spin(seconds: float) -> int:
     return n
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
     return {"loops": await ctx.in_process(spin, ctx.params["seconds"])}

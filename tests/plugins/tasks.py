@@ -7,6 +7,7 @@ result. They show the plugin mechanism too: a third-party task is a module like 
 
 from marshmallow import fields
 
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema
 
 TASK_NAME = "test.sleep"
@@ -17,6 +18,6 @@ class Schema(TaskSchema):
     seconds = fields.Float(load_default=1.0)
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
     await ctx.run(["sleep", str(ctx.params["seconds"])])
     return {"slept": ctx.params["seconds"]}

@@ -8,6 +8,7 @@ import asyncio
 
 from marshmallow import fields
 
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema
 
 TASK_NAME = "test.write"
@@ -25,7 +26,7 @@ def write(path, size: int) -> None:
             f.write(b"\0" * min(1 << 20, size - start))
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict:
     await asyncio.sleep(ctx.params["seconds"])
     path = ctx.tmpdir / "out.bin"
     await ctx.in_thread(write, path, ctx.params["size"])
