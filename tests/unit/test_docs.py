@@ -22,6 +22,14 @@ def test_readme_shows_the_two_commands():
     assert "make run" in readme and "make test" in readme
 
 
+def test_readme_names_every_task_and_links_every_doc():
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in load_tasks() if f"`{name}`" not in readme]
+    assert not missing, f"README's task list lacks {missing}"
+    unlinked = [p.name for p in (ROOT / "docs").glob("*.md") if f"(docs/{p.name})" not in readme]
+    assert not unlinked, f"README's Docs list lacks {unlinked}"
+
+
 def test_task_reference_is_current():
     text = (ROOT / "docs" / "tasks.md").read_text()
     assert text == render(), "regenerate: python -m dragon.tasks.reference > docs/tasks.md"
