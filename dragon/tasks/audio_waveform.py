@@ -1,7 +1,7 @@
 """audio.waveform: a waveform image (min/max per pixel column) of an audio file.
 
-``duration`` is the duration of the audio file (from the probe; the decoded length when
-the container does not say), not of the ``start``/``end`` range drawn.
+``duration`` is the duration of the audio file (as its container states it, or the decoded
+length when it does not), not of the ``start``/``end`` range drawn.
 """
 
 from __future__ import annotations
