@@ -92,8 +92,12 @@ def make_server(tmp_path_factory, backends):
         return server.start() if start else server
 
     yield make
+    # SIGTERM first, so a server measured by coverage writes its data; killed if it lingers.
     for server in servers:
-        server.stop(9)
+        if server.proc and server.proc.poll() is None:
+            server.proc.terminate()
+    for server in servers:
+        server.stop(9, timeout=5)
 
 
 @pytest.fixture(scope="session")
