@@ -41,9 +41,11 @@ class TaskSpec:
 def load_tasks(extra: tuple[str, ...] = ()) -> dict[str, TaskSpec]:
     """The built-in tasks, plus ``extra`` modules (plugins, by dotted name)."""
     registry: dict[str, TaskSpec] = {}
-    names = [f"{__name__}.{info.name}"
-             for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name)
-             if not info.name.startswith("_") and info.name not in NOT_TASKS]
+    names = [
+        f"{__name__}.{info.name}"
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name)
+        if not info.name.startswith("_") and info.name not in NOT_TASKS
+    ]
     for name in [*names, *extra]:
         module = importlib.import_module(name)
         spec = TaskSpec(

@@ -38,11 +38,17 @@ def build_argv(info: probe.MediaInfo, codec: str, force: bool, out, settings) ->
     copy = info.audio_codec == codec_name and not force
     return ffmpeg_argv(
         *probe.input_args(info),
-        "-map", "0:a:0", "-vn", "-sn", "-dn",
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
         *(["-c:a", "copy"] if copy else encode),
         *(["-movflags", "+faststart"] if muxer == "ipod" else []),
         *output_cap(settings),
-        "-f", muxer, str(out),
+        "-f",
+        muxer,
+        str(out),
     )
 
 

@@ -38,10 +38,12 @@ def check_params(p: dict, max_pixels: int) -> None:
     if 2 * p["vmargin"] >= p["height"]:
         most = (p["height"] - 1) // 2
         raise errors.ParameterError.one(
-            "vmargin", f"must leave rows to draw in a height of {p['height']} (at most {most})")
+            "vmargin", f"must leave rows to draw in a height of {p['height']} (at most {most})"
+        )
     if p["width"] * p["height"] > max_pixels:
         raise errors.ParameterError.one(
-            "width", f"{p['width']}x{p['height']} is over the limit of {max_pixels} pixels")
+            "width", f"{p['width']}x{p['height']} is over the limit of {max_pixels} pixels"
+        )
     if p["end"] is not None and p["end"] <= p["start"]:
         raise errors.ParameterError.one("end", "must be after start")
 
@@ -61,17 +63,29 @@ async def run(ctx: TaskContext) -> dict:
     info = await probe.fetch_source(ctx, p["url"], "audio")
     if info.duration is not None and p["start"] >= info.duration:
         raise errors.ParameterError.one(
-            "start", f"is past the end of the audio ({info.duration:.2f} s)")
+            "start", f"is past the end of the audio ({info.duration:.2f} s)"
+        )
 
     span = None if p["end"] is None else p["end"] - p["start"]
     rate = waveform.decode_rate(info.sample_rate)
-    argv = pcm_argv(probe.input_args(info, seek=p["start"]), rate, duration=span,
-                    sample_format=waveform.SAMPLE_FORMAT)
+    argv = pcm_argv(
+        probe.input_args(info, seek=p["start"]),
+        rate,
+        duration=span,
+        sample_format=waveform.SAMPLE_FORMAT,
+    )
     out = ctx.tmpdir / f"waveform.{'png' if p['format'] == 'png' else 'jpg'}"
     draw = functools.partial(
-        waveform.render, out_path=str(out), width=p["width"], height=p["height"],
-        vmargin=p["vmargin"], fill=p["fill"], background=p["background"], fmt=p["format"],
-        rate=rate)
+        waveform.render,
+        out_path=str(out),
+        width=p["width"],
+        height=p["height"],
+        vmargin=p["vmargin"],
+        fill=p["fill"],
+        background=p["background"],
+        fmt=p["format"],
+        rate=rate,
+    )
     decoded = await run_in_pool(ctx, draw, argv)
     content_type = CONTENT_TYPES[p["format"]]
     await ctx.output("output", out, content_type)

@@ -125,7 +125,8 @@ class TaskContext:
         if left <= 0:
             raise errors.TaskError(
                 errors.DOWNLOAD_TOO_LARGE,
-                f"this task's sources add up to more than {total} bytes, the limit per task")
+                f"this task's sources add up to more than {total} bytes, the limit per task",
+            )
         reserve = min(max_bytes or self.settings.max_download_bytes, left)
         # Nor more than the data disk holds above its reserve: past that it is disk_full.
         room = disk.check_room(self.settings)

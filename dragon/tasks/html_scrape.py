@@ -38,8 +38,7 @@ async def run(ctx: TaskContext) -> dict:
     page_url = getattr(download, "url", None) or url
     # The Content-Type charset, when the fetcher exposes it; else the page's <meta>.
     charset = getattr(download, "charset", None)
-    found = await ctx.in_process(scrape_file, str(download.path), page_url, charset,
-                                 download.mime)
+    found = await ctx.in_process(scrape_file, str(download.path), page_url, charset, download.mime)
     if found is None:
         raise errors.TaskError(
             errors.UNSUPPORTED_MEDIA,

@@ -42,13 +42,24 @@ async def run(ctx: TaskContext) -> dict:
     max_pixels = ctx.settings.max_pixels
     if p["width"] and p["height"] and p["width"] * p["height"] * len(p["images"]) > max_pixels:
         raise errors.ParameterError.one(
-            "images", f"{len(p['images'])} frames of {p['width']}x{p['height']} are over the "
-            f"limit of {max_pixels} pixels")
+            "images",
+            f"{len(p['images'])} frames of {p['width']}x{p['height']} are over the "
+            f"limit of {max_pixels} pixels",
+        )
     sources = await image.fetch_sources(ctx, p["images"])
     ctx.progress(50)
     dest = image.output_path(ctx.tmpdir, "gif")
-    made = await ctx.in_process(functools.partial(
-        image.gif, sources, str(dest), p["width"], p["height"], p["loop"],
-        p["frame_duration"], max_pixels))
+    made = await ctx.in_process(
+        functools.partial(
+            image.gif,
+            sources,
+            str(dest),
+            p["width"],
+            p["height"],
+            p["loop"],
+            p["frame_duration"],
+            max_pixels,
+        )
+    )
     await ctx.output("output", dest, "image/gif")
     return made  # width, height and count: beyond the original API, which lists only the file

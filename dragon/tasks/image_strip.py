@@ -43,13 +43,25 @@ async def run(ctx: TaskContext) -> dict:
         cols, rows = geometry.grid(len(p["urls"]), p["wrap"])
         if cols * p["width"] * rows * p["height"] > max_pixels:
             raise errors.ParameterError.one(
-                "width", f"a strip of {cols}x{rows} cells of {p['width']}x{p['height']} is "
-                f"over the limit of {max_pixels} pixels")
+                "width",
+                f"a strip of {cols}x{rows} cells of {p['width']}x{p['height']} is "
+                f"over the limit of {max_pixels} pixels",
+            )
     sources = await image.fetch_sources(ctx, p["urls"])
     ctx.progress(50)
     dest = image.output_path(ctx.tmpdir, p["format"])
-    result = await ctx.in_process(functools.partial(
-        image.strip, sources, str(dest), p["width"], p["height"], p["crop"], p["wrap"],
-        p["format"], max_pixels))
+    result = await ctx.in_process(
+        functools.partial(
+            image.strip,
+            sources,
+            str(dest),
+            p["width"],
+            p["height"],
+            p["crop"],
+            p["wrap"],
+            p["format"],
+            max_pixels,
+        )
+    )
     await ctx.output("output", dest, result["content_type"])
     return result

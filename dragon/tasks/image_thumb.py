@@ -44,13 +44,24 @@ async def run(ctx: TaskContext) -> dict:
         raise errors.ParameterError.one("format", f"{p['format']} output is not available here")
     if p["width"] and p["height"] and p["width"] * p["height"] > max_pixels:
         raise errors.ParameterError.one(
-            "width", f"{p['width']}x{p['height']} is over the limit of {max_pixels} pixels")
+            "width", f"{p['width']}x{p['height']} is over the limit of {max_pixels} pixels"
+        )
     download = await ctx.fetch(p["url"])
     ctx.progress(50)
     dest = image.output_path(ctx.tmpdir, p["format"])
-    result = await ctx.in_process(functools.partial(
-        image.thumb, image.Source(str(download.path), p["url"], download.mime), str(dest),
-        p["width"], p["height"], p["crop"], p["rotation"], p["poster"], p["format"],
-        max_pixels))
+    result = await ctx.in_process(
+        functools.partial(
+            image.thumb,
+            image.Source(str(download.path), p["url"], download.mime),
+            str(dest),
+            p["width"],
+            p["height"],
+            p["crop"],
+            p["rotation"],
+            p["poster"],
+            p["format"],
+            max_pixels,
+        )
+    )
     await ctx.output("output", dest, image.OUTPUTS[p["format"]][1])
     return result

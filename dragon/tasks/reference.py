@@ -32,9 +32,17 @@ Every task also accepts `url_callback`, `url_errback`, `task_store` and `task_me
 def describe(field: fields.Field) -> tuple[str, str]:
     """(type, constraints and default) of a marshmallow field, for a table row."""
     kind = type(field).__name__
-    names = {"String": "string", "Url": "URL", "Integer": "integer", "Float": "number",
-             "Boolean": "boolean", "List": "list", "Color": "colour #RRGGBB", "Dict": "object",
-             "Raw": "any"}
+    names = {
+        "String": "string",
+        "Url": "URL",
+        "Integer": "integer",
+        "Float": "number",
+        "Boolean": "boolean",
+        "List": "list",
+        "Color": "colour #RRGGBB",
+        "Dict": "object",
+        "Raw": "any",
+    }
     kind = names.get(kind, kind.lower())
     if isinstance(field, fields.List):
         kind = f"list of {describe(field.inner)[0]}"
@@ -69,8 +77,11 @@ def render() -> str:
         doc = inspect.getdoc(module) or ""
         out.append(f"## `{name}`\n")
         out.append(doc + "\n")
-        rows = [(fname, *describe(field)) for fname, field in spec.schema.fields.items()
-                if fname not in COMMON]
+        rows = [
+            (fname, *describe(field))
+            for fname, field in spec.schema.fields.items()
+            if fname not in COMMON
+        ]
         if rows:
             out.append("| parameter | type | notes |\n|---|---|---|")
             out.extend(f"| `{n}` | {t} | {notes} |" for n, t, notes in rows)

@@ -74,12 +74,14 @@ def validation_messages(error: ValidationError) -> dict[str, list[str]]:
     messages = error.messages if isinstance(error.messages, dict) else {"_": error.messages}
     for field, msgs in messages.items():
         if isinstance(msgs, dict):
-            flat = [f"{k}: {m}" for k, v in msgs.items()
-                    for m in (v if isinstance(v, list) else [v])]
+            flat = [
+                f"{k}: {m}" for k, v in msgs.items() for m in (v if isinstance(v, list) else [v])
+            ]
         elif isinstance(msgs, list):
             flat = [str(m) for m in msgs]
         else:
             flat = [str(msgs)]
-        out[str(field)] = [m.replace("Missing data for required field.", "this field is required")
-                           for m in flat]
+        out[str(field)] = [
+            m.replace("Missing data for required field.", "this field is required") for m in flat
+        ]
     return out

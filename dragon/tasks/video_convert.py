@@ -60,12 +60,23 @@ def build_argv(info: probe.MediaInfo, params: dict, out, settings) -> tuple[list
     args = [*ffmpeg.decoder_guard(settings), *probe.input_args(info), "-map", "0:V:0"]
     if vf:
         args += ["-vf", vf]
-    args += ffmpeg.x264_args(crf=params["crf"], gop=params["gop"],
-                             maxrate_kbps=params["video_bitrate"],
-                             preset=ffmpeg.x264_preset(settings))
+    args += ffmpeg.x264_args(
+        crf=params["crf"],
+        gop=params["gop"],
+        maxrate_kbps=params["video_bitrate"],
+        preset=ffmpeg.x264_preset(settings),
+    )
     if info.has_audio:
-        args += ["-map", "0:a:0", "-c:a", encoder, "-b:a", f"{params['audio_bitrate']}k",
-                 "-ar", str(params["sample_rate"])]
+        args += [
+            "-map",
+            "0:a:0",
+            "-c:a",
+            encoder,
+            "-b:a",
+            f"{params['audio_bitrate']}k",
+            "-ar",
+            str(params["sample_rate"]),
+        ]
         if (info.channels or 0) > max_channels:
             args += ["-ac", str(max_channels)]
     else:

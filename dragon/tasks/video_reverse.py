@@ -63,8 +63,9 @@ class Schema(TaskSchema):
     height = Size(load_default=None, allow_none=True)
     crop = fields.Boolean(load_default=False)
     video_codec = Choice(["h264"], load_default="h264")
-    video_bitrate = fields.Integer(load_default=None, allow_none=True,
-                                   validate=validate.Range(min=16, max=200_000))
+    video_bitrate = fields.Integer(
+        load_default=None, allow_none=True, validate=validate.Range(min=16, max=200_000)
+    )
     crf = fields.Integer(load_default=23, validate=validate.Range(min=0, max=51))
     gop = fields.Integer(load_default=250, validate=validate.Range(min=1, max=1000))
 
@@ -88,8 +89,13 @@ class Chunk:
         return [self.first_frame + j * self.part_frames / self.fps for j in range(1, self.parts)]
 
 
-def plan(duration: float, fps: float, size: tuple[int, int],
-         budget: int = SEGMENT_BYTES, chunk_seconds: float | None = None) -> list[Chunk]:
+def plan(
+    duration: float,
+    fps: float,
+    size: tuple[int, int],
+    budget: int = SEGMENT_BYTES,
+    chunk_seconds: float | None = None,
+) -> list[Chunk]:
     """Chunks in source order; each a whole number of ``k``-frame parts (the last: the rest).
 
     ``k`` is as many 4:2:0 frames of ``size`` as fit in ``budget``, at most
@@ -108,8 +114,9 @@ def plan(duration: float, fps: float, size: tuple[int, int],
         # but holds an hour cannot make ``reverse`` hold an hour of frames.
         last = first + count >= frames
         length = (first + count + (0.5 if last else -0.5)) / fps - start
-        chunks.append(Chunk(index, start, length, count, math.ceil(count / k), k,
-                            first / fps - start, fps))
+        chunks.append(
+            Chunk(index, start, length, count, math.ceil(count / k), k, first / fps - start, fps)
+        )
     return chunks
 
 
@@ -118,8 +125,9 @@ def _source(info: probe.MediaInfo, chunk: Chunk, settings) -> list[str]:
     return [*ffmpeg.decoder_guard(settings), *limit, *probe.input_args(info, seek=chunk.start)]
 
 
-def video_argv(info: probe.MediaInfo, chunk: Chunk, vf: str, encode: list[str], folder: Path,
-               settings) -> list[str]:
+def video_argv(
+    info: probe.MediaInfo, chunk: Chunk, vf: str, encode: list[str], folder: Path, settings
+) -> list[str]:
     """Reverse a chunk's video part by part into ``c<chunk>_<part>.mp4`` files."""
     chain = f"[0:V:0]{vf}," if vf else "[0:V:0]"
     k, m = chunk.part_frames, chunk.parts
@@ -130,19 +138,38 @@ def video_argv(info: probe.MediaInfo, chunk: Chunk, vf: str, encode: list[str], 
         graph = chain + f"split={m}" + "".join(f"[s{j}]" for j in range(m))
         for j in range(m):
             end = f":end_frame={min((j + 1) * k, chunk.frames)}"
-            graph += (f";[s{j}]trim=start_frame={j * k}{end},reverse,"
-                      f"setpts=PTS-STARTPTS[r{j}]")
+            graph += f";[s{j}]trim=start_frame={j * k}{end},reverse,setpts=PTS-STARTPTS[r{j}]"
         graph += ";" + "".join(f"[r{j}]" for j in range(m)) + f"concat=n={m}:v=1:a=0[v]"
-        muxer = ["-force_key_frames", f"expr:eq(mod(n,{k}),0)",
-                 # Let each part's MP4 handle the B-frame delay with an edit list, as a
-                 # plain MP4 output does, instead of shifting the first part's timestamps.
-                 "-avoid_negative_ts", "disabled",
-                 "-f", "segment", "-segment_format", "mp4", "-reset_timestamps", "1",
-                 "-segment_frames", ",".join(str(j * k) for j in range(1, m)),
-                 str(folder / f"c{chunk.index:04d}_%03d.mp4")]
+        muxer = [
+            "-force_key_frames",
+            f"expr:eq(mod(n,{k}),0)",
+            # Let each part's MP4 handle the B-frame delay with an edit list, as a
+            # plain MP4 output does, instead of shifting the first part's timestamps.
+            "-avoid_negative_ts",
+            "disabled",
+            "-f",
+            "segment",
+            "-segment_format",
+            "mp4",
+            "-reset_timestamps",
+            "1",
+            "-segment_frames",
+            ",".join(str(j * k) for j in range(1, m)),
+            str(folder / f"c{chunk.index:04d}_%03d.mp4"),
+        ]
     return ffmpeg.ffmpeg_argv(
-        *_source(info, chunk, settings), "-filter_complex", graph,
-        "-map", "[v]", *encode, "-fps_mode", "passthrough", "-an", "-sn", "-dn", *muxer,
+        *_source(info, chunk, settings),
+        "-filter_complex",
+        graph,
+        "-map",
+        "[v]",
+        *encode,
+        "-fps_mode",
+        "passthrough",
+        "-an",
+        "-sn",
+        "-dn",
+        *muxer,
     )
 
 
@@ -156,28 +183,45 @@ def audio_argv(info: probe.MediaInfo, chunk: Chunk, folder: Path, settings) -> l
         graph = f"[0:a:0]asplit={m}" + "".join(f"[t{j}]" for j in range(m))
         for j in range(m):
             end = f":end={cuts[j + 1]:.6f}"
-            graph += (f";[t{j}]atrim=start={cuts[j]:.6f}{end},areverse,"
-                      f"asetpts=PTS-STARTPTS[a{j}]")
+            graph += f";[t{j}]atrim=start={cuts[j]:.6f}{end},areverse,asetpts=PTS-STARTPTS[a{j}]"
     outputs = []
     for j in range(m):
-        outputs += ["-map", f"[a{j}]", "-c:a", "pcm_s16le", "-f", "wav",
-                    str(folder / chunk.name(j, "wav"))]
-    return ffmpeg.ffmpeg_argv(*_source(info, chunk, settings), "-filter_complex", graph,
-                              *outputs)
+        outputs += [
+            "-map",
+            f"[a{j}]",
+            "-c:a",
+            "pcm_s16le",
+            "-f",
+            "wav",
+            str(folder / chunk.name(j, "wav")),
+        ]
+    return ffmpeg.ffmpeg_argv(*_source(info, chunk, settings), "-filter_complex", graph, *outputs)
 
 
 def concat_argv(video_list, audio_list, out, settings) -> list[str]:
     """Join the reversed parts (lists of our own files) into the final MP4."""
-    guard = ["-protocol_whitelist", "file,pipe", "-format_whitelist", "concat,mov,wav",
-             "-f", "concat"]
+    guard = [
+        "-protocol_whitelist",
+        "file,pipe",
+        "-format_whitelist",
+        "concat,mov,wav",
+        "-f",
+        "concat",
+    ]
     args = [*guard, "-i", str(video_list)]
     maps = ["-map", "0:v:0", "-c:v", "copy"]
     if audio_list is not None:
         args += [*guard, "-i", str(audio_list)]
         maps += ["-map", "1:a:0", "-c:a", "aac", "-b:a", AUDIO_BITRATE]
     return ffmpeg.ffmpeg_argv(
-        *args, *maps, "-movflags", "+faststart", *ffmpeg.output_cap(settings),
-        "-f", "mp4", str(out),
+        *args,
+        *maps,
+        "-movflags",
+        "+faststart",
+        *ffmpeg.output_cap(settings),
+        "-f",
+        "mp4",
+        str(out),
     )
 
 
@@ -200,24 +244,29 @@ async def run(ctx: TaskContext) -> dict:
     if info.frame_rate is not None and info.frame_rate < MIN_FPS:
         # Parts are cut in frames; below this one part's sound would be minutes long and
         # ``areverse`` holds a part's sound in memory.
-        raise errors.TaskError(errors.UNSUPPORTED_MEDIA,
-                               f"the video has {info.frame_rate:g} frames per second; reversing"
-                               f" needs at least {MIN_FPS:g}")
+        raise errors.TaskError(
+            errors.UNSUPPORTED_MEDIA,
+            f"the video has {info.frame_rate:g} frames per second; reversing"
+            f" needs at least {MIN_FPS:g}",
+        )
 
     src = info.display_size
     size = ffmpeg.video_size(src, p["width"], p["height"], p["crop"])
     ffmpeg.check_size(*size, ctx.settings)
     vf = ffmpeg.resize_filter(src, size, p["crop"])
     maxrate = p["video_bitrate"] or (info.bit_rate // 1000 if info.bit_rate else None)
-    encode = ffmpeg.x264_args(crf=p["crf"], gop=p["gop"], maxrate_kbps=maxrate,
-                              preset=ffmpeg.x264_preset(ctx.settings))
+    encode = ffmpeg.x264_args(
+        crf=p["crf"], gop=p["gop"], maxrate_kbps=maxrate, preset=ffmpeg.x264_preset(ctx.settings)
+    )
     budget = int(ctx.settings.reverse_segment_bytes)
     chunks = plan(info.duration, info.frame_rate or 25.0, size, budget)
 
     folder = ctx.tmpdir
     for chunk in chunks:
-        await ctx.run(video_argv(info, chunk, vf, encode, folder, ctx.settings),
-                      progress_duration=info.duration if len(chunks) == 1 else None)
+        await ctx.run(
+            video_argv(info, chunk, vf, encode, folder, ctx.settings),
+            progress_duration=info.duration if len(chunks) == 1 else None,
+        )
         if info.has_audio:
             await ctx.run(audio_argv(info, chunk, folder, ctx.settings))
         ctx.progress(95.0 * (chunk.index + 1) / len(chunks))

@@ -68,8 +68,15 @@ def cell_size(src: tuple[int, int], width: int | None, height: int | None) -> tu
     return geometry.scale_to(*src, *DEFAULT_CELL)
 
 
-def batch_argv(info: probe.MediaInfo, times: list[float], cell: tuple[int, int], crop: bool,
-               keyframes: bool, out, settings) -> list[str]:
+def batch_argv(
+    info: probe.MediaInfo,
+    times: list[float],
+    cell: tuple[int, int],
+    crop: bool,
+    keyframes: bool,
+    out,
+    settings,
+) -> list[str]:
     """One process: an input per time, each frame into its cell, the cells side by side."""
     args: list[str] = []
     graph: list[str] = []
@@ -86,8 +93,22 @@ def batch_argv(info: probe.MediaInfo, times: list[float], cell: tuple[int, int],
     else:
         graph.append(f"{cells}null[row]")
     return ffmpeg.ffmpeg_argv(
-        *args, "-filter_complex", ";".join(graph), "-map", "[row]", "-frames:v", "1",
-        "-c:v", "ppm", "-pix_fmt", "rgb24", "-f", "image2", "-update", "1", str(out),
+        *args,
+        "-filter_complex",
+        ";".join(graph),
+        "-map",
+        "[row]",
+        "-frames:v",
+        "1",
+        "-c:v",
+        "ppm",
+        "-pix_fmt",
+        "rgb24",
+        "-f",
+        "image2",
+        "-update",
+        "1",
+        str(out),
     )
 
 
@@ -116,7 +137,7 @@ async def run(ctx: TaskContext) -> dict:
 
     rows_made = []
     for n, first in enumerate(range(0, len(times), BATCH)):
-        batch = times[first:first + BATCH]
+        batch = times[first : first + BATCH]
         row = ctx.tmpdir / f"row{n}.ppm"
         await ctx.run(batch_argv(info, batch, cell, p["crop"], keyframes, row, ctx.settings))
         ffmpeg.check_output(row, ctx.settings)
@@ -138,8 +159,9 @@ async def run(ctx: TaskContext) -> dict:
     }
 
 
-def compose(batches: list[str], out: str, cell: tuple[int, int], cols: int, rows: int,
-            count: int, fmt: str) -> None:
+def compose(
+    batches: list[str], out: str, cell: tuple[int, int], cols: int, rows: int, count: int, fmt: str
+) -> None:
     """Cut the batches into cells and lay them out ``cols`` per row, on black."""
     sheet = Image.new("RGB", (cols * cell[0], rows * cell[1]), (0, 0, 0))
     index = 0

@@ -38,17 +38,38 @@ class Schema(TaskSchema):
     quality = fields.Integer(load_default=75, validate=validate.Range(min=1, max=95))
 
 
-def frame_argv(path: Path, demuxer: str, out: Path, settings, *, seek: float | None = None,
-               from_end: float | None = None) -> list[str]:
+def frame_argv(
+    path: Path,
+    demuxer: str,
+    out: Path,
+    settings,
+    *,
+    seek: float | None = None,
+    from_end: float | None = None,
+) -> list[str]:
     """Decode one frame at ``seek`` (or the last frame within ``from_end`` s of the end)."""
     source = probe.path_input_args(path, demuxer, seek=seek)
     if from_end is not None:
         source = ["-sseof", f"-{from_end:g}", *source]
     count = [] if from_end is not None else ["-frames:v", "1"]
     return ffmpeg.ffmpeg_argv(
-        *ffmpeg.decoder_guard(settings), *source,
-        "-map", "0:V:0", *count, "-an", "-sn", "-dn",
-        "-c:v", "ppm", "-pix_fmt", "rgb24", "-f", "image2", "-update", "1", str(out),
+        *ffmpeg.decoder_guard(settings),
+        *source,
+        "-map",
+        "0:V:0",
+        *count,
+        "-an",
+        "-sn",
+        "-dn",
+        "-c:v",
+        "ppm",
+        "-pix_fmt",
+        "rgb24",
+        "-f",
+        "image2",
+        "-update",
+        "1",
+        str(out),
     )
 
 
@@ -101,7 +122,8 @@ async def run(ctx: TaskContext) -> dict:
     def attempt(name: str, **where) -> asyncio.Future:
         out = ctx.tmpdir / name
         return asyncio.ensure_future(
-            extract(ctx, frame_argv(path, demuxer, out, ctx.settings, **where), path, out))
+            extract(ctx, frame_argv(path, demuxer, out, ctx.settings, **where), path, out)
+        )
 
     early = attempt("frame.ppm", seek=p["time"])
     try:
@@ -126,7 +148,14 @@ async def run(ctx: TaskContext) -> dict:
 
     out = ctx.tmpdir / f"thumb.{ext}"
     width, height = await ctx.in_process(
-        render, str(frame), str(out), p["width"], p["height"], p["crop"], fmt, p["quality"],
+        render,
+        str(frame),
+        str(out),
+        p["width"],
+        p["height"],
+        p["crop"],
+        fmt,
+        p["quality"],
         p["poster"],
     )
     await ctx.output("output", out, content_type)
@@ -140,8 +169,16 @@ async def run(ctx: TaskContext) -> dict:
     }
 
 
-def render(frame: str, out: str, width: int | None, height: int | None, crop: bool,
-           fmt: str, quality: int, poster: bool) -> tuple[int, int]:
+def render(
+    frame: str,
+    out: str,
+    width: int | None,
+    height: int | None,
+    crop: bool,
+    fmt: str,
+    quality: int,
+    poster: bool,
+) -> tuple[int, int]:
     """Scale/crop the extracted frame, add the play icon, encode; returns the final size."""
     with Image.open(frame, formats=["PPM"]) as im:
         img = im.convert("RGB")
@@ -160,5 +197,3 @@ def render(frame: str, out: str, width: int | None, height: int | None, crop: bo
     else:
         img.save(out, "PNG", compress_level=4)
     return img.size
-
-
