@@ -560,7 +560,8 @@ def _storage_paths(spec: APISpec) -> None:
                     "requestBody": delete_body,
                     "responses": {
                         "200": _json(_ref("Deleted")),
-                        **_errors(400, 401, 403, 408, 413, 503),
+                        # 404: a path the router cannot match (a line break in it)
+                        **_errors(400, 401, 403, 404, 408, 413, 503),
                     },
                 },
             },
