@@ -16,9 +16,12 @@ attempt goes through the guarded fetcher's address policy.
 holds its slot up to ``webhook_timeout_seconds``) delays only its own callbacks: one
 receiver (scheme, host and port) holds at most ``PER_RECEIVER`` slots, one account at most
 ``PER_ACCOUNT``, and free slots go to accounts in turn, the one served longest ago first.
-Each pass fetches at most ``MAX_PARALLEL`` due deliveries; one that may not start yet waits
-in memory (a backend that claims rows for this node, PostgreSQL, does not return it again)
-and starts when a slot of its share frees.
+Each pass fetches at most ``MAX_PARALLEL`` due deliveries, in turns across accounts; one
+that may not start yet waits in memory (a backend that claims rows for this node,
+PostgreSQL, does not return it again) and starts when a slot of its share frees. An
+account keeps at most ``WAITING_PER_ACCOUNT`` waiting: its further rows are left for a later
+pass (or, claimed, for the claim to expire), so memory stays bounded and a backlog cannot
+crowd out other accounts.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ BACKOFF_FACTOR = 6.0
 MAX_PARALLEL = 16
 PER_ACCOUNT = MAX_PARALLEL // 2
 PER_RECEIVER = MAX_PARALLEL // 4
-MAX_WAITING = 256  # fetched deliveries held for a slot; past this none are fetched
+WAITING_PER_ACCOUNT = 4 * PER_ACCOUNT
 
 
 def signature(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
@@ -95,10 +98,7 @@ class CallbackSender(BackgroundLoop):
         while True:
             self._wake.clear()
             try:
-                due = []
-                if len(self._waiting) < MAX_WAITING:
-                    due = await self.db.due_deliveries(time.time(), MAX_PARALLEL)
-                self._dispatch(due)
+                self._dispatch(await self.db.due_deliveries(time.time(), MAX_PARALLEL))
                 nxt = await self.db.next_delivery_time()
             except Exception:
                 log.exception("callback loop failed; retrying")
@@ -113,9 +113,14 @@ class CallbackSender(BackgroundLoop):
 
     def _dispatch(self, due: list[Any]) -> None:
         """Start the waiting deliveries the shares allow, accounts in turn."""
+        held = Counter(r["account_id"] for r in self._waiting.values())
         for row in due:
-            if row["id"] not in self._inflight:
+            account = row["account_id"]
+            if row["id"] in self._waiting:
                 self._waiting[row["id"]] = row
+            elif row["id"] not in self._inflight and held[account] < WAITING_PER_ACCOUNT:
+                self._waiting[row["id"]] = row
+                held[account] += 1
         waiting: dict[int, list[Any]] = {}
         for row in sorted(self._waiting.values(), key=lambda r: r["next_at"]):
             waiting.setdefault(row["account_id"], []).append(row)
