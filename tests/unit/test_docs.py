@@ -84,3 +84,24 @@ def test_outside_citations_are_recognised():
     ]
     assert all(OUTSIDE_DOCUMENTS.search(text) for text in cited)
     assert not any(OUTSIDE_DOCUMENTS.search(text) for text in ours)
+
+
+async def test_the_writing_tasks_example_runs(tmp_path):
+    """docs/writing-tasks.md's image.grey, run as written on a generated image."""
+    import types
+
+    from PIL import Image
+
+    from tests.support.context import local_ctx
+
+    text = (ROOT / "docs" / "writing-tasks.md").read_text()
+    [source] = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "image.grey" in b]
+    module = types.ModuleType("image_grey")
+    exec(compile(source, "writing-tasks.md", "exec"), module.__dict__)
+    Image.new("RGB", (64, 48), (200, 30, 90)).save(tmp_path / "a.png")
+    url = "https://example.com/a.png"
+    params = module.Schema().load({"url": url, "levels": 2})
+    ctx = local_ctx(tmp_path, params, {url: tmp_path / "a.png"})
+    assert await module.run(ctx) == {"width": 64, "height": 48}
+    with Image.open(ctx.outputs["output"]) as out:
+        assert out.mode == "L" and {v for _, v in out.getcolors()} <= {0, 255}
