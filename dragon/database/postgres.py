@@ -554,17 +554,17 @@ class PostgresDatabase:
                 for r in rows
                 if r.get("document") is not None
             ]
-            if events:
+            for e in errbacks:
+                await _insert_outbox(c, **e)
+            await self._notify(c, "n", (r["key"] for r in rows if r["status"] == "queued"))
+            await self._notify(c, "c", (r["key"] for r in rows if r["status"] != "queued"))
+            if events:  # last: the events lock is held until the commit
                 await c.execute("SELECT pg_advisory_xact_lock($1)", EVENTS_LOCK)
                 await c.executemany(
                     "INSERT INTO events (account_id, task_key, task_name, created_at, document)"
                     " VALUES ($1, $2, $3, $4, $5)",
                     events,
                 )
-            for e in errbacks:
-                await _insert_outbox(c, **e)
-            await self._notify(c, "n", (r["key"] for r in rows if r["status"] == "queued"))
-            await self._notify(c, "c", (r["key"] for r in rows if r["status"] != "queued"))
 
     @_busy
     async def get_tasks(self, keys: list[str], account_id: int) -> list[Row]:
@@ -592,9 +592,9 @@ class PostgresDatabase:
             )
             if row is None:
                 return await c.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = $1", key)
+            await self._notify(c, "c", [key])
             if render is not None:
                 await _insert_event(c, key, now, render(row))
-            await self._notify(c, "c", [key])
             return row
 
     @_busy
@@ -606,10 +606,10 @@ class PostgresDatabase:
                 "UPDATE tasks SET progress = $1 WHERE key = $2 AND status = 'executing'",
                 [(v, k) for k, v in updates.items()],
             )
+            await self._notify(c, "c", updates)
             now = time.time()
             for key, document in (documents or {}).items():
                 await _insert_event(c, key, now, document, executing=True)
-            await self._notify(c, "c", updates)
 
     @_busy
     async def set_partial(self, key: str, result: Any, document: Any = None) -> None:
@@ -620,9 +620,9 @@ class PostgresDatabase:
                 key,
             )
             if changed != "UPDATE 0":
+                await self._notify(c, "c", [key])
                 if document is not None:
                     await _insert_event(c, key, time.time(), document)
-                await self._notify(c, "c", [key])
 
     @_busy
     async def finish_task(
@@ -650,8 +650,6 @@ class PostgresDatabase:
                 dumps(diagnostics) if diagnostics is not None else None,
                 key,
             )
-            if row is not None and render is not None:
-                await _insert_event(c, key, now, render(row))
             if callback is not None and row is not None:
                 await _insert_outbox(
                     c,
@@ -663,6 +661,8 @@ class PostgresDatabase:
                     callback.next_at,
                 )
             await self._notify(c, "c", [key])
+            if row is not None and render is not None:
+                await _insert_event(c, key, now, render(row))
             return row
 
     @_busy
@@ -675,10 +675,10 @@ class PostgresDatabase:
             )
             if row is None:
                 return
-            if render is not None:
-                await _insert_event(c, key, time.time(), render(row))
             await self._notify(c, "n", [key])
             await self._notify(c, "c", [key])
+            if render is not None:
+                await _insert_event(c, key, time.time(), render(row))
 
     @_busy
     async def unfinished_tasks(self) -> list[Row]:
@@ -958,16 +958,21 @@ class PostgresDatabase:
 async def _insert_event(
     c: asyncpg.Connection, key: str, now: float, document: Any, executing: bool = False
 ) -> None:
-    """Record a status change of ``key`` (only while it executes, if ``executing``); ids
-    are taken under the events lock so they commit in order."""
-    await c.execute("SELECT pg_advisory_xact_lock($1)", EVENTS_LOCK)
+    """Record a status change of ``key`` (only while it executes, if ``executing``).
+
+    Ids are taken under the events lock, held until the commit, so they commit in id order
+    and a feed cursor never skips a late commit. Callers record events last in their
+    transaction, and the lock is taken by the insert itself, to hold it for the least time.
+    """
     await c.execute(
         "INSERT INTO events (account_id, task_key, task_name, created_at, document)"
-        " SELECT account_id, key, task_name, $1, $2 FROM tasks WHERE key = $3"
+        " SELECT account_id, key, task_name, $1, $2 FROM tasks,"
+        " (SELECT pg_advisory_xact_lock($4)) AS events_lock WHERE key = $3"
         + (" AND status = 'executing'" if executing else ""),
         now,
         dumps(document),
         key,
+        EVENTS_LOCK,
     )
 
 
