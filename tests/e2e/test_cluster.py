@@ -153,3 +153,36 @@ def test_a_database_restart_loses_nothing_accepted(make_server, backends):
     # Both nodes still serve: a new task created on B after the restart runs.
     [doc] = b.create([{"task_name": "hello", "name": "after"}])
     assert doc["status"] == "success"
+
+
+def test_callbacks_are_sent_once_across_the_cluster(make_server):
+    from tests.e2e.test_callbacks import Receiver
+
+    receiver = Receiver(codes=[500] * 4)  # the first four deliveries are retried
+    fast = {"DRAGON_WEBHOOK_FIRST_DELAY_SECONDS": "0.3", "DRAGON_WEBHOOK_TIMEOUT_SECONDS": "2"}
+    a = make_server(backend="postgres", env={**NODE, **fast, "DRAGON_NODE_NAME": "node-a"})
+    b = make_server(env={**a.env, "DRAGON_NODE_NAME": "node-b"}, account=a.account)
+    tasks = [{"task_name": "hello", "name": str(i), "url_callback": receiver.url + "/hook"}
+             for i in range(20)]
+    keys = create(a, tasks[:10]) + create(b, tasks[10:])
+    calls = receiver.wait(24, timeout=40)
+    time.sleep(2)  # room for a duplicate to show up
+    ids = [c["headers"]["webhook-id"] for c in receiver.calls]
+    assert sorted(set(ids)) == sorted(f"msg_{key}" for key in keys)
+    assert len(calls) == len(receiver.calls) == 24, ids
+    done = status(b, keys, details=True)
+    assert {d["callbacks"][0]["state"] for d in done} == {"delivered"}
+
+
+def test_postgres_without_s3_is_refused_with_the_reason(tmp_path, backends):
+    from tests.support.server import dragon, free_port
+
+    env = backends.env()
+    del env["DRAGON_S3_BUCKET"]
+    r = dragon("serve", env={**env, "DRAGON_DATA_DIR": str(tmp_path),
+                             "DRAGON_PORT": str(free_port())}, check=False)
+    assert r.returncode == 2
+    assert "DRAGON_S3_BUCKET" in r.stderr and "could not be served" in r.stderr
+    # accounts work against the same URL without S3
+    created = dragon("accounts", "create", "ops", env={**env, "DRAGON_DATA_DIR": str(tmp_path)})
+    assert '"api_key"' in created.stdout
