@@ -3,6 +3,8 @@ and turns success without a reload, its diagnostics show when it fails."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.support.browser import ARGS, chromium
@@ -130,3 +132,40 @@ def test_a_wrong_secret_is_refused(server, page):
     page.wait_for_selector("#sign-in-error:not([hidden])", timeout=10_000)
     assert "invalid secret" in page.inner_text("#sign-in-error")
     assert page.is_visible("#sign-in") and not page.is_visible("#main")
+
+
+def test_the_page_follows_the_feed_across_a_server_restart(make_server, page):
+    server = make_server()
+    page.goto(f"{server.url}/dashboard#secret={server.secret}")
+    page.wait_for_selector("#connection[data-state=live]", timeout=15_000)
+    [before] = server.create([{"task_name": "hello", "name": "before"}])
+    page.wait_for_selector(f'tr[data-key="{before["key"]}"][data-status=success]')
+    server.stop()
+    page.wait_for_selector("#connection[data-state=error]", timeout=15_000)
+    server.start()
+    page.wait_for_selector("#connection[data-state=live]", timeout=30_000)
+    [after] = server.create([{"task_name": "hello", "name": "after"}])
+    page.wait_for_selector(f'tr[data-key="{after["key"]}"][data-status=success]', timeout=15_000)
+    # Resumed from its last cursor: each task once.
+    assert page.locator(f'tr[data-key="{before["key"]}"]').count() == 1
+
+
+def test_a_cursor_past_retention_starts_a_fresh_feed(make_server, page):
+    # Changes are kept 1.7 s here: a page that was away longer is refused its cursor (410)
+    # and starts again from what is kept.
+    server = make_server(
+        env={"DRAGON_EVENTS_DAYS": "0.00002", "DRAGON_SWEEP_INTERVAL_SECONDS": "0.5"}
+    )
+    page.goto(f"{server.url}/dashboard#secret={server.secret}")
+    page.wait_for_selector("#connection[data-state=live]", timeout=15_000)
+    [first] = server.create([{"task_name": "hello", "name": "first"}])
+    page.wait_for_selector(f'tr[data-key="{first["key"]}"][data-status=success]')
+    page.route("**/v2/events?*", lambda route: route.abort())  # the page is cut off
+    server.stop()
+    server.start()
+    server.create([{"task_name": "hello", "name": "unseen"}])
+    time.sleep(3)  # its changes are pruned meanwhile
+    page.unroute("**/v2/events?*")
+    page.wait_for_selector("#connection[data-state=live]", timeout=30_000)
+    [last] = server.create([{"task_name": "hello", "name": "last"}])
+    page.wait_for_selector(f'tr[data-key="{last["key"]}"][data-status=success]', timeout=15_000)

@@ -88,8 +88,16 @@
     source = new EventSource(`/v2/events?follow=true&secret=${encodeURIComponent(secret)}`);
     setConnection("connecting", "connecting…");
     source.onopen = () => setConnection("live", "live");
-    source.onerror = () => setConnection("error", source.readyState === EventSource.CLOSED
-      ? "disconnected" : "reconnecting…");
+    source.onerror = () => {
+      if (source.readyState !== EventSource.CLOSED) {
+        setConnection("error", "reconnecting…");
+        return;
+      }
+      // The browser gives up on an HTTP error (a 503 while the server restarts, a 410 for
+      // a cursor past retention): start a fresh feed, from the oldest change kept.
+      setConnection("error", "disconnected; retrying…");
+      setTimeout(() => { if (secret) connect(); }, 3000);
+    };
     source.onmessage = (event) => {
       const doc = JSON.parse(event.data);
       update(doc, true);
