@@ -4,8 +4,9 @@
    (in this process), batches of 100 creates and the start and end of each task, with
    and without the event rows, in alternating rounds. Ratio = with / without.
 2. Delivery: 200 hello tasks created in one create_stream request while a follower reads
-   /v2/events?follow=true (from the start: the server is fresh) as Server-Sent Events; the delay from each task's ``completed``
-   time to its final line, on the feed and on the create_stream itself.
+   /v2/events?follow=true (from the start: the server is fresh) as Server-Sent Events;
+   the delay from each task's ``completed`` time to its final line, on the feed and on
+   the create_stream itself.
 3. GET /metrics beside GET /healthz, 300 requests each, one after another.
 
     .venv/bin/python scripts/bench_events.py [--rounds 10]
