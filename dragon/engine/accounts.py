@@ -40,5 +40,6 @@ async def default_account(database: Database, path: Path) -> dict[str, Any] | No
         path.write_text(json.dumps(account, indent=2))
         path.chmod(stat.S_IRUSR | stat.S_IWUSR)
     if path.exists():
-        return json.loads(path.read_text())
+        saved: dict[str, Any] = json.loads(path.read_text())
+        return saved
     return None

@@ -163,9 +163,9 @@ def unauthorized(description: str, location: str = "header") -> RequestError:
 class Authenticator:
     def __init__(self, database: Database) -> None:
         self.db = database
-        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, Account]] = {}
 
-    async def _lookup(self, kind: str, value: str) -> Any:
+    async def _lookup(self, kind: str, value: str) -> Account | None:
         now = time.monotonic()
         hit = self._cache.get((kind, value))
         if hit and hit[0] > now:

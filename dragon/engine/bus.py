@@ -91,7 +91,7 @@ class Subscription:
     def __enter__(self) -> Subscription:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.closed = True
         self.bus.unsubscribe(self)
 

@@ -40,7 +40,7 @@ def progress(status: str, stored: float | None) -> float:
     return 0.0
 
 
-def document(row: Any, version: int = 2) -> dict:
+def document(row: Any, version: int = 2) -> dict[str, Any]:
     """Build the status document from a tasks row (sqlite3.Row or dict)."""
     events = {"queued": iso(row["queued_at"])}
     if row["started_at"] is not None:
@@ -67,7 +67,7 @@ def document(row: Any, version: int = 2) -> dict:
     return doc
 
 
-def in_version(doc: dict, version: int) -> dict:
+def in_version(doc: dict[str, Any], version: int) -> dict[str, Any]:
     """A v2 document as ``version`` shows it: v1 puts error details under ``result``."""
     if version == 1 and doc.get("status") == "error" and "error" in doc:
         doc = {**doc, "result": doc["error"]}

@@ -68,16 +68,16 @@ class Scheduler:
         self.lanes = {"heavy": Lane("heavy", settings.heavy_slots),
                       "light": Lane("light", settings.light_concurrency)}
         self._account_downloads: dict[int, asyncio.Semaphore] = {}
-        self.running: dict[str, asyncio.Task] = {}
+        self.running: dict[str, asyncio.Task[None]] = {}
         self.contexts: dict[str, TaskContext] = {}
-        self.docs: dict[str, dict] = {}  # latest status document of executing tasks
+        self.docs: dict[str, dict[str, Any]] = {}  # latest status document of executing tasks
         # For queue positions: the task names of queued keys, and the running tasks' slots
         # with their task names and start times.
         self.names: dict[str, str] = {}
         self.slots: dict[str, tuple[Slot, str, float]] = {}
         self.estimates = QueueEstimates(self, database)
         self._pending_progress: dict[str, float] = {}
-        self._progress_flusher: asyncio.Task | None = None
+        self._progress_flusher: asyncio.Task[None] | None = None
         self.stopping = False
         self.cluster: Any = None  # dragon.engine.cluster.Cluster with PostgreSQL
         # Called when a task's end queued a callback; the app points it at the sender.
@@ -286,12 +286,12 @@ class Scheduler:
                 await asyncio.to_thread(shutil.rmtree, tmpdir, True)
 
     async def _diagnose(self, exc: BaseException, ctx: TaskContext | None, key: str,
-                        stage: str | None = None) -> dict:
+                        stage: str | None = None) -> dict[str, Any]:
         return await diagnose(exc, ctx, self.settings.tmp_path / key, self.settings.tmp_path,
                               stage)
 
     async def _finish(self, key: str, params: Any, state: str, result: Any, error: Any,
-                      error_code: str | None, diagnostics: dict | None = None) -> None:
+                      error_code: str | None, diagnostics: dict[str, Any] | None = None) -> None:
         if isinstance(params, str):
             params = documents.from_json(params)
         field = "url_callback" if state == "success" else "url_errback"
@@ -322,7 +322,7 @@ class Scheduler:
             return
         self._pending_progress[key] = value
 
-    async def partial(self, key: str, result: dict) -> None:
+    async def partial(self, key: str, result: dict[str, Any]) -> None:
         doc = self.docs.get(key)
         doc = {**doc, "result": result} if doc is not None else None
         await self.db.set_partial(key, result, doc)

@@ -18,7 +18,7 @@ from marshmallow import ValidationError
 
 from dragon import errors
 from dragon.config import Settings
-from dragon.database.interface import Database
+from dragon.database.interface import Database, Row
 from dragon.engine import documents, metrics
 from dragon.engine.auth import Account, new_secret
 from dragon.engine.bus import CLOSING, OVERFLOW, Bus, Published
@@ -56,7 +56,7 @@ class Service:
         self.closing = asyncio.Event()
 
     # -- create ---------------------------------------------------------------------------
-    def problems(self, definition: dict) -> dict[str, list[str]] | None:
+    def problems(self, definition: dict[str, Any]) -> dict[str, list[str]] | None:
         """Why a task definition cannot run, as ``{field: [messages]}``; None if it can."""
         name = definition.get("task_name")
         if not isinstance(name, str) or not name:
@@ -74,8 +74,8 @@ class Service:
             return {"task_store": store_problems}
         return None
 
-    async def create(self, account: Account, definitions: list[dict],
-                     watch: Any = None) -> list[tuple[str, dict]]:
+    async def create(self, account: Account, definitions: list[dict[str, Any]],
+                     watch: Any = None) -> list[tuple[str, dict[str, Any]]]:
         """Validate, commit and queue; return ``(key, status document)`` in request order.
 
         ``watch`` (a bus subscription) starts following the new keys before they are queued,
@@ -87,7 +87,7 @@ class Service:
             raise errors.RequestError("disk", f"{shortage}; nothing was created, retry later",
                                       "server", 503, {"Retry-After": "60"})
         now = time.time()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for definition in definitions:
             problems = self.problems(definition)
             rows.append({
@@ -134,15 +134,15 @@ class Service:
 
     # -- look up ----------------------------------------------------------------------------
     async def statuses(self, account: Account, keys: list[str], version: int = 2,
-                       details: bool = False) -> list[dict]:
+                       details: bool = False) -> list[dict[str, Any]]:
         """Status documents of the distinct ``keys`` in first-seen order; unknown keys get an
         error entry."""
         keys = list(dict.fromkeys(keys))
-        found = {}
+        found: dict[str, Row] = {}
         for i in range(0, len(keys), 500):
-            for row in await self.db.get_tasks(keys[i : i + 500], account.id):
-                found[row["key"]] = row
-        deliveries: dict[str, list] = {}
+            for r in await self.db.get_tasks(keys[i : i + 500], account.id):
+                found[r["key"]] = r
+        deliveries: dict[str, list[Any]] = {}
         if details and found:
             for d in await self.db.deliveries_for(list(found)):
                 deliveries.setdefault(d["task_key"], []).append(d)
@@ -168,7 +168,7 @@ class Service:
         await self.scheduler.estimates.annotate(out)
         return out
 
-    def _details(self, row: Any, deliveries: list) -> dict:
+    def _details(self, row: Any, deliveries: list[Any]) -> dict[str, Any]:
         params = documents.from_json(row["params"]) or {}
         store = params.get("task_store") if isinstance(params, dict) else None
         return {
@@ -189,7 +189,7 @@ class Service:
 
     # -- wait and stream ---------------------------------------------------------------------
     async def wait(self, account: Account, keys: list[str], version: int = 2,
-                   details: bool = False) -> list[dict]:
+                   details: bool = False) -> list[dict[str, Any]]:
         """Block until every task has ended, then return their statuses.
 
         The subscription is bounded like any other; if a burst of changes overflows it,
@@ -227,7 +227,7 @@ class Service:
         """A subscription's bound: room for every task to change a few times at once."""
         return max(self.bus.queue_size, 4 * keys)
 
-    async def stream(self, account: Account, first: list[dict], sub: Any,
+    async def stream(self, account: Account, first: list[dict[str, Any]], sub: Any,
                      version: int = 2) -> AsyncIterator[bytes]:
         """Yield NDJSON lines: the list of current statuses, then each change until all
         have ended. A change's line is the one encoded once for all its streams.

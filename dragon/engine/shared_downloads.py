@@ -19,7 +19,7 @@ class Batch:
     def __init__(self, root: Path, size: int) -> None:
         self.root = root
         self.pending = size
-        self.downloads: dict[tuple[str, int | None], asyncio.Future] = {}
+        self.downloads: dict[tuple[str, int | None], asyncio.Future[Any]] = {}
 
 
 class SharedFetches:
@@ -45,7 +45,7 @@ class SharedFetches:
     async def task_ended(self, key: str) -> None:
         batch_id = self.of_task.pop(key, None)
         batch = self.batches.get(batch_id) if batch_id else None
-        if batch is None:
+        if batch is None or batch_id is None:
             return
         batch.pending -= 1
         if batch.pending <= 0:
