@@ -356,12 +356,56 @@ class PostgresDatabase:
             conn.terminate()
 
     @_busy
-    async def queued_tasks(self, limit: int) -> list[Row]:
-        """The oldest queued tasks (a node with nothing queued looks for missed work)."""
-        return await self._fetch(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'queued' ORDER BY seq LIMIT $1",
-            limit,
-        )
+    async def claim_queued(
+        self, owner: str, light: list[str], in_light: bool, limit: int, now: float, render: Render
+    ) -> list[Row]:
+        """Start up to ``limit`` queued tasks of one lane for ``owner`` (attempts counted,
+        events recorded), oldest first and round-robin across accounts.
+
+        ``FOR UPDATE SKIP LOCKED`` lets nodes claim at once without waiting for or
+        taking each other's rows. ``light`` names the light lane's tasks; ``in_light``
+        picks that lane or the other. A few more rows than ``limit`` are looked at so a
+        busy account cannot fill the claim alone.
+        """
+        async with self._transaction() as c:
+            candidates = await c.fetch(
+                "SELECT key, account_id FROM tasks WHERE status = 'queued'"
+                " AND (task_name = ANY($1)) = $2 ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED",
+                light,
+                in_light,
+                limit * 4,
+            )
+            per_account: dict[int, list[str]] = {}
+            for r in candidates:
+                per_account.setdefault(r["account_id"], []).append(r["key"])
+            picked: list[str] = []
+            while len(picked) < limit and per_account:
+                for account_id in list(per_account):
+                    keys = per_account[account_id]
+                    picked.append(keys.pop(0))
+                    if not keys:
+                        del per_account[account_id]
+                    if len(picked) == limit:
+                        break
+            if not picked:
+                return []
+            rows = await c.fetch(
+                "UPDATE tasks SET status = 'executing', started_at = $1,"
+                " attempts = attempts + 1, owner = $2, progress = 0"
+                f" WHERE key = ANY($3) RETURNING {TASK_COLUMNS}",
+                now,
+                owner,
+                picked,
+            )
+            await self._notify(c, "c", [r["key"] for r in rows])
+            await c.execute("SELECT pg_advisory_xact_lock($1)", EVENTS_LOCK)
+            await c.executemany(
+                "INSERT INTO events (account_id, task_key, task_name, created_at, document)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                [(r["account_id"], r["key"], r["task_name"], now, dumps(render(r))) for r in rows],
+            )
+            order = {key: i for i, key in enumerate(picked)}
+            return sorted(rows, key=lambda r: order[r["key"]])
 
     @_busy
     async def join(self, owner: str, name: str) -> None:

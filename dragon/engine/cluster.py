@@ -1,21 +1,23 @@
-"""One node among several sharing PostgreSQL: heartbeats, leases and cross-node fan-out.
+"""One node among several sharing PostgreSQL: claims, heartbeats, leases and fan-out.
 
-Each node keeps its own lanes and fair queues (``dragon.engine.lanes``); the database decides
-who runs a task (``start_task`` moves it from queued to executing for one owner only, the
-others see it taken and move on). What this module adds:
+Each node keeps its own lanes and fair queues (``dragon.engine.lanes``) for the tasks it
+creates; the database decides who runs a task (``start_task`` moves it from queued to
+executing for one owner only; the others see it taken and move on). What this module adds:
 
+- Claims: when another node announces new queued tasks, this node claims as many as it has
+  idle slots, lane by lane (``claim_queued``: ``FOR UPDATE SKIP LOCKED``, oldest first,
+  round-robin across accounts), and claims again every ``CLAIM_POLL`` while work may still
+  wait. An idle node starts work at once, without waiting for a poll; each heartbeat also
+  looks for queued work, in case a notification was lost.
 - Heartbeats: the node records itself (boot id and ``DRAGON_NODE_NAME``) every third of
   ``DRAGON_LEASE_SECONDS``. Every node also looks, under an advisory lock so one at a time,
   for executing tasks whose node went silent for the lease, and starts them again through
   ``Scheduler.recover`` (attempts counted, ``interrupted`` after the maximum).
-- Wake-ups: other nodes' notifications of new queued tasks put them in this node's queues at
-  once, so an idle node starts work without polling (a node with an empty queue still
-  looks for queued work at each heartbeat, in case a notification was lost).
 - Fan-out: other nodes' notifications of changed tasks are re-read from the database and
   published on this node's bus, for the keys this node's streams and blocked requests follow;
-  every notification wakes the event feed's followers.
+  notifications wake the event feed's followers.
 - After a lost database connection the node re-reads everything it follows (notifications
-  sent meanwhile are lost) and queues whatever is queued.
+  sent meanwhile are lost) and claims whatever is queued.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from typing import Any
 
 from dragon.database.interface import Busy
@@ -32,6 +35,7 @@ from dragon.engine import documents
 log = logging.getLogger("dragon.engine.cluster")
 
 RECLAIM_LOCK = 0x647261676F6E04
+CLAIM_POLL = 0.05  # seconds between claims while queued work may be waiting
 
 
 class Cluster:
@@ -41,9 +45,10 @@ class Cluster:
         self.bus = scheduler.bus
         self.settings = scheduler.settings
         self.name = self.settings.node
-        self._new: set[str] = set()
         self._changed: set[str] = set()
         self._resync = False
+        self._more = True  # queued work may wait in the database: claim when slots are free
+        self._heard = False  # other nodes' notifications arrived since the last apply
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
 
@@ -70,8 +75,9 @@ class Cluster:
     # -- notifications --------------------------------------------------------------------
     def _notified(self, kind: str, keys: list[str]) -> None:
         """Called by the database listener; the work is done in ``_apply`` (batched)."""
+        self._heard = True
         if kind == "n":
-            self._new.update(keys)
+            self._more = True
         elif kind == "c":
             self._changed.update(keys)
         elif kind == "r":
@@ -84,6 +90,9 @@ class Cluster:
             self._wake.clear()
             try:
                 await self._apply()
+                if self._more:  # slots were full or the claim was: look again shortly
+                    await asyncio.sleep(CLAIM_POLL)
+                    self._wake.set()
             except Busy:
                 self._resync = True  # the database is away: redo everything once it is back
                 await asyncio.sleep(0.5)
@@ -92,25 +101,39 @@ class Cluster:
                 log.exception("could not apply other nodes' changes")
 
     async def _apply(self) -> None:
-        self.bus.feed_changed()
+        if self._heard:
+            self._heard = False
+            self.bus.feed_changed()
         resync, self._resync = self._resync, False
-        new, self._new = self._new, set()
         changed, self._changed = self._changed, set()
         if resync:
-            rows = await self.db.unfinished_tasks()
-            self._enqueue([r for r in rows if r["status"] == "queued"])
+            self._more = True
             changed |= set(self.bus._subs)  # every key a stream or a blocked request follows
-        if new:
-            self._enqueue(await self.db.tasks_by_keys(sorted(new)))
+        if self._more:
+            await self._claim()
         followed = [key for key in changed if key in self.bus._subs]
         if followed:
             for row in await self.db.tasks_by_keys(followed):
                 self.bus.publish(row["key"], documents.document(row))
 
-    def _enqueue(self, rows: list[Any]) -> None:
-        for row in rows:
-            if row["status"] == "queued" and row["key"] not in self.scheduler.running:
-                self.scheduler.enqueue(row["account_id"], row["key"], row["task_name"])
+    async def _claim(self) -> None:
+        """Claim as many queued tasks as this node has idle slots, lane by lane; they are
+        ours (executing) when they reach the lane, which starts them at once."""
+        scheduler = self.scheduler
+        light = [name for name in scheduler.registry if scheduler.lane_of(name) == "light"]
+        more = False
+        for name, lane in scheduler.lanes.items():
+            spare = lane.capacity - lane.busy - lane.queue.size
+            if spare <= 0:
+                more = True
+                continue
+            rows = await self.db.claim_queued(
+                scheduler.boot_id, light, name == "light", spare, time.time(), documents.document
+            )
+            for row in rows:
+                scheduler.enqueue(row["account_id"], row["key"], row["task_name"])
+            more = more or len(rows) == spare
+        self._more = more
 
     # -- heartbeats and leases ------------------------------------------------------------
     async def _beat_forever(self) -> None:
@@ -118,9 +141,9 @@ class Cluster:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
                 await self.db.heartbeat(self.scheduler.boot_id, self.name)
-                if not self.scheduler.queued_count():
-                    # Nothing queued here: look for work whose notification was missed.
-                    self._enqueue(await self.db.queued_tasks(100))
+                # Look for queued work whose notification was missed.
+                self._more = True
+                self._wake.set()
             except Busy as exc:
                 log.warning("heartbeat failed: %s", exc)
 
