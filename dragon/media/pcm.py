@@ -19,6 +19,7 @@ Errors are ``TaskError``s, which cross the process boundary whole.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -42,6 +43,9 @@ from dragon.runtime.processes import (
 )
 
 CHUNK_SAMPLES = 1 << 17  # samples per read: few Python iterations, small buffers
+# The pipe from ffmpeg holds 1 MiB instead of 64 KiB, so ffmpeg and the reader wake each
+# other up far less often (the default cap of /proc/sys/fs/pipe-max-size is 1 MiB).
+PIPE_BYTES = 1 << 20
 
 
 SAMPLE_TYPES = {"f32le": np.dtype("<f4"), "s16le": np.dtype("<i2")}
@@ -58,18 +62,25 @@ def pcm_argv(input_args: list[str], rate: int, *, duration: float | None = None,
     (``-t``), for ``end``.
     """
     limit = ["-t", f"{duration:.6f}"] if duration is not None else []
+    # -flush_packets 0: else ffmpeg writes each decoded frame to the pipe on its own (2,304
+    # bytes for an MP3 as mono s16), and those writes and the reader's wake-ups added a
+    # quarter of the decode's CPU (scripts/bench_waveform.py); now it writes 32 KiB at once.
     return ffmpeg_argv(*input_args, "-map", "0:a:0", "-vn", "-sn", "-dn", *limit,
-                       "-ac", "1", "-ar", str(rate), "-f", sample_format, "pipe:1")
+                       "-ac", "1", "-ar", str(rate), "-flush_packets", "0",
+                       "-f", sample_format, "pipe:1")
 
 
 @contextlib.contextmanager
 def open_pcm(
     argv: list[str], *, timeout: float, pidfile: str | None = None,
-    chunk_samples: int = CHUNK_SAMPLES,
+    chunk_samples: int = CHUNK_SAMPLES, reuse: bool = False,
 ) -> Iterator[Iterator[np.ndarray]]:
     """Run ``argv`` (from ``pcm_argv``) and give an iterator of sample chunks.
 
-    The chunks' dtype follows the ``-f`` at the end of ``argv`` (float32 or int16).
+    The chunks' dtype follows the ``-f`` at the end of ``argv`` (float32 or int16); each
+    holds ``chunk_samples`` samples but the last. With ``reuse`` every chunk is a view of
+    one buffer, valid until the next chunk is asked for: no allocation (and no fresh pages
+    to fault in) per read, for a reader that reduces each chunk at once.
     Use as ``with open_pcm(argv, timeout=t) as chunks: for x in chunks: ...``. When the
     block ends, however it ends, ffmpeg is dead and reaped. A non-zero exit raises
     ``PcmError(invalid_media)`` with ffmpeg's reason once the stream is exhausted;
@@ -80,8 +91,11 @@ def open_pcm(
     with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: it can never fill up
         proc = subprocess.Popen(
             guarded(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-            start_new_session=True, bufsize=chunk_samples * dtype.itemsize,
+            start_new_session=True, bufsize=0,
         )
+        assert proc.stdout is not None
+        with contextlib.suppress(OSError, AttributeError):  # a smaller pipe still works
+            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         if pidfile:
             Path(pidfile).write_text(str(proc.pid))
 
@@ -95,10 +109,7 @@ def open_pcm(
 
         def chunks() -> Iterator[np.ndarray]:
             assert proc.stdout is not None
-            size = dtype.itemsize
-            while data := proc.stdout.read(chunk_samples * size):
-                if len(data) >= size:
-                    yield np.frombuffer(data, dtype, len(data) // size)
+            yield from _read_chunks(proc.stdout, dtype, chunk_samples, reuse)
             proc.wait()
             if timed_out.is_set():
                 raise errors.TaskError(errors.TIMEOUT, f"decoding took longer than {timeout:g} s")
@@ -123,6 +134,25 @@ def _tail(stderr: Any) -> str:
     stderr.seek(0, os.SEEK_END)
     stderr.seek(max(0, stderr.tell() - STDERR_TAIL))
     return stderr.read().decode("utf-8", "replace")
+
+
+def _read_chunks(stream: Any, dtype: np.dtype, samples: int, reuse: bool) -> Iterator[np.ndarray]:
+    """Fill a buffer of ``samples`` from the raw pipe ``stream`` and yield it as an array."""
+    size = dtype.itemsize
+    buf = bytearray(samples * size)
+    view = memoryview(buf)
+    filled = 0
+    while True:
+        n = stream.readinto(view[filled:])
+        filled += n
+        if n and filled < len(buf):
+            continue
+        if filled >= size:  # full, or the end (where a torn last sample is dropped)
+            chunk = np.frombuffer(buf, dtype, filled // size)
+            yield chunk if reuse else chunk.copy()
+        if not n:
+            return
+        filled = 0
 
 
 def _reason(stderr: Any) -> str:

@@ -25,13 +25,16 @@ from dragon.media.pcm import open_pcm
 
 # Waveforms decode at the source's own rate (up to MAX_RATE) as 16-bit mono. A low rate
 # such as 8 kHz looked cheaper but is not: ffmpeg's resampler costs more than piping and
-# reducing every native sample (scripts/bench_waveform.py: 8 kHz f32 vs native s16), and
-# its low-pass would also shave the peaks of bright sounds. 16 bits clip at full scale,
-# which the drawing clips anyway, and halve the bytes through the pipe.
+# reducing every native sample (scripts/bench_waveform.py: 8 kHz f32 takes 1.4x the
+# decode's CPU, native s16 1.1x), and its low-pass would also shave the peaks of bright
+# sounds. 16 bits clip at full scale, which the drawing clips anyway, and halve the
+# bytes through the pipe.
 MAX_RATE = 48000
 SAMPLE_FORMAT = "s16le"
 BUCKETS_PER_COLUMN = 16
 JPEG_QUALITY = 90
+# Samples per read from ffmpeg's pipe: 1 MiB of int16, reused (PeakReducer keeps none).
+READ_SAMPLES = 1 << 19
 
 
 def decode_rate(sample_rate: int | None) -> int:
@@ -144,7 +147,8 @@ def render(
     Returns the decoded duration in seconds. Raises ``TaskError``.
     """
     reducer = PeakReducer(width)
-    with open_pcm(argv, timeout=timeout, pidfile=pidfile) as chunks:
+    with open_pcm(argv, timeout=timeout, pidfile=pidfile, chunk_samples=READ_SAMPLES,
+                  reuse=True) as chunks:
         for x in chunks:
             reducer.add(x)
     if not reducer.samples:
