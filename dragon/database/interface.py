@@ -12,6 +12,9 @@ way the server uses them:
 - the callback outbox: deliveries due now, and their outcome;
 - the event feed: each status change recorded with the write that made it.
 
+``ClusterDatabase`` adds what several nodes sharing one database need (PostgreSQL:
+notifications, batch claims, heartbeats and advisory locks; see ``dragon.engine.cluster``).
+
 Rows are read-only mappings with the column names of the ``tasks``, ``files``,
 ``accounts`` and ``outbox`` tables; ``params``, ``result`` and ``error`` hold JSON text.
 Writes resolve only after their commit, so nothing uncommitted is ever published or
@@ -22,10 +25,11 @@ duplicate account name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, Protocol, TypeVar
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 
 class Busy(Exception):
@@ -192,3 +196,40 @@ class Callback:
         self.url = url
         self.render = render
         self.next_at = next_at
+
+
+class ClusterDatabase(Database, Protocol):
+    """A database several nodes share (PostgreSQL): what ``dragon.engine.cluster`` adds.
+
+    A backend that implements it sets ``clustered = True``; the scheduler then runs as one
+    node among several. ``owner`` is a node's boot id (as ``start_task`` records it).
+    """
+
+    clustered: bool
+
+    async def listen(self, handler: Callable[[str, list[str]], None]) -> None:
+        """Call ``handler(kind, keys)`` for other nodes' committed changes: ``n`` new
+        queued tasks, ``c`` changed tasks, ``r`` (no keys) after a reconnection, when
+        notifications may have been lost. Returns once listening."""
+
+    async def join(self, owner: str, name: str) -> None:
+        """A node starts (an earlier process of the same name is gone)."""
+
+    async def heartbeat(self, owner: str, name: str) -> None: ...
+
+    async def leave(self, owner: str) -> None:
+        """A node stopped cleanly."""
+
+    async def claim_queued(self, owner: str, light: list[str], in_light: bool, limit: int,
+                           now: float, render: Callable[[Row], Any]) -> list[Row]:
+        """Start up to ``limit`` queued tasks of one lane for ``owner``, skipping those
+        another node is claiming, round-robin across accounts."""
+
+    async def stale_tasks(self) -> list[Row]:
+        """Executing tasks whose node has been silent for the lease."""
+
+    async def tasks_by_keys(self, keys: list[str]) -> list[Row]:
+        """Rows of ``keys`` whatever their account (to publish other nodes' changes)."""
+
+    async def try_exclusive(self, lock: int, run: Callable[[], Awaitable[T]]) -> T | None:
+        """Run ``run()`` unless another node holds ``lock`` (then None)."""

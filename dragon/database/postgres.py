@@ -451,11 +451,6 @@ class PostgresDatabase:
         return await self._fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ANY($1)", keys)
 
     @_busy
-    async def node_names(self, owners: list[str]) -> dict[str, str]:
-        rows = await self._fetch("SELECT owner, name FROM nodes WHERE owner = ANY($1)", owners)
-        return {r["owner"]: r["name"] for r in rows}
-
-    @_busy
     async def try_exclusive(self, lock: int, run: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``run()`` unless another node holds the advisory ``lock`` (then None)."""
         async with (await self._p()).acquire() as conn:

@@ -29,7 +29,7 @@ import random
 import time
 from typing import Any
 
-from dragon.database.interface import Busy
+from dragon.database.interface import Busy, ClusterDatabase
 from dragon.engine import documents
 
 log = logging.getLogger("dragon.engine.cluster")
@@ -41,7 +41,7 @@ CLAIM_POLL = 0.05  # seconds between claims while queued work may be waiting
 class Cluster:
     def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
-        self.db = scheduler.db
+        self.db: ClusterDatabase = scheduler.db
         self.bus = scheduler.bus
         self.settings = scheduler.settings
         self.name = self.settings.node
