@@ -6,7 +6,8 @@ On one throwaway PostgreSQL (Debian's initdb/pg_ctl, as for the tests) and moto'
    500 by 4 clients spread over the nodes and waited for with ``block=true``; beside them,
    the same number of jobs doing the same work (a greeting) through procrastinate on the
    same database, its worker at concurrency 8. Target: dragon >= 2x procrastinate.
-2. Status GET p99 with 64 concurrent clients over the two nodes.
+2. Status GET p99 with 64 concurrent clients over the two nodes (and, beside it, on one
+   node with the default SQLite).
 3. The delay from a change committed on node A to its arrival on 200 streams held on
    node B: each round creates a ``test.progress`` task, holds 200 status streams on B, and
    measures each stream's arrival of the final status against the ``completed`` time the
@@ -179,6 +180,13 @@ async def main() -> None:
     try:
         env = {"DRAGON_TASK_MODULES": "tests.plugins.progress", "DRAGON_MAX_QUEUED_TASKS":
                "1000000", "DRAGON_SHUTDOWN_GRACE_SECONDS": "2"}
+        single = BenchServer({})  # the SQLite default, for the status latency side by side
+        try:
+            latency, requests = await status_p99([single])
+        finally:
+            single.stop()
+        print(f"status GET, 64 clients, one SQLite node: {requests} requests, p99"
+              f" {latency:.1f} ms", flush=True)
         procrastinate_s = await run_procrastinate(pg.new_database(), args.tasks)
         print(f"procrastinate (concurrency 8): {args.tasks} jobs in {procrastinate_s:.2f} s"
               f" ({args.tasks / procrastinate_s:,.0f}/s)", flush=True)
