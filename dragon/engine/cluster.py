@@ -120,6 +120,9 @@ class Cluster:
         """Claim as many queued tasks as this node has idle slots, lane by lane; they are
         ours (executing) when they reach the lane, which starts them at once."""
         scheduler = self.scheduler
+        if scheduler.stopping:  # draining: leave the work to the other nodes
+            self._more = False
+            return
         light = [name for name in scheduler.registry if scheduler.lane_of(name) == "light"]
         more = False
         for name, lane in scheduler.lanes.items():
