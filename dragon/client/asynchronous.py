@@ -108,7 +108,7 @@ class AsyncClient:
                     delay = attempts.after_response(response)
             except httpx.TransportError as exc:
                 delay = attempts.after_error(exc)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay or 0.0)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -126,7 +126,7 @@ class AsyncClient:
             delay = attempts.after_response(response)
             if delay is None:
                 return response.json()
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay or 0.0)
 
     @contextlib.asynccontextmanager
     async def _open(
@@ -154,7 +154,7 @@ class AsyncClient:
                 delay = attempts.after_response(response)
             finally:
                 await response.aclose()
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay or 0.0)
 
     async def _follow(
         self, follow: wire.Follow, path: str, body: dict, safe: bool, deadline: float | None = None

@@ -128,7 +128,7 @@ class Client:
                     delay = attempts.after_response(response)
             except httpx.TransportError as exc:
                 delay = attempts.after_error(exc)
-            time.sleep(delay)
+            time.sleep(delay or 0.0)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -146,7 +146,7 @@ class Client:
             delay = attempts.after_response(response)
             if delay is None:
                 return response.json()
-            time.sleep(delay)
+            time.sleep(delay or 0.0)
 
     @contextlib.contextmanager
     def _open(
@@ -175,7 +175,7 @@ class Client:
                 delay = attempts.after_response(response)
             finally:
                 response.close()
-            time.sleep(delay)
+            time.sleep(delay or 0.0)
 
     def _follow(
         self, follow: wire.Follow, path: str, body: dict, safe: bool, deadline: float | None = None

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from dragon.errors import RequestError
 from dragon.handlers.state import state
+from dragon.stores.backends import LocalBackend
 
 # ``bytes=-0``: the last zero bytes, which RFC 9110 (14.1.1) calls unsatisfiable. aiohttp
 # reads it as ``bytes=0-`` and would send the whole file as a 206.
@@ -26,9 +27,11 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     if row is None:
         raise web.HTTPNotFound(reason="no such file")
     backend = state(request).stores.backend
+    if not isinstance(backend, LocalBackend):  # S3 files are served by S3 itself
+        raise web.HTTPNotFound(reason="no such file")
     try:
         path = backend.path(location)
-    except (AttributeError, ValueError):
+    except ValueError:
         raise web.HTTPNotFound(reason="no such file") from None
     if not path.is_file():
         raise web.HTTPNotFound(reason="no such file")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -76,9 +77,9 @@ async def expiration(request: web.Request) -> web.Response:
     changing = "changing the expiration" if request.method == "POST" else None
     account = await st.auth.authenticate(request, body, secret_only=changing)
     if request.method == "POST":
-        days = body.get("days", request.query.get("days"))
+        given: Any = body.get("days", request.query.get("days"))
         try:
-            days = int(days)
+            days = int(given)
         except (TypeError, ValueError):
             raise RequestError("days", "days must be a whole number (0: never delete)") from None
         if not 0 <= days <= MAX_EXPIRATION_DAYS:

@@ -42,17 +42,14 @@ def task_definitions(body: dict, limit: int) -> list[dict]:
     return tasks
 
 
-def task_keys(request: web.Request, body: dict) -> list[str]:
-    if request.method == "GET":
-        keys = [k for value in request.query.getall("tasks", []) for k in value.split(",")]
-    else:
-        keys = body.get("tasks")
-        if keys is None:
-            keys = [k for value in request.query.getall("tasks", []) for k in value.split(",")]
-        elif isinstance(keys, str):
-            keys = [keys]
-        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-            raise RequestError("tasks", "tasks must be a list of task keys")
+def task_keys(request: web.Request, body: dict[str, Any]) -> list[str]:
+    from_query = [k for value in request.query.getall("tasks", []) for k in value.split(",")]
+    raw: Any = from_query if request.method == "GET" else body.get("tasks", from_query)
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
+        raise RequestError("tasks", "tasks must be a list of task keys")
+    keys: list[str] = raw
     # Each distinct key once, first-seen order: repeats must not multiply the answer.
     keys = list(dict.fromkeys(k.strip() for k in keys if k.strip()))
     if not keys:

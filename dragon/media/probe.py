@@ -309,10 +309,12 @@ def last_frame_time(info: MediaInfo) -> float | None:
     return max(0.0, info.duration - frame - 0.001)
 
 
-def require_video(info: MediaInfo) -> None:
-    """For tasks that need pictures: refuse audio-only sources."""
-    if not info.has_video or not info.width or not info.height:
+def require_video(info: MediaInfo) -> tuple[int, int]:
+    """For tasks that need pictures: refuse audio-only sources; the frames' display size."""
+    size = info.display_size if info.has_video else None
+    if size is None:
         raise errors.TaskError(errors.UNSUPPORTED_MEDIA, f"{info.content_type} has no video stream")
+    return size
 
 
 def require_audio(info: MediaInfo) -> None:

@@ -207,8 +207,11 @@ class Fetcher:
     async def start(self) -> None:
         if self._session is not None:
             return
+        # force_close: no keep-alive pool. aiohttp 3.14 applies ``sock_read`` to a pooled
+        # connection's idle time, so a source fetched again after more than the read timeout
+        # failed as silent; a fresh connection per download costs one handshake.
         connector = GuardedConnector(
-            self.policy, resolver=self._resolver, limit=100, limit_per_host=8
+            self.policy, resolver=self._resolver, limit=100, limit_per_host=8, force_close=True
         )
         self._session = aiohttp.ClientSession(
             connector=connector,

@@ -53,7 +53,7 @@ class Schema(TaskSchema):
 def build_argv(info: probe.MediaInfo, params: dict, out, settings) -> tuple[list[str], str]:
     """The one encode: argv and the output content type."""
     encoder, muxer, _, content_type, max_channels = AUDIO[params["audio_codec"]]
-    src = info.display_size
+    src = probe.require_video(info)
     size = ffmpeg.video_size(src, params.get("width"), params.get("height"), params["crop"])
     ffmpeg.check_size(*size, settings)
     vf = ffmpeg.resize_filter(src, size, params["crop"])

@@ -250,7 +250,7 @@ async def run(ctx: TaskContext) -> dict:
             f" needs at least {MIN_FPS:g}",
         )
 
-    src = info.display_size
+    src = probe.require_video(info)
     size = ffmpeg.video_size(src, p["width"], p["height"], p["crop"])
     ffmpeg.check_size(*size, ctx.settings)
     vf = ffmpeg.resize_filter(src, size, p["crop"])

@@ -80,7 +80,7 @@ def batch_argv(
     """One process: an input per time, each frame into its cell, the cells side by side."""
     args: list[str] = []
     graph: list[str] = []
-    fit = ffmpeg.cell_filter(info.display_size, cell, crop)
+    fit = ffmpeg.cell_filter(probe.require_video(info), cell, crop)
     for i, t in enumerate(times):
         if keyframes:
             args += ["-skip_frame", "nokey", "-noaccurate_seek"]
@@ -125,7 +125,7 @@ async def run(ctx: TaskContext) -> dict:
     if end < start:
         raise errors.ParameterError.one("end", "must not be before start")
     times = frame_times(start, end, p["count"])
-    cell = cell_size(info.display_size, p["width"], p["height"])
+    cell = cell_size(probe.require_video(info), p["width"], p["height"])
     cols, rows = geometry.grid(len(times), p["wrap"])
     size = (cols * cell[0], rows * cell[1])
     ffmpeg.check_size(*size, ctx.settings)

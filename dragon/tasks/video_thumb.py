@@ -128,8 +128,8 @@ async def run(ctx: TaskContext) -> dict:
     early = attempt("frame.ppm", seek=p["time"])
     try:
         info = await probe.probe(ctx, download)
-        probe.require_video(info)
-        size = geometry.output_size(*info.display_size, p["width"], p["height"], p["crop"])
+        source_size = probe.require_video(info)
+        size = geometry.output_size(*source_size, p["width"], p["height"], p["crop"])
         ffmpeg.check_size(*size, ctx.settings)
     except BaseException:
         await discard(early)

@@ -10,7 +10,8 @@ import pytest
 
 @pytest.fixture(scope="module")
 def server(make_server):
-    return make_server()
+    # The local store: files served by the node itself at /storage/ (S3 has its own tests).
+    return make_server(backend="sqlite")
 
 
 def make_file(server, text="hello file", store=None, auth=None):
@@ -124,7 +125,7 @@ def test_store_parameters_are_checked_at_create(server):
         {"task_name": "test.file", "task_store": {"type": "s3_signed", "url": "file:///x"}},
         {"task_name": "test.file", "task_store": "persistent"},
     ])
-    assert "youtube" in docs[0]["error"]["parameters"]["task_store"][0]
+    assert "access_token" in docs[0]["error"]["parameters"]["task_store"][0]
     assert "url" in docs[1]["error"]["parameters"]["task_store"][0]
     assert "http" in docs[2]["error"]["parameters"]["task_store"][0]
     assert "task_store" in docs[3]["error"]["parameters"]
