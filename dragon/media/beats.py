@@ -177,7 +177,8 @@ class OnsetStream:
     def finish(self) -> Onsets:
         self._consume(np.concatenate([self.buf, np.zeros(N_FFT // 2, np.float32)]))
         feats = np.concatenate(self.parts) if self.parts else np.zeros((0, 5), np.float32)
-        return Onsets(*(feats[:, i].copy() for i in range(5)), self.samples)
+        flux, low_flux, low_db, db, pulse_flux = (feats[:, i].copy() for i in range(5))
+        return Onsets(flux, low_flux, low_db, db, pulse_flux, self.samples)
 
 
 def _rising(x: np.ndarray, prev: np.ndarray | None) -> np.ndarray:

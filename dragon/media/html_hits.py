@@ -209,10 +209,12 @@ def parse_srcset(value: str) -> list[tuple[str, list[str]]]:
     URLs may contain commas (``/w_100,h_100/a.jpg``), so candidates are split on the comma
     that follows a URL's descriptors, not on every comma; a URL ending in commas has none.
     """
-    candidates = []
+    candidates: list[tuple[str, list[str]]] = []
     pos = 0
     while True:
         match = _SRCSET_URL.match(value, pos)
+        if match is None:
+            return candidates
         url, pos = match.group(1), match.end()
         if not url:
             return candidates
@@ -220,8 +222,10 @@ def parse_srcset(value: str) -> list[tuple[str, list[str]]]:
         if url.endswith(","):
             url = url.rstrip(",")
         else:
-            match = _SRCSET_DESCRIPTORS.match(value, pos)
-            descriptors, pos = match.group(), match.end() + 1
+            found = _SRCSET_DESCRIPTORS.match(value, pos)
+            if found is None:
+                return candidates
+            descriptors, pos = found.group(), found.end() + 1
         if url:
             candidates.append((url, descriptors.split()))
 

@@ -33,6 +33,7 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, features
@@ -55,7 +56,7 @@ MIME = {fmt: mime for mime, fmt in DECODERS.items()}
 
 # Output formats: (Pillow format, content type, extension, save options).
 # webp and avif go beyond the original service's choices and exist only where Pillow can write them.
-OUTPUTS = {
+OUTPUTS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
     "jpeg": ("JPEG", "image/jpeg", "jpg", {"quality": 85}),
     "png": ("PNG", "image/png", "png", {}),
     "gif": ("GIF", "image/gif", "gif", {"interlace": False}),
@@ -109,7 +110,7 @@ class Source:
 
 
 def can_write(fmt: str) -> bool:
-    return fmt in ("jpeg", "png", "gif") or features.check(fmt)
+    return fmt in ("jpeg", "png", "gif") or bool(features.check(fmt))
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -233,13 +234,13 @@ def _fitted(im: Image.Image, size: tuple[int, int], crop: bool) -> Image.Image:
     return im if im.size == size else im.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
 
 
-def _target(upright: tuple[int, int], width: int, height: int,
+def _target(upright: tuple[int, int], width: int | None, height: int | None,
             crop: bool) -> tuple[tuple[int, int], tuple[int, int]]:
     """The output size of an upright image fitted or cropped to ``width`` x ``height``, and
     the size the whole image is scaled to on the way (what decoding at reduced scale needs).
     """
     uw, uh = upright
-    if not crop:
+    if not crop or width is None or height is None:  # cropping needs both sides
         size = geometry.output_size(uw, uh, width, height, False)
         return size, size
     _, _, cw, ch = geometry.crop_box(uw, uh, width, height)
@@ -343,13 +344,13 @@ def info(src: Source, max_pixels: int) -> dict:
         if im.format == "TIFF" and orientation in (5, 6, 7, 8):
             width, height = height, width  # Pillow reports TIFF sizes upright
         return {
-            "content_type": MIME[im.format if im.format != "MPO" else "JPEG"],
+            "content_type": MIME[str(im.format) if im.format != "MPO" else "JPEG"],
             "type": "image",
             "width": width,
             "height": height,
             "alpha": alpha,
             "exif_orientation": orientation,
-            "rotation": EXIF_ROTATION.get(orientation),
+            "rotation": EXIF_ROTATION.get(orientation) if orientation else None,
             "date_time": _text(sub.get(0x9003) or exif.get(0x0132)),
             "flash": None if flash is None else bool(int(flash) & 1),
             "focal_length": _number(sub.get(0x920A)),
@@ -488,7 +489,7 @@ def _stable(sources: list[Image.Image], frames: list[Image.Image]) -> list[Image
             same = (rgb == previous_src).all(axis=2)
             idx[same] = previous[same]
             frame = Image.fromarray(idx)
-            frame.putpalette(frames[0].getpalette())
+            frame.putpalette(frames[0].getpalette() or [])
         previous_src, previous = rgb, idx
         out.append(frame)
     return out

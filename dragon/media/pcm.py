@@ -48,7 +48,7 @@ CHUNK_SAMPLES = 1 << 17  # samples per read: few Python iterations, small buffer
 PIPE_BYTES = 1 << 20
 
 
-SAMPLE_TYPES = {"f32le": np.dtype("<f4"), "s16le": np.dtype("<i2")}
+SAMPLE_TYPES: dict[str, np.dtype[Any]] = {"f32le": np.dtype("<f4"), "s16le": np.dtype("<i2")}
 
 
 def pcm_argv(input_args: list[str], rate: int, *, duration: float | None = None,
