@@ -30,7 +30,7 @@ def sleepers(seconds: float) -> int:
 
 
 def test_kill_9_with_queued_and_executing_tasks_then_restart(make_server):
-    server = make_server(env={"DRAGON_CONCURRENCY": "2"})
+    server = make_server(env={"DRAGON_CONCURRENCY": "2"}, backend="sqlite")  # reads its file
     tasks = [{"task_name": "test.sleep", "seconds": 0.31}] * 22
     keys = [d["key"] for d in server.create(tasks, block=False)]
     wait_for(lambda: sum(d["status"] == "executing" for d in statuses(server, keys)) == 2)
