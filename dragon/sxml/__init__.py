@@ -5,10 +5,12 @@ The pipeline (``render.create`` runs it for ``dragon/tasks/video_create.py``):
     parse.py     defusedxml SAX -> ``model.Node`` tree, checked; widgets.py rewrites the
                  director.theme dialect into core SXML
     timing.py    natural durations bottom-up, assigned begin/duration top-down
+    beatsync.py  sync="beats": cuts snapped to the music's beats, then timed again
     assets.py    one Pillow job per picture (stills.py) and text (text.py)
     picture.py   the tree as one ffmpeg filtergraph of layers (filtergraph.py plumbing,
-                 layout.py placement boxes)
-    sound.py     every audible clip on one timeline, mixed
+                 layout.py placement boxes, transitions.py xfade looks, motion.py
+                 animators)
+    sound.py     every audible clip on one timeline, mixed (ducking.py: duck-others)
     segments.py  windows bounding a graph's memory for very long movies
     profiles.py  output sizes, rates and bitrates
 
