@@ -29,8 +29,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 import orjson
@@ -161,6 +161,7 @@ CONNECTION_ERRORS = (
 )
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Render = Callable[[Row], Any]
 Listener = Callable[[str, list[str]], None]
 
@@ -169,12 +170,12 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _busy(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def _busy(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Turn a lost connection into ``Busy`` and a full disk (SQLSTATE 53100) into
     ``DiskFull`` (503 for requests, a retry for the scheduler)."""
 
     @functools.wraps(method)
-    async def wrapper(*args: Any, **kwargs: Any) -> T:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await method(*args, **kwargs)
         except CONNECTION_ERRORS as exc:
@@ -215,7 +216,7 @@ class PostgresDatabase:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._listener: asyncio.Task | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def open(self) -> None:
@@ -567,7 +568,8 @@ class PostgresDatabase:
 
     # -- tasks ----------------------------------------------------------------------------
     @_busy
-    async def insert_tasks(self, rows: Iterable[dict], errbacks: Iterable[dict] = ()) -> None:
+    async def insert_tasks(self, rows: Iterable[dict[str, Any]],
+                           errbacks: Iterable[dict[str, Any]] = ()) -> None:
         rows = list(rows)
         async with self._transaction() as c:
             await c.executemany(
@@ -751,18 +753,18 @@ class PostgresDatabase:
             "SELECT key, diagnostics FROM tasks WHERE key = ANY($1) AND diagnostics IS NOT NULL",
             keys,
         )
-        return {r[0]: orjson.loads(r[1]) for r in rows}
+        return {r["key"]: orjson.loads(r["diagnostics"]) for r in rows}
 
     @_busy
     async def recent_run_times(self, task_name: str, limit: int) -> list[float]:
         rows = await self._fetch(
-            "SELECT completed_at - started_at FROM tasks WHERE completed_at IS NOT NULL"
+            "SELECT completed_at - started_at AS took FROM tasks WHERE completed_at IS NOT NULL"
             " AND task_name = $1 AND status = 'success' AND started_at IS NOT NULL"
             " ORDER BY completed_at DESC LIMIT $2",
             task_name,
             limit,
         )
-        return [r[0] for r in rows]
+        return [r["took"] for r in rows]
 
     @_busy
     async def count_active(self, account_id: int) -> int:
@@ -886,7 +888,7 @@ class PostgresDatabase:
             " ORDER BY task_key",
             account_id,
         )
-        return [r[0] for r in rows]
+        return [r["task_key"] for r in rows]
 
     @_busy
     async def delete_files(self, ids: list[int]) -> int:
