@@ -37,8 +37,9 @@ def main(names: list[str]) -> int:
 
 def run(script: Path) -> tuple[int, list[str]]:
     """Run one benchmark, echoing its output; (exit code, its MET/MISSED lines)."""
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=HERE.parent,
-                            stdout=subprocess.PIPE, text=True, bufsize=1)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], cwd=HERE.parent, stdout=subprocess.PIPE, text=True, bufsize=1
+    )
     assert proc.stdout
     verdicts = []
     for line in proc.stdout:

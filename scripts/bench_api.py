@@ -120,8 +120,16 @@ def wrk(server: BenchServer, keys: list[str], connections: int, seconds: int) ->
     """wrk against ``GET /v2/status?tasks=...``: req/s, p50/p99 ms, non-2xx count."""
     query = "&".join(f"tasks={k}" for k in keys)
     shown = "tasks=K1" + (f"&...&tasks=K{len(keys)}" if len(keys) > 1 else "")
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-H",
-            "Authorization: Secret <secret>", f"{server.url}/v2/status?{query}"]
+    argv = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        "Authorization: Secret <secret>",
+        f"{server.url}/v2/status?{query}",
+    ]
     real = [a.replace("<secret>", server.secret) for a in argv]
     out = subprocess.run(real, capture_output=True, text=True, check=True).stdout
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -145,8 +153,9 @@ def show_wrk(label: str, w: dict) -> None:
 async def stream_delay(server: BenchServer, connections=1000) -> tuple[float, float]:
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(headers=server.headers, connector=conn) as http:
-        async with http.post(server.url + "/v2/create", json={
-                "tasks": [{"task_name": "test.sleep", "seconds": 3}]}) as r:
+        async with http.post(
+            server.url + "/v2/create", json={"tasks": [{"task_name": "test.sleep", "seconds": 3}]}
+        ) as r:
             key = (await r.json())[0]["key"]
         arrivals: list[tuple[float, bytes]] = []
         opened = asyncio.Event()
@@ -154,8 +163,10 @@ async def stream_delay(server: BenchServer, connections=1000) -> tuple[float, fl
 
         async def watch():
             nonlocal count
-            async with http.get(f"{server.url}/v2/status_stream?tasks={key}",
-                                timeout=aiohttp.ClientTimeout(total=60)) as resp:
+            async with http.get(
+                f"{server.url}/v2/status_stream?tasks={key}",
+                timeout=aiohttp.ClientTimeout(total=60),
+            ) as resp:
                 await resp.content.readline()
                 count += 1
                 if count == connections:
@@ -177,8 +188,11 @@ async def stream_delay(server: BenchServer, connections=1000) -> tuple[float, fl
 
 
 def server_env() -> dict:
-    return {"DRAGON_TASK_MODULES": "tests.plugins.tasks", "DRAGON_STREAM_QUEUE_SIZE": "64",
-            "DRAGON_TOOL_NICE": "10"}  # the default, which phase 4 measures
+    return {
+        "DRAGON_TASK_MODULES": "tests.plugins.tasks",
+        "DRAGON_STREAM_QUEUE_SIZE": "64",
+        "DRAGON_TOOL_NICE": "10",
+    }  # the default, which phase 4 measures
 
 
 def show(figures: dict) -> None:
@@ -256,8 +270,10 @@ def celery_singles(redis_url: str, total: int) -> float:
     """Celery's result backend is not thread-safe: each client is its own process."""
     ctx = multiprocessing.get_context("spawn")
     ready, go, results = ctx.Barrier(CLIENTS + 1), ctx.Event(), ctx.Queue()
-    clients = [ctx.Process(target=celery_client, args=(redis_url, n, ready, go, results))
-               for n in shares(total, CLIENTS)]
+    clients = [
+        ctx.Process(target=celery_client, args=(redis_url, n, ready, go, results))
+        for n in shares(total, CLIENTS)
+    ]
     for c in clients:
         c.start()
     ready.wait(60)  # every client connected and warm
@@ -302,11 +318,19 @@ def load_history(server: BenchServer, count: int) -> tuple[list[str], float]:
     t0 = time.perf_counter()
     db = sqlite3.connect(server.dir / "dragon.db", isolation_level=None)
     cols = [row[1] for row in db.execute("PRAGMA table_info(tasks)")]
-    template = dict(zip(cols, db.execute(
-        f"SELECT {', '.join(cols)} FROM tasks WHERE status = 'success'"
-        " ORDER BY rowid DESC LIMIT 1").fetchone(), strict=True))
-    seq = db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()[0] \
-        if "seq" in cols else 0
+    template = dict(
+        zip(
+            cols,
+            db.execute(
+                f"SELECT {', '.join(cols)} FROM tasks WHERE status = 'success'"
+                " ORDER BY rowid DESC LIMIT 1"
+            ).fetchone(),
+            strict=True,
+        )
+    )
+    seq = (
+        db.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()[0] if "seq" in cols else 0
+    )
     now, span = time.time(), 29 * 86400
     sql = f"INSERT INTO tasks ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
     picks = set(random.Random(1).sample(range(count), min(100, count)))
@@ -319,8 +343,12 @@ def load_history(server: BenchServer, count: int) -> tuple[list[str], float]:
             row = dict(template)
             row["key"] = base64.b32encode(os.urandom(16)).decode().rstrip("=")
             t = now - span + span * i / count
-            for name, value in (("queued_at", t), ("started_at", t + 0.001),
-                                ("completed_at", t + 0.002), ("seq", seq + i + 1)):
+            for name, value in (
+                ("queued_at", t),
+                ("started_at", t + 0.001),
+                ("completed_at", t + 0.002),
+                ("seq", seq + i + 1),
+            ):
                 if name in row:
                     row[name] = value
             if i in picks:
@@ -344,9 +372,26 @@ def make_clip(cache: Path) -> Path:
     clip = cache / "clip1080.mp4"
     if not clip.exists():
         part = cache / "clip1080.part.mp4"
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                        "testsrc2=size=1920x1080:rate=30:duration=30", "-c:v", "libx264",
-                        "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(part)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1920x1080:rate=30:duration=30",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                str(part),
+            ],
+            check=True,
+        )
         part.rename(clip)
     return clip
 
@@ -372,8 +417,10 @@ def encoders(server: BenchServer) -> list[tuple[int, int]]:
 
 async def during_encodes(server: BenchServer, url: str, creates: int, keys: list[str]) -> dict:
     body = {"tasks": [{"task_name": "video.convert", "url": url}] * 2}
-    async with aiohttp.ClientSession(headers=server.headers) as http, \
-            http.post(server.url + "/v2/create", json=body) as r:
+    async with (
+        aiohttp.ClientSession(headers=server.headers) as http,
+        http.post(server.url + "/v2/create", json=body) as r,
+    ):
         tasks = [d["key"] for d in await r.json()]
     deadline = time.monotonic() + 60
     while len(encoders(server)) < 2:
@@ -389,8 +436,9 @@ async def during_encodes(server: BenchServer, url: str, creates: int, keys: list
     figures["nice"] = sorted({n for _, n in before})
     async with aiohttp.ClientSession(headers=server.headers) as http:
         for key in tasks:  # wait for the encodes, so the next run starts from an idle box
-            async with http.post(server.url + "/v2/status",
-                                 json={"tasks": [key], "block": True}) as r:
+            async with http.post(
+                server.url + "/v2/status", json={"tasks": [key], "block": True}
+            ) as r:
                 doc = (await r.json())[0]
             assert doc["status"] == "success", doc
     return figures
@@ -401,8 +449,11 @@ async def during_encodes(server: BenchServer, url: str, creates: int, keys: list
 
 async def main(args: argparse.Namespace) -> int:
     load = os.getloadavg()[0]
-    print(f"cores: {os.cpu_count()}, load average {load:.1f} (a shared box: figures move with "
-          f"the other load)", flush=True)
+    print(
+        f"cores: {os.cpu_count()}, load average {load:.1f} (a shared box: figures move with "
+        f"the other load)",
+        flush=True,
+    )
     if not shutil.which("wrk"):
         print("wrk is not installed (apt-get install wrk; make bench does)")
         return 1
@@ -416,16 +467,22 @@ async def main(args: argparse.Namespace) -> int:
     try:
         keys, took = load_history(history, args.history)
         size = (history.dir / "dragon.db").stat().st_size / 1e6
-        print(f"history: {args.history:,} ended tasks written in {took:.0f} s "
-              f"(sqlite3 executemany), database {size:,.0f} MB")
+        print(
+            f"history: {args.history:,} ended tasks written in {took:.0f} s "
+            f"(sqlite3 executemany), database {size:,.0f} MB"
+        )
         for server in (empty, history):  # warm-up
             await single_creates(server, 200)
         _, recent = await batch_creates(empty, 200)
 
-        print(f"\n1. single creates: {args.creates:,} hello tasks from {CLIENTS} clients, each "
-              "waiting for its result (dragon: POST /v2/create block=true)")
-        rate = {"empty": await single_creates(empty, args.creates),
-                "history": await single_creates(history, args.creates)}
+        print(
+            f"\n1. single creates: {args.creates:,} hello tasks from {CLIENTS} clients, each "
+            "waiting for its result (dragon: POST /v2/create block=true)"
+        )
+        rate = {
+            "empty": await single_creates(empty, args.creates),
+            "history": await single_creates(history, args.creates),
+        }
         print(f"  dragon, empty database: {rate['empty']:,.0f} tasks/s")
         print(f"  dragon, {args.history:,} tasks: {rate['history']:,.0f} tasks/s")
         peer = {} if args.no_peers else await asyncio.to_thread(peers, args.creates, work)
@@ -433,16 +490,24 @@ async def main(args: argparse.Namespace) -> int:
         if best:
             print(f"  dragon (empty) / best peer ({best}): {rate['empty'] / peer[best]:.2f}x")
 
-        print(f"\n2. batches: {args.creates:,} hello tasks in creates of {BATCH} "
-              f"(block=true), {BATCH_CLIENTS} clients")
-        batch = {"empty": (await batch_creates(empty, args.creates))[0],
-                 "history": (await batch_creates(history, args.creates))[0]}
-        print(f"  empty database: {batch['empty']:,.0f} tasks/s; "
-              f"{args.history:,} tasks: {batch['history']:,.0f} tasks/s")
+        print(
+            f"\n2. batches: {args.creates:,} hello tasks in creates of {BATCH} "
+            f"(block=true), {BATCH_CLIENTS} clients"
+        )
+        batch = {
+            "empty": (await batch_creates(empty, args.creates))[0],
+            "history": (await batch_creates(history, args.creates))[0],
+        }
+        print(
+            f"  empty database: {batch['empty']:,.0f} tasks/s; "
+            f"{args.history:,} tasks: {batch['history']:,.0f} tasks/s"
+        )
 
         print(f"\n3. status GET of 100 keys, {CLIENTS} connections, 5 s (wrk)")
-        status = {"empty": wrk(empty, recent, CLIENTS, 5),
-                  "history": wrk(history, keys, CLIENTS, 5)}
+        status = {
+            "empty": wrk(empty, recent, CLIENTS, 5),
+            "history": wrk(history, keys, CLIENTS, 5),
+        }
         show_wrk("empty database (100 recent keys)", status["empty"])
         show_wrk(f"{args.history:,} tasks (100 keys spread over the history)", status["history"])
         print(f"  command: {status['history']['argv']}")
@@ -452,14 +517,18 @@ async def main(args: argparse.Namespace) -> int:
         show_wrk("empty database", one)
         print(f"  command: {one['argv']}")
         p50, p99 = await stream_delay(empty)
-        print(f"  status_stream, 1,000 connections: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-              "(completed time to arrival)")
+        print(
+            f"  status_stream, 1,000 connections: p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+            "(completed time to arrival)"
+        )
 
         print(f"\n5. with {args.history:,} tasks, while two video.convert encode a 30 s 1080p clip")
         busy = await during_encodes(history, f"{base}/{clip.name}", args.creates // 2, keys)
         show(busy)
-        print(f"  ffmpeg niceness {busy['nice']}; both encodes ran through every "
-              f"measurement: {'yes' if busy['covered'] else 'NO (figures too kind)'}")
+        print(
+            f"  ffmpeg niceness {busy['nice']}; both encodes ran through every "
+            f"measurement: {'yes' if busy['covered'] else 'NO (figures too kind)'}"
+        )
     finally:
         empty.stop()
         history.stop()
@@ -471,17 +540,25 @@ async def main(args: argparse.Namespace) -> int:
         ("batches, empty database, tasks/s", batch["empty"], ">=", 2000),
         ("status GET of 1 key, req/s", one["rps"], ">=", 10000),
         ("status_stream p99, ms", p99, "<=", 100),
-        (f"single creates with {args.history:,} tasks, % of empty",
-         100 * rate["history"] / rate["empty"], ">=", 90),
-        (f"batches with {args.history:,} tasks, % of empty",
-         100 * batch["history"] / batch["empty"], ">=", 90),
+        (
+            f"single creates with {args.history:,} tasks, % of empty",
+            100 * rate["history"] / rate["empty"],
+            ">=",
+            90,
+        ),
+        (
+            f"batches with {args.history:,} tasks, % of empty",
+            100 * batch["history"] / batch["empty"],
+            ">=",
+            90,
+        ),
         ("status GET of 100 keys p99 with history, ms", status["history"]["p99"], "<=", 10),
-        ("status GET of 100 keys p99 during two encodes, ms", busy["status100"]["p99"],
-         "<=", 25),
+        ("status GET of 100 keys p99 during two encodes, ms", busy["status100"]["p99"], "<=", 25),
     ]
     if best:
-        checks.append((f"single creates vs best peer ({best}), x", rate["empty"] / peer[best],
-                       ">=", 1))
+        checks.append(
+            (f"single creates vs best peer ({best}), x", rate["empty"] / peer[best], ">=", 1)
+        )
     for name, value, op, target in checks:
         check(name, value, op, target)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
@@ -490,9 +567,14 @@ async def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--history", type=int, default=1_000_000,
-                        help="ended tasks written into the database for phases 3-4")
-    parser.add_argument("--creates", type=int, default=5000,
-                        help="tasks per create measurement (phase 4 uses half)")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=1_000_000,
+        help="ended tasks written into the database for phases 3-4",
+    )
+    parser.add_argument(
+        "--creates", type=int, default=5000, help="tasks per create measurement (phase 4 uses half)"
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip arq and Celery")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -60,8 +60,12 @@ except ImportError:
 
 if Celery:
     celery_app = Celery("peer_queues", broker=REDIS_URL, backend=REDIS_URL)
-    celery_app.conf.update(worker_hijack_root_logger=False, broker_connection_retry=True,
-                           broker_connection_retry_on_startup=True, result_expires=3600)
+    celery_app.conf.update(
+        worker_hijack_root_logger=False,
+        broker_connection_retry=True,
+        broker_connection_retry_on_startup=True,
+        result_expires=3600,
+    )
 
     @celery_app.task(name="hello")
     def celery_hello(name: str) -> dict:
@@ -76,16 +80,30 @@ class DurableRedis:
 
     def __init__(self, port: int) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
-        self.argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                     "--dir", str(self.dir), "--appendonly", "yes", "--appendfsync", "always",
-                     "--save", ""]
+        self.argv = [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ]
         self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            ping = subprocess.run(["redis-cli", "-p", str(port), "ping"],
-                                  capture_output=True, text=True)
+            ping = subprocess.run(
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
+            )
             if ping.stdout.strip() == "PONG":
                 return
             time.sleep(0.05)
@@ -102,13 +120,22 @@ def worker_argv(kind: str) -> list[str]:
     """The arq or Celery worker command (Celery: prefork, one child per core, its default)."""
     if kind == "arq":
         return [sys.executable, "-m", "arq", "peer_queues.ArqWorker"]
-    return [sys.executable, "-m", "celery", "-A", "peer_queues", "worker", "--loglevel=WARNING",
-            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "peer_queues",
+        "worker",
+        "--loglevel=WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
 
 
 def start_worker(kind: str, redis_url: str, log: Path) -> subprocess.Popen:
     argv = worker_argv(kind)
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(HERE)}
     with open(log, "ab") as stderr:
-        return subprocess.Popen(argv, cwd=HERE, env=env, stdout=subprocess.DEVNULL,
-                                stderr=stderr)
+        return subprocess.Popen(argv, cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
