@@ -59,36 +59,60 @@ def cmd_accounts(args: argparse.Namespace) -> int:
 async def _accounts(database: Database, args: argparse.Namespace) -> int:
     if args.action == "create":
         try:
-            account = await accounts.create_account(database, args.name, args.referrer or [],
-                                                    args.max_active, args.rate)
+            account = await accounts.create_account(
+                database, args.name, args.referrer or [], args.max_active, args.rate
+            )
         except AccountExists:
             print(f"dragon: an account named {args.name!r} exists already", file=sys.stderr)
             return 1
         print(json.dumps(account))
     elif args.action == "list":
         for row in await database.list_accounts():
-            print(json.dumps({"name": row["name"], "api_key": row["api_key"],
-                              "referrers": json.loads(row["referrers"]),
-                              "max_active": row["max_active"], "rate": row["create_rate"],
-                              "expiration_days": row["expiration_days"]}))
+            print(
+                json.dumps(
+                    {
+                        "name": row["name"],
+                        "api_key": row["api_key"],
+                        "referrers": json.loads(row["referrers"]),
+                        "max_active": row["max_active"],
+                        "rate": row["create_rate"],
+                        "expiration_days": row["expiration_days"],
+                    }
+                )
+            )
     elif args.action == "update":
-        if not await database.update_account(args.name, referrers=args.referrer,
-                                              max_active=args.max_active,
-                                              create_rate=args.rate):
+        if not await database.update_account(
+            args.name, referrers=args.referrer, max_active=args.max_active, create_rate=args.rate
+        ):
             print(f"dragon: no account named {args.name!r}", file=sys.stderr)
             return 1
         row = await database.account_by_name(args.name)
         assert row is not None
-        print(json.dumps({"name": row["name"], "referrers": json.loads(row["referrers"]),
-                          "max_active": row["max_active"], "rate": row["create_rate"]}))
+        print(
+            json.dumps(
+                {
+                    "name": row["name"],
+                    "referrers": json.loads(row["referrers"]),
+                    "max_active": row["max_active"],
+                    "rate": row["create_rate"],
+                }
+            )
+        )
     elif args.action == "rotate-webhook-secret":
         secret = auth.new_webhook_secret()
         until = time.time() + args.keep_old_hours * 3600
         if not await database.rotate_webhook_secret(args.name, secret, until):
             print(f"dragon: no account named {args.name!r}", file=sys.stderr)
             return 1
-        print(json.dumps({"name": args.name, "webhook_secret": secret,
-                          "previous_secret_valid_hours": args.keep_old_hours}))
+        print(
+            json.dumps(
+                {
+                    "name": args.name,
+                    "webhook_secret": secret,
+                    "previous_secret_valid_hours": args.keep_old_hours,
+                }
+            )
+        )
     elif args.action == "delete":
         if not await database.delete_account(args.name):
             print(f"dragon: no account named {args.name!r}", file=sys.stderr)
@@ -108,15 +132,16 @@ async def default_account(settings: Settings) -> dict | None:
 
 def banner(settings: Settings, account: dict | None) -> str:
     url = settings.base_url
-    lines = [f"dragon serving on http://{settings.host}:{settings.port}"
-             f" (data in {settings.data_path})"]
+    lines = [
+        f"dragon serving on http://{settings.host}:{settings.port} (data in {settings.data_path})"
+    ]
     if account:
         lines += [
             f"account {account['name']!r}: secret {account['secret']}"
             f"  api key {account['api_key']}",
             "try:",
             f"  curl -s -H 'Authorization: Secret {account['secret']}' {url}/v2/create"
-            " -d '{\"tasks\": [{\"task_name\": \"hello\", \"name\": \"John\"}], \"block\": true}'",
+            ' -d \'{"tasks": [{"task_name": "hello", "name": "John"}], "block": true}\'',
         ]
     return "\n".join(lines)
 
@@ -136,9 +161,14 @@ async def serve(settings: Settings) -> None:
     # at once. Creates shield their commit-and-queue step from it.
     # keepalive_timeout: aiohttp's timer closes a connection idle that long, whether between
     # requests or part-way through a request head (dragon.web.connections).
-    runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger,
-                           shutdown_timeout=2.0, handler_cancellation=True,
-                           keepalive_timeout=settings.http_idle_timeout_seconds)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log_class=RedactingAccessLogger,
+        shutdown_timeout=2.0,
+        handler_cancellation=True,
+        keepalive_timeout=settings.http_idle_timeout_seconds,
+    )
     await runner.setup()
     assert runner.server is not None
     ConnectionLimit(runner.server, connection_limit(settings))
@@ -151,16 +181,19 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     st = app[STATE]
-    log.info("shutting down: new tasks are refused, running ones get %.0f s",
-             settings.shutdown_grace_seconds)
+    log.info(
+        "shutting down: new tasks are refused, running ones get %.0f s",
+        settings.shutdown_grace_seconds,
+    )
     st.service.close()
     await st.scheduler.stop(settings.shutdown_grace_seconds)
     await runner.cleanup()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = Settings.load(host=args.host, port=args.port, data_dir=args.data_dir,
-                             concurrency=args.concurrency)
+    settings = Settings.load(
+        host=args.host, port=args.port, data_dir=args.data_dir, concurrency=args.concurrency
+    )
     try:
         check_cluster_storage(settings)
     except Misconfigured as exc:
@@ -192,34 +225,54 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="listen address (DRAGON_HOST, default 127.0.0.1)")
     s.add_argument("--port", type=int, help="listen port (DRAGON_PORT, default 8080)")
     s.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
-    s.add_argument("--concurrency", type=int,
-                   help="heavy tasks at once (DRAGON_CONCURRENCY, default: cores)")
+    s.add_argument(
+        "--concurrency", type=int, help="heavy tasks at once (DRAGON_CONCURRENCY, default: cores)"
+    )
     s.set_defaults(func=cmd_serve)
     a = sub.add_parser("accounts", help="manage accounts")
     asub = a.add_subparsers(dest="action", required=True)
     c = asub.add_parser("create", help="create an account and print its credentials as JSON")
     c.add_argument("name")
-    c.add_argument("--referrer", action="append",
-                   help="glob pattern of referrers allowed with the api key (repeatable)")
-    c.add_argument("--max-active", type=int, default=0,
-                   help="most queued+executing tasks at once (0: no limit)")
-    c.add_argument("--rate", type=float, default=None,
-                   help="tasks it may create per second (default: DRAGON_CREATE_RATE; 0: no limit)")
+    c.add_argument(
+        "--referrer",
+        action="append",
+        help="glob pattern of referrers allowed with the api key (repeatable)",
+    )
+    c.add_argument(
+        "--max-active",
+        type=int,
+        default=0,
+        help="most queued+executing tasks at once (0: no limit)",
+    )
+    c.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="tasks it may create per second (default: DRAGON_CREATE_RATE; 0: no limit)",
+    )
     u = asub.add_parser("update", help="change an account's referrers, limits or rate")
     u.add_argument("name")
-    u.add_argument("--referrer", action="append",
-                   help="replace the referrer patterns (repeatable)")
+    u.add_argument("--referrer", action="append", help="replace the referrer patterns (repeatable)")
     u.add_argument("--max-active", type=int, help="most queued+executing tasks (0: no limit)")
-    u.add_argument("--rate", type=float,
-                   help="tasks per second (0: no limit; -1: back to the server's default)")
+    u.add_argument(
+        "--rate",
+        type=float,
+        help="tasks per second (0: no limit; -1: back to the server's default)",
+    )
     asub.add_parser("list", help="list accounts (without secrets)")
     d = asub.add_parser("delete", help="delete an account and its tasks")
     d.add_argument("name")
-    r = asub.add_parser("rotate-webhook-secret",
-                        help="new webhook secret; callbacks carry both signatures meanwhile")
+    r = asub.add_parser(
+        "rotate-webhook-secret",
+        help="new webhook secret; callbacks carry both signatures meanwhile",
+    )
     r.add_argument("name")
-    r.add_argument("--keep-old-hours", type=float, default=24.0,
-                   help="hours the previous secret still signs callbacks (default 24)")
+    r.add_argument(
+        "--keep-old-hours",
+        type=float,
+        default=24.0,
+        help="hours the previous secret still signs callbacks (default 24)",
+    )
     for sp in (c, u, asub.choices["list"], d, r):
         sp.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     a.set_defaults(func=cmd_accounts)

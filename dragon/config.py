@@ -49,9 +49,7 @@ def _parse(setting: Setting, raw: Any) -> Any:
     try:
         return setting.type(raw)
     except (TypeError, ValueError):
-        raise ValueError(
-            f"{setting.env}: expected {setting.type.__name__}, got {raw!r}"
-        ) from None
+        raise ValueError(f"{setting.env}: expected {setting.type.__name__}, got {raw!r}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,8 +204,7 @@ class Settings:
     def validate(self) -> None:
         if self.sqlite_synchronous.upper() not in ("FULL", "NORMAL"):
             raise ValueError("DRAGON_SQLITE_SYNCHRONOUS must be FULL or NORMAL")
-        if self.database_url and not self.database_url.startswith(
-                ("postgresql://", "postgres://")):
+        if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://")):
             raise ValueError("DRAGON_DATABASE_URL must start with postgresql://")
         if self.lease_seconds < 3:
             raise ValueError("DRAGON_LEASE_SECONDS must be at least 3")
@@ -215,8 +212,15 @@ class Settings:
             raise ValueError("DRAGON_TOOL_NICE must be between 0 and 19")
         if self.upload_chunk_bytes < 256 * 1024:
             raise ValueError("DRAGON_UPLOAD_CHUNK_BYTES must be at least 262144 (256 KiB)")
-        for name in ("port", "max_body_bytes", "max_tasks_per_request", "max_pixels",
-                     "upload_max_tries", "http_idle_timeout_seconds", "tool_memory_bytes"):
+        for name in (
+            "port",
+            "max_body_bytes",
+            "max_tasks_per_request",
+            "max_pixels",
+            "upload_max_tries",
+            "http_idle_timeout_seconds",
+            "tool_memory_bytes",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DRAGON_{name.upper()} must be positive")
 
@@ -267,20 +271,27 @@ SETTINGS: tuple[Setting, ...] = tuple(
 def render_docs() -> str:
     """docs/settings.md: ``python -m dragon.config > docs/settings.md`` (a test checks it)."""
     lines = [
-        "# Settings", "",
+        "# Settings",
+        "",
         "Generated from `dragon/config.py` by `python -m dragon.config` (do not edit by hand).",
         "Every setting has a default and an environment variable; `serve`'s `--host`, `--port`,",
         "`--data-dir` and `--concurrency` flags win over the environment, which wins over the",
-        "defaults. Bad values stop the server at start-up.", "",
-        "| variable | default | meaning |", "|---|---|---|",
+        "defaults. Bad values stop the server at start-up.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
     ]
     for s in SETTINGS:
         default = s.default
         if isinstance(default, bool):
             default = "1" if default else "0"
         lines.append(f"| `{s.env}` | `{default if default != '' else '(empty)'}` | {s.help} |")
-    lines += ["", "Also read: `DRAGON_LOG_LEVEL` (default `INFO`), and for S3 the usual",
-              "`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).", ""]
+    lines += [
+        "",
+        "Also read: `DRAGON_LOG_LEVEL` (default `INFO`), and for S3 the usual",
+        "`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN`).",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -82,7 +82,11 @@ class RequestError(Exception):
     """A malformed request: answered with HTTP ``status`` in the Dragon API's 400 shape."""
 
     def __init__(
-        self, name: str, description: str, location: str = "body", status: int = 400,
+        self,
+        name: str,
+        description: str,
+        location: str = "body",
+        status: int = 400,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(description)

@@ -55,8 +55,12 @@ def scores(ref: np.ndarray, est: np.ndarray) -> dict:
     # mir_eval trims both sequences at 5 s on their own, so a beat 10 ms early at the
     # boundary (4.99 s against 5.00 s) counts as a miss; Fb trims the estimate 70 ms earlier.
     fb = mir_eval.beat.f_measure(ref[ref >= 5.0], est[est >= 5.0 - 0.07])
-    return {"F": s["F-measure"], "CMLt": s["Correct Metric Level Total"],
-            "AMLt": s["Any Metric Level Total"], "Fb": fb}
+    return {
+        "F": s["F-measure"],
+        "CMLt": s["Correct Metric Level Total"],
+        "AMLt": s["Any Metric Level Total"],
+        "Fb": fb,
+    }
 
 
 def downbeat_f(ref: np.ndarray, est: np.ndarray) -> float:
@@ -78,9 +82,16 @@ def accuracy(workdir: Path, seed: int, use_librosa: bool) -> None:
         t = time.perf_counter()
         ours = beats.analyse_samples(y)
         t_ours = time.perf_counter() - t
-        row = {"label": item["label"], "tier": item["case"]["tier"], "secs": len(y) / beats.SR,
-               "ours": scores(ref, ours.beats), "ours_db": downbeat_f(ref_db, ours.downbeats),
-               "ours_x": len(y) / beats.SR / t_ours, "bpm": ours.bpm, "meter": ours.meter}
+        row = {
+            "label": item["label"],
+            "tier": item["case"]["tier"],
+            "secs": len(y) / beats.SR,
+            "ours": scores(ref, ours.beats),
+            "ours_db": downbeat_f(ref_db, ours.downbeats),
+            "ours_x": len(y) / beats.SR / t_ours,
+            "bpm": ours.bpm,
+            "meter": ours.meter,
+        }
         if use_librosa:
             t = time.perf_counter()
             _, est = librosa.beat.beat_track(y=y, sr=beats.SR, units="time")
@@ -88,34 +99,44 @@ def accuracy(workdir: Path, seed: int, use_librosa: bool) -> None:
             row["lib"] = scores(ref, est)
         rows.append(row)
 
-    head = (f"{'case':24s} {'ours F':>7s} {'Fb':>6s} {'CMLt':>6s} {'AMLt':>6s} {'downF':>6s} "
-            f"{'bpm':>6s} {'M':>2s} {'x rt':>6s}")
+    head = (
+        f"{'case':24s} {'ours F':>7s} {'Fb':>6s} {'CMLt':>6s} {'AMLt':>6s} {'downF':>6s} "
+        f"{'bpm':>6s} {'M':>2s} {'x rt':>6s}"
+    )
     if use_librosa:
         head += f" | {'lib F':>6s} {'Fb':>6s} {'CMLt':>6s} {'AMLt':>6s} {'x rt':>6s}"
     print(head)
     for r in rows:
         o = r["ours"]
-        line = (f"{r['label']:24s} {o['F']:7.3f} {o['Fb']:6.3f} {o['CMLt']:6.3f} "
-                f"{o['AMLt']:6.3f} {r['ours_db']:6.3f} {r['bpm']:6.1f} {r['meter']:2d} "
-                f"{r['ours_x']:6.0f}")
+        line = (
+            f"{r['label']:24s} {o['F']:7.3f} {o['Fb']:6.3f} {o['CMLt']:6.3f} "
+            f"{o['AMLt']:6.3f} {r['ours_db']:6.3f} {r['bpm']:6.1f} {r['meter']:2d} "
+            f"{r['ours_x']:6.0f}"
+        )
         if use_librosa:
             lib = r["lib"]
-            line += (f" | {lib['F']:6.3f} {lib['Fb']:6.3f} {lib['CMLt']:6.3f} "
-                     f"{lib['AMLt']:6.3f} {r['lib_x']:6.0f}")
+            line += (
+                f" | {lib['F']:6.3f} {lib['Fb']:6.3f} {lib['CMLt']:6.3f} "
+                f"{lib['AMLt']:6.3f} {r['lib_x']:6.0f}"
+            )
         print(line)
     for tier in (1, 3, 4, None):
         sel = [r for r in rows if tier is None or r["tier"] == tier]
         name = "all" if tier is None else f"tier {tier}"
         keys = ("F", "Fb", "CMLt", "AMLt")
         o = {k: np.mean([r["ours"][k] for r in sel]) for k in keys}
-        line = (f"{'mean ' + name:24s} {o['F']:7.3f} {o['Fb']:6.3f} {o['CMLt']:6.3f} "
-                f"{o['AMLt']:6.3f} {np.mean([r['ours_db'] for r in sel]):6.3f} {'':6s} {'':2s} "
-                f"{np.mean([r['ours_x'] for r in sel]):6.0f}")
+        line = (
+            f"{'mean ' + name:24s} {o['F']:7.3f} {o['Fb']:6.3f} {o['CMLt']:6.3f} "
+            f"{o['AMLt']:6.3f} {np.mean([r['ours_db'] for r in sel]):6.3f} {'':6s} {'':2s} "
+            f"{np.mean([r['ours_x'] for r in sel]):6.0f}"
+        )
         if use_librosa:
             lib = {k: np.mean([r["lib"][k] for r in sel]) for k in keys}
-            line += (f" | {lib['F']:6.3f} {lib['Fb']:6.3f} {lib['CMLt']:6.3f} {lib['AMLt']:6.3f} "
-                     f"{np.mean([r['lib_x'] for r in sel]):6.0f}"
-                     f"   (delta F {o['F'] - lib['F']:+.3f}, AMLt {o['AMLt'] - lib['AMLt']:+.3f})")
+            line += (
+                f" | {lib['F']:6.3f} {lib['Fb']:6.3f} {lib['CMLt']:6.3f} {lib['AMLt']:6.3f} "
+                f"{np.mean([r['lib_x'] for r in sel]):6.0f}"
+                f"   (delta F {o['F'] - lib['F']:+.3f}, AMLt {o['AMLt'] - lib['AMLt']:+.3f})"
+            )
         print(line)
     if use_librosa:
         for key in ("F", "Fb"):
@@ -130,8 +151,22 @@ def speed(workdir: Path, seed: int, seconds: float, use_librosa: bool, runs: int
     synth_beats.write_wav(wav, y)
     import subprocess
 
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame",
-                    "-b:a", "128k", str(mp3)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(wav),
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "128k",
+            str(mp3),
+        ],
+        check=True,
+    )
     argv = pcm_argv(path_input_args(mp3, "mp3"), beats.SR)
 
     def ours() -> None:
@@ -158,13 +193,17 @@ def speed(workdir: Path, seed: int, seconds: float, use_librosa: bool, runs: int
     first, times = timed(ours)
     med = statistics.median(times)
     print(f"\n{seconds:.0f} s MP3 end to end (decode + tracking), median of {runs}:")
-    print(f"  ours     {med:6.3f} s  = {seconds / med:5.0f}x real time "
-          f"(first call in this process {first:.3f} s)")
+    print(
+        f"  ours     {med:6.3f} s  = {seconds / med:5.0f}x real time "
+        f"(first call in this process {first:.3f} s)"
+    )
     if use_librosa:
         lfirst, ltimes = timed(baseline)
         lmed = statistics.median(ltimes)
-        print(f"  librosa  {lmed:6.3f} s  = {seconds / lmed:5.0f}x real time "
-              f"(first call {lfirst:.3f} s, numba JIT)")
+        print(
+            f"  librosa  {lmed:6.3f} s  = {seconds / lmed:5.0f}x real time "
+            f"(first call {lfirst:.3f} s, numba JIT)"
+        )
         print(f"  ratio ours / (ffmpeg + librosa) = {med / lmed:.2f}")
 
 

@@ -54,8 +54,12 @@ class Node(BenchServer):
         self.dir.mkdir()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**first.env, "DRAGON_DATA_DIR": str(self.dir),
-                    "DRAGON_PORT": str(self.port), "DRAGON_NODE_NAME": f"node-{index}"}
+        self.env = {
+            **first.env,
+            "DRAGON_DATA_DIR": str(self.dir),
+            "DRAGON_PORT": str(self.port),
+            "DRAGON_NODE_NAME": f"node-{index}",
+        }
         self.secret = first.secret
         self.start()
 
@@ -68,8 +72,10 @@ def start_nodes(count: int, env: dict) -> list[BenchServer]:
 async def run_hellos(nodes: list[BenchServer], count: int) -> float:
     """Seconds from the first create to the last task's end."""
     headers = nodes[0].headers
-    batches = [[{"task_name": "hello", "name": f"n{i + j}"} for j in range(min(BATCH, count - i))]
-               for i in range(0, count, BATCH)]
+    batches = [
+        [{"task_name": "hello", "name": f"n{i + j}"} for j in range(min(BATCH, count - i))]
+        for i in range(0, count, BATCH)
+    ]
     queue: asyncio.Queue = asyncio.Queue()
     for i, batch in enumerate(batches):
         queue.put_nowait((nodes[i % len(nodes)], batch))
@@ -77,12 +83,14 @@ async def run_hellos(nodes: list[BenchServer], count: int) -> float:
     async def client(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
             node, batch = queue.get_nowait()
-            async with session.post(f"{node.url}/v2/create", json={"tasks": batch},
-                                    headers=headers) as r:
+            async with session.post(
+                f"{node.url}/v2/create", json={"tasks": batch}, headers=headers
+            ) as r:
                 assert r.status == 200, await r.text()
                 keys = [d["key"] for d in await r.json()]
-            async with session.post(f"{node.url}/v2/status", headers=headers,
-                                    json={"tasks": keys, "block": True}) as r:
+            async with session.post(
+                f"{node.url}/v2/status", headers=headers, json={"tasks": keys, "block": True}
+            ) as r:
                 body = await r.json()
                 assert r.status == 200, body
                 statuses = {d["status"] for d in body}
@@ -107,8 +115,9 @@ async def run_procrastinate(url: str, count: int) -> float:
         await app.schema_manager.apply_schema_async()
         start = time.perf_counter()
         for i in range(0, count, BATCH):
-            await hello.batch_defer_async(*({"name": f"n{j}"} for j in range(i, min(i + BATCH,
-                                                                                   count))))
+            await hello.batch_defer_async(
+                *({"name": f"n{j}"} for j in range(i, min(i + BATCH, count)))
+            )
         await app.run_worker_async(concurrency=8, wait=False)
         return time.perf_counter() - start
 
@@ -118,9 +127,11 @@ async def status_p99(nodes: list[BenchServer], seconds: float = 5.0) -> tuple[fl
     headers = nodes[0].headers
     latencies: list[float] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-        async with session.post(f"{nodes[0].url}/v2/create", headers=headers,
-                                json={"tasks": [{"task_name": "hello", "name": "s"}],
-                                      "block": True}) as r:
+        async with session.post(
+            f"{nodes[0].url}/v2/create",
+            headers=headers,
+            json={"tasks": [{"task_name": "hello", "name": "s"}], "block": True},
+        ) as r:
             key = (await r.json())[0]["key"]
         end = time.perf_counter() + seconds
 
@@ -137,30 +148,37 @@ async def status_p99(nodes: list[BenchServer], seconds: float = 5.0) -> tuple[fl
     return p99(latencies) * 1000, len(latencies)
 
 
-async def fanout_delays(a: BenchServer, b: BenchServer, rounds: int = 10,
-                        streams: int = 200) -> list[float]:
+async def fanout_delays(
+    a: BenchServer, b: BenchServer, rounds: int = 10, streams: int = 200
+) -> list[float]:
     headers = a.headers
     delays: list[float] = []
     connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+    ) as session:
         for _ in range(rounds):
-            async with session.post(f"{a.url}/v2/create", headers=headers, json={
-                    "tasks": [{"task_name": "test.progress", "seconds": 1.5}]}) as r:
+            async with session.post(
+                f"{a.url}/v2/create",
+                headers=headers,
+                json={"tasks": [{"task_name": "test.progress", "seconds": 1.5}]},
+            ) as r:
                 key = (await r.json())[0]["key"]
             arrivals: list[tuple[float, dict]] = []
 
             async def stream(key: str = key, arrivals: list = arrivals) -> None:
-                async with session.get(f"{b.url}/v2/status_stream?tasks={key}",
-                                       headers=headers) as r:
+                async with session.get(
+                    f"{b.url}/v2/status_stream?tasks={key}", headers=headers
+                ) as r:
                     async for line in r.content:
                         doc = json.loads(line)
                         if isinstance(doc, dict) and doc.get("status") == "success":
                             arrivals.append((time.time(), doc))
 
             await asyncio.gather(*(stream() for _ in range(streams)))
-            async with session.post(f"{a.url}/v2/status", headers=headers,
-                                    json={"tasks": [key], "details": True}) as r:
+            async with session.post(
+                f"{a.url}/v2/status", headers=headers, json={"tasks": [key], "details": True}
+            ) as r:
                 node = (await r.json())[0]["node"]
             if node == "node-1":  # ran on B itself: not a cross-node change
                 continue
@@ -178,40 +196,63 @@ async def main() -> None:
     s3 = MotoS3()
     nodes: list[BenchServer] = []
     try:
-        env = {"DRAGON_TASK_MODULES": "tests.plugins.progress", "DRAGON_MAX_QUEUED_TASKS":
-               "1000000", "DRAGON_SHUTDOWN_GRACE_SECONDS": "2"}
+        env = {
+            "DRAGON_TASK_MODULES": "tests.plugins.progress",
+            "DRAGON_MAX_QUEUED_TASKS": "1000000",
+            "DRAGON_SHUTDOWN_GRACE_SECONDS": "2",
+        }
         single = BenchServer({})  # the SQLite default, for the status latency side by side
         try:
             latency, requests = await status_p99([single])
         finally:
             single.stop()
-        print(f"status GET, 64 clients, one SQLite node: {requests} requests, p99"
-              f" {latency:.1f} ms", flush=True)
+        print(
+            f"status GET, 64 clients, one SQLite node: {requests} requests, p99 {latency:.1f} ms",
+            flush=True,
+        )
         procrastinate_s = await run_procrastinate(pg.new_database(), args.tasks)
-        print(f"procrastinate (concurrency 8): {args.tasks} jobs in {procrastinate_s:.2f} s"
-              f" ({args.tasks / procrastinate_s:,.0f}/s)", flush=True)
+        print(
+            f"procrastinate (concurrency 8): {args.tasks} jobs in {procrastinate_s:.2f} s"
+            f" ({args.tasks / procrastinate_s:,.0f}/s)",
+            flush=True,
+        )
         results = {}
         for count in (1, 2):
-            nodes = start_nodes(count, {**env, "DRAGON_DATABASE_URL": pg.new_database(),
-                                        **s3.bucket(f"bench-{count}")})
+            nodes = start_nodes(
+                count,
+                {**env, "DRAGON_DATABASE_URL": pg.new_database(), **s3.bucket(f"bench-{count}")},
+            )
             await run_hellos(nodes, 200)  # warm up pools and connections
             results[count] = await run_hellos(nodes, args.tasks)
-            print(f"dragon, {count} node(s): {args.tasks} hello in {results[count]:.2f} s"
-                  f" ({args.tasks / results[count]:,.0f}/s)", flush=True)
+            print(
+                f"dragon, {count} node(s): {args.tasks} hello in {results[count]:.2f} s"
+                f" ({args.tasks / results[count]:,.0f}/s)",
+                flush=True,
+            )
             if count == 2:
                 latency, requests = await status_p99(nodes)
-                print(f"status GET, 64 clients over 2 nodes: {requests} requests, p99"
-                      f" {latency:.1f} ms", flush=True)
+                print(
+                    f"status GET, 64 clients over 2 nodes: {requests} requests, p99"
+                    f" {latency:.1f} ms",
+                    flush=True,
+                )
                 delays = await fanout_delays(nodes[0], nodes[1])
-                print(f"fan-out A -> 200 streams on B: {len(delays)} arrivals, median"
-                      f" {statistics.median(delays):.1f} ms, p99 {p99(delays):.1f} ms",
-                      flush=True)
+                print(
+                    f"fan-out A -> 200 streams on B: {len(delays)} arrivals, median"
+                    f" {statistics.median(delays):.1f} ms, p99 {p99(delays):.1f} ms",
+                    flush=True,
+                )
             for node in nodes:
                 node.stop()
             nodes = []
         for count in (1, 2):
-            check(f"dragon {count} node(s) vs procrastinate", procrastinate_s / results[count],
-                  ">=", 2.0, "x")
+            check(
+                f"dragon {count} node(s) vs procrastinate",
+                procrastinate_s / results[count],
+                ">=",
+                2.0,
+                "x",
+            )
         check("change on A to 200 streams on B, p99", p99(delays), "<=", 150.0, " ms")
     finally:
         for node in nodes:

@@ -85,8 +85,9 @@ def compare(url: str, dest: Path, runs: int, size: int) -> tuple[list, list]:
             target = dest / f"run{i}"
             target.mkdir()
             c = measure(resource.RUSAGE_CHILDREN, curl, url, target)
-            f = measure(resource.RUSAGE_SELF, loop.run_until_complete,
-                        fetcher.download(url, target))
+            f = measure(
+                resource.RUSAGE_SELF, loop.run_until_complete, fetcher.download(url, target)
+            )
             assert (target / "source").stat().st_size == size
             shutil.rmtree(target)
             if i:
@@ -117,9 +118,7 @@ def main() -> None:
             for _ in range(args.size_mb):
                 f.write(os.urandom(1000 * 1000))
         port = free_port()
-        origin = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(origin_dir), str(port)]
-        )
+        origin = subprocess.Popen([sys.executable, __file__, "--serve", str(origin_dir), str(port)])
         try:
             wait_for(port)
             curls, fetches = compare(f"http://127.0.0.1:{port}/big.bin", dest, args.runs, size)

@@ -25,13 +25,17 @@ from benchlib import free_port  # noqa: E402
 from dragon.config import Settings  # noqa: E402
 from dragon.stores.s3 import S3Backend  # noqa: E402
 
-CREDS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-         "AWS_DEFAULT_REGION": "us-east-1"}
+CREDS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 async def measure(url: str, path: Path) -> tuple[list[float], list[float]]:
-    backend = S3Backend(Settings.load(env={"DRAGON_S3_BUCKET": "bench",
-                                           "DRAGON_S3_ENDPOINT_URL": url}))
+    backend = S3Backend(
+        Settings.load(env={"DRAGON_S3_BUCKET": "bench", "DRAGON_S3_ENDPOINT_URL": url})
+    )
     await backend.start()
     ours, plain = [], []
     try:
@@ -39,8 +43,12 @@ async def measure(url: str, path: Path) -> tuple[list[float], list[float]]:
             for i in range(7):
                 t0 = time.perf_counter()
                 body = await asyncio.to_thread(path.read_bytes)
-                await client.put_object(Bucket="bench", Key=f"plain/{i}", Body=body,
-                                        ContentType="application/octet-stream")
+                await client.put_object(
+                    Bucket="bench",
+                    Key=f"plain/{i}",
+                    Body=body,
+                    ContentType="application/octet-stream",
+                )
                 plain.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 await backend.save(f"ours/{i}", path, "application/octet-stream")
@@ -53,8 +61,11 @@ async def measure(url: str, path: Path) -> tuple[list[float], list[float]]:
 def main() -> None:
     os.environ.update(CREDS)
     port = free_port()
-    moto = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -70,8 +81,10 @@ def main() -> None:
     finally:
         moto.terminate()
     p, o = statistics.median(plain), statistics.median(ours)
-    print(f"10 MB to moto: plain put_object {p * 1000:.0f} ms, S3Backend.save {o * 1000:.0f} ms,"
-          f" added {1000 * (o - p):+.0f} ms ({o / p:.2f}x)")
+    print(
+        f"10 MB to moto: plain put_object {p * 1000:.0f} ms, S3Backend.save {o * 1000:.0f} ms,"
+        f" added {1000 * (o - p):+.0f} ms ({o / p:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -93,8 +93,9 @@ def round_robin_ms(fns: dict, runs: int) -> dict[str, float]:
 
 
 def ours(src: Path, out: Path) -> None:
-    image.thumb(image.Source(str(src), src.name), str(out), SIZE, SIZE, False, 0, False,
-                "jpeg", 100_000_000)
+    image.thumb(
+        image.Source(str(src), src.name), str(out), SIZE, SIZE, False, 0, False, "jpeg", 100_000_000
+    )
 
 
 def peak_rss_child(src: str, out: str, queue) -> None:
@@ -111,20 +112,24 @@ def vips_runner():
         print(f"pyvips: skipped ({e.__class__.__name__}: {e})")
         return None
     pyvips.cache_set_max(0)
-    print(f"pyvips {pyvips.__version__}, libvips {pyvips.version(0)}.{pyvips.version(1)}: "
-          f"pyvips.Image.thumbnail('big.jpg', {SIZE}).write_to_file('out.jpg[Q=85]')")
+    print(
+        f"pyvips {pyvips.__version__}, libvips {pyvips.version(0)}.{pyvips.version(1)}: "
+        f"pyvips.Image.thumbnail('big.jpg', {SIZE}).write_to_file('out.jpg[Q=85]')"
+    )
     return lambda src, out: pyvips.Image.thumbnail(str(src), SIZE).write_to_file(f"{out}[Q=85]")
 
 
 # -- the HTTP API ----------------------------------------------------------------------------
+
 
 class Api(BenchServer):
     def __init__(self, data: Path) -> None:
         super().__init__({"DRAGON_CONCURRENCY": "2"}, data_dir=data)
 
     def thumb(self, url: str) -> None:
-        result = self.task({"task_name": "image.thumb", "url": url, "width": SIZE,
-                            "height": SIZE}, timeout=120)
+        result = self.task(
+            {"task_name": "image.thumb", "url": url, "width": SIZE, "height": SIZE}, timeout=120
+        )
         with urllib.request.urlopen(result["output"], timeout=60) as r:
             r.read()
 
@@ -145,7 +150,6 @@ class Api(BenchServer):
         for pid in tree:
             total += stats.get(pid, (0, 0))[1]
         return total / tick
-
 
 
 def main() -> None:
@@ -185,8 +189,10 @@ def run(work: Path, args) -> None:
     # from the RSS of the process it was forked from.
     in_child(make_source_child, str(src))
     before, after = in_child(peak_rss_child, str(src), str(work / "rss.jpg"))
-    print(f"source: {src.stat().st_size / 1e6:.1f} MB JPEG, 6000x4000 -> {SIZE}x{SIZE} box, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"source: {src.stat().st_size / 1e6:.1f} MB JPEG, 6000x4000 -> {SIZE}x{SIZE} box, "
+        f"{os.cpu_count()} cores"
+    )
     rows: dict[str, float] = {}
     convert = shutil.which("convert-im6.q16") or shutil.which("convert")
     # The same decode hint as ours: the fitted size times DRAFT_GAP (libjpeg then picks the
@@ -194,8 +200,17 @@ def run(work: Path, args) -> None:
     with Image.open(src) as im:
         scale = SIZE / max(im.size)
         hint = "x".join(str(math.ceil(d * scale * image.DRAFT_GAP)) for d in im.size)
-    im_argv = [convert, "-define", f"jpeg:size={hint}", str(src), "-thumbnail",
-               f"{SIZE}x{SIZE}", "-quality", "85", str(work / "im.jpg")]
+    im_argv = [
+        convert,
+        "-define",
+        f"jpeg:size={hint}",
+        str(src),
+        "-thumbnail",
+        f"{SIZE}x{SIZE}",
+        "-quality",
+        "85",
+        str(work / "im.jpg"),
+    ]
     print(f"ImageMagick baseline: {shlex.join(im_argv)}")
     local = {"ImageMagick convert -thumbnail": lambda: subprocess.run(im_argv, check=True)}
     vips = vips_runner()
@@ -213,8 +228,9 @@ def run(work: Path, args) -> None:
     data.mkdir()
     api = Api(data)
     try:
-        rows["image.thumb via HTTP API"] = median_ms(lambda: api.thumb(f"{base}/big.jpg"),
-                                                     args.runs)
+        rows["image.thumb via HTTP API"] = median_ms(
+            lambda: api.thumb(f"{base}/big.jpg"), args.runs
+        )
         start, cpu = time.perf_counter(), api.cpu_seconds()
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda _: api.thumb(f"{base}/big.jpg"), range(args.jobs)))
@@ -232,17 +248,23 @@ def run(work: Path, args) -> None:
         print(f"{name:34} {ms:10.1f} {ms / im_ms:6.2f}x {vs_vips}")
     ours_ms = rows["dragon.media.image.thumb"]
     peak = after - before
-    print(f"\npeak RSS of the thumb function: {peak:.0f} MB above a {before:.0f} MB process "
-          f"({after:.0f} MB total)")
+    print(
+        f"\npeak RSS of the thumb function: {peak:.0f} MB above a {before:.0f} MB process "
+        f"({after:.0f} MB total)"
+    )
     cores = min(2, os.cpu_count() or 1)
-    print(f"throughput via the API, 2 concurrent clients: {per_s:.1f} thumbnails/s "
-          f"({args.jobs} jobs); server CPU {cpu_ms:.0f} ms per thumbnail (the thumb function "
-          f"alone: {ours_cpu_ms:.0f} ms), so "
-          f"{cores * 1000 / cpu_ms:.1f}/s when {cores} cores are ours alone "
-          f"(load average now {os.getloadavg()[0]:.1f})")
-    checks = [("time vs ImageMagick", ours_ms / im_ms, TARGETS["im"], "<="),
-              ("peak RSS MB", peak, TARGETS["rss_mb"], "<="),
-              ("thumbnails/s", per_s, TARGETS["per_s"], ">=")]
+    print(
+        f"throughput via the API, 2 concurrent clients: {per_s:.1f} thumbnails/s "
+        f"({args.jobs} jobs); server CPU {cpu_ms:.0f} ms per thumbnail (the thumb function "
+        f"alone: {ours_cpu_ms:.0f} ms), so "
+        f"{cores * 1000 / cpu_ms:.1f}/s when {cores} cores are ours alone "
+        f"(load average now {os.getloadavg()[0]:.1f})"
+    )
+    checks = [
+        ("time vs ImageMagick", ours_ms / im_ms, TARGETS["im"], "<="),
+        ("peak RSS MB", peak, TARGETS["rss_mb"], "<="),
+        ("thumbnails/s", per_s, TARGETS["per_s"], ">="),
+    ]
     if vips_ms:
         checks.insert(1, ("time vs pyvips", ours_ms / vips_ms, TARGETS["vips"], "<="))
     print()

@@ -68,15 +68,35 @@ def make_sources(cache: Path) -> tuple[Path, Path]:
     if not long.exists():
         print("generating a 2-minute 1080p30 clip (about a minute)...", flush=True)
         part = cache / "src120.part.mp4"
-        subprocess.run([*FFMPEG, "-f", "lavfi", "-i",
-                        "testsrc2=size=1920x1080:rate=30:duration=120",
-                        "-f", "lavfi", "-i", "sine=frequency=440:duration=120",
-                        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-                        "-g", "250", "-c:a", "aac", "-shortest", str(part)], check=True)
+        subprocess.run(
+            [
+                *FFMPEG,
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1920x1080:rate=30:duration=120",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=frequency=440:duration=120",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "250",
+                "-c:a",
+                "aac",
+                "-shortest",
+                str(part),
+            ],
+            check=True,
+        )
         part.rename(long)
     if not short.exists():
-        subprocess.run([*FFMPEG, "-i", str(long), "-t", "20", "-c", "copy", str(short)],
-                       check=True)
+        subprocess.run([*FFMPEG, "-i", str(long), "-t", "20", "-c", "copy", str(short)], check=True)
     return long, short
 
 
@@ -88,8 +108,9 @@ def run(argv: list[str], cwd: Path | None = None) -> None:
 
 
 def peak_rss_mb(argv: list[str], cwd: Path | None = None) -> float:
-    out = subprocess.run(["/usr/bin/time", "-f", "%M", *argv], check=True, cwd=cwd,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *argv], check=True, cwd=cwd, capture_output=True, text=True
+    )
     return int(out.stderr.strip().splitlines()[-1]) / 1024
 
 
@@ -123,8 +144,10 @@ class ToolWatch(threading.Thread):
                 stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            hwm = next((int(line.split()[1]) for line in status.splitlines()
-                        if line.startswith("VmHWM:")), 0)
+            hwm = next(
+                (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")),
+                0,
+            )
             cpu = (int(stat[11]) + int(stat[12])) / self.TICK
             old = self.seen.get(int(pid), (name, 0, 0.0))
             self.seen[int(pid)] = (name, max(old[1], hwm), max(old[2], cpu))
@@ -147,8 +170,10 @@ class ToolWatch(threading.Thread):
         return sum(cpu for _, _, cpu in self.seen.values())
 
     def counts(self) -> dict[str, int]:
-        return {n: sum(1 for name, _, _ in self.seen.values() if name == n)
-                for n in ("ffprobe", "ffmpeg")}
+        return {
+            n: sum(1 for name, _, _ in self.seen.values() if name == n)
+            for n in ("ffprobe", "ffmpeg")
+        }
 
     @property
     def peak_mb(self) -> float:
@@ -156,8 +181,10 @@ class ToolWatch(threading.Thread):
 
     def summary(self) -> str:
         counts = self.counts()
-        return (f"{counts['ffprobe']} ffprobe + {counts['ffmpeg']} ffmpeg, "
-                f"peak RSS {self.peak_mb:.0f} MB")
+        return (
+            f"{counts['ffprobe']} ffprobe + {counts['ffmpeg']} ffmpeg, "
+            f"peak RSS {self.peak_mb:.0f} MB"
+        )
 
 
 # -- the server ----------------------------------------------------------------------------
@@ -198,17 +225,23 @@ class Row:
     def report(self, name: str, info: list[float] | None, extra: str = "") -> None:
         """Print the row; ``info``: video.info times to show ``job - info`` against."""
         r, j = med(self.raw_wall), med(self.job_wall)
-        print(f"{name:<8} raw {r * 1000:7.0f} ms (p95 {p95(self.raw_wall) * 1000:6.0f})   "
-              f"job {j * 1000:7.0f} ms (p95 {p95(self.job_wall) * 1000:6.0f})   "
-              f"job/raw {j / r:5.2f} end to end, {(j - r) * 1000:+.0f} ms")
+        print(
+            f"{name:<8} raw {r * 1000:7.0f} ms (p95 {p95(self.raw_wall) * 1000:6.0f})   "
+            f"job {j * 1000:7.0f} ms (p95 {p95(self.job_wall) * 1000:6.0f})   "
+            f"job/raw {j / r:5.2f} end to end, {(j - r) * 1000:+.0f} ms"
+        )
         print(f"{'':<8} raw command: {shlex.join(self.raw)}")
         if info is not None:
             i = med(info)
-            print(f"{'':<8} job - info {(j - i) * 1000:7.0f} ms: {(j - i) / r:5.2f}x raw, "
-                  f"{(j - i - r) * 1000:+.0f} ms")
-        print(f"{'':<8} tool CPU raw {med(self.raw_cpu):.2f} s, job {med(self.job_cpu):.2f} s "
-              f"({med(self.job_cpu) / med(self.raw_cpu):.2f}x); raw RSS {self.raw_rss:.0f} MB; "
-              f"job: {self.tools}. {extra}")
+            print(
+                f"{'':<8} job - info {(j - i) * 1000:7.0f} ms: {(j - i) / r:5.2f}x raw, "
+                f"{(j - i - r) * 1000:+.0f} ms"
+            )
+        print(
+            f"{'':<8} tool CPU raw {med(self.raw_cpu):.2f} s, job {med(self.job_cpu):.2f} s "
+            f"({med(self.job_cpu) / med(self.raw_cpu):.2f}x); raw RSS {self.raw_rss:.0f} MB; "
+            f"job: {self.tools}. {extra}"
+        )
 
     def minus_info(self, info: list[float]) -> float:
         """(job - info) / raw."""
@@ -237,18 +270,27 @@ def once(argv: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--cache", type=Path,
-                        default=Path(tempfile.gettempdir()) / "dragon-bench-video")
-    parser.add_argument("--long-reverse", action="store_true",
-                        help="also reverse the 2-minute clip through the API (RSS check)")
-    parser.add_argument("--skip-slow-baselines", action="store_true",
-                        help="skip output seeking and the fps-filter strip (about 15 s)")
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "dragon-bench-video"
+    )
+    parser.add_argument(
+        "--long-reverse",
+        action="store_true",
+        help="also reverse the 2-minute clip through the API (RSS check)",
+    )
+    parser.add_argument(
+        "--skip-slow-baselines",
+        action="store_true",
+        help="skip output seeking and the fps-filter strip (about 15 s)",
+    )
     args = parser.parse_args()
 
     long, short = make_sources(args.cache)
     versions = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
-    print(f"nproc {os.cpu_count()}, {versions.splitlines()[0]}, runs {args.runs}, "
-          f"load {os.getloadavg()[0]:.1f}")
+    print(
+        f"nproc {os.cpu_count()}, {versions.splitlines()[0]}, runs {args.runs}, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
 
     work = Path(tempfile.mkdtemp(prefix="bench-video-"))
     origin, base = start_origin(args.cache)
@@ -272,15 +314,18 @@ def bench(api: BenchServer, base: str, long: Path, short: Path, work: Path, args
             api.task({"task_name": "video.info", "url": url})
             out.append(time.perf_counter() - t)
     info_long, info_short = info_long[1:], info_short[1:]
-    print(f"video.info (download + sniff + probe): 2-minute {med(info_long) * 1000:.0f} ms, "
-          f"20 s {med(info_short) * 1000:.0f} ms")
+    print(
+        f"video.info (download + sniff + probe): 2-minute {med(info_long) * 1000:.0f} ms, "
+        f"20 s {med(info_short) * 1000:.0f} ms"
+    )
 
     # 5. video.thumb at t = 100 s
     raw = [*FFMPEG, "-ss", "100", "-i", str(long), "-frames:v", "1", str(work / "t.jpg")]
     row = Row(api, raw, {"task_name": "video.thumb", "url": url_long, "time": 100}, runs)
     row.report("thumb", None)
-    check("thumb: job - raw, end to end, ms",
-          (med(row.job_wall) - med(row.raw_wall)) * 1000, "<=", 60)
+    check(
+        "thumb: job - raw, end to end, ms", (med(row.job_wall) - med(row.raw_wall)) * 1000, "<=", 60
+    )
     if not args.skip_slow_baselines:
         seek = [*FFMPEG, "-i", str(long), "-ss", "100", "-frames:v", "1", str(work / "t2.jpg")]
         took = once(seek)
@@ -293,28 +338,66 @@ def bench(api: BenchServer, base: str, long: Path, short: Path, work: Path, args
         inputs += ["-skip_frame", "nokey", "-ss", str(i * 12 + 6), "-i", str(long)]
         graph.append(f"[{i}:v]trim=end_frame=1,scale=320:-2[v{i}]")
     graph.append("".join(f"[v{i}]" for i in range(10)) + "hstack=inputs=10")
-    raw = [*FFMPEG, *inputs, "-filter_complex", ";".join(graph), "-frames:v", "1",
-           str(work / "s.jpg")]
-    row = Row(api, raw, {"task_name": "video.strip", "url": url_long, "width": 320,
-                         "count": 10}, runs)
+    raw = [
+        *FFMPEG,
+        *inputs,
+        "-filter_complex",
+        ";".join(graph),
+        "-frames:v",
+        "1",
+        str(work / "s.jpg"),
+    ]
+    row = Row(
+        api, raw, {"task_name": "video.strip", "url": url_long, "width": 320, "count": 10}, runs
+    )
     row.report("strip", info_long)
     check("strip: (job - info) / raw, x", row.minus_info(info_long), "<=", 1.2)
     check("strip: job tools' peak RSS, MB", row.job_rss, "<=", 400)
     if not args.skip_slow_baselines:
-        fps = [*FFMPEG, "-i", str(long), "-vf", "fps=1/12,scale=320:-2,tile=10x1",
-               "-frames:v", "1", str(work / "f.jpg")]
+        fps = [
+            *FFMPEG,
+            "-i",
+            str(long),
+            "-vf",
+            "fps=1/12,scale=320:-2,tile=10x1",
+            "-frames:v",
+            "1",
+            str(work / "f.jpg"),
+        ]
         took = once(fps)
         print(f"{'':<8} fps filter: {took:.2f} s: {shlex.join(fps)}")
         check("strip: fps filter / job, x", took / med(row.job_wall), ">=", 5)
 
     # 7. video.reverse of the 20 s clip against a single pass with the same encoder settings
-    data = json.loads(subprocess.run(probe.ffprobe_argv(short, "mov"), capture_output=True,
-                                     check=True).stdout)
+    data = json.loads(
+        subprocess.run(probe.ffprobe_argv(short, "mov"), capture_output=True, check=True).stdout
+    )
     info = probe.parse_probe(data, path=short, demuxer="mov", mime="video/mp4")
     rate = info.bit_rate // 1000
-    raw = [*FFMPEG, "-i", str(short), "-vf", "reverse", "-af", "areverse", "-c:v", "libx264",
-           "-preset", "veryfast", "-crf", "23", "-g", "250", "-maxrate", f"{rate}k",
-           "-bufsize", f"{2 * rate}k", "-c:a", "aac", str(work / "r.mp4")]
+    raw = [
+        *FFMPEG,
+        "-i",
+        str(short),
+        "-vf",
+        "reverse",
+        "-af",
+        "areverse",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "23",
+        "-g",
+        "250",
+        "-maxrate",
+        f"{rate}k",
+        "-bufsize",
+        f"{2 * rate}k",
+        "-c:a",
+        "aac",
+        str(work / "r.mp4"),
+    ]
     row = Row(api, raw, {"task_name": "video.reverse", "url": url_short}, max(1, min(runs, 3)))
     row.report("reverse", info_short, f"Output {row.result['duration']} s.")
     check("reverse: (job - info) / raw, x", row.minus_info(info_short), "<=", 1.15)
@@ -323,18 +406,33 @@ def bench(api: BenchServer, base: str, long: Path, short: Path, work: Path, args
         with ToolWatch(api.proc.pid) as watch:
             t = time.perf_counter()
             result = api.task({"task_name": "video.reverse", "url": url_long})
-        print(f"{'':<8} 2-minute reverse: {time.perf_counter() - t:.1f} s, {watch.summary()}, "
-              f"output {result['duration']} s")
+        print(
+            f"{'':<8} 2-minute reverse: {time.perf_counter() - t:.1f} s, {watch.summary()}, "
+            f"output {result['duration']} s"
+        )
 
     # 8. video.convert of the 20 s clip: the server's own argv, run raw
-    params = dict(width=None, height=None, crop=False, audio_codec="aac", video_codec="h264",
-                  video_bitrate=3000, audio_bitrate=128, sample_rate=44100, crf=23, gop=250)
+    params = dict(
+        width=None,
+        height=None,
+        crop=False,
+        audio_codec="aac",
+        video_codec="h264",
+        video_bitrate=3000,
+        audio_bitrate=128,
+        sample_rate=44100,
+        crf=23,
+        gop=250,
+    )
     raw, _ = video_convert.build_argv(info, params, work / "c.mp4", Settings.load(env={}))
-    row = Row(api, raw, {"task_name": "video.convert", "url": url_short},
-              max(1, min(runs, 3)))
+    row = Row(api, raw, {"task_name": "video.convert", "url": url_short}, max(1, min(runs, 3)))
     row.report("convert", info_short)
-    check("convert: job / (1.05 raw + 150 ms), x",
-          med(row.job_wall) / (1.05 * med(row.raw_wall) + 0.150), "<=", 1)
+    check(
+        "convert: job / (1.05 raw + 150 ms), x",
+        med(row.job_wall) / (1.05 * med(row.raw_wall) + 0.150),
+        "<=",
+        1,
+    )
     check("convert: ffprobe runs per job", row.counts["ffprobe"], "<=", 1)
 
 

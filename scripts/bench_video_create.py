@@ -56,8 +56,14 @@ def make_media(folder: Path) -> None:
             continue
         h, w = 1500, 2000
         y, x = np.mgrid[0:h, 0:w]
-        base = np.stack([(x * 255 // w + 40 * i) % 256, (y * 255 // h + 70 * i) % 256,
-                         ((x + y) * 255 // (w + h) + 20 * i) % 256], -1).astype(np.float32)
+        base = np.stack(
+            [
+                (x * 255 // w + 40 * i) % 256,
+                (y * 255 // h + 70 * i) % 256,
+                ((x + y) * 255 // (w + h) + 20 * i) % 256,
+            ],
+            -1,
+        ).astype(np.float32)
         grain = rng.normal(128, 25, (h // 4, w // 4, 3)).clip(0, 255).astype(np.uint8)
         grain = np.asarray(Image.fromarray(grain).resize((w, h), Image.BICUBIC), np.float32)
         picture = Image.fromarray((base + grain - 128).clip(0, 255).astype(np.uint8))
@@ -65,21 +71,38 @@ def make_media(folder: Path) -> None:
     music = folder / "music.mp3"
     if not music.exists():
         click = f"0.5*sin(2*PI*1000*t)*exp(-40*mod(t,{BEAT}))"
-        subprocess.run([*FFMPEG, "-f", "lavfi", "-i",
-                        f"aevalsrc=exprs='0.2*sin(2*PI*330*t)+{click}|0.2*sin(2*PI*440*t)"
-                        f"+{click}':s=44100:d=35", "-ac", "2", "-b:a", "128k", str(music)],
-                       check=True)
+        subprocess.run(
+            [
+                *FFMPEG,
+                "-f",
+                "lavfi",
+                "-i",
+                f"aevalsrc=exprs='0.2*sin(2*PI*330*t)+{click}|0.2*sin(2*PI*440*t)"
+                f"+{click}':s=44100:d=35",
+                "-ac",
+                "2",
+                "-b:a",
+                "128k",
+                str(music),
+            ],
+            check=True,
+        )
 
 
 def definition(base: str) -> str:
-    items = [f'<effect type="kenburns" duration="{STILL:g}">'
-             f'<image filename="{base}/photo{i}.jpg"/></effect>' for i in range(STILLS)]
+    items = [
+        f'<effect type="kenburns" duration="{STILL:g}">'
+        f'<image filename="{base}/photo{i}.jpg"/></effect>'
+        for i in range(STILLS)
+    ]
     sequence = f'<transition type="crossfade" duration="{FADE:g}"/>'.join(items)
-    return (f'<movie service="craftsman-1.0"><body><stack><sequence sync="beats">{sequence}'
-            f'</sequence><text type="legend">{LEGEND}<animator type="slide-in" '
-            f'direction="left" duration="{SLIDE:g}"/></text>'
-            f'<audio filename="{base}/music.mp3" duration=".." fadeout="2"/>'
-            f"</stack></body></movie>")
+    return (
+        f'<movie service="craftsman-1.0"><body><stack><sequence sync="beats">{sequence}'
+        f'</sequence><text type="legend">{LEGEND}<animator type="slide-in" '
+        f'direction="left" duration="{SLIDE:g}"/></text>'
+        f'<audio filename="{base}/music.mp3" duration=".." fadeout="2"/>'
+        f"</stack></body></movie>"
+    )
 
 
 def raw_argv(folder: Path, profile: str, out: Path) -> list[str]:
@@ -93,26 +116,62 @@ def raw_argv(folder: Path, profile: str, out: Path) -> list[str]:
     graph = []
     for i in range(STILLS):
         frames = round((ends[i] - starts[i]) * FPS)
-        graph.append(f"[{i}:v]scale={2 * w}:{2 * h}:force_original_aspect_ratio=increase,"
-                     f"crop={2 * w}:{2 * h},format=yuv420p,zoompan=z='1+0.15*on/{frames}'"
-                     f":x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d={frames}:s={w}x{h}"
-                     f":fps={FPS}[s{i}]")
+        graph.append(
+            f"[{i}:v]scale={2 * w}:{2 * h}:force_original_aspect_ratio=increase,"
+            f"crop={2 * w}:{2 * h},format=yuv420p,zoompan=z='1+0.15*on/{frames}'"
+            f":x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d={frames}:s={w}x{h}"
+            f":fps={FPS}[s{i}]"
+        )
     last = "s0"
     for i in range(1, STILLS):
-        graph.append(f"[{last}][s{i}]xfade=transition=fade:duration={FADE}"
-                     f":offset={starts[i]:g}[x{i}]")
+        graph.append(
+            f"[{last}][s{i}]xfade=transition=fade:duration={FADE}:offset={starts[i]:g}[x{i}]"
+        )
         last = f"x{i}"
-    graph.append(f"[{last}]drawtext=fontfile={FONT}:text='{LEGEND}':fontsize={font}"
-                 f":fontcolor=white:box=1:boxcolor=black@0.5:boxborderw={font // 3}"
-                 f":x=(w-text_w)/2+(w+text_w)/2*max(0\\,1-t/{SLIDE:g}):y=h*0.92-text_h[v]")
+    graph.append(
+        f"[{last}]drawtext=fontfile={FONT}:text='{LEGEND}':fontsize={font}"
+        f":fontcolor=white:box=1:boxcolor=black@0.5:boxborderw={font // 3}"
+        f":x=(w-text_w)/2+(w+text_w)/2*max(0\\,1-t/{SLIDE:g}):y=h*0.92-text_h[v]"
+    )
     graph.append(f"[{STILLS}:a]afade=t=out:st={DURATION - 2:g}:d=2,atrim=0:{DURATION:g}[a]")
     inputs = [arg for i in range(STILLS) for arg in ("-i", str(folder / f"photo{i}.jpg"))]
-    return [*FFMPEG, *inputs, "-i", str(folder / "music.mp3"),
-            "-filter_complex", ";".join(graph), "-map", "[v]", "-map", "[a]",
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", str(2 * FPS),
-            "-pix_fmt", "yuv420p", "-maxrate", f"{video_kbps}k", "-bufsize",
-            f"{2 * video_kbps}k", "-c:a", "aac", "-b:a", f"{audio_kbps}k", "-ar", "44100",
-            "-ac", "2", "-movflags", "+faststart", str(out)]
+    return [
+        *FFMPEG,
+        *inputs,
+        "-i",
+        str(folder / "music.mp3"),
+        "-filter_complex",
+        ";".join(graph),
+        "-map",
+        "[v]",
+        "-map",
+        "[a]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "23",
+        "-g",
+        str(2 * FPS),
+        "-pix_fmt",
+        "yuv420p",
+        "-maxrate",
+        f"{video_kbps}k",
+        "-bufsize",
+        f"{2 * video_kbps}k",
+        "-c:a",
+        "aac",
+        "-b:a",
+        f"{audio_kbps}k",
+        "-ar",
+        "44100",
+        "-ac",
+        "2",
+        "-movflags",
+        "+faststart",
+        str(out),
+    ]
 
 
 def create(server: BenchServer, task: dict) -> dict:
@@ -126,8 +185,12 @@ def create(server: BenchServer, task: dict) -> dict:
 
 
 def duration_of(path: Path) -> float:
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
-                          "csv=p=0", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout)
 
 
@@ -141,11 +204,12 @@ def main() -> None:
     httpd, base = start_origin(work)
     server = BenchServer()
     try:
-        print(f"{'profile':8} {'raw s':>7} {'task s':>7} {'ratio':>6} {'raw s/s':>8} "
-              f"{'task s/s':>9}  (median of {args.runs}, 30 s movie)")
+        print(
+            f"{'profile':8} {'raw s':>7} {'task s':>7} {'ratio':>6} {'raw s/s':>8} "
+            f"{'task s/s':>9}  (median of {args.runs}, 30 s movie)"
+        )
         for profile in args.profiles:
-            task = {"task_name": "video.create", "definition": definition(base),
-                    "profile": profile}
+            task = {"task_name": "video.create", "definition": definition(base), "profile": profile}
             raw_out = work / f"raw-{profile}.mp4"
             argv = raw_argv(work, profile, raw_out)
             raw_times, task_times = [], []
@@ -165,9 +229,12 @@ def main() -> None:
             with urllib.request.urlopen(result["export"]) as r:
                 export.write_bytes(r.read())
             durations = f"{duration_of(raw_out):.2f}/{duration_of(export):.2f}"
-            print(f"{profile:8} {raw_s:7.2f} {task_s:7.2f} {task_s / raw_s:5.2f}x "
-                  f"{raw_s / DURATION:8.3f} {task_s / DURATION:9.3f}  "
-                  f"(durations raw/task {durations} s)", flush=True)
+            print(
+                f"{profile:8} {raw_s:7.2f} {task_s:7.2f} {task_s / raw_s:5.2f}x "
+                f"{raw_s / DURATION:8.3f} {task_s / DURATION:9.3f}  "
+                f"(durations raw/task {durations} s)",
+                flush=True,
+            )
     finally:
         server.stop()
         httpd.shutdown()

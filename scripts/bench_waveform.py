@@ -57,18 +57,58 @@ def make_mp3(workdir: Path, minutes: int) -> tuple[Path, Path]:
     """(10-minute MP3, ``minutes``-long MP3) of a tone swept under noise bursts."""
     ten = workdir / "ten.mp3"
     if not ten.exists():
-        src = ("aevalsrc=exprs='0.5*sin(2*PI*(220+110*sin(t/7))*t)*abs(sin(t*1.3))"
-               "|0.4*sin(2*PI*330*t)*abs(cos(t*0.7))':s=44100:d=600")
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", src,
-                        "-f", "lavfi", "-i", "anoisesrc=a=0.05:d=600:r=44100",
-                        "-filter_complex", "[0][1]amix=inputs=2:normalize=0[a]", "-map", "[a]",
-                        "-c:a", "libmp3lame", "-b:a", "128k", str(ten)], check=True)
+        src = (
+            "aevalsrc=exprs='0.5*sin(2*PI*(220+110*sin(t/7))*t)*abs(sin(t*1.3))"
+            "|0.4*sin(2*PI*330*t)*abs(cos(t*0.7))':s=44100:d=600"
+        )
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                src,
+                "-f",
+                "lavfi",
+                "-i",
+                "anoisesrc=a=0.05:d=600:r=44100",
+                "-filter_complex",
+                "[0][1]amix=inputs=2:normalize=0[a]",
+                "-map",
+                "[a]",
+                "-c:a",
+                "libmp3lame",
+                "-b:a",
+                "128k",
+                str(ten),
+            ],
+            check=True,
+        )
     full = workdir / f"full{minutes}.mp3"
     if not full.exists():
         listing = workdir / "list.txt"
         listing.write_text(f"file '{ten}'\n" * max(1, minutes // 10))
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "concat", "-safe", "0",
-                        "-i", str(listing), "-c", "copy", str(full)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                str(listing),
+                "-c",
+                "copy",
+                str(full),
+            ],
+            check=True,
+        )
     return ten, full
 
 
@@ -88,9 +128,19 @@ def timed(fn) -> tuple[float, float]:
 
 def ours(path: Path, out: Path, rate: int = 44100, fmt: str = waveform.SAMPLE_FORMAT) -> float:
     argv = pcm_argv(path_input_args(path, "mp3"), rate, sample_format=fmt)
-    return waveform.render(argv, None, 3600, out_path=str(out), width=W, height=H, vmargin=0,
-                           fill=(40, 90, 200), background=(255, 255, 255), fmt="png",
-                           rate=rate)
+    return waveform.render(
+        argv,
+        None,
+        3600,
+        out_path=str(out),
+        width=W,
+        height=H,
+        vmargin=0,
+        fill=(40, 90, 200),
+        background=(255, 255, 255),
+        fmt="png",
+        rate=rate,
+    )
 
 
 def async_variant(path: Path, out: Path) -> None:
@@ -101,7 +151,8 @@ def async_variant(path: Path, out: Path) -> None:
         import numpy as np
 
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
         reducer = waveform.PeakReducer(W)
         assert proc.stdout
         pending = b""
@@ -113,8 +164,14 @@ def async_variant(path: Path, out: Path) -> None:
         await proc.wait()
         mins, maxs = reducer.columns(W)
         image = await asyncio.to_thread(
-            waveform.draw, mins, maxs, height=H, vmargin=0, fill=(40, 90, 200),
-            background=(255, 255, 255))
+            waveform.draw,
+            mins,
+            maxs,
+            height=H,
+            vmargin=0,
+            fill=(40, 90, 200),
+            background=(255, 255, 255),
+        )
         await asyncio.to_thread(image.save, str(out), "PNG", compress_level=6)
 
     asyncio.run(main())
@@ -129,8 +186,12 @@ def peak_rss(path: Path, out: Path) -> dict:
         "print(json.dumps({'worker': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
         "'ffmpeg': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(ROOT), __file__, str(path), str(out)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), __file__, str(path), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -152,8 +213,9 @@ def main(argv: list[str]) -> None:
         processes.set_tool_nice(os.nice(0))
 
         def ffmpeg_null(*extra: str) -> None:
-            subprocess.run(["ffmpeg", "-v", "error", "-i", str(full), *extra, "-f", "null", "-"],
-                           check=True)
+            subprocess.run(
+                ["ffmpeg", "-v", "error", "-i", str(full), *extra, "-f", "null", "-"], check=True
+            )
 
         print(f"baseline: ffmpeg -v error -i {full.name} -f null -")
         ours_argv = pcm_argv(path_input_args(full, "mp3"), 44100, sample_format="s16le")
@@ -172,31 +234,43 @@ def main(argv: list[str]) -> None:
             for name, fn in variants:
                 times[name].append(timed(fn))
         base = times[variants[0][0]]
-        print(f"{args.minutes} min stereo MP3 ({full.stat().st_size / 1e6:.0f} MB), "
-              f"{W}x{H} PNG, median of {runs} rounds, load average {os.getloadavg()[0]:.1f}:")
+        print(
+            f"{args.minutes} min stereo MP3 ({full.stat().st_size / 1e6:.0f} MB), "
+            f"{W}x{H} PNG, median of {runs} rounds, load average {os.getloadavg()[0]:.1f}:"
+        )
         ratios = {}
         for name, _ in variants:
             wall = statistics.median(w for w, _ in times[name])
             cpu = statistics.median(c for _, c in times[name])
             ratios[name] = statistics.median(
-                w / b for (w, _), (b, _) in zip(times[name], base, strict=True))
+                w / b for (w, _), (b, _) in zip(times[name], base, strict=True)
+            )
             cpu_ratio = statistics.median(
-                c / b for (_, c), (_, b) in zip(times[name], base, strict=True))
-            print(f"  {name:38s} {wall:6.2f} s  {ratios[name]:5.2f}x decode  "
-                  f"{args.minutes * 60 / wall:6.0f}x real time   CPU {cpu:5.2f} s, "
-                  f"{cpu_ratio:4.2f}x decode")
+                c / b for (_, c), (_, b) in zip(times[name], base, strict=True)
+            )
+            print(
+                f"  {name:38s} {wall:6.2f} s  {ratios[name]:5.2f}x decode  "
+                f"{args.minutes * 60 / wall:6.0f}x real time   CPU {cpu:5.2f} s, "
+                f"{cpu_ratio:4.2f}x decode"
+            )
         rss = {}
         for label, path in (("10 min", ten), (f"{args.minutes} min", full)):
             rss[label] = peak_rss(path, out)
-            print(f"  peak RSS {label:7s}: worker {rss[label]['worker']:5.0f} MB, "
-                  f"ffmpeg {rss[label]['ffmpeg']:5.0f} MB")
+            print(
+                f"  peak RSS {label:7s}: worker {rss[label]['worker']:5.0f} MB, "
+                f"ffmpeg {rss[label]['ffmpeg']:5.0f} MB"
+            )
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"  (this process: {own:.0f} MB)")
         check("waveform time / decode-only time, x", ratios[variants[2][0]], "<=", 1.3)
         short, long = rss["10 min"], rss[f"{args.minutes} min"]
         check("peak RSS worker + ffmpeg, MB", long["worker"] + long["ffmpeg"], "<=", 250)
-        check(f"peak RSS {args.minutes} min / 10 min, x",
-              (long["worker"] + long["ffmpeg"]) / (short["worker"] + short["ffmpeg"]), "<=", 1.1)
+        check(
+            f"peak RSS {args.minutes} min / 10 min, x",
+            (long["worker"] + long["ffmpeg"]) / (short["worker"] + short["ffmpeg"]),
+            "<=",
+            1.1,
+        )
 
 
 if __name__ == "__main__":

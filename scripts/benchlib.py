@@ -25,6 +25,7 @@ def free_port() -> int:
 
 def start_origin(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     """Serve ``folder`` over HTTP on loopback (the benchmarks' source origin)."""
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=str(folder), **kw)
@@ -51,20 +52,38 @@ class BenchServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "DRAGON_DATA_DIR": str(self.dir), "DRAGON_PORT": str(self.port),
-                    "DRAGON_ALLOW_PRIVATE_URLS": "1", "DRAGON_LOG_LEVEL": "WARNING",
-                    "DRAGON_CREATE_RATE": "0", "DRAGON_TOOL_NICE": str(os.nice(0)),
-                    "PYTHONPATH": str(ROOT), **(env or {})}
-        out = subprocess.run([sys.executable, "-m", "dragon", "accounts", "create", "bench"],
-                             env=self.env, capture_output=True, text=True, check=True, cwd=ROOT)
+        self.env = {
+            **os.environ,
+            "DRAGON_DATA_DIR": str(self.dir),
+            "DRAGON_PORT": str(self.port),
+            "DRAGON_ALLOW_PRIVATE_URLS": "1",
+            "DRAGON_LOG_LEVEL": "WARNING",
+            "DRAGON_CREATE_RATE": "0",
+            "DRAGON_TOOL_NICE": str(os.nice(0)),
+            "PYTHONPATH": str(ROOT),
+            **(env or {}),
+        }
+        out = subprocess.run(
+            [sys.executable, "-m", "dragon", "accounts", "create", "bench"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
         self.secret = json.loads(out.stdout)["secret"]
         self.start()
 
     def start(self) -> None:
         """Start ``dragon serve`` (again, after ``stop``) and wait until it answers."""
         self.log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "dragon", "serve"], env=self.env,
-                                     cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dragon", "serve"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -76,11 +76,20 @@ def randomised(seed: int, n: int = 12) -> list[Case]:
     for i in range(n):
         bpm0 = float(rng.uniform(60, 180))
         ramp = float(rng.choice([1.0, 1.0, rng.uniform(0.88, 1.12)]))
-        out.append(Case(f"random{i}", round(bpm0, 1), round(bpm0 * ramp, 1),
-                        int(rng.choice([3, 4, 4])), swing=float(rng.choice([0.0, 0.0, 0.12])),
-                        tier=4, hat_gain=float(rng.uniform(0.3, 2.0)),
-                        snare_gain=float(rng.uniform(0.4, 1.0)),
-                        sixteenths=bool(rng.random() < 0.3), mp3=bool(rng.random() < 0.3)))
+        out.append(
+            Case(
+                f"random{i}",
+                round(bpm0, 1),
+                round(bpm0 * ramp, 1),
+                int(rng.choice([3, 4, 4])),
+                swing=float(rng.choice([0.0, 0.0, 0.12])),
+                tier=4,
+                hat_gain=float(rng.uniform(0.3, 2.0)),
+                snare_gain=float(rng.uniform(0.4, 1.0)),
+                sixteenths=bool(rng.random() < 0.3),
+                mp3=bool(rng.random() < 0.3),
+            )
+        )
     return out
 
 
@@ -94,7 +103,7 @@ def _drums(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray
     freq = 50 + 100 * np.exp(-t * 30)
     kick = np.sin(2 * np.pi * np.cumsum(freq) / SR) * _env(n, 0.08)
     n = int(0.2 * SR)
-    snare = (rng.standard_normal(n) * 0.6 + np.sin(2 * np.pi * 180 * np.arange(n) / SR) * 0.4)
+    snare = rng.standard_normal(n) * 0.6 + np.sin(2 * np.pi * 180 * np.arange(n) / SR) * 0.4
     snare *= _env(n, 0.05)
     n = int(0.05 * SR)
     hat = rng.standard_normal(n) * _env(n, 0.01) * 0.3
@@ -159,12 +168,32 @@ def write_set(out: Path, seed: int = 0) -> list[dict]:
         path = wav
         if case.mp3:
             path = stem.with_suffix(".mp3")
-            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame",
-                            "-b:a", "64k", str(path)], check=True)
+            subprocess.run(
+                [
+                    "ffmpeg",
+                    "-v",
+                    "error",
+                    "-y",
+                    "-i",
+                    str(wav),
+                    "-c:a",
+                    "libmp3lame",
+                    "-b:a",
+                    "64k",
+                    str(path),
+                ],
+                check=True,
+            )
             wav.unlink()
-        manifest.append({"case": dataclasses.asdict(case), "label": case.label,
-                         "path": str(path), "beats": beats.tolist(),
-                         "downbeats": downbeats.tolist()})
+        manifest.append(
+            {
+                "case": dataclasses.asdict(case),
+                "label": case.label,
+                "path": str(path),
+                "beats": beats.tolist(),
+                "downbeats": downbeats.tolist(),
+            }
+        )
     (out / "manifest.json").write_text(json.dumps({"seed": seed, "sr": SR, "items": manifest}))
     return manifest
 

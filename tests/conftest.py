@@ -20,8 +20,14 @@ from tests.support.s3 import MotoS3
 from tests.support.server import Origin, Server
 
 DEFAULT_BACKEND = os.environ.get("DRAGON_TEST_BACKEND", "sqlite")
-BOTH_BACKENDS = {"test_core_api", "test_task_lifecycle", "test_storage_api", "test_events",
-                 "test_duplicate_keys", "test_callbacks"}
+BOTH_BACKENDS = {
+    "test_core_api",
+    "test_task_lifecycle",
+    "test_storage_api",
+    "test_events",
+    "test_duplicate_keys",
+    "test_callbacks",
+}
 
 
 def pytest_report_header(config):
@@ -33,8 +39,9 @@ def pytest_generate_tests(metafunc):
         return
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
     if module in BOTH_BACKENDS and DEFAULT_BACKEND == "sqlite" and postgres_bin() is not None:
-        metafunc.parametrize("dragon_server", ["sqlite", "postgres"], indirect=True,
-                             scope="session")
+        metafunc.parametrize(
+            "dragon_server", ["sqlite", "postgres"], indirect=True, scope="session"
+        )
 
 
 class Backends:
@@ -54,8 +61,10 @@ class Backends:
         if self.s3 is None:
             self.s3 = MotoS3()
         self._buckets += 1
-        return {"DRAGON_DATABASE_URL": self.postgres.new_database(),
-                **self.s3.bucket(f"dragon-test-{self._buckets}")}
+        return {
+            "DRAGON_DATABASE_URL": self.postgres.new_database(),
+            **self.s3.bucket(f"dragon-test-{self._buckets}"),
+        }
 
     def close(self) -> None:
         if self.postgres is not None:
@@ -81,8 +90,13 @@ def make_server(tmp_path_factory, backends):
     """
     servers: list[Server] = []
 
-    def make(env: dict | None = None, start: bool = True, data_dir: Path | None = None,
-             backend: str | None = None, account: dict | None = None) -> Server:
+    def make(
+        env: dict | None = None,
+        start: bool = True,
+        data_dir: Path | None = None,
+        backend: str | None = None,
+        account: dict | None = None,
+    ) -> Server:
         env = dict(env or {})
         if (backend or DEFAULT_BACKEND) == "postgres" and "DRAGON_DATABASE_URL" not in env:
             # A fixed node name: a restarted server takes its dead self's tasks back at once.
@@ -110,4 +124,3 @@ def origin() -> Origin:
     o = Origin()
     yield o
     o.httpd.shutdown()
-

@@ -53,14 +53,26 @@ class Database(Protocol):
     def close(self) -> None: ...
 
     # -- accounts -----------------------------------------------------------------------------
-    async def insert_account(self, name: str, secret_hash: bytes, api_key: str,
-                             webhook_secret: str, referrers: list[str], max_active: int,
-                             create_rate: float | None = None) -> int:
+    async def insert_account(
+        self,
+        name: str,
+        secret_hash: bytes,
+        api_key: str,
+        webhook_secret: str,
+        referrers: list[str],
+        max_active: int,
+        create_rate: float | None = None,
+    ) -> int:
         """A new account with zero usage; raises ``AccountExists``."""
 
-    async def update_account(self, name: str, *, referrers: list[str] | None = None,
-                             max_active: int | None = None,
-                             create_rate: float | None = None) -> bool:
+    async def update_account(
+        self,
+        name: str,
+        *,
+        referrers: list[str] | None = None,
+        max_active: int | None = None,
+        create_rate: float | None = None,
+    ) -> bool:
         """Change the given settings of an account (``create_rate`` < 0 resets it to the
         server's default); False if there is no such account."""
 
@@ -83,15 +95,17 @@ class Database(Protocol):
     async def set_expiration(self, account_id: int, days: int) -> None: ...
 
     # -- tasks -------------------------------------------------------------------------------
-    async def insert_tasks(self, rows: Iterable[dict[str, Any]],
-                           errbacks: Iterable[dict[str, Any]] = ()) -> None:
+    async def insert_tasks(
+        self, rows: Iterable[dict[str, Any]], errbacks: Iterable[dict[str, Any]] = ()
+    ) -> None:
         """New tasks (queued, or already ended in error) and the errbacks of failed ones."""
 
     async def get_tasks(self, keys: list[str], account_id: int) -> list[Row]:
         """The account's tasks among ``keys`` (a point read on the hot path)."""
 
-    async def start_task(self, key: str, owner: str, now: float,
-                         render: Callable[[Row], Any] | None = None) -> Row | None:
+    async def start_task(
+        self, key: str, owner: str, now: float, render: Callable[[Row], Any] | None = None
+    ) -> Row | None:
         """Claim a queued task for ``owner`` (queued -> executing, one more attempt).
 
         Returns the row as it is now; it is ours only if its status is ``executing`` and
@@ -99,17 +113,25 @@ class Database(Protocol):
         records ``render(row)`` in the same transaction (as every write below does).
         """
 
-    async def set_progress(self, updates: dict[str, float],
-                           documents: dict[str, Any] | None = None) -> None:
+    async def set_progress(
+        self, updates: dict[str, float], documents: dict[str, Any] | None = None
+    ) -> None:
         """Progress of executing tasks; ``documents`` are recorded as feed events."""
 
     async def set_partial(self, key: str, result: Any, document: Any = None) -> None: ...
 
-    async def finish_task(self, key: str, status: str, result: Any, error: Any,
-                          error_code: str | None, now: float,
-                          callback: Callback | None = None,
-                          render: Callable[[Row], Any] | None = None,
-                          diagnostics: Any = None) -> Row | None:
+    async def finish_task(
+        self,
+        key: str,
+        status: str,
+        result: Any,
+        error: Any,
+        error_code: str | None,
+        now: float,
+        callback: Callback | None = None,
+        render: Callable[[Row], Any] | None = None,
+        diagnostics: Any = None,
+    ) -> Row | None:
         """End a task and, in the same transaction, queue its callback, record its event
         and keep its ``diagnostics`` (why it failed, for ``details=true``)."""
 
@@ -143,17 +165,30 @@ class Database(Protocol):
         """Delete up to ``limit`` of the oldest events recorded before ``before``."""
 
     # -- files and usage ---------------------------------------------------------------------
-    async def insert_file(self, account_id: int, task_key: str, output: str, name: str,
-                          store: str, location: str, url: str, size: int, content_type: str,
-                          now: float, expires_at: float | None, counted: bool) -> None:
+    async def insert_file(
+        self,
+        account_id: int,
+        task_key: str,
+        output: str,
+        name: str,
+        store: str,
+        location: str,
+        url: str,
+        size: int,
+        content_type: str,
+        now: float,
+        expires_at: float | None,
+        counted: bool,
+    ) -> None:
         """Record a stored file (replacing the same output of an earlier run)."""
 
     async def file_for_output(self, task_key: str, output: str) -> Row | None: ...
 
     async def file_by_location(self, location: str) -> Row | None: ...
 
-    async def list_files(self, account_id: int, task_key: str | None = None,
-                         urls: list[str] | None = None) -> list[Row]:
+    async def list_files(
+        self, account_id: int, task_key: str | None = None, urls: list[str] | None = None
+    ) -> list[Row]:
         """An account's listed (persistent) files: all, one task's, or those with ``urls``."""
 
     async def file_directories(self, account_id: int) -> list[str]:
@@ -176,9 +211,15 @@ class Database(Protocol):
 
     async def next_delivery_time(self) -> float | None: ...
 
-    async def record_delivery(self, delivery_id: int, state: str, attempts: int,
-                              next_at: float, last_status: int | None,
-                              last_error: str | None) -> None: ...
+    async def record_delivery(
+        self,
+        delivery_id: int,
+        state: str,
+        attempts: int,
+        next_at: float,
+        last_status: int | None,
+        last_error: str | None,
+    ) -> None: ...
 
     async def deliveries_for(self, keys: list[str]) -> list[Row]: ...
 
@@ -220,8 +261,15 @@ class ClusterDatabase(Database, Protocol):
     async def leave(self, owner: str) -> None:
         """A node stopped cleanly."""
 
-    async def claim_queued(self, owner: str, light: list[str], in_light: bool, limit: int,
-                           now: float, render: Callable[[Row], Any]) -> list[Row]:
+    async def claim_queued(
+        self,
+        owner: str,
+        light: list[str],
+        in_light: bool,
+        limit: int,
+        now: float,
+        render: Callable[[Row], Any],
+    ) -> list[Row]:
         """Start up to ``limit`` queued tasks of one lane for ``owner``, skipping those
         another node is claiming, round-robin across accounts."""
 

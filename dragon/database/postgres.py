@@ -568,8 +568,9 @@ class PostgresDatabase:
 
     # -- tasks ----------------------------------------------------------------------------
     @_busy
-    async def insert_tasks(self, rows: Iterable[dict[str, Any]],
-                           errbacks: Iterable[dict[str, Any]] = ()) -> None:
+    async def insert_tasks(
+        self, rows: Iterable[dict[str, Any]], errbacks: Iterable[dict[str, Any]] = ()
+    ) -> None:
         rows = list(rows)
         async with self._transaction() as c:
             await c.executemany(

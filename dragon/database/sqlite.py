@@ -319,27 +319,48 @@ class SQLiteDatabase:
         return op(conn)
 
     # -- accounts -------------------------------------------------------------------------
-    async def insert_account(self, name: str, secret_hash: bytes, api_key: str,
-                             webhook_secret: str, referrers: list[str], max_active: int,
-                             create_rate: float | None = None) -> int:
+    async def insert_account(
+        self,
+        name: str,
+        secret_hash: bytes,
+        api_key: str,
+        webhook_secret: str,
+        referrers: list[str],
+        max_active: int,
+        create_rate: float | None = None,
+    ) -> int:
         def op(c: sqlite3.Connection) -> int:
             try:
                 cur = c.execute(
                     "INSERT INTO accounts (name, secret_hash, api_key, webhook_secret,"
                     " referrers, max_active, create_rate, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (name, secret_hash, api_key, webhook_secret, dumps(referrers), max_active,
-                     create_rate, time.time()),
+                    (
+                        name,
+                        secret_hash,
+                        api_key,
+                        webhook_secret,
+                        dumps(referrers),
+                        max_active,
+                        create_rate,
+                        time.time(),
+                    ),
                 )
             except sqlite3.IntegrityError as exc:
                 raise AccountExists(name) from exc
             c.execute("INSERT INTO usage (account_id, bytes) VALUES (?, 0)", (cur.lastrowid,))
             return int(cur.lastrowid or 0)
+
         return await self._write(op)
 
-    async def update_account(self, name: str, *, referrers: list[str] | None = None,
-                             max_active: int | None = None,
-                             create_rate: float | None = None) -> bool:
+    async def update_account(
+        self,
+        name: str,
+        *,
+        referrers: list[str] | None = None,
+        max_active: int | None = None,
+        create_rate: float | None = None,
+    ) -> bool:
         changes: dict[str, Any] = {}
         if referrers is not None:
             changes["referrers"] = dumps(referrers)
@@ -350,81 +371,130 @@ class SQLiteDatabase:
         if not changes:
             return await self.account_by_name(name) is not None
         assignments = ", ".join(f"{column} = ?" for column in changes)
-        return await self._write(lambda c: c.execute(
-            f"UPDATE accounts SET {assignments} WHERE name = ?",
-            (*changes.values(), name)).rowcount > 0)
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    f"UPDATE accounts SET {assignments} WHERE name = ?", (*changes.values(), name)
+                ).rowcount
+                > 0
+            )
+        )
 
     async def account_by_name(self, name: str) -> Row | None:
-        return await self._read(lambda c: c.execute(
-            "SELECT * FROM accounts WHERE name = ?", (name,)).fetchone())
+        return await self._read(
+            lambda c: c.execute("SELECT * FROM accounts WHERE name = ?", (name,)).fetchone()
+        )
 
     async def account_by_secret_hash(self, secret_hash: bytes) -> Row | None:
-        return self._lookup(lambda c: c.execute(
-            "SELECT * FROM accounts WHERE secret_hash = ?", (secret_hash,)).fetchone())
+        return self._lookup(
+            lambda c: c.execute(
+                "SELECT * FROM accounts WHERE secret_hash = ?", (secret_hash,)
+            ).fetchone()
+        )
 
     async def account_by_api_key(self, api_key: str) -> Row | None:
-        return self._lookup(lambda c: c.execute(
-            "SELECT * FROM accounts WHERE api_key = ?", (api_key,)).fetchone())
+        return self._lookup(
+            lambda c: c.execute("SELECT * FROM accounts WHERE api_key = ?", (api_key,)).fetchone()
+        )
 
     async def account_by_id(self, account_id: int) -> Row | None:
-        return self._lookup(lambda c: c.execute(
-            "SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone())
+        return self._lookup(
+            lambda c: c.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        )
 
     async def list_accounts(self) -> list[Row]:
         return await self._read(
-            lambda c: c.execute("SELECT * FROM accounts ORDER BY id").fetchall())
+            lambda c: c.execute("SELECT * FROM accounts ORDER BY id").fetchall()
+        )
 
     async def delete_account(self, name: str) -> bool:
         def op(c: sqlite3.Connection) -> bool:
-            c.execute("DELETE FROM outbox WHERE account_id ="
-                      " (SELECT id FROM accounts WHERE name = ?)", (name,))
+            c.execute(
+                "DELETE FROM outbox WHERE account_id = (SELECT id FROM accounts WHERE name = ?)",
+                (name,),
+            )
             return c.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount > 0
+
         return await self._write(op)
 
     async def rotate_webhook_secret(self, name: str, secret: str, keep_old_until: float) -> bool:
-        return await self._write(lambda c: c.execute(
-            "UPDATE accounts SET previous_webhook_secret = webhook_secret,"
-            " previous_webhook_secret_until = ?, webhook_secret = ? WHERE name = ?",
-            (keep_old_until, secret, name)).rowcount > 0)
+        return await self._write(
+            lambda c: (
+                c.execute(
+                    "UPDATE accounts SET previous_webhook_secret = webhook_secret,"
+                    " previous_webhook_secret_until = ?, webhook_secret = ? WHERE name = ?",
+                    (keep_old_until, secret, name),
+                ).rowcount
+                > 0
+            )
+        )
 
     async def set_expiration(self, account_id: int, days: int) -> None:
-        await self._write(lambda c: c.execute(
-            "UPDATE accounts SET expiration_days = ? WHERE id = ?", (days, account_id)))
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE accounts SET expiration_days = ? WHERE id = ?", (days, account_id)
+            )
+        )
 
     # -- tasks ----------------------------------------------------------------------------
-    async def insert_tasks(self, rows: Iterable[dict[str, Any]],
-                           errbacks: Iterable[dict[str, Any]] = ()) -> None:
+    async def insert_tasks(
+        self, rows: Iterable[dict[str, Any]], errbacks: Iterable[dict[str, Any]] = ()
+    ) -> None:
         def op(c: sqlite3.Connection) -> None:
             seq = c.execute("SELECT COALESCE(MAX(seq), 0) FROM tasks").fetchone()[0]
             c.executemany(
                 "INSERT INTO tasks (key, account_id, task_name, params, status, error,"
                 " error_code, queued_at, completed_at, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (r["key"], r["account_id"], r["task_name"], dumps(r["params"]), r["status"],
-                     dumps(r["error"]) if r.get("error") is not None else None,
-                     r.get("error_code"), r["queued_at"], r.get("completed_at"), seq + i + 1)
+                    (
+                        r["key"],
+                        r["account_id"],
+                        r["task_name"],
+                        dumps(r["params"]),
+                        r["status"],
+                        dumps(r["error"]) if r.get("error") is not None else None,
+                        r.get("error_code"),
+                        r["queued_at"],
+                        r.get("completed_at"),
+                        seq + i + 1,
+                    )
                     for i, r in enumerate(rows)
                 ],
             )
             c.executemany(
                 "INSERT INTO events (account_id, task_key, task_name, created_at, document)"
                 " VALUES (?, ?, ?, ?, ?)",
-                [(r["account_id"], r["key"], r["task_name"], r["queued_at"],
-                  dumps(r["document"])) for r in rows if r.get("document") is not None])
+                [
+                    (
+                        r["account_id"],
+                        r["key"],
+                        r["task_name"],
+                        r["queued_at"],
+                        dumps(r["document"]),
+                    )
+                    for r in rows
+                    if r.get("document") is not None
+                ],
+            )
             for e in errbacks:
                 _insert_outbox(c, **e)
+
         await self._write(op)
 
     async def get_tasks(self, keys: list[str], account_id: int) -> list[Row]:
         marks = ",".join("?" * len(keys))
         # "+account_id" keeps the planner on the primary key: with the account's index it
         # would walk every task the account ever had.
-        return self._lookup(lambda c: c.execute(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE key IN ({marks}) AND +account_id = ?",
-            (*keys, account_id)).fetchall())
+        return self._lookup(
+            lambda c: c.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE key IN ({marks}) AND +account_id = ?",
+                (*keys, account_id),
+            ).fetchall()
+        )
 
-    async def start_task(self, key: str, owner: str, now: float,
-                         render: Render | None = None) -> Row | None:
+    async def start_task(
+        self, key: str, owner: str, now: float, render: Render | None = None
+    ) -> Row | None:
         def op(c: sqlite3.Connection) -> Row | None:
             changed = c.execute(
                 "UPDATE tasks SET status = 'executing', started_at = ?, attempts = attempts + 1,"
@@ -435,99 +505,158 @@ class SQLiteDatabase:
             if changed and render is not None:
                 _row_event(c, row, now, render(row))
             return row
+
         return await self._write(op)
 
-    async def set_progress(self, updates: dict[str, float],
-                           documents: dict[str, Any] | None = None) -> None:
+    async def set_progress(
+        self, updates: dict[str, float], documents: dict[str, Any] | None = None
+    ) -> None:
         def op(c: sqlite3.Connection) -> None:
             c.executemany(
                 "UPDATE tasks SET progress = ? WHERE key = ? AND status = 'executing'",
-                [(v, k) for k, v in updates.items()])
+                [(v, k) for k, v in updates.items()],
+            )
             now = time.time()
             for key, document in (documents or {}).items():
                 _insert_event(c, key, now, document, executing=True)
+
         await self._write(op)
 
     async def set_partial(self, key: str, result: Any, document: Any = None) -> None:
         def op(c: sqlite3.Connection) -> None:
             changed = c.execute(
                 "UPDATE tasks SET result = ? WHERE key = ? AND status = 'executing'",
-                (dumps(result), key)).rowcount
+                (dumps(result), key),
+            ).rowcount
             if changed and document is not None:
                 _insert_event(c, key, time.time(), document)
+
         await self._write(op)
 
-    async def finish_task(self, key: str, status: str, result: Any, error: Any,
-                          error_code: str | None, now: float,
-                          callback: Callback | None = None, render: Render | None = None,
-                          diagnostics: Any = None) -> Row | None:
+    async def finish_task(
+        self,
+        key: str,
+        status: str,
+        result: Any,
+        error: Any,
+        error_code: str | None,
+        now: float,
+        callback: Callback | None = None,
+        render: Render | None = None,
+        diagnostics: Any = None,
+    ) -> Row | None:
         def op(c: sqlite3.Connection) -> Row | None:
             c.execute(
                 "UPDATE tasks SET status = ?, result = ?, error = ?, error_code = ?,"
                 " completed_at = ?, progress = NULL, diagnostics = ? WHERE key = ?",
-                (status, dumps(result) if result is not None else None,
-                 dumps(error) if error is not None else None, error_code, now,
-                 dumps(diagnostics) if diagnostics is not None else None, key),
+                (
+                    status,
+                    dumps(result) if result is not None else None,
+                    dumps(error) if error is not None else None,
+                    error_code,
+                    now,
+                    dumps(diagnostics) if diagnostics is not None else None,
+                    key,
+                ),
             )
             row = c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?", (key,)).fetchone()
             if row is not None and render is not None:
                 _row_event(c, row, now, render(row))
             if callback is not None and row is not None:
-                _insert_outbox(c, key, row["account_id"], callback.url, callback.render(row),
-                               f"msg_{key}", callback.next_at)
+                _insert_outbox(
+                    c,
+                    key,
+                    row["account_id"],
+                    callback.url,
+                    callback.render(row),
+                    f"msg_{key}",
+                    callback.next_at,
+                )
             return row
+
         return await self._write(op)
 
     async def requeue_task(self, key: str, render: Render | None = None) -> None:
         def op(c: sqlite3.Connection) -> None:
             changed = c.execute(
                 "UPDATE tasks SET status = 'queued', progress = NULL, result = NULL, owner = NULL"
-                " WHERE key = ? AND status = 'executing'", (key,)).rowcount
+                " WHERE key = ? AND status = 'executing'",
+                (key,),
+            ).rowcount
             if changed and render is not None:
-                row = c.execute(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?",
-                                (key,)).fetchone()
+                row = c.execute(
+                    f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?", (key,)
+                ).fetchone()
                 _row_event(c, row, time.time(), render(row))
+
         await self._write(op)
 
     async def unfinished_tasks(self) -> list[Row]:
-        return await self._read(lambda c: c.execute(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ('queued', 'executing')"
-            " ORDER BY seq").fetchall())
+        return await self._read(
+            lambda c: c.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ('queued', 'executing')"
+                " ORDER BY seq"
+            ).fetchall()
+        )
 
     async def prune_tasks(self, ended_before: float, limit: int) -> int:
         def op(c: sqlite3.Connection) -> int:
-            keys = [r[0] for r in c.execute(
-                "SELECT key FROM tasks WHERE completed_at < ? LIMIT ?", (ended_before, limit))]
+            keys = [
+                r[0]
+                for r in c.execute(
+                    "SELECT key FROM tasks WHERE completed_at < ? LIMIT ?", (ended_before, limit)
+                )
+            ]
             if keys:
                 marks = ",".join("?" * len(keys))
-                c.execute(f"DELETE FROM outbox WHERE task_key IN ({marks})"
-                          " AND state != 'pending'", keys)
+                c.execute(
+                    f"DELETE FROM outbox WHERE task_key IN ({marks}) AND state != 'pending'", keys
+                )
                 c.execute(f"DELETE FROM tasks WHERE key IN ({marks})", keys)
             return len(keys)
+
         return await self._write(op)
 
     async def task_diagnostics(self, keys: list[str]) -> dict[str, Any]:
         marks = ",".join("?" * len(keys))
-        return await self._read(lambda c: {r[0]: orjson.loads(r[1]) for r in c.execute(
-            f"SELECT key, diagnostics FROM tasks WHERE key IN ({marks})"
-            " AND diagnostics IS NOT NULL", keys)})
+        return await self._read(
+            lambda c: {
+                r[0]: orjson.loads(r[1])
+                for r in c.execute(
+                    f"SELECT key, diagnostics FROM tasks WHERE key IN ({marks})"
+                    " AND diagnostics IS NOT NULL",
+                    keys,
+                )
+            }
+        )
 
     async def recent_run_times(self, task_name: str, limit: int) -> list[float]:
-        return await self._read(lambda c: [r[0] for r in c.execute(
-            "SELECT completed_at - started_at FROM tasks WHERE completed_at IS NOT NULL"
-            " AND task_name = ? AND status = 'success' AND started_at IS NOT NULL"
-            " ORDER BY completed_at DESC LIMIT ?", (task_name, limit))])
+        return await self._read(
+            lambda c: [
+                r[0]
+                for r in c.execute(
+                    "SELECT completed_at - started_at FROM tasks WHERE completed_at IS NOT NULL"
+                    " AND task_name = ? AND status = 'success' AND started_at IS NOT NULL"
+                    " ORDER BY completed_at DESC LIMIT ?",
+                    (task_name, limit),
+                )
+            ]
+        )
 
     # -- the event feed -------------------------------------------------------------------
     async def events_after(self, account_id: int, after: int, limit: int) -> list[Row]:
-        return await self._read(lambda c: c.execute(
-            "SELECT id, task_key, task_name, document FROM events"
-            " WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
-            (account_id, after, limit)).fetchall())
+        return await self._read(
+            lambda c: c.execute(
+                "SELECT id, task_key, task_name, document FROM events"
+                " WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
+                (account_id, after, limit),
+            ).fetchall()
+        )
 
     async def event_horizon(self) -> int:
-        return self._lookup(lambda c: c.execute(
-            "SELECT pruned_through FROM event_horizon").fetchone()[0])
+        return self._lookup(
+            lambda c: c.execute("SELECT pruned_through FROM event_horizon").fetchone()[0]
+        )
 
     async def prune_events(self, before: float, limit: int) -> int:
         def op(c: sqlite3.Connection) -> int:
@@ -535,7 +664,8 @@ class SQLiteDatabase:
             # at or below the horizon has lost changes and every cursor above it has not.
             last = None
             for event_id, created_at in c.execute(
-                    "SELECT id, created_at FROM events ORDER BY id LIMIT ?", (limit,)):
+                "SELECT id, created_at FROM events ORDER BY id LIMIT ?", (limit,)
+            ):
                 if created_at >= before:
                     break
                 last = event_id
@@ -544,52 +674,93 @@ class SQLiteDatabase:
             count = c.execute("DELETE FROM events WHERE id <= ?", (last,)).rowcount
             c.execute("UPDATE event_horizon SET pruned_through = MAX(pruned_through, ?)", (last,))
             return count
+
         return await self._write(op)
 
     async def count_active(self, account_id: int) -> int:
-        return await self._read(lambda c: c.execute(
-            "SELECT COUNT(*) FROM tasks WHERE account_id = ? AND status IN ('queued', 'executing')",
-            (account_id,)).fetchone()[0])
+        return await self._read(
+            lambda c: c.execute(
+                "SELECT COUNT(*) FROM tasks"
+                " WHERE account_id = ? AND status IN ('queued', 'executing')",
+                (account_id,),
+            ).fetchone()[0]
+        )
 
     # -- files and usage ------------------------------------------------------------------
-    async def insert_file(self, account_id: int, task_key: str, output: str, name: str,
-                          store: str, location: str, url: str, size: int, content_type: str,
-                          now: float, expires_at: float | None, counted: bool) -> None:
+    async def insert_file(
+        self,
+        account_id: int,
+        task_key: str,
+        output: str,
+        name: str,
+        store: str,
+        location: str,
+        url: str,
+        size: int,
+        content_type: str,
+        now: float,
+        expires_at: float | None,
+        counted: bool,
+    ) -> None:
         """A task run again (after a crash) stores its outputs again under the same names:
         the old row is replaced and its size taken off the usage, so nothing counts twice."""
+
         def op(c: sqlite3.Connection) -> None:
-            old = c.execute("SELECT size, store FROM files WHERE task_key = ? AND output = ?",
-                            (task_key, output)).fetchone()
+            old = c.execute(
+                "SELECT size, store FROM files WHERE task_key = ? AND output = ?",
+                (task_key, output),
+            ).fetchone()
             if old and old["store"] == "persistent":
-                c.execute("UPDATE usage SET bytes = bytes - ? WHERE account_id = ?",
-                          (old["size"], account_id))
+                c.execute(
+                    "UPDATE usage SET bytes = bytes - ? WHERE account_id = ?",
+                    (old["size"], account_id),
+                )
             c.execute("DELETE FROM files WHERE task_key = ? AND output = ?", (task_key, output))
             c.execute(
                 "INSERT INTO files (account_id, task_key, output, name, store, location, url,"
                 " size, content_type, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (account_id, task_key, output, name, store, location, url, size, content_type,
-                 now, expires_at),
+                (
+                    account_id,
+                    task_key,
+                    output,
+                    name,
+                    store,
+                    location,
+                    url,
+                    size,
+                    content_type,
+                    now,
+                    expires_at,
+                ),
             )
             if counted:
-                c.execute("UPDATE usage SET bytes = bytes + ? WHERE account_id = ?",
-                          (size, account_id))
+                c.execute(
+                    "UPDATE usage SET bytes = bytes + ? WHERE account_id = ?", (size, account_id)
+                )
+
         await self._write(op)
 
     async def file_for_output(self, task_key: str, output: str) -> Row | None:
-        return self._lookup(lambda c: c.execute(
-            "SELECT * FROM files WHERE task_key = ? AND output = ?", (task_key, output)).fetchone())
+        return self._lookup(
+            lambda c: c.execute(
+                "SELECT * FROM files WHERE task_key = ? AND output = ?", (task_key, output)
+            ).fetchone()
+        )
 
     async def file_by_location(self, location: str) -> Row | None:
-        return await self._read(lambda c: c.execute(
-            "SELECT * FROM files WHERE location = ?", (location,)).fetchone())
+        return await self._read(
+            lambda c: c.execute("SELECT * FROM files WHERE location = ?", (location,)).fetchone()
+        )
 
-    async def list_files(self, account_id: int, task_key: str | None = None,
-                         urls: list[str] | None = None) -> list[Row]:
+    async def list_files(
+        self, account_id: int, task_key: str | None = None, urls: list[str] | None = None
+    ) -> list[Row]:
         sql = "SELECT * FROM files WHERE account_id = ? AND store = 'persistent'"
         args: list[Any] = [account_id]
         if urls is not None:
-            sql = ("SELECT * FROM files WHERE url IN ({}) AND +account_id = ?"
-                   " AND store = 'persistent'").format(",".join("?" * len(urls)))
+            sql = (
+                "SELECT * FROM files WHERE url IN ({}) AND +account_id = ? AND store = 'persistent'"
+            ).format(",".join("?" * len(urls)))
             args = [*urls, account_id]
         elif task_key is not None:
             sql += " AND task_key = ?"
@@ -598,9 +769,16 @@ class SQLiteDatabase:
         return await self._read(lambda c: c.execute(sql, args).fetchall())
 
     async def file_directories(self, account_id: int) -> list[str]:
-        return await self._read(lambda c: [r[0] for r in c.execute(
-            "SELECT DISTINCT task_key FROM files WHERE account_id = ? AND store = 'persistent'"
-            " ORDER BY task_key", (account_id,))])
+        return await self._read(
+            lambda c: [
+                r[0]
+                for r in c.execute(
+                    "SELECT DISTINCT task_key FROM files"
+                    " WHERE account_id = ? AND store = 'persistent' ORDER BY task_key",
+                    (account_id,),
+                )
+            ]
+        )
 
     async def delete_files(self, ids: list[int]) -> int:
         def op(c: sqlite3.Connection) -> int:
@@ -613,65 +791,100 @@ class SQLiteDatabase:
                 ).fetchall()
                 for r in rows:
                     if r["store"] == "persistent":
-                        c.execute("UPDATE usage SET bytes = bytes - ? WHERE account_id = ?",
-                                  (r["size"], r["account_id"]))
+                        c.execute(
+                            "UPDATE usage SET bytes = bytes - ? WHERE account_id = ?",
+                            (r["size"], r["account_id"]),
+                        )
                         freed += r["size"]
                 c.execute(f"DELETE FROM files WHERE id IN ({marks})", chunk)
             return freed
+
         return await self._write(op)
 
     async def usage(self, account_id: int) -> int:
-        return await self._read(lambda c: (c.execute(
-            "SELECT bytes FROM usage WHERE account_id = ?", (account_id,)).fetchone() or [0])[0])
+        return await self._read(
+            lambda c: (
+                c.execute("SELECT bytes FROM usage WHERE account_id = ?", (account_id,)).fetchone()
+                or [0]
+            )[0]
+        )
 
     async def expired_files(self, now: float, limit: int = 500) -> list[Row]:
         """Files past their own expiry or their account's expiration setting."""
+
         def op(c: sqlite3.Connection) -> list[Row]:
-            rows = c.execute("SELECT * FROM files WHERE expires_at <= ? LIMIT ?",
-                             (now, limit)).fetchall()
+            rows = c.execute(
+                "SELECT * FROM files WHERE expires_at <= ? LIMIT ?", (now, limit)
+            ).fetchall()
             for account in c.execute(
-                    "SELECT id, expiration_days FROM accounts WHERE expiration_days > 0"):
+                "SELECT id, expiration_days FROM accounts WHERE expiration_days > 0"
+            ):
                 if len(rows) >= limit:
                     break
                 rows += c.execute(
                     "SELECT * FROM files WHERE account_id = ? AND store = 'persistent'"
                     " AND created_at <= ? AND (expires_at IS NULL OR expires_at > ?) LIMIT ?",
-                    (account["id"], now - account["expiration_days"] * 86400.0, now,
-                     limit - len(rows))).fetchall()
+                    (
+                        account["id"],
+                        now - account["expiration_days"] * 86400.0,
+                        now,
+                        limit - len(rows),
+                    ),
+                ).fetchall()
             return rows
+
         return await self._read(op)
 
     # -- callback outbox ------------------------------------------------------------------
     async def due_deliveries(self, now: float, limit: int = 100) -> list[Row]:
         # In turns across accounts (each one's oldest first, then each one's second...), so
         # one account's backlog cannot fill the batch and hide another's deliveries.
-        return await self._read(lambda c: c.execute(
-            "SELECT * FROM (SELECT o.*, a.webhook_secret,"
-            " CASE WHEN a.previous_webhook_secret_until > ?"
-            " THEN a.previous_webhook_secret END AS previous_webhook_secret,"
-            " ROW_NUMBER() OVER (PARTITION BY o.account_id ORDER BY o.next_at) AS turn"
-            " FROM outbox o JOIN accounts a ON a.id = o.account_id"
-            " WHERE o.state = 'pending' AND o.next_at <= ?) ORDER BY turn, next_at LIMIT ?",
-            (now, now, limit)).fetchall())
+        return await self._read(
+            lambda c: c.execute(
+                "SELECT * FROM (SELECT o.*, a.webhook_secret,"
+                " CASE WHEN a.previous_webhook_secret_until > ?"
+                " THEN a.previous_webhook_secret END AS previous_webhook_secret,"
+                " ROW_NUMBER() OVER (PARTITION BY o.account_id ORDER BY o.next_at) AS turn"
+                " FROM outbox o JOIN accounts a ON a.id = o.account_id"
+                " WHERE o.state = 'pending' AND o.next_at <= ?) ORDER BY turn, next_at LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+        )
 
     async def next_delivery_time(self) -> float | None:
-        return await self._read(lambda c: c.execute(
-            "SELECT MIN(o.next_at) FROM outbox o JOIN accounts a ON a.id = o.account_id"
-            " WHERE o.state = 'pending'").fetchone()[0])
+        return await self._read(
+            lambda c: c.execute(
+                "SELECT MIN(o.next_at) FROM outbox o JOIN accounts a ON a.id = o.account_id"
+                " WHERE o.state = 'pending'"
+            ).fetchone()[0]
+        )
 
-    async def record_delivery(self, delivery_id: int, state: str, attempts: int,
-                              next_at: float, last_status: int | None,
-                              last_error: str | None) -> None:
-        await self._write(lambda c: c.execute(
-            "UPDATE outbox SET state = ?, attempts = ?, next_at = ?, last_status = ?,"
-            " last_error = ? WHERE id = ?",
-            (state, attempts, next_at, last_status, last_error, delivery_id)))
+    async def record_delivery(
+        self,
+        delivery_id: int,
+        state: str,
+        attempts: int,
+        next_at: float,
+        last_status: int | None,
+        last_error: str | None,
+    ) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE outbox SET state = ?, attempts = ?, next_at = ?, last_status = ?,"
+                " last_error = ? WHERE id = ?",
+                (state, attempts, next_at, last_status, last_error, delivery_id),
+            )
+        )
 
     async def deliveries_for(self, keys: list[str]) -> list[Row]:
         marks = ",".join("?" * len(keys))
-        return await self._read(lambda c: c.execute(
-            "SELECT task_key, url, state, attempts, next_at, last_status, last_error, webhook_id"
-            f" FROM outbox WHERE task_key IN ({marks}) ORDER BY id", keys).fetchall())
+        return await self._read(
+            lambda c: c.execute(
+                "SELECT task_key, url, state, attempts, next_at, last_status, last_error,"
+                f" webhook_id FROM outbox WHERE task_key IN ({marks}) ORDER BY id",
+                keys,
+            ).fetchall()
+        )
 
 
 def _typed(exc: Exception) -> Exception:
@@ -694,14 +907,16 @@ def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         future.set_exception(value)
 
 
-def _insert_event(c: sqlite3.Connection, key: str, now: float, document: Any,
-                  executing: bool = False) -> None:
+def _insert_event(
+    c: sqlite3.Connection, key: str, now: float, document: Any, executing: bool = False
+) -> None:
     """Record a status change of ``key`` (only while it executes, if ``executing``)."""
     c.execute(
         "INSERT INTO events (account_id, task_key, task_name, created_at, document)"
         " SELECT account_id, key, task_name, ?, ? FROM tasks WHERE key = ?"
         + (" AND status = 'executing'" if executing else ""),
-        (now, dumps(document), key))
+        (now, dumps(document), key),
+    )
 
 
 def _row_event(c: sqlite3.Connection, row: Row, now: float, document: Any) -> None:
@@ -709,12 +924,21 @@ def _row_event(c: sqlite3.Connection, row: Row, now: float, document: Any) -> No
     c.execute(
         "INSERT INTO events (account_id, task_key, task_name, created_at, document)"
         " VALUES (?, ?, ?, ?, ?)",
-        (row["account_id"], row["key"], row["task_name"], now, dumps(document)))
+        (row["account_id"], row["key"], row["task_name"], now, dumps(document)),
+    )
 
 
-def _insert_outbox(c: sqlite3.Connection, task_key: str, account_id: int, url: str, body: bytes,
-                   webhook_id: str, next_at: float) -> None:
+def _insert_outbox(
+    c: sqlite3.Connection,
+    task_key: str,
+    account_id: int,
+    url: str,
+    body: bytes,
+    webhook_id: str,
+    next_at: float,
+) -> None:
     c.execute(
         "INSERT INTO outbox (task_key, account_id, url, body, webhook_id, next_at, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (task_key, account_id, url, body, webhook_id, next_at, time.time()))
+        (task_key, account_id, url, body, webhook_id, next_at, time.time()),
+    )

@@ -16,8 +16,13 @@ from dragon.database.interface import Database
 from dragon.engine import auth
 
 
-async def create_account(database: Database, name: str, referrers: list[str],
-                         max_active: int, create_rate: float | None = None) -> dict[str, Any]:
+async def create_account(
+    database: Database,
+    name: str,
+    referrers: list[str],
+    max_active: int,
+    create_rate: float | None = None,
+) -> dict[str, Any]:
     """A new account and its credentials; raises ``AccountExists``.
 
     ``create_rate``: tasks per second it may create (None: the server's default; 0: no
@@ -25,11 +30,18 @@ async def create_account(database: Database, name: str, referrers: list[str],
     secret = auth.new_secret()
     api_key = auth.new_api_key()
     webhook_secret = auth.new_webhook_secret()
-    await database.insert_account(name, auth.digest(secret), api_key, webhook_secret,
-                                  referrers, max_active, create_rate)
-    return {"name": name, "secret": secret, "api_key": api_key,
-            "webhook_secret": webhook_secret, "referrers": referrers, "max_active": max_active,
-            "rate": create_rate}
+    await database.insert_account(
+        name, auth.digest(secret), api_key, webhook_secret, referrers, max_active, create_rate
+    )
+    return {
+        "name": name,
+        "secret": secret,
+        "api_key": api_key,
+        "webhook_secret": webhook_secret,
+        "referrers": referrers,
+        "max_active": max_active,
+        "rate": create_rate,
+    }
 
 
 async def default_account(database: Database, path: Path) -> dict[str, Any] | None:

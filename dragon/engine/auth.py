@@ -59,8 +59,14 @@ def digest(secret: str) -> bytes:
 
 
 def account_from_row(row: Any) -> Account:
-    return Account(row["id"], row["name"], row["max_active"], row["webhook_secret"],
-                   tuple(orjson.loads(row["referrers"])), row["create_rate"])
+    return Account(
+        row["id"],
+        row["name"],
+        row["max_active"],
+        row["webhook_secret"],
+        tuple(orjson.loads(row["referrers"])),
+        row["create_rate"],
+    )
 
 
 # A host as browsers send it in Origin and Referer: DNS labels (IDNA already applied) or an
@@ -127,8 +133,9 @@ def credentials(headers: Any, query: Any, body: Any) -> tuple[str | None, str | 
     return secret, api_key
 
 
-def located_credentials(headers: Any, query: Any, body: Any) -> tuple[tuple[str | None, str],
-                                                                      tuple[str | None, str]]:
+def located_credentials(
+    headers: Any, query: Any, body: Any
+) -> tuple[tuple[str | None, str], tuple[str | None, str]]:
     """``((secret, where), (api_key, where))``: each credential with the place it came from,
     ``header``, ``body`` or ``querystring`` (the ``location`` a 401 names). The header wins,
     then the body, then the query string."""
@@ -189,15 +196,17 @@ class Authenticator:
         """Drop cached lookups of ``account`` after its settings changed."""
         self._cache = {k: v for k, v in self._cache.items() if v[1].id != account.id}
 
-    async def authenticate(self, request: Any, body: Any = None,
-                           secret_only: str | None = None) -> Account:
+    async def authenticate(
+        self, request: Any, body: Any = None, secret_only: str | None = None
+    ) -> Account:
         """The calling account; 401 without valid credentials.
 
         ``secret_only`` names an action the api key may not do (it is public in web pages):
         deleting files, changing their expiration. An api key then gets 403.
         """
         (secret, secret_at), (api_key, api_key_at) = located_credentials(
-            request.headers, request.query, body)
+            request.headers, request.query, body
+        )
         if secret:
             account = await self._lookup("secret", secret)
             if account is None:
@@ -208,14 +217,20 @@ class Authenticator:
             if account is None:
                 raise unauthorized("invalid api key", api_key_at)
             if secret_only:
-                raise RequestError("authorization", f"{secret_only} needs the secret key; an"
-                                   " api key is public in web pages and cannot", api_key_at,
-                                   status=403)
+                raise RequestError(
+                    "authorization",
+                    f"{secret_only} needs the secret key; an"
+                    " api key is public in web pages and cannot",
+                    api_key_at,
+                    status=403,
+                )
             referrer = request.headers.get("Origin") or request.headers.get("Referer")
             if not referrer_allowed(account.referrers, referrer):
                 raise unauthorized(
                     f"referrer {referrer!r} is not in this account's whitelist"
-                    if referrer else "api key authentication needs a Referer header",
-                    api_key_at)
+                    if referrer
+                    else "api key authentication needs a Referer header",
+                    api_key_at,
+                )
             return account
         raise unauthorized("credentials are missing: pass a secret key or an api key")

@@ -129,8 +129,9 @@ class CallbackSender(BackgroundLoop):
             rows = waiting.pop(account)
             if self._by_account[account] >= PER_ACCOUNT:
                 continue
-            row = next((r for r in rows if self._by_receiver[receiver_of(r["url"])]
-                        < PER_RECEIVER), None)
+            row = next(
+                (r for r in rows if self._by_receiver[receiver_of(r["url"])] < PER_RECEIVER), None
+            )
             if row is None:
                 continue
             rows.remove(row)
@@ -171,8 +172,9 @@ class CallbackSender(BackgroundLoop):
             try:
                 return await self.db.record_delivery(delivery_id, *outcome)
             except (Busy, DiskFull) as exc:
-                log.warning("could not record callback %s (%s); retrying in %.1f s",
-                            delivery_id, exc, delay)
+                log.warning(
+                    "could not record callback %s (%s); retrying in %.1f s", delivery_id, exc, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -186,13 +188,20 @@ class CallbackSender(BackgroundLoop):
             "webhook-timestamp": str(stamp),
             "webhook-signature": signatures(
                 [s for s in (row["webhook_secret"], row["previous_webhook_secret"]) if s],
-                row["webhook_id"], stamp, body),
+                row["webhook_id"],
+                stamp,
+                body,
+            ),
         }
         status = None
         try:
             status, reason = await self.fetcher.send(
-                "POST", row["url"], body=body, headers=headers,
-                timeout=self.settings.webhook_timeout_seconds)
+                "POST",
+                row["url"],
+                body=body,
+                headers=headers,
+                timeout=self.settings.webhook_timeout_seconds,
+            )
             error = None if 200 <= status < 300 else f"receiver answered {status} {reason}"
         except Exception as exc:  # any failure is a recorded attempt, never a hot loop
             if not isinstance(exc, errors.TaskError):
@@ -200,8 +209,13 @@ class CallbackSender(BackgroundLoop):
                 exc = errors.TaskError(errors.SEND_FAILED, f"{type(exc).__name__}: {exc}")
             if exc.code == errors.URL_FORBIDDEN:
                 await self._record(
-                    row["id"], "failed", attempts, time.time(), None,
-                    f"url_forbidden: {exc.message}")
+                    row["id"],
+                    "failed",
+                    attempts,
+                    time.time(),
+                    None,
+                    f"url_forbidden: {exc.message}",
+                )
                 metrics.CALLBACKS.labels("refused").inc()
                 log.warning("callback for %s refused: %s", row["task_key"], exc.message)
                 return
@@ -219,5 +233,4 @@ class CallbackSender(BackgroundLoop):
         await self._record(row["id"], state, attempts, next_at, status, error)
         metrics.CALLBACKS.labels("retry" if state == "pending" else state).inc()
         if error:
-            log.info("callback for %s attempt %d: %s (%s)", row["task_key"], attempts, error,
-                     state)
+            log.info("callback for %s attempt %d: %s (%s)", row["task_key"], attempts, error, state)

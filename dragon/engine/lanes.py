@@ -79,10 +79,12 @@ class Lane:
     def _allowed(self, waiting: set[int]) -> Callable[[int], bool]:
         """Who may take a free slot now: anyone, but not the last one for an account that
         holds every other slot while another account (of ``waiting``) has tasks queued."""
+
         def allowed(account_id: int) -> bool:
             if self.capacity - self.busy > 1 or self.capacity == 1:
                 return True
             return self.held[account_id] < self.busy or not waiting - {account_id}
+
         return allowed
 
     def take(self) -> tuple[int, str] | None:
@@ -128,8 +130,9 @@ class Slot:
     first starts and taken again when the last ends.
     """
 
-    def __init__(self, lane: Lane, account_id: int, downloads: asyncio.Semaphore,
-                 changed: Callable[[], None]) -> None:
+    def __init__(
+        self, lane: Lane, account_id: int, downloads: asyncio.Semaphore, changed: Callable[[], None]
+    ) -> None:
         self.lane = lane
         self.account_id = account_id
         self.held = True

@@ -53,9 +53,17 @@ PROGRESS_EVENT_STEP = 10.0
 
 
 class Scheduler:
-    def __init__(self, *, settings: Settings, database: Database, bus: Bus,
-                 registry: dict[str, TaskSpec], stores: Any, fetcher: Any,
-                 process_pool: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        bus: Bus,
+        registry: dict[str, TaskSpec],
+        stores: Any,
+        fetcher: Any,
+        process_pool: Any = None,
+    ) -> None:
         self.settings = settings
         self.db = database
         self.bus = bus
@@ -65,8 +73,10 @@ class Scheduler:
         self.process_pool = process_pool
         # The owner recorded on the tasks this process starts: node name and boot.
         self.boot_id = f"{settings.node}/{secrets.token_hex(8)}"
-        self.lanes = {"heavy": Lane("heavy", settings.heavy_slots),
-                      "light": Lane("light", settings.light_concurrency)}
+        self.lanes = {
+            "heavy": Lane("heavy", settings.heavy_slots),
+            "light": Lane("light", settings.light_concurrency),
+        }
         self._account_downloads: dict[int, asyncio.Semaphore] = {}
         self.running: dict[str, asyncio.Task[None]] = {}
         self.contexts: dict[str, TaskContext] = {}
@@ -104,10 +114,15 @@ class Scheduler:
         for row in rows:
             if row["status"] == "executing":
                 if row["attempts"] >= self.settings.max_attempts:
-                    await self._finish(row["key"], row["params"], "error",
-                                       None, f"the task was interrupted {row['attempts']} times"
-                                       " (the server stopped while it ran); giving up",
-                                       errors.INTERRUPTED)
+                    await self._finish(
+                        row["key"],
+                        row["params"],
+                        "error",
+                        None,
+                        f"the task was interrupted {row['attempts']} times"
+                        " (the server stopped while it ran); giving up",
+                        errors.INTERRUPTED,
+                    )
                     interrupted += 1
                     continue
                 await self.db.requeue_task(row["key"], documents.document)
@@ -181,7 +196,8 @@ class Scheduler:
                 raise
             with contextlib.suppress(Exception):
                 await asyncio.shield(
-                    self._persist(partial(self.db.requeue_task, key, documents.document)))
+                    self._persist(partial(self.db.requeue_task, key, documents.document))
+                )
         except Exception:
             log.exception("task %s: unexpected failure in the scheduler", key)
         finally:
@@ -221,8 +237,9 @@ class Scheduler:
             raise
 
     async def _execute(self, key: str, slot: Slot) -> None:
-        row = await self._persist(partial(self.db.start_task, key, self.boot_id, time.time(),
-                                          documents.document))
+        row = await self._persist(
+            partial(self.db.start_task, key, self.boot_id, time.time(), documents.document)
+        )
         if row is None or row["status"] != "executing" or row["owner"] != self.boot_id:
             return
         doc = documents.document(row)
@@ -240,11 +257,17 @@ class Scheduler:
             except ValidationError as exc:
                 raise errors.ParameterError(validation_messages(exc)) from None
             ctx = TaskContext(
-                key=key, task_name=spec.name, account_id=row["account_id"], params=loaded,
-                tmpdir=tmpdir, settings=self.settings, reporter=self,
+                key=key,
+                task_name=spec.name,
+                account_id=row["account_id"],
+                params=loaded,
+                tmpdir=tmpdir,
+                settings=self.settings,
+                reporter=self,
                 fetcher=self.shared.fetcher_for(key),
                 store=self.stores.for_task(loaded.get("task_store")),
-                process_pool=self.process_pool, slot=slot,
+                process_pool=self.process_pool,
+                slot=slot,
                 deadline=time.monotonic() + self.settings.task_timeout_seconds,
             )
             self.contexts[key] = ctx
@@ -257,24 +280,49 @@ class Scheduler:
                     result["warnings"] = ctx.warnings
             await self._finish(key, params, "success", result, None, None)
         except errors.ParameterError as exc:
-            await self._finish(key, params, "error", None, {"parameters": exc.fields},
-                               errors.PARAMETERS, await self._diagnose(exc, ctx, key, "validate"))
+            await self._finish(
+                key,
+                params,
+                "error",
+                None,
+                {"parameters": exc.fields},
+                errors.PARAMETERS,
+                await self._diagnose(exc, ctx, key, "validate"),
+            )
         except errors.TaskError as exc:
-            await self._finish(key, params, "error", None, exc.message, exc.code,
-                               await self._diagnose(exc, ctx, key))
+            await self._finish(
+                key,
+                params,
+                "error",
+                None,
+                exc.message,
+                exc.code,
+                await self._diagnose(exc, ctx, key),
+            )
         except TimeoutError as exc:
-            await self._finish(key, params, "error", None,
-                               "the task took longer than"
-                               f" {self.settings.task_timeout_seconds:g} s",
-                               errors.TIMEOUT, await self._diagnose(exc, ctx, key))
+            await self._finish(
+                key,
+                params,
+                "error",
+                None,
+                f"the task took longer than {self.settings.task_timeout_seconds:g} s",
+                errors.TIMEOUT,
+                await self._diagnose(exc, ctx, key),
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("task %s (%s) failed", key, row["task_name"])
-            await self._finish(key, params, "error", None,
-                               f"internal error while running {row['task_name']}; the server"
-                               f" log has the details (task {key})", errors.INTERNAL_ERROR,
-                               await self._diagnose(exc, ctx, key))
+            await self._finish(
+                key,
+                params,
+                "error",
+                None,
+                f"internal error while running {row['task_name']}; the server"
+                f" log has the details (task {key})",
+                errors.INTERNAL_ERROR,
+                await self._diagnose(exc, ctx, key),
+            )
         finally:
             self.contexts.pop(key, None)
             if ctx is not None:
@@ -285,13 +333,21 @@ class Scheduler:
             if tmpdir.exists():
                 await asyncio.to_thread(shutil.rmtree, tmpdir, True)
 
-    async def _diagnose(self, exc: BaseException, ctx: TaskContext | None, key: str,
-                        stage: str | None = None) -> dict[str, Any]:
-        return await diagnose(exc, ctx, self.settings.tmp_path / key, self.settings.tmp_path,
-                              stage)
+    async def _diagnose(
+        self, exc: BaseException, ctx: TaskContext | None, key: str, stage: str | None = None
+    ) -> dict[str, Any]:
+        return await diagnose(exc, ctx, self.settings.tmp_path / key, self.settings.tmp_path, stage)
 
-    async def _finish(self, key: str, params: Any, state: str, result: Any, error: Any,
-                      error_code: str | None, diagnostics: dict[str, Any] | None = None) -> None:
+    async def _finish(
+        self,
+        key: str,
+        params: Any,
+        state: str,
+        result: Any,
+        error: Any,
+        error_code: str | None,
+        diagnostics: dict[str, Any] | None = None,
+    ) -> None:
         if isinstance(params, str):
             params = documents.from_json(params)
         field = "url_callback" if state == "success" else "url_errback"
@@ -302,17 +358,28 @@ class Scheduler:
         now = time.time()
         hook = Callback(callback, _callback_body, now) if callback else None
         row = await self._persist(
-            partial(self.db.finish_task, key, state, result, error, error_code, now, hook,
-                    render=documents.document, diagnostics=diagnostics))
+            partial(
+                self.db.finish_task,
+                key,
+                state,
+                result,
+                error,
+                error_code,
+                now,
+                hook,
+                render=documents.document,
+                diagnostics=diagnostics,
+            )
+        )
         if row is not None:
             self.bus.publish(key, documents.document(row))
-            metrics.task_ended(row["task_name"], self.registry, state, row["started_at"],
-                               row["completed_at"])
+            metrics.task_ended(
+                row["task_name"], self.registry, state, row["started_at"], row["completed_at"]
+            )
             if state == "success" and row["started_at"] is not None:
                 self.estimates.record(row["task_name"], row["completed_at"] - row["started_at"])
         if callback:
             self.on_callback_queued()
-
 
     # -- Reporter (what TaskContext calls) ------------------------------------------------
     def progress(self, key: str, value: float) -> None:

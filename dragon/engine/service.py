@@ -45,8 +45,16 @@ class Overloaded(Exception):
 
 
 class Service:
-    def __init__(self, *, settings: Settings, database: Database, bus: Bus, scheduler: Any,
-                 registry: dict[str, TaskSpec], stores: Any) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        bus: Bus,
+        scheduler: Any,
+        registry: dict[str, TaskSpec],
+        stores: Any,
+    ) -> None:
         self.settings = settings
         self.db = database
         self.bus = bus
@@ -74,8 +82,9 @@ class Service:
             return {"task_store": store_problems}
         return None
 
-    async def create(self, account: Account, definitions: list[dict[str, Any]],
-                     watch: Any = None) -> list[tuple[str, dict[str, Any]]]:
+    async def create(
+        self, account: Account, definitions: list[dict[str, Any]], watch: Any = None
+    ) -> list[tuple[str, dict[str, Any]]]:
         """Validate, commit and queue; return ``(key, status document)`` in request order.
 
         ``watch`` (a bus subscription) starts following the new keys before they are queued,
@@ -84,22 +93,33 @@ class Service:
         """
         shortage = disk.shortage(self.settings)
         if shortage:
-            raise errors.RequestError("disk", f"{shortage}; nothing was created, retry later",
-                                      "server", 503, {"Retry-After": "60"})
+            raise errors.RequestError(
+                "disk",
+                f"{shortage}; nothing was created, retry later",
+                "server",
+                503,
+                {"Retry-After": "60"},
+            )
         now = time.time()
         rows: list[dict[str, Any]] = []
         for definition in definitions:
             problems = self.problems(definition)
-            rows.append({
-                "key": new_key(), "account_id": account.id,
-                "task_name": str(definition.get("task_name", ""))[:200],
-                "params": definition,
-                "status": "error" if problems else "queued",
-                "error": {"parameters": problems} if problems else None,
-                "error_code": errors.PARAMETERS if problems else None,
-                "queued_at": now, "completed_at": now if problems else None,
-                "started_at": None, "progress": None, "result": None,
-            })
+            rows.append(
+                {
+                    "key": new_key(),
+                    "account_id": account.id,
+                    "task_name": str(definition.get("task_name", ""))[:200],
+                    "params": definition,
+                    "status": "error" if problems else "queued",
+                    "error": {"parameters": problems} if problems else None,
+                    "error_code": errors.PARAMETERS if problems else None,
+                    "queued_at": now,
+                    "completed_at": now if problems else None,
+                    "started_at": None,
+                    "progress": None,
+                    "result": None,
+                }
+            )
             rows[-1]["document"] = documents.document(rows[-1])  # its event in the feed
         queued = [r for r in rows if r["status"] == "queued"]
         if queued and self.scheduler.queued_count() + len(queued) > self.settings.max_queued_tasks:
@@ -109,13 +129,20 @@ class Service:
             if active + len(queued) > account.max_active:
                 raise AccountLimit(
                     f"account limit reached: {active} tasks are queued or executing and the"
-                    f" limit is {account.max_active}; retry when some have ended")
+                    f" limit is {account.max_active}; retry when some have ended"
+                )
         errbacks = [
-            {"task_key": r["key"], "account_id": account.id, "url": r["params"]["url_errback"],
-             "body": orjson.dumps(documents.document(r)), "webhook_id": f"msg_{r['key']}",
-             "next_at": now}
+            {
+                "task_key": r["key"],
+                "account_id": account.id,
+                "url": r["params"]["url_errback"],
+                "body": orjson.dumps(documents.document(r)),
+                "webhook_id": f"msg_{r['key']}",
+                "next_at": now,
+            }
             for r in rows
-            if r["status"] == "error" and isinstance(r["params"].get("url_errback"), str)
+            if r["status"] == "error"
+            and isinstance(r["params"].get("url_errback"), str)
             and not url_problem(r["params"]["url_errback"])
         ]
         await self.db.insert_tasks(rows, errbacks)
@@ -133,8 +160,9 @@ class Service:
         return [(r["key"], documents.document(r)) for r in rows]
 
     # -- look up ----------------------------------------------------------------------------
-    async def statuses(self, account: Account, keys: list[str], version: int = 2,
-                       details: bool = False) -> list[dict[str, Any]]:
+    async def statuses(
+        self, account: Account, keys: list[str], version: int = 2, details: bool = False
+    ) -> list[dict[str, Any]]:
         """Status documents of the distinct ``keys`` in first-seen order; unknown keys get an
         error entry."""
         keys = list(dict.fromkeys(keys))
@@ -152,9 +180,16 @@ class Service:
         for key in keys:
             row = found.get(key)
             if row is None:
-                out.append({"key": key, "status": "error", "progress": 100.0, "events": {},
-                            ("result" if version == 1 else "error"): "unknown task key",
-                            "error_code": "unknown_task"})
+                out.append(
+                    {
+                        "key": key,
+                        "status": "error",
+                        "progress": 100.0,
+                        "events": {},
+                        ("result" if version == 1 else "error"): "unknown task key",
+                        "error_code": "unknown_task",
+                    }
+                )
                 continue
             doc = documents.document(row, version)
             live = self.scheduler.docs.get(key)
@@ -178,18 +213,23 @@ class Service:
             "attempts": row["attempts"],
             "node": (row["owner"] or "").rpartition("/")[0] or None,  # runs or ran it
             "callbacks": [
-                {"url": documents.mask(d["url"], "url"), "state": d["state"],
-                 "attempts": d["attempts"], "last_status": d["last_status"],
-                 "last_error": d["last_error"],
-                 "next_try": documents.iso(d["next_at"]) if d["state"] == "pending" else None,
-                 "webhook_id": d["webhook_id"]}
+                {
+                    "url": documents.mask(d["url"], "url"),
+                    "state": d["state"],
+                    "attempts": d["attempts"],
+                    "last_status": d["last_status"],
+                    "last_error": d["last_error"],
+                    "next_try": documents.iso(d["next_at"]) if d["state"] == "pending" else None,
+                    "webhook_id": d["webhook_id"],
+                }
                 for d in deliveries
             ],
         }
 
     # -- wait and stream ---------------------------------------------------------------------
-    async def wait(self, account: Account, keys: list[str], version: int = 2,
-                   details: bool = False) -> list[dict[str, Any]]:
+    async def wait(
+        self, account: Account, keys: list[str], version: int = 2, details: bool = False
+    ) -> list[dict[str, Any]]:
         """Block until every task has ended, then return their statuses.
 
         The subscription is bounded like any other; if a burst of changes overflows it,
@@ -227,8 +267,9 @@ class Service:
         """A subscription's bound: room for every task to change a few times at once."""
         return max(self.bus.queue_size, 4 * keys)
 
-    async def stream(self, account: Account, first: list[dict[str, Any]], sub: Any,
-                     version: int = 2) -> AsyncIterator[bytes]:
+    async def stream(
+        self, account: Account, first: list[dict[str, Any]], sub: Any, version: int = 2
+    ) -> AsyncIterator[bytes]:
         """Yield NDJSON lines: the list of current statuses, then each change until all
         have ended. A change's line is the one encoded once for all its streams.
 

@@ -69,5 +69,6 @@ class _BatchFetcher:
             folder = batch.root / str(len(batch.downloads))
             folder.mkdir(parents=True, exist_ok=True)
             batch.downloads[key] = asyncio.ensure_future(
-                self.shared.fetcher.download(url, folder, max_bytes=max_bytes))
+                self.shared.fetcher.download(url, folder, max_bytes=max_bytes)
+            )
         return await asyncio.shield(batch.downloads[key])

@@ -55,14 +55,32 @@ class Storage:
             chosen = [r for r in rows if _in_path(r, path)]
             if not chosen:
                 raise NoSuchPath(f"no file or directory {path!r}")
-        files = [{"name": file_name(r), "size": r["size"], "last_modified": _iso_z(r["created_at"]),
-                  "url": r["url"], "content_type": r["content_type"]} for r in chosen]
-        return {"files": files, "directories": directories,
-                "usage": await self.db.usage(account.id)}
+        files = [
+            {
+                "name": file_name(r),
+                "size": r["size"],
+                "last_modified": _iso_z(r["created_at"]),
+                "url": r["url"],
+                "content_type": r["content_type"],
+            }
+            for r in chosen
+        ]
+        return {
+            "files": files,
+            "directories": directories,
+            "usage": await self.db.usage(account.id),
+        }
 
-    async def select(self, account: Account, *, urls: list[str] | None = None, path: str = "",
-                     since: float | None = None, until: float | None = None,
-                     older_than: float | None = None) -> list[Row]:
+    async def select(
+        self,
+        account: Account,
+        *,
+        urls: list[str] | None = None,
+        path: str = "",
+        since: float | None = None,
+        until: float | None = None,
+        older_than: float | None = None,
+    ) -> list[Row]:
         """Files chosen by URL, or by path and creation time (the delete filters)."""
         if urls is not None:
             wanted = sorted({u.split("?", 1)[0] for u in urls})[:10_000]
@@ -70,10 +88,14 @@ class Storage:
         path = path.strip("/")
         key = path.split("/", 1)[0] if path else None
         rows = await self.db.list_files(account.id, task_key=key)
-        return [r for r in rows if _in_path(r, path)
-                and (since is None or r["created_at"] >= since)
-                and (until is None or r["created_at"] <= until)
-                and (older_than is None or r["created_at"] < older_than)]
+        return [
+            r
+            for r in rows
+            if _in_path(r, path)
+            and (since is None or r["created_at"] >= since)
+            and (until is None or r["created_at"] <= until)
+            and (older_than is None or r["created_at"] < older_than)
+        ]
 
     async def delete(self, account: Account, rows: list[Row], dry_run: bool) -> dict[str, Any]:
         """Delete ``rows`` (or, with ``dry_run``, say what deleting them would do)."""

@@ -55,15 +55,20 @@ def read_only_error(exc: BaseException) -> bool:
     """Is ``exc`` SQLite refusing a write because the database is read-only?"""
     name = getattr(exc, "sqlite_errorname", "") or ""
     return isinstance(exc, sqlite3.OperationalError) and (
-        name.startswith("SQLITE_READONLY") or "readonly database" in str(exc))
+        name.startswith("SQLITE_READONLY") or "readonly database" in str(exc)
+    )
 
 
-def error_response(status: int, name: str, description: str, location: str = "body",
-                   headers: dict | None = None) -> web.Response:
-    body = {"status": "error",
-            "errors": [{"name": name, "location": location, "description": description}]}
-    return web.Response(body=orjson.dumps(body), status=status,
-                        content_type="application/json", headers=headers)
+def error_response(
+    status: int, name: str, description: str, location: str = "body", headers: dict | None = None
+) -> web.Response:
+    body = {
+        "status": "error",
+        "errors": [{"name": name, "location": location, "description": description}],
+    }
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
 
 
 @web.middleware
@@ -74,8 +79,9 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
     except RequestError as exc:
         headers = {"WWW-Authenticate": "Secret"} if exc.status == 401 else {}
-        response = error_response(exc.status, exc.name, exc.description, exc.location,
-                                  {**headers, **exc.headers})
+        response = error_response(
+            exc.status, exc.name, exc.description, exc.location, {**headers, **exc.headers}
+        )
         if exc.status == 408:  # the client stalled: do not wait for the rest of its body
             response.force_close()
     except AccountLimit as exc:
@@ -83,11 +89,17 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     except Overloaded as exc:
         response = error_response(503, "tasks", str(exc), headers={"Retry-After": "5"})
     except Busy:
-        response = error_response(503, "database", "the database is busy; retry shortly",
-                                  headers={"Retry-After": "1"})
+        response = error_response(
+            503, "database", "the database is busy; retry shortly", headers={"Retry-After": "1"}
+        )
     except DiskFull:
-        response = error_response(503, "disk", "the server's disk is full; nothing was"
-                                  " stored, retry later", "server", {"Retry-After": "60"})
+        response = error_response(
+            503,
+            "disk",
+            "the server's disk is full; nothing was stored, retry later",
+            "server",
+            {"Retry-After": "60"},
+        )
     except web.HTTPRequestEntityTooLarge as exc:
         response = error_response(413, "body", exc.text or "request body is too large")
     except web.HTTPException as exc:
@@ -96,13 +108,18 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         response = error_response(exc.status, "url", exc.reason, "path")
     except Exception as exc:
         if read_only_error(exc):
-            log.error("the database is read-only: %s %s refused (%s)", request.method,
-                      request.path, exc)
+            log.error(
+                "the database is read-only: %s %s refused (%s)", request.method, request.path, exc
+            )
             if DATABASE_HEALTH in request.app:
                 request.app[DATABASE_HEALTH].failed_read_only()
             response = error_response(
-                503, "database", "the database is read-only (a disk or permission problem on"
-                " the server); nothing was stored, retry later", headers={"Retry-After": "30"})
+                503,
+                "database",
+                "the database is read-only (a disk or permission problem on"
+                " the server); nothing was stored, retry later",
+                headers={"Retry-After": "30"},
+            )
         else:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = error_response(500, "server", "internal server error", "server")

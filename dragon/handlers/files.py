@@ -36,10 +36,18 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         raise web.HTTPNotFound(reason="no such file")
     if EMPTY_SUFFIX_RANGE.fullmatch(request.headers.get("Range", "")):
-        raise RequestError("range", "the range bytes=-0 selects no byte", "header", status=416,
-                           headers={"Content-Range": f"bytes */{path.stat().st_size}"})
-    return web.FileResponse(path, headers={
-        "Content-Type": row["content_type"],
-        "Cache-Control": "public, max-age=31536000, immutable",
-        "Access-Control-Allow-Origin": "*",
-    })
+        raise RequestError(
+            "range",
+            "the range bytes=-0 selects no byte",
+            "header",
+            status=416,
+            headers={"Content-Range": f"bytes */{path.stat().st_size}"},
+        )
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": row["content_type"],
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "Access-Control-Allow-Origin": "*",
+        },
+    )

@@ -36,8 +36,9 @@ async def json_body(request: web.Request) -> dict:
             # The rest of the body is abandoned (ended here, so aiohttp does not linger
             # waiting for it) and the error middleware closes the connection after the 408.
             request.content.feed_eof()
-            raise RequestError("body", f"the request body stalled for {stall:g} s",
-                               status=408) from None
+            raise RequestError(
+                "body", f"the request body stalled for {stall:g} s", status=408
+            ) from None
         if not chunk:
             break
         raw += chunk

@@ -63,10 +63,12 @@ async def delete_files(request: web.Request) -> web.Response:
                 raise RequestError("max_age", "max_age must be a number of days") from None
             older_than = time.time() - days * 86400
         chosen = await st.storage.select(
-            account, path=request.match_info.get("path", ""),
+            account,
+            path=request.match_info.get("path", ""),
             since=_date("from", options["from"]) if "from" in options else None,
             until=_date("to", options["to"]) if "to" in options else None,
-            older_than=older_than)
+            older_than=older_than,
+        )
     dry_run = truthy(options.get("dry_run", False))
     return json_response(await st.storage.delete(account, chosen, dry_run))
 

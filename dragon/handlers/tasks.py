@@ -53,12 +53,14 @@ def task_keys(request: web.Request, body: dict[str, Any]) -> list[str]:
     # Each distinct key once, first-seen order: repeats must not multiply the answer.
     keys = list(dict.fromkeys(k.strip() for k in keys if k.strip()))
     if not keys:
-        raise RequestError("tasks", "tasks is missing", "querystring" if request.method == "GET"
-                           else "body")
+        raise RequestError(
+            "tasks", "tasks is missing", "querystring" if request.method == "GET" else "body"
+        )
     limit = state(request).settings.max_tasks_per_request
     if len(keys) > limit:
-        raise RequestError("tasks", f"too many distinct task keys: {len(keys)}; at most {limit}"
-                           " per request")
+        raise RequestError(
+            "tasks", f"too many distinct task keys: {len(keys)}; at most {limit} per request"
+        )
     return keys
 
 
@@ -75,8 +77,12 @@ async def authenticated(request: web.Request, body: dict):
 def check_rate(request: web.Request, account, cost: int) -> None:
     wait = state(request).buckets.take(f"account:{account.id}", cost, account.create_rate)
     if wait:
-        raise RequestError("tasks", f"too many creates; retry in {wait:.1f} s", status=429,
-                           headers={"Retry-After": str(math.ceil(wait))})
+        raise RequestError(
+            "tasks",
+            f"too many creates; retry in {wait:.1f} s",
+            status=429,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
 
 
 async def _creating(request: web.Request) -> tuple[Any, Any, dict, list[dict]]:
@@ -130,17 +136,20 @@ async def status_stream(request: web.Request) -> web.StreamResponse:
     version = version_of(request)
     with service.bus.subscribe(keys, service.queue_size(len(keys))) as sub:
         # The first answer is held by the stream only, which lets it go once written.
-        lines = service.stream(account, await service.statuses(account, keys, version), sub,
-                               version)
+        lines = service.stream(
+            account, await service.statuses(account, keys, version), sub, version
+        )
         return await _ndjson(request, lines)
 
 
 async def _ndjson(request: web.Request, lines) -> web.StreamResponse:
-    response = web.StreamResponse(headers={
-        "Content-Type": "application/x-ndjson; charset=utf-8",
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/x-ndjson; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
     response.headers.update(CORS_HEADERS)
     await response.prepare(request)
     stall = state(request).settings.stream_write_timeout_seconds

@@ -155,7 +155,7 @@ class OnsetStream:
         if n > 0:
             frames = sliding_window_view(buf, N_FFT)[::HOP][:n]
             self._frames(frames)
-            buf = buf[n * HOP:]
+            buf = buf[n * HOP :]
         self.buf = buf
 
     def _frames(self, frames: np.ndarray) -> None:
@@ -196,6 +196,7 @@ def onsets_of(chunks: Iterable[np.ndarray]) -> Onsets:
 
 # -- tempo --------------------------------------------------------------------------------
 
+
 def tempogram(env: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
     """Normalised autocorrelation of ``env`` in overlapping windows.
 
@@ -212,10 +213,10 @@ def tempogram(env: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray]:
     nfft = sfft.next_fast_len(2 * win)
     acf = np.empty((len(starts), max_lag + 1))
     for i in range(0, len(starts), 256):  # in batches: memory stays flat for long files
-        segs = starts[i:i + 256].astype(np.float64)
+        segs = starts[i : i + 256].astype(np.float64)
         segs = (segs - segs.mean(axis=1, keepdims=True)) * taper
         spec = sfft.rfft(segs, nfft, axis=1)
-        acf[i:i + 256] = sfft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : max_lag + 1]
+        acf[i : i + 256] = sfft.irfft(spec.real**2 + spec.imag**2, nfft, axis=1)[:, : max_lag + 1]
     zero = acf[:, :1]
     centres = win / 2 + hop * np.arange(len(starts))
     return np.where(zero > 1e-12, acf / np.maximum(zero, 1e-12), 0.0), centres
@@ -261,8 +262,7 @@ def tempo_salience(acf: np.ndarray, bpms: np.ndarray) -> np.ndarray:
     return strength * prior
 
 
-def local_periods(tg: np.ndarray, centres: np.ndarray, period: float,
-                  n_frames: int) -> np.ndarray:
+def local_periods(tg: np.ndarray, centres: np.ndarray, period: float, n_frames: int) -> np.ndarray:
     """The beat period (frames) at every frame: each window's ACF peak near ``period``."""
     lags = np.arange(tg.shape[1], dtype=np.float64)
     lo, hi = period / LOCAL_TEMPO_RANGE, period * LOCAL_TEMPO_RANGE
@@ -284,6 +284,7 @@ def local_periods(tg: np.ndarray, centres: np.ndarray, period: float,
 
 
 # -- beat placement -----------------------------------------------------------------------
+
 
 def normalised(env: np.ndarray) -> np.ndarray:
     std = float(env.std())
@@ -338,7 +339,7 @@ def trim(frames: np.ndarray, env: np.ndarray) -> np.ndarray:
     strong = np.flatnonzero(smooth >= threshold)
     if len(strong) == 0:
         return frames[:0]
-    return frames[strong[0]: strong[-1] + 1]
+    return frames[strong[0] : strong[-1] + 1]
 
 
 def peak_at(env: np.ndarray, frames: np.ndarray, radius: int = 2) -> np.ndarray:
@@ -399,6 +400,7 @@ def beat_frames(onsets: Onsets) -> tuple[np.ndarray, float]:
 
 # -- downbeats ----------------------------------------------------------------------------
 
+
 def accent_features(onsets: Onsets, frames: np.ndarray) -> np.ndarray:
     """Per-beat accents, each standardised: ``(features, beats)``."""
     feats = [
@@ -436,6 +438,7 @@ def downbeats(onsets: Onsets, frames: np.ndarray) -> tuple[np.ndarray, int]:
 
 # -- entry points -------------------------------------------------------------------------
 
+
 def analyse_onsets(onsets: Onsets) -> Beats:
     frames, bpm = beat_frames(onsets)
     times = frames * HOP / SR + ONSET_LEAD_S
@@ -448,7 +451,7 @@ def analyse_onsets(onsets: Onsets) -> Beats:
 def analyse_samples(y: np.ndarray) -> Beats:
     """The tracker on an in-memory mono signal at ``SR`` (benchmarks, tests)."""
     step = 1 << 17
-    return analyse_onsets(onsets_of(y[i: i + step] for i in range(0, len(y), step)))
+    return analyse_onsets(onsets_of(y[i : i + step] for i in range(0, len(y), step)))
 
 
 def analyse(argv: list[str], pidfile: str | None, timeout: float) -> dict:

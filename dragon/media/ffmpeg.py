@@ -151,8 +151,18 @@ def x264_args(*, crf: int, gop: int, maxrate_kbps: int | None, preset: str) -> l
     The cap uses a VBV buffer of two seconds at that rate, so easy scenes stay small and
     hard ones never exceed the requested bitrate by much.
     """
-    args = ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-g", str(gop),
-            "-pix_fmt", "yuv420p"]
+    args = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-crf",
+        str(crf),
+        "-g",
+        str(gop),
+        "-pix_fmt",
+        "yuv420p",
+    ]
     if maxrate_kbps:
         args += ["-maxrate", f"{maxrate_kbps}k", "-bufsize", f"{2 * maxrate_kbps}k"]
     return args

@@ -92,8 +92,9 @@ _META_ATTRS = {
 }
 
 
-def scrape(data: bytes, page_url: str, charset: str | None = None,
-           mime: str | None = None) -> dict | None:
+def scrape(
+    data: bytes, page_url: str, charset: str | None = None, mime: str | None = None
+) -> dict | None:
     """Return ``{"page_title", "hits": {"images", "videos"}, "truncated": [kinds]}``.
 
     ``charset`` is the Content-Type header's, ``mime`` the sniffed type; None when the
@@ -158,8 +159,10 @@ def _absolute(base: str, value: str | None) -> str | None:
     # As the URL parser does: drop tabs and newlines, encode inner spaces.
     value = _TABS.sub("", value.strip()).replace(" ", "%20")
     scheme = _SCHEME.match(value)
-    if not value or len(value) > MAX_URL_LENGTH or (
-        scheme and scheme.group(1).lower() not in ("http", "https")
+    if (
+        not value
+        or len(value) > MAX_URL_LENGTH
+        or (scheme and scheme.group(1).lower() not in ("http", "https"))
     ):
         return None  # data:, javascript:, blob: ... are dropped before any parsing
     try:
@@ -265,8 +268,7 @@ class _Page:
         # which the following :width/:height/:type properties describe.
         self.structures: dict[str, list[dict]] = {}
 
-    def add(self, kind: str, value, source: str, width=None, height=None,
-            mime=None) -> dict | None:
+    def add(self, kind: str, value, source: str, width=None, height=None, mime=None) -> dict | None:
         """Add (or complete) the hit for ``value``; a later sighting only fills gaps.
 
         Once a kind holds ``MAX_HITS``, later values are not even resolved: a huge page
@@ -368,16 +370,22 @@ class _Page:
 
     def _json_ld_object(self, item: dict) -> None:
         types = item.get("@type")
-        names = {t.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
-                 for t in (types if isinstance(types, list) else [types]) if isinstance(t, str)}
+        names = {
+            t.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+            for t in (types if isinstance(types, list) else [types])
+            if isinstance(t, str)
+        }
         if "VideoObject" in names:
             kind, content = "videos", item.get("contentUrl")
         elif "ImageObject" in names:
             kind, content = "images", item.get("contentUrl") or item.get("url")
         else:
             return
-        size = {"width": _size(item.get("width")), "height": _size(item.get("height")),
-                "mime": _mime(item.get("encodingFormat"))}
+        size = {
+            "width": _size(item.get("width")),
+            "height": _size(item.get("height")),
+            "mime": _mime(item.get("encodingFormat")),
+        }
         for url in content if isinstance(content, list) else [content]:
             self.add(kind, url, "json-ld", **size)
         thumbnails = item.get("thumbnailUrl")

@@ -75,15 +75,28 @@ UPRIGHT = {
     8: Image.Transpose.ROTATE_90,
 }
 # Counter-clockwise rotations asked for by image.thumb.
-ROTATE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
-          270: Image.Transpose.ROTATE_270}
+ROTATE = {
+    90: Image.Transpose.ROTATE_90,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_270,
+}
 # Clockwise degrees that show an image as shot (Android's ExifInterface convention);
 # orientations that need a flip have none.
 EXIF_ROTATION = {1: 0.0, 3: 180.0, 6: 90.0, 8: 270.0}
 
 # What decoders raise on corrupt input (Pillow's own fuzz harness accepts the same list).
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
-                 NotImplementedError, OverflowError, MemoryError, IndexError)
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    NotImplementedError,
+    OverflowError,
+    MemoryError,
+    IndexError,
+)
 
 EXIF_IFD = 0x8769
 WHITE = (255, 255, 255)
@@ -115,6 +128,7 @@ def can_write(fmt: str) -> bool:
 
 # -- reading -----------------------------------------------------------------------------
 
+
 def decoder_for(src: Source) -> str:
     """The one Pillow plugin allowed to read ``src``, from its sniffed type."""
     mime = src.mime or sniff.sniff_file(src.path)
@@ -122,9 +136,11 @@ def decoder_for(src: Source) -> str:
     if fmt and (fmt != "AVIF" or features.check("avif")):
         return fmt
     if mime:
-        raise errors.TaskError(errors.UNSUPPORTED_MEDIA,
-                         f"{src.name}: {mime} is not an image format we accept (JPEG, PNG, "
-                         "GIF, WebP, TIFF or BMP)")
+        raise errors.TaskError(
+            errors.UNSUPPORTED_MEDIA,
+            f"{src.name}: {mime} is not an image format we accept (JPEG, PNG, "
+            "GIF, WebP, TIFF or BMP)",
+        )
     if os.path.getsize(src.path) == 0:
         raise errors.TaskError(errors.INVALID_MEDIA, f"{src.name}: the file is empty")
     raise errors.TaskError(errors.INVALID_MEDIA, f"{src.name}: not a recognisable image")
@@ -144,8 +160,9 @@ def opened(src: Source, max_pixels: int) -> Iterator[Image.Image]:
             im = Image.open(src.path, formats=[fmt])
         with im:
             if im.format != fmt and not (fmt == "JPEG" and im.format == "MPO"):
-                raise errors.TaskError(errors.UNSUPPORTED_MEDIA,
-                                 f"{src.name}: decoded as {im.format}, expected {fmt}")
+                raise errors.TaskError(
+                    errors.UNSUPPORTED_MEDIA, f"{src.name}: decoded as {im.format}, expected {fmt}"
+                )
             width, height = im.size
             if width * height > max_pixels:
                 raise errors.TaskError(errors.IMAGE_TOO_LARGE, _too_large(src, im.size, max_pixels))
@@ -154,8 +171,9 @@ def opened(src: Source, max_pixels: int) -> Iterator[Image.Image]:
         message = f"{src.name}: the image is over the limit of {max_pixels} pixels"
         raise errors.TaskError(errors.IMAGE_TOO_LARGE, message) from None
     except DECODE_ERRORS as e:
-        raise errors.TaskError(errors.INVALID_MEDIA,
-                               f"{src.name}: cannot decode the {fmt} image ({e})") from None
+        raise errors.TaskError(
+            errors.INVALID_MEDIA, f"{src.name}: cannot decode the {fmt} image ({e})"
+        ) from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
 
@@ -185,8 +203,9 @@ def _decode(im: Image.Image, scaled: tuple[int, int], transposes: list) -> Image
     ``scaled`` is the size the whole stored image will be resized to; a JPEG is decoded
     at the smallest DCT scale still ``DRAFT_GAP`` times that.
     """
-    im.draft(None, (max(1, math.ceil(scaled[0] * DRAFT_GAP)),
-                    max(1, math.ceil(scaled[1] * DRAFT_GAP))))
+    im.draft(
+        None, (max(1, math.ceil(scaled[0] * DRAFT_GAP)), max(1, math.ceil(scaled[1] * DRAFT_GAP)))
+    )
     im.load()
     out = _normalize(im)
     for method in transposes:
@@ -204,8 +223,12 @@ def _normalize(im: Image.Image) -> Image.Image:
 
 
 def _swaps(transposes: list) -> bool:
-    swapping = {Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270,
-                Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE}
+    swapping = {
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_270,
+        Image.Transpose.TRANSPOSE,
+        Image.Transpose.TRANSVERSE,
+    }
     return sum(t in swapping for t in transposes) % 2 == 1
 
 
@@ -234,8 +257,9 @@ def _fitted(im: Image.Image, size: tuple[int, int], crop: bool) -> Image.Image:
     return im if im.size == size else im.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
 
 
-def _target(upright: tuple[int, int], width: int | None, height: int | None,
-            crop: bool) -> tuple[tuple[int, int], tuple[int, int]]:
+def _target(
+    upright: tuple[int, int], width: int | None, height: int | None, crop: bool
+) -> tuple[tuple[int, int], tuple[int, int]]:
     """The output size of an upright image fitted or cropped to ``width`` x ``height``, and
     the size the whole image is scaled to on the way (what decoding at reduced scale needs).
     """
@@ -261,6 +285,7 @@ def _upright_size(src: Source, max_pixels: int) -> tuple[int, int]:
 
 
 # -- writing -----------------------------------------------------------------------------
+
 
 def _rgb_profile(im: Image.Image) -> bytes | None:
     """The source's ICC profile if it describes RGB (a CMYK or grey one would be wrong on
@@ -316,11 +341,17 @@ def play_badge(im: Image.Image) -> Image.Image:
     big = size * ss
     badge = Image.new("RGBA", (big, big), (0, 0, 0, 0))
     draw = ImageDraw.Draw(badge)
-    draw.ellipse((0, 0, big - 1, big - 1), fill=(0, 0, 0, 140),
-                 outline=(255, 255, 255, 230), width=max(1, big // 16))
+    draw.ellipse(
+        (0, 0, big - 1, big - 1),
+        fill=(0, 0, 0, 140),
+        outline=(255, 255, 255, 230),
+        width=max(1, big // 16),
+    )
     r = big / 2
-    draw.polygon([(r - 0.3 * r, r - 0.45 * r), (r - 0.3 * r, r + 0.45 * r), (r + 0.5 * r, r)],
-                 fill=(255, 255, 255, 240))
+    draw.polygon(
+        [(r - 0.3 * r, r - 0.45 * r), (r - 0.3 * r, r + 0.45 * r), (r + 0.5 * r, r)],
+        fill=(255, 255, 255, 240),
+    )
     badge = badge.resize((size, size), RESAMPLE)
     out = im.copy()
     out.paste(badge, ((im.width - size) // 2, (im.height - size) // 2), badge)
@@ -328,6 +359,7 @@ def play_badge(im: Image.Image) -> Image.Image:
 
 
 # -- the operations ----------------------------------------------------------------------
+
 
 def info(src: Source, max_pixels: int) -> dict:
     """image.info: header and EXIF facts, without decoding pixels."""
@@ -377,8 +409,17 @@ def _text(value) -> str | None:
     return value.strip("\x00 ") or None
 
 
-def thumb(src: Source, dest: str, width: int | None, height: int | None, crop: bool,
-          rotation: int, poster: bool, fmt: str, max_pixels: int) -> dict:
+def thumb(
+    src: Source,
+    dest: str,
+    width: int | None,
+    height: int | None,
+    crop: bool,
+    rotation: int,
+    poster: bool,
+    fmt: str,
+    max_pixels: int,
+) -> dict:
     """image.thumb: upright (EXIF), rotated counter-clockwise, then fitted or cropped.
 
     ``width``/``height`` describe the output, after rotation; with neither the upright size
@@ -390,21 +431,34 @@ def thumb(src: Source, dest: str, width: int | None, height: int | None, crop: b
         transposes, (uw, uh) = _upright(im, rotation)
         size, scaled = _target((uw, uh), width, height, crop)
         if size[0] * size[1] > max_pixels:
-            raise errors.TaskError(errors.IMAGE_TOO_LARGE,
-                                   f"a {size[0]}x{size[1]} thumbnail is over the limit of"
-                                   f" {max_pixels} pixels")
+            raise errors.TaskError(
+                errors.IMAGE_TOO_LARGE,
+                f"a {size[0]}x{size[1]} thumbnail is over the limit of {max_pixels} pixels",
+            )
         icc = _rgb_profile(im)
         out = _fitted(_decode(im, _stored(scaled, transposes), transposes), size, crop)
     if poster:
         out = play_badge(out)
     _save(out, dest, fmt, icc)
     original = (uh, uw) if rotation in (90, 270) else (uw, uh)
-    return {"width": size[0], "height": size[1],
-            "original_width": original[0], "original_height": original[1]}
+    return {
+        "width": size[0],
+        "height": size[1],
+        "original_width": original[0],
+        "original_height": original[1],
+    }
 
 
-def strip(sources: list[Source], dest: str, width: int | None, height: int | None,
-          crop: bool, wrap: int | None, fmt: str, max_pixels: int) -> dict:
+def strip(
+    sources: list[Source],
+    dest: str,
+    width: int | None,
+    height: int | None,
+    crop: bool,
+    wrap: int | None,
+    fmt: str,
+    max_pixels: int,
+) -> dict:
     """image.strip: one cell per source, ``wrap`` per row, letterboxed (black, or
     transparent in PNG) unless cropping.
 
@@ -416,11 +470,13 @@ def strip(sources: list[Source], dest: str, width: int | None, height: int | Non
     cols, rows = geometry.grid(len(sources), wrap)
     total = (cols * width, rows * height)
     if total[0] * total[1] > max_pixels or max(total) > 65500:
-        raise errors.TaskError(errors.IMAGE_TOO_LARGE,
-                         f"a {total[0]}x{total[1]} strip is over the size limit")
+        raise errors.TaskError(
+            errors.IMAGE_TOO_LARGE, f"a {total[0]}x{total[1]} strip is over the size limit"
+        )
     transparent = fmt == "png"
-    canvas = Image.new("RGBA" if transparent else "RGB", total, (0, 0, 0, 0) if transparent
-                       else (0, 0, 0))
+    canvas = Image.new(
+        "RGBA" if transparent else "RGB", total, (0, 0, 0, 0) if transparent else (0, 0, 0)
+    )
     for i, src in enumerate(sources):
         cell = _load_cell(src, max_pixels, width, height, crop)
         if not transparent:
@@ -429,12 +485,15 @@ def strip(sources: list[Source], dest: str, width: int | None, height: int | Non
         y = (i // cols) * height + (height - cell.height) // 2
         canvas.paste(cell, (x, y), cell if cell.mode == "RGBA" else None)
     canvas.save(dest, OUTPUTS[fmt][0], **OUTPUTS[fmt][3])
-    return {"count": len(sources), "width": total[0], "height": total[1],
-            "content_type": OUTPUTS[fmt][1]}
+    return {
+        "count": len(sources),
+        "width": total[0],
+        "height": total[1],
+        "content_type": OUTPUTS[fmt][1],
+    }
 
 
-def _cell_size(first: tuple[int, int], width: int | None,
-               height: int | None) -> tuple[int, int]:
+def _cell_size(first: tuple[int, int], width: int | None, height: int | None) -> tuple[int, int]:
     if width or height:
         return geometry.scale_to(*first, width, height)
     if first[0] <= STRIP_CELL[0] and first[1] <= STRIP_CELL[1]:
@@ -442,8 +501,15 @@ def _cell_size(first: tuple[int, int], width: int | None,
     return geometry.scale_to(*first, *STRIP_CELL)
 
 
-def gif(sources: list[Source], dest: str, width: int | None, height: int | None,
-        loop: int, frame_duration: float, max_pixels: int) -> dict:
+def gif(
+    sources: list[Source],
+    dest: str,
+    width: int | None,
+    height: int | None,
+    loop: int,
+    frame_duration: float,
+    max_pixels: int,
+) -> dict:
     """image.gif: one frame per source, fitted (letterboxed on black) into the size of the
     first image unless ``width``/``height`` say otherwise.
 
@@ -455,9 +521,10 @@ def gif(sources: list[Source], dest: str, width: int | None, height: int | None,
     if not (width and height):
         width, height = geometry.scale_to(*_upright_size(sources[0], max_pixels), width, height)
     if width * height * len(sources) > max_pixels:
-        raise errors.TaskError(errors.IMAGE_TOO_LARGE,
-                         f"{len(sources)} frames of {width}x{height} are over the limit of "
-                         f"{max_pixels} pixels")
+        raise errors.TaskError(
+            errors.IMAGE_TOO_LARGE,
+            f"{len(sources)} frames of {width}x{height} are over the limit of {max_pixels} pixels",
+        )
     frames = []
     for src in sources:
         cell = _flatten(_load_cell(src, max_pixels, width, height, False))
@@ -466,9 +533,15 @@ def gif(sources: list[Source], dest: str, width: int | None, height: int | None,
         frames.append(frame)
     palette = _palette(frames)
     frames = _stable(frames, [_dither(f, palette) for f in frames])
-    options = {"save_all": True, "append_images": frames[1:], "optimize": True,
-               "duration": round(frame_duration * 100) * 10, "disposal": 1,
-               "interlace": False, "palette": palette.getpalette()}
+    options = {
+        "save_all": True,
+        "append_images": frames[1:],
+        "optimize": True,
+        "duration": round(frame_duration * 100) * 10,
+        "disposal": 1,
+        "interlace": False,
+        "palette": palette.getpalette(),
+    }
     if loop >= 0:
         options["loop"] = loop
     frames[0].save(dest, "GIF", **options)

@@ -51,8 +51,9 @@ PIPE_BYTES = 1 << 20
 SAMPLE_TYPES: dict[str, np.dtype[Any]] = {"f32le": np.dtype("<f4"), "s16le": np.dtype("<i2")}
 
 
-def pcm_argv(input_args: list[str], rate: int, *, duration: float | None = None,
-             sample_format: str = "f32le") -> list[str]:
+def pcm_argv(
+    input_args: list[str], rate: int, *, duration: float | None = None, sample_format: str = "f32le"
+) -> list[str]:
     """ffmpeg decoding the first audio stream of ``input_args`` to mono PCM on stdout.
 
     ``sample_format`` is ``f32le`` (analysis) or ``s16le`` (half the bytes, clipped to
@@ -65,15 +66,34 @@ def pcm_argv(input_args: list[str], rate: int, *, duration: float | None = None,
     # -flush_packets 0: else ffmpeg writes each decoded frame to the pipe on its own (2,304
     # bytes for an MP3 as mono s16), and those writes and the reader's wake-ups added a
     # quarter of the decode's CPU (scripts/bench_waveform.py); now it writes 32 KiB at once.
-    return ffmpeg_argv(*input_args, "-map", "0:a:0", "-vn", "-sn", "-dn", *limit,
-                       "-ac", "1", "-ar", str(rate), "-flush_packets", "0",
-                       "-f", sample_format, "pipe:1")
+    return ffmpeg_argv(
+        *input_args,
+        "-map",
+        "0:a:0",
+        "-vn",
+        "-sn",
+        "-dn",
+        *limit,
+        "-ac",
+        "1",
+        "-ar",
+        str(rate),
+        "-flush_packets",
+        "0",
+        "-f",
+        sample_format,
+        "pipe:1",
+    )
 
 
 @contextlib.contextmanager
 def open_pcm(
-    argv: list[str], *, timeout: float, pidfile: str | None = None,
-    chunk_samples: int = CHUNK_SAMPLES, reuse: bool = False,
+    argv: list[str],
+    *,
+    timeout: float,
+    pidfile: str | None = None,
+    chunk_samples: int = CHUNK_SAMPLES,
+    reuse: bool = False,
 ) -> Iterator[Iterator[np.ndarray]]:
     """Run ``argv`` (from ``pcm_argv``) and give an iterator of sample chunks.
 
@@ -90,8 +110,12 @@ def open_pcm(
     timed_out = threading.Event()
     with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: it can never fill up
         proc = subprocess.Popen(
-            guarded(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
-            start_new_session=True, bufsize=0,
+            guarded(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+            bufsize=0,
         )
         assert proc.stdout is not None
         with contextlib.suppress(OSError, AttributeError):  # a smaller pipe still works
@@ -181,7 +205,8 @@ async def run_in_pool(ctx, fn: Callable[..., Any], argv: list[str], *args: Any) 
         raise
     except BaseException:
         # The worker removes the file after reaping ffmpeg, so a pid read here is still ours.
-        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError,
-                                 PermissionError):
+        with contextlib.suppress(
+            FileNotFoundError, ValueError, ProcessLookupError, PermissionError
+        ):
             os.killpg(int(pidfile.read_text()), signal.SIGKILL)
         raise

@@ -182,8 +182,14 @@ def path_input_args(path: Path, demuxer: str, *, seek: float | None = None) -> l
 
 def ffprobe_argv(path: Path, demuxer: str) -> list[str]:
     return [
-        "ffprobe", "-v", "error", "-hide_banner",
-        "-print_format", "json", "-show_format", "-show_streams",
+        "ffprobe",
+        "-v",
+        "error",
+        "-hide_banner",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
         *path_input_args(path, demuxer),
     ]
 

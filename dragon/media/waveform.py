@@ -65,7 +65,7 @@ class PeakReducer:
             self._merge()
         if self.pend_count:
             head = x[: self.bucket - self.pend_count]
-            x = x[len(head):]
+            x = x[len(head) :]
             self.pend_min = min(self.pend_min, float(head.min()))
             self.pend_max = max(self.pend_max, float(head.max()))
             self.pend_count += len(head)
@@ -117,8 +117,13 @@ class PeakReducer:
 
 
 def draw(
-    mins: np.ndarray, maxs: np.ndarray, *, height: int, vmargin: int,
-    fill: tuple[int, int, int], background: tuple[int, int, int],
+    mins: np.ndarray,
+    maxs: np.ndarray,
+    *,
+    height: int,
+    vmargin: int,
+    fill: tuple[int, int, int],
+    background: tuple[int, int, int],
 ) -> Image.Image:
     """An RGB image ``len(mins)`` wide with each column inked over its [min, max] span."""
     width = len(mins)
@@ -138,22 +143,33 @@ def draw(
 
 
 def render(
-    argv: list[str], pidfile: str | None, timeout: float, *, out_path: str,
-    width: int, height: int, vmargin: int, fill: tuple[int, int, int],
-    background: tuple[int, int, int], fmt: str, rate: int,
+    argv: list[str],
+    pidfile: str | None,
+    timeout: float,
+    *,
+    out_path: str,
+    width: int,
+    height: int,
+    vmargin: int,
+    fill: tuple[int, int, int],
+    background: tuple[int, int, int],
+    fmt: str,
+    rate: int,
 ) -> float:
     """Pool worker: decode ``argv`` (``pcm.pcm_argv`` at ``rate``), reduce, draw, save.
 
     Returns the decoded duration in seconds. Raises ``TaskError``.
     """
     reducer = PeakReducer(width)
-    with open_pcm(argv, timeout=timeout, pidfile=pidfile, chunk_samples=READ_SAMPLES,
-                  reuse=True) as chunks:
+    with open_pcm(
+        argv, timeout=timeout, pidfile=pidfile, chunk_samples=READ_SAMPLES, reuse=True
+    ) as chunks:
         for x in chunks:
             reducer.add(x)
     if not reducer.samples:
-        raise errors.TaskError(errors.INVALID_MEDIA,
-                               "no audio could be decoded in the requested range")
+        raise errors.TaskError(
+            errors.INVALID_MEDIA, "no audio could be decoded in the requested range"
+        )
     mins, maxs = reducer.columns(width)
     image = draw(mins, maxs, height=height, vmargin=vmargin, fill=fill, background=background)
     if fmt == "png":

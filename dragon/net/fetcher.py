@@ -158,9 +158,7 @@ class GuardedConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self._policy = policy
 
-    async def _resolve_host(
-        self, host: str, port: int, traces: Any = None
-    ) -> list[ResolveResult]:
+    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[ResolveResult]:
         legacy = legacy_ipv4(host)
         if legacy is not None:
             why = self._policy.problem(str(legacy)) or "a legacy numeric IPv4 form"
@@ -277,16 +275,18 @@ class Fetcher:
                     mime = sniff(head)
                     final = path.with_name(path.name + extension(mime))
                     await asyncio.to_thread(path.rename, final)
-                    return Download(path=final, mime=mime, size=size, url=str(resp.url),
-                                    charset=resp.charset)
+                    return Download(
+                        path=final, mime=mime, size=size, url=str(resp.url), charset=resp.charset
+                    )
         raise errors.TaskError(
             errors.TOO_MANY_REDIRECTS,
             f"{shown(url)} redirected more than {self.settings.max_redirects} times",
         )
 
     def _min_rate(self) -> MinRate:
-        return MinRate(self.settings.fetch_min_rate_bytes,
-                       self.settings.fetch_min_rate_window_seconds)
+        return MinRate(
+            self.settings.fetch_min_rate_bytes, self.settings.fetch_min_rate_window_seconds
+        )
 
     # -- webhooks and uploads ---------------------------------------------------------------
     async def send(
@@ -339,8 +339,9 @@ class Fetcher:
         except aiohttp.ClientConnectorDNSError:
             raise errors.TaskError(failed, f"could not resolve the host name {host}") from None
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise errors.TaskError(failed, f"{host} has an invalid TLS certificate: "
-                                   f"{exc.certificate_error}") from None
+            raise errors.TaskError(
+                failed, f"{host} has an invalid TLS certificate: {exc.certificate_error}"
+            ) from None
         except aiohttp.ClientSSLError as exc:
             raise errors.TaskError(failed, f"TLS with {host} failed: {exc}") from None
         except aiohttp.ConnectionTimeoutError:
@@ -360,8 +361,9 @@ class Fetcher:
                 failed, f"could not connect to {host}:{url.port}: {reason}"
             ) from None
         except (aiohttp.InvalidURL, UnicodeError):  # UnicodeError: a host IDNA refuses
-            raise errors.TaskError(errors.URL_FORBIDDEN,
-                                   f"{shown(url)} is not a valid URL") from None
+            raise errors.TaskError(
+                errors.URL_FORBIDDEN, f"{shown(url)} is not a valid URL"
+            ) from None
         except aiohttp.ServerDisconnectedError:
             raise errors.TaskError(failed, f"{host} closed the connection early") from None
         except aiohttp.ClientPayloadError as exc:
@@ -412,13 +414,15 @@ class MinRate:
             raise errors.TaskError(
                 errors.DOWNLOAD_TOO_SLOW,
                 f"the source sent {self._bytes} bytes in {elapsed:.0f} s, slower than the"
-                f" minimum of {self.rate} bytes/s")
+                f" minimum of {self.rate} bytes/s",
+            )
         self._start += elapsed
         self._bytes = 0
 
 
-async def _save(resp: aiohttp.ClientResponse, path: Path, limit: int,
-                min_rate: MinRate) -> tuple[int, bytes]:
+async def _save(
+    resp: aiohttp.ClientResponse, path: Path, limit: int, min_rate: MinRate
+) -> tuple[int, bytes]:
     """Stream the (decoded) body to ``path``; stop past ``limit`` bytes. Returns the size
     and the first ``HEAD_SIZE`` bytes for sniffing.
 

@@ -35,8 +35,10 @@ def shortage(settings: Any) -> str | None:
     free = free_bytes(settings.data_path)
     if free >= settings.min_free_bytes:
         return None
-    return (f"the server's data disk is almost full: {free // 2**20} MiB free, below the"
-            f" reserve of {settings.min_free_bytes // 2**20} MiB")
+    return (
+        f"the server's data disk is almost full: {free // 2**20} MiB free, below the"
+        f" reserve of {settings.min_free_bytes // 2**20} MiB"
+    )
 
 
 def full_error(settings: Any, what: str = "the task") -> errors.TaskError:

@@ -29,7 +29,10 @@ class WorkerPool:
     """``workers`` processes at niceness ``nice`` (below the API, like the tools they run)."""
 
     def __init__(
-        self, workers: int, initializer: Callable[[], None] | None = None, nice: int = 0,
+        self,
+        workers: int,
+        initializer: Callable[[], None] | None = None,
+        nice: int = 0,
         tool_memory: int = 0,
     ) -> None:
         self.workers = workers
@@ -82,8 +85,7 @@ class WorkerPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _start_worker(nice: int, initializer: Callable[[], None] | None,
-                  tool_memory: int = 0) -> None:
+def _start_worker(nice: int, initializer: Callable[[], None] | None, tool_memory: int = 0) -> None:
     """Lower the worker to ``nice`` (tools it spawns inherit it), give the tools it spawns
     their memory limit, then ``initializer``."""
     lower = nice - os.nice(0)

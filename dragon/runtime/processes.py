@@ -181,7 +181,8 @@ async def run_process(
         kill_group(proc)
         await proc.wait()
         exc = errors.TaskError(
-            errors.TIMEOUT, f"{os.path.basename(argv[0])} took longer than {timeout:g} s")
+            errors.TIMEOUT, f"{os.path.basename(argv[0])} took longer than {timeout:g} s"
+        )
         exc.tool = tool_report(argv, None, stderr_tail.decode("utf-8", "replace"))
         raise exc from None
     finally:

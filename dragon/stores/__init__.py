@@ -21,8 +21,9 @@ from dragon.stores.base import BaseStore
 class Stores:
     """The registry of store types plus the shared backend and database."""
 
-    def __init__(self, database: Database, backend: Backend, settings: Any,
-                 fetcher: Any = None) -> None:
+    def __init__(
+        self, database: Database, backend: Backend, settings: Any, fetcher: Any = None
+    ) -> None:
         self.db = database
         self.backend = backend
         self.settings = settings

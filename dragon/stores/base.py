@@ -62,7 +62,17 @@ class BackedStore(BaseStore):
         now = time.time()
         url = backend.url(location)
         await self.stores.db.insert_file(
-            ctx.account_id, ctx.key, output=name, name=location.split("/", 1)[1], store=self.type,
-            location=location, url=url, size=size, content_type=content_type, now=now,
-            expires_at=self.expires_at(now), counted=self.listed)
+            ctx.account_id,
+            ctx.key,
+            output=name,
+            name=location.split("/", 1)[1],
+            store=self.type,
+            location=location,
+            url=url,
+            size=size,
+            content_type=content_type,
+            now=now,
+            expires_at=self.expires_at(now),
+            counted=self.listed,
+        )
         return url

@@ -49,10 +49,14 @@ class S3Backend(Backend):
         session = get_session()
         # Bounded retries and timeouts: a failing bucket ends the task with storage_error
         # in seconds, not after botocore's default patience.
-        config = AioConfig(retries={"max_attempts": 3, "mode": "standard"},
-                           connect_timeout=10, read_timeout=60)
-        self._client = await self._stack.enter_async_context(session.create_client(
-            "s3", endpoint_url=self.endpoint, region_name=self.region, config=config))
+        config = AioConfig(
+            retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60
+        )
+        self._client = await self._stack.enter_async_context(
+            session.create_client(
+                "s3", endpoint_url=self.endpoint, region_name=self.region, config=config
+            )
+        )
 
     async def close(self) -> None:
         await self._stack.aclose()
@@ -61,27 +65,37 @@ class S3Backend(Backend):
         size = path.stat().st_size
         if size <= PART_SIZE:
             body = await asyncio.to_thread(path.read_bytes)
-            await self._client.put_object(Bucket=self.bucket, Key=location, Body=body,
-                                          ContentType=content_type)
+            await self._client.put_object(
+                Bucket=self.bucket, Key=location, Body=body, ContentType=content_type
+            )
             return
         upload = await self._client.create_multipart_upload(
-            Bucket=self.bucket, Key=location, ContentType=content_type)
+            Bucket=self.bucket, Key=location, ContentType=content_type
+        )
         upload_id = upload["UploadId"]
         try:
             parts = []
             for number, offset in enumerate(range(0, size, PART_SIZE), start=1):
                 chunk = await asyncio.to_thread(_read, path, offset, PART_SIZE)
                 part = await self._client.upload_part(
-                    Bucket=self.bucket, Key=location, UploadId=upload_id, PartNumber=number,
-                    Body=chunk)
+                    Bucket=self.bucket,
+                    Key=location,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                )
                 parts.append({"ETag": part["ETag"], "PartNumber": number})
             await self._client.complete_multipart_upload(
-                Bucket=self.bucket, Key=location, UploadId=upload_id,
-                MultipartUpload={"Parts": parts})
+                Bucket=self.bucket,
+                Key=location,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=location, UploadId=upload_id)
+                    Bucket=self.bucket, Key=location, UploadId=upload_id
+                )
             raise
 
     async def delete(self, location: str) -> None:

@@ -43,13 +43,15 @@ class Store(BaseStore):
             return await self.stores.for_task(None).put(ctx, name, path, content_type)
         try:
             status, reason = await self.stores.fetcher.send(
-                "PUT", target, body=path, headers={"Content-Type": content_type})
+                "PUT", target, body=path, headers={"Content-Type": content_type}
+            )
         except errors.TaskError as exc:
             if exc.code == errors.URL_FORBIDDEN:
                 raise
             raise errors.TaskError(errors.STORAGE_ERROR, f"upload of {name} failed: {exc}") from exc
         if not 200 <= status < 300:
             raise errors.TaskError(
-                errors.STORAGE_ERROR, f"upload of {name} failed: the signed URL answered"
-                f" {status} {reason}")
+                errors.STORAGE_ERROR,
+                f"upload of {name} failed: the signed URL answered {status} {reason}",
+            )
         return target.split("?", 1)[0]

@@ -41,8 +41,16 @@ def media_mode(parent: Node, media: Node) -> str:
     return "fill"
 
 
-def plan(body: Node, frame: tuple[int, int], downloads: dict, *, antialias: int,
-         max_pixels: int, tmpdir: Path, tag: str) -> dict[int, StillJob | TextJob]:
+def plan(
+    body: Node,
+    frame: tuple[int, int],
+    downloads: dict,
+    *,
+    antialias: int,
+    max_pixels: int,
+    tmpdir: Path,
+    tag: str,
+) -> dict[int, StillJob | TextJob]:
     """One job per visible picture and text; ``downloads`` maps URLs to ``Download``."""
     jobs: dict[int, StillJob | TextJob] = {}
     kenburns_scale = 2 if antialias >= 2 else 1
@@ -55,20 +63,30 @@ def plan(body: Node, frame: tuple[int, int], downloads: dict, *, antialias: int,
                 download = downloads[node.attrs["filename"]]
                 kenburns = parent.tag == "effect" and is_kenburns(parent)
                 jobs[node.uid] = StillJob(
-                    source=str(download.path), name=f"{node.where()} {download.url}",
-                    mime=download.mime, out=out, frame=frame,
+                    source=str(download.path),
+                    name=f"{node.where()} {download.url}",
+                    mime=download.mime,
+                    out=out,
+                    frame=frame,
                     spec=layout.placement(parent.attrs) if parent.tag == "overlay" else None,
-                    mode=media_mode(parent, node), scale=kenburns_scale if kenburns else 1,
+                    mode=media_mode(parent, node),
+                    scale=kenburns_scale if kenburns else 1,
                     max_pixels=max_pixels,
                 )
             elif node.tag == "text":
                 spec = layout.placement(node.attrs)
                 jobs[node.uid] = TextJob(
-                    text=node.text, kind=node.attrs.get("type", "zone"), frame=frame,
-                    spec=spec or None, fontsize=node.number("fontsize"),
+                    text=node.text,
+                    kind=node.attrs.get("type", "zone"),
+                    frame=frame,
+                    spec=spec or None,
+                    fontsize=node.number("fontsize"),
                     fontname=node.attrs.get("fontname"),
-                    color=node.color("fontcolor", WHITE), background=node.color("backgroundcolor"),
-                    align=node.attrs.get("align", ""), scale=antialias, out=out + ".png",
+                    color=node.color("fontcolor", WHITE),
+                    background=node.color("backgroundcolor"),
+                    align=node.attrs.get("align", ""),
+                    scale=antialias,
+                    out=out + ".png",
                 )
     return jobs
 
@@ -80,5 +98,4 @@ async def draw(ctx, jobs: dict[int, StillJob | TextJob]) -> dict[int, Raster | N
         fn = render_still if isinstance(job, StillJob) else render_text
         return uid, await ctx.in_process(fn, job)
 
-    return dict(await gather((one(uid, job) for uid, job in jobs.items()),
-                             limit=DRAW_CONCURRENCY))
+    return dict(await gather((one(uid, job) for uid, job in jobs.items()), limit=DRAW_CONCURRENCY))

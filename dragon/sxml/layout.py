@@ -15,6 +15,7 @@ Box = tuple[int, int, int, int]  # x, y, w, h
 
 MAX_BOX = 2  # largest placement box, in frames
 
+
 def placement(attrs: dict[str, str]) -> dict[str, float]:
     """The numeric placement attributes of an element (``auto`` and absent are left out)."""
     out = {}
@@ -25,8 +26,7 @@ def placement(attrs: dict[str, str]) -> dict[str, float]:
     return out
 
 
-def place(spec: dict[str, float], width: int, height: int,
-          aspect: float | None = None) -> Box:
+def place(spec: dict[str, float], width: int, height: int, aspect: float | None = None) -> Box:
     """The box of ``spec`` (from ``placement``) in a ``width`` x ``height`` frame.
 
     ``aspect`` (w/h of the media) keeps the media's shape when only one size is given.

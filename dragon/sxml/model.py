@@ -16,22 +16,52 @@ ATOMS = frozenset({"stack", "sequence", "effect", "text", "overlay", "audio"})
 # Media: not atoms, but a bare one in a sequence or stack is wrapped in <effect type="none">.
 MEDIA = frozenset({"image", "video"})
 
-SINGLE_EFFECTS = frozenset({
-    "none", "kenburns", "panel", "flower", "explode", "slice", "rectangles",
-})
+SINGLE_EFFECTS = frozenset(
+    {
+        "none",
+        "kenburns",
+        "panel",
+        "flower",
+        "explode",
+        "slice",
+        "rectangles",
+    }
+)
 MULTI_EFFECTS = frozenset({"diving", "rotator", "sliding", "square"})
 EFFECTS = SINGLE_EFFECTS | MULTI_EFFECTS
 # Single-media effects drawn as kenburns (their 3D look has no ffmpeg equivalent).
 KENBURNS_LIKE = frozenset({"kenburns", "panel", "flower", "explode", "slice", "rectangles"})
 
-ADAPTERS = frozenset({
-    "none", "panoramicAdapter", "zoomAdapter", "fixedAdapter", "kenburnsAdapter", "fitAdapter",
-})
+ADAPTERS = frozenset(
+    {
+        "none",
+        "panoramicAdapter",
+        "zoomAdapter",
+        "fixedAdapter",
+        "kenburnsAdapter",
+        "fitAdapter",
+    }
+)
 
-TRANSITIONS = frozenset({
-    "crossfade", "waterdrop", "circle", "radial", "swirl", "strip", "scan", "scans", "move",
-    "over", "under", "cube", "spiral", "dualmove", "custom",
-})
+TRANSITIONS = frozenset(
+    {
+        "crossfade",
+        "waterdrop",
+        "circle",
+        "radial",
+        "swirl",
+        "strip",
+        "scan",
+        "scans",
+        "move",
+        "over",
+        "under",
+        "cube",
+        "spiral",
+        "dualmove",
+        "custom",
+    }
+)
 DIRECTIONS = frozenset({"left", "right", "up", "down"})
 
 PLACEMENT = ("top", "bottom", "left", "right", "width", "height")
@@ -41,8 +71,8 @@ _COLOR = re.compile(r"^#?([0-9a-fA-F]{6})([0-9a-fA-F]{2})?$")
 _uids = itertools.count(1)
 
 
-
 MAX_NUMBER = 86400.0
+
 
 class DefinitionError(Exception):
     """A problem with the definition, reported as a message naming the element and line."""
@@ -98,8 +128,14 @@ class Node:
             stack.extend(reversed(node.children))
 
     # -- attribute readers ----------------------------------------------------------------
-    def number(self, name: str, default: float | None = None, *, minimum: float = 0.0,
-               maximum: float | None = MAX_NUMBER) -> float | None:
+    def number(
+        self,
+        name: str,
+        default: float | None = None,
+        *,
+        minimum: float = 0.0,
+        maximum: float | None = MAX_NUMBER,
+    ) -> float | None:
         """The attribute as a finite number in range. Without an explicit ``maximum`` the
         bound is a day (in seconds): no time, skip, fade or margin needs more, and ffmpeg
         given 1e300 fails obscurely instead of with a parameter error."""
@@ -129,8 +165,9 @@ class Node:
             return False
         raise DefinitionError(self, f"{name}={raw[:40]!r} must be true or false")
 
-    def color(self, name: str, default: tuple[int, int, int, int] | None = None
-              ) -> tuple[int, int, int, int] | None:
+    def color(
+        self, name: str, default: tuple[int, int, int, int] | None = None
+    ) -> tuple[int, int, int, int] | None:
         """``#RRGGBB`` or ``#RRGGBBAA`` as an RGBA tuple."""
         raw = self.attrs.get(name)
         if raw is None or raw.strip() == "":
@@ -139,7 +176,7 @@ class Node:
         if not match:
             raise DefinitionError(self, f"{name}={raw[:40]!r} is not a colour like #RRGGBB")
         rgb, alpha = match.groups()
-        return (*(int(rgb[i:i + 2], 16) for i in (0, 2, 4)), int(alpha or "ff", 16))
+        return (*(int(rgb[i : i + 2], 16) for i in (0, 2, 4)), int(alpha or "ff", 16))
 
     def choice(self, name: str, choices: frozenset[str], default: str | None) -> str | None:
         raw = self.attrs.get(name)

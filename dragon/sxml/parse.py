@@ -85,10 +85,11 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "effect": TIME | {"type", "adapter", "direction"},
     "image": frozenset({"filename", "color", "duration", "type"}),
     "video": TIME | {"filename", "skip", "audio", "volume", "speed", *ducking.ATTRS},
-    "audio": TIME | {"filename", "skip", "volume", "fadein", "fadeout", "loop", "speed",
-                     "voice", *ducking.ATTRS},
-    "text": TIME | PLACE | {"type", "align", "fontsize", "fontname", "fontcolor",
-                            "backgroundcolor"},
+    "audio": TIME
+    | {"filename", "skip", "volume", "fadein", "fadeout", "loop", "speed", "voice", *ducking.ATTRS},
+    "text": TIME
+    | PLACE
+    | {"type", "align", "fontsize", "fontname", "fontcolor", "backgroundcolor"},
     "overlay": TIME | PLACE,
     "transition": frozenset({"type", "duration", "direction"}),
     "filter": TIME | {"type", "alphaStart", "alphaEnd"},
@@ -141,6 +142,7 @@ class _TooMany(Exception):
 
 # -- reading ------------------------------------------------------------------------------
 
+
 class _TreeBuilder(xml.sax.handler.ContentHandler):
     """Builds ``Node``s with line numbers; stops at the first limit crossed."""
 
@@ -179,8 +181,9 @@ class _TreeBuilder(xml.sax.handler.ContentHandler):
         if self.stack:
             self.text_chars += len(content)
             if self.text_chars > MAX_TEXT_CHARS:
-                raise DefinitionError(None, f"more than {MAX_TEXT_CHARS} characters of text",
-                                      self._line())
+                raise DefinitionError(
+                    None, f"more than {MAX_TEXT_CHARS} characters of text", self._line()
+                )
             self.stack[-1][1].append(content)
 
 
@@ -193,25 +196,31 @@ def _read(text: str) -> Node:
     data = _XML_DECL.sub("", text.lstrip("\ufeff"), count=1).encode("utf-8")
     builder = _TreeBuilder()
     try:
-        defusedxml.sax.parseString(data, builder, forbid_dtd=True, forbid_entities=True,
-                                   forbid_external=True)
+        defusedxml.sax.parseString(
+            data, builder, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
     except defusedxml.DTDForbidden:
-        raise DefinitionError(None, "DTDs (<!DOCTYPE ...>) are not allowed",
-                              builder._line()) from None
+        raise DefinitionError(
+            None, "DTDs (<!DOCTYPE ...>) are not allowed", builder._line()
+        ) from None
     except defusedxml.EntitiesForbidden:
-        raise DefinitionError(None, "entity declarations are not allowed",
-                              builder._line()) from None
+        raise DefinitionError(
+            None, "entity declarations are not allowed", builder._line()
+        ) from None
     except defusedxml.DefusedXmlException:
-        raise DefinitionError(None, "external references are not allowed",
-                              builder._line()) from None
+        raise DefinitionError(
+            None, "external references are not allowed", builder._line()
+        ) from None
     except xml.sax.SAXParseException as e:
-        raise DefinitionError(None, f"not well-formed XML: {e.getMessage()}",
-                              e.getLineNumber()) from None
+        raise DefinitionError(
+            None, f"not well-formed XML: {e.getMessage()}", e.getLineNumber()
+        ) from None
     assert builder.root is not None
     return builder.root
 
 
 # -- checking ----------------------------------------------------------------------------
+
 
 class _Checker:
     def __init__(self) -> None:
@@ -258,10 +267,17 @@ class _Checker:
 
     def element(self, node: Node) -> None:
         checks = {
-            "body": self._sequence, "sequence": self._sequence, "effect": self._effect,
-            "image": self._image, "video": self._video, "audio": self._audio,
-            "text": self._text, "overlay": self._overlay, "transition": self._transition,
-            "filter": self._filter, "animator": self._animator,
+            "body": self._sequence,
+            "sequence": self._sequence,
+            "effect": self._effect,
+            "image": self._image,
+            "video": self._video,
+            "audio": self._audio,
+            "text": self._text,
+            "overlay": self._overlay,
+            "transition": self._transition,
+            "filter": self._filter,
+            "animator": self._animator,
         }
         try:
             self._attributes(node)
@@ -301,8 +317,10 @@ class _Checker:
         for child in kids:
             if child.tag == "camera" or (child.tag == "animator" and node.tag not in ANIMATED):
                 where = "" if child.tag == "camera" else f" inside <{node.tag}>"
-                self.warn(f"<{child.tag}> elements{where} are ignored (line {child.line})",
-                          (child.tag, node.tag))
+                self.warn(
+                    f"<{child.tag}> elements{where} are ignored (line {child.line})",
+                    (child.tag, node.tag),
+                )
                 child.children = []
                 continue
             self.element(child)
@@ -312,8 +330,10 @@ class _Checker:
         if known is not None:
             for name in node.attrs:
                 if name not in known:
-                    self.warn(f"<{node.tag}> attribute {name} is ignored (line {node.line})",
-                              (node.tag, name))
+                    self.warn(
+                        f"<{node.tag}> attribute {name} is ignored (line {node.line})",
+                        (node.tag, name),
+                    )
         if node.tag in IMPLEMENTED and node.tag not in ("movie", "transition", "image", "key"):
             self._time(node)
 
@@ -323,12 +343,15 @@ class _Checker:
             node.number("duration")
         start, end = node.margins
         if "margin-both" in node.attrs and (
-                node.explicit is not None or {"margin-start", "margin-end"} & set(node.attrs)):
-            raise DefinitionError(node, "margin-both cannot be combined with duration or "
-                                        "another margin")
+            node.explicit is not None or {"margin-start", "margin-end"} & set(node.attrs)
+        ):
+            raise DefinitionError(
+                node, "margin-both cannot be combined with duration or another margin"
+            )
         if start is not None and end is not None and node.explicit is not None:
-            raise DefinitionError(node, "cannot have margin-start, duration and margin-end "
-                                        "all at once")
+            raise DefinitionError(
+                node, "cannot have margin-start, duration and margin-end all at once"
+            )
 
     # -- per element ----------------------------------------------------------------------
     def _sequence(self, node: Node) -> None:
@@ -352,33 +375,49 @@ class _Checker:
     def _effect(self, node: Node) -> None:
         kind = node.attrs.get("type", "none")
         if kind not in EFFECTS:
-            self.warn(f'<effect type="{kind[:40]}"> is unknown and drawn as type="none" '
-                      f"(line {node.line})", ("effect-type", kind))
+            self.warn(
+                f'<effect type="{kind[:40]}"> is unknown and drawn as type="none" '
+                f"(line {node.line})",
+                ("effect-type", kind),
+            )
             node.attrs["type"] = kind = "none"
         adapter = node.attrs.get("adapter")
         if adapter is not None and adapter not in ADAPTERS:
-            self.warn(f'<effect adapter="{adapter[:40]}"> is unknown; the default is used '
-                      f"(line {node.line})", ("adapter", adapter))
+            self.warn(
+                f'<effect adapter="{adapter[:40]}"> is unknown; the default is used '
+                f"(line {node.line})",
+                ("adapter", adapter),
+            )
             del node.attrs["adapter"]
         node.choice("direction", frozenset({"positive", "negative"}), "positive")
         content = node.content
         if kind in SINGLE_EFFECTS and len(content) != 1:
-            raise DefinitionError(node, f'type="{kind}" needs exactly one image, video or '
-                                        f"element inside, not {len(content)}")
+            raise DefinitionError(
+                node,
+                f'type="{kind}" needs exactly one image, video or '
+                f"element inside, not {len(content)}",
+            )
         if kind in MULTI_EFFECTS and not 1 <= len(content) <= MAX_EFFECT_MEDIA:
-            raise DefinitionError(node, f'type="{kind}" needs 1 to {MAX_EFFECT_MEDIA} images '
-                                        f"or videos, not {len(content)}")
+            raise DefinitionError(
+                node,
+                f'type="{kind}" needs 1 to {MAX_EFFECT_MEDIA} images or videos, not {len(content)}',
+            )
         if kind not in ("none", "kenburns") and kind not in MULTI_EFFECTS:
-            self.warn(f'<effect type="{kind}"> is drawn as kenburns (line {node.line})',
-                      ("effect-type", kind))
+            self.warn(
+                f'<effect type="{kind}"> is drawn as kenburns (line {node.line})',
+                ("effect-type", kind),
+            )
         if kind in ("diving", "rotator", "square"):
-            self.warn(f'<effect type="{kind}"> is drawn as its media crossfading '
-                      f"(line {node.line})", ("effect-type", kind))
+            self.warn(
+                f'<effect type="{kind}"> is drawn as its media crossfading (line {node.line})',
+                ("effect-type", kind),
+            )
 
     def _image(self, node: Node) -> None:
         if node.attrs.get("type") == "map":
-            raise DefinitionError(node, 'type="map" is not supported: maps need a '
-                                        "third-party tile service")
+            raise DefinitionError(
+                node, 'type="map" is not supported: maps need a third-party tile service'
+            )
         if node.attrs.get("filename") and node.attrs.get("color"):
             raise DefinitionError(node, "needs a filename or a color, not both")
         if not node.attrs.get("filename"):
@@ -401,8 +440,9 @@ class _Checker:
 
     def _audio(self, node: Node) -> None:
         if node.attrs.get("voice") or node.text.strip():
-            raise DefinitionError(node, "text-to-speech (a voice or text inside <audio>) is "
-                                        "not supported")
+            raise DefinitionError(
+                node, "text-to-speech (a voice or text inside <audio>) is not supported"
+            )
         if not node.attrs.get("filename"):
             raise DefinitionError(node, "needs a filename")
         self._url(node)
@@ -412,8 +452,10 @@ class _Checker:
         node.number("speed", minimum=0.1, maximum=10)
         ducking.check(node)
         if node.flag("loop", False) and "duck-others" in node.attrs:
-            self.warn(f"{node.where()}: a looped track ducks the others for its whole span "
-                      "(its loops are not measured)")
+            self.warn(
+                f"{node.where()}: a looped track ducks the others for its whole span "
+                "(its loops are not measured)"
+            )
 
     def _text(self, node: Node) -> None:
         kind = node.attrs.get("type", "zone")
@@ -423,7 +465,7 @@ class _Checker:
         align = node.attrs.get("align", "")
         words = {w.strip().lower() for w in align.split(",") if w.strip()}
         if words - ALIGN_WORDS:
-            raise DefinitionError(node, f"align={align[:40]!r} is not like \"left,bottom\"")
+            raise DefinitionError(node, f'align={align[:40]!r} is not like "left,bottom"')
         node.number("fontsize", minimum=1, maximum=1000)
         node.color("fontcolor")
         node.color("backgroundcolor")
@@ -441,8 +483,11 @@ class _Checker:
     def _transition(self, node: Node) -> None:
         kind = node.attrs.get("type", "crossfade")
         if kind not in TRANSITIONS:
-            self.warn(f'<transition type="{kind[:40]}"> is unknown and drawn as a crossfade '
-                      f"(line {node.line})", ("transition", kind))
+            self.warn(
+                f'<transition type="{kind[:40]}"> is unknown and drawn as a crossfade '
+                f"(line {node.line})",
+                ("transition", kind),
+            )
             node.attrs["type"] = "crossfade"
         node.number("duration", maximum=60)
         node.choice("direction", DIRECTIONS, "left")
@@ -450,11 +495,11 @@ class _Checker:
     def _filter(self, node: Node) -> None:
         kind = node.attrs.get("type", "")
         if kind in REFUSED_FILTERS:
-            raise DefinitionError(node, f'type="{kind}" is not supported: '
-                                        f"{REFUSED_FILTERS[kind]}")
+            raise DefinitionError(node, f'type="{kind}" is not supported: {REFUSED_FILTERS[kind]}')
         if kind not in HONOURED_FILTERS:
-            self.warn(f'<filter type="{kind[:40]}"> is ignored (line {node.line})',
-                      ("filter", kind))
+            self.warn(
+                f'<filter type="{kind[:40]}"> is ignored (line {node.line})', ("filter", kind)
+            )
         node.number("alphaStart", maximum=1)
         node.number("alphaEnd", maximum=1)
         node.children = []  # a filter's own media (masks, displacement maps) is not drawn
@@ -485,4 +530,3 @@ def _wrap(media: Node) -> Node:
                 del media.attrs[name]
     effect.children = [media]
     return effect
-

@@ -42,9 +42,15 @@ KENBURNS_ZOOM = 0.15
 
 
 class Picture:
-    def __init__(self, graph: Graph, media: dict[str, MediaInfo],
-                 rasters: dict[int, Raster | None], warn: Callable[[str], None],
-                 decoder_guard: list[str], window: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        media: dict[str, MediaInfo],
+        rasters: dict[int, Raster | None],
+        warn: Callable[[str], None],
+        decoder_guard: list[str],
+        window: tuple[int, int] | None = None,
+    ) -> None:
         self.g = graph
         self.window = window  # frames [first, end) to render; None: the whole movie
         self.decoder_guard = decoder_guard
@@ -64,8 +70,12 @@ class Picture:
         if count <= 0:
             return None
         build = {
-            "body": self.sequence, "sequence": self.sequence, "stack": self.stack,
-            "effect": self.effect, "text": self.text, "overlay": self.overlay,
+            "body": self.sequence,
+            "sequence": self.sequence,
+            "stack": self.stack,
+            "effect": self.effect,
+            "text": self.text,
+            "overlay": self.overlay,
         }.get(node.tag)
         layer = build(node, count, opaque) if build else None
         if layer is not None:
@@ -122,8 +132,14 @@ class Picture:
                 pending = None
         return self.join(node, count, pieces, lambda n: self.visual(n, opaque), opaque)
 
-    def join(self, parent: Node, count: int, pieces: list[tuple[Node, str | None]],
-             render: Callable[[Node], Layer | None], opaque: bool) -> Layer | None:
+    def join(
+        self,
+        parent: Node,
+        count: int,
+        pieces: list[tuple[Node, str | None]],
+        render: Callable[[Node], Layer | None],
+        opaque: bool,
+    ) -> Layer | None:
         """Items back to back (``concat``), or overlapping through ``xfade``."""
         first, _ = self.frames(parent)
         parts: list[tuple[int, Layer, str | None]] = []
@@ -147,7 +163,8 @@ class Picture:
                 label = self.g.chain(
                     [joined.label, layer.label],
                     f"xfade={xfade or 'transition=fade'}:duration={self.g.seconds(overlap)}"
-                    f":offset={self.g.seconds(length - overlap)}")
+                    f":offset={self.g.seconds(length - overlap)}",
+                )
                 length += layer.frames - overlap
                 group = [dataclasses.replace(joined, label=label, frames=length)]
                 continue
@@ -162,10 +179,12 @@ class Picture:
     def effect(self, node: Node, count: int, opaque: bool) -> Layer | None:
         if node.attrs.get("type") in MULTI_EFFECTS:
             kind = "slideleft" if node.attrs.get("type") == "sliding" else "fade"
-            pieces = [(kid, f"transition={kind}" if i else None)
-                      for i, kid in enumerate(node.content)]
-            return self.join(node, count, pieces, lambda n: self.media_layer(node, n, opaque),
-                             opaque)
+            pieces = [
+                (kid, f"transition={kind}" if i else None) for i, kid in enumerate(node.content)
+            ]
+            return self.join(
+                node, count, pieces, lambda n: self.media_layer(node, n, opaque), opaque
+            )
         return self.media_layer(node, node.content[0], opaque)
 
     def media_layer(self, effect: Node, media: Node, opaque: bool) -> Layer | None:
@@ -192,34 +211,47 @@ class Picture:
     def still(self, raster: Raster, count: int) -> Layer:
         """A picture of ours shown unchanged for ``count`` frames."""
         fmt = "yuva420p" if raster.alpha else "yuv420p"
-        label = self.g.chain([self.picture_input(raster)],
-                             f"format={fmt},loop=loop={count - 1}:size=1:start=0,setsar=1")
+        label = self.g.chain(
+            [self.picture_input(raster)],
+            f"format={fmt},loop=loop={count - 1}:size=1:start=0,setsar=1",
+        )
         return Layer(label, count, raster.x, raster.y, raster.w, raster.h, raster.alpha)
 
-    def kenburns(self, raster: Raster, count: int, total: int, skip: int,
-                 negative: bool) -> Layer:
+    def kenburns(self, raster: Raster, count: int, total: int, skip: int, negative: bool) -> Layer:
         """Frames ``skip`` to ``skip + count`` of a ``total``-frame zoom into the picture."""
         step = f"{KENBURNS_ZOOM}*(on+{skip})/{total}"
         zoom = f"{1 + KENBURNS_ZOOM}-{step}" if negative else f"1+{step}"
         fmt = "yuva420p" if raster.alpha else "yuv420p"
-        label = self.g.chain([self.picture_input(raster)],
-                             f"format={fmt},zoompan=z='{zoom}':x='iw/2-(iw/zoom/2)'"
-                             f":y='ih/2-(ih/zoom/2)':d={count}:s={raster.w}x{raster.h}"
-                             f":fps={self.g.rate_text},setsar=1")
+        label = self.g.chain(
+            [self.picture_input(raster)],
+            f"format={fmt},zoompan=z='{zoom}':x='iw/2-(iw/zoom/2)'"
+            f":y='ih/2-(ih/zoom/2)':d={count}:s={raster.w}x{raster.h}"
+            f":fps={self.g.rate_text},setsar=1",
+        )
         return Layer(label, count, raster.x, raster.y, raster.w, raster.h, raster.alpha)
 
     def picture_input(self, raster: Raster) -> str:
-        index = self.g.input(["-framerate", self.g.rate_text, "-pattern_type", "none",
-                              *path_input_args(Path(raster.path), "image2")])
+        index = self.g.input(
+            [
+                "-framerate",
+                self.g.rate_text,
+                "-pattern_type",
+                "none",
+                *path_input_args(Path(raster.path), "image2"),
+            ]
+        )
         return f"{index}:v"
 
     def color(self, node: Node, box: layout.Box, count: int) -> Layer:
         r, g, b, a = node.color("color")
         x, y, w, h = box
         fmt = "yuva420p" if a < 255 else "yuv420p"
-        label = self.g.chain([], f"color=c=0x{r:02x}{g:02x}{b:02x}@{a / 255:.4f}:s={w}x{h}"
-                                 f":r={self.g.rate_text},format={fmt},"
-                                 f"trim=end_frame={count},setsar=1")
+        label = self.g.chain(
+            [],
+            f"color=c=0x{r:02x}{g:02x}{b:02x}@{a / 255:.4f}:s={w}x{h}"
+            f":r={self.g.rate_text},format={fmt},"
+            f"trim=end_frame={count},setsar=1",
+        )
         return Layer(label, count, x, y, w, h, a < 255)
 
     def video(self, node: Node, count: int, box: layout.Box, mode: str) -> Layer:
@@ -235,17 +267,21 @@ class Picture:
             box = layout.fit(box, aspect)
         x, y, w, h = box
         needed = min(available, (count + 2) / float(self.g.rate) * speed)
-        index = self.g.input(["-t", f"{needed:.6f}", *self.decoder_guard,
-                              *input_args(info, seek=skip or None)])
+        index = self.g.input(
+            ["-t", f"{needed:.6f}", *self.decoder_guard, *input_args(info, seek=skip or None)]
+        )
         retime = "setpts=PTS-STARTPTS" if speed == 1 else f"setpts=(PTS-STARTPTS)/{speed:g}"
         if mode == "fill":
             scale = f"scale={w}:{h}:force_original_aspect_ratio=increase,crop={w}:{h}"
         else:
             scale = f"scale={w}:{h}"
         fmt = "yuva420p" if info.alpha else "yuv420p"
-        label = self.g.chain([f"{index}:v"], f"{retime},fps={self.g.rate_text},{scale},setsar=1,"
-                                             f"format={fmt},tpad=stop=-1:stop_mode=clone,"
-                                             f"trim=end_frame={count}")
+        label = self.g.chain(
+            [f"{index}:v"],
+            f"{retime},fps={self.g.rate_text},{scale},setsar=1,"
+            f"format={fmt},tpad=stop=-1:stop_mode=clone,"
+            f"trim=end_frame={count}",
+        )
         return Layer(label, count, x, y, w, h, info.alpha)
 
     def text(self, node: Node, count: int, opaque: bool) -> Layer | None:
@@ -288,8 +324,13 @@ class Picture:
         if not node.kids({"animator"}):
             return layer
         first, _ = self.frames(node)
-        tracks = motion.tracks(node, (layer.x, layer.y, layer.w, layer.h),
-                               (self.g.width, self.g.height), self.g.frame, float(self.g.rate))
+        tracks = motion.tracks(
+            node,
+            (layer.x, layer.y, layer.w, layer.h),
+            (self.g.width, self.g.height),
+            self.g.frame,
+            float(self.g.rate),
+        )
         steps = []
         if tracks.turn:
             angle = motion.turn_expr(tracks, first, self.frame_of_t)
@@ -297,12 +338,12 @@ class Picture:
         if tracks.scales:
             sx = motion.scale_expr(tracks.sx, first, self.frame_of_t)
             sy = motion.scale_expr(tracks.sy, first, self.frame_of_t)
-            steps.append(f"scale=w='max(2,trunc(iw*{sx}/2)*2)':h='max(2,trunc(ih*{sy}/2)*2)'"
-                         f":eval=frame")
+            steps.append(
+                f"scale=w='max(2,trunc(iw*{sx}/2)*2)':h='max(2,trunc(ih*{sy}/2)*2)':eval=frame"
+            )
         label, alpha = layer.label, layer.alpha
         if steps:
-            label = self.g.chain([label], ",".join(
-                ([] if alpha else ["format=yuva420p"]) + steps))
+            label = self.g.chain([label], ",".join(([] if alpha else ["format=yuva420p"]) + steps))
             alpha = True
         centre = (layer.x + layer.w / 2, layer.y + layer.h / 2)
         moving = motion.Motion(centre, first, tuple(tracks.dx), tuple(tracks.dy))
@@ -326,8 +367,9 @@ class Picture:
             high = fade.number("alphaEnd", 1.0)
             if low != high:
                 kind = "in" if high > low else "out"
-                steps.append(f"fade=t={kind}:st={start}:d={self.g.seconds(fade_count)}"
-                             f":alpha=1:{enable}")
+                steps.append(
+                    f"fade=t={kind}:st={start}:d={self.g.seconds(fade_count)}:alpha=1:{enable}"
+                )
                 if min(low, high) > 0:
                     self.warn(f"{fade.where()}: fades from 0, not from {min(low, high):g}")
             peak = max(low, high)
@@ -337,8 +379,12 @@ class Picture:
         return dataclasses.replace(layer, label=label, alpha=True)
 
     def is_base(self, layer: Layer, count: int) -> bool:
-        return (self.is_full(layer) and not layer.alpha and layer.motion is None
-                and layer.frames >= count)
+        return (
+            self.is_full(layer)
+            and not layer.alpha
+            and layer.motion is None
+            and layer.frames >= count
+        )
 
     def is_full(self, layer: Layer) -> bool:
         return (layer.x, layer.y, layer.w, layer.h) == self.full
@@ -350,8 +396,9 @@ class Picture:
         if not layer.alpha and self.is_full(layer):
             return layer
         if not layer.alpha:
-            label = self.g.chain([layer.label], f"pad={self.g.width}:{self.g.height}:"
-                                                f"{layer.x}:{layer.y}:color=black")
+            label = self.g.chain(
+                [layer.label], f"pad={self.g.width}:{self.g.height}:{layer.x}:{layer.y}:color=black"
+            )
             return Layer(label, layer.frames, *self.full, False)
         return self.overlay_on(self.blank(layer.frames, alpha=False), layer, 0)
 
@@ -361,15 +408,18 @@ class Picture:
             return self.overlay_on(self.blank(layer.frames, alpha=True), layer, 0)
         if self.is_full(layer):
             return layer
-        label = self.g.chain([layer.label], f"format=yuva420p,pad={self.g.width}:"
-                                            f"{self.g.height}:{layer.x}:{layer.y}:color=black@0")
+        label = self.g.chain(
+            [layer.label],
+            f"format=yuva420p,pad={self.g.width}:{self.g.height}:{layer.x}:{layer.y}:color=black@0",
+        )
         return Layer(label, layer.frames, *self.full, True)
 
     def with_alpha(self, layer: Layer) -> Layer:
         if layer.alpha:
             return layer
-        return dataclasses.replace(layer, label=self.g.chain([layer.label], "format=yuva420p"),
-                                   alpha=True)
+        return dataclasses.replace(
+            layer, label=self.g.chain([layer.label], "format=yuva420p"), alpha=True
+        )
 
     def overlay_on(self, base: Layer, layer: Layer, offset: int) -> Layer:
         source = layer.label
@@ -386,8 +436,11 @@ class Picture:
     def blank(self, count: int, alpha: bool, box: layout.Box | None = None) -> Layer:
         x, y, w, h = box or self.full
         color, fmt = ("black@0", "yuva420p") if alpha else ("black", "yuv420p")
-        label = self.g.chain([], f"color=c={color}:s={w}x{h}:r={self.g.rate_text},"
-                                 f"format={fmt},trim=end_frame={count},setsar=1")
+        label = self.g.chain(
+            [],
+            f"color=c={color}:s={w}x{h}:r={self.g.rate_text},"
+            f"format={fmt},trim=end_frame={count},setsar=1",
+        )
         return Layer(label, count, x, y, w, h, alpha)
 
     def concat(self, group: list[Layer]) -> Layer:
@@ -395,9 +448,10 @@ class Picture:
             return group[0]
         # setpts=N: concat times a one-frame segment as lasting no time, and the encoder
         # then drops the frames that share a timestamp; every part runs at the rate.
-        label = self.g.chain([layer.label for layer in group],
-                             f"concat=n={len(group)}:v=1:a=0,settb={self.g.time_base},"
-                             f"setpts=N")
+        label = self.g.chain(
+            [layer.label for layer in group],
+            f"concat=n={len(group)}:v=1:a=0,settb={self.g.time_base},setpts=N",
+        )
         return dataclasses.replace(group[0], label=label, frames=sum(g.frames for g in group))
 
     def fit_length(self, layer: Layer, count: int, alpha: bool) -> Layer:

@@ -37,9 +37,14 @@ class Profile:
         """The fast low-resolution rendering published before the export."""
         height = min(self.height, PREVIEW_HEIGHT)
         width = even(self.width * height / self.height)
-        return dataclasses.replace(self, name=f"{self.name}-preview", width=width,
-                                   height=height, video_kbps=min(self.video_kbps, 400),
-                                   audio_kbps=64)
+        return dataclasses.replace(
+            self,
+            name=f"{self.name}-preview",
+            width=width,
+            height=height,
+            video_kbps=min(self.video_kbps, 400),
+            audio_kbps=64,
+        )
 
 
 def _p(name: str, width: int, height: int, video: int, audio: int, rate=Fraction(25)) -> Profile:

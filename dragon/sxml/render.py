@@ -44,8 +44,9 @@ THUMBNAIL_QUALITY = "3"  # ffmpeg's JPEG qscale: 2 (best) to 31
 class Movie:
     """A checked, downloaded and timed definition, ready to be rendered at any size."""
 
-    def __init__(self, definition: Definition, downloads: dict, media: dict,
-                 retime: Callable[[], None]) -> None:
+    def __init__(
+        self, definition: Definition, downloads: dict, media: dict, retime: Callable[[], None]
+    ) -> None:
         self.body = definition.body
         self.retime = retime  # times the body again (after beat sync)
         self.downloads = downloads
@@ -76,25 +77,49 @@ async def create(ctx) -> dict:
         # Pictures and texts do not depend on when they play: the export's are drawn while
         # the beats are tracked (render draws any that snapping made visible).
         jobs = plan_assets(ctx, movie, profile, "export")
-        _, drawn = await gather([sync_to_beats(ctx, movie.body, movie.media, movie.retime, warn),
-                                 assets.draw(ctx, jobs)], limit=2)
+        _, drawn = await gather(
+            [
+                sync_to_beats(ctx, movie.body, movie.media, movie.retime, warn),
+                assets.draw(ctx, jobs),
+            ],
+            limit=2,
+        )
     movie.ducked = await ducking.plan(ctx, movie.body, movie.media)
     duration = movie.duration
     if duration * profile.rate < 1:
-        raise errors.ParameterError.one("definition", f"the movie lasts {duration:g} s, less "
-                                                      "than one frame")
+        raise errors.ParameterError.one(
+            "definition", f"the movie lasts {duration:g} s, less than one frame"
+        )
     if p["preview"]:
         path = ctx.tmpdir / "preview.mp4"
-        await render(ctx, movie, profile.preview(), "preview", warn, video=path,
-                     preset=PREVIEW_PRESET, crf=PREVIEW_CRF)
+        await render(
+            ctx,
+            movie,
+            profile.preview(),
+            "preview",
+            warn,
+            video=path,
+            preset=PREVIEW_PRESET,
+            crf=PREVIEW_CRF,
+        )
         url = await ctx.output("preview", path, "video/mp4")
         await ctx.partial({"duration": round(duration, 3), "preview": url})
     thumbnail = ctx.tmpdir / "thumbnail.jpg"
     at = min(max(0.0, p["thumbnail_time"]), duration)
     export = ctx.tmpdir / "export.mp4" if p["export"] else None
-    await render(ctx, movie, profile, "export", warn, video=export, thumbnail=(thumbnail, at),
-                 preset=ffmpeg.x264_preset(ctx.settings), crf=CRF, progress=export is not None,
-                 drawn=drawn)
+    await render(
+        ctx,
+        movie,
+        profile,
+        "export",
+        warn,
+        video=export,
+        thumbnail=(thumbnail, at),
+        preset=ffmpeg.x264_preset(ctx.settings),
+        crf=CRF,
+        progress=export is not None,
+        drawn=drawn,
+    )
     if export is not None:
         await check_length(ctx, export, duration, profile.rate)
         await ctx.output("export", export, "video/mp4")
@@ -110,9 +135,21 @@ async def check_length(ctx, path: Path, expected: float, rate: float) -> None:
     failure is better.
     """
     # The video stream's own length: the container's would be the music's.
-    out = await ctx.run(["ffprobe", "-v", "error", "-select_streams", "v:0",
-                         "-show_entries", "stream=duration", "-of", "csv=p=0",
-                         *probe.path_input_args(path, "mov")], error_code=errors.PROCESS_FAILED)
+    out = await ctx.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=duration",
+            "-of",
+            "csv=p=0",
+            *probe.path_input_args(path, "mov"),
+        ],
+        error_code=errors.PROCESS_FAILED,
+    )
     try:
         length: float | None = float(out.stdout.decode().strip())
     except ValueError:
@@ -120,8 +157,8 @@ async def check_length(ctx, path: Path, expected: float, rate: float) -> None:
     if length is None or abs(length - expected) > max(2 / rate, 0.1):
         got = "an unknown time" if length is None else f"{length:.2f} s"
         raise errors.TaskError(
-            errors.PROCESS_FAILED,
-            f"the rendered video lasts {got} instead of {expected:.2f} s")
+            errors.PROCESS_FAILED, f"the rendered video lasts {got} instead of {expected:.2f} s"
+        )
 
 
 async def load(ctx, text: str, warn) -> Movie:
@@ -210,10 +247,20 @@ def _located(node: Node, error: errors.TaskError) -> errors.TaskError:
     return errors.TaskError(error.code, f"{node.where()}: {error.message}")
 
 
-async def render(ctx, movie: Movie, profile: profiles.Profile, name: str, warn, *,
-                 video: Path | None, thumbnail: tuple[Path, float] | None = None,
-                 preset: str, crf: int, progress: bool = False,
-                 drawn: dict | None = None) -> None:
+async def render(
+    ctx,
+    movie: Movie,
+    profile: profiles.Profile,
+    name: str,
+    warn,
+    *,
+    video: Path | None,
+    thumbnail: tuple[Path, float] | None = None,
+    preset: str,
+    crf: int,
+    progress: bool = False,
+    drawn: dict | None = None,
+) -> None:
     """Render ``movie`` at ``profile`` into the MP4 ``video`` and/or one JPEG frame.
 
     One ffmpeg run makes the whole movie unless ``segments.windows`` cuts it to bound
@@ -237,16 +284,37 @@ async def render(ctx, movie: Movie, profile: profiles.Profile, name: str, warn, 
         await render_window(ctx, movie, profile, rasters, warn, window, thumbnail=still)
         return
     if len(windows) == 1:
-        await render_window(ctx, movie, profile, rasters, warn, None, video=video,
-                            thumbnail=still, sound=True, preset=preset, crf=crf,
-                            progress=progress)
+        await render_window(
+            ctx,
+            movie,
+            profile,
+            rasters,
+            warn,
+            None,
+            video=video,
+            thumbnail=still,
+            sound=True,
+            preset=preset,
+            crf=crf,
+            progress=progress,
+        )
         return
     parts = []
     for i, window in enumerate(windows):
         part = ctx.tmpdir / f"{name}-{i}.mp4"
         inside = still if still and window[0] <= still[1] < window[1] else None
-        await render_window(ctx, movie, profile, rasters, warn, window, video=part,
-                            thumbnail=inside, preset=preset, crf=crf)
+        await render_window(
+            ctx,
+            movie,
+            profile,
+            rasters,
+            warn,
+            window,
+            video=part,
+            thumbnail=inside,
+            preset=preset,
+            crf=crf,
+        )
         parts.append(part)
         if progress:
             ctx.progress(99 * window[1] / total)
@@ -254,20 +322,35 @@ async def render(ctx, movie: Movie, profile: profiles.Profile, name: str, warn, 
 
 
 def plan_assets(ctx, movie: Movie, profile: profiles.Profile, name: str) -> dict:
-    return assets.plan(movie.body, (profile.width, profile.height), movie.downloads,
-                       antialias=ctx.params.get("antialias", 4),
-                       max_pixels=int(ctx.settings.max_pixels), tmpdir=ctx.tmpdir, tag=name)
+    return assets.plan(
+        movie.body,
+        (profile.width, profile.height),
+        movie.downloads,
+        antialias=ctx.params.get("antialias", 4),
+        max_pixels=int(ctx.settings.max_pixels),
+        tmpdir=ctx.tmpdir,
+        tag=name,
+    )
 
 
-async def render_window(ctx, movie: Movie, profile: profiles.Profile, rasters: dict, warn,
-                        window: tuple[int, int] | None, *, video: Path | None = None,
-                        thumbnail: tuple[Path, int] | None = None, sound: bool = False,
-                        preset: str = PREVIEW_PRESET, crf: int = CRF,
-                        progress: bool = False) -> None:
+async def render_window(
+    ctx,
+    movie: Movie,
+    profile: profiles.Profile,
+    rasters: dict,
+    warn,
+    window: tuple[int, int] | None,
+    *,
+    video: Path | None = None,
+    thumbnail: tuple[Path, int] | None = None,
+    sound: bool = False,
+    preset: str = PREVIEW_PRESET,
+    crf: int = CRF,
+    progress: bool = False,
+) -> None:
     """One ffmpeg run: the frames of ``window`` (None: all) to ``video`` and/or a JPEG."""
     graph = Graph(profile.width, profile.height, profile.rate)
-    picture = Picture(graph, movie.media, rasters, warn, ffmpeg.decoder_guard(ctx.settings),
-                      window)
+    picture = Picture(graph, movie.media, rasters, warn, ffmpeg.decoder_guard(ctx.settings), window)
     layer = picture.movie(movie.body)
     main, outputs = layer.label, []
     if thumbnail is not None:
@@ -277,39 +360,83 @@ async def render_window(ctx, movie: Movie, profile: profiles.Profile, rasters: d
         if video is not None:
             main, source = graph.split(layer.label, 2)
         frame = graph.chain([source], f"trim=start_frame={index}:end_frame={index + 1}")
-        outputs += ["-map", f"[{frame}]", "-frames:v", "1", "-q:v", THUMBNAIL_QUALITY,
-                    "-update", "1", str(path)]
+        outputs += [
+            "-map",
+            f"[{frame}]",
+            "-frames:v",
+            "1",
+            "-q:v",
+            THUMBNAIL_QUALITY,
+            "-update",
+            "1",
+            str(path),
+        ]
     if video is not None:
         audio = ["-map", f"[{sound_mix(graph, movie)}]", *aac(profile)] if sound else ["-an"]
-        outputs = ["-map", f"[{main}]", *audio, *x264(profile, preset, crf),
-                   "-movflags", "+faststart", *ffmpeg.output_cap(ctx.settings), str(video),
-                   *outputs]
+        outputs = [
+            "-map",
+            f"[{main}]",
+            *audio,
+            *x264(profile, preset, crf),
+            "-movflags",
+            "+faststart",
+            *ffmpeg.output_cap(ctx.settings),
+            str(video),
+            *outputs,
+        ]
     script = ctx.tmpdir / f"graph-{window[0] if window else 'all'}.txt"
     script.write_text(graph.script())
-    argv = ffmpeg.ffmpeg_argv(*graph.argv_inputs(), "-filter_complex_script", str(script),
-                              *outputs)
-    await ctx.run(argv, error_code=errors.PROCESS_FAILED,
-                  progress_duration=movie.duration if progress else None)
+    argv = ffmpeg.ffmpeg_argv(*graph.argv_inputs(), "-filter_complex_script", str(script), *outputs)
+    await ctx.run(
+        argv,
+        error_code=errors.PROCESS_FAILED,
+        progress_duration=movie.duration if progress else None,
+    )
     for path in (video, thumbnail and thumbnail[0]):
         if path is not None:
             ffmpeg.check_output(path, ctx.settings)
 
 
-async def join(ctx, movie: Movie, profile: profiles.Profile, parts: list[Path],
-               video: Path) -> None:
+async def join(
+    ctx, movie: Movie, profile: profiles.Profile, parts: list[Path], video: Path
+) -> None:
     """The encoded windows end to end (stream copy) with the soundtrack mixed in."""
     listing = ctx.tmpdir / f"{video.stem}.ffconcat"
     listing.write_text("ffconcat version 1.0\n" + "".join(f"file {p.name}\n" for p in parts))
     graph = Graph(profile.width, profile.height, profile.rate)
-    graph.input(["-protocol_whitelist", "file,pipe", "-format_whitelist", "concat,mov",
-                 "-f", "concat", "-safe", "1", "-i", str(listing)])
+    graph.input(
+        [
+            "-protocol_whitelist",
+            "file,pipe",
+            "-format_whitelist",
+            "concat,mov",
+            "-f",
+            "concat",
+            "-safe",
+            "1",
+            "-i",
+            str(listing),
+        ]
+    )
     audio = sound_mix(graph, movie)
     script = ctx.tmpdir / f"{video.stem}-sound.txt"
     script.write_text(graph.script())
-    argv = ffmpeg.ffmpeg_argv(*graph.argv_inputs(), "-filter_complex_script", str(script),
-                              "-map", "0:v", "-map", f"[{audio}]", "-c:v", "copy",
-                              *aac(profile), "-movflags", "+faststart",
-                              *ffmpeg.output_cap(ctx.settings), str(video))
+    argv = ffmpeg.ffmpeg_argv(
+        *graph.argv_inputs(),
+        "-filter_complex_script",
+        str(script),
+        "-map",
+        "0:v",
+        "-map",
+        f"[{audio}]",
+        "-c:v",
+        "copy",
+        *aac(profile),
+        "-movflags",
+        "+faststart",
+        *ffmpeg.output_cap(ctx.settings),
+        str(video),
+    )
     await ctx.run(argv, error_code=errors.PROCESS_FAILED)
     ffmpeg.check_output(video, ctx.settings)
 
@@ -319,10 +446,19 @@ def sound_mix(graph: Graph, movie: Movie) -> str:
 
 
 def x264(profile: profiles.Profile, preset: str, crf: int) -> list[str]:
-    return ffmpeg.x264_args(crf=crf, gop=2 * round(profile.rate), preset=preset,
-                            maxrate_kbps=profile.video_kbps)
+    return ffmpeg.x264_args(
+        crf=crf, gop=2 * round(profile.rate), preset=preset, maxrate_kbps=profile.video_kbps
+    )
 
 
 def aac(profile: profiles.Profile) -> list[str]:
-    return ["-c:a", "aac", "-b:a", f"{profile.audio_kbps}k", "-ar", str(sound.SAMPLE_RATE),
-            "-ac", "2"]
+    return [
+        "-c:a",
+        "aac",
+        "-b:a",
+        f"{profile.audio_kbps}k",
+        "-ar",
+        str(sound.SAMPLE_RATE),
+        "-ac",
+        "2",
+    ]

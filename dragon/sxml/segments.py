@@ -29,16 +29,20 @@ INPUT_BYTES = 3 * 1024**2 // 2  # what ffmpeg spends on any input, however small
 Window = tuple[int, int]  # frames [first, end)
 
 
-def windows(body: Node, graph: Graph, rasters: dict[int, Raster | None],
-            media: dict[str, MediaInfo], budget: int = MEMORY_BUDGET) -> list[Window]:
+def windows(
+    body: Node,
+    graph: Graph,
+    rasters: dict[int, Raster | None],
+    media: dict[str, MediaInfo],
+    budget: int = MEMORY_BUDGET,
+) -> list[Window]:
     """Windows covering the movie, each within ``budget`` when its content allows."""
     total = graph.frame(body.end)
     leaves = sorted(_leaves(body, graph, rasters, media))
     if sum(cost for _, _, cost in leaves) <= budget:
         return [(0, total)]
     zones = _zones(body, graph)
-    cuts = sorted({f for first, end, _ in leaves for f in (first, end)}
-                  | {end for _, end in zones})
+    cuts = sorted({f for first, end, _ in leaves for f in (first, end)} | {end for _, end in zones})
     cuts = [c for c in cuts if 0 < c < total and not any(a < c < b for a, b in zones)]
     cuts.append(total)
     out: list[Window] = []
@@ -49,8 +53,7 @@ def windows(body: Node, graph: Graph, rasters: dict[int, Raster | None],
     return out
 
 
-def _furthest(start: int, cuts: list[int], leaves: list[tuple[int, int, int]],
-              budget: int) -> int:
+def _furthest(start: int, cuts: list[int], leaves: list[tuple[int, int, int]], budget: int) -> int:
     """The furthest cut after ``start`` whose window stays within ``budget`` (at least one)."""
     live = [(first, cost) for first, end, cost in leaves if end > start]
     best = None
@@ -66,8 +69,9 @@ def _furthest(start: int, cuts: list[int], leaves: list[tuple[int, int, int]],
     return best
 
 
-def _leaves(body: Node, graph: Graph, rasters: dict[int, Raster | None],
-            media: dict[str, MediaInfo]):
+def _leaves(
+    body: Node, graph: Graph, rasters: dict[int, Raster | None], media: dict[str, MediaInfo]
+):
     """(first frame, end frame, bytes) of every node that is an input of the graph."""
     frame_bytes = graph.width * graph.height * 3 // 2
     for node in body.walk():
@@ -82,19 +86,23 @@ def _leaves(body: Node, graph: Graph, rasters: dict[int, Raster | None],
                 yield first, end, frame_bytes + INPUT_BYTES  # a colour
         elif node.tag == "video":
             size = media[node.attrs["filename"]].display_size or (graph.width, graph.height)
-            yield first, end, (size[0] * size[1] * 3 // 2 * VIDEO_FRAMES + 2 * frame_bytes
-                               + INPUT_BYTES)
+            yield (
+                first,
+                end,
+                (size[0] * size[1] * 3 // 2 * VIDEO_FRAMES + 2 * frame_bytes + INPUT_BYTES),
+            )
 
 
 def _zones(body: Node, graph: Graph) -> list[Window]:
     """Spans a window boundary may not cut: transitions, internal crossfades, fades."""
     zones = []
     for node in body.walk():
-        if node.tag == "transition" or (node.tag == "filter"
-                                        and node.attrs.get("type") == "alpha"):
+        if node.tag == "transition" or (node.tag == "filter" and node.attrs.get("type") == "alpha"):
             zones.append((graph.frame(node.begin), graph.frame(node.end)))
         elif node.tag == "effect" and node.attrs.get("type") in MULTI_EFFECTS:
             media = node.content
-            zones += [(graph.frame(b.begin), graph.frame(a.end))
-                      for a, b in zip(media, media[1:], strict=False)]
+            zones += [
+                (graph.frame(b.begin), graph.frame(a.end))
+                for a, b in zip(media, media[1:], strict=False)
+            ]
     return [(a, b) for a, b in zones if b > a]

@@ -35,21 +35,34 @@ class Fade:
     duration: float
 
 
-def mix(graph: Graph, body: Node, media: dict[str, MediaInfo],
-        ducked: list[ducking.Span] | None = None) -> str:
+def mix(
+    graph: Graph, body: Node, media: dict[str, MediaInfo], ducked: list[ducking.Span] | None = None
+) -> str:
     """Add the soundtrack to ``graph``; returns its output label. ``ducked``: the
     stretches where tracks without ``duck-others`` play quieter (``ducking.plan``)."""
     total = _samples(body.end)
     duck = ducking.volume_filter(ducked or [])
-    labels = [label for node, fades in _clips(body, [])
-              if (label := _clip(graph, node, fades, media[node.attrs["filename"]],
-                                 None if "duck-others" in node.attrs else duck))]
+    labels = [
+        label
+        for node, fades in _clips(body, [])
+        if (
+            label := _clip(
+                graph,
+                node,
+                fades,
+                media[node.attrs["filename"]],
+                None if "duck-others" in node.attrs else duck,
+            )
+        )
+    ]
     if not labels:
-        return graph.chain([], f"anullsrc=r={SAMPLE_RATE}:cl=stereo,atrim=end_sample={total}",
-                           prefix="a")
+        return graph.chain(
+            [], f"anullsrc=r={SAMPLE_RATE}:cl=stereo,atrim=end_sample={total}", prefix="a"
+        )
     if len(labels) > 1:
-        mixed = graph.chain(labels, f"amix=inputs={len(labels)}:normalize=0:duration=longest",
-                            prefix="a")
+        mixed = graph.chain(
+            labels, f"amix=inputs={len(labels)}:normalize=0:duration=longest", prefix="a"
+        )
     else:
         mixed = labels[0]
     return graph.chain([mixed], f"apad=whole_len={total},atrim=end_sample={total}", prefix="a")
@@ -63,7 +76,8 @@ def _clips(node: Node, fades: list[Fade]):
         yield node, fades
         return
     sequence_like = node.tag in ("body", "sequence") or (
-        node.tag == "effect" and node.attrs.get("type") in MULTI_EFFECTS)
+        node.tag == "effect" and node.attrs.get("type") in MULTI_EFFECTS
+    )
     items = [c for c in node.children if c.is_content]
     for i, child in enumerate(items):
         extra: list[Fade] = []
@@ -75,8 +89,9 @@ def _clips(node: Node, fades: list[Fade]):
         yield from _clips(child, fades + extra)
 
 
-def _clip(graph: Graph, node: Node, fades: list[Fade], info: MediaInfo,
-          duck: str | None) -> str | None:
+def _clip(
+    graph: Graph, node: Node, fades: list[Fade], info: MediaInfo, duck: str | None
+) -> str | None:
     if not info.has_audio:
         return None  # a silent video
     skip = node.number("skip", 0.0) or 0.0
@@ -101,11 +116,11 @@ def _clip(graph: Graph, node: Node, fades: list[Fade], info: MediaInfo,
     if fade_in:
         steps.append(f"afade=t=in:st=0:d={fade_in:.6f}")
     if fade_out:
-        steps.append(f"afade=t=out:st={max(0.0, node.duration - fade_out):.6f}"
-                     f":d={fade_out:.6f}")
+        steps.append(f"afade=t=out:st={max(0.0, node.duration - fade_out):.6f}:d={fade_out:.6f}")
     for fade in fades:
-        steps.append(f"afade=t={fade.kind}:st={max(0.0, fade.start - node.begin):.6f}"
-                     f":d={fade.duration:.6f}")
+        steps.append(
+            f"afade=t={fade.kind}:st={max(0.0, fade.start - node.begin):.6f}:d={fade.duration:.6f}"
+        )
     delay = _samples(node.begin)
     steps.append(f"atrim=end_sample={_samples(node.end) - delay}")
     if delay:
@@ -131,4 +146,3 @@ def _tempo(speed: float) -> list[str]:
 
 def _samples(seconds: float) -> int:
     return round(seconds * SAMPLE_RATE)
-

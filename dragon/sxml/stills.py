@@ -82,8 +82,9 @@ def render_still(job: StillJob) -> Raster:
     if job.mode == "fill":
         crop = geometry.crop_box(picture.width, picture.height, *size)
         cx, cy, cw, ch = crop
-        picture = picture.resize(size, RESAMPLE, box=(cx, cy, cx + cw, cy + ch),
-                                 reducing_gap=REDUCING_GAP)
+        picture = picture.resize(
+            size, RESAMPLE, box=(cx, cy, cx + cw, cy + ch), reducing_gap=REDUCING_GAP
+        )
     elif picture.size != size:
         picture = picture.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
     alpha = picture.mode == "RGBA"
@@ -97,8 +98,9 @@ def render_still(job: StillJob) -> Raster:
 
 def _box(job: StillJob, aspect: float) -> layout.Box:
     width, height = job.frame
-    box = (0, 0, width, height) if job.spec is None else layout.place(job.spec, width, height,
-                                                                      aspect)
+    box = (
+        (0, 0, width, height) if job.spec is None else layout.place(job.spec, width, height, aspect)
+    )
     return layout.fit(box, aspect) if job.mode == "fit" else box
 
 

@@ -74,11 +74,12 @@ def clean(text: str) -> str:
 
 
 def font_path(name: str | None) -> str:
-    path = os.path.join(FONT_DIR, FONTS.get((name or "").lower().replace(" ", ""),
-                                             DEFAULT_FONT))
+    path = os.path.join(FONT_DIR, FONTS.get((name or "").lower().replace(" ", ""), DEFAULT_FONT))
     if not os.path.exists(path):
-        raise errors.TaskError(errors.INTERNAL_ERROR, f"the font {path} is not installed "
-                                                      "(fonts-dejavu-core; run make install)")
+        raise errors.TaskError(
+            errors.INTERNAL_ERROR,
+            f"the font {path} is not installed (fonts-dejavu-core; run make install)",
+        )
     return path
 
 
@@ -138,8 +139,7 @@ def render_text(job: TextJob) -> Raster | None:
     if canvas is None:
         return None
     canvas.save(job.out, "PNG", compress_level=1)
-    return Raster(job.out, x, y, canvas.width, canvas.height, True,
-                  canvas.width * canvas.height)
+    return Raster(job.out, x, y, canvas.width, canvas.height, True, canvas.width * canvas.height)
 
 
 def _box(job: TextJob) -> layout.Box:

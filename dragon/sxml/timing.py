@@ -48,13 +48,15 @@ def resolve(body: Node, media_length: MediaLength, *, max_duration: float) -> li
     if total is None or total <= 0:
         raise DefinitionError(body, "lasts 0 seconds: there is nothing to render")
     if total > max_duration:
-        raise DefinitionError(None, f"the movie would last {total:.1f} s, longer than the "
-                                    f"{max_duration:g} s allowed")
+        raise DefinitionError(
+            None, f"the movie would last {total:.1f} s, longer than the {max_duration:g} s allowed"
+        )
     _assign(body, 0.0, total, total)
     return warnings
 
 
 # -- pass 1: natural durations, bottom-up ------------------------------------------------
+
 
 def _natural(node: Node, media_length: MediaLength, warnings: list[str]) -> float | None:
     for child in node.children:
@@ -118,8 +120,9 @@ def _sequence_length(node: Node, warnings: list[str]) -> float:
             length = _item_length(child, warnings)
             overlap = 0.0
             if pending is not None and previous_length is not None:
-                overlap = _clamp_transition(pending, previous_length - previous_overlap,
-                                            length, warnings)
+                overlap = _clamp_transition(
+                    pending, previous_length - previous_overlap, length, warnings
+                )
             total += length - overlap
             previous_length, previous_overlap, pending = length, overlap, None
     return total
@@ -127,8 +130,10 @@ def _sequence_length(node: Node, warnings: list[str]) -> float:
 
 def _item_length(node: Node, warnings: list[str]) -> float:
     if node.bound:
-        warnings.append(f'{node.where()}: duration=".." means nothing inside a sequence; '
-                        f"it lasts {DEFAULT_ITEM:g} s")
+        warnings.append(
+            f'{node.where()}: duration=".." means nothing inside a sequence; '
+            f"it lasts {DEFAULT_ITEM:g} s"
+        )
         return DEFAULT_ITEM
     return node.natural if node.natural is not None else DEFAULT_ITEM
 
@@ -137,13 +142,16 @@ def _clamp_transition(node: Node, before: float, after: float, warnings: list[st
     wanted = node.number("duration", DEFAULT_TRANSITION) or 0.0
     value = max(0.0, min(wanted, before, after))
     if value < wanted and not node.implicit:
-        warnings.append(f"{node.where()}: shortened from {wanted:g} s to {value:.3g} s to fit "
-                        f"between its neighbours")
+        warnings.append(
+            f"{node.where()}: shortened from {wanted:g} s to {value:.3g} s to fit "
+            f"between its neighbours"
+        )
     node.natural = value
     return value
 
 
 # -- pass 2: assignment, top-down --------------------------------------------------------
+
 
 def _assign(node: Node, begin: float, duration: float, limit: float) -> None:
     node.begin = begin
@@ -191,8 +199,11 @@ def _assign_sequence(node: Node) -> None:
             child.end = max(child.begin, min(cursor, node.end))
             continue
         if child.is_content:
-            length = DEFAULT_ITEM if child.bound else (
-                child.natural if child.natural is not None else DEFAULT_ITEM)
+            length = (
+                DEFAULT_ITEM
+                if child.bound
+                else (child.natural if child.natural is not None else DEFAULT_ITEM)
+            )
             start = cursor - overlap
             _assign(child, start, length, node.end)
             cursor, overlap = start + length, 0.0

@@ -29,16 +29,26 @@ MAP_CARD = "#808080"
 
 VIDEO_ATTRS = ("filename", "skip", "duration", "audio", "volume", "speed", *DUCKING)
 # ``voice`` is copied so that text-to-speech is refused as in core SXML.
-AUDIO_ATTRS = ("filename", "skip", "volume", "fadein", "fadeout", "loop", "speed", "voice",
-               *DUCKING)
+AUDIO_ATTRS = (
+    "filename",
+    "skip",
+    "volume",
+    "fadein",
+    "fadeout",
+    "loop",
+    "speed",
+    "voice",
+    *DUCKING,
+)
 
 
 def expand(widget: Node, warnings: list[str]) -> Node:
     """The core-SXML ``stack`` equivalent to ``widget`` (a director theme)."""
     kind = widget.attrs.get("type", "")
     if not kind.startswith(PREFIX):
-        raise DefinitionError(widget, f'type="{kind[:60]}" is not supported '
-                                      f"(only the {PREFIX}* themes are)")
+        raise DefinitionError(
+            widget, f'type="{kind[:60]}" is not supported (only the {PREFIX}* themes are)'
+        )
     sequence = _node("sequence", widget)
     if widget.attrs.get("sync"):  # cuts on the beat (beatsync.py), checked as a sequence's
         sequence.attrs["sync"] = widget.attrs["sync"]
@@ -65,16 +75,17 @@ def _video_track(track: Node, sequence: Node, warnings: list[str]) -> None:
         if item.tag == "transition":
             sequence.children.append(item)
         elif item.tag == "image" and item.attrs.get("type") == "map":
-            warnings.append(f"<image type=\"map\"> is shown as a grey card: maps are not "
-                            f"supported (line {item.line})")
+            warnings.append(
+                f'<image type="map"> is shown as a grey card: maps are not '
+                f"supported (line {item.line})"
+            )
             card = _node("effect", item, type="none", duration=_duration(item))
             card.children = [_node("image", item, color=MAP_CARD)]
             sequence.children.append(card)
         elif item.tag == "image":
             sequence.children.append(_still(item, warnings))
         elif item.tag == "text":
-            card = _node("text", item, type="zone", duration=_duration(item),
-                         fontcolor="#FFFFFF")
+            card = _node("text", item, type="zone", duration=_duration(item), fontcolor="#FFFFFF")
             card.text = item.text
             sequence.children.append(card)
         elif item.tag == "video":
@@ -87,9 +98,13 @@ def _video_track(track: Node, sequence: Node, warnings: list[str]) -> None:
 
 def _still(item: Node, warnings: list[str]) -> Node:
     image = _node("image", item, filename=item.attrs.get("filename", ""))
-    captions = [t for track in item.children if track.tag == "track"
-                and track.attrs.get("type") == "caption"
-                for t in track.children if t.tag == "text"]
+    captions = [
+        t
+        for track in item.children
+        if track.tag == "track" and track.attrs.get("type") == "caption"
+        for t in track.children
+        if t.tag == "text"
+    ]
     for other in item.children:
         if other.tag != "track":
             warnings.append(f"<{other.tag}> inside a widget image is ignored (line {other.line})")
@@ -121,8 +136,7 @@ def _add_crossfades(sequence: Node) -> None:
     out: list[Node] = []
     for child in sequence.children:
         if out and child.tag != "transition" and out[-1].tag != "transition":
-            auto = _node("transition", child, type="crossfade",
-                         duration=f"{AUTO_TRANSITION:g}")
+            auto = _node("transition", child, type="crossfade", duration=f"{AUTO_TRANSITION:g}")
             out.append(auto)
         out.append(child)
     sequence.children = out

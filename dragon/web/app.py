@@ -47,7 +47,7 @@ def setup_routes(app: web.Application) -> None:
     for v in ("v1", "v2"):
         r.add_post(f"/{v}/create", tasks.create)
         r.add_post(f"/{v}/create_stream", tasks.create_stream)
-        for path in (f"/{v}/status", ):
+        for path in (f"/{v}/status",):
             r.add_get(path, tasks.status)
             r.add_post(path, tasks.status)
         for path in (f"/{v}/status_stream", f"/{v}/stream"):
@@ -85,13 +85,16 @@ async def healthz(request: web.Request) -> web.Response:
     if shortage:
         problems.append(shortage)
     status = "degraded" if problems else "ok"
-    return web.json_response({
-        "status": "closing" if state(request).service.closing.is_set() else status,
-        "problems": problems,
-        "queued": scheduler.queued_count(),
-        "executing": len(scheduler.running),
-        "subscribers": state(request).bus.size(),
-    }, status=503 if problems else 200)
+    return web.json_response(
+        {
+            "status": "closing" if state(request).service.closing.is_set() else status,
+            "problems": problems,
+            "queued": scheduler.queued_count(),
+            "executing": len(scheduler.running),
+            "subscribers": state(request).bus.size(),
+        },
+        status=503 if problems else 200,
+    )
 
 
 def database_read_only(request: web.Request) -> bool:
@@ -99,9 +102,11 @@ def database_read_only(request: web.Request) -> bool:
     settings = state(request).settings
     if settings.database_url:  # PostgreSQL: a lost connection is a 503 per request (Busy)
         return request.app[DATABASE_HEALTH].recently_read_only()
-    return (not os.access(settings.db_path, os.W_OK)
-            or not os.access(settings.data_path, os.W_OK)
-            or request.app[DATABASE_HEALTH].recently_read_only())
+    return (
+        not os.access(settings.db_path, os.W_OK)
+        or not os.access(settings.data_path, os.W_OK)
+        or request.app[DATABASE_HEALTH].recently_read_only()
+    )
 
 
 def _warm_worker() -> None:
@@ -129,11 +134,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await st.fetcher.start()
     set_tool_nice(settings.tool_nice)
     set_tool_memory(settings.tool_memory_bytes)
-    st.pool = WorkerPool(settings.heavy_slots, initializer=_warm_worker,
-                         nice=settings.tool_nice, tool_memory=settings.tool_memory_bytes)
+    st.pool = WorkerPool(
+        settings.heavy_slots,
+        initializer=_warm_worker,
+        nice=settings.tool_nice,
+        tool_memory=settings.tool_memory_bytes,
+    )
     st.bus = Bus(settings.stream_queue_size)
-    st.registry = load_tasks(tuple(m.strip() for m in settings.task_modules.split(",")
-                                   if m.strip()))
+    st.registry = load_tasks(
+        tuple(m.strip() for m in settings.task_modules.split(",") if m.strip())
+    )
     backend: Backend
     if settings.s3_bucket:
         backend = S3Backend(settings)
@@ -141,20 +151,34 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     else:
         backend = LocalBackend(settings.files_path, settings.base_url)
     st.stores = Stores(st.db, backend, settings, st.fetcher)
-    st.scheduler = Scheduler(settings=settings, database=st.db, bus=st.bus,
-                             registry=st.registry, stores=st.stores,
-                             fetcher=metrics.CountingFetcher(st.fetcher),
-                             process_pool=st.pool)
-    st.service = Service(settings=settings, database=st.db, bus=st.bus,
-                         scheduler=st.scheduler, registry=st.registry, stores=st.stores)
+    st.scheduler = Scheduler(
+        settings=settings,
+        database=st.db,
+        bus=st.bus,
+        registry=st.registry,
+        stores=st.stores,
+        fetcher=metrics.CountingFetcher(st.fetcher),
+        process_pool=st.pool,
+    )
+    st.service = Service(
+        settings=settings,
+        database=st.db,
+        bus=st.bus,
+        scheduler=st.scheduler,
+        registry=st.registry,
+        stores=st.stores,
+    )
     st.auth = Authenticator(st.db)
     st.buckets = TokenBuckets(settings.create_rate, settings.create_burst)
     st.callbacks = CallbackSender(settings, st.db, st.fetcher)
     st.scheduler.on_callback_queued = st.callbacks.wake
     st.storage = Storage(st.db, st.stores)
     st.sweeper = Sweeper(st.db, st.stores, settings)
-    metrics.watch(lambda lane: st.scheduler.lanes[lane].queue.size,
-                  lambda lane: st.scheduler.lanes[lane].busy, st.bus.subscribers)
+    metrics.watch(
+        lambda lane: st.scheduler.lanes[lane].queue.size,
+        lambda lane: st.scheduler.lanes[lane].busy,
+        st.bus.subscribers,
+    )
     await st.scheduler.start()
     st.callbacks.start()
     st.sweeper.start()
@@ -173,8 +197,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[metrics_middleware, error_middleware],
-                          client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[metrics_middleware, error_middleware], client_max_size=settings.max_body_bytes
+    )
     app[STATE] = State(settings)
     app[DATABASE_HEALTH] = DatabaseHealth()
     app.cleanup_ctx.append(_resources)

@@ -30,9 +30,24 @@ def sources(tmp_path_factory, origin):
     ffmpeg("-i", str(d / "drums.wav"), "-c:a", "libmp3lame", "-b:a", "128k", str(d / "drums.mp3"))
     t = np.arange(SR) / SR  # 1 s of a loud tone, then 1 s of silence
     half = np.concatenate([0.8 * np.sin(2 * np.pi * 440 * t), np.zeros(SR)]).astype(np.float32)
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=2",
-           "-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:v", "libx264",
-           "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(d / "clip.mp4"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(d / "clip.mp4"),
+    )
     urls = {
         "drums.mp3": origin.add_file("analysis/drums.mp3", d / "drums.mp3"),
         "half.wav": origin.add("analysis/half.wav", wav_bytes(half), "audio/wav"),
@@ -85,11 +100,21 @@ def test_waveform_defaults(dragon_server, sources):
 
 def test_waveform_parameters(dragon_server, sources):
     urls, _, _ = sources
-    result = succeed(dragon_server, {
-        "task_name": "audio.waveform", "url": urls["half.wav"], "format": "png",
-        "width": 300, "height": 50, "vmargin": 5, "fill": "#FF0000", "background": "#0000FF",
-        "start": 0.5, "end": 1.5,
-    })
+    result = succeed(
+        dragon_server,
+        {
+            "task_name": "audio.waveform",
+            "url": urls["half.wav"],
+            "format": "png",
+            "width": 300,
+            "height": 50,
+            "vmargin": 5,
+            "fill": "#FF0000",
+            "background": "#0000FF",
+            "start": 0.5,
+            "end": 1.5,
+        },
+    )
     assert result["content_type"] == "image/png" and result["duration"] == 2.0
     with image_of(dragon_server, result) as img:
         assert (img.format, img.size) == ("PNG", (300, 50))
@@ -104,23 +129,29 @@ def test_waveform_parameters(dragon_server, sources):
 
 def test_waveform_of_a_video_soundtrack(dragon_server, sources):
     urls, _, _ = sources
-    result = succeed(dragon_server, {"task_name": "audio.waveform", "url": urls["clip.mp4"],
-                                     "format": "png", "width": 100})
+    result = succeed(
+        dragon_server,
+        {"task_name": "audio.waveform", "url": urls["clip.mp4"], "format": "png", "width": 100},
+    )
     assert result["duration"] == pytest.approx(2.0, abs=0.1)
     with image_of(dragon_server, result) as img:
         assert img.size == (100, 60)
 
 
-@pytest.mark.parametrize("params,field", [
-    ({"vmargin": 30}, "vmargin"),
-    ({"start": 1.0, "end": 0.5}, "end"),
-    ({"start": 5.0}, "start"),
-    ({"fill": "red"}, "fill"),
-    ({"format": "gif"}, "format"),
-])
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        ({"vmargin": 30}, "vmargin"),
+        ({"start": 1.0, "end": 0.5}, "end"),
+        ({"start": 5.0}, "start"),
+        ({"fill": "red"}, "fill"),
+        ({"format": "gif"}, "format"),
+    ],
+)
 def test_waveform_parameter_errors(dragon_server, sources, params, field):
     urls, _, _ = sources
-    status = dragon_server.run_task({"task_name": "audio.waveform", "url": urls["half.wav"],
-                                     **params})
+    status = dragon_server.run_task(
+        {"task_name": "audio.waveform", "url": urls["half.wav"], **params}
+    )
     assert status["status"] == "error" and status["error_code"] == errors.PARAMETERS, status
     assert field in status["error"]["parameters"]

@@ -15,12 +15,13 @@ from tests.support.server import task_result as run
 DURATION = 1.5
 
 
-
-
 def packet_hash(path: Path) -> str:
     """MD5 of the first audio stream's packets: equal hashes mean the stream was copied."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-c", "copy",
-                          "-f", "md5", "-"], capture_output=True, check=True)
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-c", "copy", "-f", "md5", "-"],
+        capture_output=True,
+        check=True,
+    )
     return out.stdout.decode().strip()
 
 
@@ -32,22 +33,46 @@ def media(tmp_path_factory, origin):
     ffmpeg(*sine, str(d / "tone.wav"))
     ffmpeg(*sine, "-c:a", "libvorbis", str(d / "tone.ogg"))
     ffmpeg(*sine, "-c:a", "aac", str(d / "tone.m4a"))
-    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=10:duration={DURATION}", *sine,
-           "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(d / "clip.mp4"))
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1", "-c:v", "libx264",
-           "-preset", "ultrafast", str(d / "mute.mp4"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=size=64x48:rate=10:duration={DURATION}",
+        *sine,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        str(d / "clip.mp4"),
+    )
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        str(d / "mute.mp4"),
+    )
     paths = {p.name: p for p in d.iterdir()}
     urls = {name: origin.add_file(f"audio/{name}", path) for name, path in paths.items()}
     return paths, urls
 
 
-@pytest.mark.parametrize("name,content_type,codec", [
-    ("tone.mp3", "audio/mpeg", "mp3"),
-    ("tone.wav", "audio/wav", "pcm_s16le"),
-    ("tone.ogg", "audio/ogg", "vorbis"),
-    ("tone.m4a", "audio/mp4", "aac"),
-    ("clip.mp4", "video/mp4", "aac"),
-])
+@pytest.mark.parametrize(
+    "name,content_type,codec",
+    [
+        ("tone.mp3", "audio/mpeg", "mp3"),
+        ("tone.wav", "audio/wav", "pcm_s16le"),
+        ("tone.ogg", "audio/ogg", "vorbis"),
+        ("tone.m4a", "audio/mp4", "aac"),
+        ("clip.mp4", "video/mp4", "aac"),
+    ],
+)
 def test_info(dragon_server, media, name, content_type, codec):
     paths, urls = media
     result = run(dragon_server, {"task_name": "audio.info", "url": urls[name]})
@@ -63,20 +88,21 @@ def test_info_of_a_silent_video(dragon_server, media):
     assert "no audio" in status["error"]
 
 
-@pytest.mark.parametrize("source,codec,content_type,format_name,copied", [
-    ("tone.wav", "mp3", "audio/mpeg", "mp3", False),
-    ("tone.mp3", "mp3", "audio/mpeg", "mp3", True),
-    ("tone.wav", "vorbis", "audio/ogg", "ogg", False),
-    ("tone.ogg", "vorbis", "audio/ogg", "ogg", True),
-    ("tone.mp3", "aac", "audio/mp4", "mov,mp4,m4a,3gp,3g2,mj2", False),
-    ("tone.m4a", "aac", "audio/mp4", "mov,mp4,m4a,3gp,3g2,mj2", True),
-    ("clip.mp4", "mp3", "audio/mpeg", "mp3", False),
-])
-def test_convert(dragon_server, media, tmp_path, source, codec, content_type, format_name,
-                 copied):
+@pytest.mark.parametrize(
+    "source,codec,content_type,format_name,copied",
+    [
+        ("tone.wav", "mp3", "audio/mpeg", "mp3", False),
+        ("tone.mp3", "mp3", "audio/mpeg", "mp3", True),
+        ("tone.wav", "vorbis", "audio/ogg", "ogg", False),
+        ("tone.ogg", "vorbis", "audio/ogg", "ogg", True),
+        ("tone.mp3", "aac", "audio/mp4", "mov,mp4,m4a,3gp,3g2,mj2", False),
+        ("tone.m4a", "aac", "audio/mp4", "mov,mp4,m4a,3gp,3g2,mj2", True),
+        ("clip.mp4", "mp3", "audio/mpeg", "mp3", False),
+    ],
+)
+def test_convert(dragon_server, media, tmp_path, source, codec, content_type, format_name, copied):
     paths, urls = media
-    result = run(dragon_server, {"task_name": "audio.convert", "url": urls[source],
-                                 "codec": codec})
+    result = run(dragon_server, {"task_name": "audio.convert", "url": urls[source], "codec": codec})
     assert result["content_type"] == content_type
     assert result["duration"] == pytest.approx(DURATION, abs=0.08)
     out = fetch(dragon_server, result["output"], tmp_path / "out")
@@ -93,8 +119,10 @@ def test_convert(dragon_server, media, tmp_path, source, codec, content_type, fo
 
 def test_force_reencodes(dragon_server, media, tmp_path):
     paths, urls = media
-    result = run(dragon_server, {"task_name": "audio.convert", "url": urls["tone.mp3"],
-                                 "codec": "mp3", "force": True})
+    result = run(
+        dragon_server,
+        {"task_name": "audio.convert", "url": urls["tone.mp3"], "codec": "mp3", "force": True},
+    )
     out = fetch(dragon_server, result["output"], tmp_path / "forced.mp3")
     assert ffprobe(out)["streams"][0]["codec_name"] == "mp3"
     assert packet_hash(out) != packet_hash(paths["tone.mp3"])
@@ -102,6 +130,7 @@ def test_force_reencodes(dragon_server, media, tmp_path):
 
 def test_convert_parameters(dragon_server, media):
     _, urls = media
-    status = dragon_server.run_task({"task_name": "audio.convert", "url": urls["tone.wav"],
-                                     "codec": "flac"})
+    status = dragon_server.run_task(
+        {"task_name": "audio.convert", "url": urls["tone.wav"], "codec": "flac"}
+    )
     assert status["status"] == "error" and "codec" in status["error"]["parameters"]

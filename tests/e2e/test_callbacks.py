@@ -27,8 +27,14 @@ class Receiver:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.calls.append({"t": time.monotonic(), "path": self.path,
-                                       "headers": dict(self.headers), "body": body})
+                receiver.calls.append(
+                    {
+                        "t": time.monotonic(),
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                    }
+                )
                 code = receiver.codes.pop(0) if receiver.codes else 200
                 if code == "hang":
                     time.sleep(3)
@@ -114,11 +120,17 @@ def test_signature_verifies_and_detects_tampering(server):
 
 def test_errback_for_failed_and_invalid_tasks(server):
     rx = Receiver()
-    server.create([
-        {"task_name": "test.file", "fail": True, "url_errback": rx.url + "/run",
-         "url_callback": rx.url + "/never"},
-        {"task_name": "hello", "url_errback": rx.url + "/invalid"},
-    ])
+    server.create(
+        [
+            {
+                "task_name": "test.file",
+                "fail": True,
+                "url_errback": rx.url + "/run",
+                "url_callback": rx.url + "/never",
+            },
+            {"task_name": "hello", "url_errback": rx.url + "/invalid"},
+        ]
+    )
     calls = rx.wait(2)
     by_path = {c["path"]: json.loads(c["body"]) for c in calls}
     assert set(by_path) == {"/run", "/invalid"}
@@ -170,8 +182,14 @@ def test_rotated_secret_signs_with_both_until_the_old_one_expires(make_server):
 
     server = make_server(env=FAST)
     old = server.account["webhook_secret"]
-    out = dragon("accounts", "rotate-webhook-secret", "test", "--data-dir",
-                 str(server.data_dir), env=server.env)
+    out = dragon(
+        "accounts",
+        "rotate-webhook-secret",
+        "test",
+        "--data-dir",
+        str(server.data_dir),
+        env=server.env,
+    )
     new = json.loads(out.stdout)["webhook_secret"]
     assert new != old
     rx = Receiver()
@@ -180,8 +198,16 @@ def test_rotated_secret_signs_with_both_until_the_old_one_expires(make_server):
     assert len(call["headers"]["webhook-signature"].split()) == 2
     assert verify(new, call["headers"], call["body"])
     assert verify(old, call["headers"], call["body"])
-    dragon("accounts", "rotate-webhook-secret", "test", "--keep-old-hours", "0",
-           "--data-dir", str(server.data_dir), env=server.env)
+    dragon(
+        "accounts",
+        "rotate-webhook-secret",
+        "test",
+        "--keep-old-hours",
+        "0",
+        "--data-dir",
+        str(server.data_dir),
+        env=server.env,
+    )
     server.create([{"task_name": "hello", "name": "rot2", "url_callback": rx.url}])
     calls = rx.wait(2)
     assert len(calls[1]["headers"]["webhook-signature"].split()) == 1

@@ -16,8 +16,11 @@ from tests.support.postgres import postgres_bin
 
 pytestmark = pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed")
 
-NODE = {"DRAGON_LEASE_SECONDS": "3", "DRAGON_CONCURRENCY": "1",
-        "DRAGON_SHUTDOWN_GRACE_SECONDS": "1"}
+NODE = {
+    "DRAGON_LEASE_SECONDS": "3",
+    "DRAGON_CONCURRENCY": "1",
+    "DRAGON_SHUTDOWN_GRACE_SECONDS": "1",
+}
 
 
 def first_node(make_server, name: str = "node-a"):
@@ -26,8 +29,9 @@ def first_node(make_server, name: str = "node-a"):
 
 def another_node(make_server, node, name: str = "node-b", start: bool = True):
     """A node on ``node``'s database and bucket, with the same account."""
-    return make_server(env={**node.env, "DRAGON_NODE_NAME": name}, account=node.account,
-                       start=start)
+    return make_server(
+        env={**node.env, "DRAGON_NODE_NAME": name}, account=node.account, start=start
+    )
 
 
 def status(server, keys: list[str], **extra) -> list[dict]:
@@ -57,8 +61,7 @@ def create(server, tasks: list[dict]) -> list[str]:
         time.sleep(0.2)
 
 
-def test_create_on_one_node_then_block_stream_list_and_feed_on_the_other(make_server,
-                                                                         backends):
+def test_create_on_one_node_then_block_stream_list_and_feed_on_the_other(make_server, backends):
     a = first_node(make_server)
     b = another_node(make_server, a)
     [key] = create(a, [{"task_name": "test.progress", "seconds": 1.0}])
@@ -75,8 +78,11 @@ def test_create_on_one_node_then_block_stream_list_and_feed_on_the_other(make_se
     [done] = b.request("POST", "/v2/status", {"tasks": [key2], "block": True}).json()
     assert done["status"] == "success"
     # create_stream on B, then its files listed and served through A.
-    r = b.request("POST", "/v2/create_stream",
-                  {"tasks": [{"task_name": "test.file", "text": "from a cluster"}]})
+    r = b.request(
+        "POST",
+        "/v2/create_stream",
+        {"tasks": [{"task_name": "test.file", "text": "from a cluster"}]},
+    )
     final = r.lines()[-1]
     assert final["status"] == "success", final
     listing = a.request("GET", "/v2/storage/files/?recursive=true").json()
@@ -93,8 +99,7 @@ def test_heavy_tasks_spread_over_both_nodes(make_server):
     a = first_node(make_server)
     b = another_node(make_server, a)
     keys = create(a, [{"task_name": "test.sleep", "seconds": 1.0} for _ in range(4)])
-    done = b.request("POST", "/v2/status", {"tasks": keys, "block": True,
-                                            "details": True}).json()
+    done = b.request("POST", "/v2/status", {"tasks": keys, "block": True, "details": True}).json()
     assert {d["status"] for d in done} == {"success"}
     # One heavy slot per node: four one-second tasks must have used both.
     assert {d["node"] for d in done} == {"node-a", "node-b"}
@@ -162,8 +167,10 @@ def test_callbacks_are_sent_once_across_the_cluster(make_server):
     fast = {"DRAGON_WEBHOOK_FIRST_DELAY_SECONDS": "0.3", "DRAGON_WEBHOOK_TIMEOUT_SECONDS": "2"}
     a = make_server(backend="postgres", env={**NODE, **fast, "DRAGON_NODE_NAME": "node-a"})
     b = make_server(env={**a.env, "DRAGON_NODE_NAME": "node-b"}, account=a.account)
-    tasks = [{"task_name": "hello", "name": str(i), "url_callback": receiver.url + "/hook"}
-             for i in range(20)]
+    tasks = [
+        {"task_name": "hello", "name": str(i), "url_callback": receiver.url + "/hook"}
+        for i in range(20)
+    ]
     keys = create(a, tasks[:10]) + create(b, tasks[10:])
     calls = receiver.wait(24, timeout=40)
     time.sleep(2)  # room for a duplicate to show up
@@ -179,8 +186,11 @@ def test_postgres_without_s3_is_refused_with_the_reason(tmp_path, backends):
 
     env = backends.env()
     del env["DRAGON_S3_BUCKET"]
-    r = dragon("serve", env={**env, "DRAGON_DATA_DIR": str(tmp_path),
-                             "DRAGON_PORT": str(free_port())}, check=False)
+    r = dragon(
+        "serve",
+        env={**env, "DRAGON_DATA_DIR": str(tmp_path), "DRAGON_PORT": str(free_port())},
+        check=False,
+    )
     assert r.returncode == 2
     assert "DRAGON_S3_BUCKET" in r.stderr and "could not be served" in r.stderr
     # accounts work against the same URL without S3

@@ -23,8 +23,9 @@ def poll(server, key, until=("success", "error"), timeout=20):
 
 
 def test_hello_create_then_poll(dragon_server):
-    r = dragon_server.request("POST", "/v2/create",
-                              {"tasks": [{"task_name": "hello", "name": "John"}]})
+    r = dragon_server.request(
+        "POST", "/v2/create", {"tasks": [{"task_name": "hello", "name": "John"}]}
+    )
     assert r.status == 200
     [doc] = r.json()
     assert KEY.match(doc["key"])
@@ -48,25 +49,39 @@ def test_single_object_and_no_content_type(dragon_server):
     r = dragon_server.request("POST", "/v2/create", raw=raw)
     assert r.status == 200 and r.json()[0]["result"] == "Hello Py"
     # COMPAT 4.1: text/plain body with the api key inside.
-    raw = json.dumps({"tasks": [{"task_name": "hello", "name": "Js"}],
-                      "api_key": dragon_server.api_key, "block": True}).encode()
-    r = dragon_server.request("POST", "/v2/create", raw=raw, auth=False,
-                              headers={"Content-Type": "text/plain;charset=UTF-8"})
+    raw = json.dumps(
+        {
+            "tasks": [{"task_name": "hello", "name": "Js"}],
+            "api_key": dragon_server.api_key,
+            "block": True,
+        }
+    ).encode()
+    r = dragon_server.request(
+        "POST",
+        "/v2/create",
+        raw=raw,
+        auth=False,
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )
     assert r.status == 200 and r.json()[0]["result"] == "Hello Js"
 
 
 def test_parameter_errors_answer_200_with_task_errors(dragon_server):
     [doc] = dragon_server.create([{"task_name": "test.fetch", "url": "http://a..b/x.jpg"}])
     assert doc["error"] == {"parameters": {"url": ["'http://a..b/x.jpg' has an invalid host name"]}}
-    [doc] = dragon_server.create([{"task_name": "hello", "name": "x", "url_callback": "http://a..b/"}])
+    [doc] = dragon_server.create(
+        [{"task_name": "hello", "name": "x", "url_callback": "http://a..b/"}]
+    )
     assert "url_callback" in doc["error"]["parameters"]
-    docs = dragon_server.create([
-        {"task_name": "hello"},
-        {"task_name": "no.such.task"},
-        {"name": "x"},
-        {"task_name": "hello", "name": "ok", "task_metas": {"a": 1}, "url_callback": None},
-        {"task_name": "hello", "name": "x", "task_store": {"type": "nope"}},
-    ])
+    docs = dragon_server.create(
+        [
+            {"task_name": "hello"},
+            {"task_name": "no.such.task"},
+            {"name": "x"},
+            {"task_name": "hello", "name": "ok", "task_metas": {"a": 1}, "url_callback": None},
+            {"task_name": "hello", "name": "x", "task_store": {"type": "nope"}},
+        ]
+    )
     assert docs[0]["error"] == {"parameters": {"name": ["this field is required"]}}
     assert docs[0]["error_code"] == "parameters"
     assert "unknown task" in docs[1]["error"]["parameters"]["task_name"][0]
@@ -76,8 +91,11 @@ def test_parameter_errors_answer_200_with_task_errors(dragon_server):
 
 
 def test_create_stream_ndjson(dragon_server):
-    r = dragon_server.request("POST", "/v2/create_stream", {"tasks": [
-        {"task_name": "hello", "name": "John"}, {"task_name": "hello", "name": "Jane"}]})
+    r = dragon_server.request(
+        "POST",
+        "/v2/create_stream",
+        {"tasks": [{"task_name": "hello", "name": "John"}, {"task_name": "hello", "name": "Jane"}]},
+    )
     assert r.status == 200
     assert r.headers["Content-Type"].startswith("application/x-ndjson")
     lines = r.lines()
@@ -131,7 +149,8 @@ def test_progress_and_partial_result_while_executing(dragon_server):
 def test_status_stream_and_stream_alias(dragon_server):
     docs = dragon_server.create(
         [{"task_name": "test.progress", "seconds": 0.5}, {"task_name": "hello", "name": "S"}],
-        block=False)
+        block=False,
+    )
     keys = [d["key"] for d in docs]
     r = dragon_server.request("GET", f"/v2/stream?tasks={keys[0]}&tasks={keys[1]}")
     lines = r.lines()
@@ -143,10 +162,21 @@ def test_status_stream_and_stream_alias(dragon_server):
 
 
 def test_details_mask_secrets(dragon_server):
-    [doc] = dragon_server.create([{
-        "task_name": "hello", "name": "D", "access_token": "tok", "task_metas": {"a": 1},
-        "task_store": {"type": "s3_signed", "url": "https://bucket.example/o?X-Amz-Signature=s"},
-    }], block=False)
+    [doc] = dragon_server.create(
+        [
+            {
+                "task_name": "hello",
+                "name": "D",
+                "access_token": "tok",
+                "task_metas": {"a": 1},
+                "task_store": {
+                    "type": "s3_signed",
+                    "url": "https://bucket.example/o?X-Amz-Signature=s",
+                },
+            }
+        ],
+        block=False,
+    )
     r = dragon_server.request("GET", f"/v2/status?tasks={doc['key']}&details=true")
     detail = r.json()[0]
     assert detail["parameters"]["name"] == "D"
@@ -157,8 +187,9 @@ def test_details_mask_secrets(dragon_server):
 
 
 def test_v1_puts_error_details_under_result(dragon_server):
-    r = dragon_server.request("POST", "/v1/create", {"tasks": [{"task_name": "hello"}],
-                                                     "block": True})
+    r = dragon_server.request(
+        "POST", "/v1/create", {"tasks": [{"task_name": "hello"}], "block": True}
+    )
     [doc] = r.json()
     assert doc["status"] == "error"
     assert doc["result"] == {"parameters": {"name": ["this field is required"]}}
@@ -178,8 +209,11 @@ def error_names(r):
 def test_bad_requests_are_400_in_the_seed_shape(dragon_server):
     r = dragon_server.request("POST", "/v2/create", {})
     assert r.status == 400
-    assert r.json()["errors"][0] == {"name": "tasks", "location": "body",
-                                     "description": "tasks is missing"}
+    assert r.json()["errors"][0] == {
+        "name": "tasks",
+        "location": "body",
+        "description": "tasks is missing",
+    }
     assert dragon_server.request("POST", "/v2/create", raw=b"{nope").status == 400
     assert dragon_server.request("POST", "/v2/create", {"tasks": 3}).status == 400
     assert dragon_server.request("POST", "/v2/create", {"tasks": [1]}).status == 400
@@ -201,19 +235,29 @@ def test_auth_variants(dragon_server):
     s = dragon_server
     body = {"tasks": [{"task_name": "hello", "name": "A"}], "block": True}
     assert s.request("POST", "/v2/create", body, auth=False).status == 401
-    assert s.request("POST", "/v2/create", body,
-                     headers={"Authorization": "Secret WRONG"}).status == 401
-    assert s.request("POST", "/v2/create", body,
-                     headers={"Authorization": "Secret éàü"}).status == 401
+    assert (
+        s.request("POST", "/v2/create", body, headers={"Authorization": "Secret WRONG"}).status
+        == 401
+    )
+    assert (
+        s.request("POST", "/v2/create", body, headers={"Authorization": "Secret éàü"}).status == 401
+    )
     bad_secret = {**body, "secret": "é∂ƒ\u0000"}
     assert s.request("POST", "/v2/create", bad_secret, auth=False).status == 401
-    assert s.request("POST", "/v2/create", body,
-                     headers={"Authorization": f"SECRET {s.secret}"}).status == 200
-    assert s.request("POST", "/v2/create", body,
-                     headers={"Authorization": s.secret}).status == 200
+    assert (
+        s.request(
+            "POST", "/v2/create", body, headers={"Authorization": f"SECRET {s.secret}"}
+        ).status
+        == 200
+    )
+    assert s.request("POST", "/v2/create", body, headers={"Authorization": s.secret}).status == 200
     assert s.request("POST", "/v2/create", {**body, "secret": s.secret}, auth=False).status == 200
-    assert s.request("POST", "/v2/create", body,
-                     headers={"Authorization": f"Api-Key {s.api_key}"}).status == 200
+    assert (
+        s.request(
+            "POST", "/v2/create", body, headers={"Authorization": f"Api-Key {s.api_key}"}
+        ).status
+        == 200
+    )
     key = s.create(body["tasks"])[0]["key"]
     assert s.request("GET", f"/v2/status?tasks={key}&secret={s.secret}", auth=False).status == 200
     assert s.request("GET", f"/v2/status?tasks={key}", auth=False).status == 401
@@ -223,17 +267,27 @@ def test_auth_variants(dragon_server):
 
 def test_api_key_referrer_whitelist(dragon_server):
     s = dragon_server
-    acct = s.create_account("web", "--referrer", "https://*.example.com/*",
-                            "--referrer", "app.test")
-    body = {"tasks": [{"task_name": "hello", "name": "W"}], "api_key": acct["api_key"],
-            "block": True}
-    ok = s.request("POST", "/v2/create", body, auth=False,
-                   headers={"Referer": "https://www.example.com/page"})
+    acct = s.create_account(
+        "web", "--referrer", "https://*.example.com/*", "--referrer", "app.test"
+    )
+    body = {
+        "tasks": [{"task_name": "hello", "name": "W"}],
+        "api_key": acct["api_key"],
+        "block": True,
+    }
+    ok = s.request(
+        "POST", "/v2/create", body, auth=False, headers={"Referer": "https://www.example.com/page"}
+    )
     assert ok.status == 200 and ok.json()[0]["result"] == "Hello W"
-    assert s.request("POST", "/v2/create", body, auth=False,
-                     headers={"Origin": "https://app.test"}).status == 200
-    bad = s.request("POST", "/v2/create", body, auth=False,
-                    headers={"Referer": "https://evil.test/"})
+    assert (
+        s.request(
+            "POST", "/v2/create", body, auth=False, headers={"Origin": "https://app.test"}
+        ).status
+        == 200
+    )
+    bad = s.request(
+        "POST", "/v2/create", body, auth=False, headers={"Referer": "https://evil.test/"}
+    )
     assert bad.status == 401 and "whitelist" in bad.json()["errors"][0]["description"]
     assert s.request("POST", "/v2/create", body, auth=False).status == 401
 
@@ -242,20 +296,27 @@ def test_accounts_are_isolated_and_created_live(dragon_server):
     s = dragon_server
     other = s.create_account("other-live")  # created while the server runs
     key = s.create([{"task_name": "hello", "name": "mine"}])[0]["key"]
-    r = s.request("GET", f"/v2/status?tasks={key}",
-                  headers={"Authorization": f"Secret {other['secret']}"})
+    r = s.request(
+        "GET", f"/v2/status?tasks={key}", headers={"Authorization": f"Secret {other['secret']}"}
+    )
     assert r.status == 200
     assert r.json()[0]["error_code"] == "unknown_task"
     assert "result" not in r.json()[0]
-    r = s.request("GET", f"/v2/status_stream?tasks={key}",
-                  headers={"Authorization": f"Secret {other['secret']}"})
+    r = s.request(
+        "GET",
+        f"/v2/status_stream?tasks={key}",
+        headers={"Authorization": f"Secret {other['secret']}"},
+    )
     assert r.lines()[0][0]["error_code"] == "unknown_task"
 
 
 def test_cors_and_preflight(dragon_server):
-    r = dragon_server.request("OPTIONS", "/v2/create", auth=False,
-                              headers={"Origin": "https://x.test",
-                                       "Access-Control-Request-Method": "POST"})
+    r = dragon_server.request(
+        "OPTIONS",
+        "/v2/create",
+        auth=False,
+        headers={"Origin": "https://x.test", "Access-Control-Request-Method": "POST"},
+    )
     assert r.status == 204
     assert r.headers["Access-Control-Allow-Origin"] == "*"
     r = dragon_server.request("POST", "/v2/create", {})
@@ -268,16 +329,18 @@ def test_healthz(dragon_server):
 
 
 def test_huge_authorization_header_leaves_server_healthy(dragon_server):
-    r = dragon_server.request("POST", "/v2/create", {"tasks": []},
-                              headers={"Authorization": "Secret " + "A" * 9000})
+    r = dragon_server.request(
+        "POST", "/v2/create", {"tasks": []}, headers={"Authorization": "Secret " + "A" * 9000}
+    )
     assert r.status in (400, 431)
     assert dragon_server.request("GET", "/healthz", auth=False).status == 200
 
 
 def test_secret_in_query_is_not_logged(dragon_server):
     key = dragon_server.create([{"task_name": "hello", "name": "L"}])[0]["key"]
-    dragon_server.request("GET", f"/v2/status?tasks={key}&secret={dragon_server.secret}",
-                          auth=False)
+    dragon_server.request(
+        "GET", f"/v2/status?tasks={key}&secret={dragon_server.secret}", auth=False
+    )
     time.sleep(0.2)
     log = dragon_server.log()
     assert f"tasks={key}" in log
@@ -288,11 +351,13 @@ def test_account_active_limit_is_401_with_retry_after(dragon_server):
     s = dragon_server
     acct = s.create_account("limited", "--max-active", "1")
     auth = {"Authorization": f"Secret {acct['secret']}"}
-    r = s.request("POST", "/v2/create", {"tasks": [{"task_name": "test.sleep", "seconds": 2}]},
-                  headers=auth)
+    r = s.request(
+        "POST", "/v2/create", {"tasks": [{"task_name": "test.sleep", "seconds": 2}]}, headers=auth
+    )
     assert r.status == 200
-    r = s.request("POST", "/v2/create", {"tasks": [{"task_name": "hello", "name": "x"}]},
-                  headers=auth)
+    r = s.request(
+        "POST", "/v2/create", {"tasks": [{"task_name": "hello", "name": "x"}]}, headers=auth
+    )
     assert r.status == 401
     assert "limit" in r.json()["errors"][0]["description"]
     assert int(r.headers["Retry-After"]) > 0
@@ -312,12 +377,15 @@ def test_rate_limit_is_429(make_server):
 def test_a_reader_that_never_reads_does_not_hold_up_others(make_server):
     server = make_server(env={"DRAGON_STREAM_QUEUE_SIZE": "2"})
     [doc] = server.create([{"task_name": "test.progress", "seconds": 1}], block=False)
-    req = urllib.request.Request(f"{server.url}/v2/status_stream?tasks={doc['key']}",
-                                 headers={"Authorization": f"Secret {server.secret}"})
+    req = urllib.request.Request(
+        f"{server.url}/v2/status_stream?tasks={doc['key']}",
+        headers={"Authorization": f"Secret {server.secret}"},
+    )
     stalled = urllib.request.urlopen(req, timeout=30)  # opened, never read
     lines = server.request("GET", f"/v2/status_stream?tasks={doc['key']}").lines()
     finals = [d for d in lines[1:] if d["status"] == "success"] or [
-        d for d in lines[0] if d["status"] == "success"]
+        d for d in lines[0] if d["status"] == "success"
+    ]
     assert finals and finals[0]["result"] == {"half": True, "done": True}
     stalled.close()
     assert server.request("GET", "/healthz", auth=False).status == 200
@@ -341,9 +409,12 @@ def test_clients_leaving_create_stream_early_leave_no_subscribers(make_server):
     body = json.dumps({"tasks": [{"task_name": "test.sleep", "seconds": 0.2}] * 3}).encode()
     for _ in range(30):
         s = socket.create_connection(("127.0.0.1", server.port))
-        s.sendall(b"POST /v2/create_stream HTTP/1.1\r\nHost: x\r\n"
-                  + f"Authorization: Secret {server.secret}\r\n".encode()
-                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        s.sendall(
+            b"POST /v2/create_stream HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Secret {server.secret}\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         s.close()  # gone before the create has committed, or right after
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -360,8 +431,10 @@ def test_many_stream_clients_disconnecting_leave_no_subscribers(make_server):
     conns = []
 
     def connect():
-        req = urllib.request.Request(f"{server.url}/v2/status_stream?tasks={doc['key']}",
-                                     headers={"Authorization": f"Secret {server.secret}"})
+        req = urllib.request.Request(
+            f"{server.url}/v2/status_stream?tasks={doc['key']}",
+            headers={"Authorization": f"Secret {server.secret}"},
+        )
         conns.append(urllib.request.urlopen(req, timeout=30))
 
     threads = [threading.Thread(target=connect) for _ in range(100)]
@@ -392,8 +465,9 @@ def test_full_queue_is_503_with_retry_after(make_server):
 
 def test_locked_database_is_503_then_recovers(make_server):
     server = make_server()
-    conn = sqlite3.connect(server.data_dir / "dragon.db", isolation_level=None,
-                           check_same_thread=False)
+    conn = sqlite3.connect(
+        server.data_dir / "dragon.db", isolation_level=None, check_same_thread=False
+    )
     conn.execute("PRAGMA busy_timeout=100")
     conn.execute("BEGIN IMMEDIATE")
     released = threading.Timer(7, lambda: conn.execute("ROLLBACK"))
@@ -404,7 +478,8 @@ def test_locked_database_is_503_then_recovers(make_server):
         assert r.headers["Retry-After"]
     finally:
         released.join()
-    r = server.request("POST", "/v2/create", {"tasks": [{"task_name": "hello", "name": "L"}],
-                                              "block": True})
+    r = server.request(
+        "POST", "/v2/create", {"tasks": [{"task_name": "hello", "name": "L"}], "block": True}
+    )
     assert r.status == 200 and r.json()[0]["result"] == "Hello L"
     conn.close()

@@ -40,8 +40,10 @@ def test_kill_9_with_queued_and_executing_tasks_then_restart(make_server):
     assert db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0] == 22
     db.close()
     server.start()
-    final = wait_for(lambda: (s := statuses(server, keys))
-                     and all(d["status"] == "success" for d in s) and s, timeout=60)
+    final = wait_for(
+        lambda: (s := statuses(server, keys)) and all(d["status"] == "success" for d in s) and s,
+        timeout=60,
+    )
     assert len(final) == 22
     server.stop()
 
@@ -77,16 +79,19 @@ def test_acknowledged_create_survives_sigkill(make_server):
     [doc] = server.create([{"task_name": "hello", "name": "durable"}], block=False)
     server.stop(9)
     server.start()
-    [status] = wait_for(lambda: (s := statuses(server, [doc["key"]]))
-                        and s[0]["status"] == "success" and s)
+    [status] = wait_for(
+        lambda: (s := statuses(server, [doc["key"]])) and s[0]["status"] == "success" and s
+    )
     assert status["result"] == "Hello durable"
     server.stop()
 
 
 def test_sigterm_refuses_creates_then_resumes_everything_next_boot(make_server):
     server = make_server(env={"DRAGON_CONCURRENCY": "2", "DRAGON_SHUTDOWN_GRACE_SECONDS": "0.8"})
-    keys = [d["key"] for d in server.create(
-        [{"task_name": "test.sleep", "seconds": 2.5}] * 7, block=False)]
+    keys = [
+        d["key"]
+        for d in server.create([{"task_name": "test.sleep", "seconds": 2.5}] * 7, block=False)
+    ]
     wait_for(lambda: sum(d["status"] == "executing" for d in statuses(server, keys)) == 2)
     server.proc.send_signal(15)
     time.sleep(0.3)

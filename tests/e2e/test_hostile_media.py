@@ -29,8 +29,11 @@ def test_bad_sources_end_with_known_codes(dragon_server, bad):
         assert str(dragon_server.data_dir) not in status["error"]
     assert ffmpeg_processes_under(dragon_server.data_dir) == []
     assert zombie_children(dragon_server.proc.pid) == []
-    messages = {name: s["error"] for s, (t, name, _) in zip(statuses, expected, strict=True)
-                if t == "video.thumb"}
+    messages = {
+        name: s["error"]
+        for s, (t, name, _) in zip(statuses, expected, strict=True)
+        if t == "video.thumb"
+    }
     assert "playlist" in messages["playlist"] and "empty" in messages["empty"]
     assert "not a readable video/mp4 file" in messages["no_moov"]
 
@@ -42,12 +45,36 @@ def limited(make_server):
 
 def test_limits_before_any_work(limited, origin, tmp_path):
     long_small = tmp_path / "long.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=3",
-           "-f", "lavfi", "-i", "sine=duration=3", "-c:v", "libx264", "-preset", "ultrafast",
-           "-c:a", "aac", "-shortest", str(long_small))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=3",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(long_small),
+    )
     short_big = tmp_path / "big.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=0.5", "-c:v", "libx264",
-           "-preset", "ultrafast", str(short_big))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=10:duration=0.5",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        str(short_big),
+    )
     hf = tmp_path / "hf.wav"
     ffmpeg("-f", "lavfi", "-i", "sine=duration=0.05:sample_rate=1000000", str(hf))
     sources = {
@@ -72,24 +99,47 @@ def test_limits_before_any_work(limited, origin, tmp_path):
 
     # What we are asked to produce is limited too: 200x200 pictures exceed 10,000 pixels.
     small = tmp_path / "small.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=0.5", "-c:v", "libx264",
-           "-preset", "ultrafast", str(small))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=0.5",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        str(small),
+    )
     url = origin.add_file("limits/small.mp4", small)
     for task_name in ("video.thumb", "video.convert", "video.strip", "video.reverse"):
-        status = limited.run_task({"task_name": task_name, "url": url, "width": 200,
-                                   "height": 200, "crop": True, "count": 1})
+        status = limited.run_task(
+            {
+                "task_name": task_name,
+                "url": url,
+                "width": 200,
+                "height": 200,
+                "crop": True,
+                "count": 1,
+            }
+        )
         assert status["error_code"] == errors.PARAMETERS, (task_name, status)
         assert "exceeds 10000 pixels" in str(status["error"]["parameters"]["width"])
 
 
 def test_gab2_playlist_never_reads_local_files(dragon_server, origin, tmp_path):
     url = origin.add("bad/gab2.mp4", gab2_avi(PLAYLIST), "video/mp4")
-    statuses = dragon_server.create([
-        {"task_name": name, "url": url}
-        for name in ("video.info", "video.thumb", "video.convert", "video.strip")], block=True)
+    statuses = dragon_server.create(
+        [
+            {"task_name": name, "url": url}
+            for name in ("video.info", "video.thumb", "video.convert", "video.strip")
+        ],
+        block=True,
+    )
     for status in statuses:
         assert status["status"] == "success" or status["error_code"] in (
-            errors.INVALID_MEDIA, errors.UNSUPPORTED_MEDIA), status
+            errors.INVALID_MEDIA,
+            errors.UNSUPPORTED_MEDIA,
+        ), status
         assert "root:" not in json.dumps(status)
         if status["status"] == "success" and "output" in status["result"]:
             body = dragon_server.get(status["result"]["output"]).body
@@ -102,21 +152,41 @@ def bad(tmp_path_factory, origin) -> dict[str, tuple[str, str]]:
     """name -> (url, expected error_code)."""
     d = tmp_path_factory.mktemp("bad")
     clip = d / "clip.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1",
-           "-f", "lavfi", "-i", "sine=duration=1", "-c:v", "libx264", "-preset", "ultrafast",
-           "-c:a", "aac", "-shortest", str(clip))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(clip),
+    )
     data = clip.read_bytes()
     sources = {
-        "playlist": (b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile:///etc/passwd\n"
-                     b"#EXT-X-ENDLIST\n", errors.UNSUPPORTED_MEDIA),
+        "playlist": (
+            b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile:///etc/passwd\n"
+            b"#EXT-X-ENDLIST\n",
+            errors.UNSUPPORTED_MEDIA,
+        ),
         "ffconcat": (b"ffconcat version 1.0\nfile '/etc/passwd'\n", errors.UNSUPPORTED_MEDIA),
         "html": (b"<!doctype html><html><body>video</body></html>", errors.UNSUPPORTED_MEDIA),
         "empty": (b"", errors.INVALID_MEDIA),
         "random": (random.Random(0).randbytes(64 * 1024), errors.UNSUPPORTED_MEDIA),
         "no_moov": (data[: data.index(b"moov") - 4], errors.INVALID_MEDIA),
     }
-    return {name: (origin.add(f"bad/{name}.mp4", body, "video/mp4"), code)
-            for name, (body, code) in sources.items()}
+    return {
+        name: (origin.add(f"bad/{name}.mp4", body, "video/mp4"), code)
+        for name, (body, code) in sources.items()
+    }
 
 
 def ffmpeg_processes_under(folder: Path) -> list[int]:

@@ -49,14 +49,18 @@ def test_scrape_follows_redirects_and_resolves_against_the_final_url(dragon_serv
 
 
 def test_scrape_latin1_page_declared_by_meta(dragon_server, origin):
-    html = ('<html><head><meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1">'
-            "<title>Cr\u00e8me br\u00fbl\u00e9e</title></head><body></body></html>")
+    html = (
+        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1">'
+        "<title>Cr\u00e8me br\u00fbl\u00e9e</title></head><body></body></html>"
+    )
     # Served without a charset: the page's own declaration must be honoured.
     url = origin.add("scrape/latin1.html", html.encode("latin-1"), "text/html")
     status = dragon_server.run_task({"task_name": "html.scrape", "url": url})
     assert status["status"] == "success", status
     assert status["result"] == {
-        "page_title": "Cr\u00e8me br\u00fbl\u00e9e", "hits": {"images": [], "videos": []}}
+        "page_title": "Cr\u00e8me br\u00fbl\u00e9e",
+        "hits": {"images": [], "videos": []},
+    }
 
 
 def test_scrape_refuses_an_image(dragon_server, origin):

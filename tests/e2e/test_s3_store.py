@@ -16,16 +16,23 @@ import pytest
 
 from tests.support.server import free_port
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-               "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @pytest.fixture(scope="module")
 def moto():
     port = free_port()
     moto_server = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen([str(moto_server), "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, **CREDENTIALS})
+    proc = subprocess.Popen(
+        [str(moto_server), "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **CREDENTIALS},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -34,9 +41,15 @@ def moto():
             break
         except OSError:
             time.sleep(0.1)
-    client = boto3.client("s3", endpoint_url=url, **{
-        "aws_access_key_id": "test", "aws_secret_access_key": "test",
-        "region_name": "us-east-1"})
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        **{
+            "aws_access_key_id": "test",
+            "aws_secret_access_key": "test",
+            "region_name": "us-east-1",
+        },
+    )
     client.create_bucket(Bucket="dragon-test")
     yield url, client
     proc.terminate()
@@ -45,12 +58,20 @@ def moto():
 
 def test_outputs_go_to_the_bucket_and_deletes_remove_them(make_server, moto):
     url, client = moto
-    server = make_server(env={**CREDENTIALS, "DRAGON_S3_BUCKET": "dragon-test",
-                              "DRAGON_S3_ENDPOINT_URL": url})
-    r = server.request("POST", "/v2/create", {"tasks": [
-        {"task_name": "test.file", "text": "in the bucket"},
-        {"task_name": "test.file", "text": "volatile", "task_store": {"type": "volatile"}},
-    ], "block": True})
+    server = make_server(
+        env={**CREDENTIALS, "DRAGON_S3_BUCKET": "dragon-test", "DRAGON_S3_ENDPOINT_URL": url}
+    )
+    r = server.request(
+        "POST",
+        "/v2/create",
+        {
+            "tasks": [
+                {"task_name": "test.file", "text": "in the bucket"},
+                {"task_name": "test.file", "text": "volatile", "task_store": {"type": "volatile"}},
+            ],
+            "block": True,
+        },
+    )
     persistent, volatile = r.json()
     out = persistent["result"]["output"]
     assert out.startswith(f"{url}/dragon-test/{persistent['key']}/dragon-test.file-")
@@ -87,9 +108,13 @@ def test_s3_failure_ends_storage_error_and_leaves_no_temp_files(make_server):
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
-        server = make_server(env={
-            **CREDENTIALS, "DRAGON_S3_BUCKET": "b",
-            "DRAGON_S3_ENDPOINT_URL": f"http://127.0.0.1:{httpd.server_address[1]}"})
+        server = make_server(
+            env={
+                **CREDENTIALS,
+                "DRAGON_S3_BUCKET": "b",
+                "DRAGON_S3_ENDPOINT_URL": f"http://127.0.0.1:{httpd.server_address[1]}",
+            }
+        )
         [doc] = server.create([{"task_name": "test.file", "text": "x"}])
         assert doc["status"] == "error"
         assert doc["error_code"] == "storage_error"

@@ -65,12 +65,14 @@ def trickle():
 
 @pytest.fixture(scope="module")
 def server(make_server):
-    return make_server(env={
-        "DRAGON_CONCURRENCY": "2",
-        "DRAGON_LIGHT_CONCURRENCY": "2",
-        "DRAGON_FETCH_MIN_RATE_BYTES": "100",
-        "DRAGON_FETCH_MIN_RATE_WINDOW_SECONDS": "6",
-    })
+    return make_server(
+        env={
+            "DRAGON_CONCURRENCY": "2",
+            "DRAGON_LIGHT_CONCURRENCY": "2",
+            "DRAGON_FETCH_MIN_RATE_BYTES": "100",
+            "DRAGON_FETCH_MIN_RATE_WINDOW_SECONDS": "6",
+        }
+    )
 
 
 def accounts(server) -> tuple[dict, dict]:
@@ -80,15 +82,23 @@ def accounts(server) -> tuple[dict, dict]:
 
 
 def create(server, account: dict, tasks: list[dict], block: bool = False) -> list[dict]:
-    r = server.request("POST", "/v2/create", {"tasks": tasks, "block": block},
-                       headers={"Authorization": f"Secret {account['secret']}"})
+    r = server.request(
+        "POST",
+        "/v2/create",
+        {"tasks": tasks, "block": block},
+        headers={"Authorization": f"Secret {account['secret']}"},
+    )
     assert r.status == 200, r.body
     return r.json()
 
 
 def statuses(server, account: dict, keys: list[str]) -> list[dict]:
-    r = server.request("POST", "/v2/status", {"tasks": keys},
-                       headers={"Authorization": f"Secret {account['secret']}"})
+    r = server.request(
+        "POST",
+        "/v2/status",
+        {"tasks": keys},
+        headers={"Authorization": f"Secret {account['secret']}"},
+    )
     assert r.status == 200, r.body
     return r.json()
 

@@ -27,8 +27,9 @@ def make_file(server, text="hello file", store=None, auth=None):
 
 def listing(server, path="", auth=None, **query):
     qs = "&".join(f"{k}={v}" for k, v in query.items())
-    r = server.request("GET", f"/v2/storage/files/{path}" + (f"?{qs}" if qs else ""),
-                       headers=auth or {})
+    r = server.request(
+        "GET", f"/v2/storage/files/{path}" + (f"?{qs}" if qs else ""), headers=auth or {}
+    )
     assert r.status == 200, r.body
     return r.json()
 
@@ -74,8 +75,9 @@ def test_delete_by_directory_urls_and_dates(server):
     c = make_file(server, "ccc")
     r = server.request("DELETE", f"/v2/storage/files/{a['key']}/").json()
     assert len(r["deleted"]) == 1 and r["deleted"][0].startswith(a["key"])
-    r = server.request("DELETE", "/v2/storage/files/",
-                       {"urls": [b["result"]["output"] + "?v=1"], "dry_run": False}).json()
+    r = server.request(
+        "DELETE", "/v2/storage/files/", {"urls": [b["result"]["output"] + "?v=1"], "dry_run": False}
+    ).json()
     assert len(r["deleted"]) == 1 and r["deleted"][0].startswith(b["key"])
     r = server.request("DELETE", "/v2/storage/files/", {"to": "2000-01-01T00:00:00"}).json()
     assert r["deleted"] == []
@@ -110,8 +112,9 @@ def test_accounts_cannot_see_or_delete_each_others_files(server):
     auth = {"Authorization": f"Secret {other['secret']}"}
     assert listing(server, auth=auth) == {"files": [], "directories": [], "usage": 0}
     assert server.request("GET", f"/v2/storage/files/{doc['key']}/", headers=auth).status == 404
-    r = server.request("DELETE", "/v2/storage/files/", {"urls": [doc["result"]["output"]]},
-                       headers=auth)
+    r = server.request(
+        "DELETE", "/v2/storage/files/", {"urls": [doc["result"]["output"]]}, headers=auth
+    )
     assert r.json()["deleted"] == []
     assert server.request("DELETE", "/v2/storage/files/", headers=auth).json()["deleted"] == []
     assert server.get(doc["result"]["output"]).status == 200
@@ -119,12 +122,14 @@ def test_accounts_cannot_see_or_delete_each_others_files(server):
 
 
 def test_store_parameters_are_checked_at_create(server):
-    docs = server.create([
-        {"task_name": "test.file", "task_store": {"type": "youtube"}},
-        {"task_name": "test.file", "task_store": {"type": "s3_signed"}},
-        {"task_name": "test.file", "task_store": {"type": "s3_signed", "url": "file:///x"}},
-        {"task_name": "test.file", "task_store": "persistent"},
-    ])
+    docs = server.create(
+        [
+            {"task_name": "test.file", "task_store": {"type": "youtube"}},
+            {"task_name": "test.file", "task_store": {"type": "s3_signed"}},
+            {"task_name": "test.file", "task_store": {"type": "s3_signed", "url": "file:///x"}},
+            {"task_name": "test.file", "task_store": "persistent"},
+        ]
+    )
     assert "access_token" in docs[0]["error"]["parameters"]["task_store"][0]
     assert "url" in docs[1]["error"]["parameters"]["task_store"][0]
     assert "http" in docs[2]["error"]["parameters"]["task_store"][0]
@@ -152,14 +157,26 @@ def test_s3_signed_puts_to_the_url(server, origin):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
     try:
-        doc = make_file(server, "signed", store={
-            "type": "s3_signed", "url": f"{base}/bucket/obj?X-Amz-Signature=abc"})
+        doc = make_file(
+            server,
+            "signed",
+            store={"type": "s3_signed", "url": f"{base}/bucket/obj?X-Amz-Signature=abc"},
+        )
         assert doc["result"]["output"] == f"{base}/bucket/obj"
         assert received["/bucket/obj?X-Amz-Signature=abc"] == (b"signed", "text/plain")
-        r = server.request("POST", "/v2/create", {"tasks": [{
-            "task_name": "test.file", "task_store": {"type": "s3_signed",
-                                                     "url": f"{base}/fail?sig=1"}}],
-            "block": True})
+        r = server.request(
+            "POST",
+            "/v2/create",
+            {
+                "tasks": [
+                    {
+                        "task_name": "test.file",
+                        "task_store": {"type": "s3_signed", "url": f"{base}/fail?sig=1"},
+                    }
+                ],
+                "block": True,
+            },
+        )
         doc = r.json()[0]
         assert doc["status"] == "error" and doc["error_code"] == "storage_error"
         assert "500" in doc["error"]
@@ -169,8 +186,9 @@ def test_s3_signed_puts_to_the_url(server, origin):
 
 def test_tasks_of_one_request_download_a_url_once(dragon_server, origin):
     url = origin.add("shared-once.bin", b"\x89PNG\r\n\x1a\n" + b"0" * 5000)
-    docs = dragon_server.create([{"task_name": "test.fetch", "url": url}] * 3
-                                + [{"task_name": "hello", "name": "x"}])
+    docs = dragon_server.create(
+        [{"task_name": "test.fetch", "url": url}] * 3 + [{"task_name": "hello", "name": "x"}]
+    )
     assert [d["status"] for d in docs] == ["success"] * 4
     assert {d["result"]["sha256"] for d in docs[:3]} == {docs[0]["result"]["sha256"]}
     assert docs[0]["result"]["mime"] == "image/png"
@@ -191,8 +209,9 @@ def test_a_task_cannot_download_more_than_its_budget(make_server, origin):
 
 
 def test_ended_tasks_are_deleted_after_retention(make_server):
-    server = make_server(env={"DRAGON_TASK_RETENTION_DAYS": str(1 / 86400),
-                              "DRAGON_SWEEP_INTERVAL_SECONDS": "0.3"})
+    server = make_server(
+        env={"DRAGON_TASK_RETENTION_DAYS": str(1 / 86400), "DRAGON_SWEEP_INTERVAL_SECONDS": "0.3"}
+    )
     ended = server.create([{"task_name": "hello", "name": "old"}])[0]
     assert ended["status"] == "success"
     deadline = time.monotonic() + 30

@@ -95,8 +95,11 @@ def test_fifty_bad_tasks_leave_fds_and_threads_at_baseline(make_server, origin):
         "moovless.mp4": b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + os.urandom(2000),
     }
     urls = [origin.add(f"fdleak-{name}", data) for name, data in bad.items()]
-    tasks = [{"task_name": name, "url": url} for url in urls
-             for name in ("image.info", "video.info", "audio.info", "image.thumb")]
+    tasks = [
+        {"task_name": name, "url": url}
+        for url in urls
+        for name in ("image.info", "video.info", "audio.info", "image.thumb")
+    ]
     server.create(tasks[:8])  # warm-up: pools, connections and caches exist afterwards
     time.sleep(0.5)
     before = process_counts(server.proc.pid)

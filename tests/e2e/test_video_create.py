@@ -34,13 +34,16 @@ def movie(body: str) -> str:
 def urls(origin, tmp_path_factory) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("sxml")
     out = {
-        "red": origin.add("sxml/red.jpg", media.image_bytes(320, 240, (255, 0, 0), quality=95),
-                          "image/jpeg"),
-        "blue": origin.add("sxml/blue.png", media.image_bytes(320, 240, (0, 0, 255), "PNG"),
-                           "image/png"),
+        "red": origin.add(
+            "sxml/red.jpg", media.image_bytes(320, 240, (255, 0, 0), quality=95), "image/jpeg"
+        ),
+        "blue": origin.add(
+            "sxml/blue.png", media.image_bytes(320, 240, (0, 0, 255), "PNG"), "image/png"
+        ),
         "black": origin.add("sxml/black.png", media.image_bytes(64, 36, (0, 0, 0), "PNG")),
-        "logo": origin.add("sxml/logo.png", media.image_bytes(40, 20, (0, 255, 0, 255), "PNG",
-                                                              mode="RGBA")),
+        "logo": origin.add(
+            "sxml/logo.png", media.image_bytes(40, 20, (0, 255, 0, 255), "PNG", mode="RGBA")
+        ),
     }
     clip = media.video(tmp / "clip.mp4", duration=2.0)
     out["clip"] = origin.add_file("sxml/clip.mp4", clip, "video/mp4")
@@ -63,27 +66,73 @@ def fetch(server, url: str, tmp_path: Path, name: str) -> Path:
 
 
 def probe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
-                          "-show_streams", "-count_frames", str(path)],
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            "-count_frames",
+            str(path),
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     data = json.loads(out)
     return {s["codec_type"]: s for s in data["streams"]} | {"format": data["format"]}
 
 
 def frame(path: Path, index: int) -> np.ndarray:
     """Frame ``index`` of a video as an RGB array (exact: decoded and selected by number)."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vf",
-                          f"select=eq(n\\,{index})", "-frames:v", "1", "-f", "rawvideo",
-                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-vf",
+            f"select=eq(n\\,{index})",
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(out, np.uint8).reshape(H, W, 3).astype(int)
 
 
 def loudness(path: Path, start: float, end: float) -> float:
     """RMS of the mono mix between two times."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar",
-                          "8000", "-f", "f32le", "-"], capture_output=True, check=True).stdout
-    samples = np.frombuffer(out, np.float32)[int(start * 8000):int(end * 8000)]
-    return float(np.sqrt(np.mean(samples ** 2))) if samples.size else 0.0
+    out = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "8000",
+            "-f",
+            "f32le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    samples = np.frombuffer(out, np.float32)[int(start * 8000) : int(end * 8000)]
+    return float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
 
 
 def assert_success(status: dict) -> dict:
@@ -93,9 +142,14 @@ def assert_success(status: dict) -> dict:
 
 # -- renders -------------------------------------------------------------------------------
 
+
 def test_red_still_renders_red_at_the_profile_size(dragon_server, urls, tmp_path):
-    result = assert_success(create(dragon_server, movie(
-        f'<effect type="none" duration="2"><image filename="{urls["red"]}"/></effect>')))
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(f'<effect type="none" duration="2"><image filename="{urls["red"]}"/></effect>'),
+        )
+    )
     assert (result["duration"], result["width"], result["height"]) == (2.0, W, H)
     path = fetch(dragon_server, result["export"], tmp_path, "red.mp4")
     info = probe(path)
@@ -112,12 +166,18 @@ def test_red_still_renders_red_at_the_profile_size(dragon_server, urls, tmp_path
 
 
 def test_crossfade_mixes_both_sides_and_the_sound(dragon_server, urls, tmp_path):
-    result = assert_success(create(dragon_server, movie(
-        f'<stack><sequence>'
-        f'<effect type="none" duration="2"><image filename="{urls["red"]}"/></effect>'
-        f'<transition type="crossfade" duration="1"/>'
-        f'<effect type="none" duration="2"><image filename="{urls["blue"]}"/></effect>'
-        f'</sequence><audio filename="{urls["music"]}" duration=".." fadeout="1"/></stack>')))
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                f"<stack><sequence>"
+                f'<effect type="none" duration="2"><image filename="{urls["red"]}"/></effect>'
+                f'<transition type="crossfade" duration="1"/>'
+                f'<effect type="none" duration="2"><image filename="{urls["blue"]}"/></effect>'
+                f'</sequence><audio filename="{urls["music"]}" duration=".." fadeout="1"/></stack>'
+            ),
+        )
+    )
     assert result["duration"] == 3.0
     path = fetch(dragon_server, result["export"], tmp_path, "fade.mp4")
     assert int(probe(path)["video"]["nb_read_frames"]) == 3 * FPS
@@ -130,9 +190,16 @@ def test_crossfade_mixes_both_sides_and_the_sound(dragon_server, urls, tmp_path)
 
 
 def test_legend_draws_text_in_the_bottom_band(dragon_server, urls, tmp_path):
-    result = assert_success(create(dragon_server, movie(
-        f'<stack duration="2"><effect type="none"><image filename="{urls["black"]}"/></effect>'
-        f'<text type="legend">Hello legend</text></stack>')))
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                f'<stack duration="2"><effect type="none">'
+                f'<image filename="{urls["black"]}"/></effect>'
+                f'<text type="legend">Hello legend</text></stack>'
+            ),
+        )
+    )
     picture = frame(fetch(dragon_server, result["export"], tmp_path, "legend.mp4"), 25)
     bright = picture.sum(axis=2) > 600
     rows = np.nonzero(bright.any(axis=1))[0]
@@ -142,13 +209,20 @@ def test_legend_draws_text_in_the_bottom_band(dragon_server, urls, tmp_path):
 
 
 def test_stack_draws_later_children_on_top(dragon_server, urls, tmp_path):
-    result = assert_success(create(dragon_server, movie(
-        f'<stack duration="1"><effect type="none"><image filename="{urls["red"]}"/></effect>'
-        f'<overlay left="0.25" top="0.25" width="0.5" height="0.5">'
-        f'<image filename="{urls["blue"]}"/></overlay></stack>'
-        f'<stack duration="1"><overlay left="0.25" top="0.25" width="0.5" height="0.5">'
-        f'<image filename="{urls["blue"]}"/></overlay>'
-        f'<effect type="none"><image filename="{urls["red"]}"/></effect></stack>')))
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                f'<stack duration="1"><effect type="none">'
+                f'<image filename="{urls["red"]}"/></effect>'
+                f'<overlay left="0.25" top="0.25" width="0.5" height="0.5">'
+                f'<image filename="{urls["blue"]}"/></overlay></stack>'
+                f'<stack duration="1"><overlay left="0.25" top="0.25" width="0.5" height="0.5">'
+                f'<image filename="{urls["blue"]}"/></overlay>'
+                f'<effect type="none"><image filename="{urls["red"]}"/></effect></stack>'
+            ),
+        )
+    )
     path = fetch(dragon_server, result["export"], tmp_path, "stack.mp4")
     first, second = frame(path, 12), frame(path, 37)
     assert first[H // 2, W // 2][2] > 200 and first[H // 2, W // 2][0] < 50  # blue on top
@@ -157,11 +231,17 @@ def test_stack_draws_later_children_on_top(dragon_server, urls, tmp_path):
 
 
 def test_video_with_its_sound_overlay_and_alpha_fade(dragon_server, urls, tmp_path):
-    result = assert_success(create(dragon_server, movie(
-        f'<stack><effect type="none"><video filename="{urls["clip"]}"/></effect>'
-        f'<overlay height="0.25" right="0" top="0"><image filename="{urls["logo"]}"/>'
-        f'<filter type="alpha" alphaStart="0" alphaEnd="1" duration="1"/></overlay>'
-        f"</stack>")))
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                f'<stack><effect type="none"><video filename="{urls["clip"]}"/></effect>'
+                f'<overlay height="0.25" right="0" top="0"><image filename="{urls["logo"]}"/>'
+                f'<filter type="alpha" alphaStart="0" alphaEnd="1" duration="1"/></overlay>'
+                f"</stack>"
+            ),
+        )
+    )
     assert result["duration"] == 2.0
     path = fetch(dragon_server, result["export"], tmp_path, "clip.mp4")
     assert int(probe(path)["video"]["nb_read_frames"]) == 2 * FPS
@@ -176,10 +256,22 @@ def test_video_with_its_sound_overlay_and_alpha_fade(dragon_server, urls, tmp_pa
 
 def test_preview_is_published_before_the_export(dragon_server, urls, tmp_path):
     definition = movie(
-        f'<effect type="kenburns" duration="3"><image filename="{urls["red"]}"/></effect>')
-    response = dragon_server.request("POST", "/v2/create_stream", {"tasks": [
-        {"task_name": "video.create", "definition": definition, "profile": "360p",
-         "preview": True}]})
+        f'<effect type="kenburns" duration="3"><image filename="{urls["red"]}"/></effect>'
+    )
+    response = dragon_server.request(
+        "POST",
+        "/v2/create_stream",
+        {
+            "tasks": [
+                {
+                    "task_name": "video.create",
+                    "definition": definition,
+                    "profile": "360p",
+                    "preview": True,
+                }
+            ]
+        },
+    )
     lines = [line for line in response.lines()[1:] if isinstance(line, dict)]
     partials = [d for d in lines if d["status"] == "executing" and d.get("result")]
     assert partials, lines
@@ -195,21 +287,27 @@ def test_preview_is_published_before_the_export(dragon_server, urls, tmp_path):
 
 
 def test_director_theme_widget_renders(dragon_server, urls, tmp_path):
-    result = assert_success(create(dragon_server, movie(
-        f'<widget type="director.theme.tiles"><track type="video">'
-        f'<image filename="{urls["red"]}" duration="1.5">'
-        f'<track type="caption"><text>Caption for this image</text></track></image>'
-        f'<text duration="1.5">A title card</text>'
-        f'<image type="map" center="37.20,-93.27" zoom="10.0" duration="1"/>'
-        f'<video filename="{urls["clip"]}"/></track>'
-        f'<track type="audio"><audio filename="{urls["music"]}"/></track></widget>'),
-        thumbnail_time=100))
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                f'<widget type="director.theme.tiles"><track type="video">'
+                f'<image filename="{urls["red"]}" duration="1.5">'
+                f'<track type="caption"><text>Caption for this image</text></track></image>'
+                f'<text duration="1.5">A title card</text>'
+                f'<image type="map" center="37.20,-93.27" zoom="10.0" duration="1"/>'
+                f'<video filename="{urls["clip"]}"/></track>'
+                f'<track type="audio"><audio filename="{urls["music"]}"/></track></widget>'
+            ),
+            thumbnail_time=100,
+        )
+    )
     assert result["duration"] == pytest.approx(1.5 + 1.5 + 1 + 2 - 3 * 0.5)
     assert any("map" in w for w in result["warnings"])
     path = fetch(dragon_server, result["export"], tmp_path, "widget.mp4")
     first = frame(path, 10)
     assert first[H // 3, W // 2][0] > 180  # the red still...
-    band = first[int(0.8 * H):int(0.92 * H), W // 4:3 * W // 4]
+    band = first[int(0.8 * H) : int(0.92 * H), W // 4 : 3 * W // 4]
     assert (band.sum(axis=2) > 600).any()  # ...with its caption
     assert loudness(path, 0.5, 3.0) > 0.05
     thumb = Image.open(io.BytesIO(dragon_server.get(result["thumbnail"]).body))
@@ -217,9 +315,14 @@ def test_director_theme_widget_renders(dragon_server, urls, tmp_path):
 
 
 def test_thumbnail_only_when_nothing_else_is_asked(dragon_server, urls, tmp_path):
-    result = assert_success(create(dragon_server, movie(
-        f'<effect type="none" duration="1"><image filename="{urls["blue"]}"/></effect>'),
-        export=False, thumbnail_time=0.5))
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(f'<effect type="none" duration="1"><image filename="{urls["blue"]}"/></effect>'),
+            export=False,
+            thumbnail_time=0.5,
+        )
+    )
     assert "export" not in result and "preview" not in result
     thumb = Image.open(io.BytesIO(dragon_server.get(result["thumbnail"]).body)).convert("RGB")
     assert thumb.size == (W, H) and thumb.getpixel((W // 2, H // 2))[2] > 200
@@ -231,13 +334,23 @@ def test_a_movie_cut_into_windows_is_seamless(make_server, urls, tmp_path):
     if "video_create_memory_bytes" not in {s.name for s in SETTINGS}:
         pytest.skip("needs the video_create_memory_bytes setting (dragon.config)")
     server = make_server(env={"DRAGON_VIDEO_CREATE_MEMORY_BYTES": "1000000"})
-    stills = [f'<effect type="kenburns" duration="1"><image filename="{urls[c]}"/></effect>'
-              for c in ("red", "blue", "red", "blue")]
-    result = assert_success(create(server, movie(
-        "<stack><sequence>" + '<transition type="crossfade" duration="0.4"/>'.join(stills)
-        + f'<effect type="none"><video filename="{urls["clip"]}"/></effect></sequence>'
-        f'<text type="legend">Windows</text>'
-        f'<audio filename="{urls["music"]}" duration=".."/></stack>'), thumbnail_time=1.1))
+    stills = [
+        f'<effect type="kenburns" duration="1"><image filename="{urls[c]}"/></effect>'
+        for c in ("red", "blue", "red", "blue")
+    ]
+    result = assert_success(
+        create(
+            server,
+            movie(
+                "<stack><sequence>"
+                + '<transition type="crossfade" duration="0.4"/>'.join(stills)
+                + f'<effect type="none"><video filename="{urls["clip"]}"/></effect></sequence>'
+                f'<text type="legend">Windows</text>'
+                f'<audio filename="{urls["music"]}" duration=".."/></stack>'
+            ),
+            thumbnail_time=1.1,
+        )
+    )
     assert result["duration"] == pytest.approx(4 - 3 * 0.4 + 2)
     path = fetch(server, result["export"], tmp_path, "windows.mp4")
     info = probe(path)
@@ -265,24 +378,42 @@ def pattern(base: tuple[int, int, int], stripe: tuple[int, int, int], vertical: 
     return out.getvalue()
 
 
-DRAWN = ["over", "under", "cube", "dualmove", "strip", "waterdrop", "swirl", "spiral", "scans",
-         "circle", "radial", "move", "scan"]
+DRAWN = [
+    "over",
+    "under",
+    "cube",
+    "dualmove",
+    "strip",
+    "waterdrop",
+    "swirl",
+    "spiral",
+    "scans",
+    "circle",
+    "radial",
+    "move",
+    "scan",
+]
 
 
 def test_transitions_are_drawn_as_named(dragon_server, origin, tmp_path):
     """Every transition's middle frame differs from a crossfade's between the same two
     pictures (at its middle any crossfade is half of each, whichever comes first)."""
-    first = origin.add("sxml/stripes-a.png", pattern((255, 0, 0), (255, 255, 255), True),
-                       "image/png")
-    second = origin.add("sxml/stripes-b.png", pattern((0, 0, 255), (255, 255, 0), False),
-                        "image/png")
-    items = [f'<effect type="none" duration="1"><image filename="{(first, second)[i % 2]}"/>'
-             f"</effect>" for i in range(len(DRAWN) + 2)]
+    first = origin.add(
+        "sxml/stripes-a.png", pattern((255, 0, 0), (255, 255, 255), True), "image/png"
+    )
+    second = origin.add(
+        "sxml/stripes-b.png", pattern((0, 0, 255), (255, 255, 0), False), "image/png"
+    )
+    items = [
+        f'<effect type="none" duration="1"><image filename="{(first, second)[i % 2]}"/></effect>'
+        for i in range(len(DRAWN) + 2)
+    ]
     kinds = ["crossfade", *DRAWN]
     directions = ("left", "up", "right", "down")
     body = items[0] + "".join(
         f'<transition type="{kind}" direction="{directions[i % 4]}" duration="0.4"/>{item}'
-        for i, (kind, item) in enumerate(zip(kinds, items[1:], strict=True)))
+        for i, (kind, item) in enumerate(zip(kinds, items[1:], strict=True))
+    )
     result = assert_success(create(dragon_server, movie(body)))
     assert result["duration"] == pytest.approx(len(items) - 0.4 * len(kinds))
     assert not [w for w in result.get("warnings", []) if "as a crossfade" in w], result
@@ -308,31 +439,41 @@ def box_of(picture: np.ndarray, colour: int) -> tuple[int, int, int, int] | None
 def test_animators_move_overlays_during_their_window_only(dragon_server, tmp_path):
     from dragon.sxml import layout
 
-    result = assert_success(create(dragon_server, movie(
-        '<stack duration="3"><effect type="none"><image color="#000000"/></effect>'
-        '<overlay left="0.1" top="0.1" width="0.2" height="0.2"><image color="#0000ff"/>'
-        '<animator type="slide-in" direction="right" margin-start="0.5" duration="1"/>'
-        "</overlay>"
-        '<overlay left="0.6" top="0.5" width="0.2" height="0.3"><image color="#00ff00"/>'
-        '<animator type="grow" growStart="0.5" growEnd="1" margin-start="1" duration="1"/>'
-        "</overlay>"
-        '<overlay left="0.4" top="0.6" width="0.1" height="0.1"><image color="#ff0000"/>'
-        '<animator type="custom" margin-start="1"><key time="0" pos="0,0,0"/>'
-        '<key time="1" pos="0.5,0.5,0"/></animator></overlay></stack>')))
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                '<stack duration="3"><effect type="none"><image color="#000000"/></effect>'
+                '<overlay left="0.1" top="0.1" width="0.2" height="0.2"><image color="#0000ff"/>'
+                '<animator type="slide-in" direction="right" margin-start="0.5" duration="1"/>'
+                "</overlay>"
+                '<overlay left="0.6" top="0.5" width="0.2" height="0.3"><image color="#00ff00"/>'
+                '<animator type="grow" growStart="0.5" growEnd="1" margin-start="1" duration="1"/>'
+                "</overlay>"
+                '<overlay left="0.4" top="0.6" width="0.1" height="0.1"><image color="#ff0000"/>'
+                '<animator type="custom" margin-start="1"><key time="0" pos="0,0,0"/>'
+                '<key time="1" pos="0.5,0.5,0"/></animator></overlay></stack>'
+            ),
+        )
+    )
     assert not result.get("warnings"), result
     path = fetch(dragon_server, result["export"], tmp_path, "animators.mp4")
-    blue = layout.place(layout.placement({"left": "0.1", "top": "0.1", "width": "0.2",
-                                          "height": "0.2"}), W, H)
-    green = layout.place(layout.placement({"left": "0.6", "top": "0.5", "width": "0.2",
-                                           "height": "0.3"}), W, H)
-    red = layout.place(layout.placement({"left": "0.4", "top": "0.6", "width": "0.1",
-                                         "height": "0.1"}), W, H)
+    blue = layout.place(
+        layout.placement({"left": "0.1", "top": "0.1", "width": "0.2", "height": "0.2"}), W, H
+    )
+    green = layout.place(
+        layout.placement({"left": "0.6", "top": "0.5", "width": "0.2", "height": "0.3"}), W, H
+    )
+    red = layout.place(
+        layout.placement({"left": "0.4", "top": "0.6", "width": "0.1", "height": "0.1"}), W, H
+    )
 
     def near(found, expected, slack=3):
         x, y, w, h = expected  # the part inside the frame
         expected = (max(0, x), max(0, y), min(x + w, W) - max(0, x), min(y + h, H) - max(0, y))
-        assert found is not None and all(abs(a - b) <= slack for a, b in zip(
-            found, expected, strict=True)), (found, expected)
+        assert found is not None and all(
+            abs(a - b) <= slack for a, b in zip(found, expected, strict=True)
+        ), (found, expected)
 
     before, during, after = frame(path, 6), frame(path, 25), frame(path, 60)
     assert box_of(before, 2) is None  # not on screen yet: it slides in at 0.5 s
@@ -350,21 +491,45 @@ def test_animators_move_overlays_during_their_window_only(dragon_server, tmp_pat
 
 def level_at(path: Path, frequency: float, start: float, end: float) -> float:
     """The magnitude of one frequency in the mono mix between two times."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar",
-                          "8000", "-f", "f32le", "-"], capture_output=True, check=True).stdout
-    samples = np.frombuffer(out, np.float32)[int(start * 8000):int(end * 8000)]
+    out = subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            "8000",
+            "-f",
+            "f32le",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
+    samples = np.frombuffer(out, np.float32)[int(start * 8000) : int(end * 8000)]
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
     return float(spectrum[np.argmin(np.abs(np.fft.rfftfreq(samples.size, 1 / 8000) - frequency))])
 
 
 def test_a_voice_ducks_the_music_while_it_sounds(dragon_server, urls, origin, tmp_path):
-    voice = origin.add_file("sxml/voice.wav", media.audio(tmp_path / "voice.wav",
-                                                          duration=1.5, freq=1000), "audio/wav")
-    result = assert_success(create(dragon_server, movie(
-        '<stack duration="6"><effect type="none"><image color="#000000"/></effect>'
-        f'<audio filename="{urls["music"]}"/>'
-        f'<audio filename="{voice}" margin-start="2" duration="1.5" duck-others="0.1"/>'
-        "</stack>")))
+    voice = origin.add_file(
+        "sxml/voice.wav", media.audio(tmp_path / "voice.wav", duration=1.5, freq=1000), "audio/wav"
+    )
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                '<stack duration="6"><effect type="none"><image color="#000000"/></effect>'
+                f'<audio filename="{urls["music"]}"/>'
+                f'<audio filename="{voice}" margin-start="2" duration="1.5" duck-others="0.1"/>'
+                "</stack>"
+            ),
+        )
+    )
     assert not result.get("warnings"), result
     path = fetch(dragon_server, result["export"], tmp_path, "ducked.mp4")
     # Windows of 0.3 s each (the magnitudes grow with the window).
@@ -391,8 +556,11 @@ def drums(origin, tmp_path_factory) -> tuple[str, np.ndarray, np.ndarray]:
 
 def centre_colours(path: Path) -> np.ndarray:
     """The centre pixel of every frame."""
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo",
-                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(out, np.uint8).reshape(-1, H, W, 3)[:, H // 2, W // 2].astype(int)
 
 
@@ -400,15 +568,22 @@ def test_sequence_cuts_land_on_the_beats(dragon_server, drums, tmp_path):
     url, grid, _ = drums
     colours = ["#ff0000", "#0000ff", "#00ff00", "#ffffff", "#ff00ff"]
     lengths = [1.3, 0.9, 1.7, 1.1, 2.2]  # cuts at 1.3, 2.2, 3.9, 5.0, end 7.2 unsynced
-    items = "".join(f'<effect type="none" duration="{d}"><image color="{c}"/></effect>'
-                    for c, d in zip(colours, lengths, strict=True))
-    result = assert_success(create(dragon_server, movie(
-        f'<stack><sequence sync="beats">{items}</sequence>'
-        f'<audio filename="{url}" duration=".."/></stack>')))
+    items = "".join(
+        f'<effect type="none" duration="{d}"><image color="{c}"/></effect>'
+        for c, d in zip(colours, lengths, strict=True)
+    )
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                f'<stack><sequence sync="beats">{items}</sequence>'
+                f'<audio filename="{url}" duration=".."/></stack>'
+            ),
+        )
+    )
     assert abs(result["duration"] - 7.0) <= 1 / FPS  # the end snaps too
     pixels = centre_colours(fetch(dragon_server, result["export"], tmp_path, "beats.mp4"))
-    cuts = [i / FPS for i in range(1, len(pixels))
-            if np.abs(pixels[i] - pixels[i - 1]).sum() > 200]
+    cuts = [i / FPS for i in range(1, len(pixels)) if np.abs(pixels[i] - pixels[i - 1]).sum() > 200]
     assert len(cuts) == 4  # every item is still there, in order
     for cut in cuts:
         assert np.min(np.abs(grid - cut)) <= 1 / FPS, (cut, cuts)
@@ -417,11 +592,19 @@ def test_sequence_cuts_land_on_the_beats(dragon_server, drums, tmp_path):
 
 def test_director_widget_cuts_on_downbeats(dragon_server, urls, drums, tmp_path):
     url, _, downbeats = drums
-    stills = "".join(f'<image filename="{urls[c]}" duration="{d}"/>'
-                     for c, d in (("red", 2.6), ("blue", 2.2), ("red", 2.4)))
-    result = assert_success(create(dragon_server, movie(
-        f'<widget type="director.theme.tiles" sync="downbeats"><track type="video">{stills}'
-        f'</track><track type="audio"><audio filename="{url}"/></track></widget>')))
+    stills = "".join(
+        f'<image filename="{urls[c]}" duration="{d}"/>'
+        for c, d in (("red", 2.6), ("blue", 2.2), ("red", 2.4))
+    )
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                f'<widget type="director.theme.tiles" sync="downbeats"><track type="video">{stills}'
+                f'</track><track type="audio"><audio filename="{url}"/></track></widget>'
+            ),
+        )
+    )
     assert abs(result["duration"] - 6.5) <= 1 / FPS
     pixels = centre_colours(fetch(dragon_server, result["export"], tmp_path, "down.mp4"))
     bluer = pixels[:, 2] > pixels[:, 0]
@@ -437,15 +620,26 @@ def test_director_widget_cuts_on_downbeats(dragon_server, urls, drums, tmp_path)
 # Each would be a valid movie but for its hostile part, so only that part can fail it.
 VALID_BODY = '<body><effect type="none"><image color="#ff0000" duration="1"/></effect></body>'
 HOSTILE = {
-    "billion laughs": ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-                       '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
-                       '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">'
-                       f']><movie service="craftsman-1.0">{VALID_BODY}&lol3;</movie>', "DTD"),
-    "external entity": ('<!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
-                        f'<movie service="craftsman-1.0">{VALID_BODY}&x;</movie>', "DTD"),
+    "billion laughs": (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+        '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">'
+        f']><movie service="craftsman-1.0">{VALID_BODY}&lol3;</movie>',
+        "DTD",
+    ),
+    "external entity": (
+        '<!DOCTYPE m [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        f'<movie service="craftsman-1.0">{VALID_BODY}&x;</movie>',
+        "DTD",
+    ),
     "doctype": (f'<!DOCTYPE movie><movie service="craftsman-1.0">{VALID_BODY}</movie>', "DTD"),
-    "depth 10000": ('<movie service="craftsman-1.0"><body>' + "<stack>" * 10_000
-                    + "</stack>" * 10_000 + "</body></movie>", "deeper"),
+    "depth 10000": (
+        '<movie service="craftsman-1.0"><body>'
+        + "<stack>" * 10_000
+        + "</stack>" * 10_000
+        + "</body></movie>",
+        "deeper",
+    ),
 }
 
 
@@ -460,22 +654,28 @@ def test_hostile_definitions_end_as_parameter_errors(dragon_server, name):
     assert status["status"] == "error"
     assert list(status["error"]["parameters"]) == ["definition"]
     assert reason in status["error"]["parameters"]["definition"][0]
-    assert create(dragon_server, f'<movie service="craftsman-1.0">{VALID_BODY}</movie>')[
-        "status"] == "success"  # the same movie without the hostile part renders
+    assert (
+        create(dragon_server, f'<movie service="craftsman-1.0">{VALID_BODY}</movie>')["status"]
+        == "success"
+    )  # the same movie without the hostile part renders
 
 
 def test_unrenderable_structure_names_element_and_line(dragon_server, urls, origin):
     hits = len(origin.hits)
-    status = create(dragon_server, movie(
-        f'<effect type="none"><image filename="{urls["red"]}"/></effect>\n<sphere/>'))
+    status = create(
+        dragon_server,
+        movie(f'<effect type="none"><image filename="{urls["red"]}"/></effect>\n<sphere/>'),
+    )
     [message] = status["error"]["parameters"]["definition"]
     assert "<sphere>" in message and "(line 2)" in message
     assert len(origin.hits) == hits  # refused before any download
 
 
 def test_forbidden_media_url_is_a_parameter_error(dragon_server):
-    status = create(dragon_server, movie(
-        '<effect type="none">\n<image filename="file:///etc/passwd"/></effect>'))
+    status = create(
+        dragon_server,
+        movie('<effect type="none">\n<image filename="file:///etc/passwd"/></effect>'),
+    )
     [message] = status["error"]["parameters"]["definition"]
     assert "<image>" in message and "http or https" in message and "(line 2)" in message
 
@@ -487,15 +687,17 @@ def test_unknown_profile_lists_the_valid_ones(dragon_server):
 
 
 def test_too_long_a_movie_is_refused(dragon_server):
-    status = create(dragon_server, movie('<effect type="none" duration="700">'
-                                         '<image color="#ff0000"/></effect>'))
+    status = create(
+        dragon_server, movie('<effect type="none" duration="700"><image color="#ff0000"/></effect>')
+    )
     [message] = status["error"]["parameters"]["definition"]
     assert "700.0 s" in message and "600 s" in message
 
 
 def test_media_that_is_not_what_it_claims(dragon_server, urls):
-    status = create(dragon_server, movie(
-        f'<effect type="none">\n<video filename="{urls["red"]}"/></effect>'))
+    status = create(
+        dragon_server, movie(f'<effect type="none">\n<video filename="{urls["red"]}"/></effect>')
+    )
     assert status["status"] == "error"
     assert status["error_code"] == "unsupported_media"
     assert "<video> (line 2)" in status["error"]
@@ -503,8 +705,9 @@ def test_media_that_is_not_what_it_claims(dragon_server, urls):
 
 def test_more_images_than_frames_render_at_full_length(dragon_server, tmp_path):
     greys = "".join(f'<image color="#{i:02x}{i:02x}{i:02x}"/>' for i in range(0, 200, 2))
-    result = assert_success(create(dragon_server, movie(
-        f'<effect type="diving" duration="2">{greys}</effect>')))
+    result = assert_success(
+        create(dragon_server, movie(f'<effect type="diving" duration="2">{greys}</effect>'))
+    )
     path = fetch(dragon_server, result["export"], tmp_path, "diving.mp4")
     assert int(probe(path)["video"]["nb_read_frames"]) == 2 * FPS  # 100 images, 50 frames
     levels = [int(frame(path, n)[H // 2, W // 2][0]) for n in (2, 25, 47)]
@@ -519,11 +722,18 @@ def test_client_definition_ending_with_a_transition_renders(dragon_server, urls,
         f"<image filename='{urls[colour]}' duration='1.5'><track type='caption'>"
         f"<text>{headline}</text></track></image>"
         f"<transition type='crossfade' duration='0.1'/>"
-        for date, colour, headline in (("May 1", "red", "First"), ("May 2", "blue", "Next")))
-    result = assert_success(create(dragon_server, (
-        "<movie service='craftsman-1.0'><body><widget type='director.theme.tiles'>"
-        f"<track type='video'>{items}</track><track type='audio'>"
-        f"<audio filename='{urls['music']}'/></track></widget></body></movie>")))
+        for date, colour, headline in (("May 1", "red", "First"), ("May 2", "blue", "Next"))
+    )
+    result = assert_success(
+        create(
+            dragon_server,
+            (
+                "<movie service='craftsman-1.0'><body><widget type='director.theme.tiles'>"
+                f"<track type='video'>{items}</track><track type='audio'>"
+                f"<audio filename='{urls['music']}'/></track></widget></body></movie>"
+            ),
+        )
+    )
     assert any("nothing after it" in w for w in result["warnings"])
     # The crossfade after the second date would overlap the one before it: it gets 0 s.
     assert result["duration"] == pytest.approx(2 * (0.1 + 1.5) - 2 * 0.1)

@@ -23,8 +23,11 @@ def f_measure(ref, est, window: float = 0.07) -> float:
     used = set()
     hits = 0
     for t in ref:
-        best = min((abs(e - t), i) for i, e in enumerate(est) if i not in used) \
-            if len(used) < len(est) else (np.inf, -1)
+        best = (
+            min((abs(e - t), i) for i, e in enumerate(est) if i not in used)
+            if len(used) < len(est)
+            else (np.inf, -1)
+        )
         if best[0] <= window:
             used.add(best[1])
             hits += 1
@@ -37,8 +40,9 @@ def click(freq: float, seconds: float, decay: float) -> np.ndarray:
     return np.sin(2 * np.pi * freq * t) * np.exp(-t / decay)
 
 
-def drum_track(bpm: float, meter: int, seconds: float, *, offbeat_hats: bool = False,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def drum_track(
+    bpm: float, meter: int, seconds: float, *, offbeat_hats: bool = False, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Accented low clicks on downbeats, higher clicks on other beats, optional hats."""
     rng = np.random.default_rng(seed)
     y = np.zeros(int(seconds * SR))

@@ -65,8 +65,13 @@ class _Overridden:
         return self._extra[name] if name in self._extra else getattr(self._base, name)
 
 
-def local_ctx(tmp_path: Path, params: dict | None = None, files: dict | None = None,
-              settings=None, **overrides) -> TaskContext:
+def local_ctx(
+    tmp_path: Path,
+    params: dict | None = None,
+    files: dict | None = None,
+    settings=None,
+    **overrides,
+) -> TaskContext:
     """A real TaskContext; ``overrides`` replace settings (or add ``getattr``-read ones)."""
     base = settings or Settings.load(env={})
     known = {f.name for f in dataclasses.fields(Settings)}
@@ -76,7 +81,13 @@ def local_ctx(tmp_path: Path, params: dict | None = None, files: dict | None = N
     work.mkdir(exist_ok=True)
     out.mkdir(exist_ok=True)
     return TaskContext(
-        key="TESTKEY", task_name="test", account_id=1, params=params or {}, tmpdir=work,
-        settings=_Overridden(base, extra) if extra else base, reporter=Progress(),
-        fetcher=LocalFetcher(files or {}), store=FolderStore(out),
+        key="TESTKEY",
+        task_name="test",
+        account_id=1,
+        params=params or {},
+        tmpdir=work,
+        settings=_Overridden(base, extra) if extra else base,
+        reporter=Progress(),
+        fetcher=LocalFetcher(files or {}),
+        store=FolderStore(out),
     )

@@ -19,16 +19,29 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
 
-def image_bytes(width: int = 64, height: int = 48, color=(255, 0, 0), fmt: str = "JPEG",
-                mode: str = "RGB", **save) -> bytes:
+def image_bytes(
+    width: int = 64,
+    height: int = 48,
+    color=(255, 0, 0),
+    fmt: str = "JPEG",
+    mode: str = "RGB",
+    **save,
+) -> bytes:
     img = Image.new(mode, (width, height), color)
     buf = io.BytesIO()
     img.save(buf, fmt, **save)
     return buf.getvalue()
 
 
-def video(path: Path, *, duration: float = 2.0, size: str = "320x240", rate: int = 25,
-          audio: bool = True, extra: tuple[str, ...] = ()) -> Path:
+def video(
+    path: Path,
+    *,
+    duration: float = 2.0,
+    size: str = "320x240",
+    rate: int = 25,
+    audio: bool = True,
+    extra: tuple[str, ...] = (),
+) -> Path:
     """An H.264/AAC MP4 from testsrc2 (+ a 440 Hz sine when ``audio``)."""
     args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={duration}"]
     if audio:
@@ -40,8 +53,9 @@ def video(path: Path, *, duration: float = 2.0, size: str = "320x240", rate: int
     return path
 
 
-def audio(path: Path, *, duration: float = 2.0, freq: int = 440,
-          codec: tuple[str, ...] = ()) -> Path:
+def audio(
+    path: Path, *, duration: float = 2.0, freq: int = 440, codec: tuple[str, ...] = ()
+) -> Path:
     """A sine tone; the container and codec follow ``path``'s suffix unless ``codec`` says."""
     ffmpeg("-f", "lavfi", "-i", f"sine=frequency={freq}:duration={duration}", *codec, str(path))
     return path
@@ -55,14 +69,25 @@ def png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + crc
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 # -- hostile containers ------------------------------------------------------------------
 
-AV_TASKS = ["audio.info", "audio.convert", "video.info", "video.convert", "video.thumb",
-            "video.strip", "video.reverse"]
+AV_TASKS = [
+    "audio.info",
+    "audio.convert",
+    "video.info",
+    "video.convert",
+    "video.thumb",
+    "video.strip",
+    "video.reverse",
+]
 PLAYLIST = b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:1.0,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n"
 
 
@@ -80,18 +105,45 @@ def gab2_avi(subtitle: bytes, size: int = 16, frames: int = 10) -> bytes:
     carrying ``subtitle``, a whole file that ffmpeg's AVI demuxer opens with a nested demuxer
     (how the 2017 exploit smuggled an HLS playlist in)."""
     desc = "x".encode("utf-16le") + b"\0\0"
-    gab2 = (b"GAB2\0" + struct.pack("<HI", 2, len(desc)) + desc
-            + struct.pack("<HI", 4, len(subtitle)) + subtitle)
+    gab2 = (
+        b"GAB2\0"
+        + struct.pack("<HI", 2, len(desc))
+        + desc
+        + struct.pack("<HI", 4, len(subtitle))
+        + subtitle
+    )
     frame = bytes([40, 80, 160]) * (size * size)
     avih = struct.pack("<14I", 40000, 0, 0, 0x10, frames, 0, 2, 0, size, size, 0, 0, 0, 0)
     strh = "<4s4sIHHIIIIIIII4h"
-    video = (_chunk(b"strh", struct.pack(strh, b"vids", bytes(4), 0, 0, 0, 0, 1, 25, 0, frames,
-                                         len(frame), 0, 0, 0, 0, size, size))
-             + _chunk(b"strf", struct.pack("<IiiHHIIiiII", 40, size, size, 1, 24, 0,
-                                           len(frame), 0, 0, 0, 0)))
-    text = (_chunk(b"strh", struct.pack(strh, b"txts", bytes(4), 0, 0, 0, 0, 1, 25, 0, 1,
-                                        len(gab2), 0, 0, 0, 0, 0, 0))
-            + _chunk(b"strf", bytes(4)))
+    video = _chunk(
+        b"strh",
+        struct.pack(
+            strh,
+            b"vids",
+            bytes(4),
+            0,
+            0,
+            0,
+            0,
+            1,
+            25,
+            0,
+            frames,
+            len(frame),
+            0,
+            0,
+            0,
+            0,
+            size,
+            size,
+        ),
+    ) + _chunk(
+        b"strf", struct.pack("<IiiHHIIiiII", 40, size, size, 1, 24, 0, len(frame), 0, 0, 0, 0)
+    )
+    text = _chunk(
+        b"strh",
+        struct.pack(strh, b"txts", bytes(4), 0, 0, 0, 0, 1, 25, 0, 1, len(gab2), 0, 0, 0, 0, 0, 0),
+    ) + _chunk(b"strf", bytes(4))
     hdrl = _list(b"hdrl", _chunk(b"avih", avih), _list(b"strl", video), _list(b"strl", text))
     chunks, index, offset = [], [], 4
     for fourcc, data in [(b"01tx", gab2)] + [(b"00db", frame)] * frames:
@@ -104,6 +156,19 @@ def gab2_avi(subtitle: bytes, size: int = 16, frames: int = 10) -> bytes:
 
 def ffprobe(path: Path, *extra: str) -> dict:
     """ffprobe's JSON of ``path``'s format and streams (``extra``: e.g. ``-count_frames``)."""
-    out = subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_format",
-                          "-show_streams", *extra, str(path)], capture_output=True, check=True)
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+            *extra,
+            str(path),
+        ],
+        capture_output=True,
+        check=True,
+    )
     return json.loads(out.stdout)

@@ -13,8 +13,11 @@ import boto3
 
 from tests.support.server import free_port
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-               "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 class MotoS3:
@@ -23,8 +26,10 @@ class MotoS3:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "moto_server"), "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env={**os.environ, **CREDENTIALS})
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **CREDENTIALS},
+        )
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -34,8 +39,13 @@ class MotoS3:
                 if time.monotonic() > deadline:
                     raise RuntimeError("moto_server did not start") from None
                 time.sleep(0.1)
-        self.client = boto3.client("s3", endpoint_url=self.url, aws_access_key_id="test",
-                                   aws_secret_access_key="test", region_name="us-east-1")
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        )
 
     def bucket(self, name: str) -> dict:
         """Create ``name``; the environment a server needs to store files in it."""

@@ -32,7 +32,10 @@ def free_port() -> int:
 def dragon(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "dragon", *args],
-        capture_output=True, text=True, env={**os.environ, **(env or {})}, check=check,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=check,
     )
 
 
@@ -50,8 +53,9 @@ class Response:
 
 
 class Server:
-    def __init__(self, data_dir: Path, env: dict, port: int | None = None,
-                 account: dict | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict, port: int | None = None, account: dict | None = None
+    ) -> None:
         """``account``: credentials of an existing account (another node of a cluster)
         instead of a new ``test`` account."""
         self.data_dir = data_dir
@@ -75,8 +79,9 @@ class Server:
         self.account = account
 
     def create_account(self, name: str, *args: str) -> dict:
-        out = dragon("accounts", "create", name, "--data-dir", str(self.data_dir), *args,
-                     env=self.env)
+        out = dragon(
+            "accounts", "create", name, "--data-dir", str(self.data_dir), *args, env=self.env
+        )
         return json.loads(out.stdout)
 
     def start(self, ready: tuple[int, ...] = (200,)) -> Server:
@@ -85,7 +90,9 @@ class Server:
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [*self.argv_prefix, sys.executable, "-m", "dragon", "serve"],
-            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
@@ -114,8 +121,17 @@ class Server:
                 self.proc.wait()
         return self.proc.returncode if self.proc else None
 
-    def request(self, method: str, path: str, body=None, *, headers: dict | None = None,
-                auth: bool = True, raw: bytes | None = None, timeout: float = 120) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body=None,
+        *,
+        headers: dict | None = None,
+        auth: bool = True,
+        raw: bytes | None = None,
+        timeout: float = 120,
+    ) -> Response:
         headers = dict(headers or {})
         if auth and "Authorization" not in headers:
             headers["Authorization"] = f"Secret {self.secret}"
@@ -207,5 +223,3 @@ class Origin:
 
     def add_file(self, name: str, path: Path, content_type: str | None = None) -> str:
         return self.add(name, Path(path).read_bytes(), content_type)
-
-

@@ -51,7 +51,7 @@ def test_tempo_ramp_is_followed():
     hit = click(120, 0.15, 0.04)
     for b in grid:
         i = int(b * SR)
-        y[i:i + len(hit)] += hit[: len(y) - i]
+        y[i : i + len(hit)] += hit[: len(y) - i]
     result = beats.analyse_samples(y.astype(np.float32))
     assert f_measure(grid, result.beats) >= 0.9
 

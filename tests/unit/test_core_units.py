@@ -46,8 +46,8 @@ async def test_group_commit_shares_transactions(database, monkeypatch):
 
 async def test_a_failing_write_does_not_sink_its_batch(database):
     results = await asyncio.gather(
-        insert(database, "x"), insert(database, "x"), insert(database, "y"),
-        return_exceptions=True)
+        insert(database, "x"), insert(database, "x"), insert(database, "y"), return_exceptions=True
+    )
     assert isinstance(results[1], AccountExists)
     assert sorted(r["name"] for r in await database.list_accounts()) == ["x", "y"]
 
@@ -58,8 +58,6 @@ def test_migrations_are_idempotent(tmp_path):
     assert db.migrate(conn) == len(db.MIGRATIONS)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == len(db.MIGRATIONS)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
 
 
 async def test_bus_overflow_closes_only_the_slow_subscriber():
@@ -133,6 +131,7 @@ def test_a_slot_coming_back_from_a_download_goes_first():
         lane.release(2)
         assert lane.take() is None  # the free slot went to A's resume, not to C
         assert waiter.done()
+
     asyncio.run(scenario())
 
 
@@ -145,8 +144,9 @@ def test_referrer_patterns():
     assert not auth.referrer_allowed(("example.com",), "https://evil.test/?example.com")
     # The path and query are the attacker's: they never count.
     assert not auth.referrer_allowed(("*.example.com",), "https://evil.test/x.example.com")
-    assert not auth.referrer_allowed(("https://*.example.com/*",),
-                                     "https://evil.test/?https://a.example.com/x")
+    assert not auth.referrer_allowed(
+        ("https://*.example.com/*",), "https://evil.test/?https://a.example.com/x"
+    )
     assert not auth.referrer_allowed(("https://*.example.com/*",), "http://a.example.com/")
     assert auth.referrer_allowed(("app.test:8080",), "http://app.test:8080/page")
     assert not auth.referrer_allowed(("app.test",), "null")
@@ -176,9 +176,15 @@ def test_settings_from_env_and_overrides():
 
 
 def test_status_mask_hides_secrets_and_signatures():
-    masked = documents.mask({"access_token": "t", "name": "n", "consumer_secret": "s",
-                          "url": "https://b/o?X-Amz-Signature=1",
-                          "task_store": {"type": "youtube", "developer_key": "k"}})
+    masked = documents.mask(
+        {
+            "access_token": "t",
+            "name": "n",
+            "consumer_secret": "s",
+            "url": "https://b/o?X-Amz-Signature=1",
+            "task_store": {"type": "youtube", "developer_key": "k"},
+        }
+    )
     assert masked["access_token"] == masked["consumer_secret"] == documents.MASK
     assert masked["name"] == "n"
     assert "Signature" not in masked["url"]
@@ -200,8 +206,9 @@ async def test_a_rerun_replaces_its_outputs_instead_of_adding(database, tmp_path
     from dragon.stores.backends import LocalBackend
 
     await database.insert_account("acct", b"h", "k", "w", [], 0)
-    stores = Stores(database, LocalBackend(tmp_path / "files", "http://x"),
-                    Settings.load(env={}), None)
+    stores = Stores(
+        database, LocalBackend(tmp_path / "files", "http://x"), Settings.load(env={}), None
+    )
     ctx = SimpleNamespace(key="K" * 26, task_name="test.file", account_id=1)
     first, second = tmp_path / "a", tmp_path / "b"
     first.write_bytes(b"x" * 10)

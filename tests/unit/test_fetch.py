@@ -176,7 +176,9 @@ async def test_dns_failure(make_fetcher, tmp_path):
 
     err = await failure(make_fetcher(resolver=NoSuchHost()), "http://nowhere.test/a", tmp_path)
     assert (err.code, err.message) == (
-        errors.DOWNLOAD_FAILED, "could not resolve the host name nowhere.test")
+        errors.DOWNLOAD_FAILED,
+        "could not resolve the host name nowhere.test",
+    )
 
 
 async def test_body_cut_short(origin, make_fetcher, tmp_path):
@@ -197,8 +199,7 @@ async def test_body_cut_short(origin, make_fetcher, tmp_path):
 # -- size limits (case 5) -------------------------------------------------------------------
 
 
-async def test_content_length_over_limit_is_refused_before_the_body(origin, make_fetcher,
-                                                                    tmp_path):
+async def test_content_length_over_limit_is_refused_before_the_body(origin, make_fetcher, tmp_path):
     async def huge(request):
         return await stream_forever(request, length=10 * 1024**3)
 
@@ -208,7 +209,9 @@ async def test_content_length_over_limit_is_refused_before_the_body(origin, make
     started = time.monotonic()
     err = await failure(fetcher, f"{base}/huge", tmp_path)
     assert (err.code, err.message) == (
-        errors.DOWNLOAD_TOO_LARGE, "source is 10.0 GiB; the limit is 1.0 GiB")
+        errors.DOWNLOAD_TOO_LARGE,
+        "source is 10.0 GiB; the limit is 1.0 GiB",
+    )
     assert time.monotonic() - started < 5
 
 
@@ -220,7 +223,9 @@ async def test_per_call_max_bytes_overrides_the_setting(origin, make_fetcher, tm
     base = await origin.start()
     err = await failure(make_fetcher(), f"{base}/mib", tmp_path, max_bytes=1000)
     assert (err.code, err.message) == (
-        errors.DOWNLOAD_TOO_LARGE, "source is 1.0 MiB; the limit is 1000 bytes")
+        errors.DOWNLOAD_TOO_LARGE,
+        "source is 1.0 MiB; the limit is 1000 bytes",
+    )
 
 
 async def test_endless_chunked_body_is_cut_at_the_limit(origin, make_fetcher, tmp_path):
@@ -228,7 +233,9 @@ async def test_endless_chunked_body_is_cut_at_the_limit(origin, make_fetcher, tm
     base = await origin.start()
     err = await failure(make_fetcher(max_download_bytes=MiB), f"{base}/endless", tmp_path)
     assert (err.code, err.message) == (
-        errors.DOWNLOAD_TOO_LARGE, "source is larger than the limit of 1.0 MiB")
+        errors.DOWNLOAD_TOO_LARGE,
+        "source is larger than the limit of 1.0 MiB",
+    )
 
 
 def gzip_bomb(expanded: int) -> bytes:
@@ -252,7 +259,9 @@ async def test_gzip_bomb_is_cut_at_the_decoded_limit(origin, make_fetcher, tmp_p
     err = await failure(make_fetcher(max_download_bytes=8 * MiB), f"{base}/bomb", tmp_path)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert (err.code, err.message) == (
-        errors.DOWNLOAD_TOO_LARGE, "source is larger than the limit of 8.0 MiB")
+        errors.DOWNLOAD_TOO_LARGE,
+        "source is larger than the limit of 8.0 MiB",
+    )
     assert grown_mib < 100
 
 
@@ -286,7 +295,9 @@ async def test_slow_origin_times_out_at_the_total_limit(origin, make_fetcher, tm
     started = time.monotonic()
     err = await failure(make_fetcher(fetch_total_timeout=1.5), f"{base}/drip", tmp_path)
     assert (err.code, err.message) == (
-        errors.TIMEOUT, f"download of {base}/drip did not finish within 1.5 s")
+        errors.TIMEOUT,
+        f"download of {base}/drip did not finish within 1.5 s",
+    )
     assert time.monotonic() - started < 3
 
 
@@ -314,17 +325,30 @@ def redirect_to(location: str):
 @pytest.mark.parametrize(
     ("location", "message"),
     [
-        ("http://169.254.169.254/latest/meta-data/",
-         "http://169.254.169.254/latest/meta-data/ resolves to 169.254.169.254, a link-local "
-         "address; only public addresses may be fetched"),
-        ("http://[::1]/", "http://[::1]/ resolves to ::1, a loopback address; only public "
-         "addresses may be fetched"),
-        ("file:///etc/passwd", "{base}/r redirected to file:///etc/passwd: the URL must be an "
-         "http or https URL"),
-        ("gopher://127.0.0.1:6379/_FLUSHALL", "{base}/r redirected to "
-         "gopher://127.0.0.1:6379/_FLUSHALL: the URL must be an http or https URL"),
-        ("http://user:pw@example.com/", "{base}/r redirected to http://user:pw@example.com/: "
-         "the URL must not carry credentials (user@host)"),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "http://169.254.169.254/latest/meta-data/ resolves to 169.254.169.254, a link-local "
+            "address; only public addresses may be fetched",
+        ),
+        (
+            "http://[::1]/",
+            "http://[::1]/ resolves to ::1, a loopback address; only public "
+            "addresses may be fetched",
+        ),
+        (
+            "file:///etc/passwd",
+            "{base}/r redirected to file:///etc/passwd: the URL must be an http or https URL",
+        ),
+        (
+            "gopher://127.0.0.1:6379/_FLUSHALL",
+            "{base}/r redirected to "
+            "gopher://127.0.0.1:6379/_FLUSHALL: the URL must be an http or https URL",
+        ),
+        (
+            "http://user:pw@example.com/",
+            "{base}/r redirected to http://user:pw@example.com/: "
+            "the URL must not carry credentials (user@host)",
+        ),
     ],
 )
 async def test_redirect_to_a_forbidden_target(origin, make_fetcher, tmp_path, location, message):
@@ -349,7 +373,9 @@ async def test_ten_redirects_are_too_many(origin, make_fetcher, tmp_path):
     base = await redirect_chain(origin, 10)
     err = await failure(make_fetcher(), f"{base}/hop/0", tmp_path)
     assert (err.code, err.message) == (
-        errors.TOO_MANY_REDIRECTS, f"{base}/hop/0 redirected more than 5 times")
+        errors.TOO_MANY_REDIRECTS,
+        f"{base}/hop/0 redirected more than 5 times",
+    )
     assert len(origin.seen) == 6
 
 
@@ -366,8 +392,9 @@ async def test_send_does_not_follow_redirects(origin, make_fetcher):
     origin.route("/hook", redirect_to("/elsewhere"))
     origin.route("/elsewhere", redirect_to("/never"))
     base = await origin.start()
-    status = await make_fetcher().send("POST", f"{base}/hook", body=b'{"a": 1}',
-                                       headers={"Content-Type": "application/json"})
+    status = await make_fetcher().send(
+        "POST", f"{base}/hook", body=b'{"a": 1}', headers={"Content-Type": "application/json"}
+    )
     assert status == (302, "Found")
     assert [r.path for r in origin.seen] == ["/hook"]
 
@@ -384,8 +411,9 @@ async def test_send_streams_a_file_with_its_length(origin, make_fetcher, tmp_pat
     base = await origin.start()
     path = tmp_path / "out.bin"
     path.write_bytes(bytes(range(256)) * 1000)
-    status = await make_fetcher().send("PUT", f"{base}/bucket/key", body=path,
-                                       headers={"x-amz-acl": "public-read"})
+    status = await make_fetcher().send(
+        "PUT", f"{base}/bucket/key", body=path, headers={"x-amz-acl": "public-read"}
+    )
     assert status == (201, "Created")
     assert received["body"] == path.read_bytes()
     assert received["headers"]["Content-Length"] == "256000"
@@ -402,4 +430,6 @@ async def test_send_timeout(origin, make_fetcher):
     with pytest.raises(errors.TaskError) as info:
         await make_fetcher().send("POST", f"{base}/hang", body=b"x", timeout=0.3)
     assert (info.value.code, info.value.message) == (
-        errors.TIMEOUT, f"POST {base}/hang got no answer within 0.3 s")
+        errors.TIMEOUT,
+        f"POST {base}/hang got no answer within 0.3 s",
+    )

@@ -112,9 +112,18 @@ def test_policy_follows_settings():
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("127.1", "127.0.0.1"), ("2130706433", "127.0.0.1"), ("0x7f.1", "127.0.0.1"),
-     ("0177.0.0.1", "127.0.0.1"), ("017700000001", "127.0.0.1"), ("10.1", "10.0.0.1"),
-     ("127.0.0.1", None), ("8.8.8.8", None), ("example.com", None), ("1e3", None)],
+    [
+        ("127.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("10.1", "10.0.0.1"),
+        ("127.0.0.1", None),
+        ("8.8.8.8", None),
+        ("example.com", None),
+        ("1e3", None),
+    ],
 )
 def test_legacy_ipv4_forms(host, expected):
     got = legacy_ipv4(host)
@@ -255,8 +264,14 @@ class FakeResolver(AbstractResolver):
         self.lookups.append(host)
         ips = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         return [
-            {"hostname": host, "host": ip, "port": port,
-             "family": socket.AF_INET6 if ":" in ip else socket.AF_INET, "proto": 0, "flags": 0}
+            {
+                "hostname": host,
+                "host": ip,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in ip else socket.AF_INET,
+                "proto": 0,
+                "flags": 0,
+            }
             for ip in ips
         ]
 
@@ -267,8 +282,9 @@ class FakeResolver(AbstractResolver):
 async def test_case2_one_private_address_among_public_ones(listener, tmp_path):
     port = await listener.start("127.0.0.1")
     resolver = FakeResolver(["93.184.216.34", "127.0.0.1"])
-    err = await download_error(default_fetcher(resolver=resolver),
-                               f"http://evil.test:{port}/a.jpg", tmp_path)
+    err = await download_error(
+        default_fetcher(resolver=resolver), f"http://evil.test:{port}/a.jpg", tmp_path
+    )
     assert err.code == errors.URL_FORBIDDEN
     assert "resolves to 127.0.0.1, a loopback address" in err.message
     assert resolver.lookups == ["evil.test"]

@@ -36,8 +36,13 @@ def test_og_image_with_structured_properties():
       <meta property="og:image:type" content="image/png">"""
     images = hits("", head)["images"]
     assert images == [
-        {"url": "http://site.test/a.jpg", "source": "og:image", "width": 800, "height": 600,
-         "mime": "image/jpeg"},
+        {
+            "url": "http://site.test/a.jpg",
+            "source": "og:image",
+            "width": 800,
+            "height": 600,
+            "mime": "image/jpeg",
+        },
         {"url": "https://cdn.test/b.png", "source": "og:image", "mime": "image/png"},
     ]
 
@@ -63,10 +68,17 @@ def test_og_video_and_twitter_cards():
       <meta name="twitter:player:stream:content_type" content="application/x-mpegURL">"""
     found = hits("", head)
     assert found["videos"] == [
-        {"url": "https://v.test/clip.mp4", "source": "og:video", "mime": "video/mp4",
-         "width": 1280},
-        {"url": "https://v.test/stream.m3u8", "source": "twitter:player:stream",
-         "mime": "application/x-mpegurl"},
+        {
+            "url": "https://v.test/clip.mp4",
+            "source": "og:video",
+            "mime": "video/mp4",
+            "width": 1280,
+        },
+        {
+            "url": "https://v.test/stream.m3u8",
+            "source": "twitter:player:stream",
+            "mime": "application/x-mpegurl",
+        },
     ]
     assert found["images"] == [{"url": "http://cdn.test/tw.jpg", "source": "twitter:image"}]
 
@@ -124,7 +136,9 @@ def test_parse_srcset_commas_in_urls_and_parentheses():
     assert parse_srcset("a.jpg,b.jpg 2x") == [("a.jpg,b.jpg", ["2x"])]
     assert parse_srcset("a.jpg, b.jpg 2x") == [("a.jpg", []), ("b.jpg", ["2x"])]
     assert parse_srcset("a.jpg (x, y) 2x, b.jpg 3x") == [
-        ("a.jpg", ["(x,", "y)", "2x"]), ("b.jpg", ["3x"])]
+        ("a.jpg", ["(x,", "y)", "2x"]),
+        ("b.jpg", ["3x"]),
+    ]
 
 
 def test_picture_sources():
@@ -167,8 +181,12 @@ def test_iframes_of_video_hosts_only():
       <iframe src="https://ads.example.com/embed/video/1"></iframe>
       <iframe src="https://www.youtube.com/subscribe_widget?c=x"></iframe>"""
     assert hits(body)["videos"] == [
-        {"url": "https://www.youtube.com/embed/abc123", "source": "iframe", "width": 560,
-         "height": 315},
+        {
+            "url": "https://www.youtube.com/embed/abc123",
+            "source": "iframe",
+            "width": 560,
+            "height": 315,
+        },
         {"url": "https://www.youtube-nocookie.com/embed/def", "source": "iframe"},
         {"url": "https://player.vimeo.com/video/42", "source": "iframe"},
         {"url": "http://www.dailymotion.com/embed/video/x7", "source": "iframe"},
@@ -198,17 +216,21 @@ def test_json_ld_graph_arrays_and_nesting():
         {"url": "https://img.test/x.png", "source": "json-ld"},
     ]
     assert found["videos"] == [
-        {"url": "https://v.test/film.mp4", "source": "json-ld", "mime": "video/mp4",
-         "width": 1920},
+        {"url": "https://v.test/film.mp4", "source": "json-ld", "mime": "video/mp4", "width": 1920},
     ]
 
 
 def test_malformed_json_ld_is_ignored():
-    head = """<script type="application/ld+json">{"@type": "ImageObject", "url": </script>
-      <script type="application/ld+json">""" + "[" * 5000 + "]" * 5000 + """</script>
+    head = (
+        """<script type="application/ld+json">{"@type": "ImageObject", "url": </script>
+      <script type="application/ld+json">"""
+        + "[" * 5000
+        + "]" * 5000
+        + """</script>
       <script type="application/ld+json">{"@type": "ImageObject",
         "contentUrl": "https://ok.test/a.jpg"}</script>
       <script>var x = {"@type": "ImageObject", "contentUrl": "https://no.test/b.jpg"}</script>"""
+    )
     assert urls(hits("", head)["images"]) == ["https://ok.test/a.jpg"]
 
 
@@ -219,16 +241,20 @@ def test_base_href_applies_to_the_whole_page():
     head = '<meta property="og:image" content="og.jpg"><base href="https://cdn.test/assets/">'
     found = hits('<img src="a.jpg"><img src="/root.jpg"><img src="//other.test/c.jpg">', head)
     assert urls(found["images"]) == [
-        "https://cdn.test/assets/og.jpg", "https://cdn.test/assets/a.jpg",
-        "https://cdn.test/root.jpg", "https://other.test/c.jpg",
+        "https://cdn.test/assets/og.jpg",
+        "https://cdn.test/assets/a.jpg",
+        "https://cdn.test/root.jpg",
+        "https://other.test/c.jpg",
     ]
 
 
 def test_relative_base_href_and_unusable_base():
     assert urls(hits('<img src="a.jpg">', '<base href="../up/">')["images"]) == [
-        "http://site.test/up/a.jpg"]
+        "http://site.test/up/a.jpg"
+    ]
     assert urls(hits('<img src="a.jpg">', '<base href="javascript:void(0)">')["images"]) == [
-        "http://site.test/dir/a.jpg"]
+        "http://site.test/dir/a.jpg"
+    ]
 
 
 def test_only_http_urls():
@@ -246,8 +272,7 @@ def test_dedup_keeps_first_place_and_fills_gaps():
     body = """<img src="b.jpg"><img src="a.jpg" width="300" height="200">
       <img src="/dir/b.jpg"><img src="c.jpg"><img src="b.jpg" width="10">"""
     assert hits(body, head)["images"] == [
-        {"url": "http://site.test/dir/a.jpg", "source": "og:image", "width": 300,
-         "height": 200},
+        {"url": "http://site.test/dir/a.jpg", "source": "og:image", "width": 300, "height": 200},
         {"url": "http://site.test/dir/b.jpg", "source": "img", "width": 10},
         {"url": "http://site.test/dir/c.jpg", "source": "img"},
     ]
@@ -269,10 +294,12 @@ def test_hits_are_capped_per_kind(monkeypatch):
 def test_title_prefers_og_title_and_collapses_whitespace():
     head = "<title>  The\n\t page   title </title>"
     assert scrape(f"<html><head>{head}</head></html>".encode(), PAGE)["page_title"] == (
-        "The page title")
+        "The page title"
+    )
     head += '<meta property="og:title" content="  Open\n Graph  ">'
     assert scrape(f"<html><head>{head}</head></html>".encode(), PAGE)["page_title"] == (
-        "Open Graph")
+        "Open Graph"
+    )
 
 
 def test_title_ignores_svg_titles_and_may_be_missing():
@@ -298,14 +325,17 @@ def test_latin1_page_declared_by_meta_charset():
 
 
 def test_meta_http_equiv_charset():
-    page = ('<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1251">'
-            "<title>\u041f\u0440\u0438\u0432\u0435\u0442</title></head></html>").encode("cp1251")
+    page = (
+        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=windows-1251">'
+        "<title>\u041f\u0440\u0438\u0432\u0435\u0442</title></head></html>"
+    ).encode("cp1251")
     assert scrape(page, PAGE)["page_title"] == "\u041f\u0440\u0438\u0432\u0435\u0442"
 
 
 def test_header_charset_wins_over_meta():
     page = ('<html><head><meta charset="utf-8"><title>\u00e9</title></head></html>').encode(
-        "latin-1")
+        "latin-1"
+    )
     assert scrape(page, PAGE)["page_title"] == "\ufffd"  # as declared: broken UTF-8
     assert scrape(page, PAGE, charset="ISO-8859-1")["page_title"] == "\u00e9"
 
@@ -337,8 +367,11 @@ def test_decode(data, charset, expected):
         (b"<!DOCTYPE html><title>x</title>", None, True),
         (b"<header>x</header>", None, False),  # <head> must not match <header>
         (b"<p>fragment</p>", "text/html", True),
-        (b"<?xml version='1.0'?><html xmlns='http://www.w3.org/1999/xhtml'>", "application/xml",
-         True),
+        (
+            b"<?xml version='1.0'?><html xmlns='http://www.w3.org/1999/xhtml'>",
+            "application/xml",
+            True,
+        ),
     ],
 )
 def test_non_html_is_refused(data, mime, is_page):

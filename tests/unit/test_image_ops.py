@@ -72,10 +72,6 @@ def bands(colors, width=300, height=100) -> Image.Image:
     return im
 
 
-
-
-
-
 def exif_with(orientation: int | None = None, **sub) -> Image.Exif:
     exif = Image.Exif()
     exif[0x010F] = "dragon-test"  # Make: Pillow's PNG writer skips an EXIF with no IFD0 tag
@@ -96,8 +92,9 @@ def open_out(path) -> Image.Image:
 
 # -- sniffing and refusals --------------------------------------------------------------
 
-FORMATS = ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"] + (["AVIF"] if features.check("avif")
-                                                          else [])
+FORMATS = ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"] + (
+    ["AVIF"] if features.check("avif") else []
+)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -108,22 +105,36 @@ def test_sniff_and_info_for_every_input_format(tmp_path, fmt):
     assert (result["type"], result["width"], result["height"]) == ("image", 33, 21)
     assert result["alpha"] is False
     assert result["exif_orientation"] is None and result["rotation"] is None
-    assert all(result[k] is None for k in ("date_time", "flash", "focal_length", "iso_speed",
-                                           "exposure_time"))
+    assert all(
+        result[k] is None
+        for k in ("date_time", "flash", "focal_length", "iso_speed", "exposure_time")
+    )
 
 
-@pytest.mark.parametrize("name, data", [
-    ("svg", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" '
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        (
+            "svg",
+            b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" '
             b'xmlns:xlink="http://www.w3.org/1999/xlink"><image xlink:href="text:/etc/passwd"'
-            b' width="100" height="100"/></svg>'),
-    ("mvg", b'push graphic-context\nviewbox 0 0 640 480\n'
-            b'fill \'url(https://example.com/x.jpg";touch "/tmp/pwned)\'\npop graphic-context\n'),
-    ("msl", b'<?xml version="1.0" encoding="UTF-8"?>\n<image>\n<read filename="/etc/passwd"/>'
-            b'\n<write filename="/tmp/pwned"/>\n</image>'),
-    ("ps", b"%!PS-Adobe-3.0\n/Helvetica findfont 12 scalefont setfont\nshowpage\n"),
-    ("pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"),
-    ("html", b"<!DOCTYPE html><html><body><img src=x></body></html>"),
-])
+            b' width="100" height="100"/></svg>',
+        ),
+        (
+            "mvg",
+            b"push graphic-context\nviewbox 0 0 640 480\n"
+            b"fill 'url(https://example.com/x.jpg\";touch \"/tmp/pwned)'\npop graphic-context\n",
+        ),
+        (
+            "msl",
+            b'<?xml version="1.0" encoding="UTF-8"?>\n<image>\n<read filename="/etc/passwd"/>'
+            b'\n<write filename="/tmp/pwned"/>\n</image>',
+        ),
+        ("ps", b"%!PS-Adobe-3.0\n/Helvetica findfont 12 scalefont setfont\nshowpage\n"),
+        ("pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"),
+        ("html", b"<!DOCTYPE html><html><body><img src=x></body></html>"),
+    ],
+)
 def test_script_like_payloads_are_unsupported(tmp_path, name, data):
     src = raw(tmp_path / "evil.jpg", data)
     with pytest.raises(errors.TaskError) as info:
@@ -140,24 +151,33 @@ def test_sniffed_non_image_type_is_unsupported(tmp_path):
     assert info.value.code == errors.UNSUPPORTED_MEDIA and "video/mp4" in info.value.message
 
 
-
-
-@pytest.mark.parametrize("data", [
-    b"",
-    np.random.default_rng(2).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
-    truncated_jpeg(),
-    b"\xff\xd8\xff\xe0" + np.random.default_rng(3).integers(0, 256, 3000, np.uint8).tobytes(),
-    b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
-    b"GIF89a\x10\x00",
-    b"hello, plain text that no decoder or sniffer knows",
-], ids=["empty", "random", "truncated-jpeg", "jpeg-magic-garbage", "png-garbage", "gif-stub",
-        "text"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        np.random.default_rng(2).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+        truncated_jpeg(),
+        b"\xff\xd8\xff\xe0" + np.random.default_rng(3).integers(0, 256, 3000, np.uint8).tobytes(),
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
+        b"GIF89a\x10\x00",
+        b"hello, plain text that no decoder or sniffer knows",
+    ],
+    ids=[
+        "empty",
+        "random",
+        "truncated-jpeg",
+        "jpeg-magic-garbage",
+        "png-garbage",
+        "gif-stub",
+        "text",
+    ],
+)
 def test_broken_files_are_invalid_media(tmp_path, data):
     src = raw(tmp_path / "bad.jpg", data)
-    for op in (lambda: image.thumb(src, str(tmp_path / "o.jpg"), 32, 32, False, 0, False,
-                                   "jpeg", MP),
-               lambda: image.strip([src], str(tmp_path / "s.jpg"), 8, 8, False, None, "jpeg",
-                                   MP)):
+    for op in (
+        lambda: image.thumb(src, str(tmp_path / "o.jpg"), 32, 32, False, 0, False, "jpeg", MP),
+        lambda: image.strip([src], str(tmp_path / "s.jpg"), 8, 8, False, None, "jpeg", MP),
+    ):
         with pytest.raises(errors.TaskError) as info:
             op()
         assert info.value.code == errors.INVALID_MEDIA, info.value.message
@@ -168,10 +188,13 @@ def test_pixel_limit_is_checked_before_decoding(tmp_path):
     # The file has no pixel data at all: decoding would fail with invalid_media, so
     # image_too_large proves the header size was checked first.
     src = raw(tmp_path / "bomb.png", png_header(20000, 20000))
-    for op in (lambda: image.info(src, 1_000_000),
-               lambda: image.thumb(src, str(tmp_path / "o.jpg"), 100, 100, False, 0, False,
-                                   "jpeg", 1_000_000),
-               lambda: image.gif([src], str(tmp_path / "o.gif"), 10, 10, 0, 0.1, 1_000_000)):
+    for op in (
+        lambda: image.info(src, 1_000_000),
+        lambda: image.thumb(
+            src, str(tmp_path / "o.jpg"), 100, 100, False, 0, False, "jpeg", 1_000_000
+        ),
+        lambda: image.gif([src], str(tmp_path / "o.gif"), 10, 10, 0, 0.1, 1_000_000),
+    ):
         with pytest.raises(errors.TaskError) as info:
             op()
         assert info.value.code == errors.IMAGE_TOO_LARGE
@@ -208,11 +231,15 @@ def test_errors_survive_the_process_pool(tmp_path):
 
 # -- image.info ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("orientation, rotation", [
-    (1, 0.0), (2, None), (3, 180.0), (4, None), (5, None), (6, 90.0), (7, None), (8, 270.0)])
+
+@pytest.mark.parametrize(
+    "orientation, rotation",
+    [(1, 0.0), (2, None), (3, 180.0), (4, None), (5, None), (6, 90.0), (7, None), (8, 270.0)],
+)
 def test_info_exif_orientation(tmp_path, orientation, rotation):
-    src = write(tmp_path / "a.jpg", Image.new("RGB", (40, 30), RED), "JPEG",
-                exif=exif_with(orientation))
+    src = write(
+        tmp_path / "a.jpg", Image.new("RGB", (40, 30), RED), "JPEG", exif=exif_with(orientation)
+    )
     result = image.info(src, MP)
     assert result["exif_orientation"] == orientation
     assert result["rotation"] == rotation
@@ -221,9 +248,14 @@ def test_info_exif_orientation(tmp_path, orientation, rotation):
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
 def test_info_camera_fields(tmp_path, fmt):
-    exif = exif_with(6, date="2021:07:14 10:20:30", flash=0x19,
-                     focal=TiffImagePlugin.IFDRational(35, 2), iso=(800,),
-                     exposure=TiffImagePlugin.IFDRational(1, 125))
+    exif = exif_with(
+        6,
+        date="2021:07:14 10:20:30",
+        flash=0x19,
+        focal=TiffImagePlugin.IFDRational(35, 2),
+        iso=(800,),
+        exposure=TiffImagePlugin.IFDRational(1, 125),
+    )
     src = write(tmp_path / f"a.{fmt}", Image.new("RGB", (40, 30), RED), fmt, exif=exif)
     result = image.info(src, MP)
     assert result["date_time"] == "2021:07:14 10:20:30"
@@ -231,24 +263,27 @@ def test_info_camera_fields(tmp_path, fmt):
     assert result["focal_length"] == 17.5
     assert result["iso_speed"] == 800.0
     assert result["exposure_time"] == pytest.approx(0.008)
-    no_flash = write(tmp_path / f"b.{fmt}", Image.new("RGB", (4, 4)), fmt,
-                     exif=exif_with(flash=0x10))
+    no_flash = write(
+        tmp_path / f"b.{fmt}", Image.new("RGB", (4, 4)), fmt, exif=exif_with(flash=0x10)
+    )
     assert image.info(no_flash, MP)["flash"] is False
 
 
 def test_info_tiff_reports_stored_size(tmp_path):
-    src = write(tmp_path / "a.tif", Image.new("RGB", (40, 30), RED), "TIFF",
-                exif=exif_with(6))
+    src = write(tmp_path / "a.tif", Image.new("RGB", (40, 30), RED), "TIFF", exif=exif_with(6))
     result = image.info(src, MP)
     assert (result["width"], result["height"], result["exif_orientation"]) == (40, 30, 6)
 
 
-@pytest.mark.parametrize("make, fmt", [
-    (lambda: Image.new("RGBA", (8, 8), (255, 0, 0, 128)), "PNG"),
-    (lambda: Image.new("LA", (8, 8), (10, 20)), "PNG"),
-    (lambda: Image.new("RGBA", (8, 8), (255, 0, 0, 0)), "WEBP"),
-    (lambda: Image.new("P", (8, 8), 0), "GIF"),
-])
+@pytest.mark.parametrize(
+    "make, fmt",
+    [
+        (lambda: Image.new("RGBA", (8, 8), (255, 0, 0, 128)), "PNG"),
+        (lambda: Image.new("LA", (8, 8), (10, 20)), "PNG"),
+        (lambda: Image.new("RGBA", (8, 8), (255, 0, 0, 0)), "WEBP"),
+        (lambda: Image.new("P", (8, 8), 0), "GIF"),
+    ],
+)
 def test_info_alpha(tmp_path, make, fmt):
     options = {"transparency": 0} if fmt == "GIF" else {}
     src = write(tmp_path / f"a.{fmt}", make(), fmt, **options)
@@ -257,8 +292,8 @@ def test_info_alpha(tmp_path, make, fmt):
 
 # -- image.thumb --------------------------------------------------------------------------
 
-def thumb(src, tmp_path, width=None, height=None, crop=False, rotation=0, poster=False,
-          fmt="png"):
+
+def thumb(src, tmp_path, width=None, height=None, crop=False, rotation=0, poster=False, fmt="png"):
     dest = tmp_path / f"out.{image.OUTPUTS[fmt][2]}"
     result = image.thumb(src, str(dest), width, height, crop, rotation, poster, fmt, MP)
     return result, open_out(dest)
@@ -267,20 +302,24 @@ def thumb(src, tmp_path, width=None, height=None, crop=False, rotation=0, poster
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_thumb_makes_every_exif_orientation_upright(tmp_path, orientation):
     upright = quadrants(80, 60)
-    stored = upright if STORED_AS[orientation] is None else upright.transpose(
-        STORED_AS[orientation])
+    stored = (
+        upright if STORED_AS[orientation] is None else upright.transpose(STORED_AS[orientation])
+    )
     src = write(tmp_path / "a.jpg", stored, "JPEG", quality=95, exif=exif_with(orientation))
     result, out = thumb(src, tmp_path)
     assert out.size == (80, 60)
     assert result == {"width": 80, "height": 60, "original_width": 80, "original_height": 60}
-    for (x, y), color in {(10, 10): RED, (70, 10): GREEN, (10, 50): BLUE,
-                          (70, 50): YELLOW}.items():
+    for (x, y), color in {(10, 10): RED, (70, 10): GREEN, (10, 50): BLUE, (70, 50): YELLOW}.items():
         assert close(out.getpixel((x, y)), color), (orientation, (x, y), out.getpixel((x, y)))
 
 
 def test_thumb_tiff_orientation_is_applied_once(tmp_path):
-    src = write(tmp_path / "a.tif", quadrants(80, 60).transpose(Image.Transpose.ROTATE_90),
-                "TIFF", exif=exif_with(6))
+    src = write(
+        tmp_path / "a.tif",
+        quadrants(80, 60).transpose(Image.Transpose.ROTATE_90),
+        "TIFF",
+        exif=exif_with(6),
+    )
     result, out = thumb(src, tmp_path, width=40)
     assert out.size == (40, 30) and result["original_width"] == 80
     assert close(out.getpixel((5, 5)), RED) and close(out.getpixel((35, 25)), YELLOW)
@@ -309,9 +348,15 @@ def test_thumb_fit_keeps_the_whole_image(tmp_path):
     assert close(out.getpixel((2, 10)), RED, 10) and close(out.getpixel((57, 10)), BLUE, 10)
 
 
-@pytest.mark.parametrize("width, height, size", [
-    (150, None, (150, 50)), (None, 20, (60, 20)), (None, None, (300, 100)),
-    (600, None, (600, 200))])
+@pytest.mark.parametrize(
+    "width, height, size",
+    [
+        (150, None, (150, 50)),
+        (None, 20, (60, 20)),
+        (None, None, (300, 100)),
+        (600, None, (600, 200)),
+    ],
+)
 def test_thumb_one_side_keeps_aspect(tmp_path, width, height, size):
     src = write(tmp_path / "a.png", bands([RED, GREEN, BLUE], 300, 100), "PNG")
     assert thumb(src, tmp_path, width, height)[1].size == size
@@ -400,13 +445,17 @@ def test_thumb_keeps_only_rgb_colour_profiles(tmp_path):
     assert "icc_profile" not in thumb(lab, tmp_path, 10, fmt="jpeg")[1].info
 
 
-@pytest.mark.parametrize("make, fmt, expected", [
-    (lambda: Image.fromarray(np.full((20, 20), 40000, dtype=np.uint16)), "PNG", (155,) * 3),
-    (lambda: Image.new("CMYK", (20, 20), (0, 255, 255, 0)), "JPEG", RED),
-    (lambda: Image.new("L", (20, 20), 128), "PNG", (128,) * 3),
-    (lambda: Image.new("RGB", (20, 20), (204, 102, 51)).convert("P"), "GIF", (204, 102, 51)),
-    (lambda: Image.new("1", (20, 20), 1), "BMP", WHITE),
-], ids=["I;16", "CMYK", "L", "P", "1"])
+@pytest.mark.parametrize(
+    "make, fmt, expected",
+    [
+        (lambda: Image.fromarray(np.full((20, 20), 40000, dtype=np.uint16)), "PNG", (155,) * 3),
+        (lambda: Image.new("CMYK", (20, 20), (0, 255, 255, 0)), "JPEG", RED),
+        (lambda: Image.new("L", (20, 20), 128), "PNG", (128,) * 3),
+        (lambda: Image.new("RGB", (20, 20), (204, 102, 51)).convert("P"), "GIF", (204, 102, 51)),
+        (lambda: Image.new("1", (20, 20), 1), "BMP", WHITE),
+    ],
+    ids=["I;16", "CMYK", "L", "P", "1"],
+)
 def test_thumb_normalises_modes(tmp_path, make, fmt, expected):
     src = write(tmp_path / f"a.{fmt}", make(), fmt)
     pixel = thumb(src, tmp_path, 10, 10)[1].convert("RGB").getpixel((5, 5))
@@ -414,6 +463,7 @@ def test_thumb_normalises_modes(tmp_path, make, fmt, expected):
 
 
 # -- image.strip --------------------------------------------------------------------------
+
 
 def colored(tmp_path, name, color, size=(40, 20), fmt="PNG") -> image.Source:
     return write(tmp_path / name, Image.new("RGB", size, color), fmt)
@@ -475,12 +525,18 @@ def test_strip_uses_exif_orientation(tmp_path):
 
 # -- image.gif ----------------------------------------------------------------------------
 
+
 def gradient(width=160, height=90, box_x=None) -> Image.Image:
     x = np.linspace(0, 255, width)[None, :, None]
     y = np.linspace(0, 255, height)[:, None, None]
-    a = np.concatenate([np.broadcast_to(x, (height, width, 1)),
-                        np.broadcast_to(y, (height, width, 1)),
-                        np.broadcast_to(255 - x, (height, width, 1))], axis=2)
+    a = np.concatenate(
+        [
+            np.broadcast_to(x, (height, width, 1)),
+            np.broadcast_to(y, (height, width, 1)),
+            np.broadcast_to(255 - x, (height, width, 1)),
+        ],
+        axis=2,
+    )
     im = Image.fromarray(a.astype(np.uint8))
     if box_x is not None:
         im.paste((255, 255, 255), (box_x, 10, box_x + 20, 30))
@@ -498,6 +554,7 @@ def frames_of(path) -> list[tuple[Image.Image, dict]]:
 
 def blurred(im: Image.Image, k=5) -> np.ndarray:
     from scipy.ndimage import uniform_filter
+
     return uniform_filter(np.asarray(im, dtype=float), (k, k, 1))[k:-k, k:-k]
 
 
@@ -575,8 +632,9 @@ def test_gif_size_and_fitting(tmp_path):
 
 def test_gif_uses_first_frame_of_animated_sources(tmp_path):
     anim = tmp_path / "anim.gif"
-    Image.new("RGB", (20, 20), RED).save(anim, save_all=True, append_images=[
-        Image.new("RGB", (20, 20), BLUE)])
+    Image.new("RGB", (20, 20), RED).save(
+        anim, save_all=True, append_images=[Image.new("RGB", (20, 20), BLUE)]
+    )
     dest = tmp_path / "o.gif"
     image.gif([image.Source(str(anim), "anim.gif")], str(dest), None, None, 0, 0.1, MP)
     frames = frames_of(dest)

@@ -46,38 +46,73 @@ def assert_guarded(argv: list[str]) -> None:
 
 def info(**overrides) -> probe.MediaInfo:
     values = dict(
-        path=Path("/tmp/task/src0/source.mp4"), demuxer="mov", format_name="mov",
-        content_type="video/mp4", duration=120.0, width=1920, height=1080, frame_rate=30.0,
-        rotation=0.0, alpha=False, video_codec="h264", audio_codec="aac", sample_rate=48000,
-        channels=2, has_video=True, has_audio=True, streams=2, bit_rate=5_000_000)
+        path=Path("/tmp/task/src0/source.mp4"),
+        demuxer="mov",
+        format_name="mov",
+        content_type="video/mp4",
+        duration=120.0,
+        width=1920,
+        height=1080,
+        frame_rate=30.0,
+        rotation=0.0,
+        alpha=False,
+        video_codec="h264",
+        audio_codec="aac",
+        sample_rate=48000,
+        channels=2,
+        has_video=True,
+        has_audio=True,
+        streams=2,
+        bit_rate=5_000_000,
+    )
     return probe.MediaInfo(**{**values, **overrides})
 
 
 def all_argvs() -> list[list[str]]:
     out = Path("/tmp/task/out")
     src = info()
-    convert = dict(width=640, height=None, crop=False, audio_codec="aac", video_codec="h264",
-                   video_bitrate=3000, audio_bitrate=128, sample_rate=44100, crf=23, gop=250)
+    convert = dict(
+        width=640,
+        height=None,
+        crop=False,
+        audio_codec="aac",
+        video_codec="h264",
+        video_bitrate=3000,
+        audio_bitrate=128,
+        sample_rate=44100,
+        crf=23,
+        gop=250,
+    )
     encode = ff.x264_args(crf=23, gop=250, maxrate_kbps=None, preset="veryfast")
     return [
         probe.ffprobe_argv(src.path, src.demuxer),
         audio_convert.build_argv(src, "aac", False, out, SETTINGS),
-        audio_convert.build_argv(info(demuxer="mp3", audio_codec="mp3"), "mp3", True, out,
-                                 SETTINGS),
+        audio_convert.build_argv(
+            info(demuxer="mp3", audio_codec="mp3"), "mp3", True, out, SETTINGS
+        ),
         video_convert.build_argv(src, convert, out, SETTINGS)[0],
-        video_convert.build_argv(info(rotation=90.0, has_audio=False),
-                                 {**convert, "audio_codec": "wmav2", "crop": True,
-                                  "height": 100}, out, SETTINGS)[0],
+        video_convert.build_argv(
+            info(rotation=90.0, has_audio=False),
+            {**convert, "audio_codec": "wmav2", "crop": True, "height": 100},
+            out,
+            SETTINGS,
+        )[0],
         video_thumb.frame_argv(src.path, "mov", out, SETTINGS, seek=100.0),
         video_thumb.frame_argv(src.path, "mov", out, SETTINGS, from_end=5.0),
         video_strip.batch_argv(src, [1.0, 2.0, 3.0], (160, 90), False, False, out, SETTINGS),
         video_strip.batch_argv(src, [0.0, 60.0], (100, 100), True, True, out, SETTINGS),
         video_strip.batch_argv(src, [5.0], (100, 100), True, False, out, SETTINGS),
-        *(argv for chunk in video_reverse.plan(120.0, 30.0, (1920, 1080))
-          for argv in (video_reverse.video_argv(src, chunk, "scale=2:2", encode, out, SETTINGS),
-                       video_reverse.audio_argv(src, chunk, out, SETTINGS))),
-        video_reverse.concat_argv(Path("/tmp/task/v.ffconcat"), Path("/tmp/task/a.ffconcat"),
-                                  out, SETTINGS),
+        *(
+            argv
+            for chunk in video_reverse.plan(120.0, 30.0, (1920, 1080))
+            for argv in (
+                video_reverse.video_argv(src, chunk, "scale=2:2", encode, out, SETTINGS),
+                video_reverse.audio_argv(src, chunk, out, SETTINGS),
+            )
+        ),
+        video_reverse.concat_argv(
+            Path("/tmp/task/v.ffconcat"), Path("/tmp/task/a.ffconcat"), out, SETTINGS
+        ),
     ]
 
 
@@ -103,18 +138,6 @@ def test_output_sizes_are_capped():
 # -- hostile and broken sources, through the server ----------------------------------------
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 # -- a playlist hidden in an AVI GAB2 subtitle chunk --------------------------------------
 
 
@@ -133,5 +156,3 @@ def test_nested_demuxers_are_not_opened(tmp_path):
     plain.remove("avi")  # the whitelist's value (the forced -f avi stays)
     assert subtitle_codec(plain) == ["rawvideo", "subrip"]
     assert subtitle_codec(ours) == ["rawvideo", None]
-
-

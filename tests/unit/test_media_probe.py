@@ -40,23 +40,71 @@ def probe_error(ctx, path: Path, mime: str | None = "sniff") -> errors.TaskError
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("probe")
-    f = {name: d / name for name in (
-        "av.mp4", "rot90.mp4", "rot270.mp4", "alpha.mov", "plain.mkv", "tone.mp3",
-        "tone.wav", "tone.ogg", "tone.m4a", "tone.flac", "tone.aac", "cover.mp3", "hf.wav",
-    )}
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=2",
-           "-f", "lavfi", "-i", "sine=frequency=440:duration=2",
-           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-           "-shortest", str(f["av.mp4"]))
+    f = {
+        name: d / name
+        for name in (
+            "av.mp4",
+            "rot90.mp4",
+            "rot270.mp4",
+            "alpha.mov",
+            "plain.mkv",
+            "tone.mp3",
+            "tone.wav",
+            "tone.ogg",
+            "tone.m4a",
+            "tone.flac",
+            "tone.aac",
+            "cover.mp3",
+            "hf.wav",
+        )
+    }
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x120:rate=25:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(f["av.mp4"]),
+    )
     # ffmpeg 5.1 writes a display matrix for the legacy ``rotate`` tag when remuxing.
-    ffmpeg("-i", str(f["av.mp4"]), "-c", "copy", "-metadata:s:v:0", "rotate=90",
-           str(f["rot90.mp4"]))
-    ffmpeg("-i", str(f["av.mp4"]), "-c", "copy", "-metadata:s:v:0", "rotate=270",
-           str(f["rot270.mp4"]))
-    ffmpeg("-f", "lavfi", "-i", "color=c=red@0.5:s=64x48:r=10:d=1,format=argb",
-           "-c:v", "qtrle", str(f["alpha.mov"]))
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1",
-           "-c:v", "libx264", "-preset", "ultrafast", str(f["plain.mkv"]))
+    ffmpeg(
+        "-i", str(f["av.mp4"]), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(f["rot90.mp4"])
+    )
+    ffmpeg(
+        "-i", str(f["av.mp4"]), "-c", "copy", "-metadata:s:v:0", "rotate=270", str(f["rot270.mp4"])
+    )
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red@0.5:s=64x48:r=10:d=1,format=argb",
+        "-c:v",
+        "qtrle",
+        str(f["alpha.mov"]),
+    )
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x48:rate=10:duration=1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        str(f["plain.mkv"]),
+    )
     sine = ("-f", "lavfi", "-i", "sine=frequency=440:duration=1.5:sample_rate=44100")
     ffmpeg(*sine, "-c:a", "libmp3lame", str(f["tone.mp3"]))
     ffmpeg(*sine, str(f["tone.wav"]))
@@ -66,10 +114,32 @@ def files(tmp_path_factory) -> dict[str, Path]:
     ffmpeg(*sine, "-c:a", "aac", "-f", "adts", str(f["tone.aac"]))
     cover = d / "cover.png"
     ffmpeg("-f", "lavfi", "-i", "color=c=blue:s=32x32", "-frames:v", "1", str(cover))
-    ffmpeg("-i", str(f["tone.mp3"]), "-i", str(cover), "-map", "0", "-map", "1", "-c", "copy",
-           "-disposition:v", "attached_pic", "-id3v2_version", "3", str(f["cover.mp3"]))
-    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.05:sample_rate=1000000", "-c:a", "pcm_s16le",
-           str(f["hf.wav"]))
+    ffmpeg(
+        "-i",
+        str(f["tone.mp3"]),
+        "-i",
+        str(cover),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-c",
+        "copy",
+        "-disposition:v",
+        "attached_pic",
+        "-id3v2_version",
+        "3",
+        str(f["cover.mp3"]),
+    )
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=0.05:sample_rate=1000000",
+        "-c:a",
+        "pcm_s16le",
+        str(f["hf.wav"]),
+    )
     return f
 
 
@@ -125,19 +195,25 @@ def test_alpha_and_quicktime(ctx, files):
 
 def test_matroska(ctx, files):
     info = run_probe(ctx, files["plain.mkv"])
-    assert (info.demuxer, info.content_type, info.has_audio) == ("matroska", "video/x-matroska",
-                                                                 False)
+    assert (info.demuxer, info.content_type, info.has_audio) == (
+        "matroska",
+        "video/x-matroska",
+        False,
+    )
     assert info.frame_rate == pytest.approx(10.0)
 
 
-@pytest.mark.parametrize("name,demuxer,content_type,codec", [
-    ("tone.mp3", "mp3", "audio/mpeg", "mp3"),
-    ("tone.wav", "wav", "audio/wav", "pcm_s16le"),
-    ("tone.ogg", "ogg", "audio/ogg", "vorbis"),
-    ("tone.m4a", "mov", "audio/mp4", "aac"),
-    ("tone.flac", "flac", "audio/flac", "flac"),
-    ("tone.aac", "aac", "audio/aac", "aac"),
-])
+@pytest.mark.parametrize(
+    "name,demuxer,content_type,codec",
+    [
+        ("tone.mp3", "mp3", "audio/mpeg", "mp3"),
+        ("tone.wav", "wav", "audio/wav", "pcm_s16le"),
+        ("tone.ogg", "ogg", "audio/ogg", "vorbis"),
+        ("tone.m4a", "mov", "audio/mp4", "aac"),
+        ("tone.flac", "flac", "audio/flac", "flac"),
+        ("tone.aac", "aac", "audio/aac", "aac"),
+    ],
+)
 def test_audio_formats(ctx, files, name, demuxer, content_type, codec):
     info = run_probe(ctx, files[name])
     assert (info.demuxer, info.content_type, info.audio_codec) == (demuxer, content_type, codec)
@@ -156,25 +232,54 @@ def test_cover_art_is_not_video(ctx, files):
 
 def test_input_args():
     info = probe.MediaInfo(
-        path=Path("/t/source.mp4"), demuxer="mov", format_name="mov", content_type="video/mp4",
-        duration=2.0, width=2, height=2, frame_rate=25.0, rotation=0.0, alpha=False,
-        video_codec="h264", audio_codec=None, sample_rate=None, channels=None,
-        has_video=True, has_audio=False, streams=1, bit_rate=None,
+        path=Path("/t/source.mp4"),
+        demuxer="mov",
+        format_name="mov",
+        content_type="video/mp4",
+        duration=2.0,
+        width=2,
+        height=2,
+        frame_rate=25.0,
+        rotation=0.0,
+        alpha=False,
+        video_codec="h264",
+        audio_codec=None,
+        sample_rate=None,
+        channels=None,
+        has_video=True,
+        has_audio=False,
+        streams=1,
+        bit_rate=None,
     )
     guard = ["-protocol_whitelist", "file,pipe", "-format_whitelist", "mov"]
     assert probe.input_args(info) == [*guard, "-f", "mov", "-i", "/t/source.mp4"]
     assert probe.input_args(info, seek=1.5) == [
-        *guard, "-ss", "1.500000", "-f", "mov", "-i", "/t/source.mp4"]
+        *guard,
+        "-ss",
+        "1.500000",
+        "-f",
+        "mov",
+        "-i",
+        "/t/source.mp4",
+    ]
     assert probe.last_frame_time(info) == pytest.approx(2.0 - 0.04 - 0.001)
 
 
 # -- what probe refuses ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mime", [
-    None, "text/html", "image/png", "image/gif", "application/vnd.apple.mpegurl",
-    "text/x-ffconcat", "application/pdf",
-])
+@pytest.mark.parametrize(
+    "mime",
+    [
+        None,
+        "text/html",
+        "image/png",
+        "image/gif",
+        "application/vnd.apple.mpegurl",
+        "text/x-ffconcat",
+        "application/pdf",
+    ],
+)
 def test_unsupported_types_spawn_nothing(ctx, files, mime):
     err = probe_error(ctx, files["av.mp4"], mime)
     assert err.code == errors.UNSUPPORTED_MEDIA
@@ -223,16 +328,25 @@ def test_absurd_sample_rate_file(ctx, files):
     assert err.code == errors.MEDIA_TOO_LARGE and "1000000 Hz" in err.message
 
 
-@pytest.mark.parametrize("stream,fmt,words", [
-    ({"codec_type": "video", "width": 30000, "height": 30000}, {}, "30000x30000"),
-    ({"codec_type": "video", "width": 64, "height": 64}, {"duration": "36000"}, "36000"),
-    ({"codec_type": "audio", "sample_rate": "1000000", "channels": 2}, {}, "1000000 Hz"),
-    ({"codec_type": "audio", "sample_rate": "48000", "channels": 255}, {}, "255 audio"),
-    ({"codec_type": "video", "width": 64, "height": 64, "avg_frame_rate": "100000/1"}, {},
-     "frames per second"),
-    ({"codec_type": "audio", "sample_rate": "48000", "channels": 2}, {"nb_streams": 500},
-     "500 streams"),
-])
+@pytest.mark.parametrize(
+    "stream,fmt,words",
+    [
+        ({"codec_type": "video", "width": 30000, "height": 30000}, {}, "30000x30000"),
+        ({"codec_type": "video", "width": 64, "height": 64}, {"duration": "36000"}, "36000"),
+        ({"codec_type": "audio", "sample_rate": "1000000", "channels": 2}, {}, "1000000 Hz"),
+        ({"codec_type": "audio", "sample_rate": "48000", "channels": 255}, {}, "255 audio"),
+        (
+            {"codec_type": "video", "width": 64, "height": 64, "avg_frame_rate": "100000/1"},
+            {},
+            "frames per second",
+        ),
+        (
+            {"codec_type": "audio", "sample_rate": "48000", "channels": 2},
+            {"nb_streams": 500},
+            "500 streams",
+        ),
+    ],
+)
 def test_declared_metadata_limits(stream, fmt, words):
     """What ffprobe *reports* is checked before anything decodes (docs/security.md)."""
     data = {"streams": [stream], "format": {"format_name": "x", **fmt}}
@@ -244,16 +358,24 @@ def test_declared_metadata_limits(stream, fmt, words):
 
 def test_no_streams_is_invalid():
     with pytest.raises(errors.TaskError) as err:
-        probe.parse_probe({"streams": [{"codec_type": "data"}], "format": {}},
-                          path=Path("x"), demuxer="mov", mime="video/mp4")
+        probe.parse_probe(
+            {"streams": [{"codec_type": "data"}], "format": {}},
+            path=Path("x"),
+            demuxer="mov",
+            mime="video/mp4",
+        )
     assert err.value.code == errors.INVALID_MEDIA
 
 
 def test_rotation_sources():
     def rot(**video):
-        return probe.parse_probe({"streams": [{"codec_type": "video", "width": 4, "height": 2,
-                                               **video}]},
-                                 path=Path("x"), demuxer="mov", mime="video/mp4").rotation
+        return probe.parse_probe(
+            {"streams": [{"codec_type": "video", "width": 4, "height": 2, **video}]},
+            path=Path("x"),
+            demuxer="mov",
+            mime="video/mp4",
+        ).rotation
+
     assert rot(side_data_list=[{"side_data_type": "Display Matrix", "rotation": -90}]) == 270
     assert rot(side_data_list=[{"rotation": 180}]) == 180
     assert rot(tags={"rotate": "90"}) == 270  # the legacy tag is clockwise

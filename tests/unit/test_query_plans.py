@@ -36,25 +36,40 @@ def fill(path: Path) -> None:
     for account in (1, 2):
         conn.execute(
             "INSERT INTO accounts (id, name, secret_hash, api_key, webhook_secret, created_at)"
-            " VALUES (?, ?, ?, ?, '', 0)", (account, f"a{account}", f"h{account}".encode(),
-                                            f"k{account}"))
+            " VALUES (?, ?, ?, ?, '', 0)",
+            (account, f"a{account}", f"h{account}".encode(), f"k{account}"),
+        )
         conn.execute("INSERT INTO usage (account_id, bytes) VALUES (?, 0)", (account,))
     now = time.time()
     conn.executemany(
         "INSERT INTO tasks (key, account_id, task_name, params, status, queued_at,"
         " completed_at, seq) VALUES (?, ?, 'hello', '{}', 'success', ?, ?, ?)",
-        [(f"T{i:08d}", 1 + i % 2, now - 90 * 86400, now - 90 * 86400 + i, i + 1)
-         for i in range(TASKS)])
+        [
+            (f"T{i:08d}", 1 + i % 2, now - 90 * 86400, now - 90 * 86400 + i, i + 1)
+            for i in range(TASKS)
+        ],
+    )
     conn.executemany(
         "INSERT INTO files (account_id, task_key, output, name, store, location, url, size,"
         " content_type, created_at) VALUES (?, ?, 'output', ?, 'persistent', ?, ?, 10,"
         " 'text/plain', ?)",
-        [(1 + i % 2, f"T{i:08d}", f"f{i}", f"T{i:08d}/f{i}", f"http://x/T{i:08d}/f{i}",
-          now - 90 * 86400) for i in range(0, TASKS, 2)])
+        [
+            (
+                1 + i % 2,
+                f"T{i:08d}",
+                f"f{i}",
+                f"T{i:08d}/f{i}",
+                f"http://x/T{i:08d}/f{i}",
+                now - 90 * 86400,
+            )
+            for i in range(0, TASKS, 2)
+        ],
+    )
     conn.executemany(
         "INSERT INTO outbox (task_key, account_id, url, body, webhook_id, next_at, state,"
         " created_at) VALUES (?, ?, 'http://r/', x'00', ?, ?, 'delivered', ?)",
-        [(f"T{i:08d}", 1 + i % 2, f"msg_T{i:08d}", now, now) for i in range(0, TASKS, 4)])
+        [(f"T{i:08d}", 1 + i % 2, f"msg_T{i:08d}", now, now) for i in range(0, TASKS, 4)],
+    )
     conn.execute("COMMIT")
     conn.close()
 
@@ -66,10 +81,13 @@ def full_scans(conn: sqlite3.Connection, statement: str) -> list[str]:
     if " LIMIT " in statement and " WHERE " not in statement:
         return []  # the first rows in key order: bounded by the limit, not by the table
     plan = conn.execute("EXPLAIN QUERY PLAN " + statement).fetchall()
-    return [row[3] for row in plan
-            if re.match(rf"SCAN ({'|'.join(BIG_TABLES)})\b(?! USING (COVERING )?INDEX)", row[3])
-            # an account's every task, ended ones included, is history too
-            or row[3].endswith("USING INDEX tasks_account (account_id=?)")]
+    return [
+        row[3]
+        for row in plan
+        if re.match(rf"SCAN ({'|'.join(BIG_TABLES)})\b(?! USING (COVERING )?INDEX)", row[3])
+        # an account's every task, ended ones included, is history too
+        or row[3].endswith("USING INDEX tasks_account (account_id=?)")
+    ]
 
 
 async def exercise(db: SQLiteDatabase) -> set[str]:
@@ -86,21 +104,47 @@ async def exercise(db: SQLiteDatabase) -> set[str]:
         "rotate_webhook_secret": lambda: db.rotate_webhook_secret("a1", "w2", now + 60),
         "set_expiration": lambda: db.set_expiration(1, 30),
         "insert_tasks": lambda: db.insert_tasks(
-            [{"key": "NEW1", "account_id": 1, "task_name": "hello", "params": {},
-              "status": "queued", "queued_at": now}]),
+            [
+                {
+                    "key": "NEW1",
+                    "account_id": 1,
+                    "task_name": "hello",
+                    "params": {},
+                    "status": "queued",
+                    "queued_at": now,
+                }
+            ]
+        ),
         "get_tasks": lambda: db.get_tasks(["T00000001", "T00000003", "NEW1"], 1),
         "start_task": lambda: db.start_task("NEW1", "node", now),
         "set_progress": lambda: db.set_progress({"NEW1": 50.0}),
         "set_partial": lambda: db.set_partial("NEW1", {"x": 1}),
         "finish_task": lambda: db.finish_task(
-            "NEW1", "success", {"x": 2}, None, None, now,
-            Callback("http://r/", lambda row: b"{}", now)),
+            "NEW1",
+            "success",
+            {"x": 2},
+            None,
+            None,
+            now,
+            Callback("http://r/", lambda row: b"{}", now),
+        ),
         "requeue_task": lambda: db.requeue_task("NEW1"),
         "unfinished_tasks": lambda: db.unfinished_tasks(),
         "count_active": lambda: db.count_active(1),
         "insert_file": lambda: db.insert_file(
-            1, "NEW1", "output", "n", "persistent", "NEW1/n", "http://x/NEW1/n", 5,
-            "text/plain", now, None, True),
+            1,
+            "NEW1",
+            "output",
+            "n",
+            "persistent",
+            "NEW1/n",
+            "http://x/NEW1/n",
+            5,
+            "text/plain",
+            now,
+            None,
+            True,
+        ),
         "file_for_output": lambda: db.file_for_output("NEW1", "output"),
         "file_by_location": lambda: db.file_by_location("T00000002/f2"),
         "list_files": lambda: db.list_files(1, task_key="T00000002"),
@@ -147,8 +191,11 @@ def test_no_query_scans_a_large_table(tmp_path, monkeypatch):
         called = asyncio.run(exercise(db))
     finally:
         db.close()
-    public = {name for name, member in inspect.getmembers(SQLiteDatabase)
-              if not name.startswith("_") and inspect.iscoroutinefunction(member)}
+    public = {
+        name
+        for name, member in inspect.getmembers(SQLiteDatabase)
+        if not name.startswith("_") and inspect.iscoroutinefunction(member)
+    }
     assert public <= called, f"not exercised here: {sorted(public - called)}"
     explain = real_connect(path)
     scans = {s: found for s in dict.fromkeys(statements) if (found := full_scans(explain, s))}

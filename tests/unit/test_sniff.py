@@ -89,17 +89,31 @@ CASES = [
     ("eps-binary", b"\xc5\xd0\xd3\xc6\x20\x00\x00\x00", "application/postscript"),
     ("svg", b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "image/svg+xml"),
     ("svg-xml", b'<?xml version="1.0"?>\n<!-- c -->\n<svg width="1"/>', "image/svg+xml"),
-    ("svg-doctype", b'<?xml version="1.0"?><!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN">'
-     b"<svg/>", "image/svg+xml"),
+    (
+        "svg-doctype",
+        b'<?xml version="1.0"?><!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN"><svg/>',
+        "image/svg+xml",
+    ),
     ("svg-bom-space", b"\xef\xbb\xbf  \n<svg/>", "image/svg+xml"),
-    ("svg-entity", b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><svg>&a;</svg>',
-     "image/svg+xml"),
+    (
+        "svg-entity",
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><svg>&a;</svg>',
+        "image/svg+xml",
+    ),
     ("svg-utf16", "<svg/>".encode("utf-16"), "image/svg+xml"),
-    ("mvg", b'push graphic-context\nviewbox 0 0 640 480\nfill \'url(https://x";ls")\'\n'
-     b"pop graphic-context\n", MVG),
+    (
+        "mvg",
+        b"push graphic-context\nviewbox 0 0 640 480\nfill 'url(https://x\";ls\")'\n"
+        b"pop graphic-context\n",
+        MVG,
+    ),
     ("mvg-viewbox", b"viewbox 0 0 1 1\nimage over 0,0 0,0 'label:@/etc/passwd'\n", MVG),
-    ("msl", b'<?xml version="1.0" encoding="UTF-8"?>\n<image>\n<read filename="x.gif"/>\n'
-     b'<write filename="/tmp/x"/>\n</image>', MSL),
+    (
+        "msl",
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<image>\n<read filename="x.gif"/>\n'
+        b'<write filename="/tmp/x"/>\n</image>',
+        MSL,
+    ),
     ("hls", b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile:///etc/passwd\n", HLS),
     ("hls-bom", b"\xef\xbb\xbf#EXTM3U\n", HLS),
     ("ffconcat", b"ffconcat version 1.0\nfile /etc/passwd\n", FFCONCAT),
@@ -141,8 +155,13 @@ def test_sniff_file(tmp_path):
 
 @pytest.mark.parametrize(
     ("fmt", "expected"),
-    [("PNG", "image/png"), ("GIF", "image/gif"), ("WEBP", "image/webp"), ("TIFF", "image/tiff"),
-     ("BMP", "image/bmp")],
+    [
+        ("PNG", "image/png"),
+        ("GIF", "image/gif"),
+        ("WEBP", "image/webp"),
+        ("TIFF", "image/tiff"),
+        ("BMP", "image/bmp"),
+    ],
 )
 def test_real_images(tmp_path, fmt, expected):
     buf = io.BytesIO()
@@ -155,12 +174,26 @@ def test_real_images(tmp_path, fmt, expected):
     [
         ("mp4", ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=0.4"], "video/mp4"),
         ("mov", ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=0.4"], "video/quicktime"),
-        ("webm", ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=0.4", "-c:v",
-                  "libvpx", "-deadline", "realtime"], "video/webm"),
-        ("mkv", ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=0.4"],
-         "video/x-matroska"),
-        ("avi", ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=0.4"],
-         "video/x-msvideo"),
+        (
+            "webm",
+            [
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=32x32:rate=5:duration=0.4",
+                "-c:v",
+                "libvpx",
+                "-deadline",
+                "realtime",
+            ],
+            "video/webm",
+        ),
+        (
+            "mkv",
+            ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=0.4"],
+            "video/x-matroska",
+        ),
+        ("avi", ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=0.4"], "video/x-msvideo"),
         ("ts", ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=0.4"], "video/mp2t"),
         ("flv", ["-f", "lavfi", "-i", "testsrc=size=32x32:rate=5:duration=0.4"], "video/x-flv"),
         ("m4a", ["-f", "lavfi", "-i", "sine=duration=0.2", "-c:a", "aac"], "audio/mp4"),
@@ -173,8 +206,9 @@ def test_real_images(tmp_path, fmt, expected):
 )
 def test_real_media_from_ffmpeg(tmp_path, ext, args, expected):
     out = tmp_path / f"out.{ext}"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", *args, str(out)], check=True,
-                   timeout=60)
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", *args, str(out)], check=True, timeout=60
+    )
     assert sniff_file(out) == expected
 
 

@@ -35,14 +35,16 @@ def errors_of(xml: str) -> list[str]:
 
 BILLION_LAUGHS = (
     '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
-    + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'
-              for i in range(1, 10))
+    + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">'
+        for i in range(1, 10)
+    )
     + ']><movie service="craftsman-1.0">&lol9;</movie>'
 )
 HOSTILE = {
     "billion laughs": BILLION_LAUGHS,
     "external entity": '<?xml version="1.0"?><!DOCTYPE m [<!ENTITY x SYSTEM '
-                       '"file:///etc/passwd">]><movie service="craftsman-1.0">&x;</movie>',
+    '"file:///etc/passwd">]><movie service="craftsman-1.0">&x;</movie>',
     "external dtd": '<!DOCTYPE movie SYSTEM "http://127.0.0.1:9/evil.dtd"><movie/>',
     "plain doctype": "<!DOCTYPE movie><movie/>",
     "parameter entity": '<!DOCTYPE m [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]><movie/>',
@@ -89,36 +91,51 @@ def test_empty_definition():
 
 # -- structure: strict -------------------------------------------------------------------
 
-@pytest.mark.parametrize("body, words", [
-    ('<sphere radius="1"/>', ["<sphere>", "not supported"]),
-    ('<effect type="none"><image type="map" center="1,2"/></effect>', ["<image>", "map"]),
-    ('<audio voice="neospeech:julie">Hello</audio>', ["<audio>", "text-to-speech"]),
-    ("<audio>Hello there</audio>", ["<audio>", "text-to-speech"]),
-    (f'<effect type="none">{IMAGE}<filter type="mask"/></effect>', ["<filter>", "mask"]),
-    ('<widget type="slideshow.reflect.simple.index"/>', ["<widget>", "not supported"]),
-    ("<blink/>", ["<blink>", "not an SXML element"]),
-    (f'<transition/><effect type="none">{IMAGE}</effect>', ["<transition>", "between"]),
-    (f'<stack><transition/><effect type="none">{IMAGE}</effect></stack>',
-     ["<transition>", "inside <stack>"]),
-    (f'<effect type="none">{IMAGE}{IMAGE}</effect>', ["<effect>", "exactly one"]),
-    ('<effect type="none"/>', ["<effect>", "exactly one"]),
-    ('<effect type="none"><image color="red"/></effect>', ["color", "#RRGGBB"]),
-    ('<effect type="none"><image/></effect>', ["<image>", "filename or a color"]),
-    ('<effect type="none"><image filename="file:///etc/passwd"/></effect>',
-     ["<image>", "http or https"]),
-    ('<effect type="none"><video filename="concat:a|b"/></effect>', ["<video>", "http"]),
-    ('<audio filename="http://u:p@media.test/a.mp3"/>', ["<audio>", "credentials"]),
-    (f'<effect type="none" duration="ten">{IMAGE}</effect>', ["duration", "not a number"]),
-    (f'<effect type="none" duration="-1">{IMAGE}</effect>', ["duration", "at least 0"]),
-    (f'<stack><effect type="none" margin-start="1" duration="2" margin-end="1">{IMAGE}'
-     "</effect></stack>", ["all at once"]),
-    (f'<stack><effect type="none" margin-both="1" duration="2">{IMAGE}</effect></stack>',
-     ["margin-both"]),
-    ('<text type="marquee">x</text>', ["<text>", "legend, zone"]),
-    ('<text align="sideways">x</text>', ["<text>", "align"]),
-    ('<effect type="none"><video filename="http://media.test/v.mp4" speed="50"/></effect>',
-     ["speed", "at most 10"]),
-])
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ('<sphere radius="1"/>', ["<sphere>", "not supported"]),
+        ('<effect type="none"><image type="map" center="1,2"/></effect>', ["<image>", "map"]),
+        ('<audio voice="neospeech:julie">Hello</audio>', ["<audio>", "text-to-speech"]),
+        ("<audio>Hello there</audio>", ["<audio>", "text-to-speech"]),
+        (f'<effect type="none">{IMAGE}<filter type="mask"/></effect>', ["<filter>", "mask"]),
+        ('<widget type="slideshow.reflect.simple.index"/>', ["<widget>", "not supported"]),
+        ("<blink/>", ["<blink>", "not an SXML element"]),
+        (f'<transition/><effect type="none">{IMAGE}</effect>', ["<transition>", "between"]),
+        (
+            f'<stack><transition/><effect type="none">{IMAGE}</effect></stack>',
+            ["<transition>", "inside <stack>"],
+        ),
+        (f'<effect type="none">{IMAGE}{IMAGE}</effect>', ["<effect>", "exactly one"]),
+        ('<effect type="none"/>', ["<effect>", "exactly one"]),
+        ('<effect type="none"><image color="red"/></effect>', ["color", "#RRGGBB"]),
+        ('<effect type="none"><image/></effect>', ["<image>", "filename or a color"]),
+        (
+            '<effect type="none"><image filename="file:///etc/passwd"/></effect>',
+            ["<image>", "http or https"],
+        ),
+        ('<effect type="none"><video filename="concat:a|b"/></effect>', ["<video>", "http"]),
+        ('<audio filename="http://u:p@media.test/a.mp3"/>', ["<audio>", "credentials"]),
+        (f'<effect type="none" duration="ten">{IMAGE}</effect>', ["duration", "not a number"]),
+        (f'<effect type="none" duration="-1">{IMAGE}</effect>', ["duration", "at least 0"]),
+        (
+            f'<stack><effect type="none" margin-start="1" duration="2" margin-end="1">{IMAGE}'
+            "</effect></stack>",
+            ["all at once"],
+        ),
+        (
+            f'<stack><effect type="none" margin-both="1" duration="2">{IMAGE}</effect></stack>',
+            ["margin-both"],
+        ),
+        ('<text type="marquee">x</text>', ["<text>", "legend, zone"]),
+        ('<text align="sideways">x</text>', ["<text>", "align"]),
+        (
+            '<effect type="none"><video filename="http://media.test/v.mp4" speed="50"/></effect>',
+            ["speed", "at most 10"],
+        ),
+    ],
+)
 def test_structural_problems_name_the_element(body, words):
     messages = errors_of(movie(body))
     assert any(all(w in m for w in words) for m in messages), messages
@@ -143,51 +160,67 @@ def test_root_and_service():
 
 
 def test_media_count_is_limited():
-    many = "".join(f'<effect type="none"><image filename="http://m.test/{i}.jpg"/></effect>'
-                   for i in range(301))
+    many = "".join(
+        f'<effect type="none"><image filename="http://m.test/{i}.jpg"/></effect>'
+        for i in range(301)
+    )
     assert any("too many" in m for m in errors_of(movie(many)))
 
 
 # -- decoration: lenient -----------------------------------------------------------------
 
+
 def test_decoration_is_accepted_with_warnings():
-    definition = parse(movie(
-        f'<effect type="kenburns" depthEnable="true">{IMAGE}'
-        '<filter type="blur"/></effect>'
-        f'<stack><effect type="flower">{IMAGE}</effect><animator type="slide"/></stack>'
-        f'<effect type="none">{IMAGE}</effect><transition type="waterdrop"/>'
-        f'<effect type="none">{IMAGE}</effect>'))
+    definition = parse(
+        movie(
+            f'<effect type="kenburns" depthEnable="true">{IMAGE}'
+            '<filter type="blur"/></effect>'
+            f'<stack><effect type="flower">{IMAGE}</effect><animator type="slide"/></stack>'
+            f'<effect type="none">{IMAGE}</effect><transition type="waterdrop"/>'
+            f'<effect type="none">{IMAGE}</effect>'
+        )
+    )
     text = "\n".join(definition.warnings)
     for word in ("depthEnable", "blur", "<animator>", "flower"):
         assert word in text
 
 
 def test_a_transition_with_nothing_after_it_is_dropped():
-    definition = parse(movie(f'<sequence><effect type="none">{IMAGE}</effect>'
-                             f'<transition type="move"/></sequence>'
-                             f'<effect type="none">{IMAGE}</effect><transition/>'))
+    definition = parse(
+        movie(
+            f'<sequence><effect type="none">{IMAGE}</effect>'
+            f'<transition type="move"/></sequence>'
+            f'<effect type="none">{IMAGE}</effect><transition/>'
+        )
+    )
     assert [c.tag for c in definition.body.children] == ["sequence", "effect"]
     assert [c.tag for c in definition.body.children[0].children] == ["effect"]
     assert sum("nothing after it" in w for w in definition.warnings) == 2
 
 
-@pytest.mark.parametrize("animator, words", [
-    ('<animator type="wobble"/>', ["<animator>", "slide-in"]),
-    ('<animator type="custom"/>', ["<animator>", "<key>"]),
-    ('<animator type="custom"><key time="0" pos="left"/></animator>', ["<key>", "pos"]),
-    ('<animator type="slide" direction="sideways"/>', ["<animator>", "direction"]),
-    ('<animator type="grow" growStart="-1"/>', ["growStart", "at least 0"]),
-])
+@pytest.mark.parametrize(
+    "animator, words",
+    [
+        ('<animator type="wobble"/>', ["<animator>", "slide-in"]),
+        ('<animator type="custom"/>', ["<animator>", "<key>"]),
+        ('<animator type="custom"><key time="0" pos="left"/></animator>', ["<key>", "pos"]),
+        ('<animator type="slide" direction="sideways"/>', ["<animator>", "direction"]),
+        ('<animator type="grow" growStart="-1"/>', ["growStart", "at least 0"]),
+    ],
+)
 def test_unreadable_animators_are_refused(animator, words):
     messages = errors_of(movie(f'<effect type="none">{IMAGE}{animator}</effect>'))
     assert any(all(w in m for w in words) for m in messages), messages
 
 
 def test_animators_are_kept_on_overlays_texts_and_effects():
-    definition = parse(movie(
-        f'<stack><effect type="none">{IMAGE}<animator type="slide-in"/></effect>'
-        '<text>Hi<animator type="custom"><key time="0" rot="10,1,0,0" orient="1,0,0"/>'
-        '</animator></text></stack>'))
+    definition = parse(
+        movie(
+            f'<stack><effect type="none">{IMAGE}<animator type="slide-in"/></effect>'
+            '<text>Hi<animator type="custom"><key time="0" rot="10,1,0,0" orient="1,0,0"/>'
+            "</animator></text></stack>"
+        )
+    )
     effect, text = definition.body.children[0].children
     assert [c.tag for c in effect.children] == ["image", "animator"]
     assert text.children[0].children[0].tag == "key"
@@ -196,28 +229,43 @@ def test_animators_are_kept_on_overlays_texts_and_effects():
 
 
 def test_ducking_and_sync_attributes_are_read():
-    definition = parse(movie(
-        '<sequence sync="downbeats"><effect type="none"><video filename="http://m.test/v.mp4" '
-        'duck-others="0.2" duck-threshold="0.1" duck-margin="0.2" duck-fade="0.5"/></effect>'
-        '</sequence><audio filename="http://m.test/a.mp3" duck-others="0.3" loop="true"/>'))
+    definition = parse(
+        movie(
+            '<sequence sync="downbeats"><effect type="none"><video filename="http://m.test/v.mp4" '
+            'duck-others="0.2" duck-threshold="0.1" duck-margin="0.2" duck-fade="0.5"/></effect>'
+            '</sequence><audio filename="http://m.test/a.mp3" duck-others="0.3" loop="true"/>'
+        )
+    )
     assert [w for w in definition.warnings if "ignored" in w] == []
     assert any("looped track ducks" in w for w in definition.warnings)
-    assert any("duck-threshold" in m for m in errors_of(movie(
-        '<audio filename="http://m.test/a.mp3" duck-others="0.3" duck-threshold="2"/>')))
-    assert any("sync" in m for m in errors_of(movie(
-        f'<sequence sync="bars"><effect type="none">{IMAGE}</effect></sequence>')))
+    assert any(
+        "duck-threshold" in m
+        for m in errors_of(
+            movie('<audio filename="http://m.test/a.mp3" duck-others="0.3" duck-threshold="2"/>')
+        )
+    )
+    assert any(
+        "sync" in m
+        for m in errors_of(
+            movie(f'<sequence sync="bars"><effect type="none">{IMAGE}</effect></sequence>')
+        )
+    )
 
 
 def test_warnings_are_not_repeated():
-    definition = parse(movie("".join(f'<effect type="none" depthEnable="true">{IMAGE}</effect>'
-                                     for _ in range(5))))
+    definition = parse(
+        movie("".join(f'<effect type="none" depthEnable="true">{IMAGE}</effect>' for _ in range(5)))
+    )
     assert len(definition.warnings) == 1
 
 
 def test_bare_media_is_wrapped_in_an_effect():
-    definition = parse(movie(
-        '<image color="#ff0000" duration="2"/>'
-        '<stack><video filename="http://media.test/v.mp4" margin-start="1"/></stack>'))
+    definition = parse(
+        movie(
+            '<image color="#ff0000" duration="2"/>'
+            '<stack><video filename="http://media.test/v.mp4" margin-start="1"/></stack>'
+        )
+    )
     still, stack = definition.body.children
     assert still.tag == "effect" and still.attrs == {"type": "none", "duration": "2"}
     wrapper = stack.children[0]
@@ -226,36 +274,44 @@ def test_bare_media_is_wrapped_in_an_effect():
 
 
 def test_encoding_declaration_of_a_decoded_string_is_ignored():
-    xml = ('<?xml version="1.0" encoding="ISO-8859-1"?>\n'
-           + movie('<text type="zone" duration="1">Café Überraschung</text>'))
+    xml = '<?xml version="1.0" encoding="ISO-8859-1"?>\n' + movie(
+        '<text type="zone" duration="1">Café Überraschung</text>'
+    )
     text = parse(xml).body.children[0]
     assert text.text == "Café Überraschung"
 
 
 def test_media_lists_every_url_element():
-    definition = parse(movie(f'<effect type="diving">{IMAGE}{IMAGE}</effect>'
-                             '<audio filename="http://media.test/a.mp3"/>'))
+    definition = parse(
+        movie(
+            f'<effect type="diving">{IMAGE}{IMAGE}</effect>'
+            '<audio filename="http://media.test/a.mp3"/>'
+        )
+    )
     assert [n.tag for n in definition.media()] == ["image", "image", "audio"]
 
 
 # -- the director.theme widget dialect ---------------------------------------------------
 
+
 def test_widget_becomes_a_stack_with_crossfades_and_bound_music():
-    definition = parse(movie(
-        '<widget type="director.theme.tiles"><track type="video">'
-        '<image filename="http://media.test/1.jpg" duration="3.0">'
-        '<track type="caption"><text>Caption</text></track></image>'
-        '<text duration="4.0">Title</text>'
-        '<image type="map" center="37.20,-93.27" zoom="10.0"/>'
-        '<transition type="move" direction="down" duration="1"/>'
-        '<video filename="http://media.test/clip.mp4"/>'
-        '</track><track type="audio"><audio filename="http://media.test/m.mp3"/></track>'
-        "</widget>"))
+    definition = parse(
+        movie(
+            '<widget type="director.theme.tiles"><track type="video">'
+            '<image filename="http://media.test/1.jpg" duration="3.0">'
+            '<track type="caption"><text>Caption</text></track></image>'
+            '<text duration="4.0">Title</text>'
+            '<image type="map" center="37.20,-93.27" zoom="10.0"/>'
+            '<transition type="move" direction="down" duration="1"/>'
+            '<video filename="http://media.test/clip.mp4"/>'
+            '</track><track type="audio"><audio filename="http://media.test/m.mp3"/></track>'
+            "</widget>"
+        )
+    )
     [stack] = definition.body.children
     sequence, music = stack.children
     tags = [c.tag for c in sequence.children]
-    assert tags == ["stack", "transition", "text", "transition", "effect", "transition",
-                    "effect"]
+    assert tags == ["stack", "transition", "text", "transition", "effect", "transition", "effect"]
     captioned = sequence.children[0]
     assert captioned.attrs["duration"] == "3.0"
     assert [c.tag for c in captioned.children] == ["effect", "text"]
@@ -268,12 +324,17 @@ def test_widget_becomes_a_stack_with_crossfades_and_bound_music():
 
 
 def test_widget_urls_pass_the_gate():
-    messages = errors_of(movie('<widget type="director.theme.x"><track type="video">'
-                               '<image filename="ftp://media.test/1.jpg"/></track></widget>'))
+    messages = errors_of(
+        movie(
+            '<widget type="director.theme.x"><track type="video">'
+            '<image filename="ftp://media.test/1.jpg"/></track></widget>'
+        )
+    )
     assert any("http or https" in m for m in messages)
 
 
 # -- schema -------------------------------------------------------------------------------
+
 
 def test_schema_defaults():
     params = Schema().load({"definition": movie(f'<effect type="none">{IMAGE}</effect>')})
@@ -284,8 +345,9 @@ def test_schema_defaults():
 
 def test_unknown_profile_lists_the_valid_ones():
     with pytest.raises(ValidationError) as info:
-        Schema().load({"definition": movie(f'<effect type="none">{IMAGE}</effect>'),
-                       "profile": "8k"})
+        Schema().load(
+            {"definition": movie(f'<effect type="none">{IMAGE}</effect>'), "profile": "8k"}
+        )
     [message] = info.value.messages["profile"]
     assert "'8k' is not a valid profile" in message
     assert "'360p'" in message and "'720p-29-97-fps'" in message
@@ -293,69 +355,92 @@ def test_unknown_profile_lists_the_valid_ones():
 
 def test_antialias_choices():
     with pytest.raises(ValidationError):
-        Schema().load({"definition": movie(f'<effect type="none">{IMAGE}</effect>'),
-                       "antialias": 3})
+        Schema().load(
+            {"definition": movie(f'<effect type="none">{IMAGE}</effect>'), "antialias": 3}
+        )
 
 
 # -- profiles, placement, text, transitions ----------------------------------------------
+
 
 def test_profiles():
     assert (profiles.get("360p").width, profiles.get("360p").height) == (640, 360)
     assert profiles.get("720p").video_kbps == 1500
     assert str(profiles.get("720p-29-97-fps").rate) == "30000/1001"
     assert str(profiles.get("360p-12-5-fps").rate) == "25/2"
-    assert (profiles.get("480p-4-3-29-97-fps").width, profiles.get("480p-4-3").height) == (
-        640, 480)
+    assert (profiles.get("480p-4-3-29-97-fps").width, profiles.get("480p-4-3").height) == (640, 480)
     assert profiles.get("mobile-small").rate == 15
     assert profiles.get("iphone-24p").rate == 24
     assert profiles.get("240p").width % 2 == 0
     preview = profiles.get("1080p").preview()
     assert (preview.width, preview.height) == (426, 240)
     # Every name of the historic choice list is accepted.
-    for name in ("iphone-24p", "dvd-pal-16-9", "720p-vhq-29-97-fps", "360p-23-976-fps",
-                 "dvd-ntsc-4-3-h", "youtube-12-5fps", "special", "th720p", "cine-half-hd",
-                 "flash-med-16-9", "240p-24-fps", "1080p-24-fps", "square-640"):
+    for name in (
+        "iphone-24p",
+        "dvd-pal-16-9",
+        "720p-vhq-29-97-fps",
+        "360p-23-976-fps",
+        "dvd-ntsc-4-3-h",
+        "youtube-12-5fps",
+        "special",
+        "th720p",
+        "cine-half-hd",
+        "flash-med-16-9",
+        "240p-24-fps",
+        "1080p-24-fps",
+        "square-640",
+    ):
         assert profiles.get(name) is not None, name
 
 
 def test_placement_boxes():
     spec = layout.placement({"height": "0.2", "right": "0", "top": "0"})
     assert layout.place(spec, 640, 360, aspect=2.0) == (496, 0, 144, 72)
-    assert layout.place(layout.placement({"left": "0.25", "top": "0.25", "width": "0.5",
-                                          "height": "0.5"}), 640, 360) == (160, 90, 320, 180)
+    assert layout.place(
+        layout.placement({"left": "0.25", "top": "0.25", "width": "0.5", "height": "0.5"}), 640, 360
+    ) == (160, 90, 320, 180)
     assert layout.place({}, 640, 360) == (0, 0, 640, 360)
-    assert layout.place(layout.placement({"width": "0.5", "height": "auto"}), 640, 360,
-                        aspect=1.0) == (160, 20, 320, 320)
-    assert layout.place(layout.placement({"height": "0.15", "right": "0", "bottom": "0"}),
-                        640, 360) == (0, 306, 640, 54)
+    assert layout.place(
+        layout.placement({"width": "0.5", "height": "auto"}), 640, 360, aspect=1.0
+    ) == (160, 20, 320, 320)
+    assert layout.place(
+        layout.placement({"height": "0.15", "right": "0", "bottom": "0"}), 640, 360
+    ) == (0, 306, 640, 54)
     assert layout.fit((0, 0, 640, 360), 4 / 3) == (80, 0, 480, 360)
 
 
 def test_text_clean_keeps_line_breaks():
     assert clean("\n   Hello    big \t world \n  second   line  \n") == (
-        "Hello big world\nsecond line")
+        "Hello big world\nsecond line"
+    )
 
 
-@pytest.mark.parametrize("attrs, name", [
-    ({"type": "crossfade"}, "fade"),
-    ({"type": "move", "direction": "up"}, "slideup"),
-    ({"type": "move"}, "slideleft"),
-    ({"type": "scan", "direction": "right"}, "wiperight"),
-    ({"type": "circle"}, "circleopen"),
-    ({"type": "radial"}, "radial"),
-    ({"type": "scans", "direction": "down"}, "vdslice"),
-    ({"type": "custom"}, "fade"),
-])
+@pytest.mark.parametrize(
+    "attrs, name",
+    [
+        ({"type": "crossfade"}, "fade"),
+        ({"type": "move", "direction": "up"}, "slideup"),
+        ({"type": "move"}, "slideleft"),
+        ({"type": "scan", "direction": "right"}, "wiperight"),
+        ({"type": "circle"}, "circleopen"),
+        ({"type": "radial"}, "radial"),
+        ({"type": "scans", "direction": "down"}, "vdslice"),
+        ({"type": "custom"}, "fade"),
+    ],
+)
 def test_transition_names(attrs, name):
     from dragon.sxml.model import Node
+
     assert xfade(Node("transition", 1, attrs))[0] == f"transition={name}"
 
 
-@pytest.mark.parametrize("kind", ["over", "under", "cube", "dualmove", "strip", "waterdrop",
-                                  "swirl", "spiral"])
+@pytest.mark.parametrize(
+    "kind", ["over", "under", "cube", "dualmove", "strip", "waterdrop", "swirl", "spiral"]
+)
 @pytest.mark.parametrize("direction", ["left", "right", "up", "down"])
 def test_drawn_transitions_are_custom_expressions(kind, direction):
     from dragon.sxml.model import Node
+
     options, _ = xfade(Node("transition", 1, {"type": kind, "direction": direction}))
     assert options.startswith("transition=custom:expr='") and options.count("'") == 2
 

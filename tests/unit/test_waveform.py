@@ -37,15 +37,38 @@ def write_wav(path: Path, *segments: tuple[float, float]) -> Path:
     return path
 
 
-def render(src: Path, out: Path, *, start: float = 0.0, end: float | None = None,
-           width: int = 200, height: int = 40, vmargin: int = 0, fill=BLACK,
-           background=WHITE) -> tuple[np.ndarray, float]:
+def render(
+    src: Path,
+    out: Path,
+    *,
+    start: float = 0.0,
+    end: float | None = None,
+    width: int = 200,
+    height: int = 40,
+    vmargin: int = 0,
+    fill=BLACK,
+    background=WHITE,
+) -> tuple[np.ndarray, float]:
     span = None if end is None else end - start
-    argv = pcm_argv(path_input_args(src, "wav", seek=start), RATE, duration=span,
-                    sample_format=waveform.SAMPLE_FORMAT)
-    decoded = waveform.render(argv, None, 30, out_path=str(out), width=width, height=height,
-                              vmargin=vmargin, fill=fill, background=background, fmt="png",
-                              rate=RATE)
+    argv = pcm_argv(
+        path_input_args(src, "wav", seek=start),
+        RATE,
+        duration=span,
+        sample_format=waveform.SAMPLE_FORMAT,
+    )
+    decoded = waveform.render(
+        argv,
+        None,
+        30,
+        out_path=str(out),
+        width=width,
+        height=height,
+        vmargin=vmargin,
+        fill=fill,
+        background=background,
+        fmt="png",
+        rate=RATE,
+    )
     return np.asarray(Image.open(out).convert("RGB")), decoded
 
 
@@ -69,7 +92,7 @@ def test_reducer_matches_brute_force_for_any_chunking():
         i = 0
         while i < n:
             step = int(rng.integers(1, 5000))
-            reducer.add(x[i:i + step])
+            reducer.add(x[i : i + step])
             i += step
         mins, maxs = reducer.columns(width)
         assert reducer.samples == n
@@ -129,8 +152,19 @@ def test_vmargin_leaves_empty_rows(tmp_path):
 def test_jpeg_output(half_tone, tmp_path):
     argv = pcm_argv(path_input_args(half_tone, "wav"), RATE, sample_format="s16le")
     out = tmp_path / "w.jpg"
-    waveform.render(argv, None, 30, out_path=str(out), width=320, height=60, vmargin=0,
-                    fill=BLACK, background=WHITE, fmt="jpeg", rate=RATE)
+    waveform.render(
+        argv,
+        None,
+        30,
+        out_path=str(out),
+        width=320,
+        height=60,
+        vmargin=0,
+        fill=BLACK,
+        background=WHITE,
+        fmt="jpeg",
+        rate=RATE,
+    )
     with Image.open(out) as img:
         assert (img.format, img.size) == ("JPEG", (320, 60))
         gray = np.asarray(img.convert("L"))
@@ -142,8 +176,19 @@ def test_undecodable_input_is_invalid_media(tmp_path):
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 10)
     argv = pcm_argv(path_input_args(bad, "wav"), RATE)
     with pytest.raises(errors.TaskError) as info:
-        waveform.render(argv, None, 30, out_path=str(tmp_path / "x.png"), width=10, height=10,
-                        vmargin=0, fill=BLACK, background=WHITE, fmt="png", rate=RATE)
+        waveform.render(
+            argv,
+            None,
+            30,
+            out_path=str(tmp_path / "x.png"),
+            width=10,
+            height=10,
+            vmargin=0,
+            fill=BLACK,
+            background=WHITE,
+            fmt="png",
+            rate=RATE,
+        )
     assert info.value.code == errors.INVALID_MEDIA
 
 
@@ -157,8 +202,19 @@ def alive(pid: int) -> bool:
 
 def test_timeout_and_early_exit_kill_ffmpeg(tmp_path):
     # -re decodes at real-time speed: 60 s of tone would take a minute.
-    slow = ["ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", "sine=duration=60",
-            "-f", "f32le", "pipe:1"]
+    slow = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=60",
+        "-f",
+        "f32le",
+        "pipe:1",
+    ]
     pidfile = tmp_path / "pid"
     started = time.monotonic()
     pcm = open_pcm(slow, timeout=0.5, pidfile=str(pidfile))
@@ -195,11 +251,30 @@ class PoolContext:
 
 
 async def test_cancelled_task_kills_the_workers_ffmpeg(tmp_path):
-    slow = ["ffmpeg", "-v", "error", "-re", "-f", "lavfi", "-i", "sine=duration=60",
-            "-f", "f32le", "pipe:1"]
-    fn = functools.partial(waveform.render, out_path=str(tmp_path / "w.png"), width=10,
-                           height=10, vmargin=0, fill=BLACK, background=WHITE, fmt="png",
-                           rate=44100)
+    slow = [
+        "ffmpeg",
+        "-v",
+        "error",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=60",
+        "-f",
+        "f32le",
+        "pipe:1",
+    ]
+    fn = functools.partial(
+        waveform.render,
+        out_path=str(tmp_path / "w.png"),
+        width=10,
+        height=10,
+        vmargin=0,
+        fill=BLACK,
+        background=WHITE,
+        fmt="png",
+        rate=44100,
+    )
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         ctx = PoolContext(tmp_path, pool)
         task = asyncio.ensure_future(run_in_pool(ctx, fn, slow))
