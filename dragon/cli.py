@@ -86,15 +86,17 @@ async def _accounts(database: Database, args: argparse.Namespace) -> int:
         ):
             print(f"dragon: no account named {args.name!r}", file=sys.stderr)
             return 1
-        row = await database.account_by_name(args.name)
-        assert row is not None
+        updated = await database.account_by_name(args.name)
+        if updated is None:  # deleted in between
+            print(f"dragon: no account named {args.name!r}", file=sys.stderr)
+            return 1
         print(
             json.dumps(
                 {
-                    "name": row["name"],
-                    "referrers": json.loads(row["referrers"]),
-                    "max_active": row["max_active"],
-                    "rate": row["create_rate"],
+                    "name": updated["name"],
+                    "referrers": json.loads(updated["referrers"]),
+                    "max_active": updated["max_active"],
+                    "rate": updated["create_rate"],
                 }
             )
         )

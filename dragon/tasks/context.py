@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dragon import errors
+from dragon.config import Settings
+from dragon.net.fetcher import Download
 from dragon.runtime import disk
+from dragon.runtime.pool import WorkerPool
 from dragon.runtime.processes import ProcessResult, run_process
 
 # What a tool's stderr says when a write hit ENOSPC (the C library's message).
@@ -32,7 +35,9 @@ class Reporter(Protocol):
 
 
 class Fetcher(Protocol):
-    async def download(self, url: str, dest_dir: Path, *, max_bytes: int | None = None) -> Any: ...
+    async def download(
+        self, url: str, dest_dir: Path, *, max_bytes: int | None = None
+    ) -> Download: ...
 
 
 class Slot(Protocol):
@@ -57,28 +62,31 @@ def failing_at(stage: str) -> Iterator[None]:
 
 
 class TaskContext:
+    """One run of one task. Its identity (``key``, ``task_name``, ``account_id``,
+    ``params``, ``settings``) is read-only; ``outputs`` and ``warnings`` fill as it runs."""
+
     def __init__(
         self,
         *,
         key: str,
         task_name: str,
         account_id: int,
-        params: dict,
+        params: dict[str, Any],
         tmpdir: Path,
-        settings: Any,
+        settings: Settings,
         reporter: Reporter,
         fetcher: Fetcher,
         store: Store,
-        process_pool: Any = None,
+        process_pool: WorkerPool | None = None,
         deadline: float | None = None,
         slot: Slot | None = None,
     ) -> None:
-        self.key = key
-        self.task_name = task_name
-        self.account_id = account_id
-        self.params = params
+        self._key = key
+        self._task_name = task_name
+        self._account_id = account_id
+        self._params = params
         self._tmpdir = tmpdir
-        self.settings = settings
+        self._settings = settings
         self.outputs: dict[str, str] = {}
         self.warnings: list[str] = []
         self.log = logging.getLogger(f"dragon.task.{task_name}")
@@ -88,10 +96,31 @@ class TaskContext:
         self._pool = process_pool
         self._deadline = deadline
         self._slot = slot
-        self._downloads: dict[str, asyncio.Future] = {}
+        self._downloads: dict[str, asyncio.Future[Download]] = {}
         self._reserved = 0  # bytes of the task's download budget taken so far
         self.processes: set[asyncio.subprocess.Process] = set()
         self.failed_run: tuple[str, dict] | None = None  # (stage, report): last failed tool
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def task_name(self) -> str:
+        return self._task_name
+
+    @property
+    def account_id(self) -> int:
+        return self._account_id
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The validated parameters (the schema's defaults filled in)."""
+        return self._params
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
 
     @property
     def tmpdir(self) -> Path:
@@ -101,7 +130,7 @@ class TaskContext:
         return self._tmpdir
 
     # -- inputs -------------------------------------------------------------------------
-    async def fetch(self, url: str, *, max_bytes: int | None = None) -> Any:
+    async def fetch(self, url: str, *, max_bytes: int | None = None) -> Download:
         """Download ``url`` into tmpdir (once per task, however often asked).
 
         Returns ``dragon.net.fetcher.Download`` (``path``, ``mime`` sniffed from the bytes,
@@ -114,7 +143,7 @@ class TaskContext:
         with failing_at("fetch"):
             return await asyncio.shield(self._downloads[url])
 
-    async def _budgeted(self, url: str, dest: Path, max_bytes: int | None) -> Any:
+    async def _budgeted(self, url: str, dest: Path, max_bytes: int | None) -> Download:
         """One download within what is left of the task's total download budget.
 
         Each download reserves as much as it may take, and gives back what it did not use,
