@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 async def gather(aws: Iterable[Awaitable[T]], *, limit: int) -> list[T]:
@@ -29,3 +31,18 @@ async def gather(aws: Iterable[Awaitable[T]], *, limit: int) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def pair(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
+    """Both results, each keeping its own type (``gather`` gives one list of one type)."""
+    firsts: list[A] = []
+    seconds: list[B] = []
+
+    async def run_first() -> None:
+        firsts.append(await first)
+
+    async def run_second() -> None:
+        seconds.append(await second)
+
+    await gather([run_first(), run_second()], limit=2)
+    return firsts[0], seconds[0]

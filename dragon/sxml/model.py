@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+from typing import overload
 
 # Elements that produce a stream of their own ("atoms" in the SXML docs).
 ATOMS = frozenset({"stack", "sequence", "effect", "text", "overlay", "audio"})
@@ -67,6 +68,7 @@ DIRECTIONS = frozenset({"left", "right", "up", "down"})
 PLACEMENT = ("top", "bottom", "left", "right", "width", "height")
 TIME_ATTRS = ("duration", "margin-start", "margin-end", "margin-both")
 
+RGBA = tuple[int, int, int, int]
 _COLOR = re.compile(r"^#?([0-9a-fA-F]{6})([0-9a-fA-F]{2})?$")
 _uids = itertools.count(1)
 
@@ -128,6 +130,25 @@ class Node:
             stack.extend(reversed(node.children))
 
     # -- attribute readers ----------------------------------------------------------------
+    # With a default the readers always return a value: the overloads tell the type checker.
+    @overload
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float = ...,
+        maximum: float | None = ...,
+    ) -> float: ...
+    @overload
+    def number(
+        self,
+        name: str,
+        default: None = None,
+        *,
+        minimum: float = ...,
+        maximum: float | None = ...,
+    ) -> float | None: ...
     def number(
         self,
         name: str,
@@ -165,9 +186,11 @@ class Node:
             return False
         raise DefinitionError(self, f"{name}={raw[:40]!r} must be true or false")
 
-    def color(
-        self, name: str, default: tuple[int, int, int, int] | None = None
-    ) -> tuple[int, int, int, int] | None:
+    @overload
+    def color(self, name: str, default: RGBA) -> RGBA: ...
+    @overload
+    def color(self, name: str, default: None = None) -> RGBA | None: ...
+    def color(self, name: str, default: RGBA | None = None) -> RGBA | None:
         """``#RRGGBB`` or ``#RRGGBBAA`` as an RGBA tuple."""
         raw = self.attrs.get(name)
         if raw is None or raw.strip() == "":
@@ -176,7 +199,12 @@ class Node:
         if not match:
             raise DefinitionError(self, f"{name}={raw[:40]!r} is not a colour like #RRGGBB")
         rgb, alpha = match.groups()
-        return (*(int(rgb[i : i + 2], 16) for i in (0, 2, 4)), int(alpha or "ff", 16))
+        return (
+            int(rgb[0:2], 16),
+            int(rgb[2:4], 16),
+            int(rgb[4:6], 16),
+            int(alpha or "ff", 16),
+        )
 
     def choice(self, name: str, choices: frozenset[str], default: str | None) -> str | None:
         raw = self.attrs.get(name)

@@ -157,10 +157,10 @@ def tracks(
             )  # rotate turns clockwise
             out.turn.append((a, b, angle, 0.0) if kind == "rot-in" else (a, b, 0.0, angle))
         elif kind == "grow":
-            start = max(MIN_SCALE, anim.number("growStart", DEFAULT_GROW[0], maximum=100))
-            end = max(MIN_SCALE, anim.number("growEnd", DEFAULT_GROW[1], maximum=100))
-            out.sx.append([(a, b, start, end)])
-            out.sy.append([(a, b, start, end)])
+            small = max(MIN_SCALE, anim.number("growStart", DEFAULT_GROW[0], maximum=100))
+            large = max(MIN_SCALE, anim.number("growEnd", DEFAULT_GROW[1], maximum=100))
+            out.sx.append([(a, b, small, large)])
+            out.sy.append([(a, b, small, large)])
         elif kind == "custom":
             _custom(anim, a, rate, height, out)
     return out

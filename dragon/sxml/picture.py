@@ -35,7 +35,7 @@ from dragon.media.probe import MediaInfo, input_args, path_input_args
 from dragon.sxml import layout, motion, transitions
 from dragon.sxml.assets import is_kenburns, media_mode
 from dragon.sxml.filtergraph import Graph, Layer
-from dragon.sxml.model import MULTI_EFFECTS, Node
+from dragon.sxml.model import MULTI_EFFECTS, DefinitionError, Node
 from dragon.sxml.stills import Raster
 
 KENBURNS_ZOOM = 0.15
@@ -195,7 +195,7 @@ class Picture:
         if media.tag == "image" and not media.attrs.get("filename"):
             layer = self.color(media, self.full, count)
         elif media.tag == "image":
-            raster = self.rasters[media.uid]
+            raster = self.picture_raster(media)
             negative = effect.attrs.get("direction") == "negative"
             if is_kenburns(effect):
                 total = self.g.span(media.begin, media.end)[1]
@@ -207,6 +207,14 @@ class Picture:
         else:
             return self.visual(media, opaque)
         return self.alpha_filters(media, layer)
+
+    def picture_raster(self, image: Node) -> Raster:
+        """The drawn file of a visible ``<image filename>``: ``assets.plan`` makes a job
+        for each and ``render_still`` returns a picture or raises, so a miss is our bug."""
+        raster = self.rasters.get(image.uid)
+        if raster is None:
+            raise LookupError(f"{image.where()}: its picture was not drawn")
+        return raster
 
     def still(self, raster: Raster, count: int) -> Layer:
         """A picture of ours shown unchanged for ``count`` frames."""
@@ -243,7 +251,10 @@ class Picture:
         return f"{index}:v"
 
     def color(self, node: Node, box: layout.Box, count: int) -> Layer:
-        r, g, b, a = node.color("color")
+        rgba = node.color("color")
+        if rgba is None:  # parse.py refuses an <image> with neither filename nor color
+            raise DefinitionError(node, "needs a filename or a color")
+        r, g, b, a = rgba
         x, y, w, h = box
         fmt = "yuva420p" if a < 255 else "yuv420p"
         label = self.g.chain(
@@ -294,7 +305,7 @@ class Picture:
             self.warn(f"{node.where()}: only its first element is drawn")
         spec = layout.placement(node.attrs)
         if media.tag == "image" and media.attrs.get("filename"):
-            layer = self.still(self.rasters[media.uid], count)
+            layer = self.still(self.picture_raster(media), count)
         elif media.tag == "image":
             layer = self.color(media, layout.place(spec, self.g.width, self.g.height), count)
         elif media.tag == "video":

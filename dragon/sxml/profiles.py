@@ -100,8 +100,9 @@ PUBLISHED = [
     _p("dvd-pal-16-9-h", 352, 288, 2500, 192),
 ]
 
-# Names of the historic choice list without published numbers: the nearest profile.
-LEGACY = {
+# Names of the historic choice list without published numbers: the nearest profile, and
+# its frame rate when it differs.
+LEGACY: dict[str, tuple[str, Fraction | None]] = {
     "iphone-24p": ("iphone", Fraction(24)),
     "iphone-slow": ("iphone", None),
     "iphone-sslow": ("iphone", None),
@@ -134,8 +135,8 @@ def _table() -> dict[str, Profile]:
             table[profile.name + suffix] = profile.variant(profile.name + suffix, rate)
     for profile in PUBLISHED:
         table.setdefault(profile.name, profile)
-    for name, (base, rate) in LEGACY.items():
-        table[name] = table[base].variant(name, rate or table[base].rate)
+    for name, (base, legacy_rate) in LEGACY.items():
+        table[name] = table[base].variant(name, legacy_rate or table[base].rate)
     return table
 
 

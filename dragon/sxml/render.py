@@ -20,17 +20,19 @@ The preview is the same graph built at a height of at most 240 lines with x264's
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 from dragon import errors
 from dragon.media import beats, ffmpeg, probe
 from dragon.media.pcm import pcm_argv, run_in_pool
 from dragon.sxml import assets, beatsync, ducking, profiles, segments, sound
-from dragon.sxml.concurrent import gather
+from dragon.sxml.concurrent import gather, pair
 from dragon.sxml.filtergraph import Graph
 from dragon.sxml.model import DefinitionError, Node
 from dragon.sxml.parse import Definition, DefinitionErrors, parse
 from dragon.sxml.picture import Picture
+from dragon.sxml.stills import Raster
 from dragon.sxml.timing import resolve
 
 FETCH_CONCURRENCY = 4
@@ -72,17 +74,14 @@ async def create(ctx) -> dict:
             ctx.warn(message)
 
     movie = await load(ctx, p["definition"], warn)
-    drawn: dict = {}
+    drawn: dict[int, Raster | None] = {}
     if beatsync.synced(movie.body):
         # Pictures and texts do not depend on when they play: the export's are drawn while
         # the beats are tracked (render draws any that snapping made visible).
         jobs = plan_assets(ctx, movie, profile, "export")
-        _, drawn = await gather(
-            [
-                sync_to_beats(ctx, movie.body, movie.media, movie.retime, warn),
-                assets.draw(ctx, jobs),
-            ],
-            limit=2,
+        _, drawn = await pair(
+            sync_to_beats(ctx, movie.body, movie.media, movie.retime, warn),
+            assets.draw(ctx, jobs),
         )
     movie.ducked = await ducking.plan(ctx, movie.body, movie.media)
     duration = movie.duration
@@ -127,7 +126,7 @@ async def create(ctx) -> dict:
     return {"duration": round(duration, 3), "width": profile.width, "height": profile.height}
 
 
-async def check_length(ctx, path: Path, expected: float, rate: float) -> None:
+async def check_length(ctx, path: Path, expected: float, rate: Fraction) -> None:
     """Refuse a render that came out shorter or longer than its timeline (by 2+ frames).
 
     A filtergraph that loses frames (ffmpeg 5.1's xfade and concat both can, on parts of
@@ -154,7 +153,7 @@ async def check_length(ctx, path: Path, expected: float, rate: float) -> None:
         length: float | None = float(out.stdout.decode().strip())
     except ValueError:
         length = None
-    if length is None or abs(length - expected) > max(2 / rate, 0.1):
+    if length is None or abs(length - expected) > max(float(2 / rate), 0.1):
         got = "an unknown time" if length is None else f"{length:.2f} s"
         raise errors.TaskError(
             errors.PROCESS_FAILED, f"the rendered video lasts {got} instead of {expected:.2f} s"
@@ -280,6 +279,8 @@ async def render(
     if thumbnail is not None:
         still = (thumbnail[0], min(frames.frame(thumbnail[1]), total - 1))
     if video is None:
+        if still is None:
+            raise ValueError("render needs a video or a thumbnail to make")
         window = next(w for w in windows if w[0] <= still[1] < w[1])
         await render_window(ctx, movie, profile, rasters, warn, window, thumbnail=still)
         return
@@ -392,9 +393,9 @@ async def render_window(
         error_code=errors.PROCESS_FAILED,
         progress_duration=movie.duration if progress else None,
     )
-    for path in (video, thumbnail and thumbnail[0]):
-        if path is not None:
-            ffmpeg.check_output(path, ctx.settings)
+    for made in (video, thumbnail and thumbnail[0]):
+        if made is not None:
+            ffmpeg.check_output(made, ctx.settings)
 
 
 async def join(

@@ -77,7 +77,8 @@ def render_still(job: StillJob) -> Raster:
         else:
             need = size
         # JPEG: decode at the smallest DCT scale still covering what we need.
-        im.draft(None, tuple(math.ceil(v) for v in (need[::-1] if swapped else need)))
+        need_w, need_h = (need[1], need[0]) if swapped else need
+        im.draft(None, (math.ceil(need_w), math.ceil(need_h)))
         picture = _normalized(ImageOps.exif_transpose(im))  # decode errors: see opened()
     if job.mode == "fill":
         crop = geometry.crop_box(picture.width, picture.height, *size)

@@ -63,6 +63,7 @@ def _natural(node: Node, media_length: MediaLength, warnings: list[str]) -> floa
         _natural(child, media_length, warnings)
     explicit = node.explicit if node.tag not in ("transition",) else None
     tag = node.tag
+    value: float | None
     if tag in ("body", "sequence"):
         value = explicit if explicit is not None else _sequence_length(node, warnings)
     elif explicit is not None or node.bound:
