@@ -105,8 +105,13 @@ def make_server(tmp_path_factory, backends):
         servers.append(server)
         return server.start() if start else server
 
+    make.servers = servers  # type: ignore[attr-defined]
     yield make
-    # SIGTERM first, so a server measured by coverage writes its data; killed if it lingers.
+    stop_servers(servers)
+
+
+def stop_servers(servers: list[Server]) -> None:
+    """SIGTERM first, so a server measured by coverage writes its data; killed if it lingers."""
     for server in servers:
         if server.proc and server.proc.poll() is None:
             server.proc.terminate()
@@ -114,9 +119,21 @@ def make_server(tmp_path_factory, backends):
         server.stop(9, timeout=5)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _stop_module_servers(make_server):
+    """The servers a test module started stop when it ends (the shared ``dragon_server``
+    excepted): a few hundred left running until the session's end exhaust memory."""
+    first = len(make_server.servers)
+    yield
+    started = make_server.servers[first:]
+    stop_servers([s for s in started if not getattr(s, "shared", False)])
+
+
 @pytest.fixture(scope="session")
 def dragon_server(make_server, request) -> Server:
-    return make_server(backend=getattr(request, "param", None))
+    server = make_server(backend=getattr(request, "param", None))
+    server.shared = True
+    return server
 
 
 @pytest.fixture(scope="session")
