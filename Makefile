@@ -40,14 +40,17 @@ system-tools:
 run: install
 	$(BIN)/dragon serve
 
-COVERAGE_FLOOR ?= 60
+# Branch coverage of the package, the e2e servers' subprocesses included (76% measured).
+COVERAGE_FLOOR ?= 70
+# The e2e tests mostly wait on servers and tools: four workers keep a 2-core run short.
+TEST_WORKERS ?= 4
 
 test: install
-	$(BIN)/python -m pytest -q --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
 # The whole suite with every server on PostgreSQL and S3 (moto), as several nodes run.
 test-postgres: install
-	DRAGON_TEST_BACKEND=postgres $(BIN)/python -m pytest -q
+	DRAGON_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -152,7 +152,6 @@ async def serve(settings: Settings) -> None:
     from aiohttp import web
 
     from dragon.handlers.state import STATE
-    from dragon.web.access_log import RedactingAccessLogger
     from dragon.web.app import create_app
     from dragon.web.connections import ConnectionLimit, connection_limit, raise_descriptor_limit
 
@@ -166,7 +165,6 @@ async def serve(settings: Settings) -> None:
     runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log_class=RedactingAccessLogger,
         shutdown_timeout=2.0,
         handler_cancellation=True,
         keepalive_timeout=settings.http_idle_timeout_seconds,

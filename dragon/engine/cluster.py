@@ -144,8 +144,11 @@ class Cluster:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
                 await self.db.heartbeat(self.scheduler.boot_id, self.name)
-                # Look for queued work whose notification was missed.
+                # Look for queued work, and re-read what streams and blocked requests
+                # follow, in case a notification was missed (a listener that reconnected
+                # after a database restart hears nothing of what happened meanwhile).
                 self._more = True
+                self._resync = True
                 self._wake.set()
             except Busy as exc:
                 log.warning("heartbeat failed: %s", exc)

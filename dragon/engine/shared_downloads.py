@@ -12,18 +12,21 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Any
+
+from dragon import errors
+from dragon.net.fetcher import Download, human_size
+from dragon.tasks.context import Fetcher
 
 
 class Batch:
     def __init__(self, root: Path, size: int) -> None:
         self.root = root
         self.pending = size
-        self.downloads: dict[tuple[str, int | None], asyncio.Future[Any]] = {}
+        self.downloads: dict[str, asyncio.Future[Download]] = {}
 
 
 class SharedFetches:
-    def __init__(self, fetcher: Any, root: Path) -> None:
+    def __init__(self, fetcher: Fetcher, root: Path) -> None:
         self.fetcher = fetcher
         self.root = root
         self.batches: dict[str, Batch] = {}
@@ -37,7 +40,7 @@ class SharedFetches:
         for key in keys:
             self.of_task[key] = batch
 
-    def fetcher_for(self, key: str) -> Any:
+    def fetcher_for(self, key: str) -> Fetcher:
         """What a task's context fetches with: shared within its batch, else the fetcher."""
         batch = self.of_task.get(key)
         return _BatchFetcher(self, batch) if batch else self.fetcher
@@ -60,15 +63,23 @@ class _BatchFetcher:
         self.shared = shared
         self.batch = batch
 
-    async def download(self, url: str, dest_dir: Path, *, max_bytes: int | None = None) -> Any:
+    async def download(self, url: str, dest_dir: Path, *, max_bytes: int | None = None) -> Download:
         batch = self.shared.batches.get(self.batch)
         if batch is None:
             return await self.shared.fetcher.download(url, dest_dir, max_bytes=max_bytes)
-        key = (url, max_bytes)
-        if key not in batch.downloads:
+        # Keyed by URL alone: each task's byte limit depends on its budget and on the free
+        # disk at the time it asks, so limits differ between tasks of one batch. A task whose
+        # limit is below what was downloaded gets the same refusal as a download of its own.
+        if url not in batch.downloads:
             folder = batch.root / str(len(batch.downloads))
             folder.mkdir(parents=True, exist_ok=True)
-            batch.downloads[key] = asyncio.ensure_future(
+            batch.downloads[url] = asyncio.ensure_future(
                 self.shared.fetcher.download(url, folder, max_bytes=max_bytes)
             )
-        return await asyncio.shield(batch.downloads[key])
+        download = await asyncio.shield(batch.downloads[url])
+        if max_bytes is not None and download.size > max_bytes:
+            raise errors.TaskError(
+                errors.DOWNLOAD_TOO_LARGE,
+                f"source is {human_size(download.size)}; the limit is {human_size(max_bytes)}",
+            )
+        return download

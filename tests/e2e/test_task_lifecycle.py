@@ -117,7 +117,7 @@ def test_fifty_bad_tasks_leave_fds_and_threads_at_baseline(make_server, origin):
 
 
 def test_a_timed_out_pool_job_does_not_hold_the_pool(make_server, origin):
-    server = make_server(env={"DRAGON_TASK_TIMEOUT_SECONDS": "1", "DRAGON_CONCURRENCY": "1"})
+    server = make_server(env={"DRAGON_TASK_TIMEOUT_SECONDS": "5", "DRAGON_CONCURRENCY": "1"})
     [doc] = server.create([{"task_name": "test.spin", "seconds": 60}])
     assert doc["status"] == "error" and doc["error_code"] == "timeout"
     url = origin.add("after-spin.jpg", image_bytes(), "image/jpeg")
