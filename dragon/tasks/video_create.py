@@ -1,27 +1,30 @@
-"""video.create: render an SXML definition with ffmpeg (see dragon/sxml/).
+"""video.create: render a movie described in SXML to a video file, with a preview and a
+thumbnail.
 
 docs/sxml.md describes the SXML accepted: the elements, the director widget dialect, what
-is approximated, and our extension, cuts on the beat (``<sequence sync="beats">``).
+is approximated, and our extension, cuts on the beat (``<sequence sync="beats">``). A
+definition that cannot be rendered (malformed XML, a DTD, an unknown element, a ``file:``
+URL) ends the task with ``{"parameters": {"definition": [...]}}`` before anything is
+downloaded.
 
-A definition of up to ``EAGER_PARSE_CHARS`` is parsed and checked here, in the schema, so
-a hostile or broken one (a DTD, billion laughs, depth 10,000, an unknown element, a
-``file:`` URL) ends the task at once with ``{"parameters": {"definition": [...]}}`` before
-anything is downloaded. Longer ones (up to 512 KiB) are parsed
-when the task starts, in a thread, with the same error shape: parsing runs at about 7 MB/s
-and must not hold up the event loop that serves every other request.
-
-``antialias`` supersamples text (1, 2 or 4 times) and, from 2 up, kenburns sources (at
-twice the frame: more costs time and shows nothing).
+``antialias`` supersamples text (1, 2 or 4 times) and, from 2 up, kenburns sources.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates
 
 from dragon.sxml import profiles, render
 from dragon.sxml.parse import DefinitionErrors, parse
+from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema
 
+# Definitions up to this size are parsed and checked in the schema, when the task is
+# created, so a hostile or broken one ends at once. Longer ones (up to 512 KiB) are parsed
+# when the task starts, in a thread with the same error shape: parsing runs at about 7 MB/s
+# and must not hold up the event loop that serves every other request.
 EAGER_PARSE_CHARS = 64 * 1024
 TASK_NAME = "video.create"
 HEAVY = True
@@ -50,5 +53,5 @@ class Schema(TaskSchema):
             raise ValidationError(e.messages) from None
 
 
-async def run(ctx) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     return await render.create(ctx)

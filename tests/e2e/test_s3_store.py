@@ -120,6 +120,9 @@ def test_s3_failure_ends_storage_error_and_leaves_no_temp_files(make_server):
         assert doc["error_code"] == "storage_error"
         assert "output" in doc["error"]
         tmp = server.data_dir / "tmp"
+        deadline = time.monotonic() + 10  # the folder goes right after the status is published
+        while list(tmp.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert list(tmp.iterdir()) == []
         listing = server.request("GET", "/v2/storage/files/?recursive=true").json()
         assert listing == {"files": [], "directories": [], "usage": 0}
