@@ -17,6 +17,7 @@ what dragon runs today.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from typing import Any
 
@@ -27,7 +28,11 @@ MAX_ENTRIES = 10_000
 
 def canonical(account_id: int, definition: Any) -> tuple[int, bytes]:
     """The cache key of a task definition: key order and spacing do not matter."""
-    return account_id, orjson.dumps(definition, option=orjson.OPT_SORT_KEYS, default=str)
+    try:
+        return account_id, orjson.dumps(definition, option=orjson.OPT_SORT_KEYS, default=str)
+    except TypeError:  # an integer beyond 64 bits, which only the standard encoder takes
+        text = json.dumps(definition, sort_keys=True, default=str, separators=(",", ":"))
+        return account_id, text.encode()
 
 
 class ResultCache:

@@ -47,7 +47,7 @@ class Metadata(Schema):
     title = fields.String(required=True, validate=validate.Length(min=1, max=100))
     description = fields.String(load_default="", validate=validate.Length(max=5000))
     tags = fields.List(fields.String(), load_default=list)
-    category_id = fields.Integer(load_default=22, validate=validate.Range(min=1))
+    category_id = fields.Integer(load_default=22, validate=validate.Range(min=1, max=2**31 - 1))
     privacy_status = fields.String(load_default="public", validate=validate.OneOf(PRIVACY))
 
 
