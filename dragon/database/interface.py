@@ -28,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
+import orjson
+
 Row = Mapping[str, Any]
 T = TypeVar("T")
 
@@ -281,3 +283,18 @@ class ClusterDatabase(Database, Protocol):
 
     async def try_exclusive(self, lock: int, run: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``run()`` unless another node holds ``lock`` (then None)."""
+
+
+def account_changes(
+    referrers: list[str] | None, max_active: int | None, create_rate: float | None
+) -> dict[str, Any]:
+    """The columns ``update_account`` sets, as every backend stores them: referrers as JSON
+    text, a negative rate as NULL (back to the server's default)."""
+    changes: dict[str, Any] = {}
+    if referrers is not None:
+        changes["referrers"] = orjson.dumps(referrers).decode()
+    if max_active is not None:
+        changes["max_active"] = max_active
+    if create_rate is not None:
+        changes["create_rate"] = None if create_rate < 0 else create_rate
+    return changes

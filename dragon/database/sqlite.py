@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from dragon.database.interface import AccountExists, Busy, Callback, DiskFull, Row
+from dragon.database.interface import AccountExists, Busy, Callback, DiskFull, Row, account_changes
 
 log = logging.getLogger("dragon.database")
 
@@ -361,13 +361,7 @@ class SQLiteDatabase:
         max_active: int | None = None,
         create_rate: float | None = None,
     ) -> bool:
-        changes: dict[str, Any] = {}
-        if referrers is not None:
-            changes["referrers"] = dumps(referrers)
-        if max_active is not None:
-            changes["max_active"] = max_active
-        if create_rate is not None:
-            changes["create_rate"] = None if create_rate < 0 else create_rate
+        changes = account_changes(referrers, max_active, create_rate)
         if not changes:
             return await self.account_by_name(name) is not None
         assignments = ", ".join(f"{column} = ?" for column in changes)
