@@ -149,8 +149,9 @@ def test_status_follow_streams_several_tasks_until_all_ended(dragon_server):
             d["key"]
             for d in c.create(
                 [
-                    {"task_name": "test.sleep", "seconds": 1},
-                    {"task_name": "test.progress", "seconds": 1},
+                    # long enough that the CLI, started after them, sees them running
+                    {"task_name": "test.sleep", "seconds": 4},
+                    {"task_name": "test.progress", "seconds": 4},
                     {"task_name": "test.file", "fail": True},
                 ]
             )

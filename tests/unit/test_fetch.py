@@ -212,7 +212,7 @@ async def test_content_length_over_limit_is_refused_before_the_body(origin, make
         errors.DOWNLOAD_TOO_LARGE,
         "source is 10.0 GiB; the limit is 1.0 GiB",
     )
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # reading even the allowed 1 GiB would take longer
 
 
 async def test_per_call_max_bytes_overrides_the_setting(origin, make_fetcher, tmp_path):
@@ -298,7 +298,7 @@ async def test_slow_origin_times_out_at_the_total_limit(origin, make_fetcher, tm
         errors.TIMEOUT,
         f"download of {base}/drip did not finish within 1.5 s",
     )
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 20  # the origin would drip for 40 s
 
 
 async def test_silent_origin_hits_the_read_timeout(origin, make_fetcher, tmp_path):

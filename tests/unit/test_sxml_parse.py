@@ -55,13 +55,15 @@ HOSTILE = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_hostile_xml_is_refused_fast_with_bounded_memory(name):
-    tracemalloc.start()
+    # Timed without tracemalloc (which slows parsing several times over); the bound only
+    # catches an expansion or a quadratic walk, which would take minutes, not a slow machine.
     started = time.perf_counter()
+    errors_of(HOSTILE[name])
+    assert time.perf_counter() - started < 10
+    tracemalloc.start()
     messages = errors_of(HOSTILE[name])
-    elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert elapsed < 1.0
     assert peak < 20 * 1024 * 1024
     assert len(messages) == 1
     assert any(word in messages[0] for word in ("DTD", "deeper", "elements"))
