@@ -278,6 +278,9 @@ class ClusterDatabase(Database, Protocol):
     async def stale_tasks(self) -> list[Row]:
         """Executing tasks whose node has been silent for the lease."""
 
+    async def owned_tasks(self, owner: str, started_before: float) -> list[Row]:
+        """Executing tasks ``owner`` started or claimed before ``started_before``."""
+
     async def tasks_by_keys(self, keys: list[str]) -> list[Row]:
         """Rows of ``keys`` whatever their account (to publish other nodes' changes)."""
 

@@ -157,6 +157,9 @@ CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # A pooled connection the server dropped in the middle of an operation can refuse the
+    # next one this way instead of with a connection error.
+    asyncpg.exceptions.InternalClientError,
     asyncio.TimeoutError,
 )
 
@@ -339,6 +342,9 @@ class PostgresDatabase:
                 await conn.add_listener(CHANNEL, on_notify)
                 if listening.done():
                     log.info("database connection back: listening again")
+                    if self._pool is not None:
+                        # Idle pooled connections from before the loss may be dead too.
+                        await self._pool.expire_connections()
                     handler("r", [])
                 else:
                     listening.set_result(None)
@@ -444,6 +450,16 @@ class PostgresDatabase:
             " (SELECT 1 FROM nodes n WHERE n.owner = t.owner"
             f" AND n.seen_at > {NOW} - $1) ORDER BY seq",
             self.lease_seconds,
+        )
+
+    @_busy
+    async def owned_tasks(self, owner: str, started_before: float) -> list[Row]:
+        """Executing tasks ``owner`` started (or claimed) before ``started_before``."""
+        return await self._fetch(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'executing' AND owner = $1"
+            " AND started_at < $2 ORDER BY seq",
+            owner,
+            started_before,
         )
 
     @_busy

@@ -17,7 +17,8 @@ executing for one owner only; the others see it taken and move on). What this mo
   published on this node's bus, for the keys this node's streams and blocked requests follow;
   notifications wake the event feed's followers.
 - After a lost database connection the node re-reads everything it follows (notifications
-  sent meanwhile are lost) and claims whatever is queued.
+  sent meanwhile are lost) and claims whatever is queued; each heartbeat also starts the
+  tasks a claim gave it whose answer the lost connection swallowed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ log = logging.getLogger("dragon.engine.cluster")
 
 RECLAIM_LOCK = 0x647261676F6E04
 CLAIM_POLL = 0.05  # seconds between claims while queued work may be waiting
+ORPHAN_AGE = 5.0  # seconds after which a claimed task no lane holds is started again
 
 
 class Cluster:
@@ -150,8 +152,28 @@ class Cluster:
                 self._more = True
                 self._resync = True
                 self._wake.set()
+                await self._adopt_orphans()
             except Busy as exc:
                 log.warning("heartbeat failed: %s", exc)
+
+    async def _adopt_orphans(self) -> None:
+        """Run the tasks the database says this node runs but this node does not know.
+
+        A claim whose commit reached the database while its answer was lost (the connection
+        dropped in between, as in a database restart) leaves tasks executing in this node's
+        name that no lane holds; this node is alive, so no other node would ever take them.
+        Only claims older than ``ORPHAN_AGE`` count: a younger one may still be on its way
+        to the lanes. A task queued twice is harmless (``start_task`` decides, and a lane
+        skips a key that is running).
+        """
+        scheduler = self.scheduler
+        rows = await self.db.owned_tasks(scheduler.boot_id, time.time() - ORPHAN_AGE)
+        known = scheduler.running.keys() | scheduler.names.keys()
+        orphans = [row for row in rows if row["key"] not in known]
+        if orphans:
+            log.warning("%d claimed tasks were not running here: starting them", len(orphans))
+        for row in orphans:
+            scheduler.enqueue(row["account_id"], row["key"], row["task_name"])
 
     async def _reclaim_forever(self) -> None:
         while True:
