@@ -67,6 +67,34 @@ def document(row: Any, version: int = 2) -> dict[str, Any]:
     return doc
 
 
+class EndedDocuments:
+    """The status documents of ended tasks, each built once.
+
+    An ended task's document never changes, and building one costs more than reading its
+    row (three timestamps formatted, a JSON column parsed); clients that poll a batch until
+    every task has ended read the same ended documents again and again. The caller still
+    reads the row first, so a task deleted by retention is unknown at once; the row's
+    ``completed_at`` must match the cached one. Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._docs: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def document(self, row: Any, version: int = 2) -> dict[str, Any]:
+        """``document(row, version)``, a copy the caller may change."""
+        if row["status"] not in ("success", "error"):
+            return document(row, version)
+        key, completed = row["key"], row["completed_at"]
+        hit = self._docs.get(key)
+        if hit is None or hit[0] != completed:
+            hit = (completed, document(row))
+            if len(self._docs) >= self.size:
+                del self._docs[next(iter(self._docs))]
+            self._docs[key] = hit
+        return in_version({**hit[1]}, version)
+
+
 def in_version(doc: dict[str, Any], version: int) -> dict[str, Any]:
     """A v2 document as ``version`` shows it: v1 puts error details under ``result``."""
     if version == 1 and doc.get("status") == "error" and "error" in doc:

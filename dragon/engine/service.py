@@ -59,6 +59,7 @@ class Service:
         self.db = database
         self.bus = bus
         self.scheduler = scheduler
+        self.ended = documents.EndedDocuments()  # polled again and again until all end
         self.registry = registry
         self.stores = stores
         self.closing = asyncio.Event()
@@ -191,7 +192,7 @@ class Service:
                     }
                 )
                 continue
-            doc = documents.document(row, version)
+            doc = self.ended.document(row, version)
             live = self.scheduler.docs.get(key)
             if live is not None and row["status"] == "executing":
                 doc["progress"] = live.get("progress", doc["progress"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,21 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+def public_read(bucket: str) -> dict:
+    """The bucket policy docs/scaling.md gives: anyone may read the objects."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            }
+        ],
+    }
 
 
 class MotoS3:
@@ -48,8 +64,11 @@ class MotoS3:
         )
 
     def bucket(self, name: str) -> dict:
-        """Create ``name``; the environment a server needs to store files in it."""
+        """Create ``name``, readable by anyone as a bucket serving output files must be (the
+        output URLs point at the bucket); the environment a server needs to store files in
+        it."""
         self.client.create_bucket(Bucket=name)
+        self.client.put_bucket_policy(Bucket=name, Policy=json.dumps(public_read(name)))
         return {**CREDENTIALS, "DRAGON_S3_BUCKET": name, "DRAGON_S3_ENDPOINT_URL": self.url}
 
     def close(self) -> None:

@@ -1,0 +1,53 @@
+"""The cache of ended tasks' status documents (dragon.engine.documents.EndedDocuments)."""
+
+from __future__ import annotations
+
+import orjson
+
+from dragon.engine.documents import EndedDocuments, document
+
+
+def row(key: str, status: str = "success", completed: float | None = 1_700_000_002.5) -> dict:
+    ended = status in ("success", "error")
+    return {
+        "key": key,
+        "status": status,
+        "progress": 40.0,
+        "queued_at": 1_700_000_000.0,
+        "started_at": 1_700_000_001.25,
+        "completed_at": completed if ended else None,
+        "result": orjson.dumps({"output": key}).decode() if status == "success" else None,
+        "error": orjson.dumps({"message": "no"}).decode() if status == "error" else None,
+        "error_code": "internal_error" if status == "error" else None,
+    }
+
+
+def test_documents_are_those_document_builds_in_both_versions():
+    cache = EndedDocuments()
+    for status in ("success", "error", "executing", "queued"):
+        for version in (1, 2):
+            r = row(f"K-{status}", status)
+            assert cache.document(r, version) == document(r, version)
+            assert cache.document(r, version) == document(r, version)  # from the cache
+
+
+def test_each_answer_is_a_copy_the_caller_may_change():
+    cache = EndedDocuments()
+    first = cache.document(row("K"))
+    first["progress"] = 7
+    first["callbacks"] = []
+    assert cache.document(row("K")) == document(row("K"))
+
+
+def test_a_row_that_ended_again_is_built_again():
+    cache = EndedDocuments()
+    cache.document(row("K", completed=1.0))
+    again = cache.document(row("K", completed=2.0))
+    assert again["events"]["completed"] == document(row("K", completed=2.0))["events"]["completed"]
+
+
+def test_the_cache_is_bounded_and_forgets_the_oldest():
+    cache = EndedDocuments(size=3)
+    for i in range(5):
+        cache.document(row(f"K{i}"))
+    assert list(cache._docs) == ["K2", "K3", "K4"]
