@@ -36,6 +36,7 @@ import asyncpg
 import orjson
 
 from dragon.database.interface import AccountExists, Busy, Callback, DiskFull, Row, account_changes
+from dragon.errors import RequestError
 
 log = logging.getLogger("dragon.database")
 
@@ -149,6 +150,7 @@ TASK_COLUMNS = (
     "queued_at, started_at, completed_at, attempts, owner"
 )
 NOW = "extract(epoch from clock_timestamp())"
+NUL = "\x00"
 
 # What a lost or refused connection raises: the database is restarting or unreachable.
 CONNECTION_ERRORS = (
@@ -169,6 +171,12 @@ Render = Callable[[Row], Any]
 Listener = Callable[[str, list[str]], None]
 
 
+def storable(keys: list[str]) -> list[str]:
+    """The keys a row can have: PostgreSQL text cannot hold NUL, so a key with one (sent
+    by a client) matches nothing instead of failing the query."""
+    return [key for key in keys if NUL not in key]
+
+
 def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -185,6 +193,9 @@ def _busy(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, 
             raise Busy(f"database unavailable: {exc.__class__.__name__}: {exc}") from exc
         except asyncpg.exceptions.DiskFullError as exc:
             raise DiskFull(f"the database's disk is full: {exc}") from exc
+        except asyncpg.exceptions.CharacterNotInRepertoireError as exc:
+            # Text from a request holding NUL, where no lookup above filtered it out.
+            raise RequestError("body", "text cannot hold the NUL character (\\u0000)") from exc
 
     return wrapper
 
@@ -465,7 +476,9 @@ class PostgresDatabase:
     @_busy
     async def tasks_by_keys(self, keys: list[str]) -> list[Row]:
         """Rows of ``keys`` whatever their account (for re-publishing other nodes' changes)."""
-        return await self._fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ANY($1)", keys)
+        return await self._fetch(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ANY($1)", storable(keys)
+        )
 
     @_busy
     async def try_exclusive(self, lock: int, run: Callable[[], Awaitable[T]]) -> T | None:
@@ -538,6 +551,8 @@ class PostgresDatabase:
 
     @_busy
     async def account_by_api_key(self, api_key: str) -> Row | None:
+        if NUL in api_key:
+            return None
         return await self._fetchrow("SELECT * FROM accounts WHERE api_key = $1", api_key)
 
     @_busy
@@ -622,7 +637,7 @@ class PostgresDatabase:
     async def get_tasks(self, keys: list[str], account_id: int) -> list[Row]:
         return await self._fetch(
             f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ANY($1) AND account_id = $2",
-            keys,
+            storable(keys),
             account_id,
         )
 
@@ -876,6 +891,8 @@ class PostgresDatabase:
 
     @_busy
     async def file_by_location(self, location: str) -> Row | None:
+        if NUL in location:
+            return None
         return await self._fetchrow("SELECT * FROM files WHERE location = $1", location)
 
     @_busy

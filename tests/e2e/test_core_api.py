@@ -9,6 +9,8 @@ import threading
 import time
 import urllib.request
 
+import pytest
+
 KEY = re.compile(r"^[A-Z2-7]{26}$")
 
 
@@ -464,7 +466,7 @@ def test_full_queue_is_503_with_retry_after(make_server):
 
 
 def test_locked_database_is_503_then_recovers(make_server):
-    server = make_server()
+    server = make_server(backend="sqlite")  # PostgreSQL's outage: test_cluster.py
     conn = sqlite3.connect(
         server.data_dir / "dragon.db", isolation_level=None, check_same_thread=False
     )
@@ -481,3 +483,20 @@ def test_locked_database_is_503_then_recovers(make_server):
     )
     assert r.status == 200 and r.json()[0]["result"] == "Hello L"
     conn.close()
+
+
+@pytest.mark.parametrize("key", ["K\x00EY", "É\u0301" * 40, "x" * 2000])
+def test_a_key_no_task_can_have_is_unknown_on_every_backend(dragon_server, key):
+    # Keys come back as they were sent; PostgreSQL refuses NUL in text, so such a key must
+    # not reach it as a parameter.
+    for method, path in (("POST", "/v1/status"), ("POST", "/v2/status")):
+        r = dragon_server.request(method, path, {"tasks": [key, "OTHER"]})
+        assert r.status == 200, r.body
+        assert [d["error_code"] for d in r.json()] == ["unknown_task", "unknown_task"]
+
+
+def test_a_nul_in_a_parameter_is_kept_on_every_backend(dragon_server):
+    [doc] = dragon_server.create([{"task_name": "hello", "name": "a\x00b"}])
+    assert doc["status"] == "success", doc
+    r = dragon_server.request("POST", "/v2/status", {"tasks": [doc["key"]], "details": True})
+    assert r.json()[0]["parameters"]["name"] == "a\x00b"

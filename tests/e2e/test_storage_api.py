@@ -51,7 +51,7 @@ def test_output_is_served_with_range_and_listed(server):
     assert root["files"] == []
     inside = listing(server, f"{key}/")
     [entry] = inside["files"]
-    assert entry["name"] == url.split("/storage/", 1)[1]
+    assert entry["name"] == server.storage_name(url)
     assert entry["size"] == 10
     assert entry["last_modified"].endswith("Z")
     assert any(f["name"] == entry["name"] for f in listing(server, recursive="true")["files"])
@@ -61,7 +61,7 @@ def test_usage_tracks_stores_and_deletes(server):
     before = listing(server)["usage"]
     doc = make_file(server, "x" * 1000)
     assert listing(server)["usage"] == before + 1000
-    name = doc["result"]["output"].split("/storage/", 1)[1]
+    name = server.storage_name(doc["result"]["output"])
     dry = server.request("DELETE", f"/v2/storage/files/{name}", {"dry_run": True}).json()
     assert dry["deleted"] == [name] and dry["freed"] == 1000
     assert server.get(doc["result"]["output"]).status == 200

@@ -136,7 +136,7 @@ def test_dry_run_reports_the_usage_the_delete_would_leave(server):
         ]
     )
     assert usage() == before + 500
-    name = docs[0]["result"]["output"].split("/storage/", 1)[1]
+    name = server.storage_name(docs[0]["result"]["output"])
     dry = server.request("DELETE", f"/v2/storage/files/{name}", {"dry_run": True}).json()
     assert dry == {"deleted": [name], "freed": 300, "usage": before + 200}
     assert usage() == before + 500  # nothing was deleted

@@ -152,6 +152,20 @@ class Server:
         """Create one task, wait for its end, and return its final status."""
         return self.create([task])[0]
 
+    def storage_name(self, url: str) -> str:
+        """The storage API's name of an output file, from its URL (served by this server,
+        or by the S3 bucket on the PostgreSQL backend)."""
+        bucket = self.env.get("DRAGON_S3_BUCKET")
+        marker = f"/{bucket}/" if bucket and "/storage/" not in url else "/storage/"
+        return url.split(marker, 1)[1]
+
+    def stores(self, url: str) -> bool:
+        """Whether ``url`` is one of this server's stored files (its storage, or its bucket)."""
+        bucket = self.env.get("DRAGON_S3_BUCKET")
+        if bucket:
+            return url.startswith(f"{self.env['DRAGON_S3_ENDPOINT_URL']}/{bucket}/")
+        return url.startswith(f"{self.url}/storage/")
+
     def get(self, url: str) -> Response:
         """GET an absolute URL (an output file)."""
         req = urllib.request.Request(url)
