@@ -1,6 +1,7 @@
 # make install: .venv with dragon (editable, test extras) + ffmpeg, ImageMagick and fonts.
 # make run:     serve the API on 127.0.0.1:8080 (DRAGON_PORT to change), data in ./var.
-# make test:    the whole suite with branch coverage (fails below COVERAGE_FLOOR).
+# make test:    the whole suite on SQLite with branch coverage (fails below COVERAGE_FLOOR),
+#               then the end-to-end suite on PostgreSQL + S3 (make test-sqlite / test-postgres).
 # make test-fast: the unit tests alone.
 # make lint:    ruff, ruff format, mypy and the import layers (.importlinter).
 # make bench:   the benchmarks in scripts/ (BENCH="api thumb" for some of them); installs
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 SYSTEM_PACKAGES := ffmpeg imagemagick fonts-dejavu-core curl postgresql chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system-tools run test test-postgres test-fast lint format bench clean
+.PHONY: install system-tools run test test-sqlite test-postgres test-fast lint format bench clean
 
 install: system-tools $(VENV)/.installed
 
@@ -45,12 +46,16 @@ COVERAGE_FLOOR ?= 70
 # The e2e tests mostly wait on servers and tools: four workers keep a 2-core run short.
 TEST_WORKERS ?= 4
 
-test: install
+# Both database backends: the whole suite on SQLite (with coverage), then the whole
+# end-to-end suite again with every server on PostgreSQL and S3 (moto), as several nodes
+# run. test_cluster.py starts its PostgreSQL nodes itself and runs once.
+test: test-sqlite test-postgres
+
+test-sqlite: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 
-# The whole suite with every server on PostgreSQL and S3 (moto), as several nodes run.
 test-postgres: install
-	DRAGON_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	DRAGON_TEST_BACKEND=postgres $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-cov tests/e2e --ignore=tests/e2e/test_cluster.py
 
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit

@@ -2,9 +2,10 @@
 ``make_server`` starts a fresh one with its own data dir and settings, for restart, shutdown
 and limit tests; ``origin`` serves generated media on 127.0.0.1.
 
-Backends: servers use SQLite unless ``DRAGON_TEST_BACKEND=postgres`` (the whole suite on
-PostgreSQL and moto's S3: ``make test-postgres``). In the default run the modules of
-``BOTH_BACKENDS`` (the API's persistence paths) run their ``dragon_server`` tests on both.
+Backends: servers use SQLite unless ``DRAGON_TEST_BACKEND=postgres``, which puts every
+server on PostgreSQL and moto's S3; ``make test`` runs the end-to-end suite both ways.
+``make_server(backend=...)`` pins one test's server to a backend (the cluster tests, and
+the few that test SQLite's own files).
 """
 
 from __future__ import annotations
@@ -20,28 +21,10 @@ from tests.support.s3 import MotoS3
 from tests.support.server import Origin, Server
 
 DEFAULT_BACKEND = os.environ.get("DRAGON_TEST_BACKEND", "sqlite")
-BOTH_BACKENDS = {
-    "test_core_api",
-    "test_task_lifecycle",
-    "test_storage_api",
-    "test_events",
-    "test_duplicate_keys",
-    "test_callbacks",
-}
 
 
 def pytest_report_header(config):
     return f"sqlite {sqlite3.sqlite_version}; default backend {DEFAULT_BACKEND}"
-
-
-def pytest_generate_tests(metafunc):
-    if "dragon_server" not in metafunc.fixturenames:
-        return
-    module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if module in BOTH_BACKENDS and DEFAULT_BACKEND == "sqlite" and postgres_bin() is not None:
-        metafunc.parametrize(
-            "dragon_server", ["sqlite", "postgres"], indirect=True, scope="session"
-        )
 
 
 class Backends:
