@@ -223,6 +223,10 @@ class Database(Protocol):
         last_error: str | None,
     ) -> None: ...
 
+    async def release_deliveries(self, ids: list[int], now: float) -> None:
+        """Deliveries taken by ``due_deliveries`` but not attempted (the sender is stopping):
+        due again at ``now``, for the next node (or this one, restarted) to send."""
+
     async def deliveries_for(self, keys: list[str]) -> list[Row]: ...
 
 

@@ -1016,6 +1016,12 @@ class PostgresDatabase:
         )
 
     @_busy
+    async def release_deliveries(self, ids: list[int], now: float) -> None:
+        await self._execute(
+            "UPDATE outbox SET next_at = $1 WHERE id = ANY($2) AND state = 'pending'", now, ids
+        )
+
+    @_busy
     async def deliveries_for(self, keys: list[str]) -> list[Row]:
         return await self._fetch(
             "SELECT task_key, url, state, attempts, next_at, last_status, last_error, webhook_id"

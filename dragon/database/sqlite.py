@@ -870,6 +870,15 @@ class SQLiteDatabase:
             )
         )
 
+    async def release_deliveries(self, ids: list[int], now: float) -> None:
+        marks = ",".join("?" * len(ids))
+        await self._write(
+            lambda c: c.execute(
+                f"UPDATE outbox SET next_at = ? WHERE id IN ({marks}) AND state = 'pending'",
+                (now, *ids),
+            )
+        )
+
     async def deliveries_for(self, keys: list[str]) -> list[Row]:
         marks = ",".join("?" * len(keys))
         return await self._read(

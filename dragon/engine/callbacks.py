@@ -94,6 +94,23 @@ class CallbackSender(BackgroundLoop):
     def wake(self) -> None:
         self._wake.set()
 
+    async def stop(self) -> None:
+        """Stop taking deliveries. Attempts under way get the webhook timeout to finish, so
+        their outcome is recorded; deliveries taken but not attempted are handed back. On
+        PostgreSQL a taken delivery is claimed for minutes: one left claimed by a stopped
+        node would wait that long before anyone sent it."""
+        await super().stop()
+        if self._inflight:
+            await asyncio.wait(
+                list(self._inflight.values()), timeout=self.settings.webhook_timeout_seconds + 5
+            )
+        unsent = [*self._waiting, *self._inflight]
+        for attempt in self._inflight.values():
+            attempt.cancel()
+        if unsent:
+            with contextlib.suppress(Busy, DiskFull):
+                await self.db.release_deliveries(unsent, time.time())
+
     async def _run(self) -> None:
         while True:
             self._wake.clear()

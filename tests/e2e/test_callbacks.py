@@ -217,3 +217,21 @@ def test_rotated_secret_signs_with_both_until_the_old_one_expires(make_server):
     assert len(calls[1]["headers"]["webhook-signature"].split()) == 1
     assert not verify(new, calls[1]["headers"], calls[1]["body"])  # rotated away again
     server.stop()
+
+
+def test_a_stopping_server_hands_back_the_deliveries_it_took(make_server):
+    # Four slots per receiver: four attempts hang for a while, six deliveries wait. The
+    # server is stopped meanwhile; on PostgreSQL the waiting six were claimed by it, and
+    # must not stay claimed (minutes) once it is gone.
+    rx = Receiver(["hang"] * 4)
+    server = make_server(env={**FAST, "DRAGON_WEBHOOK_TIMEOUT_SECONDS": "10"})
+    tasks = [{"task_name": "hello", "name": str(i), "url_callback": rx.url} for i in range(10)]
+    keys = [d["key"] for d in server.create(tasks)]
+    assert len(rx.wait(4)) == 4
+    server.stop()
+    server.start()
+    calls = rx.wait(10, timeout=40)
+    assert sorted({c["headers"]["webhook-id"] for c in calls}) == sorted(f"msg_{k}" for k in keys)
+    for key in keys:
+        assert wait_state(server, key, "delivered")["attempts"] == 1
+    server.stop()
