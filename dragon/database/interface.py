@@ -105,6 +105,10 @@ class Database(Protocol):
     async def get_tasks(self, keys: list[str], account_id: int) -> list[Row]:
         """The account's tasks among ``keys`` (a point read on the hot path)."""
 
+    async def task_ends(self, keys: list[str], account_id: int) -> list[Row]:
+        """``key``, ``status`` and ``completed_at`` of the account's tasks among ``keys``:
+        the narrow read of a poll whose documents are all cached."""
+
     async def start_task(
         self, key: str, owner: str, now: float, render: Callable[[Row], Any] | None = None
     ) -> Row | None:

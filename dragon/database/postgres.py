@@ -642,6 +642,14 @@ class PostgresDatabase:
         )
 
     @_busy
+    async def task_ends(self, keys: list[str], account_id: int) -> list[Row]:
+        return await self._fetch(
+            "SELECT key, status, completed_at FROM tasks WHERE key = ANY($1) AND account_id = $2",
+            storable(keys),
+            account_id,
+        )
+
+    @_busy
     async def start_task(
         self, key: str, owner: str, now: float, render: Render | None = None
     ) -> Row | None:

@@ -486,6 +486,16 @@ class SQLiteDatabase:
             ).fetchall()
         )
 
+    async def task_ends(self, keys: list[str], account_id: int) -> list[Row]:
+        marks = ",".join("?" * len(keys))
+        return self._lookup(
+            lambda c: c.execute(
+                "SELECT key, status, completed_at FROM tasks"
+                f" WHERE key IN ({marks}) AND +account_id = ?",
+                (*keys, account_id),
+            ).fetchall()
+        )
+
     async def start_task(
         self, key: str, owner: str, now: float, render: Render | None = None
     ) -> Row | None:

@@ -81,6 +81,16 @@ class EndedDocuments:
         self.size = size
         self._docs: dict[str, tuple[float, dict[str, Any]]] = {}
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._docs
+
+    def cached(self, key: str, completed_at: float, version: int = 2) -> dict[str, Any] | None:
+        """The cached document of ``key`` if it ended at ``completed_at``, as a copy."""
+        hit = self._docs.get(key)
+        if hit is None or hit[0] != completed_at:
+            return None
+        return in_version({**hit[1]}, version)
+
     def document(self, row: Any, version: int = 2) -> dict[str, Any]:
         """``document(row, version)``, a copy the caller may change."""
         if row["status"] not in ("success", "error"):

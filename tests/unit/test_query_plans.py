@@ -116,6 +116,7 @@ async def exercise(db: SQLiteDatabase) -> set[str]:
             ]
         ),
         "get_tasks": lambda: db.get_tasks(["T00000001", "T00000003", "NEW1"], 1),
+        "task_ends": lambda: db.task_ends(["T00000001", "T00000003", "NEW1"], 1),
         "start_task": lambda: db.start_task("NEW1", "node", now),
         "set_progress": lambda: db.set_progress({"NEW1": 50.0}),
         "set_partial": lambda: db.set_partial("NEW1", {"x": 1}),
@@ -155,6 +156,7 @@ async def exercise(db: SQLiteDatabase) -> set[str]:
         "next_delivery_time": lambda: db.next_delivery_time(),
         "record_delivery": lambda: db.record_delivery(1, "delivered", 1, now, 200, None),
         "deliveries_for": lambda: db.deliveries_for(["T00000004", "NEW1"]),
+        "release_deliveries": lambda: db.release_deliveries([1, 2], now),
         "delete_files": lambda: db.delete_files([1, 2]),
         "prune_tasks": lambda: db.prune_tasks(now - 30 * 86400, 100),
         "delete_account": lambda: db.delete_account("new"),
