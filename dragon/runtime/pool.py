@@ -6,6 +6,10 @@ one) for as long as the job lasts. Here, cancelling a running job kills the pool
 processes and starts a fresh pool. Other jobs that were running in the killed pool get
 ``BrokenProcessPool`` and are run again in the new one: pool jobs are pure functions of
 their arguments, so running one twice is safe.
+
+Workers end with the server even when it is killed (SIGKILL, the OOM killer): their parent
+is multiprocessing's fork server, not the server, and they would otherwise wait on their
+job queue forever, each holding its memory (see ``_exit_with``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import select
+import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -46,7 +52,7 @@ class WorkerPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("forkserver"),
             initializer=_start_worker,
-            initargs=(self.nice, self.initializer, self.tool_memory),
+            initargs=(os.getpid(), self.nice, self.initializer, self.tool_memory),
         )
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -85,9 +91,12 @@ class WorkerPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _start_worker(nice: int, initializer: Callable[[], None] | None, tool_memory: int = 0) -> None:
-    """Lower the worker to ``nice`` (tools it spawns inherit it), give the tools it spawns
-    their memory limit, then ``initializer``."""
+def _start_worker(
+    server: int, nice: int, initializer: Callable[[], None] | None, tool_memory: int = 0
+) -> None:
+    """Tie the worker's life to the ``server`` process, lower it to ``nice`` (tools it
+    spawns inherit it), give the tools it spawns their memory limit, then ``initializer``."""
+    _exit_with(server)
     lower = nice - os.nice(0)
     if lower > 0:
         os.nice(lower)
@@ -95,3 +104,34 @@ def _start_worker(nice: int, initializer: Callable[[], None] | None, tool_memory
     set_tool_memory(tool_memory)
     if initializer:
         initializer()
+
+
+def _exit_with(server: int) -> None:
+    """End this worker as soon as the ``server`` process ends, however it ends.
+
+    A thread waits on a pidfd of the server (readable once it has exited); the tools the
+    worker runs die with it (``setpriv --pdeathsig``), and the fork server exits once no
+    worker is left.
+    """
+    try:
+        pidfd = os.pidfd_open(server)
+    except OSError:  # already gone, or a kernel without pidfds (before Linux 5.3)
+        if not _alive(server):
+            os._exit(0)
+        return
+
+    def watch() -> None:
+        select.select([pidfd], [], [])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="dragon-exit-with-server", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 
 def wait_for(predicate, timeout=30, interval=0.05):
@@ -58,6 +59,46 @@ def test_tools_die_with_a_killed_server(make_server):
     [status] = statuses(server, [doc["key"]])
     assert status["status"] == "executing"  # requeued and running again (attempt 2)
     server.stop(9)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children, their children...)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":  # a zombie is already gone
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and not zombie(pid)}
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_pool_workers_die_with_a_killed_server(make_server):
+    # Pool workers are the fork server's children, not the server's: without their own
+    # watch they would wait on their job queue forever, each holding its memory.
+    server = make_server()
+    [doc] = server.create([{"task_name": "test.spin", "seconds": 30}], block=False)
+    wait_for(lambda: statuses(server, [doc["key"]])[0]["status"] == "executing")
+    pool = wait_for(lambda: (d := descendants(server.proc.pid)) and len(d) >= 2 and d)
+    server.stop(9)
+    wait_for(lambda: not alive(pool), timeout=10)
 
 
 def test_a_task_that_keeps_killing_the_server_ends_interrupted(make_server):
