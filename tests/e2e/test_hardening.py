@@ -172,7 +172,7 @@ def mount_read_only(path) -> None:
 
 
 def test_a_read_only_database_answers_503_and_healthz_says_so(make_server):
-    server = make_server()
+    server = make_server(backend="sqlite")  # its database file
     before = server.create([{"task_name": "hello", "name": "x"}])[0]
     server.stop()
     database = server.data_dir / "dragon.db"
