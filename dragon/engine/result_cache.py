@@ -11,8 +11,8 @@ before trusting an entry, and forgets entries whose task failed. So an entry can
 but never wrong, and it lives at most as long as the file it points to.
 
 It is in memory and bounded (least recently used entries go first): a restart only costs
-one task per URL. Shared across processes it would need a table; one server process is
-what dragon runs today.
+one task per URL. With several nodes each keeps its own, so a URL costs at most one task
+per node; sharing it would need a table.
 """
 
 from __future__ import annotations
