@@ -96,13 +96,13 @@ class EndedDocuments:
         if row["status"] not in ("success", "error"):
             return document(row, version)
         key, completed = row["key"], row["completed_at"]
-        hit = self._docs.get(key)
-        if hit is None or hit[0] != completed:
-            hit = (completed, document(row))
-            if len(self._docs) >= self.size:
-                del self._docs[next(iter(self._docs))]
-            self._docs[key] = hit
-        return in_version({**hit[1]}, version)
+        cached = self.cached(key, completed, version)
+        if cached is not None:
+            return cached
+        if len(self._docs) >= self.size:
+            del self._docs[next(iter(self._docs))]
+        self._docs[key] = (completed, document(row))
+        return in_version({**self._docs[key][1]}, version)
 
 
 def in_version(doc: dict[str, Any], version: int) -> dict[str, Any]:

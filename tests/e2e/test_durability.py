@@ -80,14 +80,16 @@ def descendants(pid: int) -> set[int]:
 
 
 def alive(pids: set[int]) -> set[int]:
-    return {pid for pid in pids if Path(f"/proc/{pid}").exists() and not zombie(pid)}
+    """Those of ``pids`` still running (neither gone nor a zombie)."""
+    return {pid for pid in pids if state(pid) not in (None, "Z")}
 
 
-def zombie(pid: int) -> bool:
+def state(pid: int) -> str | None:
+    """The process's state letter (``/proc/PID/stat``), None once it is gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
-        return True
+        return None
 
 
 def test_pool_workers_die_with_a_killed_server(make_server):

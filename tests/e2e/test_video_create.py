@@ -9,7 +9,6 @@ bottom band, later stack children are drawn on top).
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import time
 from datetime import datetime
@@ -66,22 +65,8 @@ def fetch(server, url: str, tmp_path: Path, name: str) -> Path:
 
 
 def probe(path: Path) -> dict:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-            "-count_frames",
-            str(path),
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    data = json.loads(out)
+    """ffprobe's streams by type (frames counted), plus ``format``."""
+    data = media.ffprobe(path, "-count_frames")
     return {s["codec_type"]: s for s in data["streams"]} | {"format": data["format"]}
 
 
