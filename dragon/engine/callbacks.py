@@ -86,6 +86,7 @@ class CallbackSender(BackgroundLoop):
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
         self._waiting: dict[int, Any] = {}  # due, fetched, not started: id -> row
+        self._finished: set[int] = set()  # attempts ended during the current pass's read
         self._by_account: Counter[int] = Counter()  # deliveries running, per account
         self._by_receiver: Counter[str] = Counter()
         self._served: dict[int, int] = {}  # account -> when it last got a slot (a counter)
@@ -114,6 +115,9 @@ class CallbackSender(BackgroundLoop):
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            # A row read while its attempt ends may still show it pending: that attempt is
+            # remembered here so the stale row is not sent a second time.
+            self._finished.clear()
             try:
                 self._dispatch(await self.db.due_deliveries(time.time(), MAX_PARALLEL))
                 nxt = await self.db.next_delivery_time()
@@ -133,6 +137,8 @@ class CallbackSender(BackgroundLoop):
         held = Counter(r["account_id"] for r in self._waiting.values())
         for row in due:
             account = row["account_id"]
+            if row["id"] in self._finished:
+                continue
             if row["id"] in self._waiting:
                 self._waiting[row["id"]] = row
             elif row["id"] not in self._inflight and held[account] < WAITING_PER_ACCOUNT:
@@ -171,6 +177,7 @@ class CallbackSender(BackgroundLoop):
             log.exception("callback %s failed unexpectedly", row["id"])
         finally:
             del self._inflight[row["id"]]
+            self._finished.add(row["id"])
             self._by_account[row["account_id"]] -= 1
             if not self._by_account[row["account_id"]]:
                 del self._by_account[row["account_id"]]
