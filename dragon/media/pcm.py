@@ -7,11 +7,12 @@ at 22050 Hz).
 
 The reading side runs inside a process-pool worker (``TaskContext.in_process``), so the
 event loop never sees the samples. That worker owns the ffmpeg child: it starts it in its
-own session (with the parent-death signal of ``dragon.runtime.processes.guarded``, so it dies with
-the worker), kills the whole group on any exception, on early exit and past ``timeout``,
-and writes the child's pid to ``pidfile`` while it runs, so the task (``run_in_pool``) can
-kill ffmpeg if the task itself is cancelled while the worker is still reading. A reader
-that dies closes the pipe, and ffmpeg then dies of SIGPIPE at its next write.
+own process group (with the parent-death signal of ``dragon.runtime.processes.guarded``,
+so it dies with the worker), kills the whole group on any exception, on early exit and
+past ``timeout``, and writes the child's pid to ``pidfile`` while it runs, so the task
+(``run_in_pool``) can kill ffmpeg if the task itself is cancelled while the worker is still
+reading. A reader that dies closes the pipe, and ffmpeg then dies of SIGPIPE at its next
+write.
 
 Errors are ``TaskError``s, which cross the process boundary whole.
 """
@@ -114,7 +115,7 @@ def open_pcm(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
-            start_new_session=True,
+            process_group=0,
             bufsize=0,
         )
         assert proc.stdout is not None

@@ -1,7 +1,11 @@
 """Running external tools (ffmpeg, ffprobe, ImageMagick) without letting them escape.
 
-Each process starts in its own session (process group), gets no stdin unless given one,
-and is killed as a group on timeout or cancellation, so no ffmpeg outlives its task. The
+Each process starts in its own process group, gets no stdin unless given one, and is
+killed as a group on timeout or cancellation, so no ffmpeg outlives its task. The group
+stays in the server's session: a session of its own would be a scheduling group of its own
+where the kernel groups sessions (autogroup, on by default on most distributions), weighted
+like the whole server whatever the tool's niceness, and two encodes would take two thirds of
+the CPU from the API. The
 tail of stderr is kept for the error message. When ``progress_duration`` is given the
 argv must be an ffmpeg command: ``-progress pipe:1 -nostats`` is added and its
 ``out_time_us`` lines become 0-100 progress reports.
@@ -25,7 +29,7 @@ STDERR_TAIL = 4000
 DIAGNOSTIC_TAIL = 2000  # stderr characters kept in a failed task's diagnostics
 
 # If the server itself is killed (SIGKILL, OOM), its tools must die with it: they run in
-# their own sessions, so nothing else would stop them. util-linux's setpriv sets the
+# their own process groups, so nothing else would stop them. util-linux's setpriv sets the
 # parent-death signal and then execs the tool (no shell, no extra process).
 SETPRIV = shutil.which("setpriv")
 
@@ -114,7 +118,7 @@ def tail_reason(stderr: str) -> str:
 
 
 def kill_group(proc: asyncio.subprocess.Process | subprocess.Popen) -> None:
-    """SIGKILL the process group of ``proc`` (its own session) if it still runs."""
+    """SIGKILL the process group of ``proc`` (its own) if it still runs."""
     if isinstance(proc, subprocess.Popen):
         proc.poll()
     if proc.returncode is None:
@@ -141,7 +145,7 @@ async def run_process(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
-        start_new_session=True,
+        preexec_fn=os.setpgrp,  # a group of its own (uvloop has no process_group)
     )
     if on_start:
         on_start(proc)

@@ -50,3 +50,13 @@ async def test_pool_workers_and_their_tools_run_at_the_pool_niceness():
     finally:
         pool.shutdown()
     assert (worker, tool) == (level, level)  # lowered once, not twice
+
+
+async def test_a_tool_has_its_own_process_group_in_the_servers_session():
+    # A session of its own would put the tool in a scheduling group of its own where the
+    # kernel groups sessions (autogroup), and its niceness would then not lower it at all.
+    result = await processes.run_process(["cat", "/proc/self/stat"], timeout=10)
+    pid, rest = result.stdout.decode().split(" ", 1)
+    group, session = (int(f) for f in rest.rsplit(")", 1)[1].split()[2:4])
+    assert group == int(pid)  # killed as a group, apart from the server
+    assert session == os.getsid(0)
