@@ -102,8 +102,9 @@ class Settings:
     )
     max_connections: int = setting(
         0,
-        "Client connections open at once (more are answered 503 and closed); 0: derived from"
-        " the file-descriptor limit, keeping descriptors for the tasks.",
+        "Client connections open at once (past it the oldest idle one is closed, or if none is"
+        " idle the new one answered 503); 0: derived from the file-descriptor limit, keeping"
+        " descriptors for the tasks.",
     )
     allow_private_urls: bool = setting(False, "Fetch loopback/private addresses (dev, tests).")
     max_download_bytes: int = setting(1 * GiB, "Largest source download, after decompression.")

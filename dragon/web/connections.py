@@ -8,8 +8,12 @@ task would fail. Two defences:
   or slow to send its request head (aiohttp's keep-alive timer, which runs from the moment
   a connection opens and is not reset by a partial head), and ``handlers.request`` answers
   408 when a request body stalls that long.
-- At most ``connection_limit`` connections are open at once: the next one is answered a
-  bare 503 with ``Retry-After`` and closed, so its descriptor is freed at once.
+- At most ``connection_limit`` connections are open at once. When a new one would pass
+  the limit, the oldest idle connection (waiting for a request, or for the rest of a
+  request head) is closed to make room, as nginx reuses its keep-alive connections: idle
+  sockets, however many a client opens, cannot lock new clients out. Only when every
+  connection is in the middle of a request is the new one answered a bare 503 with
+  ``Retry-After`` and closed, so its descriptor is freed at once.
 """
 
 from __future__ import annotations
@@ -63,18 +67,32 @@ def connection_limit(settings: Settings) -> int:
     return max(MIN_CONNECTIONS, soft - BASE_RESERVE - PER_SLOT * slots)
 
 
+def idle(handler: Any) -> bool:
+    """Whether an aiohttp connection waits for a request (aiohttp's own test before it
+    closes a keep-alive connection) and is not already closing."""
+    waiter = getattr(handler, "_waiter", None)
+    return (
+        getattr(handler, "transport", None) is not None
+        and waiter is not None
+        and not waiter.done()
+        and not getattr(handler, "_request_in_progress", True)
+    )
+
+
 class ConnectionLimit:
-    """Refuses connections past ``limit`` on an aiohttp ``web.Server``.
+    """Keeps an aiohttp ``web.Server`` within ``limit`` connections.
 
     aiohttp has no such setting; its server tells ``connection_made`` of every new
     connection, so that call is wrapped: the connection is counted and, over the limit,
-    answered and closed before it reads a byte.
+    makes room by closing the oldest idle connection, or else is answered and closed
+    before it reads a byte.
     """
 
     def __init__(self, server: web.Server, limit: int) -> None:
         self.server = server
         self.limit = limit
         self.refused = 0
+        self.reclaimed = 0
         self._last_warning = 0.0
         self._made = server.connection_made
         server.connection_made = self.connection_made  # type: ignore[method-assign]
@@ -83,14 +101,25 @@ class ConnectionLimit:
         self._made(handler, transport)
         if len(self.server.connections) <= self.limit:
             return
-        self.refused += 1
-        transport.write(REFUSAL)
-        transport.close()
+        # Connections closed a moment ago stay listed until the loop reports them lost.
+        open_ = [h for h in self.server.connections if getattr(h, "transport", None) is not None]
+        if len(open_) <= self.limit:
+            return
+        oldest_idle = next((h for h in open_ if h is not handler and idle(h)), None)
+        if oldest_idle is not None:
+            oldest_idle.force_close()
+            self.reclaimed += 1
+        else:
+            self.refused += 1
+            transport.write(REFUSAL)
+            handler.force_close()  # the answer still goes out before the socket closes
         now = time.monotonic()
         if now - self._last_warning > 10:
             self._last_warning = now
             log.warning(
-                "%d connections open, the most allowed: refused %d so far (DRAGON_MAX_CONNECTIONS)",
+                "%d connections open, the most allowed (DRAGON_MAX_CONNECTIONS): closed %d idle"
+                " ones to make room and refused %d so far",
                 self.limit,
+                self.reclaimed,
                 self.refused,
             )
