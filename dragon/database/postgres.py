@@ -44,6 +44,10 @@ CHANNEL = "dragon"
 MIGRATE_LOCK = 0x647261676F6E01  # advisory lock ids ("dragon" + n)
 EVENTS_LOCK = 0x647261676F6E02
 CLAIM_SECONDS = 120.0  # a claimed callback delivery waits this long before another node retries
+# Every query is short (point reads, claims, small batches). One that takes longer is stuck
+# (a connection that died without saying so): it fails as a lost connection (``Busy``), so
+# a request gets its 503 and the cluster's loops retry, instead of waiting on it.
+QUERY_TIMEOUT = 15.0
 NOTIFY_BYTES = 7000  # PostgreSQL's payload limit is 8000 bytes
 
 # Each entry migrates the schema from version i to i + 1. Append; never edit a shipped one.
@@ -283,7 +287,11 @@ class PostgresDatabase:
             if self._pool is None:
                 self._loop = asyncio.get_running_loop()
                 self._pool = await asyncpg.create_pool(
-                    self.url, min_size=1, max_size=self.pool_size, timeout=10, command_timeout=60
+                    self.url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    timeout=10,
+                    command_timeout=QUERY_TIMEOUT,
                 )
         return self._pool
 

@@ -95,12 +95,14 @@ class Cluster:
                 if self._more:  # slots were full or the claim was: look again shortly
                     await asyncio.sleep(CLAIM_POLL)
                     self._wake.set()
-            except Busy:
-                self._resync = True  # the database is away: redo everything once it is back
+            except Exception as exc:
+                if not isinstance(exc, Busy):
+                    log.exception("could not apply other nodes' changes; trying again")
+                # The database is away, or the pass failed part-way: the changes it took
+                # are re-read with everything followed, once the database answers.
+                self._resync = True
                 await asyncio.sleep(0.5)
                 self._wake.set()
-            except Exception:
-                log.exception("could not apply other nodes' changes")
 
     async def _apply(self) -> None:
         if self._heard:
@@ -155,6 +157,8 @@ class Cluster:
                 await self._adopt_orphans()
             except Busy as exc:
                 log.warning("heartbeat failed: %s", exc)
+            except Exception:  # the loop must outlive any failure: it keeps the node alive
+                log.exception("heartbeat failed unexpectedly; trying again")
 
     async def _adopt_orphans(self) -> None:
         """Run the tasks the database says this node runs but this node does not know.
