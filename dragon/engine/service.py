@@ -29,6 +29,7 @@ from dragon.tasks import TaskSpec
 from dragon.tasks.schema import validation_messages
 
 FINAL = ("success", "error")
+READ_CHUNK = 500  # keys per status read: one IN list / ANY array of bounded size
 
 
 def new_key() -> str:
@@ -170,8 +171,8 @@ class Service:
         known = {} if details else await self._cached_ends(account, keys, version)
         found: dict[str, Row] = {}
         rest = [key for key in keys if key not in known]
-        for i in range(0, len(rest), 500):
-            for r in await self.db.get_tasks(rest[i : i + 500], account.id):
+        for i in range(0, len(rest), READ_CHUNK):
+            for r in await self.db.get_tasks(rest[i : i + READ_CHUNK], account.id):
                 found[r["key"]] = r
         deliveries: dict[str, list[Any]] = {}
         if details and found:
@@ -215,7 +216,7 @@ class Service:
         """When every key's document is cached (a client polling a batch that has ended),
         the documents of those still ended as cached, after a narrow read of their ends; else
         nothing, and the caller reads whole rows."""
-        if not keys or len(keys) > 500 or not all(key in self.ended for key in keys):
+        if not keys or len(keys) > READ_CHUNK or not all(key in self.ended for key in keys):
             return {}
         docs = {}
         for row in await self.db.task_ends(keys, account.id):

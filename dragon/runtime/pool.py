@@ -115,9 +115,9 @@ def _exit_with(server: int) -> None:
     """
     try:
         pidfd = os.pidfd_open(server)
-    except OSError:  # already gone, or a kernel without pidfds (before Linux 5.3)
-        if not _alive(server):
-            os._exit(0)
+    except ProcessLookupError:  # already gone
+        os._exit(0)
+    except OSError:  # a kernel without pidfds (before Linux 5.3): no watch
         return
 
     def watch() -> None:
@@ -125,13 +125,3 @@ def _exit_with(server: int) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="dragon-exit-with-server", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

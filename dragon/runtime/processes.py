@@ -5,10 +5,9 @@ killed as a group on timeout or cancellation, so no ffmpeg outlives its task. Th
 stays in the server's session: a session of its own would be a scheduling group of its own
 where the kernel groups sessions (autogroup, on by default on most distributions), weighted
 like the whole server whatever the tool's niceness, and two encodes would take two thirds of
-the CPU from the API. The
-tail of stderr is kept for the error message. When ``progress_duration`` is given the
-argv must be an ffmpeg command: ``-progress pipe:1 -nostats`` is added and its
-``out_time_us`` lines become 0-100 progress reports.
+the CPU from the API. The tail of stderr is kept for the error message. When
+``progress_duration`` is given the argv must be an ffmpeg command: ``-progress pipe:1
+-nostats`` is added and its ``out_time_us`` lines become 0-100 progress reports.
 """
 
 from __future__ import annotations
