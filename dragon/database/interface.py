@@ -109,6 +109,15 @@ class Database(Protocol):
         """``key``, ``status`` and ``completed_at`` of the account's tasks among ``keys``:
         the narrow read of a poll whose documents are all cached."""
 
+    async def ended_changes(self) -> int:
+        """How many transactions have ever deleted tasks (retention, a deleted account) or
+        ended a task that had already ended (a node that lost its lease finishing late).
+
+        Nothing else changes an ended task's row, so while this count stays where it was
+        when a read saw a row, the row is still there as it was: a poll of cached
+        documents reads this one number instead of their rows.
+        """
+
     async def start_task(
         self, key: str, owner: str, now: float, render: Callable[[Row], Any] | None = None
     ) -> Row | None:

@@ -147,6 +147,13 @@ MIGRATIONS: tuple[str, ...] = (
         seen_at DOUBLE PRECISION NOT NULL
     );
     """,
+    # Bumped by every transaction that deletes tasks (retention, a deleted account) or
+    # ends an ended task again: a poll answered from cached documents of ended tasks reads
+    # this one number instead of their rows.
+    """
+    CREATE TABLE ended_changes (count BIGINT NOT NULL);
+    INSERT INTO ended_changes (count) VALUES (0);
+    """,
 )
 
 TASK_COLUMNS = (
@@ -578,7 +585,10 @@ class PostgresDatabase:
                 "DELETE FROM outbox WHERE account_id = (SELECT id FROM accounts WHERE name = $1)",
                 name,
             )
-            return await c.execute("DELETE FROM accounts WHERE name = $1", name) != "DELETE 0"
+            if await c.execute("DELETE FROM accounts WHERE name = $1", name) == "DELETE 0":
+                return False
+            await c.execute("UPDATE ended_changes SET count = count + 1")
+            return True
 
     @_busy
     async def rotate_webhook_secret(self, name: str, secret: str, keep_old_until: float) -> bool:
@@ -648,6 +658,10 @@ class PostgresDatabase:
             storable(keys),
             account_id,
         )
+
+    @_busy
+    async def ended_changes(self) -> int:
+        return int(await self._fetchval("SELECT count FROM ended_changes"))
 
     @_busy
     async def task_ends(self, keys: list[str], account_id: int) -> list[Row]:
@@ -722,7 +736,10 @@ class PostgresDatabase:
     ) -> Row | None:
         async with self._transaction() as c:
             row = await c.fetchrow(
-                "UPDATE tasks SET status = $1, result = $2, error = $3, error_code = $4,"
+                # Both updates see the row as it was: ending it again counts as a change.
+                "WITH again AS (UPDATE ended_changes SET count = count + 1 WHERE EXISTS"
+                " (SELECT 1 FROM tasks WHERE key = $7 AND completed_at IS NOT NULL))"
+                " UPDATE tasks SET status = $1, result = $2, error = $3, error_code = $4,"
                 " completed_at = $5, progress = NULL, diagnostics = $6 WHERE key = $7"
                 f" RETURNING {TASK_COLUMNS}",
                 status,
@@ -787,6 +804,7 @@ class PostgresDatabase:
                     "DELETE FROM outbox WHERE task_key = ANY($1) AND state != 'pending'", keys
                 )
                 await c.execute("DELETE FROM tasks WHERE key = ANY($1)", keys)
+                await c.execute("UPDATE ended_changes SET count = count + 1")
             return len(keys)
 
     @_busy

@@ -150,6 +150,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_account ON outbox(account_id);
     """,
+    # Bumped by every transaction that deletes tasks (retention, a deleted account) or
+    # ends an ended task again: a poll answered from cached documents of ended tasks reads
+    # this one number instead of their rows.
+    """
+    CREATE TABLE ended_changes (count INTEGER NOT NULL);
+    INSERT INTO ended_changes (count) VALUES (0);
+    """,
 )
 
 TASK_COLUMNS = (
@@ -407,7 +414,10 @@ class SQLiteDatabase:
                 "DELETE FROM outbox WHERE account_id = (SELECT id FROM accounts WHERE name = ?)",
                 (name,),
             )
-            return c.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount > 0
+            if c.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount == 0:
+                return False
+            c.execute("UPDATE ended_changes SET count = count + 1")
+            return True
 
         return await self._write(op)
 
@@ -496,6 +506,9 @@ class SQLiteDatabase:
             ).fetchall()
         )
 
+    async def ended_changes(self) -> int:
+        return self._lookup(lambda c: c.execute("SELECT count FROM ended_changes").fetchone()[0])
+
     async def start_task(
         self, key: str, owner: str, now: float, render: Render | None = None
     ) -> Row | None:
@@ -550,6 +563,9 @@ class SQLiteDatabase:
         diagnostics: Any = None,
     ) -> Row | None:
         def op(c: sqlite3.Connection) -> Row | None:
+            before = c.execute("SELECT completed_at FROM tasks WHERE key = ?", (key,)).fetchone()
+            if before is not None and before[0] is not None:
+                c.execute("UPDATE ended_changes SET count = count + 1")
             c.execute(
                 "UPDATE tasks SET status = ?, result = ?, error = ?, error_code = ?,"
                 " completed_at = ?, progress = NULL, diagnostics = ? WHERE key = ?",
@@ -617,6 +633,7 @@ class SQLiteDatabase:
                     f"DELETE FROM outbox WHERE task_key IN ({marks}) AND state != 'pending'", keys
                 )
                 c.execute(f"DELETE FROM tasks WHERE key IN ({marks})", keys)
+                c.execute("UPDATE ended_changes SET count = count + 1")
             return len(keys)
 
         return await self._write(op)

@@ -72,36 +72,59 @@ class EndedDocuments:
 
     An ended task's document never changes, and building one costs more than reading its
     row (three timestamps formatted, a JSON column parsed); clients that poll a batch until
-    every task has ended read the same ended documents again and again. The caller still
-    reads the row first, so a task deleted by retention is unknown at once; the row's
-    ``completed_at`` must match the cached one. Bounded: the oldest entries go first.
+    every task has ended read the same ended documents again and again.
+
+    A cached document may only be served while its row is still there as it was. The
+    database counts the transactions that delete ended tasks or end one again
+    (``Database.ended_changes``). A read of the rows (``confirm``) records that count
+    and the account it read for; while the count stays the same, the next poll of those
+    keys by that account is answered from here (``unchanged``) after reading only the
+    count. Bounded: the oldest entries go first.
     """
 
     def __init__(self, size: int = 10_000) -> None:
         self.size = size
-        self._docs: dict[str, tuple[float, dict[str, Any]]] = {}
+        # key -> (completed_at, document, (account_id, ended_changes) of the last read)
+        self._docs: dict[str, tuple[float, dict[str, Any], tuple[int, int] | None]] = {}
 
     def __contains__(self, key: str) -> bool:
         return key in self._docs
 
-    def cached(self, key: str, completed_at: float, version: int = 2) -> dict[str, Any] | None:
-        """The cached document of ``key`` if it ended at ``completed_at``, as a copy."""
+    def confirm(
+        self, key: str, completed_at: float, account_id: int, changes: int, version: int = 2
+    ) -> dict[str, Any] | None:
+        """A read of ``account_id``'s rows, begun when the count was ``changes``, found
+        ``key`` ended at ``completed_at``: its cached document (a copy), if it ended then."""
         hit = self._docs.get(key)
         if hit is None or hit[0] != completed_at:
             return None
+        self._docs[key] = (hit[0], hit[1], (account_id, changes))
         return in_version({**hit[1]}, version)
+
+    def unchanged(
+        self, keys: list[str], account_id: int, changes: int, version: int = 2
+    ) -> dict[str, dict[str, Any]] | None:
+        """The documents of ``keys`` (copies) if each was confirmed for ``account_id`` under
+        the count ``changes``; else None, and the caller reads their rows."""
+        docs = {}
+        for key in keys:
+            hit = self._docs.get(key)
+            if hit is None or hit[2] != (account_id, changes):
+                return None
+            docs[key] = in_version({**hit[1]}, version)
+        return docs
 
     def document(self, row: Any, version: int = 2) -> dict[str, Any]:
         """``document(row, version)``, a copy the caller may change."""
         if row["status"] not in ("success", "error"):
             return document(row, version)
         key, completed = row["key"], row["completed_at"]
-        cached = self.cached(key, completed, version)
-        if cached is not None:
-            return cached
-        if len(self._docs) >= self.size:
+        hit = self._docs.get(key)
+        if hit is not None and hit[0] == completed:
+            return in_version({**hit[1]}, version)
+        if hit is None and len(self._docs) >= self.size:
             del self._docs[next(iter(self._docs))]
-        self._docs[key] = (completed, document(row))
+        self._docs[key] = (completed, document(row), None)
         return in_version({**self._docs[key][1]}, version)
 
 

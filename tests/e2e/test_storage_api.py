@@ -227,3 +227,22 @@ def test_ended_tasks_are_deleted_after_retention(make_server):
     time.sleep(2)  # past retention, but not ended: kept
     doc = server.request("GET", f"/v2/status?tasks={running['key']}").json()[0]
     assert doc["status"] in ("queued", "executing"), doc
+
+
+def test_a_polled_task_is_unknown_once_retention_deletes_it(make_server):
+    # Polls of an ended task are answered from cached documents after the first two:
+    # the deletion must still show at once.
+    server = make_server(
+        env={"DRAGON_TASK_RETENTION_DAYS": str(3 / 86400), "DRAGON_SWEEP_INTERVAL_SECONDS": "0.3"}
+    )
+    ended = server.create([{"task_name": "hello", "name": "polled"}])[0]
+    polls, deadline = 0, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        doc = server.request("GET", f"/v2/status?tasks={ended['key']}").json()[0]
+        if doc.get("error_code") == "unknown_task":
+            break
+        assert doc == ended
+        polls += 1
+        time.sleep(0.05)
+    assert doc["error_code"] == "unknown_task", doc
+    assert polls >= 10

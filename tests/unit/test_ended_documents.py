@@ -51,3 +51,35 @@ def test_the_cache_is_bounded_and_forgets_the_oldest():
     for i in range(5):
         cache.document(row(f"K{i}"))
     assert list(cache._docs) == ["K2", "K3", "K4"]
+
+
+def test_a_poll_is_answered_from_the_cache_only_while_nothing_ended_has_changed():
+    cache = EndedDocuments()
+    for key in ("A", "B"):
+        cache.document(row(key))
+    # Built from whole rows, not yet confirmed by a read under a known count.
+    assert cache.unchanged(["A", "B"], 1, 0) is None
+    for key in ("A", "B"):
+        assert cache.confirm(key, 1_700_000_002.5, 1, 0) == document(row(key))
+    assert cache.unchanged(["A", "B"], 1, 0) == {k: document(row(k)) for k in ("A", "B")}
+    assert cache.unchanged(["A", "B"], 1, 1) is None  # something was deleted or ended again
+    assert cache.unchanged(["A", "B"], 2, 0) is None  # another account's poll
+    assert cache.unchanged(["A", "C"], 1, 0) is None  # C is not cached
+
+
+def test_a_read_that_finds_another_end_confirms_nothing():
+    cache = EndedDocuments()
+    cache.document(row("A", completed=1.0))
+    assert cache.confirm("A", 2.0, 1, 0) is None
+    assert cache.unchanged(["A"], 1, 0) is None
+
+
+def test_unchanged_answers_are_copies_in_the_version_asked():
+    cache = EndedDocuments()
+    r = row("E", "error")
+    cache.document(r)
+    cache.confirm("E", r["completed_at"], 1, 0)
+    v1 = cache.unchanged(["E"], 1, 0, version=1)
+    assert v1 == {"E": document(r, 1)}
+    v1["E"]["progress"] = 7
+    assert cache.unchanged(["E"], 1, 0) == {"E": document(r)}
