@@ -330,7 +330,7 @@ class Scheduler:
                 for proc in ctx.processes:
                     kill_group(proc)
             await self.shared.task_ended(key)
-            if tmpdir.exists():
+            if ctx is not None and ctx.tmpdir_made:
                 await asyncio.to_thread(shutil.rmtree, tmpdir, True)
 
     async def _diagnose(

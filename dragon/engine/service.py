@@ -264,20 +264,40 @@ class Service:
         the waiter re-reads the statuses and subscribes again rather than giving up.
         """
         unique = list(dict.fromkeys(keys))
-        size = max(self.bus.queue_size, 4 * len(unique))
         while not self.closing.is_set():
-            with self.bus.subscribe(unique, size) as sub:
-                current = await self.statuses(account, unique, version)
-                pending = {d["key"] for d in current if d["status"] not in FINAL}
-                while pending:
-                    update = await self._next(sub)
-                    if update is None:
-                        break
-                    if update.doc.get("status") in FINAL:
-                        pending.discard(update.key)
-                if not pending or not sub.overflowed:
-                    break
-        return await self.statuses(account, keys, version, details)
+            with self.bus.subscribe(unique, self.queue_size(len(unique))) as sub:
+                ended = await self._ends(sub, await self.statuses(account, unique, version))
+            if ended is not None and not details:
+                return [documents.in_version(ended[key], version) for key in unique]
+            if ended is not None:
+                break
+        return await self.statuses(account, unique, version, details)
+
+    async def until_ended(
+        self, account: Account, created: list[tuple[str, dict[str, Any]]], sub: Any, version: int
+    ) -> list[dict[str, Any]]:
+        """The documents of tasks just created under the subscription ``sub`` (which follows
+        them), once all have ended: what a blocking create answers, without reading a row."""
+        ended = await self._ends(sub, [doc for _, doc in created])
+        if ended is None:
+            return await self.wait(account, [key for key, _ in created], version)
+        return [documents.in_version(ended[key], version) for key, _ in created]
+
+    async def _ends(
+        self, sub: Any, current: list[dict[str, Any]]
+    ) -> dict[str, dict[str, Any]] | None:
+        """Each task's final document, as in ``current`` or as published when it ends;
+        None if the subscription overflowed or the server is closing (read them then)."""
+        ended = {d["key"]: d for d in current if d["status"] in FINAL}
+        pending = {d["key"] for d in current} - ended.keys()
+        while pending:
+            update = await self._next(sub)
+            if update is None:
+                return None
+            if update.key in pending and update.doc.get("status") in FINAL:
+                pending.discard(update.key)
+                ended[update.key] = update.doc
+        return ended
 
     async def _next(self, sub: Any) -> Published | None:
         """The next published change, or None when the server is closing or we overflowed."""

@@ -99,11 +99,13 @@ async def _creating(request: web.Request) -> tuple[Any, Any, dict, list[dict]]:
 
 async def create(request: web.Request) -> web.StreamResponse:
     service, account, body, definitions = await _creating(request)
-    created = await asyncio.shield(service.create(account, definitions))
-    keys = [key for key, _ in created]
     version = version_of(request)
     if option(request, body, "block"):
-        return json_response(await service.wait(account, keys, version))
+        # Followed from before they are queued, so no end can slip past the subscription.
+        with service.bus.subscribe([], service.queue_size(len(definitions))) as sub:
+            created = await asyncio.shield(service.create(account, definitions, watch=sub))
+            return json_response(await service.until_ended(account, created, sub, version))
+    created = await asyncio.shield(service.create(account, definitions))
     return json_response([in_version(doc, version) for _, doc in created])
 
 

@@ -86,6 +86,7 @@ class TaskContext:
         self._account_id = account_id
         self._params = params
         self._tmpdir = tmpdir
+        self.tmpdir_made = False  # the scheduler removes it afterwards only if so
         self._settings = settings
         self.outputs: dict[str, str] = {}
         self.warnings: list[str] = []
@@ -125,8 +126,9 @@ class TaskContext:
     @property
     def tmpdir(self) -> Path:
         """The task's private folder, created on first use (most light tasks never need it)."""
-        if not self._tmpdir.exists():
-            self._tmpdir.mkdir(parents=True)
+        if not self.tmpdir_made:
+            self._tmpdir.mkdir(parents=True, exist_ok=True)
+            self.tmpdir_made = True
         return self._tmpdir
 
     # -- inputs -------------------------------------------------------------------------

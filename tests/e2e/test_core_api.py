@@ -45,6 +45,23 @@ def test_block_returns_final_statuses_in_request_order(dragon_server):
     assert [d["result"] for d in docs] == [f"Hello {n}" for n in "ABCDE"]
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_blocking_create_answers_what_a_status_read_then_answers(dragon_server, version):
+    # The answer is made of the documents published as the tasks end, not of a read of
+    # their rows: it must be the same, in either version, for every way of ending.
+    definitions = [
+        {"task_name": "hello", "name": "A"},
+        {"task_name": "hello"},  # ends in error at creation
+        {"task_name": "test.crash", "url": "https://example.com/x"},  # fails while running
+        {"task_name": "test.sleep", "seconds": 0.3},
+    ]
+    r = dragon_server.request("POST", f"/v{version}/create", {"tasks": definitions, "block": 1})
+    docs = r.json()
+    assert [d["status"] for d in docs] == ["success", "error", "error", "success"]
+    keys = "&".join(f"tasks={d['key']}" for d in docs)
+    assert dragon_server.request("GET", f"/v{version}/status?{keys}").json() == docs
+
+
 def test_single_object_and_no_content_type(dragon_server):
     # COMPAT 4.2: a single task object, JSON body with no Content-Type header.
     raw = json.dumps({"tasks": {"task_name": "hello", "name": "Py"}, "block": True}).encode()
