@@ -9,7 +9,8 @@ database, one on ``--history`` ended tasks. That one is started once (it migrate
 schema and creates the account), given one real hello task as a template, and stopped;
 copies of that row (new keys, times spread over the last 29 days) are written straight
 into its SQLite file with sqlite3; then it starts again. Each figure is then taken on one
-server right after the other, so changes in the machine's other load hit both alike:
+server right after the other, so changes in the machine's other load hit both alike; the
+creates of 1 and 2 alternate between the two in 5 rounds, the order flipping each round:
 
 1. single creates: ``--creates`` hello tasks, one per ``POST /v2/create`` with
    ``block=true``, from 8 clients at once; tasks/s = tasks that succeeded / wall time.
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -58,6 +60,7 @@ from benchlib import BenchServer, check, free_port, start_origin, wrk_ms  # noqa
 HELLO = {"task_name": "hello", "name": "bench"}
 CLIENTS = 8
 BATCH, BATCH_CLIENTS = 100, 4
+ROUNDS = 5  # empty and history alternate this many times in phases 1 and 2
 
 
 def shares(total: int, parts: int) -> list[int]:
@@ -66,6 +69,25 @@ def shares(total: int, parts: int) -> list[int]:
 
 
 # -- dragon ----------------------------------------------------------------------------------
+
+
+async def interleaved(
+    measure: Callable[[BenchServer, int], Awaitable[float]],
+    servers: dict[str, BenchServer],
+    total: int,
+    rounds: int = ROUNDS,
+) -> dict[str, float]:
+    """Tasks/s of each server over ``total`` tasks, run in ``rounds`` alternating rounds
+    (the order flips each round): a change in the box's other load lands on both alike,
+    where one long run each would charge it to whichever ran second."""
+    share = total // rounds
+    seconds = dict.fromkeys(servers, 0.0)
+    order = list(servers)
+    for _ in range(rounds):
+        for name in order:
+            seconds[name] += share / await measure(servers[name], share)
+        order.reverse()
+    return {name: share * rounds / spent for name, spent in seconds.items()}
 
 
 async def single_creates(server: BenchServer, total: int, clients: int = CLIENTS) -> float:
@@ -114,6 +136,10 @@ async def batch_creates(server: BenchServer, total: int) -> tuple[float, list[st
         await asyncio.gather(*(client(n) for n in shares(total // BATCH, BATCH_CLIENTS)))
         elapsed = time.perf_counter() - t0
     return done / elapsed, keys
+
+
+async def batch_rate(server: BenchServer, total: int) -> float:
+    return (await batch_creates(server, total))[0]
 
 
 def wrk(server: BenchServer, keys: list[str], connections: int, seconds: int) -> dict:
@@ -477,12 +503,11 @@ async def main(args: argparse.Namespace) -> int:
 
         print(
             f"\n1. single creates: {args.creates:,} hello tasks from {CLIENTS} clients, each "
-            "waiting for its result (dragon: POST /v2/create block=true)"
+            "waiting for its result (dragon: POST /v2/create block=true); empty and history "
+            f"alternate in {ROUNDS} rounds"
         )
-        rate = {
-            "empty": await single_creates(empty, args.creates),
-            "history": await single_creates(history, args.creates),
-        }
+        both = {"empty": empty, "history": history}
+        rate = await interleaved(single_creates, both, args.creates)
         print(f"  dragon, empty database: {rate['empty']:,.0f} tasks/s")
         print(f"  dragon, {args.history:,} tasks: {rate['history']:,.0f} tasks/s")
         peer = {} if args.no_peers else await asyncio.to_thread(peers, args.creates, work)
@@ -492,12 +517,9 @@ async def main(args: argparse.Namespace) -> int:
 
         print(
             f"\n2. batches: {args.creates:,} hello tasks in creates of {BATCH} "
-            f"(block=true), {BATCH_CLIENTS} clients"
+            f"(block=true), {BATCH_CLIENTS} clients, in {ROUNDS} alternating rounds"
         )
-        batch = {
-            "empty": (await batch_creates(empty, args.creates))[0],
-            "history": (await batch_creates(history, args.creates))[0],
-        }
+        batch = await interleaved(batch_rate, both, args.creates)
         print(
             f"  empty database: {batch['empty']:,.0f} tasks/s; "
             f"{args.history:,} tasks: {batch['history']:,.0f} tasks/s"
