@@ -336,7 +336,8 @@ def load_history(server: BenchServer, count: int) -> tuple[list[str], float]:
     """Stop ``server``, write ``count`` ended tasks into its database, start it again.
 
     Each row copies an ended hello the server itself wrote (so every column is shaped as
-    the current schema wants), with a new key, ``seq`` and times spread over 29 days.
+    the current schema wants), with times spread over 29 days, a key made from its time
+    as the server makes keys, and a new ``seq``.
     Returns (100 history keys spread over the table, seconds the load took).
     """
     server.task(HELLO)
@@ -367,8 +368,10 @@ def load_history(server: BenchServer, count: int) -> tuple[list[str], float]:
         rows = []
         for i in range(start, min(count, start + 50_000)):
             row = dict(template)
-            row["key"] = base64.b32encode(os.urandom(16)).decode().rstrip("=")
             t = now - span + span * i / count
+            # As the server makes keys (engine/service.py new_key): time, then random.
+            raw = int(t * 1000).to_bytes(6, "big") + os.urandom(10)
+            row["key"] = base64.b32encode(raw).decode().rstrip("=")
             for name, value in (
                 ("queued_at", t),
                 ("started_at", t + 0.001),

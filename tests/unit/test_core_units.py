@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import re
 import time
 
 import pytest
@@ -15,6 +17,7 @@ from dragon.engine import auth, documents
 from dragon.engine.bus import Bus
 from dragon.engine.lanes import FairQueue, Lane
 from dragon.engine.rate_limits import TokenBuckets
+from dragon.engine.service import new_key
 
 
 @pytest.fixture
@@ -221,3 +224,17 @@ async def test_a_rerun_replaces_its_outputs_instead_of_adding(database, tmp_path
     assert len(rows) == 1 and rows[0]["size"] == 30
     assert await database.usage(1) == 30
     assert (tmp_path / "files" / rows[0]["location"]).read_bytes() == b"y" * 30
+
+
+def test_task_keys_have_the_original_shape_and_sort_by_creation_time():
+    before = time.time_ns() // 1_000_000
+    keys = [new_key() for _ in range(1000)]
+    after = time.time_ns() // 1_000_000
+    assert all(re.fullmatch(r"[A-Z2-7]{26}", k) for k in keys)
+    assert len(set(keys)) == len(keys)
+    raw = [base64.b32decode(k + "======") for k in keys]
+    millis = [int.from_bytes(r[:6], "big") for r in raw]
+    assert before <= min(millis) and max(millis) <= after
+    assert millis == sorted(millis)
+    # The other 10 bytes are random: the keys of one millisecond differ there.
+    assert len({r[6:] for r in raw}) == len(raw)
