@@ -37,7 +37,7 @@ READ_CHUNK = 500  # keys per status read: one IN list / ANY array of bounded siz
 def new_key() -> str:
     """A task key, shaped like the original service's: 26 characters of upper-case base32
     of 16 bytes. The first 6 bytes are the creation time in milliseconds, the other 10
-    random (80 bits; a key is only ever read with its account's credentials).
+    random: 80 bits keep a key unguessable (output URLs contain it).
 
     Keys made close in time sit close together in the key index, so a create of 100 tasks
     writes a few index pages; with random keys it wrote one page per task, scattered over
