@@ -563,9 +563,11 @@ class SQLiteDatabase:
         diagnostics: Any = None,
     ) -> Row | None:
         def op(c: sqlite3.Connection) -> Row | None:
-            before = c.execute("SELECT completed_at FROM tasks WHERE key = ?", (key,)).fetchone()
-            if before is not None and before[0] is not None:
-                c.execute("UPDATE ended_changes SET count = count + 1")
+            c.execute(  # before the end is written: ending an ended task again is a change
+                "UPDATE ended_changes SET count = count + 1 WHERE EXISTS"
+                " (SELECT 1 FROM tasks WHERE key = ? AND completed_at IS NOT NULL)",
+                (key,),
+            )
             c.execute(
                 "UPDATE tasks SET status = ?, result = ?, error = ?, error_code = ?,"
                 " completed_at = ?, progress = NULL, diagnostics = ? WHERE key = ?",

@@ -225,9 +225,9 @@ class Service:
         self, account: Account, keys: list[str], version: int
     ) -> dict[str, dict[str, Any]]:
         """When every key's document is cached (a client polling a batch that has ended),
-        the documents of those still ended as cached; else nothing, and the caller reads
-        whole rows. Unless no ended task has been deleted or ended again since the last
-        such poll (one number read), that takes a narrow read of the rows' ends."""
+        those documents, less any whose task has gone; else nothing, and the caller reads
+        whole rows. The ``ended_changes`` count is read; if it has not moved since the
+        last read of these keys' rows, that is all, else their ends are read again."""
         if not keys or len(keys) > READ_CHUNK or not all(key in self.ended for key in keys):
             return {}
         # Read first: a change that lands during the narrow read shows at the next poll.
@@ -278,10 +278,11 @@ class Service:
         while not self.closing.is_set():
             with self.bus.subscribe(unique, self.queue_size(len(unique))) as sub:
                 ended = await self._ends(sub, await self.statuses(account, unique, version))
-            if ended is not None and not details:
-                return [documents.in_version(ended[key], version) for key in unique]
-            if ended is not None:
-                break
+            if ended is None:
+                continue  # overflowed (or closing): read and subscribe again
+            if details:
+                break  # the details come from the rows
+            return [documents.in_version(ended[key], version) for key in unique]
         return await self.statuses(account, unique, version, details)
 
     async def until_ended(

@@ -86,7 +86,7 @@ class TaskContext:
         self._account_id = account_id
         self._params = params
         self._tmpdir = tmpdir
-        self.tmpdir_made = False  # the scheduler removes it afterwards only if so
+        self._tmpdir_made = False
         self._settings = settings
         self.outputs: dict[str, str] = {}
         self.warnings: list[str] = []
@@ -126,10 +126,15 @@ class TaskContext:
     @property
     def tmpdir(self) -> Path:
         """The task's private folder, created on first use (most light tasks never need it)."""
-        if not self.tmpdir_made:
+        if not self._tmpdir_made:
             self._tmpdir.mkdir(parents=True, exist_ok=True)
-            self.tmpdir_made = True
+            self._tmpdir_made = True
         return self._tmpdir
+
+    @property
+    def tmpdir_made(self) -> bool:
+        """Whether ``tmpdir`` was asked for (the scheduler removes it afterwards only if so)."""
+        return self._tmpdir_made
 
     # -- inputs -------------------------------------------------------------------------
     async def fetch(self, url: str, *, max_bytes: int | None = None) -> Download:

@@ -238,3 +238,30 @@ def test_task_keys_have_the_original_shape_and_sort_by_creation_time():
     assert millis == sorted(millis)
     # The other 10 bytes are random: the keys of one millisecond differ there.
     assert len({r[6:] for r in raw}) == len(raw)
+
+
+async def test_ended_changes_counts_deletions_and_second_ends_only(database):
+    account = await insert(database, "a")
+    now = time.time()
+    await database.insert_tasks(
+        {
+            "key": key,
+            "account_id": account,
+            "task_name": "hello",
+            "params": {},
+            "status": "queued",
+            "queued_at": now - 100,
+        }
+        for key in ("K1", "K2")
+    )
+    await database.start_task("K1", "node", now - 99)
+    await database.finish_task("K1", "success", {}, None, None, now - 98)
+    assert await database.ended_changes() == 0  # a first end changes no ended task
+    await database.finish_task("K1", "success", {}, None, None, now - 97)
+    assert await database.ended_changes() == 1  # ended again: cached documents are stale
+    assert await database.prune_tasks(now - 50, 100) == 1
+    assert await database.ended_changes() == 2
+    assert await database.prune_tasks(now - 50, 100) == 0  # nothing deleted, no change
+    assert await database.ended_changes() == 2
+    assert await database.delete_account("a")
+    assert await database.ended_changes() == 3
