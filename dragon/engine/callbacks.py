@@ -91,6 +91,7 @@ class CallbackSender(BackgroundLoop):
         self._by_receiver: Counter[str] = Counter()
         self._served: dict[int, int] = {}  # account -> when it last got a slot (a counter)
         self._starts = 0
+        self._claiming: asyncio.Future[None] | None = None  # the pass's claim, if under way
 
     def wake(self) -> None:
         self._wake.set()
@@ -101,6 +102,9 @@ class CallbackSender(BackgroundLoop):
         PostgreSQL a taken delivery is claimed for minutes: one left claimed by a stopped
         node would wait that long before anyone sent it."""
         await super().stop()
+        if self._claiming is not None:  # a claim the stop cut into: let it land, hand it back
+            with contextlib.suppress(Exception):
+                await self._claiming
         if self._inflight:
             await asyncio.wait(
                 list(self._inflight.values()), timeout=self.settings.webhook_timeout_seconds + 5
@@ -119,7 +123,10 @@ class CallbackSender(BackgroundLoop):
             # remembered here so the stale row is not sent a second time.
             self._finished.clear()
             try:
-                self._dispatch(await self.db.due_deliveries(time.time(), MAX_PARALLEL))
+                # Shielded: on PostgreSQL a claim takes its rows for minutes, so a stop must
+                # not cut it between the commit and the rows reaching ``_waiting``.
+                self._claiming = asyncio.ensure_future(self._claim())
+                await asyncio.shield(self._claiming)
                 nxt = await self.db.next_delivery_time()
             except Exception:
                 log.exception("callback loop failed; retrying")
@@ -131,6 +138,9 @@ class CallbackSender(BackgroundLoop):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
+
+    async def _claim(self) -> None:
+        self._dispatch(await self.db.due_deliveries(time.time(), MAX_PARALLEL))
 
     def _dispatch(self, due: list[Any]) -> None:
         """Start the waiting deliveries the shares allow, accounts in turn."""

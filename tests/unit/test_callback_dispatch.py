@@ -1,5 +1,6 @@
 """The callback sender sends each attempt once, even when a read of the outbox races the
-attempt's end (dragon.engine.callbacks.CallbackSender).
+attempt's end, and a stop hands back every delivery it took, even one whose claim was
+under way (dragon.engine.callbacks.CallbackSender).
 
 The outbox here is a small in-memory stand-in whose reads can be held open, so the race a
 busy server meets now and then (an attempt recorded while the next pass's read is under way,
@@ -86,3 +87,42 @@ async def test_an_attempt_that_ends_during_a_read_is_not_sent_again():
         await sender.stop()
     assert outbox.row["state"] == "delivered"
     assert receiver.sent == 1
+
+
+class ClaimingOutbox(Outbox):
+    """A claim that commits, then answers only after the stop has begun (PostgreSQL's
+    claim pushes the rows ahead for minutes: unless sent or handed back, they wait that
+    long)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claim_committed = asyncio.Event()
+        self.answer = asyncio.Event()
+        self.released: list[int] = []
+
+    async def due_deliveries(self, now: float, limit: int) -> list[dict[str, Any]]:
+        snapshot = [dict(self.row)]
+        self.claim_committed.set()
+        await self.answer.wait()
+        return snapshot
+
+    async def release_deliveries(self, ids: list[int], now: float) -> None:
+        self.released.extend(ids)
+
+
+class Prompt:
+    async def send(self, method: str, url: str, **kwargs: Any) -> tuple[int, str]:
+        return 200, "OK"
+
+
+async def test_a_stop_during_a_claim_still_settles_what_the_claim_took():
+    outbox = ClaimingOutbox()
+    sender = CallbackSender(Settings.load({}), outbox, Prompt())  # type: ignore[arg-type]
+    sender.start()
+    await asyncio.wait_for(outbox.claim_committed.wait(), 10)
+    stopping = asyncio.ensure_future(sender.stop())
+    await asyncio.sleep(0.05)  # the stop has cancelled the loop in the middle of the claim
+    outbox.answer.set()
+    await asyncio.wait_for(stopping, 10)
+    # Sent (or else handed back), never left claimed by a node that is gone.
+    assert outbox.row["state"] == "delivered" and outbox.released == []
