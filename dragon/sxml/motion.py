@@ -12,15 +12,18 @@ after it the last one. Our reading of the types, which SXML names without drawin
   off-screen to off-screen, passing its place.
 - ``rot-in``: turns from ``angle`` degrees (default 90; positive is counter-clockwise, as
   in OpenGL) back to upright; ``rot-out``: from upright to ``angle``.
-- ``grow``: scales from ``growStart`` to ``growEnd`` (defaults 0.5 and 1) about its centre;
-  SXML moves the node along the depth axis, which on screen is this scaling.
+- ``grow``: moves the node along the depth axis from z = ``growStart`` to z = ``growEnd``
+  (OpenGL units; negative is further away), seen through the movie's camera
+  (``camera.py``): the node shrinks or grows about its centre, and its centre moves towards
+  or away from the frame's centre, as perspective draws it. Defaults: from twice the
+  camera's distance (half size) to z = 0 (its placed size).
 - ``custom``: ``<key time pos scale rot>`` keyframes, linearly interpolated. ``time`` is in
   seconds from the window's start; ``pos="x,y[,z]"`` moves the node in SXML's OpenGL units
-  (half the frame height per unit, y upwards; z is ignored); ``scale="x[,y[,z]]"``
-  multiplies its width and height; ``rot="degrees[,ax,ay,az]"`` turns it about the axis
-  facing the viewer (other axes would need 3D and are not drawn).
+  (half the frame height per unit, y upwards; z in depth, as ``grow``);
+  ``scale="x[,y[,z]]"`` multiplies its width and height; ``rot="degrees[,ax,ay,az]"`` turns
+  it about the axis facing the viewer (other axes would need 3D and are not drawn).
 
-Several animators on one node add their offsets and turns and multiply their scales.
+Several animators on one node add their offsets, depths and turns and multiply their scales.
 
 Every value is a sum of clamped ramps, ``v0 + (v1 - v0) * clip((T - a) / (b - a), 0, 1)``,
 over the absolute frame number ``T``: no branches, and it stays right when a movie is cut
@@ -32,11 +35,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from dragon.sxml import camera
 from dragon.sxml.model import DefinitionError, Node
 
 TYPES = frozenset({"slide", "slide-in", "slide-out", "rot-in", "rot-out", "grow", "custom"})
 DEFAULT_ANGLE = 90.0
-DEFAULT_GROW = (0.5, 1.0)
+DEFAULT_GROW = (-camera.DISTANCE, 0.0)  # depths: half size, then as placed
+DEPTH_LIMIT = 1e6  # any finite depth is read; past this a node is a dot anyway
 MIN_SCALE = 0.02  # a layer of no pixels would stop the graph
 MAX_KEYS = 100
 ROTATION_AXES = {(0.0, 0.0, 1.0), (0.0, 0.0, -1.0)}
@@ -50,31 +55,43 @@ class Tracks:
 
     dx: list[Ramp] = dataclasses.field(default_factory=list)
     dy: list[Ramp] = dataclasses.field(default_factory=list)
+    depth: list[Ramp] = dataclasses.field(default_factory=list)  # z, in OpenGL units
     turn: list[Ramp] = dataclasses.field(default_factory=list)
     sx: list[list[Ramp]] = dataclasses.field(default_factory=list)  # one product factor each
     sy: list[list[Ramp]] = dataclasses.field(default_factory=list)
 
     @property
     def scales(self) -> bool:
-        return bool(self.sx or self.sy)
+        return bool(self.sx or self.sy or self.depth)
 
 
 @dataclasses.dataclass(frozen=True)
 class Motion:
     """A moving layer's overlay position: ``x``/``y`` expressions of the layer's own frame
     number, written for ``overlay``'s ``eval=frame`` (``overlay_w``/``overlay_h`` are the
-    layer's current size, which rotation and scaling change)."""
+    layer's current size, which rotation and scaling change). With depth, the centre's
+    distance from the frame's centre (``focus``) is scaled as the layer is."""
 
     centre: tuple[float, float]
     first: int  # absolute frame of the layer's first frame
     dx: tuple[Ramp, ...]
     dy: tuple[Ramp, ...]
+    depth: tuple[Ramp, ...] = ()
+    focus: tuple[float, float] = (0.0, 0.0)
 
     def x(self, frame: str) -> str:
-        return f"{self.centre[0]:g}+{_sum(self.dx, self.first, frame)}-overlay_w/2"
+        return self._axis(0, self.dx, frame) + "-overlay_w/2"
 
     def y(self, frame: str) -> str:
-        return f"{self.centre[1]:g}+{_sum(self.dy, self.first, frame)}-overlay_h/2"
+        return self._axis(1, self.dy, frame) + "-overlay_h/2"
+
+    def _axis(self, axis: int, offsets: tuple[Ramp, ...], frame: str) -> str:
+        moved = _sum(offsets, self.first, frame)
+        if not self.depth:
+            return f"{self.centre[axis]:g}+{moved}"
+        scale = camera.depth_scale_expr(_sum(self.depth, self.first, frame))
+        focus = self.focus[axis]
+        return f"{focus:g}+({self.centre[axis] - focus:g}+{moved})*{scale}"
 
 
 # -- checking (parse.py) ----------------------------------------------------------------------
@@ -89,8 +106,8 @@ def check(node: Node) -> None:
         )
     node.choice("direction", frozenset({"left", "right", "up", "down"}), "left")
     node.number("angle", DEFAULT_ANGLE, minimum=-3600, maximum=3600)
-    node.number("growStart", minimum=0, maximum=100)
-    node.number("growEnd", minimum=0, maximum=100)
+    node.number("growStart", minimum=-DEPTH_LIMIT, maximum=DEPTH_LIMIT)
+    node.number("growEnd", minimum=-DEPTH_LIMIT, maximum=DEPTH_LIMIT)
     keys = node.kids({"key"})
     if kind == "custom" and not keys:
         raise DefinitionError(node, 'type="custom" needs <key> elements')
@@ -104,16 +121,28 @@ def check(node: Node) -> None:
 
 
 def approximations(node: Node) -> list[str]:
-    """What of a (checked) custom animator is not drawn."""
+    """What of a (checked) animator is not drawn as written."""
     notes = []
+    if node.attrs.get("type") == "grow":
+        for name in ("growStart", "growEnd"):
+            z = node.number(name, minimum=-DEPTH_LIMIT, maximum=DEPTH_LIMIT)
+            if z is not None and z > camera.NEAREST:
+                notes.append(_too_near(node, f"{name}={z:g}"))
     for key in node.kids({"key"}):
         rot = _vector(key, "rot", 4)
         pos = _vector(key, "pos", 3)
-        if pos and len(pos) == 3 and pos[2]:
-            notes.append(f"{key.where()}: the depth (z) of pos is not drawn")
+        if pos and len(pos) == 3 and pos[2] > camera.NEAREST:
+            notes.append(_too_near(key, f"the depth {pos[2]:g} of pos"))
         if rot and len(rot) == 4 and tuple(rot[1:]) not in ROTATION_AXES and rot[0]:
             notes.append(f"{key.where()}: only turns about the axis facing the viewer are drawn")
     return notes
+
+
+def _too_near(node: Node, what: str) -> str:
+    return (
+        f"{node.where()}: {what} is at or behind the camera (z = {camera.DISTANCE:.3g});"
+        f" drawn at z = {camera.NEAREST:.3g}"
+    )
 
 
 def _vector(node: Node, name: str, size: int) -> list[float] | None:
@@ -157,10 +186,11 @@ def tracks(
             )  # rotate turns clockwise
             out.turn.append((a, b, angle, 0.0) if kind == "rot-in" else (a, b, 0.0, angle))
         elif kind == "grow":
-            small = max(MIN_SCALE, anim.number("growStart", DEFAULT_GROW[0], maximum=100))
-            large = max(MIN_SCALE, anim.number("growEnd", DEFAULT_GROW[1], maximum=100))
-            out.sx.append([(a, b, small, large)])
-            out.sy.append([(a, b, small, large)])
+            z0, z1 = (
+                anim.number(name, default, minimum=-DEPTH_LIMIT, maximum=DEPTH_LIMIT)
+                for name, default in zip(("growStart", "growEnd"), DEFAULT_GROW, strict=True)
+            )
+            out.depth.append((a, b, z0, z1))
         elif kind == "custom":
             _custom(anim, a, rate, height, out)
     return out
@@ -202,11 +232,14 @@ def _custom(anim: Node, first: int, rate: float, height: int, out: Tracks) -> No
 
     dx = [v * unit for v in component("pos", 0, 0.0)]
     dy = [-v * unit for v in component("pos", 1, 0.0)]
+    depth = component("pos", 2, 0.0)
     turn = [-math.radians(v) for v in component("rot", 0, 0.0)]
     if any(dx):
         out.dx.extend(relative(dx))
     if any(dy):
         out.dy.extend(relative(dy))
+    if any(depth):
+        out.depth.extend(relative(depth))
     if any(turn):
         out.turn.extend(relative(turn))
     sx = [max(MIN_SCALE, v) for v in component("scale", 0, 1.0)]
@@ -233,6 +266,10 @@ def turn_expr(tracks: Tracks, first: int, frame: str) -> str:
     return _sum(tracks.turn, first, frame)
 
 
-def scale_expr(factors: list[list[Ramp]], first: int, frame: str) -> str:
-    """The product of the scale factors at the layer's frame ``frame``."""
-    return "*".join(f"max({MIN_SCALE},{_sum(f, first, frame)})" for f in factors) or "1"
+def scale_expr(tracks: Tracks, factors: list[list[Ramp]], first: int, frame: str) -> str:
+    """The product of the scale factors (and of the depth's, through the camera) at the
+    layer's frame ``frame``."""
+    terms = [f"max({MIN_SCALE},{_sum(f, first, frame)})" for f in factors]
+    if tracks.depth:
+        terms.append(camera.depth_scale_expr(_sum(tracks.depth, first, frame)))
+    return "*".join(terms) or "1"

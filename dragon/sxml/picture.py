@@ -347,8 +347,8 @@ class Picture:
             angle = motion.turn_expr(tracks, first, self.frame_of_t)
             steps.append(f"rotate=a='{angle}':c=black@0:ow='hypot(iw,ih)':oh=ow")
         if tracks.scales:
-            sx = motion.scale_expr(tracks.sx, first, self.frame_of_t)
-            sy = motion.scale_expr(tracks.sy, first, self.frame_of_t)
+            sx = motion.scale_expr(tracks, tracks.sx, first, self.frame_of_t)
+            sy = motion.scale_expr(tracks, tracks.sy, first, self.frame_of_t)
             steps.append(
                 f"scale=w='max(2,trunc(iw*{sx}/2)*2)':h='max(2,trunc(ih*{sy}/2)*2)':eval=frame"
             )
@@ -357,7 +357,10 @@ class Picture:
             label = self.g.chain([label], ",".join(([] if alpha else ["format=yuva420p"]) + steps))
             alpha = True
         centre = (layer.x + layer.w / 2, layer.y + layer.h / 2)
-        moving = motion.Motion(centre, first, tuple(tracks.dx), tuple(tracks.dy))
+        focus = (self.g.width / 2, self.g.height / 2)
+        moving = motion.Motion(
+            centre, first, tuple(tracks.dx), tuple(tracks.dy), tuple(tracks.depth), focus
+        )
         return dataclasses.replace(layer, label=label, alpha=alpha, motion=moving)
 
     # -- opacity ----------------------------------------------------------------------------

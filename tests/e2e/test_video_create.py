@@ -422,7 +422,7 @@ def box_of(picture: np.ndarray, colour: int) -> tuple[int, int, int, int] | None
 
 
 def test_animators_move_overlays_during_their_window_only(dragon_server, tmp_path):
-    from dragon.sxml import layout
+    from dragon.sxml import camera, layout
 
     result = assert_success(
         create(
@@ -433,7 +433,8 @@ def test_animators_move_overlays_during_their_window_only(dragon_server, tmp_pat
                 '<animator type="slide-in" direction="right" margin-start="0.5" duration="1"/>'
                 "</overlay>"
                 '<overlay left="0.6" top="0.5" width="0.2" height="0.3"><image color="#00ff00"/>'
-                '<animator type="grow" growStart="0.5" growEnd="1" margin-start="1" duration="1"/>'
+                f'<animator type="grow" growStart="{-camera.DISTANCE}" growEnd="0" margin-start="1"'
+                ' duration="1"/>'
                 "</overlay>"
                 '<overlay left="0.4" top="0.6" width="0.1" height="0.1"><image color="#ff0000"/>'
                 '<animator type="custom" margin-start="1"><key time="0" pos="0,0,0"/>'
@@ -467,7 +468,10 @@ def test_animators_move_overlays_during_their_window_only(dragon_server, tmp_pat
     near(box_of(during, 2), (round(x - (x + w) * (1 - progress)), y, w, h))
     near(box_of(after, 2), blue)
     x, y, w, h = green  # half size about its centre until 1 s, whole after 2 s
-    near(box_of(before, 1), (x + w // 4, y + h // 4, w // 2, h // 2), slack=4)
+    # z from twice the camera's distance (half size) to 0: perspective also pulls the centre
+    # halfway towards the frame's centre until 1 s.
+    cx, cy = (x + w / 2 - W / 2) / 2 + W / 2, (y + h / 2 - H / 2) / 2 + H / 2
+    near(box_of(before, 1), (round(cx - w / 4), round(cy - h / 4), w // 2, h // 2), slack=4)
     near(box_of(after, 1), green)
     x, y, w, h = red  # half a unit (a quarter of the height) right and up, after 2 s
     near(box_of(before, 0), red)
@@ -726,3 +730,97 @@ def test_client_definition_ending_with_a_transition_renders(dragon_server, urls,
     assert int(probe(path)["video"]["nb_read_frames"]) == round(result["duration"] * FPS)
     assert frame(path, 20)[H // 3, W // 2][0] > 180  # the red picture
     assert frame(path, 60)[H // 3, W // 2][2] > 180  # the blue one
+
+
+# -- real clients ----------------------------------------------------------------------------
+
+
+def _memorylane_photo(url: str) -> str:
+    """A photo as the memorylane Android app writes it (``PhotoAssetDto.getSxml``)."""
+    return (
+        '<overlay duration="3.0">\n'
+        f'   <image filename="{url}">\n'
+        '       <filter type="fitAdapter"></filter>\n'
+        "   </image>\n"
+        '   <animator type="grow" growStart="-0.3" growEnd="0.0"/>'
+        "</overlay>\n"
+    )
+
+
+def _memorylane_video(url: str) -> str:
+    return (
+        "<overlay>\n"
+        f'   <video filename="{url}">\n'
+        '       <filter type="fitAdapter"></filter>\n'
+        "   </video>\n"
+        "</overlay>\n"
+    )
+
+
+def _memorylane_double_video(url: str, small: str) -> str:
+    return (
+        "<stack>\n"
+        f"{_memorylane_video(url)}"
+        '   <overlay left="0" top="0" height="0.35">\n'
+        f'       <video filename="{small}">\n'
+        '           <filter type="fitAdapter"></filter>\n'
+        "       </video>\n"
+        "   </overlay> \n"
+        "</stack>\n"
+    )
+
+
+def test_memorylane_movies_render_with_the_photos_coming_closer(dragon_server, urls, tmp_path):
+    """The memorylane app (abertschi/memory-lane) posts this request as it is: the secret in
+    the body, ``block``, and a sequence of a title, photos that each move from z = -0.3 to
+    z = 0, videos and a picture-in-picture. Its growStart="-0.3" was once refused; it is a
+    depth, so each photo starts smaller and reaches its fitted size at the end of its 3 s."""
+    from dragon.sxml import camera
+
+    assets = [
+        _memorylane_photo(urls["red"]),
+        _memorylane_photo(urls["blue"]),
+        _memorylane_video(urls["clip"]),
+        _memorylane_double_video(urls["clip"], urls["clip"]),
+        _memorylane_photo(urls["blue"]),
+    ]
+    definition = (
+        '<movie service="craftsman-1.0">\n  <body>\n    <sequence>\n'
+        '<text type="zone">HackZurich 2016 &amp; friends</text>'
+        + "".join(assets)
+        + "    </sequence>\n  </body>\n</movie>"
+    )
+    r = dragon_server.request(
+        "POST",
+        "/v2/create",
+        {
+            "secret": dragon_server.secret,
+            "block": True,
+            "tasks": [{"definition": definition, "task_name": "video.create"}],
+        },
+        auth=False,
+    )
+    assert r.status == 200, r.body
+    (status,) = r.json()
+    result = assert_success(status)
+    assert not [w for w in result.get("warnings", []) if "grow" in w], result
+    path = fetch(dragon_server, result["export"], tmp_path, "memorylane.mp4")
+    width, height = 160, 90
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-vf", f"scale={width}:{height}"]
+        + ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    frames = np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3).astype(int)
+    boxes = [box_of(f, 0) for f in frames]
+    red = [i for i, b in enumerate(boxes) if b is not None]
+    assert red, "the red photo never shows"
+    first = red[0]
+    run = [i for i in red if i < first + 3 * FPS]  # the photo's 3 s, before the videos
+    assert len(run) >= 3 * FPS - 2, run
+    start, end = boxes[run[1]], boxes[run[-2]]
+    assert start is not None and end is not None
+    assert end[3] >= height - 2  # fitted: the 4:3 photo fills the height at z = 0
+    assert start[3] / end[3] == pytest.approx(camera.depth_scale(-0.3), abs=0.03)
+    assert start[2] < end[2]

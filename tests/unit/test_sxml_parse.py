@@ -207,12 +207,27 @@ def test_a_transition_with_nothing_after_it_is_dropped():
         ('<animator type="custom"/>', ["<animator>", "<key>"]),
         ('<animator type="custom"><key time="0" pos="left"/></animator>', ["<key>", "pos"]),
         ('<animator type="slide" direction="sideways"/>', ["<animator>", "direction"]),
-        ('<animator type="grow" growStart="-1"/>', ["growStart", "at least 0"]),
+        ('<animator type="grow" growStart="far"/>', ["growStart", "not a number"]),
     ],
 )
 def test_unreadable_animators_are_refused(animator, words):
     messages = errors_of(movie(f'<effect type="none">{IMAGE}{animator}</effect>'))
     assert any(all(w in m for w in words) for m in messages), messages
+
+
+@pytest.mark.parametrize("start, end", [("-0.3", "0.0"), ("-1e5", "3"), ("0.5", "1")])
+def test_grow_reads_any_depth(start, end):
+    """growStart/growEnd are depths: negative is further away (the memorylane app sends
+    growStart="-0.3" on every photo). Depths at or behind the camera are drawn nearer, with
+    a warning, never refused."""
+    definition = parse(
+        movie(
+            f'<overlay duration="3">{IMAGE}'
+            f'<animator type="grow" growStart="{start}" growEnd="{end}"/></overlay>'
+        )
+    )
+    behind = [w for w in definition.warnings if "behind the camera" in w]
+    assert len(behind) == (1 if end == "3" else 0), definition.warnings
 
 
 def test_animators_are_kept_on_overlays_texts_and_effects():
