@@ -22,17 +22,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from dragon import errors
 from dragon.media import beats, ffmpeg, probe
 from dragon.media.pcm import pcm_argv, run_in_pool
+from dragon.media.probe import MediaInfo
+from dragon.net.fetcher import Download
 from dragon.sxml import assets, beatsync, ducking, profiles, segments, sound
 from dragon.sxml.concurrent import gather, pair
+from dragon.sxml.context import MovieTask, Warn
 from dragon.sxml.filtergraph import Graph
 from dragon.sxml.model import DefinitionError, Node
 from dragon.sxml.parse import Definition, DefinitionErrors, parse
 from dragon.sxml.picture import Picture
-from dragon.sxml.stills import Raster
+from dragon.sxml.stills import Raster, StillJob
+from dragon.sxml.text import TextJob
 from dragon.sxml.timing import resolve
 
 FETCH_CONCURRENCY = 4
@@ -47,7 +52,11 @@ class Movie:
     """A checked, downloaded and timed definition, ready to be rendered at any size."""
 
     def __init__(
-        self, definition: Definition, downloads: dict, media: dict, retime: Callable[[], None]
+        self,
+        definition: Definition,
+        downloads: dict[str, Download],
+        media: dict[str, MediaInfo],
+        retime: Callable[[], None],
     ) -> None:
         self.body = definition.body
         self.retime = retime  # times the body again (after beat sync)
@@ -60,7 +69,7 @@ class Movie:
         return self.body.end
 
 
-async def create(ctx) -> dict:
+async def create(ctx: MovieTask) -> dict[str, Any]:
     p = ctx.params
     profile = profiles.get(p["profile"])
     if profile is None:  # the schema already refused it; kept for direct callers
@@ -126,7 +135,7 @@ async def create(ctx) -> dict:
     return {"duration": round(duration, 3), "width": profile.width, "height": profile.height}
 
 
-async def check_length(ctx, path: Path, expected: float, rate: Fraction) -> None:
+async def check_length(ctx: MovieTask, path: Path, expected: float, rate: Fraction) -> None:
     """Refuse a render that came out shorter or longer than its timeline (by 2+ frames).
 
     A filtergraph that loses frames (ffmpeg 5.1's xfade and concat both can, on parts of
@@ -160,7 +169,7 @@ async def check_length(ctx, path: Path, expected: float, rate: Fraction) -> None
         )
 
 
-async def load(ctx, text: str, warn) -> Movie:
+async def load(ctx: MovieTask, text: str, warn: Warn) -> Movie:
     """Parse, download, probe and time the definition."""
     try:
         definition = await ctx.in_thread(parse, text)
@@ -187,7 +196,13 @@ async def load(ctx, text: str, warn) -> Movie:
     return Movie(definition, downloads, media, retime)
 
 
-async def sync_to_beats(ctx, body: Node, media: dict, retime, warn) -> None:
+async def sync_to_beats(
+    ctx: MovieTask,
+    body: Node,
+    media: dict[str, MediaInfo],
+    retime: Callable[[], None],
+    warn: Warn,
+) -> None:
     """``sync="beats"``: track the music's beats (in the process pool, as audio.beats
     does) and snap each synced sequence's cuts to them, timing the movie again after each."""
     track = beatsync.music(body)
@@ -208,7 +223,9 @@ async def sync_to_beats(ctx, body: Node, media: dict, retime, warn) -> None:
         retime()
 
 
-async def fetch_media(ctx, nodes: list[Node]) -> tuple[dict, dict]:
+async def fetch_media(
+    ctx: MovieTask, nodes: list[Node]
+) -> tuple[dict[str, Download], dict[str, MediaInfo]]:
     """Download each URL once; probe those used by ``video`` and ``audio`` elements."""
     first: dict[str, Node] = {}
     needs: dict[str, set[str]] = {}
@@ -217,7 +234,7 @@ async def fetch_media(ctx, nodes: list[Node]) -> tuple[dict, dict]:
         first.setdefault(url, node)
         needs.setdefault(url, set()).add(node.tag)
 
-    async def fetch(url: str):
+    async def fetch(url: str) -> tuple[str, Download]:
         try:
             return url, await ctx.fetch(url)
         except errors.TaskError as e:
@@ -225,7 +242,7 @@ async def fetch_media(ctx, nodes: list[Node]) -> tuple[dict, dict]:
 
     downloads = dict(await gather((fetch(url) for url in first), limit=FETCH_CONCURRENCY))
 
-    async def inspect(url: str):
+    async def inspect(url: str) -> tuple[str, MediaInfo]:
         node = first[url]
         try:
             info = await probe.probe(ctx, downloads[url])
@@ -247,18 +264,18 @@ def _located(node: Node, error: errors.TaskError) -> errors.TaskError:
 
 
 async def render(
-    ctx,
+    ctx: MovieTask,
     movie: Movie,
     profile: profiles.Profile,
     name: str,
-    warn,
+    warn: Warn,
     *,
     video: Path | None,
     thumbnail: tuple[Path, float] | None = None,
     preset: str,
     crf: int,
     progress: bool = False,
-    drawn: dict | None = None,
+    drawn: dict[int, Raster | None] | None = None,
 ) -> None:
     """Render ``movie`` at ``profile`` into the MP4 ``video`` and/or one JPEG frame.
 
@@ -322,7 +339,9 @@ async def render(
     await join(ctx, movie, profile, parts, video)
 
 
-def plan_assets(ctx, movie: Movie, profile: profiles.Profile, name: str) -> dict:
+def plan_assets(
+    ctx: MovieTask, movie: Movie, profile: profiles.Profile, name: str
+) -> dict[int, StillJob | TextJob]:
     return assets.plan(
         movie.body,
         (profile.width, profile.height),
@@ -335,11 +354,11 @@ def plan_assets(ctx, movie: Movie, profile: profiles.Profile, name: str) -> dict
 
 
 async def render_window(
-    ctx,
+    ctx: MovieTask,
     movie: Movie,
     profile: profiles.Profile,
-    rasters: dict,
-    warn,
+    rasters: dict[int, Raster | None],
+    warn: Warn,
     window: tuple[int, int] | None,
     *,
     video: Path | None = None,
@@ -399,7 +418,7 @@ async def render_window(
 
 
 async def join(
-    ctx, movie: Movie, profile: profiles.Profile, parts: list[Path], video: Path
+    ctx: MovieTask, movie: Movie, profile: profiles.Profile, parts: list[Path], video: Path
 ) -> None:
     """The encoded windows end to end (stream copy) with the soundtrack mixed in."""
     listing = ctx.tmpdir / f"{video.stem}.ffconcat"

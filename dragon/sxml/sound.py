@@ -18,6 +18,7 @@ does not duck, an envelope over the movie's time.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 from dragon.media.probe import MediaInfo, input_args
 from dragon.sxml import ducking
@@ -68,7 +69,7 @@ def mix(
     return graph.chain([mixed], f"apad=whole_len={total},atrim=end_sample={total}", prefix="a")
 
 
-def _clips(node: Node, fades: list[Fade]):
+def _clips(node: Node, fades: list[Fade]) -> Iterator[tuple[Node, list[Fade]]]:
     """(node, crossfades) for every audible clip under ``node``, in document order."""
     if node.end <= node.begin:
         return
