@@ -284,9 +284,7 @@ async def render(
     soundtrack. The thumbnail comes out of the run that renders its frame (``split`` +
     ``trim``), so it costs no second decode; without ``video`` only that window runs.
     """
-    jobs = plan_assets(ctx, movie, profile, name)
-    rasters = {uid: r for uid, r in (drawn or {}).items() if uid in jobs}  # drawn earlier
-    rasters |= await assets.draw(ctx, {u: j for u, j in jobs.items() if u not in rasters})
+    rasters = await draw_assets(ctx, movie, profile, name, drawn)
     frames = Graph(profile.width, profile.height, profile.rate)
     total = frames.frame(movie.body.end)
     # A setting to be (dragon.config); the module default until then.
@@ -317,6 +315,55 @@ async def render(
             progress=progress,
         )
         return
+    parts = await render_parts(
+        ctx,
+        movie,
+        profile,
+        rasters,
+        warn,
+        windows,
+        name,
+        still=still,
+        preset=preset,
+        crf=crf,
+        progress_of=total if progress else None,
+    )
+    await join(ctx, movie, profile, parts, video)
+
+
+async def draw_assets(
+    ctx: MovieTask,
+    movie: Movie,
+    profile: profiles.Profile,
+    name: str,
+    drawn: dict[int, Raster | None] | None,
+) -> dict[int, Raster | None]:
+    """The pictures and texts of this rendering: those ``drawn`` earlier (while the beats
+    were tracked) that it still needs, and the others drawn now."""
+    jobs = plan_assets(ctx, movie, profile, name)
+    rasters = {uid: r for uid, r in (drawn or {}).items() if uid in jobs}
+    rasters |= await assets.draw(ctx, {u: j for u, j in jobs.items() if u not in rasters})
+    return rasters
+
+
+async def render_parts(
+    ctx: MovieTask,
+    movie: Movie,
+    profile: profiles.Profile,
+    rasters: dict[int, Raster | None],
+    warn: Warn,
+    windows: list[segments.Window],
+    name: str,
+    *,
+    still: tuple[Path, int] | None,
+    preset: str,
+    crf: int,
+    progress_of: int | None,
+) -> list[Path]:
+    """Each window encoded on its own, without sound, into ``{name}-{i}.mp4``; the
+    thumbnail ``still`` comes out of the window holding its frame. With ``progress_of``
+    (the movie's frame count) each finished window reports its share of 99%: the join,
+    which ``render`` runs next, is the last percent."""
     parts = []
     for i, window in enumerate(windows):
         part = ctx.tmpdir / f"{name}-{i}.mp4"
@@ -334,9 +381,9 @@ async def render(
             crf=crf,
         )
         parts.append(part)
-        if progress:
-            ctx.progress(99 * window[1] / total)
-    await join(ctx, movie, profile, parts, video)
+        if progress_of is not None:
+            ctx.progress(99 * window[1] / progress_of)
+    return parts
 
 
 def plan_assets(
