@@ -72,7 +72,8 @@ async def plan(ctx: InPool, body: Node, media: dict[str, MediaInfo]) -> list[Spa
             volume = node.number("volume", 1.0)
             heard = (node.end - node.begin) * speed
             argv = pcm_argv(input_args(info, seek=skip or None), RATE, duration=heard)
-            found = await run_in_pool(
+            # The pool hands back what the worker returned (sounding_stretches).
+            found: list[tuple[float, float]] = await run_in_pool(
                 ctx, sounding_stretches, argv, threshold / max(volume, 1e-6), 2 * margin
             )
             sounding = [(a / speed, b / speed) for a, b in found]

@@ -172,7 +172,7 @@ async def check_length(ctx: MovieTask, path: Path, expected: float, rate: Fracti
 async def load(ctx: MovieTask, text: str, warn: Warn) -> Movie:
     """Parse, download, probe and time the definition."""
     try:
-        definition = await ctx.in_thread(parse, text)
+        definition: Definition = await ctx.in_thread(parse, text)
     except DefinitionErrors as e:
         raise errors.ParameterError({"definition": e.messages}) from None
     for message in definition.warnings:
@@ -214,7 +214,8 @@ async def sync_to_beats(
     # decoded for 30 s and the slack snapping may add.
     limit = None if track.flag("loop", False) else beatsync.heard_until(track)
     argv = pcm_argv(probe.input_args(info), beats.SR, duration=limit)
-    found = await run_in_pool(ctx, beats.analyse, argv)
+    # The pool hands back what the worker returned: beats.analyse's times, in seconds.
+    found: dict[str, list[float]] = await run_in_pool(ctx, beats.analyse, argv)
     for sequence in beatsync.synced(body):  # parents first: each sees its parent's cuts
         times = found["downbeats" if sequence.attrs["sync"] == "downbeats" else "beats"]
         note = beatsync.snap(sequence, beatsync.movie_times(track, times, info.duration))
