@@ -14,8 +14,8 @@ import orjson
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
-from dragon.handlers.openapi import document, served_routes
-from dragon.handlers.state import state
+from dragon.api.openapi import document, served_routes
+from dragon.api.state import state
 
 ASSETS = Path(str(swagger_ui_path))
 # Only these files are served: the page needs nothing else from the bundle.

@@ -23,12 +23,12 @@ import orjson
 from aiohttp import web
 from marshmallow import ValidationError
 
+from dragon.api.request import json_body
+from dragon.api.state import state
 from dragon.engine.result_cache import ResultCache, canonical
 from dragon.engine.service import Overloaded
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
-from dragon.handlers.request import json_body
-from dragon.handlers.state import state
 from dragon.handlers.tasks import check_rate, version_of
 
 # Query-string names that are credentials or the task's name, never task parameters.

@@ -13,11 +13,11 @@ import contextlib
 
 from aiohttp import web
 
+from dragon.api.request import truthy
+from dragon.api.state import state
 from dragon.engine.events import CursorGone, EventFeed
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
-from dragon.handlers.request import truthy
-from dragon.handlers.state import state
 
 HEARTBEAT_SECONDS = 15.0
 MAX_CURSOR = 2**63 - 1

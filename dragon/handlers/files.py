@@ -12,8 +12,8 @@ import re
 
 from aiohttp import web
 
+from dragon.api.state import state
 from dragon.errors import RequestError
-from dragon.handlers.state import state
 from dragon.stores.backends import LocalBackend
 
 # ``bytes=-0``: the last zero bytes, which RFC 9110 (14.1.1) calls unsatisfiable. aiohttp

@@ -12,10 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
+from dragon.api.request import json_body, json_response, truthy
+from dragon.api.state import state
 from dragon.engine.storage import NoSuchPath
 from dragon.errors import RequestError
-from dragon.handlers.request import json_body, json_response, truthy
-from dragon.handlers.state import state
 
 MAX_EXPIRATION_DAYS = 36500
 

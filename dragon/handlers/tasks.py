@@ -9,12 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
+from dragon.api.request import json_body, json_response, truthy
+from dragon.api.state import state
 from dragon.engine.documents import in_version
 from dragon.engine.service import Overloaded
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
-from dragon.handlers.request import json_body, json_response, truthy
-from dragon.handlers.state import state
 
 # Largest piece of a stream line written at once (see ``_ndjson``).
 WRITE_SLICE = 64 * 1024

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from dragon.api.state import STATE, State, state
 from dragon.config import Settings
 from dragon.database import open_database
 from dragon.engine import metrics
@@ -27,7 +28,6 @@ from dragon.engine.storage import Storage
 from dragon.engine.sweeper import Sweeper
 from dragon.handlers import api_docs, create_file, events, files, storage, tasks
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
-from dragon.handlers.state import STATE, State, state
 from dragon.net.fetcher import Fetcher
 from dragon.runtime import disk
 from dragon.runtime.pool import WorkerPool

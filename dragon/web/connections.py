@@ -6,7 +6,7 @@ task would fail. Two defences:
 
 - ``DRAGON_HTTP_IDLE_TIMEOUT_SECONDS`` closes a connection that is idle between requests
   or slow to send its request head (aiohttp's keep-alive timer, which runs from the moment
-  a connection opens and is not reset by a partial head), and ``handlers.request`` answers
+  a connection opens and is not reset by a partial head), and ``api.request`` answers
   408 when a request body stalls that long.
 - At most ``connection_limit`` connections are open at once. When a new one would pass
   the limit, the oldest idle connection (waiting for a request, or for the rest of a

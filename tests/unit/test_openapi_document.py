@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from openapi_spec_validator import validate
 
+from dragon.api.openapi import document, served_routes
 from dragon.config import Settings
-from dragon.handlers.openapi import document, served_routes
 from dragon.tasks import load_tasks
 from dragon.web.app import create_app
 
@@ -22,7 +22,7 @@ def test_every_route_is_described_and_nothing_else(tmp_path):
         for method, op in ops.items()
         if "undescribed" in op["tags"]
     ]
-    assert undescribed == []  # a new route needs its entry in dragon.handlers.openapi
+    assert undescribed == []  # a new route needs its entry in dragon.api.openapi
 
 
 def test_a_route_not_described_still_appears():

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from dragon.api.state import state
 from dragon.errors import RequestError
-from dragon.handlers.state import state
 
 # Deepest JSON a request may nest. Task parameters are stored (and sent back) as JSON, and
 # the serialiser refuses past 254 levels, so deeper input is refused up front with a 400.
