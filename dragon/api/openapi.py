@@ -1,242 +1,212 @@
-"""The OpenAPI 3.1 description of the API, generated from the marshmallow schemas.
+"""The OpenAPI 3.1 description of the API, from what each handler declares beside itself.
+
+A handler carries its operation (summary, parameters, request body, answers, tags) in a
+``@documented(...)`` decorator, so the description is read and changed with the code it
+describes. ``document`` walks the routes the application serves (``served_routes``) and
+asks each handler for the operation of each route: a handler that serves several routes
+(v1 and v2, with and without a file name) declares a function of the ``Endpoint``. A route
+whose handler declares nothing still appears (its docstring's first line, any answer), so
+the document never hides an endpoint; a test checks that no route is left so.
 
 Task parameters come from each task's own ``Schema`` (so a new task or a plugin is described
 as soon as it is registered), one component per task, chosen by ``task_name`` in a
-discriminated ``oneOf``. The shapes of answers (status documents, errors, listings) are
-marshmallow schemas too, declared here because they describe the wire, not a task. apispec's
-MarshmallowPlugin turns both into JSON Schema.
-
-The paths are written out one by one, after the routes in ``dragon.web.app``. A route
-served but not described here still appears (its handler's docstring, any answer), so the
-document never hides an endpoint; a test checks that the two lists agree. The server is
+discriminated ``oneOf``. The shapes of answers are the marshmallow schemas of
+``dragon.api.wire``; apispec's MarshmallowPlugin turns both into JSON Schema. The server is
 looser than the document in one place: a task definition that is not one of the schemas is
 still accepted with HTTP 200 and ends ``error`` (old clients retry any other answer).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
+from aiohttp import web
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import Schema
 
 import dragon
+from dragon.api import wire
 from dragon.tasks import TaskSpec
 from dragon.tasks.schema import Url
 
-LOCATIONS = ("body", "querystring", "header", "path", "server")
-STATUSES = ("queued", "executing", "success", "error")
+# An OpenAPI operation object, or any piece of one (JSON).
+Operation = dict[str, Any]
+Handler = TypeVar("Handler", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
+
+BOOLEAN = {"type": "boolean"}
+STRING = {"type": "string"}
+KEYS = {"type": "array", "items": STRING}
+# The ``security`` of an operation anyone may call, credentials or not.
+PUBLIC: list[dict[str, list[str]]] = []
+
+ERROR_MEANINGS = {
+    400: "malformed request",
+    401: "bad credentials, or the account's limit of active tasks (with Retry-After)",
+    403: "an api key cannot do this (it is public in web pages): use the secret key",
+    404: "not found",
+    408: "the request body stalled",
+    410: "the cursor is older than the feed keeps",
+    413: "body too large",
+    416: "range not satisfiable",
+    429: "too many creates (with Retry-After)",
+    503: "overloaded, database busy or shutting down (with Retry-After)",
+}
 
 
-class _Wire(Schema):
-    """Answers may gain fields; clients must ignore the ones they do not know."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-
-class ErrorItem(_Wire):
-    name = fields.String(required=True, metadata={"description": "the parameter at fault"})
-    location = fields.String(
-        required=True,
-        validate=validate.OneOf(LOCATIONS),
-        metadata={
-            "description": "where it was: body, querystring or"
-            " header (credentials: where the refused one was)"
-        },
-    )
-    description = fields.String(required=True)
-
-
-class Error(_Wire):
-    """A request the server refused (Cornice's error shape, as the original service)."""
-
-    status = fields.String(required=True, validate=validate.OneOf(["error"]))
-    errors = fields.List(fields.Nested(ErrorItem), required=True)
-
-
-class FileError(_Wire):
-    """create_file and file: no such output file, or no such task."""
-
-    status = fields.String(required=True, validate=validate.OneOf(["error"]))
-    message = fields.String(required=True)
-
-
-class Events(_Wire):
-    queued = fields.DateTime()
-    started = fields.DateTime()
-    completed = fields.DateTime()
-
-
-class Callback(_Wire):
-    url = fields.String(required=True)
-    state = fields.String(required=True)
-    attempts = fields.Integer(required=True)
-    last_status = fields.Integer(allow_none=True)
-    last_error = fields.String(allow_none=True)
-    next_try = fields.DateTime(allow_none=True)
-    webhook_id = fields.String(required=True)
-
-
-class Status(_Wire):
-    """A task's status document (v2; in v1, ``result`` holds the error details instead)."""
-
-    status = fields.String(required=True, validate=validate.OneOf(STATUSES))
-    key = fields.String(required=True)
-    progress = fields.Float(
-        required=True,
-        validate=validate.Range(min=0, max=100),
-        metadata={"description": "0 while queued, 100 once ended"},
-    )
-    events = fields.Nested(Events, required=True)
-    result = fields.Raw(
-        metadata={
-            "description": "the result on success (output files as"
-            " URLs); a partial result while executing"
-        }
-    )
-    error = fields.Raw(metadata={"description": "a message, or {parameters: {field: [...]}}"})
-    error_code = fields.String(allow_none=True)
-    task_name = fields.String(metadata={"description": "with details=true"})
-    parameters = fields.Dict(metadata={"description": "with details=true; secrets masked"})
-    store = fields.Dict(metadata={"description": "with details=true"})
-    attempts = fields.Integer(metadata={"description": "with details=true"})
-    callbacks = fields.List(fields.Nested(Callback), metadata={"description": "with details=true"})
-
-
-class StoredFile(_Wire):
-    name = fields.String(required=True)
-    size = fields.Integer(required=True)
-    last_modified = fields.String(required=True)
-    url = fields.String(required=True)
-    content_type = fields.String(required=True)
-
-
-class Listing(_Wire):
-    files = fields.List(fields.Nested(StoredFile), required=True)
-    directories = fields.List(fields.String(), required=True)
-    usage = fields.Integer(required=True, metadata={"description": "persistent bytes in use"})
-
-
-class Deleted(_Wire):
-    deleted = fields.List(fields.String(), required=True)
-    freed = fields.Integer(required=True)
-    usage = fields.Integer(
-        required=True,
-        metadata={
-            "description": "bytes in use after the delete (with dry_run: after it would run)"
-        },
-    )
-
-
-class Health(_Wire):
-    status = fields.String(required=True, validate=validate.OneOf(["ok", "degraded", "closing"]))
-    problems = fields.List(fields.String(), required=True)
-    queued = fields.Integer(required=True)
-    executing = fields.Integer(required=True)
-    subscribers = fields.Integer(required=True)
-
-
-class Credentials(Schema):
-    """What every authenticated body may carry besides its own fields."""
-
-    secret = fields.String()
-    api_key = fields.String()
-
-
-class DeleteFiles(Credentials):
-    urls = fields.List(
-        fields.String(),
-        metadata={"description": "absolute URLs to delete; the other filters are then ignored"},
-    )
-    dry_run = fields.Boolean()
-    from_ = fields.String(data_key="from", metadata={"description": "ISO 8601"})
-    to = fields.String(metadata={"description": "ISO 8601"})
-    max_age = fields.Float(metadata={"description": "days"})
-
-
-class SetExpiration(Credentials):
-    days = fields.Integer(
-        required=True,
-        validate=validate.Range(min=0, max=36500),
-        metadata={"description": "0: never delete"},
-    )
-
-
-def _ref(name: str) -> dict:
+def ref(name: str) -> Operation:
+    """A reference to the component schema ``name`` (a ``wire`` schema, ``TaskDefinition``)."""
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: Any, description: str = "") -> dict:
+def json_answer(schema: Operation, description: str = "") -> Operation:
+    """An answer whose JSON body follows ``schema``."""
     return {"description": description or "OK", "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict:
-    meaning = {
-        400: "malformed request",
-        401: "bad credentials, or the account's limit of active tasks (with Retry-After)",
-        403: "an api key cannot do this (it is public in web pages): use the secret key",
-        404: "not found",
-        408: "the request body stalled",
-        410: "the cursor is older than the feed keeps",
-        413: "body too large",
-        416: "range not satisfiable",
-        429: "too many creates (with Retry-After)",
-        503: "overloaded, database busy or shutting down (with Retry-After)",
-    }
-    return {str(c): _json(_ref("Error"), meaning[c]) for c in codes}
+def errors(*codes: int) -> Operation:
+    """The error answers ``codes``, each in the API's error shape with what it means."""
+    return {str(code): json_answer(ref("Error"), ERROR_MEANINGS[code]) for code in codes}
 
 
-def _query(name: str, schema: dict, description: str = "", **extra: Any) -> dict:
+def query(name: str, schema: Operation, description: str = "", **extra: object) -> Operation:
+    """A query-string parameter (``extra``: ``required``, ``style``, ``explode``...)."""
     return {"name": name, "in": "query", "schema": schema, "description": description, **extra}
 
 
-BOOLEAN = {"type": "boolean"}
-KEYS = {"type": "array", "items": {"type": "string"}}
-
-
-def _task_component(plugin: MarshmallowPlugin, spec: TaskSpec) -> dict:
-    """A task's parameters as JSON Schema, plus the ``task_name`` that selects it."""
-    assert plugin.converter is not None  # set when the plugin joined the APISpec
-    body = plugin.converter.schema2jsonschema(spec.schema)
-    body["properties"] = {
-        "task_name": {"type": "string", "enum": [spec.name]},
-        **body.get("properties", {}),
+def path_parameter(name: str, description: str = "") -> Operation:
+    """A ``{name}`` segment of the path, a string."""
+    parameter: Operation = {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
     }
-    body["required"] = ["task_name", *body.get("required", [])]
-    doc = (importlib.import_module(spec.module).__doc__ or "").strip()
-    if doc:
-        body["description"] = doc.split("\n\n", 1)[0]
-    return body
+    if description:
+        parameter["description"] = description
+    return parameter
 
 
-Route = tuple[str, str, str]  # (method, path with {name} parameters, summary)
+def file_answer(
+    content_type: str, description: str = "the file", binary: bool = False
+) -> Operation:
+    """An answer whose body is a file of ``content_type`` (``*/*`` for any)."""
+    schema: Operation = {"type": "string", "format": "binary"} if binary else {"type": "string"}
+    return {"description": description, "content": {content_type: {"schema": schema}}}
 
 
-def served_routes(router: Any) -> list[Route]:
-    """What an aiohttp router serves, in OpenAPI's terms (HEAD and OPTIONS left out)."""
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """One method of one served path, as the operation that describes it needs to know it."""
+
+    method: str  # lower case, as OpenAPI keys operations
+    path: str  # the OpenAPI template: {name} parameters, no regular expressions
+    max_tasks: int  # the most task definitions (or keys) one request may carry
+
+    @property
+    def version(self) -> str:
+        """The API version of the path (``v1``, ``v2``): its first segment."""
+        return self.path.split("/")[1]
+
+    @property
+    def name(self) -> str:
+        """The last segment of the path that is not a parameter (``create_file``)."""
+        return [part for part in self.path.split("/") if not part.startswith("{")][-1]
+
+    def has(self, parameter: str) -> bool:
+        """Does the path take the ``{parameter}`` segment?"""
+        return f"{{{parameter}}}" in self.path
+
+
+Describe = Callable[[Endpoint], Operation]
+
+
+@dataclasses.dataclass(frozen=True)
+class Description:
+    """What ``documented`` attaches to a handler: its operation, for any route it serves."""
+
+    describe: Describe
+
+
+# The handler attribute that holds its ``Description`` (as aiohttp-apispec's ``__apispec__``).
+ATTRIBUTE = "__openapi__"
+
+
+def documented(operation: Operation | Describe) -> Callable[[Handler], Handler]:
+    """Declare the OpenAPI operation of the decorated handler, beside it.
+
+    ``operation`` is the operation object of a handler that serves one route, or a function
+    of the ``Endpoint`` for a handler that serves several (its version in the summary, a
+    path parameter, the server's task limit in the body's schema).
+    """
+    if callable(operation):
+        describe = operation
+    else:
+        fixed = operation
+
+        def describe(endpoint: Endpoint) -> Operation:
+            return fixed
+
+    def attach(handler: Handler) -> Handler:
+        setattr(handler, ATTRIBUTE, Description(describe))
+        return handler
+
+    return attach
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedRoute:
+    """A route the application serves, in OpenAPI's terms."""
+
+    method: str  # lower case
+    path: str  # {name} parameters
+    summary: str  # the first line of the handler's docstring
+    description: Description | None  # what the handler declared with ``documented``
+
+
+def served_routes(router: web.UrlDispatcher) -> list[ServedRoute]:
+    """What an aiohttp router serves (HEAD and OPTIONS left out), with each declaration."""
     out = []
     for route in router.routes():
         if route.method in ("HEAD", "OPTIONS") or route.resource is None:
             continue
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.resource.canonical)
-        summary = (getattr(route.handler, "__doc__", None) or "").strip().split("\n")[0]
-        out.append((route.method.lower(), path, summary))
+        summary = (route.handler.__doc__ or "").strip().split("\n")[0]
+        found = getattr(route.handler, ATTRIBUTE, None)
+        description = found if isinstance(found, Description) else None
+        out.append(ServedRoute(route.method.lower(), path, summary, description))
     return out
 
 
 def document(
-    registry: dict[str, TaskSpec], max_tasks: int = 1000, routes: Iterable[Route] = ()
-) -> dict:
-    """The OpenAPI document of a server running the tasks of ``registry``.
+    registry: Mapping[str, TaskSpec], routes: Iterable[ServedRoute], max_tasks: int
+) -> dict[str, Any]:
+    """The OpenAPI document of a server running the tasks of ``registry`` on ``routes``.
 
-    ``routes`` (from ``served_routes``) adds whatever the server serves that is not described
-    here, with its handler's summary and no promise about its answers.
+    ``max_tasks`` is the server's limit of definitions per request, which the create bodies
+    state. A route whose handler declared no operation appears with its handler's summary
+    and no promise about its answers.
     """
+    spec = _spec(registry)
+    undescribed = []
+    for route in routes:
+        if route.description is None:
+            undescribed.append(route)
+            continue
+        operation = route.description.describe(Endpoint(route.method, route.path, max_tasks))
+        spec.path(route.path, operations={route.method: operation})
+    body = spec.to_dict()
+    for route in undescribed:
+        body["paths"].setdefault(route.path, {}).setdefault(route.method, _undescribed(route))
+    return body
+
+
+def _spec(registry: Mapping[str, TaskSpec]) -> APISpec:
+    """An APISpec with every component (answer shapes, one schema per task) and security."""
     plugin = MarshmallowPlugin()
     spec = APISpec(
         title="dragon",
@@ -248,19 +218,18 @@ def document(
             " API. Task parameters are in the task.* schemas."
         },
     )
-    plugin.map_to_openapi_type(Url, "string", "uri")
-    for schema in (Error, FileError, Status, Listing, Deleted, Health):
+    # apispec's plugin methods are not annotated: called through typed names.
+    map_type: Callable[[type[Url], str, str], None] = plugin.map_to_openapi_type
+    map_type(Url, "string", "uri")
+    for schema in wire.COMPONENTS:
         spec.components.schema(schema.__name__, schema=schema)
-    spec.components.schema("DeleteFiles", schema=DeleteFiles)
-    spec.components.schema("SetExpiration", schema=SetExpiration)
-
     names = sorted(registry)
     for name in names:
         spec.components.schema(f"task.{name}", _task_component(plugin, registry[name]))
     spec.components.schema(
         "TaskDefinition",
         {
-            "oneOf": [_ref(f"task.{n}") for n in names],
+            "oneOf": [ref(f"task.{n}") for n in names],
             "discriminator": {
                 "propertyName": "task_name",
                 "mapping": {n: f"#/components/schemas/task.{n}" for n in names},
@@ -285,485 +254,31 @@ def document(
             },
         )
     spec.options["security"] = [{"Authorization": []}, {"secret": []}, {"api_key": []}]
+    return spec
 
-    _tasks_paths(spec, max_tasks)
-    _file_paths(spec)
-    _storage_paths(spec)
-    _public_paths(spec)
-    _events_paths(spec)
-    body = spec.to_dict()
-    for method, path, summary in routes:
-        operations = body["paths"].setdefault(path, {})
-        if method not in operations:
-            operations[method] = {
-                "summary": summary or path,
-                "tags": ["undescribed"],
-                "operationId": re.sub(r"\W+", "_", f"{method}{path}").strip("_"),
-                "parameters": [
-                    {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for name in re.findall(r"\{(\w+)\}", path)
-                ],
-                "responses": {"default": {"description": "not described yet"}},
-            }
+
+def _task_component(plugin: MarshmallowPlugin, spec: TaskSpec) -> Operation:
+    """A task's parameters as JSON Schema, plus the ``task_name`` that selects it."""
+    assert plugin.converter is not None  # set when the plugin joined the APISpec
+    to_json_schema: Callable[[Schema], Operation] = plugin.converter.schema2jsonschema
+    body = to_json_schema(spec.schema)
+    body["properties"] = {
+        "task_name": {"type": "string", "enum": [spec.name]},
+        **body.get("properties", {}),
+    }
+    body["required"] = ["task_name", *body.get("required", [])]
+    doc = (importlib.import_module(spec.module).__doc__ or "").strip()
+    if doc:
+        body["description"] = doc.split("\n\n", 1)[0]
     return body
 
 
-def _tasks_paths(spec: APISpec, max_tasks: int) -> None:
-    tasks = {
-        "oneOf": [
-            _ref("TaskDefinition"),
-            {
-                "type": "array",
-                "items": _ref("TaskDefinition"),
-                "minItems": 1,
-                "maxItems": max_tasks,
-            },
-        ]
+def _undescribed(route: ServedRoute) -> Operation:
+    """The operation of a route whose handler declared none: served, so never hidden."""
+    return {
+        "summary": route.summary or route.path,
+        "tags": ["undescribed"],
+        "operationId": re.sub(r"\W+", "_", f"{route.method}{route.path}").strip("_"),
+        "parameters": [path_parameter(name) for name in re.findall(r"\{(\w+)\}", route.path)],
+        "responses": {"default": {"description": "not described yet"}},
     }
-    create_body = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["tasks"],
-                    "properties": {
-                        "tasks": tasks,
-                        "block": BOOLEAN,
-                        "secret": {"type": "string"},
-                        "api_key": {"type": "string"},
-                    },
-                }
-            }
-        },
-    }
-    status_body = {
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "tasks": {"oneOf": [{"type": "string"}, KEYS]},
-                        "block": BOOLEAN,
-                        "details": BOOLEAN,
-                        "secret": {"type": "string"},
-                        "api_key": {"type": "string"},
-                    },
-                }
-            }
-        }
-    }
-    status_query = [
-        _query(
-            "tasks", KEYS, "task keys (repeated, or comma-separated)", style="form", explode=True
-        ),
-        _query("block", BOOLEAN, "wait until every task has ended"),
-        _query("details", BOOLEAN, "add task_name, parameters, store, attempts, callbacks"),
-    ]
-    statuses = _json({"type": "array", "items": _ref("Status")}, "statuses in request order")
-    stream = {
-        "description": "newline-delimited JSON: first the list of statuses, then one"
-        " status per change until every task has ended",
-        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
-    }
-    for v in ("v1", "v2"):
-        note = " (v1 statuses: error details under result)" if v == "v1" else ""
-        spec.path(
-            f"/{v}/create",
-            operations={
-                "post": {
-                    "summary": "Queue tasks" + note,
-                    "operationId": f"{v}_create",
-                    "tags": [v],
-                    "requestBody": create_body,
-                    "responses": {"200": statuses, **_errors(400, 401, 408, 413, 429, 503)},
-                }
-            },
-        )
-        spec.path(
-            f"/{v}/create_stream",
-            operations={
-                "post": {
-                    "summary": "Queue tasks and stream their statuses" + note,
-                    "operationId": f"{v}_create_stream",
-                    "tags": [v],
-                    "requestBody": create_body,
-                    "responses": {"200": stream, **_errors(400, 401, 408, 413, 429, 503)},
-                }
-            },
-        )
-        spec.path(
-            f"/{v}/status",
-            operations={
-                "get": {
-                    "summary": "Statuses of tasks" + note,
-                    "operationId": f"{v}_status_get",
-                    "tags": [v],
-                    "parameters": status_query,
-                    "responses": {"200": statuses, **_errors(400, 401, 503)},
-                },
-                "post": {
-                    "summary": "Statuses of tasks" + note,
-                    "operationId": f"{v}_status_post",
-                    "tags": [v],
-                    "requestBody": status_body,
-                    "responses": {"200": statuses, **_errors(400, 401, 408, 413, 503)},
-                },
-            },
-        )
-        for path in (f"/{v}/status_stream", f"/{v}/stream"):
-            op = path.rsplit("/", 1)[1]
-            spec.path(
-                path,
-                operations={
-                    "get": {
-                        "summary": "Stream the statuses of tasks" + note,
-                        "operationId": f"{v}_{op}_get",
-                        "tags": [v],
-                        "parameters": status_query[:1],
-                        "responses": {"200": stream, **_errors(400, 401, 503)},
-                    },
-                    "post": {
-                        "summary": "Stream the statuses of tasks" + note,
-                        "operationId": f"{v}_{op}_post",
-                        "tags": [v],
-                        "requestBody": status_body,
-                        "responses": {"200": stream, **_errors(400, 401, 408, 413, 503)},
-                    },
-                },
-            )
-
-
-def _file_paths(spec: APISpec) -> None:
-    found = {
-        "description": "redirect to the chosen output file",
-        "headers": {"Location": {"schema": {"type": "string"}}},
-    }
-    failed = {
-        "description": "the task ended in error (its status), or a malformed request",
-        "content": {"application/json": {"schema": {"anyOf": [_ref("Status"), _ref("Error")]}}},
-    }
-    missing = {
-        "description": "no output file of that name (the message lists the names), or no such task",
-        "content": {"application/json": {"schema": _ref("FileError")}},
-    }
-    filename = {
-        "name": "filename",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": "the output to redirect to; any name for a one-output task",
-    }
-    task_in_query = {
-        "name": "parameters",
-        "in": "query",
-        "style": "form",
-        "explode": True,
-        "schema": {"type": "object", "additionalProperties": {"type": "string"}},
-        "description": "the task's parameters, one query parameter each (a"
-        " repeated name is a list; a value starting with { or [ is JSON)",
-    }
-    responses = {"302": found, "400": failed, "404": missing, **_errors(401, 408, 413, 429, 503)}
-    for v in ("v1", "v2"):
-        for suffix, params in (("", []), ("/{filename}", [filename])):
-            spec.path(
-                f"/{v}/create_file{suffix}",
-                operations={
-                    "get": {
-                        "summary": "Create a task from the query string, wait, and redirect"
-                        " to its output file (for <img src>)",
-                        "operationId": f"{v}_create_file_get{'_named' if params else ''}",
-                        "tags": ["files"],
-                        "parameters": [
-                            *params,
-                            _query("task_name", {"type": "string"}, required=True),
-                            task_in_query,
-                        ],
-                        "responses": responses,
-                    },
-                    "post": {
-                        "summary": "Create a task, wait, and redirect to its output file",
-                        "operationId": f"{v}_create_file_post{'_named' if params else ''}",
-                        "tags": ["files"],
-                        "parameters": params,
-                        "requestBody": {
-                            "required": True,
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["task"],
-                                        "properties": {
-                                            "task": _ref("TaskDefinition"),
-                                            "secret": {"type": "string"},
-                                            "api_key": {"type": "string"},
-                                        },
-                                    }
-                                }
-                            },
-                        },
-                        "responses": responses,
-                    },
-                },
-            )
-            spec.path(
-                f"/{v}/file{suffix}",
-                operations={
-                    "get": {
-                        "summary": "Wait for an existing task and redirect to its output file",
-                        "operationId": f"{v}_file{'_named' if params else ''}",
-                        "tags": ["files"],
-                        "parameters": [
-                            *params,
-                            _query("task", {"type": "string"}, "the task key", required=True),
-                        ],
-                        "responses": {
-                            code: r for code, r in responses.items() if code not in ("408", "413")
-                        },
-                    }
-                },
-            )
-
-
-def _storage_paths(spec: APISpec) -> None:
-    path = {
-        "name": "path",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": "a task key, or a task key and a file name",
-    }
-    delete_query = [
-        _query("dry_run", BOOLEAN),
-        _query("from", {"type": "string"}),
-        _query("to", {"type": "string"}),
-        _query("max_age", {"type": "number"}),
-        _query("urls", KEYS, style="form", explode=True),
-    ]
-    delete_body = {"content": {"application/json": {"schema": _ref("DeleteFiles")}}}
-    for suffix, params in (("", []), ("/{path}", [path])):
-        spec.path(
-            f"/v2/storage/files{suffix}",
-            operations={
-                "get": {
-                    "summary": "List persistent output files",
-                    "tags": ["storage"],
-                    "operationId": f"storage_list{'_path' if params else ''}",
-                    "parameters": [*params, _query("recursive", BOOLEAN)],
-                    "responses": {"200": _json(_ref("Listing")), **_errors(400, 401, 404, 503)},
-                },
-                "delete": {
-                    "summary": "Delete persistent output files",
-                    "tags": ["storage"],
-                    "operationId": f"storage_delete{'_path' if params else ''}",
-                    "parameters": [*params, *delete_query],
-                    "requestBody": delete_body,
-                    "responses": {
-                        "200": _json(_ref("Deleted")),
-                        # 404: a path the router cannot match (a line break in it)
-                        **_errors(400, 401, 403, 404, 408, 413, 503),
-                    },
-                },
-            },
-        )
-    days = _json({"type": "integer", "minimum": 0}, "days files are kept (0: forever)")
-    spec.path(
-        "/v2/storage/expiration",
-        operations={
-            "get": {
-                "summary": "How long persistent files are kept",
-                "tags": ["storage"],
-                "operationId": "storage_expiration_get",
-                "responses": {"200": days, **_errors(400, 401, 503)},
-            },
-            "post": {
-                "summary": "Set how long persistent files are kept",
-                "tags": ["storage"],
-                "operationId": "storage_expiration_post",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref("SetExpiration")}},
-                },
-                "responses": {"200": days, **_errors(400, 401, 403, 408, 413, 503)},
-            },
-        },
-    )
-
-
-def _public_paths(spec: APISpec) -> None:
-    public: list = []
-    spec.path(
-        "/storage/{location}",
-        operations={
-            "get": {
-                "summary": "An output file of the local store (no credentials; Range works)",
-                "operationId": "output_file",
-                "tags": ["files"],
-                "security": public,
-                "parameters": [
-                    {
-                        "name": "location",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
-                "responses": {
-                    "200": {
-                        "description": "the file",
-                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-                    },
-                    "206": {"description": "part of the file"},
-                    **_errors(404, 416),
-                },
-            }
-        },
-    )
-    spec.path(
-        "/healthz",
-        operations={
-            "get": {
-                "summary": "Liveness and queue depth",
-                "operationId": "healthz",
-                "tags": ["server"],
-                "security": public,
-                "responses": {
-                    "200": _json(_ref("Health")),
-                    "503": _json(_ref("Health"), "cannot take tasks: problems says why"),
-                },
-            }
-        },
-    )
-    spec.path(
-        "/metrics",
-        operations={
-            "get": {
-                "summary": "This node's metrics (Prometheus text format)",
-                "operationId": "metrics",
-                "tags": ["server"],
-                "security": public,
-                "responses": {
-                    "200": {
-                        "description": "metrics",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-    )
-    spec.path(
-        "/openapi.json",
-        operations={
-            "get": {
-                "summary": "This document",
-                "operationId": "openapi",
-                "tags": ["server"],
-                "security": public,
-                "responses": {"200": _json({"type": "object"})},
-            }
-        },
-    )
-    spec.path(
-        "/docs",
-        operations={
-            "get": {
-                "summary": "This document in Swagger UI (works offline)",
-                "operationId": "docs",
-                "tags": ["server"],
-                "security": public,
-                "responses": {
-                    "200": {
-                        "description": "an HTML page",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-    )
-    spec.path(
-        "/docs/{asset}",
-        operations={
-            "get": {
-                "summary": "The scripts and styles of the /docs page",
-                "operationId": "docs_asset",
-                "tags": ["server"],
-                "security": public,
-                "parameters": [
-                    {"name": "asset", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {
-                    "200": {
-                        "description": "the file",
-                        "content": {"*/*": {"schema": {"type": "string"}}},
-                    },
-                    **_errors(404),
-                },
-            }
-        },
-    )
-    page = {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}
-    spec.path(
-        "/dashboard",
-        operations={
-            "get": {
-                "summary": "A live page of the account's tasks (signs in with a secret)",
-                "operationId": "dashboard",
-                "tags": ["server"],
-                "security": public,
-                "responses": {"200": page},
-            }
-        },
-    )
-    spec.path(
-        "/dashboard/{name}",
-        operations={
-            "get": {
-                "summary": "The dashboard's page, script and style",
-                "operationId": "dashboard_file",
-                "tags": ["server"],
-                "security": public,
-                "parameters": [
-                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": {
-                    "200": {
-                        "description": "the file",
-                        "content": {"*/*": {"schema": {"type": "string"}}},
-                    },
-                    **_errors(404),
-                },
-            }
-        },
-    )
-
-
-def _events_paths(spec: APISpec) -> None:
-    spec.path(
-        "/v2/events",
-        operations={
-            "get": {
-                "summary": "The account's event feed (NDJSON, or Server-Sent Events with Accept:"
-                " text/event-stream)",
-                "operationId": "events",
-                "tags": ["v2"],
-                "parameters": [
-                    _query(
-                        "after",
-                        {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-                        "the cursor to resume from (or the Last-Event-ID header, for SSE)",
-                    ),
-                    _query("follow", BOOLEAN, "keep the response open for new changes"),
-                ],
-                "responses": {
-                    "200": {
-                        "description": "one event per line (or per SSE message)",
-                        "content": {
-                            "application/x-ndjson": {"schema": {"type": "string"}},
-                            "text/event-stream": {"schema": {"type": "string"}},
-                        },
-                    },
-                    **_errors(400, 401, 410, 503),
-                },
-            }
-        },
-    )

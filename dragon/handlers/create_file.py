@@ -23,6 +23,16 @@ import orjson
 from aiohttp import web
 from marshmallow import ValidationError
 
+from dragon.api.openapi import (
+    STRING,
+    Endpoint,
+    Operation,
+    documented,
+    errors,
+    path_parameter,
+    query,
+    ref,
+)
 from dragon.api.request import json_body
 from dragon.api.state import state
 from dragon.engine.result_cache import ResultCache, canonical
@@ -166,6 +176,83 @@ async def _from_cache(
     return None
 
 
+# -- what the OpenAPI document says of these routes ------------------------------------------
+FILENAME = path_parameter("filename", "the output to redirect to; any name for a one-output task")
+DEFINITION_IN_QUERY = {
+    "name": "parameters",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "schema": {"type": "object", "additionalProperties": STRING},
+    "description": "the task's parameters, one query parameter each (a"
+    " repeated name is a list; a value starting with { or [ is JSON)",
+}
+DEFINITION_IN_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["task"],
+                "properties": {
+                    "task": ref("TaskDefinition"),
+                    "secret": STRING,
+                    "api_key": STRING,
+                },
+            }
+        }
+    },
+}
+ANSWERS = {
+    "302": {
+        "description": "redirect to the chosen output file",
+        "headers": {"Location": {"schema": STRING}},
+    },
+    "400": {
+        "description": "the task ended in error (its status), or a malformed request",
+        "content": {"application/json": {"schema": {"anyOf": [ref("Status"), ref("Error")]}}},
+    },
+    "404": {
+        "description": "no output file of that name (the message lists the names), or no such task",
+        "content": {"application/json": {"schema": ref("FileError")}},
+    },
+    **errors(401, 408, 413, 429, 503),
+}
+
+
+def _named(endpoint: Endpoint) -> tuple[list[Operation], str]:
+    """The ``{filename}`` parameter and operationId suffix of a route that takes one."""
+    return ([FILENAME], "_named") if endpoint.has("filename") else ([], "")
+
+
+def _describe_create_file(endpoint: Endpoint) -> Operation:
+    """GET takes the definition in the query string, POST in its body."""
+    parameters, suffix = _named(endpoint)
+    operation = {
+        "operationId": f"{endpoint.version}_create_file_{endpoint.method}{suffix}",
+        "tags": ["files"],
+        "responses": ANSWERS,
+    }
+    if endpoint.method == "get":
+        return {
+            **operation,
+            "summary": "Create a task from the query string, wait, and redirect"
+            " to its output file (for <img src>)",
+            "parameters": [
+                *parameters,
+                query("task_name", STRING, required=True),
+                DEFINITION_IN_QUERY,
+            ],
+        }
+    return {
+        **operation,
+        "summary": "Create a task, wait, and redirect to its output file",
+        "parameters": parameters,
+        "requestBody": DEFINITION_IN_BODY,
+    }
+
+
+@documented(_describe_create_file)
 async def create_file(request: web.Request) -> web.Response:
     st = state(request)
     if st.service.closing.is_set():
@@ -198,6 +285,19 @@ async def create_file(request: web.Request) -> web.Response:
     return response
 
 
+def _describe_file(endpoint: Endpoint) -> Operation:
+    parameters, suffix = _named(endpoint)
+    return {
+        "summary": "Wait for an existing task and redirect to its output file",
+        "operationId": f"{endpoint.version}_file{suffix}",
+        "tags": ["files"],
+        "parameters": [*parameters, query("task", STRING, "the task key", required=True)],
+        # No body is read: it can neither stall nor be too large.
+        "responses": {code: r for code, r in ANSWERS.items() if code not in ("408", "413")},
+    }
+
+
+@documented(_describe_file)
 async def file(request: web.Request) -> web.Response:
     st = state(request)
     account = await st.auth.authenticate(request, {})

@@ -11,6 +11,7 @@ import time
 
 from aiohttp import web
 
+from dragon.api.openapi import PUBLIC, documented, file_answer
 from dragon.engine import metrics
 
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -40,6 +41,15 @@ async def metrics_middleware(request: web.Request, handler) -> web.StreamRespons
         metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - start)
 
 
+@documented(
+    {
+        "summary": "This node's metrics (Prometheus text format)",
+        "operationId": "metrics",
+        "tags": ["server"],
+        "security": PUBLIC,
+        "responses": {"200": file_answer("text/plain", "metrics")},
+    }
+)
 async def serve_metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: this node's metrics in the Prometheus text format."""
     return web.Response(body=metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})
