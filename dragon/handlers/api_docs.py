@@ -35,7 +35,7 @@ ASSET_TYPES = {
     "favicon-32x32.png": "image/png",
     "favicon-16x16.png": "image/png",
 }
-DOCUMENT = web.AppKey("openapi_document", dict)
+DOCUMENT = web.AppKey("openapi_document", dict[str, bytes])
 
 PAGE = """<!doctype html>
 <html lang="en">

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from marshmallow import ValidationError
+from multidict import MultiMapping
 
 from dragon.api.openapi import (
     STRING,
@@ -35,6 +36,7 @@ from dragon.api.openapi import (
 )
 from dragon.api.request import json_body
 from dragon.api.state import state
+from dragon.engine.auth import Account
 from dragon.engine.result_cache import ResultCache, canonical
 from dragon.engine.service import Overloaded
 from dragon.errors import RequestError
@@ -51,7 +53,7 @@ def setup(app: web.Application) -> None:
     app[RESULT_CACHE] = ResultCache()
 
 
-def query_definition(query: Any) -> dict:
+def query_definition(query: MultiMapping[str]) -> dict[str, Any]:
     """A task definition from a query string: ``task_name`` plus one entry per parameter.
 
     A repeated name becomes a list, and a value that starts with ``{`` or ``[`` is read as
@@ -70,7 +72,7 @@ def query_definition(query: Any) -> dict:
     return definition
 
 
-def _value(text: str) -> Any:
+def _value(text: str) -> object:
     if text[:1] in ("{", "["):
         try:
             return orjson.loads(text)
@@ -88,13 +90,13 @@ def _message(status: int, message: str) -> web.Response:
     )
 
 
-def _failed(doc: dict) -> web.Response:
+def _failed(doc: dict[str, Any]) -> web.Response:
     return web.Response(
         body=orjson.dumps(doc), status=400, content_type="application/json", headers=CORS_HEADERS
     )
 
 
-def outputs(doc: dict) -> dict[str, str]:
+def outputs(doc: dict[str, Any]) -> dict[str, str]:
     """The output files of a successful task: the result entries that are file URLs."""
     result = doc.get("result")
     if not isinstance(result, dict):
@@ -106,7 +108,7 @@ def outputs(doc: dict) -> dict[str, str]:
     }
 
 
-def choose(doc: dict, filename: str) -> str | web.Response:
+def choose(doc: dict[str, Any], filename: str) -> str | web.Response:
     """The URL of the output ``filename`` names, or the 404 that says which names exist."""
     files = outputs(doc)
     if len(files) == 1:
@@ -123,7 +125,7 @@ def redirect(url: str) -> web.Response:
     return web.Response(status=302, headers={"Location": url, **CORS_HEADERS})
 
 
-async def _answer(request: web.Request, account: Any, key: str, filename: str) -> web.Response:
+async def _answer(request: web.Request, account: Account, key: str, filename: str) -> web.Response:
     [doc] = await state(request).service.wait(account, [key], version_of(request))
     if doc["status"] == "error":
         return _failed(doc)
@@ -133,7 +135,7 @@ async def _answer(request: web.Request, account: Any, key: str, filename: str) -
     return redirect(chosen) if isinstance(chosen, str) else chosen
 
 
-def _canonical_definition(request: web.Request, definition: dict) -> Any:
+def _canonical_definition(request: web.Request, definition: dict[str, Any]) -> dict[str, Any]:
     """The definition as its task reads it (defaults filled in), so equivalent URLs match."""
     name = definition.get("task_name")
     spec = state(request).registry.get(name) if isinstance(name, str) else None
@@ -146,7 +148,7 @@ def _canonical_definition(request: web.Request, definition: dict) -> Any:
         return definition
 
 
-async def _file_lives(request: web.Request, key: str, url: str, doc: dict) -> bool:
+async def _file_lives(request: web.Request, key: str, url: str, doc: dict[str, Any]) -> bool:
     """Is the cached task's output still there? Its row goes when the file is deleted."""
     names = [name for name, value in outputs(doc).items() if value == url]
     if not names:
@@ -158,7 +160,7 @@ async def _file_lives(request: web.Request, key: str, url: str, doc: dict) -> bo
 
 
 async def _from_cache(
-    request: web.Request, account: Any, cache_key: Any, filename: str
+    request: web.Request, account: Account, cache_key: tuple[int, bytes], filename: str
 ) -> web.Response | None:
     """The answer of the task that already served this definition, if it still holds."""
     cache = request.app[RESULT_CACHE]

@@ -33,7 +33,7 @@ from dragon.errors import RequestError
 MAX_EXPIRATION_DAYS = 36500
 
 
-def _date(name: str, value) -> float:
+def _date(name: str, value: object) -> float:
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -23,8 +24,9 @@ from dragon.api.openapi import (
 )
 from dragon.api.request import json_body, json_response, truthy
 from dragon.api.state import state
+from dragon.engine.auth import Account
 from dragon.engine.documents import in_version
-from dragon.engine.service import Overloaded
+from dragon.engine.service import Overloaded, Service
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
 
@@ -36,7 +38,7 @@ def version_of(request: web.Request) -> int:
     return 1 if request.path.startswith("/v1/") else 2
 
 
-def task_definitions(body: dict, limit: int) -> list[dict]:
+def task_definitions(body: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     tasks = body.get("tasks")
     if tasks is None:
         raise RequestError("tasks", "tasks is missing")
@@ -56,7 +58,7 @@ def task_definitions(body: dict, limit: int) -> list[dict]:
 
 def task_keys(request: web.Request, body: dict[str, Any]) -> list[str]:
     from_query = [k for value in request.query.getall("tasks", []) for k in value.split(",")]
-    raw: Any = from_query if request.method == "GET" else body.get("tasks", from_query)
+    raw: object = from_query if request.method == "GET" else body.get("tasks", from_query)
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
@@ -76,17 +78,17 @@ def task_keys(request: web.Request, body: dict[str, Any]) -> list[str]:
     return keys
 
 
-def option(request: web.Request, body: dict, name: str) -> bool:
+def option(request: web.Request, body: dict[str, Any], name: str) -> bool:
     if name in body:
         return truthy(body[name])
     return truthy(request.query.get(name, ""))
 
 
-async def authenticated(request: web.Request, body: dict):
+async def authenticated(request: web.Request, body: dict[str, Any]) -> Account:
     return await state(request).auth.authenticate(request, body)
 
 
-def check_rate(request: web.Request, account, cost: int) -> None:
+def check_rate(request: web.Request, account: Account, cost: int) -> None:
     wait = state(request).buckets.take(f"account:{account.id}", cost, account.create_rate)
     if wait:
         raise RequestError(
@@ -97,7 +99,9 @@ def check_rate(request: web.Request, account, cost: int) -> None:
         )
 
 
-async def _creating(request: web.Request) -> tuple[Any, Any, dict, list[dict]]:
+async def _creating(
+    request: web.Request,
+) -> tuple[Service, Account, dict[str, Any], list[dict[str, Any]]]:
     """What both creates check first: open for business, body, credentials, tasks, rate."""
     service = state(request).service
     if service.closing.is_set():
@@ -274,7 +278,7 @@ async def status_stream(request: web.Request) -> web.StreamResponse:
         return await _ndjson(request, lines)
 
 
-async def _ndjson(request: web.Request, lines) -> web.StreamResponse:
+async def _ndjson(request: web.Request, lines: AsyncIterator[bytes]) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/x-ndjson; charset=utf-8",

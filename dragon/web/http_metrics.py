@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from dragon.api.openapi import PUBLIC, documented, file_answer
 from dragon.engine import metrics
@@ -24,7 +25,7 @@ def route_of(request: web.Request) -> str:
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler) -> web.StreamResponse:
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     start = time.perf_counter()
     code = 500
     try:
