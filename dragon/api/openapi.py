@@ -36,7 +36,7 @@ from dragon.tasks.schema import Url
 
 # An OpenAPI operation object, or any piece of one (JSON).
 Operation = dict[str, Any]
-Handler = TypeVar("Handler", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
+HandlerT = TypeVar("HandlerT", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
 
 BOOLEAN = {"type": "boolean"}
 STRING = {"type": "string"}
@@ -136,7 +136,7 @@ class Description:
 ATTRIBUTE = "__openapi__"
 
 
-def documented(operation: Operation | Describe) -> Callable[[Handler], Handler]:
+def documented(operation: Operation | Describe) -> Callable[[HandlerT], HandlerT]:
     """Declare the OpenAPI operation of the decorated handler, beside it.
 
     ``operation`` is the operation object of a handler that serves one route, or a function
@@ -151,7 +151,7 @@ def documented(operation: Operation | Describe) -> Callable[[Handler], Handler]:
         def describe(endpoint: Endpoint) -> Operation:
             return fixed
 
-    def attach(handler: Handler) -> Handler:
+    def attach(handler: HandlerT) -> HandlerT:
         setattr(handler, ATTRIBUTE, Description(describe))
         return handler
 

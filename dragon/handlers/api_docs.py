@@ -16,6 +16,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from dragon.api.openapi import (
     PUBLIC,
+    document,
     documented,
     errors,
     file_answer,
@@ -23,7 +24,6 @@ from dragon.api.openapi import (
     path_parameter,
     served_routes,
 )
-from dragon.api.openapi import document as openapi_document
 from dragon.api.state import state
 
 ASSETS = Path(str(swagger_ui_path))
@@ -83,7 +83,7 @@ async def openapi_json(request: web.Request) -> web.Response:
     if "body" not in cache:
         st = state(request)
         cache["body"] = orjson.dumps(
-            openapi_document(
+            document(
                 st.registry, served_routes(request.app.router), st.settings.max_tasks_per_request
             )
         )
