@@ -151,7 +151,7 @@ def banner(settings: Settings, account: dict | None) -> str:
 async def serve(settings: Settings) -> None:
     from aiohttp import web
 
-    from dragon.handlers.state import STATE
+    from dragon.api.state import STATE
     from dragon.web.app import create_app
     from dragon.web.connections import ConnectionLimit, connection_limit, raise_descriptor_limit
 

@@ -12,6 +12,16 @@ from importlib import resources
 
 from aiohttp import web
 
+from dragon.api.openapi import (
+    PUBLIC,
+    Endpoint,
+    Operation,
+    documented,
+    errors,
+    file_answer,
+    path_parameter,
+)
+
 FILES = {
     "index.html": "text/html",
     "dashboard.js": "text/javascript",
@@ -28,6 +38,27 @@ def _read(name: str) -> bytes:
     return resources.files("dragon.web").joinpath("dashboard", name).read_bytes()
 
 
+def _describe(endpoint: Endpoint) -> Operation:
+    """``/dashboard`` is the page; ``/dashboard/{name}`` any of its three files."""
+    if not endpoint.has("name"):
+        return {
+            "summary": "A live page of the account's tasks (signs in with a secret)",
+            "operationId": "dashboard",
+            "tags": ["server"],
+            "security": PUBLIC,
+            "responses": {"200": file_answer("text/html", "the page")},
+        }
+    return {
+        "summary": "The dashboard's page, script and style",
+        "operationId": "dashboard_file",
+        "tags": ["server"],
+        "security": PUBLIC,
+        "parameters": [path_parameter("name")],
+        "responses": {"200": file_answer("*/*"), **errors(404)},
+    }
+
+
+@documented(_describe)
 async def serve(request: web.Request) -> web.Response:
     name = request.match_info.get("name", "index.html")
     if name not in FILES:
