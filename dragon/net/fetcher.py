@@ -76,15 +76,10 @@ _NUMERIC_HOST = re.compile(r"(0x[0-9a-f]*|\d+)(\.(0x[0-9a-f]*|\d+)){0,3}\.?", re
 
 def address_class(ip: IPAddress) -> str | None:
     """Why ``ip`` is not a public unicast address ("a loopback address"), or None."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        for kind, inner in (
-            ("IPv4-mapped", ip.ipv4_mapped),
-            ("6to4", ip.sixtofour),
-            ("NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None),
-        ):
-            if inner is not None:
-                label = address_class(inner)
-                return f"{label} ({kind} {inner})" if label else None
+    if isinstance(ip, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(ip)):
+        kind, inner = embedded
+        label = address_class(inner)
+        return f"{label} ({kind} {inner})" if label else None
     if ip.is_unspecified:
         return "an unspecified address"
     if ip.is_loopback:
@@ -100,6 +95,18 @@ def address_class(ip: IPAddress) -> str | None:
         return "a private address"
     if ip.is_reserved or not ip.is_global:
         return "a reserved address"
+    return None
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64): it is judged instead."""
+    for kind, inner in (
+        ("IPv4-mapped", ip.ipv4_mapped),
+        ("6to4", ip.sixtofour),
+        ("NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None),
+    ):
+        if inner is not None:
+            return kind, inner
     return None
 
 
