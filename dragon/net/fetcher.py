@@ -29,16 +29,18 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import ResolveResult
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.tracing import Trace
 from yarl import URL
 
 from dragon import __version__, errors
+from dragon.config import Settings
 from dragon.net.sniff import HEAD_SIZE, extension, sniff
 from dragon.net.url_policy import url_problem
 
@@ -118,7 +120,7 @@ class AddressPolicy:
     prove that 169.254.169.254 is refused.
     """
 
-    def __init__(self, allow_private: bool = False, allow: Any = ()) -> None:
+    def __init__(self, allow_private: bool = False, allow: Iterable[str] = ()) -> None:
         self.allow_private = allow_private
         self.allow = tuple(ipaddress.ip_network(n) for n in allow)
 
@@ -165,7 +167,9 @@ class GuardedConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self._policy = policy
 
-    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[ResolveResult]:
+    async def _resolve_host(
+        self, host: str, port: int, traces: Sequence[Trace] | None = None
+    ) -> list[ResolveResult]:
         legacy = legacy_ipv4(host)
         if legacy is not None:
             why = self._policy.problem(str(legacy)) or "a legacy numeric IPv4 form"
@@ -202,7 +206,11 @@ class Fetcher:
     """
 
     def __init__(
-        self, settings: Any, policy: AddressPolicy | None = None, *, resolver: Any = None
+        self,
+        settings: Settings,
+        policy: AddressPolicy | None = None,
+        *,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy or AddressPolicy(allow_private=settings.allow_private_urls)
