@@ -77,7 +77,7 @@ class _Upload:
         self.progress = progress
         self.backoff = client.backoff()
 
-    async def api_call(self, method: str, path: str, body: bytes | None = None) -> Any:
+    async def api_call(self, method: str, path: str, body: bytes | None = None) -> dict[str, Any]:
         """A JSON call to the API, retried on 5xx and connection failures."""
         headers = dict(self.auth)
         if body is not None:
