@@ -260,22 +260,23 @@ def parse_probe(data: Probe, *, path: Path, demuxer: str, mime: str) -> MediaInf
     if not videos and not audios:
         raise errors.TaskError(errors.INVALID_MEDIA, "no audio or video stream found")
     video = videos[0] if videos else None
-
-    content_type = CANONICAL.get(mime, mime)
-    if video is None:
-        content_type = AUDIO_ONLY_NAMES.get(content_type, content_type)
-
     return MediaInfo(
         path=path,
         demuxer=demuxer,
         format_name=str(fmt.get("format_name") or demuxer),
-        content_type=content_type,
+        content_type=_content_type(mime, has_video=video is not None),
         duration=_duration(fmt, streams),
         **_video_facts(video),
         **_audio_facts(audios[0] if audios else None),
         streams=_int(fmt.get("nb_streams")) or len(streams),
         bit_rate=_int(fmt.get("bit_rate")),
     )
+
+
+def _content_type(mime: str, *, has_video: bool) -> str:
+    """The canonical name of the sniffed type; audio/... for a container holding no video."""
+    content_type = CANONICAL.get(mime, mime)
+    return content_type if has_video else AUDIO_ONLY_NAMES.get(content_type, content_type)
 
 
 class _VideoFacts(TypedDict):
