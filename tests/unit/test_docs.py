@@ -37,6 +37,17 @@ def test_task_reference_is_current():
     assert re.findall(r"^## `(.+)`$", text, re.M) == sorted(builtin_tasks())
 
 
+def test_the_files_a_new_task_touches_are_files_of_the_repository():
+    """The guide's list of files names real ones; only the example's own module is new."""
+    guide = (ROOT / "docs" / "writing-tasks.md").read_text()
+    [section] = re.findall(
+        r"^## The files a new task touches\n(.*?)(?=^## |\Z)", guide, re.S | re.M
+    )
+    paths = re.findall(r"`((?:dragon|docs|tests)/[^`]+|[A-Z]+\.md)`", section)
+    assert {"docs/tasks.md", "README.md", "CHANGELOG.md"} <= set(paths)
+    assert [path for path in paths if not (ROOT / path).exists()] == ["dragon/tasks/image_grey.py"]
+
+
 # Notes that lived beside the project but not in it: a reader who clones the repository
 # cannot open them, so code and tests cite docs/ (or say the reason) instead.
 OUTSIDE_DOCUMENTS = re.compile(
