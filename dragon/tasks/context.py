@@ -108,9 +108,8 @@ class TaskContext:
         self._downloads: dict[str, asyncio.Future[Download]] = {}
         self._reserved = 0  # bytes of the task's download budget taken so far
         self.processes: set[asyncio.subprocess.Process] = set()
-        self.failed_run: tuple[str, dict[str, Any]] | None = (
-            None  # (stage, report): last failed tool
-        )
+        # (stage, report) of the last tool that failed, for the diagnostics of the task.
+        self.failed_run: tuple[str, dict[str, Any]] | None = None
 
     @property
     def key(self) -> str:
