@@ -8,8 +8,12 @@ settings: MP3 at 192 kbit/s, Vorbis at quality 5 (about 160 kbit/s), AAC at 160 
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from marshmallow import fields
 
+from dragon.config import Settings
 from dragon.media import probe
 from dragon.media.ffmpeg import check_output, ffmpeg_argv, output_cap
 from dragon.tasks.context import TaskContext
@@ -32,7 +36,9 @@ class Schema(TaskSchema):
     force = fields.Boolean(load_default=False)
 
 
-def build_argv(info: probe.MediaInfo, codec: str, force: bool, out, settings) -> list[str]:
+def build_argv(
+    info: probe.MediaInfo, codec: str, force: bool, out: Path, settings: Settings
+) -> list[str]:
     """Copy the first audio stream when it already is ``codec`` (unless ``force``), else encode."""
     codec_name, encode, muxer, _, _ = TARGETS[codec]
     copy = info.audio_codec == codec_name and not force
@@ -52,7 +58,7 @@ def build_argv(info: probe.MediaInfo, codec: str, force: bool, out, settings) ->
     )
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     _, _, _, ext, content_type = TARGETS[ctx.params["codec"]]
     info = await probe.fetch_source(ctx, ctx.params["url"], "audio")
 

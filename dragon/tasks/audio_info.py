@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dragon.media import probe
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema, Url
@@ -14,7 +16,7 @@ class Schema(TaskSchema):
     url = Url(required=True)
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     info = await probe.fetch_source(ctx, ctx.params["url"], "audio")
     return {
         "duration": round(info.duration, 2) if info.duration is not None else None,

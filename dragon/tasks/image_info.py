@@ -7,6 +7,8 @@ EXIF-derived value is null when the file lacks it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dragon.media import image
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema, Url
@@ -19,7 +21,7 @@ class Schema(TaskSchema):
     url = Url(required=True)
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     """Pillow only (no ImageMagick): see ``dragon.media.image`` for how sources are checked."""
     download = await ctx.fetch(ctx.params["url"])
     source = image.Source(str(download.path), ctx.params["url"], download.mime)

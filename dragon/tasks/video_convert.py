@@ -16,8 +16,12 @@ The result is the video.info of the output itself (probed), plus the source's st
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from marshmallow import fields, validate
 
+from dragon.config import Settings
 from dragon.media import ffmpeg, probe
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
@@ -50,7 +54,9 @@ class Schema(TaskSchema):
     gop = fields.Integer(load_default=250, validate=validate.Range(min=1, max=1000))
 
 
-def build_argv(info: probe.MediaInfo, params: dict, out, settings) -> tuple[list[str], str]:
+def build_argv(
+    info: probe.MediaInfo, params: dict[str, Any], out: Path, settings: Settings
+) -> tuple[list[str], str]:
     """The one encode: argv and the output content type."""
     encoder, muxer, _, content_type, max_channels = AUDIO[params["audio_codec"]]
     src = probe.require_video(info)
@@ -88,7 +94,7 @@ def build_argv(info: probe.MediaInfo, params: dict, out, settings) -> tuple[list
     return ffmpeg.ffmpeg_argv(*args), content_type
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     info = await probe.fetch_source(ctx, ctx.params["url"], "video")
     ext = AUDIO[ctx.params["audio_codec"]][2]
     out = ctx.tmpdir / f"output.{ext}"
