@@ -63,4 +63,4 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
         )
     )
     await ctx.output("output", dest, "image/gif")
-    return made  # width, height and count: beyond the original API, which lists only the file
+    return {**made}  # width, height and count: beyond the original API, which lists only the file

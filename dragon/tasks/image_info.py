@@ -26,4 +26,5 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
     download = await ctx.fetch(ctx.params["url"])
     source = image.Source(str(download.path), ctx.params["url"], download.mime)
     # Header parsing only: a thread is enough and keeps the heavy process pool free.
-    return await ctx.in_thread(image.info, source, ctx.settings.max_pixels)
+    info = await ctx.in_thread(image.info, source, ctx.settings.max_pixels)
+    return {**info}  # the TypedDict as the JSON object it is

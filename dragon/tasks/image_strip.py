@@ -65,4 +65,4 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
         )
     )
     await ctx.output("output", dest, result["content_type"])
-    return result
+    return {**result}  # the TypedDict as the JSON object it is

@@ -65,4 +65,4 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
         )
     )
     await ctx.output("output", dest, image.OUTPUTS[p["format"]][1])
-    return result
+    return {**result}  # the TypedDict as the JSON object it is
