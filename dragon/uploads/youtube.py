@@ -60,7 +60,7 @@ class Video:
     privacy_status: str = "public"
 
     @classmethod
-    def from_params(cls, p: dict) -> Video:
+    def from_params(cls, p: dict[str, Any]) -> Video:
         return cls(
             p["title"],
             p.get("description") or "",
@@ -69,7 +69,7 @@ class Video:
             p.get("privacy_status", "public"),
         )
 
-    def resource(self) -> dict:
+    def resource(self) -> dict[str, Any]:
         return {
             "snippet": {
                 "title": self.title,
