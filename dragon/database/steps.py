@@ -95,23 +95,9 @@ def notify(kind: Literal["n", "c"], keys: Sequence[str]) -> Generator[Step, obje
         yield Notify(kind, keys)
 
 
-def run_sync(op: Op[T], execute: Callable[[Step], object]) -> T:
-    """Step ``op`` to its end, running each statement with ``execute`` on this thread."""
-    result: object = None
-    failure: Conflict | None = None
-    while True:
-        try:
-            step = op.send(result) if failure is None else op.throw(failure)
-        except StopIteration as done:
-            return cast(T, done.value)
-        try:
-            result, failure = execute(step), None
-        except Conflict as exc:
-            result, failure = None, exc
-
-
 async def run_async(op: Op[T], execute: Callable[[Step], Awaitable[object]]) -> T:
-    """``run_sync`` for a driver whose statements are awaited."""
+    """Step ``op`` to its end, awaiting each statement with ``execute``; a ``Conflict`` it
+    raises is thrown into ``op`` at the step that failed."""
     result: object = None
     failure: Conflict | None = None
     while True:
@@ -123,3 +109,19 @@ async def run_async(op: Op[T], execute: Callable[[Step], Awaitable[object]]) -> 
             result, failure = await execute(step), None
         except Conflict as exc:
             result, failure = None, exc
+
+
+def run_sync(op: Op[T], execute: Callable[[Step], object]) -> T:
+    """``run_async`` on this thread, for a driver whose statements block (SQLite): the
+    coroutine never suspends, so one ``send`` runs it to its end."""
+
+    async def at_once(step: Step) -> object:
+        return execute(step)
+
+    stepping = run_async(op, at_once)
+    try:
+        stepping.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    stepping.close()
+    raise RuntimeError("a synchronous operation suspended")
