@@ -67,6 +67,11 @@ class Operations(ABC):
     async def _write(self, op: Op[T]) -> T:
         """Run ``op`` in one transaction; resolve after its commit."""
 
+    async def _write_one(self, op: Op[T]) -> T:
+        """Run a write of one statement, atomic by itself: a backend for which an explicit
+        transaction costs round trips (PostgreSQL's BEGIN and COMMIT) leaves it out."""
+        return await self._write(op)
+
     @abstractmethod
     async def _read(self, op: Op[T]) -> T:
         """Run a read that may touch many rows, off the event loop's thread if it blocks."""
@@ -132,7 +137,7 @@ class Operations(ABC):
             )
             return changed > 0
 
-        return await self._write(op())
+        return await self._write_one(op())
 
     async def account_by_secret_hash(self, secret_hash: bytes) -> AccountRow | None:
         return await self._lookup(
@@ -171,10 +176,10 @@ class Operations(ABC):
             )
             return changed > 0
 
-        return await self._write(op())
+        return await self._write_one(op())
 
     async def set_expiration(self, account_id: int, days: int) -> None:
-        await self._write(count("set_expiration", account_id=account_id, days=days))
+        await self._write_one(count("set_expiration", account_id=account_id, days=days))
 
     # -- tasks ----------------------------------------------------------------------------
     async def insert_tasks(
@@ -530,7 +535,7 @@ class Operations(ABC):
         last_status: int | None,
         last_error: str | None,
     ) -> None:
-        await self._write(
+        await self._write_one(
             count(
                 "record_delivery",
                 id=delivery_id,
@@ -543,7 +548,7 @@ class Operations(ABC):
         )
 
     async def release_deliveries(self, ids: list[int], now: float) -> None:
-        await self._write(count("release_deliveries", ids=ids, now=now))
+        await self._write_one(count("release_deliveries", ids=ids, now=now))
 
     async def deliveries_for(self, keys: list[str]) -> list[DeliveryStateRow]:
         return await self._read(rows(DeliveryStateRow, "deliveries_for", keys=keys))
@@ -565,10 +570,10 @@ class ClusterOperations(Operations):
         await self._write(op())
 
     async def heartbeat(self, owner: str, name: str) -> None:
-        await self._write(count("heartbeat", owner=owner, name=name))
+        await self._write_one(count("heartbeat", owner=owner, name=name))
 
     async def leave(self, owner: str) -> None:
-        await self._write(count("leave", owner=owner))
+        await self._write_one(count("leave", owner=owner))
 
     async def claim_queued(
         self, owner: str, light: list[str], in_light: bool, limit: int, now: float, render: Render

@@ -202,9 +202,6 @@ def searchable(args: list[object]) -> list[object] | None:
     return out
 
 
-NOTHING: dict[str, object] = {"rows": [], "row": None, "value": None, "count": 0}
-
-
 async def migrate(conn: asyncpg.Connection) -> int:
     """Bring the schema to the newest version under an advisory lock (one node migrates)."""
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATE_LOCK)
@@ -300,6 +297,22 @@ class PostgresDatabase(ClusterOperations):
             async with (await self._p()).acquire() as conn, conn.transaction():
                 return await run_async(op, partial(self._execute, conn, False))
 
+    async def _write_one(self, op: Op[T]) -> T:
+        """One statement: PostgreSQL runs it in a transaction of its own, without the round
+        trips of BEGIN and COMMIT. A second statement would not be atomic with it: refused."""
+        steps = 0
+
+        async def once(conn: asyncpg.Connection, step: Step) -> object:
+            nonlocal steps
+            steps += 1
+            if steps > 1:
+                raise RuntimeError(f"{step} is a second statement of a one-statement write")
+            return await self._execute(conn, False, step)
+
+        with database_errors():
+            async with (await self._p()).acquire() as conn:
+                return await run_async(op, partial(once, conn))
+
     async def _read(self, op: Op[T]) -> T:
         with database_errors():
             async with (await self._p()).acquire() as conn:
@@ -326,7 +339,7 @@ class PostgresDatabase(ClusterOperations):
         if reading:
             found_args = searchable(args)
             if found_args is None:
-                return NOTHING[step.fetch]
+                return [] if step.fetch == "rows" else 0 if step.fetch == "count" else None
             args = found_args
         try:
             if step.fetch == "rows":

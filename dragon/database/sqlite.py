@@ -145,27 +145,32 @@ def bind(params: Params) -> dict[str, object]:
 
 
 def execute(conn: sqlite3.Connection, step: Step) -> object:
-    """Run one step of an operation on ``conn`` and return its result."""
+    """Run one step of an operation on ``conn`` and return its result (rows as dicts)."""
     if isinstance(step, Notify):
         return None  # no other node to tell
     sql = SQLITE_QUERIES[step.name]
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples: zipped with the names below, cheaper than Row
     try:
         if isinstance(step, QueryMany):
-            conn.executemany(sql, [bind(p) for p in step.params])
+            cursor.executemany(sql, [bind(p) for p in step.params])
             return None
-        cursor = conn.execute(sql, bind(step.params))
+        cursor.execute(sql, bind(step.params))
     except sqlite3.IntegrityError as exc:
         if "UNIQUE" in str(exc):
             raise Conflict(str(exc)) from exc
         raise
     if step.fetch == "count":
         return cursor.rowcount
+    found = cursor.fetchall()  # to the end: a statement left running would hold its locks
     if step.fetch == "rows":
-        return [dict(r) for r in cursor.fetchall()]
-    found = cursor.fetchone()
-    if found is None:
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in found]
+    if not found:
         return None
-    return dict(found) if step.fetch == "row" else found[0]
+    if step.fetch == "value":
+        return found[0][0]
+    return dict(zip([column[0] for column in cursor.description], found[0], strict=True))
 
 
 T = TypeVar("T")
