@@ -158,7 +158,8 @@ class Operations(ABC):
 
     async def delete_account(self, name: str) -> bool:
         """Its tasks, files, usage and events go by cascade; its callbacks are deleted here
-        (the outbox keeps no foreign key, so delivered rows outlive retention checks)."""
+        (the outbox has no foreign key to accounts). Deleting tasks is a change of ended
+        tasks (``ended_changes``)."""
 
         def op() -> Op[bool]:
             yield from count("delete_account_deliveries", name=name)
