@@ -333,7 +333,10 @@ class PostgresDatabase(ClusterOperations):
             return None
         sql, names = COMPILED[step.name]
         if isinstance(step, QueryMany):
-            await conn.executemany(sql, [self._arguments(names, p) for p in step.params])
+            try:
+                await conn.executemany(sql, [self._arguments(names, p) for p in step.params])
+            except asyncpg.UniqueViolationError as exc:
+                raise Conflict(str(exc)) from exc
             return None
         args = self._arguments(names, step.params)
         if reading:
