@@ -65,6 +65,9 @@ class Settings:
         "Niceness (0-19) of tools and pool workers: below the API, which stays responsive.",
     )
     task_modules: str = setting("", "Extra task modules (plugins) to load, comma-separated.")
+    store_modules: str = setting(
+        "", "Extra store modules (plugins, each with a Store class) to load, comma-separated."
+    )
     max_attempts: int = setting(3, "Boots a task may be started on before it ends interrupted.")
     shutdown_grace_seconds: float = setting(30.0, "How long running tasks may finish on SIGTERM.")
     task_timeout_seconds: float = setting(3600.0, "Longest a task may run.")

@@ -48,7 +48,7 @@ class TaskError(Exception):
     """
 
     stage: str | None = None
-    tool: dict | None = None
+    tool: dict[str, object] | None = None
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -58,7 +58,7 @@ class TaskError(Exception):
     def __str__(self) -> str:
         return self.message
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[TaskError], tuple[object, ...]]:
         # So a TaskError raised in a process-pool worker arrives whole in the server.
         return (self.__class__, (self.code, self.message))
 
@@ -70,7 +70,7 @@ class ParameterError(TaskError):
         super().__init__(PARAMETERS, "invalid parameters")
         self.fields = fields
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[TaskError], tuple[object, ...]]:
         return (self.__class__, (self.fields,))
 
     @classmethod

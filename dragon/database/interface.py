@@ -1,8 +1,9 @@
 """What the engine needs from a database: the ``Database`` protocol every backend implements.
 
-The engine, the stores and the handlers speak only this protocol; each backend keeps all of
-its SQL in its own module (``dragon.database.sqlite`` today). The methods are grouped the
-way the server uses them:
+The engine, the stores and the handlers speak only this protocol. Its rules are written once
+(``dragon.database.operations``); each backend keeps only its dialect of the SQL and its way
+of running it (``dragon.database.sqlite``, ``dragon.database.postgres``). The methods are
+grouped the way the server uses them:
 
 - accounts: credential look-ups on every request, and the ``dragon accounts`` commands;
 - tasks: creating a batch in one transaction, claiming a queued task for one runner
@@ -15,8 +16,9 @@ way the server uses them:
 ``ClusterDatabase`` adds what several nodes sharing one database need (PostgreSQL:
 notifications, batch claims, heartbeats and advisory locks; see ``dragon.engine.cluster``).
 
-Rows are read-only mappings with the column names of the ``tasks``, ``files``,
-``accounts`` and ``outbox`` tables; ``params``, ``result`` and ``error`` hold JSON text.
+Rows are dicts typed by ``dragon.database.rows`` (``AccountRow``, ``TaskRow``, ``FileRow``,
+``DeliveryRow``, ``EventRow``...), with the column names of the tables; ``params``,
+``result`` and ``error`` hold JSON text.
 Writes resolve only after their commit, so nothing uncommitted is ever published or
 acknowledged. A backend raises ``Busy`` when the database stayed locked too long (the API
 answers 503), ``DiskFull`` when its disk is full (503 too) and ``AccountExists`` for a
@@ -28,10 +30,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
-import orjson
+from dragon.database.rows import (
+    AccountRow,
+    DeliveryRow,
+    DeliveryStateRow,
+    EventRow,
+    FileRow,
+    TaskEndRow,
+    TaskRow,
+)
 
-Row = Mapping[str, Any]
+Row = Mapping[str, Any]  # any row, for code that reads a column or two of several kinds
 T = TypeVar("T")
+Render = Callable[[TaskRow], object]  # a changed row -> the status document its event records
 
 
 class Busy(Exception):
@@ -78,15 +89,15 @@ class Database(Protocol):
         """Change the given settings of an account (``create_rate`` < 0 resets it to the
         server's default); False if there is no such account."""
 
-    async def account_by_secret_hash(self, secret_hash: bytes) -> Row | None: ...
+    async def account_by_secret_hash(self, secret_hash: bytes) -> AccountRow | None: ...
 
-    async def account_by_api_key(self, api_key: str) -> Row | None: ...
+    async def account_by_api_key(self, api_key: str) -> AccountRow | None: ...
 
-    async def account_by_id(self, account_id: int) -> Row | None: ...
+    async def account_by_id(self, account_id: int) -> AccountRow | None: ...
 
-    async def account_by_name(self, name: str) -> Row | None: ...
+    async def account_by_name(self, name: str) -> AccountRow | None: ...
 
-    async def list_accounts(self) -> list[Row]: ...
+    async def list_accounts(self) -> list[AccountRow]: ...
 
     async def delete_account(self, name: str) -> bool:
         """The account, its tasks, files and undelivered callbacks; False if unknown."""
@@ -102,10 +113,10 @@ class Database(Protocol):
     ) -> None:
         """New tasks (queued, or already ended in error) and the errbacks of failed ones."""
 
-    async def get_tasks(self, keys: list[str], account_id: int) -> list[Row]:
+    async def get_tasks(self, keys: list[str], account_id: int) -> list[TaskRow]:
         """The account's tasks among ``keys`` (a point read on the hot path)."""
 
-    async def task_ends(self, keys: list[str], account_id: int) -> list[Row]:
+    async def task_ends(self, keys: list[str], account_id: int) -> list[TaskEndRow]:
         """``key``, ``status`` and ``completed_at`` of the account's tasks among ``keys``:
         the narrow read of a poll whose documents are all cached."""
 
@@ -119,8 +130,8 @@ class Database(Protocol):
         """
 
     async def start_task(
-        self, key: str, owner: str, now: float, render: Callable[[Row], Any] | None = None
-    ) -> Row | None:
+        self, key: str, owner: str, now: float, render: Render | None = None
+    ) -> TaskRow | None:
         """Claim a queued task for ``owner`` (queued -> executing, one more attempt).
 
         Returns the row as it is now; it is ours only if its status is ``executing`` and
@@ -133,27 +144,27 @@ class Database(Protocol):
     ) -> None:
         """Progress of executing tasks; ``documents`` are recorded as feed events."""
 
-    async def set_partial(self, key: str, result: Any, document: Any = None) -> None: ...
+    async def set_partial(self, key: str, result: object, document: object = None) -> None: ...
 
     async def finish_task(
         self,
         key: str,
         status: str,
-        result: Any,
-        error: Any,
+        result: object,
+        error: object,
         error_code: str | None,
         now: float,
         callback: Callback | None = None,
-        render: Callable[[Row], Any] | None = None,
-        diagnostics: Any = None,
-    ) -> Row | None:
+        render: Render | None = None,
+        diagnostics: object = None,
+    ) -> TaskRow | None:
         """End a task and, in the same transaction, queue its callback, record its event
         and keep its ``diagnostics`` (why it failed, for ``details=true``)."""
 
-    async def requeue_task(self, key: str, render: Callable[[Row], Any] | None = None) -> None:
+    async def requeue_task(self, key: str, render: Render | None = None) -> None:
         """executing -> queued (a runner stopped before the task ended)."""
 
-    async def unfinished_tasks(self) -> list[Row]:
+    async def unfinished_tasks(self) -> list[TaskRow]:
         """Queued and executing tasks, oldest first (recovery at start)."""
 
     async def prune_tasks(self, ended_before: float, limit: int) -> int:
@@ -169,7 +180,7 @@ class Database(Protocol):
         """Run times (seconds) of the latest ``limit`` successful runs of ``task_name``."""
 
     # -- the event feed ------------------------------------------------------------------
-    async def events_after(self, account_id: int, after: int, limit: int) -> list[Row]:
+    async def events_after(self, account_id: int, after: int, limit: int) -> list[EventRow]:
         """The account's events with an id above ``after``, oldest first (``id``,
         ``task_key``, ``task_name``, ``document`` as JSON text)."""
 
@@ -194,30 +205,32 @@ class Database(Protocol):
         now: float,
         expires_at: float | None,
         counted: bool,
+        listed: bool = True,
     ) -> None:
-        """Record a stored file (replacing the same output of an earlier run)."""
+        """Record a stored file (replacing the same output of an earlier run), with its
+        store's policy: ``listed`` by the storage API, ``counted`` in the account's usage."""
 
-    async def file_for_output(self, task_key: str, output: str) -> Row | None: ...
+    async def file_for_output(self, task_key: str, output: str) -> FileRow | None: ...
 
-    async def file_by_location(self, location: str) -> Row | None: ...
+    async def file_by_location(self, location: str) -> FileRow | None: ...
 
     async def list_files(
         self, account_id: int, task_key: str | None = None, urls: list[str] | None = None
-    ) -> list[Row]:
-        """An account's listed (persistent) files: all, one task's, or those with ``urls``."""
+    ) -> list[FileRow]:
+        """An account's listed files: all, one task's, or those with ``urls``."""
 
     async def file_directories(self, account_id: int) -> list[str]:
         """The task keys that hold listed files."""
 
     async def delete_files(self, ids: list[int]) -> int:
-        """Forget files and lower usage to match; returns the bytes freed."""
+        """Forget files and take the counted ones off usage; returns the bytes freed."""
 
     async def usage(self, account_id: int) -> int: ...
 
-    async def expired_files(self, now: float, limit: int = 500) -> list[Row]: ...
+    async def expired_files(self, now: float, limit: int = 500) -> list[FileRow]: ...
 
     # -- callback outbox ---------------------------------------------------------------------
-    async def due_deliveries(self, now: float, limit: int = 100) -> list[Row]:
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRow]:
         """Pending deliveries due by ``now``, with the account's current webhook secrets.
 
         Oldest first, taken in turns across accounts where the backend can (SQLite), so one
@@ -240,7 +253,7 @@ class Database(Protocol):
         """Deliveries taken by ``due_deliveries`` but not attempted (the sender is stopping):
         due again at ``now``, for the next node (or this one, restarted) to send."""
 
-    async def deliveries_for(self, keys: list[str]) -> list[Row]: ...
+    async def deliveries_for(self, keys: list[str]) -> list[DeliveryStateRow]: ...
 
 
 class Callback:
@@ -252,7 +265,7 @@ class Callback:
 
     __slots__ = ("next_at", "render", "url")
 
-    def __init__(self, url: str, render: Callable[[Row], bytes], next_at: float) -> None:
+    def __init__(self, url: str, render: Callable[[TaskRow], bytes], next_at: float) -> None:
         self.url = url
         self.render = render
         self.next_at = next_at
@@ -287,34 +300,19 @@ class ClusterDatabase(Database, Protocol):
         in_light: bool,
         limit: int,
         now: float,
-        render: Callable[[Row], Any],
-    ) -> list[Row]:
+        render: Render,
+    ) -> list[TaskRow]:
         """Start up to ``limit`` queued tasks of one lane for ``owner``, skipping those
         another node is claiming, round-robin across accounts."""
 
-    async def stale_tasks(self) -> list[Row]:
+    async def stale_tasks(self) -> list[TaskRow]:
         """Executing tasks whose node has been silent for the lease."""
 
-    async def owned_tasks(self, owner: str, started_before: float) -> list[Row]:
+    async def owned_tasks(self, owner: str, started_before: float) -> list[TaskRow]:
         """Executing tasks ``owner`` started or claimed before ``started_before``."""
 
-    async def tasks_by_keys(self, keys: list[str]) -> list[Row]:
+    async def tasks_by_keys(self, keys: list[str]) -> list[TaskRow]:
         """Rows of ``keys`` whatever their account (to publish other nodes' changes)."""
 
     async def try_exclusive(self, lock: int, run: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``run()`` unless another node holds ``lock`` (then None)."""
-
-
-def account_changes(
-    referrers: list[str] | None, max_active: int | None, create_rate: float | None
-) -> dict[str, Any]:
-    """The columns ``update_account`` sets, as every backend stores them: referrers as JSON
-    text, a negative rate as NULL (back to the server's default)."""
-    changes: dict[str, Any] = {}
-    if referrers is not None:
-        changes["referrers"] = orjson.dumps(referrers).decode()
-    if max_active is not None:
-        changes["max_active"] = max_active
-    if create_rate is not None:
-        changes["create_rate"] = None if create_rate < 0 else create_rate
-    return changes

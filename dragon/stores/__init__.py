@@ -6,33 +6,60 @@ bucket). persistent and volatile share the backend and differ in lifetime and in
 the storage API lists them. Every stored file is recorded in the database, which is what
 the file server, the storage API and the sweeper read: usage is never computed by walking
 the disk, and a deleted file stops being served at once.
+
+The store types come from a registry (``store_types``): the built-in modules, then the
+modules named in ``DRAGON_STORE_MODULES``, then those of the ``dragon.stores`` entry point
+group. A store module declares a ``Store`` class (a ``BaseStore``) with its ``type`` and
+its policy (``listed``, ``counted``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from dragon.database.interface import Database, DiskFull, Row
+from dragon.config import Settings
+from dragon.database.interface import Database, DiskFull
+from dragon.database.rows import FileRow
+from dragon.net.fetcher import Fetcher
+from dragon.runtime.plugins import Registry, dotted_names, plugin_modules
 from dragon.stores import persistent, s3_signed, volatile, youtube
 from dragon.stores.backends import Backend
-from dragon.stores.base import BaseStore
+from dragon.stores.base import BaseStore, Options
+
+BUILT_IN = (persistent, volatile, s3_signed, youtube)  # in the order error messages list them
+ENTRY_POINTS = "dragon.stores"
+
+
+def store_types(names: Iterable[str] = ()) -> dict[str, type[BaseStore]]:
+    """The built-in store types, then those of the modules ``names`` and of the entry point
+    group, by ``type``; two modules declaring one type is an error (``AlreadyRegistered``)."""
+    registry: Registry[type[BaseStore]] = Registry("store")
+    for module in (*BUILT_IN, *plugin_modules(ENTRY_POINTS, names)):
+        store: type[BaseStore] = module.Store
+        registry.add(store.type, store, module.__name__)
+    return registry.entries
 
 
 class Stores:
     """The registry of store types plus the shared backend and database."""
 
     def __init__(
-        self, database: Database, backend: Backend, settings: Any, fetcher: Any = None
+        self,
+        database: Database,
+        backend: Backend,
+        settings: Settings,
+        fetcher: Fetcher | None = None,
+        store_modules: str = "",
     ) -> None:
+        """``store_modules``: the ``DRAGON_STORE_MODULES`` setting (dotted module names,
+        comma-separated) whose stores join the built-in ones."""
         self.db = database
         self.backend = backend
         self.settings = settings
         self.fetcher = fetcher
-        self.types: dict[str, type[BaseStore]] = {
-            m.Store.type: m.Store for m in (persistent, volatile, s3_signed, youtube)
-        }
+        self.types = store_types(dotted_names(store_modules))
 
-    def problems(self, task_store: dict | None) -> list[str]:
+    def problems(self, task_store: Options | None) -> list[str]:
         if not task_store:
             return []
         kind = task_store.get("type", "persistent")
@@ -41,11 +68,11 @@ class Stores:
             return [f"unknown storage type {kind!r}; choose one of: {', '.join(self.types)}"]
         return store.problems(task_store)
 
-    def for_task(self, task_store: dict | None) -> BaseStore:
+    def for_task(self, task_store: Options | None) -> BaseStore:
         options = task_store or {}
         return self.types[options.get("type", "persistent")](self, options)
 
-    async def remove(self, rows: list[Row]) -> int:
+    async def remove(self, rows: Sequence[FileRow]) -> int:
         """Forget ``rows`` in the database, then delete their bytes; returns bytes freed."""
         if not rows:
             return 0

@@ -7,14 +7,37 @@ import secrets
 import string
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dragon import errors
+from dragon.config import Settings
 
 if TYPE_CHECKING:
     from dragon.stores import Stores
 
 ALPHABET = string.ascii_letters + string.digits
+
+
+class Producer(Protocol):
+    """What a store reads of the task whose output it stores (``TaskContext`` is one; the
+    stores cannot import it: tasks and stores are siblings)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def task_name(self) -> str: ...
+
+    @property
+    def account_id(self) -> int: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    def warn(self, message: str) -> None: ...
+
+
+Options = dict[str, Any]  # a task's ``task_store`` object, as JSON
 
 
 def file_location(task_key: str, task_name: str) -> str:
@@ -24,30 +47,36 @@ def file_location(task_key: str, task_name: str) -> str:
 
 
 class BaseStore:
-    type = ""
+    """A store type. ``listed`` and ``counted`` are its policy for the files it records in the
+    database (``BackedStore``): whether the storage API lists them and whether their size
+    counts in the account's usage. They are written with each file, so a store added by a
+    plugin is listed, counted and subtracted on deletion as it declares, with no query to
+    change."""
 
-    def __init__(self, stores: Stores, options: dict) -> None:
+    type = ""
+    listed = True
+    counted = True
+
+    def __init__(self, stores: Stores, options: Options) -> None:
         self.stores = stores
         self.options = options
 
     @classmethod
-    def problems(cls, options: dict) -> list[str]:
+    def problems(cls, options: Options) -> list[str]:
         """What is wrong with the ``task_store`` options (checked when the task is created)."""
         return []
 
-    async def put(self, ctx: Any, name: str, path: Path, content_type: str) -> str:
+    async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
         raise NotImplementedError
 
 
 class BackedStore(BaseStore):
     """A store whose bytes go to the configured backend and are recorded in ``files``."""
 
-    listed = True
-
     def expires_at(self, now: float) -> float | None:
         return None
 
-    async def put(self, ctx: Any, name: str, path: Path, content_type: str) -> str:
+    async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
         backend = self.stores.backend
         earlier = await self.stores.db.file_for_output(ctx.key, name)
         location = earlier["location"] if earlier else file_location(ctx.key, ctx.task_name)
@@ -73,6 +102,7 @@ class BackedStore(BaseStore):
             content_type=content_type,
             now=now,
             expires_at=self.expires_at(now),
-            counted=self.listed,
+            counted=self.counted,
+            listed=self.listed,
         )
         return url

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import Any
 
+from aiobotocore.client import AioBaseClient
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from dragon.config import Settings
 from dragon.stores.backends import Backend
 
 PART_SIZE = 16 * 1024 * 1024
@@ -32,7 +33,7 @@ def _read(path: Path, offset: int, size: int) -> bytes:
 class S3Backend(Backend):
     name = "s3"
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.bucket = settings.s3_bucket
         self.endpoint = settings.s3_endpoint_url or None
         self.region = settings.s3_region
@@ -43,7 +44,7 @@ class S3Backend(Backend):
         else:
             self.base_url = f"https://{self.bucket}.s3.{self.region}.amazonaws.com"
         self._stack = contextlib.AsyncExitStack()
-        self._client: Any = None
+        self._client: AioBaseClient  # once started
 
     async def start(self) -> None:
         session = get_session()

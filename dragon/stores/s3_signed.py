@@ -9,11 +9,10 @@ The result gives the object's URL without its query string (the signature).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from dragon import errors
 from dragon.net.url_policy import url_problem
-from dragon.stores.base import BaseStore
+from dragon.stores.base import BaseStore, Options, Producer
 
 MAIN_OUTPUTS = ("output", "export")
 
@@ -22,7 +21,7 @@ class Store(BaseStore):
     type = "s3_signed"
 
     @classmethod
-    def problems(cls, options: dict) -> list[str]:
+    def problems(cls, options: Options) -> list[str]:
         out = []
         urls = options.get("urls") or {}
         if "url" not in options and not urls:
@@ -35,14 +34,17 @@ class Store(BaseStore):
                 out.append(f"{label} {problem}")
         return out
 
-    async def put(self, ctx: Any, name: str, path: Path, content_type: str) -> str:
+    async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
         target = (self.options.get("urls") or {}).get(name)
         if target is None and name in MAIN_OUTPUTS:
             target = self.options.get("url")
         if target is None:
             return await self.stores.for_task(None).put(ctx, name, path, content_type)
+        fetcher = self.stores.fetcher
+        if fetcher is None:
+            raise RuntimeError("s3_signed uploads through the server's fetcher; none was given")
         try:
-            status, reason = await self.stores.fetcher.send(
+            status, reason = await fetcher.send(
                 "PUT", target, body=path, headers={"Content-Type": content_type}
             )
         except errors.TaskError as exc:
@@ -54,4 +56,4 @@ class Store(BaseStore):
                 errors.STORAGE_ERROR,
                 f"upload of {name} failed: the signed URL answered {status} {reason}",
             )
-        return target.split("?", 1)[0]
+        return str(target).split("?", 1)[0]

@@ -11,11 +11,10 @@ that is not a video (YouTube takes videos only), with a warning in the result.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from marshmallow import EXCLUDE, ValidationError
 
-from dragon.stores.base import BaseStore
+from dragon.stores.base import BaseStore, Options, Producer
 from dragon.uploads import youtube
 
 MAIN_OUTPUTS = ("output", "export")
@@ -25,7 +24,7 @@ class Store(BaseStore):
     type = "youtube"
 
     @classmethod
-    def problems(cls, options: dict) -> list[str]:
+    def problems(cls, options: Options) -> list[str]:
         try:
             cls.metadata(options)
         except ValidationError as exc:
@@ -38,12 +37,13 @@ class Store(BaseStore):
         return []
 
     @staticmethod
-    def metadata(options: dict) -> dict:
-        return youtube.Metadata(unknown=EXCLUDE).load(
+    def metadata(options: Options) -> Options:
+        loaded: Options = youtube.Metadata(unknown=EXCLUDE).load(
             {k: v for k, v in options.items() if k != "type"}
         )
+        return loaded
 
-    async def put(self, ctx: Any, name: str, path: Path, content_type: str) -> str:
+    async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
         if name not in MAIN_OUTPUTS:  # video.create's preview and thumbnail
             return await self.stores.for_task(None).put(ctx, name, path, content_type)
         if not content_type.startswith("video/"):

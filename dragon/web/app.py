@@ -163,7 +163,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await backend.start()
     else:
         backend = LocalBackend(settings.files_path, settings.base_url)
-    st.stores = Stores(st.db, backend, settings, st.fetcher)
+    st.stores = Stores(st.db, backend, settings, st.fetcher, settings.store_modules)
     st.scheduler = Scheduler(
         settings=settings,
         database=st.db,

@@ -1,0 +1,640 @@
+"""The database's rules, written once for every backend: what each ``Database`` method does.
+
+Each method here builds an operation (a generator of ``dragon.database.steps`` steps: named
+queries and notifications, no SQL) and hands it to the backend as a write, a read or a
+lookup. The backend owns everything else: the SQL text of each named query in its dialect
+(RETURNING, SKIP LOCKED, advisory locks...), binding, and how it runs an operation:
+
+- ``_write``: one transaction. SQLite queues it to its writer thread, which runs several
+  writes in one ``BEGIN IMMEDIATE`` and one fsync (group commit); PostgreSQL awaits each
+  statement inside a transaction on a pooled connection.
+- ``_read``: reads that may touch many rows (SQLite: a reader thread; PostgreSQL: a pooled
+  connection, no explicit transaction).
+- ``_lookup``: point reads an index bounds (SQLite runs them inline on the calling thread:
+  cheaper than a thread hop; PostgreSQL as ``_read``).
+
+So a rule (what a finish does to ``ended_changes``, which deliveries a pruned task takes
+along, which files count in usage) is changed in one place and holds on both backends;
+``tests/unit/test_database_contract.py`` checks them against both.
+
+Store policy lives in the files' ``listed`` and ``counted`` columns, written from the store
+class when the file is recorded: no query here names a store.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any, TypedDict, TypeVar
+
+import orjson
+
+from dragon.database.interface import AccountExists, Callback, Render
+from dragon.database.rows import (
+    AccountRow,
+    DeliveryRow,
+    DeliveryStateRow,
+    EventRow,
+    FileRow,
+    TaskEndRow,
+    TaskRow,
+)
+from dragon.database.steps import Conflict, Op, count, many, notify, row, rows, value
+
+T = TypeVar("T")
+
+
+class QueuedRow(TypedDict):
+    """A claim's candidate: a queued task and whose it is."""
+
+    key: str
+    account_id: int
+
+
+def dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def json_or_none(value: object) -> str | None:
+    return None if value is None else dumps(value)
+
+
+class Operations(ABC):
+    """Every ``Database`` method, over the backend's ``_write``, ``_read`` and ``_lookup``."""
+
+    @abstractmethod
+    async def _write(self, op: Op[T]) -> T:
+        """Run ``op`` in one transaction; resolve after its commit."""
+
+    async def _write_one(self, op: Op[T]) -> T:
+        """Run a write of one statement, atomic by itself: a backend for which an explicit
+        transaction costs round trips (PostgreSQL's BEGIN and COMMIT) leaves it out."""
+        return await self._write(op)
+
+    @abstractmethod
+    async def _read(self, op: Op[T]) -> T:
+        """Run a read that may touch many rows, off the event loop's thread if it blocks."""
+
+    @abstractmethod
+    async def _lookup(self, op: Op[T]) -> T:
+        """Run a point read an index bounds, as cheaply as the backend can."""
+
+    # -- accounts -------------------------------------------------------------------------
+    async def insert_account(
+        self,
+        name: str,
+        secret_hash: bytes,
+        api_key: str,
+        webhook_secret: str,
+        referrers: list[str],
+        max_active: int,
+        create_rate: float | None = None,
+    ) -> int:
+        def op() -> Op[int]:
+            try:
+                account_id = yield from value(
+                    int,
+                    "insert_account",
+                    name=name,
+                    secret_hash=secret_hash,
+                    api_key=api_key,
+                    webhook_secret=webhook_secret,
+                    referrers=dumps(referrers),
+                    max_active=max_active,
+                    create_rate=create_rate,
+                    created_at=time.time(),
+                )
+            except Conflict as exc:
+                raise AccountExists(name) from exc
+            assert account_id is not None  # RETURNING id of the row just inserted
+            yield from count("insert_usage", account_id=account_id)
+            return account_id
+
+        return await self._write(op())
+
+    async def update_account(
+        self,
+        name: str,
+        *,
+        referrers: list[str] | None = None,
+        max_active: int | None = None,
+        create_rate: float | None = None,
+    ) -> bool:
+        """Only the given settings change; a negative ``create_rate`` is stored as NULL (the
+        server's default)."""
+        if referrers is None and max_active is None and create_rate is None:
+            return await self.account_by_name(name) is not None
+
+        def op() -> Op[bool]:
+            changed = yield from count(
+                "update_account",
+                name=name,
+                referrers=None if referrers is None else dumps(referrers),
+                max_active=max_active,
+                set_rate=create_rate is not None,
+                create_rate=None if create_rate is None or create_rate < 0 else create_rate,
+            )
+            return changed > 0
+
+        return await self._write_one(op())
+
+    async def account_by_secret_hash(self, secret_hash: bytes) -> AccountRow | None:
+        return await self._lookup(
+            row(AccountRow, "account_by_secret_hash", secret_hash=secret_hash)
+        )
+
+    async def account_by_api_key(self, api_key: str) -> AccountRow | None:
+        return await self._lookup(row(AccountRow, "account_by_api_key", api_key=api_key))
+
+    async def account_by_id(self, account_id: int) -> AccountRow | None:
+        return await self._lookup(row(AccountRow, "account_by_id", account_id=account_id))
+
+    async def account_by_name(self, name: str) -> AccountRow | None:
+        return await self._read(row(AccountRow, "account_by_name", name=name))
+
+    async def list_accounts(self) -> list[AccountRow]:
+        return await self._read(rows(AccountRow, "accounts"))
+
+    async def delete_account(self, name: str) -> bool:
+        """Its tasks, files, usage and events go by cascade; its callbacks are deleted here
+        (the outbox has no foreign key to accounts). Deleting tasks is a change of ended
+        tasks (``ended_changes``)."""
+
+        def op() -> Op[bool]:
+            yield from count("delete_account_deliveries", name=name)
+            if not (yield from count("delete_account", name=name)):
+                return False
+            yield from count("count_ended_change")
+            return True
+
+        return await self._write(op())
+
+    async def rotate_webhook_secret(self, name: str, secret: str, keep_old_until: float) -> bool:
+        def op() -> Op[bool]:
+            changed = yield from count(
+                "rotate_webhook_secret", name=name, secret=secret, keep_old_until=keep_old_until
+            )
+            return changed > 0
+
+        return await self._write_one(op())
+
+    async def set_expiration(self, account_id: int, days: int) -> None:
+        await self._write_one(count("set_expiration", account_id=account_id, days=days))
+
+    # -- tasks ----------------------------------------------------------------------------
+    async def insert_tasks(
+        self, rows: Iterable[dict[str, Any]], errbacks: Iterable[dict[str, Any]] = ()
+    ) -> None:
+        """Tasks, then errbacks, then notifications, then events (last: PostgreSQL holds its
+        events lock from the first event to the commit)."""
+        tasks = list(rows)
+
+        def op() -> Op[None]:
+            yield from many(
+                "insert_task",
+                [
+                    {
+                        "key": r["key"],
+                        "account_id": r["account_id"],
+                        "task_name": r["task_name"],
+                        "params": dumps(r["params"]),
+                        "status": r["status"],
+                        "error": json_or_none(r.get("error")),
+                        "error_code": r.get("error_code"),
+                        "queued_at": r["queued_at"],
+                        "completed_at": r.get("completed_at"),
+                    }
+                    for r in tasks
+                ],
+            )
+            yield from many("insert_delivery", [{**e, "created_at": time.time()} for e in errbacks])
+            yield from notify("n", [r["key"] for r in tasks if r["status"] == "queued"])
+            yield from notify("c", [r["key"] for r in tasks if r["status"] != "queued"])
+            yield from many(
+                "insert_event",
+                [
+                    {
+                        "account_id": r["account_id"],
+                        "task_key": r["key"],
+                        "task_name": r["task_name"],
+                        "created_at": r["queued_at"],
+                        "document": dumps(r["document"]),
+                    }
+                    for r in tasks
+                    if r.get("document") is not None
+                ],
+            )
+
+        await self._write(op())
+
+    async def get_tasks(self, keys: list[str], account_id: int) -> list[TaskRow]:
+        return await self._lookup(
+            rows(TaskRow, "tasks_of_account", keys=keys, account_id=account_id)
+        )
+
+    async def task_ends(self, keys: list[str], account_id: int) -> list[TaskEndRow]:
+        return await self._lookup(
+            rows(TaskEndRow, "task_ends_of_account", keys=keys, account_id=account_id)
+        )
+
+    async def ended_changes(self) -> int:
+        return await self._lookup(value(int, "ended_changes")) or 0
+
+    async def start_task(
+        self, key: str, owner: str, now: float, render: Render | None = None
+    ) -> TaskRow | None:
+        """The row as it is now: ours if it was queued (and, on PostgreSQL, not being
+        claimed by another node at this instant); otherwise whoever's it is."""
+
+        def op() -> Op[TaskRow | None]:
+            started = yield from row(TaskRow, "start_task", key=key, owner=owner, now=now)
+            if started is None:
+                return (yield from row(TaskRow, "task", key=key))
+            yield from notify("c", [key])
+            if render is not None:
+                yield from count("insert_event", **event(started, now, render(started)))
+            return started
+
+        return await self._write(op())
+
+    async def set_progress(
+        self, updates: dict[str, float], documents: dict[str, Any] | None = None
+    ) -> None:
+        def op() -> Op[None]:
+            yield from many("set_progress", [{"key": k, "progress": v} for k, v in updates.items()])
+            yield from notify("c", list(updates))
+            now = time.time()
+            yield from many(
+                "insert_executing_task_event",
+                [
+                    {"key": key, "created_at": now, "document": dumps(document)}
+                    for key, document in (documents or {}).items()
+                ],
+            )
+
+        await self._write(op())
+
+    async def set_partial(self, key: str, result: object, document: object = None) -> None:
+        def op() -> Op[None]:
+            if not (yield from count("set_partial", key=key, result=dumps(result))):
+                return
+            yield from notify("c", [key])
+            if document is not None:
+                yield from count(
+                    "insert_task_event", key=key, created_at=time.time(), document=dumps(document)
+                )
+
+        await self._write(op())
+
+    async def finish_task(
+        self,
+        key: str,
+        status: str,
+        result: object,
+        error: object,
+        error_code: str | None,
+        now: float,
+        callback: Callback | None = None,
+        render: Render | None = None,
+        diagnostics: object = None,
+    ) -> TaskRow | None:
+        def op() -> Op[TaskRow | None]:
+            # Before the end is written: ending an ended task again is a change.
+            yield from count("count_end_again", key=key)
+            ended = yield from row(
+                TaskRow,
+                "finish_task",
+                key=key,
+                status=status,
+                result=json_or_none(result),
+                error=json_or_none(error),
+                error_code=error_code,
+                completed_at=now,
+                diagnostics=json_or_none(diagnostics),
+            )
+            if ended is None:
+                return None
+            if callback is not None:
+                yield from count(
+                    "insert_delivery",
+                    task_key=key,
+                    account_id=ended["account_id"],
+                    url=callback.url,
+                    body=callback.render(ended),
+                    webhook_id=f"msg_{key}",
+                    next_at=callback.next_at,
+                    created_at=time.time(),
+                )
+            yield from notify("c", [key])
+            if render is not None:
+                yield from count("insert_event", **event(ended, now, render(ended)))
+            return ended
+
+        return await self._write(op())
+
+    async def requeue_task(self, key: str, render: Render | None = None) -> None:
+        def op() -> Op[None]:
+            requeued = yield from row(TaskRow, "requeue_task", key=key)
+            if requeued is None:
+                return
+            yield from notify("n", [key])
+            yield from notify("c", [key])
+            if render is not None:
+                yield from count("insert_event", **event(requeued, time.time(), render(requeued)))
+
+        await self._write(op())
+
+    async def unfinished_tasks(self) -> list[TaskRow]:
+        """Queued tasks, and executing ones no live runner holds (all of them on a single
+        node: it just started)."""
+        return await self._read(rows(TaskRow, "unfinished_tasks"))
+
+    async def prune_tasks(self, ended_before: float, limit: int) -> int:
+        def op() -> Op[int]:
+            found = yield from rows(
+                TaskEndRow, "ended_tasks", ended_before=ended_before, limit=limit
+            )
+            keys = [r["key"] for r in found]
+            if keys:
+                yield from count("delete_settled_deliveries", keys=keys)
+                yield from count("delete_tasks", keys=keys)
+                yield from count("count_ended_change")
+            return len(keys)
+
+        return await self._write(op())
+
+    async def count_active(self, account_id: int) -> int:
+        return await self._read(value(int, "count_active", account_id=account_id)) or 0
+
+    async def task_diagnostics(self, keys: list[str]) -> dict[str, Any]:
+        def op() -> Op[dict[str, Any]]:
+            found = yield from rows(dict[str, str], "diagnostics", keys=keys)
+            return {r["key"]: orjson.loads(r["diagnostics"]) for r in found}
+
+        return await self._read(op())
+
+    async def recent_run_times(self, task_name: str, limit: int) -> list[float]:
+        def op() -> Op[list[float]]:
+            found = yield from rows(dict[str, float], "run_times", task_name=task_name, limit=limit)
+            return [r["took"] for r in found]
+
+        return await self._read(op())
+
+    # -- the event feed -------------------------------------------------------------------
+    async def events_after(self, account_id: int, after: int, limit: int) -> list[EventRow]:
+        return await self._read(
+            rows(EventRow, "events_after", account_id=account_id, after=after, limit=limit)
+        )
+
+    async def event_horizon(self) -> int:
+        return await self._lookup(value(int, "event_horizon")) or 0
+
+    async def prune_events(self, before: float, limit: int) -> int:
+        def op() -> Op[int]:
+            # Pruning takes a prefix of the id order (ids grow with time), so every cursor
+            # at or below the horizon has lost changes and every cursor above it has not.
+            last = None
+            for r in (yield from rows(dict[str, float], "oldest_events", limit=limit)):
+                if r["created_at"] >= before:
+                    break
+                last = int(r["id"])
+            if last is None:
+                return 0
+            deleted = yield from count("delete_events_through", last=last)
+            yield from count("raise_event_horizon", last=last)
+            return deleted
+
+        return await self._write(op())
+
+    # -- files and usage ------------------------------------------------------------------
+    async def insert_file(
+        self,
+        account_id: int,
+        task_key: str,
+        output: str,
+        name: str,
+        store: str,
+        location: str,
+        url: str,
+        size: int,
+        content_type: str,
+        now: float,
+        expires_at: float | None,
+        counted: bool,
+        listed: bool = True,
+    ) -> None:
+        """A task run again (after a crash) stores its outputs again under the same names:
+        the old row is replaced and its size taken off the usage if it counted, so nothing
+        counts twice. ``listed`` and ``counted`` are the store's policy, kept with the file
+        so that every later query (listing, usage, deletion) follows it."""
+
+        def op() -> Op[None]:
+            old = yield from row(
+                dict[str, int], "delete_output_file", task_key=task_key, output=output
+            )
+            if old is not None and old["counted"]:
+                yield from count("add_usage", account_id=account_id, bytes=-old["size"])
+            yield from count(
+                "insert_file",
+                account_id=account_id,
+                task_key=task_key,
+                output=output,
+                name=name,
+                store=store,
+                location=location,
+                url=url,
+                size=size,
+                content_type=content_type,
+                created_at=now,
+                expires_at=expires_at,
+                listed=listed,
+                counted=counted,
+            )
+            if counted:
+                yield from count("add_usage", account_id=account_id, bytes=size)
+
+        await self._write(op())
+
+    async def file_for_output(self, task_key: str, output: str) -> FileRow | None:
+        return await self._lookup(row(FileRow, "file_for_output", task_key=task_key, output=output))
+
+    async def file_by_location(self, location: str) -> FileRow | None:
+        return await self._read(row(FileRow, "file_by_location", location=location))
+
+    async def list_files(
+        self, account_id: int, task_key: str | None = None, urls: list[str] | None = None
+    ) -> list[FileRow]:
+        if urls is not None:
+            query = rows(FileRow, "listed_files_by_url", account_id=account_id, urls=urls)
+        elif task_key is not None:
+            query = rows(FileRow, "listed_files_of_task", account_id=account_id, task_key=task_key)
+        else:
+            query = rows(FileRow, "listed_files", account_id=account_id)
+        return await self._read(query)
+
+    async def file_directories(self, account_id: int) -> list[str]:
+        def op() -> Op[list[str]]:
+            found = yield from rows(dict[str, str], "listed_directories", account_id=account_id)
+            return [r["task_key"] for r in found]
+
+        return await self._read(op())
+
+    async def delete_files(self, ids: list[int]) -> int:
+        """The bytes of counted files come off their accounts' usage; returns them."""
+
+        def op() -> Op[int]:
+            freed = 0
+            for r in (yield from rows(dict[str, int], "delete_files", ids=ids)):
+                if r["counted"]:
+                    yield from count("add_usage", account_id=r["account_id"], bytes=-r["size"])
+                    freed += r["size"]
+            return freed
+
+        return await self._write(op())
+
+    async def usage(self, account_id: int) -> int:
+        return await self._read(value(int, "usage", account_id=account_id)) or 0
+
+    async def expired_files(self, now: float, limit: int = 500) -> list[FileRow]:
+        """Files past their own expiry, then listed files past their account's expiration
+        days (an account's expiration covers what it sees in its storage)."""
+
+        def op() -> Op[list[FileRow]]:
+            found = yield from rows(FileRow, "files_past_expiry", now=now, limit=limit)
+            for account in (yield from rows(dict[str, int], "expiring_accounts")):
+                if len(found) >= limit:
+                    break
+                found += yield from rows(
+                    FileRow,
+                    "files_past_account_expiration",
+                    account_id=account["id"],
+                    created_before=now - account["expiration_days"] * 86400.0,
+                    now=now,
+                    limit=limit - len(found),
+                )
+            return found
+
+        return await self._read(op())
+
+    # -- callback outbox ------------------------------------------------------------------
+    async def due_deliveries(self, now: float, limit: int = 100) -> list[DeliveryRow]:
+        """In turns across accounts (each one's oldest first, then each one's second...), so
+        one account's backlog cannot fill the batch and hide another's deliveries. Where
+        several nodes send (PostgreSQL) the query also claims them for a while."""
+        return await self._read(rows(DeliveryRow, "due_deliveries", now=now, limit=limit))
+
+    async def next_delivery_time(self) -> float | None:
+        return await self._read(value(float, "next_delivery_time"))
+
+    async def record_delivery(
+        self,
+        delivery_id: int,
+        state: str,
+        attempts: int,
+        next_at: float,
+        last_status: int | None,
+        last_error: str | None,
+    ) -> None:
+        await self._write_one(
+            count(
+                "record_delivery",
+                id=delivery_id,
+                state=state,
+                attempts=attempts,
+                next_at=next_at,
+                last_status=last_status,
+                last_error=last_error,
+            )
+        )
+
+    async def release_deliveries(self, ids: list[int], now: float) -> None:
+        await self._write_one(count("release_deliveries", ids=ids, now=now))
+
+    async def deliveries_for(self, keys: list[str]) -> list[DeliveryStateRow]:
+        return await self._read(rows(DeliveryStateRow, "deliveries_for", keys=keys))
+
+
+class ClusterOperations(Operations):
+    """What several nodes sharing one database add (``ClusterDatabase``)."""
+
+    clustered = True
+
+    async def join(self, owner: str, name: str) -> None:
+        """An earlier process with the same node name is gone (names are unique in a
+        cluster), so its running tasks can be taken back at once."""
+
+        def op() -> Op[None]:
+            yield from count("forget_node_name", name=name, owner=owner)
+            yield from count("heartbeat", owner=owner, name=name)
+
+        await self._write(op())
+
+    async def heartbeat(self, owner: str, name: str) -> None:
+        await self._write_one(count("heartbeat", owner=owner, name=name))
+
+    async def leave(self, owner: str) -> None:
+        await self._write_one(count("leave", owner=owner))
+
+    async def claim_queued(
+        self, owner: str, light: list[str], in_light: bool, limit: int, now: float, render: Render
+    ) -> list[TaskRow]:
+        """Start up to ``limit`` queued tasks of one lane for ``owner`` (attempts counted,
+        events recorded), oldest first and round-robin across accounts. ``light`` names the
+        light lane's tasks; ``in_light`` picks that lane or the other. A few more rows than
+        ``limit`` are looked at so a busy account cannot fill the claim alone."""
+
+        def op() -> Op[list[TaskRow]]:
+            candidates = yield from rows(
+                QueuedRow, "claim_candidates", light=light, in_light=in_light, limit=limit * 4
+            )
+            picked = round_robin(candidates, limit)
+            if not picked:
+                return []
+            claimed = yield from rows(TaskRow, "claim_tasks", keys=picked, owner=owner, now=now)
+            yield from notify("c", [r["key"] for r in claimed])
+            yield from many("insert_event", [event(r, now, render(r)) for r in claimed])
+            order = {key: i for i, key in enumerate(picked)}
+            return sorted(claimed, key=lambda r: order[r["key"]])
+
+        return await self._write(op())
+
+    async def stale_tasks(self) -> list[TaskRow]:
+        """Executing tasks whose node has been silent for the lease (or is unknown)."""
+        return await self._read(rows(TaskRow, "stale_tasks"))
+
+    async def owned_tasks(self, owner: str, started_before: float) -> list[TaskRow]:
+        return await self._read(
+            rows(TaskRow, "owned_tasks", owner=owner, started_before=started_before)
+        )
+
+    async def tasks_by_keys(self, keys: list[str]) -> list[TaskRow]:
+        return await self._read(rows(TaskRow, "tasks_by_keys", keys=keys))
+
+
+def round_robin(candidates: list[QueuedRow], limit: int) -> list[str]:
+    """Up to ``limit`` keys, one per account in turn, each account's oldest first."""
+    per_account: dict[int, list[str]] = {}
+    for r in candidates:
+        per_account.setdefault(r["account_id"], []).append(r["key"])
+    picked: list[str] = []
+    while len(picked) < limit and per_account:
+        for account_id in list(per_account):
+            keys = per_account[account_id]
+            picked.append(keys.pop(0))
+            if not keys:
+                del per_account[account_id]
+            if len(picked) == limit:
+                break
+    return picked
+
+
+def event(task: TaskRow, now: float, document: object) -> dict[str, object]:
+    """The ``insert_event`` parameters of a status change of ``task``."""
+    return {
+        "account_id": task["account_id"],
+        "task_key": task["key"],
+        "task_name": task["task_name"],
+        "created_at": now,
+        "document": dumps(document),
+    }

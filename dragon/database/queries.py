@@ -1,0 +1,107 @@
+"""The named queries both dialects run as written: plain SQL with ``:name`` parameters.
+
+A backend's query table is this one plus its own dialect's queries (``SQLITE_QUERIES`` in
+``dragon.database.sqlite``, ``POSTGRES_QUERIES`` in ``dragon.database.postgres``): sets of
+values, RETURNING on claims, row locks, advisory locks and the task sequence differ there.
+Which query runs when is decided once, in ``dragon.database.operations``.
+
+No query names a store: whether a file is listed or counted is in its own ``listed`` and
+``counted`` columns.
+"""
+
+from __future__ import annotations
+
+TASK_COLUMNS = (
+    "key, account_id, task_name, params, status, progress, result, error, error_code, "
+    "queued_at, started_at, completed_at, attempts, owner"
+)
+DELIVERY_COLUMNS = (
+    "o.id, o.task_key, o.account_id, o.url, o.body, o.webhook_id, o.attempts, o.next_at,"
+    " o.state, o.last_status, o.last_error, o.created_at, a.webhook_secret,"
+    " CASE WHEN a.previous_webhook_secret_until > :now THEN a.previous_webhook_secret END"
+    " AS previous_webhook_secret"
+)
+DELIVERY_STATE_COLUMNS = (
+    "task_key, url, state, attempts, next_at, last_status, last_error, webhook_id"
+)
+
+COMMON_QUERIES: dict[str, str] = {
+    # -- accounts
+    "insert_account": "INSERT INTO accounts (name, secret_hash, api_key, webhook_secret,"
+    " referrers, max_active, create_rate, created_at) VALUES (:name, :secret_hash, :api_key,"
+    " :webhook_secret, :referrers, :max_active, :create_rate, :created_at) RETURNING id",
+    "insert_usage": "INSERT INTO usage (account_id, bytes) VALUES (:account_id, 0)",
+    "update_account": "UPDATE accounts SET referrers = COALESCE(:referrers, referrers),"
+    " max_active = COALESCE(:max_active, max_active),"
+    " create_rate = CASE WHEN :set_rate THEN :create_rate ELSE create_rate END"
+    " WHERE name = :name",
+    "account_by_secret_hash": "SELECT * FROM accounts WHERE secret_hash = :secret_hash",
+    "account_by_api_key": "SELECT * FROM accounts WHERE api_key = :api_key",
+    "account_by_id": "SELECT * FROM accounts WHERE id = :account_id",
+    "account_by_name": "SELECT * FROM accounts WHERE name = :name",
+    "accounts": "SELECT * FROM accounts ORDER BY id",
+    "delete_account_deliveries": "DELETE FROM outbox"
+    " WHERE account_id = (SELECT id FROM accounts WHERE name = :name)",
+    "delete_account": "DELETE FROM accounts WHERE name = :name",
+    "rotate_webhook_secret": "UPDATE accounts SET previous_webhook_secret = webhook_secret,"
+    " previous_webhook_secret_until = :keep_old_until, webhook_secret = :secret"
+    " WHERE name = :name",
+    "set_expiration": "UPDATE accounts SET expiration_days = :days WHERE id = :account_id",
+    # -- tasks
+    "task": f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = :key",
+    "set_progress": "UPDATE tasks SET progress = :progress"
+    " WHERE key = :key AND status = 'executing'",
+    "set_partial": "UPDATE tasks SET result = :result WHERE key = :key AND status = 'executing'",
+    "count_ended_change": "UPDATE ended_changes SET count = count + 1",
+    "count_end_again": "UPDATE ended_changes SET count = count + 1 WHERE EXISTS"
+    " (SELECT 1 FROM tasks WHERE key = :key AND completed_at IS NOT NULL)",
+    "ended_changes": "SELECT count FROM ended_changes",
+    "finish_task": "UPDATE tasks SET status = :status, result = :result, error = :error,"
+    " error_code = :error_code, completed_at = :completed_at, progress = NULL,"
+    f" diagnostics = :diagnostics WHERE key = :key RETURNING {TASK_COLUMNS}",
+    "requeue_task": "UPDATE tasks SET status = 'queued', progress = NULL, result = NULL,"
+    f" owner = NULL WHERE key = :key AND status = 'executing' RETURNING {TASK_COLUMNS}",
+    "ended_tasks": "SELECT key, status, completed_at FROM tasks"
+    " WHERE completed_at < :ended_before LIMIT :limit",
+    "count_active": "SELECT COUNT(*) FROM tasks"
+    " WHERE account_id = :account_id AND status IN ('queued', 'executing')",
+    "run_times": "SELECT completed_at - started_at AS took FROM tasks"
+    " WHERE completed_at IS NOT NULL AND task_name = :task_name AND status = 'success'"
+    " AND started_at IS NOT NULL ORDER BY completed_at DESC LIMIT :limit",
+    # -- the event feed
+    "events_after": "SELECT id, task_key, task_name, document FROM events"
+    " WHERE account_id = :account_id AND id > :after ORDER BY id LIMIT :limit",
+    "event_horizon": "SELECT pruned_through FROM event_horizon",
+    "oldest_events": "SELECT id, created_at FROM events ORDER BY id LIMIT :limit",
+    "delete_events_through": "DELETE FROM events WHERE id <= :last",
+    # -- callback outbox
+    "insert_delivery": "INSERT INTO outbox (task_key, account_id, url, body, webhook_id,"
+    " next_at, created_at) VALUES (:task_key, :account_id, :url, :body, :webhook_id,"
+    " :next_at, :created_at)",
+    "next_delivery_time": "SELECT MIN(o.next_at) FROM outbox o"
+    " JOIN accounts a ON a.id = o.account_id WHERE o.state = 'pending'",
+    "record_delivery": "UPDATE outbox SET state = :state, attempts = :attempts,"
+    " next_at = :next_at, last_status = :last_status, last_error = :last_error WHERE id = :id",
+    # -- files and usage
+    "delete_output_file": "DELETE FROM files WHERE task_key = :task_key AND output = :output"
+    " RETURNING size, counted",
+    "insert_file": "INSERT INTO files (account_id, task_key, output, name, store, location,"
+    " url, size, content_type, created_at, expires_at, listed, counted) VALUES (:account_id,"
+    " :task_key, :output, :name, :store, :location, :url, :size, :content_type, :created_at,"
+    " :expires_at, :listed, :counted)",
+    "add_usage": "UPDATE usage SET bytes = bytes + :bytes WHERE account_id = :account_id",
+    "usage": "SELECT bytes FROM usage WHERE account_id = :account_id",
+    "file_for_output": "SELECT * FROM files WHERE task_key = :task_key AND output = :output",
+    "file_by_location": "SELECT * FROM files WHERE location = :location",
+    "listed_files": "SELECT * FROM files WHERE account_id = :account_id AND listed = TRUE"
+    " ORDER BY task_key, name",
+    "listed_files_of_task": "SELECT * FROM files WHERE account_id = :account_id"
+    " AND listed = TRUE AND task_key = :task_key ORDER BY task_key, name",
+    "listed_directories": "SELECT DISTINCT task_key FROM files"
+    " WHERE account_id = :account_id AND listed = TRUE ORDER BY task_key",
+    "files_past_expiry": "SELECT * FROM files WHERE expires_at <= :now LIMIT :limit",
+    "expiring_accounts": "SELECT id, expiration_days FROM accounts WHERE expiration_days > 0",
+    "files_past_account_expiration": "SELECT * FROM files WHERE account_id = :account_id"
+    " AND listed = TRUE AND created_at <= :created_before"
+    " AND (expires_at IS NULL OR expires_at > :now) LIMIT :limit",
+}

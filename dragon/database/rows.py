@@ -1,0 +1,107 @@
+"""The rows the ``Database`` protocol returns, typed: one ``TypedDict`` per shape of result.
+
+Both backends return plain dicts with exactly these keys, so callers read ``row["key"]``
+as before and the type checker knows each column's type. ``params``, ``result``,
+``error``, ``diagnostics`` and ``document`` hold JSON text, as the tables store them;
+``referrers`` too. Times are seconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class AccountRow(TypedDict):
+    id: int
+    name: str
+    secret_hash: bytes
+    api_key: str
+    webhook_secret: str
+    referrers: str  # JSON list
+    max_active: int
+    expiration_days: int
+    created_at: float
+    previous_webhook_secret: str | None
+    previous_webhook_secret_until: float | None
+    create_rate: float | None
+
+
+class TaskRow(TypedDict):
+    key: str
+    account_id: int
+    task_name: str
+    params: str
+    status: str
+    progress: float | None
+    result: str | None
+    error: str | None
+    error_code: str | None
+    queued_at: float
+    started_at: float | None
+    completed_at: float | None
+    attempts: int
+    owner: str | None
+
+
+class TaskEndRow(TypedDict):
+    """What a poll of cached documents reads: whether each task ended, and when."""
+
+    key: str
+    status: str
+    completed_at: float | None
+
+
+class FileRow(TypedDict):
+    id: int
+    account_id: int
+    task_key: str
+    output: str | None
+    name: str
+    store: str
+    location: str
+    url: str
+    size: int
+    content_type: str
+    created_at: float
+    expires_at: float | None
+    listed: bool  # shown by the storage API (its store's ``listed``)
+    counted: bool  # counted in the account's usage (its store's ``counted``)
+
+
+class DeliveryRow(TypedDict):
+    """A due callback delivery, with the account's webhook secrets to sign it."""
+
+    id: int
+    task_key: str
+    account_id: int
+    url: str
+    body: bytes
+    webhook_id: str
+    attempts: int
+    next_at: float
+    state: str
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    webhook_secret: str
+    previous_webhook_secret: str | None  # only while it still signs
+
+
+class DeliveryStateRow(TypedDict):
+    """Where a task's callback stands (``details=true``)."""
+
+    task_key: str
+    url: str
+    state: str
+    attempts: int
+    next_at: float
+    last_status: int | None
+    last_error: str | None
+    webhook_id: str
+
+
+class EventRow(TypedDict):
+    id: int
+    task_key: str
+    task_name: str
+    document: str

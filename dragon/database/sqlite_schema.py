@@ -1,0 +1,144 @@
+"""The SQLite schema: the migrations that build it, in order (the one declared source).
+
+``dragon.database.sqlite.migrate`` runs those a database has not had yet (its
+``PRAGMA user_version`` counts them). ``dragon.database.postgres_schema`` declares the same
+tables and columns for PostgreSQL; ``tests/unit/test_database_schema.py`` checks that the two
+agree.
+"""
+
+from __future__ import annotations
+
+# Each entry migrates the schema from version i to i + 1. Append; never edit a shipped one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        secret_hash BLOB NOT NULL UNIQUE,
+        api_key TEXT NOT NULL UNIQUE,
+        webhook_secret TEXT NOT NULL,
+        referrers TEXT NOT NULL DEFAULT '[]',
+        max_active INTEGER NOT NULL DEFAULT 0,
+        expiration_days INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE tasks (
+        key TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        task_name TEXT NOT NULL,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL,
+        progress REAL,
+        result TEXT,
+        error TEXT,
+        error_code TEXT,
+        queued_at REAL NOT NULL,
+        started_at REAL,
+        completed_at REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        owner TEXT,
+        seq INTEGER NOT NULL
+    );
+    CREATE INDEX tasks_active ON tasks(status, seq) WHERE status IN ('queued', 'executing');
+    CREATE INDEX tasks_account ON tasks(account_id, status);
+    """,
+    """
+    CREATE TABLE files (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        task_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        store TEXT NOT NULL,
+        location TEXT NOT NULL,
+        url TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_type TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        UNIQUE (task_key, name)
+    );
+    CREATE INDEX files_account ON files(account_id, store, task_key);
+    CREATE INDEX files_expiry ON files(expires_at) WHERE expires_at IS NOT NULL;
+    CREATE TABLE usage (
+        account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        bytes INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        task_key TEXT NOT NULL,
+        account_id INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        body BLOB NOT NULL,
+        webhook_id TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        last_status INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX outbox_pending ON outbox(next_at) WHERE state = 'pending';
+    CREATE INDEX outbox_task ON outbox(task_key);
+    """,
+    """
+    ALTER TABLE files ADD COLUMN output TEXT;
+    CREATE UNIQUE INDEX files_output ON files(task_key, output);
+    """,
+    """
+    ALTER TABLE accounts ADD COLUMN previous_webhook_secret TEXT;
+    ALTER TABLE accounts ADD COLUMN previous_webhook_secret_until REAL;
+    """,
+    # Indexes that keep every query flat with months of history: the next sequence number,
+    # ended tasks by age (retention), files by location (the file server), by URL (deletes)
+    # and by age (account expiration); per-account create rates.
+    """
+    CREATE INDEX tasks_seq ON tasks(seq);
+    CREATE INDEX tasks_completed ON tasks(completed_at) WHERE completed_at IS NOT NULL;
+    CREATE INDEX files_location ON files(location);
+    CREATE INDEX files_url ON files(url);
+    CREATE INDEX files_created ON files(account_id, store, created_at);
+    ALTER TABLE accounts ADD COLUMN create_rate REAL;
+    """,
+    # The event feed (/v2/events): one row per recorded status change, written in the
+    # transaction of the change; ``id`` is the feed's cursor (AUTOINCREMENT: never reused,
+    # even once pruning empties the table). ``event_horizon`` remembers the newest pruned
+    # id, so a cursor older than retention is told so instead of silently skipping.
+    # ``tasks.diagnostics``: why a failed task failed (stage, tool argv, stderr...).
+    """
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        task_key TEXT NOT NULL,
+        task_name TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        document TEXT NOT NULL
+    );
+    CREATE INDEX events_account ON events(account_id, id);
+    CREATE TABLE event_horizon (pruned_through INTEGER NOT NULL);
+    INSERT INTO event_horizon (pruned_through) VALUES (0);
+    ALTER TABLE tasks ADD COLUMN diagnostics TEXT;
+    """,
+    # Deleting an account deletes its undelivered callbacks without a scan.
+    """
+    CREATE INDEX outbox_account ON outbox(account_id);
+    """,
+    # Bumped by every transaction that deletes tasks (retention, a deleted account) or
+    # ends an ended task again: a poll answered from cached documents of ended tasks reads
+    # this one number instead of their rows.
+    """
+    CREATE TABLE ended_changes (count INTEGER NOT NULL);
+    INSERT INTO ended_changes (count) VALUES (0);
+    """,
+    # Store policy kept with each file: ``listed`` (the storage API shows it) and
+    # ``counted`` (its size is in the account's usage), from the store's class when the file
+    # is recorded. Files recorded before were listed and counted exactly when persistent.
+    """
+    ALTER TABLE files ADD COLUMN listed BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE files ADD COLUMN counted BOOLEAN NOT NULL DEFAULT FALSE;
+    UPDATE files SET listed = (store = 'persistent'), counted = (store = 'persistent');
+    DROP INDEX files_account;
+    DROP INDEX files_created;
+    CREATE INDEX files_listed ON files(account_id, listed, task_key);
+    CREATE INDEX files_listed_created ON files(account_id, listed, created_at);
+    """,
+)
