@@ -14,8 +14,15 @@ import orjson
 from aiohttp import web
 
 from dragon.database.interface import Busy, DiskFull
-from dragon.engine.service import AccountLimit, Overloaded
-from dragon.errors import RequestError
+from dragon.errors import (
+    LowDisk,
+    Overloaded,
+    Refused,
+    RequestError,
+    SecretRequired,
+    TooManyActive,
+    Unauthorized,
+)
 
 log = logging.getLogger("dragon.http")
 
@@ -71,6 +78,33 @@ def error_response(
     )
 
 
+def refused_response(exc: Refused) -> web.Response:
+    """The HTTP answer to a request the engine refused (docs/api.md, docs/compat.md)."""
+    if isinstance(exc, Unauthorized):
+        return error_response(
+            401,
+            "authorization",
+            exc.description,
+            exc.source or "header",
+            {"WWW-Authenticate": "Secret"},
+        )
+    if isinstance(exc, SecretRequired):
+        return error_response(403, "authorization", exc.description, exc.source, {})
+    if isinstance(exc, TooManyActive):  # 401, as the original service answered it
+        return error_response(401, "tasks", exc.description, headers={"Retry-After": "10"})
+    if isinstance(exc, Overloaded):
+        return error_response(503, "tasks", exc.description, headers={"Retry-After": "5"})
+    if isinstance(exc, LowDisk):
+        return error_response(
+            503,
+            "disk",
+            exc.description,
+            "server",
+            {"Retry-After": "60"},
+        )
+    raise TypeError(f"no HTTP answer for {type(exc).__name__}")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
     if request.method == "OPTIONS":
@@ -84,10 +118,8 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         )
         if exc.status == 408:  # the client stalled: do not wait for the rest of its body
             response.force_close()
-    except AccountLimit as exc:
-        response = error_response(401, "tasks", str(exc), headers={"Retry-After": "10"})
-    except Overloaded as exc:
-        response = error_response(503, "tasks", str(exc), headers={"Retry-After": "5"})
+    except Refused as exc:
+        response = refused_response(exc)
     except Busy:
         response = error_response(
             503, "database", "the database is busy; retry shortly", headers={"Retry-After": "1"}

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from dragon.engine.events import CursorGone, EventFeed
 from dragon.errors import RequestError
+from dragon.handlers.credentials import credentials_of
 from dragon.handlers.errors import CORS_HEADERS
 from dragon.handlers.request import truthy
 from dragon.handlers.state import state
@@ -46,7 +47,7 @@ def feed(request: web.Request) -> EventFeed:
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    account = await state(request).auth.authenticate(request, {})
+    account = await state(request).auth.authenticate(credentials_of(request, {}))
     sse = "text/event-stream" in request.headers.get("Accept", "")
     after = cursor(request, sse)
     follow = truthy(request.query.get("follow", ""))

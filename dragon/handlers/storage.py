@@ -14,6 +14,7 @@ from aiohttp import web
 
 from dragon.engine.storage import NoSuchPath
 from dragon.errors import RequestError
+from dragon.handlers.credentials import credentials_of
 from dragon.handlers.request import json_body, json_response, truthy
 from dragon.handlers.state import state
 
@@ -32,7 +33,7 @@ def _date(name: str, value) -> float:
 
 async def list_files(request: web.Request) -> web.Response:
     st = state(request)
-    account = await st.auth.authenticate(request)
+    account = await st.auth.authenticate(credentials_of(request))
     path = request.match_info.get("path", "")
     try:
         recursive = truthy(request.query.get("recursive", ""))
@@ -45,7 +46,9 @@ async def list_files(request: web.Request) -> web.Response:
 async def delete_files(request: web.Request) -> web.Response:
     st = state(request)
     body = await json_body(request)
-    account = await st.auth.authenticate(request, body, secret_only="deleting files")
+    account = await st.auth.authenticate(
+        credentials_of(request, body), secret_only="deleting files"
+    )
     options = {**request.query, **body}
     urls = options.get("urls")
     if urls is not None:
@@ -77,7 +80,7 @@ async def expiration(request: web.Request) -> web.Response:
     st = state(request)
     body = await json_body(request)
     changing = "changing the expiration" if request.method == "POST" else None
-    account = await st.auth.authenticate(request, body, secret_only=changing)
+    account = await st.auth.authenticate(credentials_of(request, body), secret_only=changing)
     if request.method == "POST":
         given: Any = body.get("days", request.query.get("days"))
         try:

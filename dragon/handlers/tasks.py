@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from dragon.engine.documents import in_version
-from dragon.engine.service import Overloaded
-from dragon.errors import RequestError
+from dragon.errors import Overloaded, RequestError
+from dragon.handlers.credentials import credentials_of
 from dragon.handlers.errors import CORS_HEADERS
 from dragon.handlers.request import json_body, json_response, truthy
 from dragon.handlers.state import state
@@ -71,7 +71,7 @@ def option(request: web.Request, body: dict, name: str) -> bool:
 
 
 async def authenticated(request: web.Request, body: dict):
-    return await state(request).auth.authenticate(request, body)
+    return await state(request).auth.authenticate(credentials_of(request, body))
 
 
 def check_rate(request: web.Request, account, cost: int) -> None:
