@@ -320,9 +320,11 @@ class Scheduler:
         self.bus.publish(run.key, run.document)
         return row
 
-    async def _outcome(self, run: Run, row: Row, params: dict[str, Any]) -> object:
+    async def _outcome(self, run: Run, row: Row, params: object) -> object:
         """Load the parameters, run the task's code under its timeout, and return its
         result with its outputs and warnings."""
+        if not isinstance(params, dict):  # a create stores JSON objects only
+            raise TypeError(f"the parameters of task {run.key} are not a JSON object")
         spec = self.registry.get(row["task_name"])
         if spec is None:
             raise errors.ParameterError.one("task_name", f"unknown task {row['task_name']!r}")
@@ -390,7 +392,7 @@ class Scheduler:
     async def _finish(
         self,
         key: str,
-        params: dict[str, Any] | str,
+        params: object,
         state: str,
         result: object,
         error: object,
