@@ -6,7 +6,8 @@ so clients can branch on it. Anything else that escapes a task is logged with it
 traceback and reported as ``internal_error``.
 
 A request the engine refuses raises a ``Refused`` exception that says what happened
-(``Unauthorized``, ``SecretRequired``, ``Overloaded``, ``TooManyActive``, ``LowDisk``),
+(``Unauthorized``, ``SecretRequired``, ``RateLimited``, ``Overloaded``, ``TooManyActive``,
+``LowDisk``),
 in the engine's words: no status code, no header. ``dragon.handlers.errors`` is the one
 place that turns them into HTTP answers.
 """
@@ -104,7 +105,11 @@ class RequestError(Exception):
 
 
 class Refused(Exception):
-    """A request the engine will not carry out; ``str(exc)`` says why, for people."""
+    """A request the engine will not carry out; ``description`` says why, for people.
+
+    ``retry_after`` is set (in seconds) when the same request may succeed later."""
+
+    retry_after: float | None = None
 
     def __init__(self, description: str) -> None:
         super().__init__(description)
@@ -130,14 +135,28 @@ class SecretRequired(Refused):
         self.source = source
 
 
+class RateLimited(Refused):
+    """The account creates faster than its rate: its bucket refills in ``retry_after``."""
+
+    def __init__(self, description: str, retry_after: float) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
 class Overloaded(Refused):
     """The server takes no task now: its queue is full, or it is shutting down."""
+
+    retry_after = 5.0
 
 
 class TooManyActive(Refused):
     """The account has as many queued and executing tasks as it may: retry when some end."""
 
+    retry_after = 10.0
+
 
 class LowDisk(Refused):
     """The data disk is below its reserve: nothing was created, since a task could not
     write its output nor even its end."""
+
+    retry_after = 60.0

@@ -112,7 +112,6 @@ class Queues(Protocol):
     def lanes(self) -> Mapping[str, Lane]: ...
     @property
     def runs(self) -> Mapping[str, Run]: ...
-    def lane_of(self, task_name: str) -> str: ...
 
 
 class QueueEstimates:
@@ -147,7 +146,7 @@ class QueueEstimates:
         typical = await self._typical_times()
         # The awaits above let tasks start meanwhile: keep only those still queued here.
         queued = self._queued_here(queued.values())
-        names = {key: self.queues.runs[key].task_name for key in queued}
+        runs = self.queues.runs
         known = [t for t in typical.values() if t is not None]
         fallback = statistics.median(known) if known else 0.0
 
@@ -155,12 +154,12 @@ class QueueEstimates:
             value = typical.get(name)
             return fallback if value is None else value
 
-        for lane_name, lane in self.queues.lanes.items():
-            wanted = {key for key in queued if self.queues.lane_of(names[key]) == lane_name}
+        for lane in self.queues.lanes.values():
+            wanted = {key for key in queued if runs[key].lane is lane}
             if wanted:
                 found = self._replay(lane, wanted, now, duration)
                 for key, (position, start) in found.items():
-                    own = typical.get(names[key])
+                    own = typical.get(runs[key].task_name)
                     queued[key]["queue_position"] = position
                     queued[key]["eta"] = documents.iso(start + own) if own is not None else None
 
@@ -191,7 +190,7 @@ class QueueEstimates:
         running = [
             (run.slot.account_id, run.started + duration(run.task_name))
             for run in runs.values()
-            if run.slot is not None and run.slot.lane is lane and run.slot.held
+            if run.slot is not None and run.lane is lane and run.slot.held
         ]
         state = LaneState(lane.capacity, ring, items, running, lane.resuming_accounts())
 

@@ -24,7 +24,7 @@ class Run:
 
     key: str
     task_name: str  # "" for a key found in a lane without having been queued by name
-    lane: Lane
+    lane: Lane  # where it waits, then runs
     slot: Slot | None = None  # held from dispatch to the end
     started: float = 0.0  # wall-clock time of the dispatch, for expected ends
     task: asyncio.Task[None] | None = None

@@ -7,6 +7,7 @@ Request-level problems use the Dragon API's shape (Cornice's):
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import time
 
@@ -17,6 +18,7 @@ from dragon.database.interface import Busy, DiskFull
 from dragon.errors import (
     LowDisk,
     Overloaded,
+    RateLimited,
     Refused,
     RequestError,
     SecretRequired,
@@ -80,29 +82,25 @@ def error_response(
 
 def refused_response(exc: Refused) -> web.Response:
     """The HTTP answer to a request the engine refused (docs/api.md, docs/compat.md)."""
+    headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
-        return error_response(
-            401,
-            "authorization",
-            exc.description,
-            exc.source or "header",
-            {"WWW-Authenticate": "Secret"},
-        )
-    if isinstance(exc, SecretRequired):
-        return error_response(403, "authorization", exc.description, exc.source, {})
-    if isinstance(exc, TooManyActive):  # 401, as the original service answered it
-        return error_response(401, "tasks", exc.description, headers={"Retry-After": "10"})
-    if isinstance(exc, Overloaded):
-        return error_response(503, "tasks", exc.description, headers={"Retry-After": "5"})
-    if isinstance(exc, LowDisk):
-        return error_response(
-            503,
-            "disk",
-            exc.description,
-            "server",
-            {"Retry-After": "60"},
-        )
-    raise TypeError(f"no HTTP answer for {type(exc).__name__}")
+        status, name, location = 401, "authorization", exc.source or "header"
+        headers["WWW-Authenticate"] = "Secret"
+    elif isinstance(exc, SecretRequired):
+        status, name, location = 403, "authorization", exc.source
+    elif isinstance(exc, TooManyActive):  # 401, as the original service answered it
+        status, name, location = 401, "tasks", "body"
+    elif isinstance(exc, RateLimited):
+        status, name, location = 429, "tasks", "body"
+    elif isinstance(exc, Overloaded):
+        status, name, location = 503, "tasks", "body"
+    elif isinstance(exc, LowDisk):
+        status, name, location = 503, "disk", "server"
+    else:
+        raise TypeError(f"no HTTP answer for {type(exc).__name__}")
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    return error_response(status, name, exc.description, location, headers)
 
 
 @web.middleware

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from typing import Any
 
 from aiohttp import web
 
 from dragon.engine.documents import in_version
-from dragon.errors import Overloaded, RequestError
+from dragon.errors import Overloaded, RateLimited, RequestError
 from dragon.handlers.credentials import credentials_of
 from dragon.handlers.errors import CORS_HEADERS
 from dragon.handlers.request import json_body, json_response, truthy
@@ -77,12 +76,7 @@ async def authenticated(request: web.Request, body: dict):
 def check_rate(request: web.Request, account, cost: int) -> None:
     wait = state(request).buckets.take(f"account:{account.id}", cost, account.create_rate)
     if wait:
-        raise RequestError(
-            "tasks",
-            f"too many creates; retry in {wait:.1f} s",
-            status=429,
-            headers={"Retry-After": str(math.ceil(wait))},
-        )
+        raise RateLimited(f"too many creates; retry in {wait:.1f} s", wait)
 
 
 async def _creating(request: web.Request) -> tuple[Any, Any, dict, list[dict]]:

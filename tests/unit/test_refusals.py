@@ -14,6 +14,7 @@ from dragon.engine.auth import Authenticator, Credentials, digest
 from dragon.errors import (
     LowDisk,
     Overloaded,
+    RateLimited,
     Refused,
     SecretRequired,
     TooManyActive,
@@ -51,6 +52,8 @@ async def answer(exc: Exception) -> web.Response:
         (SecretRequired("deleting files needs the secret key", "querystring"), 403,
          "querystring", "authorization", {}),
         (TooManyActive("account limit reached"), 401, "body", "tasks", {"Retry-After": "10"}),
+        (RateLimited("too many creates; retry in 1.2 s", 1.2), 429, "body", "tasks",
+         {"Retry-After": "2"}),
         (Overloaded("the task queue is full; retry later"), 503, "body", "tasks",
          {"Retry-After": "5"}),
         (LowDisk("the disk is low; nothing was created, retry later"), 503, "server", "disk",
