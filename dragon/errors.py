@@ -7,7 +7,7 @@ traceback and reported as ``internal_error``.
 
 A request the engine refuses raises a ``Refused`` exception that says what happened
 (``Unauthorized``, ``SecretRequired``, ``RateLimited``, ``Overloaded``, ``TooManyActive``,
-``LowDisk``),
+``LowDisk``, ``NoSuchPath``, ``CursorGone``),
 in the engine's words: no status code, no header. ``dragon.handlers.errors`` is the one
 place that turns them into HTTP answers.
 """
@@ -153,6 +153,14 @@ class TooManyActive(Refused):
     """The account has as many queued and executing tasks as it may: retry when some end."""
 
     retry_after = 10.0
+
+
+class NoSuchPath(Refused):
+    """Nothing is stored at or under the storage path asked for."""
+
+
+class CursorGone(Refused):
+    """The event feed's cursor is older than its retention: events after it were deleted."""
 
 
 class LowDisk(Refused):

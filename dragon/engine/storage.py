@@ -13,11 +13,8 @@ from typing import Any
 
 from dragon.database.interface import Database, Row
 from dragon.engine.auth import Account
+from dragon.errors import NoSuchPath
 from dragon.stores import Stores
-
-
-class NoSuchPath(Exception):
-    """Nothing is stored at or under the path asked for (HTTP 404)."""
 
 
 def file_name(row: Row) -> str:

@@ -16,7 +16,9 @@ from aiohttp import web
 
 from dragon.database.interface import Busy, DiskFull
 from dragon.errors import (
+    CursorGone,
     LowDisk,
+    NoSuchPath,
     Overloaded,
     RateLimited,
     Refused,
@@ -96,6 +98,10 @@ def refused_response(exc: Refused) -> web.Response:
         status, name, location = 503, "tasks", "body"
     elif isinstance(exc, LowDisk):
         status, name, location = 503, "disk", "server"
+    elif isinstance(exc, NoSuchPath):
+        status, name, location = 404, "url", "path"
+    elif isinstance(exc, CursorGone):
+        status, name, location = 410, "after", "querystring"
     else:
         raise TypeError(f"no HTTP answer for {type(exc).__name__}")
     if exc.retry_after is not None:

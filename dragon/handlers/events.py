@@ -13,7 +13,7 @@ import contextlib
 
 from aiohttp import web
 
-from dragon.engine.events import CursorGone, EventFeed
+from dragon.engine.events import EventFeed
 from dragon.errors import RequestError
 from dragon.handlers.credentials import credentials_of
 from dragon.handlers.errors import CORS_HEADERS
@@ -53,10 +53,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     follow = truthy(request.query.get("follow", ""))
     events_feed = feed(request)
     if after is not None:
-        try:
-            await events_feed.check(after)
-        except CursorGone as exc:
-            raise RequestError("after", str(exc), "querystring", status=410) from None
+        await events_feed.check(after)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8"

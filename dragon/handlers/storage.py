@@ -12,7 +12,6 @@ from typing import Any
 
 from aiohttp import web
 
-from dragon.engine.storage import NoSuchPath
 from dragon.errors import RequestError
 from dragon.handlers.credentials import credentials_of
 from dragon.handlers.request import json_body, json_response, truthy
@@ -35,12 +34,8 @@ async def list_files(request: web.Request) -> web.Response:
     st = state(request)
     account = await st.auth.authenticate(credentials_of(request))
     path = request.match_info.get("path", "")
-    try:
-        recursive = truthy(request.query.get("recursive", ""))
-        listing = await st.storage.listing(account, path, recursive)
-    except NoSuchPath as exc:
-        raise web.HTTPNotFound(reason=str(exc)) from None
-    return json_response(listing)
+    recursive = truthy(request.query.get("recursive", ""))
+    return json_response(await st.storage.listing(account, path, recursive))
 
 
 async def delete_files(request: web.Request) -> web.Response:

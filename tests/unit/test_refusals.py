@@ -12,7 +12,9 @@ from aiohttp.test_utils import make_mocked_request
 
 from dragon.engine.auth import Authenticator, Credentials, digest
 from dragon.errors import (
+    CursorGone,
     LowDisk,
+    NoSuchPath,
     Overloaded,
     RateLimited,
     Refused,
@@ -58,6 +60,8 @@ async def answer(exc: Exception) -> web.Response:
          {"Retry-After": "5"}),
         (LowDisk("the disk is low; nothing was created, retry later"), 503, "server", "disk",
          {"Retry-After": "60"}),
+        (NoSuchPath("no file or directory 'x/y'"), 404, "path", "url", {}),
+        (CursorGone("events before 12 were deleted"), 410, "querystring", "after", {}),
     ],
 )  # fmt: skip
 async def test_each_refusal_has_its_answer(
