@@ -3,9 +3,10 @@
 The scheduler keeps a ``Run`` for each key from the moment it is queued here until its
 task has ended (or gone back to the queue at shut-down). Everything known about that task
 on this node lives in it: where it waits or runs, its slot, the asyncio task running it,
-its ``TaskContext``, its latest status document and the progress not yet written. Queue
-positions, cluster adoption and the health counts read these records through small
-protocols (``queue_position.Queues``, ``cluster.Member``), never the scheduler itself.
+its ``TaskContext``, its latest status document and the progress not yet written. The
+others read the scheduler through small protocols, never its internals: the service
+(``service.TaskQueue``), queue positions (``queue_position.Queues``), the cluster's
+adoption of claimed tasks (``cluster.Member``) and the health check (``scheduler.Load``).
 """
 
 from __future__ import annotations
