@@ -4,11 +4,18 @@ A task raises ``TaskError`` (or ``ParameterError``) for anything a user can act 
 ``code`` lands unchanged in the status document's ``error_code`` and in the errback body,
 so clients can branch on it. Anything else that escapes a task is logged with its
 traceback and reported as ``internal_error``.
+
+A request the engine refuses raises a ``Refused`` exception that says what happened
+(``Unauthorized``, ``SecretRequired``, ``RateLimited``, ``Overloaded``, ``TooManyActive``,
+``LowDisk``, ``NoSuchPath``, ``CursorGone``),
+in the engine's words: no status code, no header. ``dragon.handlers.errors`` is the one
+place that turns them into HTTP answers.
 """
 
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 # Stable machine words for ``error_code``. Add to this list; never rename an entry.
 PARAMETERS = "parameters"
@@ -48,7 +55,7 @@ class TaskError(Exception):
     """
 
     stage: str | None = None
-    tool: dict[str, object] | None = None
+    tool: dict[str, Any] | None = None
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -58,7 +65,7 @@ class TaskError(Exception):
     def __str__(self) -> str:
         return self.message
 
-    def __reduce__(self) -> tuple[type[TaskError], tuple[object, ...]]:
+    def __reduce__(self) -> tuple[type[Exception], tuple[object, ...]]:
         # So a TaskError raised in a process-pool worker arrives whole in the server.
         return (self.__class__, (self.code, self.message))
 
@@ -70,7 +77,7 @@ class ParameterError(TaskError):
         super().__init__(PARAMETERS, "invalid parameters")
         self.fields = fields
 
-    def __reduce__(self) -> tuple[type[TaskError], tuple[object, ...]]:
+    def __reduce__(self) -> tuple[type[Exception], tuple[object, ...]]:
         return (self.__class__, (self.fields,))
 
     @classmethod
@@ -95,3 +102,69 @@ class RequestError(Exception):
         self.location = location
         self.status = status
         self.headers = headers or {}
+
+
+class Refused(Exception):
+    """A request the engine will not carry out; ``description`` says why, for people.
+
+    ``retry_after`` is set (in seconds) when the same request may succeed later."""
+
+    retry_after: float | None = None
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class Unauthorized(Refused):
+    """No credential, or one that names no account, or an api key used from a referrer
+    the account does not list. ``source`` is where the credential at fault was presented
+    (as the caller labelled it when it located the credential), None when none was."""
+
+    def __init__(self, description: str, source: str | None = None) -> None:
+        super().__init__(description)
+        self.source = source
+
+
+class SecretRequired(Refused):
+    """An api key (public in web pages) was presented for an action that needs the
+    secret key, such as deleting files. ``source`` is where the api key was presented."""
+
+    def __init__(self, description: str, source: str) -> None:
+        super().__init__(description)
+        self.source = source
+
+
+class RateLimited(Refused):
+    """The account creates faster than its rate: its bucket refills in ``retry_after``."""
+
+    def __init__(self, description: str, retry_after: float) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
+class Overloaded(Refused):
+    """The server takes no task now: its queue is full, or it is shutting down."""
+
+    retry_after = 5.0
+
+
+class TooManyActive(Refused):
+    """The account has as many queued and executing tasks as it may: retry when some end."""
+
+    retry_after = 10.0
+
+
+class NoSuchPath(Refused):
+    """Nothing is stored at or under the storage path asked for."""
+
+
+class CursorGone(Refused):
+    """The event feed's cursor is older than its retention: events after it were deleted."""
+
+
+class LowDisk(Refused):
+    """The data disk is below its reserve: nothing was created, since a task could not
+    write its output nor even its end."""
+
+    retry_after = 60.0

@@ -2,7 +2,9 @@
 
 Secrets are never stored: accounts keep SHA-256 digests, and a presented secret is found by
 its digest, so no comparison ever runs over the secret itself and its length leaks nothing.
-Any malformed credential (non-ASCII included) is simply not found: 401, never 500.
+Any malformed credential (non-ASCII included) is simply not found (``Unauthorized``),
+never an internal error. Finding the credentials in a request is the handlers' part
+(``dragon.handlers.credentials``); the engine receives them as ``Credentials``.
 The api key is public by design (it ships in web pages); it only works from the referrers
 the account lists, which a browser enforces and anyone else can forge (docs/security.md).
 """
@@ -19,13 +21,12 @@ import re
 import secrets
 import string
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from dragon.database.interface import Database
-from dragon.errors import RequestError
+from dragon.database.interface import Database, Row
+from dragon.errors import SecretRequired, Unauthorized
 
 CACHE_SECONDS = 1.0
 
@@ -58,7 +59,7 @@ def digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
-def account_from_row(row: Any) -> Account:
+def account_from_row(row: Row) -> Account:
     return Account(
         row["id"],
         row["name"],
@@ -127,44 +128,21 @@ def referrer_allowed(patterns: tuple[str, ...], referrer: str | None) -> bool:
     return False
 
 
-def credentials(headers: Any, query: Any, body: Any) -> tuple[str | None, str | None]:
-    """The (secret, api_key) a request presents, from the header, body or query string."""
-    (secret, _), (api_key, _) = located_credentials(headers, query, body)
-    return secret, api_key
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """What a request presents, already located by the caller (``dragon.handlers``).
 
+    ``secret_at`` and ``api_key_at`` label where each was found; the engine does not read
+    them, it only hands the label of the credential at fault back in ``Unauthorized`` or
+    ``SecretRequired``, so the caller can say where the bad one was. ``referrer`` is the
+    site the request says it comes from, which an api key must be allowed from.
+    """
 
-def located_credentials(
-    headers: Any, query: Any, body: Any
-) -> tuple[tuple[str | None, str], tuple[str | None, str]]:
-    """``((secret, where), (api_key, where))``: each credential with the place it came from,
-    ``header``, ``body`` or ``querystring`` (the ``location`` a 401 names). The header wins,
-    then the body, then the query string."""
-    secret = api_key = None
-    secret_at = api_key_at = "header"
-    header = headers.get("Authorization", "")
-    if header:
-        scheme, _, value = header.strip().partition(" ")
-        value = value.strip()
-        if scheme.lower() == "secret" and value:
-            secret = value
-        elif scheme.lower() in ("api-key", "apikey", "api_key") and value:
-            api_key = value
-        elif not value:
-            secret = scheme  # a bare secret with no scheme, seen in the wild (docs/compat.md)
-    if isinstance(body, dict):
-        if secret is None and isinstance(body.get("secret"), str):
-            secret, secret_at = body["secret"], "body"
-        if api_key is None and isinstance(body.get("api_key"), str):
-            api_key, api_key_at = body["api_key"], "body"
-    if secret is None and query.get("secret"):
-        secret, secret_at = query.get("secret"), "querystring"
-    if api_key is None and query.get("api_key"):
-        api_key, api_key_at = query.get("api_key"), "querystring"
-    return (secret, secret_at), (api_key, api_key_at)
-
-
-def unauthorized(description: str, location: str = "header") -> RequestError:
-    return RequestError("authorization", description, location, status=401)
+    secret: str | None = None
+    api_key: str | None = None
+    secret_at: str = "header"
+    api_key_at: str = "header"
+    referrer: str | None = None
 
 
 class Authenticator:
@@ -197,40 +175,41 @@ class Authenticator:
         self._cache = {k: v for k, v in self._cache.items() if v[1].id != account.id}
 
     async def authenticate(
-        self, request: Any, body: Any = None, secret_only: str | None = None
+        self, credentials: Credentials, secret_only: str | None = None
     ) -> Account:
-        """The calling account; 401 without valid credentials.
+        """The calling account; ``Unauthorized`` without valid credentials.
 
         ``secret_only`` names an action the api key may not do (it is public in web pages):
-        deleting files, changing their expiration. An api key then gets 403.
+        deleting files, changing their expiration. An api key then raises ``SecretRequired``.
         """
-        (secret, secret_at), (api_key, api_key_at) = located_credentials(
-            request.headers, request.query, body
-        )
-        if secret:
-            account = await self._lookup("secret", secret)
+        if credentials.secret:
+            account = await self._lookup("secret", credentials.secret)
             if account is None:
-                raise unauthorized("invalid secret key", secret_at)
+                raise Unauthorized("invalid secret key", credentials.secret_at)
             return account
-        if api_key:
-            account = await self._lookup("api_key", api_key)
-            if account is None:
-                raise unauthorized("invalid api key", api_key_at)
-            if secret_only:
-                raise RequestError(
-                    "authorization",
-                    f"{secret_only} needs the secret key; an"
-                    " api key is public in web pages and cannot",
-                    api_key_at,
-                    status=403,
-                )
-            referrer = request.headers.get("Origin") or request.headers.get("Referer")
-            if not referrer_allowed(account.referrers, referrer):
-                raise unauthorized(
-                    f"referrer {referrer!r} is not in this account's whitelist"
-                    if referrer
-                    else "api key authentication needs a Referer header",
-                    api_key_at,
-                )
-            return account
-        raise unauthorized("credentials are missing: pass a secret key or an api key")
+        if credentials.api_key:
+            return await self._by_api_key(credentials, secret_only)
+        raise Unauthorized("credentials are missing: pass a secret key or an api key")
+
+    async def _by_api_key(self, credentials: Credentials, secret_only: str | None) -> Account:
+        """The account of an api key, used from a referrer it allows, for an action an api
+        key may do."""
+        assert credentials.api_key is not None
+        source = credentials.api_key_at
+        account = await self._lookup("api_key", credentials.api_key)
+        if account is None:
+            raise Unauthorized("invalid api key", source)
+        if secret_only:
+            raise SecretRequired(
+                f"{secret_only} needs the secret key; an api key is public in web pages and cannot",
+                source,
+            )
+        referrer = credentials.referrer
+        if not referrer_allowed(account.referrers, referrer):
+            raise Unauthorized(
+                f"referrer {referrer!r} is not in this account's whitelist"
+                if referrer
+                else "api key authentication needs a Referer header",
+                source,
+            )
+        return account

@@ -34,12 +34,13 @@ import hmac
 import logging
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from dragon import errors
 from dragon.config import Settings
-from dragon.database.interface import Busy, Database, DiskFull
+from dragon.database.interface import Busy, Database, DiskFull, Row
 from dragon.engine import metrics
 from dragon.runtime.background import BackgroundLoop
 
@@ -78,14 +79,22 @@ def retry_delay(first: float, attempts: int) -> float:
     return first * BACKOFF_FACTOR ** (attempts - 1)
 
 
+class Sender(Protocol):
+    """How a delivery goes out: one request, through the guarded fetcher in the server."""
+
+    async def send(
+        self, method: str, url: str, *, body: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[int, str]: ...
+
+
 class CallbackSender(BackgroundLoop):
-    def __init__(self, settings: Settings, database: Database, fetcher: Any) -> None:
+    def __init__(self, settings: Settings, database: Database, fetcher: Sender) -> None:
         self.settings = settings
         self.db = database
         self.fetcher = fetcher
         self._wake = asyncio.Event()
         self._inflight: dict[int, asyncio.Task[None]] = {}  # delivery id -> its attempt
-        self._waiting: dict[int, Any] = {}  # due, fetched, not started: id -> row
+        self._waiting: dict[int, Row] = {}  # due, fetched, not started: id -> row
         self._finished: set[int] = set()  # attempts ended during the current pass's read
         self._by_account: Counter[int] = Counter()  # deliveries running, per account
         self._by_receiver: Counter[str] = Counter()
@@ -142,8 +151,29 @@ class CallbackSender(BackgroundLoop):
     async def _claim(self) -> None:
         self._dispatch(await self.db.due_deliveries(time.time(), MAX_PARALLEL))
 
-    def _dispatch(self, due: list[Any]) -> None:
+    def _dispatch(self, due: Sequence[Row]) -> None:
         """Start the waiting deliveries the shares allow, accounts in turn."""
+        self._hold(due)
+        waiting: dict[int, list[Row]] = {}
+        for row in sorted(self._waiting.values(), key=lambda r: r["next_at"]):
+            waiting.setdefault(row["account_id"], []).append(row)
+        while waiting and len(self._inflight) < MAX_PARALLEL:
+            account = min(waiting, key=lambda a: self._served.get(a, 0))
+            rows = waiting.pop(account)
+            if self._by_account[account] >= PER_ACCOUNT:
+                continue
+            chosen = next(
+                (r for r in rows if self._by_receiver[receiver_of(r["url"])] < PER_RECEIVER), None
+            )
+            if chosen is None:
+                continue
+            rows.remove(chosen)
+            if rows:
+                waiting[account] = rows
+            self._start(chosen)
+
+    def _hold(self, due: Sequence[Row]) -> None:
+        """Keep the ``due`` deliveries not sent yet, up to ``WAITING_PER_ACCOUNT`` each."""
         held = Counter(r["account_id"] for r in self._waiting.values())
         for row in due:
             account = row["account_id"]
@@ -154,25 +184,8 @@ class CallbackSender(BackgroundLoop):
             elif row["id"] not in self._inflight and held[account] < WAITING_PER_ACCOUNT:
                 self._waiting[row["id"]] = row
                 held[account] += 1
-        waiting: dict[int, list[Any]] = {}
-        for row in sorted(self._waiting.values(), key=lambda r: r["next_at"]):
-            waiting.setdefault(row["account_id"], []).append(row)
-        while waiting and len(self._inflight) < MAX_PARALLEL:
-            account = min(waiting, key=lambda a: self._served.get(a, 0))
-            rows = waiting.pop(account)
-            if self._by_account[account] >= PER_ACCOUNT:
-                continue
-            row = next(
-                (r for r in rows if self._by_receiver[receiver_of(r["url"])] < PER_RECEIVER), None
-            )
-            if row is None:
-                continue
-            rows.remove(row)
-            if rows:
-                waiting[account] = rows
-            self._start(row)
 
-    def _start(self, row: Any) -> None:
+    def _start(self, row: Row) -> None:
         del self._waiting[row["id"]]
         self._starts += 1
         self._served[row["account_id"]] = self._starts
@@ -180,7 +193,7 @@ class CallbackSender(BackgroundLoop):
         self._by_receiver[receiver_of(row["url"])] += 1
         self._inflight[row["id"]] = asyncio.create_task(self._deliver(row))
 
-    async def _deliver(self, row: Any) -> None:
+    async def _deliver(self, row: Row) -> None:
         try:
             await self._attempt(row)
         except Exception:
@@ -197,14 +210,24 @@ class CallbackSender(BackgroundLoop):
                 del self._by_receiver[receiver]
             self._wake.set()
 
-    async def _record(self, delivery_id: int, *outcome: Any) -> None:
+    async def _record(
+        self,
+        delivery_id: int,
+        state: str,
+        attempts: int,
+        next_at: float,
+        last_status: int | None,
+        last_error: str | None,
+    ) -> None:
         """Record an attempt's outcome, retried while the database is busy or its disk full:
         an attempt made but not recorded would be sent again at every pass meanwhile (the
         delivery keeps its slot until it is recorded)."""
         delay = 0.1
         while True:
             try:
-                return await self.db.record_delivery(delivery_id, *outcome)
+                return await self.db.record_delivery(
+                    delivery_id, state, attempts, next_at, last_status, last_error
+                )
             except (Busy, DiskFull) as exc:
                 log.warning(
                     "could not record callback %s (%s); retrying in %.1f s", delivery_id, exc, delay
@@ -212,7 +235,7 @@ class CallbackSender(BackgroundLoop):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _attempt(self, row: Any) -> None:
+    async def _attempt(self, row: Row) -> None:
         attempts = row["attempts"] + 1
         stamp = int(time.time())
         body = bytes(row["body"])

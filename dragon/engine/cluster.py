@@ -28,10 +28,16 @@ import contextlib
 import logging
 import random
 import time
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
-from dragon.database.interface import Busy, ClusterDatabase
+from dragon.config import Settings
+from dragon.database.interface import Busy, ClusterDatabase, Row
 from dragon.engine import documents
+from dragon.engine.bus import Bus
+from dragon.engine.lanes import Lane
+from dragon.engine.runs import Run
+from dragon.tasks import TaskSpec
 
 log = logging.getLogger("dragon.engine.cluster")
 
@@ -40,10 +46,29 @@ CLAIM_POLL = 0.05  # seconds between claims while queued work may be waiting
 ORPHAN_AGE = 5.0  # seconds after which a claimed task no lane holds is started again
 
 
+class Member(Protocol):
+    """What the cluster needs of this node's scheduler: its lanes and runs, to claim as
+    much as it has room for and to find claimed tasks it does not run."""
+
+    boot_id: str
+    settings: Settings
+    bus: Bus
+    registry: dict[str, TaskSpec]
+    stopping: bool
+
+    @property
+    def lanes(self) -> Mapping[str, Lane]: ...
+    @property
+    def runs(self) -> Mapping[str, Run]: ...
+    def lane_of(self, task_name: str) -> str: ...
+    def enqueue(self, account_id: int, key: str, task_name: str) -> None: ...
+    async def recover(self, rows: Sequence[Row] | None = None) -> None: ...
+
+
 class Cluster:
-    def __init__(self, scheduler: Any) -> None:
+    def __init__(self, scheduler: Member, database: ClusterDatabase) -> None:
         self.scheduler = scheduler
-        self.db: ClusterDatabase = scheduler.db
+        self.db = database
         self.bus = scheduler.bus
         self.settings = scheduler.settings
         self.name = self.settings.node
@@ -172,8 +197,7 @@ class Cluster:
         """
         scheduler = self.scheduler
         rows = await self.db.owned_tasks(scheduler.boot_id, time.time() - ORPHAN_AGE)
-        known = scheduler.running.keys() | scheduler.names.keys()
-        orphans = [row for row in rows if row["key"] not in known]
+        orphans = [row for row in rows if row["key"] not in scheduler.runs]
         if orphans:
             log.warning("%d claimed tasks were not running here: starting them", len(orphans))
         for row in orphans:

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from dragon import errors
+from dragon.database.interface import Row
 from dragon.runtime.tool_versions import tool_versions
+from dragon.tasks.context import TaskContext
 
 QUERY = re.compile(r"(\w+://[^\s?\"']+)\?[^\s\"']*")
 
@@ -38,7 +40,11 @@ def tool_section(tool: dict[str, Any], tmpdir: Path, tmp_root: Path) -> dict[str
 
 
 async def diagnose(
-    exc: BaseException, ctx: Any, tmpdir: Path, tmp_root: Path, stage: str | None = None
+    exc: BaseException,
+    ctx: TaskContext | None,
+    tmpdir: Path,
+    tmp_root: Path,
+    stage: str | None = None,
 ) -> dict[str, Any]:
     """The diagnostics of a failure: ``stage``, ``tool`` (or None) and ``versions``.
 
@@ -48,7 +54,7 @@ async def diagnose(
     """
     tool = exc.tool if isinstance(exc, errors.TaskError) else None
     found = exc.stage if isinstance(exc, errors.TaskError) else None
-    failed_run = getattr(ctx, "failed_run", None)
+    failed_run = None if ctx is None else ctx.failed_run
     if stage is None and found is None and tool is None and failed_run is not None:
         found, tool = failed_run
     return {
@@ -58,7 +64,7 @@ async def diagnose(
     }
 
 
-async def diagnostics_of(row: Any, stored: dict[str, Any] | None) -> dict[str, Any]:
+async def diagnostics_of(row: Row, stored: dict[str, Any] | None) -> dict[str, Any]:
     """A failed task's diagnostics as ``details=true`` shows them, with its ``attempts``.
 
     A task refused at creation (its parameters) or given up after interruptions has none

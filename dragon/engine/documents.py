@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from dragon.database.interface import Row
+
 SECRET_NAME = re.compile(r"secret|token|password|passwd|key$|signature|credential", re.I)
 MASK = "********"
 
@@ -28,7 +30,7 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def from_json(value: Any) -> Any:
+def from_json(value: object) -> object:
     """A JSON column's value (rows keep ``params``, ``result`` and ``error`` as JSON text)."""
     if value is None or not isinstance(value, str | bytes):
         return value
@@ -45,8 +47,8 @@ def progress(status: str, stored: float | None) -> float:
     return 0.0
 
 
-def document(row: Any, version: int = 2) -> dict[str, Any]:
-    """Build the status document from a tasks row (sqlite3.Row or dict)."""
+def document(row: Row, version: int = 2) -> dict[str, Any]:
+    """Build the status document from a tasks row (a backend's row, or a dict)."""
     events = {"queued": iso(row["queued_at"])}
     if row["started_at"] is not None:
         events["started"] = iso(row["started_at"])
@@ -96,10 +98,16 @@ class EndedDocuments:
         return key in self._docs
 
     def confirm(
-        self, key: str, completed_at: float, account_id: int, changes: int, version: int = 2
+        self,
+        key: str,
+        completed_at: float | None,
+        account_id: int,
+        changes: int,
+        version: int = 2,
     ) -> dict[str, Any] | None:
         """A read of ``account_id``'s rows, begun when the count was ``changes``, found
-        ``key`` ended at ``completed_at``: its cached document (a copy), if it ended then."""
+        ``key`` ended at ``completed_at`` (None: not ended): its cached document (a copy),
+        if it ended then."""
         hit = self._docs.get(key)
         if hit is None or hit[0] != completed_at:
             return None
@@ -119,7 +127,7 @@ class EndedDocuments:
             docs[key] = in_version({**hit[1]}, version)
         return docs
 
-    def document(self, row: Any, version: int = 2) -> dict[str, Any]:
+    def document(self, row: Row, version: int = 2) -> dict[str, Any]:
         """``document(row, version)``, a copy the caller may change."""
         if row["status"] not in ("success", "error"):
             return document(row, version)
@@ -141,12 +149,12 @@ def in_version(doc: dict[str, Any], version: int) -> dict[str, Any]:
     return doc
 
 
-def ndjson_line(value: Any) -> bytes:
+def ndjson_line(value: object) -> bytes:
     """``value`` as one line of a status stream (NDJSON)."""
     return orjson.dumps(value) + b"\n"
 
 
-def mask(value: Any, name: str = "") -> Any:
+def mask(value: object, name: str = "") -> object:
     """Parameters with secrets and tokens replaced, for ``details=true``."""
     if isinstance(value, dict):
         return {k: mask(v, k) for k, v in value.items()}

@@ -11,7 +11,7 @@ A reader catches up from its cursor by reading the table; a follower then waits 
 bus for the next commit (or ``RECHECK_SECONDS``) and reads again, so a slow follower
 costs a flag, not a queue.
 Events older than ``events_days`` are pruned by the sweeper; a cursor that points before
-what was pruned gets ``CursorGone`` (HTTP 410) rather than a silent gap.
+what was pruned gets ``CursorGone`` rather than a silent gap.
 """
 
 from __future__ import annotations
@@ -23,15 +23,12 @@ import orjson
 
 from dragon.database.interface import Database, Row
 from dragon.engine.bus import Bus
+from dragon.errors import CursorGone
 
 PAGE = 500
 # A follower reads the table again after this long without a wake-up: changes committed by
 # another node (PostgreSQL) or process reach it even if nothing woke this node's bus.
 RECHECK_SECONDS = 2.0
-
-
-class CursorGone(Exception):
-    """The cursor is older than the feed's retention: events after it were deleted."""
 
 
 def feed_line(row: Row) -> tuple[int, bytes]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Container
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,6 +26,9 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from dragon.net.fetcher import Download
+from dragon.tasks.context import Fetcher
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
@@ -117,10 +119,10 @@ def watch(
 class CountingFetcher:
     """The fetcher tasks download with, counting the bytes of each finished download."""
 
-    def __init__(self, fetcher: Any) -> None:
+    def __init__(self, fetcher: Fetcher) -> None:
         self.fetcher = fetcher
 
-    async def download(self, url: str, dest_dir: Path, *, max_bytes: int | None = None) -> Any:
+    async def download(self, url: str, dest_dir: Path, *, max_bytes: int | None = None) -> Download:
         download = await self.fetcher.download(url, dest_dir, max_bytes=max_bytes)
         FETCHED_BYTES.inc(download.size)
         return download

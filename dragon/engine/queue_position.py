@@ -21,11 +21,13 @@ import itertools
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from dragon.database.interface import Database
 from dragon.engine import documents
+from dragon.engine.lanes import Lane
+from dragon.engine.runs import Run
 
 HISTORY = 20
 
@@ -103,11 +105,20 @@ def _pop(
     return None
 
 
+class Queues(Protocol):
+    """What queue positions read of the scheduler: its lanes and the runs they hold."""
+
+    @property
+    def lanes(self) -> Mapping[str, Lane]: ...
+    @property
+    def runs(self) -> Mapping[str, Run]: ...
+
+
 class QueueEstimates:
     """Run-time history per task name, and the annotation of queued status documents."""
 
-    def __init__(self, scheduler: Any, database: Database) -> None:
-        self.scheduler = scheduler
+    def __init__(self, queues: Queues, database: Database) -> None:
+        self.queues = queues
         self.db = database
         self.run_times: dict[str, deque[float]] = {}
 
@@ -128,19 +139,14 @@ class QueueEstimates:
 
     async def annotate(self, docs: list[dict[str, Any]]) -> None:
         """Add ``queue_position`` and ``eta`` to the queued documents among ``docs``."""
-        scheduler = self.scheduler
-        queued = {
-            d["key"]: d for d in docs if d.get("status") == "queued" and d["key"] in scheduler.names
-        }
+        queued = self._queued_here(docs)
         if not queued:
             return
         now = time.time()
-        names: dict[str, str] = scheduler.names
-        typical: dict[str, float | None] = {}
-        for name in {*names.values(), *(name for _, name, _ in scheduler.slots.values())}:
-            typical[name] = await self.typical(name)
+        typical = await self._typical_times()
         # The awaits above let tasks start meanwhile: keep only those still queued here.
-        queued = {key: doc for key, doc in queued.items() if key in names}
+        queued = self._queued_here(queued.values())
+        runs = self.queues.runs
         known = [t for t in typical.values() if t is not None]
         fallback = statistics.median(known) if known else 0.0
 
@@ -148,19 +154,48 @@ class QueueEstimates:
             value = typical.get(name)
             return fallback if value is None else value
 
-        for lane_name, lane in scheduler.lanes.items():
-            wanted = {key for key in queued if scheduler.lane_of(names[key]) == lane_name}
-            if not wanted:
-                continue
-            ring, items = lane.queue.snapshot()
-            running = [
-                (slot.account_id, started + duration(name))
-                for slot, name, started in scheduler.slots.values()
-                if slot.lane is lane and slot.held
-            ]
-            state = LaneState(lane.capacity, ring, items, running, lane.resuming_accounts())
-            found = replay(state, wanted, now, lambda key: duration(names.get(key, "")))
-            for key, (position, start) in found.items():
-                own = typical.get(names[key])
-                queued[key]["queue_position"] = position
-                queued[key]["eta"] = documents.iso(start + own) if own is not None else None
+        for lane in self.queues.lanes.values():
+            wanted = {key for key in queued if runs[key].lane is lane}
+            if wanted:
+                found = self._replay(lane, wanted, now, duration)
+                for key, (position, start) in found.items():
+                    own = typical.get(runs[key].task_name)
+                    queued[key]["queue_position"] = position
+                    queued[key]["eta"] = documents.iso(start + own) if own is not None else None
+
+    def _queued_here(self, docs: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The documents of ``docs`` that say queued and whose task waits on this node."""
+        runs = self.queues.runs
+        return {
+            d["key"]: d
+            for d in docs
+            if d.get("status") == "queued"
+            and (run := runs.get(d["key"])) is not None
+            and run.queued
+        }
+
+    async def _typical_times(self) -> dict[str, float | None]:
+        """The typical run time of every task name queued or running here."""
+        typical: dict[str, float | None] = {}
+        for name in {run.task_name for run in self.queues.runs.values()}:
+            typical[name] = await self.typical(name)
+        return typical
+
+    def _replay(
+        self, lane: Lane, wanted: set[str], now: float, duration: Callable[[str], float]
+    ) -> dict[str, tuple[int, float]]:
+        """``{key: (position, expected start)}`` of the ``wanted`` keys queued in ``lane``."""
+        runs = self.queues.runs
+        ring, items = lane.queue.snapshot()
+        running = [
+            (run.slot.account_id, run.started + duration(run.task_name))
+            for run in runs.values()
+            if run.slot is not None and run.lane is lane and run.slot.held
+        ]
+        state = LaneState(lane.capacity, ring, items, running, lane.resuming_accounts())
+
+        def key_duration(key: str) -> float:
+            run = runs.get(key)
+            return duration(run.task_name if run is not None and run.queued else "")
+
+        return replay(state, wanted, now, key_duration)

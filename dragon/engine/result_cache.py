@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from typing import Any
 
 import orjson
 
 MAX_ENTRIES = 10_000
 
 
-def canonical(account_id: int, definition: Any) -> tuple[int, bytes]:
+def canonical(account_id: int, definition: object) -> tuple[int, bytes]:
     """The cache key of a task definition: key order and spacing do not matter."""
     try:
         return account_id, orjson.dumps(definition, option=orjson.OPT_SORT_KEYS, default=str)

@@ -21,27 +21,30 @@ import logging
 import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeGuard, TypeVar
 
 import orjson
 from marshmallow import ValidationError
 
 from dragon import errors
 from dragon.config import Settings
-from dragon.database.interface import Busy, Callback, Database, DiskFull, Row
+from dragon.database.interface import Busy, Callback, ClusterDatabase, Database, DiskFull, Row
 from dragon.engine import documents, metrics
 from dragon.engine.bus import Bus
+from dragon.engine.cluster import Cluster
 from dragon.engine.diagnostics import diagnose
 from dragon.engine.lanes import Lane, Slot
 from dragon.engine.queue_position import QueueEstimates
+from dragon.engine.runs import Run
 from dragon.engine.shared_downloads import SharedFetches
 from dragon.runtime import disk
+from dragon.runtime.pool import WorkerPool
 from dragon.runtime.processes import kill_group
 from dragon.tasks import TaskSpec
-from dragon.tasks.context import TaskContext
+from dragon.tasks.context import Fetcher, Store, TaskContext
 from dragon.tasks.schema import validation_messages
 
 T = TypeVar("T")
@@ -52,7 +55,29 @@ PROGRESS_INTERVAL = 0.5
 PROGRESS_EVENT_STEP = 10.0
 
 
+class TaskStores(Protocol):
+    """Where a task's outputs go: the store its ``task_store`` parameter chooses."""
+
+    def for_task(self, task_store: dict[str, Any] | None) -> Store: ...
+
+
+class Load(Protocol):
+    """What the health check and the metrics read of the scheduler."""
+
+    def queued_count(self) -> int: ...
+    def executing_count(self) -> int: ...
+    def queued_in(self, lane: str) -> int: ...
+    def busy_in(self, lane: str) -> int: ...
+
+
+def _clustered(database: Database) -> TypeGuard[ClusterDatabase]:
+    """Is this one node of several sharing the database (PostgreSQL's backend says so)?"""
+    return bool(getattr(database, "clustered", False))
+
+
 class Scheduler:
+    """Queues and runs this node's tasks; one ``Run`` record per task it holds."""
+
     def __init__(
         self,
         *,
@@ -60,16 +85,15 @@ class Scheduler:
         database: Database,
         bus: Bus,
         registry: dict[str, TaskSpec],
-        stores: Any,
-        fetcher: Any,
-        process_pool: Any = None,
+        stores: TaskStores,
+        fetcher: Fetcher,
+        process_pool: WorkerPool | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
         self.bus = bus
         self.registry = registry
         self.stores = stores
-        self.fetcher = fetcher
         self.process_pool = process_pool
         # The owner recorded on the tasks this process starts: node name and boot.
         self.boot_id = f"{settings.node}/{secrets.token_hex(8)}"
@@ -78,40 +102,38 @@ class Scheduler:
             "light": Lane("light", settings.light_concurrency),
         }
         self._account_downloads: dict[int, asyncio.Semaphore] = {}
-        self.running: dict[str, asyncio.Task[None]] = {}
-        self.contexts: dict[str, TaskContext] = {}
-        self.docs: dict[str, dict[str, Any]] = {}  # latest status document of executing tasks
-        # For queue positions: the task names of queued keys, and the running tasks' slots
-        # with their task names and start times.
-        self.names: dict[str, str] = {}
-        self.slots: dict[str, tuple[Slot, str, float]] = {}
+        self._runs: dict[str, Run] = {}  # queued here or running here, by key
+        # Runs with a progress not yet written, in the order they first reported one.
+        self._reported: list[Run] = []
         self.estimates = QueueEstimates(self, database)
-        self._pending_progress: dict[str, float] = {}
         self._progress_flusher: asyncio.Task[None] | None = None
         self.stopping = False
-        self.cluster: Any = None  # dragon.engine.cluster.Cluster with PostgreSQL
+        self.cluster: Cluster | None = None  # with PostgreSQL: this node among others
         # Called when a task's end queued a callback; the app points it at the sender.
         self.on_callback_queued: Callable[[], None] = lambda: None
         self._started = False
         self.shared = SharedFetches(fetcher, settings.tmp_path / "batches")
 
+    @property
+    def runs(self) -> Mapping[str, Run]:
+        """The tasks queued or running on this node, by key (read-only for the others)."""
+        return self._runs
+
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        if getattr(self.db, "clustered", False):  # PostgreSQL: one node of several
-            from dragon.engine.cluster import Cluster
-
-            self.cluster = Cluster(self)
+        if _clustered(self.db):
+            self.cluster = Cluster(self, self.db)
             await self.cluster.start()
         await self.recover()
         self._started = True
         self._dispatch()
         self._progress_flusher = asyncio.create_task(self._flush_progress_forever())
 
-    async def recover(self, rows: list[Row] | None = None) -> None:
+    async def recover(self, rows: Sequence[Row] | None = None) -> None:
         """Queue again what an earlier process (or a silent node: ``rows``) left unfinished."""
-        rows = await self.db.unfinished_tasks() if rows is None else rows
+        found: Sequence[Row] = await self.db.unfinished_tasks() if rows is None else rows
         requeued = interrupted = 0
-        for row in rows:
+        for row in found:
             if row["status"] == "executing":
                 if row["attempts"] >= self.settings.max_attempts:
                     await self._finish(
@@ -137,7 +159,7 @@ class Scheduler:
         Cancelled tasks go back to ``queued`` so the next start runs them again.
         """
         self.stopping = True
-        running = list(self.running.values())
+        running = [run.task for run in self._runs.values() if run.task is not None]
         if running:
             log.info("waiting up to %.0f s for %d running tasks", grace, len(running))
             _, pending = await asyncio.wait(running, timeout=grace)
@@ -158,13 +180,39 @@ class Scheduler:
     def queued_count(self) -> int:
         return sum(lane.queue.size for lane in self.lanes.values())
 
+    def executing_count(self) -> int:
+        return sum(1 for run in self._runs.values() if not run.queued)
+
+    def queued_in(self, lane: str) -> int:
+        return self.lanes[lane].queue.size
+
+    def busy_in(self, lane: str) -> int:
+        return self.lanes[lane].busy
+
     def lane_of(self, task_name: str) -> str:
         spec = self.registry.get(task_name)
         return "heavy" if spec is None or spec.heavy else "light"
 
+    def live_document(self, key: str) -> dict[str, Any] | None:
+        """The latest status document of a task executing here (its progress is newer
+        than its row's, which is written about twice a second)."""
+        run = self._runs.get(key)
+        return None if run is None else run.document
+
+    def share_downloads(self, batch: str, keys: list[str]) -> None:
+        """``keys`` were created together: the first download of a URL serves them all."""
+        self.shared.register(batch, keys)
+
     def enqueue(self, account_id: int, key: str, task_name: str) -> None:
-        self.names[key] = task_name
-        self.lanes[self.lane_of(task_name)].queue.put(account_id, key)
+        lane = self.lanes[self.lane_of(task_name)]
+        run = self._runs.get(key)
+        if run is None:
+            self._runs[key] = Run(key, task_name, lane)
+        elif run.queued:
+            run.task_name = task_name
+        # A key running here and queued again (a cluster resync) keeps its record: the
+        # lane skips it when it comes up.
+        lane.queue.put(account_id, key)
         self._dispatch()
 
     def _dispatch(self) -> None:
@@ -174,12 +222,16 @@ class Scheduler:
         for lane in self.lanes.values():
             while (picked := lane.take()) is not None:
                 account_id, key = picked
-                if key in self.running:  # queued twice (a cluster resync): running here
+                run = self._runs.get(key)
+                if run is not None and not run.queued:  # queued twice: running here
                     lane.release(account_id)
                     continue
-                slot = Slot(lane, account_id, self._downloads_of(account_id), self._dispatch)
-                self.slots[key] = (slot, self.names.pop(key, ""), time.time())
-                self.running[key] = asyncio.create_task(self._run(key, slot))
+                if run is None:  # queued twice, and its first run has ended
+                    run = self._runs[key] = Run(key, "", lane)
+                run.lane = lane
+                run.slot = Slot(lane, account_id, self._downloads_of(account_id), self._dispatch)
+                run.started = time.time()
+                run.task = asyncio.create_task(self._run(run))
 
     def _downloads_of(self, account_id: int) -> asyncio.Semaphore:
         semaphore = self._account_downloads.get(account_id)
@@ -188,9 +240,10 @@ class Scheduler:
             self._account_downloads[account_id] = semaphore
         return semaphore
 
-    async def _run(self, key: str, slot: Slot) -> None:
+    async def _run(self, run: Run) -> None:
+        key = run.key
         try:
-            await self._execute(key, slot)
+            await self._execute(run)
         except asyncio.CancelledError:
             if not self.stopping:
                 raise
@@ -201,10 +254,11 @@ class Scheduler:
         except Exception:
             log.exception("task %s: unexpected failure in the scheduler", key)
         finally:
-            self.running.pop(key, None)
-            self.docs.pop(key, None)
-            self.slots.pop(key, None)
-            slot.give_back()
+            if self._runs.get(key) is run:
+                del self._runs[key]
+            run.document = None
+            if run.slot is not None:
+                run.slot.give_back()
 
     # -- running one task ---------------------------------------------------------------
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
@@ -213,7 +267,7 @@ class Scheduler:
         A task's start or end is never dropped or rewritten because another process held
         the database for a while (docs/guarantees.md) or its disk was full: it is written once
         space is back, and only then published (blocked requests and streams see the end
-        then). Requests get 503 meanwhile.
+        then). Requests are refused meanwhile.
         """
         delay = 0.1
         while True:
@@ -236,102 +290,99 @@ class Scheduler:
                 raise disk.full_error(self.settings) from exc
             raise
 
-    async def _execute(self, key: str, slot: Slot) -> None:
-        row = await self._persist(
-            partial(self.db.start_task, key, self.boot_id, time.time(), documents.document)
-        )
-        if row is None or row["status"] != "executing" or row["owner"] != self.boot_id:
+    async def _execute(self, run: Run) -> None:
+        """Start the task (if this node wins it), run it, and record how it ended."""
+        row = await self._start(run)
+        if row is None:
             return
-        doc = documents.document(row)
-        self.docs[key] = doc
-        self.bus.publish(key, doc)
         params = documents.from_json(row["params"])
-        spec = self.registry.get(row["task_name"])
-        tmpdir = self.settings.tmp_path / key
-        ctx = None
         try:
-            if spec is None:
-                raise errors.ParameterError.one("task_name", f"unknown task {row['task_name']!r}")
-            try:
-                loaded = spec.schema.load({k: v for k, v in params.items() if k != "task_name"})
-            except ValidationError as exc:
-                raise errors.ParameterError(validation_messages(exc)) from None
-            ctx = TaskContext(
-                key=key,
-                task_name=spec.name,
-                account_id=row["account_id"],
-                params=loaded,
-                tmpdir=tmpdir,
-                settings=self.settings,
-                reporter=self,
-                fetcher=self.shared.fetcher_for(key),
-                store=self.stores.for_task(loaded.get("task_store")),
-                process_pool=self.process_pool,
-                slot=slot,
-                deadline=time.monotonic() + self.settings.task_timeout_seconds,
-            )
-            self.contexts[key] = ctx
-            async with asyncio.timeout(self.settings.task_timeout_seconds):
-                with self._out_of_space():
-                    result = await spec.run(ctx)
-            if isinstance(result, dict):
-                result = {**result, **ctx.outputs}
-                if ctx.warnings:
-                    result["warnings"] = ctx.warnings
-            await self._finish(key, params, "success", result, None, None)
-        except errors.ParameterError as exc:
-            await self._finish(
-                key,
-                params,
-                "error",
-                None,
-                {"parameters": exc.fields},
-                errors.PARAMETERS,
-                await self._diagnose(exc, ctx, key, "validate"),
-            )
-        except errors.TaskError as exc:
-            await self._finish(
-                key,
-                params,
-                "error",
-                None,
-                exc.message,
-                exc.code,
-                await self._diagnose(exc, ctx, key),
-            )
-        except TimeoutError as exc:
-            await self._finish(
-                key,
-                params,
-                "error",
-                None,
-                f"the task took longer than {self.settings.task_timeout_seconds:g} s",
-                errors.TIMEOUT,
-                await self._diagnose(exc, ctx, key),
-            )
+            result = await self._outcome(run, row, params)
+            await self._finish(run.key, params, "success", result, None, None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("task %s (%s) failed", key, row["task_name"])
-            await self._finish(
-                key,
-                params,
-                "error",
-                None,
-                f"internal error while running {row['task_name']}; the server"
-                f" log has the details (task {key})",
-                errors.INTERNAL_ERROR,
-                await self._diagnose(exc, ctx, key),
-            )
+            error, code, stage = self._failure(exc, run.key, row["task_name"])
+            diagnostics = await self._diagnose(exc, run.context, run.key, stage)
+            await self._finish(run.key, params, "error", None, error, code, diagnostics)
         finally:
-            self.contexts.pop(key, None)
-            if ctx is not None:
-                await ctx.aclose()
-                for proc in ctx.processes:
-                    kill_group(proc)
-            await self.shared.task_ended(key)
-            if ctx is not None and ctx.tmpdir_made:
-                await asyncio.to_thread(shutil.rmtree, tmpdir, True)
+            await self._clean_up(run)
+
+    async def _start(self, run: Run) -> Row | None:
+        """Move the task to ``executing`` for this node and publish it; None if another
+        runner has it or it is no longer queued."""
+        row = await self._persist(
+            partial(self.db.start_task, run.key, self.boot_id, time.time(), documents.document)
+        )
+        if row is None or row["status"] != "executing" or row["owner"] != self.boot_id:
+            return None
+        run.document = documents.document(row)
+        self.bus.publish(run.key, run.document)
+        return row
+
+    async def _outcome(self, run: Run, row: Row, params: object) -> object:
+        """Load the parameters, run the task's code under its timeout, and return its
+        result with its outputs and warnings."""
+        if not isinstance(params, dict):  # a create stores JSON objects only
+            raise TypeError(f"the parameters of task {run.key} are not a JSON object")
+        spec = self.registry.get(row["task_name"])
+        if spec is None:
+            raise errors.ParameterError.one("task_name", f"unknown task {row['task_name']!r}")
+        try:
+            loaded = spec.schema.load({k: v for k, v in params.items() if k != "task_name"})
+        except ValidationError as exc:
+            raise errors.ParameterError(validation_messages(exc)) from None
+        ctx = run.context = TaskContext(
+            key=run.key,
+            task_name=spec.name,
+            account_id=row["account_id"],
+            params=loaded,
+            tmpdir=self.settings.tmp_path / run.key,
+            settings=self.settings,
+            reporter=self,
+            fetcher=self.shared.fetcher_for(run.key),
+            store=self.stores.for_task(loaded.get("task_store")),
+            process_pool=self.process_pool,
+            slot=run.slot,
+            deadline=time.monotonic() + self.settings.task_timeout_seconds,
+        )
+        async with asyncio.timeout(self.settings.task_timeout_seconds):
+            with self._out_of_space():
+                result = await spec.run(ctx)
+        if isinstance(result, dict):
+            result = {**result, **ctx.outputs}
+            if ctx.warnings:
+                result["warnings"] = ctx.warnings
+        return result
+
+    def _failure(self, exc: Exception, key: str, task_name: str) -> tuple[object, str, str | None]:
+        """``(error, error_code, stage)`` of a task that raised ``exc``: what its status
+        document says, and the stage its diagnostics name when the error does not."""
+        if isinstance(exc, errors.ParameterError):
+            return {"parameters": exc.fields}, errors.PARAMETERS, "validate"
+        if isinstance(exc, errors.TaskError):
+            return exc.message, exc.code, None
+        if isinstance(exc, TimeoutError):
+            timeout = self.settings.task_timeout_seconds
+            return f"the task took longer than {timeout:g} s", errors.TIMEOUT, None
+        log.error("task %s (%s) failed", key, task_name, exc_info=exc)
+        return (
+            f"internal error while running {task_name}; the server"
+            f" log has the details (task {key})",
+            errors.INTERNAL_ERROR,
+            None,
+        )
+
+    async def _clean_up(self, run: Run) -> None:
+        """Close the task's context, kill what it left running, drop its files."""
+        ctx, run.context = run.context, None
+        if ctx is not None:
+            await ctx.aclose()
+            for proc in ctx.processes:
+                kill_group(proc)
+        await self.shared.task_ended(run.key)
+        if ctx is not None and ctx.tmpdir_made:
+            await asyncio.to_thread(shutil.rmtree, self.settings.tmp_path / run.key, True)
 
     async def _diagnose(
         self, exc: BaseException, ctx: TaskContext | None, key: str, stage: str | None = None
@@ -341,10 +392,10 @@ class Scheduler:
     async def _finish(
         self,
         key: str,
-        params: Any,
+        params: object,
         state: str,
-        result: Any,
-        error: Any,
+        result: object,
+        error: object,
         error_code: str | None,
         diagnostics: dict[str, Any] | None = None,
     ) -> None:
@@ -354,7 +405,9 @@ class Scheduler:
         callback = params.get(field) if isinstance(params, dict) else None
         if not isinstance(callback, str):
             callback = None
-        self._pending_progress.pop(key, None)
+        run = self._runs.get(key)
+        if run is not None:
+            run.pending_progress = None
         now = time.time()
         hook = Callback(callback, _callback_body, now) if callback else None
         row = await self._persist(
@@ -376,46 +429,56 @@ class Scheduler:
             metrics.task_ended(
                 row["task_name"], self.registry, state, row["started_at"], row["completed_at"]
             )
-            if state == "success" and row["started_at"] is not None:
-                self.estimates.record(row["task_name"], row["completed_at"] - row["started_at"])
+            started, completed = row["started_at"], row["completed_at"]
+            if state == "success" and started is not None and completed is not None:
+                self.estimates.record(row["task_name"], completed - started)
         if callback:
             self.on_callback_queued()
 
     # -- Reporter (what TaskContext calls) ------------------------------------------------
     def progress(self, key: str, value: float) -> None:
         value = round(max(0.0, min(100.0, float(value))), 1)
-        doc = self.docs.get(key)
-        if doc is None or doc.get("progress") == value:
+        run = self._runs.get(key)
+        doc = None if run is None else run.document
+        if run is None or doc is None or doc.get("progress") == value:
             return
-        self._pending_progress[key] = value
+        if run.pending_progress is None:
+            self._reported.append(run)
+        run.pending_progress = value
 
     async def partial(self, key: str, result: dict[str, Any]) -> None:
-        doc = self.docs.get(key)
+        run = self._runs.get(key)
+        doc = None if run is None else run.document
         doc = {**doc, "result": result} if doc is not None else None
         await self.db.set_partial(key, result, doc)
-        if doc is not None:
-            self.docs[key] = doc
+        if run is not None and doc is not None:
+            run.document = doc
             self.bus.publish(key, doc)
 
     async def _flush_progress(self) -> None:
-        updates, self._pending_progress = self._pending_progress, {}
+        reported, self._reported = self._reported, []
+        updates: dict[Run, float] = {}
+        for run in reported:
+            if run.pending_progress is not None:
+                updates[run] = run.pending_progress
+                run.pending_progress = None
         if not updates:
             return
         # The event feed records a progress change each time a task passes a multiple of
         # PROGRESS_EVENT_STEP (at most 9 per run), not every tick: streams get every tick.
         recorded = {}
-        for key, value in updates.items():
-            doc = self.docs.get(key)
+        for run, value in updates.items():
+            doc = run.document
             before = (doc or {}).get("progress") or 0
             if doc is not None and value // PROGRESS_EVENT_STEP > before // PROGRESS_EVENT_STEP:
-                recorded[key] = {**doc, "progress": value}
-        await self.db.set_progress(updates, recorded)
-        for key, value in updates.items():
-            doc = self.docs.get(key)
+                recorded[run.key] = {**doc, "progress": value}
+        await self.db.set_progress({run.key: value for run, value in updates.items()}, recorded)
+        for run, value in updates.items():
+            doc = run.document
             if doc is not None:
                 doc = {**doc, "progress": value}
-                self.docs[key] = doc
-                self.bus.publish(key, doc)
+                run.document = doc
+                self.bus.publish(run.key, doc)
 
     async def _flush_progress_forever(self) -> None:
         while True:

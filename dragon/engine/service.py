@@ -12,8 +12,8 @@ import asyncio
 import base64
 import secrets
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 import orjson
 from marshmallow import ValidationError
@@ -23,8 +23,9 @@ from dragon.config import Settings
 from dragon.database.interface import Database, Row
 from dragon.engine import documents, metrics
 from dragon.engine.auth import Account
-from dragon.engine.bus import CLOSING, OVERFLOW, Bus, Published
+from dragon.engine.bus import Bus, Published, Subscription
 from dragon.engine.diagnostics import diagnostics_of
+from dragon.engine.queue_position import QueueEstimates
 from dragon.net.url_policy import url_problem
 from dragon.runtime import disk
 from dragon.tasks import TaskSpec
@@ -48,12 +49,23 @@ def new_key() -> str:
     return base64.b32encode(raw).decode().rstrip("=")
 
 
-class AccountLimit(Exception):
-    """The account has too many active tasks (HTTP 401 with Retry-After, docs/compat.md)."""
+class TaskQueue(Protocol):
+    """What the service needs of the scheduler: room in its queue, a place in its lanes,
+    the live progress of executing tasks and the queue positions of queued ones."""
+
+    estimates: QueueEstimates
+    on_callback_queued: Callable[[], None]
+
+    def queued_count(self) -> int: ...
+    def enqueue(self, account_id: int, key: str, task_name: str) -> None: ...
+    def share_downloads(self, batch: str, keys: list[str]) -> None: ...
+    def live_document(self, key: str) -> dict[str, Any] | None: ...
 
 
-class Overloaded(Exception):
-    """The server's queue is full (HTTP 503 with Retry-After)."""
+class StoreChecks(Protocol):
+    """Whether a task's ``task_store`` parameter names a store that can take its outputs."""
+
+    def problems(self, task_store: dict[str, Any] | None) -> list[str]: ...
 
 
 class Service:
@@ -63,9 +75,9 @@ class Service:
         settings: Settings,
         database: Database,
         bus: Bus,
-        scheduler: Any,
+        scheduler: TaskQueue,
         registry: dict[str, TaskSpec],
-        stores: Any,
+        stores: StoreChecks,
     ) -> None:
         self.settings = settings
         self.db = database
@@ -96,81 +108,93 @@ class Service:
         return None
 
     async def create(
-        self, account: Account, definitions: list[dict[str, Any]], watch: Any = None
+        self,
+        account: Account,
+        definitions: list[dict[str, Any]],
+        watch: Subscription | None = None,
     ) -> list[tuple[str, dict[str, Any]]]:
-        """Validate, commit and queue; return ``(key, status document)`` in request order.
+        """Validate, admit, commit and queue; return ``(key, status document)`` in request
+        order.
 
         ``watch`` (a bus subscription) starts following the new keys before they are queued,
         so a stream cannot miss a change. Below the data disk's reserve nothing is created
-        (503 with Retry-After): a task could not write its output nor even its end.
+        (``LowDisk``): a task could not write its output nor even its end.
         """
+        self._check_disk()
+        now = time.time()
+        rows = [self._row(account, definition, now) for definition in definitions]
+        queued = [r for r in rows if r["status"] == "queued"]
+        await self._admit(account, len(queued))
+        errbacks = _errbacks(account, rows, now)
+        await self._store(rows, errbacks)
+        self._publish(account, rows, queued, bool(errbacks), watch)
+        return [(r["key"], documents.document(r)) for r in rows]
+
+    def _check_disk(self) -> None:
         shortage = disk.shortage(self.settings)
         if shortage:
-            raise errors.RequestError(
-                "disk",
-                f"{shortage}; nothing was created, retry later",
-                "server",
-                503,
-                {"Retry-After": "60"},
-            )
-        now = time.time()
-        rows: list[dict[str, Any]] = []
-        for definition in definitions:
-            problems = self.problems(definition)
-            rows.append(
-                {
-                    "key": new_key(),
-                    "account_id": account.id,
-                    "task_name": str(definition.get("task_name", ""))[:200],
-                    "params": definition,
-                    "status": "error" if problems else "queued",
-                    "error": {"parameters": problems} if problems else None,
-                    "error_code": errors.PARAMETERS if problems else None,
-                    "queued_at": now,
-                    "completed_at": now if problems else None,
-                    "started_at": None,
-                    "progress": None,
-                    "result": None,
-                }
-            )
-            rows[-1]["document"] = documents.document(rows[-1])  # its event in the feed
-        queued = [r for r in rows if r["status"] == "queued"]
-        if queued and self.scheduler.queued_count() + len(queued) > self.settings.max_queued_tasks:
-            raise Overloaded("the task queue is full; retry later")
-        if queued and account.max_active:
+            raise errors.LowDisk(f"{shortage}; nothing was created, retry later")
+
+    def _row(self, account: Account, definition: dict[str, Any], now: float) -> dict[str, Any]:
+        """The new task's row: queued, or already ended in error when its definition is
+        invalid; with its document, which is its first event in the feed."""
+        problems = self.problems(definition)
+        row = {
+            "key": new_key(),
+            "account_id": account.id,
+            "task_name": str(definition.get("task_name", ""))[:200],
+            "params": definition,
+            "status": "error" if problems else "queued",
+            "error": {"parameters": problems} if problems else None,
+            "error_code": errors.PARAMETERS if problems else None,
+            "queued_at": now,
+            "completed_at": now if problems else None,
+            "started_at": None,
+            "progress": None,
+            "result": None,
+        }
+        row["document"] = documents.document(row)
+        return row
+
+    async def _admit(self, account: Account, queued: int) -> None:
+        """Refuse the request if its ``queued`` tasks overflow the server's queue or the
+        account's limit of active tasks."""
+        if not queued:
+            return
+        if self.scheduler.queued_count() + queued > self.settings.max_queued_tasks:
+            raise errors.Overloaded("the task queue is full; retry later")
+        if account.max_active:
             active = await self.db.count_active(account.id)
-            if active + len(queued) > account.max_active:
-                raise AccountLimit(
+            if active + queued > account.max_active:
+                raise errors.TooManyActive(
                     f"account limit reached: {active} tasks are queued or executing and the"
                     f" limit is {account.max_active}; retry when some have ended"
                 )
-        errbacks = [
-            {
-                "task_key": r["key"],
-                "account_id": account.id,
-                "url": r["params"]["url_errback"],
-                "body": orjson.dumps(documents.document(r)),
-                "webhook_id": f"msg_{r['key']}",
-                "next_at": now,
-            }
-            for r in rows
-            if r["status"] == "error"
-            and isinstance(r["params"].get("url_errback"), str)
-            and not url_problem(r["params"]["url_errback"])
-        ]
+
+    async def _store(self, rows: list[dict[str, Any]], errbacks: list[dict[str, Any]]) -> None:
+        """Commit every row of the request (and its errbacks) in one transaction."""
         await self.db.insert_tasks(rows, errbacks)
         self.bus.feed_changed()
         for row in rows:
             if row["status"] == "error":
                 metrics.task_ended(row["task_name"], self.registry, "error", None, None)
+
+    def _publish(
+        self,
+        account: Account,
+        rows: list[dict[str, Any]],
+        queued: list[dict[str, Any]],
+        errbacks: bool,
+        watch: Subscription | None,
+    ) -> None:
+        """After the commit: wake the callback sender, follow the keys, queue the tasks."""
         if errbacks:
             self.scheduler.on_callback_queued()
         if watch is not None:
             watch.add(r["key"] for r in rows)
-        self.scheduler.shared.register(rows[0]["key"], [r["key"] for r in queued])
+        self.scheduler.share_downloads(rows[0]["key"], [r["key"] for r in queued])
         for row in queued:
             self.scheduler.enqueue(account.id, row["key"], row["task_name"])
-        return [(r["key"], documents.document(r)) for r in rows]
 
     # -- look up ----------------------------------------------------------------------------
     async def statuses(
@@ -180,46 +204,51 @@ class Service:
         error entry."""
         keys = list(dict.fromkeys(keys))
         known = {} if details else await self._cached_ends(account, keys, version)
-        found: dict[str, Row] = {}
-        rest = [key for key in keys if key not in known]
-        for i in range(0, len(rest), READ_CHUNK):
-            for r in await self.db.get_tasks(rest[i : i + READ_CHUNK], account.id):
-                found[r["key"]] = r
-        deliveries: dict[str, list[Any]] = {}
-        if details and found:
-            for d in await self.db.deliveries_for(list(found)):
-                deliveries.setdefault(d["task_key"], []).append(d)
-        failed = [k for k, r in found.items() if r["status"] == "error"] if details else []
-        diagnostics = await self.db.task_diagnostics(failed) if failed else {}
+        found = await self._rows(account, [key for key in keys if key not in known])
+        extra = await self._detail_reads(found) if details else None
         out = []
         for key in keys:
-            if key in known:
-                out.append(known[key])
-                continue
-            row = found.get(key)
-            if row is None:
-                out.append(
-                    {
-                        "key": key,
-                        "status": "error",
-                        "progress": 100.0,
-                        "events": {},
-                        ("result" if version == 1 else "error"): "unknown task key",
-                        "error_code": "unknown_task",
-                    }
-                )
-                continue
-            doc = self.ended.document(row, version)
-            live = self.scheduler.docs.get(key)
-            if live is not None and row["status"] == "executing":
-                doc["progress"] = live.get("progress", doc["progress"])
-            if details:
-                doc.update(self._details(row, deliveries.get(key, [])))
-                if row["status"] == "error":
-                    doc["diagnostics"] = await diagnostics_of(row, diagnostics.get(key))
+            doc = known.get(key)
+            if doc is None:
+                row = found.get(key)
+                if row is None:
+                    doc = unknown_task(key, version)
+                else:
+                    doc = await self._status(row, version, extra)
             out.append(doc)
         await self.scheduler.estimates.annotate(out)
         return out
+
+    async def _rows(self, account: Account, keys: list[str]) -> dict[str, Row]:
+        """The account's rows among ``keys``, read in chunks of ``READ_CHUNK``."""
+        found: dict[str, Row] = {}
+        for i in range(0, len(keys), READ_CHUNK):
+            for r in await self.db.get_tasks(keys[i : i + READ_CHUNK], account.id):
+                found[r["key"]] = r
+        return found
+
+    async def _detail_reads(self, found: dict[str, Row]) -> _Details:
+        """What ``details=true`` adds to the rows: callback deliveries, stored diagnostics."""
+        deliveries: dict[str, list[Row]] = {}
+        if found:
+            for d in await self.db.deliveries_for(list(found)):
+                deliveries.setdefault(d["task_key"], []).append(d)
+        failed = [k for k, r in found.items() if r["status"] == "error"]
+        diagnostics = await self.db.task_diagnostics(failed) if failed else {}
+        return _Details(deliveries, diagnostics)
+
+    async def _status(self, row: Row, version: int, extra: _Details | None) -> dict[str, Any]:
+        """A known task's document: the live progress of an executing one, the details."""
+        key = row["key"]
+        doc = self.ended.document(row, version)
+        live = self.scheduler.live_document(key)
+        if live is not None and row["status"] == "executing":
+            doc["progress"] = live.get("progress", doc["progress"])
+        if extra is not None:
+            doc.update(self._details(row, extra.deliveries.get(key, [])))
+            if row["status"] == "error":
+                doc["diagnostics"] = await diagnostics_of(row, extra.diagnostics.get(key))
+        return doc
 
     async def _cached_ends(
         self, account: Account, keys: list[str], version: int
@@ -242,7 +271,7 @@ class Service:
                 docs[row["key"]] = doc
         return docs
 
-    def _details(self, row: Any, deliveries: list[Any]) -> dict[str, Any]:
+    def _details(self, row: Row, deliveries: list[Row]) -> dict[str, Any]:
         params = documents.from_json(row["params"]) or {}
         store = params.get("task_store") if isinstance(params, dict) else None
         return {
@@ -286,7 +315,11 @@ class Service:
         return await self.statuses(account, unique, version, details)
 
     async def until_ended(
-        self, account: Account, created: list[tuple[str, dict[str, Any]]], sub: Any, version: int
+        self,
+        account: Account,
+        created: list[tuple[str, dict[str, Any]]],
+        sub: Subscription,
+        version: int,
     ) -> list[dict[str, Any]]:
         """The documents of tasks just created under the subscription ``sub`` (which follows
         them), once all have ended: what a blocking create answers, without reading a row."""
@@ -296,7 +329,7 @@ class Service:
         return [documents.in_version(ended[key], version) for key, _ in created]
 
     async def _ends(
-        self, sub: Any, current: list[dict[str, Any]]
+        self, sub: Subscription, current: list[dict[str, Any]]
     ) -> dict[str, dict[str, Any]] | None:
         """Each task's final document, as in ``current`` or as published when it ends;
         None if the subscription overflowed or the server is closing (read them then)."""
@@ -311,12 +344,13 @@ class Service:
                 ended[update.key] = update.doc
         return ended
 
-    async def _next(self, sub: Any) -> Published | None:
+    async def _next(self, sub: Subscription) -> Published | None:
         """The next published change, or None when the server is closing or we overflowed."""
         if sub.overflowed and sub.queue.empty():
             return None
         update = await sub.get()
-        return None if update is OVERFLOW or update is CLOSING else update
+        # Anything else than a change is one of the markers, OVERFLOW or CLOSING.
+        return update if isinstance(update, Published) else None
 
     def close(self) -> None:
         """Refuse new tasks and release every blocked request and stream."""
@@ -328,7 +362,7 @@ class Service:
         return max(self.bus.queue_size, 4 * keys)
 
     async def stream(
-        self, account: Account, first: list[dict[str, Any]], sub: Any, version: int = 2
+        self, account: Account, first: list[dict[str, Any]], sub: Subscription, version: int = 2
     ) -> AsyncIterator[bytes]:
         """Yield NDJSON lines: the list of current statuses, then each change until all
         have ended. A change's line is the one encoded once for all its streams.
@@ -365,3 +399,44 @@ class Service:
         finally:
             if own is not None:
                 own.__exit__()
+
+
+class _Details:
+    """The reads ``details=true`` adds: each task's callback deliveries, and the stored
+    diagnostics of the failed ones."""
+
+    __slots__ = ("deliveries", "diagnostics")
+
+    def __init__(self, deliveries: dict[str, list[Row]], diagnostics: dict[str, Any]) -> None:
+        self.deliveries = deliveries
+        self.diagnostics = diagnostics
+
+
+def unknown_task(key: str, version: int) -> dict[str, Any]:
+    """The entry of a key that names none of the account's tasks."""
+    return {
+        "key": key,
+        "status": "error",
+        "progress": 100.0,
+        "events": {},
+        ("result" if version == 1 else "error"): "unknown task key",
+        "error_code": "unknown_task",
+    }
+
+
+def _errbacks(account: Account, rows: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """The errback deliveries of the tasks refused at creation that asked for one."""
+    return [
+        {
+            "task_key": r["key"],
+            "account_id": account.id,
+            "url": r["params"]["url_errback"],
+            "body": orjson.dumps(documents.document(r)),
+            "webhook_id": f"msg_{r['key']}",
+            "next_at": now,
+        }
+        for r in rows
+        if r["status"] == "error"
+        and isinstance(r["params"].get("url_errback"), str)
+        and not url_problem(r["params"]["url_errback"])
+    ]

@@ -12,12 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dragon.database.interface import Database, Row
+from dragon.database.rows import FileRow
 from dragon.engine.auth import Account
+from dragon.errors import NoSuchPath
 from dragon.stores import Stores
-
-
-class NoSuchPath(Exception):
-    """Nothing is stored at or under the path asked for (HTTP 404)."""
 
 
 def file_name(row: Row) -> str:
@@ -80,7 +78,7 @@ class Storage:
         since: float | None = None,
         until: float | None = None,
         older_than: float | None = None,
-    ) -> list[Row]:
+    ) -> list[FileRow]:
         """Files chosen by URL, or by path and creation time (the delete filters)."""
         if urls is not None:
             wanted = sorted({u.split("?", 1)[0] for u in urls})[:10_000]
@@ -97,7 +95,7 @@ class Storage:
             and (older_than is None or r["created_at"] < older_than)
         ]
 
-    async def delete(self, account: Account, rows: list[Row], dry_run: bool) -> dict[str, Any]:
+    async def delete(self, account: Account, rows: list[FileRow], dry_run: bool) -> dict[str, Any]:
         """Delete ``rows`` (or, with ``dry_run``, say what deleting them would do)."""
         if dry_run:
             freed = sum(r["size"] for r in rows)

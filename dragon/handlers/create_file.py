@@ -38,8 +38,8 @@ from dragon.api.request import json_body
 from dragon.api.state import state
 from dragon.engine.auth import Account
 from dragon.engine.result_cache import ResultCache, canonical
-from dragon.engine.service import Overloaded
-from dragon.errors import RequestError
+from dragon.errors import Overloaded, RequestError
+from dragon.handlers.credentials import credentials_of
 from dragon.handlers.errors import CORS_HEADERS
 from dragon.handlers.tasks import check_rate, version_of
 
@@ -273,7 +273,7 @@ async def create_file(request: web.Request) -> web.Response:
     else:
         body = {}
         definition = query_definition(request.query)
-    account = await st.auth.authenticate(request, body)
+    account = await st.auth.authenticate(credentials_of(request, body))
     cache_key = canonical(account.id, _canonical_definition(request, definition))
     cached = await _from_cache(request, account, cache_key, filename)
     if cached is not None:
@@ -302,7 +302,7 @@ def _describe_file(endpoint: Endpoint) -> Operation:
 @documented(_describe_file)
 async def file(request: web.Request) -> web.Response:
     st = state(request)
-    account = await st.auth.authenticate(request, {})
+    account = await st.auth.authenticate(credentials_of(request, {}))
     key = request.query.get("task", "").strip()
     if not key:
         raise RequestError("task", "task is missing: pass the task key", "querystring")

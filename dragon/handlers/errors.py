@@ -7,15 +7,27 @@ Request-level problems use the Dragon API's shape (Cornice's):
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import time
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from dragon.database.interface import Busy, DiskFull
-from dragon.engine.service import AccountLimit, Overloaded
-from dragon.errors import RequestError
+from dragon.errors import (
+    CursorGone,
+    LowDisk,
+    NoSuchPath,
+    Overloaded,
+    RateLimited,
+    Refused,
+    RequestError,
+    SecretRequired,
+    TooManyActive,
+    Unauthorized,
+)
 
 log = logging.getLogger("dragon.http")
 
@@ -60,7 +72,11 @@ def read_only_error(exc: BaseException) -> bool:
 
 
 def error_response(
-    status: int, name: str, description: str, location: str = "body", headers: dict | None = None
+    status: int,
+    name: str,
+    description: str,
+    location: str = "body",
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     body = {
         "status": "error",
@@ -71,58 +87,91 @@ def error_response(
     )
 
 
+def refused_response(exc: Refused) -> web.Response:
+    """The HTTP answer to a request the engine refused (docs/api.md, docs/compat.md)."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        status, name, location = 401, "authorization", exc.source or "header"
+        headers["WWW-Authenticate"] = "Secret"
+    elif isinstance(exc, SecretRequired):
+        status, name, location = 403, "authorization", exc.source
+    elif isinstance(exc, TooManyActive):  # 401, as the original service answered it
+        status, name, location = 401, "tasks", "body"
+    elif isinstance(exc, RateLimited):
+        status, name, location = 429, "tasks", "body"
+    elif isinstance(exc, Overloaded):
+        status, name, location = 503, "tasks", "body"
+    elif isinstance(exc, LowDisk):
+        status, name, location = 503, "disk", "server"
+    elif isinstance(exc, NoSuchPath):
+        status, name, location = 404, "url", "path"
+    elif isinstance(exc, CursorGone):
+        status, name, location = 410, "after", "querystring"
+    else:
+        raise TypeError(f"no HTTP answer for {type(exc).__name__}")
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(math.ceil(exc.retry_after))
+    return error_response(status, name, exc.description, location, headers)
+
+
 @web.middleware
-async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=CORS_HEADERS)
     try:
         response = await handler(request)
-    except RequestError as exc:
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            response = error_response(413, "body", exc.text or "request body is too large")
+        else:
+            response = error_response(exc.status, "url", exc.reason, "path")
+    except Exception as exc:
+        response = failure_response(request, exc)
+    if not response.prepared:
+        response.headers.update(CORS_HEADERS)
+    return response
+
+
+def failure_response(request: web.Request, exc: Exception) -> web.Response:
+    """The answer to a handler's failure: a request refused (malformed, or by the engine),
+    a database that cannot take the write now, or a bug (500, logged with its traceback:
+    called while ``exc`` is being handled)."""
+    if isinstance(exc, RequestError):
         headers = {"WWW-Authenticate": "Secret"} if exc.status == 401 else {}
         response = error_response(
             exc.status, exc.name, exc.description, exc.location, {**headers, **exc.headers}
         )
         if exc.status == 408:  # the client stalled: do not wait for the rest of its body
             response.force_close()
-    except AccountLimit as exc:
-        response = error_response(401, "tasks", str(exc), headers={"Retry-After": "10"})
-    except Overloaded as exc:
-        response = error_response(503, "tasks", str(exc), headers={"Retry-After": "5"})
-    except Busy:
-        response = error_response(
+        return response
+    if isinstance(exc, Refused):
+        return refused_response(exc)
+    if isinstance(exc, Busy):
+        return error_response(
             503, "database", "the database is busy; retry shortly", headers={"Retry-After": "1"}
         )
-    except DiskFull:
-        response = error_response(
+    if isinstance(exc, DiskFull):
+        return error_response(
             503,
             "disk",
             "the server's disk is full; nothing was stored, retry later",
             "server",
             {"Retry-After": "60"},
         )
-    except web.HTTPRequestEntityTooLarge as exc:
-        response = error_response(413, "body", exc.text or "request body is too large")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = error_response(exc.status, "url", exc.reason, "path")
-    except Exception as exc:
-        if read_only_error(exc):
-            log.error(
-                "the database is read-only: %s %s refused (%s)", request.method, request.path, exc
-            )
-            if DATABASE_HEALTH in request.app:
-                request.app[DATABASE_HEALTH].failed_read_only()
-            response = error_response(
-                503,
-                "database",
-                "the database is read-only (a disk or permission problem on"
-                " the server); nothing was stored, retry later",
-                headers={"Retry-After": "30"},
-            )
-        else:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-            response = error_response(500, "server", "internal server error", "server")
-    if not response.prepared:
-        response.headers.update(CORS_HEADERS)
-    return response
+    if read_only_error(exc):
+        log.error(
+            "the database is read-only: %s %s refused (%s)", request.method, request.path, exc
+        )
+        if DATABASE_HEALTH in request.app:
+            request.app[DATABASE_HEALTH].failed_read_only()
+        return error_response(
+            503,
+            "database",
+            "the database is read-only (a disk or permission problem on"
+            " the server); nothing was stored, retry later",
+            headers={"Retry-After": "30"},
+        )
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "server", "internal server error", "server")

@@ -16,8 +16,9 @@ from aiohttp import web
 from dragon.api.openapi import BOOLEAN, STRING, documented, errors, query
 from dragon.api.request import truthy
 from dragon.api.state import state
-from dragon.engine.events import CursorGone, EventFeed
+from dragon.engine.events import EventFeed
 from dragon.errors import RequestError
+from dragon.handlers.credentials import credentials_of
 from dragon.handlers.errors import CORS_HEADERS
 
 HEARTBEAT_SECONDS = 15.0
@@ -73,16 +74,13 @@ def feed(request: web.Request) -> EventFeed:
     }
 )
 async def events(request: web.Request) -> web.StreamResponse:
-    account = await state(request).auth.authenticate(request, {})
+    account = await state(request).auth.authenticate(credentials_of(request, {}))
     sse = "text/event-stream" in request.headers.get("Accept", "")
     after = cursor(request, sse)
     follow = truthy(request.query.get("follow", ""))
     events_feed = feed(request)
     if after is not None:
-        try:
-            await events_feed.check(after)
-        except CursorGone as exc:
-            raise RequestError("after", str(exc), "querystring", status=410) from None
+        await events_feed.check(after)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8"

@@ -27,8 +27,8 @@ from dragon.api.openapi import (
 )
 from dragon.api.request import json_body, json_response, truthy
 from dragon.api.state import state
-from dragon.engine.storage import NoSuchPath
 from dragon.errors import RequestError
+from dragon.handlers.credentials import credentials_of
 
 MAX_EXPIRATION_DAYS = 36500
 
@@ -67,14 +67,10 @@ def _describe_list_files(endpoint: Endpoint) -> Operation:
 @documented(_describe_list_files)
 async def list_files(request: web.Request) -> web.Response:
     st = state(request)
-    account = await st.auth.authenticate(request)
+    account = await st.auth.authenticate(credentials_of(request))
     path = request.match_info.get("path", "")
-    try:
-        recursive = truthy(request.query.get("recursive", ""))
-        listing = await st.storage.listing(account, path, recursive)
-    except NoSuchPath as exc:
-        raise web.HTTPNotFound(reason=str(exc)) from None
-    return json_response(listing)
+    recursive = truthy(request.query.get("recursive", ""))
+    return json_response(await st.storage.listing(account, path, recursive))
 
 
 def _describe_delete_files(endpoint: Endpoint) -> Operation:
@@ -105,7 +101,9 @@ def _describe_delete_files(endpoint: Endpoint) -> Operation:
 async def delete_files(request: web.Request) -> web.Response:
     st = state(request)
     body = await json_body(request)
-    account = await st.auth.authenticate(request, body, secret_only="deleting files")
+    account = await st.auth.authenticate(
+        credentials_of(request, body), secret_only="deleting files"
+    )
     options = {**request.query, **body}
     urls = options.get("urls")
     if urls is not None:
@@ -159,7 +157,7 @@ async def expiration(request: web.Request) -> web.Response:
     st = state(request)
     body = await json_body(request)
     changing = "changing the expiration" if request.method == "POST" else None
-    account = await st.auth.authenticate(request, body, secret_only=changing)
+    account = await st.auth.authenticate(credentials_of(request, body), secret_only=changing)
     if request.method == "POST":
         given: Any = body.get("days", request.query.get("days"))
         try:

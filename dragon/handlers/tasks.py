@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,8 +25,9 @@ from dragon.api.request import json_body, json_response, truthy
 from dragon.api.state import state
 from dragon.engine.auth import Account
 from dragon.engine.documents import in_version
-from dragon.engine.service import Overloaded, Service
-from dragon.errors import RequestError
+from dragon.engine.service import Service
+from dragon.errors import Overloaded, RateLimited, RequestError
+from dragon.handlers.credentials import credentials_of
 from dragon.handlers.errors import CORS_HEADERS
 
 # Largest piece of a stream line written at once (see ``_ndjson``).
@@ -85,18 +85,13 @@ def option(request: web.Request, body: dict[str, Any], name: str) -> bool:
 
 
 async def authenticated(request: web.Request, body: dict[str, Any]) -> Account:
-    return await state(request).auth.authenticate(request, body)
+    return await state(request).auth.authenticate(credentials_of(request, body))
 
 
 def check_rate(request: web.Request, account: Account, cost: int) -> None:
     wait = state(request).buckets.take(f"account:{account.id}", cost, account.create_rate)
     if wait:
-        raise RequestError(
-            "tasks",
-            f"too many creates; retry in {wait:.1f} s",
-            status=429,
-            headers={"Retry-After": str(math.ceil(wait))},
-        )
+        raise RateLimited(f"too many creates; retry in {wait:.1f} s", wait)
 
 
 async def _creating(

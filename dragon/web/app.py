@@ -23,7 +23,7 @@ from dragon.engine.auth import Authenticator
 from dragon.engine.bus import Bus
 from dragon.engine.callbacks import CallbackSender
 from dragon.engine.rate_limits import TokenBuckets
-from dragon.engine.scheduler import Scheduler, clean_tmp
+from dragon.engine.scheduler import Load, Scheduler, clean_tmp
 from dragon.engine.service import Service
 from dragon.engine.storage import Storage
 from dragon.engine.sweeper import Sweeper
@@ -90,7 +90,7 @@ def setup_routes(app: web.Application) -> None:
 )
 async def healthz(request: web.Request) -> web.Response:
     """200 while the server can take tasks; 503 naming the ``problems`` when it cannot."""
-    scheduler = state(request).scheduler
+    scheduler: Load = state(request).scheduler
     problems = []
     if database_read_only(request):
         problems.append("the database is read-only")
@@ -103,7 +103,7 @@ async def healthz(request: web.Request) -> web.Response:
             "status": "closing" if state(request).service.closing.is_set() else status,
             "problems": problems,
             "queued": scheduler.queued_count(),
-            "executing": len(scheduler.running),
+            "executing": scheduler.executing_count(),
             "subscribers": state(request).bus.size(),
         },
         status=503 if problems else 200,
@@ -187,11 +187,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     st.scheduler.on_callback_queued = st.callbacks.wake
     st.storage = Storage(st.db, st.stores)
     st.sweeper = Sweeper(st.db, st.stores, settings)
-    metrics.watch(
-        lambda lane: st.scheduler.lanes[lane].queue.size,
-        lambda lane: st.scheduler.lanes[lane].busy,
-        st.bus.subscribers,
-    )
+    metrics.watch(st.scheduler.queued_in, st.scheduler.busy_in, st.bus.subscribers)
     await st.scheduler.start()
     st.callbacks.start()
     st.sweeper.start()

@@ -18,6 +18,7 @@ from dragon.engine.bus import Bus
 from dragon.engine.lanes import FairQueue, Lane
 from dragon.engine.rate_limits import TokenBuckets
 from dragon.engine.service import new_key
+from dragon.handlers.credentials import located_credentials
 
 
 @pytest.fixture
@@ -156,10 +157,20 @@ def test_referrer_patterns():
 
 
 def test_credentials_sources():
-    assert auth.credentials({"Authorization": "secret ABC"}, {}, {}) == ("ABC", None)
-    assert auth.credentials({"Authorization": "Api-Key k"}, {}, {}) == (None, "k")
-    assert auth.credentials({}, {"secret": "Q"}, {}) == ("Q", None)
-    assert auth.credentials({}, {}, {"api_key": "b", "secret": 3}) == (None, "b")
+    none = (None, "header")
+    assert located_credentials({"Authorization": "secret ABC"}, {}, {}) == (
+        ("ABC", "header"),
+        none,
+    )
+    assert located_credentials({"Authorization": "Api-Key k"}, {}, {}) == (none, ("k", "header"))
+    assert located_credentials({}, {"secret": "Q"}, {}) == (("Q", "querystring"), none)
+    assert located_credentials({}, {}, {"api_key": "b", "secret": 3}) == (none, ("b", "body"))
+    # The header wins over the body, which wins over the query string.
+    assert located_credentials({"Authorization": "Secret H"}, {"secret": "Q"}, {"secret": "B"}) == (
+        ("H", "header"),
+        none,
+    )
+    assert located_credentials({}, {"secret": "Q"}, {"secret": "B"}) == (("B", "body"), none)
 
 
 def test_keys_and_secrets_look_like_the_originals():

@@ -1,0 +1,38 @@
+"""One record per task this node has queued or runs: ``Run``.
+
+The scheduler keeps a ``Run`` for each key from the moment it is queued here until its
+task has ended (or gone back to the queue at shut-down). Everything known about that task
+on this node lives in it: where it waits or runs, its slot, the asyncio task running it,
+its ``TaskContext``, its latest status document and the progress not yet written. The
+others read the scheduler through small protocols, never its internals: the service
+(``service.TaskQueue``), queue positions (``queue_position.Queues``), the cluster's
+adoption of claimed tasks (``cluster.Member``) and the health check (``scheduler.Load``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from dragon.engine.lanes import Lane, Slot
+from dragon.tasks.context import TaskContext
+
+
+@dataclasses.dataclass(eq=False)
+class Run:
+    """A task queued on this node (``task`` is None) or running here."""
+
+    key: str
+    task_name: str  # "" for a key found in a lane without having been queued by name
+    lane: Lane  # where it waits, then runs
+    slot: Slot | None = None  # held from dispatch to the end
+    started: float = 0.0  # wall-clock time of the dispatch, for expected ends
+    task: asyncio.Task[None] | None = None
+    context: TaskContext | None = None  # while the task's code may run
+    document: dict[str, Any] | None = None  # latest status document while executing
+    pending_progress: float | None = None  # reported, not yet written (flushed together)
+
+    @property
+    def queued(self) -> bool:
+        return self.task is None
