@@ -3,7 +3,8 @@
 # make test:    the whole suite on SQLite with branch coverage (fails below COVERAGE_FLOOR),
 #               then the end-to-end suite on PostgreSQL + S3 (make test-sqlite / test-postgres).
 # make test-fast: the unit tests alone.
-# make lint:    ruff, ruff format, mypy and the import layers (.importlinter).
+# make lint:    ruff, ruff format, mypy --strict, the import layers (.importlinter) and a
+#               cyclomatic complexity limit of 15 per function (radon's count).
 # make bench:   the benchmarks in scripts/ (BENCH="api thumb" for some of them); installs
 #               their extras (redis-server, wrk, libvips, the bench extra).
 
@@ -65,6 +66,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/check_complexity.py dragon
 
 format: install
 	$(BIN)/ruff check --fix .
