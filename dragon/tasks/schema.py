@@ -48,6 +48,17 @@ def Choice(choices, **kwargs) -> fields.String:  # noqa: N802
     return fields.String(validate=validate.OneOf(choices), **kwargs)
 
 
+def Loudness() -> fields.Float:  # noqa: N802
+    """``loudness``: a target integrated loudness in LUFS (EBU R128), -70 to -5; None keeps
+    the source's (``dragon.media.loudness``)."""
+    return fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=-70, max=-5),
+        metadata={"description": "normalise to this integrated loudness (LUFS, EBU R128)"},
+    )
+
+
 class TaskStore(fields.Dict):
     """``task_store``: an object with a ``type``; the store module checks the rest."""
 

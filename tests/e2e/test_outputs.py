@@ -1,0 +1,200 @@
+"""Outputs of today on the existing tasks: modern codecs and containers, and loudness.
+
+Every output is checked with ffmpeg's own tools: ffprobe for codecs and containers, the
+``ebur128`` filter (a measurement independent of the ``loudnorm`` filter the tasks use) for
+loudness.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dragon import errors
+from tests.support.media import ffmpeg, ffprobe
+from tests.support.server import download as fetch
+from tests.support.server import task_result as run
+
+
+def integrated_loudness(path: Path) -> float:
+    """EBU R128 integrated loudness (LUFS) of a file's first audio stream, by ``ebur128``."""
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-i", str(path), "-map", "0:a:0", "-af", "ebur128"]
+        + ["-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    summary = out[out.rindex("Summary:") :]
+    return float(re.search(r"I:\s+(-?[\d.]+) LUFS", summary).group(1))
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory, origin) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("outputs")
+    # Speech-like levels: a quiet tone with a louder middle, and a loud one.
+    quiet = (
+        "sine=frequency=440:duration=6:sample_rate=44100,"
+        "volume='if(between(t,2,4),0.2,0.05)':eval=frame"
+    )
+    ffmpeg("-f", "lavfi", "-i", quiet, "-c:a", "libmp3lame", str(d / "quiet.mp3"))
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=220:duration=4,volume=0.9", str(d / "loud.wav"))
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono", "-t", "2", str(d / "silence.wav"))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25:duration=3",
+        "-f",
+        "lavfi",
+        "-i",
+        quiet.replace("duration=6", "duration=3"),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-shortest",
+        str(d / "clip.mp4"),
+    )
+    types = {"mp3": "audio/mpeg", "wav": "audio/wav", "mp4": "video/mp4"}
+    return {
+        p.stem: origin.add_file(f"outputs/{p.name}", p, types[p.suffix[1:]])
+        for p in sorted(d.iterdir())
+    }
+
+
+# -- loudness --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", ["quiet", "loud"])
+@pytest.mark.parametrize("codec", ["mp3", "aac"])
+def test_audio_convert_reaches_the_loudness_asked(dragon_server, sources, tmp_path, source, codec):
+    before = run(
+        dragon_server, {"task_name": "audio.info", "url": sources[source], "loudness": True}
+    )
+    result = run(
+        dragon_server,
+        {"task_name": "audio.convert", "url": sources[source], "codec": codec, "loudness": -16},
+    )
+    out = fetch(dragon_server, result["output"], tmp_path / f"out.{codec}")
+    assert abs(integrated_loudness(out) - -16) <= 1.0
+    assert abs(before["loudness"]["integrated"] - -16) > 3  # it had to move
+    assert result["duration"] == pytest.approx(6.0 if source == "quiet" else 4.0, abs=0.1)
+
+
+def test_audio_info_measures_loudness_as_ebur128_does(dragon_server, sources, tmp_path):
+    result = run(
+        dragon_server, {"task_name": "audio.info", "url": sources["quiet"], "loudness": True}
+    )
+    source = fetch(dragon_server, sources["quiet"], tmp_path / "quiet.mp3")
+    measured = result["loudness"]
+    assert measured["integrated"] == pytest.approx(integrated_loudness(source), abs=0.5)
+    assert -60 < measured["true_peak"] < 0
+    assert measured["range"] > 1  # a louder middle: the loudness moves
+    plain = run(dragon_server, {"task_name": "audio.info", "url": sources["quiet"]})
+    assert "loudness" not in plain  # old clients see what they always saw
+
+
+def test_silence_has_no_loudness_and_is_left_as_it_is(dragon_server, sources):
+    info = run(
+        dragon_server, {"task_name": "audio.info", "url": sources["silence"], "loudness": True}
+    )
+    assert info["loudness"] == {"integrated": None, "true_peak": None, "range": None}
+    status = dragon_server.run_task(
+        {"task_name": "audio.convert", "url": sources["silence"], "loudness": -16}
+    )
+    assert status["status"] == "success", status
+    assert any("silent" in w for w in status["result"]["warnings"]), status
+
+
+def test_video_convert_normalises_its_audio(dragon_server, sources, tmp_path):
+    result = run(
+        dragon_server,
+        {"task_name": "video.convert", "url": sources["clip"], "width": 160, "loudness": -14},
+    )
+    out = fetch(dragon_server, result["output"], tmp_path / "out.mp4")
+    assert abs(integrated_loudness(out) - -14) <= 1.0
+    assert result["video_codec"] == "h264"
+
+
+def test_loudness_out_of_range_is_a_parameter_error(dragon_server, sources):
+    status = dragon_server.run_task(
+        {"task_name": "audio.convert", "url": sources["loud"], "loudness": 3}
+    )
+    assert status["status"] == "error" and status["error_code"] == errors.PARAMETERS
+    assert set(status["error"]["parameters"]) == {"loudness"}
+
+
+# -- codecs and containers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params, video, audio, container, content_type",
+    [
+        ({"video_codec": "hevc"}, "hevc", "aac", "mov,mp4,m4a,3gp,3g2,mj2", "video/mp4"),
+        ({"codec": "vp9"}, "vp9", "opus", "matroska,webm", "video/webm"),
+        ({"video_codec": "av1", "crf": 45}, "av1", "aac", "mov,mp4,m4a,3gp,3g2,mj2", "video/mp4"),
+        ({"codec": "av1", "container": "webm"}, "av1", "opus", "matroska,webm", "video/webm"),
+        ({"audio_codec": "flac"}, "h264", "flac", "matroska,webm", "video/x-matroska"),
+        (
+            {"audio_codec": "opus", "container": "mp4"},
+            "h264",
+            "opus",
+            "mov,mp4,m4a,3gp,3g2,mj2",
+            "video/mp4",
+        ),
+    ],
+)
+def test_video_convert_codecs_and_containers(
+    dragon_server, sources, tmp_path, params, video, audio, container, content_type
+):
+    result = run(
+        dragon_server,
+        {"task_name": "video.convert", "url": sources["clip"], "width": 160, **params},
+    )
+    assert result["content_type"] == content_type
+    probed = ffprobe(fetch(dragon_server, result["output"], tmp_path / "out"))
+    assert probed["format"]["format_name"] == container
+    codecs = {s["codec_type"]: s["codec_name"] for s in probed["streams"]}
+    assert codecs == {"video": video, "audio": audio}
+    assert float(probed["format"]["duration"]) == pytest.approx(3.0, abs=0.15)
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"video_codec": "h264", "container": "webm"}, "container"),
+        ({"codec": "vp9", "audio_codec": "aac", "container": "webm"}, "container"),
+        ({"codec": "hevc", "audio_codec": "mp2"}, "container"),
+        ({"crf": 60}, "crf"),
+        ({"codec": "vp9", "video_codec": "hevc"}, "codec"),
+        ({"codec": "theora"}, "codec"),
+    ],
+)
+def test_video_convert_refuses_pairs_no_container_carries(dragon_server, sources, params, field):
+    status = dragon_server.run_task(
+        {"task_name": "video.convert", "url": sources["clip"], **params}
+    )
+    assert status["status"] == "error" and status["error_code"] == errors.PARAMETERS, status
+    assert set(status["error"]["parameters"]) == {field}, status
+
+
+@pytest.mark.parametrize(
+    "codec, name, format_name, content_type",
+    [("opus", "opus", "ogg", "audio/ogg"), ("flac", "flac", "flac", "audio/flac")],
+)
+def test_audio_convert_opus_and_flac(
+    dragon_server, sources, tmp_path, codec, name, format_name, content_type
+):
+    result = run(
+        dragon_server, {"task_name": "audio.convert", "url": sources["loud"], "codec": codec}
+    )
+    assert result["content_type"] == content_type
+    probed = ffprobe(fetch(dragon_server, result["output"], tmp_path / "out"))
+    assert probed["format"]["format_name"] == format_name
+    assert probed["streams"][0]["codec_name"] == name
