@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
+from dragon.media import watermark
 from dragon.net.url_policy import url_problem
 
 
@@ -57,6 +58,35 @@ def Loudness() -> fields.Float:  # noqa: N802
         validate=validate.Range(min=-70, max=-5),
         metadata={"description": "normalise to this integrated loudness (LUFS, EBU R128)"},
     )
+
+
+class WatermarkSchema(Schema):
+    """``watermark``: a logo drawn on the output (``dragon.media.watermark``)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    url = Url(required=True, metadata={"description": "the logo (PNG with alpha, JPEG...)"})
+    position = Choice(list(watermark.POSITIONS), load_default="bottom-right")
+    size = fields.Float(
+        load_default=0.15,
+        validate=validate.Range(min=0.01, max=1),
+        metadata={"description": "the logo's width, as a fraction of the output's width"},
+    )
+    opacity = fields.Float(load_default=1.0, validate=validate.Range(min=0, max=1))
+    margin = fields.Float(
+        load_default=0.02,
+        validate=validate.Range(min=0, max=0.5),
+        metadata={"description": "gap to the edges, as a fraction of the output's width"},
+    )
+
+    @post_load
+    def _spec(self, data: dict, **_) -> watermark.Watermark:
+        return watermark.Watermark(**data)
+
+
+def Watermark() -> fields.Nested:  # noqa: N802
+    return fields.Nested(WatermarkSchema, load_default=None, allow_none=True)
 
 
 class TaskStore(fields.Dict):
