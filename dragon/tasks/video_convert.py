@@ -14,7 +14,9 @@ expect them in. MP4 is written with ``+faststart`` (playable while downloading).
 Quality: ``crf`` sets a constant quality and ``video_bitrate`` (kbit/s) caps it
 (``-maxrate`` with a two-second buffer; VP9's constrained quality), so simple videos stay
 small and none exceeds the requested rate by much (AV1 is not capped). ``loudness`` brings
-the audio to a level in two passes (``dragon.media.loudness``). Rotated sources come out
+the audio to a level in two passes (``dragon.media.loudness``). ``watermark`` draws a logo
+(``dragon.media.watermark``) and ``subtitles`` burns the cues of an SRT or WebVTT file
+(``dragon.media.subtitles``) into the picture, both at the output's size. Rotated sources come out
 upright: ffmpeg turns the frames before the filters, so sizes are computed on the upright
 (display) size. The result is the video.info of the output itself (probed), plus the
 source's stored ``original_width``/``original_height``.
@@ -22,13 +24,16 @@ source's stored ``original_width``/``original_height``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from pathlib import Path
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from dragon.media import codecs, ffmpeg, loudness, probe
+from dragon.media import codecs, ffmpeg, image, loudness, probe, subtitles, watermark
 from dragon.tasks.context import TaskContext
-from dragon.tasks.schema import Choice, Loudness, Size, TaskSchema, Url
+from dragon.tasks.schema import Choice, Loudness, Size, TaskSchema, Url, Watermark
 from dragon.tasks.video_info import info_values
 
 TASK_NAME = "video.convert"
@@ -71,6 +76,12 @@ class Schema(TaskSchema):
     )
     gop = fields.Integer(load_default=250, validate=validate.Range(min=1, max=1000))
     loudness = Loudness()
+    watermark = Watermark()
+    subtitles = Url(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "an SRT or WebVTT file whose cues are burned into the picture"},
+    )
 
     @validates_schema
     def _output(self, data: dict[str, Any], **_: Any) -> None:
@@ -99,21 +110,55 @@ def output_plan(params: dict[str, Any]) -> tuple[str, str, tuple[str, str, str]]
     return video, planned[1], (container.muxer, container.extension, container.content_type)
 
 
+@dataclasses.dataclass(frozen=True)
+class Overlays:
+    """What is drawn over the picture: a logo PNG this server wrote, with its place, and
+    whether the cleaned subtitles (``subtitles.FILENAME`` in the tmpdir) are burned in."""
+
+    logo: tuple[Path, int, int] | None = None
+    subtitles: bool = False
+
+
+def output_size(info: probe.MediaInfo, params: dict, settings: Any) -> tuple[int, int]:
+    src = probe.require_video(info)
+    size = ffmpeg.video_size(src, params.get("width"), params.get("height"), params["crop"])
+    ffmpeg.check_size(*size, settings)
+    return size
+
+
+def picture_args(
+    info: probe.MediaInfo, params: dict, settings: Any, overlays: Overlays
+) -> list[str]:
+    """The inputs and the picture's filters: resize, then subtitles, then the logo on top."""
+    src = probe.require_video(info)
+    size = output_size(info, params, settings)
+    chain = [ffmpeg.resize_filter(src, size, params["crop"])]
+    if overlays.subtitles:
+        chain.append(subtitles.burn_filter())
+    steps = ",".join(f for f in chain if f)
+    args = [*ffmpeg.decoder_guard(settings), *probe.input_args(info)]
+    if overlays.logo is None:
+        return [*args, "-map", "0:V:0", *(["-vf", steps] if steps else [])]
+    path, x, y = overlays.logo
+    logo = ["-protocol_whitelist", "file", "-format_whitelist", "png_pipe", "-f", "png_pipe"]
+    graph = f"[0:V:0]{steps or 'null'}[base];[1:v]format=rgba[logo];[base][logo]overlay={x}:{y}[v]"
+    return [*args, *logo, "-i", str(path), "-filter_complex", graph, "-map", "[v]"]
+
+
 def build_argv(
-    info: probe.MediaInfo, params: dict, out, settings, audio_filter: str | None = None
+    info: probe.MediaInfo,
+    params: dict,
+    out,
+    settings,
+    audio_filter: str | None = None,
+    overlays: Overlays = Overlays(),
 ) -> tuple[list[str], str]:
     """The one encode: argv and the output content type."""
     plan = output_plan(params)
     assert not isinstance(plan, str), plan  # the schema refused it
     video_codec, audio_codec, (muxer, _, content_type) = plan
     encoder, max_channels = AUDIO[audio_codec]
-    src = probe.require_video(info)
-    size = ffmpeg.video_size(src, params.get("width"), params.get("height"), params["crop"])
-    ffmpeg.check_size(*size, settings)
-    vf = ffmpeg.resize_filter(src, size, params["crop"])
-    args = [*ffmpeg.decoder_guard(settings), *probe.input_args(info), "-map", "0:V:0"]
-    if vf:
-        args += ["-vf", vf]
+    args = picture_args(info, params, settings, overlays)
     args += codecs.video_args(
         video_codec,
         crf=params["crf"],
@@ -149,7 +194,8 @@ async def run(ctx: TaskContext) -> dict:
     audio_filter = None
     if target is not None and info.has_audio:
         audio_filter = await loudness.normaliser(ctx, info, target)
-    argv, content_type = build_argv(info, ctx.params, out, ctx.settings, audio_filter)
+    overlays = await prepare_overlays(ctx, info)
+    argv, content_type = build_argv(info, ctx.params, out, ctx.settings, audio_filter, overlays)
     await ctx.run(argv, progress_duration=info.duration)
     ffmpeg.check_output(out, ctx.settings)
     result = await probe.probe_path(ctx, out, content_type)
@@ -159,3 +205,27 @@ async def run(ctx: TaskContext) -> dict:
         "original_width": info.width,
         "original_height": info.height,
     }
+
+
+async def prepare_overlays(ctx: TaskContext, info: probe.MediaInfo) -> Overlays:
+    """Fetch and prepare the logo and the subtitles (in the process pool: both parse
+    untrusted files)."""
+    logo = None
+    spec: watermark.Watermark | None = ctx.params["watermark"]
+    if spec is not None:
+        download = await ctx.fetch(spec.url)
+        source = image.Source(str(download.path), spec.url, download.mime)
+        dest = ctx.tmpdir / "watermark.png"
+        size = output_size(info, ctx.params, ctx.settings)
+        place = await ctx.in_process(
+            functools.partial(
+                watermark.write, source, spec, size, str(dest), ctx.settings.max_pixels
+            )
+        )
+        logo = (dest, *place)
+    burn = ctx.params["subtitles"] is not None
+    if burn:
+        download = await ctx.fetch(ctx.params["subtitles"], max_bytes=subtitles.MAX_BYTES)
+        dest = ctx.tmpdir / subtitles.FILENAME
+        await ctx.in_process(functools.partial(subtitles.write, str(download.path), str(dest)))
+    return Overlays(logo, burn)

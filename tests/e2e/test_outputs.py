@@ -11,10 +11,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dragon import errors
-from tests.support.media import ffmpeg, ffprobe
+from tests.support.media import ffmpeg, ffprobe, image_bytes
 from tests.support.server import download as fetch
 from tests.support.server import task_result as run
 
@@ -61,11 +62,32 @@ def sources(tmp_path_factory, origin) -> dict[str, str]:
         "-shortest",
         str(d / "clip.mp4"),
     )
+    ffmpeg("-f", "lavfi", "-i", "color=black:size=320x240:rate=25:duration=3", str(d / "black.mp4"))
     types = {"mp3": "audio/mpeg", "wav": "audio/wav", "mp4": "video/mp4"}
-    return {
+    urls = {
         p.stem: origin.add_file(f"outputs/{p.name}", p, types[p.suffix[1:]])
         for p in sorted(d.iterdir())
     }
+    green = image_bytes(40, 20, (0, 255, 0, 255), "PNG", mode="RGBA")
+    urls["logo"] = origin.add("outputs/logo.png", green, "image/png")
+    cues = "1\n00:00:01,000 --> 00:00:02,000\n{\\fs300}HELLO WORLD\n\n"
+    urls["srt"] = origin.add("outputs/cues.srt", cues.encode(), "application/x-subrip")
+    vtt = "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n<b>HELLO WORLD</b>\n"
+    urls["vtt"] = origin.add("outputs/cues.vtt", vtt.encode(), "text/vtt")
+    urls["junk"] = origin.add("outputs/junk.srt", b"this is not a subtitle file\n", "text/plain")
+    return urls
+
+
+def frame_at(path: Path, seconds: float) -> np.ndarray:
+    """The picture at ``seconds``, RGB, as integers."""
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-ss", str(seconds), "-i", str(path), "-frames:v", "1"]
+        + ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    height = len(out) // (320 * 3)
+    return np.frombuffer(out, np.uint8).reshape(height, 320, 3).astype(int)
 
 
 # -- loudness --------------------------------------------------------------------------------
@@ -198,3 +220,79 @@ def test_audio_convert_opus_and_flac(
     probed = ffprobe(fetch(dragon_server, result["output"], tmp_path / "out"))
     assert probed["format"]["format_name"] == format_name
     assert probed["streams"][0]["codec_name"] == name
+
+
+# -- watermarks and subtitles ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec, box",
+    [
+        # 15 % of 320 is 48 wide (24 high for the 2:1 logo), 2 % margins are 6 pixels.
+        ({}, (266, 210, 48, 24)),
+        ({"position": "top-left", "size": 0.25, "margin": 0}, (0, 0, 80, 40)),
+        ({"position": "center", "size": 0.1}, (144, 112, 32, 16)),
+    ],
+)
+def test_video_convert_draws_the_watermark_where_asked(dragon_server, sources, tmp_path, spec, box):
+    result = run(
+        dragon_server,
+        {
+            "task_name": "video.convert",
+            "url": sources["black"],
+            "width": 320,
+            "watermark": {"url": sources["logo"], **spec},
+        },
+    )
+    picture = frame_at(fetch(dragon_server, result["output"], tmp_path / "out.mp4"), 1.0)
+    green = (picture[:, :, 1] > 150) & (picture[:, :, 0] < 100)
+    rows, columns = np.nonzero(green.any(axis=1))[0], np.nonzero(green.any(axis=0))[0]
+    found = (columns.min(), rows.min(), np.ptp(columns) + 1, np.ptp(rows) + 1)
+    assert all(abs(a - b) <= 2 for a, b in zip(found, box, strict=True)), (found, box)
+
+
+def test_watermark_opacity_blends_with_the_picture(dragon_server, sources, tmp_path):
+    mark = {"url": sources["logo"], "position": "center", "size": 0.5, "opacity": 0.5}
+    result = run(
+        dragon_server,
+        {"task_name": "video.convert", "url": sources["black"], "width": 320, "watermark": mark},
+    )
+    picture = frame_at(fetch(dragon_server, result["output"], tmp_path / "out.mp4"), 1.0)
+    assert 100 < picture[120, 160, 1] < 160  # half of 255 over black
+
+
+def test_watermark_that_is_not_an_image_fails_the_task(dragon_server, sources):
+    status = dragon_server.run_task(
+        {
+            "task_name": "video.convert",
+            "url": sources["black"],
+            "watermark": {"url": sources["srt"]},
+        }
+    )
+    assert status["status"] == "error", status
+    assert status["error_code"] in (errors.UNSUPPORTED_MEDIA, errors.INVALID_MEDIA), status
+
+
+@pytest.mark.parametrize("cues", ["srt", "vtt"])
+def test_subtitles_are_burned_in_at_their_times(dragon_server, sources, tmp_path, cues):
+    result = run(
+        dragon_server,
+        {"task_name": "video.convert", "url": sources["black"], "subtitles": sources[cues]},
+    )
+    out = fetch(dragon_server, result["output"], tmp_path / "out.mp4")
+    before, during, after = (frame_at(out, t) for t in (0.5, 1.5, 2.5))
+    band = slice(during.shape[0] * 2 // 3, None)  # the bottom third, where captions go
+    lit = (during[band].min(axis=2) > 200).sum()
+    assert lit > 50, lit  # white text
+    assert (before[band].min(axis=2) > 200).sum() == 0
+    assert (after[band].min(axis=2) > 200).sum() == 0
+    # The file's own styling ({\\fs300}, <b>) is not honoured: the text stays in the band.
+    assert (during[: during.shape[0] // 3].min(axis=2) > 200).sum() == 0
+
+
+def test_subtitles_that_are_not_srt_or_vtt_fail_the_task(dragon_server, sources):
+    status = dragon_server.run_task(
+        {"task_name": "video.convert", "url": sources["black"], "subtitles": sources["junk"]}
+    )
+    assert status["status"] == "error" and status["error_code"] == errors.INVALID_MEDIA, status
+    assert "SRT or WebVTT" in status["error"], status
