@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from typing import Any
 
 from dragon.client.commands import add_commands
 from dragon.config import Settings
@@ -123,7 +124,7 @@ async def _accounts(database: Database, args: argparse.Namespace) -> int:
     return 0
 
 
-async def default_account(settings: Settings) -> dict | None:
+async def default_account(settings: Settings) -> dict[str, Any] | None:
     """The first-start account whose credentials ``make run`` prints (see engine.accounts)."""
     database = await asyncio.to_thread(open_database, settings)
     try:
@@ -132,7 +133,7 @@ async def default_account(settings: Settings) -> dict | None:
         await asyncio.to_thread(database.close)
 
 
-def banner(settings: Settings, account: dict | None) -> str:
+def banner(settings: Settings, account: dict[str, Any] | None) -> str:
     url = settings.base_url
     lines = [
         f"dragon serving on http://{settings.host}:{settings.port} (data in {settings.data_path})"
@@ -151,7 +152,7 @@ def banner(settings: Settings, account: dict | None) -> str:
 async def serve(settings: Settings) -> None:
     from aiohttp import web
 
-    from dragon.handlers.state import STATE
+    from dragon.api.state import STATE
     from dragon.web.app import create_app
     from dragon.web.connections import ConnectionLimit, connection_limit, raise_descriptor_limit
 

@@ -99,37 +99,11 @@ def listed(argv: list[str]) -> set[str]:
 
 
 def check_tools() -> list[Check]:
+    """ffmpeg and ffprobe, what ffmpeg was built with, ImageMagick, the fonts and Pillow."""
     versions = tool_versions()
-    checks = []
-    for tool in ("ffmpeg", "ffprobe"):
-        path = shutil.which(tool)
-        if path and versions[tool]:
-            checks.append(Check(tool, True, f"{versions[tool]} ({path})"))
-        else:
-            checks.append(Check(tool, False, "not found on PATH", APT))
+    checks = [_on_path(tool, versions[tool]) for tool in ("ffmpeg", "ffprobe")]
     if shutil.which("ffmpeg"):
-        encoders = listed(["ffmpeg", "-hide_banner", "-encoders"])
-        missing = [e for e in ENCODERS if e not in encoders]
-        checks.append(
-            Check(
-                "ffmpeg encoders",
-                not missing,
-                f"missing: {', '.join(missing)}"
-                if missing
-                else f"{len(ENCODERS)} needed, all here",
-                "install an ffmpeg built with them (Debian's ffmpeg package has them all)",
-            )
-        )
-        filters = listed(["ffmpeg", "-hide_banner", "-filters"])
-        missing = [f for f in FILTERS if f not in filters]
-        checks.append(
-            Check(
-                "ffmpeg filters",
-                not missing,
-                f"missing: {', '.join(missing)}" if missing else f"{len(FILTERS)} needed, all here",
-                "install ffmpeg 5.1 or newer (xfade needs 4.3)",
-            )
-        )
+        checks += _ffmpeg_builds()
     magick = imagemagick_binary()
     checks.append(
         Check(
@@ -139,17 +113,50 @@ def check_tools() -> list[Check]:
             APT,
         )
     )
-    missing = [f for f in FONTS if not (FONT_DIR / f).is_file()]
-    checks.append(
-        Check(
-            "fonts",
-            not missing,
-            f"missing in {FONT_DIR}: {', '.join(missing)}" if missing else f"DejaVu in {FONT_DIR}",
-            "apt-get install fonts-dejavu-core",
-        )
-    )
+    checks.append(_fonts())
     checks.append(Check("Pillow", True, versions["pillow"] or "?"))
     return checks
+
+
+def _on_path(tool: str, version: str | None) -> Check:
+    path = shutil.which(tool)
+    if path and version:
+        return Check(tool, True, f"{version} ({path})")
+    return Check(tool, False, "not found on PATH", APT)
+
+
+def _ffmpeg_builds() -> list[Check]:
+    """Whether this ffmpeg has every encoder and filter the tasks use (not all builds do)."""
+    return [
+        _all_listed(
+            "ffmpeg encoders",
+            ENCODERS,
+            listed(["ffmpeg", "-hide_banner", "-encoders"]),
+            "install an ffmpeg built with them (Debian's ffmpeg package has them all)",
+        ),
+        _all_listed(
+            "ffmpeg filters",
+            FILTERS,
+            listed(["ffmpeg", "-hide_banner", "-filters"]),
+            "install ffmpeg 5.1 or newer (xfade needs 4.3)",
+        ),
+    ]
+
+
+def _all_listed(name: str, needed: tuple[str, ...], found: set[str], fix: str) -> Check:
+    missing = [n for n in needed if n not in found]
+    detail = f"missing: {', '.join(missing)}" if missing else f"{len(needed)} needed, all here"
+    return Check(name, not missing, detail, fix)
+
+
+def _fonts() -> Check:
+    missing = [f for f in FONTS if not (FONT_DIR / f).is_file()]
+    return Check(
+        "fonts",
+        not missing,
+        f"missing in {FONT_DIR}: {', '.join(missing)}" if missing else f"DejaVu in {FONT_DIR}",
+        "apt-get install fonts-dejavu-core",
+    )
 
 
 def check_data(settings: Settings) -> list[Check]:

@@ -51,27 +51,29 @@ class AsyncClient:
 
     # -- the API -------------------------------------------------------------------------
 
-    async def create(self, tasks: dict | Iterable[dict], block: bool = False) -> list[dict]:
+    async def create(
+        self, tasks: wire.Task | Iterable[wire.Task], block: bool = False
+    ) -> list[wire.Status]:
         body = {"tasks": wire.task_list(tasks), "block": block}
         return await self._call("/v2/create", body, safe=False, wait=block)
 
     async def status(
         self, keys: str | Iterable[str], block: bool = False, details: bool = False
-    ) -> list[dict]:
+    ) -> list[wire.Status]:
         body = {"tasks": wire.key_list(keys), "block": block, "details": details}
         return await self._call("/v2/status", body, safe=True, wait=block)
 
-    def stream(self, keys: str | Iterable[str]) -> AsyncIterator[dict]:
+    def stream(self, keys: str | Iterable[str]) -> AsyncIterator[wire.Status]:
         keys = wire.key_list(keys)
         return self._follow(wire.Follow.of(keys), "/v2/status_stream", {"tasks": keys}, True)
 
-    def create_stream(self, tasks: dict | Iterable[dict]) -> AsyncIterator[dict]:
+    def create_stream(self, tasks: wire.Task | Iterable[wire.Task]) -> AsyncIterator[wire.Status]:
         body = {"tasks": wire.task_list(tasks)}
         return self._follow(wire.Follow(), "/v2/create_stream", body, False)
 
-    async def run(self, task: dict, timeout: float | None = None) -> dict:
+    async def run(self, task: wire.Task, timeout: float | None = None) -> wire.Status:
         deadline = None if timeout is None else time.monotonic() + timeout
-        last: dict = {}
+        last: wire.Status = {}
         try:
             async for doc in self._follow(
                 wire.Follow(), "/v2/create_stream", {"tasks": [task]}, False, deadline
@@ -82,11 +84,11 @@ class AsyncClient:
         return last
 
     @staticmethod
-    def outputs(status: dict) -> dict[str, str]:
+    def outputs(status: wire.Status) -> dict[str, str]:
         return wire.outputs(status)
 
     async def download(
-        self, url: str, to: str | os.PathLike = ".", progress: wire.Progress | None = None
+        self, url: str, to: str | os.PathLike[str] = ".", progress: wire.Progress | None = None
     ) -> Path:
         """See ``Client.download``; file writes go through a thread."""
         attempts = wire.Attempts(url, self.retries, safe=True)
@@ -112,7 +114,11 @@ class AsyncClient:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    async def _call(self, path: str, body: dict, *, safe: bool, wait: bool) -> Any:
+    async def _call(
+        self, path: str, body: dict[str, Any], *, safe: bool, wait: bool
+    ) -> list[wire.Status]:
+        """POST ``body``, retried as ``wire.Attempts`` allows; the API answers a list of
+        status documents."""
         attempts = wire.Attempts(self.url, self.retries, safe)
         while True:
             try:
@@ -125,12 +131,13 @@ class AsyncClient:
                 continue
             delay = attempts.after_response(response)
             if delay is None:
-                return response.json()
+                statuses: list[wire.Status] = response.json()
+                return statuses
             await asyncio.sleep(delay or 0.0)
 
     @contextlib.asynccontextmanager
     async def _open(
-        self, path: str, body: dict, safe: bool, deadline: float | None
+        self, path: str, body: dict[str, Any], safe: bool, deadline: float | None
     ) -> AsyncIterator[httpx.Response]:
         attempts = wire.Attempts(self.url, self.retries, safe, deadline)
         while True:
@@ -157,8 +164,13 @@ class AsyncClient:
             await asyncio.sleep(delay or 0.0)
 
     async def _follow(
-        self, follow: wire.Follow, path: str, body: dict, safe: bool, deadline: float | None = None
-    ) -> AsyncIterator[dict]:
+        self,
+        follow: wire.Follow,
+        path: str,
+        body: dict[str, Any],
+        safe: bool,
+        deadline: float | None = None,
+    ) -> AsyncIterator[wire.Status]:
         while True:
             try:
                 async with self._open(path, body, safe, deadline) as response:

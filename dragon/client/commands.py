@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -52,7 +53,7 @@ def parse_field(item: str) -> tuple[str, Any]:
     return item[:eq], item[eq + 1 :]
 
 
-def task_definition(task_name: str, items: list[str], store: str | None) -> dict:
+def task_definition(task_name: str, items: list[str], store: str | None) -> dict[str, Any]:
     task: dict[str, Any] = {"task_name": task_name}
     for item in items:
         name, value = parse_field(item)
@@ -124,7 +125,7 @@ class TaskProgress:
             )
             self.bars.start()
 
-    def update(self, doc: dict) -> None:
+    def update(self, doc: dict[str, Any]) -> None:
         key, status, progress = doc.get("key", "?"), doc.get("status"), doc.get("progress")
         if self.bars is None:
             line = f"{key} {status}" + (f" {progress:.0f}%" if progress is not None else "")
@@ -186,7 +187,7 @@ class DownloadProgress:
             print(f"{self.label}: {path} ({path.stat().st_size} bytes)", file=self.err, flush=True)
 
 
-def error_message(doc: dict) -> str:
+def error_message(doc: dict[str, Any]) -> str:
     error = doc.get("error")
     text = error if isinstance(error, str) else json.dumps(error)
     code = doc.get("error_code")
@@ -274,7 +275,11 @@ def cmd_download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _main(command):
+# A command: its parsed arguments, stdout and stderr in; the exit status out.
+Command = Callable[[argparse.Namespace, TextIO, TextIO], int]
+
+
+def _main(command: Command) -> Callable[[argparse.Namespace], int]:
     """Run a command with the exit codes above: usage and HTTP errors are 2."""
 
     def run(args: argparse.Namespace) -> int:
@@ -294,7 +299,7 @@ def _main(command):
     return run
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``run``, ``status`` and ``download`` on the ``dragon`` parser."""
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--server", help=f"server URL (DRAGON_URL, default {DEFAULT_URL})")

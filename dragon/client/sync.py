@@ -55,38 +55,40 @@ class Client:
 
     # -- the API -------------------------------------------------------------------------
 
-    def create(self, tasks: dict | Iterable[dict], block: bool = False) -> list[dict]:
+    def create(
+        self, tasks: wire.Task | Iterable[wire.Task], block: bool = False
+    ) -> list[wire.Status]:
         """Queue tasks; their statuses in request order (final ones with ``block``)."""
         body = {"tasks": wire.task_list(tasks), "block": block}
         return self._call("/v2/create", body, safe=False, wait=block)
 
     def status(
         self, keys: str | Iterable[str], block: bool = False, details: bool = False
-    ) -> list[dict]:
+    ) -> list[wire.Status]:
         """Statuses of existing tasks in the order of ``keys``."""
         body = {"tasks": wire.key_list(keys), "block": block, "details": details}
         return self._call("/v2/status", body, safe=True, wait=block)
 
-    def stream(self, keys: str | Iterable[str]) -> Iterator[dict]:
+    def stream(self, keys: str | Iterable[str]) -> Iterator[wire.Status]:
         """Status documents of existing tasks: the current ones, then each change, until
         every task has ended. A dropped connection is picked up again."""
         keys = wire.key_list(keys)
         return self._follow(wire.Follow.of(keys), "/v2/status_stream", {"tasks": keys}, True)
 
-    def create_stream(self, tasks: dict | Iterable[dict]) -> Iterator[dict]:
+    def create_stream(self, tasks: wire.Task | Iterable[wire.Task]) -> Iterator[wire.Status]:
         """Queue tasks and yield their statuses (the created ones first, in request order),
         then each change until every task has ended."""
         body = {"tasks": wire.task_list(tasks)}
         return self._follow(wire.Follow(), "/v2/create_stream", body, False)
 
-    def run(self, task: dict, timeout: float | None = None) -> dict:
+    def run(self, task: wire.Task, timeout: float | None = None) -> wire.Status:
         """Run one task to its end and return its final status (``success`` or ``error``).
 
         ``TimeoutError`` after ``timeout`` seconds (its message names the task's key); the
         task goes on on the server.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        last: dict = {}
+        last: wire.Status = {}
         try:
             for doc in self._follow(
                 wire.Follow(), "/v2/create_stream", {"tasks": [task]}, False, deadline
@@ -97,12 +99,12 @@ class Client:
         return last
 
     @staticmethod
-    def outputs(status: dict) -> dict[str, str]:
+    def outputs(status: wire.Status) -> dict[str, str]:
         """Output files of a finished task: ``{name: url}``."""
         return wire.outputs(status)
 
     def download(
-        self, url: str, to: str | os.PathLike = ".", progress: wire.Progress | None = None
+        self, url: str, to: str | os.PathLike[str] = ".", progress: wire.Progress | None = None
     ) -> Path:
         """Save an output file into the folder ``to``; returns its path.
 
@@ -132,7 +134,11 @@ class Client:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _call(self, path: str, body: dict, *, safe: bool, wait: bool) -> Any:
+    def _call(
+        self, path: str, body: dict[str, Any], *, safe: bool, wait: bool
+    ) -> list[wire.Status]:
+        """POST ``body``, retried as ``wire.Attempts`` allows; the API answers a list of
+        status documents."""
         attempts = wire.Attempts(self.url, self.retries, safe)
         while True:
             try:
@@ -145,12 +151,13 @@ class Client:
                 continue
             delay = attempts.after_response(response)
             if delay is None:
-                return response.json()
+                statuses: list[wire.Status] = response.json()
+                return statuses
             time.sleep(delay or 0.0)
 
     @contextlib.contextmanager
     def _open(
-        self, path: str, body: dict, safe: bool, deadline: float | None
+        self, path: str, body: dict[str, Any], safe: bool, deadline: float | None
     ) -> Iterator[httpx.Response]:
         """A 200 streaming response, after the retries a refusal or a failed connect get."""
         attempts = wire.Attempts(self.url, self.retries, safe, deadline)
@@ -178,8 +185,13 @@ class Client:
             time.sleep(delay or 0.0)
 
     def _follow(
-        self, follow: wire.Follow, path: str, body: dict, safe: bool, deadline: float | None = None
-    ) -> Iterator[dict]:
+        self,
+        follow: wire.Follow,
+        path: str,
+        body: dict[str, Any],
+        safe: bool,
+        deadline: float | None = None,
+    ) -> Iterator[wire.Status]:
         while True:
             try:
                 with self._open(path, body, safe, deadline) as response:

@@ -34,6 +34,10 @@ BACKOFF_MAX = 10.0
 RETRY_AFTER_MAX = 120.0
 
 Progress = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
+# A task definition (``{"task_name": ..., parameters}``) and a status document: JSON objects
+# whose fields are the API's (docs/api.md), not the client's.
+Task = dict[str, Any]
+Status = dict[str, Any]
 
 
 class DragonError(Exception):
@@ -43,7 +47,7 @@ class DragonError(Exception):
     def __init__(
         self,
         status: int | None,
-        errors: list[dict] | None = None,
+        errors: list[dict[str, Any]] | None = None,
         message: str | None = None,
         retry_after: float | None = None,
     ) -> None:
@@ -61,7 +65,7 @@ class DragonError(Exception):
         super().__init__(message)
 
 
-def auth_headers(secret: str | None, api_key: str | None, referrer: str | None) -> dict:
+def auth_headers(secret: str | None, api_key: str | None, referrer: str | None) -> dict[str, str]:
     """Headers that present the credentials; only ever sent to the API's own URL."""
     if secret and api_key:
         raise ValueError("pass a secret or an api key, not both")
@@ -100,7 +104,7 @@ def backoff(attempt: int, hinted: float | None = None) -> float:
     exponential with jitter so that many clients refused at once do not come back at once."""
     if hinted is not None:
         return hinted
-    return min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt) * random.uniform(0.5, 1.0)
+    return min(BACKOFF_MAX, BACKOFF_FIRST * 2.0**attempt) * random.uniform(0.5, 1.0)
 
 
 def retryable_status(response: httpx.Response) -> bool:
@@ -120,7 +124,7 @@ def retryable_error(exc: Exception, safe: bool) -> bool:
 
 def error_from(response: httpx.Response) -> DragonError:
     """The DragonError of a non-200 answer, with the API's ``errors`` list when it has one."""
-    errors: list[dict] = []
+    errors: list[dict[str, Any]] = []
     try:
         body = response.json()
     except ValueError:
@@ -187,7 +191,7 @@ class Attempts:
         raise error_from(response)
 
 
-def still_running(last: dict, timeout: float | None) -> TimeoutError:
+def still_running(last: Status, timeout: float | None) -> TimeoutError:
     """The TimeoutError of ``run``: which task, in which state, goes on without us."""
     if not last:
         return TimeoutError(f"no answer from the server within {timeout} s")
@@ -197,7 +201,7 @@ def still_running(last: dict, timeout: float | None) -> TimeoutError:
     )
 
 
-def task_list(tasks: dict | Iterable[dict]) -> list[dict]:
+def task_list(tasks: Task | Iterable[Task]) -> list[Task]:
     return [tasks] if isinstance(tasks, dict) else list(tasks)
 
 
@@ -205,7 +209,7 @@ def key_list(keys: str | Iterable[str]) -> list[str]:
     return [keys] if isinstance(keys, str) else list(keys)
 
 
-def outputs(status: dict) -> dict[str, str]:
+def outputs(status: Status) -> dict[str, str]:
     """The output files of a finished task: the result's top-level values that are URLs."""
     result = status.get("result")
     if not isinstance(result, dict):
@@ -227,7 +231,7 @@ class Follow:
     """
 
     pending: dict[str, None] = field(default_factory=dict)
-    last: dict[str, dict] = field(default_factory=dict)
+    last: dict[str, Status] = field(default_factory=dict)
     started: bool = False
     drops: int = 0  # drops in a row with no change seen in between
 
@@ -239,7 +243,7 @@ class Follow:
     def done(self) -> bool:
         return self.started and not self.pending
 
-    def accept(self, value: Any) -> Iterator[dict]:
+    def accept(self, value: Any) -> Iterator[Status]:
         """Documents to hand to the reader out of one stream line (the first is a list)."""
         docs = value if isinstance(value, list) else [value]
         if not self.started:
@@ -279,6 +283,6 @@ class Follow:
             raise TimeoutError("the deadline passed")
         return delay
 
-    def request(self) -> tuple[str, dict]:
+    def request(self) -> tuple[str, dict[str, Any]]:
         """The subscription that picks up where the stream stopped."""
         return "/v2/status_stream", {"tasks": list(self.pending)}

@@ -14,8 +14,17 @@ import orjson
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
-from dragon.handlers.openapi import document, served_routes
-from dragon.handlers.state import state
+from dragon.api.openapi import (
+    PUBLIC,
+    document,
+    documented,
+    errors,
+    file_answer,
+    json_answer,
+    path_parameter,
+    served_routes,
+)
+from dragon.api.state import state
 
 ASSETS = Path(str(swagger_ui_path))
 # Only these files are served: the page needs nothing else from the bundle.
@@ -26,7 +35,7 @@ ASSET_TYPES = {
     "favicon-32x32.png": "image/png",
     "favicon-16x16.png": "image/png",
 }
-DOCUMENT = web.AppKey("openapi_document", dict)
+DOCUMENT = web.AppKey("openapi_document", dict[str, bytes])
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -59,6 +68,15 @@ def setup(app: web.Application) -> None:
     app[DOCUMENT] = {}
 
 
+@documented(
+    {
+        "summary": "This document",
+        "operationId": "openapi",
+        "tags": ["server"],
+        "security": PUBLIC,
+        "responses": {"200": json_answer({"type": "object"})},
+    }
+)
 async def openapi_json(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 document of this server."""
     cache = request.app[DOCUMENT]
@@ -66,7 +84,7 @@ async def openapi_json(request: web.Request) -> web.Response:
         st = state(request)
         cache["body"] = orjson.dumps(
             document(
-                st.registry, st.settings.max_tasks_per_request, served_routes(request.app.router)
+                st.registry, served_routes(request.app.router), st.settings.max_tasks_per_request
             )
         )
     return web.Response(
@@ -76,11 +94,30 @@ async def openapi_json(request: web.Request) -> web.Response:
     )
 
 
+@documented(
+    {
+        "summary": "This document in Swagger UI (works offline)",
+        "operationId": "docs",
+        "tags": ["server"],
+        "security": PUBLIC,
+        "responses": {"200": file_answer("text/html", "an HTML page")},
+    }
+)
 async def docs_page(request: web.Request) -> web.Response:
     """Swagger UI over /openapi.json."""
     return web.Response(text=PAGE, content_type="text/html")
 
 
+@documented(
+    {
+        "summary": "The scripts and styles of the /docs page",
+        "operationId": "docs_asset",
+        "tags": ["server"],
+        "security": PUBLIC,
+        "parameters": [path_parameter("asset")],
+        "responses": {"200": file_answer("*/*"), **errors(404)},
+    }
+)
 async def docs_asset(request: web.Request) -> web.StreamResponse:
     """A script, style or icon of the /docs page."""
     name = request.match_info["asset"]

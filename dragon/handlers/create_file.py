@@ -22,13 +22,25 @@ from typing import Any
 import orjson
 from aiohttp import web
 from marshmallow import ValidationError
+from multidict import MultiMapping
 
+from dragon.api.openapi import (
+    STRING,
+    Endpoint,
+    Operation,
+    documented,
+    errors,
+    path_parameter,
+    query,
+    ref,
+)
+from dragon.api.request import json_body
+from dragon.api.state import state
+from dragon.engine.auth import Account
 from dragon.engine.result_cache import ResultCache, canonical
 from dragon.engine.service import Overloaded
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
-from dragon.handlers.request import json_body
-from dragon.handlers.state import state
 from dragon.handlers.tasks import check_rate, version_of
 
 # Query-string names that are credentials or the task's name, never task parameters.
@@ -41,7 +53,7 @@ def setup(app: web.Application) -> None:
     app[RESULT_CACHE] = ResultCache()
 
 
-def query_definition(query: Any) -> dict:
+def query_definition(query: MultiMapping[str]) -> dict[str, Any]:
     """A task definition from a query string: ``task_name`` plus one entry per parameter.
 
     A repeated name becomes a list, and a value that starts with ``{`` or ``[`` is read as
@@ -60,7 +72,7 @@ def query_definition(query: Any) -> dict:
     return definition
 
 
-def _value(text: str) -> Any:
+def _value(text: str) -> object:
     if text[:1] in ("{", "["):
         try:
             return orjson.loads(text)
@@ -78,13 +90,13 @@ def _message(status: int, message: str) -> web.Response:
     )
 
 
-def _failed(doc: dict) -> web.Response:
+def _failed(doc: dict[str, Any]) -> web.Response:
     return web.Response(
         body=orjson.dumps(doc), status=400, content_type="application/json", headers=CORS_HEADERS
     )
 
 
-def outputs(doc: dict) -> dict[str, str]:
+def outputs(doc: dict[str, Any]) -> dict[str, str]:
     """The output files of a successful task: the result entries that are file URLs."""
     result = doc.get("result")
     if not isinstance(result, dict):
@@ -96,7 +108,7 @@ def outputs(doc: dict) -> dict[str, str]:
     }
 
 
-def choose(doc: dict, filename: str) -> str | web.Response:
+def choose(doc: dict[str, Any], filename: str) -> str | web.Response:
     """The URL of the output ``filename`` names, or the 404 that says which names exist."""
     files = outputs(doc)
     if len(files) == 1:
@@ -113,7 +125,7 @@ def redirect(url: str) -> web.Response:
     return web.Response(status=302, headers={"Location": url, **CORS_HEADERS})
 
 
-async def _answer(request: web.Request, account: Any, key: str, filename: str) -> web.Response:
+async def _answer(request: web.Request, account: Account, key: str, filename: str) -> web.Response:
     [doc] = await state(request).service.wait(account, [key], version_of(request))
     if doc["status"] == "error":
         return _failed(doc)
@@ -123,7 +135,7 @@ async def _answer(request: web.Request, account: Any, key: str, filename: str) -
     return redirect(chosen) if isinstance(chosen, str) else chosen
 
 
-def _canonical_definition(request: web.Request, definition: dict) -> Any:
+def _canonical_definition(request: web.Request, definition: dict[str, Any]) -> dict[str, Any]:
     """The definition as its task reads it (defaults filled in), so equivalent URLs match."""
     name = definition.get("task_name")
     spec = state(request).registry.get(name) if isinstance(name, str) else None
@@ -136,7 +148,7 @@ def _canonical_definition(request: web.Request, definition: dict) -> Any:
         return definition
 
 
-async def _file_lives(request: web.Request, key: str, url: str, doc: dict) -> bool:
+async def _file_lives(request: web.Request, key: str, url: str, doc: dict[str, Any]) -> bool:
     """Is the cached task's output still there? Its row goes when the file is deleted."""
     names = [name for name, value in outputs(doc).items() if value == url]
     if not names:
@@ -148,7 +160,7 @@ async def _file_lives(request: web.Request, key: str, url: str, doc: dict) -> bo
 
 
 async def _from_cache(
-    request: web.Request, account: Any, cache_key: Any, filename: str
+    request: web.Request, account: Account, cache_key: tuple[int, bytes], filename: str
 ) -> web.Response | None:
     """The answer of the task that already served this definition, if it still holds."""
     cache = request.app[RESULT_CACHE]
@@ -166,6 +178,83 @@ async def _from_cache(
     return None
 
 
+# -- what the OpenAPI document says of these routes ------------------------------------------
+FILENAME = path_parameter("filename", "the output to redirect to; any name for a one-output task")
+DEFINITION_IN_QUERY = {
+    "name": "parameters",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "schema": {"type": "object", "additionalProperties": STRING},
+    "description": "the task's parameters, one query parameter each (a"
+    " repeated name is a list; a value starting with { or [ is JSON)",
+}
+DEFINITION_IN_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["task"],
+                "properties": {
+                    "task": ref("TaskDefinition"),
+                    "secret": STRING,
+                    "api_key": STRING,
+                },
+            }
+        }
+    },
+}
+ANSWERS = {
+    "302": {
+        "description": "redirect to the chosen output file",
+        "headers": {"Location": {"schema": STRING}},
+    },
+    "400": {
+        "description": "the task ended in error (its status), or a malformed request",
+        "content": {"application/json": {"schema": {"anyOf": [ref("Status"), ref("Error")]}}},
+    },
+    "404": {
+        "description": "no output file of that name (the message lists the names), or no such task",
+        "content": {"application/json": {"schema": ref("FileError")}},
+    },
+    **errors(401, 408, 413, 429, 503),
+}
+
+
+def _named(endpoint: Endpoint) -> tuple[list[Operation], str]:
+    """The ``{filename}`` parameter and operationId suffix of a route that takes one."""
+    return ([FILENAME], "_named") if endpoint.has("filename") else ([], "")
+
+
+def _describe_create_file(endpoint: Endpoint) -> Operation:
+    """GET takes the definition in the query string, POST in its body."""
+    parameters, suffix = _named(endpoint)
+    operation = {
+        "operationId": f"{endpoint.version}_create_file_{endpoint.method}{suffix}",
+        "tags": ["files"],
+        "responses": ANSWERS,
+    }
+    if endpoint.method == "get":
+        return {
+            **operation,
+            "summary": "Create a task from the query string, wait, and redirect"
+            " to its output file (for <img src>)",
+            "parameters": [
+                *parameters,
+                query("task_name", STRING, required=True),
+                DEFINITION_IN_QUERY,
+            ],
+        }
+    return {
+        **operation,
+        "summary": "Create a task, wait, and redirect to its output file",
+        "parameters": parameters,
+        "requestBody": DEFINITION_IN_BODY,
+    }
+
+
+@documented(_describe_create_file)
 async def create_file(request: web.Request) -> web.Response:
     st = state(request)
     if st.service.closing.is_set():
@@ -198,6 +287,19 @@ async def create_file(request: web.Request) -> web.Response:
     return response
 
 
+def _describe_file(endpoint: Endpoint) -> Operation:
+    parameters, suffix = _named(endpoint)
+    return {
+        "summary": "Wait for an existing task and redirect to its output file",
+        "operationId": f"{endpoint.version}_file{suffix}",
+        "tags": ["files"],
+        "parameters": [*parameters, query("task", STRING, "the task key", required=True)],
+        # No body is read: it can neither stall nor be too large.
+        "responses": {code: r for code, r in ANSWERS.items() if code not in ("408", "413")},
+    }
+
+
+@documented(_describe_file)
 async def file(request: web.Request) -> web.Response:
     st = state(request)
     account = await st.auth.authenticate(request, {})

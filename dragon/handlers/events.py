@@ -13,11 +13,12 @@ import contextlib
 
 from aiohttp import web
 
+from dragon.api.openapi import BOOLEAN, STRING, documented, errors, query
+from dragon.api.request import truthy
+from dragon.api.state import state
 from dragon.engine.events import CursorGone, EventFeed
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
-from dragon.handlers.request import truthy
-from dragon.handlers.state import state
 
 HEARTBEAT_SECONDS = 15.0
 MAX_CURSOR = 2**63 - 1
@@ -45,6 +46,32 @@ def feed(request: web.Request) -> EventFeed:
     return EventFeed(st.db, st.bus, st.settings.events_days)
 
 
+@documented(
+    {
+        "summary": "The account's event feed (NDJSON, or Server-Sent Events with Accept:"
+        " text/event-stream)",
+        "operationId": "events",
+        "tags": ["v2"],
+        "parameters": [
+            query(
+                "after",
+                {"type": "integer", "minimum": 0, "maximum": MAX_CURSOR},
+                "the cursor to resume from (or the Last-Event-ID header, for SSE)",
+            ),
+            query("follow", BOOLEAN, "keep the response open for new changes"),
+        ],
+        "responses": {
+            "200": {
+                "description": "one event per line (or per SSE message)",
+                "content": {
+                    "application/x-ndjson": {"schema": STRING},
+                    "text/event-stream": {"schema": STRING},
+                },
+            },
+            **errors(400, 401, 410, 503),
+        },
+    }
+)
 async def events(request: web.Request) -> web.StreamResponse:
     account = await state(request).auth.authenticate(request, {})
     sse = "text/event-stream" in request.headers.get("Accept", "")

@@ -12,8 +12,9 @@ import re
 
 from aiohttp import web
 
+from dragon.api.openapi import PUBLIC, documented, errors, file_answer, path_parameter
+from dragon.api.state import state
 from dragon.errors import RequestError
-from dragon.handlers.state import state
 from dragon.stores.backends import LocalBackend
 
 # ``bytes=-0``: the last zero bytes, which RFC 9110 (14.1.1) calls unsatisfiable. aiohttp
@@ -21,6 +22,20 @@ from dragon.stores.backends import LocalBackend
 EMPTY_SUFFIX_RANGE = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.I)
 
 
+@documented(
+    {
+        "summary": "An output file of the local store (no credentials; Range works)",
+        "operationId": "output_file",
+        "tags": ["files"],
+        "security": PUBLIC,
+        "parameters": [path_parameter("location")],
+        "responses": {
+            "200": file_answer("*/*", binary=True),
+            "206": {"description": "part of the file"},
+            **errors(404, 416),
+        },
+    }
+)
 async def serve_file(request: web.Request) -> web.StreamResponse:
     location = request.match_info["location"]
     row = await state(request).db.file_by_location(location)

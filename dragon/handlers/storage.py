@@ -12,15 +12,28 @@ from typing import Any
 
 from aiohttp import web
 
+from dragon.api.openapi import (
+    BOOLEAN,
+    KEYS,
+    STRING,
+    Endpoint,
+    Operation,
+    documented,
+    errors,
+    json_answer,
+    path_parameter,
+    query,
+    ref,
+)
+from dragon.api.request import json_body, json_response, truthy
+from dragon.api.state import state
 from dragon.engine.storage import NoSuchPath
 from dragon.errors import RequestError
-from dragon.handlers.request import json_body, json_response, truthy
-from dragon.handlers.state import state
 
 MAX_EXPIRATION_DAYS = 36500
 
 
-def _date(name: str, value) -> float:
+def _date(name: str, value: object) -> float:
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
@@ -30,6 +43,28 @@ def _date(name: str, value) -> float:
     return parsed.timestamp()
 
 
+# -- what the OpenAPI document says of these routes ------------------------------------------
+PATH = path_parameter("path", "a task key, or a task key and a file name")
+DAYS = json_answer({"type": "integer", "minimum": 0}, "days files are kept (0: forever)")
+
+
+def _in_path(endpoint: Endpoint) -> tuple[list[Operation], str]:
+    """The ``{path}`` parameter and operationId suffix of a route that takes one."""
+    return ([PATH], "_path") if endpoint.has("path") else ([], "")
+
+
+def _describe_list_files(endpoint: Endpoint) -> Operation:
+    parameters, suffix = _in_path(endpoint)
+    return {
+        "summary": "List persistent output files",
+        "tags": ["storage"],
+        "operationId": f"storage_list{suffix}",
+        "parameters": [*parameters, query("recursive", BOOLEAN)],
+        "responses": {"200": json_answer(ref("Listing")), **errors(400, 401, 404, 503)},
+    }
+
+
+@documented(_describe_list_files)
 async def list_files(request: web.Request) -> web.Response:
     st = state(request)
     account = await st.auth.authenticate(request)
@@ -42,6 +77,31 @@ async def list_files(request: web.Request) -> web.Response:
     return json_response(listing)
 
 
+def _describe_delete_files(endpoint: Endpoint) -> Operation:
+    """The filters come in the query string or in the body (``DeleteFiles``)."""
+    parameters, suffix = _in_path(endpoint)
+    return {
+        "summary": "Delete persistent output files",
+        "tags": ["storage"],
+        "operationId": f"storage_delete{suffix}",
+        "parameters": [
+            *parameters,
+            query("dry_run", BOOLEAN),
+            query("from", STRING),
+            query("to", STRING),
+            query("max_age", {"type": "number"}),
+            query("urls", KEYS, style="form", explode=True),
+        ],
+        "requestBody": {"content": {"application/json": {"schema": ref("DeleteFiles")}}},
+        "responses": {
+            "200": json_answer(ref("Deleted")),
+            # 404: a path the router cannot match (a line break in it)
+            **errors(400, 401, 403, 404, 408, 413, 503),
+        },
+    }
+
+
+@documented(_describe_delete_files)
 async def delete_files(request: web.Request) -> web.Response:
     st = state(request)
     body = await json_body(request)
@@ -73,6 +133,28 @@ async def delete_files(request: web.Request) -> web.Response:
     return json_response(await st.storage.delete(account, chosen, dry_run))
 
 
+def _describe_expiration(endpoint: Endpoint) -> Operation:
+    """GET reads the expiration; POST sets it, with the secret key only."""
+    if endpoint.method == "get":
+        return {
+            "summary": "How long persistent files are kept",
+            "tags": ["storage"],
+            "operationId": "storage_expiration_get",
+            "responses": {"200": DAYS, **errors(400, 401, 503)},
+        }
+    return {
+        "summary": "Set how long persistent files are kept",
+        "tags": ["storage"],
+        "operationId": "storage_expiration_post",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ref("SetExpiration")}},
+        },
+        "responses": {"200": DAYS, **errors(400, 401, 403, 408, 413, 503)},
+    }
+
+
+@documented(_describe_expiration)
 async def expiration(request: web.Request) -> web.Response:
     st = state(request)
     body = await json_body(request)

@@ -5,16 +5,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
+from dragon.api.openapi import (
+    BOOLEAN,
+    KEYS,
+    STRING,
+    Endpoint,
+    Operation,
+    documented,
+    errors,
+    json_answer,
+    query,
+    ref,
+)
+from dragon.api.request import json_body, json_response, truthy
+from dragon.api.state import state
+from dragon.engine.auth import Account
 from dragon.engine.documents import in_version
-from dragon.engine.service import Overloaded
+from dragon.engine.service import Overloaded, Service
 from dragon.errors import RequestError
 from dragon.handlers.errors import CORS_HEADERS
-from dragon.handlers.request import json_body, json_response, truthy
-from dragon.handlers.state import state
 
 # Largest piece of a stream line written at once (see ``_ndjson``).
 WRITE_SLICE = 64 * 1024
@@ -24,7 +38,7 @@ def version_of(request: web.Request) -> int:
     return 1 if request.path.startswith("/v1/") else 2
 
 
-def task_definitions(body: dict, limit: int) -> list[dict]:
+def task_definitions(body: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     tasks = body.get("tasks")
     if tasks is None:
         raise RequestError("tasks", "tasks is missing")
@@ -44,7 +58,7 @@ def task_definitions(body: dict, limit: int) -> list[dict]:
 
 def task_keys(request: web.Request, body: dict[str, Any]) -> list[str]:
     from_query = [k for value in request.query.getall("tasks", []) for k in value.split(",")]
-    raw: Any = from_query if request.method == "GET" else body.get("tasks", from_query)
+    raw: object = from_query if request.method == "GET" else body.get("tasks", from_query)
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
@@ -64,17 +78,17 @@ def task_keys(request: web.Request, body: dict[str, Any]) -> list[str]:
     return keys
 
 
-def option(request: web.Request, body: dict, name: str) -> bool:
+def option(request: web.Request, body: dict[str, Any], name: str) -> bool:
     if name in body:
         return truthy(body[name])
     return truthy(request.query.get(name, ""))
 
 
-async def authenticated(request: web.Request, body: dict):
+async def authenticated(request: web.Request, body: dict[str, Any]) -> Account:
     return await state(request).auth.authenticate(request, body)
 
 
-def check_rate(request: web.Request, account, cost: int) -> None:
+def check_rate(request: web.Request, account: Account, cost: int) -> None:
     wait = state(request).buckets.take(f"account:{account.id}", cost, account.create_rate)
     if wait:
         raise RequestError(
@@ -85,7 +99,9 @@ def check_rate(request: web.Request, account, cost: int) -> None:
         )
 
 
-async def _creating(request: web.Request) -> tuple[Any, Any, dict, list[dict]]:
+async def _creating(
+    request: web.Request,
+) -> tuple[Service, Account, dict[str, Any], list[dict[str, Any]]]:
     """What both creates check first: open for business, body, credentials, tasks, rate."""
     service = state(request).service
     if service.closing.is_set():
@@ -97,6 +113,68 @@ async def _creating(request: web.Request) -> tuple[Any, Any, dict, list[dict]]:
     return service, account, body, definitions
 
 
+# -- what the OpenAPI document says of these routes ------------------------------------------
+STATUSES = json_answer({"type": "array", "items": ref("Status")}, "statuses in request order")
+STREAM = {
+    "description": "newline-delimited JSON: first the list of statuses, then one"
+    " status per change until every task has ended",
+    "content": {"application/x-ndjson": {"schema": STRING}},
+}
+STATUS_QUERY = [
+    query("tasks", KEYS, "task keys (repeated, or comma-separated)", style="form", explode=True),
+    query("block", BOOLEAN, "wait until every task has ended"),
+    query("details", BOOLEAN, "add task_name, parameters, store, attempts, callbacks"),
+]
+STATUS_BODY = {
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "tasks": {"oneOf": [STRING, KEYS]},
+                    "block": BOOLEAN,
+                    "details": BOOLEAN,
+                    "secret": STRING,
+                    "api_key": STRING,
+                },
+            }
+        }
+    }
+}
+
+
+def _create_body(max_tasks: int) -> Operation:
+    """One task definition, or a list of at most ``max_tasks``, and the create options."""
+    tasks = {
+        "oneOf": [
+            ref("TaskDefinition"),
+            {"type": "array", "items": ref("TaskDefinition"), "minItems": 1, "maxItems": max_tasks},
+        ]
+    }
+    properties = {"tasks": tasks, "block": BOOLEAN, "secret": STRING, "api_key": STRING}
+    schema = {"type": "object", "required": ["tasks"], "properties": properties}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _summary(endpoint: Endpoint, summary: str) -> str:
+    """``summary``, with what v1 answers differently for a v1 route."""
+    if endpoint.version == "v1":
+        return summary + " (v1 statuses: error details under result)"
+    return summary
+
+
+def _describe_create(endpoint: Endpoint) -> Operation:
+    v = endpoint.version
+    return {
+        "summary": _summary(endpoint, "Queue tasks"),
+        "operationId": f"{v}_create",
+        "tags": [v],
+        "requestBody": _create_body(endpoint.max_tasks),
+        "responses": {"200": STATUSES, **errors(400, 401, 408, 413, 429, 503)},
+    }
+
+
+@documented(_describe_create)
 async def create(request: web.Request) -> web.StreamResponse:
     service, account, body, definitions = await _creating(request)
     version = version_of(request)
@@ -109,6 +187,18 @@ async def create(request: web.Request) -> web.StreamResponse:
     return json_response([in_version(doc, version) for _, doc in created])
 
 
+def _describe_create_stream(endpoint: Endpoint) -> Operation:
+    v = endpoint.version
+    return {
+        "summary": _summary(endpoint, "Queue tasks and stream their statuses"),
+        "operationId": f"{v}_create_stream",
+        "tags": [v],
+        "requestBody": _create_body(endpoint.max_tasks),
+        "responses": {"200": STREAM, **errors(400, 401, 408, 413, 429, 503)},
+    }
+
+
+@documented(_describe_create_stream)
 async def create_stream(request: web.Request) -> web.StreamResponse:
     service, account, _, definitions = await _creating(request)
     version = version_of(request)
@@ -118,6 +208,28 @@ async def create_stream(request: web.Request) -> web.StreamResponse:
         return await _ndjson(request, service.stream(account, first, sub, version))
 
 
+def _describe_status(endpoint: Endpoint) -> Operation:
+    """GET takes the keys in the query string, POST in its body."""
+    v = endpoint.version
+    operation = {
+        "summary": _summary(endpoint, "Statuses of tasks"),
+        "operationId": f"{v}_status_{endpoint.method}",
+        "tags": [v],
+    }
+    if endpoint.method == "get":
+        return {
+            **operation,
+            "parameters": STATUS_QUERY,
+            "responses": {"200": STATUSES, **errors(400, 401, 503)},
+        }
+    return {
+        **operation,
+        "requestBody": STATUS_BODY,
+        "responses": {"200": STATUSES, **errors(400, 401, 408, 413, 503)},
+    }
+
+
+@documented(_describe_status)
 async def status(request: web.Request) -> web.StreamResponse:
     service = state(request).service
     body = await json_body(request)
@@ -130,6 +242,28 @@ async def status(request: web.Request) -> web.StreamResponse:
     return json_response(await service.statuses(account, keys, version, details))
 
 
+def _describe_status_stream(endpoint: Endpoint) -> Operation:
+    """Served as ``status_stream`` and ``stream``; GET takes the keys in the query string."""
+    v = endpoint.version
+    operation = {
+        "summary": _summary(endpoint, "Stream the statuses of tasks"),
+        "operationId": f"{v}_{endpoint.name}_{endpoint.method}",
+        "tags": [v],
+    }
+    if endpoint.method == "get":
+        return {
+            **operation,
+            "parameters": STATUS_QUERY[:1],
+            "responses": {"200": STREAM, **errors(400, 401, 503)},
+        }
+    return {
+        **operation,
+        "requestBody": STATUS_BODY,
+        "responses": {"200": STREAM, **errors(400, 401, 408, 413, 503)},
+    }
+
+
+@documented(_describe_status_stream)
 async def status_stream(request: web.Request) -> web.StreamResponse:
     service = state(request).service
     body = await json_body(request)
@@ -144,7 +278,7 @@ async def status_stream(request: web.Request) -> web.StreamResponse:
         return await _ndjson(request, lines)
 
 
-async def _ndjson(request: web.Request, lines) -> web.StreamResponse:
+async def _ndjson(request: web.Request, lines: AsyncIterator[bytes]) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/x-ndjson; charset=utf-8",

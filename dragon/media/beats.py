@@ -41,9 +41,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import TypedDict
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from numpy.typing import ArrayLike
 from scipy import fft as sfft
 from scipy import sparse
 from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
@@ -101,12 +103,14 @@ class Beats:
     meter: int
 
 
-def _mel(f):
-    return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+def _mel(f: ArrayLike) -> np.ndarray:
+    mel: np.ndarray = 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+    return mel
 
 
-def _hz(m):
-    return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+def _hz(m: ArrayLike) -> np.ndarray:
+    hz: np.ndarray = 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
+    return hz
 
 
 def mel_edges(n_mels: int = N_MELS, fmin: float = FMIN, fmax: float = FMAX) -> np.ndarray:
@@ -126,7 +130,8 @@ def mel_filterbank(sr: int = SR, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np
     for i, f in enumerate(edges[1:-1]):
         if not fb[i].any():
             fb[i, int(np.argmin(np.abs(bins - f)))] = 1.0
-    return fb.astype(np.float32)
+    filters: np.ndarray = fb.astype(np.float32)
+    return filters
 
 
 class OnsetStream:
@@ -227,7 +232,8 @@ def _at(acf: np.ndarray, lags: np.ndarray) -> np.ndarray:
     lags = np.clip(lags, 0, acf.shape[-1] - 1.001)
     i = lags.astype(int)
     f = lags - i
-    return acf[..., i] * (1 - f) + acf[..., i + 1] * f
+    values: np.ndarray = acf[..., i] * (1 - f) + acf[..., i + 1] * f
+    return values
 
 
 def bpm_grid() -> np.ndarray:
@@ -244,7 +250,8 @@ def global_acf(env: np.ndarray, max_lag: int) -> np.ndarray:
     acf = acf / np.maximum(n - np.arange(len(acf)), 1)
     if len(acf) < max_lag + 1:
         acf = np.pad(acf, (0, max_lag + 1 - len(acf)))
-    return acf / acf[0] if acf[0] > 0 else acf
+    scaled: np.ndarray = acf / acf[0] if acf[0] > 0 else acf
+    return scaled
 
 
 def tempo_salience(acf: np.ndarray, bpms: np.ndarray) -> np.ndarray:
@@ -280,7 +287,8 @@ def local_periods(tg: np.ndarray, centres: np.ndarray, period: float, n_frames: 
     est = np.where(b > 0.1, est, period)  # a window without a clear pulse keeps the global
     if len(est) >= 5:
         est = median_filter(est, size=5, mode="nearest")
-    return np.interp(np.arange(n_frames), centres, np.clip(est, lo, hi))
+    periods: np.ndarray = np.interp(np.arange(n_frames), centres, np.clip(est, lo, hi))
+    return periods
 
 
 # -- beat placement -----------------------------------------------------------------------
@@ -345,7 +353,8 @@ def trim(frames: np.ndarray, env: np.ndarray) -> np.ndarray:
 def peak_at(env: np.ndarray, frames: np.ndarray, radius: int = 2) -> np.ndarray:
     """The envelope's maximum within ``radius`` frames of each (integer) frame."""
     wide = maximum_filter1d(env, size=2 * radius + 1, mode="nearest")
-    return wide[np.clip(np.rint(frames).astype(int), 0, len(env) - 1)]
+    peaks: np.ndarray = wide[np.clip(np.rint(frames).astype(int), 0, len(env) - 1)]
+    return peaks
 
 
 def choose_level(env: np.ndarray, frames: np.ndarray, bpm: float) -> float:
@@ -361,7 +370,7 @@ def choose_level(env: np.ndarray, frames: np.ndarray, bpm: float) -> float:
     def similar(between: np.ndarray) -> bool:
         # Either way round: the tracker may have locked onto the weaker of two phases.
         mean = np.mean(peak_at(env, between))
-        return min(mean, on) >= MIDPOINT_RATIO * max(mean, on)
+        return bool(min(mean, on) >= MIDPOINT_RATIO * max(mean, on))
 
     if bpm * 2 <= FASTEST_BEAT_BPM and similar(frames[:-1] + ibi / 2):
         return 2.0
@@ -454,17 +463,27 @@ def analyse_samples(y: np.ndarray) -> Beats:
     return analyse_onsets(onsets_of(y[i : i + step] for i in range(0, len(y), step)))
 
 
-def analyse(argv: list[str], pidfile: str | None, timeout: float) -> dict:
+class BeatsResult(TypedDict):
+    """audio.beats' result: times in seconds, rounded to the millisecond."""
+
+    beats: list[float]
+    downbeats: list[float]
+    duration: float
+    bpm: float
+    meter: int
+
+
+def analyse(argv: list[str], pidfile: str | None, timeout: float) -> BeatsResult:
     """Pool worker for audio.beats: decode ``argv`` (mono ``SR`` f32le) and track."""
     with open_pcm(argv, timeout=timeout, pidfile=pidfile) as chunks:
         onsets = onsets_of(chunks)
     if not onsets.samples:
         raise errors.TaskError(errors.INVALID_MEDIA, "no audio could be decoded")
     result = analyse_onsets(onsets)
-    return {
-        "beats": [round(float(t), 3) for t in result.beats],
-        "downbeats": [round(float(t), 3) for t in result.downbeats],
-        "duration": round(result.duration, 2),
-        "bpm": round(result.bpm, 1),
-        "meter": result.meter,
-    }
+    return BeatsResult(
+        beats=[round(float(t), 3) for t in result.beats],
+        downbeats=[round(float(t), 3) for t in result.downbeats],
+        duration=round(result.duration, 2),
+        bpm=round(result.bpm, 1),
+        meter=result.meter,
+    )

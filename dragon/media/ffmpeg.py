@@ -13,9 +13,9 @@ frames upright before the filtergraph, so a portrait phone video is filtered as 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from dragon import errors
+from dragon.config import Settings
 from dragon.media import geometry
 from dragon.runtime import disk
 
@@ -57,12 +57,12 @@ def _value(options: list[str], name: str) -> str | None:
     return None
 
 
-def decoder_guard(settings: Any) -> list[str]:
+def decoder_guard(settings: Settings) -> list[str]:
     """Input options making the decoder itself refuse frames above ``max_pixels``."""
     return ["-max_pixels", str(settings.max_pixels)]
 
 
-def output_cap(settings: Any) -> list[str]:
+def output_cap(settings: Settings) -> list[str]:
     """``-fs``: an output-size ceiling, so a pathological encode cannot fill the disk.
 
     It is ``max_output_bytes`` or what the data disk has left above its reserve
@@ -71,11 +71,11 @@ def output_cap(settings: Any) -> list[str]:
     return ["-fs", str(min(max_output_bytes(settings), disk.check_room(settings)))]
 
 
-def max_output_bytes(settings: Any) -> int:
+def max_output_bytes(settings: Settings) -> int:
     return int(settings.max_output_bytes)
 
 
-def check_output(path: Path, settings: Any) -> None:
+def check_output(path: Path, settings: Settings) -> None:
     """An output missing, empty or cut at the ``-fs`` ceiling is a failure, not a result.
 
     Cut at the disk's reserve (the ceiling ``output_cap`` lowered), it is ``disk_full``.
@@ -91,7 +91,7 @@ def check_output(path: Path, settings: Any) -> None:
         )
 
 
-def check_size(width: int, height: int, settings: Any, field: str = "width") -> None:
+def check_size(width: int, height: int, settings: Settings, field: str = "width") -> None:
     """Apply ``max_pixels`` to what we are asked to *produce*.
 
     A tiny source must not be able to ask for a huge output.
@@ -168,5 +168,5 @@ def x264_args(*, crf: int, gop: int, maxrate_kbps: int | None, preset: str) -> l
     return args
 
 
-def x264_preset(settings: Any) -> str:
+def x264_preset(settings: Settings) -> str:
     return str(settings.x264_preset)

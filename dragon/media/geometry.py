@@ -12,12 +12,7 @@ def scale_to(sw: int, sh: int, width: int | None, height: int | None) -> tuple[i
     """The size of the source scaled to fit inside ``width`` x ``height`` (either may be None)."""
     if not width and not height:
         return sw, sh
-    if width and height:
-        ratio = min(width / sw, height / sh)
-    elif width:
-        ratio = width / sw
-    else:
-        ratio = height / sh  # type: ignore[operator]
+    ratio = min(side / source for side, source in ((width, sw), (height, sh)) if side)
     return max(1, round(sw * ratio)), max(1, round(sh * ratio))
 
 

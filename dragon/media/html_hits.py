@@ -18,9 +18,10 @@ from __future__ import annotations
 import codecs
 import json
 import re
+from typing import Any
 from urllib.parse import urljoin
 
-from selectolax.lexbor import LexborHTMLParser
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from dragon.net.url_policy import MAX_URL_LENGTH, url_problem
 
@@ -34,6 +35,12 @@ PRESCAN_BYTES = 8192
 # The elements that can name media; each has a ``_Page._<tag>`` handler.
 SELECTOR = "meta, link, img, source, video, iframe, script"
 HTML_MIMES = frozenset({"text/html", "application/xhtml+xml"})
+
+# One media URL found: ``url`` and ``source`` (the word naming where it was found), and
+# ``width``, ``height`` and ``mime`` when the page says.
+Hit = dict[str, str | int]
+# An element's attributes as selectolax gives them (None: an attribute without a value).
+Attributes = dict[str, str | None]
 
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
@@ -94,7 +101,7 @@ _META_ATTRS = {
 
 def scrape(
     data: bytes, page_url: str, charset: str | None = None, mime: str | None = None
-) -> dict | None:
+) -> dict[str, Any] | None:
     """Return ``{"page_title", "hits": {"images", "videos"}, "truncated": [kinds]}``.
 
     ``charset`` is the Content-Type header's, ``mime`` the sniffed type; None when the
@@ -183,7 +190,7 @@ def _collapse(text: str | None) -> str | None:
     return collapsed or None
 
 
-def _size(value) -> int | None:
+def _size(value: object) -> int | None:
     """A pixel size from an attribute ("640", "640px") or JSON-LD (640, {"value": 640})."""
     if isinstance(value, dict):
         value = value.get("value")
@@ -198,7 +205,7 @@ def _size(value) -> int | None:
     return size if size > 0 else None
 
 
-def _mime(value) -> str | None:
+def _mime(value: object) -> str | None:
     """``video/mp4; codecs=...`` -> ``video/mp4``; None for anything not type/subtype."""
     if not isinstance(value, str):
         return None
@@ -260,15 +267,23 @@ class _Page:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.hits: dict[str, dict[str, dict]] = {"images": {}, "videos": {}}
+        self.hits: dict[str, dict[str, Hit]] = {"images": {}, "videos": {}}
         self.truncated: set[str] = set()
         self.resolved: dict[str, str | None] = {}  # raw attribute value -> absolute URL
         self.og_title: str | None = None
         # The hits of the current og:image / og:video / twitter:player:stream structure,
         # which the following :width/:height/:type properties describe.
-        self.structures: dict[str, list[dict]] = {}
+        self.structures: dict[str, list[Hit]] = {}
 
-    def add(self, kind: str, value, source: str, width=None, height=None, mime=None) -> dict | None:
+    def add(
+        self,
+        kind: str,
+        value: object,
+        source: str,
+        width: int | None = None,
+        height: int | None = None,
+        mime: str | None = None,
+    ) -> Hit | None:
         """Add (or complete) the hit for ``value``; a later sighting only fills gaps.
 
         Once a kind holds ``MAX_HITS``, later values are not even resolved: a huge page
@@ -293,11 +308,11 @@ class _Page:
                 hit.setdefault(key, extra)
         return hit
 
-    def visit(self, node) -> None:
+    def visit(self, node: LexborNode) -> None:
         """Dispatch one element of ``SELECTOR`` to its handler."""
-        getattr(self, "_" + node.tag)(node, node.attributes)
+        getattr(self, f"_{node.tag}")(node, node.attributes)
 
-    def _meta(self, node, attrs) -> None:
+    def _meta(self, node: LexborNode, attrs: Attributes) -> None:
         name = (attrs.get("property") or attrs.get("name") or "").strip().lower()
         content = attrs.get("content")
         if name == "og:title":
@@ -316,23 +331,23 @@ class _Page:
                 for hit in self.structures.get(source, ()):
                     hit.setdefault(key, value)
 
-    def _link(self, node, attrs) -> None:
+    def _link(self, node: LexborNode, attrs: Attributes) -> None:
         if "image_src" in (attrs.get("rel") or "").lower().split():
             self.add("images", attrs.get("href"), "link")
 
-    def _img(self, node, attrs) -> None:
+    def _img(self, node: LexborNode, attrs: Attributes) -> None:
         width, height = _size(attrs.get("width")), _size(attrs.get("height"))
         for name in ("src", *_LAZY_SRC):
             self.add("images", attrs.get(name), "img", width, height)
         self._srcset(attrs, "srcset")
 
-    def _srcset(self, attrs, source: str, mime: str | None = None) -> None:
+    def _srcset(self, attrs: Attributes, source: str, mime: str | None = None) -> None:
         for name in _SRCSETS:
             best = largest_candidate(attrs.get(name) or "")
             if best:
                 self.add("images", best[0], source, width=best[1], mime=mime)
 
-    def _source(self, node, attrs) -> None:
+    def _source(self, node: LexborNode, attrs: Attributes) -> None:
         parent = node.parent.tag if node.parent else None
         if parent == "picture":
             self._srcset(attrs, "picture", _mime(attrs.get("type")))
@@ -340,19 +355,19 @@ class _Page:
             self.add("videos", attrs.get("src"), "video", mime=_mime(attrs.get("type")))
         # <source> of <audio> (and stray ones) are not images or videos
 
-    def _video(self, node, attrs) -> None:
+    def _video(self, node: LexborNode, attrs: Attributes) -> None:
         width, height = _size(attrs.get("width")), _size(attrs.get("height"))
         self.add("videos", attrs.get("src"), "video", width, height)
         self.add("images", attrs.get("poster"), "poster")
 
-    def _iframe(self, node, attrs) -> None:
+    def _iframe(self, node: LexborNode, attrs: Attributes) -> None:
         width, height = _size(attrs.get("width")), _size(attrs.get("height"))
         for name in ("src", "data-src"):
             url = _absolute(self.base, attrs.get(name))
             if url and _PLAYER.match(url):
                 self.add("videos", url, "iframe", width, height)
 
-    def _script(self, node, attrs) -> None:
+    def _script(self, node: LexborNode, attrs: Attributes) -> None:
         if (attrs.get("type") or "").strip().lower() != "application/ld+json":
             return
         try:
@@ -368,7 +383,7 @@ class _Page:
                 self._json_ld_object(item)
                 stack.extend(reversed([v for v in item.values() if isinstance(v, dict | list)]))
 
-    def _json_ld_object(self, item: dict) -> None:
+    def _json_ld_object(self, item: dict[str, Any]) -> None:
         types = item.get("@type")
         names = {
             t.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
@@ -381,13 +396,10 @@ class _Page:
             kind, content = "images", item.get("contentUrl") or item.get("url")
         else:
             return
-        size = {
-            "width": _size(item.get("width")),
-            "height": _size(item.get("height")),
-            "mime": _mime(item.get("encodingFormat")),
-        }
+        width, height = _size(item.get("width")), _size(item.get("height"))
+        mime = _mime(item.get("encodingFormat"))
         for url in content if isinstance(content, list) else [content]:
-            self.add(kind, url, "json-ld", **size)
+            self.add(kind, url, "json-ld", width, height, mime)
         thumbnails = item.get("thumbnailUrl")
         for url in thumbnails if isinstance(thumbnails, list) else [thumbnails]:
             self.add("images", url, "json-ld")

@@ -33,13 +33,14 @@ import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from PIL import Image, ImageDraw, features
 
 from dragon import errors
 from dragon.media import geometry
+from dragon.media.context import Fetches
 from dragon.net import sniff
 
 # Sniffed type (dragon.net.sniff) -> the only Pillow plugin allowed to open it.
@@ -197,7 +198,9 @@ def _orientation(exif: Image.Exif) -> int | None:
     return value if isinstance(value, int) and 1 <= value <= 8 else None
 
 
-def _decode(im: Image.Image, scaled: tuple[int, int], transposes: list) -> Image.Image:
+def _decode(
+    im: Image.Image, scaled: tuple[int, int], transposes: list[Image.Transpose]
+) -> Image.Image:
     """Load ``im`` (already checked) as RGB or RGBA, upright, at a size fit for ``scaled``.
 
     ``scaled`` is the size the whole stored image will be resized to; a JPEG is decoded
@@ -222,7 +225,7 @@ def _normalize(im: Image.Image) -> Image.Image:
     return im if im.mode == mode else im.convert(mode)
 
 
-def _swaps(transposes: list) -> bool:
+def _swaps(transposes: list[Image.Transpose]) -> bool:
     swapping = {
         Image.Transpose.ROTATE_90,
         Image.Transpose.ROTATE_270,
@@ -232,7 +235,7 @@ def _swaps(transposes: list) -> bool:
     return sum(t in swapping for t in transposes) % 2 == 1
 
 
-def _upright(im: Image.Image, rotation: int = 0) -> tuple[list, tuple[int, int]]:
+def _upright(im: Image.Image, rotation: int = 0) -> tuple[list[Image.Transpose], tuple[int, int]]:
     """The transposes that make ``im`` upright then rotate it, and the size they give.
 
     Pillow's TIFF plugin already reports the upright size and turns the pixels on load.
@@ -245,7 +248,7 @@ def _upright(im: Image.Image, rotation: int = 0) -> tuple[list, tuple[int, int]]
     return transposes, ((h, w) if _swaps(transposes) else (w, h))
 
 
-def _stored(size: tuple[int, int], transposes: list) -> tuple[int, int]:
+def _stored(size: tuple[int, int], transposes: list[Image.Transpose]) -> tuple[int, int]:
     return (size[1], size[0]) if _swaps(transposes) else size
 
 
@@ -294,7 +297,7 @@ def _rgb_profile(im: Image.Image) -> bytes | None:
     return icc if isinstance(icc, bytes) and icc[16:20] == b"RGB " else None
 
 
-def _flatten(im: Image.Image, background=WHITE) -> Image.Image:
+def _flatten(im: Image.Image, background: tuple[int, int, int] = WHITE) -> Image.Image:
     if im.mode != "RGBA":
         return im
     base = Image.new("RGB", im.size, background)
@@ -361,7 +364,44 @@ def play_badge(im: Image.Image) -> Image.Image:
 # -- the operations ----------------------------------------------------------------------
 
 
-def info(src: Source, max_pixels: int) -> dict:
+class ImageInfo(TypedDict):
+    """What image.info reports (its whole result)."""
+
+    content_type: str
+    type: str
+    width: int
+    height: int
+    alpha: bool
+    exif_orientation: int | None
+    rotation: float | None
+    date_time: str | None
+    flash: bool | None
+    focal_length: float | None
+    iso_speed: float | None
+    exposure_time: float | None
+
+
+class ThumbResult(TypedDict):
+    width: int
+    height: int
+    original_width: int
+    original_height: int
+
+
+class StripResult(TypedDict):
+    count: int
+    width: int
+    height: int
+    content_type: str
+
+
+class GifResult(TypedDict):
+    width: int
+    height: int
+    count: int
+
+
+def info(src: Source, max_pixels: int) -> ImageInfo:
     """image.info: header and EXIF facts, without decoding pixels."""
     with opened(src, max_pixels) as im:
         exif = _exif(im)
@@ -375,23 +415,24 @@ def info(src: Source, max_pixels: int) -> dict:
         width, height = im.size
         if im.format == "TIFF" and orientation in (5, 6, 7, 8):
             width, height = height, width  # Pillow reports TIFF sizes upright
-        return {
-            "content_type": MIME[str(im.format) if im.format != "MPO" else "JPEG"],
-            "type": "image",
-            "width": width,
-            "height": height,
-            "alpha": alpha,
-            "exif_orientation": orientation,
-            "rotation": EXIF_ROTATION.get(orientation) if orientation else None,
-            "date_time": _text(sub.get(0x9003) or exif.get(0x0132)),
-            "flash": None if flash is None else bool(int(flash) & 1),
-            "focal_length": _number(sub.get(0x920A)),
-            "iso_speed": _number(sub.get(0x8827)),
-            "exposure_time": _number(sub.get(0x829A)),
-        }
+        return ImageInfo(
+            content_type=MIME[str(im.format) if im.format != "MPO" else "JPEG"],
+            type="image",
+            width=width,
+            height=height,
+            alpha=alpha,
+            exif_orientation=orientation,
+            rotation=EXIF_ROTATION.get(orientation) if orientation else None,
+            date_time=_text(sub.get(0x9003) or exif.get(0x0132)),
+            flash=None if flash is None else bool(int(flash) & 1),
+            focal_length=_number(sub.get(0x920A)),
+            iso_speed=_number(sub.get(0x8827)),
+            exposure_time=_number(sub.get(0x829A)),
+        )
 
 
-def _number(value) -> float | None:
+def _number(value: Any) -> float | None:
+    """An EXIF number (int, IFDRational, or a tuple of them) as a finite float."""
     if isinstance(value, tuple | list):
         value = value[0] if value else None
     try:
@@ -401,7 +442,7 @@ def _number(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _text(value) -> str | None:
+def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         value = value.decode("ascii", "replace")
     if not isinstance(value, str):
@@ -419,7 +460,7 @@ def thumb(
     poster: bool,
     fmt: str,
     max_pixels: int,
-) -> dict:
+) -> ThumbResult:
     """image.thumb: upright (EXIF), rotated counter-clockwise, then fitted or cropped.
 
     ``width``/``height`` describe the output, after rotation; with neither the upright size
@@ -441,12 +482,9 @@ def thumb(
         out = play_badge(out)
     _save(out, dest, fmt, icc)
     original = (uh, uw) if rotation in (90, 270) else (uw, uh)
-    return {
-        "width": size[0],
-        "height": size[1],
-        "original_width": original[0],
-        "original_height": original[1],
-    }
+    return ThumbResult(
+        width=size[0], height=size[1], original_width=original[0], original_height=original[1]
+    )
 
 
 def strip(
@@ -458,7 +496,7 @@ def strip(
     wrap: int | None,
     fmt: str,
     max_pixels: int,
-) -> dict:
+) -> StripResult:
     """image.strip: one cell per source, ``wrap`` per row, letterboxed (black, or
     transparent in PNG) unless cropping.
 
@@ -485,12 +523,9 @@ def strip(
         y = (i // cols) * height + (height - cell.height) // 2
         canvas.paste(cell, (x, y), cell if cell.mode == "RGBA" else None)
     canvas.save(dest, OUTPUTS[fmt][0], **OUTPUTS[fmt][3])
-    return {
-        "count": len(sources),
-        "width": total[0],
-        "height": total[1],
-        "content_type": OUTPUTS[fmt][1],
-    }
+    return StripResult(
+        count=len(sources), width=total[0], height=total[1], content_type=OUTPUTS[fmt][1]
+    )
 
 
 def _cell_size(first: tuple[int, int], width: int | None, height: int | None) -> tuple[int, int]:
@@ -509,7 +544,7 @@ def gif(
     loop: int,
     frame_duration: float,
     max_pixels: int,
-) -> dict:
+) -> GifResult:
     """image.gif: one frame per source, fitted (letterboxed on black) into the size of the
     first image unless ``width``/``height`` say otherwise.
 
@@ -533,7 +568,7 @@ def gif(
         frames.append(frame)
     palette = _palette(frames)
     frames = _stable(frames, [_dither(f, palette) for f in frames])
-    options = {
+    options: dict[str, Any] = {
         "save_all": True,
         "append_images": frames[1:],
         "optimize": True,
@@ -545,7 +580,7 @@ def gif(
     if loop >= 0:
         options["loop"] = loop
     frames[0].save(dest, "GIF", **options)
-    return {"width": width, "height": height, "count": len(frames)}
+    return GifResult(width=width, height=height, count=len(frames))
 
 
 def _stable(sources: list[Image.Image], frames: list[Image.Image]) -> list[Image.Image]:
@@ -568,7 +603,9 @@ def _stable(sources: list[Image.Image], frames: list[Image.Image]) -> list[Image
     return out
 
 
-async def fetch_sources(ctx, urls: list[str], limit: int = FETCH_CONCURRENCY) -> list[Source]:
+async def fetch_sources(
+    ctx: Fetches, urls: list[str], limit: int = FETCH_CONCURRENCY
+) -> list[Source]:
     """Download ``urls`` concurrently, at most ``limit`` at a time; a failure names its URL."""
     gate = asyncio.Semaphore(limit)
 

@@ -29,11 +29,12 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from dragon import errors
+from dragon.media.context import RunsInPool
 from dragon.media.ffmpeg import ffmpeg_argv
 from dragon.runtime.processes import (
     STDERR_TAIL,
@@ -155,14 +156,20 @@ def open_pcm(
                     os.unlink(pidfile)
 
 
-def _tail(stderr: Any) -> str:
+def _tail(stderr: IO[bytes]) -> str:
     stderr.seek(0, os.SEEK_END)
     stderr.seek(max(0, stderr.tell() - STDERR_TAIL))
     return stderr.read().decode("utf-8", "replace")
 
 
-def _read_chunks(stream: Any, dtype: np.dtype, samples: int, reuse: bool) -> Iterator[np.ndarray]:
-    """Fill a buffer of ``samples`` from the raw pipe ``stream`` and yield it as an array."""
+def _read_chunks(
+    stream: Any, dtype: np.dtype[Any], samples: int, reuse: bool
+) -> Iterator[np.ndarray]:
+    """Fill a buffer of ``samples`` from the raw pipe ``stream`` and yield it as an array.
+
+    ``stream`` is an unbuffered pipe (``bufsize=0``, an ``io.FileIO``) for ``readinto``,
+    which typeshed's ``Popen.stdout`` (``IO[bytes]``) does not declare.
+    """
     size = dtype.itemsize
     buf = bytearray(samples * size)
     view = memoryview(buf)
@@ -180,11 +187,11 @@ def _read_chunks(stream: Any, dtype: np.dtype, samples: int, reuse: bool) -> Ite
         filled = 0
 
 
-def _reason(stderr: Any) -> str:
+def _reason(stderr: IO[bytes]) -> str:
     return tail_reason(_tail(stderr)) or "no reason given"
 
 
-def pool_timeout(ctx) -> float:
+def pool_timeout(ctx: RunsInPool) -> float:
     """Seconds a worker may decode: what is left of the task, else the task timeout."""
     remaining = ctx.remaining()
     if remaining is not None:
@@ -192,7 +199,7 @@ def pool_timeout(ctx) -> float:
     return float(ctx.settings.task_timeout_seconds)
 
 
-async def run_in_pool(ctx, fn: Callable[..., Any], argv: list[str], *args: Any) -> Any:
+async def run_in_pool(ctx: RunsInPool, fn: Callable[..., Any], argv: list[str], *args: Any) -> Any:
     """``ctx.in_process(fn, argv, pidfile, timeout, *args)``, with ffmpeg killed on cancel.
 
     ``fn`` opens ``argv`` with ``open_pcm(argv, timeout=..., pidfile=...)``. If the task is

@@ -25,11 +25,15 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypedDict
 
 import orjson
 
 from dragon import errors
+from dragon.config import Settings
+from dragon.media.context import ProbesSources, RunsTools
+from dragon.net.fetcher import Download
+from dragon.runtime.processes import ProcessResult
 
 # Sniffed MIME type -> the demuxer forced with -f. Nothing else is ever opened.
 DEMUXERS: dict[str, str] = {
@@ -111,6 +115,10 @@ PROBE_TIMEOUT = 60.0
 
 LOG_PREFIX = re.compile(r"\[[^\]]* @ 0x[0-9a-f]+\] ")
 ALPHA_PIX_PREFIXES = ("yuva", "gbrap", "rgba", "bgra", "argb", "abgr", "ya8", "ya16")
+
+# ffprobe's JSON answer and one of its ``streams``: documents whose every field is optional.
+Probe = dict[str, Any]
+Stream = dict[str, Any]
 
 
 @dataclasses.dataclass
@@ -194,7 +202,7 @@ def ffprobe_argv(path: Path, demuxer: str) -> list[str]:
     ]
 
 
-async def fetch_source(ctx, url: str, need: str) -> MediaInfo:
+async def fetch_source(ctx: ProbesSources, url: str, need: str) -> MediaInfo:
     """Download ``url`` and probe it, refusing it unless it has ``need`` (audio or video):
     the first steps of every audio and video task."""
     info = await probe(ctx, await ctx.fetch(url))
@@ -202,20 +210,20 @@ async def fetch_source(ctx, url: str, need: str) -> MediaInfo:
     return info
 
 
-async def probe(ctx, download) -> MediaInfo:
+async def probe(ctx: RunsTools, download: Download) -> MediaInfo:
     """Probe a downloaded source (``dragon.net.fetcher.Download``: ``path``, sniffed ``mime``)."""
     source_demuxer(download)
     return await probe_path(ctx, Path(download.path), download.mime)
 
 
-def source_demuxer(download) -> str:
+def source_demuxer(download: Download) -> str:
     """The demuxer for a download, refusing empty files and types we do not open."""
-    if not getattr(download, "size", None):
+    if not download.size:
         raise errors.TaskError(errors.INVALID_MEDIA, "the source is empty (0 bytes)")
     return demuxer_for(download.mime)
 
 
-async def probe_path(ctx, path: Path, mime: str | None) -> MediaInfo:
+async def probe_path(ctx: RunsTools, path: Path, mime: str | None) -> MediaInfo:
     """Probe a local file of sniffed (or, for our own outputs, known) type ``mime``.
 
     Raises ``unsupported_media`` (type not allowed), ``invalid_media`` (unreadable, no
@@ -237,71 +245,120 @@ async def probe_path(ctx, path: Path, mime: str | None) -> MediaInfo:
     return info
 
 
-def tool_reason(result, path: Path) -> str:
+def tool_reason(result: ProcessResult, path: Path) -> str:
     """ffmpeg's complaint about ``path``, without log prefixes or our temp paths."""
     reason = LOG_PREFIX.sub("", result.reason())
     return reason.replace(f"{path}: ", "").replace(str(path), path.name)
 
 
-def parse_probe(data: dict, *, path: Path, demuxer: str, mime: str) -> MediaInfo:
+def parse_probe(data: Probe, *, path: Path, demuxer: str, mime: str) -> MediaInfo:
     """Build ``MediaInfo`` from ffprobe's JSON (``-show_format -show_streams``)."""
-    fmt = data.get("format") or {}
-    streams: list[dict] = data.get("streams") or []
+    fmt: dict[str, Any] = data.get("format") or {}
+    streams: list[Stream] = data.get("streams") or []
     videos = [s for s in streams if s.get("codec_type") == "video" and not _is_picture(s)]
     audios = [s for s in streams if s.get("codec_type") == "audio"]
     if not videos and not audios:
         raise errors.TaskError(errors.INVALID_MEDIA, "no audio or video stream found")
     video = videos[0] if videos else None
-    audio = audios[0] if audios else None
-
-    content_type = CANONICAL.get(mime, mime)
-    if video is None:
-        content_type = AUDIO_ONLY_NAMES.get(content_type, content_type)
-
     return MediaInfo(
         path=path,
         demuxer=demuxer,
         format_name=str(fmt.get("format_name") or demuxer),
-        content_type=content_type,
+        content_type=_content_type(mime, has_video=video is not None),
         duration=_duration(fmt, streams),
-        width=_int(video.get("width")) if video else None,
-        height=_int(video.get("height")) if video else None,
-        frame_rate=_frame_rate(video) if video else None,
-        rotation=_rotation(video) if video else 0.0,
-        alpha=_alpha(video) if video else False,
-        video_codec=video.get("codec_name") if video else None,
-        audio_codec=audio.get("codec_name") if audio else None,
-        sample_rate=_int(audio.get("sample_rate")) if audio else None,
-        channels=_int(audio.get("channels")) if audio else None,
-        has_video=video is not None,
-        has_audio=audio is not None,
+        **_video_facts(video),
+        **_audio_facts(audios[0] if audios else None),
         streams=_int(fmt.get("nb_streams")) or len(streams),
         bit_rate=_int(fmt.get("bit_rate")),
     )
 
 
-def check_limits(info: MediaInfo, data: dict, settings: Any) -> None:
+def _content_type(mime: str, *, has_video: bool) -> str:
+    """The canonical name of the sniffed type; audio/... for a container holding no video."""
+    content_type = CANONICAL.get(mime, mime)
+    return content_type if has_video else AUDIO_ONLY_NAMES.get(content_type, content_type)
+
+
+class _VideoFacts(TypedDict):
+    """The ``MediaInfo`` fields read from the first video stream."""
+
+    width: int | None
+    height: int | None
+    frame_rate: float | None
+    rotation: float
+    alpha: bool
+    video_codec: str | None
+    has_video: bool
+
+
+class _AudioFacts(TypedDict):
+    """The ``MediaInfo`` fields read from the first audio stream."""
+
+    audio_codec: str | None
+    sample_rate: int | None
+    channels: int | None
+    has_audio: bool
+
+
+def _video_facts(video: Stream | None) -> _VideoFacts:
+    if video is None:
+        return _VideoFacts(
+            width=None,
+            height=None,
+            frame_rate=None,
+            rotation=0.0,
+            alpha=False,
+            video_codec=None,
+            has_video=False,
+        )
+    return _VideoFacts(
+        width=_int(video.get("width")),
+        height=_int(video.get("height")),
+        frame_rate=_frame_rate(video),
+        rotation=_rotation(video),
+        alpha=_alpha(video),
+        video_codec=video.get("codec_name"),
+        has_video=True,
+    )
+
+
+def _audio_facts(audio: Stream | None) -> _AudioFacts:
+    if audio is None:
+        return _AudioFacts(audio_codec=None, sample_rate=None, channels=None, has_audio=False)
+    return _AudioFacts(
+        audio_codec=audio.get("codec_name"),
+        sample_rate=_int(audio.get("sample_rate")),
+        channels=_int(audio.get("channels")),
+        has_audio=True,
+    )
+
+
+def check_limits(info: MediaInfo, data: Probe, settings: Settings) -> None:
     """Refuse sources whose metadata is beyond what we agree to decode (``media_too_large``)."""
     max_streams = settings.max_media_streams
     if info.streams > max_streams:
         _too_large(f"{info.streams} streams (at most {max_streams})")
-    max_pixels = settings.max_pixels
-    for s in data.get("streams") or []:
-        if s.get("codec_type") == "video":
-            w, h = _int(s.get("width")) or 0, _int(s.get("height")) or 0
-            if w * h > max_pixels:
-                _too_large(f"{w}x{h} frames ({w * h} pixels, at most {max_pixels})")
-        if s.get("codec_type") == "audio":
-            rate, channels = _int(s.get("sample_rate")) or 0, _int(s.get("channels")) or 0
-            if rate > MAX_SAMPLE_RATE:
-                _too_large(f"a {rate} Hz sample rate (at most {MAX_SAMPLE_RATE})")
-            if channels > MAX_CHANNELS:
-                _too_large(f"{channels} audio channels (at most {MAX_CHANNELS})")
+    for stream in data.get("streams") or []:
+        _check_stream(stream, settings.max_pixels)
     max_duration = settings.max_media_duration
     if info.duration is not None and info.duration > max_duration:
         _too_large(f"a duration of {info.duration:.1f} s (at most {max_duration:g} s)")
     if info.frame_rate and info.frame_rate > MAX_FRAME_RATE:
         _too_large(f"{info.frame_rate:g} frames per second (at most {MAX_FRAME_RATE:g})")
+
+
+def _check_stream(s: Stream, max_pixels: int) -> None:
+    """Every stream counts, not only the first of each kind: ffmpeg may decode any of them."""
+    if s.get("codec_type") == "video":
+        w, h = _int(s.get("width")) or 0, _int(s.get("height")) or 0
+        if w * h > max_pixels:
+            _too_large(f"{w}x{h} frames ({w * h} pixels, at most {max_pixels})")
+    if s.get("codec_type") == "audio":
+        rate, channels = _int(s.get("sample_rate")) or 0, _int(s.get("channels")) or 0
+        if rate > MAX_SAMPLE_RATE:
+            _too_large(f"a {rate} Hz sample rate (at most {MAX_SAMPLE_RATE})")
+        if channels > MAX_CHANNELS:
+            _too_large(f"{channels} audio channels (at most {MAX_CHANNELS})")
 
 
 def last_frame_time(info: MediaInfo) -> float | None:
@@ -328,11 +385,11 @@ def require_audio(info: MediaInfo) -> None:
         raise errors.TaskError(errors.UNSUPPORTED_MEDIA, f"{info.content_type} has no audio stream")
 
 
-def _too_large(what: str) -> None:
+def _too_large(what: str) -> NoReturn:
     raise errors.TaskError(errors.MEDIA_TOO_LARGE, f"the media declares {what}")
 
 
-def _is_picture(stream: dict) -> bool:
+def _is_picture(stream: Stream) -> bool:
     """Cover art in audio files is a one-picture 'video' stream; it is not video."""
     return bool((stream.get("disposition") or {}).get("attached_pic"))
 
@@ -362,7 +419,7 @@ def _fraction(text: Any) -> float | None:
     return n / d
 
 
-def _duration(fmt: dict, streams: list[dict]) -> float | None:
+def _duration(fmt: dict[str, Any], streams: list[Stream]) -> float | None:
     duration = _float(fmt.get("duration"))
     if duration is None:
         durations = [d for s in streams if (d := _float(s.get("duration"))) is not None]
@@ -370,12 +427,12 @@ def _duration(fmt: dict, streams: list[dict]) -> float | None:
     return duration
 
 
-def _frame_rate(video: dict) -> float | None:
+def _frame_rate(video: Stream) -> float | None:
     """The average rate when known (r_frame_rate can be a timebase such as 90000)."""
     return _fraction(video.get("avg_frame_rate")) or _fraction(video.get("r_frame_rate"))
 
 
-def _rotation(video: dict) -> float:
+def _rotation(video: Stream) -> float:
     for side in video.get("side_data_list") or []:
         if "rotation" in side:
             angle = _signed_float(side["rotation"])
@@ -393,7 +450,7 @@ def _signed_float(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def _alpha(video: dict) -> bool:
+def _alpha(video: Stream) -> bool:
     pix_fmt = str(video.get("pix_fmt") or "")
     if pix_fmt.startswith(ALPHA_PIX_PREFIXES):
         return True

@@ -17,8 +17,11 @@ from PIL import Image
 
 from dragon.media import image
 
-POSITIONS = ("top-left", "top", "top-right", "left", "center", "right")
-POSITIONS += ("bottom-left", "bottom", "bottom-right")
+POSITIONS = (
+    *("top-left", "top", "top-right"),
+    *("left", "center", "right"),
+    *("bottom-left", "bottom", "bottom-right"),
+)
 
 
 @dataclasses.dataclass(frozen=True)

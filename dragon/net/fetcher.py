@@ -29,16 +29,18 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.abc import ResolveResult
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.tracing import Trace
 from yarl import URL
 
 from dragon import __version__, errors
+from dragon.config import Settings
 from dragon.net.sniff import HEAD_SIZE, extension, sniff
 from dragon.net.url_policy import url_problem
 
@@ -76,15 +78,10 @@ _NUMERIC_HOST = re.compile(r"(0x[0-9a-f]*|\d+)(\.(0x[0-9a-f]*|\d+)){0,3}\.?", re
 
 def address_class(ip: IPAddress) -> str | None:
     """Why ``ip`` is not a public unicast address ("a loopback address"), or None."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        for kind, inner in (
-            ("IPv4-mapped", ip.ipv4_mapped),
-            ("6to4", ip.sixtofour),
-            ("NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None),
-        ):
-            if inner is not None:
-                label = address_class(inner)
-                return f"{label} ({kind} {inner})" if label else None
+    if isinstance(ip, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(ip)):
+        kind, inner = embedded
+        label = address_class(inner)
+        return f"{label} ({kind} {inner})" if label else None
     if ip.is_unspecified:
         return "an unspecified address"
     if ip.is_loopback:
@@ -103,6 +100,18 @@ def address_class(ip: IPAddress) -> str | None:
     return None
 
 
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, NAT64): it is judged instead."""
+    for kind, inner in (
+        ("IPv4-mapped", ip.ipv4_mapped),
+        ("6to4", ip.sixtofour),
+        ("NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None),
+    ):
+        if inner is not None:
+            return kind, inner
+    return None
+
+
 class AddressPolicy:
     """Which addresses may be dialled: public unicast only, unless told otherwise.
 
@@ -111,7 +120,7 @@ class AddressPolicy:
     prove that 169.254.169.254 is refused.
     """
 
-    def __init__(self, allow_private: bool = False, allow: Any = ()) -> None:
+    def __init__(self, allow_private: bool = False, allow: Iterable[str] = ()) -> None:
         self.allow_private = allow_private
         self.allow = tuple(ipaddress.ip_network(n) for n in allow)
 
@@ -158,7 +167,9 @@ class GuardedConnector(aiohttp.TCPConnector):
         super().__init__(**kwargs)
         self._policy = policy
 
-    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[ResolveResult]:
+    async def _resolve_host(
+        self, host: str, port: int, traces: Sequence[Trace] | None = None
+    ) -> list[ResolveResult]:
         legacy = legacy_ipv4(host)
         if legacy is not None:
             why = self._policy.problem(str(legacy)) or "a legacy numeric IPv4 form"
@@ -195,7 +206,11 @@ class Fetcher:
     """
 
     def __init__(
-        self, settings: Any, policy: AddressPolicy | None = None, *, resolver: Any = None
+        self,
+        settings: Settings,
+        policy: AddressPolicy | None = None,
+        *,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy or AddressPolicy(allow_private=settings.allow_private_urls)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 HEAD_SIZE = 4096
@@ -102,25 +103,25 @@ def _binary(h: bytes) -> str | None:
     for prefix, mime in _PREFIXES:
         if h.startswith(prefix):
             return mime
-    if h[:4] in (b"RIFF", b"RF64") and len(h) >= 12:
-        return _RIFF.get(h[8:12])
-    if h.startswith(b"BM") and len(h) >= 18 and struct.unpack("<I", h[14:18])[0] in _BMP_DIB_SIZES:
-        return "image/bmp"
-    if len(h) >= 12 and h[4:8] == b"ftyp":
-        return _ftyp(h)
-    if len(h) >= 8 and h[4:8] in _QT_ATOMS and struct.unpack(">I", h[:4])[0] not in range(2, 8):
-        return "video/quicktime"  # old QuickTime files start with an atom, not ftyp
-    if h.startswith(b"\x1a\x45\xdf\xa3"):
-        return _ebml(h)
-    if h.startswith(b"OggS"):
-        return "video/ogg" if b"\x80theora" in h else "audio/ogg"
-    if h.startswith(b"ID3") and len(h) >= 10:
-        return _id3(h)
-    if _ts(h, 0, 188) or _ts(h, 4, 192):
-        return "video/mp2t"
-    if len(h) >= 4 and h[0] == 0xFF and h[1] & 0xE0 == 0xE0:
-        return _mpeg_frame(h)
+    for looks_like, identify in _STRUCTURES:
+        if looks_like(h):
+            return identify(h)
     return None
+
+
+def _is_bmp(h: bytes) -> bool:
+    return (
+        h.startswith(b"BM") and len(h) >= 18 and struct.unpack("<I", h[14:18])[0] in _BMP_DIB_SIZES
+    )
+
+
+def _is_quicktime_atom(h: bytes) -> bool:
+    """Old QuickTime files start with an atom, not ``ftyp``."""
+    return len(h) >= 8 and h[4:8] in _QT_ATOMS and struct.unpack(">I", h[:4])[0] not in range(2, 8)
+
+
+def _is_mpeg_sync(h: bytes) -> bool:
+    return len(h) >= 4 and h[0] == 0xFF and h[1] & 0xE0 == 0xE0
 
 
 def _id3(h: bytes) -> str:
@@ -181,6 +182,24 @@ def _mpeg_frame(h: bytes) -> str | None:
         return None
     return "audio/mpeg"
 
+
+# Formats whose structure, not a fixed prefix, names them, in the order they are tried:
+# (does the head look like it, what it then is). The first rule that matches decides, even
+# when its answer is None: a RIFF file of another form type is nothing we know.
+_STRUCTURES: tuple[tuple[Callable[[bytes], bool], Callable[[bytes], str | None]], ...] = (
+    (lambda h: h[:4] in (b"RIFF", b"RF64") and len(h) >= 12, lambda h: _RIFF.get(h[8:12])),
+    (_is_bmp, lambda h: "image/bmp"),
+    (lambda h: len(h) >= 12 and h[4:8] == b"ftyp", _ftyp),
+    (_is_quicktime_atom, lambda h: "video/quicktime"),
+    (lambda h: h.startswith(b"\x1a\x45\xdf\xa3"), _ebml),
+    (
+        lambda h: h.startswith(b"OggS"),
+        lambda h: "video/ogg" if b"\x80theora" in h else "audio/ogg",
+    ),
+    (lambda h: h.startswith(b"ID3") and len(h) >= 10, _id3),
+    (lambda h: _ts(h, 0, 188) or _ts(h, 4, 192), lambda h: "video/mp2t"),
+    (_is_mpeg_sync, _mpeg_frame),
+)
 
 _TEXT_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 _MVG = re.compile(r"(?m)^\s*(push\s+graphic-context|viewbox\s)")

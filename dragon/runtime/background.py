@@ -9,7 +9,7 @@ import contextlib
 class BackgroundLoop:
     """``start`` runs ``_run`` as a task; ``stop`` cancels it and waits for it to end."""
 
-    _task: asyncio.Task | None = None
+    _task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         raise NotImplementedError

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from dragon import errors
+from dragon.config import Settings
 
 
 def free_bytes(path: Path) -> int:
@@ -25,12 +25,12 @@ def free_bytes(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def room(settings: Any) -> int:
+def room(settings: Settings) -> int:
     """Bytes that may still be written on the data disk before the reserve (may be < 0)."""
     return free_bytes(settings.data_path) - int(settings.min_free_bytes)
 
 
-def shortage(settings: Any) -> str | None:
+def shortage(settings: Settings) -> str | None:
     """Why nothing should be written now (the reserve is reached), or None."""
     free = free_bytes(settings.data_path)
     if free >= settings.min_free_bytes:
@@ -41,7 +41,7 @@ def shortage(settings: Any) -> str | None:
     )
 
 
-def full_error(settings: Any, what: str = "the task") -> errors.TaskError:
+def full_error(settings: Settings, what: str = "the task") -> errors.TaskError:
     """The ``disk_full`` failure of a task that ran out of room."""
     return errors.TaskError(
         errors.DISK_FULL,
@@ -50,7 +50,7 @@ def full_error(settings: Any, what: str = "the task") -> errors.TaskError:
     )
 
 
-def check_room(settings: Any) -> int:
+def check_room(settings: Settings) -> int:
     """The bytes a tool may write now; raises ``disk_full`` when the reserve is reached."""
     left = room(settings)
     if left <= 0:

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable
+from typing import Any
 
 from dragon import errors
 
@@ -100,12 +101,12 @@ class ProcessResult:
         """The last meaningful stderr lines: what a user needs to see of a failure."""
         return tail_reason(self.stderr) or f"exit code {self.returncode}"
 
-    def report(self) -> dict:
+    def report(self) -> dict[str, Any]:
         """The run as failure diagnostics show it (``TaskError.tool``)."""
         return tool_report(self.argv, self.returncode, self.stderr)
 
 
-def tool_report(argv: list[str], exit_code: int | None, stderr: str) -> dict:
+def tool_report(argv: list[str], exit_code: int | None, stderr: str) -> dict[str, Any]:
     """A tool run for diagnostics: its argv, exit code (None: killed) and stderr's end."""
     return {"argv": list(argv), "exit_code": exit_code, "stderr": stderr[-DIAGNOSTIC_TAIL:]}
 
@@ -116,7 +117,7 @@ def tail_reason(stderr: str) -> str:
     return "; ".join(lines[-3:])[-500:]
 
 
-def kill_group(proc: asyncio.subprocess.Process | subprocess.Popen) -> None:
+def kill_group(proc: asyncio.subprocess.Process | subprocess.Popen[bytes]) -> None:
     """SIGKILL the process group of ``proc`` (its own) if it still runs."""
     if isinstance(proc, subprocess.Popen):
         proc.poll()

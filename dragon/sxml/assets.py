@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dragon.net.fetcher import Download
 from dragon.sxml import layout
 from dragon.sxml.concurrent import gather
+from dragon.sxml.context import InPool
 from dragon.sxml.model import KENBURNS_LIKE, MULTI_EFFECTS, Node
 from dragon.sxml.stills import Raster, StillJob, render_still
 from dragon.sxml.text import TextJob, render_text
@@ -44,7 +46,7 @@ def media_mode(parent: Node, media: Node) -> str:
 def plan(
     body: Node,
     frame: tuple[int, int],
-    downloads: dict,
+    downloads: dict[str, Download],
     *,
     antialias: int,
     max_pixels: int,
@@ -91,7 +93,7 @@ def plan(
     return jobs
 
 
-async def draw(ctx, jobs: dict[int, StillJob | TextJob]) -> dict[int, Raster | None]:
+async def draw(ctx: InPool, jobs: dict[int, StillJob | TextJob]) -> dict[int, Raster | None]:
     """Run the jobs in the process pool, a few at a time."""
 
     async def one(uid: int, job: StillJob | TextJob) -> tuple[int, Raster | None]:

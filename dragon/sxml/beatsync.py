@@ -71,27 +71,55 @@ def movie_times(track: Node, times: list[float], length: float | None) -> list[f
 def snap(sequence: Node, beats: list[float]) -> str | None:
     """Set the durations of ``sequence``'s items so its cuts fall on ``beats``; returns a
     warning when there were not enough beats."""
+    items, fades = _items(sequence)
+    if not items or not beats:
+        return None
+    start = sequence.begin
+    targets = [items[j].begin + fades[j] / 2 for j in range(1, len(items))]
+    targets.append(sequence.begin + sequence.duration)
+    cuts, short = _cuts(start, targets, fades, beats)
+    for j, item in enumerate(items, start=1):
+        length = cuts[j] - cuts[j - 1] + fades[j - 1] / 2 + fades[j] / 2
+        item.attrs["duration"] = f"{length:.6f}"
+    if sequence.explicit is not None:
+        sequence.attrs["duration"] = f"{cuts[-1] - start:.6f}"
+    if short:
+        return (
+            f"{sequence.where()}: the music has too few beats for every cut; the "
+            "later cuts keep their lengths"
+        )
+    return None
+
+
+def _items(sequence: Node) -> tuple[list[Node], list[float]]:
+    """The sequence's items and ``fades``: ``fades[j]`` is the transition before
+    ``items[j]`` (0: a cut), and a last 0 for the sequence's end, a plain cut.
+
+    Each transition's ``duration`` is pinned to the length it was timed with (it may have
+    been clamped to its neighbours), so that timing again does not move the middle off the
+    beat."""
     items: list[Node] = []
-    fades: list[float] = [0.0]  # fades[j]: the transition before items[j] (0: a cut)
+    fades: list[float] = [0.0]
     pending = 0.0
     for child in sequence.children:
         if child.tag == "transition":
             pending = child.natural or 0.0
-            # Keep the length it was timed with (it may have been clamped to its
-            # neighbours), so that timing again does not move the middle off the beat.
             child.attrs["duration"] = f"{pending:.6f}"
         elif child.is_content:
             if items:
                 fades.append(pending)
             items.append(child)
             pending = 0.0
-    if not items or not beats:
-        return None
-    fades.append(0.0)  # the end of the sequence is a plain cut
-    n = len(items)
-    start = sequence.begin
-    targets = [items[j].begin + fades[j] / 2 for j in range(1, n)]
-    targets.append(sequence.begin + sequence.duration)
+    fades.append(0.0)
+    return items, fades
+
+
+def _cuts(
+    start: float, targets: list[float], fades: list[float], beats: list[float]
+) -> tuple[list[float], bool]:
+    """``start``, then for each target cut the beat the rules allow nearest to it; and
+    whether the beats ran out (the later cuts then keep their timed lengths)."""
+    n = len(targets)
     cuts = [start]
     last = bisect.bisect_right(beats, start + EPSILON) - 1  # index of the latest beat used
     short = False
@@ -106,20 +134,9 @@ def snap(sequence: Node, beats: list[float]) -> str | None:
             cuts.append(cuts[-1] + (target - (targets[j - 2] if j > 1 else start)))
             continue
         upto = min(max(bisect.bisect_left(beats, target), first), latest)
-        best = min(
+        last = min(
             range(max(first, upto - 1), min(latest, upto + 1) + 1),
             key=lambda i: abs(beats[i] - target),
         )
-        last = best
-        cuts.append(beats[best])
-    for j, item in enumerate(items, start=1):
-        length = cuts[j] - cuts[j - 1] + fades[j - 1] / 2 + fades[j] / 2
-        item.attrs["duration"] = f"{length:.6f}"
-    if sequence.explicit is not None:
-        sequence.attrs["duration"] = f"{cuts[-1] - start:.6f}"
-    if short:
-        return (
-            f"{sequence.where()}: the music has too few beats for every cut; the "
-            "later cuts keep their lengths"
-        )
-    return None
+        cuts.append(beats[last])
+    return cuts, short

@@ -23,6 +23,7 @@ import numpy as np
 
 from dragon.media.pcm import open_pcm, pcm_argv, run_in_pool
 from dragon.media.probe import MediaInfo, input_args
+from dragon.sxml.context import InPool
 from dragon.sxml.model import Node
 
 ATTRS = ("duck-others", "duck-threshold", "duck-margin", "duck-fade")
@@ -52,7 +53,7 @@ def duckers(body: Node) -> list[Node]:
     ]
 
 
-async def plan(ctx, body: Node, media: dict[str, MediaInfo]) -> list[Span]:
+async def plan(ctx: InPool, body: Node, media: dict[str, MediaInfo]) -> list[Span]:
     """The ducked stretches of the movie, in movie seconds."""
     spans: list[Span] = []
     for node in duckers(body):
@@ -71,7 +72,8 @@ async def plan(ctx, body: Node, media: dict[str, MediaInfo]) -> list[Span]:
             volume = node.number("volume", 1.0)
             heard = (node.end - node.begin) * speed
             argv = pcm_argv(input_args(info, seek=skip or None), RATE, duration=heard)
-            found = await run_in_pool(
+            # The pool hands back what the worker returned (sounding_stretches).
+            found: list[tuple[float, float]] = await run_in_pool(
                 ctx, sounding_stretches, argv, threshold / max(volume, 1e-6), 2 * margin
             )
             sounding = [(a / speed, b / speed) for a, b in found]

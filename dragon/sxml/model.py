@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+from collections.abc import Iterator
 from typing import overload
 
 # Elements that produce a stream of their own ("atoms" in the SXML docs).
@@ -121,7 +122,7 @@ class Node:
     def filters(self, kind: str) -> list[Node]:
         return [c for c in self.children if c.tag == "filter" and c.attrs.get("type") == kind]
 
-    def walk(self):
+    def walk(self) -> Iterator[Node]:
         """Every node below and including this one, depth first, in document order."""
         stack = [self]
         while stack:

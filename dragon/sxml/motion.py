@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterable
 
 from dragon.sxml import camera
 from dragon.sxml.model import DefinitionError, Node
@@ -162,7 +163,11 @@ def _vector(node: Node, name: str, size: int) -> list[float] | None:
 
 
 def tracks(
-    node: Node, box: tuple[int, int, int, int], frame_size: tuple[int, int], frame_of, rate: float
+    node: Node,
+    box: tuple[int, int, int, int],
+    frame_size: tuple[int, int],
+    frame_of: Callable[[float], int],
+    rate: float,
 ) -> Tracks:
     """The ramps of every animator of ``node`` whose layer sits in ``box`` (pixels)."""
     out = Tracks()
@@ -256,7 +261,7 @@ def _ramp(ramp: Ramp, first: int, frame: str) -> str:
     return f"{v0:.6g}+({v1 - v0:.6g})*clip(({first}+{frame}-{a})/{b - a},0,1)"
 
 
-def _sum(ramps, first: int, frame: str) -> str:
+def _sum(ramps: Iterable[Ramp], first: int, frame: str) -> str:
     terms = [_ramp(r, first, frame) for r in ramps if r[2] or r[3]]
     return "(" + "+".join(terms) + ")" if terms else "0"
 

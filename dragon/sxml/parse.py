@@ -24,6 +24,7 @@ import dataclasses
 import re
 import xml.sax
 import xml.sax.handler
+from xml.sax.xmlreader import AttributesImpl, Locator
 
 import defusedxml
 import defusedxml.sax
@@ -148,19 +149,20 @@ class _TreeBuilder(xml.sax.handler.ContentHandler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.locator = None
+        self.locator: Locator | None = None
         self.root: Node | None = None
         self.stack: list[tuple[Node, list[str]]] = []
         self.count = 0
         self.text_chars = 0
 
-    def setDocumentLocator(self, locator) -> None:  # noqa: N802 - SAX API
+    def setDocumentLocator(self, locator: Locator) -> None:  # noqa: N802 - SAX API
         self.locator = locator
 
     def _line(self) -> int:
-        return self.locator.getLineNumber() if self.locator else 0
+        # The locator may not know the line (None): the messages then say line 0.
+        return (self.locator.getLineNumber() if self.locator else None) or 0
 
-    def startElement(self, name, attrs) -> None:  # noqa: N802 - SAX API
+    def startElement(self, name: str, attrs: AttributesImpl) -> None:  # noqa: N802 - SAX API
         self.count += 1
         if self.count > MAX_ELEMENTS:
             raise DefinitionError(None, f"more than {MAX_ELEMENTS} elements", self._line())
@@ -173,11 +175,11 @@ class _TreeBuilder(xml.sax.handler.ContentHandler):
             self.root = node
         self.stack.append((node, []))
 
-    def endElement(self, name) -> None:  # noqa: N802 - SAX API
+    def endElement(self, name: str) -> None:  # noqa: N802 - SAX API
         node, parts = self.stack.pop()
         node.text = "".join(parts)
 
-    def characters(self, content) -> None:
+    def characters(self, content: str) -> None:
         if self.stack:
             self.text_chars += len(content)
             if self.text_chars > MAX_TEXT_CHARS:

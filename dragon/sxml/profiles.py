@@ -47,7 +47,9 @@ class Profile:
         )
 
 
-def _p(name: str, width: int, height: int, video: int, audio: int, rate=Fraction(25)) -> Profile:
+def _p(
+    name: str, width: int, height: int, video: int, audio: int, rate: Fraction = Fraction(25)
+) -> Profile:
     return Profile(name, width, height, Fraction(rate), video, audio)
 
 

@@ -22,17 +22,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 from dragon import errors
 from dragon.media import beats, ffmpeg, probe
 from dragon.media.pcm import pcm_argv, run_in_pool
+from dragon.media.probe import MediaInfo
+from dragon.net.fetcher import Download
 from dragon.sxml import assets, beatsync, ducking, profiles, segments, sound
 from dragon.sxml.concurrent import gather, pair
+from dragon.sxml.context import MovieTask, Warn
 from dragon.sxml.filtergraph import Graph
 from dragon.sxml.model import DefinitionError, Node
 from dragon.sxml.parse import Definition, DefinitionErrors, parse
 from dragon.sxml.picture import Picture
-from dragon.sxml.stills import Raster
+from dragon.sxml.stills import Raster, StillJob
+from dragon.sxml.text import TextJob
 from dragon.sxml.timing import resolve
 
 FETCH_CONCURRENCY = 4
@@ -47,7 +52,11 @@ class Movie:
     """A checked, downloaded and timed definition, ready to be rendered at any size."""
 
     def __init__(
-        self, definition: Definition, downloads: dict, media: dict, retime: Callable[[], None]
+        self,
+        definition: Definition,
+        downloads: dict[str, Download],
+        media: dict[str, MediaInfo],
+        retime: Callable[[], None],
     ) -> None:
         self.body = definition.body
         self.retime = retime  # times the body again (after beat sync)
@@ -60,7 +69,7 @@ class Movie:
         return self.body.end
 
 
-async def create(ctx) -> dict:
+async def create(ctx: MovieTask) -> dict[str, Any]:
     p = ctx.params
     profile = profiles.get(p["profile"])
     if profile is None:  # the schema already refused it; kept for direct callers
@@ -126,7 +135,7 @@ async def create(ctx) -> dict:
     return {"duration": round(duration, 3), "width": profile.width, "height": profile.height}
 
 
-async def check_length(ctx, path: Path, expected: float, rate: Fraction) -> None:
+async def check_length(ctx: MovieTask, path: Path, expected: float, rate: Fraction) -> None:
     """Refuse a render that came out shorter or longer than its timeline (by 2+ frames).
 
     A filtergraph that loses frames (ffmpeg 5.1's xfade and concat both can, on parts of
@@ -160,10 +169,10 @@ async def check_length(ctx, path: Path, expected: float, rate: Fraction) -> None
         )
 
 
-async def load(ctx, text: str, warn) -> Movie:
+async def load(ctx: MovieTask, text: str, warn: Warn) -> Movie:
     """Parse, download, probe and time the definition."""
     try:
-        definition = await ctx.in_thread(parse, text)
+        definition: Definition = await ctx.in_thread(parse, text)
     except DefinitionErrors as e:
         raise errors.ParameterError({"definition": e.messages}) from None
     for message in definition.warnings:
@@ -187,7 +196,13 @@ async def load(ctx, text: str, warn) -> Movie:
     return Movie(definition, downloads, media, retime)
 
 
-async def sync_to_beats(ctx, body: Node, media: dict, retime, warn) -> None:
+async def sync_to_beats(
+    ctx: MovieTask,
+    body: Node,
+    media: dict[str, MediaInfo],
+    retime: Callable[[], None],
+    warn: Warn,
+) -> None:
     """``sync="beats"``: track the music's beats (in the process pool, as audio.beats
     does) and snap each synced sequence's cuts to them, timing the movie again after each."""
     track = beatsync.music(body)
@@ -199,7 +214,8 @@ async def sync_to_beats(ctx, body: Node, media: dict, retime, warn) -> None:
     # decoded for 30 s and the slack snapping may add.
     limit = None if track.flag("loop", False) else beatsync.heard_until(track)
     argv = pcm_argv(probe.input_args(info), beats.SR, duration=limit)
-    found = await run_in_pool(ctx, beats.analyse, argv)
+    # The pool hands back what the worker returned: beats.analyse's times, in seconds.
+    found: dict[str, list[float]] = await run_in_pool(ctx, beats.analyse, argv)
     for sequence in beatsync.synced(body):  # parents first: each sees its parent's cuts
         times = found["downbeats" if sequence.attrs["sync"] == "downbeats" else "beats"]
         note = beatsync.snap(sequence, beatsync.movie_times(track, times, info.duration))
@@ -208,7 +224,9 @@ async def sync_to_beats(ctx, body: Node, media: dict, retime, warn) -> None:
         retime()
 
 
-async def fetch_media(ctx, nodes: list[Node]) -> tuple[dict, dict]:
+async def fetch_media(
+    ctx: MovieTask, nodes: list[Node]
+) -> tuple[dict[str, Download], dict[str, MediaInfo]]:
     """Download each URL once; probe those used by ``video`` and ``audio`` elements."""
     first: dict[str, Node] = {}
     needs: dict[str, set[str]] = {}
@@ -217,7 +235,7 @@ async def fetch_media(ctx, nodes: list[Node]) -> tuple[dict, dict]:
         first.setdefault(url, node)
         needs.setdefault(url, set()).add(node.tag)
 
-    async def fetch(url: str):
+    async def fetch(url: str) -> tuple[str, Download]:
         try:
             return url, await ctx.fetch(url)
         except errors.TaskError as e:
@@ -225,7 +243,7 @@ async def fetch_media(ctx, nodes: list[Node]) -> tuple[dict, dict]:
 
     downloads = dict(await gather((fetch(url) for url in first), limit=FETCH_CONCURRENCY))
 
-    async def inspect(url: str):
+    async def inspect(url: str) -> tuple[str, MediaInfo]:
         node = first[url]
         try:
             info = await probe.probe(ctx, downloads[url])
@@ -247,18 +265,18 @@ def _located(node: Node, error: errors.TaskError) -> errors.TaskError:
 
 
 async def render(
-    ctx,
+    ctx: MovieTask,
     movie: Movie,
     profile: profiles.Profile,
     name: str,
-    warn,
+    warn: Warn,
     *,
     video: Path | None,
     thumbnail: tuple[Path, float] | None = None,
     preset: str,
     crf: int,
     progress: bool = False,
-    drawn: dict | None = None,
+    drawn: dict[int, Raster | None] | None = None,
 ) -> None:
     """Render ``movie`` at ``profile`` into the MP4 ``video`` and/or one JPEG frame.
 
@@ -267,9 +285,7 @@ async def render(
     soundtrack. The thumbnail comes out of the run that renders its frame (``split`` +
     ``trim``), so it costs no second decode; without ``video`` only that window runs.
     """
-    jobs = plan_assets(ctx, movie, profile, name)
-    rasters = {uid: r for uid, r in (drawn or {}).items() if uid in jobs}  # drawn earlier
-    rasters |= await assets.draw(ctx, {u: j for u, j in jobs.items() if u not in rasters})
+    rasters = await draw_assets(ctx, movie, profile, name, drawn)
     frames = Graph(profile.width, profile.height, profile.rate)
     total = frames.frame(movie.body.end)
     # A setting to be (dragon.config); the module default until then.
@@ -300,6 +316,55 @@ async def render(
             progress=progress,
         )
         return
+    parts = await render_parts(
+        ctx,
+        movie,
+        profile,
+        rasters,
+        warn,
+        windows,
+        name,
+        still=still,
+        preset=preset,
+        crf=crf,
+        progress_of=total if progress else None,
+    )
+    await join(ctx, movie, profile, parts, video)
+
+
+async def draw_assets(
+    ctx: MovieTask,
+    movie: Movie,
+    profile: profiles.Profile,
+    name: str,
+    drawn: dict[int, Raster | None] | None,
+) -> dict[int, Raster | None]:
+    """The pictures and texts of this rendering: those ``drawn`` earlier (while the beats
+    were tracked) that it still needs, and the others drawn now."""
+    jobs = plan_assets(ctx, movie, profile, name)
+    rasters = {uid: r for uid, r in (drawn or {}).items() if uid in jobs}
+    rasters |= await assets.draw(ctx, {u: j for u, j in jobs.items() if u not in rasters})
+    return rasters
+
+
+async def render_parts(
+    ctx: MovieTask,
+    movie: Movie,
+    profile: profiles.Profile,
+    rasters: dict[int, Raster | None],
+    warn: Warn,
+    windows: list[segments.Window],
+    name: str,
+    *,
+    still: tuple[Path, int] | None,
+    preset: str,
+    crf: int,
+    progress_of: int | None,
+) -> list[Path]:
+    """Each window encoded on its own, without sound, into ``{name}-{i}.mp4``; the
+    thumbnail ``still`` comes out of the window holding its frame. With ``progress_of``
+    (the movie's frame count) each finished window reports its share of 99%: the join,
+    which ``render`` runs next, is the last percent."""
     parts = []
     for i, window in enumerate(windows):
         part = ctx.tmpdir / f"{name}-{i}.mp4"
@@ -317,12 +382,14 @@ async def render(
             crf=crf,
         )
         parts.append(part)
-        if progress:
-            ctx.progress(99 * window[1] / total)
-    await join(ctx, movie, profile, parts, video)
+        if progress_of is not None:
+            ctx.progress(99 * window[1] / progress_of)
+    return parts
 
 
-def plan_assets(ctx, movie: Movie, profile: profiles.Profile, name: str) -> dict:
+def plan_assets(
+    ctx: MovieTask, movie: Movie, profile: profiles.Profile, name: str
+) -> dict[int, StillJob | TextJob]:
     return assets.plan(
         movie.body,
         (profile.width, profile.height),
@@ -335,11 +402,11 @@ def plan_assets(ctx, movie: Movie, profile: profiles.Profile, name: str) -> dict
 
 
 async def render_window(
-    ctx,
+    ctx: MovieTask,
     movie: Movie,
     profile: profiles.Profile,
-    rasters: dict,
-    warn,
+    rasters: dict[int, Raster | None],
+    warn: Warn,
     window: tuple[int, int] | None,
     *,
     video: Path | None = None,
@@ -399,7 +466,7 @@ async def render_window(
 
 
 async def join(
-    ctx, movie: Movie, profile: profiles.Profile, parts: list[Path], video: Path
+    ctx: MovieTask, movie: Movie, profile: profiles.Profile, parts: list[Path], video: Path
 ) -> None:
     """The encoded windows end to end (stream copy) with the soundtrack mixed in."""
     listing = ctx.tmpdir / f"{video.stem}.ffconcat"

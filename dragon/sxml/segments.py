@@ -16,6 +16,8 @@ sought further), and a still just shows on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from dragon.media.probe import MediaInfo
 from dragon.sxml.filtergraph import Graph
 from dragon.sxml.model import MULTI_EFFECTS, Node
@@ -71,7 +73,7 @@ def _furthest(start: int, cuts: list[int], leaves: list[tuple[int, int, int]], b
 
 def _leaves(
     body: Node, graph: Graph, rasters: dict[int, Raster | None], media: dict[str, MediaInfo]
-):
+) -> Iterator[tuple[int, int, int]]:
     """(first frame, end frame, bytes) of every node that is an input of the graph."""
     frame_bytes = graph.width * graph.height * 3 // 2
     for node in body.walk():

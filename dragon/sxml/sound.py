@@ -18,6 +18,7 @@ does not duck, an envelope over the movie's time.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 from dragon.media.probe import MediaInfo, input_args
 from dragon.sxml import ducking
@@ -68,7 +69,7 @@ def mix(
     return graph.chain([mixed], f"apad=whole_len={total},atrim=end_sample={total}", prefix="a")
 
 
-def _clips(node: Node, fades: list[Fade]):
+def _clips(node: Node, fades: list[Fade]) -> Iterator[tuple[Node, list[Fade]]]:
     """(node, crossfades) for every audible clip under ``node``, in document order."""
     if node.end <= node.begin:
         return
@@ -92,42 +93,74 @@ def _clips(node: Node, fades: list[Fade]):
 def _clip(
     graph: Graph, node: Node, fades: list[Fade], info: MediaInfo, duck: str | None
 ) -> str | None:
+    """The label of ``node``'s sound placed on the movie's timeline, or None when none of
+    its file is heard."""
     if not info.has_audio:
         return None  # a silent video
-    skip = node.number("skip", 0.0) or 0.0
     speed = node.number("speed", 1.0) or 1.0
-    volume = node.number("volume", 1.0)
+    source = _source(node, info, speed)
+    if source is None:
+        return None
+    index = graph.input(source)
+    steps = [
+        "asetpts=PTS-STARTPTS",
+        FORMAT,
+        *_tempo(speed),
+        *_level(node),
+        *_placement(node, fades),
+    ]
+    if duck:
+        steps.append(duck)  # after adelay: its t is the movie's time
+    return graph.chain([f"{index}:a"], ",".join(steps), prefix="a")
+
+
+def _source(node: Node, info: MediaInfo, speed: float) -> list[str] | None:
+    """Input options reading what ``node`` plays of its file: from ``skip``, for as long
+    as it is heard (and a little more), looping if it loops. None when the file ends
+    before ``skip``: there is nothing to hear."""
+    skip = node.number("skip", 0.0) or 0.0
     loop = node.tag == "audio" and node.flag("loop", False)
     if loop and info.duration:
         skip %= info.duration  # ffmpeg would decode every loop up to the skip point
-    visible = node.end - node.begin
     available = (info.duration or 0.0) - skip
     if available <= 0 and not loop:
         return None
-    needed = visible * speed + 0.1
+    needed = (node.end - node.begin) * speed + 0.1
     args = ["-stream_loop", "-1"] if loop else []
     args += ["-t", f"{needed if loop else min(needed, available + 0.1):.6f}"]
-    index = graph.input([*args, *input_args(info, seek=skip or None)])
-    steps = ["asetpts=PTS-STARTPTS", FORMAT, *_tempo(speed)]
+    return [*args, *input_args(info, seek=skip or None)]
+
+
+def _level(node: Node) -> list[str]:
+    """``volume``, then an ``audio`` element's own fades (over its assigned span, so that a
+    truncated clip is cut, not faded)."""
+    steps = []
+    volume = node.number("volume", 1.0)
     if volume != 1.0:
         steps.append(f"volume={volume:g}")
-    fade_in = node.number("fadein", 0.0) if node.tag == "audio" else 0.0
-    fade_out = node.number("fadeout", 0.0) if node.tag == "audio" else 0.0
+    if node.tag != "audio":
+        return steps
+    fade_in = node.number("fadein", 0.0)
+    fade_out = node.number("fadeout", 0.0)
     if fade_in:
         steps.append(f"afade=t=in:st=0:d={fade_in:.6f}")
     if fade_out:
         steps.append(f"afade=t=out:st={max(0.0, node.duration - fade_out):.6f}:d={fade_out:.6f}")
-    for fade in fades:
-        steps.append(
-            f"afade=t={fade.kind}:st={max(0.0, fade.start - node.begin):.6f}:d={fade.duration:.6f}"
-        )
+    return steps
+
+
+def _placement(node: Node, fades: list[Fade]) -> list[str]:
+    """The transitions' crossfades, then the clip cut to its visible end and delayed to
+    its start on the movie's timeline."""
+    steps = [
+        f"afade=t={fade.kind}:st={max(0.0, fade.start - node.begin):.6f}:d={fade.duration:.6f}"
+        for fade in fades
+    ]
     delay = _samples(node.begin)
     steps.append(f"atrim=end_sample={_samples(node.end) - delay}")
     if delay:
         steps.append(f"adelay=delays={delay}S:all=1")
-    if duck:
-        steps.append(duck)  # after adelay: its t is the movie's time
-    return graph.chain([f"{index}:a"], ",".join(steps), prefix="a")
+    return steps
 
 
 def _tempo(speed: float) -> list[str]:

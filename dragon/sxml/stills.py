@@ -56,7 +56,7 @@ class StillJob:
     mime: str | None
     out: str  # without extension: .jpg for opaque pictures, .png with transparency
     frame: tuple[int, int]
-    spec: dict | None  # placement (overlays); None: the whole frame
+    spec: dict[str, float] | None  # placement (overlays); None: the whole frame
     mode: str  # fill | fit | stretch
     scale: int  # at most this many source pixels per frame pixel (kenburns: 2)
     max_pixels: int

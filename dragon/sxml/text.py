@@ -57,7 +57,7 @@ class TextJob:
     text: str
     kind: str  # legend | zone | advanced
     frame: tuple[int, int]
-    spec: dict | None  # placement, None when the element has none
+    spec: dict[str, float] | None  # placement, None when the element has none
     fontsize: float | None
     fontname: str | None
     color: tuple[int, int, int, int]
@@ -135,11 +135,11 @@ def render_text(job: TextJob) -> Raster | None:
     ink.putalpha(mask.point(lambda v: v * a // 255))
     canvas = Image.new("RGBA", (w, h), background or (r, g, b, 0))
     canvas = Image.alpha_composite(canvas, ink)
-    x, y, canvas = _clip(x, y, canvas, width, height)
-    if canvas is None:
+    x, y, inside = _clip(x, y, canvas, width, height)
+    if inside is None:
         return None
-    canvas.save(job.out, "PNG", compress_level=1)
-    return Raster(job.out, x, y, canvas.width, canvas.height, True, canvas.width * canvas.height)
+    inside.save(job.out, "PNG", compress_level=1)
+    return Raster(job.out, x, y, inside.width, inside.height, True, inside.width * inside.height)
 
 
 def _box(job: TextJob) -> layout.Box:
@@ -207,7 +207,9 @@ def _fitted_size(text: str, path: str, width: int, height: int, largest: float) 
     return low
 
 
-def _clip(x: int, y: int, canvas: Image.Image, width: int, height: int):
+def _clip(
+    x: int, y: int, canvas: Image.Image, width: int, height: int
+) -> tuple[int, int, Image.Image | None]:
     """Crop what falls outside the frame (ffmpeg's overlay wants the layer inside it)."""
     left, top = max(0, -x), max(0, -y)
     right = min(canvas.width, width - x)

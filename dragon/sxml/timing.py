@@ -61,26 +61,37 @@ def resolve(body: Node, media_length: MediaLength, *, max_duration: float) -> li
 def _natural(node: Node, media_length: MediaLength, warnings: list[str]) -> float | None:
     for child in node.children:
         _natural(child, media_length, warnings)
-    explicit = node.explicit if node.tag not in ("transition",) else None
+    node.natural = _own_natural(node, media_length, warnings)
+    return node.natural
+
+
+def _own_natural(node: Node, media_length: MediaLength, warnings: list[str]) -> float | None:
+    """``node``'s natural duration, its children's being known: an explicit number first
+    (a sequence sums its items otherwise; a bound element is flexible), else what its
+    content gives."""
     tag = node.tag
-    value: float | None
+    if tag == "transition":
+        return None  # its length is its sequence's business (see _sequence_length)
+    explicit = node.explicit
     if tag in ("body", "sequence"):
-        value = explicit if explicit is not None else _sequence_length(node, warnings)
-    elif explicit is not None or node.bound:
-        value = explicit
-    elif tag in ("audio", "video"):
-        value = _media_natural(node, media_length)
-    elif tag == "effect":
-        value = _effect_natural(node)
-    elif tag in ("text", "overlay"):
-        value = next((c.natural for c in node.content if c.natural is not None), None)
-    elif tag == "stack":
-        lengths = [_extent(c) for c in node.content if not c.bound and c.natural is not None]
-        value = max(lengths) if lengths else None
-    else:  # image, filter, transition (see _sequence_length), decoration
-        value = None
-    node.natural = value
-    return value
+        return explicit if explicit is not None else _sequence_length(node, warnings)
+    if explicit is not None or node.bound:
+        return explicit
+    if tag in ("audio", "video"):
+        return _media_natural(node, media_length)
+    if tag == "effect":
+        return _effect_natural(node)
+    if tag in ("text", "overlay"):
+        return next((c.natural for c in node.content if c.natural is not None), None)
+    if tag == "stack":
+        return _stack_natural(node)
+    return None  # image, filter, decoration
+
+
+def _stack_natural(node: Node) -> float | None:
+    """The longest child with its margins; bound and flexible children do not count."""
+    lengths = [_extent(c) for c in node.content if not c.bound and c.natural is not None]
+    return max(lengths) if lengths else None
 
 
 def _media_natural(node: Node, media_length: MediaLength) -> float | None:

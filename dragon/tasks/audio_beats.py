@@ -7,6 +7,8 @@ API documented an integer; a float loses nothing for clients that round). ``beat
 
 from __future__ import annotations
 
+from typing import Any
+
 from dragon.media import beats, probe
 from dragon.media.pcm import pcm_argv, run_in_pool
 from dragon.tasks.context import TaskContext
@@ -20,7 +22,7 @@ class Schema(TaskSchema):
     url = Url(required=True)
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     """The file is decoded to 22050 Hz mono by an ffmpeg pipe and analysed as it streams
     (``dragon.media.beats``), all inside a process-pool worker, so neither the samples nor
     the numpy work touch the event loop, and memory does not grow with the audio's length.

@@ -11,8 +11,12 @@ lossless.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from marshmallow import fields
 
+from dragon.config import Settings
 from dragon.media import loudness, probe
 from dragon.media.ffmpeg import check_output, ffmpeg_argv, output_cap
 from dragon.tasks.context import TaskContext
@@ -40,13 +44,19 @@ class Schema(TaskSchema):
 
 
 def build_argv(
-    info: probe.MediaInfo, codec: str, force: bool, out, settings, audio_filter: str | None = None
+    info: probe.MediaInfo,
+    codec: str,
+    force: bool,
+    out: Path,
+    settings: Settings,
+    audio_filter: str | None = None,
 ) -> list[str]:
     """Copy the first audio stream when it already is ``codec`` (unless ``force`` or an
     ``audio_filter``), else encode."""
     codec_name, encode, muxer, _, _ = TARGETS[codec]
     copy = info.audio_codec == codec_name and not force and audio_filter is None
-    filtered = ["-af", audio_filter, "-ar", str(min(info.sample_rate or MAX_RATE, MAX_RATE))]
+    rate = str(min(info.sample_rate or MAX_RATE, MAX_RATE))
+    filtered = ["-af", audio_filter, "-ar", rate] if audio_filter else []
     return ffmpeg_argv(
         *probe.input_args(info),
         "-map",
@@ -55,7 +65,7 @@ def build_argv(
         "-sn",
         "-dn",
         *(["-c:a", "copy"] if copy else encode),
-        *(filtered if audio_filter else []),
+        *filtered,
         *(["-movflags", "+faststart"] if muxer == "ipod" else []),
         *output_cap(settings),
         "-f",
@@ -64,7 +74,7 @@ def build_argv(
     )
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     _, _, _, ext, content_type = TARGETS[ctx.params["codec"]]
     info = await probe.fetch_source(ctx, ctx.params["url"], "audio")
 

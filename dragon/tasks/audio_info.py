@@ -4,6 +4,8 @@ with ``loudness: true`` also its EBU R128 loudness (a decode of the whole audio 
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import fields
 
 from dragon.media import loudness, probe
@@ -25,9 +27,9 @@ class Schema(TaskSchema):
     )
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     info = await probe.fetch_source(ctx, ctx.params["url"], "audio")
-    result = {
+    result: dict[str, Any] = {
         "duration": round(info.duration, 2) if info.duration is not None else None,
         "content_type": info.content_type,
         "codec": info.audio_codec,

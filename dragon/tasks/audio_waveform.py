@@ -7,6 +7,7 @@ length when it does not), not of the ``start``/``end`` range drawn.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from marshmallow import fields, validate
 
@@ -34,7 +35,7 @@ class Schema(TaskSchema):
     format = Choice(list(CONTENT_TYPES), load_default="jpeg")
 
 
-def check_params(p: dict, max_pixels: int) -> None:
+def check_params(p: dict[str, Any], max_pixels: int) -> None:
     if 2 * p["vmargin"] >= p["height"]:
         most = (p["height"] - 1) // 2
         raise errors.ParameterError.one(
@@ -48,7 +49,7 @@ def check_params(p: dict, max_pixels: int) -> None:
         raise errors.ParameterError.one("end", "must be after start")
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     """One process-pool worker does everything.
 
     It runs ffmpeg (input seek to ``start``, ``-t`` for ``end``, mono 16-bit PCM at the

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar, TypeVarTuple, cast
 
 from dragon import errors
 from dragon.config import Settings
@@ -28,10 +28,18 @@ from dragon.runtime.processes import ProcessResult, run_process
 # What a tool's stderr says when a write hit ENOSPC (the C library's message).
 NO_SPACE = "No space left on device"
 
+# What a task's ``run`` returns: the status document's ``result``, any JSON value. A dict
+# gets the output URLs and warnings merged in; ``hello`` returns a plain string.
+TaskResult = dict[str, Any] | list[Any] | str | int | float | bool | None
+
+T = TypeVar("T")
+P = ParamSpec("P")
+Ts = TypeVarTuple("Ts")
+
 
 class Reporter(Protocol):
     def progress(self, key: str, value: float) -> None: ...
-    async def partial(self, key: str, result: dict) -> None: ...
+    async def partial(self, key: str, result: dict[str, Any]) -> None: ...
 
 
 class Fetcher(Protocol):
@@ -100,7 +108,8 @@ class TaskContext:
         self._downloads: dict[str, asyncio.Future[Download]] = {}
         self._reserved = 0  # bytes of the task's download budget taken so far
         self.processes: set[asyncio.subprocess.Process] = set()
-        self.failed_run: tuple[str, dict] | None = None  # (stage, report): last failed tool
+        # (stage, report) of the last tool that failed, for the diagnostics of the task.
+        self.failed_run: tuple[str, dict[str, Any]] | None = None
 
     @property
     def key(self) -> str:
@@ -232,7 +241,7 @@ class TaskContext:
             raise exc
         return result
 
-    async def in_process(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def in_process(self, fn: Callable[[*Ts], T], *args: *Ts) -> T:
         """Run picklable CPU-heavy ``fn(*args)`` in the process pool (numpy, Pillow).
 
         If the task is cancelled or times out meanwhile, the job is stopped too
@@ -240,9 +249,10 @@ class TaskContext:
         """
         if self._pool is None:
             return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-        return await self._pool.run(fn, *args)
+        # The pool hands back whatever the worker process returned: ``fn``'s result.
+        return cast(T, await self._pool.run(fn, *args))
 
-    async def in_thread(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking ``fn`` in a thread (for work that releases the GIL or does I/O)."""
         return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
@@ -251,7 +261,7 @@ class TaskContext:
         """Report progress 0-100; cheap to call often (writes are coalesced)."""
         self._reporter.progress(self.key, value)
 
-    async def partial(self, result: dict) -> None:
+    async def partial(self, result: dict[str, Any]) -> None:
         """Publish a partial result: status stays ``executing`` with this ``result``."""
         await self._reporter.partial(self.key, result)
 

@@ -7,6 +7,7 @@ media). URLs are resolved against the page's final URL, after redirects.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dragon import errors
 from dragon.media import html_hits
@@ -22,12 +23,14 @@ class Schema(TaskSchema):
     url = Url(required=True)
 
 
-def scrape_file(path: str, page_url: str, charset: str | None, mime: str | None) -> dict | None:
+def scrape_file(
+    path: str, page_url: str, charset: str | None, mime: str | None
+) -> dict[str, Any] | None:
     """Process-pool entry point: read the downloaded page and scrape it (None: not HTML)."""
     return html_hits.scrape(Path(path).read_bytes(), page_url, charset, mime)
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     """The page comes through the guarded fetcher and is parsed in the process pool by
     ``dragon.media.html_hits``: lexbor parses 5 MB in tens of milliseconds, which the event
     loop should not spend.

@@ -11,6 +11,7 @@ showing for their total duration.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from marshmallow import fields, validate
 
@@ -33,7 +34,7 @@ class Schema(TaskSchema):
     height = Size(load_default=None, allow_none=True)
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     """Pillow only, never ImageMagick (see ``dragon.media.image``, which also explains the
     shared palette, dithering and frame optimisation); sources are fetched a bounded number
     at a time.
@@ -62,4 +63,4 @@ async def run(ctx: TaskContext) -> dict:
         )
     )
     await ctx.output("output", dest, "image/gif")
-    return made  # width, height and count: beyond the original API, which lists only the file
+    return {**made}  # width, height and count: beyond the original API, which lists only the file

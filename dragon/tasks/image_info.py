@@ -7,6 +7,8 @@ EXIF-derived value is null when the file lacks it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dragon.media import image
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema, Url
@@ -19,9 +21,10 @@ class Schema(TaskSchema):
     url = Url(required=True)
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     """Pillow only (no ImageMagick): see ``dragon.media.image`` for how sources are checked."""
     download = await ctx.fetch(ctx.params["url"])
     source = image.Source(str(download.path), ctx.params["url"], download.mime)
     # Header parsing only: a thread is enough and keeps the heavy process pool free.
-    return await ctx.in_thread(image.info, source, ctx.settings.max_pixels)
+    info = await ctx.in_thread(image.info, source, ctx.settings.max_pixels)
+    return {**info}  # the TypedDict as the JSON object it is

@@ -10,6 +10,7 @@ follows the first image's aspect; with neither, a cell is the first image fitted
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from marshmallow import fields, validate
 
@@ -33,7 +34,7 @@ class Schema(TaskSchema):
     format = Choice(["jpeg", "png"], load_default="jpeg")
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     """Pillow only, never ImageMagick (see ``dragon.media.image``); sources are fetched a
     bounded number at a time.
     """
@@ -64,4 +65,4 @@ async def run(ctx: TaskContext) -> dict:
         )
     )
     await ctx.output("output", dest, result["content_type"])
-    return result
+    return {**result}  # the TypedDict as the JSON object it is

@@ -14,6 +14,7 @@ can write them (a parameter error otherwise).
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from marshmallow import fields, validate
 
@@ -36,7 +37,7 @@ class Schema(TaskSchema):
     format = Choice(list(image.OUTPUTS), load_default="jpeg")
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     """Pillow only, never ImageMagick (see ``dragon.media.image``)."""
     p = ctx.params
     max_pixels = ctx.settings.max_pixels
@@ -64,4 +65,4 @@ async def run(ctx: TaskContext) -> dict:
         )
     )
     await ctx.output("output", dest, image.OUTPUTS[p["format"]][1])
-    return result
+    return {**result}  # the TypedDict as the JSON object it is

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from typing import Any
 
 from marshmallow import fields, validate
 
-from dragon.tasks import load_tasks
+from dragon.tasks import builtin_tasks
 from dragon.tasks.schema import TaskSchema
 
 COMMON = set(TaskSchema._declared_fields)
@@ -29,50 +30,67 @@ Every task also accepts `url_callback`, `url_errback`, `task_store` and `task_me
 """
 
 
-def describe(field: fields.Field) -> tuple[str, str]:
-    """(type, constraints and default) of a marshmallow field, for a table row."""
-    kind = type(field).__name__
-    names = {
-        "String": "string",
-        "Url": "URL",
-        "Integer": "integer",
-        "Float": "number",
-        "Boolean": "boolean",
-        "List": "list",
-        "Color": "colour #RRGGBB",
-        "Dict": "object",
-        "Raw": "any",
-    }
-    kind = names.get(kind, kind.lower())
+# Marshmallow field classes as a reader knows them; any other is shown by its class name.
+KINDS = {
+    "String": "string",
+    "Url": "URL",
+    "Integer": "integer",
+    "Float": "number",
+    "Boolean": "boolean",
+    "List": "list",
+    "Color": "colour #RRGGBB",
+    "Dict": "object",
+    "Raw": "any",
+}
+
+
+def kind(field: fields.Field[Any]) -> str:
+    """The type column: ``list of URL`` for a list of URLs."""
     if isinstance(field, fields.List):
-        kind = f"list of {describe(field.inner)[0]}"
-    notes = []
-    for v in field.validators:
-        if isinstance(v, validate.OneOf):
-            notes.append("one of " + ", ".join(f"`{c}`" for c in v.choices))
-        elif isinstance(v, validate.Range):
-            if v.min is not None and v.max is not None:
-                notes.append(f"{v.min} to {v.max}")
-            elif v.min is not None:
-                notes.append(f"at least {v.min}")
-            elif v.max is not None:
-                notes.append(f"at most {v.max}")
-        elif isinstance(v, validate.Length) and v.max is not None:
-            unit = "characters" if isinstance(field, fields.String) else "items"
-            notes.append(f"{v.min or 0} to {v.max} {unit}")
+        return f"list of {kind(field.inner)}"
+    name = type(field).__name__
+    return KINDS.get(name, name.lower())
+
+
+def bounds(field: fields.Field[Any], validator: object) -> str | None:
+    """What one validator allows, in words (None for a validator a reader need not see)."""
+    if isinstance(validator, validate.OneOf):
+        return "one of " + ", ".join(f"`{c}`" for c in validator.choices)
+    if isinstance(validator, validate.Range):
+        low, high = validator.min, validator.max
+        if low is not None and high is not None:
+            return f"{low} to {high}"
+        if low is not None:
+            return f"at least {low}"
+        return None if high is None else f"at most {high}"
+    if isinstance(validator, validate.Length) and validator.max is not None:
+        unit = "characters" if isinstance(field, fields.String) else "items"
+        return f"{validator.min or 0} to {validator.max} {unit}"
+    return None
+
+
+def default(field: fields.Field[Any]) -> str | None:
+    """``**required**`` or the default a client gets by leaving the field out."""
     if field.required:
-        notes.insert(0, "**required**")
-    elif field.load_default is not None and not callable(field.load_default):
-        default = field.load_default
-        if isinstance(default, tuple) and len(default) == 3:
-            default = "#{:02X}{:02X}{:02X}".format(*default)
-        notes.insert(0, f"default `{default}`")
-    return kind, "; ".join(notes)
+        return "**required**"
+    value = field.load_default
+    if value is None or callable(value):
+        return None
+    if isinstance(value, tuple) and len(value) == 3:
+        value = "#{:02X}{:02X}{:02X}".format(*value)
+    return f"default `{value}`"
+
+
+def describe(field: fields.Field[Any]) -> tuple[str, str]:
+    """(type, constraints and default) of a marshmallow field, for a table row."""
+    notes = [default(field), *(bounds(field, v) for v in field.validators)]
+    return kind(field), "; ".join(note for note in notes if note)
 
 
 def render() -> str:
+    """``docs/tasks.md``: the built-in tasks by name (plugins document themselves)."""
     out = [HEADER]
-    for name, spec in sorted(load_tasks().items()):
+    for name, spec in sorted(builtin_tasks().items()):
         module = importlib.import_module(spec.module)
         doc = inspect.getdoc(module) or ""
         out.append(f"## `{name}`\n")

@@ -8,6 +8,8 @@ original service did, so clients that send extra fields keep working.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
@@ -18,7 +20,9 @@ from dragon.net.url_policy import url_problem
 class Url(fields.String):
     """An http(s) URL that passes the syntax gate of ``dragon.net.url_policy``."""
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(
+        self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: object
+    ) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
         problem = url_problem(text)
         if problem:
@@ -27,25 +31,32 @@ class Url(fields.String):
 
 
 class Color(fields.String):
-    """A ``#RRGGBB`` colour, returned as an ``(r, g, b)`` tuple."""
+    """A ``#RRGGBB`` colour, returned as an ``(r, g, b)`` tuple.
+
+    A string on the wire (so the OpenAPI document says ``string``), a tuple once loaded:
+    hence the override's different return type.
+    """
 
     _pattern = re.compile(r"^\s*#?([0-9a-fA-F]{6})\s*$")
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def _deserialize(  # type: ignore[override]
+        self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: object
+    ) -> tuple[int, int, int]:
         text = super()._deserialize(value, attr, data, **kwargs)
         match = self._pattern.match(text)
         if not match:
             raise ValidationError("must be a colour like #RRGGBB")
         digits = match.group(1)
-        return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))
+        return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
 
 
-def Size(**kwargs) -> fields.Integer:  # noqa: N802 - reads like a field class
+def Size(**kwargs: Any) -> fields.Integer:  # noqa: N802 - reads like a field class
     """A pixel dimension: 1 to 16384."""
     return fields.Integer(validate=validate.Range(min=1, max=16384), **kwargs)
 
 
-def Choice(choices, **kwargs) -> fields.String:  # noqa: N802
+def Choice(choices: Iterable[str], **kwargs: Any) -> fields.String:  # noqa: N802
+    """One of ``choices``; the reference and the OpenAPI document list them."""
     return fields.String(validate=validate.OneOf(choices), **kwargs)
 
 
@@ -81,7 +92,7 @@ class WatermarkSchema(Schema):
     )
 
     @post_load
-    def _spec(self, data: dict, **_) -> watermark.Watermark:
+    def _spec(self, data: dict[str, Any], **_: Any) -> watermark.Watermark:
         return watermark.Watermark(**data)
 
 
@@ -92,11 +103,10 @@ def Watermark() -> fields.Nested:  # noqa: N802
 class TaskStore(fields.Dict):
     """``task_store``: an object with a ``type``; the store module checks the rest."""
 
-    def _deserialize(self, value, attr, data, **kwargs):
-        value = super()._deserialize(value, attr, data, **kwargs)
-        if not isinstance(value.get("type", "persistent"), str):
+    def _validate(self, value: object) -> None:
+        if isinstance(value, dict) and not isinstance(value.get("type", "persistent"), str):
             raise ValidationError("type must be a string")
-        return value
+        super()._validate(value)
 
 
 class TaskSchema(Schema):

@@ -31,6 +31,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
+from dragon.config import Settings
 from dragon.media import codecs, ffmpeg, image, loudness, probe, subtitles, watermark
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Loudness, Size, TaskSchema, Url, Watermark
@@ -119,7 +120,9 @@ class Overlays:
     subtitles: bool = False
 
 
-def output_size(info: probe.MediaInfo, params: dict, settings: Any) -> tuple[int, int]:
+def output_size(
+    info: probe.MediaInfo, params: dict[str, Any], settings: Settings
+) -> tuple[int, int]:
     src = probe.require_video(info)
     size = ffmpeg.video_size(src, params.get("width"), params.get("height"), params["crop"])
     ffmpeg.check_size(*size, settings)
@@ -127,7 +130,7 @@ def output_size(info: probe.MediaInfo, params: dict, settings: Any) -> tuple[int
 
 
 def picture_args(
-    info: probe.MediaInfo, params: dict, settings: Any, overlays: Overlays
+    info: probe.MediaInfo, params: dict[str, Any], settings: Settings, overlays: Overlays
 ) -> list[str]:
     """The inputs and the picture's filters: resize, then subtitles, then the logo on top."""
     src = probe.require_video(info)
@@ -147,9 +150,9 @@ def picture_args(
 
 def build_argv(
     info: probe.MediaInfo,
-    params: dict,
-    out,
-    settings,
+    params: dict[str, Any],
+    out: Path,
+    settings: Settings,
     audio_filter: str | None = None,
     overlays: Overlays = Overlays(),
 ) -> tuple[list[str], str]:
@@ -185,7 +188,7 @@ def build_argv(
     return ffmpeg.ffmpeg_argv(*args), content_type
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     info = await probe.fetch_source(ctx, ctx.params["url"], "video")
     plan = output_plan(ctx.params)
     assert not isinstance(plan, str), plan  # the schema refused it

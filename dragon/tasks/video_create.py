@@ -39,12 +39,12 @@ class Schema(TaskSchema):
     antialias = fields.Integer(load_default=4, validate=validate.OneOf([1, 2, 4]))
 
     @validates("profile")
-    def _profile(self, value: str, **_) -> None:
+    def _profile(self, value: str, **_: object) -> None:
         if profiles.get(value) is None:
             raise ValidationError(profiles.invalid_message(value))
 
     @validates("definition")
-    def _definition(self, value: str, **_) -> None:
+    def _definition(self, value: str, **_: object) -> None:
         if len(value) > EAGER_PARSE_CHARS:
             return  # checked by render.load, off the event loop
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dragon.media import probe
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import TaskSchema, Url
@@ -14,12 +16,12 @@ class Schema(TaskSchema):
     url = Url(required=True)
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     info = await probe.fetch_source(ctx, ctx.params["url"], "video")
     return info_values(info)
 
 
-def info_values(info: probe.MediaInfo) -> dict:
+def info_values(info: probe.MediaInfo) -> dict[str, Any]:
     """The video.info output values (4.12), shared by video.convert and video.reverse.
 
     ``width``/``height`` are the stored size; ``rotation`` says how to turn it upright.

@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 from marshmallow import fields, validate
 
 from dragon import errors
+from dragon.config import Settings
 from dragon.media import ffmpeg, probe
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
@@ -120,13 +122,18 @@ def plan(
     return chunks
 
 
-def _source(info: probe.MediaInfo, chunk: Chunk, settings) -> list[str]:
+def _source(info: probe.MediaInfo, chunk: Chunk, settings: Settings) -> list[str]:
     limit = ["-t", f"{chunk.length:.6f}"]
     return [*ffmpeg.decoder_guard(settings), *limit, *probe.input_args(info, seek=chunk.start)]
 
 
 def video_argv(
-    info: probe.MediaInfo, chunk: Chunk, vf: str, encode: list[str], folder: Path, settings
+    info: probe.MediaInfo,
+    chunk: Chunk,
+    vf: str,
+    encode: list[str],
+    folder: Path,
+    settings: Settings,
 ) -> list[str]:
     """Reverse a chunk's video part by part into ``c<chunk>_<part>.mp4`` files."""
     chain = f"[0:V:0]{vf}," if vf else "[0:V:0]"
@@ -173,7 +180,7 @@ def video_argv(
     )
 
 
-def audio_argv(info: probe.MediaInfo, chunk: Chunk, folder: Path, settings) -> list[str]:
+def audio_argv(info: probe.MediaInfo, chunk: Chunk, folder: Path, settings: Settings) -> list[str]:
     """Reverse a chunk's sound part by part into ``c<chunk>_<part>.wav`` files."""
     m = chunk.parts
     cuts = [0.0, *chunk.audio_cuts(), chunk.length]
@@ -198,7 +205,9 @@ def audio_argv(info: probe.MediaInfo, chunk: Chunk, folder: Path, settings) -> l
     return ffmpeg.ffmpeg_argv(*_source(info, chunk, settings), "-filter_complex", graph, *outputs)
 
 
-def concat_argv(video_list, audio_list, out, settings) -> list[str]:
+def concat_argv(
+    video_list: Path, audio_list: Path | None, out: Path, settings: Settings
+) -> list[str]:
     """Join the reversed parts (lists of our own files) into the final MP4."""
     guard = [
         "-protocol_whitelist",
@@ -236,7 +245,7 @@ def reversed_parts(folder: Path, chunks: list[Chunk], ext: str, header: int = 0)
     return [n for n in names if (folder / n).exists() and (folder / n).stat().st_size > header]
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     p = ctx.params
     info = await probe.fetch_source(ctx, p["url"], "video")
     if not info.duration:

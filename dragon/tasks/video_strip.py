@@ -11,10 +11,14 @@ are fitted inside the cell on black; with it they fill the cell, centre-cropped.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from marshmallow import fields, validate
 from PIL import Image
 
 from dragon import errors
+from dragon.config import Settings
 from dragon.media import ffmpeg, geometry, probe
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
@@ -74,8 +78,8 @@ def batch_argv(
     cell: tuple[int, int],
     crop: bool,
     keyframes: bool,
-    out,
-    settings,
+    out: Path,
+    settings: Settings,
 ) -> list[str]:
     """One process: an input per time, each frame into its cell, the cells side by side."""
     args: list[str] = []
@@ -112,7 +116,7 @@ def batch_argv(
     )
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     p = ctx.params
     fmt, ext, content_type = ffmpeg.FRAME_FORMATS[p["format"]]
     info = await probe.fetch_source(ctx, p["url"], "video")

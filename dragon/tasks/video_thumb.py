@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from marshmallow import fields, validate
 from PIL import Image
 
 from dragon import errors
+from dragon.config import Settings
 from dragon.media import ffmpeg, geometry, probe
 from dragon.media.image import play_badge
 from dragon.tasks.context import TaskContext
@@ -42,7 +44,7 @@ def frame_argv(
     path: Path,
     demuxer: str,
     out: Path,
-    settings,
+    settings: Settings,
     *,
     seek: float | None = None,
     from_end: float | None = None,
@@ -73,7 +75,7 @@ def frame_argv(
     )
 
 
-async def extract(ctx, argv: list[str], source: Path, out: Path) -> Path | None:
+async def extract(ctx: TaskContext, argv: list[str], source: Path, out: Path) -> Path | None:
     """Run one extraction; ``out`` when it left a frame there."""
     result = await ctx.run(argv, check=False)
     if out.exists() and out.stat().st_size > 0:
@@ -86,7 +88,7 @@ async def extract(ctx, argv: list[str], source: Path, out: Path) -> Path | None:
     return None
 
 
-async def discard(task: asyncio.Future) -> None:
+async def discard(task: asyncio.Future[Path | None]) -> None:
     """Cancel the early extraction (ctx.run kills its ffmpeg) and wait for it to end,
     without swallowing a cancellation of this task itself."""
     task.cancel()
@@ -100,7 +102,7 @@ async def discard(task: asyncio.Future) -> None:
         pass
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     """Speed: the frame is found by *input* seeking (``-ss`` before ``-i``: jump to the
     keyframe before ``time``, decode only from there), and the extraction starts at the
     same time as the probe instead of after it, which hides ffprobe's ~65 ms behind
@@ -119,7 +121,7 @@ async def run(ctx: TaskContext) -> dict:
     demuxer = probe.source_demuxer(download)
     path = Path(download.path)
 
-    def attempt(name: str, **where) -> asyncio.Future:
+    def attempt(name: str, **where: float) -> asyncio.Future[Path | None]:
         out = ctx.tmpdir / name
         return asyncio.ensure_future(
             extract(ctx, frame_argv(path, demuxer, out, ctx.settings, **where), path, out)

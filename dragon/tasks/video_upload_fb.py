@@ -13,6 +13,7 @@ Errors: `upload_unauthorized` (Graph code 190 and permission errors),
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from marshmallow import fields, validate
 
@@ -39,7 +40,7 @@ class Schema(TaskSchema):
     app_secret = fields.String(load_default=NONE)
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     p = ctx.params
     info = await probe.fetch_source(ctx, p["url"], "video")
     source = await ctx.fetch(p["url"])

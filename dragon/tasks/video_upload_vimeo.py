@@ -12,6 +12,7 @@ left afterwards, as Vimeo reports it) and `duration`. Endpoint: `DRAGON_VIMEO_AP
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from marshmallow import ValidationError, fields, validates_schema
 
@@ -37,7 +38,7 @@ class Schema(TaskSchema):
     access_token_secret = fields.String(load_default=None)
 
     @validates_schema
-    def needs_oauth2(self, data: dict, **kwargs) -> None:
+    def needs_oauth2(self, data: dict[str, Any], **kwargs: object) -> None:
         if data.get("oauth2_token"):
             return
         if any(data.get(name) for name in OAUTH1):
@@ -49,7 +50,7 @@ class Schema(TaskSchema):
         raise ValidationError("this field is required", "oauth2_token")
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     p = ctx.params
     info = await probe.fetch_source(ctx, p["url"], "video")
     source = await ctx.fetch(p["url"])

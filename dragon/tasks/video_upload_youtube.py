@@ -13,6 +13,7 @@ the bytes sent. Result: `output` (`https://www.youtube.com/watch?v=<id>`) and `d
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dragon.media import probe
 from dragon.tasks.context import TaskContext
@@ -27,7 +28,7 @@ class Schema(TaskSchema, youtube.Metadata):
     url = Url(required=True)
 
 
-async def run(ctx: TaskContext) -> dict:
+async def run(ctx: TaskContext) -> dict[str, Any]:
     p = ctx.params
     info = await probe.fetch_source(ctx, p["url"], "video")
     source = await ctx.fetch(p["url"])

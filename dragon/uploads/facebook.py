@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from dragon.config import Settings
 from dragon.uploads import transfer
 
 AUTH_CODES = {190, 102, 10} | set(range(200, 300))
@@ -57,7 +58,7 @@ def multipart(fields: dict[str, str], file_field: str) -> tuple[bytes, bytes, st
 
 
 async def upload(
-    settings: Any,
+    settings: Settings,
     path: Path,
     *,
     access_token: str,
@@ -100,7 +101,7 @@ class _Upload:
     def __init__(
         self,
         client: transfer.Client,
-        settings: Any,
+        settings: Settings,
         path: Path,
         size: int,
         auth: dict[str, str],
@@ -115,7 +116,7 @@ class _Upload:
         self.progress = progress
         self.backoff = client.backoff()
 
-    async def form(self, fields: dict[str, str]) -> dict:
+    async def form(self, fields: dict[str, str]) -> dict[str, Any]:
         """A url-encoded phase call (start, finish), retried while transient."""
         body = urlencode({**self.auth, **fields}).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -173,7 +174,7 @@ class _Upload:
                 continue
             raise self.refusal(answer, error)
 
-    def range_of(self, doc: dict) -> tuple[int, int]:
+    def range_of(self, doc: dict[str, Any]) -> tuple[int, int]:
         try:
             start, end = int(doc["start_offset"]), int(doc["end_offset"])
         except (KeyError, TypeError, ValueError):
@@ -183,13 +184,13 @@ class _Upload:
         return start, end
 
     @staticmethod
-    def error(answer: transfer.Answer) -> dict:
+    def error(answer: transfer.Answer) -> dict[str, Any]:
         doc = answer.json()
         error = doc.get("error") if isinstance(doc, dict) else None
         return error if isinstance(error, dict) else {}
 
     @staticmethod
-    def error_data(error: dict) -> dict:
+    def error_data(error: dict[str, Any]) -> dict[str, Any]:
         data = error.get("error_data")
         if isinstance(data, str):
             try:
@@ -199,11 +200,11 @@ class _Upload:
         return data if isinstance(data, dict) else {}
 
     @staticmethod
-    def message(answer: transfer.Answer, error: dict) -> str:
+    def message(answer: transfer.Answer, error: dict[str, Any]) -> str:
         return str(error.get("message") or transfer.answer_text(answer))
 
     @staticmethod
-    def transient(answer: transfer.Answer, error: dict) -> bool:
+    def transient(answer: transfer.Answer, error: dict[str, Any]) -> bool:
         if error.get("code") in QUOTA_CODES | AUTH_CODES:
             return False
         return (
@@ -212,7 +213,7 @@ class _Upload:
             or error.get("code") in TRANSIENT_CODES
         )
 
-    def refusal(self, answer: transfer.Answer, error: dict) -> Exception:
+    def refusal(self, answer: transfer.Answer, error: dict[str, Any]) -> Exception:
         code, message = error.get("code"), self.message(answer, error)
         if code in QUOTA_CODES:
             return self.client.quota(message)

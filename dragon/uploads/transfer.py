@@ -30,6 +30,7 @@ import aiohttp
 from multidict import CIMultiDictProxy
 
 from dragon import errors
+from dragon.config import Settings
 from dragon.net.fetcher import USER_AGENT
 
 PIECE = 1024 * 1024  # bytes read from disk and written per step
@@ -155,7 +156,7 @@ _FAILURES = (
 class Client:
     """One upload's HTTP client; ``secrets`` are scrubbed from every message."""
 
-    def __init__(self, settings: Any, platform: str, secrets: Iterable[str | None]) -> None:
+    def __init__(self, settings: Settings, platform: str, secrets: Iterable[str | None]) -> None:
         self.settings = settings
         self.platform = platform
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dragon.config import Settings
 from dragon.uploads import transfer
 
 ACCEPT = "application/vnd.vimeo.*+json;version=3.4"
@@ -36,7 +37,7 @@ class Uploaded:
 
 
 async def upload(
-    settings: Any,
+    settings: Settings,
     path: Path,
     *,
     token: str,
@@ -61,7 +62,7 @@ class _Upload:
     def __init__(
         self,
         client: transfer.Client,
-        settings: Any,
+        settings: Settings,
         path: Path,
         size: int,
         token: str,
@@ -76,7 +77,7 @@ class _Upload:
         self.progress = progress
         self.backoff = client.backoff()
 
-    async def api_call(self, method: str, path: str, body: bytes | None = None) -> Any:
+    async def api_call(self, method: str, path: str, body: bytes | None = None) -> dict[str, Any]:
         """A JSON call to the API, retried on 5xx and connection failures."""
         headers = dict(self.auth)
         if body is not None:
@@ -104,7 +105,7 @@ class _Upload:
         return int(free) if isinstance(free, int | float) else None
 
     async def create(self, title: str, description: str) -> tuple[str, str]:
-        body: dict = {"upload": {"approach": "tus", "size": str(self.size)}}
+        body: dict[str, Any] = {"upload": {"approach": "tus", "size": str(self.size)}}
         # Left out when empty: Vimeo then names the video itself.
         body.update({k: v for k, v in (("name", title), ("description", description)) if v})
         video = await self.api_call("POST", "/me/videos", json.dumps(body).encode())

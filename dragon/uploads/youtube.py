@@ -25,6 +25,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
+from dragon.config import Settings
 from dragon.uploads import transfer
 
 GRANULE = 256 * 1024  # chunk sizes must be multiples of this (but the last)
@@ -60,7 +61,7 @@ class Video:
     privacy_status: str = "public"
 
     @classmethod
-    def from_params(cls, p: dict) -> Video:
+    def from_params(cls, p: dict[str, Any]) -> Video:
         return cls(
             p["title"],
             p.get("description") or "",
@@ -69,7 +70,7 @@ class Video:
             p.get("privacy_status", "public"),
         )
 
-    def resource(self) -> dict:
+    def resource(self) -> dict[str, Any]:
         return {
             "snippet": {
                 "title": self.title,
@@ -99,7 +100,7 @@ def received(answer: transfer.Answer) -> int:
 
 
 async def upload(
-    settings: Any,
+    settings: Settings,
     path: Path,
     content_type: str,
     video: Video,
@@ -129,7 +130,7 @@ class _Upload:
     def __init__(
         self,
         client: transfer.Client,
-        settings: Any,
+        settings: Settings,
         path: Path,
         size: int,
         content_type: str,

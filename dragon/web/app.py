@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from dragon.api.openapi import PUBLIC, documented, json_answer, ref
+from dragon.api.state import STATE, State, state
 from dragon.config import Settings
 from dragon.database import open_database
 from dragon.engine import metrics
@@ -27,7 +29,6 @@ from dragon.engine.storage import Storage
 from dragon.engine.sweeper import Sweeper
 from dragon.handlers import api_docs, create_file, events, files, storage, tasks
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
-from dragon.handlers.state import STATE, State, state
 from dragon.net.fetcher import Fetcher
 from dragon.runtime import disk
 from dragon.runtime.pool import WorkerPool
@@ -75,6 +76,18 @@ def setup_routes(app: web.Application) -> None:
     dashboard.setup(r)
 
 
+@documented(
+    {
+        "summary": "Liveness and queue depth",
+        "operationId": "healthz",
+        "tags": ["server"],
+        "security": PUBLIC,
+        "responses": {
+            "200": json_answer(ref("Health")),
+            "503": json_answer(ref("Health"), "cannot take tasks: problems says why"),
+        },
+    }
+)
 async def healthz(request: web.Request) -> web.Response:
     """200 while the server can take tasks; 503 naming the ``problems`` when it cannot."""
     scheduler = state(request).scheduler

@@ -6,7 +6,7 @@ task would fail. Two defences:
 
 - ``DRAGON_HTTP_IDLE_TIMEOUT_SECONDS`` closes a connection that is idle between requests
   or slow to send its request head (aiohttp's keep-alive timer, which runs from the moment
-  a connection opens and is not reset by a partial head), and ``handlers.request`` answers
+  a connection opens and is not reset by a partial head), and ``api.request`` answers
   408 when a request body stalls that long.
 - At most ``connection_limit`` connections are open at once. When a new one would pass
   the limit, the oldest idle connection (waiting for a request, or for the rest of a
@@ -18,12 +18,13 @@ task would fail. Two defences:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 import time
-from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from dragon.config import Settings
 
@@ -67,7 +68,7 @@ def connection_limit(settings: Settings) -> int:
     return max(MIN_CONNECTIONS, soft - BASE_RESERVE - PER_SLOT * slots)
 
 
-def idle(handler: Any) -> bool:
+def idle(handler: RequestHandler) -> bool:
     """Whether an aiohttp connection waits for a request (aiohttp's own test before it
     closes a keep-alive connection) and is not already closing."""
     waiter = getattr(handler, "_waiter", None)
@@ -97,7 +98,7 @@ class ConnectionLimit:
         self._made = server.connection_made
         server.connection_made = self.connection_made  # type: ignore[method-assign]
 
-    def connection_made(self, handler: Any, transport: Any) -> None:
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         self._made(handler, transport)
         if len(self.server.connections) <= self.limit:
             return

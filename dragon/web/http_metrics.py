@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from dragon.api.openapi import PUBLIC, documented, file_answer
 from dragon.engine import metrics
 
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
@@ -23,7 +25,7 @@ def route_of(request: web.Request) -> str:
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler) -> web.StreamResponse:
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     start = time.perf_counter()
     code = 500
     try:
@@ -40,6 +42,15 @@ async def metrics_middleware(request: web.Request, handler) -> web.StreamRespons
         metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - start)
 
 
+@documented(
+    {
+        "summary": "This node's metrics (Prometheus text format)",
+        "operationId": "metrics",
+        "tags": ["server"],
+        "security": PUBLIC,
+        "responses": {"200": file_answer("text/plain", "metrics")},
+    }
+)
 async def serve_metrics(request: web.Request) -> web.Response:
     """``GET /metrics``: this node's metrics in the Prometheus text format."""
     return web.Response(body=metrics.exposition(), headers={"Content-Type": metrics.CONTENT_TYPE})

@@ -105,6 +105,23 @@ def test_create_form_preview_filters_and_diagnostics(server, page, origin, tmp_p
     assert "must be a JSON object" in page.inner_text("#create-error")
 
 
+def test_the_task_filter_offers_every_task_of_the_server_plugins_included(server, page):
+    """The page's lists of tasks come from the server's registry: ``test.spin`` (a plugin,
+    loaded through DRAGON_TASK_MODULES) is offered though no task of it was ever created."""
+    page.goto(f"{server.url}/dashboard#secret={server.secret}")
+    page.wait_for_selector("#connection[data-state=live]", timeout=15_000)
+    document = server.request("GET", "/openapi.json", auth=False).json()
+    served = set(document["components"]["schemas"]["TaskDefinition"]["discriminator"]["mapping"])
+    assert {"test.spin", "image.thumb", "hello"} <= served
+    in_filter = page.eval_on_selector_all("#filter-name option", "os => os.map(o => o.value)")
+    suggested = page.eval_on_selector_all("#task-names option", "os => os.map(o => o.value)")
+    assert in_filter[0] == "" and set(in_filter[1:]) == served  # "" is "all"
+    assert len(in_filter) == len(served) + 1 and set(suggested) == served
+    assert page.locator("tr[data-name='test.spin']").count() == 0
+    page.select_option("#filter-name", "test.spin")
+    assert page.locator("#tasks tbody tr:not([hidden])").count() == 0
+
+
 def test_a_video_result_gets_a_playable_preview(server, page, origin, tmp_path):
     from tests.support.media import video
 

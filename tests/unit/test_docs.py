@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from dragon.config import SETTINGS, render_docs
-from dragon.tasks import load_tasks
+from dragon.tasks import builtin_tasks
 from dragon.tasks.reference import render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,10 +22,11 @@ def test_readme_shows_the_two_commands():
     assert "make run" in readme and "make test" in readme
 
 
-def test_readme_names_every_task_and_links_every_doc():
+def test_readme_lists_the_builtin_tasks_and_links_every_doc():
     readme = (ROOT / "README.md").read_text()
-    missing = [name for name in load_tasks() if f"`{name}`" not in readme]
-    assert not missing, f"README's task list lacks {missing}"
+    [listing] = re.findall(r"^Tasks: .*?\n\n", readme, re.S | re.M)
+    listed = re.findall(r"`([^`]+)`", listing)
+    assert sorted(listed) == sorted(builtin_tasks()), "README's task list is not the registry's"
     unlinked = [p.name for p in (ROOT / "docs").glob("*.md") if f"(docs/{p.name})" not in readme]
     assert not unlinked, f"README's Docs list lacks {unlinked}"
 
@@ -33,7 +34,18 @@ def test_readme_names_every_task_and_links_every_doc():
 def test_task_reference_is_current():
     text = (ROOT / "docs" / "tasks.md").read_text()
     assert text == render(), "regenerate: python -m dragon.tasks.reference > docs/tasks.md"
-    assert all(f"## `{name}`" in text for name in load_tasks())
+    assert re.findall(r"^## `(.+)`$", text, re.M) == sorted(builtin_tasks())
+
+
+def test_the_files_a_new_task_touches_are_files_of_the_repository():
+    """The guide's list of files names real ones; only the example's own module is new."""
+    guide = (ROOT / "docs" / "writing-tasks.md").read_text()
+    [section] = re.findall(
+        r"^## The files a new task touches\n(.*?)(?=^## |\Z)", guide, re.S | re.M
+    )
+    paths = re.findall(r"`((?:dragon|docs|tests)/[^`]+|[A-Z]+\.md)`", section)
+    assert {"docs/tasks.md", "README.md", "CHANGELOG.md"} <= set(paths)
+    assert [path for path in paths if not (ROOT / path).exists()] == ["dragon/tasks/image_grey.py"]
 
 
 # Notes that lived beside the project but not in it: a reader who clones the repository

@@ -2,42 +2,73 @@
 
 from __future__ import annotations
 
+from aiohttp import web
 from openapi_spec_validator import validate
 
+from dragon.api.openapi import Endpoint, document, documented, path_parameter, served_routes
 from dragon.config import Settings
-from dragon.handlers.openapi import document, served_routes
 from dragon.tasks import load_tasks
 from dragon.web.app import create_app
 
 
+def served(tmp_path):
+    return served_routes(create_app(Settings.load({"DRAGON_DATA_DIR": str(tmp_path)})).router)
+
+
 def test_every_route_is_described_and_nothing_else(tmp_path):
-    app = create_app(Settings.load({"DRAGON_DATA_DIR": str(tmp_path)}))
-    routes = served_routes(app.router)
-    doc = document(load_tasks(), routes=routes)
-    documented = {(method, path) for path, ops in doc["paths"].items() for method in ops}
-    assert documented == {(method, path) for method, path, _ in routes}
+    routes = served(tmp_path)
+    doc = document(load_tasks(), routes, 1000)
+    documented_ops = {(method, path) for path, ops in doc["paths"].items() for method in ops}
+    assert documented_ops == {(route.method, route.path) for route in routes}
     undescribed = [
         (method, path)
         for path, ops in doc["paths"].items()
         for method, op in ops.items()
         if "undescribed" in op["tags"]
     ]
-    assert undescribed == []  # a new route needs its entry in dragon.handlers.openapi
+    assert undescribed == []  # a new route's handler needs its @documented(...) operation
 
 
 def test_a_route_not_described_still_appears():
     async def hidden(request):
         """A new endpoint."""
 
-    doc = document(load_tasks(), routes=[("get", "/v3/things/{thing}", hidden.__doc__)])
+    app = web.Application()
+    app.router.add_get("/v3/things/{thing:.+}", hidden)
+    doc = document(load_tasks(), served_routes(app.router), 1000)
     validate(doc)
     op = doc["paths"]["/v3/things/{thing}"]["get"]
-    assert op["summary"] == "A new endpoint." and op["parameters"][0]["name"] == "thing"
+    assert op["summary"] == "A new endpoint." and op["tags"] == ["undescribed"]
+    assert op["parameters"][0]["name"] == "thing"
 
 
-def test_each_task_is_its_own_schema_chosen_by_task_name():
+def test_a_handler_describes_each_route_it_serves():
+    def describe(endpoint: Endpoint):
+        return {
+            "summary": f"Things of {endpoint.version}",
+            "operationId": f"{endpoint.version}_{endpoint.name}_{endpoint.method}",
+            "parameters": [path_parameter("thing")] if endpoint.has("thing") else [],
+            "responses": {"200": {"description": "OK"}},
+        }
+
+    @documented(describe)
+    async def things(request):
+        """Not the summary: the declared operation wins."""
+
+    app = web.Application()
+    for path in ("/v1/things", "/v2/things/{thing}"):
+        app.router.add_get(path, things)
+    doc = document(load_tasks(), served_routes(app.router), 1000)
+    validate(doc)
+    assert doc["paths"]["/v1/things"]["get"]["operationId"] == "v1_things_get"
+    named = doc["paths"]["/v2/things/{thing}"]["get"]
+    assert named["summary"] == "Things of v2" and named["operationId"] == "v2_things_get"
+    assert [p["name"] for p in named["parameters"]] == ["thing"]
+
+
+def test_each_task_is_its_own_schema_chosen_by_task_name(tmp_path):
     registry = load_tasks(("tests.plugins.tasks",))
-    doc = document(registry, max_tasks=7)
+    doc = document(registry, served(tmp_path), max_tasks=7)
     validate(doc)
     schemas = doc["components"]["schemas"]
     chooser = schemas["TaskDefinition"]

@@ -128,6 +128,8 @@ CASES = [
     ("plain-text", b"hello world\n", None),
     ("zeros", b"\x00" * 512, None),
     ("bm-text", b"BMW is a car brand and this is text", None),
+    # A RIFF of a form type we do not know is nothing, even if it looks like ftyp after.
+    ("riff-unknown-form", b"RIFFftypMP4 " + b"\x00" * 20, None),
     ("frame-sync-bad-bitrate", b"\xff\xfb\xf0\x00", None),
     ("other-xml", b'<?xml version="1.0"?><rss/>', "application/xml"),
 ]

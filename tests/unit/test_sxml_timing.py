@@ -390,3 +390,19 @@ def test_a_bound_track_offers_beats_past_its_current_end():
     )
     music = body.children[0].children[1]
     assert beatsync.movie_times(music, [0.5, 1.5, 2.5, 9.5], 180.0) == [0.5, 1.5, 8.5]
+
+
+def test_snapping_moves_a_fixed_sequence_end_to_a_beat():
+    from dragon.sxml import beatsync
+
+    body, _ = timed(
+        '<sequence sync="beats" duration="3.2">'
+        + still(duration="1.3")
+        + still(duration="2.2")
+        + "</sequence>"
+    )
+    sequence = body.children[0]
+    assert beatsync.snap(sequence, [0.5 * k for k in range(1, 20)]) is None
+    assert sequence.attrs["duration"] == "3.000000"  # 3.2 -> 3.0, not the items' 3.5
+    resolve(body, lambda n: None, max_duration=600)
+    assert [span(c) for c in sequence.content] == [(0.0, 1.5), (1.5, 3.0)]

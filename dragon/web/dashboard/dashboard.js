@@ -7,10 +7,6 @@
   const STORAGE_KEY = "dragon.secret";
   const MAX_ROWS = 500; // the most recent tasks shown
   const POLL_MS = 2000; // queued/executing tasks: queue position, ETA and finer progress
-  const KNOWN_TASKS = ["hello", "image.info", "image.thumb", "image.strip", "image.gif",
-    "video.info", "video.thumb", "video.strip", "video.convert", "video.reverse",
-    "video.create", "video.upload.youtube", "video.upload.vimeo", "video.upload.fb",
-    "audio.info", "audio.convert", "audio.waveform", "audio.beats", "html.scrape"];
   const IMAGE = /\.(png|jpe?g|gif|webp|bmp)(\?|$)/i;
   const VIDEO = /\.(mp4|webm|m4v|mov|ogv)(\?|$)/i;
 
@@ -368,7 +364,9 @@
 
   // -- start ------------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", () => {
-    for (const name of KNOWN_TASKS) $("task-names").append(el("option", { value: name }));
+    // The server's tasks, plugins included, as the server wrote them into the page; a
+    // task seen in the feed under another name (since removed) is added when it arrives.
+    for (const name of JSON.parse(document.body.dataset.tasks || "[]")) addName(name);
     $("sign-in-form").addEventListener("submit", (event) => {
       event.preventDefault();
       showError("sign-in-error", "");

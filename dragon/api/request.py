@@ -12,15 +12,15 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from dragon.api.state import state
 from dragon.errors import RequestError
-from dragon.handlers.state import state
 
 # Deepest JSON a request may nest. Task parameters are stored (and sent back) as JSON, and
 # the serialiser refuses past 254 levels, so deeper input is refused up front with a 400.
 MAX_JSON_DEPTH = 64
 
 
-async def json_body(request: web.Request) -> dict:
+async def json_body(request: web.Request) -> dict[str, Any]:
     if request.method in ("GET", "HEAD"):
         return {}
     settings = state(request).settings
@@ -58,9 +58,9 @@ async def json_body(request: web.Request) -> dict:
     return body
 
 
-def too_deep(value: Any, limit: int) -> bool:
+def too_deep(value: dict[str, Any] | list[Any], limit: int) -> bool:
     """Does ``value`` nest lists and objects more than ``limit`` levels (iteratively)?"""
-    stack = [(value, 1)]
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > limit:
@@ -70,11 +70,11 @@ def too_deep(value: Any, limit: int) -> bool:
     return False
 
 
-def json_response(value: Any) -> web.Response:
+def json_response(value: object) -> web.Response:
     return web.Response(body=orjson.dumps(value), content_type="application/json")
 
 
-def truthy(value: Any) -> bool:
+def truthy(value: object) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
