@@ -29,10 +29,11 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema as Shape
 
 from dragon.config import Settings
-from dragon.media import codecs, ffmpeg, image, loudness, probe, subtitles, watermark
+from dragon.media import codecs, ffmpeg, image, loudness, probe, streaming, subtitles, watermark
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Loudness, Size, TaskSchema, Url, Watermark
 from dragon.tasks.video_info import info_values
@@ -56,6 +57,21 @@ LEGACY = {
     "wmav1": ("asf", "wmv", "video/x-ms-asf"),
     "wmav2": ("asf", "wmv", "video/x-ms-asf"),
 }
+
+
+class RenditionSchema(Shape):
+    """One rung of an HLS or DASH ladder."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    height = fields.Integer(required=True, validate=validate.Range(min=2, max=4320))
+    bitrate = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=100, max=100_000),
+        metadata={"description": "video kbit/s; by default scaled from the default ladder's"},
+    )
 
 
 class Schema(TaskSchema):
@@ -83,6 +99,38 @@ class Schema(TaskSchema):
         allow_none=True,
         metadata={"description": "an SRT or WebVTT file whose cues are burned into the picture"},
     )
+    format = Choice(
+        ["file", "hls", "dash"],
+        load_default="file",
+        metadata={
+            "description": "hls or dash: an adaptive streaming ladder (output: its playlist)"
+        },
+    )
+    renditions = fields.List(
+        fields.Nested(RenditionSchema),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=streaming.MAX_RENDITIONS),
+        metadata={
+            "description": "the ladder, tallest first; by default up to three rungs of"
+            " 1080, 720, 480, 360 and 240 lines, never taller than the source"
+        },
+    )
+
+    @validates_schema
+    def _ladder(self, data: dict[str, Any], **_: Any) -> None:
+        """A ladder is H.264 and AAC (what every HLS and DASH player plays), drawn as the
+        source is."""
+        if data.get("format", "file") == "file":
+            if data.get("renditions"):
+                raise ValidationError("renditions need format hls or dash", "renditions")
+            return
+        for field, allowed in (("video_codec", "h264"), ("codec", "h264"), ("audio_codec", "aac")):
+            if data.get(field) not in (None, allowed):
+                raise ValidationError(f"{data['format']} ladders are {allowed}", field)
+        for field in ("container", "watermark", "subtitles"):
+            if data.get(field) is not None:
+                raise ValidationError(f"not available with format {data['format']}", field)
 
     @validates_schema
     def _output(self, data: dict[str, Any], **_: Any) -> None:
@@ -190,13 +238,15 @@ def build_argv(
 
 async def run(ctx: TaskContext) -> dict[str, Any]:
     info = await probe.fetch_source(ctx, ctx.params["url"], "video")
-    plan = output_plan(ctx.params)
-    assert not isinstance(plan, str), plan  # the schema refused it
-    out = ctx.tmpdir / f"output.{plan[2][1]}"
     target = ctx.params["loudness"]
     audio_filter = None
     if target is not None and info.has_audio:
         audio_filter = await loudness.normaliser(ctx, info, target)
+    if ctx.params["format"] != "file":
+        return await ladder(ctx, info, audio_filter)
+    plan = output_plan(ctx.params)
+    assert not isinstance(plan, str), plan  # the schema refused it
+    out = ctx.tmpdir / f"output.{plan[2][1]}"
     overlays = await prepare_overlays(ctx, info)
     argv, content_type = build_argv(info, ctx.params, out, ctx.settings, audio_filter, overlays)
     await ctx.run(argv, progress_duration=info.duration)
@@ -232,3 +282,51 @@ async def prepare_overlays(ctx: TaskContext, info: probe.MediaInfo) -> Overlays:
         dest = ctx.tmpdir / subtitles.FILENAME
         await ctx.in_process(functools.partial(subtitles.write, str(download.path), str(dest)))
     return Overlays(logo, burn)
+
+
+async def ladder(
+    ctx: TaskContext, info: probe.MediaInfo, audio_filter: str | None
+) -> dict[str, Any]:
+    """``format`` hls or dash: the ladder from one ffmpeg run, stored as one tree; the
+    result's ``output`` is its master playlist (or manifest)."""
+    p, kind = ctx.params, ctx.params["format"]
+    display = probe.require_video(info)
+    asked = (
+        None if p["renditions"] is None else [(r["height"], r["bitrate"]) for r in p["renditions"]]
+    )
+    renditions, warnings = streaming.ladder(display[1], asked)
+    for warning in warnings:
+        ctx.warn(warning)
+    folder = ctx.tmpdir / "ladder"
+    folder.mkdir()
+    argv = streaming.argv(
+        info,
+        renditions,
+        kind,
+        folder,
+        ctx.settings,
+        audio_bitrate=p["audio_bitrate"],
+        sample_rate=p["sample_rate"],
+        audio_filter=audio_filter,
+    )
+    await ctx.run(argv, progress_duration=info.duration)
+    urls = await ctx.output_tree("output", folder, streaming.MASTER[kind], streaming.content_type)
+    listed = []
+    for rendition in renditions:
+        entry = {
+            "name": rendition.name,
+            "height": rendition.height,
+            "width": rendition.width(display),
+            "bitrate": rendition.bitrate,
+        }
+        if kind == "hls":
+            entry["playlist"] = urls[f"{rendition.name}/playlist.m3u8"]
+        listed.append(entry)
+    return {
+        "format": kind,
+        "content_type": streaming.CONTENT_TYPES[kind],
+        "duration": round(info.duration, 3) if info.duration is not None else None,
+        "renditions": listed,
+        "original_width": info.width,
+        "original_height": info.height,
+    }

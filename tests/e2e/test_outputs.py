@@ -63,6 +63,12 @@ def sources(tmp_path_factory, origin) -> dict[str, str]:
         str(d / "clip.mp4"),
     )
     ffmpeg("-f", "lavfi", "-i", "color=black:size=320x240:rate=25:duration=3", str(d / "black.mp4"))
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=9"),
+        *("-f", "lavfi", "-i", "sine=frequency=330:duration=9"),
+        *("-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest"),
+        str(d / "wide.mp4"),
+    )
     types = {"mp3": "audio/mpeg", "wav": "audio/wav", "mp4": "video/mp4"}
     urls = {
         p.stem: origin.add_file(f"outputs/{p.name}", p, types[p.suffix[1:]])
@@ -296,3 +302,95 @@ def test_subtitles_that_are_not_srt_or_vtt_fail_the_task(dragon_server, sources)
     )
     assert status["status"] == "error" and status["error_code"] == errors.INVALID_MEDIA, status
     assert "SRT or WebVTT" in status["error"], status
+
+
+# -- adaptive streaming ---------------------------------------------------------------------------
+
+
+def keyframe_times(url: str) -> list[float]:
+    """Times of the video keyframes of an HLS playlist, read over HTTP by ffprobe."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries"]
+        + ["packet=pts_time,flags", "-of", "csv=p=0", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [
+        round(float(t), 2)
+        for t, flags in (line.split(",")[:2] for line in out.split())
+        if "K" in flags
+    ]
+
+
+def test_hls_ladder_plays_with_every_rendition_at_its_height(dragon_server, sources):
+    result = run(
+        dragon_server, {"task_name": "video.convert", "url": sources["wide"], "format": "hls"}
+    )
+    assert result["output"].endswith("/master.m3u8")
+    assert result["content_type"] == "application/vnd.apple.mpegurl"
+    assert [(r["height"], r["width"]) for r in result["renditions"]] == [
+        (720, 1280),
+        (480, 854),
+        (360, 640),
+    ]  # the default ladder, never above the source's 720 lines
+    master = dragon_server.get(result["output"])
+    assert master.status == 200
+    text = master.body.decode()
+    for resolution in ("1280x720", "854x480", "640x360"):
+        assert f"RESOLUTION={resolution}" in text
+    probed = ffprobe(result["output"])  # over HTTP: the playlists' relative paths resolve
+    heights = sorted(s["height"] for s in probed["streams"] if s["codec_type"] == "video")
+    assert heights == [360, 480, 720]
+    assert any(s["codec_type"] == "audio" for s in probed["streams"])
+    keys = [keyframe_times(r["playlist"]) for r in result["renditions"]]
+    assert keys[0] == keys[1] == keys[2] and len(keys[0]) >= 3, keys  # aligned, every 4 s
+
+
+def test_dash_manifest_lists_every_rendition(dragon_server, sources):
+    result = run(
+        dragon_server,
+        {
+            "task_name": "video.convert",
+            "url": sources["wide"],
+            "format": "dash",
+            "renditions": [{"height": 480}, {"height": 240, "bitrate": 300}],
+        },
+    )
+    assert result["output"].endswith("/manifest.mpd")
+    probed = ffprobe(result["output"])
+    heights = sorted(s["height"] for s in probed["streams"] if s["codec_type"] == "video")
+    assert heights == [240, 480]
+    assert [r["bitrate"] for r in result["renditions"]] == [1400, 300]
+
+
+def test_a_rendition_taller_than_the_source_is_not_made(dragon_server, sources):
+    status = dragon_server.run_task(
+        {
+            "task_name": "video.convert",
+            "url": sources["black"],
+            "format": "hls",
+            "renditions": [{"height": 1080}, {"height": 240}],
+        }
+    )
+    assert status["status"] == "success", status
+    assert [r["height"] for r in status["result"]["renditions"]] == [240]
+    assert any("1080p" in w and "not made" in w for w in status["result"]["warnings"])
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"format": "hls", "codec": "vp9"}, "codec"),
+        ({"format": "dash", "watermark": {"url": "https://example.com/a.png"}}, "watermark"),
+        ({"renditions": [{"height": 360}]}, "renditions"),
+        ({"format": "hls", "renditions": []}, "renditions"),
+        ({"format": "m3u"}, "format"),
+    ],
+)
+def test_ladder_parameter_errors(dragon_server, sources, params, field):
+    status = dragon_server.run_task(
+        {"task_name": "video.convert", "url": sources["wide"], **params}
+    )
+    assert status["status"] == "error" and status["error_code"] == errors.PARAMETERS, status
+    assert set(status["error"]["parameters"]) == {field}, status
