@@ -15,11 +15,14 @@ most three of them (a source under 240 lines gets one rendition at its own heigh
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from dragon.config import Settings
 from dragon.media import probe
 from dragon.media.ffmpeg import decoder_guard, ffmpeg_argv, x264_preset
+from dragon.runtime.processes import ProcessResult
 
 # (height, video kbit/s): the rungs of the default ladder, and the bitrate for a rendition
 # that names only its height (the nearest rung's, scaled by the pixel count).
@@ -193,3 +196,82 @@ def content_type(name: str) -> str:
     """The content type of a file of the ladder, by its suffix."""
     suffix = name[name.rfind(".") :]
     return CONTENT_TYPES.get(suffix, "application/octet-stream")
+
+
+class MakesLadders(Protocol):
+    """What of a running task ``make`` uses (``TaskContext`` is one)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def tmpdir(self) -> Path: ...
+
+    def warn(self, message: str) -> None: ...
+
+    async def run(
+        self, argv: list[str], *, progress_duration: float | None = None
+    ) -> ProcessResult: ...
+
+    async def output_tree(
+        self, name: str, folder: Path, main: str, content_type: Callable[[str], str]
+    ) -> dict[str, str]: ...
+
+
+def asked(renditions: list[dict[str, Any]] | None) -> list[tuple[int, int | None]] | None:
+    """The ``renditions`` parameter as ``ladder`` takes it."""
+    if renditions is None:
+        return None
+    return [(r["height"], r.get("bitrate")) for r in renditions]
+
+
+async def make(
+    ctx: MakesLadders,
+    info: probe.MediaInfo,
+    kind: str,
+    wanted: list[tuple[int, int | None]] | None,
+    *,
+    name: str = "output",
+    audio_bitrate: int = 128,
+    sample_rate: int = 48000,
+    audio_filter: str | None = None,
+) -> dict[str, Any]:
+    """Make the ladder of ``info`` in one ffmpeg run and store it as one tree: result
+    ``name`` is its master playlist (or manifest); the rest describes the renditions."""
+    display = probe.require_video(info)
+    renditions, warnings = ladder(display[1], wanted)
+    for warning in warnings:
+        ctx.warn(warning)
+    folder = ctx.tmpdir / f"{name}-ladder"
+    folder.mkdir()
+    command = argv(
+        info,
+        renditions,
+        kind,
+        folder,
+        ctx.settings,
+        audio_bitrate=audio_bitrate,
+        sample_rate=sample_rate,
+        audio_filter=audio_filter,
+    )
+    await ctx.run(command, progress_duration=info.duration)
+    urls = await ctx.output_tree(name, folder, MASTER[kind], content_type)
+    listed = []
+    for rendition in renditions:
+        entry: dict[str, Any] = {
+            "name": rendition.name,
+            "height": rendition.height,
+            "width": rendition.width(display),
+            "bitrate": rendition.bitrate,
+        }
+        if kind == "hls":
+            entry["playlist"] = urls[f"{rendition.name}/playlist.m3u8"]
+        listed.append(entry)
+    return {
+        "format": kind,
+        "content_type": CONTENT_TYPES[kind],
+        "duration": round(info.duration, 3) if info.duration is not None else None,
+        "renditions": listed,
+        "original_width": info.width,
+        "original_height": info.height,
+    }

@@ -242,8 +242,17 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
     audio_filter = None
     if target is not None and info.has_audio:
         audio_filter = await loudness.normaliser(ctx, info, target)
-    if ctx.params["format"] != "file":
-        return await ladder(ctx, info, audio_filter)
+    p = ctx.params
+    if p["format"] != "file":
+        return await streaming.make(
+            ctx,
+            info,
+            p["format"],
+            streaming.asked(p["renditions"]),
+            audio_bitrate=p["audio_bitrate"],
+            sample_rate=p["sample_rate"],
+            audio_filter=audio_filter,
+        )
     plan = output_plan(ctx.params)
     assert not isinstance(plan, str), plan  # the schema refused it
     out = ctx.tmpdir / f"output.{plan[2][1]}"
@@ -282,51 +291,3 @@ async def prepare_overlays(ctx: TaskContext, info: probe.MediaInfo) -> Overlays:
         dest = ctx.tmpdir / subtitles.FILENAME
         await ctx.in_process(functools.partial(subtitles.write, str(download.path), str(dest)))
     return Overlays(logo, burn)
-
-
-async def ladder(
-    ctx: TaskContext, info: probe.MediaInfo, audio_filter: str | None
-) -> dict[str, Any]:
-    """``format`` hls or dash: the ladder from one ffmpeg run, stored as one tree; the
-    result's ``output`` is its master playlist (or manifest)."""
-    p, kind = ctx.params, ctx.params["format"]
-    display = probe.require_video(info)
-    asked = (
-        None if p["renditions"] is None else [(r["height"], r["bitrate"]) for r in p["renditions"]]
-    )
-    renditions, warnings = streaming.ladder(display[1], asked)
-    for warning in warnings:
-        ctx.warn(warning)
-    folder = ctx.tmpdir / "ladder"
-    folder.mkdir()
-    argv = streaming.argv(
-        info,
-        renditions,
-        kind,
-        folder,
-        ctx.settings,
-        audio_bitrate=p["audio_bitrate"],
-        sample_rate=p["sample_rate"],
-        audio_filter=audio_filter,
-    )
-    await ctx.run(argv, progress_duration=info.duration)
-    urls = await ctx.output_tree("output", folder, streaming.MASTER[kind], streaming.content_type)
-    listed = []
-    for rendition in renditions:
-        entry = {
-            "name": rendition.name,
-            "height": rendition.height,
-            "width": rendition.width(display),
-            "bitrate": rendition.bitrate,
-        }
-        if kind == "hls":
-            entry["playlist"] = urls[f"{rendition.name}/playlist.m3u8"]
-        listed.append(entry)
-    return {
-        "format": kind,
-        "content_type": streaming.CONTENT_TYPES[kind],
-        "duration": round(info.duration, 3) if info.duration is not None else None,
-        "renditions": listed,
-        "original_width": info.width,
-        "original_height": info.height,
-    }

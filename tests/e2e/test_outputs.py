@@ -394,3 +394,30 @@ def test_ladder_parameter_errors(dragon_server, sources, params, field):
     )
     assert status["status"] == "error" and status["error_code"] == errors.PARAMETERS, status
     assert set(status["error"]["parameters"]) == {field}, status
+
+
+def test_video_create_levels_its_mix_and_exports_a_ladder(dragon_server, sources, tmp_path):
+    definition = (
+        '<movie service="craftsman-1.0"><body><stack>'
+        '<effect type="none" duration="4"><image color="#3366cc"/></effect>'
+        f'<audio filename="{sources["quiet"]}" duration=".."/>'
+        "</stack></body></movie>"
+    )
+    result = run(
+        dragon_server,
+        {
+            "task_name": "video.create",
+            "definition": definition,
+            "profile": "360p",
+            "loudness": -16,
+            "format": "hls",
+        },
+    )
+    export = fetch(dragon_server, result["export"], tmp_path / "export.mp4")
+    assert abs(integrated_loudness(export) - -16) <= 1.0
+    assert result["stream"].endswith("/master.m3u8")
+    assert result["stream_format"] == "hls"
+    assert [r["height"] for r in result["renditions"]] == [360, 240]  # never above the export
+    probed = ffprobe(result["stream"])
+    heights = sorted(s["height"] for s in probed["streams"] if s["codec_type"] == "video")
+    assert heights == [240, 360]
