@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import string
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -69,6 +70,21 @@ class BaseStore:
     async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
         raise NotImplementedError
 
+    async def put_tree(
+        self,
+        ctx: Producer,
+        name: str,
+        folder: Path,
+        main: str,
+        content_type: Callable[[str], str],
+    ) -> dict[str, str]:
+        """Store every file under ``folder`` (a playlist and its segments) beneath one
+        location, keeping their relative paths; each file's URL by relative path. A store
+        that takes single files (a signed URL, a video platform) sends the tree to
+        persistent storage instead, and says so."""
+        ctx.warn(f"the {self.type} store takes single files: {name} went to persistent storage")
+        return await self.stores.for_task(None).put_tree(ctx, name, folder, main, content_type)
+
 
 class BackedStore(BaseStore):
     """A store whose bytes go to the configured backend and are recorded in ``files``."""
@@ -77,9 +93,41 @@ class BackedStore(BaseStore):
         return None
 
     async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
-        backend = self.stores.backend
         earlier = await self.stores.db.file_for_output(ctx.key, name)
         location = earlier["location"] if earlier else file_location(ctx.key, ctx.task_name)
+        return await self._keep(ctx, name, location, path, content_type)
+
+    async def put_tree(
+        self,
+        ctx: Producer,
+        name: str,
+        folder: Path,
+        main: str,
+        content_type: Callable[[str], str],
+    ) -> dict[str, str]:
+        """The tree under one location: ``<KEY>/dragon-<task>-<random>/<relative path>``,
+        ``main`` recorded as output ``name`` and the others as ``name/<relative path>``, so
+        the storage API lists, counts and deletes each file as any output. A task run again
+        writes over its earlier tree."""
+        earlier = await self.stores.db.file_for_output(ctx.key, name)
+        base = (
+            earlier["location"].removesuffix(f"/{main}")
+            if earlier
+            else file_location(ctx.key, ctx.task_name)
+        )
+        urls = {}
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            relative = path.relative_to(folder).as_posix()
+            output = name if relative == main else f"{name}/{relative}"
+            location = f"{base}/{relative}"
+            urls[relative] = await self._keep(ctx, output, location, path, content_type(relative))
+        return urls
+
+    async def _keep(
+        self, ctx: Producer, name: str, location: str, path: Path, content_type: str
+    ) -> str:
+        """Save ``path`` at ``location`` on the backend and record it as output ``name``."""
+        backend = self.stores.backend
         size = path.stat().st_size
         try:
             await backend.save(location, path, content_type)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dragon import errors
-from dragon.media import beats, ffmpeg, probe
+from dragon.media import beats, ffmpeg, loudness, probe, streaming
 from dragon.media.pcm import pcm_argv, run_in_pool
 from dragon.media.probe import MediaInfo
 from dragon.net.fetcher import Download
@@ -128,11 +128,53 @@ async def create(ctx: MovieTask) -> dict[str, Any]:
         progress=export is not None,
         drawn=drawn,
     )
+    delivered: dict[str, Any] = {}
     if export is not None:
         await check_length(ctx, export, duration, profile.rate)
-        await ctx.output("export", export, "video/mp4")
+        delivered = await deliver(ctx, export, profile)
     await ctx.output("thumbnail", thumbnail, "image/jpeg")
-    return {"duration": round(duration, 3), "width": profile.width, "height": profile.height}
+    return {
+        "duration": round(duration, 3),
+        "width": profile.width,
+        "height": profile.height,
+        **delivered,
+    }
+
+
+async def deliver(ctx: MovieTask, export: Path, profile: profiles.Profile) -> dict[str, Any]:
+    """Publish the export: its mix brought to ``loudness`` first (the video stream copied,
+    the audio encoded again through the second loudnorm pass), and with ``format`` hls or
+    dash a streaming ladder of it too (result ``stream``, and its ``renditions``)."""
+    p = ctx.params
+    target = p.get("loudness")
+    if target is not None:
+        info = await probe.probe_path(ctx, export, "video/mp4")
+        audio_filter = await loudness.normaliser(ctx, info, target) if info.has_audio else None
+        if audio_filter is not None:
+            levelled = export.with_name("export-levelled.mp4")
+            argv = ffmpeg.ffmpeg_argv(
+                *probe.input_args(info),
+                *("-map", "0:v:0", "-map", "0:a:0", "-c:v", "copy", "-af", audio_filter),
+                *("-c:a", "aac", "-b:a", f"{profile.audio_kbps}k", "-ar", "48000"),
+                *("-movflags", "+faststart", *ffmpeg.output_cap(ctx.settings)),
+                *("-f", "mp4", str(levelled)),
+            )
+            await ctx.run(argv)
+            export = levelled
+    await ctx.output("export", export, "video/mp4")
+    kind = p.get("format", "file")
+    if kind == "file":
+        return {}
+    info = await probe.probe_path(ctx, export, "video/mp4")
+    ladder = await streaming.make(
+        ctx,
+        info,
+        kind,
+        streaming.asked(p.get("renditions")),
+        name="stream",
+        audio_bitrate=profile.audio_kbps,
+    )
+    return {"stream_format": kind, "renditions": ladder["renditions"]}
 
 
 async def check_length(ctx: MovieTask, path: Path, expected: float, rate: Fraction) -> None:

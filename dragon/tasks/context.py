@@ -57,6 +57,15 @@ class Slot(Protocol):
 class Store(Protocol):
     async def put(self, ctx: TaskContext, name: str, path: Path, content_type: str) -> str: ...
 
+    async def put_tree(
+        self,
+        ctx: TaskContext,
+        name: str,
+        folder: Path,
+        main: str,
+        content_type: Callable[[str], str],
+    ) -> dict[str, str]: ...
+
 
 @contextlib.contextmanager
 def failing_at(stage: str) -> Iterator[None]:
@@ -276,3 +285,14 @@ class TaskContext:
             url = await self._store.put(self, name, Path(path), content_type)
         self.outputs[name] = url
         return url
+
+    async def output_tree(
+        self, name: str, folder: Path, main: str, content_type: Callable[[str], str]
+    ) -> dict[str, str]:
+        """Hand every file under ``folder`` to the task's store beneath one location, keeping
+        their relative paths (a playlist names its segments by them); ``result[name]`` is
+        the URL of ``main`` (a relative path). Returns each file's URL by relative path."""
+        with failing_at("store"):
+            urls = await self._store.put_tree(self, name, Path(folder), main, content_type)
+        self.outputs[name] = urls[main]
+        return urls

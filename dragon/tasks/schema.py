@@ -11,8 +11,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
+from dragon.media import watermark
 from dragon.net.url_policy import url_problem
 
 
@@ -57,6 +58,46 @@ def Size(**kwargs: Any) -> fields.Integer:  # noqa: N802 - reads like a field cl
 def Choice(choices: Iterable[str], **kwargs: Any) -> fields.String:  # noqa: N802
     """One of ``choices``; the reference and the OpenAPI document list them."""
     return fields.String(validate=validate.OneOf(choices), **kwargs)
+
+
+def Loudness() -> fields.Float:  # noqa: N802
+    """``loudness``: a target integrated loudness in LUFS (EBU R128), -70 to -5; None keeps
+    the source's (``dragon.media.loudness``)."""
+    return fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=-70, max=-5),
+        metadata={"description": "normalise to this integrated loudness (LUFS, EBU R128)"},
+    )
+
+
+class WatermarkSchema(Schema):
+    """``watermark``: a logo drawn on the output (``dragon.media.watermark``)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    url = Url(required=True, metadata={"description": "the logo (PNG with alpha, JPEG...)"})
+    position = Choice(list(watermark.POSITIONS), load_default="bottom-right")
+    size = fields.Float(
+        load_default=0.15,
+        validate=validate.Range(min=0.01, max=1),
+        metadata={"description": "the logo's width, as a fraction of the output's width"},
+    )
+    opacity = fields.Float(load_default=1.0, validate=validate.Range(min=0, max=1))
+    margin = fields.Float(
+        load_default=0.02,
+        validate=validate.Range(min=0, max=0.5),
+        metadata={"description": "gap to the edges, as a fraction of the output's width"},
+    )
+
+    @post_load
+    def _spec(self, data: dict[str, Any], **_: Any) -> watermark.Watermark:
+        return watermark.Watermark(**data)
+
+
+def Watermark() -> fields.Nested:  # noqa: N802
+    return fields.Nested(WatermarkSchema, load_default=None, allow_none=True)
 
 
 class TaskStore(fields.Dict):

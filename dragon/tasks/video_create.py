@@ -16,10 +16,12 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates
 
+from dragon.media import streaming
 from dragon.sxml import profiles, render
 from dragon.sxml.parse import DefinitionErrors, parse
 from dragon.tasks.context import TaskContext
-from dragon.tasks.schema import TaskSchema
+from dragon.tasks.schema import Choice, Loudness, TaskSchema
+from dragon.tasks.video_convert import RenditionSchema
 
 # Definitions up to this size are parsed and checked in the schema, when the task is
 # created, so a hostile or broken one ends at once. Longer ones (up to 512 KiB) are parsed
@@ -37,6 +39,19 @@ class Schema(TaskSchema):
     export = fields.Boolean(load_default=True)
     thumbnail_time = fields.Float(load_default=1.0)
     antialias = fields.Integer(load_default=4, validate=validate.OneOf([1, 2, 4]))
+    loudness = Loudness()
+    format = Choice(
+        ["file", "hls", "dash"],
+        load_default="file",
+        metadata={"description": "hls or dash: also a streaming ladder of the export (stream)"},
+    )
+    renditions = fields.List(
+        fields.Nested(RenditionSchema),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=streaming.MAX_RENDITIONS),
+        metadata={"description": "the ladder's rungs, as for video.convert"},
+    )
 
     @validates("profile")
     def _profile(self, value: str, **_: object) -> None:

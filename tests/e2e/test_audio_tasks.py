@@ -131,6 +131,6 @@ def test_force_reencodes(dragon_server, media, tmp_path):
 def test_convert_parameters(dragon_server, media):
     _, urls = media
     status = dragon_server.run_task(
-        {"task_name": "audio.convert", "url": urls["tone.wav"], "codec": "flac"}
+        {"task_name": "audio.convert", "url": urls["tone.wav"], "codec": "speex"}
     )
     assert status["status"] == "error" and "codec" in status["error"]["parameters"]
