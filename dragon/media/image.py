@@ -31,15 +31,15 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, features
 
 from dragon import errors
-from dragon.media import geometry
+from dragon.media import geometry, saliency
 from dragon.net import sniff
 
 # Sniffed type (dragon.net.sniff) -> the only Pillow plugin allowed to open it.
@@ -111,6 +111,13 @@ REDUCING_GAP = 2.0
 DRAFT_GAP = 1.5
 GIF_COLORS = 255  # leaves one palette index free for the transparency of unchanged pixels
 PALETTE_SAMPLE_PIXELS = 1_000_000
+
+
+# ``crop``: False fits, True crops the centre, "smart" crops the most salient region.
+Crop = bool | Literal["smart"]
+# Drawn on a finished picture before it is encoded (a watermark); it must pickle, since it
+# crosses to the process pool with the rest of the call.
+Overlay = Callable[[Image.Image], Image.Image]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,16 +256,22 @@ def _stored(size: tuple[int, int], transposes: list) -> tuple[int, int]:
     return (size[1], size[0]) if _swaps(transposes) else size
 
 
-def _fitted(im: Image.Image, size: tuple[int, int], crop: bool) -> Image.Image:
-    """``im`` resized to ``size``, centre-cropped to its aspect first when ``crop``."""
+def _fitted(im: Image.Image, size: tuple[int, int], crop: Crop) -> Image.Image:
+    """``im`` resized to ``size``, cropped to its aspect first when ``crop``: around the
+    centre, or around the most salient region when ``crop`` is ``"smart"``."""
     if crop:
-        x, y, w, h = geometry.crop_box(im.width, im.height, *size)
+        box = saliency.interesting_box if crop == "smart" else _centre_box
+        x, y, w, h = box(im, *size)
         return im.resize(size, RESAMPLE, box=(x, y, x + w, y + h), reducing_gap=REDUCING_GAP)
     return im if im.size == size else im.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
 
 
+def _centre_box(im: Image.Image, width: int, height: int) -> tuple[int, int, int, int]:
+    return geometry.crop_box(im.width, im.height, width, height)
+
+
 def _target(
-    upright: tuple[int, int], width: int | None, height: int | None, crop: bool
+    upright: tuple[int, int], width: int | None, height: int | None, crop: Crop
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """The output size of an upright image fitted or cropped to ``width`` x ``height``, and
     the size the whole image is scaled to on the way (what decoding at reduced scale needs).
@@ -414,19 +427,21 @@ def thumb(
     dest: str,
     width: int | None,
     height: int | None,
-    crop: bool,
+    crop: Crop,
     rotation: int,
     poster: bool,
     fmt: str,
     max_pixels: int,
+    overlay: Overlay | None = None,
 ) -> dict:
-    """image.thumb: upright (EXIF), rotated counter-clockwise, then fitted or cropped.
+    """image.thumb: upright (EXIF), rotated counter-clockwise, then fitted or cropped, the
+    play badge and then ``overlay`` drawn on it.
 
     ``width``/``height`` describe the output, after rotation; with neither the upright size
     is kept, and with one the other follows the aspect ratio. The original size reported is
     the upright one, before the rotation asked for.
     """
-    crop = bool(crop and width and height)
+    crop = crop if width and height else False
     with opened(src, max_pixels) as im:
         transposes, (uw, uh) = _upright(im, rotation)
         size, scaled = _target((uw, uh), width, height, crop)
@@ -439,6 +454,8 @@ def thumb(
         out = _fitted(_decode(im, _stored(scaled, transposes), transposes), size, crop)
     if poster:
         out = play_badge(out)
+    if overlay:
+        out = overlay(out)
     _save(out, dest, fmt, icc)
     original = (uh, uw) if rotation in (90, 270) else (uw, uh)
     return {
@@ -458,9 +475,10 @@ def strip(
     wrap: int | None,
     fmt: str,
     max_pixels: int,
+    overlay: Overlay | None = None,
 ) -> dict:
     """image.strip: one cell per source, ``wrap`` per row, letterboxed (black, or
-    transparent in PNG) unless cropping.
+    transparent in PNG) unless cropping; ``overlay`` is drawn on the whole strip.
 
     One missing side of the cell follows the first image's aspect; with neither, the cell
     is the first image fitted into 160x120, never enlarged (as video.strip does).
@@ -484,6 +502,8 @@ def strip(
         x = (i % cols) * width + (width - cell.width) // 2
         y = (i // cols) * height + (height - cell.height) // 2
         canvas.paste(cell, (x, y), cell if cell.mode == "RGBA" else None)
+    if overlay:
+        canvas = overlay(canvas)
     canvas.save(dest, OUTPUTS[fmt][0], **OUTPUTS[fmt][3])
     return {
         "count": len(sources),

@@ -8,6 +8,7 @@ original service did, so clients that send extra fields keep working.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
@@ -47,6 +48,31 @@ def Size(**kwargs) -> fields.Integer:  # noqa: N802 - reads like a field class
 
 def Choice(choices, **kwargs) -> fields.String:  # noqa: N802
     return fields.String(validate=validate.OneOf(choices), **kwargs)
+
+
+class Crop(fields.Boolean):
+    """``crop``: a boolean as marshmallow's ``Boolean`` reads one (``true``, ``"yes"``,
+    ``1``...), or ``"smart"``: crop around the most salient region rather than the centre
+    (``dragon.media.saliency``). Loads as ``True``, ``False`` or ``"smart"``."""
+
+    SMART = "smart"
+    default_error_messages = {"invalid": 'must be true, false or "smart"'}
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {
+            "description": 'fill the box and crop: true around the centre, "smart" around '
+            "the most interesting region",
+            # For OpenAPI: Boolean alone would promise booleans only.
+            "type": ["boolean", "string"],
+            "enum": [True, False, self.SMART],
+            **kwargs.pop("metadata", {}),
+        }
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == self.SMART:
+            return self.SMART
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def Loudness() -> fields.Float:  # noqa: N802
