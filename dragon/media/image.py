@@ -529,9 +529,11 @@ def gif(
     loop: int,
     frame_duration: float,
     max_pixels: int,
+    fmt: str = "gif",
 ) -> dict:
     """image.gif: one frame per source, fitted (letterboxed on black) into the size of the
-    first image unless ``width``/``height`` say otherwise.
+    first image unless ``width``/``height`` say otherwise; an animated GIF, or an animated
+    WebP when ``fmt`` is ``"webp"`` (``animated_webp``).
 
     All frames share one palette built from a sample of every frame, and are
     Floyd-Steinberg dithered to it. Pillow then stores only the changed rectangle of each
@@ -551,13 +553,16 @@ def gif(
         frame = Image.new("RGB", (width, height))
         frame.paste(cell, ((width - cell.width) // 2, (height - cell.height) // 2))
         frames.append(frame)
+    if fmt == "webp":
+        animated_webp(frames, dest, frame_duration, loop)
+        return {"width": width, "height": height, "count": len(frames)}
     palette = _palette(frames)
     frames = _stable(frames, [_dither(f, palette) for f in frames])
     options = {
         "save_all": True,
         "append_images": frames[1:],
         "optimize": True,
-        "duration": round(frame_duration * 100) * 10,
+        "duration": gif_duration_ms(frame_duration),
         "disposal": 1,
         "interlace": False,
         "palette": palette.getpalette(),
@@ -566,6 +571,31 @@ def gif(
         options["loop"] = loop
     frames[0].save(dest, "GIF", **options)
     return {"width": width, "height": height, "count": len(frames)}
+
+
+def gif_duration_ms(seconds: float) -> int:
+    """A frame's duration as a GIF stores it: whole hundredths of a second, in ms."""
+    return round(seconds * 100) * 10
+
+
+def animated_webp(frames: list[Image.Image], dest: str, frame_duration: float, loop: int) -> None:
+    """``frames`` as an animated WebP (lossy, full colour) that plays as our GIF would.
+
+    The same duration per frame, rounded as in the GIF, and identical consecutive frames
+    merged into one showing for their total (libwebp's encoder does that by itself). WebP
+    counts plays where a GIF's loop extension counts repeats after the first play, so
+    ``loop`` (GIF's meaning: 0 forever, -1 once, n repeats) becomes ``n + 1`` plays.
+    """
+    plays = 0 if loop == 0 else min(65535, max(1, loop + 1))
+    frames[0].save(
+        dest,
+        "WEBP",
+        save_all=True,
+        append_images=frames[1:],
+        duration=gif_duration_ms(frame_duration),
+        loop=plays,
+        **OUTPUTS["webp"][3],
+    )
 
 
 def _stable(sources: list[Image.Image], frames: list[Image.Image]) -> list[Image.Image]:

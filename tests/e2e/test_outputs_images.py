@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.support.media import ffmpeg
+
 BACKGROUND = (90, 110, 130)
 SUBJECT = (250, 250, 250)
 RED = (230, 20, 20)
@@ -176,3 +178,74 @@ def test_watermark_that_cannot_be_fetched_names_its_url(dragon_server, origin):
     task = {"task_name": "image.thumb", "url": serve(origin, logo()), "watermark": {"url": missing}}
     status = dragon_server.run_task(task)
     assert status["status"] == "error" and missing in str(status["error"]), status
+
+
+# -- animated WebP --------------------------------------------------------------------------
+
+
+def frames_of(im: Image.Image) -> list[tuple[int, tuple[int, int, int]]]:
+    """``(duration ms, centre colour)`` of every frame of an animation."""
+    out = []
+    for i in range(im.n_frames):
+        im.seek(i)
+        im.load()
+        rgb = im.convert("RGB")
+        out.append((im.info["duration"], rgb.getpixel((rgb.width // 2, rgb.height // 2))))
+    return out
+
+
+def close(colour: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 24) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(colour, expected, strict=True))
+
+
+def test_gif_as_animated_webp_keeps_the_gif_timing(dragon_server, origin):
+    colours = [RED, RED, BLUE, SUBJECT]
+    urls = [serve(origin, Image.new("RGB", (40, 30), c)) for c in colours]
+    task = {"task_name": "image.gif", "images": urls, "frame_duration": 0.123, "loop": 2}
+    result = ok(dragon_server.run_task({**task, "format": "webp"}))
+    assert dragon_server.get(result["output"]).headers["Content-Type"].startswith("image/webp")
+    webp = download(dragon_server, result["output"])
+    gif = download(dragon_server, ok(dragon_server.run_task(task))["output"])
+    assert (webp.format, webp.size, webp.is_animated) == ("WEBP", (40, 30), True)
+    # 0.123 s is 120 ms in a GIF and in its WebP; the two reds are one frame of 240 ms.
+    timing = frames_of(webp)
+    assert [d for d, _ in timing] == [d for d, _ in frames_of(gif)] == [240, 120, 120]
+    assert all(close(c, e) for (_, c), e in zip(timing, (RED, BLUE, SUBJECT), strict=True))
+    assert webp.info["loop"] == 3  # two repeats after the first play, as the GIF's loop 2
+
+
+def test_gif_refuses_other_formats(dragon_server, origin):
+    task = {"task_name": "image.gif", "images": [serve(origin, logo())], "format": "png"}
+    bad_parameter(dragon_server, task, "format")
+
+
+def test_video_strip_as_animated_webp(dragon_server, origin, tmp_path):
+    # Four seconds: red, green, blue, white, one second each.
+    path = tmp_path / "colours.mp4"
+    parts = [f"color=c={c}:size=64x48:rate=10:duration=1" for c in ("red", "green", "blue")]
+    parts.append("color=c=white:size=64x48:rate=10:duration=1")
+    inputs = [arg for part in parts for arg in ("-f", "lavfi", "-i", part)]
+    ffmpeg(
+        *inputs,
+        "-filter_complex",
+        "concat=n=4:v=1:a=0",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    )
+    url = origin.add(f"video/{uuid.uuid4().hex}.mp4", path.read_bytes())
+    task = {"task_name": "video.strip", "url": url, "count": 4, "start": 0.5, "end": 3.5}
+    result = ok(dragon_server.run_task({**task, "format": "webp", "frame_duration": 0.25}))
+    assert result["content_type"] == "image/webp"
+    assert (result["width"], result["height"]) == (64, 48)
+    webp = download(dragon_server, result["output"])
+    assert (webp.format, webp.n_frames, webp.size) == ("WEBP", 4, (64, 48))
+    timing = frames_of(webp)
+    assert [d for d, _ in timing] == [250] * 4
+    expected = [(254, 0, 0), (0, 128, 0), (0, 0, 254), (255, 255, 255)]
+    assert all(close(c, e, 40) for (_, c), e in zip(timing, expected, strict=True)), timing
+    assert webp.info["loop"] == 0
