@@ -249,3 +249,79 @@ def test_video_strip_as_animated_webp(dragon_server, origin, tmp_path):
     expected = [(254, 0, 0), (0, 128, 0), (0, 0, 254), (255, 255, 255)]
     assert all(close(c, e, 40) for (_, c), e in zip(timing, expected, strict=True)), timing
     assert webp.info["loop"] == 0
+
+
+# -- video.thumb pick: best -----------------------------------------------------------------
+
+
+def two_part_clip(path, first: str) -> None:
+    """Two seconds at 320x240: ``first`` (a lavfi filtergraph over testsrc2) for one
+    second, then testsrc2 as it is."""
+    source = "testsrc2=size=320x240:rate=25:duration=1"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        source,
+        "-f",
+        "lavfi",
+        "-i",
+        source,
+        "-filter_complex",
+        f"[0:v]{first}[a];[a][1:v]concat=n=2:v=1:a=0",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    )
+
+
+def grey(im: Image.Image) -> np.ndarray:
+    return np.asarray(im.convert("L"), dtype=np.float32)
+
+
+def test_best_thumbnail_skips_a_black_first_second(dragon_server, origin, tmp_path):
+    path = tmp_path / "black-leader.mp4"
+    two_part_clip(path, "drawbox=t=fill:c=black")
+    url = origin.add(f"video/{uuid.uuid4().hex}.mp4", path.read_bytes())
+    task = {"task_name": "video.thumb", "url": url, "format": "png"}
+    first = download(dragon_server, ok(dragon_server.run_task(task))["output"])
+    best = ok(dragon_server.run_task({**task, "pick": "best"}))
+    assert (best["width"], best["height"]) == (320, 240)
+    picture = download(dragon_server, best["output"])
+    assert grey(first).mean() < 20  # the frame at time 0 is black...
+    assert grey(picture).mean() > 40 and grey(picture).std() > 20  # ...the best one is not
+
+
+def sharpness(im: np.ndarray) -> float:
+    """The mean absolute difference between neighbours, which blur lowers."""
+    return float(np.abs(np.diff(im, axis=0)).mean() + np.abs(np.diff(im, axis=1)).mean())
+
+
+def test_best_thumbnail_prefers_a_sharp_frame(dragon_server, origin, tmp_path):
+    path = tmp_path / "blurred-start.mp4"
+    two_part_clip(path, "boxblur=8:2")
+    url = origin.add(f"video/{uuid.uuid4().hex}.mp4", path.read_bytes())
+    task = {"task_name": "video.thumb", "url": url, "format": "png"}
+    measured = {}
+    for name, extra in {"first": {}, "sharp": {"time": 1.5}, "best": {"pick": "best"}}.items():
+        picture = download(dragon_server, ok(dragon_server.run_task({**task, **extra}))["output"])
+        measured[name] = sharpness(grey(picture))
+    assert measured["sharp"] > 1.5 * measured["first"], measured  # the blur is real
+    assert measured["best"] > 0.8 * measured["sharp"], measured
+
+
+def test_best_thumbnail_at_the_end_gives_the_last_frame(dragon_server, origin, tmp_path):
+    path = tmp_path / "black-leader-end.mp4"
+    two_part_clip(path, "drawbox=t=fill:c=black")
+    url = origin.add(f"video/{uuid.uuid4().hex}.mp4", path.read_bytes())
+    task = {"task_name": "video.thumb", "url": url, "time": 60, "pick": "best"}
+    assert grey(download(dragon_server, ok(dragon_server.run_task(task))["output"])).mean() > 40
+
+
+def test_pick_refuses_other_values(dragon_server, origin):
+    task = {"task_name": "video.thumb", "url": serve(origin, logo()), "pick": "first"}
+    bad_parameter(dragon_server, task, "pick")
