@@ -31,15 +31,15 @@ import os
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from PIL import Image, ImageDraw, features
 
 from dragon import errors
-from dragon.media import geometry
+from dragon.media import geometry, saliency
 from dragon.media.context import Fetches
 from dragon.net import sniff
 
@@ -112,6 +112,13 @@ REDUCING_GAP = 2.0
 DRAFT_GAP = 1.5
 GIF_COLORS = 255  # leaves one palette index free for the transparency of unchanged pixels
 PALETTE_SAMPLE_PIXELS = 1_000_000
+
+
+# ``crop``: False fits, True crops the centre, "smart" crops the most salient region.
+Crop = bool | Literal["smart"]
+# Drawn on a finished picture before it is encoded (a watermark); it must pickle, since it
+# crosses to the process pool with the rest of the call.
+Overlay = Callable[[Image.Image], Image.Image]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,16 +259,22 @@ def _stored(size: tuple[int, int], transposes: list[Image.Transpose]) -> tuple[i
     return (size[1], size[0]) if _swaps(transposes) else size
 
 
-def _fitted(im: Image.Image, size: tuple[int, int], crop: bool) -> Image.Image:
-    """``im`` resized to ``size``, centre-cropped to its aspect first when ``crop``."""
+def _fitted(im: Image.Image, size: tuple[int, int], crop: Crop) -> Image.Image:
+    """``im`` resized to ``size``, cropped to its aspect first when ``crop``: around the
+    centre, or around the most salient region when ``crop`` is ``"smart"``."""
     if crop:
-        x, y, w, h = geometry.crop_box(im.width, im.height, *size)
+        box = saliency.interesting_box if crop == "smart" else _centre_box
+        x, y, w, h = box(im, *size)
         return im.resize(size, RESAMPLE, box=(x, y, x + w, y + h), reducing_gap=REDUCING_GAP)
     return im if im.size == size else im.resize(size, RESAMPLE, reducing_gap=REDUCING_GAP)
 
 
+def _centre_box(im: Image.Image, width: int, height: int) -> tuple[int, int, int, int]:
+    return geometry.crop_box(im.width, im.height, width, height)
+
+
 def _target(
-    upright: tuple[int, int], width: int | None, height: int | None, crop: bool
+    upright: tuple[int, int], width: int | None, height: int | None, crop: Crop
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """The output size of an upright image fitted or cropped to ``width`` x ``height``, and
     the size the whole image is scaled to on the way (what decoding at reduced scale needs).
@@ -455,19 +468,21 @@ def thumb(
     dest: str,
     width: int | None,
     height: int | None,
-    crop: bool,
+    crop: Crop,
     rotation: int,
     poster: bool,
     fmt: str,
     max_pixels: int,
+    overlay: Overlay | None = None,
 ) -> ThumbResult:
-    """image.thumb: upright (EXIF), rotated counter-clockwise, then fitted or cropped.
+    """image.thumb: upright (EXIF), rotated counter-clockwise, then fitted or cropped, the
+    play badge and then ``overlay`` drawn on it.
 
     ``width``/``height`` describe the output, after rotation; with neither the upright size
     is kept, and with one the other follows the aspect ratio. The original size reported is
     the upright one, before the rotation asked for.
     """
-    crop = bool(crop and width and height)
+    crop = crop if width and height else False
     with opened(src, max_pixels) as im:
         transposes, (uw, uh) = _upright(im, rotation)
         size, scaled = _target((uw, uh), width, height, crop)
@@ -480,6 +495,8 @@ def thumb(
         out = _fitted(_decode(im, _stored(scaled, transposes), transposes), size, crop)
     if poster:
         out = play_badge(out)
+    if overlay:
+        out = overlay(out)
     _save(out, dest, fmt, icc)
     original = (uh, uw) if rotation in (90, 270) else (uw, uh)
     return ThumbResult(
@@ -496,9 +513,10 @@ def strip(
     wrap: int | None,
     fmt: str,
     max_pixels: int,
+    overlay: Overlay | None = None,
 ) -> StripResult:
     """image.strip: one cell per source, ``wrap`` per row, letterboxed (black, or
-    transparent in PNG) unless cropping.
+    transparent in PNG) unless cropping; ``overlay`` is drawn on the whole strip.
 
     One missing side of the cell follows the first image's aspect; with neither, the cell
     is the first image fitted into 160x120, never enlarged (as video.strip does).
@@ -522,6 +540,8 @@ def strip(
         x = (i % cols) * width + (width - cell.width) // 2
         y = (i // cols) * height + (height - cell.height) // 2
         canvas.paste(cell, (x, y), cell if cell.mode == "RGBA" else None)
+    if overlay:
+        canvas = overlay(canvas)
     canvas.save(dest, OUTPUTS[fmt][0], **OUTPUTS[fmt][3])
     return StripResult(
         count=len(sources), width=total[0], height=total[1], content_type=OUTPUTS[fmt][1]
@@ -544,9 +564,11 @@ def gif(
     loop: int,
     frame_duration: float,
     max_pixels: int,
+    fmt: str = "gif",
 ) -> GifResult:
     """image.gif: one frame per source, fitted (letterboxed on black) into the size of the
-    first image unless ``width``/``height`` say otherwise.
+    first image unless ``width``/``height`` say otherwise; an animated GIF, or an animated
+    WebP when ``fmt`` is ``"webp"`` (``animated_webp``).
 
     All frames share one palette built from a sample of every frame, and are
     Floyd-Steinberg dithered to it. Pillow then stores only the changed rectangle of each
@@ -566,13 +588,16 @@ def gif(
         frame = Image.new("RGB", (width, height))
         frame.paste(cell, ((width - cell.width) // 2, (height - cell.height) // 2))
         frames.append(frame)
+    if fmt == "webp":
+        animated_webp(frames, dest, frame_duration, loop)
+        return {"width": width, "height": height, "count": len(frames)}
     palette = _palette(frames)
     frames = _stable(frames, [_dither(f, palette) for f in frames])
     options: dict[str, Any] = {
         "save_all": True,
         "append_images": frames[1:],
         "optimize": True,
-        "duration": round(frame_duration * 100) * 10,
+        "duration": gif_duration_ms(frame_duration),
         "disposal": 1,
         "interlace": False,
         "palette": palette.getpalette(),
@@ -581,6 +606,31 @@ def gif(
         options["loop"] = loop
     frames[0].save(dest, "GIF", **options)
     return GifResult(width=width, height=height, count=len(frames))
+
+
+def gif_duration_ms(seconds: float) -> int:
+    """A frame's duration as a GIF stores it: whole hundredths of a second, in ms."""
+    return round(seconds * 100) * 10
+
+
+def animated_webp(frames: list[Image.Image], dest: str, frame_duration: float, loop: int) -> None:
+    """``frames`` as an animated WebP (lossy, full colour) that plays as our GIF would.
+
+    The same duration per frame, rounded as in the GIF, and identical consecutive frames
+    merged into one showing for their total (libwebp's encoder does that by itself). WebP
+    counts plays where a GIF's loop extension counts repeats after the first play, so
+    ``loop`` (GIF's meaning: 0 forever, -1 once, n repeats) becomes ``n + 1`` plays.
+    """
+    plays = 0 if loop == 0 else min(65535, max(1, loop + 1))
+    frames[0].save(
+        dest,
+        "WEBP",
+        save_all=True,
+        append_images=frames[1:],
+        duration=gif_duration_ms(frame_duration),
+        loop=plays,
+        **OUTPUTS["webp"][3],
+    )
 
 
 def _stable(sources: list[Image.Image], frames: list[Image.Image]) -> list[Image.Image]:

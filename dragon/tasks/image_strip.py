@@ -5,6 +5,10 @@ naming its URL. Without ``crop`` each image fits its cell, letterboxed on black 
 transparency in PNG); with it, each fills its cell, centre-cropped. One missing cell side
 follows the first image's aspect; with neither, a cell is the first image fitted into
 160x120, never enlarged.
+
+Beyond the original API: ``watermark`` draws a logo on the whole strip, placed and sized
+relative to the strip as on every task that takes one (the logo is fetched like the
+sources).
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from typing import Any
 from marshmallow import fields, validate
 
 from dragon import errors
-from dragon.media import geometry, image
+from dragon.media import geometry, image, watermark
 from dragon.tasks.context import TaskContext
-from dragon.tasks.schema import Choice, Size, TaskSchema, Url
+from dragon.tasks.schema import Choice, Size, TaskSchema, Url, Watermark
 
 TASK_NAME = "image.strip"
 HEAVY = True
@@ -32,6 +36,7 @@ class Schema(TaskSchema):
     crop = fields.Boolean(load_default=False)
     wrap = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
     format = Choice(["jpeg", "png"], load_default="jpeg")
+    watermark = Watermark()
 
 
 async def run(ctx: TaskContext) -> dict[str, Any]:
@@ -48,7 +53,12 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
                 f"a strip of {cols}x{rows} cells of {p['width']}x{p['height']} is "
                 f"over the limit of {max_pixels} pixels",
             )
-    sources = await image.fetch_sources(ctx, p["urls"])
+    spec: watermark.Watermark | None = p["watermark"]
+    sources = await image.fetch_sources(ctx, [*p["urls"], *([spec.url] if spec else [])])
+    overlay = None
+    if spec:
+        logo = sources.pop()
+        overlay = functools.partial(watermark.apply, src=logo, spec=spec, max_pixels=max_pixels)
     ctx.progress(50)
     dest = image.output_path(ctx.tmpdir, p["format"])
     result = await ctx.in_process(
@@ -62,6 +72,7 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
             p["wrap"],
             p["format"],
             max_pixels,
+            overlay,
         )
     )
     await ctx.output("output", dest, result["content_type"])

@@ -41,6 +41,7 @@ KINDS = {
     "Color": "colour #RRGGBB",
     "Dict": "object",
     "Raw": "any",
+    "Crop": 'boolean or `"smart"`',
 }
 
 
@@ -48,6 +49,10 @@ def kind(field: fields.Field[Any]) -> str:
     """The type column: ``list of URL`` for a list of URLs."""
     if isinstance(field, fields.List):
         return f"list of {kind(field.inner)}"
+    if isinstance(field, fields.Nested):
+        schema = field.schema
+        inner = ", ".join(f"`{n}`" for n in schema.fields)
+        return f"object ({inner})"
     name = type(field).__name__
     return KINDS.get(name, name.lower())
 
@@ -82,8 +87,9 @@ def default(field: fields.Field[Any]) -> str | None:
 
 
 def describe(field: fields.Field[Any]) -> tuple[str, str]:
-    """(type, constraints and default) of a marshmallow field, for a table row."""
-    notes = [default(field), *(bounds(field, v) for v in field.validators)]
+    """(type, what it is, constraints and default) of a marshmallow field, for a table row."""
+    what = field.metadata.get("description")
+    notes = [what, default(field), *(bounds(field, v) for v in field.validators)]
     return kind(field), "; ".join(note for note in notes if note)
 
 

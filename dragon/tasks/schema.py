@@ -60,6 +60,31 @@ def Choice(choices: Iterable[str], **kwargs: Any) -> fields.String:  # noqa: N80
     return fields.String(validate=validate.OneOf(choices), **kwargs)
 
 
+class Crop(fields.Boolean):
+    """``crop``: a boolean as marshmallow's ``Boolean`` reads one (``true``, ``"yes"``,
+    ``1``...), or ``"smart"``: crop around the most salient region rather than the centre
+    (``dragon.media.saliency``). Loads as ``True``, ``False`` or ``"smart"``."""
+
+    SMART = "smart"
+    default_error_messages = {"invalid": 'must be true, false or "smart"'}
+
+    def __init__(self, **kwargs: Any) -> None:
+        metadata = {
+            "description": 'fill the box and crop: true around the centre, "smart" around '
+            "the most interesting region",
+            # For OpenAPI: Boolean alone would promise booleans only.
+            "type": ["boolean", "string"],
+            "enum": [True, False, self.SMART],
+            **kwargs.pop("metadata", {}),
+        }
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == self.SMART:
+            return self.SMART
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def Loudness() -> fields.Float:  # noqa: N802
     """``loudness``: a target integrated loudness in LUFS (EBU R128), -70 to -5; None keeps
     the source's (``dragon.media.loudness``)."""

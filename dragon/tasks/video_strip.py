@@ -7,10 +7,15 @@ do not show the same keyframe in every cell.
 Cells: ``width``/``height`` give the cell; one alone keeps the aspect. By default a cell is
 the video fitted into 160x120 (160x90 for 16:9), never enlarged. Without ``crop`` frames
 are fitted inside the cell on black; with it they fill the cell, centre-cropped.
+
+Beyond the original API: ``format: "webp"`` makes an animated WebP of the frames instead
+of a sheet: one cell-sized frame per time, each shown ``frame_duration`` seconds (rounded
+to 1/100 s, as image.gif's frames), looping forever; ``wrap`` does not apply.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +24,7 @@ from PIL import Image
 
 from dragon import errors
 from dragon.config import Settings
-from dragon.media import ffmpeg, geometry, probe
+from dragon.media import ffmpeg, geometry, image, probe
 from dragon.tasks.context import TaskContext
 from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 
@@ -41,6 +46,8 @@ BATCH = 10
 KEYFRAME_STEP = 10.0
 MAX_JPEG_SIDE = 65_500
 JPEG_QUALITY = 85
+# Output formats: (Pillow format, extension, content type); webp is animated.
+FORMATS = {**ffmpeg.FRAME_FORMATS, "webp": ("WEBP", "webp", "image/webp")}
 
 
 class Schema(TaskSchema):
@@ -52,7 +59,12 @@ class Schema(TaskSchema):
     start = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=1e7))
     end = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1e7))
     count = fields.Integer(load_default=10, validate=validate.Range(min=1, max=200))
-    format = Choice(list(ffmpeg.FRAME_FORMATS), load_default="jpeg")
+    format = Choice(list(FORMATS), load_default="jpeg")
+    frame_duration = fields.Float(
+        load_default=0.5,
+        validate=validate.Range(min=0.01, max=655.35),
+        metadata={"description": "webp: how long each frame shows, in seconds"},
+    )
 
 
 def frame_times(start: float, end: float, count: int) -> list[float]:
@@ -118,7 +130,9 @@ def batch_argv(
 
 async def run(ctx: TaskContext) -> dict[str, Any]:
     p = ctx.params
-    fmt, ext, content_type = ffmpeg.FRAME_FORMATS[p["format"]]
+    fmt, ext, content_type = FORMATS[p["format"]]
+    if fmt == "WEBP" and not image.can_write("webp"):
+        raise errors.ParameterError.one("format", "webp output is not available here")
     info = await probe.fetch_source(ctx, p["url"], "video")
     last = probe.last_frame_time(info)
     if last is None:
@@ -132,7 +146,9 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
     cell = cell_size(probe.require_video(info), p["width"], p["height"])
     cols, rows = geometry.grid(len(times), p["wrap"])
     size = (cols * cell[0], rows * cell[1])
-    ffmpeg.check_size(*size, ctx.settings)
+    ffmpeg.check_size(*size, ctx.settings)  # an animation holds as many pixels as a sheet
+    if fmt == "WEBP":
+        size = cell
     if fmt == "JPEG" and max(size) > MAX_JPEG_SIDE:
         raise errors.ParameterError.one(
             "count", f"a {size[0]}x{size[1]} strip is too large for JPEG"
@@ -149,7 +165,10 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
         ctx.progress(90.0 * (first + len(batch)) / len(times))
 
     out = ctx.tmpdir / f"strip.{ext}"
-    await ctx.in_process(compose, rows_made, str(out), cell, cols, rows, len(times), fmt)
+    if fmt == "WEBP":
+        await ctx.in_process(animate, rows_made, str(out), cell, len(times), p["frame_duration"])
+    else:
+        await ctx.in_process(compose, rows_made, str(out), cell, cols, rows, len(times), fmt)
     await ctx.output("output", out, content_type)
     return {
         "count": len(times),
@@ -163,22 +182,34 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
     }
 
 
-def compose(
-    batches: list[str], out: str, cell: tuple[int, int], cols: int, rows: int, count: int, fmt: str
-) -> None:
-    """Cut the batches into cells and lay them out ``cols`` per row, on black."""
-    sheet = Image.new("RGB", (cols * cell[0], rows * cell[1]), (0, 0, 0))
+def cells(batches: list[str], cell: tuple[int, int], count: int) -> Iterator[Image.Image]:
+    """The first ``count`` cells of the batches (rows of cells side by side), in order."""
     index = 0
     for path in batches:
         with Image.open(path, formats=["PPM"]) as strip:
             strip.load()
             for k in range(strip.width // cell[0]):
                 if index >= count:
-                    break
-                tile = strip.crop((k * cell[0], 0, (k + 1) * cell[0], cell[1]))
-                sheet.paste(tile, ((index % cols) * cell[0], (index // cols) * cell[1]))
+                    return
+                yield strip.crop((k * cell[0], 0, (k + 1) * cell[0], cell[1]))
                 index += 1
+
+
+def compose(
+    batches: list[str], out: str, cell: tuple[int, int], cols: int, rows: int, count: int, fmt: str
+) -> None:
+    """Cut the batches into cells and lay them out ``cols`` per row, on black."""
+    sheet = Image.new("RGB", (cols * cell[0], rows * cell[1]), (0, 0, 0))
+    for index, tile in enumerate(cells(batches, cell, count)):
+        sheet.paste(tile, ((index % cols) * cell[0], (index // cols) * cell[1]))
     if fmt == "JPEG":
         sheet.save(out, "JPEG", quality=JPEG_QUALITY)
     else:
         sheet.save(out, "PNG", compress_level=6)
+
+
+def animate(
+    batches: list[str], out: str, cell: tuple[int, int], count: int, frame_duration: float
+) -> None:
+    """The cells as an animated WebP, in time order, looping forever (as image.gif's)."""
+    image.animated_webp(list(cells(batches, cell, count)), out, frame_duration, 0)
