@@ -202,8 +202,12 @@ def execute(conn: sqlite3.Connection, step: Step) -> object:
     cursor = conn.cursor()  # plain tuples: zipped with the names below, cheaper than Row
     try:
         if isinstance(step, QueryMany):
-            # One statement for every set: sets stay JSON here, whatever their size.
-            cursor.executemany(sql, [_as_json(p) for p in step.params])
+            # One statement for every set: sets stay JSON here, whatever their size (the
+            # steps of one statement share their shape, so the first one tells).
+            sets = step.params
+            if any(isinstance(v, list) for v in sets[0].values()):
+                sets = [_as_json(p) for p in sets]
+            cursor.executemany(sql, sets)
             return None
         cursor.execute(*bind(sql, step.params))
     except sqlite3.IntegrityError as exc:
