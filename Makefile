@@ -1,4 +1,5 @@
-# make install: .venv with dragon (editable, test extras) + ffmpeg, ImageMagick and fonts.
+# make install: .venv with dragon (editable, test extras) + ffmpeg, ImageMagick, fonts and
+#               espeak-ng (spoken tracks of video.create).
 # make run:     serve the API on 127.0.0.1:8080 (DRAGON_PORT to change), data in ./var.
 # make test:    the whole suite on SQLite with branch coverage (fails below COVERAGE_FLOOR),
 #               then the end-to-end suite on PostgreSQL + S3 (make test-sqlite / test-postgres).
@@ -11,7 +12,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := ffmpeg imagemagick fonts-dejavu-core curl postgresql chromium
+SYSTEM_PACKAGES := ffmpeg imagemagick fonts-dejavu-core curl postgresql chromium espeak-ng
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-tools run test test-sqlite test-postgres test-fast lint format bench clean
@@ -32,6 +33,7 @@ system-tools:
 	[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \

@@ -30,7 +30,7 @@ import defusedxml
 import defusedxml.sax
 
 from dragon.net.url_policy import url_problem
-from dragon.sxml import beatsync, ducking, motion, widgets
+from dragon.sxml import beatsync, ducking, motion, speech, widgets
 from dragon.sxml.model import (
     ADAPTERS,
     ATOMS,
@@ -441,13 +441,12 @@ class _Checker:
         ducking.check(node)
 
     def _audio(self, node: Node) -> None:
-        if node.attrs.get("voice") or node.text.strip():
-            raise DefinitionError(
-                node, "text-to-speech (a voice or text inside <audio>) is not supported"
-            )
-        if not node.attrs.get("filename"):
-            raise DefinitionError(node, "needs a filename")
-        self._url(node)
+        if speech.is_spoken(node):
+            self._spoken(node)
+        else:
+            if not node.attrs.get("filename"):
+                raise DefinitionError(node, "needs a filename or text to speak")
+            self._url(node)
         for name in ("skip", "fadein", "fadeout"):
             node.number(name)
         node.number("volume", maximum=10)
@@ -458,6 +457,24 @@ class _Checker:
                 f"{node.where()}: a looped track ducks the others for its whole span "
                 "(its loops are not measured)"
             )
+
+    def _spoken(self, node: Node) -> None:
+        """``<audio voice="...">text</audio>``: read aloud (``speech.py``); its internal
+        filename is one no URL can take."""
+        text = node.text.strip()
+        if not text:
+            raise DefinitionError(node, "has a voice but no text to speak")
+        if len(text) > speech.MAX_CHARACTERS:
+            raise DefinitionError(
+                node, f"has more than {speech.MAX_CHARACTERS} characters to speak"
+            )
+        _, problem = speech.voice(node.attrs.get("voice", ""))
+        if problem:
+            self.warn(f"{node.where()}: {problem}")
+        self.media += 1
+        if self.media > MAX_MEDIA:
+            raise DefinitionError(node, f"is one media file too many (at most {MAX_MEDIA})")
+        node.attrs["filename"] = f"{speech.PREFIX}{self.media}"
 
     def _text(self, node: Node) -> None:
         kind = node.attrs.get("type", "zone")

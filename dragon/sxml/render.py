@@ -29,7 +29,7 @@ from dragon.media import beats, ffmpeg, loudness, probe, streaming
 from dragon.media.pcm import pcm_argv, run_in_pool
 from dragon.media.probe import MediaInfo
 from dragon.net.fetcher import Download
-from dragon.sxml import assets, beatsync, ducking, profiles, segments, sound
+from dragon.sxml import assets, beatsync, ducking, profiles, segments, sound, speech
 from dragon.sxml.concurrent import gather, pair
 from dragon.sxml.context import MovieTask, Warn
 from dragon.sxml.filtergraph import Graph
@@ -269,7 +269,8 @@ async def sync_to_beats(
 async def fetch_media(
     ctx: MovieTask, nodes: list[Node]
 ) -> tuple[dict[str, Download], dict[str, MediaInfo]]:
-    """Download each URL once; probe those used by ``video`` and ``audio`` elements."""
+    """Download each URL once (and speak each spoken track); probe those used by
+    ``video`` and ``audio`` elements."""
     first: dict[str, Node] = {}
     needs: dict[str, set[str]] = {}
     for node in nodes:
@@ -279,6 +280,8 @@ async def fetch_media(
 
     async def fetch(url: str) -> tuple[str, Download]:
         try:
+            if url.startswith(speech.PREFIX):
+                return url, await speak(ctx, first[url], url)
             return url, await ctx.fetch(url)
         except errors.TaskError as e:
             raise _located(first[url], e) from None
@@ -300,6 +303,20 @@ async def fetch_media(
     timed = [url for url, tags in needs.items() if tags & {"video", "audio"}]
     media = dict(await gather((inspect(url) for url in timed), limit=PROBE_CONCURRENCY))
     return downloads, media
+
+
+async def speak(ctx: MovieTask, node: Node, name: str) -> Download:
+    """``node``'s text read aloud into a WAV file, as a download of that file. A voice
+    espeak-ng does not have (a language it was not built with) reads in English."""
+    out = ctx.tmpdir / f"{name.replace(':', '-')}.wav"
+    chosen, _ = speech.voice(node.attrs.get("voice", ""))
+    text = node.text.strip().encode()
+    result = await ctx.run(speech.argv(chosen, out), stdin=text, check=False)
+    if result.returncode != 0 or not out.exists() or out.stat().st_size == 0:
+        fallback = "+".join(speech.DEFAULT)
+        ctx.warn(f"{node.where()}: espeak-ng has no voice {chosen!r}: read in English")
+        await ctx.run(speech.argv(fallback, out), stdin=text, error_code=errors.PROCESS_FAILED)
+    return Download(path=out, mime="audio/wav", size=out.stat().st_size, url=name)
 
 
 def _located(node: Node, error: errors.TaskError) -> errors.TaskError:

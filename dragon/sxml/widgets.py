@@ -28,7 +28,7 @@ MUSIC_FADEOUT = 2.0
 MAP_CARD = "#808080"
 
 VIDEO_ATTRS = ("filename", "skip", "duration", "audio", "volume", "speed", *DUCKING)
-# ``voice`` is copied so that text-to-speech is refused as in core SXML.
+# ``voice`` is copied so that a widget's spoken track is read as in core SXML.
 AUDIO_ATTRS = (
     "filename",
     "skip",

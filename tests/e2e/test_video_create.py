@@ -824,3 +824,26 @@ def test_memorylane_movies_render_with_the_photos_coming_closer(dragon_server, u
     assert end[3] >= height - 2  # fitted: the 4:3 photo fills the height at z = 0
     assert start[3] / end[3] == pytest.approx(camera.depth_scale(-0.3), abs=0.03)
     assert start[2] < end[2]
+
+
+@pytest.mark.parametrize("voice", ["neospeech:julie", "fr", "klingon"])
+def test_a_voice_track_speaks_its_text_where_it_is_placed(dragon_server, tmp_path, voice):
+    """``<audio voice="...">text</audio>`` (the original service's text to speech) is read
+    by espeak-ng: audible after its margin, silent before; an unknown voice reads in
+    English, with a warning."""
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                '<stack><effect type="none" duration="6"><image color="#000000"/></effect>'
+                f'<audio voice="{voice}" margin-start="1.5">Hello from dragon, the movie'
+                " maker.</audio></stack>"
+            ),
+        )
+    )
+    assert result["duration"] == pytest.approx(6.0)  # the speech ends before the picture
+    warned = [w for w in result.get("warnings", []) if "voice" in w]
+    assert bool(warned) == (voice == "klingon"), result
+    path = fetch(dragon_server, result["export"], tmp_path, "voice.mp4")
+    assert loudness(path, 0.1, 1.3) < 0.001  # nothing before the voice starts
+    assert loudness(path, 1.6, 3.0) > 0.02  # speech

@@ -99,8 +99,8 @@ def test_empty_definition():
     [
         ('<sphere radius="1"/>', ["<sphere>", "not supported"]),
         ('<effect type="none"><image type="map" center="1,2"/></effect>', ["<image>", "map"]),
-        ('<audio voice="neospeech:julie">Hello</audio>', ["<audio>", "text-to-speech"]),
-        ("<audio>Hello there</audio>", ["<audio>", "text-to-speech"]),
+        ('<audio voice="neospeech:julie"/>', ["<audio>", "no text to speak"]),
+        ("<audio/>", ["<audio>", "filename or text"]),
         (f'<effect type="none">{IMAGE}<filter type="mask"/></effect>', ["<filter>", "mask"]),
         ('<widget type="slideshow.reflect.simple.index"/>', ["<widget>", "not supported"]),
         ("<blink/>", ["<blink>", "not an SXML element"]),
@@ -473,3 +473,29 @@ def test_a_very_long_word_wraps_quickly_and_completely():
     assert "".join(lines) == word
     assert all(font.getlength(line) <= 300 for line in lines)
     assert all(font.getlength(line + "a") > 300 for line in lines[:-1])  # each line is full
+
+
+def test_spoken_audio_needs_text_and_takes_an_internal_name():
+    definition = parse(
+        movie(
+            f'<stack><effect type="none" duration="3">{IMAGE}</effect>'
+            '<audio voice="neospeech:paul">Bonjour</audio>'
+            '<audio voice="qq-zz">Hi</audio></stack>'
+        )
+    )
+    spoken = [n for n in definition.media() if n.tag == "audio"]
+    assert [n.attrs["filename"] for n in spoken] == ["speech:2", "speech:3"]
+    assert [w for w in definition.warnings if "voice" in w] == []  # a language code is read
+    assert "no text to speak" in " ".join(errors_of(movie('<audio voice="fr"/>')))
+    refused = errors_of(movie('<audio filename="speech:1"/>'))
+    assert any("filename" in m for m in refused), refused  # not a URL: no user can name one
+
+
+def test_voices_map_to_espeak_voices():
+    from dragon.sxml import speech
+
+    assert speech.voice("neospeech:julie") == ("en-us+f3", None)
+    assert speech.voice("NeoSpeech:Hugh") == ("en-gb+m3", None)
+    assert speech.voice("de") == ("de", None)
+    chosen, problem = speech.voice("robot voice")
+    assert chosen == "en-us+m3" and problem and "English" in problem
