@@ -19,13 +19,14 @@ The preview is the same graph built at a height of at most 240 lines with x264's
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from dragon import errors
-from dragon.media import beats, ffmpeg, loudness, probe, streaming
+from dragon.media import beats, ffmpeg, loudness, probe, streaming, subtitles
 from dragon.media.pcm import pcm_argv, run_in_pool
 from dragon.media.probe import MediaInfo
 from dragon.net.fetcher import Download
@@ -142,25 +143,10 @@ async def create(ctx: MovieTask) -> dict[str, Any]:
 
 
 async def deliver(ctx: MovieTask, export: Path, profile: profiles.Profile) -> dict[str, Any]:
-    """Publish the export: its mix brought to ``loudness`` first (the video stream copied,
-    the audio encoded again through the second loudnorm pass), and with ``format`` hls or
-    dash a streaming ladder of it too (result ``stream``, and its ``renditions``)."""
+    """Publish the export, finished first (``finish``), and with ``format`` hls or dash a
+    streaming ladder of it too (result ``stream``, and its ``renditions``)."""
     p = ctx.params
-    target = p.get("loudness")
-    if target is not None:
-        info = await probe.probe_path(ctx, export, "video/mp4")
-        audio_filter = await loudness.normaliser(ctx, info, target) if info.has_audio else None
-        if audio_filter is not None:
-            levelled = export.with_name("export-levelled.mp4")
-            argv = ffmpeg.ffmpeg_argv(
-                *probe.input_args(info),
-                *("-map", "0:v:0", "-map", "0:a:0", "-c:v", "copy", "-af", audio_filter),
-                *("-c:a", "aac", "-b:a", f"{profile.audio_kbps}k", "-ar", "48000"),
-                *("-movflags", "+faststart", *ffmpeg.output_cap(ctx.settings)),
-                *("-f", "mp4", str(levelled)),
-            )
-            await ctx.run(argv)
-            export = levelled
+    export = await finish(ctx, export, profile)
     await ctx.output("export", export, "video/mp4")
     kind = p.get("format", "file")
     if kind == "file":
@@ -175,6 +161,47 @@ async def deliver(ctx: MovieTask, export: Path, profile: profiles.Profile) -> di
         audio_bitrate=profile.audio_kbps,
     )
     return {"stream_format": kind, "renditions": ladder["renditions"]}
+
+
+async def finish(ctx: MovieTask, export: Path, profile: profiles.Profile) -> Path:
+    """The export with its captions burned in (``subtitles``: the picture encoded again)
+    and its mix brought to ``loudness`` (the audio through the second loudnorm pass), in
+    one ffmpeg run that copies whichever stream it leaves alone; the export itself when
+    neither is asked."""
+    p = ctx.params
+    captions, target = p.get("subtitles"), p.get("loudness")
+    if captions is None and target is None:
+        return export
+    info = await probe.probe_path(ctx, export, "video/mp4")
+    audio_filter = None
+    if target is not None and info.has_audio:
+        audio_filter = await loudness.normaliser(ctx, info, target)
+    if captions is None and audio_filter is None:
+        return export
+    video = ["-c:v", "copy"]
+    if captions is not None:
+        download = await ctx.fetch(captions)
+        cues = ctx.tmpdir / subtitles.FILENAME
+        await ctx.in_process(functools.partial(subtitles.write, str(download.path), str(cues)))
+        video = [
+            "-vf",
+            subtitles.burn_filter(),
+            *x264(profile, ffmpeg.x264_preset(ctx.settings), CRF),
+        ]
+    audio = ["-c:a", "copy"] if audio_filter is None else ["-af", audio_filter, *aac(profile)]
+    finished = export.with_name("export-finished.mp4")
+    argv = ffmpeg.ffmpeg_argv(
+        *probe.input_args(info),
+        *("-map", "0:v:0", *(["-map", "0:a:0"] if info.has_audio else [])),
+        *video,
+        *(audio if info.has_audio else []),
+        *("-movflags", "+faststart", *ffmpeg.output_cap(ctx.settings)),
+        *("-f", "mp4", str(finished)),
+    )
+    # No progress here: the render has reported up to 99 %, and this run is short.
+    await ctx.run(argv, error_code=errors.PROCESS_FAILED)
+    ffmpeg.check_output(finished, ctx.settings)
+    return finished
 
 
 async def check_length(ctx: MovieTask, path: Path, expected: float, rate: Fraction) -> None:

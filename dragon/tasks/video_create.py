@@ -20,7 +20,7 @@ from dragon.media import streaming
 from dragon.sxml import profiles, render
 from dragon.sxml.parse import DefinitionErrors, parse
 from dragon.tasks.context import TaskContext
-from dragon.tasks.schema import Choice, Loudness, TaskSchema
+from dragon.tasks.schema import Choice, Loudness, TaskSchema, Url
 from dragon.tasks.video_convert import RenditionSchema
 
 # Definitions up to this size are parsed and checked in the schema, when the task is
@@ -40,6 +40,11 @@ class Schema(TaskSchema):
     thumbnail_time = fields.Float(load_default=1.0)
     antialias = fields.Integer(load_default=4, validate=validate.OneOf([1, 2, 4]))
     loudness = Loudness()
+    subtitles = Url(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "an SRT or WebVTT file whose cues are burned into the export"},
+    )
     format = Choice(
         ["file", "hls", "dash"],
         load_default="file",

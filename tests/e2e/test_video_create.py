@@ -847,3 +847,20 @@ def test_a_voice_track_speaks_its_text_where_it_is_placed(dragon_server, tmp_pat
     path = fetch(dragon_server, result["export"], tmp_path, "voice.mp4")
     assert loudness(path, 0.1, 1.3) < 0.001  # nothing before the voice starts
     assert loudness(path, 1.6, 3.0) > 0.02  # speech
+
+
+def test_subtitles_are_burned_into_the_export_at_their_times(dragon_server, origin, tmp_path):
+    cues = "1\n00:00:01,000 --> 00:00:02,000\nHELLO WORLD\n"
+    url = origin.add("sxml/cues.srt", cues.encode(), "application/x-subrip")
+    result = assert_success(
+        create(
+            dragon_server,
+            movie('<effect type="none" duration="3"><image color="#000000"/></effect>'),
+            subtitles=url,
+        )
+    )
+    path = fetch(dragon_server, result["export"], tmp_path, "captions.mp4")
+    assert probe(path)["video"]["nb_read_frames"] == "75"  # the length is kept
+    band = slice(H * 2 // 3, None)  # captions sit at the bottom
+    lit = [(frame(path, n)[band].min(axis=2) > 200).sum() for n in (12, 37, 62)]
+    assert lit[0] == 0 and lit[1] > 30 and lit[2] == 0, lit
