@@ -47,15 +47,32 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = orjson.loads(raw)
+        body = parse_json(bytes(raw), "body", "body")
     except orjson.JSONDecodeError as exc:
         raise RequestError("body", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise RequestError("body", "body must be a JSON object")
-    # Only a body with more brackets than the limit can nest deeper: most skip the walk.
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and too_deep(body, MAX_JSON_DEPTH):
-        raise RequestError("body", f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
     return body
+
+
+def parse_json(raw: bytes, name: str, location: str) -> object:
+    """``raw`` parsed as JSON, refused with a 400 on ``name`` when it nests too deep.
+
+    Every JSON a request carries goes through here (bodies, and query-string values that
+    hold JSON), so every one meets the same depth limit: deeper input would parse, then
+    fail to store or to hash with a 500. Malformed JSON raises ``orjson.JSONDecodeError``
+    for the caller to decide (a body is refused, a query value stays a string).
+    """
+    value = orjson.loads(raw)
+    # Only text with more brackets than the limit can nest deeper: most skip the walk.
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if (
+        isinstance(value, dict | list)
+        and brackets > MAX_JSON_DEPTH
+        and too_deep(value, MAX_JSON_DEPTH)
+    ):
+        raise RequestError(name, f"JSON nests deeper than {MAX_JSON_DEPTH} levels", location)
+    return value
 
 
 def too_deep(value: dict[str, Any] | list[Any], limit: int) -> bool:

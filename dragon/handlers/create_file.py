@@ -34,7 +34,7 @@ from dragon.api.openapi import (
     query,
     ref,
 )
-from dragon.api.request import json_body
+from dragon.api.request import json_body, parse_json
 from dragon.api.state import state
 from dragon.engine.auth import Account
 from dragon.engine.result_cache import ResultCache, canonical
@@ -57,7 +57,8 @@ def query_definition(query: MultiMapping[str]) -> dict[str, Any]:
     """A task definition from a query string: ``task_name`` plus one entry per parameter.
 
     A repeated name becomes a list, and a value that starts with ``{`` or ``[`` is read as
-    JSON when it parses (``task_store={"type":"volatile"}``). Numbers and booleans stay
+    JSON when it parses (``task_store={"type":"volatile"}``; deeper than the bodies' limit
+    is a 400, as in a body). Numbers and booleans stay
     strings: the task's schema converts them, as it does for JSON bodies.
     """
     name = query.get("task_name")
@@ -67,15 +68,16 @@ def query_definition(query: MultiMapping[str]) -> dict[str, Any]:
     for field in dict.fromkeys(query.keys()):
         if field in NOT_PARAMETERS:
             continue
-        values = [_value(v) for v in query.getall(field)]
+        values = [_value(field, v) for v in query.getall(field)]
         definition[field] = values[0] if len(values) == 1 else values
     return definition
 
 
-def _value(text: str) -> object:
+def _value(field: str, text: str) -> object:
+    """A query value: JSON when it looks like and parses as JSON (within the depth limit)."""
     if text[:1] in ("{", "["):
         try:
-            return orjson.loads(text)
+            return parse_json(text.encode(), field, "querystring")
         except orjson.JSONDecodeError:
             pass
     return text
