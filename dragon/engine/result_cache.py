@@ -13,8 +13,9 @@ but never wrong, and it lives at most as long as the file it points to.
 An entry holds a digest of the definition, never the definition: a definition may be
 megabytes (``task_metas`` up to the body limit), and the task's row already holds it in full.
 The cache is bounded in bytes (least recently used entries go first), so whatever clients
-send it holds at most ``MAX_BYTES``: a restart only costs one task per URL. With several nodes each keeps its own, so a URL costs at most one task
-per node; sharing it would need a table.
+send it holds at most ``MAX_BYTES``: a restart only costs one task per URL. With several
+nodes each keeps its own, so a URL costs at most one task per node; sharing it would need a
+table.
 """
 
 from __future__ import annotations

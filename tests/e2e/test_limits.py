@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -17,10 +18,9 @@ from tests.support.server import Server
 def rss_bytes(server: Server) -> int:
     """The server process's resident memory."""
     assert server.proc is not None
-    for line in open(f"/proc/{server.proc.pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    status = Path(f"/proc/{server.proc.pid}/status").read_text()
+    [line] = [line for line in status.splitlines() if line.startswith("VmRSS:")]
+    return int(line.split()[1]) * 1024
 
 
 def nested(depth: int) -> str:
