@@ -38,6 +38,7 @@ from dragon.stores.backends import Backend, LocalBackend
 from dragon.stores.s3 import S3Backend
 from dragon.tasks import load_tasks
 from dragon.web import dashboard
+from dragon.web.connections import connection_limit, streams_per_account
 from dragon.web.http_metrics import metrics_middleware, serve_metrics
 
 log = logging.getLogger("dragon")
@@ -211,6 +212,9 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[STATE] = State(settings)
     app[DATABASE_HEALTH] = DatabaseHealth()
+    app[events.ACCOUNT_STREAMS] = events.AccountStreams(
+        streams_per_account(connection_limit(settings))
+    )
     app.cleanup_ctx.append(_resources)
     setup_routes(app)
     return app
