@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -13,6 +14,7 @@ from urllib.parse import quote, urlencode
 import pytest
 
 from tests.e2e.test_create_file import fetch
+from tests.e2e.test_disk_full import MiB, fill
 from tests.e2e.test_hardening import closed_within
 from tests.support.server import Server
 
@@ -144,3 +146,60 @@ def test_one_accounts_streams_cannot_take_every_connection(make_server):
     finally:
         for s in streams:
             s.close()
+
+
+# -- storage deletes: bounded filters, and honest on a full disk -----------------------------
+
+
+@pytest.mark.parametrize("max_age", ["-1", "nan", "1e400", "inf", "-0.5"])
+def test_a_max_age_that_is_not_a_positive_number_of_days_is_a_400(dragon_server, max_age):
+    [task] = dragon_server.create([{"task_name": "test.file", "text": "keep me"}])
+    r = dragon_server.request("DELETE", f"/v2/storage/files/{task['key']}?max_age={max_age}")
+    assert r.status == 400, r.body
+    assert r.json()["errors"][0]["name"] == "max_age"
+    listing = dragon_server.request("GET", f"/v2/storage/files/{task['key']}/")
+    assert listing.status == 200 and len(listing.json()["files"]) == 1
+    # A number of days still works: nothing of this task is a day old.
+    r = dragon_server.request("DELETE", f"/v2/storage/files/{task['key']}?max_age=1")
+    assert r.status == 200 and r.json()["deleted"] == []
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 40 MiB tmpfs, as ``test_disk_full`` mounts (root only; skipped where not allowed)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_delete_on_a_full_disk_is_done_and_the_listing_says_so(make_server, tmpfs):
+    server = make_server(
+        env={"DRAGON_MIN_FREE_BYTES": str(4 * MiB)}, data_dir=tmpfs / "d", backend="sqlite"
+    )
+    filler = None
+    try:
+        [task] = server.create([{"task_name": "test.file", "text": "tiny"}])
+        [file] = server.request("GET", f"/v2/storage/files/{task['key']}/").json()["files"]
+        filler = fill(tmpfs)  # a 4 KB file freed is no room for the database's journal
+        r = server.request("DELETE", f"/v2/storage/files/{file['name']}")
+        assert r.status == 200, r.body
+        assert r.json()["deleted"] == [file["name"]]
+        listing = server.request("GET", "/v2/storage/files?recursive=true").json()
+        assert file["name"] not in [f["name"] for f in listing["files"]]
+        assert server.get(file["url"]).status == 404
+        filler.unlink()
+        filler = None
+        # With room again the database forgets the file too.
+        listing = server.request("GET", "/v2/storage/files?recursive=true").json()
+        assert file["name"] not in [f["name"] for f in listing["files"]]
+        assert server.request("GET", f"/v2/storage/files/{task['key']}/").status == 404
+    finally:
+        if filler is not None:
+            filler.unlink()
+        server.stop()
