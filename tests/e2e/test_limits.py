@@ -203,3 +203,28 @@ def test_a_delete_on_a_full_disk_is_done_and_the_listing_says_so(make_server, tm
         if filler is not None:
             filler.unlink()
         server.stop()
+
+
+# -- malformed requests: one log line each, and not many a minute ----------------------------
+
+
+def test_malformed_requests_cannot_flood_the_log(make_server):
+    server = make_server()
+    before = len(server.log().splitlines())
+    for _ in range(200):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(b"POST /v2/create HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), answer
+    time.sleep(0.5)
+    added = server.log().splitlines()[before:]
+    assert "Traceback" not in "\n".join(added)
+    malformed = [line for line in added if "malformed request from" in line]
+    assert len(malformed) == 10, added[:20]  # at most 10 a minute, one line each
+    assert "Content-Length" in malformed[0], malformed[0]
+    # Besides those ten, one access-log line per request, as for any request; 141 KB before.
+    others = [line for line in added if line not in malformed]
+    assert all("aiohttp.access" in line for line in others), others[:5]
+    assert len(others) <= 201 and len("\n".join(added)) < 30_000
