@@ -19,7 +19,11 @@ def file_name(url: str) -> str:
     a control character, and short enough for any file system."""
     name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     name = "".join("_" if c in "/\\" or not c.isprintable() else c for c in name)
-    name = name.encode()[:MAX_NAME_BYTES].decode(errors="ignore")
+    if len(name.encode()) > MAX_NAME_BYTES:  # cut the stem, keep a short extension
+        stem, dot, extension = name.rpartition(".")
+        suffix = dot + extension if stem and len(extension) <= 16 else ""
+        cut = MAX_NAME_BYTES - len(suffix.encode())
+        name = name[: len(name) - len(suffix)].encode()[:cut].decode(errors="ignore") + suffix
     if name.strip(". ") == "":
         raise ValueError(f"no file name in {url[:200]!r}")
     return name

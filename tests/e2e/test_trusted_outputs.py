@@ -11,8 +11,9 @@ import pty
 import subprocess
 import sys
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode, urlsplit
 
 import pytest
 
@@ -109,3 +110,68 @@ def test_a_hostile_output_name_is_shown_as_text_on_a_terminal(dragon_server, tmp
     assert "Traceback" not in drawn and "\x1b]0;owned" not in drawn
     [saved] = lines(out.decode())
     assert saved["name"] == name and Path(saved["path"]).read_text() == "hello file"
+
+
+class FakeDragon:
+    """A server answering the client's status and ``/v2/file`` requests for one task whose
+    stored outputs have awkward file names (a plugin store could make them so)."""
+
+    def __init__(self, files: dict[str, tuple[str, bytes]]) -> None:
+        """``files``: output name -> (path of its URL, bytes)."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body: bytes, **headers: str) -> None:
+                self.send_response(status)
+                for k, v in {"Content-Length": str(len(body)), **headers}.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers["Content-Length"]))
+                result = {name: fake.url + path for name, (path, _) in files.items()}
+                doc = [{"key": "K", "status": "success", "result": result}]
+                self._send(200, json.dumps(doc).encode(), **{"Content-Type": "application/json"})
+
+            def do_GET(self):
+                parts = urlsplit(self.path)
+                if parts.path.startswith("/v2/file/"):
+                    name = unquote(parts.path.removeprefix("/v2/file/"))
+                    path = files[name][0]
+                    self._send(302, b"", Location=fake.url + path)
+                    return
+                body = next(data for path, data in files.values() if path == parts.path)
+                self._send(200, body, **{"Content-Type": "application/octet-stream"})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_outputs_with_one_file_name_or_a_long_one_are_all_saved(tmp_path):
+    long_name = "x" * 300 + ".bin"
+    fake = FakeDragon(
+        {
+            "first": ("/a/out.bin", b"first"),
+            "second": ("/b/out.bin", b"second"),
+            "long": (f"/c/{long_name}", b"long"),
+        }
+    )
+    try:
+        env = {"DRAGON_URL": fake.url, "DRAGON_SECRET": "s"}
+        done = dragon("download", "K", "--to", str(tmp_path), env=env, check=False)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        saved = {s["name"]: Path(s["path"]) for s in lines(done.stdout)}
+        assert saved["first"].name == "out.bin" and saved["second"].name == "out-2.bin"
+        assert [saved[n].read_bytes() for n in ("first", "second", "long")] == [
+            b"first",
+            b"second",
+            b"long",
+        ]
+        assert saved["long"].name == "x" * 196 + ".bin"  # a file system takes 255 bytes
+    finally:
+        fake.httpd.shutdown()
