@@ -4,7 +4,9 @@
 in the query string (``task_name`` plus the task's parameters), so an ``<img src>`` can point
 at it; ``GET /v1/file/{filename}?task=KEY`` waits for an existing task. All three answer:
 
-* 302 to the output file named ``filename`` (any name will do for a task with one output);
+* 302 to the output file named ``filename`` (any name will do for a task with one output):
+  only to a file the task stored (the files table knows it), never to a URL the result
+  merely holds, such as a scraped page's title;
 * 404 ``{"status": "error", "message": "'medium' is not a valid filename, choose one of: ..."}``;
 * 400 with the task's status document when the task ends in error.
 
@@ -58,9 +60,9 @@ def query_definition(query: MultiMapping[str]) -> dict[str, Any]:
     """A task definition from a query string: ``task_name`` plus one entry per parameter.
 
     A repeated name becomes a list, and a value that starts with ``{`` or ``[`` is read as
-    JSON when it parses (``task_store={"type":"volatile"}``; deeper than the bodies' limit
-    is a 400, as in a body). Numbers and booleans stay
-    strings: the task's schema converts them, as it does for JSON bodies.
+    JSON when it parses (``task_store={"type":"volatile"}``; nesting deeper than a body may
+    is a 400). Numbers and booleans stay strings: the task's schema converts them, as it
+    does for JSON bodies.
     """
     name = query.get("task_name")
     if not name:
