@@ -15,6 +15,11 @@ from aiohttp import web
 from dragon.api.state import state
 from dragon.errors import RequestError
 
+# A request body that sends nothing for this long is answered 408 (or for the idle timeout,
+# when shorter): bodies come in one go from real clients, and a connection waiting on a
+# stalled body holds a descriptor and a place under the connection cap.
+BODY_STALL_SECONDS = 10.0
+
 # Deepest JSON a request may nest. Task parameters are stored (and sent back) as JSON, and
 # the serialiser refuses past 254 levels, so deeper input is refused up front with a 400.
 MAX_JSON_DEPTH = 64
@@ -24,7 +29,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if request.method in ("GET", "HEAD"):
         return {}
     settings = state(request).settings
-    max_size, stall = settings.max_body_bytes, settings.http_idle_timeout_seconds
+    max_size = settings.max_body_bytes
+    stall = min(settings.http_idle_timeout_seconds, BODY_STALL_SECONDS)
     if request.content_length is not None and request.content_length > max_size:
         raise RequestError("body", f"request body is over {max_size} bytes", status=413)
     raw = bytearray()  # read() may return part of the body: read until the end or the limit
@@ -39,6 +45,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
             raise RequestError(
                 "body", f"the request body stalled for {stall:g} s", status=408
             ) from None
+        except ConnectionError:  # closed to make room (web.connections), or by the client
+            raise RequestError("body", "the connection closed before the body ended") from None
         if not chunk:
             break
         raw += chunk
@@ -47,15 +55,32 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = orjson.loads(raw)
+        body = parse_json(bytes(raw), "body", "body")
     except orjson.JSONDecodeError as exc:
         raise RequestError("body", f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise RequestError("body", "body must be a JSON object")
-    # Only a body with more brackets than the limit can nest deeper: most skip the walk.
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and too_deep(body, MAX_JSON_DEPTH):
-        raise RequestError("body", f"JSON nests deeper than {MAX_JSON_DEPTH} levels")
     return body
+
+
+def parse_json(raw: bytes, name: str, location: str) -> object:
+    """``raw`` parsed as JSON, refused with a 400 on ``name`` when it nests too deep.
+
+    Every JSON a request carries goes through here (bodies, and query-string values that
+    hold JSON), so every one meets the same depth limit: deeper input would parse, then
+    fail to store or to hash with a 500. Malformed JSON raises ``orjson.JSONDecodeError``
+    for the caller to decide (a body is refused, a query value stays a string).
+    """
+    value = orjson.loads(raw)
+    # Only text with more brackets than the limit can nest deeper: most skip the walk.
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if (
+        isinstance(value, dict | list)
+        and brackets > MAX_JSON_DEPTH
+        and too_deep(value, MAX_JSON_DEPTH)
+    ):
+        raise RequestError(name, f"JSON nests deeper than {MAX_JSON_DEPTH} levels", location)
+    return value
 
 
 def too_deep(value: dict[str, Any] | list[Any], limit: int) -> bool:

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Container, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +87,24 @@ class AsyncClient:
     def outputs(status: wire.Status) -> dict[str, str]:
         return wire.outputs(status)
 
+    async def files(self, status: wire.Status) -> dict[str, str]:
+        """See ``Client.files``."""
+        key = status.get("key")
+        if not isinstance(key, str):
+            return {}
+        return {
+            name: url
+            for name, url in wire.outputs(status).items()
+            if await self._stored(key, name, url)
+        }
+
     async def download(
-        self, url: str, to: str | os.PathLike[str] = ".", progress: wire.Progress | None = None
+        self,
+        url: str,
+        to: str | os.PathLike[str] = ".",
+        progress: wire.Progress | None = None,
+        *,
+        avoid: Container[str] = (),
     ) -> Path:
         """See ``Client.download``; file writes go through a thread."""
         attempts = wire.Attempts(url, self.retries, safe=True)
@@ -100,7 +116,7 @@ class AsyncClient:
                     if response.status_code != 200:
                         await response.aread()
                     else:
-                        dest = Destination(Path(to), url, response.headers)
+                        dest = Destination(Path(to), url, response.headers, avoid)
                         with dest.open() as f:
                             async for chunk in response.aiter_bytes():
                                 await asyncio.to_thread(f.write, chunk)
@@ -113,6 +129,24 @@ class AsyncClient:
             await asyncio.sleep(delay or 0.0)
 
     # -- plumbing ------------------------------------------------------------------------
+
+    async def _stored(self, key: str, name: str, url: str) -> bool:
+        """See ``Client._stored``."""
+        attempts = wire.Attempts(self.url, self.retries, safe=True)
+        while True:
+            try:
+                response = await self._http.get(
+                    self.url + wire.file_path(key, name),
+                    headers=self._headers,
+                    timeout=wire.timeout(self._timeout),
+                )
+            except httpx.TransportError as exc:
+                await asyncio.sleep(attempts.after_error(exc))
+                continue
+            verdict = wire.stored(response, url)
+            if verdict is not None:
+                return verdict
+            await asyncio.sleep(attempts.after_response(response) or 0.0)
 
     async def _call(
         self, path: str, body: dict[str, Any], *, safe: bool, wait: bool

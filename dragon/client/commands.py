@@ -157,6 +157,7 @@ class DownloadProgress:
         self.bars = None
         if err.isatty():
             from rich.console import Console
+            from rich.markup import escape
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -172,7 +173,7 @@ class DownloadProgress:
                 TransferSpeedColumn(),
                 console=Console(file=err),
             )
-            self.bar = self.bars.add_task(label, total=None)
+            self.bar = self.bars.add_task(escape(label), total=None)
             self.bars.start()
 
     def __call__(self, done: int, total: int | None) -> None:
@@ -258,21 +259,34 @@ def cmd_download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if status.get("status") == "error":
             print(f"dragon: {error_message(status)}", file=err)
             return TASK_FAILED
-        outputs = client.outputs(status)
+        outputs = client.files(status)
         if not outputs:
             print(f"dragon: task {args.key} has no output files", file=err)
             return TASK_FAILED
+        saved: set[str] = set()
+        failed = 0
         for name, file_url in outputs.items():
-            progress = DownloadProgress(err, name)
+            progress = DownloadProgress(err, printable(name))
             path = None
             try:
-                path = client.download(file_url, args.to, progress=progress)
+                path = client.download(file_url, args.to, progress=progress, avoid=saved)
+            except (ValueError, OSError) as exc:  # a name the file system cannot take
+                print(f"dragon: could not save {printable(name)}: {exc}", file=err)
+                failed += 1
+                continue
             finally:
                 progress.close(path)
+            saved.add(path.name)
             emit(
                 {"name": name, "url": file_url, "path": str(path), "size": path.stat().st_size}, out
             )
-    return 0
+    return TASK_FAILED if failed else 0
+
+
+def printable(text: str, most: int = 100) -> str:
+    """``text`` safe for a terminal: no control characters (escape sequences), kept short."""
+    clean = "".join(c if c.isprintable() else "?" for c in text)
+    return clean if len(clean) <= most else clean[: most - 3] + "..."
 
 
 # A command: its parsed arguments, stdout and stderr in; the exit status out.

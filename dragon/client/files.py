@@ -5,26 +5,50 @@ from __future__ import annotations
 import contextlib
 import mimetypes
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+# Longest file name written: most file systems take 255 bytes, and a suffix may be added.
+MAX_NAME_BYTES = 200
+
 
 def file_name(url: str) -> str:
-    """The last segment of the URL's path, as ``curl -O`` names files; never a path."""
+    """The last segment of the URL's path, as ``curl -O`` names files; never a path, never
+    a control character, and short enough for any file system."""
     name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    name = name.replace("/", "_").replace("\\", "_").replace("\0", "_")
-    if name in ("", ".", ".."):
-        raise ValueError(f"no file name in {url!r}")
+    name = "".join("_" if c in "/\\" or not c.isprintable() else c for c in name)
+    if len(name.encode()) > MAX_NAME_BYTES:  # cut the stem, keep a short extension
+        stem, dot, extension = name.rpartition(".")
+        suffix = dot + extension if stem and len(extension) <= 16 else ""
+        cut = MAX_NAME_BYTES - len(suffix.encode())
+        name = name[: len(name) - len(suffix)].encode()[:cut].decode(errors="ignore") + suffix
+    if name.strip(". ") == "":
+        raise ValueError(f"no file name in {url[:200]!r}")
+    return name
+
+
+def numbered(name: str, avoid: Container[str]) -> str:
+    """``name``, or ``stem-2.ext``, ``stem-3.ext``... the first that ``avoid`` does not hold."""
+    stem, dot, extension = name.rpartition(".")
+    if not stem:
+        stem, dot, extension = name, "", ""
+    n = 1
+    while name in avoid:
+        n += 1
+        name = f"{stem}-{n}{dot}{extension}"
     return name
 
 
 class Destination:
     """The file a download is written to: ``NAME.part`` until complete, then ``NAME``, so an
-    interrupted download never leaves a truncated file under the real name."""
+    interrupted download never leaves a truncated file under the real name. ``avoid``: names
+    already taken by the same download, so two outputs never write over each other."""
 
-    def __init__(self, folder: Path, url: str, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self, folder: Path, url: str, headers: Mapping[str, str], avoid: Container[str] = ()
+    ) -> None:
         name = file_name(url)
         content_type = headers.get("Content-Type", "").split(";")[0].strip()
         known = mimetypes.guess_all_extensions(content_type) if content_type else []
@@ -32,7 +56,7 @@ class Destination:
             # Local output URLs end with no extension (dragon-image.thumb-IeWutW); a file
             # on disk is more useful with one.
             name += mimetypes.guess_extension(content_type) or ""
-        self.path = folder / name
+        self.path = folder / numbered(name, avoid)
         length = headers.get("Content-Length")
         self.total = int(length) if length and length.isdigit() else None
         self.done = 0

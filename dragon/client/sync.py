@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,16 +100,37 @@ class Client:
 
     @staticmethod
     def outputs(status: wire.Status) -> dict[str, str]:
-        """Output files of a finished task: ``{name: url}``."""
+        """The URLs of a finished task's result: ``{name: url}``, unchecked (see ``files``)."""
         return wire.outputs(status)
 
+    def files(self, status: wire.Status) -> dict[str, str]:
+        """Output files of a finished task: ``{name: url}`` of the files it stored.
+
+        A result's URL may be text the task read from its sources (a page's title), so
+        each is kept only when the server confirms it is the file the task stored under
+        that name: what the task's sources say never picks what is downloaded.
+        """
+        key = status.get("key")
+        if not isinstance(key, str):
+            return {}
+        return {
+            name: url for name, url in wire.outputs(status).items() if self._stored(key, name, url)
+        }
+
     def download(
-        self, url: str, to: str | os.PathLike[str] = ".", progress: wire.Progress | None = None
+        self,
+        url: str,
+        to: str | os.PathLike[str] = ".",
+        progress: wire.Progress | None = None,
+        *,
+        avoid: Container[str] = (),
     ) -> Path:
         """Save an output file into the folder ``to``; returns its path.
 
         Output URLs need no credentials, and none are sent: they may point to another host
         (S3, a CDN). ``progress(done_bytes, total_bytes_or_None)`` is called as it arrives.
+        ``avoid``: file names not to write over (those saved before by the same download);
+        the file then gets a numbered name.
         """
         attempts = wire.Attempts(url, self.retries, safe=True)
         while True:
@@ -120,7 +141,7 @@ class Client:
                     if response.status_code != 200:
                         response.read()
                     else:
-                        dest = Destination(Path(to), url, response.headers)
+                        dest = Destination(Path(to), url, response.headers, avoid)
                         with dest.open() as f:
                             for chunk in response.iter_bytes():
                                 f.write(chunk)
@@ -133,6 +154,24 @@ class Client:
             time.sleep(delay or 0.0)
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def _stored(self, key: str, name: str, url: str) -> bool:
+        """Whether the server redirects ``/v2/file/NAME?task=KEY`` to ``url``."""
+        attempts = wire.Attempts(self.url, self.retries, safe=True)
+        while True:
+            try:
+                response = self._http.get(
+                    self.url + wire.file_path(key, name),
+                    headers=self._headers,
+                    timeout=wire.timeout(self._timeout),
+                )
+            except httpx.TransportError as exc:
+                time.sleep(attempts.after_error(exc))
+                continue
+            verdict = wire.stored(response, url)
+            if verdict is not None:
+                return verdict
+            time.sleep(attempts.after_response(response) or 0.0)
 
     def _call(
         self, path: str, body: dict[str, Any], *, safe: bool, wait: bool

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -209,8 +210,25 @@ def key_list(keys: str | Iterable[str]) -> list[str]:
     return [keys] if isinstance(keys, str) else list(keys)
 
 
+def file_path(key: str, name: str) -> str:
+    """The path of ``/v2/file``, which redirects to the file a task stored as output ``name``."""
+    return f"/v2/file/{quote(name, safe='')}?task={quote(key, safe='')}"
+
+
+def stored(response: httpx.Response, url: str) -> bool | None:
+    """Does the ``/v2/file`` answer confirm that ``url`` is a file the task stored? None when
+    it is no answer (a refusal to retry, or an error to raise through ``Attempts``)."""
+    if response.status_code in (301, 302, 303, 307, 308):
+        return str(response.headers.get("Location", "")) == url
+    if response.status_code in (200, 404):
+        return False
+    return None
+
+
 def outputs(status: Status) -> dict[str, str]:
-    """The output files of a finished task: the result's top-level values that are URLs."""
+    """The result's top-level values that are URLs: candidate output files only, since a
+    result also carries text from the task's sources (``html.scrape``'s ``page_title``);
+    ``Client.files`` keeps those the server says the task stored."""
     result = status.get("result")
     if not isinstance(result, dict):
         return {}

@@ -3,7 +3,9 @@ its expiration setting.
 
 Everything is read from the caller's own account in the database's storage index; usage is
 kept up to date there by every store and delete. A delete forgets the rows first (the file
-server stops serving them at once) and then the store removes the bytes.
+server stops serving them at once) and then the store removes the bytes; on a full disk the
+bytes may go first, and files the database could not forget yet are hidden here
+(``Stores.removed``) until it can.
 """
 
 from __future__ import annotations
@@ -43,14 +45,21 @@ class Storage:
 
     async def listing(self, account: Account, path: str, recursive: bool) -> dict[str, Any]:
         """The files and directories at ``path``, and the account's usage."""
+        await self.stores.forget_removed()
         path = path.strip("/")
         directories: list[str] = []
         if not path:
-            directories = [f"{k}/" for k in await self.db.file_directories(account.id)]
-            chosen = await self.db.list_files(account.id) if recursive else []
+            keys = await self.db.file_directories(account.id)
+            if self.stores.removed:  # a directory of deleted files only is gone too
+                live = self.stores.unremoved(await self.db.list_files(account.id))
+                keys = [k for k in keys if k in {r["task_key"] for r in live}]
+            directories = [f"{k}/" for k in keys]
+            chosen = (
+                self.stores.unremoved(await self.db.list_files(account.id)) if recursive else []
+            )
         else:
             rows = await self.db.list_files(account.id, task_key=path.split("/", 1)[0])
-            chosen = [r for r in rows if _in_path(r, path)]
+            chosen = [r for r in self.stores.unremoved(rows) if _in_path(r, path)]
             if not chosen:
                 raise NoSuchPath(f"no file or directory {path!r}")
         files = [
@@ -66,8 +75,12 @@ class Storage:
         return {
             "files": files,
             "directories": directories,
-            "usage": await self.db.usage(account.id),
+            "usage": await self._usage(account),
         }
+
+    async def _usage(self, account: Account) -> int:
+        """The account's counted bytes, less those of files deleted but not yet forgotten."""
+        return await self.db.usage(account.id) - self.stores.removed_usage(account.id)
 
     async def select(
         self,
@@ -80,12 +93,14 @@ class Storage:
         older_than: float | None = None,
     ) -> list[FileRow]:
         """Files chosen by URL, or by path and creation time (the delete filters)."""
+        await self.stores.forget_removed()
         if urls is not None:
             wanted = sorted({u.split("?", 1)[0] for u in urls})[:10_000]
-            return await self.db.list_files(account.id, urls=wanted) if wanted else []
+            found = await self.db.list_files(account.id, urls=wanted) if wanted else []
+            return self.stores.unremoved(found)
         path = path.strip("/")
         key = path.split("/", 1)[0] if path else None
-        rows = await self.db.list_files(account.id, task_key=key)
+        rows = self.stores.unremoved(await self.db.list_files(account.id, task_key=key))
         return [
             r
             for r in rows
@@ -99,10 +114,10 @@ class Storage:
         """Delete ``rows`` (or, with ``dry_run``, say what deleting them would do)."""
         if dry_run:
             freed = sum(r["size"] for r in rows)
-            usage = await self.db.usage(account.id) - freed
+            usage = await self._usage(account) - freed
         else:
             freed = await self.stores.remove(rows)
-            usage = await self.db.usage(account.id)
+            usage = await self._usage(account)
         return {"deleted": [file_name(r) for r in rows], "freed": freed, "usage": usage}
 
     async def expiration(self, account: Account) -> int:

@@ -4,7 +4,9 @@
 in the query string (``task_name`` plus the task's parameters), so an ``<img src>`` can point
 at it; ``GET /v1/file/{filename}?task=KEY`` waits for an existing task. All three answer:
 
-* 302 to the output file named ``filename`` (any name will do for a task with one output);
+* 302 to the output file named ``filename`` (any name will do for a task with one output):
+  only to a file the task stored (the files table knows it), never to a URL the result
+  merely holds, such as a scraped page's title;
 * 404 ``{"status": "error", "message": "'medium' is not a valid filename, choose one of: ..."}``;
 * 400 with the task's status document when the task ends in error.
 
@@ -34,10 +36,11 @@ from dragon.api.openapi import (
     query,
     ref,
 )
-from dragon.api.request import json_body
+from dragon.api.request import json_body, parse_json
 from dragon.api.state import state
+from dragon.database.rows import FileRow
 from dragon.engine.auth import Account
-from dragon.engine.result_cache import ResultCache, canonical
+from dragon.engine.result_cache import CacheKey, ResultCache, canonical
 from dragon.errors import Overloaded, RequestError
 from dragon.handlers.credentials import credentials_of
 from dragon.handlers.errors import CORS_HEADERS
@@ -57,8 +60,9 @@ def query_definition(query: MultiMapping[str]) -> dict[str, Any]:
     """A task definition from a query string: ``task_name`` plus one entry per parameter.
 
     A repeated name becomes a list, and a value that starts with ``{`` or ``[`` is read as
-    JSON when it parses (``task_store={"type":"volatile"}``). Numbers and booleans stay
-    strings: the task's schema converts them, as it does for JSON bodies.
+    JSON when it parses (``task_store={"type":"volatile"}``; nesting deeper than a body may
+    is a 400). Numbers and booleans stay strings: the task's schema converts them, as it
+    does for JSON bodies.
     """
     name = query.get("task_name")
     if not name:
@@ -67,15 +71,16 @@ def query_definition(query: MultiMapping[str]) -> dict[str, Any]:
     for field in dict.fromkeys(query.keys()):
         if field in NOT_PARAMETERS:
             continue
-        values = [_value(v) for v in query.getall(field)]
+        values = [_value(field, v) for v in query.getall(field)]
         definition[field] = values[0] if len(values) == 1 else values
     return definition
 
 
-def _value(text: str) -> object:
+def _value(field: str, text: str) -> object:
+    """A query value: JSON when it looks like and parses as JSON (within the depth limit)."""
     if text[:1] in ("{", "["):
         try:
-            return orjson.loads(text)
+            return parse_json(text.encode(), field, "querystring")
         except orjson.JSONDecodeError:
             pass
     return text
@@ -97,7 +102,8 @@ def _failed(doc: dict[str, Any]) -> web.Response:
 
 
 def outputs(doc: dict[str, Any]) -> dict[str, str]:
-    """The output files of a successful task: the result entries that are file URLs."""
+    """The result entries that look like file URLs: candidates only, since a task's result
+    also carries text from its sources (``html.scrape``'s ``page_title``) that may be a URL."""
     result = doc.get("result")
     if not isinstance(result, dict):
         return {}
@@ -108,9 +114,24 @@ def outputs(doc: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def choose(doc: dict[str, Any], filename: str) -> str | web.Response:
-    """The URL of the output ``filename`` names, or the 404 that says which names exist."""
-    files = outputs(doc)
+async def stored_outputs(request: web.Request, key: str, doc: dict[str, Any]) -> dict[str, FileRow]:
+    """The task's output files: result entries whose URL is a file this task stored.
+
+    Only these are redirected to, so a URL the task copied from a page (its title, a link)
+    can never make ``create_file`` an open redirect chosen by the page's author.
+    """
+    candidates = outputs(doc)
+    db = state(request).db
+    rows = await asyncio.gather(*(db.file_for_output(key, name) for name in candidates))
+    return {
+        name: row
+        for (name, url), row in zip(candidates.items(), rows, strict=True)
+        if row is not None and row["url"] == url
+    }
+
+
+def choose(files: dict[str, FileRow], filename: str) -> FileRow | web.Response:
+    """The output file ``filename`` names, or the 404 that says which names exist."""
     if len(files) == 1:
         return next(iter(files.values()))
     if filename in files:
@@ -131,8 +152,8 @@ async def _answer(request: web.Request, account: Account, key: str, filename: st
         return _failed(doc)
     if doc["status"] != "success":  # the wait ended early: the server is shutting down
         raise Overloaded("the server is shutting down; retry in a few seconds")
-    chosen = choose(doc, filename)
-    return redirect(chosen) if isinstance(chosen, str) else chosen
+    chosen = choose(await stored_outputs(request, key, doc), filename)
+    return chosen if isinstance(chosen, web.Response) else redirect(chosen["url"])
 
 
 def _canonical_definition(request: web.Request, definition: dict[str, Any]) -> dict[str, Any]:
@@ -148,32 +169,24 @@ def _canonical_definition(request: web.Request, definition: dict[str, Any]) -> d
         return definition
 
 
-async def _file_lives(request: web.Request, key: str, url: str, doc: dict[str, Any]) -> bool:
-    """Is the cached task's output still there? Its row goes when the file is deleted."""
-    names = [name for name, value in outputs(doc).items() if value == url]
-    if not names:
-        return False
-    row = await state(request).db.file_for_output(key, names[0])
-    if row is None or row["url"] != url:
-        return False
-    return row["expires_at"] is None or row["expires_at"] > time.time()
-
-
 async def _from_cache(
-    request: web.Request, account: Account, cache_key: tuple[int, bytes], filename: str
+    request: web.Request, account: Account, cache_key: CacheKey, filename: str
 ) -> web.Response | None:
-    """The answer of the task that already served this definition, if it still holds."""
+    """The answer of the task that already served this definition, if its file still lives
+    (its row goes when the file is deleted, and an expired one is about to)."""
     cache = request.app[RESULT_CACHE]
     key = cache.get(cache_key)
     if key is None:
         return None
     [doc] = await state(request).service.wait(account, [key], version_of(request))
     if doc["status"] == "success":
-        chosen = choose(doc, filename)
-        if not isinstance(chosen, str):
-            return chosen
-        if await _file_lives(request, key, chosen, doc):
-            return redirect(chosen)
+        files = await stored_outputs(request, key, doc)
+        chosen = choose(files, filename)
+        if isinstance(chosen, web.Response):
+            if files or not outputs(doc):  # the name is wrong, or it never had a file
+                return chosen
+        elif chosen["expires_at"] is None or chosen["expires_at"] > time.time():
+            return redirect(chosen["url"])
     cache.forget(cache_key, key)
     return None
 

@@ -2,14 +2,17 @@
 
 ``after`` (or, for SSE, the ``Last-Event-ID`` header a browser's EventSource sends when it
 reconnects) is the cursor to resume from; without it the feed starts at the oldest change
-still kept. ``follow=true`` keeps the response open for new changes. Credentials may come
-in the query string (``?secret=``), since EventSource cannot set headers.
+still kept. ``follow=true`` keeps the response open for new changes; each account holds
+at most its share of such streams (``AccountStreams``), its oldest closed first.
+Credentials may come in the query string (``?secret=``), since EventSource cannot set
+headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 
 from aiohttp import web
 
@@ -40,6 +43,54 @@ def cursor(request: web.Request, sse: bool) -> int | None:
             "after", f"after must be a cursor (an integer >= 0), not {raw[:40]!r}", "querystring"
         )
     return value
+
+
+class AccountStreams:
+    """Long-lived responses (event feeds, status streams) per account, at most
+    ``per_account`` each: a new one past it closes that account's oldest.
+
+    A stream holds a connection for as long as its reader likes, so without a share one
+    account's followers could take every connection the server allows and lock other
+    accounts out (their creates answered 503). The oldest goes because a reader that
+    reconnects leaves its dead stream behind, and its newest is the one it reads.
+    """
+
+    def __init__(self, per_account: int) -> None:
+        self.per_account = per_account
+        self.closed = 0  # streams closed to make room, for tests and logs
+        self._open: dict[int, dict[asyncio.Task[object], web.Request]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, account_id: int, request: web.Request) -> Iterator[None]:
+        """Count the current request as one of the account's streams while inside."""
+        task = asyncio.current_task()
+        assert task is not None, "streams are served by a task"
+        streams = self._open.setdefault(account_id, {})
+        while len(streams) >= self.per_account:
+            oldest = next(iter(streams))
+            _close(oldest, streams.pop(oldest))
+            self.closed += 1
+        streams[task] = request
+        try:
+            yield
+        finally:
+            streams.pop(task, None)
+            if not streams and self._open.get(account_id) is streams:
+                del self._open[account_id]
+
+
+def _close(task: asyncio.Task[object], request: web.Request) -> None:
+    """End a stream now: its socket first (the descriptor is what is short), then its task."""
+    if request.transport is not None:
+        request.transport.close()
+    task.cancel()
+
+
+ACCOUNT_STREAMS = web.AppKey("account_streams", AccountStreams)
+
+
+def streams(request: web.Request) -> AccountStreams:
+    return request.app[ACCOUNT_STREAMS]
 
 
 def feed(request: web.Request) -> EventFeed:
@@ -95,7 +146,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     stall = state(request).settings.stream_write_timeout_seconds
     lines = events_feed.lines(account.id, after or 0, follow, HEARTBEAT_SECONDS if sse else None)
     # A reader that stops reading is cut off after the write timeout, like status streams.
-    with contextlib.suppress(ConnectionResetError, TimeoutError):
+    with (
+        streams(request).hold(account.id, request),
+        contextlib.suppress(ConnectionResetError, TimeoutError),
+    ):
         async with contextlib.aclosing(lines):
             if sse:
                 await response.write(b"retry: 2000\n\n")

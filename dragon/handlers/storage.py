@@ -6,6 +6,7 @@ the answer.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,18 @@ def _date(name: str, value: object) -> float:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
+
+
+def _max_age(value: object) -> float:
+    """``max_age`` in days: a finite number, 0 or more. A negative age would reach into the
+    future and select every file, and ``nan`` or ``1e400`` select nothing anyone meant."""
+    try:
+        days = float(str(value))  # "5", 5 and 5.5 alike; true, [] and {} are refused
+    except (TypeError, ValueError):
+        days = math.nan
+    if not (math.isfinite(days) and days >= 0):
+        raise RequestError("max_age", "max_age must be a number of days, 0 or more")
+    return days
 
 
 # -- what the OpenAPI document says of these routes ------------------------------------------
@@ -85,7 +98,7 @@ def _describe_delete_files(endpoint: Endpoint) -> Operation:
             query("dry_run", BOOLEAN),
             query("from", STRING),
             query("to", STRING),
-            query("max_age", {"type": "number"}),
+            query("max_age", {"type": "number", "minimum": 0}),
             query("urls", KEYS, style="form", explode=True),
         ],
         "requestBody": {"content": {"application/json": {"schema": ref("DeleteFiles")}}},
@@ -115,11 +128,7 @@ async def delete_files(request: web.Request) -> web.Response:
     else:
         older_than = None
         if "max_age" in options:
-            try:
-                days = float(options["max_age"])
-            except (TypeError, ValueError):
-                raise RequestError("max_age", "max_age must be a number of days") from None
-            older_than = time.time() - days * 86400
+            older_than = time.time() - _max_age(options["max_age"]) * 86400
         chosen = await st.storage.select(
             account,
             path=request.match_info.get("path", ""),

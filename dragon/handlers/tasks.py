@@ -29,6 +29,7 @@ from dragon.engine.service import Service
 from dragon.errors import Overloaded, RateLimited, RequestError
 from dragon.handlers.credentials import credentials_of
 from dragon.handlers.errors import CORS_HEADERS
+from dragon.handlers.events import streams
 
 # Largest piece of a stream line written at once (see ``_ndjson``).
 WRITE_SLICE = 64 * 1024
@@ -200,7 +201,7 @@ async def create_stream(request: web.Request) -> web.StreamResponse:
     with service.bus.subscribe([], service.queue_size(len(definitions))) as sub:
         created = await asyncio.shield(service.create(account, definitions, watch=sub))
         first = [in_version(doc, version) for _, doc in created]
-        return await _ndjson(request, service.stream(account, first, sub, version))
+        return await _ndjson(request, account, service.stream(account, first, sub, version))
 
 
 def _describe_status(endpoint: Endpoint) -> Operation:
@@ -270,10 +271,13 @@ async def status_stream(request: web.Request) -> web.StreamResponse:
         lines = service.stream(
             account, await service.statuses(account, keys, version), sub, version
         )
-        return await _ndjson(request, lines)
+        return await _ndjson(request, account, lines)
 
 
-async def _ndjson(request: web.Request, lines: AsyncIterator[bytes]) -> web.StreamResponse:
+async def _ndjson(
+    request: web.Request, account: Account, lines: AsyncIterator[bytes]
+) -> web.StreamResponse:
+    """Write a stream's lines; the stream counts as one of the account's (``AccountStreams``)."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/x-ndjson; charset=utf-8",
@@ -289,7 +293,10 @@ async def _ndjson(request: web.Request, lines: AsyncIterator[bytes]) -> web.Stre
     # already (a change's line is shared by all its streams); a long one is written in
     # slices, each awaited, so a stalled reader holds one slice in our buffers, not a copy
     # of the line (the chunked framing copies what it frames).
-    with contextlib.suppress(ConnectionResetError, TimeoutError):
+    with (
+        streams(request).hold(account.id, request),
+        contextlib.suppress(ConnectionResetError, TimeoutError),
+    ):
         async for line in lines:
             view = memoryview(line)
             for start in range(0, len(view), WRITE_SLICE):

@@ -15,6 +15,8 @@ its policy (``listed``, ``counted``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Iterable, Sequence
 
 from dragon.config import Settings
@@ -25,6 +27,8 @@ from dragon.runtime.plugins import Registry, dotted_names, plugin_modules
 from dragon.stores import persistent, s3_signed, volatile, youtube
 from dragon.stores.backends import Backend
 from dragon.stores.base import BaseStore, Options
+
+log = logging.getLogger("dragon.stores")
 
 BUILT_IN = (persistent, volatile, s3_signed, youtube)  # in the order error messages list them
 ENTRY_POINTS = "dragon.stores"
@@ -56,6 +60,8 @@ class Stores:
         self.db = database
         self.backend = backend
         self.settings = settings
+        # Files deleted on a full disk that the database could not forget yet, by id.
+        self.removed: dict[int, FileRow] = {}
         self.fetcher = fetcher
         self.types = store_types(dotted_names(store_modules))
 
@@ -73,18 +79,55 @@ class Stores:
         return self.types[options.get("type", "persistent")](self, options)
 
     async def remove(self, rows: Sequence[FileRow]) -> int:
-        """Forget ``rows`` in the database, then delete their bytes; returns bytes freed."""
+        """Forget ``rows`` in the database, then delete their bytes; returns bytes freed.
+
+        A full disk must not stop a user from freeing it: when the database cannot write
+        (its journal needs room), the bytes go first and the database forgets them after.
+        If it still cannot, the files are gone all the same: they are held in ``removed``,
+        hidden from the storage API, and forgotten as soon as the database has room
+        (``forget_removed``, tried before every listing and delete).
+        """
         if not rows:
             return 0
+        await self.forget_removed()
         ids = [r["id"] for r in rows]
         try:
             freed = await self.db.delete_files(ids)
         except DiskFull:
-            # A full disk must not stop a user from freeing it: the bytes go first, and then
-            # the database has room to forget them.
             for r in rows:
                 await self.backend.delete(r["location"])
-            return await self.db.delete_files(ids)
+            try:
+                return await self.db.delete_files(ids)
+            except DiskFull:
+                self.removed.update((r["id"], r) for r in rows)
+                log.warning(
+                    "the disk is full: %d deleted files stay in the database until it has room",
+                    len(self.removed),
+                )
+                return sum(r["size"] for r in rows if r["counted"])
         for r in rows:
             await self.backend.delete(r["location"])
         return freed
+
+    async def forget_removed(self) -> None:
+        """Forget in the database the files whose bytes a full disk made ``remove`` delete
+        first; they stay in ``removed`` while the disk is still full."""
+        if not self.removed:
+            return
+        ids = list(self.removed)
+        with contextlib.suppress(DiskFull):
+            await self.db.delete_files(ids)
+            for i in ids:
+                self.removed.pop(i, None)
+
+    def unremoved(self, rows: Iterable[FileRow]) -> list[FileRow]:
+        """``rows`` less the files already deleted but not yet forgotten (``removed``)."""
+        return [r for r in rows if r["id"] not in self.removed]
+
+    def removed_usage(self, account_id: int) -> int:
+        """Counted bytes of the account's deleted files the database still counts."""
+        return sum(
+            r["size"]
+            for r in self.removed.values()
+            if r["account_id"] == account_id and r["counted"]
+        )

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from dragon.api.openapi import PUBLIC, documented, json_answer, ref
 from dragon.api.state import STATE, State, state
@@ -38,6 +40,7 @@ from dragon.stores.backends import Backend, LocalBackend
 from dragon.stores.s3 import S3Backend
 from dragon.tasks import load_tasks
 from dragon.web import dashboard
+from dragon.web.connections import connection_limit, streams_per_account
 from dragon.web.http_metrics import metrics_middleware, serve_metrics
 
 log = logging.getLogger("dragon")
@@ -205,12 +208,59 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(st.db.close)
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs each request it cannot parse (``Content-Length: abc``, a broken head) with
+    a full traceback: a few bytes from anyone wrote a dozen lines of log. This filter makes
+    each one line, and past ``most`` a minute counts them instead, so unauthenticated noise
+    cannot flood the log (a line then says how many were left out)."""
+
+    def __init__(self, most: int = 10, window: float = 60.0) -> None:
+        super().__init__()
+        self.most = most
+        self.window = window
+        self.started = -window
+        self.logged = 0
+        self.dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = time.monotonic()
+        dropped = 0
+        if now - self.started >= self.window:
+            self.started, self.logged, dropped, self.dropped = now, 0, self.dropped, 0
+        self.logged += 1
+        if self.logged > self.most:
+            self.dropped += 1
+            return False
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg = "malformed request from %s refused (%d): %s%s"
+        record.args = (
+            remote,
+            exc.code,
+            " ".join(str(exc.message).split())[:200],  # aiohttp's points at the byte below it
+            f" ({dropped} more in the last minute not logged)" if dropped else "",
+        )
+        record.exc_info = record.exc_text = None
+        return True
+
+
+MALFORMED_REQUESTS = MalformedRequests()
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[metrics_middleware, error_middleware], client_max_size=settings.max_body_bytes
     )
+    logging.getLogger("aiohttp.server").addFilter(
+        MALFORMED_REQUESTS
+    )  # added once, however many apps
     app[STATE] = State(settings)
     app[DATABASE_HEALTH] = DatabaseHealth()
+    app[events.ACCOUNT_STREAMS] = events.AccountStreams(
+        streams_per_account(connection_limit(settings))
+    )
     app.cleanup_ctx.append(_resources)
     setup_routes(app)
     return app

@@ -10,10 +10,15 @@ task would fail. Two defences:
   408 when a request body stalls that long.
 - At most ``connection_limit`` connections are open at once. When a new one would pass
   the limit, the oldest idle connection (waiting for a request, or for the rest of a
-  request head) is closed to make room, as nginx reuses its keep-alive connections: idle
-  sockets, however many a client opens, cannot lock new clients out. Only when every
-  connection is in the middle of a request is the new one answered a bare 503 with
-  ``Retry-After`` and closed, so its descriptor is freed at once.
+  request head) is closed to make room, as nginx reuses its keep-alive connections; if
+  none is idle, the oldest one still sending its request body is answered 503 and closed
+  (nothing was done for it yet, and a body that stalls is cut off after
+  ``api.request.BODY_STALL_SECONDS`` anyway). So sockets that send a head and a byte of
+  body, however many a client opens, cannot lock new clients out. Only when every
+  connection is in the middle of handling a request is the new one answered a bare 503
+  with ``Retry-After`` and closed, so its descriptor is freed at once. Long-lived streams
+  are shared between accounts by ``handlers.events.AccountStreams`` (each account holds
+  at most ``streams_per_account`` of them; its oldest goes first).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ log = logging.getLogger("dragon.http")
 BASE_RESERVE = 128
 PER_SLOT = 8
 MIN_CONNECTIONS = 32
+MIN_STREAMS_PER_ACCOUNT = 4
 
 _BODY = (
     b'{"status": "error", "errors": [{"name": "server", "location": "server",'
@@ -80,6 +86,23 @@ def idle(handler: RequestHandler) -> bool:
     )
 
 
+def reading_body(handler: RequestHandler) -> bool:
+    """Whether an aiohttp connection's request waits for more of its body: the handler has
+    done nothing it cannot drop yet (the body is read before anything is decided)."""
+    request = getattr(handler, "_current_request", None)
+    waiter = getattr(getattr(request, "content", None), "_waiter", None)
+    return (
+        getattr(handler, "transport", None) is not None and waiter is not None and not waiter.done()
+    )
+
+
+def streams_per_account(limit: int) -> int:
+    """Long-lived streams one account may hold: a quarter of the connections (at least 4,
+    a few followers for a command line and a dashboard), so one account's streams cannot
+    take every connection."""
+    return max(MIN_STREAMS_PER_ACCOUNT, limit // 4)
+
+
 class ConnectionLimit:
     """Keeps an aiohttp ``web.Server`` within ``limit`` connections.
 
@@ -98,6 +121,21 @@ class ConnectionLimit:
         self._made = server.connection_made
         server.connection_made = self.connection_made  # type: ignore[method-assign]
 
+    @staticmethod
+    def _make_room(others: list[RequestHandler]) -> bool:
+        """Close the oldest idle connection, else the oldest still sending its body (told
+        503 first); False when every other connection is busy handling a request."""
+        oldest_idle = next((h for h in others if idle(h)), None)
+        if oldest_idle is not None:
+            oldest_idle.force_close()
+            return True
+        stalled = next((h for h in others if reading_body(h)), None)
+        if stalled is None or stalled.transport is None:
+            return False
+        stalled.transport.write(REFUSAL)  # the client learns why, and to retry
+        stalled.force_close()
+        return True
+
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         self._made(handler, transport)
         if len(self.server.connections) <= self.limit:
@@ -106,9 +144,7 @@ class ConnectionLimit:
         open_ = [h for h in self.server.connections if getattr(h, "transport", None) is not None]
         if len(open_) <= self.limit:
             return
-        oldest_idle = next((h for h in open_ if h is not handler and idle(h)), None)
-        if oldest_idle is not None:
-            oldest_idle.force_close()
+        if self._make_room([h for h in open_ if h is not handler]):
             self.reclaimed += 1
         else:
             self.refused += 1
@@ -119,7 +155,7 @@ class ConnectionLimit:
             self._last_warning = now
             log.warning(
                 "%d connections open, the most allowed (DRAGON_MAX_CONNECTIONS): closed %d idle"
-                " ones to make room and refused %d so far",
+                " or body-sending ones to make room and refused %d so far",
                 self.limit,
                 self.reclaimed,
                 self.refused,
