@@ -45,6 +45,7 @@ MAX_ANSWER = 1024 * 1024  # platform answers are small JSON documents
 FIRST_DELAY = 0.5  # seconds before the first retry; doubled each time, with jitter
 MAX_DELAY = 30.0
 MESSAGE = 300  # characters of a platform's text kept in a message, after scrubbing
+MAX_BYTES = 2**63 - 1  # the largest byte count a platform may report
 
 
 class Transient(Exception):
@@ -73,6 +74,18 @@ def parse_json(text: str | bytes) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError):
         return None
+
+
+def byte_count(value: object) -> int | None:
+    """A count of bytes from a platform's JSON: None when absent, ``ValueError`` when it is
+    not one (negative, infinite, NaN, or ``10**400``: past what a status document holds)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r:.40} is not a number")
+    if not 0 <= value <= MAX_BYTES:  # also false for NaN
+        raise ValueError(f"{value!r:.40} is not a byte count")
+    return int(value)
 
 
 class FileRange:
@@ -143,7 +156,7 @@ class Backoff:
         self.tries = tries
         self.scrub = scrub
         self.failures = 0
-        self.best = -1
+        self.best = 0
 
     async def wait(self, why: str) -> None:
         self.failures += 1
@@ -158,14 +171,18 @@ class Backoff:
     def progress(self) -> None:
         self.failures = 0
 
-    async def moved(self, position: int, why: str) -> None:
+    def begin(self) -> None:
+        """A new transfer from byte 0 (a new upload session): no position reached yet."""
+        self.best = 0
+
+    async def moved(self, position: int) -> None:
         """A transfer answer that leaves the upload at ``position``: progress if past the
-        best position yet, else a failure (with its pause) for ``why``."""
+        best position yet, else a failure (with its pause)."""
         if position > self.best:
             self.best = position
             self.progress()
         else:
-            await self.wait(why)
+            await self.wait(f"the server went no further than byte {self.best} (now at {position})")
 
 
 _FAILURES = (
