@@ -9,6 +9,7 @@ tries") as on the others. A signed URL that fails shows no signature or credenti
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.parse
 
@@ -132,3 +133,28 @@ def test_the_access_log_masks_developer_key(dragon_server):
     log = dragon_server.log()
     assert "/v1/create_file/x.mp4?" in log
     assert_hidden(log, TOKEN, DEV_KEY)
+
+
+def test_a_storage_error_does_not_name_the_internal_s3_endpoint(make_server):
+    """The S3 endpoint is the operator's internal address: a failed store says what went
+    wrong (``storage_error``), not where the bucket lives."""
+    hold = socket.socket()  # bound, never listening: connections are refused, and no other
+    hold.bind(("127.0.0.1", 0))  # process can take the port meanwhile
+    endpoint = f"http://127.0.0.1:{hold.getsockname()[1]}"
+    server = make_server(
+        env={
+            "DRAGON_S3_BUCKET": "internal-bucket",
+            "DRAGON_S3_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        },
+        backend="sqlite",
+    )
+    doc = server.run_task({"task_name": "test.file"})
+    assert doc["status"] == "error", doc
+    assert doc["error_code"] == "storage_error", doc
+    assert endpoint.split("//")[1] not in doc["error"], doc
+    assert "S3" in doc["error"], doc
+    r = server.request("GET", f"/v2/status?tasks={doc['key']}&details=true")
+    assert endpoint.split("//")[1] not in r.body.decode(), r.body
+    hold.close()
