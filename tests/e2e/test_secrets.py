@@ -114,6 +114,16 @@ def test_a_failing_signed_url_shows_neither_its_signature_nor_its_credential(dra
         assert shown not in str(doc)
 
 
+def test_a_refused_signed_url_shows_no_signature_in_the_parameters_error(dragon_server):
+    """A URL refused at create time (too long) is quoted in the parameters' message: its
+    first 100 characters, with the signature masked."""
+    url = f"https://cdn.example.com/a.jpg?X-Amz-Signature={SIGNATURE}&pad={'x' * 2100}"
+    [doc] = dragon_server.create([{"task_name": "image.thumb", "url": url}])
+    assert doc["error_code"] == "parameters", doc
+    assert "at most" in str(doc["error"]), doc
+    assert SIGNATURE[:12] not in str(doc), doc
+
+
 def test_the_access_log_masks_developer_key(dragon_server):
     """``/v1/create_file`` takes a task's parameters in the query: its credentials are
     masked in the access log line, ``developer_key`` included."""
