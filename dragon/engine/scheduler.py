@@ -40,6 +40,7 @@ from dragon.engine.lanes import Lane, Slot
 from dragon.engine.queue_position import QueueEstimates
 from dragon.engine.runs import Run
 from dragon.engine.shared_downloads import SharedFetches
+from dragon.net import scrub
 from dragon.runtime import disk
 from dragon.runtime.pool import WorkerPool
 from dragon.runtime.processes import kill_group
@@ -303,6 +304,7 @@ class Scheduler:
             raise
         except Exception as exc:
             error, code, stage = self._failure(exc, run.key, row["task_name"])
+            error = scrub.task_error(error, params)  # no secret of the task, no credential
             diagnostics = await self._diagnose(exc, run.context, run.key, stage)
             await self._finish(run.key, params, "error", None, error, code, diagnostics)
         finally:

@@ -5,23 +5,44 @@ moto or another S3-compatible service, and ``DRAGON_S3_PUBLIC_URL`` at a CDN in 
 the bucket. Credentials come from the usual AWS variables. Files are served by the bucket
 (or the CDN), not by dragon: the bucket's policy decides who may read them.
 
-Large files go up in parts; a failed upload is aborted so no partial object is left.
+Large files go up in parts; a failed upload is aborted so no partial object is left. A
+failure says what went wrong but not where (``S3Failed``): botocore's texts name the
+endpoint URL ("Could not connect to the endpoint URL: http://minio.internal:9000/..."),
+an internal address that a status document must not show to the account.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from aiobotocore.client import AioBaseClient
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
 
 from dragon.config import Settings
 from dragon.stores.backends import Backend
 
 PART_SIZE = 16 * 1024 * 1024
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]{0,20}://[^\s\"'<>]*", re.I)
+
+
+class S3Failed(Exception):
+    """An S3 failure told without URLs; the store makes it ``storage_error`` naming the
+    output."""
+
+
+@contextlib.contextmanager
+def _storage_errors() -> Iterator[None]:
+    """botocore's failures as ``S3Failed``, their text without URLs (the endpoint's)."""
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise S3Failed("S3: " + _URL.sub("the storage endpoint", str(exc))) from exc
 
 
 def _read(path: Path, offset: int, size: int) -> bytes:
@@ -63,6 +84,10 @@ class S3Backend(Backend):
         await self._stack.aclose()
 
     async def save(self, location: str, path: Path, content_type: str) -> None:
+        with _storage_errors():
+            await self._save(location, path, content_type)
+
+    async def _save(self, location: str, path: Path, content_type: str) -> None:
         size = path.stat().st_size
         if size <= PART_SIZE:
             body = await asyncio.to_thread(path.read_bytes)

@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from dragon.media import watermark
+from dragon.net import scrub
 from dragon.net.url_policy import url_problem
 
 
@@ -26,7 +27,7 @@ class Url(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         problem = url_problem(text)
         if problem:
-            raise ValidationError(f"{text[:100]!r} {problem}")
+            raise ValidationError(f"{scrub.scrub(text, limit=100)!r} {problem}")  # no signature
         return text
 
 

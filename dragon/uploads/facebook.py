@@ -161,8 +161,8 @@ class _Upload:
                 continue
             doc = answer.json()
             if answer.status == 200 and isinstance(doc, dict) and "error" not in doc:
-                self.backoff.progress()
                 start, end = self.range_of(doc)
+                await self.backoff.moved(start)  # the same range again is no progress
                 continue
             error = self.error(answer)
             if error.get("error_subcode") == OFFSET_MISMATCH:
@@ -177,7 +177,7 @@ class _Upload:
     def range_of(self, doc: dict[str, Any]) -> tuple[int, int]:
         try:
             start, end = int(doc["start_offset"]), int(doc["end_offset"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: 1e400
             raise self.client.failed("the server named no range to send") from None
         if not 0 <= start <= end <= self.size:
             raise self.client.failed(f"the server asked for bytes {start}-{end} of {self.size}")
@@ -185,18 +185,21 @@ class _Upload:
 
     @staticmethod
     def error(answer: transfer.Answer) -> dict[str, Any]:
+        """The Graph error object, its ``code`` kept only when a number (a list there would
+        break the set lookups that sort refusals)."""
         doc = answer.json()
         error = doc.get("error") if isinstance(doc, dict) else None
-        return error if isinstance(error, dict) else {}
+        if not isinstance(error, dict):
+            return {}
+        if not isinstance(error.get("code"), int):
+            error.pop("code", None)
+        return error
 
     @staticmethod
     def error_data(error: dict[str, Any]) -> dict[str, Any]:
         data = error.get("error_data")
         if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except ValueError:
-                data = None
+            data = transfer.parse_json(data)
         return data if isinstance(data, dict) else {}
 
     @staticmethod

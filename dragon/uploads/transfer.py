@@ -12,8 +12,14 @@ sized reads in a thread, so one upload holds about one piece in memory and the e
 never waits on the disk. Each piece written reports the file position reached, which is
 what ``progress`` follows.
 
-Messages never carry a token: ``Client.scrub`` replaces every secret the client knows (and
-aiohttp's exception texts, which name URLs with query strings, are never used).
+Messages never carry a token: every message built from a platform's answer goes through
+``Client.scrub`` (``dragon.net.scrub``: every secret the client knows, and whatever looks
+like a credential), the retry path's "failed after N tries" included, and is cut only after
+that. aiohttp's exception texts, which name URLs with query strings, are never used.
+
+Platforms' answers are judged, not trusted: JSON nested past what the parser takes is not
+JSON, and an answer that moves the upload nowhere (the same range again, a range going
+back) counts as a failure, so a confused platform gets backoff and an end, not a flood.
 """
 
 from __future__ import annotations
@@ -31,13 +37,15 @@ from multidict import CIMultiDictProxy
 
 from dragon import errors
 from dragon.config import Settings
+from dragon.net import scrub
 from dragon.net.fetcher import USER_AGENT
 
 PIECE = 1024 * 1024  # bytes read from disk and written per step
 MAX_ANSWER = 1024 * 1024  # platform answers are small JSON documents
 FIRST_DELAY = 0.5  # seconds before the first retry; doubled each time, with jitter
 MAX_DELAY = 30.0
-MASK = "***"
+MESSAGE = 300  # characters of a platform's text kept in a message, after scrubbing
+MAX_BYTES = 2**63 - 1  # the largest byte count a platform may report
 
 
 class Transient(Exception):
@@ -56,10 +64,28 @@ class Answer:
 
     def json(self) -> Any:
         """The body as JSON, or None when it is not JSON."""
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
+        return parse_json(self.body)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``text`` as JSON, or None when it is not JSON or nests deeper than the parser goes
+    (a hostile platform's 200,000 brackets are a malformed answer, not a crash)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def byte_count(value: object) -> int | None:
+    """A count of bytes from a platform's JSON: None when absent, ``ValueError`` when it is
+    not one (negative, infinite, NaN, or ``10**400``: past what a status document holds)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r:.40} is not a number")
+    if not 0 <= value <= MAX_BYTES:  # also false for NaN
+        raise ValueError(f"{value!r:.40} is not a byte count")
+    return int(value)
 
 
 class FileRange:
@@ -118,26 +144,45 @@ class Backoff:
     """Pauses between failed requests; ``upload_failed`` after ``tries`` failures in a row.
 
     ``progress()`` (a request that succeeded) starts the count again: a long upload over a
-    flaky link keeps going as long as requests get through now and then.
+    flaky link keeps going as long as requests get through now and then. ``moved(position)``
+    is that for a transfer: only a position past the best one yet is progress; the same
+    position again, or one further back, is a failure (a platform alternating two ranges
+    would otherwise reset the count forever). ``why`` may come from the platform: it is
+    scrubbed with ``scrub`` before it lands in the message.
     """
 
-    def __init__(self, platform: str, tries: int) -> None:
+    def __init__(self, platform: str, tries: int, scrub: Callable[[str], str]) -> None:
         self.platform = platform
         self.tries = tries
+        self.scrub = scrub
         self.failures = 0
+        self.best = 0
 
     async def wait(self, why: str) -> None:
         self.failures += 1
         if self.failures >= self.tries:
             raise errors.TaskError(
                 errors.UPLOAD_FAILED,
-                f"{self.platform} upload failed after {self.failures} tries: {why}",
+                f"{self.platform} upload failed after {self.failures} tries: {self.scrub(why)}",
             )
         delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (self.failures - 1))
         await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     def progress(self) -> None:
         self.failures = 0
+
+    def begin(self) -> None:
+        """A new transfer from byte 0 (a new upload session): no position reached yet."""
+        self.best = 0
+
+    async def moved(self, position: int) -> None:
+        """A transfer answer that leaves the upload at ``position``: progress if past the
+        best position yet, else a failure (with its pause)."""
+        if position > self.best:
+            self.best = position
+            self.progress()
+        else:
+            await self.wait(f"the server went no further than byte {self.best} (now at {position})")
 
 
 _FAILURES = (
@@ -159,7 +204,7 @@ class Client:
     def __init__(self, settings: Settings, platform: str, secrets: Iterable[str | None]) -> None:
         self.settings = settings
         self.platform = platform
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = [s for s in secrets if s]
         self.stall = float(settings.fetch_read_timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -179,12 +224,11 @@ class Client:
             await self._session.close()
 
     def backoff(self) -> Backoff:
-        return Backoff(self.platform, self.settings.upload_max_tries)
+        return Backoff(self.platform, self.settings.upload_max_tries, self.scrub)
 
-    def scrub(self, text: str, limit: int = 300) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
-        return text[:limit]
+    def scrub(self, text: str) -> str:
+        """``text`` (from a platform) without secrets, then cut to ``MESSAGE`` characters."""
+        return scrub.scrub(text, self.secrets, MESSAGE)
 
     async def call(
         self,
@@ -253,8 +297,9 @@ async def _read_answer(resp: aiohttp.ClientResponse) -> bytes:
 
 
 def answer_text(answer: Answer) -> str:
-    """A short description of an answer for a message: its status and the body's start."""
-    text = answer.body[:300].decode("utf-8", "replace").strip()
+    """A description of an answer for a message: its status and body, whole: the message's
+    maker scrubs it (``Client.scrub``) before cutting it, so no secret is cut in two."""
+    text = answer.body.decode("utf-8", "replace").strip()
     return f"HTTP {answer.status}" + (f": {text}" if text else "")
 
 

@@ -48,14 +48,21 @@ async def upload(
     size = path.stat().st_size
     async with transfer.Client(settings, "Vimeo", [token]) as client:
         run = _Upload(client, settings, path, size, token, transfer.Progress(size, on_progress))
-        free = await run.free_space()
+        try:
+            free = await run.free_space()
+        except ValueError as exc:
+            raise client.failed(f"/me reported an upload space that is not a size: {exc}") from None
         if free is not None and free < size:
             raise client.quota(
                 f"the video is {size} bytes and the account has {free} bytes of upload space left"
             )
         link, upload_link = await run.create(title, description)
         await run.send(upload_link)
-        return Uploaded(link, size, await run.free_space())
+        try:
+            free = await run.free_space()
+        except ValueError:  # the video is up: the result says the space left is unknown
+            free = None
+        return Uploaded(link, size, free)
 
 
 class _Upload:
@@ -100,16 +107,21 @@ class _Upload:
             return doc
 
     async def free_space(self) -> int | None:
+        """The account's free upload space in bytes (None: not reported); ``ValueError``
+        when what is reported is not a byte count."""
         me = await self.api_call("GET", "/me")
-        free = ((me.get("upload_quota") or {}).get("space") or {}).get("free")
-        return int(free) if isinstance(free, int | float) else None
+        quota = me.get("upload_quota")
+        space = quota.get("space") if isinstance(quota, dict) else None
+        return transfer.byte_count(space.get("free") if isinstance(space, dict) else None)
 
     async def create(self, title: str, description: str) -> tuple[str, str]:
         body: dict[str, Any] = {"upload": {"approach": "tus", "size": str(self.size)}}
         # Left out when empty: Vimeo then names the video itself.
         body.update({k: v for k, v in (("name", title), ("description", description)) if v})
         video = await self.api_call("POST", "/me/videos", json.dumps(body).encode())
-        upload = video.get("upload") or {}
+        upload = video.get("upload")
+        if not isinstance(upload, dict):
+            upload = {}
         link, upload_link = video.get("link"), upload.get("upload_link")
         if not isinstance(link, str) or not isinstance(upload_link, str):
             raise self.client.failed("the created video has no link or upload link")
@@ -136,12 +148,8 @@ class _Upload:
                 offset = await self.held(link)
                 continue
             if answer.status in (200, 204):
-                now = self.offset_of(answer)
-                if now > offset:
-                    self.backoff.progress()
-                else:
-                    await self.backoff.wait(f"the server kept no byte from {offset}")
-                offset = now
+                offset = self.offset_of(answer)
+                await self.backoff.moved(offset)
                 continue
             if answer.status == 409 or answer.status >= 500 or answer.status == 429:
                 await self.backoff.wait(transfer.answer_text(answer))

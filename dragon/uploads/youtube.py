@@ -185,6 +185,7 @@ class _Upload:
 
     async def send(self, session: str) -> str:
         offset = 0
+        self.backoff.begin()
         while True:
             if offset >= self.size:  # all held, yet no video: ask until it says done
                 await self.backoff.wait("the server holds the whole file but named no video")
@@ -210,12 +211,8 @@ class _Upload:
             if answer.status in (200, 201):
                 return self.video_id(answer)
             if answer.status == 308:
-                now = received(answer)
-                if now > offset:
-                    self.backoff.progress()
-                else:
-                    await self.backoff.wait(f"the server kept no byte from {offset}")
-                offset = now
+                offset = received(answer)
+                await self.backoff.moved(offset)
                 continue
             if answer.status == 404:
                 raise SessionExpired
@@ -261,8 +258,11 @@ class _Upload:
         reasons: set[str] = set()
         if isinstance(error, dict):
             message = str(error.get("message") or message)
+            listed = error.get("errors")
             reasons = {
-                str(e.get("reason")) for e in error.get("errors") or [] if isinstance(e, dict)
+                str(e.get("reason"))
+                for e in (listed if isinstance(listed, list) else [])
+                if isinstance(e, dict)
             }
         if reasons & QUOTA_REASONS:
             return self.client.quota(message)

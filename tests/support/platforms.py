@@ -29,8 +29,16 @@ PUT, a tus PATCH, a Graph transfer), one each:
   to send instead.
 
 Refused tokens answer the platform's own error (401, Graph code 190); ``quota`` makes
-the platform refuse for quota. The received bytes are hashed as they arrive and, unless
-``keep_bytes`` is false (benchmarks), kept for comparison.
+the platform refuse for quota. Hostile or confused platforms (tests/e2e/test_secrets.py,
+test_platform_faults.py): ``echo`` answers every chunk PUT (YouTube), ``/me`` (Vimeo)
+and transfer (Graph) 500 with a body that quotes the credentials it got after
+``ECHO_PAD`` characters (a message cut first would show half a token);
+``YouTube.ranges`` answers chunk PUTs 308 with these ``Range`` ends in turn, keeping
+nothing; ``Graph.stuck`` answers every transfer with the first range again;
+``Vimeo.me_body`` replaces the ``/me`` answer (deep JSON, a huge ``free``).
+
+The received bytes are hashed as they arrive and, unless ``keep_bytes`` is false
+(benchmarks), kept for comparison.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from aiohttp import web
 
 GRANULE = 256 * 1024
 READ = 1024 * 1024
+ECHO_PAD = 200
 
 
 @dataclasses.dataclass
@@ -93,6 +102,7 @@ class Protocol:
         self.faults: list[str] = []
         self.quota = False
         self.delay = 0.0  # seconds each data request waits before it is answered
+        self.echo = False  # answer data requests 500, quoting the credentials received
         self.requests: list[dict] = []
         self.uploads: dict[str, Upload] = {}
         self._ids = itertools.count(1)
@@ -116,6 +126,11 @@ class Protocol:
                 **extra,
             }
         )
+
+    @staticmethod
+    def echoed(credentials: str) -> str:
+        """A careless platform's error text: padding, then the credentials it received."""
+        return "." * ECHO_PAD + f" internal error handling the request for {credentials}"
 
     async def fault(self) -> str | None:
         """The next queued fault for a data request (after ``delay``)."""
@@ -150,6 +165,7 @@ class YouTube(Protocol):
 
     dev_keys = {"dev-key"}
     stall_seconds = 5.0
+    ranges: list[int] = []  # Range ends to answer chunk PUTs with, in turn (none: honest)
 
     def routes(self) -> list:
         path = "/youtube/upload/youtube/v3/videos"
@@ -216,6 +232,14 @@ class YouTube(Protocol):
             return self.state(upload)
         start, end = (int(n) for n in where.split("-"))
         length = int(request.headers["Content-Length"])
+        if self.echo:
+            await discard(request, length)
+            auth = request.headers.get("Authorization", "")
+            return web.Response(status=500, text=self.echoed(f"{auth} {request.path_qs}"))
+        if self.ranges:
+            await discard(request, length)
+            held = self.ranges[len(self.requests) % len(self.ranges)]
+            return web.Response(status=308, headers={"Range": f"bytes=0-{held - 1}"})
         if start != upload.held or length != end - start + 1:
             return self.error(
                 400,
@@ -254,6 +278,7 @@ class Vimeo(Protocol):
         super().__init__(server, prefix)
         self.free = 10 * 1024**3
         self.echo_token = False
+        self.me_body: bytes | None = None
 
     def routes(self) -> list:
         return [
@@ -285,6 +310,11 @@ class Vimeo(Protocol):
         self.record(request)
         if not self.authorized(request):
             return self.refused(request)
+        if self.echo:
+            auth = request.headers.get("Authorization", "")
+            return web.Response(status=500, text=self.echoed(f"Authorization: {auth}"))
+        if self.me_body is not None:
+            return web.Response(body=self.me_body, content_type="application/json")
         return web.json_response(
             {
                 "uri": "/users/1",
@@ -380,6 +410,7 @@ class Graph(Protocol):
         super().__init__(server, prefix)
         self.app_secret: str | None = None
         self.chunk = 300_000  # the range size the server asks for (not a power of two)
+        self.stuck = False  # answer every transfer with the first range again
 
     def routes(self) -> list:
         return [web.post("/graph/{version}/me/videos", self.videos)]
@@ -407,6 +438,31 @@ class Graph(Protocol):
     def next_range(self, upload: Upload) -> dict:
         end = min(upload.size, upload.held + self.chunk)
         return {"start_offset": str(upload.held), "end_offset": str(end)}
+
+    def transfer(self, upload: Upload, token: str, form: Any, fault: str | None) -> web.Response:
+        """The transfer phase: append the range asked for and ask for the next."""
+        if self.echo:
+            proof = form.get("appsecret_proof")
+            message = self.echoed(f"access_token={token}&appsecret_proof={proof}")
+            return self.error(message, 2, status=500)
+        if self.stuck:
+            return web.json_response(self.next_range(upload))
+        expected = self.next_range(upload)
+        part = form["video_file_chunk"]
+        part.file.seek(0)
+        chunk = part.file.read()
+        if fault == "mismatch" or form.get("start_offset") != expected["start_offset"]:
+            return self.error(
+                "The start offset of this chunk does not match the offset"
+                " of the file on the server",
+                6001,
+                1363037,
+                expected,
+            )
+        if len(chunk) != int(expected["end_offset"]) - upload.held:
+            return self.error("chunk length does not match the range asked for", 100)
+        upload.append(chunk)
+        return web.json_response(self.next_range(upload))
 
     async def videos(self, request: web.Request) -> web.Response:
         fault = None
@@ -449,22 +505,7 @@ class Graph(Protocol):
         if upload is None:
             return self.error("Invalid upload session", 100)
         if phase == "transfer":
-            expected = self.next_range(upload)
-            part = form["video_file_chunk"]
-            part.file.seek(0)
-            chunk = part.file.read()
-            if fault == "mismatch" or form.get("start_offset") != expected["start_offset"]:
-                return self.error(
-                    "The start offset of this chunk does not match the offset"
-                    " of the file on the server",
-                    6001,
-                    1363037,
-                    expected,
-                )
-            if len(chunk) != int(expected["end_offset"]) - upload.held:
-                return self.error("chunk length does not match the range asked for", 100)
-            upload.append(chunk)
-            return web.json_response(self.next_range(upload))
+            return self.transfer(upload, token, form, fault)
         if phase == "finish":
             if upload.held != upload.size:
                 return self.error("the file is not complete", 100)

@@ -29,7 +29,7 @@ async def test_a_file_range_streams_exactly_its_bytes_a_piece_at_a_time(tmp_path
 
 async def test_backoff_gives_up_after_the_tries_in_a_row(monkeypatch):
     monkeypatch.setattr(transfer, "FIRST_DELAY", 0.001)
-    backoff = transfer.Backoff("YouTube", 3)
+    backoff = transfer.Backoff("YouTube", 3, lambda why: why)
     await backoff.wait("503")
     backoff.progress()  # a request got through: the count starts again
     await backoff.wait("503")
@@ -41,10 +41,10 @@ async def test_backoff_gives_up_after_the_tries_in_a_row(monkeypatch):
 
 
 def test_errors_scrub_every_secret():
-    client = transfer.Client(Settings.load(env={}), "Vimeo", ["tok-123", None, "sec"])
-    error = client.unauthorized("token tok-123 refused; secret sec")
+    client = transfer.Client(Settings.load(env={}), "Vimeo", ["tok-123", None, "sec9"])
+    error = client.unauthorized("token tok-123 refused; secret sec9")
     assert error.code == errors.UPLOAD_UNAUTHORIZED
-    assert error.message == "Vimeo refused the credentials: token *** refused; ***ret ***"
+    assert error.message == "Vimeo refused the credentials: token *** refused; secret ***"
 
 
 def test_youtube_chunks_and_ranges():
