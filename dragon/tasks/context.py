@@ -254,12 +254,13 @@ class TaskContext:
         """Run picklable CPU-heavy ``fn(*args)`` in the process pool (numpy, Pillow).
 
         If the task is cancelled or times out meanwhile, the job is stopped too
-        (``dragon.runtime.pool``).
+        (``dragon.runtime.pool``). The job waits its turn while the account's jobs hold
+        their share of the pool's workers.
         """
         if self._pool is None:
             return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
         # The pool hands back whatever the worker process returned: ``fn``'s result.
-        return cast(T, await self._pool.run(fn, *args))
+        return cast(T, await self._pool.run(fn, *args, account=self.account_id))
 
     async def in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking ``fn`` in a thread (for work that releases the GIL or does I/O)."""
