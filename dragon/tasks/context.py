@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, TypeVarTuple, cast
 
 from dragon import errors
 from dragon.config import Settings
-from dragon.net.fetcher import Download
+from dragon.net.fetcher import Download, for_account
 from dragon.runtime import disk
 from dragon.runtime.pool import WorkerPool
 from dragon.runtime.processes import ProcessResult, run_process
@@ -187,7 +187,8 @@ class TaskContext:
         self._reserved += reserve
         try:
             async with self._slot.released() if self._slot else contextlib.nullcontext():
-                download = await self._fetcher.download(url, dest, max_bytes=min(reserve, room))
+                with for_account(self.account_id):  # its own share of the host's connections
+                    download = await self._fetcher.download(url, dest, max_bytes=min(reserve, room))
         except errors.TaskError as exc:
             self._reserved -= reserve
             if exc.code == errors.DOWNLOAD_TOO_LARGE and room < reserve:

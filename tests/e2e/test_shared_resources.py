@@ -5,7 +5,9 @@ another account's tasks fail or wait behind them (issue 26, items 3 and 4).
 
 from __future__ import annotations
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -58,6 +60,84 @@ def ended(server, account: dict, keys: list[str], within: float) -> list[dict]:
             return found
         assert time.monotonic() < deadline, f"not ended within {within} s: {found}"
         time.sleep(0.1)
+
+
+# -- item 3: one host's connections ---------------------------------------------------------
+
+
+class SlowHost:
+    """One host: ``/slow...`` trickles a long body (a byte every 0.2 s), ``/page`` answers a
+    small HTML page at once."""
+
+    def __init__(self) -> None:
+        stop = self.stop = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                slow = self.path.startswith("/slow")
+                body = b"" if slow else SMALL_PAGE
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/mpeg" if slow else "text/html")
+                self.send_header("Content-Length", str(100_000 if slow else len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+                try:
+                    while slow and not stop.wait(0.2):
+                        self.wfile.write(b"\0")
+                        self.wfile.flush()
+                except OSError:
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def slow_host():
+    host = SlowHost()
+    yield host
+    host.close()
+
+
+def test_one_accounts_slow_host_leaves_the_host_to_the_others(make_server, slow_host):
+    """Account A's 12 downloads from a host trickling bytes took all 8 connections the
+    fetcher allowed per host; A's other 4 and account B's scrape on that host failed
+    ``timeout`` ("could not connect ... within 2 s") waiting for one."""
+    server = make_server(
+        env={
+            "DRAGON_FETCH_CONNECT_TIMEOUT": "2",
+            "DRAGON_FETCH_MIN_RATE_BYTES": "0",  # the trickle is slow, not cut
+        }
+    )
+    a, b = accounts(server, "host")
+    page = {"task_name": "html.scrape", "url": f"{slow_host.url}/page"}
+    ended(server, b, create(server, b, [page]), within=30)  # the pool's workers are up
+    slow = create(
+        server,
+        a,
+        [{"task_name": "audio.info", "url": f"{slow_host.url}/slow?{n}"} for n in range(12)],
+    )
+    time.sleep(1.0)  # A's tasks are all downloading, or waiting for a connection
+    start = time.monotonic()
+    status = ended(server, b, create(server, b, [page]), within=20)[0]
+    assert status["status"] == "success", status
+    assert status["result"]["page_title"] == "small"
+    assert time.monotonic() - start < 5
+    time.sleep(2.5)  # past the connect timeout: A's 4 tasks over its share still wait
+    waiting = statuses(server, a, slow)
+    assert all(s["status"] == "executing" for s in waiting), waiting
 
 
 # -- item 4: the process pool ---------------------------------------------------------------
