@@ -148,10 +148,10 @@ def test_a_deeply_nested_page_is_refused_and_does_not_delay_others(server, origi
     workers for minutes, and another account's thumbnail waited behind them."""
     a, b = accounts(server, "deep")
     deep = b"<html><body>" + b"<div>" * 150_000 + b"x</body></html>"
-    page = origin.add("shared/deep.html", deep, "text/html")
+    page = origin.add("pooled/deep.html", deep, "text/html")
     scrapes = create(server, a, [{"task_name": "html.scrape", "url": page}] * 4)
     time.sleep(0.5)
-    image = origin.add("shared/small.png", image_bytes(fmt="PNG"), "image/png")
+    image = origin.add("pooled/small.png", image_bytes(fmt="PNG"), "image/png")
     start = time.monotonic()
     thumb = create(server, b, [{"task_name": "image.thumb", "url": image, "width": 32}])
     assert ended(server, b, thumb, within=15)[0]["status"] == "success"
@@ -168,7 +168,7 @@ def test_one_accounts_pool_jobs_leave_a_worker_for_the_others(server, origin):
     a, b = accounts(server, "pool")
     spins = create(server, a, [{"task_name": "test.spin", "seconds": 12}] * 2)
     time.sleep(1.5)  # both spins are running (or, with the fix, one runs and one waits)
-    page = origin.add("shared/small.html", SMALL_PAGE, "text/html")
+    page = origin.add("pooled/small.html", SMALL_PAGE, "text/html")
     start = time.monotonic()
     scrape = create(server, b, [{"task_name": "html.scrape", "url": page}])
     status = ended(server, b, scrape, within=30)[0]
@@ -185,7 +185,7 @@ def test_one_accounts_pool_jobs_leave_a_worker_for_the_others(server, origin):
 
 def test_a_huge_title_is_cut_and_the_result_says_so(server, origin):
     page = b"<html><head><title>" + b"dragon " * 600_000 + b"</title></head><body></body></html>"
-    url = origin.add("shared/title.html", page, "text/html")
+    url = origin.add("pooled/title.html", page, "text/html")
     status = server.run_task({"task_name": "html.scrape", "url": url})
     assert status["status"] == "success", status
     result = status["result"]
