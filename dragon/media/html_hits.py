@@ -125,7 +125,12 @@ def scrape(
     text = decode(data, charset)
     if mime not in HTML_MIMES and not _MARKUP.search(text):
         return None
-    cost, deepest = parse_cost(text, MAX_PARSE_COST)
+    # Each tag costs at most one more than the tags before it: a page of up to 20,000
+    # tags is cheap whatever its shape, and most pages need no reading here.
+    tags = text.count("<")
+    cost, deepest = (
+        (0, 0) if tags * (tags + 1) // 2 <= MAX_PARSE_COST else parse_cost(text, MAX_PARSE_COST)
+    )
     if cost > MAX_PARSE_COST:
         raise PageTooComplex(
             f"the page nests its elements too deeply to be parsed (at least {deepest} levels"
@@ -203,11 +208,23 @@ class _Stack:
         self.specials: list[int] = []  # indexes of the special elements
 
     def push(self, name: str, foreign: bool) -> None:
-        self.at.setdefault(name, []).append(len(self.names))
+        depth = len(self.names)
+        at = self.at.get(name)
+        if at is None:
+            self.at[name] = [depth]
+        else:
+            at.append(depth)
         if name in _SPECIAL:
-            self.specials.append(len(self.names))
+            self.specials.append(depth)
         self.names.append(name)
         self.foreign.append(foreign)
+
+    def pop(self) -> None:
+        """Pop the current element."""
+        self.at[self.names.pop()].pop()
+        self.foreign.pop()
+        if self.specials and self.specials[-1] == len(self.names):
+            self.specials.pop()
 
     def closable(self, name: str) -> bool:
         """Whether ``name`` is open with no special element above it."""
@@ -220,10 +237,7 @@ class _Stack:
         """Pop up to and including the topmost ``name``."""
         target = self.at[name][-1]
         while len(self.names) > target:
-            self.at[self.names.pop()].pop()
-            self.foreign.pop()
-            if self.specials and self.specials[-1] == len(self.names):
-                self.specials.pop()
+            self.pop()
 
     def in_foreign(self, name: str) -> bool:
         """Whether a ``name`` start tag opens an SVG/MathML element here."""
@@ -261,23 +275,26 @@ def parse_cost(text: str, limit: int) -> tuple[int, int]:
     """``(cost, deepest)``: the parser's stack steps for ``text`` (each tag costs the depth
     it is read at) and the deepest nesting seen, read in one pass; stops past ``limit``."""
     stack = _Stack()
+    names = stack.names
     cost = deepest = pos = 0
     while cost <= limit and (match := _TAG.search(text, pos)) is not None:
         pos = match.end()
-        if match.group(2) is None:  # a comment
+        end_tag, name = match.groups()
+        if name is None:  # a comment
             end = text.find("-->", pos)
             pos = len(text) if end < 0 else end + 3
             continue
-        name = match.group(2).lower()
-        if name == "plaintext":
-            break  # the rest of the page is text
-        cost += len(stack.names) + 1
-        if match.group(1):
-            if stack.closable(name):
-                stack.pop_to(name)
-        else:
+        name = name.lower()
+        cost += len(names) + 1
+        if not end_tag:
+            if name == "plaintext":
+                break  # the rest of the page is text
             pos = stack.open(name, text, pos)
-        deepest = max(deepest, len(stack.names))
+            deepest = max(deepest, len(names))
+        elif names and names[-1] == name:
+            stack.pop()
+        elif stack.closable(name):
+            stack.pop_to(name)
     return cost, deepest
 
 
