@@ -81,13 +81,13 @@ class SlowHost:
             def do_GET(self):
                 slow = self.path.startswith("/slow")
                 body = b"" if slow else SMALL_PAGE
-                self.send_response(200)
-                self.send_header("Content-Type", "audio/mpeg" if slow else "text/html")
-                self.send_header("Content-Length", str(100_000 if slow else len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                self.wfile.flush()
-                try:
+                try:  # the server may hang up at any point (it is stopped mid-download)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "audio/mpeg" if slow else "text/html")
+                    self.send_header("Content-Length", str(100_000 if slow else len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    self.wfile.flush()
                     while slow and not stop.wait(0.2):
                         self.wfile.write(b"\0")
                         self.wfile.flush()
