@@ -126,7 +126,14 @@ class Settings:
     max_account_downloads: int = setting(
         16, "Downloads one account's tasks may run at once (they hold no processing slot)."
     )
-    fetch_total_timeout: float = setting(600.0, "Seconds a whole download may take.")
+    fetch_host_connections: int = setting(
+        8,
+        "Connections one account's tasks may have open to one host at once; each account has"
+        " its own share, and its tasks past it wait their turn (untimed).",
+    )
+    fetch_total_timeout: float = setting(
+        600.0, "Seconds a whole download may take (not counting a wait for a connection)."
+    )
     max_redirects: int = setting(5, "Redirect hops followed per download.")
     max_pixels: int = setting(100_000_000, "Largest image or video frame, in pixels.")
     max_media_duration: float = setting(4 * 3600.0, "Longest audio or video source, in seconds.")
@@ -224,6 +231,7 @@ class Settings:
             "upload_max_tries",
             "http_idle_timeout_seconds",
             "tool_memory_bytes",
+            "fetch_host_connections",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DRAGON_{name.upper()} must be positive")

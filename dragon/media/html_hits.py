@@ -10,6 +10,12 @@ schema.org JSON-LD. Every URL is made absolute (against ``<base href>`` or the p
 kept only if it passes the same syntax gate as a task's ``url`` parameter (so a hit can be
 fed straight to another task), and listed once, where it first appears.
 
+The parse is bounded before it starts: an HTML parser scans its stack of open elements
+for many tags (is a ``<p>`` in scope? where does this end tag match?), so a page that nests
+deeply costs the depth times the number of tags: 2 MB of nested ``<div>`` held a pool worker
+for half a minute. ``parse_cost`` reads the page once, keeping an upper bound of that stack,
+and ``scrape`` refuses a page whose cost passes ``MAX_PARSE_COST`` (``PageTooComplex``).
+
 No I/O here: the task runs this in the process pool, tests call it on strings.
 """
 
@@ -35,6 +41,12 @@ PRESCAN_BYTES = 8192
 # The elements that can name media; each has a ``_Page._<tag>`` handler.
 SELECTOR = "meta, link, img, source, video, iframe, script"
 HTML_MIMES = frozenset({"text/html", "application/xhtml+xml"})
+# The most stack steps (each tag costs the depth it opens or closes at) a page may cost:
+# about a second of lexbor's time at worst. Ordinary pages cost well under 1% of it (50,000
+# tags 30 deep); only pages nesting thousands of elements deep come near it.
+MAX_PARSE_COST = 200_000_000
+# How far past a tag's name its ``>`` is looked for (to see whether it ends with ``/>``).
+TAG_SCAN = 4096
 
 # One media URL found: ``url`` and ``source`` (the word naming where it was found), and
 # ``width``, ``height`` and ``mime`` when the page says.
@@ -102,7 +114,9 @@ _META_ATTRS = {
 def scrape(
     data: bytes, page_url: str, charset: str | None = None, mime: str | None = None
 ) -> dict[str, Any] | None:
-    """Return ``{"page_title", "hits": {"images", "videos"}, "truncated": [kinds]}``.
+    """Return ``{"page_title", "hits": {"images", "videos"}, "truncated": [kinds]}``
+    (``truncated`` names the hit kinds cut at ``MAX_HITS``, and ``page_title`` if the title
+    was cut at ``MAX_TITLE_CHARS``); raise ``PageTooComplex`` for a page too costly to parse.
 
     ``charset`` is the Content-Type header's, ``mime`` the sniffed type; None when the
     bytes are not an HTML page (not sniffed as HTML, and no html/head/body tag or HTML
@@ -111,15 +125,177 @@ def scrape(
     text = decode(data, charset)
     if mime not in HTML_MIMES and not _MARKUP.search(text):
         return None
+    # Each tag costs at most one more than the tags before it: a page of up to 20,000
+    # tags is cheap whatever its shape, and most pages need no reading here.
+    tags = text.count("<")
+    cost, deepest = (
+        (0, 0) if tags * (tags + 1) // 2 <= MAX_PARSE_COST else parse_cost(text, MAX_PARSE_COST)
+    )
+    if cost > MAX_PARSE_COST:
+        raise PageTooComplex(
+            f"the page nests its elements too deeply to be parsed (at least {deepest} levels"
+            f" deep, {cost:,} parser steps past the limit of {MAX_PARSE_COST:,})"
+        )
     tree = LexborHTMLParser(text)
     page = _Page(_base_url(tree, page_url))
     for node in tree.css(SELECTOR):
         page.visit(node)
+    title = page.og_title or _title(tree)
+    if title and len(title) > MAX_TITLE_CHARS:
+        title = title[:MAX_TITLE_CHARS]
+        page.truncated.add("page_title")
     return {
-        "page_title": page.og_title or _title(tree),
+        "page_title": title,
         "hits": {kind: list(hits.values()) for kind, hits in page.hits.items()},
         "truncated": sorted(page.truncated),
     }
+
+
+class PageTooComplex(ValueError):
+    """A page whose parse would cost more than ``MAX_PARSE_COST`` (see the module doc)."""
+
+
+def _names(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+# The HTML standard's "special" elements and the foreign integration points (lower case): an
+# end tag or a ``<p>``/``<li>`` start tag stops its search of the stack at one of them.
+_SPECIAL = _names(
+    "address applet area article aside base basefont bgsound blockquote body br button caption"
+    " center col colgroup dd details dir div dl dt embed fieldset figcaption figure footer form"
+    " frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html iframe img input keygen li"
+    " link listing main marquee menu meta nav noembed noframes noscript object ol p param"
+    " plaintext pre script search section select source style summary table tbody td template"
+    " textarea tfoot th thead title tr track ul wbr xmp mi mo mn ms mtext annotation-xml"
+    " foreignobject desc"
+)
+# Elements that never hold children in HTML.
+_VOID = _names(
+    "area base br col embed hr img input link meta source track wbr param keygen frame"
+    " basefont bgsound image"
+)
+# SVG and MathML elements whose children are HTML again.
+_INTEGRATION = _names("foreignobject desc title mi mo mn ms mtext annotation-xml")
+# HTML start tags that end SVG or MathML content (the parser leaves the foreign element).
+_BREAKOUT = _names(
+    "b big blockquote body br center code dd div dl dt em embed h1 h2 h3 h4 h5 h6 head hr i"
+    " img li listing menu meta nobr ol p pre ruby s small span strong strike sub sup table tt"
+    " u ul var font"
+)
+# Start tags that close an open element of the same name with no special element above it,
+# and those that close one only when it is the current element.
+_CLOSES_OPEN = _names("p li dt dd a nobr")
+_CLOSES_CURRENT = _names("option optgroup tr td th thead tbody tfoot rb rp rt rtc")
+# HTML elements whose content is text up to their end tag.
+_RAW_TEXT = {name: re.compile(f"</{name}", re.I) for name in ("script", "style")}
+_TAG = re.compile(r"<(/?)([a-zA-Z][^\s/>]*)|<!--")
+_TAG_REST = re.compile(r"""(?:[^>"']|"[^"]*"|'[^']*')*>""")
+
+
+class _Stack:
+    """An upper bound of the parser's stack of open elements.
+
+    It pops only where the HTML parser surely pops as much (an end tag or a closing start
+    tag whose element is open with no special element above it); every other end tag is
+    ignored, so the stack may be deeper than the parser's, never shallower.
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.foreign: list[bool] = []  # per entry: an SVG/MathML element, not HTML
+        self.at: dict[str, list[int]] = {}  # name -> its indexes in the stack
+        self.specials: list[int] = []  # indexes of the special elements
+
+    def push(self, name: str, foreign: bool) -> None:
+        depth = len(self.names)
+        at = self.at.get(name)
+        if at is None:
+            self.at[name] = [depth]
+        else:
+            at.append(depth)
+        if name in _SPECIAL:
+            self.specials.append(depth)
+        self.names.append(name)
+        self.foreign.append(foreign)
+
+    def pop(self) -> None:
+        """Pop the current element."""
+        self.at[self.names.pop()].pop()
+        self.foreign.pop()
+        if self.specials and self.specials[-1] == len(self.names):
+            self.specials.pop()
+
+    def closable(self, name: str) -> bool:
+        """Whether ``name`` is open with no special element above it."""
+        at = self.at.get(name)
+        if not at:
+            return False
+        return not self.specials or self.specials[-1] <= at[-1]
+
+    def pop_to(self, name: str) -> None:
+        """Pop up to and including the topmost ``name``."""
+        target = self.at[name][-1]
+        while len(self.names) > target:
+            self.pop()
+
+    def in_foreign(self, name: str) -> bool:
+        """Whether a ``name`` start tag opens an SVG/MathML element here."""
+        if name in ("svg", "math"):
+            return True
+        if not self.foreign or not self.foreign[-1] or name in _BREAKOUT:
+            return False
+        return self.names[-1] not in _INTEGRATION
+
+    def closes_own(self, name: str) -> bool:
+        """Whether a ``name`` start tag first closes an open ``name`` (``<p>``, ``<li>``...)."""
+        if name in _CLOSES_OPEN:
+            return self.closable(name)
+        return name in _CLOSES_CURRENT and self.names[-1:] == [name]
+
+    def open(self, name: str, text: str, pos: int) -> int:
+        """Take a start tag (its name ends at ``pos``); returns where to read on."""
+        if name in _VOID:
+            return pos
+        foreign = self.in_foreign(name)
+        if foreign:
+            rest = _TAG_REST.match(text, pos, min(len(text), pos + TAG_SCAN))
+            if rest is not None and rest.group().endswith("/>"):
+                return rest.end()  # a self-closing SVG/MathML element
+        elif self.closes_own(name):
+            self.pop_to(name)
+        self.push(name, foreign)
+        if foreign or name not in _RAW_TEXT:
+            return pos
+        end = _RAW_TEXT[name].search(text, pos)
+        return len(text) if end is None else end.start()
+
+
+def parse_cost(text: str, limit: int) -> tuple[int, int]:
+    """``(cost, deepest)``: the parser's stack steps for ``text`` (each tag costs the depth
+    it is read at) and the deepest nesting seen, read in one pass; stops past ``limit``."""
+    stack = _Stack()
+    names = stack.names
+    cost = deepest = pos = 0
+    while cost <= limit and (match := _TAG.search(text, pos)) is not None:
+        pos = match.end()
+        end_tag, name = match.groups()
+        if name is None:  # a comment
+            end = text.find("-->", pos)
+            pos = len(text) if end < 0 else end + 3
+            continue
+        name = name.lower()
+        cost += len(names) + 1
+        if not end_tag:
+            if name == "plaintext":
+                break  # the rest of the page is text
+            pos = stack.open(name, text, pos)
+            deepest = max(deepest, len(names))
+        elif names and names[-1] == name:
+            stack.pop()
+        elif stack.closable(name):
+            stack.pop_to(name)
+    return cost, deepest
 
 
 def decode(data: bytes, charset: str | None = None) -> str:
@@ -186,8 +362,7 @@ def _title(tree: LexborHTMLParser) -> str | None:
 
 def _collapse(text: str | None) -> str | None:
     """Whitespace runs to one space; None for a missing or blank text."""
-    collapsed = " ".join((text or "").split())[:MAX_TITLE_CHARS]
-    return collapsed or None
+    return " ".join((text or "").split()) or None
 
 
 def _size(value: object) -> int | None:

@@ -13,6 +13,11 @@ rules live in one place:
   syntax gate (``dragon.net.url_policy``) again and every hop dials through the connector.
 - **Everything is bounded**: hops, connect/read/total time, and bytes, counted after
   aiohttp's transparent decompression so a gzip bomb stops at the limit.
+- **Connections are shared fairly**: each account (``for_account``) may have
+  ``fetch_host_connections`` connections open to one host, its own share, so one account's
+  slow host cannot take another account's connections to it. A request past its share, or
+  past ``MAX_CONNECTIONS`` in all, waits its turn here, before any timer starts: aiohttp's
+  own pool limits would count that wait against the connect timeout and fail it.
 - **Nothing ambient leaks**: ``trust_env=False`` (no ``HTTP_PROXY`` detour around the
   check), no cookie jar, no ``Authorization``.
 
@@ -24,12 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ipaddress
 import os
 import re
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +54,22 @@ USER_AGENT = f"dragon/{__version__} (self-hosted Dragon tasks server)"
 CHUNK = 1024 * 1024
 READ_BUFSIZE = 256 * 1024
 REDIRECTS = (301, 302, 303, 307, 308)
+MAX_CONNECTIONS = 100  # open at once, every account and host together
+
+# Whose request this is: set by the task context around its downloads (None: the server's).
+_ACCOUNT: contextvars.ContextVar[Hashable] = contextvars.ContextVar("fetch_account", default=None)
+
+
+@contextlib.contextmanager
+def for_account(account: Hashable) -> Iterator[None]:
+    """Requests made inside (and in asyncio tasks started inside) use ``account``'s share
+    of each host's connections."""
+    token = _ACCOUNT.set(account)
+    try:
+        yield
+    finally:
+        _ACCOUNT.reset(token)
+
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -182,6 +204,62 @@ class GuardedConnector(aiohttp.TCPConnector):
         return hosts
 
 
+class HostShares:
+    """Each account's share of each host's connections, and a cap on all of them.
+
+    A turn is waited for without a time limit: the request has not started yet. Gates are
+    dropped once nobody holds or waits for them, so the table holds only hosts in use.
+    """
+
+    def __init__(self, share: int, total: int = MAX_CONNECTIONS) -> None:
+        self.share = share
+        self._total = asyncio.Semaphore(total)
+        self._gates: dict[tuple[Hashable, str, str, int | None], _Gate] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, url: URL) -> AsyncIterator[None]:
+        """Hold one of the current account's connections to ``url``'s host."""
+        key = (_ACCOUNT.get(), url.scheme, url.host or "", url.port)
+        gate = self._gates.get(key)
+        if gate is None:
+            gate = self._gates[key] = _Gate(asyncio.Semaphore(self.share))
+        gate.users += 1
+        try:
+            async with gate.semaphore, self._total:
+                yield
+        finally:
+            gate.users -= 1
+            if not gate.users:
+                del self._gates[key]
+
+
+@dataclass
+class _Gate:
+    semaphore: asyncio.Semaphore
+    users: int = 0  # holding or waiting
+
+
+class Budget:
+    """A request's time limit, counted only while it holds a connection turn: the clock of
+    an ``asyncio.timeout`` stops while the request waits for its turn."""
+
+    def __init__(self, timeout: asyncio.Timeout, seconds: float) -> None:
+        self.timeout = timeout
+        self.left = seconds
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        self.timeout.reschedule(start + self.left)
+        try:
+            yield
+        finally:
+            self.left -= loop.time() - start
+            if not self.timeout.expired():
+                self.timeout.reschedule(None)
+
+
 @dataclass
 class Download:
     path: Path  # the file written under dest_dir
@@ -216,6 +294,7 @@ class Fetcher:
         self.policy = policy or AddressPolicy(allow_private=settings.allow_private_urls)
         self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
+        self.shares = HostShares(settings.fetch_host_connections)
 
     async def start(self) -> None:
         if self._session is not None:
@@ -223,8 +302,9 @@ class Fetcher:
         # force_close: no keep-alive pool. aiohttp 3.14 applies ``sock_read`` to a pooled
         # connection's idle time, so a source fetched again after more than the read timeout
         # failed as silent; a fresh connection per download costs one handshake.
+        # No limits in aiohttp (0): ``shares`` has already limited the request when it dials.
         connector = GuardedConnector(
-            self.policy, resolver=self._resolver, limit=100, limit_per_host=8, force_close=True
+            self.policy, resolver=self._resolver, limit=0, limit_per_host=0, force_close=True
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -256,8 +336,8 @@ class Fetcher:
         total = self.settings.fetch_total_timeout
         path = Path(dest_dir) / "source"
         try:
-            async with asyncio.timeout(total):
-                return await self._download(url, path, limit)
+            async with asyncio.timeout(None) as timeout:
+                return await self._download(url, path, limit, Budget(timeout, total))
         except BaseException as exc:
             path.unlink(missing_ok=True)
             if isinstance(exc, TimeoutError):
@@ -266,37 +346,45 @@ class Fetcher:
                 ) from None
             raise
 
-    async def _download(self, url: str, path: Path, limit: int) -> Download:
+    async def _download(self, url: str, path: Path, limit: int, budget: Budget) -> Download:
         session = await self._client()
         current = _checked_url(url, url)
         for _ in range(self.settings.max_redirects + 1):
-            with self._translate(current, errors.DOWNLOAD_FAILED, "source"):
-                async with session.get(current, allow_redirects=False) as resp:
-                    if resp.status in REDIRECTS and resp.headers.get("Location"):
-                        current = _checked_url(resp.headers["Location"], current)
-                        continue
-                    if not 200 <= resp.status < 300:
-                        raise errors.TaskError(
-                            errors.DOWNLOAD_FAILED,
-                            f"source answered {resp.status} {resp.reason or ''}".rstrip(),
-                        )
-                    length = resp.content_length
-                    if length is not None and length > limit:
-                        raise errors.TaskError(
-                            errors.DOWNLOAD_TOO_LARGE,
-                            f"source is {human_size(length)}; the limit is {human_size(limit)}",
-                        )
-                    size, head = await _save(resp, path, limit, self._min_rate())
-                    mime = sniff(head)
-                    final = path.with_name(path.name + extension(mime))
-                    await asyncio.to_thread(path.rename, final)
-                    return Download(
-                        path=final, mime=mime, size=size, url=str(resp.url), charset=resp.charset
-                    )
+            # Each hop waits its turn for a connection to its host, untimed.
+            async with self.shares.turn(current), budget.running():
+                with self._translate(current, errors.DOWNLOAD_FAILED, "source"):
+                    async with session.get(current, allow_redirects=False) as resp:
+                        got = await self._answer(resp, current, path, limit)
+            if isinstance(got, Download):
+                return got
+            current = got
         raise errors.TaskError(
             errors.TOO_MANY_REDIRECTS,
             f"{shown(url)} redirected more than {self.settings.max_redirects} times",
         )
+
+    async def _answer(
+        self, resp: aiohttp.ClientResponse, current: URL, path: Path, limit: int
+    ) -> Download | URL:
+        """Save one hop's answer to ``path``, or return where it redirects."""
+        if resp.status in REDIRECTS and resp.headers.get("Location"):
+            return _checked_url(resp.headers["Location"], current)
+        if not 200 <= resp.status < 300:
+            raise errors.TaskError(
+                errors.DOWNLOAD_FAILED,
+                f"source answered {resp.status} {resp.reason or ''}".rstrip(),
+            )
+        length = resp.content_length
+        if length is not None and length > limit:
+            raise errors.TaskError(
+                errors.DOWNLOAD_TOO_LARGE,
+                f"source is {human_size(length)}; the limit is {human_size(limit)}",
+            )
+        size, head = await _save(resp, path, limit, self._min_rate())
+        mime = sniff(head)
+        final = path.with_name(path.name + extension(mime))
+        await asyncio.to_thread(path.rename, final)
+        return Download(path=final, mime=mime, size=size, url=str(resp.url), charset=resp.charset)
 
     def _min_rate(self) -> MinRate:
         return MinRate(
@@ -321,7 +409,7 @@ class Fetcher:
         limit = timeout or self.settings.fetch_total_timeout
         file = await asyncio.to_thread(open, body, "rb") if isinstance(body, Path) else None
         try:
-            async with asyncio.timeout(limit):
+            async with self.shares.turn(target), asyncio.timeout(limit):
                 with self._translate(target, errors.SEND_FAILED, "receiver"):
                     async with session.request(
                         method,

@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, TypeVarTuple, cast
 
 from dragon import errors
 from dragon.config import Settings
-from dragon.net.fetcher import Download
+from dragon.net.fetcher import Download, for_account
 from dragon.runtime import disk
 from dragon.runtime.pool import WorkerPool
 from dragon.runtime.processes import ProcessResult, run_process
@@ -187,7 +187,8 @@ class TaskContext:
         self._reserved += reserve
         try:
             async with self._slot.released() if self._slot else contextlib.nullcontext():
-                download = await self._fetcher.download(url, dest, max_bytes=min(reserve, room))
+                with for_account(self.account_id):  # its own share of the host's connections
+                    download = await self._fetcher.download(url, dest, max_bytes=min(reserve, room))
         except errors.TaskError as exc:
             self._reserved -= reserve
             if exc.code == errors.DOWNLOAD_TOO_LARGE and room < reserve:
@@ -254,12 +255,13 @@ class TaskContext:
         """Run picklable CPU-heavy ``fn(*args)`` in the process pool (numpy, Pillow).
 
         If the task is cancelled or times out meanwhile, the job is stopped too
-        (``dragon.runtime.pool``).
+        (``dragon.runtime.pool``). The job waits its turn while the account's jobs hold
+        their share of the pool's workers.
         """
         if self._pool is None:
             return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
         # The pool hands back whatever the worker process returned: ``fn``'s result.
-        return cast(T, await self._pool.run(fn, *args))
+        return cast(T, await self._pool.run(fn, *args, account=self.account_id))
 
     async def in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run blocking ``fn`` in a thread (for work that releases the GIL or does I/O)."""

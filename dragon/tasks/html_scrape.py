@@ -33,7 +33,8 @@ def scrape_file(
 async def run(ctx: TaskContext) -> dict[str, Any]:
     """The page comes through the guarded fetcher and is parsed in the process pool by
     ``dragon.media.html_hits``: lexbor parses 5 MB in tens of milliseconds, which the event
-    loop should not spend.
+    loop should not spend. A page nested so deeply that its parse would cost far more is
+    refused (``invalid_media``) before it is parsed.
     """
     url = ctx.params["url"]
     download = await ctx.fetch(url, max_bytes=MAX_PAGE_BYTES)
@@ -41,12 +42,20 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
     page_url = getattr(download, "url", None) or url
     # The Content-Type charset, when the fetcher exposes it; else the page's <meta>.
     charset = getattr(download, "charset", None)
-    found = await ctx.in_process(scrape_file, str(download.path), page_url, charset, download.mime)
+    try:
+        found = await ctx.in_process(
+            scrape_file, str(download.path), page_url, charset, download.mime
+        )
+    except html_hits.PageTooComplex as exc:
+        raise errors.TaskError(errors.INVALID_MEDIA, f"{url}: {exc}") from None
     if found is None:
         raise errors.TaskError(
             errors.UNSUPPORTED_MEDIA,
             f"{url} is not an HTML page ({download.mime or 'unknown type'})",
         )
     for kind in found.pop("truncated"):
-        ctx.warn(f"only the first {html_hits.MAX_HITS} {kind} of the page are listed")
+        if kind == "page_title":
+            ctx.warn(f"page_title is cut to its first {html_hits.MAX_TITLE_CHARS} characters")
+        else:
+            ctx.warn(f"only the first {html_hits.MAX_HITS} {kind} of the page are listed")
     return found
