@@ -204,14 +204,16 @@ class Scheduler:
         self.shared.register(batch, keys)
 
     def enqueue(self, account_id: int, key: str, task_name: str) -> None:
-        lane = self.lanes[self.lane_of(task_name)]
+        self._queue(account_id, key, task_name, self.lanes[self.lane_of(task_name)])
+
+    def _queue(self, account_id: int, key: str, task_name: str, lane: Lane) -> None:
         run = self._runs.get(key)
         if run is None:
             self._runs[key] = Run(key, task_name, lane)
         elif run.queued:
             run.task_name = task_name
-        # A key running here and queued again (a cluster resync) keeps its record: the
-        # lane skips it when it comes up.
+        # A key running here and queued again (a claim, a resync) keeps its record: the
+        # lane skips it when it comes up, and the run serves it again if it loses its start.
         lane.queue.put(account_id, key)
         self._dispatch()
 
@@ -225,6 +227,7 @@ class Scheduler:
                 run = self._runs.get(key)
                 if run is not None and not run.queued:  # queued twice: running here
                     lane.release(account_id)
+                    run.again = account_id
                     continue
                 if run is None:  # queued twice, and its first run has ended
                     run = self._runs[key] = Run(key, "", lane)
@@ -259,6 +262,21 @@ class Scheduler:
             run.document = None
             if run.slot is not None:
                 run.slot.give_back()
+            if run.again is not None and not run.won:
+                self._serve_again(run, run.again)
+
+    def _serve_again(self, run: Run, account_id: int) -> None:
+        """Queue again a key that was queued twice and whose first run lost the start.
+
+        The start can lose because a claim of this very node held the row at that instant
+        (``start_task`` skips locked rows and reads it still queued); the claim then
+        commits, makes the task this node's, and queues it here while the losing run still
+        holds the key, so the lane skipped that second queueing. Dropping it left the task
+        executing in this node's name with no lane holding it (found only by the
+        heartbeat's adoption, seconds later). ``start_task`` decides again: the task runs
+        if it is ours, and is left alone if it has ended or another node has it.
+        """
+        self._queue(account_id, run.key, run.task_name, run.lane)
 
     # -- running one task ---------------------------------------------------------------
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
@@ -316,6 +334,7 @@ class Scheduler:
         )
         if row is None or row["status"] != "executing" or row["owner"] != self.boot_id:
             return None
+        run.won = True
         run.document = documents.document(row)
         self.bus.publish(run.key, run.document)
         return row
