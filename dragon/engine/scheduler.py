@@ -156,9 +156,21 @@ class Scheduler:
     async def stop(self, grace: float) -> None:
         """Stop taking tasks; give running ones ``grace`` seconds, then cancel them.
 
-        Cancelled tasks go back to ``queued`` so the next start runs them again.
+        Cancelled tasks go back to ``queued`` so the next start runs them again. Blocked
+        requests and streams are released last (the bus closes): until then they get the
+        ends of the tasks that finish within the grace, as they would have without it.
         """
         self.stopping = True
+        try:
+            await self._drain(grace)
+        finally:
+            self.bus.close()
+        if self.cluster is not None:  # after the requeues above: other nodes take them
+            cluster, self.cluster = self.cluster, None
+            await cluster.stop()
+
+    async def _drain(self, grace: float) -> None:
+        """Let the running tasks end within ``grace``, cancel the rest, write progress."""
         running = [run.task for run in self._runs.values() if run.task is not None]
         if running:
             log.info("waiting up to %.0f s for %d running tasks", grace, len(running))
@@ -172,9 +184,6 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._progress_flusher
             await self._flush_progress()
-        if self.cluster is not None:  # after the requeues above: other nodes take them
-            cluster, self.cluster = self.cluster, None
-            await cluster.stop()
 
     # -- queueing -------------------------------------------------------------------------
     def queued_count(self) -> int:
