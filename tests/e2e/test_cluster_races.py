@@ -59,3 +59,41 @@ def test_concurrent_creates_on_two_nodes_leave_no_task_executing(make_server):
     # cluster no task may have needed it (it comes seconds late, after ORPHAN_AGE).
     for node in (a, b):
         assert "claimed tasks were not running here" not in node.log(), node.log()[-3000:]
+
+
+@pytest.mark.timeout(180)
+def test_a_file_stored_while_postgresql_is_away_is_recorded_not_orphaned(make_server, backends):
+    """A task saving its outputs when PostgreSQL went away: each object saved is recorded
+    once the database is back (the record waits), so the task succeeds and every object
+    in the bucket is one the storage API lists."""
+    a = first_node(make_server)
+    names = [f"o{i}" for i in range(600)]
+    [key] = create(a, [{"task_name": "test.file", "text": "x", "names": names}])
+    deadline = time.monotonic() + 30
+    while status(a, [key])[0]["status"] == "queued":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    backends.postgres.stop()
+    try:
+        time.sleep(2)
+    finally:
+        backends.postgres.start()
+    deadline = time.monotonic() + 90
+    while (doc := _current(a, key))["status"] not in ENDED:
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.2)
+    assert doc["status"] == "success", doc
+    bucket = a.env["DRAGON_S3_BUCKET"]
+    pages = backends.s3.client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{key}/"
+    )
+    stored = {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+    listing = a.request("GET", f"/v2/storage/files/{key}?recursive=true").json()["files"]
+    assert len(stored) == len(names)
+    assert {f"{key}/{f['name'].rpartition('/')[2]}" for f in listing} >= stored, listing[:3]
+
+
+def _current(node, key: str) -> dict:
+    """The task's status, waiting for the database to answer again."""
+    r = node.request("POST", "/v2/status", {"tasks": [key]})
+    return r.json()[0] if r.status == 200 else {"status": f"http {r.status}"}
