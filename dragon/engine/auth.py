@@ -12,8 +12,8 @@ the account lists, which a browser enforces and anyone else can forge (docs/secu
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
-import fnmatch
 import hashlib
 import hmac
 import ipaddress
@@ -117,15 +117,35 @@ def referrer_allowed(patterns: tuple[str, ...], referrer: str | None) -> bool:
     if origin is None:
         return False
     scheme, host, port = origin
-    candidates = (host,) if port is None else (host, f"{host}:{port}")
+    candidates: tuple[str, ...] = ()
+    if ":" in host:  # an IPv6 literal: bare (as patterns once named it), then in brackets
+        candidates, host = (host,), f"[{host}]"
+    candidates += (host,) if port is None else (host, f"{host}:{port}")
     for pattern in patterns:
         pattern = pattern.strip().lower()
         wanted, sep, rest = pattern.partition("://")
         schemes = (wanted,) if sep and wanted != "*" else WEB_SCHEMES
-        host_glob = (rest if sep else pattern).split("/", 1)[0].removesuffix(".")
-        if scheme in schemes and any(fnmatch.fnmatchcase(c, host_glob) for c in candidates):
+        host_glob = _host_glob((rest if sep else pattern).split("/", 1)[0].removesuffix("."))
+        if scheme in schemes and any(host_glob.fullmatch(c) for c in candidates):
             return True
     return False
+
+
+def _host_glob(glob: str) -> re.Pattern[str]:
+    """A pattern's host (and port) as a regular expression: ``*`` is any run of characters
+    and ``?`` any one; everything else is itself.
+
+    Brackets are literal: they enclose an IPv6 address (``http://[::1]:3000``), never a
+    character class as in ``fnmatch``, which read that pattern as "one of ``:`` and ``1``"
+    and admitted ``http://1:3000/``. The address is compared in its compressed form, as
+    the referrer's is.
+    """
+    if glob.startswith("["):
+        inside, _, after = glob[1:].partition("]")
+        with contextlib.suppress(ValueError):
+            glob = f"[{ipaddress.IPv6Address(inside).compressed}]{after}"
+    wild = {"*": ".*", "?": "."}
+    return re.compile("".join(wild.get(c) or re.escape(c) for c in glob))
 
 
 @dataclasses.dataclass(frozen=True)

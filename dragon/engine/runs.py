@@ -32,6 +32,10 @@ class Run:
     context: TaskContext | None = None  # while the task's code may run
     document: dict[str, Any] | None = None  # latest status document while executing
     pending_progress: float | None = None  # reported, not yet written (flushed together)
+    won: bool = False  # its start moved the row to executing for this node (or found it so)
+    # The account of a second queueing of this key that the lane skipped because this run
+    # held the key: if this run then loses the start, that queueing is served again.
+    again: int | None = None
 
     @property
     def queued(self) -> bool:

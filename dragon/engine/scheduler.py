@@ -157,9 +157,21 @@ class Scheduler:
     async def stop(self, grace: float) -> None:
         """Stop taking tasks; give running ones ``grace`` seconds, then cancel them.
 
-        Cancelled tasks go back to ``queued`` so the next start runs them again.
+        Cancelled tasks go back to ``queued`` so the next start runs them again. Blocked
+        requests and streams are released last (the bus closes): until then they get the
+        ends of the tasks that finish within the grace, as they would have without it.
         """
         self.stopping = True
+        try:
+            await self._drain(grace)
+        finally:
+            self.bus.close()
+        if self.cluster is not None:  # after the requeues above: other nodes take them
+            cluster, self.cluster = self.cluster, None
+            await cluster.stop()
+
+    async def _drain(self, grace: float) -> None:
+        """Let the running tasks end within ``grace``, cancel the rest, write progress."""
         running = [run.task for run in self._runs.values() if run.task is not None]
         if running:
             log.info("waiting up to %.0f s for %d running tasks", grace, len(running))
@@ -173,9 +185,6 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._progress_flusher
             await self._flush_progress()
-        if self.cluster is not None:  # after the requeues above: other nodes take them
-            cluster, self.cluster = self.cluster, None
-            await cluster.stop()
 
     # -- queueing -------------------------------------------------------------------------
     def queued_count(self) -> int:
@@ -205,14 +214,16 @@ class Scheduler:
         self.shared.register(batch, keys)
 
     def enqueue(self, account_id: int, key: str, task_name: str) -> None:
-        lane = self.lanes[self.lane_of(task_name)]
+        self._queue(account_id, key, task_name, self.lanes[self.lane_of(task_name)])
+
+    def _queue(self, account_id: int, key: str, task_name: str, lane: Lane) -> None:
         run = self._runs.get(key)
         if run is None:
             self._runs[key] = Run(key, task_name, lane)
         elif run.queued:
             run.task_name = task_name
-        # A key running here and queued again (a cluster resync) keeps its record: the
-        # lane skips it when it comes up.
+        # A key running here and queued again (a claim, a resync) keeps its record: the
+        # lane skips it when it comes up, and the run serves it again if it loses its start.
         lane.queue.put(account_id, key)
         self._dispatch()
 
@@ -226,6 +237,7 @@ class Scheduler:
                 run = self._runs.get(key)
                 if run is not None and not run.queued:  # queued twice: running here
                     lane.release(account_id)
+                    run.again = account_id
                     continue
                 if run is None:  # queued twice, and its first run has ended
                     run = self._runs[key] = Run(key, "", lane)
@@ -260,6 +272,21 @@ class Scheduler:
             run.document = None
             if run.slot is not None:
                 run.slot.give_back()
+            if run.again is not None and not run.won:
+                self._serve_again(run, run.again)
+
+    def _serve_again(self, run: Run, account_id: int) -> None:
+        """Queue again a key that was queued twice and whose first run lost the start.
+
+        The start can lose because a claim of this very node held the row at that instant
+        (``start_task`` skips locked rows and reads it still queued); the claim then
+        commits, makes the task this node's, and queues it here while the losing run still
+        holds the key, so the lane skipped that second queueing. Dropping it left the task
+        executing in this node's name with no lane holding it (found only by the
+        heartbeat's adoption, seconds later). ``start_task`` decides again: the task runs
+        if it is ours, and is left alone if it has ended or another node has it.
+        """
+        self._queue(account_id, run.key, run.task_name, run.lane)
 
     # -- running one task ---------------------------------------------------------------
     async def _persist(self, write: Callable[[], Awaitable[T]]) -> T:
@@ -318,6 +345,7 @@ class Scheduler:
         )
         if row is None or row["status"] != "executing" or row["owner"] != self.boot_id:
             return None
+        run.won = True
         run.document = documents.document(row)
         self.bus.publish(run.key, run.document)
         return row

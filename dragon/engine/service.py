@@ -304,7 +304,7 @@ class Service:
         the waiter re-reads the statuses and subscribes again rather than giving up.
         """
         unique = list(dict.fromkeys(keys))
-        while not self.closing.is_set():
+        while not self.bus.closed:
             with self.bus.subscribe(unique, self.queue_size(len(unique))) as sub:
                 ended = await self._ends(sub, await self.statuses(account, unique, version))
             if ended is None:
@@ -353,9 +353,10 @@ class Service:
         return update if isinstance(update, Published) else None
 
     def close(self) -> None:
-        """Refuse new tasks and release every blocked request and stream."""
+        """Refuse new tasks. Blocked requests and streams keep waiting: the tasks running
+        here may still end within the shutdown grace, and they answer with those ends. The
+        scheduler releases them when it has stopped (``Scheduler.stop`` closes the bus)."""
         self.closing.set()
-        self.bus.close()
 
     def queue_size(self, keys: int) -> int:
         """A subscription's bound: room for every task to change a few times at once."""
@@ -382,7 +383,7 @@ class Service:
             while pending:
                 update = await self._next(sub)
                 if update is None:
-                    if not sub.overflowed or self.closing.is_set():
+                    if not sub.overflowed or self.bus.closed:
                         return
                     sub.__exit__()
                     sub = own = self.bus.subscribe(pending, self.queue_size(len(pending)))

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import string
 import time
@@ -12,11 +14,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dragon import errors
 from dragon.config import Settings
+from dragon.database.interface import Busy
 
 if TYPE_CHECKING:
     from dragon.stores import Stores
 
 ALPHABET = string.ascii_letters + string.digits
+RECORD_RETRY_SECONDS = 30.0  # how long a stored file's record waits for the database
+
+log = logging.getLogger("dragon.stores")
 
 
 class Producer(Protocol):
@@ -95,7 +101,7 @@ class BackedStore(BaseStore):
     async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
         earlier = await self.stores.db.file_for_output(ctx.key, name)
         location = earlier["location"] if earlier else file_location(ctx.key, ctx.task_name)
-        return await self._keep(ctx, name, location, path, content_type)
+        return await self._keep(ctx, name, location, path, content_type, fresh=not earlier)
 
     async def put_tree(
         self,
@@ -120,13 +126,21 @@ class BackedStore(BaseStore):
             relative = path.relative_to(folder).as_posix()
             output = name if relative == main else f"{name}/{relative}"
             location = f"{base}/{relative}"
-            urls[relative] = await self._keep(ctx, output, location, path, content_type(relative))
+            urls[relative] = await self._keep(
+                ctx, output, location, path, content_type(relative), fresh=not earlier
+            )
         return urls
 
     async def _keep(
-        self, ctx: Producer, name: str, location: str, path: Path, content_type: str
+        self, ctx: Producer, name: str, location: str, path: Path, content_type: str, fresh: bool
     ) -> str:
-        """Save ``path`` at ``location`` on the backend and record it as output ``name``."""
+        """Save ``path`` at ``location`` on the backend and record it as output ``name``.
+
+        The bytes are saved first, then recorded; if the record cannot be written (the
+        database stayed away through ``RECORD_RETRY_SECONDS``, or the task was cancelled
+        meanwhile) the bytes of a ``fresh`` location are removed again: no object is left
+        that no listing shows, no usage counts and no expiry removes. A location an earlier
+        run recorded keeps its bytes: its record still points at them."""
         backend = self.stores.backend
         size = path.stat().st_size
         try:
@@ -136,21 +150,54 @@ class BackedStore(BaseStore):
         except Exception as exc:
             code = errors.DISK_FULL if errors.out_of_space(exc) else errors.STORAGE_ERROR
             raise errors.TaskError(code, f"could not store {name}: {exc}") from exc
-        now = time.time()
         url = backend.url(location)
-        await self.stores.db.insert_file(
-            ctx.account_id,
-            ctx.key,
-            output=name,
-            name=location.split("/", 1)[1],
-            store=self.type,
-            location=location,
-            url=url,
-            size=size,
-            content_type=content_type,
-            now=now,
-            expires_at=self.expires_at(now),
-            counted=self.counted,
-            listed=self.listed,
-        )
+        try:
+            await self._record(ctx, name, location, url, size, content_type)
+        except BaseException:
+            if fresh:
+                await asyncio.shield(self._discard(location))
+            raise
         return url
+
+    async def _record(
+        self, ctx: Producer, name: str, location: str, url: str, size: int, content_type: str
+    ) -> None:
+        """Write the file's row, waiting for a database that went away (``Busy``) for up to
+        ``RECORD_RETRY_SECONDS``: a PostgreSQL restart costs a pause, not the task."""
+        delay, deadline = 0.2, time.monotonic() + RECORD_RETRY_SECONDS
+        while True:
+            now = time.time()
+            try:
+                await self.stores.db.insert_file(
+                    ctx.account_id,
+                    ctx.key,
+                    output=name,
+                    name=location.split("/", 1)[1],
+                    store=self.type,
+                    location=location,
+                    url=url,
+                    size=size,
+                    content_type=content_type,
+                    now=now,
+                    expires_at=self.expires_at(now),
+                    counted=self.counted,
+                    listed=self.listed,
+                )
+                return
+            except Busy as exc:
+                if time.monotonic() + delay > deadline:
+                    raise errors.TaskError(
+                        errors.STORAGE_ERROR,
+                        f"could not record {name}: the database stayed unavailable"
+                        f" for {RECORD_RETRY_SECONDS:g} s",
+                    ) from exc
+                log.warning("database unavailable; retrying the record of %s", name)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _discard(self, location: str) -> None:
+        """Remove the bytes of a file whose record was never written (best effort)."""
+        try:
+            await self.stores.backend.delete(location)
+        except Exception:
+            log.exception("could not remove %s, stored without a record", location)

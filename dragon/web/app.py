@@ -20,6 +20,7 @@ from dragon.api.openapi import PUBLIC, documented, json_answer, ref
 from dragon.api.state import STATE, State, state
 from dragon.config import Settings
 from dragon.database import open_database
+from dragon.database.interface import Busy
 from dragon.engine import metrics
 from dragon.engine.auth import Authenticator
 from dragon.engine.bus import Bus
@@ -44,6 +45,8 @@ from dragon.web.connections import connection_limit, streams_per_account
 from dragon.web.http_metrics import metrics_middleware, serve_metrics
 
 log = logging.getLogger("dragon")
+
+HEALTH_PROBE_SECONDS = 3.0  # a database slower than this to answer a read is unavailable
 
 
 def setup_routes(app: web.Application) -> None:
@@ -97,6 +100,8 @@ async def healthz(request: web.Request) -> web.Response:
     problems = []
     if database_read_only(request):
         problems.append("the database is read-only")
+    elif not await database_answers(request):
+        problems.append("the database is unavailable")
     shortage = disk.shortage(state(request).settings)
     if shortage:
         problems.append(shortage)
@@ -107,7 +112,7 @@ async def healthz(request: web.Request) -> web.Response:
             "problems": problems,
             "queued": scheduler.queued_count(),
             "executing": scheduler.executing_count(),
-            "subscribers": state(request).bus.size(),
+            "subscribers": state(request).bus.subscribers(),
         },
         status=503 if problems else 200,
     )
@@ -123,6 +128,24 @@ def database_read_only(request: web.Request) -> bool:
         or not os.access(settings.data_path, os.W_OK)
         or request.app[DATABASE_HEALTH].recently_read_only()
     )
+
+
+async def database_answers(request: web.Request) -> bool:
+    """PostgreSQL answers a read within ``HEALTH_PROBE_SECONDS``.
+
+    A lost PostgreSQL makes every create a 503 (``Busy``) while nothing else on this node
+    notices: the health check asks the database itself, so a load balancer stops sending
+    work here. SQLite is a file of this process: ``database_read_only`` covers it.
+    """
+    st = state(request)
+    if not st.settings.database_url:
+        return True
+    try:
+        async with asyncio.timeout(HEALTH_PROBE_SECONDS):
+            await st.db.event_horizon()
+    except (Busy, TimeoutError):
+        return False
+    return True
 
 
 def _warm_worker() -> None:
