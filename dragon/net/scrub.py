@@ -62,6 +62,7 @@ _TOKEN = re.compile(
     r"([A-Za-z0-9+/=_\-.~]{8,10000})"
 )
 _WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
+_TOKEN_WORDS = ("secret", "api", "bearer", "oauth")  # what _TOKEN needs, in lower case
 
 
 def normalised_name(name: str) -> str:
@@ -105,22 +106,40 @@ def redact_url(url: str) -> str:
     return f"{head}?{redact_query(query)}{hsep}{fragment}"
 
 
+def _may_hold_names(text: str) -> bool:
+    """Could any ``name=`` in ``text`` be ``sensitive``? A name's normalised form is a
+    piece of the whole text's normalised form (names end at literal ``?&;=`` and quotes,
+    which no escape can span), so when the whole text holds no credential word, no name
+    does, and the two costliest patterns need not run: every log line passes here, and most
+    (an access log line of a status poll) hold nothing."""
+    norm = normalised_name(text)
+    return "key" in norm or "pass" in norm or any(word in norm for word in SENSITIVE_WORDS)
+
+
 def by_shape(text: str) -> str:
     """Free text (a message, a traceback) with anything that looks like a credential masked."""
     if not text:
         return text
-    text = _PARAM.sub(
-        lambda m: f"{m['lead']}{m['name']}={MASK}" if sensitive(m["name"]) else m[0], text
-    )
-    text = _PAIR.sub(
-        lambda m: (
-            f"{m['name']}{m['sep']}{MASK}" if sensitive(m["name"]) and m["value"] != MASK else m[0]
-        ),
-        text,
-    )
-    text = _AUTH_HEADER.sub(lambda m: m[1] + MASK, text)
-    text = _TOKEN.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
-    return _WEBHOOK_SECRET.sub("whsec_" + MASK, text)
+    if _may_hold_names(text):
+        text = _PARAM.sub(
+            lambda m: f"{m['lead']}{m['name']}={MASK}" if sensitive(m["name"]) else m[0], text
+        )
+        text = _PAIR.sub(
+            lambda m: (
+                f"{m['name']}{m['sep']}{MASK}"
+                if sensitive(m["name"]) and m["value"] != MASK
+                else m[0]
+            ),
+            text,
+        )
+    lowered = text.lower()
+    if "authorization" in lowered:
+        text = _AUTH_HEADER.sub(lambda m: m[1] + MASK, text)
+    if any(word in lowered for word in _TOKEN_WORDS):
+        text = _TOKEN.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
+    if "whsec_" in text:
+        text = _WEBHOOK_SECRET.sub("whsec_" + MASK, text)
+    return text
 
 
 def by_value(text: str, secrets: Iterable[str]) -> str:
