@@ -70,6 +70,11 @@ OUT_OF_MEMORY = re.compile(
 )
 
 
+def tool_memory() -> int:
+    """The address space, in bytes, tools get in this process (0: no limit)."""
+    return _tool_memory
+
+
 def memory_exhausted(argv: list[str], returncode: int | None, stderr: str) -> None:
     """Raise ``TaskError(resource_limit)`` if a failed tool ran out of its memory limit."""
     if returncode and _tool_memory and OUT_OF_MEMORY.search(stderr):
