@@ -1,4 +1,4 @@
-"""The render cost estimate (dragon.sxml.cost) and the tool memory classification.
+"""The render cost estimate (dragon.sxml.cost) and how a render out of memory is told.
 
 Pure: definitions are parsed and timed, nothing is rendered; the weights and calibration
 are in dragon/sxml/cost.py.
@@ -12,7 +12,8 @@ import pytest
 
 from dragon import errors
 from dragon.runtime import processes
-from dragon.sxml import cost
+from dragon.sxml import cost, render
+from dragon.sxml.filtergraph import Graph
 from dragon.sxml.parse import parse
 from dragon.sxml.timing import resolve
 
@@ -87,3 +88,27 @@ def test_a_thread_that_cannot_start_under_the_memory_limit_is_a_resource_limit(m
     assert "DRAGON_TOOL_MEMORY_BYTES" in caught.value.message
     monkeypatch.setattr(processes, "_tool_memory", 0)  # no limit: the tool's own failure
     processes.memory_exhausted(["ffmpeg", "-i", "x"], 1, stderr)
+
+
+def graph_failure(code: str, stderr: str) -> errors.TaskError:
+    error = errors.TaskError(code, f"ffmpeg failed: {stderr.strip()}")
+    error.stage, error.tool = "process", {"argv": ["ffmpeg"], "exit_code": 1, "stderr": stderr}
+    return error
+
+
+def test_an_unbuildable_graph_says_what_to_do(monkeypatch):
+    graph = Graph(1920, 1080, Fraction(25))
+    graph.input(["-i", "a.png"])
+    failed = graph_failure(errors.PROCESS_FAILED, "Error marking filters as finished\n")
+    monkeypatch.setattr(processes, "_tool_memory", 2 * 2**30)
+    out = render.unbuildable(failed, graph)
+    assert out.code == errors.RESOURCE_LIMIT
+    assert "2048 MiB" in out.message and "DRAGON_TOOL_MEMORY_BYTES" in out.message
+    assert "1 inputs at 1920x1080" in out.message and "filters" not in out.message
+    assert out.tool == failed.tool and out.stage == "process"  # ffmpeg's text, for diagnostics
+    monkeypatch.setattr(processes, "_tool_memory", 0)
+    out = render.unbuildable(failed, graph)
+    assert out.code == errors.PROCESS_FAILED and "smaller profile" in out.message
+    # Other failures are left as they are.
+    other = graph_failure(errors.PROCESS_FAILED, "Invalid data found when processing input\n")
+    assert render.unbuildable(other, graph) is other
