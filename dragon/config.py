@@ -159,6 +159,11 @@ class Settings:
         "Input memory one video.create ffmpeg run may use (longer movies render in parts).",
     )
     max_video_duration: float = setting(600.0, "Longest video.create output, in seconds.")
+    video_create_max_render_seconds: float = setting(
+        900.0,
+        "Longest a video.create render may be estimated to take (docs/sxml.md, cost); a"
+        " costlier definition is refused at once (0: no bound).",
+    )
     volatile_days: int = setting(7, "Days files in the volatile store are kept.")
     task_retention_days: float = setting(
         30.0, "Days an ended task's status is kept (0: forever); its files follow their store."

@@ -58,12 +58,21 @@ def set_tool_memory(limit: int) -> None:
     _tool_memory = limit
 
 
-# What ffmpeg, x264, swscale and the dynamic loader print when an allocation fails.
+# What ffmpeg, x264, swscale and the dynamic loader print when an allocation fails. Under
+# RLIMIT_AS a thread's stack cannot be mapped either: pthread_create then fails with EAGAIN,
+# which ffmpeg prints as "Resource temporarily unavailable" (swscale's slice threads when a
+# filtergraph of many inputs is configured); a tool reading local files meets EAGAIN no
+# other way, so with a memory limit set it means the limit.
 OUT_OF_MEMORY = re.compile(
     r"cannot allocate memory|out of memory|malloc of size \d+ failed|failed to allocate"
-    r"|memory allocation failed|bad_alloc|failed to map segment",
+    r"|memory allocation failed|bad_alloc|failed to map segment|resource temporarily unavailable",
     re.I,
 )
+
+
+def tool_memory() -> int:
+    """The address space, in bytes, tools get in this process (0: no limit)."""
+    return _tool_memory
 
 
 def memory_exhausted(argv: list[str], returncode: int | None, stderr: str) -> None:

@@ -3,10 +3,10 @@
 1. Parse and check the definition (``parse.py``); its warnings go to the result.
 2. Download every media URL once (``ctx.fetch``, a few at a time) and probe videos and
    audio (``dragon.media.probe``: sniffed type, forced demuxer, metadata limits).
-3. Resolve the timing (``timing.py``) with the probed lengths; too long is refused. With
-   ``sync="beats"`` the music's beats are tracked (while the export's pictures are drawn)
-   and the synced cuts snapped to them (``beatsync.py``); then ducked stretches are
-   measured (``ducking.py``).
+3. Resolve the timing (``timing.py``) with the probed lengths; too long, or too costly to
+   render (``cost.py``), is refused. With ``sync="beats"`` the music's beats are tracked
+   (while the export's pictures are drawn) and the synced cuts snapped to them
+   (``beatsync.py``); then ducked stretches are measured (``ducking.py``).
 4. For each rendering (the preview, then the export): draw stills and texts with Pillow
    (``assets.py``), build one filtergraph (``picture.py`` + ``sound.py``) written to a
    ``-filter_complex_script`` file, and run one ffmpeg that encodes the profile.
@@ -20,6 +20,7 @@ The preview is the same graph built at a height of at most 240 lines with x264's
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -30,7 +31,8 @@ from dragon.media import beats, ffmpeg, loudness, probe, streaming, subtitles
 from dragon.media.pcm import pcm_argv, run_in_pool
 from dragon.media.probe import MediaInfo
 from dragon.net.fetcher import Download
-from dragon.sxml import assets, beatsync, ducking, profiles, segments, sound, speech
+from dragon.runtime import processes
+from dragon.sxml import assets, beatsync, cost, ducking, profiles, segments, sound, speech
 from dragon.sxml.concurrent import gather, pair
 from dragon.sxml.context import MovieTask, Warn
 from dragon.sxml.filtergraph import Graph
@@ -84,6 +86,7 @@ async def create(ctx: MovieTask) -> dict[str, Any]:
             ctx.warn(message)
 
     movie = await load(ctx, p["definition"], warn)
+    check_cost(ctx, movie, profile, warn)
     drawn: dict[int, Raster | None] = {}
     if beatsync.synced(movie.body):
         # Pictures and texts do not depend on when they play: the export's are drawn while
@@ -140,6 +143,25 @@ async def create(ctx: MovieTask) -> dict[str, Any]:
         "height": profile.height,
         **delivered,
     }
+
+
+def check_cost(ctx: MovieTask, movie: Movie, profile: profiles.Profile, warn: Warn) -> None:
+    """Refuse a movie estimated (``cost.py``) to render for longer than the setting allows,
+    before anything is drawn; warn when it takes more than half of it."""
+    bound = float(ctx.settings.video_create_max_render_seconds)
+    renderings = [profile] if ctx.params["export"] else []
+    if ctx.params["preview"]:
+        renderings.append(profile.preview())
+    seconds = cost.estimate(movie.body, [(r.width, r.height, r.rate) for r in renderings])
+    if bound > 0 and seconds > bound:
+        raise errors.ParameterError.one(
+            "definition",
+            f"rendering this movie would take about {seconds:.0f} s, more than the {bound:g} s"
+            " allowed (DRAGON_VIDEO_CREATE_MAX_RENDER_SECONDS): make it shorter, use a smaller"
+            " profile, or fewer layers and transitions",
+        )
+    if bound > 0 and seconds > bound / 2:
+        warn(f"rendering this movie should take about {seconds:.0f} s of the {bound:g} s allowed")
 
 
 async def deliver(ctx: MovieTask, export: Path, profile: profiles.Profile) -> dict[str, Any]:
@@ -541,14 +563,60 @@ async def render_window(
     script = ctx.tmpdir / f"graph-{window[0] if window else 'all'}.txt"
     script.write_text(graph.script())
     argv = ffmpeg.ffmpeg_argv(*graph.argv_inputs(), "-filter_complex_script", str(script), *outputs)
-    await ctx.run(
-        argv,
-        error_code=errors.PROCESS_FAILED,
-        progress_duration=movie.duration if progress else None,
-    )
+    try:
+        await ctx.run(
+            argv,
+            error_code=errors.PROCESS_FAILED,
+            progress_duration=movie.duration if progress else None,
+        )
+    except errors.TaskError as e:
+        raise unbuildable(e, graph) from None
     for made in (video, thumbnail and thumbnail[0]):
         if made is not None:
             ffmpeg.check_output(made, ctx.settings)
+
+
+# What ffmpeg prints when it cannot configure, or keep running, a filtergraph.
+GRAPH_FAILED = re.compile(
+    r"error (?:re)?initializing (?:complex )?filters|error marking filters as finished"
+    r"|failed to configure (?:output|input) pad|error configuring (?:complex )?filter"
+    r"|error while filtering",
+    re.I,
+)
+
+
+def unbuildable(error: errors.TaskError, graph: Graph) -> errors.TaskError:
+    """``error`` as a user can act on it when ffmpeg could not build the movie's
+    filtergraph: its text ("Error reinitializing filters!") stays in the diagnostics.
+
+    The parser has checked every value the graph holds, so what fails there is ffmpeg's
+    room to hold it: each input and filter takes frame pools and threads whose stacks count
+    against the tool's address space (measured: 20 crossfading photos at 1080p fail under
+    2 GiB while 780 MB are resident, and fit with a single filter thread). Under a memory
+    limit that is ``resource_limit``, even when ffmpeg names no cause.
+    """
+    stderr = (error.tool or {}).get("stderr", "")
+    failed = error.code in (errors.PROCESS_FAILED, errors.RESOURCE_LIMIT)
+    if not failed or not GRAPH_FAILED.search(stderr):
+        return error
+    inputs = f"{len(graph.inputs)} inputs at {graph.width}x{graph.height}"
+    limit = processes.tool_memory()
+    if limit:
+        code = errors.RESOURCE_LIMIT
+        message = (
+            f"ffmpeg could not put this movie's picture together ({inputs}) within the"
+            f" {limit // 2**20} MiB of memory a tool may use (DRAGON_TOOL_MEMORY_BYTES): use a"
+            " smaller profile or fewer images, videos and transitions at once"
+        )
+    else:
+        code = errors.PROCESS_FAILED
+        message = (
+            f"ffmpeg could not put this movie's picture together ({inputs}): use a smaller"
+            " profile or fewer images, videos and transitions at once"
+        )
+    out = errors.TaskError(code, message)
+    out.stage, out.tool = error.stage, error.tool
+    return out
 
 
 async def join(
