@@ -90,6 +90,14 @@ class Settings:
     create_burst: float = setting(
         5000.0, "Tasks an account may create at once before the rate applies."
     )
+    admission_seconds: float = setting(
+        2.0,
+        "An account whose queued and executing tasks exceed what this node ends in this many"
+        " seconds (measured while busy) gets 429 on creates until they drain; 0: off.",
+    )
+    admission_min_backlog: int = setting(
+        1000, "Queued and executing tasks an account may always have, whatever the capacity."
+    )
     stream_queue_size: int = setting(
         256,
         "Statuses a stream may lag behind before it re-reads them from the database.",

@@ -22,6 +22,7 @@ from dragon import errors
 from dragon.config import Settings
 from dragon.database.interface import Database, Row
 from dragon.engine import documents, metrics
+from dragon.engine.admission import Admission
 from dragon.engine.auth import Account
 from dragon.engine.bus import Bus, Published, Subscription
 from dragon.engine.diagnostics import diagnostics_of
@@ -87,6 +88,7 @@ class Service:
         self.registry = registry
         self.stores = stores
         self.closing = asyncio.Event()
+        self.admission = Admission(settings, database.count_active, scheduler.queued_count)
 
     # -- create ---------------------------------------------------------------------------
     def problems(self, definition: dict[str, Any]) -> dict[str, list[str]] | None:
@@ -157,8 +159,8 @@ class Service:
         return row
 
     async def _admit(self, account: Account, queued: int) -> None:
-        """Refuse the request if its ``queued`` tasks overflow the server's queue or the
-        account's limit of active tasks."""
+        """Refuse the request if its ``queued`` tasks overflow the server's queue, the
+        account's limit of active tasks, or the backlog the node drains in a few seconds."""
         if not queued:
             return
         if self.scheduler.queued_count() + queued > self.settings.max_queued_tasks:
@@ -170,6 +172,7 @@ class Service:
                     f"account limit reached: {active} tasks are queued or executing and the"
                     f" limit is {account.max_active}; retry when some have ended"
                 )
+        await self.admission.admit(account.id, queued)
 
     async def _store(self, rows: list[dict[str, Any]], errbacks: list[dict[str, Any]]) -> None:
         """Commit every row of the request (and its errbacks) in one transaction."""
@@ -178,6 +181,7 @@ class Service:
         for row in rows:
             if row["status"] == "error":
                 metrics.task_ended(row["task_name"], self.registry, "error", None, None)
+                self.admission.drain.not_drained(1)
 
     def _publish(
         self,
