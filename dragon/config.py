@@ -168,9 +168,10 @@ class Settings:
     )
     max_video_duration: float = setting(600.0, "Longest video.create output, in seconds.")
     video_create_max_render_seconds: float = setting(
-        900.0,
+        3600.0,
         "Longest a video.create render may be estimated to take (docs/sxml.md, cost); a"
-        " costlier definition is refused at once (0: no bound).",
+        " costlier definition is refused at once, one above half of it warned (0: no bound)."
+        " The task timeout by default: a movie that may finish is not refused.",
     )
     volatile_days: int = setting(7, "Days files in the volatile store are kept.")
     task_retention_days: float = setting(

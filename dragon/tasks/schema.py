@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
-from dragon.media import watermark
+from dragon.media import streaming, watermark
 from dragon.net import scrub
 from dragon.net.url_policy import url_problem
 
@@ -120,6 +120,44 @@ class WatermarkSchema(Schema):
     @post_load
     def _spec(self, data: dict[str, Any], **_: Any) -> watermark.Watermark:
         return watermark.Watermark(**data)
+
+
+class RenditionSchema(Schema):
+    """One rung of an HLS or DASH ladder (``dragon.media.streaming``)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    height = fields.Integer(required=True, validate=validate.Range(min=2, max=4320))
+    bitrate = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=100, max=100_000),
+        metadata={"description": "video kbit/s; by default scaled from the default ladder's"},
+    )
+
+
+def StreamFormat(what: str) -> fields.String:  # noqa: N802
+    """``format``: ``file`` (as before), or ``hls``/``dash`` for ``what``."""
+    return Choice(
+        ["file", "hls", "dash"],
+        load_default="file",
+        metadata={"description": f"hls or dash: {what}"},
+    )
+
+
+def Renditions() -> fields.List[Any]:  # noqa: N802
+    """``renditions``: the ladder's rungs; None for the default ladder."""
+    return fields.List(
+        fields.Nested(RenditionSchema),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, max=streaming.MAX_RENDITIONS),
+        metadata={
+            "description": "the ladder, tallest first; by default up to three rungs of"
+            " 1080, 720, 480, 360 and 240 lines, never taller than the source"
+        },
+    )
 
 
 def Watermark() -> fields.Nested:  # noqa: N802

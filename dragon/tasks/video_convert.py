@@ -29,13 +29,21 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from marshmallow import EXCLUDE, ValidationError, fields, validate, validates_schema
-from marshmallow import Schema as Shape
+from marshmallow import ValidationError, fields, validate, validates_schema
 
 from dragon.config import Settings
 from dragon.media import codecs, ffmpeg, image, loudness, probe, streaming, subtitles, watermark
 from dragon.tasks.context import TaskContext
-from dragon.tasks.schema import Choice, Loudness, Size, TaskSchema, Url, Watermark
+from dragon.tasks.schema import (
+    Choice,
+    Loudness,
+    Renditions,
+    Size,
+    StreamFormat,
+    TaskSchema,
+    Url,
+    Watermark,
+)
 from dragon.tasks.video_info import info_values
 
 TASK_NAME = "video.convert"
@@ -57,21 +65,6 @@ LEGACY = {
     "wmav1": ("asf", "wmv", "video/x-ms-asf"),
     "wmav2": ("asf", "wmv", "video/x-ms-asf"),
 }
-
-
-class RenditionSchema(Shape):
-    """One rung of an HLS or DASH ladder."""
-
-    class Meta:
-        unknown = EXCLUDE
-
-    height = fields.Integer(required=True, validate=validate.Range(min=2, max=4320))
-    bitrate = fields.Integer(
-        load_default=None,
-        allow_none=True,
-        validate=validate.Range(min=100, max=100_000),
-        metadata={"description": "video kbit/s; by default scaled from the default ladder's"},
-    )
 
 
 class Schema(TaskSchema):
@@ -99,23 +92,8 @@ class Schema(TaskSchema):
         allow_none=True,
         metadata={"description": "an SRT or WebVTT file whose cues are burned into the picture"},
     )
-    format = Choice(
-        ["file", "hls", "dash"],
-        load_default="file",
-        metadata={
-            "description": "hls or dash: an adaptive streaming ladder (output: its playlist)"
-        },
-    )
-    renditions = fields.List(
-        fields.Nested(RenditionSchema),
-        load_default=None,
-        allow_none=True,
-        validate=validate.Length(min=1, max=streaming.MAX_RENDITIONS),
-        metadata={
-            "description": "the ladder, tallest first; by default up to three rungs of"
-            " 1080, 720, 480, 360 and 240 lines, never taller than the source"
-        },
-    )
+    format = StreamFormat("an adaptive streaming ladder (output: its playlist)")
+    renditions = Renditions()
 
     @validates_schema
     def _ladder(self, data: dict[str, Any], **_: Any) -> None:

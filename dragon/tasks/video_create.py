@@ -16,12 +16,10 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from dragon.media import streaming
 from dragon.sxml import profiles, render
 from dragon.sxml.parse import DefinitionErrors, parse
 from dragon.tasks.context import TaskContext
-from dragon.tasks.schema import Choice, Loudness, TaskSchema, Url
-from dragon.tasks.video_convert import RenditionSchema
+from dragon.tasks.schema import Loudness, Renditions, StreamFormat, TaskSchema, Url
 
 # Definitions up to this size are parsed and checked in the schema, when the task is
 # created, so a hostile or broken one ends at once. Longer ones (up to 512 KiB) are parsed
@@ -45,18 +43,8 @@ class Schema(TaskSchema):
         allow_none=True,
         metadata={"description": "an SRT or WebVTT file whose cues are burned into the export"},
     )
-    format = Choice(
-        ["file", "hls", "dash"],
-        load_default="file",
-        metadata={"description": "hls or dash: also a streaming ladder of the export (stream)"},
-    )
-    renditions = fields.List(
-        fields.Nested(RenditionSchema),
-        load_default=None,
-        allow_none=True,
-        validate=validate.Length(min=1, max=streaming.MAX_RENDITIONS),
-        metadata={"description": "the ladder's rungs, as for video.convert"},
-    )
+    format = StreamFormat("also a streaming ladder of the export (stream)")
+    renditions = Renditions()
 
     @validates("profile")
     def _profile(self, value: str, **_: object) -> None:

@@ -44,7 +44,9 @@ def titled_crossfades(count: int) -> str:
     return movie('<transition type="crossfade" duration="1"/>'.join(items))
 
 
-def test_a_definition_too_costly_to_render_is_refused_at_once(dragon_server):
+def test_a_definition_too_costly_to_render_is_refused_at_once(make_server):
+    # The bound at 900 s (the default is the task timeout, which this movie is under).
+    dragon_server = make_server(env={"DRAGON_VIDEO_CREATE_MAX_RENDER_SECONDS": "900"})
     # 500 transitions at 1080p between titled slides: 500 s of movie, 1,000 s of layers and
     # 500 s mixed, estimated at more than 1,000 s of rendering.
     status = dragon_server.run_task(
