@@ -227,7 +227,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="listen port (DRAGON_PORT, default 8080)")
     s.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     s.add_argument(
-        "--concurrency", type=int, help="heavy tasks at once (DRAGON_CONCURRENCY, default: cores)"
+        "--concurrency", type=int, help="batch tasks at once (DRAGON_CONCURRENCY, default: cores)"
     )
     s.set_defaults(func=cmd_serve)
     a = sub.add_parser("accounts", help="manage accounts")

@@ -45,6 +45,13 @@ from dragon.database.steps import Conflict, Op, count, many, notify, row, rows, 
 T = TypeVar("T")
 
 
+class LimitRow(TypedDict):
+    """An account's most tasks running at once on one node."""
+
+    id: int
+    max_running: int
+
+
 class QueuedRow(TypedDict):
     """A claim's candidate: a queued task and whose it is."""
 
@@ -120,10 +127,11 @@ class Operations(ABC):
         referrers: list[str] | None = None,
         max_active: int | None = None,
         create_rate: float | None = None,
+        max_running: int | None = None,
     ) -> bool:
         """Only the given settings change; a negative ``create_rate`` is stored as NULL (the
         server's default)."""
-        if referrers is None and max_active is None and create_rate is None:
+        if referrers is None and max_active is None and create_rate is None and max_running is None:
             return await self.account_by_name(name) is not None
 
         def op() -> Op[bool]:
@@ -132,6 +140,7 @@ class Operations(ABC):
                 name=name,
                 referrers=None if referrers is None else dumps(referrers),
                 max_active=max_active,
+                max_running=max_running,
                 set_rate=create_rate is not None,
                 create_rate=None if create_rate is None or create_rate < 0 else create_rate,
             )
@@ -204,6 +213,7 @@ class Operations(ABC):
                         "error_code": r.get("error_code"),
                         "queued_at": r["queued_at"],
                         "completed_at": r.get("completed_at"),
+                        "lane": r.get("lane"),
                     }
                     for r in tasks
                 ],
@@ -242,21 +252,58 @@ class Operations(ABC):
         return await self._lookup(value(int, "ended_changes")) or 0
 
     async def start_task(
-        self, key: str, owner: str, now: float, render: Render | None = None
+        self,
+        key: str,
+        owner: str,
+        now: float,
+        render: Render | None = None,
+        *,
+        waiting: bool = False,
     ) -> TaskRow | None:
         """The row as it is now: ours if it was queued (and, on PostgreSQL, not being
-        claimed by another node at this instant); otherwise whoever's it is."""
+        claimed by another node at this instant); otherwise whoever's it is. ``waiting``:
+        its work begins later (``begin_work``); until then it shows as queued, and no
+        event is recorded (nothing a reader sees changed)."""
 
         def op() -> Op[TaskRow | None]:
-            started = yield from row(TaskRow, "start_task", key=key, owner=owner, now=now)
+            stage = "waiting" if waiting else None
+            started = yield from row(
+                TaskRow, "start_task", key=key, owner=owner, now=now, stage=stage
+            )
             if started is None:
                 return (yield from row(TaskRow, "task", key=key))
             yield from notify("c", [key])
-            if render is not None:
+            if render is not None and not waiting:
                 yield from count("insert_event", **event(started, now, render(started)))
             return started
 
         return await self._write(op())
+
+    async def begin_work(
+        self, key: str, owner: str, now: float, render: Render | None = None
+    ) -> TaskRow | None:
+        """A task ``owner`` holds ``waiting`` begins its work: executing from ``now``.
+        None if it is not (or no longer) ``owner``'s waiting task."""
+
+        def op() -> Op[TaskRow | None]:
+            begun = yield from row(TaskRow, "begin_work", key=key, owner=owner, now=now)
+            if begun is None:
+                return None
+            yield from notify("c", [key])
+            if render is not None:
+                yield from count("insert_event", **event(begun, now, render(begun)))
+            return begun
+
+        return await self._write(op())
+
+    async def account_limits(self) -> dict[int, int]:
+        """``{account id: max_running}`` of the accounts with a limit."""
+
+        def op() -> Op[dict[int, int]]:
+            found = yield from rows(LimitRow, "account_limits")
+            return {r["id"]: r["max_running"] for r in found}
+
+        return await self._read(op())
 
     async def set_progress(
         self, updates: dict[str, float], documents: dict[str, Any] | None = None
@@ -577,23 +624,24 @@ class ClusterOperations(Operations):
         await self._write_one(count("leave", owner=owner))
 
     async def claim_queued(
-        self, owner: str, light: list[str], in_light: bool, limit: int, now: float, render: Render
+        self, owner: str, lane: str, limit: int, now: float, render: Render
     ) -> list[TaskRow]:
-        """Start up to ``limit`` queued tasks of one lane for ``owner`` (attempts counted,
-        events recorded), oldest first and round-robin across accounts. ``light`` names the
-        light lane's tasks; ``in_light`` picks that lane or the other. A few more rows than
-        ``limit`` are looked at so a busy account cannot fill the claim alone."""
+        """Start up to ``limit`` queued tasks of ``lane`` for ``owner`` (attempts counted),
+        oldest first and round-robin across accounts. Those of the light lane are executing
+        (an event recorded); the others are held ``waiting`` until their work begins. A few
+        more rows than ``limit`` are looked at so a busy account cannot fill the claim
+        alone."""
 
         def op() -> Op[list[TaskRow]]:
-            candidates = yield from rows(
-                QueuedRow, "claim_candidates", light=light, in_light=in_light, limit=limit * 4
-            )
+            candidates = yield from rows(QueuedRow, "claim_candidates", lane=lane, limit=limit * 4)
             picked = round_robin(candidates, limit)
             if not picked:
                 return []
             claimed = yield from rows(TaskRow, "claim_tasks", keys=picked, owner=owner, now=now)
             yield from notify("c", [r["key"] for r in claimed])
-            yield from many("insert_event", [event(r, now, render(r)) for r in claimed])
+            yield from many(
+                "insert_event", [event(r, now, render(r)) for r in claimed if r["stage"] is None]
+            )
             order = {key: i for i, key in enumerate(picked)}
             return sorted(claimed, key=lambda r: order[r["key"]])
 

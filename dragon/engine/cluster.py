@@ -60,8 +60,7 @@ class Member(Protocol):
     def lanes(self) -> Mapping[str, Lane]: ...
     @property
     def runs(self) -> Mapping[str, Run]: ...
-    def lane_of(self, task_name: str) -> str: ...
-    def enqueue(self, account_id: int, key: str, task_name: str) -> None: ...
+    def enqueue(self, account_id: int, key: str, task_name: str, lane: str | None) -> None: ...
     async def recover(self, rows: Sequence[Row] | None = None) -> None: ...
 
 
@@ -147,23 +146,23 @@ class Cluster:
 
     async def _claim(self) -> None:
         """Claim as many queued tasks as this node has idle slots, lane by lane; they are
-        ours (executing) when they reach the lane, which starts them at once."""
+        ours when they reach the lane, which starts them at once. Tasks downloading their
+        inputs here count as slots taken: a node claims no more than it will soon run."""
         scheduler = self.scheduler
         if scheduler.stopping:  # draining: leave the work to the other nodes
             self._more = False
             return
-        light = [name for name in scheduler.registry if scheduler.lane_of(name) == "light"]
         more = False
         for name, lane in scheduler.lanes.items():
-            spare = lane.capacity - lane.busy - lane.queue.size
+            spare = lane.capacity - lane.busy - lane.queue.size - lane.lent.total()
             if spare <= 0:
                 more = True
                 continue
             rows = await self.db.claim_queued(
-                scheduler.boot_id, light, name == "light", spare, time.time(), documents.document
+                scheduler.boot_id, name, spare, time.time(), documents.document
             )
             for row in rows:
-                scheduler.enqueue(row["account_id"], row["key"], row["task_name"])
+                scheduler.enqueue(row["account_id"], row["key"], row["task_name"], name)
             more = more or len(rows) == spare
         self._more = more
 
@@ -201,7 +200,7 @@ class Cluster:
         if orphans:
             log.warning("%d claimed tasks were not running here: starting them", len(orphans))
         for row in orphans:
-            scheduler.enqueue(row["account_id"], row["key"], row["task_name"])
+            scheduler.enqueue(row["account_id"], row["key"], row["task_name"], row["lane"])
 
     async def _reclaim_forever(self) -> None:
         while True:

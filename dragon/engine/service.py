@@ -12,7 +12,7 @@ import asyncio
 import base64
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -58,7 +58,8 @@ class TaskQueue(Protocol):
     on_callback_queued: Callable[[], None]
 
     def queued_count(self) -> int: ...
-    def enqueue(self, account_id: int, key: str, task_name: str) -> None: ...
+    def enqueue(self, account_id: int, key: str, task_name: str, lane: str | None) -> None: ...
+    def lane_for(self, task_name: str, params: Mapping[str, object]) -> str: ...
     def share_downloads(self, batch: str, keys: list[str]) -> None: ...
     def live_document(self, key: str) -> dict[str, Any] | None: ...
 
@@ -141,10 +142,12 @@ class Service:
         """The new task's row: queued, or already ended in error when its definition is
         invalid; with its document, which is its first event in the feed."""
         problems = self.problems(definition)
+        task_name = str(definition.get("task_name", ""))[:200]
         row = {
             "key": new_key(),
             "account_id": account.id,
-            "task_name": str(definition.get("task_name", ""))[:200],
+            "task_name": task_name,
+            "lane": self.scheduler.lane_for(task_name, definition),
             "params": definition,
             "status": "error" if problems else "queued",
             "error": {"parameters": problems} if problems else None,
@@ -198,7 +201,7 @@ class Service:
             watch.add(r["key"] for r in rows)
         self.scheduler.share_downloads(rows[0]["key"], [r["key"] for r in queued])
         for row in queued:
-            self.scheduler.enqueue(account.id, row["key"], row["task_name"])
+            self.scheduler.enqueue(account.id, row["key"], row["task_name"], row["lane"])
 
     # -- look up ----------------------------------------------------------------------------
     async def statuses(
@@ -248,6 +251,8 @@ class Service:
         live = self.scheduler.live_document(key)
         if live is not None and row["status"] == "executing":
             doc["progress"] = live.get("progress", doc["progress"])
+            if "stage" in live:
+                doc["stage"] = live["stage"]
         if extra is not None:
             doc.update(self._details(row, extra.deliveries.get(key, [])))
             if row["status"] == "error":

@@ -1,6 +1,7 @@
 """The marshmallow base every task schema extends, and the field types tasks share.
 
-Every task accepts ``url_callback``, ``url_errback``, ``task_store`` and ``task_metas``
+Every task accepts ``url_callback``, ``url_errback``, ``task_store``, ``task_metas`` and
+``batch``
 (old clients send ``task_metas`` on every task, docs/compat.md). Unknown keys are ignored, as the
 original service did, so clients that send extra fields keep working.
 """
@@ -181,6 +182,13 @@ class TaskSchema(Schema):
     url_errback = Url(load_default=None, allow_none=True)
     task_store = TaskStore(load_default=None, allow_none=True)
     task_metas = fields.Raw(load_default=None, allow_none=True)
+    batch = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "run in the batch class (behind interactive work, at a lower CPU"
+            " priority) even if the task is interactive by nature"
+        },
+    )
 
 
 def validation_messages(error: ValidationError) -> dict[str, list[str]]:

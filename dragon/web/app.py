@@ -173,8 +173,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await st.fetcher.start()
     set_tool_nice(settings.tool_nice)
     set_tool_memory(settings.tool_memory_bytes)
-    st.pool = WorkerPool(
-        settings.heavy_slots,
+    st.pool = WorkerPool(  # both processing lanes' jobs: a batch one never delays a thumbnail
+        settings.heavy_slots + settings.interactive_slots,
         initializer=_warm_worker,
         nice=settings.tool_nice,
         tool_memory=settings.tool_memory_bytes,

@@ -123,6 +123,11 @@ async def test_accounts_are_created_found_changed_and_unique(db: Database):
     assert changed["create_rate"] == 2.5  # untouched
     assert await db.update_account("b", create_rate=-1)
     assert (await db.account_by_name("b"))["create_rate"] is None  # back to the default
+    assert await db.account_limits() == {}
+    assert await db.update_account("b", max_running=2)
+    assert await db.account_limits() == {second: 2}
+    assert await db.update_account("b", max_running=0)  # no limit again
+    assert await db.account_limits() == {}
     assert await db.update_account("b")  # nothing to change: it exists
     assert not await db.update_account("nobody", max_active=1)
     assert not await db.update_account("nobody")
@@ -465,22 +470,38 @@ async def test_claims_are_round_robin_per_lane_and_exclusive(cluster_db: Postgre
     second = await account(db, "second")
     await db.insert_tasks(
         [task(f"A{i}", first, at=NOW + i) for i in range(4)]
-        + [task("B0", second, at=NOW + 10), task("L0", first, at=NOW, task_name="probe")]
+        + [
+            task("B0", second, at=NOW + 10, lane="batch"),
+            task("L0", first, at=NOW, task_name="probe", lane="light"),
+            task("I0", first, at=NOW, lane="interactive"),
+        ]
     )
-    claimed = await db.claim_queued("node-1", ["probe"], False, 3, NOW + 20, document)
-    assert [r["key"] for r in claimed] == ["A0", "B0", "A1"]
+    claimed = await db.claim_queued("node-1", "batch", 3, NOW + 20, document)
+    assert [r["key"] for r in claimed] == ["A0", "B0", "A1"]  # A*: no lane (older rows)
     assert all(r["status"] == "executing" and r["owner"] == "node-1" for r in claimed)
     assert all(r["attempts"] == 1 and r["started_at"] == NOW + 20 for r in claimed)
-    light = await db.claim_queued("node-2", ["probe"], True, 5, NOW + 21, document)
-    assert [r["key"] for r in light] == ["L0"]
-    assert await db.claim_queued("node-2", ["probe"], True, 5, NOW + 21, document) == []
-    assert ("B0", "executing") in await documents(db, second)
+    # Held for node-1, waiting for their work to begin: no event yet (still queued).
+    assert all(r["stage"] == "waiting" for r in claimed)
+    assert ("B0", "executing") not in await documents(db, second)
+    light = await db.claim_queued("node-2", "light", 5, NOW + 21, document)
+    assert [r["key"] for r in light] == ["L0"] and light[0]["stage"] is None
+    assert ("L0", "executing") in await documents(db, first)
+    assert await db.claim_queued("node-2", "light", 5, NOW + 21, document) == []
+    assert [r["key"] for r in await db.claim_queued("node-2", "interactive", 5, NOW, document)] == [
+        "I0"
+    ]
     # A task claimed by one node is not started again by another.
     lost = await db.start_task("A0", "node-2", NOW + 22)
     assert lost is not None and lost["owner"] == "node-1"
     owned = await db.owned_tasks("node-1", NOW + 21)
     assert [r["key"] for r in owned] == ["A0", "A1", "B0"]  # in queue order
     assert await db.owned_tasks("node-1", NOW + 20) == []
+    # The work of a waiting task begins on its own node only.
+    assert await db.begin_work("B0", "node-2", NOW + 22, document) is None
+    begun = await db.begin_work("B0", "node-1", NOW + 23, document)
+    assert begun is not None and begun["stage"] is None and begun["started_at"] == NOW + 23
+    assert await db.begin_work("B0", "node-1", NOW + 24, document) is None  # once
+    assert ("B0", "executing") in await documents(db, second)
     found = await db.tasks_by_keys(["B0", "A3", "zz", "A\x00"])
     assert sorted(r["key"] for r in found) == ["A3", "B0"]
 

@@ -118,7 +118,9 @@ async def exercise(db: SQLiteDatabase) -> set[str]:
         "get_tasks": lambda: db.get_tasks(["T00000001", "T00000003", "NEW1"], 1),
         "task_ends": lambda: db.task_ends(["T00000001", "T00000003", "NEW1"], 1),
         "ended_changes": lambda: db.ended_changes(),
-        "start_task": lambda: db.start_task("NEW1", "node", now),
+        "start_task": lambda: db.start_task("NEW1", "node", now, waiting=True),
+        "begin_work": lambda: db.begin_work("NEW1", "node", now),
+        "account_limits": lambda: db.account_limits(),
         "set_progress": lambda: db.set_progress({"NEW1": 50.0}),
         "set_partial": lambda: db.set_partial("NEW1", {"x": 1}),
         "finish_task": lambda: db.finish_task(
