@@ -76,6 +76,7 @@ async def _accounts(database: Database, args: argparse.Namespace) -> int:
                         "api_key": row["api_key"],
                         "referrers": json.loads(row["referrers"]),
                         "max_active": row["max_active"],
+                        "max_running": row["max_running"],
                         "rate": row["create_rate"],
                         "expiration_days": row["expiration_days"],
                     }
@@ -83,7 +84,11 @@ async def _accounts(database: Database, args: argparse.Namespace) -> int:
             )
     elif args.action == "update":
         if not await database.update_account(
-            args.name, referrers=args.referrer, max_active=args.max_active, create_rate=args.rate
+            args.name,
+            referrers=args.referrer,
+            max_active=args.max_active,
+            create_rate=args.rate,
+            max_running=args.max_running,
         ):
             print(f"dragon: no account named {args.name!r}", file=sys.stderr)
             return 1
@@ -97,6 +102,7 @@ async def _accounts(database: Database, args: argparse.Namespace) -> int:
                     "name": updated["name"],
                     "referrers": json.loads(updated["referrers"]),
                     "max_active": updated["max_active"],
+                    "max_running": updated["max_running"],
                     "rate": updated["create_rate"],
                 }
             )
@@ -255,6 +261,11 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("name")
     u.add_argument("--referrer", action="append", help="replace the referrer patterns (repeatable)")
     u.add_argument("--max-active", type=int, help="most queued+executing tasks (0: no limit)")
+    u.add_argument(
+        "--max-running",
+        type=int,
+        help="most tasks running at once per node, interactive and batch (0: no limit)",
+    )
     u.add_argument(
         "--rate",
         type=float,
