@@ -137,7 +137,7 @@
         const task = tasks.get(doc.key);
         if (!task || !task.doc || task.doc.status !== doc.status) continue;
         task.queue = doc.status === "queued" && doc.queue_position !== undefined
-          ? { position: doc.queue_position, eta: doc.eta } : null;
+          ? { position: doc.queue_position, eta: doc.eta, stage: doc.stage } : null;
         if (doc.status === "executing") task.doc.progress = doc.progress;
       }
       scheduleRender();
@@ -254,6 +254,7 @@
   function queueCell(task) {
     if (!task.queue) return "";
     const parts = [`#${task.queue.position}`];
+    if (task.queue.stage === "downloading") parts.push("inputs downloading");
     if (task.queue.eta) {
       const eta = new Date(task.queue.eta);
       parts.push(`ETA ${eta.toLocaleTimeString()} (in ${seconds(Date.now(), eta)})`);
