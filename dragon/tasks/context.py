@@ -216,8 +216,8 @@ class TaskContext:
 
     # -- tools ----------------------------------------------------------------------------
     async def begin(self) -> None:
-        """The task's work begins: called before its first tool, job, partial result or
-        output (a task needs not call it). Until then the task is queued: it holds a slot
+        """The task's work begins: called before its first tool, process-pool job, partial
+        result or output (a task needs not call it). Until then the task is queued: it holds a slot
         only between downloads, and its documents say ``queued``."""
         if not self._begun:
             self._begun = True
@@ -281,8 +281,10 @@ class TaskContext:
         return cast(T, await self._pool.run(fn, *args, account=self.account_id))
 
     async def in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run blocking ``fn`` in a thread (for work that releases the GIL or does I/O)."""
-        await self.begin()
+        """Run blocking ``fn`` in a thread (for work that releases the GIL or does I/O).
+
+        Not the task's work beginning (``begin``): a thread parses a definition or reads
+        a header before the inputs are fetched."""
         return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
     # -- reporting ------------------------------------------------------------------------
