@@ -288,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
     for sp in (c, u, asub.choices["list"], d, r):
         sp.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     a.set_defaults(func=cmd_accounts)
-    add_commands(sub)  # run, status, download: the client side (dragon/client/commands.py)
+    add_commands(sub)  # run, status, cancel, download: the client (dragon/client/commands.py)
     doc = sub.add_parser("doctor", help="check tools, codecs, fonts, data folder, database, S3")
     doc.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     doc.set_defaults(func=cmd_doctor)

@@ -1,10 +1,11 @@
-"""``dragon run``, ``dragon status`` and ``dragon download``: the SDK on the command line.
+"""``dragon run``, ``status``, ``cancel`` and ``download``: the SDK on the command line.
 
 Output is for scripts: stdout only ever gets JSON (one document per line), progress and
 messages go to stderr, as a live bar when stderr is a terminal and as plain lines otherwise
-(logs, CI). Exit codes: 0 success, 1 a task ended in error (or has nothing to download),
-2 usage or HTTP errors (bad credentials, an unreachable server). The SDK (and httpx, rich)
-is imported when a command runs, so ``dragon serve`` does not pay for it.
+(logs, CI). Exit codes: 0 success, 1 a task ended in error (or has nothing to download,
+or a key to cancel names no task of the account), 2 usage or HTTP errors (bad credentials,
+an unreachable server), 130 interrupted (Ctrl-C). The SDK (and httpx, rich) is imported
+when a command runs, so ``dragon serve`` does not pay for it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from dragon.client.sync import Client
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 # Written by ``dragon serve`` (``make run``) in its data dir: see ``cli.default_account``.
@@ -146,6 +150,7 @@ class TaskProgress:
     def close(self) -> None:
         if self.bars is not None:
             self.bars.stop()
+            self.bars = None
 
 
 class DownloadProgress:
@@ -218,13 +223,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     progress.update(doc)
                     final = doc
             except KeyboardInterrupt:
-                if final.get("key"):
-                    print(
-                        f"\ndragon: task {final['key']} goes on; follow it with "
-                        f"`dragon status --follow {final['key']}`",
-                        file=err,
-                    )
-                return INTERRUPTED
+                progress.close()  # before any question: the bar would draw over it
+                return interrupted(client, final, out, err)
             finally:
                 progress.close()
     emit(final, out)
@@ -232,6 +232,61 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"dragon: {error_message(final)}", file=err)
         return TASK_FAILED
     return 0
+
+
+def interrupted(client: Client, final: dict[str, Any], out: TextIO, err: TextIO) -> int:
+    """Ctrl-C while ``dragon run`` follows its task: on a terminal, offer to cancel the task
+    (its cancelled status then goes to stdout); otherwise, or if declined, say how to follow
+    it and how to cancel it, since it goes on on the server."""
+    key = final.get("key")
+    if not key or final.get("status") in ("success", "error"):
+        return INTERRUPTED
+    if confirm(f"\ndragon: cancel task {key}? [y/N] ", err):
+        doc = client.cancel([key])[0]
+        emit(doc, out)
+        print(f"dragon: task {key} {describe_cancel(doc)}", file=err)
+        return INTERRUPTED
+    print(
+        f"\ndragon: task {key} goes on; follow it with `dragon status --follow {key}`,"
+        f" cancel it with `dragon cancel {key}`",
+        file=err,
+    )
+    return INTERRUPTED
+
+
+def confirm(question: str, err: TextIO) -> bool:
+    """Ask ``question`` on a terminal; False without one (nobody to answer), on anything but
+    yes, and on a second Ctrl-C or the end of input."""
+    if not sys.stdin.isatty():
+        return False
+    print(question, end="", file=err, flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def describe_cancel(doc: dict[str, Any]) -> str:
+    """What a cancel did to one task, from its status after it, for people."""
+    if doc.get("error_code") == "cancelled":
+        return "cancelled"
+    if doc.get("error_code") == "unknown_task":
+        return "unknown (no task of this account has this key)"
+    return f"had ended already ({doc.get('status')})"
+
+
+def cmd_cancel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dragon.client import Client
+
+    url, secret = connection(args.server, args.secret)
+    with Client(url, secret) as client:
+        docs = client.cancel(args.keys)
+    for doc in docs:
+        emit(doc, out)
+        print(f"dragon: task {doc.get('key')} {describe_cancel(doc)}", file=err)
+    unknown = any(doc.get("error_code") == "unknown_task" for doc in docs)
+    return TASK_FAILED if unknown else 0
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -314,7 +369,7 @@ def _main(command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``run``, ``status`` and ``download`` on the ``dragon`` parser."""
+    """Register ``run``, ``status``, ``cancel`` and ``download`` on the ``dragon`` parser."""
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--server", help=f"server URL (DRAGON_URL, default {DEFAULT_URL})")
     server.add_argument("--secret", help="account secret (DRAGON_SECRET)")
@@ -358,6 +413,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "final statuses carry the details)",
     )
     s.set_defaults(func=_main(cmd_status))
+
+    c = sub.add_parser(
+        "cancel",
+        parents=[server],
+        help="cancel tasks (NDJSON statuses)",
+        description="Cancel tasks: queued ones end at once, executing ones are stopped. "
+        "Prints each task's status after the cancel as one JSON line (error, error_code "
+        "cancelled; a task that had ended is printed as it is). Exit 0, or 1 when a key "
+        "names no task of the account.",
+    )
+    c.add_argument("keys", nargs="+", metavar="KEY")
+    c.set_defaults(func=_main(cmd_cancel))
 
     d = sub.add_parser(
         "download",

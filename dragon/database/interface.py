@@ -178,7 +178,8 @@ class Database(Protocol):
         diagnostics: object = None,
     ) -> TaskRow | None:
         """End a task and, in the same transaction, queue its callback, record its event
-        and keep its ``diagnostics`` (why it failed, for ``details=true``)."""
+        and keep its ``diagnostics`` (why it failed, for ``details=true``). A task that was
+        cancelled is left as it is (None): its run may end after the cancel."""
 
     async def requeue_task(self, key: str, render: Render | None = None) -> None:
         """executing -> queued (a runner stopped before the task ended)."""
@@ -273,6 +274,23 @@ class Database(Protocol):
         due again at ``now``, for the next node (or this one, restarted) to send."""
 
     async def deliveries_for(self, keys: list[str]) -> list[DeliveryStateRow]: ...
+
+    # -- cancel ----------------------------------------------------------------------------
+    async def cancel_tasks(
+        self,
+        keys: list[str],
+        account_id: int,
+        now: float,
+        error: object,
+        errback: Callable[[TaskRow], Callback | None],
+        render: Render,
+    ) -> list[TaskRow]:
+        """End the account's queued and executing tasks among ``keys`` (error,
+        ``cancelled``) with their errbacks and events, in one transaction; the rows ended.
+        A cancelled task stays so: a later ``finish_task`` of it writes nothing."""
+
+    async def task_files(self, task_key: str) -> list[FileRow]:
+        """Every file the task recorded, read after the writes queued before it."""
 
 
 class Callback:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypedDict, TypeVar
 
 import orjson
@@ -41,6 +41,7 @@ from dragon.database.rows import (
     TaskRow,
 )
 from dragon.database.steps import Conflict, Op, count, many, notify, row, rows, value
+from dragon.errors import CANCELLED
 
 T = TypeVar("T")
 
@@ -359,6 +360,7 @@ class Operations(ABC):
                 error_code=error_code,
                 completed_at=now,
                 diagnostics=json_or_none(diagnostics),
+                cancelled=CANCELLED,
             )
             if ended is None:
                 return None
@@ -600,6 +602,64 @@ class Operations(ABC):
 
     async def deliveries_for(self, keys: list[str]) -> list[DeliveryStateRow]:
         return await self._read(rows(DeliveryStateRow, "deliveries_for", keys=keys))
+
+    # -- cancel ---------------------------------------------------------------------------
+    async def cancel_tasks(
+        self,
+        keys: list[str],
+        account_id: int,
+        now: float,
+        error: object,
+        errback: Callable[[TaskRow], Callback | None],
+        render: Render,
+    ) -> list[TaskRow]:
+        """End the account's queued and executing tasks among ``keys`` in ``error`` with
+        ``error_code`` ``cancelled``, as any end is written: each one's errback (what
+        ``errback(row)`` gives) queued, notified, its event recorded, in one transaction.
+        Ended tasks, other accounts' and unknown keys are left as they are; returns the rows
+        it ended. A key holding NUL names no task (PostgreSQL text cannot hold one)."""
+        keys = [key for key in keys if "\x00" not in key]
+
+        def op() -> Op[list[TaskRow]]:
+            ended = yield from rows(
+                TaskRow,
+                "cancel_tasks",
+                keys=keys,
+                account_id=account_id,
+                now=now,
+                error=dumps(error),
+                error_code=CANCELLED,
+            )
+            created = time.time()
+            deliveries = []
+            for r in ended:
+                hook = errback(r)
+                if hook is not None:
+                    deliveries.append(
+                        {
+                            "task_key": r["key"],
+                            "account_id": r["account_id"],
+                            "url": hook.url,
+                            "body": hook.render(r),
+                            "webhook_id": f"msg_{r['key']}",
+                            "next_at": hook.next_at,
+                            "created_at": created,
+                        }
+                    )
+            yield from many("insert_delivery", deliveries)
+            yield from notify("c", [r["key"] for r in ended])
+            yield from many("insert_event", [event(r, now, render(r)) for r in ended])
+            return ended
+
+        if not keys:
+            return []
+        return await self._write(op())
+
+    async def task_files(self, task_key: str) -> list[FileRow]:
+        """Every file ``task_key`` recorded, whatever its store. Read in the order of the
+        writes: the record of an output that a cancelled run was storing is committed
+        before this reads, so it is found too."""
+        return await self._write(rows(FileRow, "task_files", task_key=task_key))
 
 
 class ClusterOperations(Operations):

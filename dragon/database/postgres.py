@@ -139,6 +139,12 @@ POSTGRES_QUERIES: dict[str, str] = {
     "owned_tasks": f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'executing'"
     " AND owner = :owner AND started_at < :started_before ORDER BY seq",
     "tasks_by_keys": f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ANY(:keys)",
+    # A row another node is starting or ending is waited for, then judged as it is then.
+    "cancel_tasks": "UPDATE tasks SET status = 'error', error = :error, error_code = :error_code,"
+    " completed_at = :now, progress = NULL, result = NULL,"
+    " started_at = CASE WHEN stage IS NULL THEN started_at END, stage = NULL WHERE key = ANY(:keys)"
+    " AND account_id = :account_id AND status IN ('queued', 'executing')"
+    f" RETURNING {TASK_COLUMNS}",
 }
 
 PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")

@@ -57,10 +57,12 @@ COMMON_QUERIES: dict[str, str] = {
     "count_end_again": "UPDATE ended_changes SET count = count + 1 WHERE EXISTS"
     " (SELECT 1 FROM tasks WHERE key = :key AND completed_at IS NOT NULL)",
     "ended_changes": "SELECT count FROM ended_changes",
+    # A cancelled task stays cancelled: the run it stopped may still try to write its end.
     "finish_task": "UPDATE tasks SET status = :status, result = :result, error = :error,"
     " error_code = :error_code, completed_at = :completed_at, progress = NULL,"
     " started_at = CASE WHEN stage IS NULL THEN started_at END, stage = NULL,"
-    f" diagnostics = :diagnostics WHERE key = :key RETURNING {TASK_COLUMNS}",
+    " diagnostics = :diagnostics WHERE key = :key AND COALESCE(error_code, '') <> :cancelled"
+    f" RETURNING {TASK_COLUMNS}",
     "requeue_task": "UPDATE tasks SET status = 'queued', progress = NULL, result = NULL,"
     " owner = NULL, stage = NULL WHERE key = :key AND status = 'executing'"
     f" RETURNING {TASK_COLUMNS}",
@@ -112,4 +114,7 @@ COMMON_QUERIES: dict[str, str] = {
     "files_past_account_expiration": "SELECT * FROM files WHERE account_id = :account_id"
     " AND listed = TRUE AND created_at <= :created_before"
     " AND (expires_at IS NULL OR expires_at > :now) LIMIT :limit",
+    # -- cancel
+    # Every file a task recorded, whatever its store's policy (a cancel removes them all).
+    "task_files": "SELECT * FROM files WHERE task_key = :task_key",
 }

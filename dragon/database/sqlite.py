@@ -95,6 +95,12 @@ SQLITE_QUERIES: dict[str, str] = {
     " WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'pending'",
     "deliveries_for": "SELECT task_key, url, state, attempts, next_at, last_status,"
     f" last_error, webhook_id FROM outbox WHERE task_key {IN_KEYS} ORDER BY id",
+    "cancel_tasks": "UPDATE tasks SET status = 'error', error = :error, error_code = :error_code,"
+    " completed_at = :now, progress = NULL, result = NULL,"
+    " started_at = CASE WHEN stage IS NULL THEN started_at END, stage = NULL"
+    f" WHERE key {IN_KEYS}"
+    " AND +account_id = :account_id AND status IN ('queued', 'executing')"
+    f" RETURNING {TASK_COLUMNS}",
 }
 
 

@@ -16,6 +16,8 @@ executing for one owner only; the others see it taken and move on). What this mo
 - Fan-out: other nodes' notifications of changed tasks are re-read from the database and
   published on this node's bus, for the keys this node's streams and blocked requests follow;
   notifications wake the event feed's followers.
+- Cancels: a task running here that another node cancelled (the notification of its end) is
+  stopped here, without writing its end again (``Member.stop_cancelled``).
 - After a lost database connection the node re-reads everything it follows (notifications
   sent meanwhile are lost) and claims whatever is queued; each heartbeat also starts the
   tasks a claim gave it whose answer the lost connection swallowed.
@@ -37,6 +39,7 @@ from dragon.engine import documents
 from dragon.engine.bus import Bus
 from dragon.engine.lanes import Lane
 from dragon.engine.runs import Run
+from dragon.errors import CANCELLED
 from dragon.tasks import TaskSpec
 
 log = logging.getLogger("dragon.engine.cluster")
@@ -62,6 +65,7 @@ class Member(Protocol):
     def runs(self) -> Mapping[str, Run]: ...
     def enqueue(self, account_id: int, key: str, task_name: str, lane: str | None) -> None: ...
     async def recover(self, rows: Sequence[Row] | None = None) -> None: ...
+    def stop_cancelled(self, key: str) -> None: ...
 
 
 class Cluster:
@@ -137,12 +141,21 @@ class Cluster:
         if resync:
             self._more = True
             changed |= set(self.bus._subs)  # every key a stream or a blocked request follows
+            changed |= self._running()  # and every task running here, in case one ended
         if self._more:
             await self._claim()
-        followed = [key for key in changed if key in self.bus._subs]
-        if followed:
-            for row in await self.db.tasks_by_keys(followed):
-                self.bus.publish(row["key"], documents.document(row))
+        followed = {key for key in changed if key in self.bus._subs}
+        running = changed & self._running()
+        if followed or running:
+            for row in await self.db.tasks_by_keys(sorted(followed | running)):
+                if row["key"] in running and row["error_code"] == CANCELLED:
+                    self.scheduler.stop_cancelled(row["key"])
+                if row["key"] in followed:
+                    self.bus.publish(row["key"], documents.document(row))
+
+    def _running(self) -> set[str]:
+        """The keys whose tasks run on this node now (another node may cancel them)."""
+        return {key for key, run in self.scheduler.runs.items() if not run.queued}
 
     async def _claim(self) -> None:
         """Claim as many queued tasks as this node has idle slots, lane by lane; they are

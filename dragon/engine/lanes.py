@@ -56,6 +56,20 @@ class FairQueue:
         if account_id not in self._items and account_id not in self._back:
             self._ring.append(account_id)
 
+    def discard(self, key: str) -> bool:
+        """Take a new key out of the queue (its task was cancelled); False if not there.
+        Linear in the queue's length: a cancel is rare, a pick is not."""
+        for account_id, items in self._items.items():
+            if key in items:
+                items.remove(key)
+                self.size -= 1
+                if not items:
+                    del self._items[account_id]
+                    if account_id not in self._back:
+                        self._ring.remove(account_id)
+                return True
+        return False
+
     def accounts(self) -> list[int]:
         """Accounts with waiting tasks, in the order they will be served."""
         return list(self._ring)

@@ -39,6 +39,9 @@ class Run:
     # The account of a second queueing of this key that the lane skipped because this run
     # held the key: if this run then loses the start, that queueing is served again.
     again: int | None = None
+    # The task was cancelled while it ran here: its end is written already (by the cancel),
+    # its run is stopped without writing one, and whatever it stored is removed.
+    cancelled: bool = False
 
     @property
     def queued(self) -> bool:

@@ -38,6 +38,7 @@ from marshmallow import ValidationError
 from dragon import errors
 from dragon.config import Settings
 from dragon.database.interface import Busy, Callback, ClusterDatabase, Database, DiskFull, Row
+from dragon.database.rows import FileRow, TaskRow
 from dragon.engine import classes, documents, metrics
 from dragon.engine.bus import Bus
 from dragon.engine.cluster import Cluster
@@ -61,12 +62,14 @@ log = logging.getLogger("dragon.engine.scheduler")
 PROGRESS_INTERVAL = 0.5
 PROGRESS_EVENT_STEP = 10.0
 LIMITS_INTERVAL = 2.0  # seconds between reads of the accounts' max_running
+CANCELLED_MESSAGE = "the task was cancelled at its owner's request"
 
 
 class TaskStores(Protocol):
     """Where a task's outputs go: the store its ``task_store`` parameter chooses."""
 
     def for_task(self, task_store: dict[str, Any] | None) -> Store: ...
+    async def remove(self, rows: Sequence[FileRow]) -> int: ...
 
 
 class Load(Protocol):
@@ -297,6 +300,8 @@ class Scheduler:
         try:
             await self._execute(run)
         except asyncio.CancelledError:
+            if run.cancelled:  # its end is the cancel's, written already: nothing to requeue
+                return
             if not self.stopping:
                 raise
             with contextlib.suppress(Exception):
@@ -315,6 +320,8 @@ class Scheduler:
                 run.slot.give_back()
             if run.again is not None and not run.won:
                 self._serve_again(run, run.again)
+            if run.cancelled:  # after its clean-up (tools killed, tmp removed): its outputs
+                await asyncio.shield(self._discard_outputs(key))
 
     def _serve_again(self, run: Run, account_id: int) -> None:
         """Queue again a key that was queued twice and whose first run lost the start.
@@ -532,6 +539,8 @@ class Scheduler:
             started, completed = row["started_at"], row["completed_at"]
             if state == "success" and started is not None and completed is not None:
                 self.estimates.record(row["task_name"], completed - started)
+        elif run is not None:  # not written: the task was cancelled as its run ended
+            run.cancelled = True
         if callback:
             self.on_callback_queued()
 
@@ -603,12 +612,73 @@ class Scheduler:
             except Exception:
                 log.exception("could not write progress")
 
+    # -- cancel ---------------------------------------------------------------------------
+    async def cancel(self, account_id: int, keys: list[str]) -> int:
+        """End the account's queued and executing tasks among ``keys`` as ``cancelled`` and
+        stop those running here; returns how many it ended.
+
+        The end is one database write, made as every end is (errback, feed event, notice
+        to the other nodes), so it holds whichever node runs the task: that node hears of
+        it (this one at once, the others through ``Cluster``) and stops the run without
+        writing an end of its own. A queued task simply never starts (``start_task`` finds
+        it ended). Ended tasks, other accounts' and unknown keys are left as they are.
+        """
+        now = time.time()
+        rows = await self.db.cancel_tasks(
+            keys,
+            account_id,
+            now,
+            CANCELLED_MESSAGE,
+            partial(_errback, now),
+            documents.document,
+        )
+        for row in rows:
+            self.stop_cancelled(row["key"])
+            self.bus.publish(row["key"], documents.document(row))
+            # Counted as an end, without a run time: a stopped run measures nothing.
+            metrics.task_ended(row["task_name"], self.registry, "error", None, None)
+        if rows:
+            self.on_callback_queued()
+        return len(rows)
+
+    def stop_cancelled(self, key: str) -> None:
+        """``key`` was cancelled (here or on another node): stop its run if it runs here.
+
+        The run's progress and partial results are no longer published; its tools are
+        killed and its temporary files removed as it unwinds (``_execute``), then the
+        outputs it stored (``_run``).
+        """
+        run = self._runs.get(key)
+        if run is not None and run.task is None and run.lane.queue.discard(key):
+            del self._runs[key]  # queued here: it leaves the queue (and its counts) now
+            return
+        if run is None or run.task is None or run.cancelled:
+            return
+        run.cancelled = True
+        run.document = None
+        run.pending_progress = None
+        run.task.cancel()
+
+    async def _discard_outputs(self, key: str) -> None:
+        """Remove every file a cancelled task stored: its records, then its bytes."""
+        try:
+            await self.stores.remove(await self.db.task_files(key))
+        except Exception:
+            log.exception("task %s was cancelled; could not remove its outputs", key)
+
 
 def clean_tmp(tmp: Path) -> None:
     """Remove temp folders left by an earlier process (called at start-up)."""
     if tmp.exists():
         shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True, exist_ok=True)
+
+
+def _errback(now: float, row: TaskRow) -> Callback | None:
+    """The errback a cancelled task asked for (``url_errback``), due at ``now``."""
+    params = documents.from_json(row["params"])
+    url = params.get("url_errback") if isinstance(params, dict) else None
+    return Callback(url, _callback_body, now) if isinstance(url, str) and url else None
 
 
 def _callback_body(row: Row) -> bytes:

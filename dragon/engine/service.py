@@ -62,6 +62,7 @@ class TaskQueue(Protocol):
     def lane_for(self, task_name: str, params: Mapping[str, object]) -> str: ...
     def share_downloads(self, batch: str, keys: list[str]) -> None: ...
     def live_document(self, key: str) -> dict[str, Any] | None: ...
+    async def cancel(self, account_id: int, keys: list[str]) -> int: ...
 
 
 class StoreChecks(Protocol):
@@ -409,6 +410,22 @@ class Service:
         finally:
             if own is not None:
                 own.__exit__()
+
+    # -- cancel -----------------------------------------------------------------------------
+    async def cancel(
+        self, account: Account, keys: list[str], version: int = 2
+    ) -> list[dict[str, Any]]:
+        """Cancel the account's tasks among ``keys`` that have not ended, then answer the
+        statuses of the distinct keys as ``statuses`` does: the cancelled ones ended in
+        ``error`` with ``cancelled``, ended ones as they were, unknown keys and other
+        accounts' ``unknown_task``. Cancelling again changes nothing."""
+        keys = list(dict.fromkeys(keys))
+        ended = 0
+        for i in range(0, len(keys), READ_CHUNK):
+            ended += await self.scheduler.cancel(account.id, keys[i : i + READ_CHUNK])
+        # Ended by a request, not drained by the node: the admission's rate leaves them out.
+        self.admission.drain.not_drained(ended)
+        return await self.statuses(account, keys, version)
 
 
 class _Details:

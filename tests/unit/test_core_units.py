@@ -143,6 +143,16 @@ def test_a_task_back_from_a_download_waits_its_accounts_turn():
     asyncio.run(scenario())
 
 
+def test_a_cancelled_key_leaves_the_queue():
+    q = FairQueue()
+    q.put(1, "a0")
+    q.put(2, "b0")
+    q.put(1, "a1")
+    assert q.discard("b0") and not q.discard("b0")
+    assert q.size == 2 and q.accounts() == [1]
+    assert [q.pop()[1], q.pop()[1]] == ["a0", "a1"] and q.pop() is None
+
+
 def test_an_account_downloads_no_more_than_its_prefetch_ahead():
     lane = Lane("batch", 1)  # prefetch: 2
     for i in range(5):

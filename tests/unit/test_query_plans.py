@@ -163,6 +163,15 @@ async def exercise(db: SQLiteDatabase) -> set[str]:
         "delete_files": lambda: db.delete_files([1, 2]),
         "prune_tasks": lambda: db.prune_tasks(now - 30 * 86400, 100),
         "delete_account": lambda: db.delete_account("new"),
+        "cancel_tasks": lambda: db.cancel_tasks(
+            ["T00000001", "NEW1"],
+            1,
+            now,
+            "cancelled",
+            lambda row: Callback("http://r/", lambda row: b"{}", now),
+            lambda row: {},
+        ),
+        "task_files": lambda: db.task_files("T00000002"),
     }
     optional = {
         "task_diagnostics": lambda: db.task_diagnostics(["T00000001"]),

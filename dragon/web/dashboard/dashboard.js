@@ -262,6 +262,24 @@
     return parts.join(" · ");
   }
 
+  // Queued and executing tasks can be cancelled: the answer is the task's status after it,
+  // which the feed brings too.
+  function cancelButton(key) {
+    const button = el("button", { type: "button", className: "cancel",
+      title: "Cancel this task" }, "Cancel");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const [doc] = await api("POST", "/v2/cancel", { tasks: [key] });
+        if (doc && doc.key === key) update(doc, true);
+      } catch (error) {
+        button.disabled = false;
+        button.title = `Cancel failed: ${error.message}`;
+      }
+    });
+    return button;
+  }
+
   function buildRow(key, task) {
     const doc = task.doc;
     const progress = el("td");
@@ -274,7 +292,8 @@
     const tr = el("tr", { className: `task status-row-${doc.status}` },
       el("td", { className: "key", title: key }, key),
       el("td", { className: "name" }, task.name),
-      el("td", { className: `status status-${doc.status}` }, doc.status),
+      el("td", { className: `status status-${doc.status}` }, doc.status,
+        doc.status === "queued" || doc.status === "executing" ? cancelButton(key) : null),
       progress,
       el("td", { className: "queue" }, queueCell(task)),
       el("td", { className: "duration" }, durationCell(doc)),
