@@ -60,10 +60,11 @@ def setup_routes(app: web.Application) -> None:
         for path in (f"/{v}/status_stream", f"/{v}/stream"):
             r.add_get(path, tasks.status_stream)
             r.add_post(path, tasks.status_stream)
-        for path in (f"/{v}/create_file", f"/{v}/create_file/{{filename}}"):
+        # ``{filename}`` may be empty: ``/v1/create_file/`` for a task with one output.
+        for path in (f"/{v}/create_file", f"/{v}/create_file/{{filename:[^/]*}}"):
             r.add_get(path, create_file.create_file)
             r.add_post(path, create_file.create_file)
-        for path in (f"/{v}/file", f"/{v}/file/{{filename}}"):
+        for path in (f"/{v}/file", f"/{v}/file/{{filename:[^/]*}}"):
             r.add_get(path, create_file.file)
     create_file.setup(app)
     r.add_get("/storage/{location:.+}", files.serve_file)
