@@ -126,8 +126,14 @@ def choose(files: dict[str, Output], filename: str) -> Output | web.Response:
     return _message(404, f"{filename[:100]!r} is not a valid filename, choose one of: {names}")
 
 
-def redirect(url: str) -> web.Response:
-    return web.Response(status=302, headers={"Location": url, **CORS_HEADERS})
+def redirect(output: Output) -> web.Response:
+    """302 to ``output``. ``Dragon-Output`` says whether this server keeps the file
+    (``stored``) or the task sent it elsewhere (``sent``: a platform's page, an object in
+    the account's own bucket), which ``dragon download`` has nothing to fetch from."""
+    kind = "sent" if output.file is None else "stored"
+    return web.Response(
+        status=302, headers={"Location": output.url, "Dragon-Output": kind, **CORS_HEADERS}
+    )
 
 
 async def _answer(request: web.Request, account: Account, key: str, filename: str) -> web.Response:
@@ -137,7 +143,7 @@ async def _answer(request: web.Request, account: Account, key: str, filename: st
     if doc["status"] != "success":  # the wait ended early: the server is shutting down
         raise Overloaded("the server is shutting down; retry in a few seconds")
     chosen = choose(await task_outputs(request).of(account.id, key, doc), filename)
-    return chosen if isinstance(chosen, web.Response) else redirect(chosen.url)
+    return chosen if isinstance(chosen, web.Response) else redirect(chosen)
 
 
 def _canonical_definition(request: web.Request, definition: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +177,7 @@ async def _from_cache(
             if files or not url_values(doc):  # the name is wrong, or it never had a file
                 return chosen
         elif chosen.lives():
-            return redirect(chosen.url)
+            return redirect(chosen)
     cache.forget(cache_key, key)
     return None
 
@@ -209,7 +215,14 @@ DEFINITION_IN_BODY = {
 ANSWERS = {
     "302": {
         "description": "redirect to the chosen output file",
-        "headers": {"Location": {"schema": STRING}},
+        "headers": {
+            "Location": {"schema": STRING},
+            "Dragon-Output": {
+                "schema": {"type": "string", "enum": ["stored", "sent"]},
+                "description": "stored: a file of this server; sent: one the task or its"
+                " store sent elsewhere (a video platform, a signed URL)",
+            },
+        },
     },
     "400": {
         "description": "the task ended in error (its status), or a malformed request",

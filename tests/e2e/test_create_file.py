@@ -204,6 +204,7 @@ def test_the_file_name_may_be_left_out_for_a_task_with_one_output(server, cat):
     for path in ("/v1/file", "/v1/file/", "/v2/file/"):
         status, headers, _ = fetch(f"{server.url}{path}?task={doc['key']}", headers=secret)
         assert status == 302 and headers["Location"] == doc["result"]["output"], path
+        assert headers["Dragon-Output"] == "stored"
 
 
 def test_no_file_name_for_a_task_with_several_outputs_is_a_404_naming_them(server):

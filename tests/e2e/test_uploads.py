@@ -16,6 +16,7 @@ import subprocess
 
 import pytest
 
+from dragon.client import Client
 from tests.e2e.test_create_file import fetch
 from tests.support import media
 from tests.support.platforms import PlatformServer
@@ -451,3 +452,7 @@ def test_create_file_redirects_to_the_video_on_the_platform(server, fresh, sourc
         assert doc["result"]["output"].startswith(page)
         status, headers, _ = fetch(f"{server.url}/v1/file?task={doc['key']}", headers=secret)
         assert status == 302 and headers["Location"] == doc["result"]["output"], task["task_name"]
+        assert headers["Dragon-Output"] == "sent"
+        # dragon download has nothing to fetch from the server: the video is on the platform.
+        with Client(server.url, server.secret) as client:
+            assert client.files(doc) == {}
