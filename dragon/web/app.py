@@ -188,6 +188,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     if settings.s3_bucket:
         backend = S3Backend(settings)
         await backend.start()
+        if settings.database_url and not settings.public_url and not backend.direct:
+            log.warning(
+                "DRAGON_PUBLIC_URL is not set: output URLs name this node (%s) and stop"
+                " working when it is gone; give every node the balancer's address",
+                settings.base_url,
+            )
     else:
         backend = LocalBackend(settings.files_path, settings.base_url)
     st.stores = Stores(st.db, backend, settings, st.fetcher, settings.store_modules)
