@@ -36,12 +36,12 @@ class Output:
     url: str
     file: FileRow | None = None  # None: a file the task or its store sent elsewhere
 
-    def lives(self, now: float | None = None) -> bool:
+    def lives(self) -> bool:
         """Is the file still there, as far as this server can tell? One of its own until it
         expires (its record goes when it is deleted); one sent elsewhere, always."""
         if self.file is None or self.file["expires_at"] is None:
             return True
-        return self.file["expires_at"] > (time.time() if now is None else now)
+        return self.file["expires_at"] > time.time()
 
 
 def url_values(doc: Mapping[str, Any]) -> dict[str, str]:

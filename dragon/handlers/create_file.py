@@ -105,6 +105,7 @@ def _failed(doc: dict[str, Any]) -> web.Response:
 
 
 def task_outputs(request: web.Request) -> Outputs:
+    """What tells a task's output files from the other URLs of its result."""
     st = state(request)
     return Outputs(st.db, st.stores, st.registry)
 
