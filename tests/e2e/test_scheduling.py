@@ -404,12 +404,12 @@ def test_metrics_and_healthz_count_what_the_documents_say(make_server, clips):
     server = make_server(env=slots(1, DRAGON_INTERACTIVE_SLOTS="1", DRAGON_LIGHT_CONCURRENCY="1"))
     me = server.account
     lanes: dict[str, str] = {}
-    for lane, task in (
-        ("batch", convert(clips.long)),
-        ("interactive", {"task_name": "video.thumb", "url": clips.long, "pick": "best"}),
-        ("light", {"task_name": "test.progress", "seconds": 6}),
+    for lane, task, count in (
+        ("batch", convert(clips.long), 3),
+        ("interactive", {"task_name": "video.thumb", "url": clips.long, "pick": "best"}, 4),
+        ("light", {"task_name": "test.progress", "seconds": 6}, 3),
     ):
-        lanes.update(dict.fromkeys(create(server, me, [task] * 3), lane))
+        lanes.update(dict.fromkeys(create(server, me, [task] * count), lane))
     keys = list(lanes)
 
     def busy_and_quiet():
