@@ -167,7 +167,7 @@ class Cluster:
             return
         more = False
         for name, lane in scheduler.lanes.items():
-            spare = lane.capacity - lane.busy - lane.queue.size - lane.lent.total()
+            spare = lane.capacity - lane.busy - lane.queue.size - lane.lent()
             if spare <= 0:
                 more = True
                 continue

@@ -2,13 +2,14 @@
 
 A *lane* (light, interactive or batch: ``dragon.engine.classes``) has a fixed number of
 slots. Tasks wait in a ``FairQueue``: per account, the tasks coming back from a download
-first, then its new tasks; accounts are served round-robin. The rules that keep one account,
-or one slow source, from taking a lane:
+first, then its new tasks; accounts take turns. The rules that keep one account, or one
+slow source, from taking a lane:
 
 - A running task hands its slot back while it waits for a download (``Slot.released``),
   so a source trickling one byte at a time holds a connection, not a slot. When its
   download ends it queues again at the front of its *account's* line, not of the lane's:
-  it does not jump ahead of other accounts' tasks.
+  it does not jump ahead of other accounts' tasks. In a processing lane an account's
+  tasks start their work in the order they were dispatched, so positions hold.
 - An account downloads at most ``prefetch`` tasks ahead per lane (tasks that lent their
   slot out): its other tasks wait, without downloading, for those to run.
 - An account may not take the last free slot of a lane while another account has tasks
@@ -35,22 +36,28 @@ class Comeback:
 
 
 class FairQueue:
-    """Per account, tasks back from a download then new keys; accounts take turns.
+    """Per account, its tasks back from a download, then its new keys; accounts take turns.
 
     The ring holds the accounts in the order of their next turn. The first account in it
     that may take a slot now is served and goes to the end; an account that may not (its
-    tasks are all downloading, or it is at a limit) keeps its place. An account whose
-    tasks are all downloading (``keep``) stays in the ring with nothing queued, so a task
-    coming back from its download is served at its account's turn, not after every
-    account that queued meanwhile.
+    next task still downloads, or it is at a limit) keeps its place. An account whose
+    tasks are downloading stays in the ring with nothing queued, so a task coming back
+    from its download is served at its account's turn, not after every account that queued
+    meanwhile. An account's tasks start their work in the order they lent their slots
+    (``lending``): a task back from a download waits for its account's older ones, so an
+    account's tasks run in the order it created them.
     """
 
-    def __init__(self, keep: Callable[[int], bool] = lambda account: False) -> None:
+    def __init__(
+        self, lending: dict[int, dict[str, None]] | None = None, *, ordered: bool = True
+    ) -> None:
         self._items: dict[int, deque[str]] = {}
-        self._back: dict[int, deque[Comeback]] = {}
+        self._back: dict[int, dict[str, Comeback]] = {}
         self._ring: deque[int] = deque()
         self._members: set[int] = set()
-        self._keep = keep
+        # Per account, the keys of its tasks that lent their slot out, oldest first.
+        self._lending = lending if lending is not None else {}
+        self._ordered = ordered  # False: any task back from its download may go first
         self.size = 0  # new keys waiting (not the comebacks)
 
     def put(self, account_id: int, key: str) -> None:
@@ -60,22 +67,24 @@ class FairQueue:
 
     def put_back(self, account_id: int, comeback: Comeback) -> None:
         self._join(account_id)
-        self._back.setdefault(account_id, deque()).append(comeback)
+        self._back.setdefault(account_id, {})[comeback.key] = comeback
 
     def _join(self, account_id: int) -> None:
         if account_id not in self._members:
             self._members.add(account_id)
             self._ring.append(account_id)
 
-    def _waiting(self, account_id: int) -> bool:
+    def _next_back(self, account_id: int) -> Comeback | None:
+        """The account's oldest lending task, if it is back and still waits (unordered:
+        the first of its tasks that came back)."""
+        lending = self._lending.get(account_id)
         back = self._back.get(account_id)
-        while back and back[0].granted.done():  # its task was cancelled meanwhile
-            back.popleft()
-        if not back:
-            self._back.pop(account_id, None)
-        if not self._items.get(account_id):
-            self._items.pop(account_id, None)
-        return account_id in self._items or account_id in self._back
+        if not lending or not back:
+            return None
+        if not self._ordered:
+            return next((c for c in back.values() if not c.granted.done()), None)
+        comeback = back.get(next(iter(lending)))
+        return comeback if comeback is not None and not comeback.granted.done() else None
 
     def discard(self, key: str) -> bool:
         """Take a new key out of the queue (its task was cancelled); False if not there.
@@ -89,15 +98,13 @@ class FairQueue:
 
     def accounts(self) -> list[int]:
         """Accounts with tasks waiting for a slot, in the order of their turns."""
-        return [a for a in self._ring if self._items.get(a) or self._back.get(a)]
+        return [a for a in self._ring if self._items.get(a) or self._next_back(a)]
 
     def snapshot(self) -> tuple[list[int], dict[int, list[str]], dict[int, list[str]]]:
-        """Copies of the ring, the new keys and the comebacks' keys (queue positions)."""
-        back = {
-            account: [c.key for c in comebacks if not c.granted.done()]
-            for account, comebacks in self._back.items()
-        }
-        return list(self._ring), {a: list(keys) for a, keys in self._items.items()}, back
+        """Copies of the ring, the new keys and, per account, its lending tasks (back or
+        still downloading) in the order they will start (queue positions)."""
+        lending = {account: list(keys) for account, keys in self._lending.items() if keys}
+        return list(self._ring), {a: list(keys) for a, keys in self._items.items()}, lending
 
     def pop(
         self, allowed: Callable[[int, bool], bool] = lambda account, new: True
@@ -105,14 +112,12 @@ class FairQueue:
         """The first ``(account, key or comeback)`` in turn order that ``allowed(account,
         new)`` lets take a slot now (``new``: for a new key; else for a comeback)."""
         for index, account_id in enumerate(self._ring):
-            if not self._waiting(account_id):
-                continue
             item: str | Comeback | None = None
-            back = self._back.get(account_id)
-            if back:
+            comeback = self._next_back(account_id)
+            if comeback is not None:
                 if allowed(account_id, False):
-                    item = back.popleft()
-            elif allowed(account_id, True):
+                    item = self._back[account_id].pop(comeback.key)
+            elif self._items.get(account_id) and allowed(account_id, True):
                 item = self._items[account_id].popleft()
                 self.size -= 1
             if item is not None:
@@ -124,9 +129,20 @@ class FairQueue:
         return None
 
     def _prune(self) -> None:
-        """Drop the accounts with nothing queued and nothing downloading from the ring."""
-        gone = [a for a in self._ring if not self._waiting(a) and not self._keep(a)]
-        for account_id in gone:
+        """Drop the accounts with nothing queued and nothing downloading from the ring, and
+        the comebacks of tasks that ended meanwhile (cancelled)."""
+        for account_id in list(self._ring):
+            back = self._back.get(account_id)
+            if back:
+                for key in [k for k, c in back.items() if c.granted.done()]:
+                    del back[key]
+            if not back:
+                self._back.pop(account_id, None)
+            if not self._items.get(account_id):
+                self._items.pop(account_id, None)
+            if account_id in self._items or self._lending.get(account_id):
+                continue
+            self._back.pop(account_id, None)
             self._ring.remove(account_id)
             self._members.discard(account_id)
 
@@ -146,23 +162,31 @@ class Lane:
         self.name = name
         self.capacity = max(1, capacity)
         # Tasks per account downloading ahead (lent slots): one more than the slots, so the
-        # next task's inputs are in when a slot frees. None: no bound (light work, whose
-        # downloads are its work).
+        # next task's inputs are in when a slot frees; an account's tasks start in order.
+        # Light work (``prefetch=False``), whose downloads are its work: no bound, and a
+        # probe of a fast source need not wait for the same account's slow one.
         self.prefetch: int | None = self.capacity + 1 if prefetch else None
         self.busy = 0
         self.held: Counter[int] = Counter()  # slots held, per account
-        # Tasks that lent their slot out (downloading, or back and waiting), per account.
-        self.lent: Counter[int] = Counter()
-        self.queue = FairQueue(keep=lambda account: self.lent[account] > 0)
+        # Per account, its tasks that lent their slot out (downloading, or back and
+        # waiting), in the order they lent it: the order they start their work.
+        self.lending: dict[int, dict[str, None]] = {}
+        self.queue = FairQueue(self.lending, ordered=prefetch)
         # The account's slots held in every lane its limit covers, and that limit (0: none).
         self._running = running or (lambda account: self.held[account])
         self._limit = limit or (lambda account: 0)
+
+    def lent(self, account_id: int | None = None) -> int:
+        """Tasks of ``account_id`` (None: of every account) that lent their slot out."""
+        if account_id is None:
+            return sum(len(keys) for keys in self.lending.values())
+        return len(self.lending.get(account_id, ()))
 
     def allowed(self, waiting: set[int]) -> Callable[[int, bool], bool]:
         """Who may take a free slot now (``waiting``: the accounts with tasks queued)."""
 
         def allowed(account_id: int, new: bool) -> bool:
-            if new and self.prefetch is not None and self.lent[account_id] >= self.prefetch:
+            if new and self.prefetch is not None and self.lent(account_id) >= self.prefetch:
                 return False
             limit = self._limit(account_id)
             if limit and self._running(account_id) >= limit:
@@ -184,7 +208,7 @@ class Lane:
             self._acquire(account_id)
             if isinstance(item, str):
                 return account_id, item
-            self.unlend(account_id)  # now, so the ring sees it at once
+            self.unlend(account_id, item.key)  # now, so the ring sees it at once
             item.granted.set_result(None)
         return None
 
@@ -198,16 +222,18 @@ class Lane:
         if self.held[account_id] <= 0:
             del self.held[account_id]
 
-    def lend(self, account_id: int) -> None:
+    def lend(self, account_id: int, key: str) -> None:
         """A running task of the account gives its slot back to download."""
         self.release(account_id)
-        self.lent[account_id] += 1
+        self.lending.setdefault(account_id, {})[key] = None
 
-    def unlend(self, account_id: int) -> None:
+    def unlend(self, account_id: int, key: str) -> None:
         """A task that lent its slot got it back, or ended (cancelled) without it."""
-        self.lent[account_id] -= 1
-        if self.lent[account_id] <= 0:
-            del self.lent[account_id]
+        keys = self.lending.get(account_id)
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self.lending[account_id]
 
     def come_back(self, account_id: int, key: str) -> asyncio.Future[None]:
         """Queue a task back from its download; the future resolves when it has its slot."""
@@ -235,6 +261,7 @@ class Slot:
         self.account_id = account_id
         self.key = key
         self.held = True
+        self.came_back = False  # it lent the slot for a download and got it back
         self._downloads = downloads
         self._changed = changed
         self._lent = 0
@@ -248,7 +275,7 @@ class Slot:
     async def released(self) -> AsyncIterator[None]:
         self._lent += 1
         if self._lent == 1 and self.held:
-            self.lane.lend(self.account_id)
+            self.lane.lend(self.account_id, self.key)
             self.held = False
             self._changed()
         cancelled = False
@@ -262,7 +289,7 @@ class Slot:
             self._lent -= 1
             if self._lent == 0 and not self.held:
                 if cancelled:
-                    self.lane.unlend(self.account_id)
+                    self.lane.unlend(self.account_id, self.key)
                 else:
                     await self._reacquire()
 
@@ -276,9 +303,10 @@ class Slot:
                 self.held = True
             else:
                 granted.cancel()
-                self.lane.unlend(self.account_id)
+                self.lane.unlend(self.account_id, self.key)
             raise
         self.held = True  # the lane counted it back when it granted the slot
+        self.came_back = True
 
     def give_back(self) -> None:
         """The task ended: free the slot if it holds one."""

@@ -49,6 +49,62 @@ class LaneState:
     elsewhere: Counter[int] = dataclasses.field(default_factory=Counter)  # slots in other lanes
 
 
+class _Replay:
+    """The copy a replay picks from (``replay``): the lane's queues, slots and counts."""
+
+    def __init__(self, state: LaneState) -> None:
+        self.state = state
+        self.ring = deque(state.ring)
+        self.ring.extend(account for account in state.back if account not in self.ring)
+        self.items = {account: deque(keys) for account, keys in state.items.items() if keys}
+        self.back = {account: deque(keys) for account, keys in state.back.items() if keys}
+        self.lent = Counter({account: len(keys) for account, keys in self.back.items()})
+        self.order = itertools.count()
+        self.slots = [(end, next(self.order), account) for account, end in state.running]
+        heapq.heapify(self.slots)
+        self.held = Counter(account for account, _ in state.running)
+
+    def free_slot(self, now: float) -> float:
+        """When the next slot is free (now, or when its task is expected to end)."""
+        if len(self.slots) < self.state.capacity:
+            return now
+        end, _, freed = heapq.heappop(self.slots)
+        self.held[freed] -= 1
+        return max(end, now)
+
+    def allowed(self, account: int, new: bool) -> bool:
+        """``Lane.allowed`` on the copy."""
+        state, held = self.state, self.held
+        if new and state.prefetch is not None and self.lent[account] >= state.prefetch:
+            return False
+        limit = state.limits.get(account, 0)
+        if limit and held[account] + state.elsewhere[account] >= limit:
+            return False
+        busy = len(self.slots)
+        if state.capacity - busy > 1 or state.capacity == 1:
+            return True
+        waiting = {a for a in self.ring if self.items.get(a) or self.back.get(a)}
+        return held[account] < busy or not waiting - {account}
+
+    def next_start(self) -> tuple[int, str]:
+        """Turns until a task starts its work in the free slot: ``(account, key)``. A new
+        key's turn sends it to download; it then waits, back, for its account's next."""
+        while True:
+            picked = _pop(self.ring, self.items, self.back, self.allowed)
+            picked = picked or _pop(self.ring, self.items, self.back, _anyone)
+            assert picked is not None
+            account, key, came_back = picked
+            if came_back:
+                self.lent[account] -= 1
+                return account, key
+            self.back.setdefault(account, deque()).append(key)
+            self.lent[account] += 1
+
+    def start(self, account: int, key: str, at: float, duration: float) -> None:
+        self.held[account] += 1
+        heapq.heappush(self.slots, (at + duration, next(self.order), account))
+
+
 def replay(
     state: LaneState, wanted: set[str], now: float, duration: Callable[[str], float]
 ) -> dict[str, tuple[int, float]]:
@@ -58,50 +114,16 @@ def replay(
     tasks fetch first): it gives the slot back and waits for its account's next turn, as
     a task back from its download does. Positions count the starts of work.
     """
-    ring = deque(state.ring)
-    ring.extend(account for account in state.back if account not in ring)
-    items = {account: deque(keys) for account, keys in state.items.items() if keys}
-    back = {account: deque(keys) for account, keys in state.back.items() if keys}
-    lent = Counter({account: len(keys) for account, keys in back.items()})
-    order = itertools.count()
-    slots = [(end, next(order), account) for account, end in state.running]
-    heapq.heapify(slots)
-    held = Counter(account for account, _ in state.running)
+    copy = _Replay(state)
     found: dict[str, tuple[int, float]] = {}
     position = 0
-    while (items or back) and len(found) < len(wanted):
-        start = now
-        if len(slots) >= state.capacity:
-            start, _, freed = heapq.heappop(slots)
-            held[freed] -= 1
-        busy = len(slots)
-        waiting = {a for a in ring if items.get(a) or back.get(a)}
-
-        def allowed(account: int, new: bool, busy: int = busy, waiting: set[int] = waiting) -> bool:
-            if new and state.prefetch is not None and lent[account] >= state.prefetch:
-                return False
-            limit = state.limits.get(account, 0)
-            if limit and held[account] + state.elsewhere[account] >= limit:
-                return False
-            if state.capacity - busy > 1 or state.capacity == 1:
-                return True
-            return held[account] < busy or not waiting - {account}
-
-        while True:  # turns until one starts work in the free slot
-            picked = _pop(ring, items, back, allowed) or _pop(ring, items, back, _anyone)
-            assert picked is not None
-            account, key, came_back = picked
-            if came_back:
-                break
-            back.setdefault(account, deque()).append(key)  # it downloads, then waits
-            lent[account] += 1
-        lent[account] -= 1
+    while (copy.items or copy.back) and len(found) < len(wanted):
+        at = copy.free_slot(now)
+        account, key = copy.next_start()
         position += 1
-        start = max(start, now)
         if key in wanted:
-            found[key] = (position, start)
-        held[account] += 1
-        heapq.heappush(slots, (start + duration(key), next(order), account))
+            found[key] = (position, at)
+        copy.start(account, key, at, duration(key))
     return found
 
 
@@ -214,37 +236,48 @@ class QueueEstimates:
     def _replay(
         self, lane: Lane, wanted: set[str], now: float, duration: Callable[[str], float]
     ) -> dict[str, tuple[int, float]]:
-        """``{key: (position, expected start)}`` of the ``wanted`` keys waiting in ``lane``."""
+        """``{key: (position, expected start)}`` of the ``wanted`` keys waiting in ``lane``.
+
+        Tasks back from their download, holding their slot, whose work is about to begin
+        come first, in their order; then the lane's picks as ``replay`` makes them."""
         runs = self.queues.runs
-        ring, items, back = lane.queue.snapshot()
-        running = []
-        for run in runs.values():
-            if run.lane is not lane or run.slot is None:
-                continue
-            if run.slot.held:
-                running.append((run.slot.account_id, run.started + duration(run.task_name)))
-            elif run.downloading and run.key not in back.get(run.slot.account_id, []):
-                # Still downloading: it comes back ahead of its account's new tasks.
-                back.setdefault(run.slot.account_id, []).append(run.key)
-        elsewhere: Counter[int] = Counter()
-        for other in self.queues.lanes.values():
-            if other is not lane:
-                elsewhere.update(other.held)
-        state = LaneState(
-            lane.capacity, lane.prefetch, ring, items, back, running, self.queues.limits, elsewhere
+        mine = [r for r in runs.values() if r.lane is lane and r.slot is not None and r.slot.held]
+        starting = sorted(
+            (r for r in mine if r.slot is not None and r.slot.came_back and r.waiting),
+            key=lambda r: r.started,
         )
+        found = {r.key: (i, now) for i, r in enumerate(starting, 1) if r.key in wanted}
 
         def key_duration(key: str) -> float:
             run = runs.get(key)
             return duration(run.task_name if run is not None and run.waiting else "")
 
-        # Tasks holding their slot whose work is about to begin go first, in their order.
-        starting = sorted(
-            (r for r in runs.values() if r.lane is lane and r.slot is not None and r.slot.held),
-            key=lambda r: r.started,
-        )
-        starting = [r for r in starting if r.waiting and r.task is not None]
-        found = {r.key: (i, now) for i, r in enumerate(starting, 1) if r.key in wanted}
+        state = self._lane_state(lane, mine, duration)
         later = replay(state, wanted - found.keys(), now, key_duration)
         found.update({key: (p + len(starting), t) for key, (p, t) in later.items()})
         return found
+
+    def _lane_state(
+        self, lane: Lane, holding: list[Run], duration: Callable[[str], float]
+    ) -> LaneState:
+        """A copy of ``lane`` (``holding``: the runs holding its slots) to replay."""
+        ring, items, back = lane.queue.snapshot()  # back: tasks back or still downloading
+        running = []
+        for run in holding:
+            assert run.slot is not None
+            account = run.slot.account_id
+            if run.waiting and not run.slot.came_back:
+                # Just dispatched: it lends its slot for its download next (heavy tasks
+                # fetch first), after its account's tasks downloading now.
+                back.setdefault(account, []).append(run.key)
+                if account not in ring:
+                    ring.append(account)
+            else:
+                running.append((account, run.started + duration(run.task_name)))
+        elsewhere: Counter[int] = Counter()
+        for other in self.queues.lanes.values():
+            if other is not lane:
+                elsewhere.update(other.held)
+        return LaneState(
+            lane.capacity, lane.prefetch, ring, items, back, running, self.queues.limits, elsewhere
+        )

@@ -2,8 +2,8 @@
 
 Three lanes: ``light`` (hello, probes), ``interactive`` (image.*, video.thumb, video.strip,
 audio analyses, html.*) and ``batch`` (video.convert, video.create, video.reverse,
-video.upload.*, or any task created with ``"batch": true``), with ``DRAGON_HEAVY_SLOTS``
-slots for batch work and ``DRAGON_INTERACTIVE_SLOTS`` for interactive work. A task of
+video.upload.*, or any task created with ``"batch": true``), with ``DRAGON_CONCURRENCY``
+slots for batch work and ``DRAGON_INTERACTIVE_CONCURRENCY`` for interactive work. A task of
 the interactive or batch lane is ``queued`` until its tool starts (while its source
 downloads too, with ``"stage": "downloading"``), with a ``queue_position`` that is true
 and an ``eta``; ``events.started`` is when its work began. ``/metrics`` and ``/healthz``
@@ -97,9 +97,8 @@ def clips(tmp_path_factory) -> Clips:
 
 
 def slots(batch: int, **more: str) -> dict:
-    """Server settings with ``batch`` batch slots. The fixture's ``DRAGON_CONCURRENCY``
-    (the older name of the heavy slots) is set alike, so either name gives ``batch``."""
-    return {"DRAGON_HEAVY_SLOTS": str(batch), "DRAGON_CONCURRENCY": str(batch), **more}
+    """Server settings with ``batch`` slots in the batch lane (``DRAGON_CONCURRENCY``)."""
+    return {"DRAGON_CONCURRENCY": str(batch), **more}
 
 
 def convert(url: str) -> dict:
@@ -401,7 +400,9 @@ def quiet_reading(server, me: dict, keys: list[str]):
 
 @pytest.mark.timeout(WAIT + 60)
 def test_metrics_and_healthz_count_what_the_documents_say(make_server, clips):
-    server = make_server(env=slots(1, DRAGON_INTERACTIVE_SLOTS="1", DRAGON_LIGHT_CONCURRENCY="1"))
+    server = make_server(
+        env=slots(1, DRAGON_INTERACTIVE_CONCURRENCY="1", DRAGON_LIGHT_CONCURRENCY="1")
+    )
     me = server.account
     lanes: dict[str, str] = {}
     for lane, task, count in (
@@ -453,6 +454,14 @@ def test_a_task_downloading_its_source_is_queued_not_executing(make_server):
             me,
             [{"task_name": "image.thumb", "url": trickle.url, "width": 64}, convert(trickle.url)],
         )
+        # Both are dispatched and start their downloads (before that: queued, no stage).
+        wait_until(
+            lambda: all(
+                d.get("stage") == "downloading"
+                for d in statuses(server, me, [thumb, encode]).values()
+            ),
+            "both downloads to begin",
+        )
         for _ in range(8):
             docs = statuses(server, me, [thumb, encode])
             for doc in docs.values():
@@ -490,6 +499,7 @@ def test_max_running_keeps_an_account_to_one_slot(make_server, clips):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["max_running"] == 1, out.stdout
+    time.sleep(2.5)  # a running server reads the accounts' limits every 2 s
     other = server.create_account("free")
     mine = create(server, kept, [convert(clips.long)] * 2)
     [theirs] = create(server, other, [convert(clips.long)])

@@ -128,8 +128,7 @@ def test_a_task_back_from_a_download_waits_its_accounts_turn():
         lane.queue.put(1, "a")
         lane.queue.put(2, "b")
         assert lane.take() == (1, "a")
-        lane.release(1)  # A downloads: its slot goes to B
-        lane.lent[1] += 1
+        lane.lend(1, "a")  # A downloads: its slot goes to B
         assert lane.take() == (2, "b")
         lane.queue.put(1, "a2")
         lane.queue.put(2, "b2")
@@ -159,14 +158,46 @@ def test_an_account_downloads_no_more_than_its_prefetch_ahead():
         lane.queue.put(1, f"a{i}")
     lane.queue.put(2, "b0")
     assert lane.take() == (1, "a0")
-    lane.release(1)
-    lane.lent[1] += 1  # a0 downloads
+    lane.lend(1, "a0")  # a0 downloads
     assert lane.take() == (2, "b0")
     lane.release(2)
     assert lane.take() == (1, "a1")
-    lane.release(1)
-    lane.lent[1] += 1  # a1 downloads too: account 1 is at its prefetch
+    lane.lend(1, "a1")  # a1 downloads too: account 1 is at its prefetch
     assert lane.take() is None  # a2 waits (holds no slot, downloads nothing)
+
+
+def test_an_accounts_tasks_start_in_the_order_they_were_dispatched():
+    async def scenario():
+        lane = Lane("batch", 1)
+        for key in ("a0", "a1"):
+            lane.queue.put(1, key)
+        assert lane.take() == (1, "a0")
+        lane.lend(1, "a0")
+        assert lane.take() == (1, "a1")
+        lane.lend(1, "a1")
+        younger = lane.come_back(1, "a1")  # a1's download ends first
+        assert lane.take() is None and not younger.done()  # it waits for a0, the older
+        older = lane.come_back(1, "a0")
+        assert lane.take() is None and older.done() and not younger.done()
+        lane.release(1)
+        assert lane.take() is None and younger.done()
+
+    asyncio.run(scenario())
+
+
+def test_in_the_light_lane_a_fast_source_need_not_wait_for_a_slow_one():
+    async def scenario():
+        lane = Lane("light", 1, prefetch=False)
+        for key in ("a0", "a1"):
+            lane.queue.put(1, key)
+        assert lane.take() == (1, "a0")
+        lane.lend(1, "a0")
+        assert lane.take() == (1, "a1")
+        lane.lend(1, "a1")
+        fast = lane.come_back(1, "a1")
+        assert lane.take() is None and fast.done()
+
+    asyncio.run(scenario())
 
 
 def test_an_account_at_its_max_running_waits_while_slots_are_free():

@@ -33,7 +33,7 @@ def real_order(lane: Lane, running: dict[str, tuple[int, float]], duration: dict
                 if picked is None:
                     break
                 owner, new = picked
-                lane.lend(owner)  # it downloads (instantly) and comes back
+                lane.lend(owner, new)  # it downloads (instantly) and comes back
                 comebacks[new] = (owner, lane.come_back(owner, new))
         return order
 
