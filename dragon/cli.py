@@ -215,9 +215,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from dragon.doctor import doctor
+    from dragon.doctor import data_dir_source, doctor
 
-    return doctor(Settings.load(data_dir=args.data_dir))
+    return doctor(Settings.load(data_dir=args.data_dir), data_dir_source(args.data_dir))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -280,7 +280,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     a.set_defaults(func=cmd_accounts)
     add_commands(sub)  # run, status, download...: the client side (dragon/client/commands.py)
-    doc = sub.add_parser("doctor", help="check tools, codecs, fonts, data folder, database, S3")
+    doc = sub.add_parser(
+        "doctor", help="check tools, codecs, fonts, data folder, database, S3 and the server"
+    )
     doc.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     doc.set_defaults(func=cmd_doctor)
     return p
