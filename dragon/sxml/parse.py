@@ -221,11 +221,12 @@ def _read(text: str) -> Node:
             None, "external references are not allowed", builder._line()
         ) from None
     except xml.sax.SAXParseException as e:
+        column = e.getColumnNumber()
         raise DefinitionError(
             None,
             f"not well-formed XML: {e.getMessage()}",
             e.getLineNumber(),
-            e.getColumnNumber() + 1,
+            None if column is None else column + 1,
         ) from None
     assert builder.root is not None
     for node in builder.root.walk():  # alone on its line: the line says where it is
