@@ -108,15 +108,21 @@ def resolve(
     ``look_for_secret=False`` for a client that presents an api key: the URL alone.
     """
     named = url or os.environ.get("DRAGON_URL") or None
-    if look_for_secret:
-        secret = secret or os.environ.get("DRAGON_SECRET") or None
-    if named and (secret or not look_for_secret):  # nothing to read
+    if not look_for_secret:
+        return Connection((named or read_config().get("url") or DEFAULT_URL).rstrip("/"), secret)
+    secret = secret or os.environ.get("DRAGON_SECRET") or None
+    if named and secret:  # nothing to read
         return Connection(named.rstrip("/"), secret)
     saved = read_config()
     chosen = named or saved.get("url") or DEFAULT_URL
-    own = same_server(chosen, saved.get("url", DEFAULT_URL))  # the server it was checked on
-    if look_for_secret and secret is None and saved.get("secret") and own:
-        secret = saved["secret"]
-    if look_for_secret and secret is None and not named and not saved.get("url"):
-        secret = local_account_secret()
-    return Connection(chosen.rstrip("/"), secret)
+    return Connection(chosen.rstrip("/"), secret or _secret_of(chosen, named, saved))
+
+
+def _secret_of(chosen: str, named: str | None, saved: dict[str, str]) -> str | None:
+    """The saved secret, for the server it was checked on; the ``make run`` account's when
+    no server was named anywhere."""
+    if saved.get("secret") and same_server(chosen, saved.get("url", DEFAULT_URL)):
+        return saved["secret"]
+    if not named and not saved.get("url"):
+        return local_account_secret()
+    return None
