@@ -14,7 +14,7 @@ $ dragon run hello name=doc
 AGREUCDLKRGB2S3WS5HQOUCHKQ queued 0%
 ...
 AGREUCDLKRGB2S3WS5HQOUCHKQ success 100%
-{"status": "success", "key": "AGREUCDLKRGB2S3WS5HQOUCHKQ", "events": {"queued": "2026-12-01T14:36:04.537833+00:00"}, "result": "..."}
+{"key": "AGREUCDLKRGB2S3WS5HQOUCHKQ", "at": "2026-12-01T14:36:04.537833+00:00", "result": "..."}
 $ dragon status AGREUCDLKRGB2S3WS5HQOUCHKQ
 {"key": "AGREUCDLKRGB2S3WS5HQOUCHKQ", "output": "http://127.0.0.1:8080/storage/x/dragon-image.thumb-F88bhY"}
 ```
@@ -48,8 +48,7 @@ def test_the_examples_of_a_page_in_order():
 def run_output(key: str = RUN, status: str = "success") -> str:
     return (
         f"{key} queued 0%\n{key} executing 0%\n{key} executing 55%\n{key} {status} 100%\n"
-        f'{{"status": "{status}", "key": "{key}", "events": {{"queued": '
-        f'"2027-01-02T03:04:05.6+00:00"}}, "result": "Hello doc"}}\n'
+        f'{{"key": "{key}", "at": "2027-01-02T03:04:05.6+00:00", "result": "Hello doc"}}\n'
     )
 
 
@@ -58,7 +57,7 @@ def test_a_true_page_matches_whatever_its_keys_and_times_are():
     run, status, program = examples(PAGE)
     page.check(run, run_output())
     assert page.code(status.code) == f"dragon status {RUN}"  # the key of this run
-    url = f"http://127.0.0.1:41234/storage/x/dragon-image.thumb-Zz9xQ1"
+    url = "http://127.0.0.1:41234/storage/x/dragon-image.thumb-Zz9xQ1"
     page.check(status, f'{{"key": "{RUN}", "output": "{url}"}}\n')
     page.check(program, "…KA733H\n…B2C3D4\n")
 
