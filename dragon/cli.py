@@ -77,6 +77,7 @@ async def _accounts(database: Database, args: argparse.Namespace) -> int:
                         "api_key": row["api_key"],
                         "referrers": json.loads(row["referrers"]),
                         "max_active": row["max_active"],
+                        "max_running": row["max_running"],
                         "rate": row["create_rate"],
                         "expiration_days": row["expiration_days"],
                     }
@@ -84,7 +85,11 @@ async def _accounts(database: Database, args: argparse.Namespace) -> int:
             )
     elif args.action == "update":
         if not await database.update_account(
-            args.name, referrers=args.referrer, max_active=args.max_active, create_rate=args.rate
+            args.name,
+            referrers=args.referrer,
+            max_active=args.max_active,
+            create_rate=args.rate,
+            max_running=args.max_running,
         ):
             print(f"dragon: no account named {args.name!r}", file=sys.stderr)
             return 1
@@ -98,6 +103,7 @@ async def _accounts(database: Database, args: argparse.Namespace) -> int:
                     "name": updated["name"],
                     "referrers": json.loads(updated["referrers"]),
                     "max_active": updated["max_active"],
+                    "max_running": updated["max_running"],
                     "rate": updated["create_rate"],
                 }
             )
@@ -229,7 +235,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, help="listen port (DRAGON_PORT, default 8080)")
     s.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     s.add_argument(
-        "--concurrency", type=int, help="heavy tasks at once (DRAGON_CONCURRENCY, default: cores)"
+        "--concurrency", type=int, help="batch tasks at once (DRAGON_CONCURRENCY, default: cores)"
     )
     s.set_defaults(func=cmd_serve)
     a = sub.add_parser("accounts", help="manage accounts")
@@ -258,6 +264,11 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--referrer", action="append", help="replace the referrer patterns (repeatable)")
     u.add_argument("--max-active", type=int, help="most queued+executing tasks (0: no limit)")
     u.add_argument(
+        "--max-running",
+        type=int,
+        help="most tasks running at once per node, interactive and batch (0: no limit)",
+    )
+    u.add_argument(
         "--rate",
         type=float,
         help="tasks per second (0: no limit; -1: back to the server's default)",
@@ -279,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
     for sp in (c, u, asub.choices["list"], d, r):
         sp.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     a.set_defaults(func=cmd_accounts)
-    add_commands(sub)  # run, status, download...: the client side (dragon/client/commands.py)
+    add_commands(sub)  # run, status, cancel, download...: the client (dragon/client/commands.py)
     doc = sub.add_parser(
         "doctor", help="check tools, codecs, fonts, data folder, database, S3 and the server"
     )

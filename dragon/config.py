@@ -58,11 +58,21 @@ class Settings:
     port: int = setting(8080, "Port the API listens on.")
     data_dir: str = setting("./var", "Folder for the database, local storage and temp files.")
     public_url: str = setting("", "Base URL of output files; default: the server's own address.")
-    concurrency: int = setting(0, "Heavy tasks run at once; 0 means the number of cores.")
-    light_concurrency: int = setting(64, "Light tasks (hello, *.info) run at once.")
+    concurrency: int = setting(
+        0, "Batch tasks (renders, converts) run at once; 0 means the number of cores."
+    )
+    interactive_concurrency: int = setting(
+        0, "Interactive tasks (thumbnails, strips) run at once; 0 means the number of cores."
+    )
+    light_concurrency: int = setting(64, "Light tasks (hello, *.info, uploads) run at once.")
     tool_nice: int = setting(
         10,
         "Niceness (0-19) of tools and pool workers: below the API, which stays responsive.",
+    )
+    batch_nice: int = setting(
+        19,
+        "Niceness (0-19) of batch tasks' tools: below interactive ones, which get the CPU"
+        " first while batch work fills it otherwise.",
     )
     task_modules: str = setting("", "Extra task modules (plugins) to load, comma-separated.")
     store_modules: str = setting(
@@ -235,6 +245,8 @@ class Settings:
             raise ValueError("DRAGON_LEASE_SECONDS must be at least 3")
         if not 0 <= self.tool_nice <= 19:
             raise ValueError("DRAGON_TOOL_NICE must be between 0 and 19")
+        if not self.tool_nice <= self.batch_nice <= 19:
+            raise ValueError("DRAGON_BATCH_NICE must be between DRAGON_TOOL_NICE and 19")
         if self.upload_chunk_bytes < 256 * 1024:
             raise ValueError("DRAGON_UPLOAD_CHUNK_BYTES must be at least 262144 (256 KiB)")
         for name in (
@@ -255,7 +267,12 @@ class Settings:
 
     @property
     def heavy_slots(self) -> int:
+        """Slots of the batch lane."""
         return self.concurrency or os.cpu_count() or 1
+
+    @property
+    def interactive_slots(self) -> int:
+        return self.interactive_concurrency or os.cpu_count() or 1
 
     # Paths are resolved once: resolve() costs syscalls and tasks ask for tmp_path often.
     @functools.cached_property

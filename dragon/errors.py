@@ -39,6 +39,7 @@ UPLOAD_QUOTA_EXCEEDED = "upload_quota_exceeded"
 UPLOAD_FAILED = "upload_failed"
 INTERRUPTED = "interrupted"
 INTERNAL_ERROR = "internal_error"
+CANCELLED = "cancelled"  # ended by its owner (POST /v2/cancel), queued or executing
 
 
 def out_of_space(exc: BaseException) -> bool:

@@ -8,7 +8,7 @@ dragon server, local or remote::
     with Client("http://127.0.0.1:8080", secret="...") as client:
         status = client.run({"task_name": "image.thumb", "url": "...", "width": 200})
 
-``docs/client.md`` shows it in use, and the ``dragon run|status|download`` commands built
+``docs/client.md`` shows it in use, and the ``dragon run|status|cancel|download`` commands built
 on it (``commands.py``).
 """
 

@@ -67,6 +67,10 @@ class AsyncClient:
         body = {"tasks": wire.key_list(keys), "block": block, "details": details}
         return await self._call("/v2/status", body, safe=True, wait=block)
 
+    async def cancel(self, keys: str | Iterable[str]) -> list[wire.Status]:
+        """See ``Client.cancel``."""
+        return await self._call("/v2/cancel", {"tasks": wire.key_list(keys)}, safe=True, wait=False)
+
     def stream(self, keys: str | Iterable[str]) -> AsyncIterator[wire.Status]:
         keys = wire.key_list(keys)
         return self._follow(wire.Follow.of(keys), "/v2/status_stream", {"tasks": keys}, True)

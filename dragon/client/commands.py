@@ -1,11 +1,13 @@
-"""``dragon run|status|download|events|storage|create-file|login``: the SDK on the command line.
+"""``dragon run|status|cancel|download|events|storage|create-file|login``: the SDK on the
+command line.
 
 Output is for scripts: stdout only ever gets JSON (one document per line; indented for a
 reader when stdout is a terminal), progress and messages go to stderr, as a live bar when
 stderr is a terminal and as plain lines otherwise (logs, CI). Exit codes: 0 success, 1 a
-task ended in error (or has nothing to download), 2 usage or HTTP errors (bad credentials,
-an unreachable server), 130 interrupted (Ctrl-C; a task goes on on the server). The SDK
-(and httpx, rich) is imported when a command runs, so ``dragon serve`` does not pay for it.
+task ended in error (or has nothing to download, or a key to cancel names no task of the
+account), 2 usage or HTTP errors (bad credentials, an unreachable server), 130 interrupted
+(Ctrl-C). The SDK (and httpx, rich) is imported when a command runs, so ``dragon serve``
+does not pay for it.
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ import json
 import sys
 from collections.abc import Callable, Container
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from dragon.client.config import DEFAULT_URL, ConfigError, resolve
+
+if TYPE_CHECKING:
+    from dragon.client.sync import Client
 
 __all__ = ["DEFAULT_URL", "UsageError", "add_commands", "connection", "parse_field"]
 
 USAGE, TASK_FAILED, INTERRUPTED = 2, 1, 130
 EXIT_CODES = (
-    "exit status: 0 success, 1 a task ended in error (or has no file to save), 2 a usage or "
-    "HTTP error (bad credentials, an unreachable server), 130 interrupted by Ctrl-C (the "
-    "task goes on on the server)"
+    "exit status: 0 success, 1 a task ended in error (or has no file to save, or a key to "
+    "cancel names no task of the account), 2 a usage or HTTP error (bad credentials, an "
+    "unreachable server), 130 interrupted by Ctrl-C"
 )
 
 
@@ -169,6 +174,7 @@ class TaskProgress:
     def close(self) -> None:
         if self.bars is not None:
             self.bars.stop()
+            self.bars = None
 
 
 class DownloadProgress:
@@ -253,16 +259,66 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 progress.update(doc)
                 final = doc
         except KeyboardInterrupt:
-            if final.get("key"):
-                print(
-                    f"\ndragon: task {final['key']} goes on; follow it with "
-                    f"`dragon status --follow {final['key']}`",
-                    file=err,
-                )
-            return INTERRUPTED
+            progress.close()  # before any question: the bar would draw over it
+            return interrupted(client, final, out, err)
         finally:
             progress.close()
     return ended(final, out, err)
+
+
+def interrupted(client: Client, final: dict[str, Any], out: TextIO, err: TextIO) -> int:
+    """Ctrl-C while ``dragon run`` follows its task: on a terminal, offer to cancel the task
+    (its cancelled status then goes to stdout); otherwise, or if declined, say how to follow
+    it and how to cancel it, since it goes on on the server."""
+    key = final.get("key")
+    if not key or final.get("status") in ("success", "error"):
+        return INTERRUPTED
+    if confirm(f"\ndragon: cancel task {key}? [y/N] ", err):
+        doc = client.cancel([key])[0]
+        emit(doc, out)
+        print(f"dragon: task {key} {describe_cancel(doc)}", file=err)
+        return INTERRUPTED
+    print(
+        f"\ndragon: task {key} goes on; follow it with `dragon status --follow {key}`,"
+        f" cancel it with `dragon cancel {key}`",
+        file=err,
+    )
+    return INTERRUPTED
+
+
+def confirm(question: str, err: TextIO) -> bool:
+    """Ask ``question`` on a terminal; False without one (nobody to answer), on anything but
+    yes, and on a second Ctrl-C or the end of input."""
+    if not sys.stdin.isatty():
+        return False
+    print(question, end="", file=err, flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def describe_cancel(doc: dict[str, Any]) -> str:
+    """What a cancel did to one task, from its status after it, for people."""
+    if doc.get("error_code") == "cancelled":
+        return "cancelled"
+    if doc.get("error_code") == "unknown_task":
+        return "unknown (no task of this account has this key)"
+    return f"had ended already ({doc.get('status')})"
+
+
+def cmd_cancel(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dragon.client import Client
+
+    url, secret = connection(args.server, args.secret)
+    with Client(url, secret) as client:
+        docs = client.cancel(args.keys)
+    for doc in docs:
+        emit(doc, out)
+        print(f"dragon: task {doc.get('key')} {describe_cancel(doc)}", file=err)
+    unknown = any(doc.get("error_code") == "unknown_task" for doc in docs)
+    return TASK_FAILED if unknown else 0
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -322,7 +378,7 @@ def cmd_download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return TASK_FAILED if failed else 0
 
 
-def save(client: Any, name: str, url: str, to: str, taken: Taken, err: TextIO) -> Path | None:
+def save(client: Client, name: str, url: str, to: str, taken: Taken, err: TextIO) -> Path | None:
     """Save the output ``name`` as ``NAME.ext`` in ``to``, with its progress on stderr;
     None (and a message) when the file system cannot take it."""
     progress = DownloadProgress(err, printable(name))
@@ -476,6 +532,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     server.add_argument("--secret", help="account secret (DRAGON_SECRET, `dragon login`'s)")
     _add_run(sub, server)
     _add_status(sub, server)
+    _add_cancel(sub, server)
     _add_download(sub, server)
     _add_events(sub, server)
     _add_storage(sub, server)
@@ -549,6 +606,23 @@ def _add_status(
         "final statuses carry the details)",
     )
     s.set_defaults(func=_main(cmd_status))
+
+
+def _add_cancel(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    c = sub.add_parser(
+        "cancel",
+        parents=[server],
+        help="cancel tasks (NDJSON statuses)",
+        description="Cancel tasks: queued ones end at once, executing ones are stopped. "
+        "Prints each task's status after the cancel as one JSON line (error, error_code "
+        "cancelled; a task that had ended is printed as it is). Exit 0, or 1 when a key "
+        "names no task of the account.",
+        epilog=EXIT_CODES,
+    )
+    c.add_argument("keys", nargs="+", metavar="KEY")
+    c.set_defaults(func=_main(cmd_cancel))
 
 
 def _add_download(

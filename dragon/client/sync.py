@@ -74,6 +74,13 @@ class Client:
         body = {"tasks": wire.key_list(keys), "block": block, "details": details}
         return self._call("/v2/status", body, safe=True, wait=block)
 
+    def cancel(self, keys: str | Iterable[str]) -> list[wire.Status]:
+        """Cancel tasks: queued ones end at once, executing ones are stopped. Their statuses
+        after the cancel, in the order of ``keys``: ``error`` with ``error_code``
+        ``cancelled``, or as they were for tasks that had ended (``unknown_task`` for keys
+        that are not the account's). Safe to repeat, so retried like a status request."""
+        return self._call("/v2/cancel", {"tasks": wire.key_list(keys)}, safe=True, wait=False)
+
     def stream(self, keys: str | Iterable[str]) -> Iterator[wire.Status]:
         """Status documents of existing tasks: the current ones, then each change, until
         every task has ended. A dropped connection is picked up again."""

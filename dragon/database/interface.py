@@ -85,9 +85,11 @@ class Database(Protocol):
         referrers: list[str] | None = None,
         max_active: int | None = None,
         create_rate: float | None = None,
+        max_running: int | None = None,
     ) -> bool:
         """Change the given settings of an account (``create_rate`` < 0 resets it to the
-        server's default); False if there is no such account."""
+        server's default; ``max_running`` 0 lifts the limit); False if there is no such
+        account."""
 
     async def account_by_secret_hash(self, secret_hash: bytes) -> AccountRow | None: ...
 
@@ -130,14 +132,31 @@ class Database(Protocol):
         """
 
     async def start_task(
-        self, key: str, owner: str, now: float, render: Render | None = None
+        self,
+        key: str,
+        owner: str,
+        now: float,
+        render: Render | None = None,
+        *,
+        waiting: bool = False,
     ) -> TaskRow | None:
         """Claim a queued task for ``owner`` (queued -> executing, one more attempt).
 
         Returns the row as it is now; it is ours only if its status is ``executing`` and
         its owner is ``owner``. If it changed and ``render`` is given, the event feed
         records ``render(row)`` in the same transaction (as every write below does).
+        With ``waiting`` the task is held for ``owner`` but its work has not begun: its
+        documents say queued until ``begin_work``, and no event is recorded.
         """
+
+    async def begin_work(
+        self, key: str, owner: str, now: float, render: Render | None = None
+    ) -> TaskRow | None:
+        """The work of ``owner``'s waiting task begins now (its documents say executing,
+        started now); None if it is not ``owner``'s waiting task (ended, taken back)."""
+
+    async def account_limits(self) -> dict[int, int]:
+        """``{account id: max_running}`` of every account with a limit (0: none)."""
 
     async def set_progress(
         self, updates: dict[str, float], documents: dict[str, Any] | None = None
@@ -159,7 +178,8 @@ class Database(Protocol):
         diagnostics: object = None,
     ) -> TaskRow | None:
         """End a task and, in the same transaction, queue its callback, record its event
-        and keep its ``diagnostics`` (why it failed, for ``details=true``)."""
+        and keep its ``diagnostics`` (why it failed, for ``details=true``). A task that was
+        cancelled is left as it is (None): its run may end after the cancel."""
 
     async def requeue_task(self, key: str, render: Render | None = None) -> None:
         """executing -> queued (a runner stopped before the task ended)."""
@@ -255,6 +275,23 @@ class Database(Protocol):
 
     async def deliveries_for(self, keys: list[str]) -> list[DeliveryStateRow]: ...
 
+    # -- cancel ----------------------------------------------------------------------------
+    async def cancel_tasks(
+        self,
+        keys: list[str],
+        account_id: int,
+        now: float,
+        error: object,
+        errback: Callable[[TaskRow], Callback | None],
+        render: Render,
+    ) -> list[TaskRow]:
+        """End the account's queued and executing tasks among ``keys`` (error,
+        ``cancelled``) with their errbacks and events, in one transaction; the rows ended.
+        A cancelled task stays so: a later ``finish_task`` of it writes nothing."""
+
+    async def task_files(self, task_key: str) -> list[FileRow]:
+        """Every file the task recorded, read after the writes queued before it."""
+
 
 class Callback:
     """A callback to queue with a task's end: where to, and how to render its body.
@@ -296,14 +333,14 @@ class ClusterDatabase(Database, Protocol):
     async def claim_queued(
         self,
         owner: str,
-        light: list[str],
-        in_light: bool,
+        lane: str,
         limit: int,
         now: float,
         render: Render,
     ) -> list[TaskRow]:
-        """Start up to ``limit`` queued tasks of one lane for ``owner``, skipping those
-        another node is claiming, round-robin across accounts."""
+        """Start up to ``limit`` queued tasks of ``lane`` for ``owner``, skipping those
+        another node is claiming, round-robin across accounts (held ``waiting`` outside
+        the light lane, as ``start_task(waiting=True)``)."""
 
     async def stale_tasks(self) -> list[TaskRow]:
         """Executing tasks whose node has been silent for the lease."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypedDict, TypeVar
 
 import orjson
@@ -41,8 +41,16 @@ from dragon.database.rows import (
     TaskRow,
 )
 from dragon.database.steps import Conflict, Op, count, many, notify, row, rows, value
+from dragon.errors import CANCELLED
 
 T = TypeVar("T")
+
+
+class LimitRow(TypedDict):
+    """An account's most tasks running at once on one node."""
+
+    id: int
+    max_running: int
 
 
 class QueuedRow(TypedDict):
@@ -120,10 +128,11 @@ class Operations(ABC):
         referrers: list[str] | None = None,
         max_active: int | None = None,
         create_rate: float | None = None,
+        max_running: int | None = None,
     ) -> bool:
         """Only the given settings change; a negative ``create_rate`` is stored as NULL (the
         server's default)."""
-        if referrers is None and max_active is None and create_rate is None:
+        if referrers is None and max_active is None and create_rate is None and max_running is None:
             return await self.account_by_name(name) is not None
 
         def op() -> Op[bool]:
@@ -132,6 +141,7 @@ class Operations(ABC):
                 name=name,
                 referrers=None if referrers is None else dumps(referrers),
                 max_active=max_active,
+                max_running=max_running,
                 set_rate=create_rate is not None,
                 create_rate=None if create_rate is None or create_rate < 0 else create_rate,
             )
@@ -204,6 +214,7 @@ class Operations(ABC):
                         "error_code": r.get("error_code"),
                         "queued_at": r["queued_at"],
                         "completed_at": r.get("completed_at"),
+                        "lane": r.get("lane"),
                     }
                     for r in tasks
                 ],
@@ -242,21 +253,58 @@ class Operations(ABC):
         return await self._lookup(value(int, "ended_changes")) or 0
 
     async def start_task(
-        self, key: str, owner: str, now: float, render: Render | None = None
+        self,
+        key: str,
+        owner: str,
+        now: float,
+        render: Render | None = None,
+        *,
+        waiting: bool = False,
     ) -> TaskRow | None:
         """The row as it is now: ours if it was queued (and, on PostgreSQL, not being
-        claimed by another node at this instant); otherwise whoever's it is."""
+        claimed by another node at this instant); otherwise whoever's it is. ``waiting``:
+        its work begins later (``begin_work``); until then it shows as queued, and no
+        event is recorded (nothing a reader sees changed)."""
 
         def op() -> Op[TaskRow | None]:
-            started = yield from row(TaskRow, "start_task", key=key, owner=owner, now=now)
+            stage = "waiting" if waiting else None
+            started = yield from row(
+                TaskRow, "start_task", key=key, owner=owner, now=now, stage=stage
+            )
             if started is None:
                 return (yield from row(TaskRow, "task", key=key))
             yield from notify("c", [key])
-            if render is not None:
+            if render is not None and not waiting:
                 yield from count("insert_event", **event(started, now, render(started)))
             return started
 
         return await self._write(op())
+
+    async def begin_work(
+        self, key: str, owner: str, now: float, render: Render | None = None
+    ) -> TaskRow | None:
+        """A task ``owner`` holds ``waiting`` begins its work: executing from ``now``.
+        None if it is not (or no longer) ``owner``'s waiting task."""
+
+        def op() -> Op[TaskRow | None]:
+            begun = yield from row(TaskRow, "begin_work", key=key, owner=owner, now=now)
+            if begun is None:
+                return None
+            yield from notify("c", [key])
+            if render is not None:
+                yield from count("insert_event", **event(begun, now, render(begun)))
+            return begun
+
+        return await self._write(op())
+
+    async def account_limits(self) -> dict[int, int]:
+        """``{account id: max_running}`` of the accounts with a limit."""
+
+        def op() -> Op[dict[int, int]]:
+            found = yield from rows(LimitRow, "account_limits")
+            return {r["id"]: r["max_running"] for r in found}
+
+        return await self._read(op())
 
     async def set_progress(
         self, updates: dict[str, float], documents: dict[str, Any] | None = None
@@ -312,6 +360,7 @@ class Operations(ABC):
                 error_code=error_code,
                 completed_at=now,
                 diagnostics=json_or_none(diagnostics),
+                cancelled=CANCELLED,
             )
             if ended is None:
                 return None
@@ -554,6 +603,64 @@ class Operations(ABC):
     async def deliveries_for(self, keys: list[str]) -> list[DeliveryStateRow]:
         return await self._read(rows(DeliveryStateRow, "deliveries_for", keys=keys))
 
+    # -- cancel ---------------------------------------------------------------------------
+    async def cancel_tasks(
+        self,
+        keys: list[str],
+        account_id: int,
+        now: float,
+        error: object,
+        errback: Callable[[TaskRow], Callback | None],
+        render: Render,
+    ) -> list[TaskRow]:
+        """End the account's queued and executing tasks among ``keys`` in ``error`` with
+        ``error_code`` ``cancelled``, as any end is written: each one's errback (what
+        ``errback(row)`` gives) queued, notified, its event recorded, in one transaction.
+        Ended tasks, other accounts' and unknown keys are left as they are; returns the rows
+        it ended. A key holding NUL names no task (PostgreSQL text cannot hold one)."""
+        keys = [key for key in keys if "\x00" not in key]
+
+        def op() -> Op[list[TaskRow]]:
+            ended = yield from rows(
+                TaskRow,
+                "cancel_tasks",
+                keys=keys,
+                account_id=account_id,
+                now=now,
+                error=dumps(error),
+                error_code=CANCELLED,
+            )
+            created = time.time()
+            deliveries = []
+            for r in ended:
+                hook = errback(r)
+                if hook is not None:
+                    deliveries.append(
+                        {
+                            "task_key": r["key"],
+                            "account_id": r["account_id"],
+                            "url": hook.url,
+                            "body": hook.render(r),
+                            "webhook_id": f"msg_{r['key']}",
+                            "next_at": hook.next_at,
+                            "created_at": created,
+                        }
+                    )
+            yield from many("insert_delivery", deliveries)
+            yield from notify("c", [r["key"] for r in ended])
+            yield from many("insert_event", [event(r, now, render(r)) for r in ended])
+            return ended
+
+        if not keys:
+            return []
+        return await self._write(op())
+
+    async def task_files(self, task_key: str) -> list[FileRow]:
+        """Every file ``task_key`` recorded, whatever its store. Read in the order of the
+        writes: the record of an output that a cancelled run was storing is committed
+        before this reads, so it is found too."""
+        return await self._write(rows(FileRow, "task_files", task_key=task_key))
+
 
 class ClusterOperations(Operations):
     """What several nodes sharing one database add (``ClusterDatabase``)."""
@@ -577,23 +684,24 @@ class ClusterOperations(Operations):
         await self._write_one(count("leave", owner=owner))
 
     async def claim_queued(
-        self, owner: str, light: list[str], in_light: bool, limit: int, now: float, render: Render
+        self, owner: str, lane: str, limit: int, now: float, render: Render
     ) -> list[TaskRow]:
-        """Start up to ``limit`` queued tasks of one lane for ``owner`` (attempts counted,
-        events recorded), oldest first and round-robin across accounts. ``light`` names the
-        light lane's tasks; ``in_light`` picks that lane or the other. A few more rows than
-        ``limit`` are looked at so a busy account cannot fill the claim alone."""
+        """Start up to ``limit`` queued tasks of ``lane`` for ``owner`` (attempts counted),
+        oldest first and round-robin across accounts. Those of the light lane are executing
+        (an event recorded); the others are held ``waiting`` until their work begins. A few
+        more rows than ``limit`` are looked at so a busy account cannot fill the claim
+        alone."""
 
         def op() -> Op[list[TaskRow]]:
-            candidates = yield from rows(
-                QueuedRow, "claim_candidates", light=light, in_light=in_light, limit=limit * 4
-            )
+            candidates = yield from rows(QueuedRow, "claim_candidates", lane=lane, limit=limit * 4)
             picked = round_robin(candidates, limit)
             if not picked:
                 return []
             claimed = yield from rows(TaskRow, "claim_tasks", keys=picked, owner=owner, now=now)
             yield from notify("c", [r["key"] for r in claimed])
-            yield from many("insert_event", [event(r, now, render(r)) for r in claimed])
+            yield from many(
+                "insert_event", [event(r, now, render(r)) for r in claimed if r["stage"] is None]
+            )
             order = {key: i for i, key in enumerate(picked)}
             return sorted(claimed, key=lambda r: order[r["key"]])
 

@@ -73,8 +73,8 @@ HEARTBEAT = (
 POSTGRES_QUERIES: dict[str, str] = {
     **COMMON_QUERIES,
     "insert_task": "INSERT INTO tasks (key, account_id, task_name, params, status, error,"
-    " error_code, queued_at, completed_at) VALUES (:key, :account_id, :task_name, :params,"
-    " :status, :error, :error_code, :queued_at, :completed_at)",
+    " error_code, queued_at, completed_at, lane) VALUES (:key, :account_id, :task_name, :params,"
+    " :status, :error, :error_code, :queued_at, :completed_at, :lane)",
     "insert_event": f"{INSERT_EVENT} SELECT :account_id, :task_key, :task_name, :created_at,"
     f" :document FROM {EVENTS_LOCKED}",
     "insert_task_event": f"{INSERT_EVENT} SELECT account_id, key, task_name, :created_at,"
@@ -89,7 +89,8 @@ POSTGRES_QUERIES: dict[str, str] = {
     # SKIP LOCKED: when another node is claiming the same task, give up at once instead of
     # waiting for its commit (the row read next then tells who won).
     "start_task": "UPDATE tasks SET status = 'executing', started_at = :now,"
-    " attempts = attempts + 1, owner = :owner, progress = 0 WHERE key = (SELECT key"
+    " attempts = attempts + 1, owner = :owner, progress = 0, stage = :stage"
+    " WHERE key = (SELECT key"
     " FROM tasks WHERE key = :key AND status = 'queued' FOR UPDATE SKIP LOCKED)"
     f" RETURNING {TASK_COLUMNS}",
     # Not the executing tasks of live nodes: they are running them.
@@ -124,10 +125,11 @@ POSTGRES_QUERIES: dict[str, str] = {
     # ``FOR UPDATE SKIP LOCKED`` lets nodes claim at once without waiting for or taking
     # each other's rows.
     "claim_candidates": "SELECT key, account_id FROM tasks WHERE status = 'queued'"
-    " AND (task_name = ANY(:light)) = :in_light ORDER BY seq LIMIT :limit"
+    " AND COALESCE(lane, 'batch') = :lane ORDER BY seq LIMIT :limit"
     " FOR UPDATE SKIP LOCKED",
     "claim_tasks": "UPDATE tasks SET status = 'executing', started_at = :now,"
-    " attempts = attempts + 1, owner = :owner, progress = 0"
+    " attempts = attempts + 1, owner = :owner, progress = 0,"
+    " stage = CASE WHEN lane = 'light' THEN NULL ELSE 'waiting' END"
     f" WHERE key = ANY(:keys) RETURNING {TASK_COLUMNS}",
     "forget_node_name": "DELETE FROM nodes WHERE name = :name AND owner <> :owner",
     "heartbeat": HEARTBEAT,
@@ -137,6 +139,12 @@ POSTGRES_QUERIES: dict[str, str] = {
     "owned_tasks": f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'executing'"
     " AND owner = :owner AND started_at < :started_before ORDER BY seq",
     "tasks_by_keys": f"SELECT {TASK_COLUMNS} FROM tasks WHERE key = ANY(:keys)",
+    # A row another node is starting or ending is waited for, then judged as it is then.
+    "cancel_tasks": "UPDATE tasks SET status = 'error', error = :error, error_code = :error_code,"
+    " completed_at = :now, progress = NULL, result = NULL,"
+    " started_at = CASE WHEN stage IS NULL THEN started_at END, stage = NULL WHERE key = ANY(:keys)"
+    " AND account_id = :account_id AND status IN ('queued', 'executing')"
+    f" RETURNING {TASK_COLUMNS}",
 }
 
 PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 TASK_COLUMNS = (
     "key, account_id, task_name, params, status, progress, result, error, error_code, "
-    "queued_at, started_at, completed_at, attempts, owner"
+    "queued_at, started_at, completed_at, attempts, owner, lane, stage"
 )
 DELIVERY_COLUMNS = (
     "o.id, o.task_key, o.account_id, o.url, o.body, o.webhook_id, o.attempts, o.next_at,"
@@ -33,6 +33,7 @@ COMMON_QUERIES: dict[str, str] = {
     "insert_usage": "INSERT INTO usage (account_id, bytes) VALUES (:account_id, 0)",
     "update_account": "UPDATE accounts SET referrers = COALESCE(:referrers, referrers),"
     " max_active = COALESCE(:max_active, max_active),"
+    " max_running = COALESCE(:max_running, max_running),"
     " create_rate = CASE WHEN :set_rate THEN :create_rate ELSE create_rate END"
     " WHERE name = :name",
     "account_by_secret_hash": "SELECT * FROM accounts WHERE secret_hash = :secret_hash",
@@ -56,11 +57,20 @@ COMMON_QUERIES: dict[str, str] = {
     "count_end_again": "UPDATE ended_changes SET count = count + 1 WHERE EXISTS"
     " (SELECT 1 FROM tasks WHERE key = :key AND completed_at IS NOT NULL)",
     "ended_changes": "SELECT count FROM ended_changes",
+    # A cancelled task stays cancelled: the run it stopped may still try to write its end.
     "finish_task": "UPDATE tasks SET status = :status, result = :result, error = :error,"
     " error_code = :error_code, completed_at = :completed_at, progress = NULL,"
-    f" diagnostics = :diagnostics WHERE key = :key RETURNING {TASK_COLUMNS}",
+    " started_at = CASE WHEN stage IS NULL THEN started_at END, stage = NULL,"
+    " diagnostics = :diagnostics WHERE key = :key AND COALESCE(error_code, '') <> :cancelled"
+    f" RETURNING {TASK_COLUMNS}",
     "requeue_task": "UPDATE tasks SET status = 'queued', progress = NULL, result = NULL,"
-    f" owner = NULL WHERE key = :key AND status = 'executing' RETURNING {TASK_COLUMNS}",
+    " owner = NULL, stage = NULL WHERE key = :key AND status = 'executing'"
+    f" RETURNING {TASK_COLUMNS}",
+    # The task's work begins (its inputs are in, its slot is held): it was held by its node
+    # as ``waiting`` (shown as queued) since its start.
+    "begin_work": "UPDATE tasks SET stage = NULL, started_at = :now WHERE key = :key"
+    f" AND status = 'executing' AND owner = :owner AND stage IS NOT NULL RETURNING {TASK_COLUMNS}",
+    "account_limits": "SELECT id, max_running FROM accounts WHERE max_running > 0",
     "ended_tasks": "SELECT key, status, completed_at FROM tasks"
     " WHERE completed_at < :ended_before LIMIT :limit",
     "count_active": "SELECT COUNT(*) FROM tasks"
@@ -104,4 +114,7 @@ COMMON_QUERIES: dict[str, str] = {
     "files_past_account_expiration": "SELECT * FROM files WHERE account_id = :account_id"
     " AND listed = TRUE AND created_at <= :created_before"
     " AND (expires_at IS NULL OR expires_at > :now) LIMIT :limit",
+    # -- cancel
+    # Every file a task recorded, whatever its store's policy (a cancel removes them all).
+    "task_files": "SELECT * FROM files WHERE task_key = :task_key",
 }

@@ -24,6 +24,7 @@ class AccountRow(TypedDict):
     previous_webhook_secret: str | None
     previous_webhook_secret_until: float | None
     create_rate: float | None
+    max_running: int  # most tasks running at once on one node; 0: no limit
 
 
 class TaskRow(TypedDict):
@@ -41,6 +42,8 @@ class TaskRow(TypedDict):
     completed_at: float | None
     attempts: int
     owner: str | None
+    lane: str | None  # light, interactive or batch; None for tasks created before lanes
+    stage: str | None  # "waiting": its node holds it, its work has not begun (shown queued)
 
 
 class TaskEndRow(TypedDict):

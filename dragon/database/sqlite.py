@@ -52,8 +52,8 @@ SQLITE_QUERIES: dict[str, str] = {
     # The next sequence number is one past the largest (the tasks_seq index makes MAX one
     # step); the writer thread is the only writer, so no two tasks take the same.
     "insert_task": "INSERT INTO tasks (key, account_id, task_name, params, status, error,"
-    " error_code, queued_at, completed_at, seq) VALUES (:key, :account_id, :task_name,"
-    " :params, :status, :error, :error_code, :queued_at, :completed_at,"
+    " error_code, queued_at, completed_at, lane, seq) VALUES (:key, :account_id, :task_name,"
+    " :params, :status, :error, :error_code, :queued_at, :completed_at, :lane,"
     " (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks))",
     # One writer commits in order: event ids need no lock to commit in id order.
     "insert_event": f"{INSERT_EVENT} VALUES (:account_id, :task_key, :task_name, :created_at,"
@@ -69,7 +69,7 @@ SQLITE_QUERIES: dict[str, str] = {
     "task_ends_of_account": f"SELECT key, status, completed_at FROM tasks WHERE key {IN_KEYS}"
     " AND +account_id = :account_id",
     "start_task": "UPDATE tasks SET status = 'executing', started_at = :now,"
-    " attempts = attempts + 1, owner = :owner, progress = 0"
+    " attempts = attempts + 1, owner = :owner, progress = 0, stage = :stage"
     f" WHERE key = :key AND status = 'queued' RETURNING {TASK_COLUMNS}",
     # One node: at start, every executing task was left by this node's earlier process.
     "unfinished_tasks": f"SELECT {TASK_COLUMNS} FROM tasks"
@@ -95,6 +95,12 @@ SQLITE_QUERIES: dict[str, str] = {
     " WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'pending'",
     "deliveries_for": "SELECT task_key, url, state, attempts, next_at, last_status,"
     f" last_error, webhook_id FROM outbox WHERE task_key {IN_KEYS} ORDER BY id",
+    "cancel_tasks": "UPDATE tasks SET status = 'error', error = :error, error_code = :error_code,"
+    " completed_at = :now, progress = NULL, result = NULL,"
+    " started_at = CASE WHEN stage IS NULL THEN started_at END, stage = NULL"
+    f" WHERE key {IN_KEYS}"
+    " AND +account_id = :account_id AND status IN ('queued', 'executing')"
+    f" RETURNING {TASK_COLUMNS}",
 }
 
 

@@ -141,4 +141,12 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX files_listed ON files(account_id, listed, task_key);
     CREATE INDEX files_listed_created ON files(account_id, listed, created_at);
     """,
+    # Classes of work: the lane a task runs in (light, interactive, batch), decided at its
+    # create; the stage of a task its node holds before its work begins (``waiting``: shown
+    # as queued); an account's most tasks running at once on one node (0: no limit).
+    """
+    ALTER TABLE tasks ADD COLUMN lane TEXT;
+    ALTER TABLE tasks ADD COLUMN stage TEXT;
+    ALTER TABLE accounts ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;
+    """,
 )

@@ -16,6 +16,8 @@ executing for one owner only; the others see it taken and move on). What this mo
 - Fan-out: other nodes' notifications of changed tasks are re-read from the database and
   published on this node's bus, for the keys this node's streams and blocked requests follow;
   notifications wake the event feed's followers.
+- Cancels: a task running here that another node cancelled (the notification of its end) is
+  stopped here, without writing its end again (``Member.stop_cancelled``).
 - After a lost database connection the node re-reads everything it follows (notifications
   sent meanwhile are lost) and claims whatever is queued; each heartbeat also starts the
   tasks a claim gave it whose answer the lost connection swallowed.
@@ -37,6 +39,7 @@ from dragon.engine import documents
 from dragon.engine.bus import Bus
 from dragon.engine.lanes import Lane
 from dragon.engine.runs import Run
+from dragon.errors import CANCELLED
 from dragon.tasks import TaskSpec
 
 log = logging.getLogger("dragon.engine.cluster")
@@ -60,9 +63,9 @@ class Member(Protocol):
     def lanes(self) -> Mapping[str, Lane]: ...
     @property
     def runs(self) -> Mapping[str, Run]: ...
-    def lane_of(self, task_name: str) -> str: ...
-    def enqueue(self, account_id: int, key: str, task_name: str) -> None: ...
+    def enqueue(self, account_id: int, key: str, task_name: str, lane: str | None) -> None: ...
     async def recover(self, rows: Sequence[Row] | None = None) -> None: ...
+    def stop_cancelled(self, key: str) -> None: ...
 
 
 class Cluster:
@@ -138,32 +141,41 @@ class Cluster:
         if resync:
             self._more = True
             changed |= set(self.bus._subs)  # every key a stream or a blocked request follows
+            changed |= self._running()  # and every task running here, in case one ended
         if self._more:
             await self._claim()
-        followed = [key for key in changed if key in self.bus._subs]
-        if followed:
-            for row in await self.db.tasks_by_keys(followed):
-                self.bus.publish(row["key"], documents.document(row))
+        followed = {key for key in changed if key in self.bus._subs}
+        running = changed & self._running()
+        if followed or running:
+            for row in await self.db.tasks_by_keys(sorted(followed | running)):
+                if row["key"] in running and row["error_code"] == CANCELLED:
+                    self.scheduler.stop_cancelled(row["key"])
+                if row["key"] in followed:
+                    self.bus.publish(row["key"], documents.document(row))
+
+    def _running(self) -> set[str]:
+        """The keys whose tasks run on this node now (another node may cancel them)."""
+        return {key for key, run in self.scheduler.runs.items() if not run.queued}
 
     async def _claim(self) -> None:
         """Claim as many queued tasks as this node has idle slots, lane by lane; they are
-        ours (executing) when they reach the lane, which starts them at once."""
+        ours when they reach the lane, which starts them at once. Tasks downloading their
+        inputs here count as slots taken: a node claims no more than it will soon run."""
         scheduler = self.scheduler
         if scheduler.stopping:  # draining: leave the work to the other nodes
             self._more = False
             return
-        light = [name for name in scheduler.registry if scheduler.lane_of(name) == "light"]
         more = False
         for name, lane in scheduler.lanes.items():
-            spare = lane.capacity - lane.busy - lane.queue.size
+            spare = lane.capacity - lane.busy - lane.queue.size - lane.lent.total()
             if spare <= 0:
                 more = True
                 continue
             rows = await self.db.claim_queued(
-                scheduler.boot_id, light, name == "light", spare, time.time(), documents.document
+                scheduler.boot_id, name, spare, time.time(), documents.document
             )
             for row in rows:
-                scheduler.enqueue(row["account_id"], row["key"], row["task_name"])
+                scheduler.enqueue(row["account_id"], row["key"], row["task_name"], name)
             more = more or len(rows) == spare
         self._more = more
 
@@ -201,7 +213,7 @@ class Cluster:
         if orphans:
             log.warning("%d claimed tasks were not running here: starting them", len(orphans))
         for row in orphans:
-            scheduler.enqueue(row["account_id"], row["key"], row["task_name"])
+            scheduler.enqueue(row["account_id"], row["key"], row["task_name"], row["lane"])
 
     async def _reclaim_forever(self) -> None:
         while True:

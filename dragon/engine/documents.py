@@ -48,13 +48,20 @@ def progress(status: str, stored: float | None) -> float:
 
 
 def document(row: Row, version: int = 2) -> dict[str, Any]:
-    """Build the status document from a tasks row (a backend's row, or a dict)."""
+    """Build the status document from a tasks row (a backend's row, or a dict).
+
+    A task its node holds before its work begins (``stage`` set: its inputs download, or
+    it waits for a slot) is ``queued``, without a start: ``executing`` means its work runs.
+    """
+    status = row["status"]
+    waiting = status == "executing" and row.get("stage") is not None
+    if waiting:
+        status = "queued"
     events = {"queued": iso(row["queued_at"])}
-    if row["started_at"] is not None:
+    if row["started_at"] is not None and not waiting:
         events["started"] = iso(row["started_at"])
     if row["completed_at"] is not None:
         events["completed"] = iso(row["completed_at"])
-    status = row["status"]
     doc: dict[str, Any] = {
         "status": status,
         "key": row["key"],

@@ -1,18 +1,20 @@
 """Processing slots: who runs next, fairly, and who gives a slot back while it downloads.
 
-A *lane* (heavy or light) has a fixed number of slots. Queued tasks wait in a ``FairQueue``
-(one queue per account, accounts served round-robin). Two rules keep one account, or one
-slow source, from taking a lane:
+A *lane* (light, interactive or batch: ``dragon.engine.classes``) has a fixed number of
+slots. Tasks wait in a ``FairQueue``: per account, the tasks coming back from a download
+first, then its new tasks; accounts are served round-robin. The rules that keep one account,
+or one slow source, from taking a lane:
 
-- A running task hands its slot back while it waits for a download (``Slot.released``)
-  and gets it back ahead of tasks that have not started yet. A source trickling one byte at
-  a time then holds a connection, not a slot that an ffmpeg run of another account needs.
+- A running task hands its slot back while it waits for a download (``Slot.released``),
+  so a source trickling one byte at a time holds a connection, not a slot. When its
+  download ends it queues again at the front of its *account's* line, not of the lane's:
+  it does not jump ahead of other accounts' tasks.
+- An account downloads at most ``prefetch`` tasks ahead per lane (tasks that lent their
+  slot out): its other tasks wait, without downloading, for those to run.
 - An account may not take the last free slot of a lane while another account has tasks
-  waiting: the slot goes to the other account. (Nothing is preempted: slots already held
-  are kept until their tasks end or download.)
-
-Downloads have their own per-account cap (``max_account_downloads``), so one account's
-slow sources cannot hold every connection of the fetcher either.
+  waiting; and an account with a ``max_running`` limit holds at most that many slots of
+  the processing lanes at once. (Nothing is preempted: slots already held are kept until
+  their tasks end or download.)
 """
 
 from __future__ import annotations
@@ -21,66 +23,129 @@ import asyncio
 import contextlib
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+
+@dataclass(eq=False)
+class Comeback:
+    """A task back from its download, waiting for a slot of its lane again."""
+
+    key: str
+    granted: asyncio.Future[None]
 
 
 class FairQueue:
-    """Keys per account, served round-robin across accounts."""
+    """Per account, tasks back from a download then new keys; accounts round-robin."""
 
     def __init__(self) -> None:
         self._items: dict[int, deque[str]] = {}
+        self._back: dict[int, deque[Comeback]] = {}
         self._ring: deque[int] = deque()
-        self.size = 0
+        self.size = 0  # new keys waiting (not the comebacks)
 
     def put(self, account_id: int, key: str) -> None:
-        items = self._items.get(account_id)
-        if items is None:
-            items = self._items[account_id] = deque()
-            self._ring.append(account_id)
-        items.append(key)
+        self._join(account_id)
+        self._items.setdefault(account_id, deque()).append(key)
         self.size += 1
 
+    def put_back(self, account_id: int, comeback: Comeback) -> None:
+        self._join(account_id)
+        self._back.setdefault(account_id, deque()).append(comeback)
+
+    def _join(self, account_id: int) -> None:
+        if account_id not in self._items and account_id not in self._back:
+            self._ring.append(account_id)
+
+    def discard(self, key: str) -> bool:
+        """Take a new key out of the queue (its task was cancelled); False if not there.
+        Linear in the queue's length: a cancel is rare, a pick is not."""
+        for account_id, items in self._items.items():
+            if key in items:
+                items.remove(key)
+                self.size -= 1
+                if not items:
+                    del self._items[account_id]
+                    if account_id not in self._back:
+                        self._ring.remove(account_id)
+                return True
+        return False
+
     def accounts(self) -> list[int]:
-        """Accounts with queued keys, in the order they will be served."""
+        """Accounts with waiting tasks, in the order they will be served."""
         return list(self._ring)
 
-    def snapshot(self) -> tuple[list[int], dict[int, list[str]]]:
-        """A copy of the ring and the queues, to replay the picks (queue positions)."""
-        return list(self._ring), {a: list(keys) for a, keys in self._items.items()}
+    def snapshot(self) -> tuple[list[int], dict[int, list[str]], dict[int, list[str]]]:
+        """Copies of the ring, the new keys and the comebacks' keys (queue positions)."""
+        back = {
+            account: [c.key for c in comebacks if not c.granted.done()]
+            for account, comebacks in self._back.items()
+        }
+        return list(self._ring), {a: list(keys) for a, keys in self._items.items()}, back
 
-    def pop(self, allowed: Callable[[int], bool] = lambda account: True) -> tuple[int, str] | None:
-        """The next ``(account, key)`` in round-robin order among ``allowed`` accounts."""
+    def pop(
+        self, allowed: Callable[[int, bool], bool] = lambda account, new: True
+    ) -> tuple[int, str | Comeback] | None:
+        """The next ``(account, key or comeback)`` in round-robin order; ``allowed(account,
+        new)`` says whether the account may take a slot for a new key (``new``) or for a
+        comeback now."""
         for _ in range(len(self._ring)):
             account_id = self._ring.popleft()
-            if not allowed(account_id):
+            back = self._back.get(account_id)
+            while back and back[0].granted.done():  # its task was cancelled meanwhile
+                back.popleft()
+            item: str | Comeback | None = None
+            if back:
+                if allowed(account_id, False):
+                    item = back.popleft()
+            elif self._items.get(account_id) and allowed(account_id, True):
+                item = self._items[account_id].popleft()
+                self.size -= 1
+            if not back:
+                self._back.pop(account_id, None)
+            if not self._items.get(account_id):
+                self._items.pop(account_id, None)
+            if account_id in self._items or account_id in self._back:
                 self._ring.append(account_id)
-                continue
-            items = self._items[account_id]
-            key = items.popleft()
-            if items:
-                self._ring.append(account_id)
-            else:
-                del self._items[account_id]
-            self.size -= 1
-            return account_id, key
+            if item is not None:
+                return account_id, item
         return None
 
 
 class Lane:
     """The slots of one lane and the tasks waiting for them."""
 
-    def __init__(self, name: str, capacity: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        capacity: int,
+        *,
+        running: Callable[[int], int] | None = None,
+        limit: Callable[[int], int] | None = None,
+        prefetch: bool = True,
+    ) -> None:
         self.name = name
         self.capacity = max(1, capacity)
+        # Tasks per account downloading ahead (lent slots): one more than the slots, so the
+        # next task's inputs are in when a slot frees. None: no bound (light work, whose
+        # downloads are its work).
+        self.prefetch: int | None = self.capacity + 1 if prefetch else None
         self.queue = FairQueue()
         self.busy = 0
         self.held: Counter[int] = Counter()  # slots held, per account
-        self._resuming: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self.lent: Counter[int] = Counter()  # tasks that lent their slot out, per account
+        # The account's slots held in every lane its limit covers, and that limit (0: none).
+        self._running = running or (lambda account: self.held[account])
+        self._limit = limit or (lambda account: 0)
 
-    def _allowed(self, waiting: set[int]) -> Callable[[int], bool]:
-        """Who may take a free slot now: anyone, but not the last one for an account that
-        holds every other slot while another account (of ``waiting``) has tasks queued."""
+    def allowed(self, waiting: set[int]) -> Callable[[int, bool], bool]:
+        """Who may take a free slot now (``waiting``: the accounts with tasks queued)."""
 
-        def allowed(account_id: int) -> bool:
+        def allowed(account_id: int, new: bool) -> bool:
+            if new and self.prefetch is not None and self.lent[account_id] >= self.prefetch:
+                return False
+            limit = self._limit(account_id)
+            if limit and self._running(account_id) >= limit:
+                return False
             if self.capacity - self.busy > 1 or self.capacity == 1:
                 return True
             return self.held[account_id] < self.busy or not waiting - {account_id}
@@ -88,20 +153,18 @@ class Lane:
         return allowed
 
     def take(self) -> tuple[int, str] | None:
-        """Give a free slot to whoever is next: a task coming back from a download first,
-        else the next queued task. Returns the queued task started, if any."""
-        while self.busy < self.capacity and self._resuming:
-            account_id, waiter = self._resuming.popleft()
-            if waiter.done():
-                continue
+        """Give free slots to whoever is next (comebacks are granted here); returns the
+        next new task to start, if any."""
+        while self.busy < self.capacity:
+            picked = self.queue.pop(self.allowed(set(self.queue.accounts())))
+            if picked is None:
+                return None
+            account_id, item = picked
             self._acquire(account_id)
-            waiter.set_result(None)
-        if self.busy >= self.capacity:
-            return None
-        picked = self.queue.pop(self._allowed(set(self.queue.accounts())))
-        if picked is not None:
-            self._acquire(picked[0])
-        return picked
+            if isinstance(item, str):
+                return account_id, item
+            item.granted.set_result(None)
+        return None
 
     def _acquire(self, account_id: int) -> None:
         self.busy += 1
@@ -113,14 +176,11 @@ class Lane:
         if self.held[account_id] <= 0:
             del self.held[account_id]
 
-    def resuming_accounts(self) -> list[int]:
-        """Accounts of the tasks waiting to get their slot back, in the order they will."""
-        return [account for account, waiter in self._resuming if not waiter.done()]
-
-    def wait_to_resume(self, account_id: int) -> asyncio.Future[None]:
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._resuming.append((account_id, waiter))
-        return waiter
+    def come_back(self, account_id: int, key: str) -> asyncio.Future[None]:
+        """Queue a task back from its download; the future resolves when it has its slot."""
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.queue.put_back(account_id, Comeback(key, granted))
+        return granted
 
 
 class Slot:
@@ -131,42 +191,72 @@ class Slot:
     """
 
     def __init__(
-        self, lane: Lane, account_id: int, downloads: asyncio.Semaphore, changed: Callable[[], None]
+        self,
+        lane: Lane,
+        account_id: int,
+        key: str,
+        downloads: asyncio.Semaphore,
+        changed: Callable[[], None],
     ) -> None:
         self.lane = lane
         self.account_id = account_id
+        self.key = key
         self.held = True
         self._downloads = downloads
         self._changed = changed
         self._lent = 0
+
+    @property
+    def downloading(self) -> bool:
+        """Lent out for a download (or waiting to come back from one)."""
+        return not self.held
 
     @contextlib.asynccontextmanager
     async def released(self) -> AsyncIterator[None]:
         self._lent += 1
         if self._lent == 1 and self.held:
             self.lane.release(self.account_id)
+            self.lane.lent[self.account_id] += 1
             self.held = False
             self._changed()
+        cancelled = False
         try:
             async with self._downloads:
                 yield
+        except asyncio.CancelledError:  # the task ends (cancelled, shut down): no slot again
+            cancelled = True
+            raise
         finally:
             self._lent -= 1
             if self._lent == 0 and not self.held:
-                await self._reacquire()
+                if cancelled:
+                    self._unlend()
+                else:
+                    await self._reacquire()
 
     async def _reacquire(self) -> None:
-        waiter = self.lane.wait_to_resume(self.account_id)
+        granted = self.lane.come_back(self.account_id, self.key)
         self._changed()
         try:
-            await asyncio.shield(waiter)
+            await asyncio.shield(granted)
         except asyncio.CancelledError:
-            if waiter.done():  # granted just as we were cancelled: keep it, the task ends
-                self.held = True
+            if granted.done():  # granted just as we were cancelled: keep it, the task ends
+                self._returned()
             else:
-                waiter.cancel()
+                granted.cancel()
+                self._unlend()
             raise
+        self._returned()
+
+    def _returned(self) -> None:
         self.held = True
+        self._unlend()
+
+    def _unlend(self) -> None:
+        lent = self.lane.lent
+        lent[self.account_id] -= 1
+        if lent[self.account_id] <= 0:
+            del lent[self.account_id]
 
     def give_back(self) -> None:
         """The task ended: free the slot if it holds one."""

@@ -27,6 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from dragon.engine import classes
 from dragon.net.fetcher import Download
 from dragon.tasks.context import Fetcher
 
@@ -36,7 +37,7 @@ PlatformCollector(registry=REGISTRY)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 OTHER = "other"  # the label of anything that is not a registered task name or a route
-LANES = ("heavy", "light")
+LANES = classes.LANES
 
 TASKS = Counter(
     "dragon_tasks",

@@ -1,10 +1,13 @@
 """Where a queued task stands: ``queue_position`` and ``eta`` in its status document.
 
 The position is found by replaying the lane's own rules on a copy of its state: accounts
-served round-robin (``FairQueue.pop``), tasks coming back from a download first, and an
-account not taking the last free slot while it holds every other one and another account
-waits (``Lane._allowed``). Each replayed pick happens when the next slot frees: the slot
-whose task is expected to end first, from the recent run times of that task's name.
+served round-robin (``FairQueue.pop``), each account's tasks back from (or still in) a
+download before its new ones, no account downloading more than the lane's ``prefetch``
+ahead or running more than its ``max_running``, and an account not taking the last free
+slot while it holds every other one and another account waits (``Lane.allowed``). Each
+replayed pick happens when the next slot frees: the slot whose task is expected to end
+first, from the recent run times of that task's name. A task still downloading is counted
+as if it were back: where it will stand when it is.
 
 ``eta`` is when the task is expected to *end*: its replayed start plus the median of the
 recent successful run times of its task name (the last ``HISTORY``, kept in memory and
@@ -37,10 +40,13 @@ class LaneState:
     """A copy of what decides a lane's next picks."""
 
     capacity: int
-    ring: list[int]  # accounts with queued tasks, in serving order
-    items: dict[int, list[str]]  # their queued keys, oldest first
+    prefetch: int | None  # tasks per account that may download ahead (None: any)
+    ring: list[int]  # accounts with waiting tasks, in serving order
+    items: dict[int, list[str]]  # their new keys, oldest first
+    back: dict[int, list[str]]  # their tasks back from (or still in) a download, first
     running: list[tuple[int, float]]  # (account, expected end) of each slot held
-    resuming: list[int]  # accounts of tasks waiting to get their slot back
+    limits: dict[int, int] = dataclasses.field(default_factory=dict)  # max_running
+    elsewhere: Counter[int] = dataclasses.field(default_factory=Counter)  # slots in other lanes
 
 
 def replay(
@@ -48,12 +54,14 @@ def replay(
 ) -> dict[str, tuple[int, float]]:
     """``{key: (position, expected start)}`` for the ``wanted`` keys of the lane."""
     ring = deque(state.ring)
-    items = {account: deque(keys) for account, keys in state.items.items()}
+    ring.extend(account for account in state.back if account not in state.ring)
+    items = {account: deque(keys) for account, keys in state.items.items() if keys}
+    back = {account: deque(keys) for account, keys in state.back.items() if keys}
+    lent = Counter({account: len(keys) for account, keys in back.items()})
     order = itertools.count()
     slots = [(end, next(order), account) for account, end in state.running]
     heapq.heapify(slots)
     held = Counter(account for account, _ in state.running)
-    resuming = deque(state.resuming)
     found: dict[str, tuple[int, float]] = {}
     position = 0
     while ring and len(found) < len(wanted):
@@ -61,22 +69,24 @@ def replay(
         if len(slots) >= state.capacity:
             start, _, freed = heapq.heappop(slots)
             held[freed] -= 1
-        if resuming:  # a task back from its download takes the slot first
-            account = resuming.popleft()
-            held[account] += 1
-            heapq.heappush(slots, (max(start, now), next(order), account))
-            continue
         busy = len(slots)
         waiting = set(ring)
 
-        def allowed(account: int, busy: int = busy, waiting: set[int] = waiting) -> bool:
+        def allowed(account: int, new: bool, busy: int = busy, waiting: set[int] = waiting) -> bool:
+            if new and state.prefetch is not None and lent[account] >= state.prefetch:
+                return False
+            limit = state.limits.get(account, 0)
+            if limit and held[account] + state.elsewhere[account] >= limit:
+                return False
             if state.capacity - busy > 1 or state.capacity == 1:
                 return True
             return held[account] < busy or not waiting - {account}
 
-        picked = _pop(ring, items, allowed) or _pop(ring, items, lambda account: True)
+        picked = _pop(ring, items, back, allowed) or _pop(ring, items, back, lambda a, n: True)
         assert picked is not None
-        account, key = picked
+        account, key, came_back = picked
+        if came_back:
+            lent[account] -= 1
         position += 1
         start = max(start, now)
         if key in wanted:
@@ -87,21 +97,24 @@ def replay(
 
 
 def _pop(
-    ring: deque[int], items: dict[int, deque[str]], allowed: Callable[[int], bool]
-) -> tuple[int, str] | None:
-    """``FairQueue.pop`` on the copy."""
+    ring: deque[int],
+    items: dict[int, deque[str]],
+    back: dict[int, deque[str]],
+    allowed: Callable[[int, bool], bool],
+) -> tuple[int, str, bool] | None:
+    """``FairQueue.pop`` on the copy: ``(account, key, came back from a download)``."""
     for _ in range(len(ring)):
         account = ring.popleft()
-        if not allowed(account):
+        picked: tuple[int, str, bool] | None = None
+        if back.get(account):
+            if allowed(account, False):
+                picked = (account, back[account].popleft(), True)
+        elif items.get(account) and allowed(account, True):
+            picked = (account, items[account].popleft(), False)
+        if back.get(account) or items.get(account):
             ring.append(account)
-            continue
-        queue = items[account]
-        key = queue.popleft()
-        if queue:
-            ring.append(account)
-        else:
-            del items[account]
-        return account, key
+        if picked is not None:
+            return picked
     return None
 
 
@@ -112,6 +125,8 @@ class Queues(Protocol):
     def lanes(self) -> Mapping[str, Lane]: ...
     @property
     def runs(self) -> Mapping[str, Run]: ...
+    @property
+    def limits(self) -> dict[int, int]: ...
 
 
 class QueueEstimates:
@@ -171,7 +186,7 @@ class QueueEstimates:
             for d in docs
             if d.get("status") == "queued"
             and (run := runs.get(d["key"])) is not None
-            and run.queued
+            and run.waiting
         }
 
     async def _typical_times(self) -> dict[str, float | None]:
@@ -184,18 +199,28 @@ class QueueEstimates:
     def _replay(
         self, lane: Lane, wanted: set[str], now: float, duration: Callable[[str], float]
     ) -> dict[str, tuple[int, float]]:
-        """``{key: (position, expected start)}`` of the ``wanted`` keys queued in ``lane``."""
+        """``{key: (position, expected start)}`` of the ``wanted`` keys waiting in ``lane``."""
         runs = self.queues.runs
-        ring, items = lane.queue.snapshot()
-        running = [
-            (run.slot.account_id, run.started + duration(run.task_name))
-            for run in runs.values()
-            if run.slot is not None and run.lane is lane and run.slot.held
-        ]
-        state = LaneState(lane.capacity, ring, items, running, lane.resuming_accounts())
+        ring, items, back = lane.queue.snapshot()
+        running = []
+        for run in runs.values():
+            if run.lane is not lane or run.slot is None:
+                continue
+            if run.slot.held:
+                running.append((run.slot.account_id, run.started + duration(run.task_name)))
+            elif run.downloading and run.key not in back.get(run.slot.account_id, []):
+                # Still downloading: it comes back ahead of its account's new tasks.
+                back.setdefault(run.slot.account_id, []).append(run.key)
+        elsewhere: Counter[int] = Counter()
+        for other in self.queues.lanes.values():
+            if other is not lane:
+                elsewhere.update(other.held)
+        state = LaneState(
+            lane.capacity, lane.prefetch, ring, items, back, running, self.queues.limits, elsewhere
+        )
 
         def key_duration(key: str) -> float:
             run = runs.get(key)
-            return duration(run.task_name if run is not None and run.queued else "")
+            return duration(run.task_name if run is not None and run.waiting else "")
 
         return replay(state, wanted, now, key_duration)

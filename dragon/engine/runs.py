@@ -26,17 +26,34 @@ class Run:
     key: str
     task_name: str  # "" for a key found in a lane without having been queued by name
     lane: Lane  # where it waits, then runs
-    slot: Slot | None = None  # held from dispatch to the end
-    started: float = 0.0  # wall-clock time of the dispatch, for expected ends
+    slot: Slot | None = None  # held from dispatch to the end (lent out while downloading)
+    started: float = 0.0  # wall-clock time its work began (or its dispatch), for expected ends
     task: asyncio.Task[None] | None = None
     context: TaskContext | None = None  # while the task's code may run
     document: dict[str, Any] | None = None  # latest status document while executing
     pending_progress: float | None = None  # reported, not yet written (flushed together)
     won: bool = False  # its start moved the row to executing for this node (or found it so)
+    # Its work has begun: it is ``executing``. Before that a dispatched task is ``waiting``
+    # for this node (its inputs download, or it waits for its slot again) and says queued.
+    begun: bool = False
     # The account of a second queueing of this key that the lane skipped because this run
     # held the key: if this run then loses the start, that queueing is served again.
     again: int | None = None
+    # The task was cancelled while it ran here: its end is written already (by the cancel),
+    # its run is stopped without writing one, and whatever it stored is removed.
+    cancelled: bool = False
 
     @property
     def queued(self) -> bool:
+        """Queued here, not dispatched yet."""
         return self.task is None
+
+    @property
+    def waiting(self) -> bool:
+        """Not running its work yet, dispatched or not: its documents say queued."""
+        return not self.begun
+
+    @property
+    def downloading(self) -> bool:
+        """Dispatched, its slot lent out for its inputs, its work not begun."""
+        return not self.begun and self.slot is not None and self.slot.downloading

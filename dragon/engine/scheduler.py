@@ -1,10 +1,15 @@
-"""Queueing and running tasks: two lanes, fair across accounts, durable across restarts.
+"""Queueing and running tasks: three lanes, fair across accounts, durable across restarts.
 
-Heavy tasks (ffmpeg, Pillow) run in ``heavy_slots`` slots (default: one per core); light
-tasks (hello, probes) have their own lane so they never wait behind a long render. Each
-lane keeps a queue per account and serves accounts round-robin, so one account's 10,000
-queued tasks do not starve another's, and a task lends its slot out while it downloads
-(``dragon.engine.lanes``).
+Each task runs in the lane of its class (``dragon.engine.classes``): light (hello, probes),
+interactive (thumbnails: never behind a render) or batch (renders, converts: at a lower CPU
+priority). Each lane keeps a queue per account and serves accounts round-robin, so one
+account's 10,000 queued tasks do not starve another's, and a task lends its slot out while
+it downloads (``dragon.engine.lanes``).
+
+The queue is honest: a task of a processing lane is held for this node when it is
+dispatched (``start_task(waiting=True)``) but stays ``queued`` in its documents while its
+inputs download and while it waits for its slot again; it is ``executing``, started, from
+the moment its work begins (``begin``: its first tool, job or output).
 
 The database is the truth: a task is queued here only after its row is committed, every
 transition is committed before it is published, and at start-up whatever was left
@@ -21,6 +26,7 @@ import logging
 import secrets
 import shutil
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -32,7 +38,8 @@ from marshmallow import ValidationError
 from dragon import errors
 from dragon.config import Settings
 from dragon.database.interface import Busy, Callback, ClusterDatabase, Database, DiskFull, Row
-from dragon.engine import documents, metrics
+from dragon.database.rows import FileRow, TaskRow
+from dragon.engine import classes, documents, metrics
 from dragon.engine.bus import Bus
 from dragon.engine.cluster import Cluster
 from dragon.engine.diagnostics import diagnose
@@ -54,12 +61,15 @@ log = logging.getLogger("dragon.engine.scheduler")
 
 PROGRESS_INTERVAL = 0.5
 PROGRESS_EVENT_STEP = 10.0
+LIMITS_INTERVAL = 2.0  # seconds between reads of the accounts' max_running
+CANCELLED_MESSAGE = "the task was cancelled at its owner's request"
 
 
 class TaskStores(Protocol):
     """Where a task's outputs go: the store its ``task_store`` parameter chooses."""
 
     def for_task(self, task_store: dict[str, Any] | None) -> Store: ...
+    async def remove(self, rows: Sequence[FileRow]) -> int: ...
 
 
 class Load(Protocol):
@@ -98,16 +108,23 @@ class Scheduler:
         self.process_pool = process_pool
         # The owner recorded on the tasks this process starts: node name and boot.
         self.boot_id = f"{settings.node}/{secrets.token_hex(8)}"
+        # Processing lanes share each account's max_running; interactive is served first.
+        self.limits: dict[int, int] = {}  # max_running by account (absent: no limit)
         self.lanes = {
-            "heavy": Lane("heavy", settings.heavy_slots),
-            "light": Lane("light", settings.light_concurrency),
+            # Light work is mostly I/O: its downloads are its work, not a queue to bound.
+            classes.LIGHT: Lane(classes.LIGHT, settings.light_concurrency, prefetch=False),
+            classes.INTERACTIVE: self._processing(classes.INTERACTIVE, settings.interactive_slots),
+            classes.BATCH: self._processing(classes.BATCH, settings.heavy_slots),
         }
+        # Dispatched tasks whose work has not begun, per lane: they count as queued.
+        self._unbegun: Counter[str] = Counter()
         self._account_downloads: dict[int, asyncio.Semaphore] = {}
         self._runs: dict[str, Run] = {}  # queued here or running here, by key
         # Runs with a progress not yet written, in the order they first reported one.
         self._reported: list[Run] = []
         self.estimates = QueueEstimates(self, database)
         self._progress_flusher: asyncio.Task[None] | None = None
+        self._limits_reader: asyncio.Task[None] | None = None
         self.stopping = False
         self.cluster: Cluster | None = None  # with PostgreSQL: this node among others
         # Called when a task's end queued a callback; the app points it at the sender.
@@ -126,9 +143,11 @@ class Scheduler:
             self.cluster = Cluster(self, self.db)
             await self.cluster.start()
         await self.recover()
+        await self._read_limits()
         self._started = True
         self._dispatch()
         self._progress_flusher = asyncio.create_task(self._flush_progress_forever())
+        self._limits_reader = asyncio.create_task(self._read_limits_forever())
 
     async def recover(self, rows: Sequence[Row] | None = None) -> None:
         """Queue again what an earlier process (or a silent node: ``rows``) left unfinished."""
@@ -149,7 +168,7 @@ class Scheduler:
                     interrupted += 1
                     continue
                 await self.db.requeue_task(row["key"], documents.document)
-            self.enqueue(row["account_id"], row["key"], row["task_name"])
+            self.enqueue(row["account_id"], row["key"], row["task_name"], row["lane"])
             requeued += 1
         if rows:
             log.info("recovered %d unfinished tasks (%d given up)", requeued, interrupted)
@@ -180,6 +199,8 @@ class Scheduler:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=10)
+        if self._limits_reader:
+            self._limits_reader.cancel()
         if self._progress_flusher:
             self._progress_flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -188,33 +209,51 @@ class Scheduler:
 
     # -- queueing -------------------------------------------------------------------------
     def queued_count(self) -> int:
-        return sum(lane.queue.size for lane in self.lanes.values())
+        """Tasks here whose work has not begun: in a lane's queue, or dispatched and
+        downloading their inputs or waiting for their slot again."""
+        return sum(lane.queue.size for lane in self.lanes.values()) + self._unbegun.total()
 
     def executing_count(self) -> int:
-        return sum(1 for run in self._runs.values() if not run.queued)
+        return sum(1 for run in self._runs.values() if run.begun)
 
     def queued_in(self, lane: str) -> int:
-        return self.lanes[lane].queue.size
+        return self.lanes[lane].queue.size + self._unbegun[lane]
 
     def busy_in(self, lane: str) -> int:
         return self.lanes[lane].busy
 
-    def lane_of(self, task_name: str) -> str:
-        spec = self.registry.get(task_name)
-        return "heavy" if spec is None or spec.heavy else "light"
+    def lane_for(self, task_name: str, params: Mapping[str, object]) -> str:
+        """The lane a new task of ``task_name`` with ``params`` runs in (its class)."""
+        return classes.lane_for(self.registry.get(task_name), params)
+
+    def _processing(self, name: str, slots: int) -> Lane:
+        return Lane(name, slots, running=self._processing_slots, limit=self._limit_of)
+
+    def _processing_slots(self, account_id: int) -> int:
+        return sum(self.lanes[name].held[account_id] for name in classes.PROCESSING)
+
+    def _limit_of(self, account_id: int) -> int:
+        return self.limits.get(account_id, 0)
 
     def live_document(self, key: str) -> dict[str, Any] | None:
-        """The latest status document of a task executing here (its progress is newer
-        than its row's, which is written about twice a second)."""
+        """The latest status document of a task dispatched here (its progress is newer
+        than its row's, which is written about twice a second); ``stage`` says whether a
+        task that is still queued downloads its inputs meanwhile."""
         run = self._runs.get(key)
-        return None if run is None else run.document
+        if run is None or run.document is None:
+            return None
+        if run.downloading:
+            return {**run.document, "stage": "downloading"}
+        return run.document
 
     def share_downloads(self, batch: str, keys: list[str]) -> None:
         """``keys`` were created together: the first download of a URL serves them all."""
         self.shared.register(batch, keys)
 
-    def enqueue(self, account_id: int, key: str, task_name: str) -> None:
-        self._queue(account_id, key, task_name, self.lanes[self.lane_of(task_name)])
+    def enqueue(self, account_id: int, key: str, task_name: str, lane: str | None) -> None:
+        """Queue a task in ``lane`` (None, for tasks created before lanes: its name's)."""
+        name = lane if lane in self.lanes else self.lane_for(task_name, {})
+        self._queue(account_id, key, task_name, self.lanes[name])
 
     def _queue(self, account_id: int, key: str, task_name: str, lane: Lane) -> None:
         run = self._runs.get(key)
@@ -242,8 +281,11 @@ class Scheduler:
                 if run is None:  # queued twice, and its first run has ended
                     run = self._runs[key] = Run(key, "", lane)
                 run.lane = lane
-                run.slot = Slot(lane, account_id, self._downloads_of(account_id), self._dispatch)
+                run.slot = Slot(
+                    lane, account_id, key, self._downloads_of(account_id), self._dispatch
+                )
                 run.started = time.time()
+                self._unbegun[lane.name] += 1
                 run.task = asyncio.create_task(self._run(run))
 
     def _downloads_of(self, account_id: int) -> asyncio.Semaphore:
@@ -258,6 +300,8 @@ class Scheduler:
         try:
             await self._execute(run)
         except asyncio.CancelledError:
+            if run.cancelled:  # its end is the cancel's, written already: nothing to requeue
+                return
             if not self.stopping:
                 raise
             with contextlib.suppress(Exception):
@@ -269,11 +313,15 @@ class Scheduler:
         finally:
             if self._runs.get(key) is run:
                 del self._runs[key]
+            if not run.begun:
+                self._unbegun[run.lane.name] -= 1
             run.document = None
             if run.slot is not None:
                 run.slot.give_back()
             if run.again is not None and not run.won:
                 self._serve_again(run, run.again)
+            if run.cancelled:  # after its clean-up (tools killed, tmp removed): its outputs
+                await asyncio.shield(self._discard_outputs(key))
 
     def _serve_again(self, run: Run, account_id: int) -> None:
         """Queue again a key that was queued twice and whose first run lost the start.
@@ -326,6 +374,7 @@ class Scheduler:
         params = documents.from_json(row["params"])
         try:
             result = await self._outcome(run, row, params)
+            await self.begin(run.key)  # a task that ran no tool began its work all the same
             await self._finish(run.key, params, "success", result, None, None)
         except asyncio.CancelledError:
             raise
@@ -338,17 +387,44 @@ class Scheduler:
             await self._clean_up(run)
 
     async def _start(self, run: Run) -> Row | None:
-        """Move the task to ``executing`` for this node and publish it; None if another
-        runner has it or it is no longer queued."""
-        row = await self._persist(
-            partial(self.db.start_task, run.key, self.boot_id, time.time(), documents.document)
+        """Hold the task for this node and publish it: ``executing`` in the light lane,
+        ``waiting`` (documents: queued) in a processing lane until its work begins. None if
+        another runner has it or it is no longer queued."""
+        start = partial(
+            self.db.start_task,
+            run.key,
+            self.boot_id,
+            time.time(),
+            documents.document,
+            waiting=run.lane.name != classes.LIGHT,
         )
+        row = await self._persist(start)
         if row is None or row["status"] != "executing" or row["owner"] != self.boot_id:
             return None
         run.won = True
+        if row["stage"] is None:
+            self._begun(run)
         run.document = documents.document(row)
         self.bus.publish(run.key, run.document)
         return row
+
+    def _begun(self, run: Run) -> None:
+        run.begun = True
+        self._unbegun[run.lane.name] -= 1
+
+    async def begin(self, key: str) -> None:
+        """The work of a task dispatched here begins: executing from now (``Reporter``)."""
+        run = self._runs.get(key)
+        if run is None or run.begun or run.task is None:
+            return
+        now = time.time()
+        self._begun(run)
+        run.started = now
+        write = partial(self.db.begin_work, key, self.boot_id, now, documents.document)
+        row = await self._persist(write)
+        if row is not None:
+            run.document = documents.document(row)
+            self.bus.publish(key, run.document)
 
     async def _outcome(self, run: Run, row: Row, params: object) -> object:
         """Load the parameters, run the task's code under its timeout, and return its
@@ -375,6 +451,7 @@ class Scheduler:
             process_pool=self.process_pool,
             slot=run.slot,
             deadline=time.monotonic() + self.settings.task_timeout_seconds,
+            nice=self.settings.batch_nice if run.lane.name == classes.BATCH else None,
         )
         ctx.warnings.extend(ignored_parameters(spec.schema, params))
         async with asyncio.timeout(self.settings.task_timeout_seconds):
@@ -463,6 +540,8 @@ class Scheduler:
             started, completed = row["started_at"], row["completed_at"]
             if state == "success" and started is not None and completed is not None:
                 self.estimates.record(row["task_name"], completed - started)
+        elif run is not None:  # not written: the task was cancelled as its run ended
+            run.cancelled = True
         if callback:
             self.on_callback_queued()
 
@@ -471,7 +550,7 @@ class Scheduler:
         value = round(max(0.0, min(100.0, float(value))), 1)
         run = self._runs.get(key)
         doc = None if run is None else run.document
-        if run is None or doc is None or doc.get("progress") == value:
+        if run is None or doc is None or not run.begun or doc.get("progress") == value:
             return
         if run.pending_progress is None:
             self._reported.append(run)
@@ -511,6 +590,21 @@ class Scheduler:
                 run.document = doc
                 self.bus.publish(run.key, doc)
 
+    async def _read_limits(self) -> None:
+        """Read the accounts' ``max_running`` (changed by ``dragon accounts update``)."""
+        limits = await self.db.account_limits()
+        if limits != self.limits:
+            self.limits = limits
+            self._dispatch()  # a lifted limit frees waiting tasks
+
+    async def _read_limits_forever(self) -> None:
+        while True:
+            await asyncio.sleep(LIMITS_INTERVAL)
+            try:
+                await self._read_limits()
+            except Exception as exc:  # the database is away: keep the last limits
+                log.warning("could not read the accounts' limits: %s", exc)
+
     async def _flush_progress_forever(self) -> None:
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
@@ -519,12 +613,73 @@ class Scheduler:
             except Exception:
                 log.exception("could not write progress")
 
+    # -- cancel ---------------------------------------------------------------------------
+    async def cancel(self, account_id: int, keys: list[str]) -> int:
+        """End the account's queued and executing tasks among ``keys`` as ``cancelled`` and
+        stop those running here; returns how many it ended.
+
+        The end is one database write, made as every end is (errback, feed event, notice
+        to the other nodes), so it holds whichever node runs the task: that node hears of
+        it (this one at once, the others through ``Cluster``) and stops the run without
+        writing an end of its own. A queued task simply never starts (``start_task`` finds
+        it ended). Ended tasks, other accounts' and unknown keys are left as they are.
+        """
+        now = time.time()
+        rows = await self.db.cancel_tasks(
+            keys,
+            account_id,
+            now,
+            CANCELLED_MESSAGE,
+            partial(_errback, now),
+            documents.document,
+        )
+        for row in rows:
+            self.stop_cancelled(row["key"])
+            self.bus.publish(row["key"], documents.document(row))
+            # Counted as an end, without a run time: a stopped run measures nothing.
+            metrics.task_ended(row["task_name"], self.registry, "error", None, None)
+        if rows:
+            self.on_callback_queued()
+        return len(rows)
+
+    def stop_cancelled(self, key: str) -> None:
+        """``key`` was cancelled (here or on another node): stop its run if it runs here.
+
+        The run's progress and partial results are no longer published; its tools are
+        killed and its temporary files removed as it unwinds (``_execute``), then the
+        outputs it stored (``_run``).
+        """
+        run = self._runs.get(key)
+        if run is not None and run.task is None and run.lane.queue.discard(key):
+            del self._runs[key]  # queued here: it leaves the queue (and its counts) now
+            return
+        if run is None or run.task is None or run.cancelled:
+            return
+        run.cancelled = True
+        run.document = None
+        run.pending_progress = None
+        run.task.cancel()
+
+    async def _discard_outputs(self, key: str) -> None:
+        """Remove every file a cancelled task stored: its records, then its bytes."""
+        try:
+            await self.stores.remove(await self.db.task_files(key))
+        except Exception:
+            log.exception("task %s was cancelled; could not remove its outputs", key)
+
 
 def clean_tmp(tmp: Path) -> None:
     """Remove temp folders left by an earlier process (called at start-up)."""
     if tmp.exists():
         shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True, exist_ok=True)
+
+
+def _errback(now: float, row: TaskRow) -> Callback | None:
+    """The errback a cancelled task asked for (``url_errback``), due at ``now``."""
+    params = documents.from_json(row["params"])
+    url = params.get("url_errback") if isinstance(params, dict) else None
+    return Callback(url, _callback_body, now) if isinstance(url, str) and url else None
 
 
 def _callback_body(row: Row) -> bytes:

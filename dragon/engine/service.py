@@ -12,7 +12,7 @@ import asyncio
 import base64
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -58,9 +58,11 @@ class TaskQueue(Protocol):
     on_callback_queued: Callable[[], None]
 
     def queued_count(self) -> int: ...
-    def enqueue(self, account_id: int, key: str, task_name: str) -> None: ...
+    def enqueue(self, account_id: int, key: str, task_name: str, lane: str | None) -> None: ...
+    def lane_for(self, task_name: str, params: Mapping[str, object]) -> str: ...
     def share_downloads(self, batch: str, keys: list[str]) -> None: ...
     def live_document(self, key: str) -> dict[str, Any] | None: ...
+    async def cancel(self, account_id: int, keys: list[str]) -> int: ...
 
 
 class StoreChecks(Protocol):
@@ -141,10 +143,12 @@ class Service:
         """The new task's row: queued, or already ended in error when its definition is
         invalid; with its document, which is its first event in the feed."""
         problems = self.problems(definition)
+        task_name = str(definition.get("task_name", ""))[:200]
         row = {
             "key": new_key(),
             "account_id": account.id,
-            "task_name": str(definition.get("task_name", ""))[:200],
+            "task_name": task_name,
+            "lane": self.scheduler.lane_for(task_name, definition),
             "params": definition,
             "status": "error" if problems else "queued",
             "error": {"parameters": problems} if problems else None,
@@ -198,7 +202,7 @@ class Service:
             watch.add(r["key"] for r in rows)
         self.scheduler.share_downloads(rows[0]["key"], [r["key"] for r in queued])
         for row in queued:
-            self.scheduler.enqueue(account.id, row["key"], row["task_name"])
+            self.scheduler.enqueue(account.id, row["key"], row["task_name"], row["lane"])
 
     # -- look up ----------------------------------------------------------------------------
     async def statuses(
@@ -248,6 +252,8 @@ class Service:
         live = self.scheduler.live_document(key)
         if live is not None and row["status"] == "executing":
             doc["progress"] = live.get("progress", doc["progress"])
+            if "stage" in live:
+                doc["stage"] = live["stage"]
         if extra is not None:
             doc.update(self._details(row, extra.deliveries.get(key, [])))
             if row["status"] == "error":
@@ -404,6 +410,22 @@ class Service:
         finally:
             if own is not None:
                 own.__exit__()
+
+    # -- cancel -----------------------------------------------------------------------------
+    async def cancel(
+        self, account: Account, keys: list[str], version: int = 2
+    ) -> list[dict[str, Any]]:
+        """Cancel the account's tasks among ``keys`` that have not ended, then answer the
+        statuses of the distinct keys as ``statuses`` does: the cancelled ones ended in
+        ``error`` with ``cancelled``, ended ones as they were, unknown keys and other
+        accounts' ``unknown_task``. Cancelling again changes nothing."""
+        keys = list(dict.fromkeys(keys))
+        ended = 0
+        for i in range(0, len(keys), READ_CHUNK):
+            ended += await self.scheduler.cancel(account.id, keys[i : i + READ_CHUNK])
+        # Ended by a request, not drained by the node: the admission's rate leaves them out.
+        self.admission.drain.not_drained(ended)
+        return await self.statuses(account, keys, version)
 
 
 class _Details:

@@ -87,11 +87,13 @@ def memory_exhausted(argv: list[str], returncode: int | None, stderr: str) -> No
         raise exc
 
 
-def guarded(argv: list[str]) -> list[str]:
+def guarded(argv: list[str], nice: int | None = None) -> list[str]:
+    """``argv`` run under the tools' memory limit, at their niceness (or ``nice``, the
+    batch tasks' lower priority), dying with the server."""
     # nice -n is relative: a pool worker already lowered to the level adds nothing.
     if _tool_memory and PRLIMIT:
         argv = [PRLIMIT, f"--as={_tool_memory}", "--", *argv]
-    lower = _tool_nice - os.nice(0)
+    lower = max(_tool_nice, nice or 0) - os.nice(0)
     if lower > 0 and NICE:
         argv = [NICE, "-n", str(lower), "--", *argv]
     if SETPRIV:
@@ -144,12 +146,14 @@ async def run_process(
     progress_duration: float | None = None,
     on_progress: Callable[[float], None] | None = None,
     on_start: Callable[[asyncio.subprocess.Process], None] | None = None,
+    nice: int | None = None,
 ) -> ProcessResult:
-    """Run ``argv`` to completion; raise ``TaskError(timeout)`` past ``timeout`` seconds."""
+    """Run ``argv`` to completion; raise ``TaskError(timeout)`` past ``timeout`` seconds.
+    ``nice``: a lower CPU priority than the tools' default (batch work)."""
     if progress_duration:
         argv = [argv[0], "-progress", "pipe:1", "-nostats", *argv[1:]]
     proc = await asyncio.create_subprocess_exec(
-        *guarded(argv),
+        *guarded(argv, nice),
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -3,7 +3,9 @@
 A task module declares, and nothing else is needed to add one:
 
     TASK_NAME = "image.thumb"      # the Dragon task_name
-    HEAVY = True                   # waits for a heavy slot (ffmpeg, Pillow); False for probes
+    HEAVY = True                   # needs the CPU (ffmpeg, Pillow); False for probes, uploads
+    INTERACTIVE = False            # True: ends in a blink (a thumbnail), runs in the
+                                   # interactive lane; otherwise batch (renders, converts)
     class Schema(TaskSchema): ...  # its parameters (dragon.tasks.schema)
     async def run(ctx: TaskContext) -> TaskResult  # from dragon.tasks.context
 
@@ -45,6 +47,7 @@ class TaskSpec:
     schema: Schema
     run: Callable[[TaskContext], Awaitable[TaskResult]]
     module: str
+    interactive: bool = False  # a heavy task that ends in a blink: the interactive lane
 
 
 def problems(module: ModuleType) -> list[str]:
@@ -54,6 +57,9 @@ def problems(module: ModuleType) -> list[str]:
     checks = {
         "TASK_NAME must be a non-empty string": isinstance(name, str) and bool(name),
         "HEAVY must be True or False": isinstance(getattr(module, "HEAVY", True), bool),
+        "INTERACTIVE must be True or False": isinstance(
+            getattr(module, "INTERACTIVE", False), bool
+        ),
         "Schema must be a marshmallow Schema class": isinstance(schema, type)
         and issubclass(schema, Schema),
         "run must be an async function": inspect.iscoroutinefunction(getattr(module, "run", None)),
@@ -69,6 +75,7 @@ def task_spec(module: ModuleType) -> TaskSpec:
     return TaskSpec(
         name=module.TASK_NAME,
         heavy=getattr(module, "HEAVY", True),
+        interactive=getattr(module, "INTERACTIVE", False),
         schema=module.Schema(),
         run=module.run,
         module=module.__name__,

@@ -16,6 +16,7 @@ from dragon.tasks.schema import TaskSchema, Url
 
 TASK_NAME = "audio.beats"
 HEAVY = True
+INTERACTIVE = True
 
 
 class Schema(TaskSchema):

@@ -19,6 +19,7 @@ from dragon.tasks.schema import Choice, Color, Size, TaskSchema, Url
 
 TASK_NAME = "audio.waveform"
 HEAVY = True
+INTERACTIVE = True
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 

@@ -40,6 +40,9 @@ Ts = TypeVarTuple("Ts")
 class Reporter(Protocol):
     def progress(self, key: str, value: float) -> None: ...
     async def partial(self, key: str, result: dict[str, Any]) -> None: ...
+    async def begin(self, key: str) -> None:
+        """The task's work begins (its first tool, job or output): until now it was
+        ``queued``, its inputs downloading; from now it is ``executing``."""
 
 
 class Fetcher(Protocol):
@@ -97,6 +100,7 @@ class TaskContext:
         process_pool: WorkerPool | None = None,
         deadline: float | None = None,
         slot: Slot | None = None,
+        nice: int | None = None,
     ) -> None:
         self._key = key
         self._task_name = task_name
@@ -114,6 +118,8 @@ class TaskContext:
         self._pool = process_pool
         self._deadline = deadline
         self._slot = slot
+        self._nice = nice  # its tools' CPU priority, when lower than the default (batch)
+        self._begun = False
         self._downloads: dict[str, asyncio.Future[Download]] = {}
         self._reserved = 0  # bytes of the task's download budget taken so far
         self.processes: set[asyncio.subprocess.Process] = set()
@@ -209,6 +215,14 @@ class TaskContext:
             await asyncio.gather(*running, return_exceptions=True)
 
     # -- tools ----------------------------------------------------------------------------
+    async def begin(self) -> None:
+        """The task's work begins: called before its first tool, process-pool job, partial
+        result or output (a task needs not call it). Until then the task is queued: it holds a slot
+        only between downloads, and its documents say ``queued``."""
+        if not self._begun:
+            self._begun = True
+            await self._reporter.begin(self.key)
+
     def remaining(self) -> float | None:
         return None if self._deadline is None else max(0.1, self._deadline - time.monotonic())
 
@@ -227,6 +241,7 @@ class TaskContext:
         With ``check`` a non-zero exit raises ``TaskError(error_code)`` naming the tool's
         reason. ``progress_duration`` (ffmpeg only) turns its progress into ``progress``.
         """
+        await self.begin()
         limits = [t for t in (timeout, self.remaining()) if t is not None]
         tool = Path(argv[0]).name
         stage = "probe" if tool == "ffprobe" else "process"
@@ -239,6 +254,7 @@ class TaskContext:
                 progress_duration=progress_duration,
                 on_progress=self.progress if progress_duration else None,
                 on_start=self.processes.add,
+                nice=self._nice,
             )
         if result.returncode != 0:
             # A task may look at a failed run itself (check=False) and then give up: its
@@ -258,13 +274,17 @@ class TaskContext:
         (``dragon.runtime.pool``). The job waits its turn while the account's jobs hold
         their share of the pool's workers.
         """
+        await self.begin()
         if self._pool is None:
             return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
         # The pool hands back whatever the worker process returned: ``fn``'s result.
         return cast(T, await self._pool.run(fn, *args, account=self.account_id))
 
     async def in_thread(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run blocking ``fn`` in a thread (for work that releases the GIL or does I/O)."""
+        """Run blocking ``fn`` in a thread (for work that releases the GIL or does I/O).
+
+        Not the task's work beginning (``begin``): a thread parses a definition or reads
+        a header before the inputs are fetched."""
         return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
 
     # -- reporting ------------------------------------------------------------------------
@@ -274,6 +294,7 @@ class TaskContext:
 
     async def partial(self, result: dict[str, Any]) -> None:
         """Publish a partial result: status stays ``executing`` with this ``result``."""
+        await self.begin()
         await self._reporter.partial(self.key, result)
 
     def warn(self, message: str) -> None:
@@ -283,6 +304,7 @@ class TaskContext:
     # -- outputs --------------------------------------------------------------------------
     async def output(self, name: str, path: Path, content_type: str) -> str:
         """Hand ``path`` to the task's store; its URL becomes ``result[name]``."""
+        await self.begin()
         with failing_at("store"):
             url = await self._store.put(self, name, Path(path), content_type)
         self.outputs[name] = url
@@ -294,6 +316,7 @@ class TaskContext:
         """Hand every file under ``folder`` to the task's store beneath one location, keeping
         their relative paths (a playlist names its segments by them); ``result[name]`` is
         the URL of ``main`` (a relative path). Returns each file's URL by relative path."""
+        await self.begin()
         with failing_at("store"):
             urls = await self._store.put_tree(self, name, Path(folder), main, content_type)
         self.outputs[name] = urls[main]

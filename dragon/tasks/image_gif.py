@@ -25,6 +25,7 @@ from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 
 TASK_NAME = "image.gif"
 HEAVY = True
+INTERACTIVE = True
 
 MAX_IMAGES = 500
 

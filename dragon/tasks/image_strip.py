@@ -25,6 +25,7 @@ from dragon.tasks.schema import Choice, Size, TaskSchema, Url, Watermark
 
 TASK_NAME = "image.strip"
 HEAVY = True
+INTERACTIVE = True
 
 MAX_IMAGES = 500
 

@@ -29,6 +29,7 @@ from dragon.tasks.schema import Choice, Crop, Size, TaskSchema, Url, Watermark
 
 TASK_NAME = "image.thumb"
 HEAVY = True
+INTERACTIVE = True
 
 
 class Schema(TaskSchema):

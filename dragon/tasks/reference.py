@@ -25,8 +25,11 @@ Every task of the Dragon API that this server runs, generated from the task modu
 documentation describes the output values; notes below say where
 dragon adds to it or had to decide something it left open.
 
-Every task also accepts `url_callback`, `url_errback`, `task_store` and `task_metas`
-(see [api.md](api.md)). Output files appear in the result as URLs under their names.
+Every task also accepts `url_callback`, `url_errback`, `task_store`, `task_metas` and
+`batch` (see [api.md](api.md)). Output files appear in the result as URLs under their names.
+Each task runs in a lane, its class of work: `light` (probes, uploads), `interactive` (ends
+in a blink; never waits behind batch work) or `batch` (renders, converts; `"batch": true`
+sends an interactive task there too). See [operations.md](operations.md).
 """
 
 
@@ -113,7 +116,8 @@ def render() -> str:
         notes = getattr(module, "reference_notes", None)
         if callable(notes):  # what a table row cannot hold (video.create's profiles)
             out.append(notes())
-        out.append(f"Runs in the {'heavy' if spec.heavy else 'light'} lane.\n")
+        lane = "interactive" if spec.interactive else "batch"
+        out.append(f"Runs in the {lane if spec.heavy else 'light'} lane.\n")
     return "\n".join(out)
 
 

@@ -1,6 +1,7 @@
 """The marshmallow base every task schema extends, and the field types tasks share.
 
-Every task accepts ``url_callback``, ``url_errback``, ``task_store`` and ``task_metas``
+Every task accepts ``url_callback``, ``url_errback``, ``task_store``, ``task_metas`` and
+``batch``
 (old clients send ``task_metas`` on every task, docs/compat.md). Unknown keys are ignored, as the
 original service did, so clients that send extra fields keep working; ``ignored_parameters``
 names each one for the result's ``warnings``, so a typo (``widht``) does not pass unseen.
@@ -187,6 +188,13 @@ class TaskSchema(Schema):
     url_errback = Url(load_default=None, allow_none=True)
     task_store = TaskStore(load_default=None, allow_none=True)
     task_metas = fields.Raw(load_default=None, allow_none=True)
+    batch = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "run in the batch class (behind interactive work, at a lower CPU"
+            " priority) even if the task is interactive by nature"
+        },
+    )
 
 
 def validation_messages(error: ValidationError) -> dict[str, list[str]]:
@@ -210,9 +218,9 @@ def validation_messages(error: ValidationError) -> dict[str, list[str]]:
 
 # Keys of a task definition that the server reads itself, beside the task's own schema: never
 # reported as ignored. ``secret`` and ``api_key`` may come inside a definition given in a query
-# string; ``block``, ``batch`` and ``details`` are options of the request that some clients
-# repeat in each task.
-SERVER_KEYS = frozenset({"task_name", "secret", "api_key", "block", "batch", "details"})
+# string; ``block`` and ``details`` are options of the request that some clients repeat in
+# each task.
+SERVER_KEYS = frozenset({"task_name", "secret", "api_key", "block", "details"})
 MAX_IGNORED = 20  # warnings about ignored parameters, per task
 
 

@@ -30,6 +30,7 @@ from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 
 TASK_NAME = "video.strip"
 HEAVY = True
+INTERACTIVE = True
 
 # Speed: one ffmpeg process seeks each frame with its own input (``-ss t -i file`` per
 # frame) and a filtergraph scales every frame into its cell and stacks them, so nothing

@@ -32,6 +32,7 @@ from dragon.tasks.schema import Choice, Size, TaskSchema, Url
 
 TASK_NAME = "video.thumb"
 HEAVY = True
+INTERACTIVE = True
 
 TAIL_SECONDS = 5.0
 # pick "best": the window after ``time`` that is searched, and how many frames of it are

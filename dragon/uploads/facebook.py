@@ -11,6 +11,9 @@
 3. ``upload_phase=finish`` with ``title``, ``description``, ``privacy={"value": ...}``
    (left out for ``AUTO``: the app's default) and ``no_story``.
 
+An upload abandoned after the start phase (its task cancelled or timed out) is ended with
+``upload_phase=cancel`` and its ``upload_session_id``.
+
 Every call carries ``access_token`` in the form body (never in the URL) and, when an app
 secret is given, ``appsecret_proof``: HMAC-SHA256 of the token keyed with the secret, hex.
 Refusals: Graph code 190 (and the permission codes) are ``upload_unauthorized``, the
@@ -19,6 +22,7 @@ rate-limit codes ``upload_quota_exceeded``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -82,7 +86,6 @@ async def upload(
         video_id, session = str(start.get("video_id") or ""), start.get("upload_session_id")
         if not video_id or not session:
             raise client.failed("the start phase named no video or upload session")
-        await run.send_ranges(str(session), run.range_of(start))
         finish = {
             "upload_phase": "finish",
             "upload_session_id": str(session),
@@ -91,7 +94,12 @@ async def upload(
         finish.update({k: v for k, v in (("title", title), ("description", description)) if v})
         if privacy != "AUTO":
             finish["privacy"] = json.dumps({"value": privacy})
-        done = await run.form(finish)
+        try:
+            await run.send_ranges(str(session), run.range_of(start))
+            done = await run.form(finish)
+        except asyncio.CancelledError:
+            await transfer.abandon(lambda: run.cancel(str(session)))
+            raise
         if done.get("success") is not True:
             raise client.failed("the finish phase did not succeed")
         return VIDEO_URL + video_id
@@ -135,6 +143,14 @@ class _Upload:
                 await self.backoff.wait(self.message(answer, error))
                 continue
             raise self.refusal(answer, error)
+
+    async def cancel(self, session: str) -> None:
+        """``upload_phase=cancel``: the Graph API ends the upload session (one try)."""
+        body = urlencode(
+            {**self.auth, "upload_phase": "cancel", "upload_session_id": session}
+        ).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        await self.client.call("POST", self.url, body=body, headers=headers)
 
     async def send_ranges(self, session: str, first: tuple[int, int]) -> None:
         """The transfer phase: each range the server asks for, until it asks for none."""

@@ -17,6 +17,9 @@ Messages never carry a token: every message built from a platform's answer goes 
 like a credential), the retry path's "failed after N tries" included, and is cut only after
 that. aiohttp's exception texts, which name URLs with query strings, are never used.
 
+An upload that is abandoned (its task cancelled, or past its time) tells the platform so
+where the protocol has a way (``abandon``): one try, within ``ABANDON_SECONDS``.
+
 Platforms' answers are judged, not trusted: JSON nested past what the parser takes is not
 JSON, and an answer that moves the upload nowhere (the same range again, a range going
 back) counts as a failure, so a confused platform gets backoff and an end, not a flood.
@@ -25,10 +28,11 @@ back) counts as a failure, so a confused platform gets backoff and an end, not a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import random
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +50,7 @@ FIRST_DELAY = 0.5  # seconds before the first retry; doubled each time, with jit
 MAX_DELAY = 30.0
 MESSAGE = 300  # characters of a platform's text kept in a message, after scrubbing
 MAX_BYTES = 2**63 - 1  # the largest byte count a platform may report
+ABANDON_SECONDS = 5.0  # how long telling a platform that an upload is abandoned may take
 
 
 class Transient(Exception):
@@ -294,6 +299,18 @@ async def _read_answer(resp: aiohttp.ClientResponse) -> bytes:
         if len(body) >= MAX_ANSWER:
             break
     return bytes(body)
+
+
+async def abandon(*requests: Callable[[], Awaitable[object]]) -> None:
+    """Send ``requests`` in turn to tell the platform that an upload is abandoned, so it
+    drops what it holds. Called while the task unwinds from its cancellation: the task ends
+    the same whatever the platform answers, so each request is tried once, its failure
+    ignored, all of them within ``ABANDON_SECONDS``."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(ABANDON_SECONDS):
+            for request in requests:
+                with contextlib.suppress(Exception):
+                    await request()
 
 
 def answer_text(answer: Answer) -> str:

@@ -10,12 +10,18 @@
    link for its ``Upload-Offset`` and go on from there.
 4. GET ``/me`` again for the free space left.
 
+An upload abandoned while it sends (its task cancelled or timed out) is ended on Vimeo:
+tus termination (DELETE on the upload link), then DELETE of the video the second step
+created (its ``uri``). That one needs the token's ``delete`` scope; without it Vimeo keeps
+an empty video in the account.
+
 The token goes to the API only; the upload link is a capability of its own (tus), so the
 PATCH and HEAD requests carry no ``Authorization``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Callable
@@ -57,7 +63,11 @@ async def upload(
                 f"the video is {size} bytes and the account has {free} bytes of upload space left"
             )
         link, upload_link = await run.create(title, description)
-        await run.send(upload_link)
+        try:
+            await run.send(upload_link)
+        except asyncio.CancelledError:
+            await transfer.abandon(lambda: run.terminate(upload_link), run.delete_video)
+            raise
         try:
             free = await run.free_space()
         except ValueError:  # the video is up: the result says the space left is unknown
@@ -83,6 +93,7 @@ class _Upload:
         self.chunk = settings.upload_chunk_bytes
         self.progress = progress
         self.backoff = client.backoff()
+        self.uri: str | None = None  # the created video's, e.g. /videos/123
 
     async def api_call(self, method: str, path: str, body: bytes | None = None) -> dict[str, Any]:
         """A JSON call to the API, retried on 5xx and connection failures."""
@@ -123,6 +134,8 @@ class _Upload:
         if not isinstance(upload, dict):
             upload = {}
         link, upload_link = video.get("link"), upload.get("upload_link")
+        uri = video.get("uri")
+        self.uri = uri if isinstance(uri, str) and uri.startswith("/videos/") else None
         if not isinstance(link, str) or not isinstance(upload_link, str):
             raise self.client.failed("the created video has no link or upload link")
         if upload.get("approach", "tus") != "tus":
@@ -156,6 +169,15 @@ class _Upload:
                 offset = await self.held(link)
                 continue
             raise self.refusal(answer)
+
+    async def terminate(self, link: str) -> None:
+        """tus termination: the upload server drops what it holds of the upload."""
+        await self.client.call("DELETE", link, headers=TUS)
+
+    async def delete_video(self) -> None:
+        """DELETE the video created for an abandoned upload (needs the ``delete`` scope)."""
+        if self.uri is not None:
+            await self.client.call("DELETE", self.api + self.uri, headers=self.auth)
 
     async def held(self, link: str) -> int:
         """The upload's offset on the server (tus HEAD)."""

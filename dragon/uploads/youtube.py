@@ -11,6 +11,10 @@
    session's state (an empty PUT with ``Content-Range: bytes */size``, answered 308 with
    ``Range``) and go on from there. A 404 means the session expired: start again.
 
+An abandoned upload (its task cancelled or timed out) is left as it is: the resumable
+protocol has no way to end a session early, and no video exists until its last byte has
+arrived; the unfinished session expires on YouTube's side.
+
 Refusals: 401 and 403 (but quota reasons) are ``upload_unauthorized``, the quota reasons
 ``upload_quota_exceeded``, anything else ``upload_failed``.
 """

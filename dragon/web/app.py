@@ -30,7 +30,7 @@ from dragon.engine.scheduler import Load, Scheduler, clean_tmp
 from dragon.engine.service import Service
 from dragon.engine.storage import Storage
 from dragon.engine.sweeper import Sweeper
-from dragon.handlers import api_docs, create_file, events, files, storage, tasks
+from dragon.handlers import api_docs, cancel, create_file, events, files, storage, tasks
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
 from dragon.net.fetcher import Fetcher
 from dragon.runtime import disk
@@ -60,6 +60,7 @@ def setup_routes(app: web.Application) -> None:
         for path in (f"/{v}/status_stream", f"/{v}/stream"):
             r.add_get(path, tasks.status_stream)
             r.add_post(path, tasks.status_stream)
+        r.add_post(f"/{v}/cancel", cancel.cancel)
         for path in (f"/{v}/create_file", f"/{v}/create_file/{{filename}}"):
             r.add_get(path, create_file.create_file)
             r.add_post(path, create_file.create_file)
@@ -174,8 +175,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await st.fetcher.start()
     set_tool_nice(settings.tool_nice)
     set_tool_memory(settings.tool_memory_bytes)
-    st.pool = WorkerPool(
-        settings.heavy_slots,
+    st.pool = WorkerPool(  # both processing lanes' jobs: a batch one never delays a thumbnail
+        settings.heavy_slots + settings.interactive_slots,
         initializer=_warm_worker,
         nice=settings.tool_nice,
         tool_memory=settings.tool_memory_bytes,

@@ -70,7 +70,7 @@ def connection_limit(settings: Settings) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         soft = 65536
-    slots = settings.heavy_slots + settings.light_concurrency
+    slots = settings.heavy_slots + settings.interactive_slots + settings.light_concurrency
     return max(MIN_CONNECTIONS, soft - BASE_RESERVE - PER_SLOT * slots)
 
 

@@ -36,6 +36,7 @@ def test_every_example_of_the_client_page_prints_what_the_page_shows(make_server
     folder.mkdir()
     (folder / "cat.jpg").write_bytes(media.image_bytes(640, 480, (200, 120, 40)))
     media.video(folder / "clip.mp4", duration=4, size="1280x720")
+    media.video(folder / "long.mp4", duration=60, size="640x360", audio=False)
     httpd = serve_folder(folder)
     # Output URLs of the PostgreSQL backend point to its S3 bucket: the page shows a server
     # that stores its files itself.

@@ -56,8 +56,9 @@ def test_tools_die_with_a_killed_server(make_server):
     server.stop(9)
     wait_for(lambda: sleepers(37.25) == 0, timeout=5)
     server.start()
-    [status] = statuses(server, [doc["key"]])
-    assert status["status"] == "executing"  # requeued and running again (attempt 2)
+    # Requeued and running again (attempt 2): its tool starts anew.
+    wait_for(lambda: statuses(server, [doc["key"]])[0]["status"] == "executing")
+    wait_for(lambda: sleepers(37.25) == 1)
     server.stop(9)
 
 

@@ -94,7 +94,7 @@ def test_metrics_count_real_tasks_without_secrets(server, origin):
     assert value(families, "dragon_task_duration_seconds_count", task_name="hello") >= 1
     assert value(families, "dragon_fetched_bytes_total") >= len(image)
     assert value(families, "dragon_callback_deliveries_total", outcome="delivered") >= 1
-    for lane in ("heavy", "light"):
+    for lane in ("light", "interactive", "batch"):
         assert any(s.labels == {"lane": lane} for s in families["dragon_queue_depth"])
         assert any(s.labels == {"lane": lane} for s in families["dragon_tasks_running"])
     assert "dragon_stream_subscribers" in families

@@ -54,7 +54,8 @@ def test_a_definition_too_costly_to_render_is_refused_at_once(make_server):
     )
     assert status["status"] == "error", status.get("error")
     events = {k: datetime.fromisoformat(v) for k, v in status["events"].items()}
-    assert (events["completed"] - events["started"]).total_seconds() < 20  # nothing rendered
+    assert "started" not in events  # refused before its work began: nothing rendered
+    assert (events["completed"] - events["queued"]).total_seconds() < 20
     [message] = status["error"]["parameters"]["definition"]
     assert "DRAGON_VIDEO_CREATE_MAX_RENDER_SECONDS" in message and "900 s" in message, message
     estimate = int(re.search(r"about (\d+) s", message)[1])  # type: ignore[index]

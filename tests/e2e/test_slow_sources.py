@@ -107,7 +107,8 @@ def test_trickling_downloads_hold_no_light_slot(server, trickle):
     a, b = accounts(server)
     slow = create(server, a, [{"task_name": "audio.info", "url": trickle.url}] * 6)
     time.sleep(1.0)  # every slow task has started its download
-    assert all(s["status"] == "executing" for s in statuses(server, a, [s["key"] for s in slow]))
+    docs = statuses(server, a, [s["key"] for s in slow])
+    assert all(s["status"] == "executing" for s in docs), docs
     done = create(server, b, [{"task_name": "hello", "name": "B"}], block=True)
     assert done[0]["status"] == "success", done
     # B finished while all six of A's downloads were still trickling: none held a slot.
@@ -122,8 +123,9 @@ def test_trickling_downloads_hold_no_heavy_slot(server, trickle, origin):
     url = origin.add("slow-sources/fast.png", image_bytes(fmt="PNG"), "image/png")
     done = create(server, b, [{"task_name": "image.thumb", "url": url, "width": 32}], block=True)
     assert done[0]["status"] == "success", done
+    # A's tasks are still downloading: queued (their work has not begun), saying so.
     still = statuses(server, a, [s["key"] for s in slow])
-    assert all(s["status"] == "executing" for s in still), still
+    assert all(s["status"] == "queued" and s["stage"] == "downloading" for s in still), still
 
 
 def test_a_source_below_the_minimum_rate_is_cut(server, trickle):

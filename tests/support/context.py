@@ -53,6 +53,9 @@ class Progress:
     async def partial(self, key, result):
         pass
 
+    async def begin(self, key):
+        pass
+
 
 class _Overridden:
     """Settings with extra attributes that are not settings (read with ``getattr``)."""

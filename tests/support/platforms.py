@@ -10,11 +10,15 @@ under path prefixes, so the server's "base URL whose path prefix is kept" is exe
   ``a`` must be what the session holds), answered 308 + ``Range`` until whole, then 200
   with the video resource; ``bytes */N`` asks the state.
 - ``/vimeo``: API 3.4 (``GET /me`` with ``upload_quota``, ``POST /me/videos`` with
-  ``upload.approach=tus``) and tus 1.0.0 on the returned ``upload_link`` (PATCH with
-  ``Upload-Offset``, 409 on a mismatch, HEAD for the offset).
-- ``/graph``: ``/{version}/me/videos`` with ``upload_phase`` start/transfer/finish; the
-  server picks each range (``start_offset``/``end_offset``), checks ``appsecret_proof``
-  when ``app_secret`` is set, and answers Graph error objects.
+  ``upload.approach=tus``, ``DELETE /videos/{id}``) and tus 1.0.0 on the returned
+  ``upload_link`` (PATCH with ``Upload-Offset``, 409 on a mismatch, HEAD for the offset,
+  DELETE to terminate).
+- ``/graph``: ``/{version}/me/videos`` with ``upload_phase`` start/transfer/finish/cancel;
+  the server picks each range (``start_offset``/``end_offset``), checks
+  ``appsecret_proof`` when ``app_secret`` is set, and answers Graph error objects.
+
+An upload ended by its client (tus termination, Graph's cancel phase, a deleted Vimeo
+video) leaves ``uploads`` and is recorded in ``Protocol.ended``.
 
 Faults are queued per protocol in ``faults`` and used by the next data request (a chunk
 PUT, a tus PATCH, a Graph transfer), one each:
@@ -105,6 +109,7 @@ class Protocol:
         self.echo = False  # answer data requests 500, quoting the credentials received
         self.requests: list[dict] = []
         self.uploads: dict[str, Upload] = {}
+        self.ended: list[str] = []  # ids of uploads their client ended (abandoned)
         self._ids = itertools.count(1)
 
     def new_upload(self, size: int, meta: dict) -> Upload:
@@ -286,6 +291,8 @@ class Vimeo(Protocol):
             web.post("/vimeo/me/videos", self.create),
             web.patch("/vimeo/tus/{id}", self.patch),
             web.head("/vimeo/tus/{id}", self.head),
+            web.delete("/vimeo/tus/{id}", self.terminate),
+            web.delete("/vimeo/videos/{id}", self.delete_video),
         ]
 
     def authorized(self, request: web.Request) -> bool:
@@ -369,6 +376,24 @@ class Vimeo(Protocol):
         if upload is None:
             return web.Response(status=404)
         return self.offset(upload, 200)
+
+    async def terminate(self, request: web.Request) -> web.Response:
+        """tus termination: the upload is gone (404 for it from now on)."""
+        self.record(request)
+        if request.headers.get("Tus-Resumable") != "1.0.0":
+            return web.Response(status=400, text="not a tus 1.0.0 request")
+        upload = self.uploads.pop(request.match_info["id"], None)
+        if upload is None:
+            return web.Response(status=404)
+        self.ended.append(upload.id)
+        return web.Response(status=204, headers={"Tus-Resumable": "1.0.0"})
+
+    async def delete_video(self, request: web.Request) -> web.Response:
+        self.record(request)
+        if not self.authorized(request):
+            return self.refused(request)
+        self.ended.append(f"video {request.match_info['id']}")
+        return web.Response(status=204)
 
     async def patch(self, request: web.Request) -> web.Response:
         upload = self.uploads.get(request.match_info["id"])
@@ -506,6 +531,10 @@ class Graph(Protocol):
             return self.error("Invalid upload session", 100)
         if phase == "transfer":
             return self.transfer(upload, token, form, fault)
+        if phase == "cancel":
+            del self.uploads[upload.id]
+            self.ended.append(upload.id)
+            return web.json_response({"success": True})
         if phase == "finish":
             if upload.held != upload.size:
                 return self.error("the file is not complete", 100)

@@ -122,21 +122,64 @@ def test_an_account_cannot_take_the_last_slot_while_another_waits():
     assert lane.take() is None
 
 
-def test_a_slot_coming_back_from_a_download_goes_first():
+def test_a_task_back_from_a_download_waits_its_accounts_turn():
     async def scenario():
-        lane = Lane("light", 1)
+        lane = Lane("batch", 1)
         lane.queue.put(1, "a")
         lane.queue.put(2, "b")
         assert lane.take() == (1, "a")
         lane.release(1)  # A downloads: its slot goes to B
+        lane.lent[1] += 1
         assert lane.take() == (2, "b")
-        waiter = lane.wait_to_resume(1)  # A's download is done
-        lane.queue.put(3, "c")
+        lane.queue.put(1, "a2")
+        lane.queue.put(2, "b2")
+        back = lane.come_back(1, "a")  # A's download is done: first in account 1's line
         lane.release(2)
-        assert lane.take() is None  # the free slot went to A's resume, not to C
-        assert waiter.done()
+        # Account 1's turn (it is first in the ring): its comeback, not its new task a2.
+        assert lane.take() is None and back.done()
+        lane.release(1)
+        assert lane.take() == (2, "b2")  # then account 2's turn
 
     asyncio.run(scenario())
+
+
+def test_a_cancelled_key_leaves_the_queue():
+    q = FairQueue()
+    q.put(1, "a0")
+    q.put(2, "b0")
+    q.put(1, "a1")
+    assert q.discard("b0") and not q.discard("b0")
+    assert q.size == 2 and q.accounts() == [1]
+    assert [q.pop()[1], q.pop()[1]] == ["a0", "a1"] and q.pop() is None
+
+
+def test_an_account_downloads_no_more_than_its_prefetch_ahead():
+    lane = Lane("batch", 1)  # prefetch: 2
+    for i in range(5):
+        lane.queue.put(1, f"a{i}")
+    lane.queue.put(2, "b0")
+    assert lane.take() == (1, "a0")
+    lane.release(1)
+    lane.lent[1] += 1  # a0 downloads
+    assert lane.take() == (2, "b0")
+    lane.release(2)
+    assert lane.take() == (1, "a1")
+    lane.release(1)
+    lane.lent[1] += 1  # a1 downloads too: account 1 is at its prefetch
+    assert lane.take() is None  # a2 waits (holds no slot, downloads nothing)
+
+
+def test_an_account_at_its_max_running_waits_while_slots_are_free():
+    limits = {1: 1}
+    lane = Lane("batch", 3, limit=lambda account: limits.get(account, 0))
+    for i in range(3):
+        lane.queue.put(1, f"a{i}")
+    assert lane.take() == (1, "a0")
+    assert lane.take() is None  # two slots free, but account 1 runs its one task
+    lane.queue.put(2, "b0")
+    assert lane.take() == (2, "b0")
+    limits.clear()
+    assert lane.take() == (1, "a1")
 
 
 def test_referrer_patterns():

@@ -123,6 +123,11 @@ async def test_accounts_are_created_found_changed_and_unique(db: Database):
     assert changed["create_rate"] == 2.5  # untouched
     assert await db.update_account("b", create_rate=-1)
     assert (await db.account_by_name("b"))["create_rate"] is None  # back to the default
+    assert await db.account_limits() == {}
+    assert await db.update_account("b", max_running=2)
+    assert await db.account_limits() == {second: 2}
+    assert await db.update_account("b", max_running=0)  # no limit again
+    assert await db.account_limits() == {}
     assert await db.update_account("b")  # nothing to change: it exists
     assert not await db.update_account("nobody", max_active=1)
     assert not await db.update_account("nobody")
@@ -458,6 +463,73 @@ async def test_deleting_an_account_takes_everything_of_it(db: Database):
     assert await db.ended_changes() == 1
 
 
+# -- cancel ---------------------------------------------------------------------------------
+async def test_cancel_ends_queued_and_executing_tasks_of_the_account_only(db: Database):
+    owner = await account(db)
+    other = await account(db, "other")
+    await db.insert_tasks(
+        [
+            task("Q", owner, document={"key": "Q", "status": "queued"}),
+            task("E", owner),
+            task("D", owner),
+            task("X", other),
+            task("H", owner, params={"url_errback": "http://hook/"}),
+        ]
+    )
+    await db.start_task("E", "node", NOW + 1)
+    await db.start_task("D", "node", NOW + 1)
+    await db.set_progress({"E": 40.0})
+    await db.finish_task("D", "success", {"done": 1}, None, None, NOW + 2)
+
+    def errback(row):
+        params = orjson.loads(row["params"])
+        url = params.get("url_errback")
+        return Callback(url, lambda r: orjson.dumps(document(r)), NOW + 9) if url else None
+
+    keys = ["Q", "E", "D", "X", "H", "missing", "K\x00"]
+    ended = await db.cancel_tasks(keys, owner, NOW + 3, "stopped", errback, document)
+    assert sorted(r["key"] for r in ended) == ["E", "H", "Q"]
+    for r in ended:
+        assert (r["status"], r["error_code"], r["completed_at"]) == ("error", "cancelled", NOW + 3)
+        assert orjson.loads(r["error"]) == "stopped" and r["progress"] is None
+    rows = {r["key"]: r for r in await db.get_tasks(["Q", "E", "D", "H"], owner)}
+    assert rows["E"]["started_at"] == NOW + 1 and rows["Q"]["started_at"] is None
+    assert rows["D"]["status"] == "success"  # ended already: as it was
+    assert (await db.get_tasks(["X"], other))[0]["status"] == "queued"  # not the account's
+    assert await db.count_active(owner) == 0
+    # The errback is queued with the end, with the cancelled document as its body.
+    (delivery,) = await db.deliveries_for(["Q", "E", "H"])
+    assert (delivery["task_key"], delivery["url"]) == ("H", "http://hook/")
+    (due,) = await db.due_deliveries(NOW + 10)
+    assert orjson.loads(bytes(due["body"])) == {"key": "H", "status": "error"}
+    assert sorted(k for k, status in await documents(db, owner) if status == "error") == [
+        "E",
+        "H",
+        "Q",
+    ]
+    # Again: nothing left to cancel.
+    assert await db.cancel_tasks(keys, owner, NOW + 4, "again", errback, document) == []
+    assert await db.cancel_tasks([], owner, NOW + 4, "none", errback, document) == []
+    # The run that was stopped may still try to write its end: a cancel stays.
+    assert await db.finish_task("E", "success", {"late": 1}, None, None, NOW + 5) is None
+    row = (await db.get_tasks(["E"], owner))[0]
+    assert (row["status"], row["error_code"], row["result"]) == ("error", "cancelled", None)
+    assert await db.start_task("Q", "node", NOW + 6) is not None  # the row, not started
+    assert (await db.get_tasks(["Q"], owner))[0]["status"] == "error"
+    await db.requeue_task("E")  # a stopping node hands back what it ran: not a cancelled task
+    assert (await db.get_tasks(["E"], owner))[0]["status"] == "error"
+
+
+async def test_task_files_are_every_file_of_the_task(db: Database):
+    owner = await account(db)
+    await add_file(db, owner, "K1", "output", 100)
+    await add_file(db, owner, "K1", "preview", 5, listed=False, counted=False, store="volatile")
+    await add_file(db, owner, "K2", "output", 30)
+    files = await db.task_files("K1")
+    assert sorted(f["output"] for f in files) == ["output", "preview"]
+    assert await db.task_files("missing") == []
+
+
 # -- several nodes (PostgreSQL) ---------------------------------------------------------------
 async def test_claims_are_round_robin_per_lane_and_exclusive(cluster_db: PostgresDatabase):
     db = cluster_db
@@ -465,22 +537,38 @@ async def test_claims_are_round_robin_per_lane_and_exclusive(cluster_db: Postgre
     second = await account(db, "second")
     await db.insert_tasks(
         [task(f"A{i}", first, at=NOW + i) for i in range(4)]
-        + [task("B0", second, at=NOW + 10), task("L0", first, at=NOW, task_name="probe")]
+        + [
+            task("B0", second, at=NOW + 10, lane="batch"),
+            task("L0", first, at=NOW, task_name="probe", lane="light"),
+            task("I0", first, at=NOW, lane="interactive"),
+        ]
     )
-    claimed = await db.claim_queued("node-1", ["probe"], False, 3, NOW + 20, document)
-    assert [r["key"] for r in claimed] == ["A0", "B0", "A1"]
+    claimed = await db.claim_queued("node-1", "batch", 3, NOW + 20, document)
+    assert [r["key"] for r in claimed] == ["A0", "B0", "A1"]  # A*: no lane (older rows)
     assert all(r["status"] == "executing" and r["owner"] == "node-1" for r in claimed)
     assert all(r["attempts"] == 1 and r["started_at"] == NOW + 20 for r in claimed)
-    light = await db.claim_queued("node-2", ["probe"], True, 5, NOW + 21, document)
-    assert [r["key"] for r in light] == ["L0"]
-    assert await db.claim_queued("node-2", ["probe"], True, 5, NOW + 21, document) == []
-    assert ("B0", "executing") in await documents(db, second)
+    # Held for node-1, waiting for their work to begin: no event yet (still queued).
+    assert all(r["stage"] == "waiting" for r in claimed)
+    assert ("B0", "executing") not in await documents(db, second)
+    light = await db.claim_queued("node-2", "light", 5, NOW + 21, document)
+    assert [r["key"] for r in light] == ["L0"] and light[0]["stage"] is None
+    assert ("L0", "executing") in await documents(db, first)
+    assert await db.claim_queued("node-2", "light", 5, NOW + 21, document) == []
+    assert [r["key"] for r in await db.claim_queued("node-2", "interactive", 5, NOW, document)] == [
+        "I0"
+    ]
     # A task claimed by one node is not started again by another.
     lost = await db.start_task("A0", "node-2", NOW + 22)
     assert lost is not None and lost["owner"] == "node-1"
     owned = await db.owned_tasks("node-1", NOW + 21)
     assert [r["key"] for r in owned] == ["A0", "A1", "B0"]  # in queue order
     assert await db.owned_tasks("node-1", NOW + 20) == []
+    # The work of a waiting task begins on its own node only.
+    assert await db.begin_work("B0", "node-2", NOW + 22, document) is None
+    begun = await db.begin_work("B0", "node-1", NOW + 23, document)
+    assert begun is not None and begun["stage"] is None and begun["started_at"] == NOW + 23
+    assert await db.begin_work("B0", "node-1", NOW + 24, document) is None  # once
+    assert ("B0", "executing") in await documents(db, second)
     found = await db.tasks_by_keys(["B0", "A3", "zz", "A\x00"])
     assert sorted(r["key"] for r in found) == ["A3", "B0"]
 

@@ -75,11 +75,17 @@ def test_both_backends_hold_the_same_tables_and_columns(tmp_path, cluster):
     assert lite == pg
 
 
+def policy_migration(migrations: tuple[str, ...]) -> int:
+    """The index of the migration that adds the store policy columns."""
+    return next(i for i, m in enumerate(migrations) if "ADD COLUMN listed" in m)
+
+
 def test_sqlite_policy_columns_are_filled_from_the_store(tmp_path):
     conn = sqlite.connect(tmp_path / "old.db")
-    for migration in SQLITE_MIGRATIONS[:-1]:
+    before = policy_migration(SQLITE_MIGRATIONS)
+    for migration in SQLITE_MIGRATIONS[:before]:
         conn.executescript(migration)
-    conn.execute(f"PRAGMA user_version={len(SQLITE_MIGRATIONS) - 1}")
+    conn.execute(f"PRAGMA user_version={before}")
     conn.execute(OLD_ACCOUNT)
     conn.execute(OLD_FILES)
     sqlite.migrate(conn)
@@ -92,7 +98,8 @@ def test_postgres_policy_columns_are_filled_from_the_store(cluster):
         conn = await asyncpg.connect(cluster.new_database())
         try:
             await conn.execute("CREATE TABLE schema_version (version INTEGER)")
-            for version, migration in enumerate(POSTGRES_MIGRATIONS[:-1], 1):
+            before = policy_migration(POSTGRES_MIGRATIONS)
+            for version, migration in enumerate(POSTGRES_MIGRATIONS[:before], 1):
                 await conn.execute(migration)
                 await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
             await conn.execute(OLD_ACCOUNT)

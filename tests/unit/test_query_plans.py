@@ -118,7 +118,9 @@ async def exercise(db: SQLiteDatabase) -> set[str]:
         "get_tasks": lambda: db.get_tasks(["T00000001", "T00000003", "NEW1"], 1),
         "task_ends": lambda: db.task_ends(["T00000001", "T00000003", "NEW1"], 1),
         "ended_changes": lambda: db.ended_changes(),
-        "start_task": lambda: db.start_task("NEW1", "node", now),
+        "start_task": lambda: db.start_task("NEW1", "node", now, waiting=True),
+        "begin_work": lambda: db.begin_work("NEW1", "node", now),
+        "account_limits": lambda: db.account_limits(),
         "set_progress": lambda: db.set_progress({"NEW1": 50.0}),
         "set_partial": lambda: db.set_partial("NEW1", {"x": 1}),
         "finish_task": lambda: db.finish_task(
@@ -161,6 +163,15 @@ async def exercise(db: SQLiteDatabase) -> set[str]:
         "delete_files": lambda: db.delete_files([1, 2]),
         "prune_tasks": lambda: db.prune_tasks(now - 30 * 86400, 100),
         "delete_account": lambda: db.delete_account("new"),
+        "cancel_tasks": lambda: db.cancel_tasks(
+            ["T00000001", "NEW1"],
+            1,
+            now,
+            "cancelled",
+            lambda row: Callback("http://r/", lambda row: b"{}", now),
+            lambda row: {},
+        ),
+        "task_files": lambda: db.task_files("T00000002"),
     }
     optional = {
         "task_diagnostics": lambda: db.task_diagnostics(["T00000001"]),

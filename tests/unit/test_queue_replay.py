@@ -29,7 +29,7 @@ def real_order(lane: Lane, running: dict[str, tuple[int, float]], duration: dict
 def test_replay_matches_the_lane(seed):
     rng = random.Random(seed)
     capacity = rng.randint(1, 4)
-    lane = Lane("heavy", capacity)
+    lane = Lane("batch", capacity)
     duration = {}
     for i in range(rng.randint(1, 25)):
         account = rng.choice((1, 2, 3))
@@ -40,8 +40,8 @@ def test_replay_matches_the_lane(seed):
     while (picked := lane.take()) is not None:  # the slots taken now
         account, key = picked
         running[key] = (account, rng.uniform(0.1, 3.0))
-    ring, items = lane.queue.snapshot()
-    state = LaneState(capacity, ring, items, list(running.values()), [])
+    ring, items, back = lane.queue.snapshot()
+    state = LaneState(capacity, lane.prefetch, ring, items, back, list(running.values()))
     wanted = {key for keys in items.values() for key in keys}
 
     replayed = replay(state, wanted, 0.0, duration.__getitem__)
@@ -55,15 +55,41 @@ def test_replay_matches_the_lane(seed):
 def test_the_last_free_slot_goes_to_the_other_account():
     # Two slots; account 1 holds one and has more queued before account 2's task: the last
     # free slot goes to account 2 first.
-    state = LaneState(2, [1, 2], {1: ["a2", "a3"], 2: ["b1"]}, [(1, 5.0)], [])
+    state = LaneState(2, 3, [1, 2], {1: ["a2", "a3"], 2: ["b1"]}, {}, [(1, 5.0)])
     found = replay(state, {"a2", "a3", "b1"}, 0.0, lambda key: 1.0)
     assert {key: position for key, (position, _) in found.items()} == {"b1": 1, "a2": 2, "a3": 3}
     assert found["b1"][1] == 0.0  # a slot is free now
 
 
-def test_tasks_back_from_a_download_take_slots_first():
-    state = LaneState(1, [1], {1: ["a1"]}, [(2, 3.0)], [2])
-    found = replay(state, {"a1"}, 0.0, lambda key: 1.0)
-    # Account 2's running task ends at 3, its resuming task holds the slot until 3 (no
-    # estimate for it: it ends at once), then a1 starts.
-    assert found == {"a1": (1, 3.0)}
+def test_a_task_back_from_a_download_waits_its_accounts_turn():
+    # Account 1 is next in the ring: its new task goes before account 2's task that came
+    # back from its download (which does not jump the lane, only its own account's line).
+    state = LaneState(1, 2, [1, 2], {1: ["a1"]}, {2: ["b1"]}, [(2, 3.0)])
+    found = replay(state, {"a1", "b1"}, 0.0, lambda key: 1.0)
+    assert found == {"a1": (1, 3.0), "b1": (2, 4.0)}
+
+
+def test_an_accounts_comebacks_go_before_its_new_tasks():
+    state = LaneState(1, 2, [1], {1: ["a2"]}, {1: ["a1"]}, [(1, 3.0)])
+    found = replay(state, {"a1", "a2"}, 0.0, lambda key: 1.0)
+    assert found == {"a1": (1, 3.0), "a2": (2, 4.0)}
+
+
+def test_an_account_downloading_its_prefetch_waits_for_its_comebacks():
+    # Account 1 has two tasks downloading (its prefetch): its new task a3 waits until one
+    # of them has run, so account 2's task goes first.
+    state = LaneState(1, 2, [1, 2], {1: ["a3"], 2: ["b1"]}, {1: ["a1", "a2"]}, [])
+    found = replay(state, {"a1", "a2", "a3", "b1"}, 0.0, lambda key: 1.0)
+    assert {key: position for key, (position, _) in found.items()} == {
+        "a1": 1,
+        "b1": 2,
+        "a2": 3,
+        "a3": 4,
+    }
+
+
+def test_an_account_at_its_max_running_lets_the_others_pass():
+    state = LaneState(2, 3, [1, 2], {1: ["a2"], 2: ["b1"]}, {}, [(1, 5.0)], limits={1: 1})
+    found = replay(state, {"a2", "b1"}, 0.0, lambda key: 1.0)
+    assert found["b1"] == (1, 0.0)
+    assert found["a2"][0] == 2

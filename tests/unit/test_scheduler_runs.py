@@ -47,6 +47,7 @@ class Gate:
     async def run(self, ctx: TaskContext) -> dict[str, Any]:
         started, release = self.events(ctx.key)
         self.runs.append(ctx.key)
+        await ctx.begin()  # as a real task's first tool does
         ctx.progress(42)
         started.set()
         await release.wait()
@@ -91,7 +92,7 @@ async def queue(database: SQLiteDatabase, scheduler: Scheduler, account: int, ke
     }
     row["document"] = documents.document(row)
     await database.insert_tasks([row])
-    scheduler.enqueue(account, key, "gate")
+    scheduler.enqueue(account, key, "gate", "batch")
 
 
 async def test_a_run_is_one_record_from_queue_to_end(setup):
@@ -108,7 +109,7 @@ async def test_a_run_is_one_record_from_queue_to_end(setup):
     assert first.document["status"] == "executing"
     assert second.queued and second.slot is None  # one heavy slot: K2 waits
     assert (scheduler.executing_count(), scheduler.queued_count()) == (1, 1)
-    assert (scheduler.busy_in("heavy"), scheduler.queued_in("heavy")) == (1, 1)
+    assert (scheduler.busy_in("batch"), scheduler.queued_in("batch")) == (1, 1)
 
     # Progress waits in the record until the flush writes and publishes it together.
     assert first.pending_progress == 42.0
@@ -156,7 +157,7 @@ async def test_a_key_queued_again_while_it_runs_keeps_its_record_and_runs_once(s
     started, release = gate.events("K1")
     await started.wait()
     run = scheduler.runs["K1"]
-    scheduler.enqueue(account, "K1", "gate")  # a cluster resync finds it queued again
+    scheduler.enqueue(account, "K1", "gate", "batch")  # a cluster resync finds it queued again
     assert scheduler.runs["K1"] is run and not run.queued
     release.set()
     await run.task

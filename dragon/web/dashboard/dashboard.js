@@ -137,7 +137,7 @@
         const task = tasks.get(doc.key);
         if (!task || !task.doc || task.doc.status !== doc.status) continue;
         task.queue = doc.status === "queued" && doc.queue_position !== undefined
-          ? { position: doc.queue_position, eta: doc.eta } : null;
+          ? { position: doc.queue_position, eta: doc.eta, stage: doc.stage } : null;
         if (doc.status === "executing") task.doc.progress = doc.progress;
       }
       scheduleRender();
@@ -254,11 +254,30 @@
   function queueCell(task) {
     if (!task.queue) return "";
     const parts = [`#${task.queue.position}`];
+    if (task.queue.stage === "downloading") parts.push("inputs downloading");
     if (task.queue.eta) {
       const eta = new Date(task.queue.eta);
       parts.push(`ETA ${eta.toLocaleTimeString()} (in ${seconds(Date.now(), eta)})`);
     }
     return parts.join(" · ");
+  }
+
+  // Queued and executing tasks can be cancelled: the answer is the task's status after it,
+  // which the feed brings too.
+  function cancelButton(key) {
+    const button = el("button", { type: "button", className: "cancel",
+      title: "Cancel this task" }, "Cancel");
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      try {
+        const [doc] = await api("POST", "/v2/cancel", { tasks: [key] });
+        if (doc && doc.key === key) update(doc, true);
+      } catch (error) {
+        button.disabled = false;
+        button.title = `Cancel failed: ${error.message}`;
+      }
+    });
+    return button;
   }
 
   function buildRow(key, task) {
@@ -273,7 +292,8 @@
     const tr = el("tr", { className: `task status-row-${doc.status}` },
       el("td", { className: "key", title: key }, key),
       el("td", { className: "name" }, task.name),
-      el("td", { className: `status status-${doc.status}` }, doc.status),
+      el("td", { className: `status status-${doc.status}` }, doc.status,
+        doc.status === "queued" || doc.status === "executing" ? cancelButton(key) : null),
       progress,
       el("td", { className: "queue" }, queueCell(task)),
       el("td", { className: "duration" }, durationCell(doc)),
