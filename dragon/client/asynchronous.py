@@ -35,8 +35,8 @@ class AsyncClient:
         retries: int = 5,
         timeout: float = wire.DEFAULT_TIMEOUT,
     ) -> None:
-        # Reading the config file once, here, is the only file access a client makes
-        # outside downloads: a few hundred bytes, before any request.
+        # The config file (a few hundred bytes) is read here, once, with blocking I/O: the
+        # constructor cannot await, and it runs before the client serves any request.
         found = config.resolve(url, secret, look_for_secret=api_key is None)
         self.url = found.url
         self.retries = retries

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Container
 from pathlib import Path
@@ -463,8 +464,6 @@ def cmd_create_file(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_login(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Check a server and secret, then keep them in the config file for the SDK and the
     commands. Nothing is written when the server refuses the secret."""
-    import os
-
     from dragon.client import Client
     from dragon.client.config import read_config, save_config
 
