@@ -17,6 +17,7 @@ from typing import Any
 
 GiB = 1024**3
 MiB = 1024**2
+MAX_PRESIGN_SECONDS = 7 * 86400  # the longest a signature version 4 URL may be valid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +197,20 @@ class Settings:
     webhook_first_delay_seconds: float = setting(10.0, "Delay before the first callback retry.")
     s3_bucket: str = setting("", "Store persistent/volatile files in this S3 bucket.")
     s3_endpoint_url: str = setting("", "S3-compatible endpoint (MinIO, moto, ...).")
-    s3_public_url: str = setting("", "Base URL (CDN) for S3 objects.")
+    s3_public_url: str = setting(
+        "", "Base URL (a CDN) of direct output URLs; setting it turns DRAGON_S3_DIRECT_URLS on."
+    )
+    s3_direct_urls: bool = setting(
+        False,
+        "Output URLs point straight into the bucket, which must then let anyone read them;"
+        " off: URLs on this server that redirect to a pre-signed GET, so the bucket may stay"
+        " private (docs/scaling.md).",
+    )
+    s3_presign_seconds: int = setting(
+        3600,
+        "How long the pre-signed GET an output URL redirects to stays valid (at most 604800);"
+        " a new one is signed at each request.",
+    )
     s3_region: str = setting("us-east-1", "S3 region.")
     youtube_api_url: str = setting(
         "https://www.googleapis.com",
@@ -247,6 +261,11 @@ class Settings:
             raise ValueError("DRAGON_TOOL_NICE must be between 0 and 19")
         if not self.tool_nice <= self.batch_nice <= 19:
             raise ValueError("DRAGON_BATCH_NICE must be between DRAGON_TOOL_NICE and 19")
+        if not 1 <= self.s3_presign_seconds <= MAX_PRESIGN_SECONDS:
+            raise ValueError(
+                f"DRAGON_S3_PRESIGN_SECONDS must be 1 to {MAX_PRESIGN_SECONDS} (7 days, the"
+                " longest S3 accepts)"
+            )
         if self.upload_chunk_bytes < 256 * 1024:
             raise ValueError("DRAGON_UPLOAD_CHUNK_BYTES must be at least 262144 (256 KiB)")
         for name in (

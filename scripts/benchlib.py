@@ -48,11 +48,13 @@ class BenchServer:
     """
 
     def __init__(self, env: dict | None = None, data_dir: Path | None = None) -> None:
+        """``env`` adds or overrides settings; a value of None removes one (the server's
+        default then applies, e.g. ``{"DRAGON_TOOL_NICE": None}``)."""
         self.dir = Path(data_dir or tempfile.mkdtemp(prefix="dragon-bench-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
+        env = {
             **os.environ,
             "DRAGON_DATA_DIR": str(self.dir),
             "DRAGON_PORT": str(self.port),
@@ -63,16 +65,21 @@ class BenchServer:
             "PYTHONPATH": str(ROOT),
             **(env or {}),
         }
+        self.env = {name: value for name, value in env.items() if value is not None}
+        self.secret = self.create_account("bench")["secret"]
+        self.start()
+
+    def create_account(self, name: str) -> dict:
+        """A new account (``dragon accounts create``): its credentials."""
         out = subprocess.run(
-            [sys.executable, "-m", "dragon", "accounts", "create", "bench"],
+            [sys.executable, "-m", "dragon", "accounts", "create", name],
             env=self.env,
             capture_output=True,
             text=True,
             check=True,
             cwd=ROOT,
         )
-        self.secret = json.loads(out.stdout)["secret"]
-        self.start()
+        return json.loads(out.stdout)
 
     def start(self) -> None:
         """Start ``dragon serve`` (again, after ``stop``) and wait until it answers."""

@@ -281,9 +281,14 @@ def file_path(key: str, name: str) -> str:
 
 def stored(response: httpx.Response, url: str) -> bool | None:
     """Does the ``/v2/file`` answer confirm that ``url`` is a file the task stored? None when
-    it is no answer (a refusal to retry, or an error to raise through ``Attempts``)."""
+    it is no answer (a refusal to retry, or an error to raise through ``Attempts``).
+
+    A file the task sent elsewhere (``Dragon-Output: sent``: a video platform's page, an
+    object of the account's own signed URL) is the task's output but no file to fetch
+    from the server; servers that do not send the header redirect to stored files only."""
     if response.status_code in REDIRECTS:
-        return str(response.headers.get("Location", "")) == url
+        location = str(response.headers.get("Location", ""))
+        return location == url and response.headers.get("Dragon-Output") != "sent"
     if response.status_code in (200, 404):
         return False
     return None

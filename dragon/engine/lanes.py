@@ -35,12 +35,22 @@ class Comeback:
 
 
 class FairQueue:
-    """Per account, tasks back from a download then new keys; accounts round-robin."""
+    """Per account, tasks back from a download then new keys; accounts take turns.
 
-    def __init__(self) -> None:
+    The ring holds the accounts in the order of their next turn. The first account in it
+    that may take a slot now is served and goes to the end; an account that may not (its
+    tasks are all downloading, or it is at a limit) keeps its place. An account whose
+    tasks are all downloading (``keep``) stays in the ring with nothing queued, so a task
+    coming back from its download is served at its account's turn, not after every
+    account that queued meanwhile.
+    """
+
+    def __init__(self, keep: Callable[[int], bool] = lambda account: False) -> None:
         self._items: dict[int, deque[str]] = {}
         self._back: dict[int, deque[Comeback]] = {}
         self._ring: deque[int] = deque()
+        self._members: set[int] = set()
+        self._keep = keep
         self.size = 0  # new keys waiting (not the comebacks)
 
     def put(self, account_id: int, key: str) -> None:
@@ -53,26 +63,33 @@ class FairQueue:
         self._back.setdefault(account_id, deque()).append(comeback)
 
     def _join(self, account_id: int) -> None:
-        if account_id not in self._items and account_id not in self._back:
+        if account_id not in self._members:
+            self._members.add(account_id)
             self._ring.append(account_id)
+
+    def _waiting(self, account_id: int) -> bool:
+        back = self._back.get(account_id)
+        while back and back[0].granted.done():  # its task was cancelled meanwhile
+            back.popleft()
+        if not back:
+            self._back.pop(account_id, None)
+        if not self._items.get(account_id):
+            self._items.pop(account_id, None)
+        return account_id in self._items or account_id in self._back
 
     def discard(self, key: str) -> bool:
         """Take a new key out of the queue (its task was cancelled); False if not there.
         Linear in the queue's length: a cancel is rare, a pick is not."""
-        for account_id, items in self._items.items():
+        for items in self._items.values():
             if key in items:
                 items.remove(key)
                 self.size -= 1
-                if not items:
-                    del self._items[account_id]
-                    if account_id not in self._back:
-                        self._ring.remove(account_id)
                 return True
         return False
 
     def accounts(self) -> list[int]:
-        """Accounts with waiting tasks, in the order they will be served."""
-        return list(self._ring)
+        """Accounts with tasks waiting for a slot, in the order of their turns."""
+        return [a for a in self._ring if self._items.get(a) or self._back.get(a)]
 
     def snapshot(self) -> tuple[list[int], dict[int, list[str]], dict[int, list[str]]]:
         """Copies of the ring, the new keys and the comebacks' keys (queue positions)."""
@@ -85,30 +102,33 @@ class FairQueue:
     def pop(
         self, allowed: Callable[[int, bool], bool] = lambda account, new: True
     ) -> tuple[int, str | Comeback] | None:
-        """The next ``(account, key or comeback)`` in round-robin order; ``allowed(account,
-        new)`` says whether the account may take a slot for a new key (``new``) or for a
-        comeback now."""
-        for _ in range(len(self._ring)):
-            account_id = self._ring.popleft()
-            back = self._back.get(account_id)
-            while back and back[0].granted.done():  # its task was cancelled meanwhile
-                back.popleft()
+        """The first ``(account, key or comeback)`` in turn order that ``allowed(account,
+        new)`` lets take a slot now (``new``: for a new key; else for a comeback)."""
+        for index, account_id in enumerate(self._ring):
+            if not self._waiting(account_id):
+                continue
             item: str | Comeback | None = None
+            back = self._back.get(account_id)
             if back:
                 if allowed(account_id, False):
                     item = back.popleft()
-            elif self._items.get(account_id) and allowed(account_id, True):
+            elif allowed(account_id, True):
                 item = self._items[account_id].popleft()
                 self.size -= 1
-            if not back:
-                self._back.pop(account_id, None)
-            if not self._items.get(account_id):
-                self._items.pop(account_id, None)
-            if account_id in self._items or account_id in self._back:
-                self._ring.append(account_id)
             if item is not None:
+                del self._ring[index]
+                self._ring.append(account_id)
+                self._prune()
                 return account_id, item
+        self._prune()
         return None
+
+    def _prune(self) -> None:
+        """Drop the accounts with nothing queued and nothing downloading from the ring."""
+        gone = [a for a in self._ring if not self._waiting(a) and not self._keep(a)]
+        for account_id in gone:
+            self._ring.remove(account_id)
+            self._members.discard(account_id)
 
 
 class Lane:
@@ -129,10 +149,11 @@ class Lane:
         # next task's inputs are in when a slot frees. None: no bound (light work, whose
         # downloads are its work).
         self.prefetch: int | None = self.capacity + 1 if prefetch else None
-        self.queue = FairQueue()
         self.busy = 0
         self.held: Counter[int] = Counter()  # slots held, per account
-        self.lent: Counter[int] = Counter()  # tasks that lent their slot out, per account
+        # Tasks that lent their slot out (downloading, or back and waiting), per account.
+        self.lent: Counter[int] = Counter()
+        self.queue = FairQueue(keep=lambda account: self.lent[account] > 0)
         # The account's slots held in every lane its limit covers, and that limit (0: none).
         self._running = running or (lambda account: self.held[account])
         self._limit = limit or (lambda account: 0)
@@ -163,6 +184,7 @@ class Lane:
             self._acquire(account_id)
             if isinstance(item, str):
                 return account_id, item
+            self.unlend(account_id)  # now, so the ring sees it at once
             item.granted.set_result(None)
         return None
 
@@ -175,6 +197,17 @@ class Lane:
         self.held[account_id] -= 1
         if self.held[account_id] <= 0:
             del self.held[account_id]
+
+    def lend(self, account_id: int) -> None:
+        """A running task of the account gives its slot back to download."""
+        self.release(account_id)
+        self.lent[account_id] += 1
+
+    def unlend(self, account_id: int) -> None:
+        """A task that lent its slot got it back, or ended (cancelled) without it."""
+        self.lent[account_id] -= 1
+        if self.lent[account_id] <= 0:
+            del self.lent[account_id]
 
     def come_back(self, account_id: int, key: str) -> asyncio.Future[None]:
         """Queue a task back from its download; the future resolves when it has its slot."""
@@ -215,8 +248,7 @@ class Slot:
     async def released(self) -> AsyncIterator[None]:
         self._lent += 1
         if self._lent == 1 and self.held:
-            self.lane.release(self.account_id)
-            self.lane.lent[self.account_id] += 1
+            self.lane.lend(self.account_id)
             self.held = False
             self._changed()
         cancelled = False
@@ -230,7 +262,7 @@ class Slot:
             self._lent -= 1
             if self._lent == 0 and not self.held:
                 if cancelled:
-                    self._unlend()
+                    self.lane.unlend(self.account_id)
                 else:
                     await self._reacquire()
 
@@ -241,22 +273,12 @@ class Slot:
             await asyncio.shield(granted)
         except asyncio.CancelledError:
             if granted.done():  # granted just as we were cancelled: keep it, the task ends
-                self._returned()
+                self.held = True
             else:
                 granted.cancel()
-                self._unlend()
+                self.lane.unlend(self.account_id)
             raise
-        self._returned()
-
-    def _returned(self) -> None:
-        self.held = True
-        self._unlend()
-
-    def _unlend(self) -> None:
-        lent = self.lane.lent
-        lent[self.account_id] -= 1
-        if lent[self.account_id] <= 0:
-            del lent[self.account_id]
+        self.held = True  # the lane counted it back when it granted the slot
 
     def give_back(self) -> None:
         """The task ended: free the slot if it holds one."""

@@ -52,9 +52,14 @@ class LaneState:
 def replay(
     state: LaneState, wanted: set[str], now: float, duration: Callable[[str], float]
 ) -> dict[str, tuple[int, float]]:
-    """``{key: (position, expected start)}`` for the ``wanted`` keys of the lane."""
+    """``{key: (position, expected start)}`` for the ``wanted`` keys of the lane.
+
+    A new key that gets its account's turn is taken to download at once (the builtin heavy
+    tasks fetch first): it gives the slot back and waits for its account's next turn, as
+    a task back from its download does. Positions count the starts of work.
+    """
     ring = deque(state.ring)
-    ring.extend(account for account in state.back if account not in state.ring)
+    ring.extend(account for account in state.back if account not in ring)
     items = {account: deque(keys) for account, keys in state.items.items() if keys}
     back = {account: deque(keys) for account, keys in state.back.items() if keys}
     lent = Counter({account: len(keys) for account, keys in back.items()})
@@ -64,13 +69,13 @@ def replay(
     held = Counter(account for account, _ in state.running)
     found: dict[str, tuple[int, float]] = {}
     position = 0
-    while ring and len(found) < len(wanted):
+    while (items or back) and len(found) < len(wanted):
         start = now
         if len(slots) >= state.capacity:
             start, _, freed = heapq.heappop(slots)
             held[freed] -= 1
         busy = len(slots)
-        waiting = set(ring)
+        waiting = {a for a in ring if items.get(a) or back.get(a)}
 
         def allowed(account: int, new: bool, busy: int = busy, waiting: set[int] = waiting) -> bool:
             if new and state.prefetch is not None and lent[account] >= state.prefetch:
@@ -82,11 +87,15 @@ def replay(
                 return True
             return held[account] < busy or not waiting - {account}
 
-        picked = _pop(ring, items, back, allowed) or _pop(ring, items, back, lambda a, n: True)
-        assert picked is not None
-        account, key, came_back = picked
-        if came_back:
-            lent[account] -= 1
+        while True:  # turns until one starts work in the free slot
+            picked = _pop(ring, items, back, allowed) or _pop(ring, items, back, _anyone)
+            assert picked is not None
+            account, key, came_back = picked
+            if came_back:
+                break
+            back.setdefault(account, deque()).append(key)  # it downloads, then waits
+            lent[account] += 1
+        lent[account] -= 1
         position += 1
         start = max(start, now)
         if key in wanted:
@@ -96,6 +105,10 @@ def replay(
     return found
 
 
+def _anyone(account: int, new: bool) -> bool:
+    return True
+
+
 def _pop(
     ring: deque[int],
     items: dict[int, deque[str]],
@@ -103,17 +116,19 @@ def _pop(
     allowed: Callable[[int, bool], bool],
 ) -> tuple[int, str, bool] | None:
     """``FairQueue.pop`` on the copy: ``(account, key, came back from a download)``."""
-    for _ in range(len(ring)):
-        account = ring.popleft()
+    for index, account in enumerate(ring):
         picked: tuple[int, str, bool] | None = None
         if back.get(account):
             if allowed(account, False):
                 picked = (account, back[account].popleft(), True)
         elif items.get(account) and allowed(account, True):
             picked = (account, items[account].popleft(), False)
-        if back.get(account) or items.get(account):
-            ring.append(account)
         if picked is not None:
+            del ring[index]
+            for queues in (items, back):
+                if account in queues and not queues[account]:
+                    del queues[account]
+            ring.append(account)
             return picked
     return None
 
@@ -223,4 +238,13 @@ class QueueEstimates:
             run = runs.get(key)
             return duration(run.task_name if run is not None and run.waiting else "")
 
-        return replay(state, wanted, now, key_duration)
+        # Tasks holding their slot whose work is about to begin go first, in their order.
+        starting = sorted(
+            (r for r in runs.values() if r.lane is lane and r.slot is not None and r.slot.held),
+            key=lambda r: r.started,
+        )
+        starting = [r for r in starting if r.waiting and r.task is not None]
+        found = {r.key: (i, now) for i, r in enumerate(starting, 1) if r.key in wanted}
+        later = replay(state, wanted - found.keys(), now, key_duration)
+        found.update({key: (p + len(starting), t) for key, (p, t) in later.items()})
+        return found

@@ -418,10 +418,11 @@ class Scheduler:
         if run is None or run.begun or run.task is None:
             return
         now = time.time()
-        self._begun(run)
-        run.started = now
         write = partial(self.db.begin_work, key, self.boot_id, now, documents.document)
         row = await self._persist(write)
+        # Only now: until the row says executing, the task is queued (and has a position).
+        self._begun(run)
+        run.started = now
         if row is not None:
             run.document = documents.document(row)
             self.bus.publish(key, run.document)

@@ -4,10 +4,14 @@
 in the query string (``task_name`` plus the task's parameters), so an ``<img src>`` can point
 at it; ``GET /v1/file/{filename}?task=KEY`` waits for an existing task. All three answer:
 
-* 302 to the output file named ``filename`` (any name will do for a task with one output):
-  only to a file the task stored (the files table knows it), never to a URL the result
-  merely holds, such as a scraped page's title;
-* 404 ``{"status": "error", "message": "'medium' is not a valid filename, choose one of: ..."}``;
+* 302 to the output file named ``filename`` (any name, or none at all, will do for a task
+  with one output): only to a file the task made (``dragon.engine.outputs``: one this
+  server stored, or one its store or the task sent elsewhere), never to a URL the result
+  merely holds, such as a scraped page's title. A stored file's URL is this server's
+  ``/storage/...`` (or the bucket's, with direct S3 URLs): what the result shows, so the
+  client's ``/v2/file`` check finds it;
+* 404 ``{"status": "error", "message": "'medium' is not a valid filename, choose one of: ..."}``,
+  also when a task with several outputs is asked for none;
 * 400 with the task's status document when the task ends in error.
 
 GET requests carry ``secret`` or ``api_key`` in the query string (an api key only works from a
@@ -18,7 +22,6 @@ answered from the first task while its output file exists (``dragon.engine.resul
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import orjson
@@ -38,8 +41,8 @@ from dragon.api.openapi import (
 )
 from dragon.api.request import json_body, parse_json
 from dragon.api.state import state
-from dragon.database.rows import FileRow
 from dragon.engine.auth import Account
+from dragon.engine.outputs import Output, Outputs, url_values
 from dragon.engine.result_cache import CacheKey, ResultCache, canonical
 from dragon.errors import Overloaded, RequestError
 from dragon.handlers.credentials import credentials_of
@@ -101,37 +104,15 @@ def _failed(doc: dict[str, Any]) -> web.Response:
     )
 
 
-def outputs(doc: dict[str, Any]) -> dict[str, str]:
-    """The result entries that look like file URLs: candidates only, since a task's result
-    also carries text from its sources (``html.scrape``'s ``page_title``) that may be a URL."""
-    result = doc.get("result")
-    if not isinstance(result, dict):
-        return {}
-    return {
-        name: value
-        for name, value in result.items()
-        if isinstance(value, str) and value.startswith(("http://", "https://"))
-    }
+def task_outputs(request: web.Request) -> Outputs:
+    """What tells a task's output files from the other URLs of its result."""
+    st = state(request)
+    return Outputs(st.db, st.stores, st.registry)
 
 
-async def stored_outputs(request: web.Request, key: str, doc: dict[str, Any]) -> dict[str, FileRow]:
-    """The task's output files: result entries whose URL is a file this task stored.
-
-    Only these are redirected to, so a URL the task copied from a page (its title, a link)
-    can never make ``create_file`` an open redirect chosen by the page's author.
-    """
-    candidates = outputs(doc)
-    db = state(request).db
-    rows = await asyncio.gather(*(db.file_for_output(key, name) for name in candidates))
-    return {
-        name: row
-        for (name, url), row in zip(candidates.items(), rows, strict=True)
-        if row is not None and row["url"] == url
-    }
-
-
-def choose(files: dict[str, FileRow], filename: str) -> FileRow | web.Response:
-    """The output file ``filename`` names, or the 404 that says which names exist."""
+def choose(files: dict[str, Output], filename: str) -> Output | web.Response:
+    """The output ``filename`` names (any name, or none, for a task with one output), or
+    the 404 that says which names exist."""
     if len(files) == 1:
         return next(iter(files.values()))
     if filename in files:
@@ -139,11 +120,21 @@ def choose(files: dict[str, FileRow], filename: str) -> FileRow | web.Response:
     if not files:
         return _message(404, "this task has no output file")
     names = ", ".join(repr(n) for n in files)
+    if not filename:
+        return _message(
+            404, f"this task has several output files: add one's name to the path: {names}"
+        )
     return _message(404, f"{filename[:100]!r} is not a valid filename, choose one of: {names}")
 
 
-def redirect(url: str) -> web.Response:
-    return web.Response(status=302, headers={"Location": url, **CORS_HEADERS})
+def redirect(output: Output) -> web.Response:
+    """302 to ``output``. ``Dragon-Output`` says whether this server keeps the file
+    (``stored``) or the task sent it elsewhere (``sent``: a platform's page, an object in
+    the account's own bucket), which ``dragon download`` has nothing to fetch from."""
+    kind = "sent" if output.file is None else "stored"
+    return web.Response(
+        status=302, headers={"Location": output.url, "Dragon-Output": kind, **CORS_HEADERS}
+    )
 
 
 async def _answer(request: web.Request, account: Account, key: str, filename: str) -> web.Response:
@@ -152,8 +143,8 @@ async def _answer(request: web.Request, account: Account, key: str, filename: st
         return _failed(doc)
     if doc["status"] != "success":  # the wait ended early: the server is shutting down
         raise Overloaded("the server is shutting down; retry in a few seconds")
-    chosen = choose(await stored_outputs(request, key, doc), filename)
-    return chosen if isinstance(chosen, web.Response) else redirect(chosen["url"])
+    chosen = choose(await task_outputs(request).of(account.id, key, doc), filename)
+    return chosen if isinstance(chosen, web.Response) else redirect(chosen)
 
 
 def _canonical_definition(request: web.Request, definition: dict[str, Any]) -> dict[str, Any]:
@@ -173,26 +164,30 @@ async def _from_cache(
     request: web.Request, account: Account, cache_key: CacheKey, filename: str
 ) -> web.Response | None:
     """The answer of the task that already served this definition, if its file still lives
-    (its row goes when the file is deleted, and an expired one is about to)."""
+    (its row goes when the file is deleted, and an expired one is about to; a file sent
+    elsewhere is taken to live)."""
     cache = request.app[RESULT_CACHE]
     key = cache.get(cache_key)
     if key is None:
         return None
     [doc] = await state(request).service.wait(account, [key], version_of(request))
     if doc["status"] == "success":
-        files = await stored_outputs(request, key, doc)
+        files = await task_outputs(request).of(account.id, key, doc)
         chosen = choose(files, filename)
         if isinstance(chosen, web.Response):
-            if files or not outputs(doc):  # the name is wrong, or it never had a file
+            if files or not url_values(doc):  # the name is wrong, or it never had a file
                 return chosen
-        elif chosen["expires_at"] is None or chosen["expires_at"] > time.time():
-            return redirect(chosen["url"])
+        elif chosen.lives():
+            return redirect(chosen)
     cache.forget(cache_key, key)
     return None
 
 
 # -- what the OpenAPI document says of these routes ------------------------------------------
-FILENAME = path_parameter("filename", "the output to redirect to; any name for a one-output task")
+FILENAME = path_parameter(
+    "filename",
+    "the output to redirect to; any name, or none (an empty segment), for a one-output task",
+)
 DEFINITION_IN_QUERY = {
     "name": "parameters",
     "in": "query",
@@ -221,7 +216,14 @@ DEFINITION_IN_BODY = {
 ANSWERS = {
     "302": {
         "description": "redirect to the chosen output file",
-        "headers": {"Location": {"schema": STRING}},
+        "headers": {
+            "Location": {"schema": STRING},
+            "Dragon-Output": {
+                "schema": {"type": "string", "enum": ["stored", "sent"]},
+                "description": "stored: a file of this server; sent: one the task or its"
+                " store sent elsewhere (a video platform, a signed URL)",
+            },
+        },
     },
     "400": {
         "description": "the task ended in error (its status), or a malformed request",

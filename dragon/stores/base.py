@@ -76,6 +76,14 @@ class BaseStore:
     async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
         raise NotImplementedError
 
+    def sent(self, name: str, url: str) -> bool:
+        """Is ``url`` what ``put`` answers for output ``name`` after sending the file
+        elsewhere (a signed URL, a video platform)? Files kept on the backend are known by
+        their records; this is how a file the store sent away is told from a URL the task
+        merely read from its sources, which is never redirected to (``/v1/create_file``).
+        A store that sends files away says so here; by default it sends none."""
+        return False
+
     async def put_tree(
         self,
         ctx: Producer,

@@ -1,9 +1,15 @@
 """The S3 backend: persistent and volatile files in an S3-compatible bucket (aiobotocore).
 
 Selected when ``DRAGON_S3_BUCKET`` is set; ``DRAGON_S3_ENDPOINT_URL`` points at MinIO,
-moto or another S3-compatible service, and ``DRAGON_S3_PUBLIC_URL`` at a CDN in front of
-the bucket. Credentials come from the usual AWS variables. Files are served by the bucket
-(or the CDN), not by dragon: the bucket's policy decides who may read them.
+moto or another S3-compatible service. Credentials come from the usual AWS variables.
+
+Output URLs (docs/scaling.md): by default an output's URL is on this server
+(``<public url>/storage/<location>``, as on local disk), which answers with a redirect to a
+pre-signed GET of the object made at that moment. New buckets are private, and a signed URL
+opens one object for a while whatever the bucket's policy; signing at each request keeps
+the output URL working long after any one signature has expired. With
+``DRAGON_S3_DIRECT_URLS`` (or a ``DRAGON_S3_PUBLIC_URL``, a CDN in front of the bucket) the
+URLs point straight into the bucket instead, whose policy then decides who may read them.
 
 Large files go up in parts; a failed upload is aborted so no partial object is left. A
 failure says what went wrong but not where (``S3Failed``): botocore's texts name the
@@ -58,12 +64,16 @@ class S3Backend(Backend):
         self.bucket = settings.s3_bucket
         self.endpoint = settings.s3_endpoint_url or None
         self.region = settings.s3_region
+        self.presign_seconds = settings.s3_presign_seconds
         if settings.s3_public_url:
-            self.base_url = settings.s3_public_url.rstrip("/")
+            self.bucket_url = settings.s3_public_url.rstrip("/")
         elif self.endpoint:
-            self.base_url = f"{self.endpoint.rstrip('/')}/{self.bucket}"
+            self.bucket_url = f"{self.endpoint.rstrip('/')}/{self.bucket}"
         else:
-            self.base_url = f"https://{self.bucket}.s3.{self.region}.amazonaws.com"
+            self.bucket_url = f"https://{self.bucket}.s3.{self.region}.amazonaws.com"
+        self.direct = settings.s3_direct_urls or bool(settings.s3_public_url)
+        # Where output URLs point: into the bucket, or at this server's redirects.
+        self.base_url = self.bucket_url if self.direct else f"{settings.base_url}/storage"
         self._stack = contextlib.AsyncExitStack()
         self._client: AioBaseClient  # once started
 
@@ -71,8 +81,14 @@ class S3Backend(Backend):
         session = get_session()
         # Bounded retries and timeouts: a failing bucket ends the task with storage_error
         # in seconds, not after botocore's default patience.
+        # Signature version 4 for pre-signed URLs too: botocore signs them with the legacy
+        # version 2 in some set-ups (us-east-1 with an endpoint URL), which S3 refuses for
+        # buckets made since June 2020.
         config = AioConfig(
-            retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+            signature_version="s3v4",
         )
         self._client = await self._stack.enter_async_context(
             session.create_client(
@@ -129,3 +145,24 @@ class S3Backend(Backend):
 
     def url(self, location: str) -> str:
         return f"{self.base_url}/{location}"
+
+    async def presigned(self, location: str, method: str = "GET") -> str:
+        """A URL that lets its bearer ``GET`` (or ``HEAD``) the object at ``location`` for
+        ``presign_seconds``. Made locally (an HMAC of the request with the credentials):
+        no call to S3."""
+        operation = "head_object" if method == "HEAD" else "get_object"
+        with _storage_errors():
+            url: str = await self._client.generate_presigned_url(
+                operation,
+                Params={"Bucket": self.bucket, "Key": location},
+                ExpiresIn=self.presign_seconds,
+            )
+        return url
+
+    async def read(self, location: str) -> bytes:
+        """The whole object at ``location`` (small ones only: it is held in memory)."""
+        with _storage_errors():
+            answer = await self._client.get_object(Bucket=self.bucket, Key=location)
+            async with answer["Body"] as body:
+                data: bytes = await body.read()
+        return data

@@ -34,10 +34,20 @@ class Store(BaseStore):
                 out.append(f"{label} {problem}")
         return out
 
-    async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
-        target = (self.options.get("urls") or {}).get(name)
+    def target(self, name: str) -> str | None:
+        """The signed URL output ``name`` goes to; None: it goes to persistent storage."""
+        urls = self.options.get("urls") or {}
+        target = urls.get(name) if isinstance(urls, dict) else None
         if target is None and name in MAIN_OUTPUTS:
             target = self.options.get("url")
+        return str(target) if target is not None else None
+
+    def sent(self, name: str, url: str) -> bool:
+        target = self.target(name)
+        return target is not None and url == _unsigned(target)
+
+    async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
+        target = self.target(name)
         if target is None:
             return await self.stores.for_task(None).put(ctx, name, path, content_type)
         fetcher = self.stores.fetcher
@@ -56,4 +66,9 @@ class Store(BaseStore):
                 errors.STORAGE_ERROR,
                 f"upload of {name} failed: the signed URL answered {status} {reason}",
             )
-        return str(target).split("?", 1)[0]
+        return _unsigned(target)
+
+
+def _unsigned(url: str) -> str:
+    """The object's URL without its query (the signature): what the result shows."""
+    return url.split("?", 1)[0]

@@ -43,6 +43,9 @@ class Store(BaseStore):
         )
         return loaded
 
+    def sent(self, name: str, url: str) -> bool:
+        return name in MAIN_OUTPUTS and url.startswith(youtube.WATCH_URL)
+
     async def put(self, ctx: Producer, name: str, path: Path, content_type: str) -> str:
         if name not in MAIN_OUTPUTS:  # video.create's preview and thumbnail
             return await self.stores.for_task(None).put(ctx, name, path, content_type)

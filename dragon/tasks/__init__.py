@@ -9,6 +9,10 @@ A task module declares, and nothing else is needed to add one:
     class Schema(TaskSchema): ...  # its parameters (dragon.tasks.schema)
     async def run(ctx: TaskContext) -> TaskResult  # from dragon.tasks.context
 
+and, for a task that sends its file to another service rather than to a store:
+
+    SENT_OUTPUTS = ("output",)     # result fields holding the URL of the file it sent
+
 The tasks come from three places, in this order (``dragon.runtime.plugins``): the modules of
 this package that declare ``TASK_NAME`` (the others, such as ``schema`` or ``reference``, are
 helpers and need no list of exceptions), the modules named in ``DRAGON_TASK_MODULES``, and
@@ -48,6 +52,10 @@ class TaskSpec:
     run: Callable[[TaskContext], Awaitable[TaskResult]]
     module: str
     interactive: bool = False  # a heavy task that ends in a blink: the interactive lane
+    # Result fields holding the URL of a file the task sent elsewhere (a video platform):
+    # outputs, though no store of this server holds them (``/v1/create_file`` redirects
+    # to them). Any other URL a result holds without a stored file is data, not an output.
+    sent_outputs: frozenset[str] = frozenset()
 
 
 def problems(module: ModuleType) -> list[str]:
@@ -63,8 +71,13 @@ def problems(module: ModuleType) -> list[str]:
         "Schema must be a marshmallow Schema class": isinstance(schema, type)
         and issubclass(schema, Schema),
         "run must be an async function": inspect.iscoroutinefunction(getattr(module, "run", None)),
+        "SENT_OUTPUTS must be a tuple of field names": _names(getattr(module, "SENT_OUTPUTS", ())),
     }
     return [problem for problem, ok in checks.items() if not ok]
+
+
+def _names(value: object) -> bool:
+    return isinstance(value, tuple) and all(isinstance(name, str) for name in value)
 
 
 def task_spec(module: ModuleType) -> TaskSpec:
@@ -79,6 +92,7 @@ def task_spec(module: ModuleType) -> TaskSpec:
         schema=module.Schema(),
         run=module.run,
         module=module.__name__,
+        sent_outputs=frozenset(getattr(module, "SENT_OUTPUTS", ())),
     )
 
 

@@ -24,6 +24,7 @@ from dragon.uploads import facebook
 
 TASK_NAME = "video.upload.fb"
 HEAVY = False
+SENT_OUTPUTS = ("output",)  # the video's page on the platform
 
 PRIVACY = ["AUTO", "EVERYONE", "ALL_FRIENDS", "FRIENDS_OF_FRIENDS", "SELF"]
 NONE = "-"

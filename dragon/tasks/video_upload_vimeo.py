@@ -23,6 +23,7 @@ from dragon.uploads import vimeo
 
 TASK_NAME = "video.upload.vimeo"
 HEAVY = False
+SENT_OUTPUTS = ("output",)  # the video's page on the platform
 
 OAUTH1 = ("consumer_key", "consumer_secret", "access_token_key", "access_token_secret")
 

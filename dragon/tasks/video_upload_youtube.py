@@ -22,6 +22,7 @@ from dragon.uploads import youtube
 
 TASK_NAME = "video.upload.youtube"
 HEAVY = False
+SENT_OUTPUTS = ("output",)  # the video's page on the platform
 
 
 class Schema(TaskSchema, youtube.Metadata):

@@ -61,10 +61,11 @@ def setup_routes(app: web.Application) -> None:
             r.add_get(path, tasks.status_stream)
             r.add_post(path, tasks.status_stream)
         r.add_post(f"/{v}/cancel", cancel.cancel)
-        for path in (f"/{v}/create_file", f"/{v}/create_file/{{filename}}"):
+        # ``{filename}`` may be empty: ``/v1/create_file/`` for a task with one output.
+        for path in (f"/{v}/create_file", f"/{v}/create_file/{{filename:[^/]*}}"):
             r.add_get(path, create_file.create_file)
             r.add_post(path, create_file.create_file)
-        for path in (f"/{v}/file", f"/{v}/file/{{filename}}"):
+        for path in (f"/{v}/file", f"/{v}/file/{{filename:[^/]*}}"):
             r.add_get(path, create_file.file)
     create_file.setup(app)
     r.add_get("/storage/{location:.+}", files.serve_file)
@@ -189,6 +190,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     if settings.s3_bucket:
         backend = S3Backend(settings)
         await backend.start()
+        if settings.database_url and not settings.public_url and not backend.direct:
+            log.warning(
+                "DRAGON_PUBLIC_URL is not set: output URLs name this node (%s) and stop"
+                " working when it is gone; give every node the balancer's address",
+                settings.base_url,
+            )
     else:
         backend = LocalBackend(settings.files_path, settings.base_url)
     st.stores = Stores(st.db, backend, settings, st.fetcher, settings.store_modules)

@@ -95,8 +95,13 @@ def test_create_on_one_node_then_block_stream_list_and_feed_on_the_other(make_se
     assert final["status"] == "success", final
     listing = a.request("GET", "/v2/storage/files/?recursive=true").json()
     assert any(final["key"] in f["name"] for f in listing["files"]), listing
-    bucket, _, location = final["result"]["output"].split("/", 3)[3].partition("/")
-    obj = backends.s3.client.get_object(Bucket=bucket, Key=location)
+    # The output URL is the running node's; any node answers for it (the files table is
+    # shared): each redirects to the object in the private bucket.
+    url = final["result"]["output"]
+    location = url.split("/storage/", 1)[1]
+    for node in (a, b):
+        assert node.get(f"{node.url}/storage/{location}").body == b"from a cluster"
+    obj = backends.s3.client.get_object(Bucket=a.env["DRAGON_S3_BUCKET"], Key=location)
     assert obj["Body"].read() == b"from a cluster"
     # The event feed on A has B's changes, in order.
     feed = [e for e in a.request("GET", "/v2/events").lines() if e["key"] == final["key"]]

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.support import media
+from tests.support.s3 import MotoS3
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -182,3 +183,82 @@ def test_a_deleted_file_is_made_again(server):
     status, headers, _ = fetch(url)
     assert status == 302 and headers["Location"] != first
     assert server.get(headers["Location"]).body == b"gone soon"
+
+
+def test_the_file_name_may_be_left_out_for_a_task_with_one_output(server, cat):
+    """As the v1 reference says: "can be omitted for tasks that output a single file"."""
+    query = urlencode({"task_name": "image.thumb", "url": cat, "width": "32"})
+    secret = {"Authorization": f"Secret {server.secret}"}
+    answers = [
+        fetch(f"{server.url}/v1/create_file?{query}&secret={server.secret}"),
+        fetch(f"{server.url}/v1/create_file/?{query}&secret={server.secret}"),
+        fetch(f"{server.url}/v2/create_file/?{query}", headers=secret),
+    ]
+    body = {"task": {"task_name": "image.thumb", "url": cat, "width": 32}}
+    for path in ("/v1/create_file", "/v1/create_file/", "/v2/create_file/"):
+        answers.append(fetch(f"{server.url}{path}", method="POST", body=body, headers=secret))
+    assert {status for status, _, _ in answers} == {302}
+    [location] = {headers["Location"] for _, headers, _ in answers}  # one task, cached
+    assert Image.open(io.BytesIO(server.get(location).body)).size == (32, 24)
+    [doc] = server.create([{"task_name": "test.file", "text": "one"}])
+    for path in ("/v1/file", "/v1/file/", "/v2/file/"):
+        status, headers, _ = fetch(f"{server.url}{path}?task={doc['key']}", headers=secret)
+        assert status == 302 and headers["Location"] == doc["result"]["output"], path
+        assert headers["Dragon-Output"] == "stored"
+
+
+def test_no_file_name_for_a_task_with_several_outputs_is_a_404_naming_them(server):
+    definition = {"task_name": "test.file", "text": "two", "names": ["small", "large"]}
+    secret = {"Authorization": f"Secret {server.secret}"}
+    expected = {
+        "status": "error",
+        "message": "this task has several output files: add one's name to the path:"
+        " 'small', 'large'",
+    }
+    for path in ("/v1/create_file", "/v1/create_file/"):
+        status, _, body = fetch(
+            f"{server.url}{path}", method="POST", body={"task": definition}, headers=secret
+        )
+        assert status == 404 and json.loads(body) == expected, path
+    query = urlencode({**definition, "secret": server.secret}, doseq=True)
+    status, _, body = fetch(f"{server.url}/v1/create_file/?{query}")
+    assert status == 404 and json.loads(body) == expected
+    # The name then picks one, from the same (cached) task.
+    status, headers, _ = fetch(f"{server.url}/v1/create_file/large?{query}")
+    assert status == 302 and server.get(headers["Location"]).body == b"two"
+
+
+@pytest.fixture(scope="module")
+def moto():
+    s3 = MotoS3()
+    yield s3
+    s3.close()
+
+
+def test_an_output_sent_to_a_signed_url_is_redirected_to(server, moto, cat):
+    """An output the task's store sent elsewhere (``s3_signed``: a PUT to the account's own
+    pre-signed URL) is one of its files: create_file redirects to the URL that store gave,
+    the object's URL without the signature."""
+    moto.client.create_bucket(Bucket="signed-outputs")
+    signed = moto.client.generate_presigned_url(
+        "put_object", Params={"Bucket": "signed-outputs", "Key": "thumbs/cat.jpg"}, ExpiresIn=600
+    )
+    definition = {
+        "task_name": "image.thumb",
+        "url": cat,
+        "width": 20,
+        "task_store": {"type": "s3_signed", "url": signed},
+    }
+    secret = {"Authorization": f"Secret {server.secret}"}
+    status, headers, body = fetch(
+        f"{server.url}/v1/create_file/", method="POST", body={"task": definition}, headers=secret
+    )
+    assert status == 302, body
+    assert headers["Location"] == f"{moto.url}/signed-outputs/thumbs/cat.jpg"
+    stored = moto.client.get_object(Bucket="signed-outputs", Key="thumbs/cat.jpg")
+    assert Image.open(io.BytesIO(stored["Body"].read())).size == (20, 15)
+    # The same definition again: answered from the first task, which sent nothing again.
+    again = fetch(
+        f"{server.url}/v1/create_file/", method="POST", body={"task": definition}, headers=secret
+    )
+    assert again[0] == 302 and again[1]["Location"] == headers["Location"]

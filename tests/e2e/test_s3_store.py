@@ -74,20 +74,23 @@ def test_outputs_go_to_the_bucket_and_deletes_remove_them(make_server, moto):
     )
     persistent, volatile = r.json()
     out = persistent["result"]["output"]
-    assert out.startswith(f"{url}/dragon-test/{persistent['key']}/dragon-test.file-")
-    location = out.split("/dragon-test/", 1)[1]
+    # The bucket has no policy (private): the URL is the server's, redirecting to S3.
+    assert out.startswith(f"{server.url}/storage/{persistent['key']}/dragon-test.file-")
+    location = server.storage_name(out)
+    assert server.get(out).body == b"in the bucket"
     obj = client.get_object(Bucket="dragon-test", Key=location)
     assert obj["Body"].read() == b"in the bucket"
     assert obj["ContentType"] == "text/plain"
     listing = server.request("GET", "/v2/storage/files/?recursive=true").json()
     assert [f["name"] for f in listing["files"]] == [location]
     assert listing["usage"] == len("in the bucket")
-    vloc = volatile["result"]["output"].split("/dragon-test/", 1)[1]
+    vloc = server.storage_name(volatile["result"]["output"])
     assert client.get_object(Bucket="dragon-test", Key=vloc)["Body"].read() == b"volatile"
     deleted = server.request("DELETE", f"/v2/storage/files/{location}").json()
     assert deleted["deleted"] == [location]
     with pytest.raises(client.exceptions.NoSuchKey):
         client.get_object(Bucket="dragon-test", Key=location)
+    assert server.get(out).status == 404
 
 
 def test_s3_failure_ends_storage_error_and_leaves_no_temp_files(make_server):

@@ -16,6 +16,8 @@ import subprocess
 
 import pytest
 
+from dragon.client import Client
+from tests.e2e.test_create_file import fetch
 from tests.support import media
 from tests.support.platforms import PlatformServer
 
@@ -412,3 +414,45 @@ def test_youtube_store_takes_the_export_of_video_create(server, fresh, origin):
         assert server.stores(result[name])
         assert server.get(result[name]).status == 200
     assert "warnings" not in result
+
+
+def test_create_file_redirects_to_the_video_on_the_platform(server, fresh, source):
+    """A video sent to a platform is the task's output, though no store here keeps it: the
+    ``youtube`` store's, or a ``video.upload.*`` task's. ``/v1/create_file`` and
+    ``/v1/file`` redirect to its page, as they did before only stored files were trusted."""
+    url, _ = source
+    store = {
+        "type": "youtube",
+        "access_token": TOKEN,
+        "developer_key": DEV_KEY,
+        "title": "By URL",
+    }
+    definition = {"task_name": "video.convert", "url": url, "width": 160, "task_store": store}
+    secret = {"Authorization": f"Secret {server.secret}"}
+    status, headers, body = fetch(
+        f"{server.url}/v1/create_file/", method="POST", body={"task": definition}, headers=secret
+    )
+    assert status == 302, body
+    assert headers["Location"] == f"https://www.youtube.com/watch?v={fresh.youtube.last.id}"
+    assert fresh.youtube.last.complete
+
+    for task, page in (
+        (youtube_task(url), "https://www.youtube.com/watch?v="),
+        (
+            {"task_name": "video.upload.vimeo", "url": url, "oauth2_token": TOKEN},
+            "https://vimeo.com/",
+        ),
+        (
+            {"task_name": "video.upload.fb", "url": url, "access_token": TOKEN},
+            "https://www.facebook.com/",
+        ),
+    ):
+        doc = server.run_task(task)
+        assert doc["status"] == "success", doc
+        assert doc["result"]["output"].startswith(page)
+        status, headers, _ = fetch(f"{server.url}/v1/file?task={doc['key']}", headers=secret)
+        assert status == 302 and headers["Location"] == doc["result"]["output"], task["task_name"]
+        assert headers["Dragon-Output"] == "sent"
+        # dragon download has nothing to fetch from the server: the video is on the platform.
+        with Client(server.url, server.secret) as client:
+            assert client.files(doc) == {}

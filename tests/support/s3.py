@@ -22,7 +22,8 @@ CREDENTIALS = {
 
 
 def public_read(bucket: str) -> dict:
-    """The bucket policy docs/scaling.md gives: anyone may read the objects."""
+    """The bucket policy docs/scaling.md gives for direct output URLs: anyone may read the
+    objects."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -63,12 +64,15 @@ class MotoS3:
             region_name="us-east-1",
         )
 
-    def bucket(self, name: str) -> dict:
-        """Create ``name``, readable by anyone as a bucket serving output files must be (the
-        output URLs point at the bucket); the environment a server needs to store files in
-        it."""
+    def bucket(self, name: str, public: bool = False) -> dict:
+        """Create ``name`` and return the environment a server needs to store files in it.
+
+        Private by default, as S3 makes new buckets (moto then refuses unsigned reads with
+        403): the output URLs are the server's, which redirect to signed ones. ``public``
+        gives it the policy that direct output URLs (``DRAGON_S3_DIRECT_URLS``) need."""
         self.client.create_bucket(Bucket=name)
-        self.client.put_bucket_policy(Bucket=name, Policy=json.dumps(public_read(name)))
+        if public:
+            self.client.put_bucket_policy(Bucket=name, Policy=json.dumps(public_read(name)))
         return {**CREDENTIALS, "DRAGON_S3_BUCKET": name, "DRAGON_S3_ENDPOINT_URL": self.url}
 
     def close(self) -> None:

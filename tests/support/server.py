@@ -152,19 +152,26 @@ class Server:
         """Create one task, wait for its end, and return its final status."""
         return self.create([task])[0]
 
-    def storage_name(self, url: str) -> str:
-        """The storage API's name of an output file, from its URL (served by this server,
-        or by the S3 bucket on the PostgreSQL backend)."""
+    def _direct_prefix(self) -> str | None:
+        """Where output URLs point when they go straight into a bucket, else None."""
         bucket = self.env.get("DRAGON_S3_BUCKET")
-        marker = f"/{bucket}/" if bucket and "/storage/" not in url else "/storage/"
-        return url.split(marker, 1)[1]
+        if not bucket:
+            return None
+        if public := self.env.get("DRAGON_S3_PUBLIC_URL"):
+            return public.rstrip("/") + "/"
+        if self.env.get("DRAGON_S3_DIRECT_URLS", "0") not in ("", "0"):
+            return f"{self.env['DRAGON_S3_ENDPOINT_URL']}/{bucket}/"
+        return None
+
+    def storage_name(self, url: str) -> str:
+        """The storage API's name of an output file, from its URL (this server's, which on
+        S3 redirects to the bucket, or the bucket's own with direct URLs)."""
+        direct = self._direct_prefix()
+        return url.removeprefix(direct) if direct else url.split("/storage/", 1)[1]
 
     def stores(self, url: str) -> bool:
-        """Whether ``url`` is one of this server's stored files (its storage, or its bucket)."""
-        bucket = self.env.get("DRAGON_S3_BUCKET")
-        if bucket:
-            return url.startswith(f"{self.env['DRAGON_S3_ENDPOINT_URL']}/{bucket}/")
-        return url.startswith(f"{self.url}/storage/")
+        """Whether ``url`` is one of this server's stored files."""
+        return url.startswith(self._direct_prefix() or f"{self.url}/storage/")
 
     def get(self, url: str) -> Response:
         """GET an absolute URL (an output file)."""

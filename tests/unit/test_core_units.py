@@ -230,6 +230,11 @@ def test_settings_from_env_and_overrides():
         Settings.load(env={"DRAGON_PORT": "eighty"})
     with pytest.raises(ValueError, match="SYNCHRONOUS"):
         Settings.load(env={"DRAGON_SQLITE_SYNCHRONOUS": "OFF"})
+    # A pre-signed URL lives 1 s to 7 days (S3's limit for signature version 4).
+    assert Settings.load(env={"DRAGON_S3_PRESIGN_SECONDS": "604800"}).s3_presign_seconds == 604800
+    for bad in ("0", "604801"):
+        with pytest.raises(ValueError, match="DRAGON_S3_PRESIGN_SECONDS"):
+            Settings.load(env={"DRAGON_S3_PRESIGN_SECONDS": bad})
 
 
 def test_status_mask_hides_secrets_and_signatures():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -11,18 +12,32 @@ from dragon.engine.queue_position import LaneState, replay
 
 
 def real_order(lane: Lane, running: dict[str, tuple[int, float]], duration: dict[str, float]):
-    """Run the real lane: the slot that ends first frees, the lane picks; returns the keys
-    in the order they start, with their start times."""
-    order = []
-    while lane.queue.size:
-        key, (account, end) = min(running.items(), key=lambda item: item[1][1])
-        del running[key]
-        lane.release(account)
-        while (picked := lane.take()) is not None:
-            account, started = picked
-            order.append((started, end))
-            running[started] = (account, end + duration[started])
-    return order
+    """Run the real lane: the slot that ends first frees, the lane picks. A new task takes
+    its slot, downloads at once (lends it) and comes back; it starts when the lane grants
+    its slot back. Returns the keys in the order they start, with their start times."""
+
+    async def scenario():
+        order = []
+        comebacks: dict[str, tuple[int, asyncio.Future]] = {}
+        while lane.queue.size or comebacks:
+            key, (account, end) = min(running.items(), key=lambda item: item[1][1])
+            del running[key]
+            lane.release(account)
+            while True:
+                picked = lane.take()
+                for waiting, (owner, granted) in list(comebacks.items()):
+                    if granted.done():  # granted in that take: its work starts now
+                        del comebacks[waiting]
+                        order.append((waiting, end))
+                        running[waiting] = (owner, end + duration[waiting])
+                if picked is None:
+                    break
+                owner, new = picked
+                lane.lend(owner)  # it downloads (instantly) and comes back
+                comebacks[new] = (owner, lane.come_back(owner, new))
+        return order
+
+    return asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -37,9 +52,9 @@ def test_replay_matches_the_lane(seed):
         lane.queue.put(account, key)
         duration[key] = rng.uniform(0.5, 5.0)
     running = {}
-    while (picked := lane.take()) is not None:  # the slots taken now
-        account, key = picked
-        running[key] = (account, rng.uniform(0.1, 3.0))
+    for n in range(capacity):  # the slots are taken by tasks that started before
+        running[f"before{n}"] = (rng.choice((1, 2, 3)), rng.uniform(0.1, 3.0))
+        lane._acquire(running[f"before{n}"][0])
     ring, items, back = lane.queue.snapshot()
     state = LaneState(capacity, lane.prefetch, ring, items, back, list(running.values()))
     wanted = {key for keys in items.values() for key in keys}
@@ -61,12 +76,12 @@ def test_the_last_free_slot_goes_to_the_other_account():
     assert found["b1"][1] == 0.0  # a slot is free now
 
 
-def test_a_task_back_from_a_download_waits_its_accounts_turn():
-    # Account 1 is next in the ring: its new task goes before account 2's task that came
-    # back from its download (which does not jump the lane, only its own account's line).
+def test_a_new_task_downloads_at_its_accounts_turn_and_starts_at_the_next():
+    # Account 1's turn comes first, but its task a1 still has to download: it lends the
+    # slot, and account 2's task, back from its download already, starts in it.
     state = LaneState(1, 2, [1, 2], {1: ["a1"]}, {2: ["b1"]}, [(2, 3.0)])
     found = replay(state, {"a1", "b1"}, 0.0, lambda key: 1.0)
-    assert found == {"a1": (1, 3.0), "b1": (2, 4.0)}
+    assert found == {"b1": (1, 3.0), "a1": (2, 4.0)}
 
 
 def test_an_accounts_comebacks_go_before_its_new_tasks():
@@ -75,15 +90,14 @@ def test_an_accounts_comebacks_go_before_its_new_tasks():
     assert found == {"a1": (1, 3.0), "a2": (2, 4.0)}
 
 
-def test_an_account_downloading_its_prefetch_waits_for_its_comebacks():
-    # Account 1 has two tasks downloading (its prefetch): its new task a3 waits until one
-    # of them has run, so account 2's task goes first.
+def test_accounts_take_turns_whether_their_tasks_are_back_or_new():
+    # Account 1 has two tasks back from their downloads and one new; account 2 one new.
     state = LaneState(1, 2, [1, 2], {1: ["a3"], 2: ["b1"]}, {1: ["a1", "a2"]}, [])
     found = replay(state, {"a1", "a2", "a3", "b1"}, 0.0, lambda key: 1.0)
     assert {key: position for key, (position, _) in found.items()} == {
-        "a1": 1,
-        "b1": 2,
-        "a2": 3,
+        "a1": 1,  # account 1's turn: a task that is back
+        "a2": 2,  # account 2's turn sends b1 to download; account 1's next: a2
+        "b1": 3,
         "a3": 4,
     }
 

@@ -91,3 +91,29 @@ async def test_a_plugin_store_is_listed_counted_and_subtracted(database, tmp_pat
     assert await database.usage(account) == 0
     assert await database.list_files(account) == []
     assert not path.exists()
+
+
+def test_a_store_that_sends_files_away_knows_the_urls_it_gave(tmp_path):
+    """What ``/v1/create_file`` trusts of a result URL no record holds (engine/outputs.py):
+    only the URL the task's own store answers for that output."""
+    stores = Stores(
+        SQLiteDatabase(tmp_path / "x.db"), LocalBackend(tmp_path, "http://x"), Settings.load(env={})
+    )
+    signed = stores.for_task(
+        {
+            "type": "s3_signed",
+            "url": "https://b.example/out.mp4?X-Amz-Signature=s",
+            "urls": {"thumbnail": "https://b.example/t.jpg?X-Amz-Signature=t"},
+        }
+    )
+    assert signed.sent("output", "https://b.example/out.mp4")
+    assert signed.sent("export", "https://b.example/out.mp4")  # video.create's main output
+    assert signed.sent("thumbnail", "https://b.example/t.jpg")
+    assert not signed.sent("preview", "https://b.example/out.mp4")  # went to persistent
+    assert not signed.sent("output", "https://elsewhere.example/out.mp4")
+    assert not signed.sent("output", "https://b.example/out.mp4?X-Amz-Signature=s")
+    youtube = stores.for_task({"type": "youtube", "access_token": "t", "developer_key": "k"})
+    assert youtube.sent("output", "https://www.youtube.com/watch?v=abc")
+    assert not youtube.sent("thumbnail", "https://www.youtube.com/watch?v=abc")
+    assert not youtube.sent("output", "https://www.youtube.com.example/watch?v=abc")
+    assert not stores.for_task(None).sent("output", "https://b.example/out.mp4")

@@ -78,6 +78,13 @@ def test_the_builtin_tasks():
     hello = registry["hello"]
     assert (hello.heavy, hello.module) == (False, "dragon.tasks.hello")
     assert registry["image.thumb"].heavy
+    # The tasks that send their file to a platform say where its URL is; no other does.
+    sending = {name: spec.sent_outputs for name, spec in registry.items() if spec.sent_outputs}
+    assert sending == {
+        "video.upload.youtube": {"output"},
+        "video.upload.vimeo": {"output"},
+        "video.upload.fb": {"output"},
+    }
 
 
 def test_modules_named_in_settings_come_after_the_builtin_ones(modules):
@@ -101,6 +108,13 @@ def test_a_named_module_that_is_not_a_task_says_what_it_lacks(modules):
         "not_a_task is not a task module: TASK_NAME must be a non-empty string; HEAVY must be"
         " True or False; Schema must be a marshmallow Schema class; run must be an async function"
     )
+
+
+def test_sent_outputs_must_be_field_names(modules):
+    source = TASK.format(name="sender") + 'SENT_OUTPUTS = "output"\n'
+    modules("sender", source)
+    with pytest.raises(NotATask, match="SENT_OUTPUTS must be a tuple of field names"):
+        load_tasks(("sender",))
 
 
 def test_an_installed_plugin_registers_its_tasks_through_entry_points(tmp_path, modules):
