@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from dragon import __version__
 from dragon.client.commands import add_commands
 from dragon.config import Settings
 from dragon.database import Misconfigured, check_cluster_storage, open_database
@@ -220,13 +221,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from dragon.doctor import doctor
+    from dragon.doctor import data_dir_source, doctor
 
-    return doctor(Settings.load(data_dir=args.data_dir))
+    return doctor(Settings.load(data_dir=args.data_dir), data_dir_source(args.data_dir))
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dragon", description="A self-hosted media tasks server.")
+    p.add_argument("--version", action="version", version=f"dragon {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve the tasks API")
     s.add_argument("--host", help="listen address (DRAGON_HOST, default 127.0.0.1)")
@@ -288,8 +290,10 @@ def parser() -> argparse.ArgumentParser:
     for sp in (c, u, asub.choices["list"], d, r):
         sp.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     a.set_defaults(func=cmd_accounts)
-    add_commands(sub)  # run, status, cancel, download: the client (dragon/client/commands.py)
-    doc = sub.add_parser("doctor", help="check tools, codecs, fonts, data folder, database, S3")
+    add_commands(sub)  # run, status, cancel, download...: the client (dragon/client/commands.py)
+    doc = sub.add_parser(
+        "doctor", help="check tools, codecs, fonts, data folder, database, S3 and the server"
+    )
     doc.add_argument("--data-dir", help="data folder (DRAGON_DATA_DIR, default ./var)")
     doc.set_defaults(func=cmd_doctor)
     return p

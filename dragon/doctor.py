@@ -1,10 +1,13 @@
 """``dragon doctor``: is this machine ready to serve? Each check prints one line, and a
-failed one adds how to fix it; the exit status is 1 if anything failed.
+failed one adds how to fix it; the exit status is 1 if anything failed. A ``note`` is worth
+knowing but fails nothing (no database yet, no server running).
 
 It checks what tasks need at run time rather than at start-up, where a missing piece
 would only show as failed tasks: ffmpeg and ffprobe with the encoders and filters dragon
 uses, ImageMagick, the fonts text is drawn with, the data folder, the database, and the
-S3 bucket when one is configured.
+S3 bucket when one is configured; then whether a server answers where the clients would
+look for one. It changes nothing: a database that does not exist is reported, not created
+(``dragon doctor`` run from the wrong folder must not leave an empty one there).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import httpx
+
+from dragon.client.config import ConfigError, read_config
 from dragon.config import Settings
 from dragon.runtime.tool_versions import imagemagick_binary, tool_versions
 
@@ -74,6 +80,7 @@ FONTS = (
     "DejaVuSerif-Bold.ttf",
 )
 LOW_DISK = 1024**3
+SERVER_TIMEOUT = 5.0
 
 
 @dataclasses.dataclass
@@ -82,6 +89,16 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    note: bool = False  # worth saying, not a problem: printed "note", fails nothing
+
+
+def data_dir_source(option: str | None) -> str:
+    """Where the data folder's path came from, for the lines that name it."""
+    if option:
+        return "--data-dir"
+    if os.environ.get("DRAGON_DATA_DIR"):
+        return "DRAGON_DATA_DIR"
+    return f"./var of the current folder, {Path.cwd()}: pass --data-dir or set DRAGON_DATA_DIR"
 
 
 def listed(argv: list[str]) -> set[str]:
@@ -159,7 +176,7 @@ def _fonts() -> Check:
     )
 
 
-def check_data(settings: Settings) -> list[Check]:
+def check_data(settings: Settings, source: str = "") -> list[Check]:
     path = settings.data_path
     folder = path if path.exists() else next((p for p in path.parents if p.exists()), Path("/"))
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -173,6 +190,10 @@ def check_data(settings: Settings) -> list[Check]:
         ]
     free = shutil.disk_usage(folder).free
     detail = f"{path} ({free / 1024**3:.1f} GiB free)"
+    if not path.exists():
+        detail += ", not created yet"
+    if source:
+        detail += f" (from {source})"
     if free < LOW_DISK:
         return [
             Check(
@@ -189,6 +210,18 @@ async def check_database(settings: Settings) -> list[Check]:
     from dragon.database import open_database
 
     where = "PostgreSQL" if settings.database_url else f"SQLite {settings.db_path}"
+    if not settings.database_url and not settings.db_path.exists():
+        # Opening it would create it: an empty database in whatever folder doctor ran from.
+        return [
+            Check(
+                "database",
+                True,
+                f"no database at {settings.db_path}: `dragon serve` creates it on first start"
+                " (a server that already ran keeps it in its own data folder: run doctor with"
+                " the same --data-dir or DRAGON_DATA_DIR)",
+                note=True,
+            )
+        ]
     try:
         database = await asyncio.to_thread(open_database, settings)
     except Exception as exc:
@@ -214,6 +247,52 @@ async def check_database(settings: Settings) -> list[Check]:
     finally:
         await asyncio.to_thread(database.close)
     return [Check("database", True, f"{where}, schema up to date, {len(accounts)} accounts")]
+
+
+def server_url(settings: Settings) -> tuple[str, str | None]:
+    """The server the clients would use, and where that was configured (None: nowhere, so
+    this machine's own address from the settings)."""
+    if os.environ.get("DRAGON_URL"):
+        return os.environ["DRAGON_URL"].rstrip("/"), "DRAGON_URL"
+    try:
+        saved = read_config().get("url")
+    except ConfigError:
+        saved = None
+    if saved:
+        return saved.rstrip("/"), "dragon login"
+    return settings.base_url, None
+
+
+async def check_server(settings: Settings) -> list[Check]:
+    """Does a dragon server answer ``/healthz`` where the clients would look for one?"""
+    url, source = server_url(settings)
+    named = f"{url} (from {source})" if source else url
+    try:
+        async with httpx.AsyncClient(timeout=SERVER_TIMEOUT) as client:
+            response = await client.get(url + "/healthz")
+    except httpx.HTTPError as exc:
+        reason = f"nothing answers at {named}: {type(exc).__name__}"
+        if source is None:  # no server was asked for: one not running is worth a note
+            return [Check("server", True, reason + "; `dragon serve` starts one", note=True)]
+        fix = "start the server, or correct DRAGON_URL (or run `dragon login --server URL`)"
+        return [Check("server", False, reason, fix)]
+    try:
+        health = response.json()
+    except ValueError:
+        health = None
+    if not isinstance(health, dict) or "problems" not in health:
+        detail = f"{named} answered HTTP {response.status_code}, not as a dragon server does"
+        return [Check("server", False, detail, "check the URL")]
+    if response.status_code != 200:
+        problems = "; ".join(str(p) for p in health.get("problems", [])) or "no reason given"
+        return [Check("server", False, f"{named} cannot take tasks: {problems}")]
+    return [
+        Check(
+            "server",
+            True,
+            f"{named}: {health.get('queued', '?')} queued, {health.get('executing', '?')} running",
+        )
+    ]
 
 
 async def check_s3(settings: Settings) -> list[Check]:
@@ -247,29 +326,36 @@ async def check_s3(settings: Settings) -> list[Check]:
     return [Check("S3", True, where)]
 
 
-async def run_checks(settings: Settings) -> list[Check]:
+async def run_checks(settings: Settings, source: str = "") -> list[Check]:
     checks = await asyncio.to_thread(check_tools)
-    checks += check_data(settings)
+    checks += check_data(settings, source)
     checks += await check_database(settings)
     checks += await check_s3(settings)
+    checks += await check_server(settings)
     return checks
 
 
 def report(checks: list[Check]) -> str:
     lines = []
     for check in checks:
-        lines.append(f"{'ok  ' if check.ok else 'FAIL'}  {check.name}: {check.detail}")
+        mark = "FAIL" if not check.ok else "note" if check.note else "ok  "
+        lines.append(f"{mark}  {check.name}: {check.detail}")
         if not check.ok and check.fix:
             lines.append(f"      fix: {check.fix}")
     failed = sum(not c.ok for c in checks)
-    lines.append(
+    notes = sum(c.ok and c.note for c in checks)
+    summary = (
         f"{failed} problem{'s' if failed != 1 else ''} found" if failed else "all checks passed"
     )
+    if notes:
+        summary += f" ({notes} note{'s' if notes != 1 else ''})"
+    lines.append(summary)
     return "\n".join(lines)
 
 
-def doctor(settings: Settings) -> int:
-    """Print the checks; 0 when all passed, 1 otherwise."""
-    checks = asyncio.run(run_checks(settings))
+def doctor(settings: Settings, source: str = "") -> int:
+    """Print the checks; 0 when all passed, 1 otherwise. ``source``: where the data folder's
+    path came from (``data_dir_source``)."""
+    checks = asyncio.run(run_checks(settings, source))
     print(report(checks))
     return 0 if all(c.ok for c in checks) else 1

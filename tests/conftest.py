@@ -56,6 +56,13 @@ class Backends:
             self.s3.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_user_client_config(tmp_path_factory):
+    """The client's config file (``dragon login``) of whoever runs the tests is never read:
+    the SDK and the commands the tests start look for one in an empty folder instead."""
+    os.environ["DRAGON_CONFIG"] = str(tmp_path_factory.mktemp("client-config") / "client.json")
+
+
 @pytest.fixture(scope="session")
 def backends():
     b = Backends()

@@ -8,8 +8,10 @@ dragon server, local or remote::
     with Client("http://127.0.0.1:8080", secret="...") as client:
         status = client.run({"task_name": "image.thumb", "url": "...", "width": 200})
 
-``docs/client.md`` shows it in use, and the ``dragon run|status|cancel|download`` commands built
-on it (``commands.py``).
+``Client()`` alone finds the server and secret as the commands do (``config.py``:
+``DRAGON_URL``/``DRAGON_SECRET``, then the file ``dragon login`` writes). ``docs/client.md``
+shows it in use, and the ``dragon run|status|cancel|download|events|storage|create-file|login``
+commands built on it (``commands.py``).
 """
 
 from dragon.client.asynchronous import AsyncClient

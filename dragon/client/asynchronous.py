@@ -12,12 +12,13 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator, Container, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from dragon.client import wire
+from dragon.client import config, wire
 from dragon.client.files import Destination
 
 
@@ -26,7 +27,7 @@ class AsyncClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         secret: str | None = None,
         api_key: str | None = None,
         referrer: str | None = None,
@@ -34,10 +35,13 @@ class AsyncClient:
         retries: int = 5,
         timeout: float = wire.DEFAULT_TIMEOUT,
     ) -> None:
-        self.url = url.rstrip("/")
+        # The config file (a few hundred bytes) is read here, once, with blocking I/O: the
+        # constructor cannot await, and it runs before the client serves any request.
+        found = config.resolve(url, secret, look_for_secret=api_key is None)
+        self.url = found.url
         self.retries = retries
         self._timeout = timeout
-        self._headers = wire.auth_headers(secret, api_key, referrer)
+        self._headers = wire.auth_headers(found.secret, api_key, referrer)
         self._http = httpx.AsyncClient(headers={"User-Agent": wire.USER_AGENT})
 
     async def __aenter__(self) -> AsyncClient:
@@ -87,6 +91,85 @@ class AsyncClient:
             raise wire.still_running(last, timeout) from None
         return last
 
+    async def events(
+        self, after: int | None = None, follow: bool = False
+    ) -> AsyncIterator[wire.Event]:
+        """See ``Client.events``."""
+        cursor = wire.EventCursor(after)
+        while True:
+            try:
+                async with self._open(
+                    "GET", "/v2/events", None, True, None, cursor.query(follow)
+                ) as response:
+                    async for line in response.aiter_lines():
+                        if line.strip():
+                            event: wire.Event = json.loads(line)
+                            cursor.accept(event)
+                            yield event
+                if not follow:
+                    return
+            except (httpx.TransportError, httpx.DecodingError, json.JSONDecodeError):
+                pass  # dropped: read again from the cursor
+            await asyncio.sleep(cursor.resume(self.retries))
+
+    async def create_file(self, task: wire.Task, filename: str = "") -> str:
+        """See ``Client.create_file``."""
+        body = {"task": task}
+        attempts = wire.Attempts(self.url, self.retries, safe=False)
+        while True:
+            try:
+                response = await self._http.post(
+                    self.url + wire.create_file_path(filename),
+                    json=body,
+                    headers=self._headers,
+                    timeout=wire.timeout(None),
+                )
+            except httpx.TransportError as exc:
+                await asyncio.sleep(attempts.after_error(exc))
+                continue
+            url = wire.location(response)
+            if url is not None:
+                return url
+            delay = attempts.after_response(response)
+            if delay is None:
+                raise wire.error_from(response)
+            await asyncio.sleep(delay)
+
+    async def list_files(self, path: str = "", recursive: bool = False) -> dict[str, Any]:
+        """See ``Client.list_files``."""
+        params = {"recursive": "true"} if recursive else None
+        listing: dict[str, Any] = await self._request(
+            "GET", wire.storage_path(path), params=params, safe=True
+        )
+        return listing
+
+    async def delete_files(
+        self,
+        path: str = "",
+        *,
+        urls: Iterable[str] | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        max_age: float | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """See ``Client.delete_files``."""
+        body = wire.delete_filters(urls, since, until, max_age, dry_run)
+        deleted: dict[str, Any] = await self._request(
+            "DELETE", wire.storage_path(path), body=body, safe=True
+        )
+        return deleted
+
+    async def expiration(self) -> int:
+        days: int = await self._request("GET", "/v2/storage/expiration", safe=True)
+        return days
+
+    async def set_expiration(self, days: int) -> int:
+        kept: int = await self._request(
+            "POST", "/v2/storage/expiration", body={"days": days}, safe=True
+        )
+        return kept
+
     @staticmethod
     def outputs(status: wire.Status) -> dict[str, str]:
         return wire.outputs(status)
@@ -109,6 +192,7 @@ class AsyncClient:
         progress: wire.Progress | None = None,
         *,
         avoid: Container[str] = (),
+        name: str | None = None,
     ) -> Path:
         """See ``Client.download``; file writes go through a thread."""
         attempts = wire.Attempts(url, self.retries, safe=True)
@@ -120,7 +204,7 @@ class AsyncClient:
                     if response.status_code != 200:
                         await response.aread()
                     else:
-                        dest = Destination(Path(to), url, response.headers, avoid)
+                        dest = Destination(Path(to), url, response.headers, avoid, name)
                         with dest.open() as f:
                             async for chunk in response.aiter_bytes():
                                 await asyncio.to_thread(f.write, chunk)
@@ -155,35 +239,60 @@ class AsyncClient:
     async def _call(
         self, path: str, body: dict[str, Any], *, safe: bool, wait: bool
     ) -> list[wire.Status]:
-        """POST ``body``, retried as ``wire.Attempts`` allows; the API answers a list of
-        status documents."""
+        statuses: list[wire.Status] = await self._request(
+            "POST", path, body=body, safe=safe, wait=wait
+        )
+        return statuses
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        safe: bool,
+        wait: bool = False,
+    ) -> Any:
+        """See ``Client._request``."""
         attempts = wire.Attempts(self.url, self.retries, safe)
         while True:
             try:
                 read = attempts.read_timeout(None if wait else self._timeout)
-                response = await self._http.post(
-                    self.url + path, json=body, headers=self._headers, timeout=wire.timeout(read)
+                response = await self._http.request(
+                    method,
+                    self.url + path,
+                    json=body,
+                    params=params,
+                    headers=self._headers,
+                    timeout=wire.timeout(read),
                 )
             except httpx.TransportError as exc:
                 await asyncio.sleep(attempts.after_error(exc))
                 continue
             delay = attempts.after_response(response)
             if delay is None:
-                statuses: list[wire.Status] = response.json()
-                return statuses
+                return response.json()
             await asyncio.sleep(delay or 0.0)
 
     @contextlib.asynccontextmanager
     async def _open(
-        self, path: str, body: dict[str, Any], safe: bool, deadline: float | None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        safe: bool,
+        deadline: float | None,
+        params: dict[str, str] | None = None,
     ) -> AsyncIterator[httpx.Response]:
         attempts = wire.Attempts(self.url, self.retries, safe, deadline)
         while True:
             try:
                 request = self._http.build_request(
-                    "POST",
+                    method,
                     self.url + path,
                     json=body,
+                    params=params,
                     headers=self._headers,
                     timeout=wire.timeout(attempts.read_timeout(None)),
                 )
@@ -211,7 +320,7 @@ class AsyncClient:
     ) -> AsyncIterator[wire.Status]:
         while True:
             try:
-                async with self._open(path, body, safe, deadline) as response:
+                async with self._open("POST", path, body, safe, deadline) as response:
                     first = True
                     async for line in response.aiter_lines():
                         if not line.strip():

@@ -1,30 +1,39 @@
-"""``dragon run``, ``status``, ``cancel`` and ``download``: the SDK on the command line.
+"""``dragon run|status|cancel|download|events|storage|create-file|login``: the SDK on the
+command line.
 
-Output is for scripts: stdout only ever gets JSON (one document per line), progress and
-messages go to stderr, as a live bar when stderr is a terminal and as plain lines otherwise
-(logs, CI). Exit codes: 0 success, 1 a task ended in error (or has nothing to download,
-or a key to cancel names no task of the account), 2 usage or HTTP errors (bad credentials,
-an unreachable server), 130 interrupted (Ctrl-C). The SDK (and httpx, rich) is imported
-when a command runs, so ``dragon serve`` does not pay for it.
+Output is for scripts: stdout only ever gets JSON (one document per line; indented for a
+reader when stdout is a terminal), progress and messages go to stderr, as a live bar when
+stderr is a terminal and as plain lines otherwise (logs, CI). Exit codes: 0 success, 1 a
+task ended in error (or has nothing to download, or a key to cancel names no task of the
+account), 2 usage or HTTP errors (bad credentials, an unreachable server), 130 interrupted
+(Ctrl-C). The SDK (and httpx, rich) is imported when a command runs, so ``dragon serve``
+does not pay for it.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from dragon.client.config import DEFAULT_URL, ConfigError, resolve
 
 if TYPE_CHECKING:
     from dragon.client.sync import Client
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-# Written by ``dragon serve`` (``make run``) in its data dir: see ``cli.default_account``.
-DEFAULT_ACCOUNT_FILE = "default-account.json"
+__all__ = ["DEFAULT_URL", "UsageError", "add_commands", "connection", "parse_field"]
+
 USAGE, TASK_FAILED, INTERRUPTED = 2, 1, 130
+EXIT_CODES = (
+    "exit status: 0 success, 1 a task ended in error (or has no file to save, or a key to "
+    "cancel names no task of the account), 2 a usage or HTTP error (bad credentials, an "
+    "unreachable server), 130 interrupted by Ctrl-C"
+)
 
 
 class UsageError(Exception):
@@ -39,7 +48,9 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_field(item: str) -> tuple[str, Any]:
-    """One HTTPie-style field: ``name=text`` is a string, ``name:=json`` raw JSON.
+    """One HTTPie-style field: ``name=text`` is a string, ``name:=json`` raw JSON,
+    ``name=@file`` the file's text and ``name:=@file.json`` the JSON the file holds
+    (``name=\\@text`` is the text ``@text``).
 
     The name ends at the first ``=`` (so values may hold ``=``, as URLs do).
     """
@@ -50,11 +61,32 @@ def parse_field(item: str) -> tuple[str, Any]:
         name, raw = item[: eq - 1], item[eq + 1 :]
         if not name:
             raise UsageError(f"{item!r} has no field name")
+        if raw.startswith("@"):
+            raw = read_file(name, raw[1:])
         try:
             return name, json.loads(raw, parse_constant=_reject_constant)
         except ValueError:
-            raise UsageError(f"{name}: {raw!r} is not valid JSON") from None
-    return item[:eq], item[eq + 1 :]
+            raise UsageError(f"{name}: {raw[:200]!r} is not valid JSON") from None
+    name, value = item[:eq], item[eq + 1 :]
+    if value.startswith("@"):
+        return name, read_file(name, value[1:])
+    if value.startswith("\\@"):
+        return name, value[1:]
+    return name, value
+
+
+def read_file(field: str, path: str) -> str:
+    """The text of the file a ``field=@path`` names (UTF-8)."""
+    if not path:
+        raise UsageError(
+            f"{field}: @ names no file (write {field}=\\@text for a text that starts with @)"
+        )
+    try:
+        return Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{field}: cannot read {path!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{field}: {path!r} is not UTF-8 text") from None
 
 
 def task_definition(task_name: str, items: list[str], store: str | None) -> dict[str, Any]:
@@ -77,26 +109,19 @@ def task_definition(task_name: str, items: list[str], store: str | None) -> dict
 
 
 def connection(server: str | None, secret: str | None) -> tuple[str, str]:
-    """Server URL and secret: options, then DRAGON_URL/DRAGON_SECRET; with neither, the
-    default account that ``make run`` keeps in its data dir, on the default local address.
-
-    That account is never used when a server was named: its secret would go to a server
-    it does not belong to.
-    """
-    url = server or os.environ.get("DRAGON_URL")
-    secret = secret or os.environ.get("DRAGON_SECRET")
-    if not url and not secret:
-        path = Path(os.environ.get("DRAGON_DATA_DIR", "var")) / DEFAULT_ACCOUNT_FILE
-        try:
-            secret = json.loads(path.read_text())["secret"]
-        except (OSError, ValueError, KeyError, TypeError):
-            secret = None
-    if not secret:
+    """Server URL and secret: the options, else as the SDK finds them (``dragon.client.config``:
+    DRAGON_URL/DRAGON_SECRET, the file ``dragon login`` wrote, the ``make run`` account)."""
+    try:
+        found = resolve(server, secret)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if not found.secret:
         raise UsageError(
-            "no credentials: pass --secret or set DRAGON_SECRET (with neither --server nor "
-            f"DRAGON_URL, the account `make run` keeps in ./var/{DEFAULT_ACCOUNT_FILE} is used)"
+            f"no credentials for {found.url}: pass --secret, set DRAGON_SECRET, or run "
+            "`dragon login` (next to `make run`, with no server named, its account in "
+            "./var/default-account.json is used)"
         )
-    return url or DEFAULT_URL, secret
+    return found.url, found.secret
 
 
 # -- progress on stderr ----------------------------------------------------------------------
@@ -193,15 +218,27 @@ class DownloadProgress:
             print(f"{self.label}: {path} ({path.stat().st_size} bytes)", file=self.err, flush=True)
 
 
-def error_message(doc: dict[str, Any]) -> str:
-    error = doc.get("error")
-    text = error if isinstance(error, str) else json.dumps(error)
-    code = doc.get("error_code")
-    return f"task {doc.get('key')} ended in error" + (f" ({code})" if code else "") + f": {text}"
-
-
 def emit(doc: Any, out: TextIO) -> None:
-    print(json.dumps(doc), file=out, flush=True)
+    """One JSON document on stdout: a line for a program, indented for a reader."""
+    if out.isatty():
+        print(json.dumps(doc, indent=2, ensure_ascii=False), file=out, flush=True)
+    else:
+        print(json.dumps(doc), file=out, flush=True)
+
+
+def ended(final: dict[str, Any], out: TextIO, err: TextIO) -> int:
+    """Print a task's final status, its warnings and its error; the exit status."""
+    from dragon.client.wire import task_error
+
+    emit(final, out)
+    result = final.get("result")
+    warnings = result.get("warnings") if isinstance(result, dict) else None
+    for warning in warnings if isinstance(warnings, list) else []:
+        print(f"dragon: warning: {printable(str(warning), 500)}", file=err)
+    if final.get("status") == "error":
+        print(f"dragon: {task_error(final)}", file=err)
+        return TASK_FAILED
+    return 0
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -214,24 +251,20 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     url, secret = connection(args.server, args.secret)
     with Client(url, secret) as client:
         if args.no_wait:
-            final = client.create([task])[0]
-        else:
-            progress = TaskProgress(err)
-            final = {}
-            try:
-                for doc in client.create_stream([task]):
-                    progress.update(doc)
-                    final = doc
-            except KeyboardInterrupt:
-                progress.close()  # before any question: the bar would draw over it
-                return interrupted(client, final, out, err)
-            finally:
-                progress.close()
-    emit(final, out)
-    if final.get("status") == "error":
-        print(f"dragon: {error_message(final)}", file=err)
-        return TASK_FAILED
-    return 0
+            emit(client.create([task])[0], out)
+            return 0
+        progress = TaskProgress(err)
+        final: dict[str, Any] = {}
+        try:
+            for doc in client.create_stream([task]):
+                progress.update(doc)
+                final = doc
+        except KeyboardInterrupt:
+            progress.close()  # before any question: the bar would draw over it
+            return interrupted(client, final, out, err)
+        finally:
+            progress.close()
+    return ended(final, out, err)
 
 
 def interrupted(client: Client, final: dict[str, Any], out: TextIO, err: TextIO) -> int:
@@ -305,37 +338,158 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+class Taken(Container[str]):
+    """File names a download must not write to: saved before by it, or already in the
+    folder (another task's ``output.jpg``). A taken name gets a number: ``output-2.jpg``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.saved: set[str] = set()
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        return name in self.saved or (self.folder / name).exists()
+
+
 def cmd_download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from dragon.client import Client
+    from dragon.client.wire import task_error
 
     url, secret = connection(args.server, args.secret)
     with Client(url, secret) as client:
         status = client.status([args.key], block=True)[0]
         if status.get("status") == "error":
-            print(f"dragon: {error_message(status)}", file=err)
+            print(f"dragon: {task_error(status)}", file=err)
             return TASK_FAILED
         outputs = client.files(status)
         if not outputs:
             print(f"dragon: task {args.key} has no output files", file=err)
             return TASK_FAILED
-        saved: set[str] = set()
+        taken = Taken(Path(args.to))
         failed = 0
         for name, file_url in outputs.items():
-            progress = DownloadProgress(err, printable(name))
-            path = None
-            try:
-                path = client.download(file_url, args.to, progress=progress, avoid=saved)
-            except (ValueError, OSError) as exc:  # a name the file system cannot take
-                print(f"dragon: could not save {printable(name)}: {exc}", file=err)
+            path = save(client, name, file_url, args.to, taken, err)
+            if path is None:
                 failed += 1
                 continue
-            finally:
-                progress.close(path)
-            saved.add(path.name)
             emit(
                 {"name": name, "url": file_url, "path": str(path), "size": path.stat().st_size}, out
             )
     return TASK_FAILED if failed else 0
+
+
+def save(client: Client, name: str, url: str, to: str, taken: Taken, err: TextIO) -> Path | None:
+    """Save the output ``name`` as ``NAME.ext`` in ``to``, with its progress on stderr;
+    None (and a message) when the file system cannot take it."""
+    progress = DownloadProgress(err, printable(name))
+    path = None
+    try:
+        path = client.download(url, to, progress=progress, avoid=taken, name=name)
+    except (ValueError, OSError) as exc:  # a name the file system cannot take
+        print(f"dragon: could not save {printable(name)}: {exc}", file=err)
+        return None
+    finally:
+        progress.close(path)
+    assert isinstance(path, Path)
+    taken.saved.add(path.name)
+    return path
+
+
+def cmd_events(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dragon.client import Client
+
+    url, secret = connection(args.server, args.secret)
+    with Client(url, secret) as client:
+        for event in client.events(after=args.after, follow=args.follow):
+            emit(event, out)
+    return 0
+
+
+def cmd_storage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dragon.client import Client
+
+    url, secret = connection(args.server, args.secret)
+    with Client(url, secret) as client:
+        if args.action == "list":
+            emit(client.list_files(args.path, recursive=args.recursive), out)
+        elif args.action == "delete":
+            filters = (args.url, args.since, args.until, args.max_age)
+            if not args.path and all(f is None for f in filters) and not args.all:
+                raise UsageError(
+                    "this deletes every persistent file of the account: add --all (or "
+                    "--dry-run to see them), or choose a folder, URLs, dates or an age"
+                )
+            deleted = client.delete_files(
+                args.path,
+                urls=args.url,
+                since=args.since,
+                until=args.until,
+                max_age=args.max_age,
+                dry_run=args.dry_run,
+            )
+            emit(deleted, out)
+        elif args.days is None:
+            emit(client.expiration(), out)
+        else:
+            emit(client.set_expiration(args.days), out)
+    return 0
+
+
+def cmd_create_file(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dragon.client import Client, DragonError
+
+    task = task_definition(args.task_name, args.fields, args.store)
+    url, secret = connection(args.server, args.secret)
+    with Client(url, secret) as client:
+        try:
+            file_url = client.create_file(task, args.name or "")
+        except DragonError as exc:
+            if exc.document is not None:  # the task ended in error
+                return ended(exc.document, out, err)
+            if exc.status == 404:  # no output of that name: the message lists them
+                print(f"dragon: {exc}", file=err)
+                return TASK_FAILED
+            raise
+        if args.to is None:
+            emit({"url": file_url}, out)
+            return 0
+        path = save(client, args.name or "output", file_url, args.to, Taken(Path(args.to)), err)
+        if path is None:
+            return TASK_FAILED
+        emit({"url": file_url, "path": str(path), "size": path.stat().st_size}, out)
+    return 0
+
+
+def cmd_login(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Check a server and secret, then keep them in the config file for the SDK and the
+    commands. Nothing is written when the server refuses the secret."""
+    from dragon.client import Client
+    from dragon.client.config import read_config, save_config
+
+    try:
+        saved = read_config()
+    except ConfigError:
+        saved = {}  # about to be replaced
+    url = (args.server or os.environ.get("DRAGON_URL") or saved.get("url") or DEFAULT_URL).rstrip(
+        "/"
+    )
+    secret = args.secret or os.environ.get("DRAGON_SECRET") or ask_secret(url, err)
+    if not secret:
+        raise UsageError("no secret given")
+    with Client(url, secret) as client:
+        client.expiration()  # any answer but a refusal proves the secret
+    path = save_config(url, secret)
+    print(f"dragon: the secret works on {url}; saved in {path}", file=err)
+    emit({"url": url, "config": str(path)}, out)
+    return 0
+
+
+def ask_secret(url: str, err: TextIO) -> str:
+    """The secret, typed without echo on a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        return getpass.getpass(f"secret for {url}: ", stream=err).strip()
+    return sys.stdin.readline().strip()
 
 
 def printable(text: str, most: int = 100) -> str:
@@ -356,7 +510,7 @@ def _main(command: Command) -> Callable[[argparse.Namespace], int]:
 
         try:
             return command(args, sys.stdout, sys.stderr)
-        except UsageError as exc:
+        except (UsageError, ConfigError) as exc:
             print(f"dragon {args.command}: error: {exc}", file=sys.stderr)
             return USAGE
         except DragonError as exc:
@@ -369,36 +523,74 @@ def _main(command: Command) -> Callable[[argparse.Namespace], int]:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``run``, ``status``, ``cancel`` and ``download`` on the ``dragon`` parser."""
+    """Register the client commands on the ``dragon`` parser."""
     server = argparse.ArgumentParser(add_help=False)
-    server.add_argument("--server", help=f"server URL (DRAGON_URL, default {DEFAULT_URL})")
-    server.add_argument("--secret", help="account secret (DRAGON_SECRET)")
+    server.add_argument(
+        "--server", help=f"server URL (DRAGON_URL, `dragon login`'s, default {DEFAULT_URL})"
+    )
+    server.add_argument("--secret", help="account secret (DRAGON_SECRET, `dragon login`'s)")
+    _add_run(sub, server)
+    _add_status(sub, server)
+    _add_cancel(sub, server)
+    _add_download(sub, server)
+    _add_events(sub, server)
+    _add_storage(sub, server)
+    _add_create_file(sub, server)
+    login = sub.add_parser(
+        "login",
+        help="check a server and secret and keep them for the SDK and the commands",
+        description="Check that the server takes the secret, then write both to the "
+        "config file (DRAGON_CONFIG, or client.json in the user's config folder) that "
+        "Client() and these commands read when DRAGON_URL and DRAGON_SECRET are not set. "
+        "The secret is asked for when neither --secret nor DRAGON_SECRET gives it.",
+        epilog=EXIT_CODES,
+    )
+    login.add_argument("--server", help=f"server URL (DRAGON_URL, default {DEFAULT_URL})")
+    login.add_argument("--secret", help="account secret (DRAGON_SECRET; asked for without)")
+    login.set_defaults(func=_main(cmd_login))
 
+
+FIELDS_HELP = (
+    "task parameters, as HTTPie writes them: name=text for strings, name:=json for numbers, "
+    "booleans, lists and objects (width:=200 loop:=true images:='[\"https://...\"]'), "
+    "name=@file for a file's text (definition=@movie.xml), name:=@file.json for the JSON "
+    "in a file"
+)
+
+
+def _fields(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task_name", help="e.g. image.thumb")
+    parser.add_argument(
+        "fields", nargs="*", metavar="field=value|field:=json|field=@file", help=FIELDS_HELP
+    )
+    parser.add_argument("--store", metavar="JSON", help='task_store, e.g. \'{"type": "volatile"}\'')
+
+
+def _add_run(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
     r = sub.add_parser(
         "run",
         parents=[server],
         help="run a task and print its final status",
         description="Create a task, show its progress on stderr, print its final status "
-        "as one JSON line. Exit 0 on success, 1 when the task ends in error, 2 on usage "
-        "or HTTP errors.",
+        "(one JSON line, indented on a terminal) and its warnings (on stderr).",
+        epilog=EXIT_CODES,
     )
-    r.add_argument("task_name", help="e.g. image.thumb")
-    r.add_argument(
-        "fields",
-        nargs="*",
-        metavar="field=value|field:=json",
-        help="task parameters: name=text for strings, name:=json for numbers, booleans, "
-        "lists and objects (width:=200 loop:=true images:='[\"https://...\"]')",
-    )
-    r.add_argument("--store", metavar="JSON", help='task_store, e.g. \'{"type": "volatile"}\'')
+    _fields(r)
     r.add_argument("--no-wait", action="store_true", help="print the created status at once")
     r.set_defaults(func=_main(cmd_run))
 
+
+def _add_status(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
     s = sub.add_parser(
         "status",
         parents=[server],
         help="print task statuses (NDJSON)",
         description="Print the status of each task as one JSON line.",
+        epilog=EXIT_CODES,
     )
     s.add_argument("keys", nargs="+", metavar="KEY")
     s.add_argument(
@@ -414,6 +606,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     s.set_defaults(func=_main(cmd_status))
 
+
+def _add_cancel(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
     c = sub.add_parser(
         "cancel",
         parents=[server],
@@ -422,17 +618,87 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "Prints each task's status after the cancel as one JSON line (error, error_code "
         "cancelled; a task that had ended is printed as it is). Exit 0, or 1 when a key "
         "names no task of the account.",
+        epilog=EXIT_CODES,
     )
     c.add_argument("keys", nargs="+", metavar="KEY")
     c.set_defaults(func=_main(cmd_cancel))
 
+
+def _add_download(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
     d = sub.add_parser(
         "download",
         parents=[server],
         help="save a task's output files",
-        description="Wait for the task to end and save its output files; prints one JSON "
-        "line per file (name, url, path, size).",
+        description="Wait for the task to end and save each output file under the "
+        "output's name (export.mp4, preview.mp4; numbered, output-2.jpg, rather than "
+        "writing over a file); prints one JSON line per file (name, url, path, size).",
+        epilog=EXIT_CODES,
     )
     d.add_argument("key", metavar="KEY")
     d.add_argument("--to", default=".", metavar="DIR", help="folder (default: here)")
     d.set_defaults(func=_main(cmd_download))
+
+
+def _add_events(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    e = sub.add_parser(
+        "events",
+        parents=[server],
+        help="print the account's event feed (NDJSON)",
+        description="Print each recorded change of the account's tasks, oldest first: a "
+        "status document with its task_name and cursor.",
+        epilog=EXIT_CODES,
+    )
+    e.add_argument("--after", type=int, metavar="CURSOR", help="start after this cursor")
+    e.add_argument("--follow", action="store_true", help="go on with new events until interrupted")
+    e.set_defaults(func=_main(cmd_events))
+
+
+def _add_storage(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    st = sub.add_parser(
+        "storage",
+        help="list or delete persistent output files, read or set their expiration",
+        epilog=EXIT_CODES,
+    )
+    actions = st.add_subparsers(dest="action", required=True)
+    ls = actions.add_parser("list", parents=[server], help="the files and folders under PATH")
+    ls.add_argument("path", nargs="?", default="", metavar="PATH", help="a task key, or none")
+    ls.add_argument("--recursive", action="store_true", help="the files of every folder below")
+    rm = actions.add_parser(
+        "delete", parents=[server], help="delete files (the secret is needed, not an api key)"
+    )
+    rm.add_argument("path", nargs="?", default="", metavar="PATH", help="a task key, or a file")
+    rm.add_argument("--url", action="append", help="the URL of a file to delete (repeatable)")
+    rm.add_argument("--from", dest="since", metavar="DATE", help="stored at or after (ISO 8601)")
+    rm.add_argument("--to", dest="until", metavar="DATE", help="stored before (ISO 8601)")
+    rm.add_argument("--max-age", type=float, metavar="DAYS", help="stored more than DAYS ago")
+    rm.add_argument("--dry-run", action="store_true", help="say what would be deleted")
+    rm.add_argument("--all", action="store_true", help="with no other choice: every file")
+    ex = actions.add_parser(
+        "expiration", parents=[server], help="days files are kept; with DAYS, set it"
+    )
+    ex.add_argument("days", nargs="?", type=int, metavar="DAYS", help="0: forever")
+    st.set_defaults(func=_main(cmd_storage))
+
+
+def _add_create_file(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    c = sub.add_parser(
+        "create-file",
+        parents=[server],
+        help="run a task and print the URL of its output file",
+        description="Run a task as /v2/create_file does (the same definition asked again "
+        'is answered from the first task while its file lives); print {"url": ...}, or '
+        "save the file with --to.",
+        epilog=EXIT_CODES,
+    )
+    _fields(c)
+    c.add_argument("--name", metavar="OUTPUT", help="which output (for tasks with several)")
+    c.add_argument("--to", metavar="DIR", help="also save the file in DIR")
+    c.set_defaults(func=_main(cmd_create_file))

@@ -1,4 +1,5 @@
-"""Where a downloaded output file goes: its name from the URL, written whole or not at all."""
+"""Where a downloaded output file goes: named after its output (``export.mp4``) or its URL,
+written whole or not at all."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ MAX_NAME_BYTES = 200
 def file_name(url: str) -> str:
     """The last segment of the URL's path, as ``curl -O`` names files; never a path, never
     a control character, and short enough for any file system."""
-    name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    return safe_name(unquote(urlsplit(url).path.rsplit("/", 1)[-1]), url)
+
+
+def safe_name(name: str, origin: str) -> str:
+    """``name`` as a file name: never a path, never a control character, and short enough
+    for any file system. ``origin``: what it came from, for the error of an empty one."""
     name = "".join("_" if c in "/\\" or not c.isprintable() else c for c in name)
     if len(name.encode()) > MAX_NAME_BYTES:  # cut the stem, keep a short extension
         stem, dot, extension = name.rpartition(".")
@@ -25,8 +31,14 @@ def file_name(url: str) -> str:
         cut = MAX_NAME_BYTES - len(suffix.encode())
         name = name[: len(name) - len(suffix)].encode()[:cut].decode(errors="ignore") + suffix
     if name.strip(". ") == "":
-        raise ValueError(f"no file name in {url[:200]!r}")
+        raise ValueError(f"no file name in {origin[:200]!r}")
     return name
+
+
+def extension(name: str) -> str:
+    """``.mp4`` of ``clip.mp4``; empty for a name without one (or with a long tail)."""
+    stem, dot, tail = name.rpartition(".")
+    return dot + tail if stem and 0 < len(tail) <= 8 and tail.isalnum() else ""
 
 
 def numbered(name: str, avoid: Container[str]) -> str:
@@ -47,9 +59,20 @@ class Destination:
     already taken by the same download, so two outputs never write over each other."""
 
     def __init__(
-        self, folder: Path, url: str, headers: Mapping[str, str], avoid: Container[str] = ()
+        self,
+        folder: Path,
+        url: str,
+        headers: Mapping[str, str],
+        avoid: Container[str] = (),
+        stem: str | None = None,
     ) -> None:
-        name = file_name(url)
+        """``stem``: the name to give the file (an output's name) before its extension,
+        which then comes from the URL's last segment when it has one."""
+        if stem is None:
+            name = file_name(url)
+        else:
+            last = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+            name = safe_name(stem, stem) + extension(last)
         content_type = headers.get("Content-Type", "").split(";")[0].strip()
         known = mimetypes.guess_all_extensions(content_type) if content_type else []
         if known and not name.lower().endswith(tuple(known)):

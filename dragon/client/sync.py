@@ -11,26 +11,30 @@ import json
 import os
 import time
 from collections.abc import Container, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from dragon.client import wire
+from dragon.client import config, wire
 from dragon.client.files import Destination
 
 
 class Client:
     """A connection pool to one dragon server with one set of credentials.
 
-    ``secret`` (server to server) or ``api_key`` with the ``referrer`` the account allows.
+    ``url`` and ``secret`` default as the commands' do (``dragon.client.config``):
+    ``DRAGON_URL`` and ``DRAGON_SECRET``, then the file ``dragon login`` writes, then the
+    local ``make run`` server and account. Or an ``api_key`` with the ``referrer`` the account
+    allows instead of a secret.
     ``retries``: how many more tries a refused (429, 503) or unreachable request gets.
     ``timeout``: seconds a plain request may take; blocking requests and streams have none.
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         secret: str | None = None,
         api_key: str | None = None,
         referrer: str | None = None,
@@ -38,10 +42,11 @@ class Client:
         retries: int = 5,
         timeout: float = wire.DEFAULT_TIMEOUT,
     ) -> None:
-        self.url = url.rstrip("/")
+        found = config.resolve(url, secret, look_for_secret=api_key is None)
+        self.url = found.url
         self.retries = retries
         self._timeout = timeout
-        self._headers = wire.auth_headers(secret, api_key, referrer)
+        self._headers = wire.auth_headers(found.secret, api_key, referrer)
         self._http = httpx.Client(headers={"User-Agent": wire.USER_AGENT})
 
     def __enter__(self) -> Client:
@@ -105,6 +110,98 @@ class Client:
             raise wire.still_running(last, timeout) from None
         return last
 
+    def events(self, after: int | None = None, follow: bool = False) -> Iterator[wire.Event]:
+        """The account's event feed: each recorded change of its tasks (a status document
+        with its ``task_name`` and ``cursor``), oldest first, from the cursor ``after``.
+
+        Without ``follow`` it ends at the latest event; with it, it waits for new ones for
+        as long as it is read. A dropped feed is read again from the last cursor.
+        """
+        cursor = wire.EventCursor(after)
+        while True:
+            try:
+                with self._open(
+                    "GET", "/v2/events", None, True, None, cursor.query(follow)
+                ) as response:
+                    for line in response.iter_lines():
+                        if line.strip():
+                            event: wire.Event = json.loads(line)
+                            cursor.accept(event)
+                            yield event
+                if not follow:
+                    return
+            except (httpx.TransportError, httpx.DecodingError, json.JSONDecodeError):
+                pass  # dropped: read again from the cursor
+            time.sleep(cursor.resume(self.retries))
+
+    def create_file(self, task: wire.Task, filename: str = "") -> str:
+        """Run one task and return the URL of its output file ``filename`` (any name for a
+        task with one output), as ``/v2/create_file`` does; the same definition asked again
+        is answered from the first task while its file lives.
+
+        A task that ends in error raises ``DragonError`` (400) with its status as
+        ``document``; a ``filename`` the task has no output of raises it with 404.
+        """
+        body = {"task": task}
+        attempts = wire.Attempts(self.url, self.retries, safe=False)
+        while True:
+            try:
+                response = self._http.post(
+                    self.url + wire.create_file_path(filename),
+                    json=body,
+                    headers=self._headers,
+                    timeout=wire.timeout(None),
+                )
+            except httpx.TransportError as exc:
+                time.sleep(attempts.after_error(exc))
+                continue
+            url = wire.location(response)
+            if url is not None:
+                return url
+            delay = attempts.after_response(response)
+            if delay is None:  # a 200 is no answer of create_file
+                raise wire.error_from(response)
+            time.sleep(delay)
+
+    def list_files(self, path: str = "", recursive: bool = False) -> dict[str, Any]:
+        """The account's persistent output files under ``path`` (a task key, or none for
+        the top): ``{"files": [...], "directories": [...], "usage": bytes}``."""
+        params = {"recursive": "true"} if recursive else None
+        listing: dict[str, Any] = self._request(
+            "GET", wire.storage_path(path), params=params, safe=True
+        )
+        return listing
+
+    def delete_files(
+        self,
+        path: str = "",
+        *,
+        urls: Iterable[str] | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        max_age: float | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Delete persistent output files: those of ``urls``, else those under ``path``
+        stored between ``since`` and ``until`` or more than ``max_age`` days ago (all of
+        them without a filter). ``{"deleted": [names], "freed": bytes, "usage": bytes}``;
+        ``dry_run`` says what would go. Needs the secret, not an api key."""
+        body = wire.delete_filters(urls, since, until, max_age, dry_run)
+        deleted: dict[str, Any] = self._request(
+            "DELETE", wire.storage_path(path), body=body, safe=True
+        )
+        return deleted
+
+    def expiration(self) -> int:
+        """Days the account's persistent files are kept (0: forever)."""
+        days: int = self._request("GET", "/v2/storage/expiration", safe=True)
+        return days
+
+    def set_expiration(self, days: int) -> int:
+        """Keep the account's persistent files ``days`` days (0: forever); needs the secret."""
+        kept: int = self._request("POST", "/v2/storage/expiration", body={"days": days}, safe=True)
+        return kept
+
     @staticmethod
     def outputs(status: wire.Status) -> dict[str, str]:
         """The URLs of a finished task's result: ``{name: url}``, unchecked (see ``files``)."""
@@ -131,11 +228,14 @@ class Client:
         progress: wire.Progress | None = None,
         *,
         avoid: Container[str] = (),
+        name: str | None = None,
     ) -> Path:
         """Save an output file into the folder ``to``; returns its path.
 
         Output URLs need no credentials, and none are sent: they may point to another host
         (S3, a CDN). ``progress(done_bytes, total_bytes_or_None)`` is called as it arrives.
+        ``name``: the file's name without extension (the output's name, ``export``), else
+        the URL's last segment; the extension comes from the URL or the content type.
         ``avoid``: file names not to write over (those saved before by the same download);
         the file then gets a numbered name.
         """
@@ -148,7 +248,7 @@ class Client:
                     if response.status_code != 200:
                         response.read()
                     else:
-                        dest = Destination(Path(to), url, response.headers, avoid)
+                        dest = Destination(Path(to), url, response.headers, avoid, name)
                         with dest.open() as f:
                             for chunk in response.iter_bytes():
                                 f.write(chunk)
@@ -183,36 +283,60 @@ class Client:
     def _call(
         self, path: str, body: dict[str, Any], *, safe: bool, wait: bool
     ) -> list[wire.Status]:
-        """POST ``body``, retried as ``wire.Attempts`` allows; the API answers a list of
-        status documents."""
+        """POST ``body`` to an API route that answers a list of status documents."""
+        statuses: list[wire.Status] = self._request("POST", path, body=body, safe=safe, wait=wait)
+        return statuses
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        safe: bool,
+        wait: bool = False,
+    ) -> Any:
+        """Send one request, retried as ``wire.Attempts`` allows; its 200 answer's JSON."""
         attempts = wire.Attempts(self.url, self.retries, safe)
         while True:
             try:
                 read = attempts.read_timeout(None if wait else self._timeout)
-                response = self._http.post(
-                    self.url + path, json=body, headers=self._headers, timeout=wire.timeout(read)
+                response = self._http.request(
+                    method,
+                    self.url + path,
+                    json=body,
+                    params=params,
+                    headers=self._headers,
+                    timeout=wire.timeout(read),
                 )
             except httpx.TransportError as exc:
                 time.sleep(attempts.after_error(exc))
                 continue
             delay = attempts.after_response(response)
             if delay is None:
-                statuses: list[wire.Status] = response.json()
-                return statuses
+                return response.json()
             time.sleep(delay or 0.0)
 
     @contextlib.contextmanager
     def _open(
-        self, path: str, body: dict[str, Any], safe: bool, deadline: float | None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        safe: bool,
+        deadline: float | None,
+        params: dict[str, str] | None = None,
     ) -> Iterator[httpx.Response]:
         """A 200 streaming response, after the retries a refusal or a failed connect get."""
         attempts = wire.Attempts(self.url, self.retries, safe, deadline)
         while True:
             try:
                 request = self._http.build_request(
-                    "POST",
+                    method,
                     self.url + path,
                     json=body,
+                    params=params,
                     headers=self._headers,
                     timeout=wire.timeout(attempts.read_timeout(None)),
                 )
@@ -240,7 +364,7 @@ class Client:
     ) -> Iterator[wire.Status]:
         while True:
             try:
-                with self._open(path, body, safe, deadline) as response:
+                with self._open("POST", path, body, safe, deadline) as response:
                     first = True
                     for line in response.iter_lines():
                         if not line.strip():

@@ -15,6 +15,7 @@ have created the tasks, and creating them twice is worse than an error.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,9 +42,17 @@ Task = dict[str, Any]
 Status = dict[str, Any]
 
 
+# One line of the event feed: a status document plus its ``task_name`` and ``cursor``.
+Event = dict[str, Any]
+
+
 class DragonError(Exception):
     """An HTTP error from the server (``status``, the Dragon API's ``errors`` list), or a server
-    that could not be reached after the retries (``status`` is None, ``errors`` empty)."""
+    that could not be reached after the retries (``status`` is None, ``errors`` empty).
+
+    ``document``: the task's status document when the answer was one (``create_file`` of a
+    task that ended in error answers 400 with it).
+    """
 
     def __init__(
         self,
@@ -51,10 +60,12 @@ class DragonError(Exception):
         errors: list[dict[str, Any]] | None = None,
         message: str | None = None,
         retry_after: float | None = None,
+        document: Status | None = None,
     ) -> None:
         self.status = status
         self.errors = errors or []
         self.retry_after = retry_after
+        self.document = document
         if message is None:
             described = "; ".join(
                 f"{e.get('name')}: {e.get('description')} ({e.get('location')})"
@@ -124,7 +135,8 @@ def retryable_error(exc: Exception, safe: bool) -> bool:
 
 
 def error_from(response: httpx.Response) -> DragonError:
-    """The DragonError of a non-200 answer, with the API's ``errors`` list when it has one."""
+    """The DragonError of a non-200 answer, with the API's ``errors`` list when it has one,
+    the task's status when it is one, or the ``message`` of ``create_file``'s answers."""
     errors: list[dict[str, Any]] = []
     try:
         body = response.json()
@@ -132,11 +144,24 @@ def error_from(response: httpx.Response) -> DragonError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("errors"), list):
         errors = body["errors"]
-    message = None
-    if not errors:
+    message = document = None
+    if isinstance(body, dict) and isinstance(body.get("key"), str) and body.get("status"):
+        document = body
+        message = task_error(body)
+    elif isinstance(body, dict) and isinstance(body.get("message"), str):
+        message = f"HTTP {response.status_code}: {body['message'][:500]}"
+    elif not errors:
         text = response.text.strip()[:200]
         message = f"HTTP {response.status_code}" + (f": {text}" if text else "")
-    return DragonError(response.status_code, errors, message, retry_after(response))
+    return DragonError(response.status_code, errors, message, retry_after(response), document)
+
+
+def task_error(doc: Status) -> str:
+    """One line for a task that ended in error: its key, its ``error_code``, its error."""
+    error = doc.get("error")
+    text = error if isinstance(error, str) else json.dumps(error)
+    code = doc.get("error_code")
+    return f"task {doc.get('key')} ended in error" + (f" ({code})" if code else "") + f": {text}"
 
 
 def unreachable(url: str, exc: Exception) -> DragonError:
@@ -210,6 +235,45 @@ def key_list(keys: str | Iterable[str]) -> list[str]:
     return [keys] if isinstance(keys, str) else list(keys)
 
 
+def storage_path(path: str) -> str:
+    """The storage API's URL path of a folder or file (a task key, and a file name)."""
+    path = path.strip("/")
+    return "/v2/storage/files" + (f"/{quote(path, safe='/')}" if path else "")
+
+
+def create_file_path(filename: str) -> str:
+    return "/v2/create_file" + (f"/{quote(filename, safe='')}" if filename else "")
+
+
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def location(response: httpx.Response) -> str | None:
+    """Where a ``create_file`` answer redirects: the output file's URL (None if it does not)."""
+    if response.status_code in REDIRECTS and response.headers.get("Location"):
+        return str(response.headers["Location"])
+    return None
+
+
+def delete_filters(
+    urls: Iterable[str] | None,
+    since: datetime | str | None,
+    until: datetime | str | None,
+    max_age: float | None,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """The body of a storage delete: ``urls``, else the folder's files by date or age."""
+    body: dict[str, Any] = {"dry_run": dry_run}
+    if urls is not None:
+        body["urls"] = [urls] if isinstance(urls, str) else list(urls)
+    for name, value in (("from", since), ("to", until)):
+        if value is not None:
+            body[name] = value.isoformat() if isinstance(value, datetime) else str(value)
+    if max_age is not None:
+        body["max_age"] = max_age
+    return body
+
+
 def file_path(key: str, name: str) -> str:
     """The path of ``/v2/file``, which redirects to the file a task stored as output ``name``."""
     return f"/v2/file/{quote(name, safe='')}?task={quote(key, safe='')}"
@@ -222,7 +286,7 @@ def stored(response: httpx.Response, url: str) -> bool | None:
     A file the task sent elsewhere (``Dragon-Output: sent``: a video platform's page, an
     object of the account's own signed URL) is the task's output but no file to fetch
     from the server; servers that do not send the header redirect to stored files only."""
-    if response.status_code in (301, 302, 303, 307, 308):
+    if response.status_code in REDIRECTS:
         location = str(response.headers.get("Location", ""))
         return location == url and response.headers.get("Dragon-Output") != "sent"
     if response.status_code in (200, 404):
@@ -309,3 +373,35 @@ class Follow:
     def request(self) -> tuple[str, dict[str, Any]]:
         """The subscription that picks up where the stream stopped."""
         return "/v2/status_stream", {"tasks": list(self.pending)}
+
+
+@dataclass
+class EventCursor:
+    """Where a reader of the event feed is: the cursor of the last event handed out.
+
+    A dropped feed (or a followed one that the server closed, restarting) is read again
+    from that cursor, so each event arrives once and none is skipped.
+    """
+
+    after: int | None = None
+    drops: int = 0  # drops in a row with no event read in between
+
+    def query(self, follow: bool) -> dict[str, str]:
+        params = {"follow": "true"} if follow else {}
+        if self.after is not None:
+            params["after"] = str(self.after)
+        return params
+
+    def accept(self, event: Event) -> None:
+        cursor = event.get("cursor")
+        if isinstance(cursor, int):
+            self.after = cursor
+        self.drops = 0
+
+    def resume(self, retries: int) -> float:
+        """Seconds before reading again, or raise when the feed keeps dropping."""
+        if self.drops >= retries:
+            raise DragonError(None, [], f"the event feed dropped {self.drops + 1} times in a row")
+        delay = backoff(self.drops)
+        self.drops += 1
+        return delay

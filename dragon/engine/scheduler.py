@@ -53,7 +53,7 @@ from dragon.runtime.pool import WorkerPool
 from dragon.runtime.processes import kill_group
 from dragon.tasks import TaskSpec
 from dragon.tasks.context import Fetcher, Store, TaskContext
-from dragon.tasks.schema import validation_messages
+from dragon.tasks.schema import ignored_parameters, validation_messages
 
 T = TypeVar("T")
 
@@ -454,6 +454,7 @@ class Scheduler:
             deadline=time.monotonic() + self.settings.task_timeout_seconds,
             nice=self.settings.batch_nice if run.lane.name == classes.BATCH else None,
         )
+        ctx.warnings.extend(ignored_parameters(spec.schema, params))
         async with asyncio.timeout(self.settings.task_timeout_seconds):
             with self._out_of_space():
                 result = await spec.run(ctx)

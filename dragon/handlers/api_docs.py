@@ -110,6 +110,30 @@ async def docs_page(request: web.Request) -> web.Response:
 
 @documented(
     {
+        "summary": "The /docs page, with a trailing slash: redirected to /docs",
+        "operationId": "docs_slash",
+        "tags": ["server"],
+        "security": PUBLIC,
+        "responses": {
+            "301": {
+                "description": "to /docs, whose relative links find its assets",
+                "headers": {"Location": {"schema": {"type": "string"}}},
+            }
+        },
+    }
+)
+async def docs_slash(request: web.Request) -> web.Response:
+    """``/docs/`` is where many readers type the page; its links are relative to ``/docs``.
+
+    The redirect is relative too (``../docs``), so it lands right behind a proxy that serves
+    the API under a path prefix.
+    """
+    location = "../docs" + (f"?{request.query_string}" if request.query_string else "")
+    raise web.HTTPMovedPermanently(location)
+
+
+@documented(
+    {
         "summary": "The scripts and styles of the /docs page",
         "operationId": "docs_asset",
         "tags": ["server"],

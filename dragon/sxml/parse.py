@@ -20,6 +20,7 @@ wrapped in ``<effect type="none">``, which is what the original renderer require
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 import xml.sax
@@ -154,6 +155,7 @@ class _TreeBuilder(xml.sax.handler.ContentHandler):
         self.stack: list[tuple[Node, list[str]]] = []
         self.count = 0
         self.text_chars = 0
+        self.per_line: collections.Counter[int] = collections.Counter()  # elements starting
 
     def setDocumentLocator(self, locator: Locator) -> None:  # noqa: N802 - SAX API
         self.locator = locator
@@ -162,13 +164,18 @@ class _TreeBuilder(xml.sax.handler.ContentHandler):
         # The locator may not know the line (None): the messages then say line 0.
         return (self.locator.getLineNumber() if self.locator else None) or 0
 
+    def _column(self) -> int | None:
+        column = self.locator.getColumnNumber() if self.locator else None
+        return None if column is None else column + 1
+
     def startElement(self, name: str, attrs: AttributesImpl) -> None:  # noqa: N802 - SAX API
         self.count += 1
         if self.count > MAX_ELEMENTS:
             raise DefinitionError(None, f"more than {MAX_ELEMENTS} elements", self._line())
         if len(self.stack) >= MAX_DEPTH:
             raise DefinitionError(None, f"elements nested deeper than {MAX_DEPTH}", self._line())
-        node = Node(tag=name, line=self._line(), attrs=dict(attrs))
+        node = Node(tag=name, line=self._line(), column=self._column(), attrs=dict(attrs))
+        self.per_line[node.line] += 1
         if self.stack:
             self.stack[-1][0].children.append(node)
         else:
@@ -214,10 +221,17 @@ def _read(text: str) -> Node:
             None, "external references are not allowed", builder._line()
         ) from None
     except xml.sax.SAXParseException as e:
+        column = e.getColumnNumber()
         raise DefinitionError(
-            None, f"not well-formed XML: {e.getMessage()}", e.getLineNumber()
+            None,
+            f"not well-formed XML: {e.getMessage()}",
+            e.getLineNumber(),
+            None if column is None else column + 1,
         ) from None
     assert builder.root is not None
+    for node in builder.root.walk():  # alone on its line: the line says where it is
+        if builder.per_line[node.line] < 2:
+            node.column = None
     return builder.root
 
 
@@ -251,14 +265,16 @@ class _Checker:
         if root.tag != "movie":
             raise DefinitionError(root, "cannot be the root element: expected <movie>")
         service = root.attrs.get("service")
+        if service is None:
+            raise DefinitionError(root, f'needs the attribute service="{SERVICE}"')
         if service != SERVICE:
-            raise DefinitionError(root, f'needs service="{SERVICE}", not {service!r}')
+            raise DefinitionError(root, f'needs service="{SERVICE}", not "{service[:60]}"')
         bodies = root.kids({"body"})
         if len(bodies) != 1:
             raise DefinitionError(root, "needs exactly one <body>")
         for child in root.children:
             if child.tag == "head":
-                self.warn(f"<head> is ignored (line {child.line})")
+                self.warn(f"<head> is ignored ({child.position})")
             elif child.tag != "body":
                 self.fail(child, "is not allowed inside <movie>")
         body = bodies[0]
@@ -320,7 +336,7 @@ class _Checker:
             if child.tag == "camera" or (child.tag == "animator" and node.tag not in ANIMATED):
                 where = "" if child.tag == "camera" else f" inside <{node.tag}>"
                 self.warn(
-                    f"<{child.tag}> elements{where} are ignored (line {child.line})",
+                    f"<{child.tag}> elements{where} are ignored ({child.position})",
                     (child.tag, node.tag),
                 )
                 child.children = []
@@ -333,7 +349,7 @@ class _Checker:
             for name in node.attrs:
                 if name not in known:
                     self.warn(
-                        f"<{node.tag}> attribute {name} is ignored (line {node.line})",
+                        f"<{node.tag}> attribute {name} is ignored ({node.position})",
                         (node.tag, name),
                     )
         if node.tag in IMPLEMENTED and node.tag not in ("movie", "transition", "image", "key"):
@@ -364,7 +380,7 @@ class _Checker:
         if len(items) > 1 and items[-1].tag == "transition" and items[-2].tag != "transition":
             trailing = items.pop()
             node.children.remove(trailing)
-            self.warn(f"<transition> with nothing after it is dropped (line {trailing.line})")
+            self.warn(f"<transition> with nothing after it is dropped ({trailing.position})")
         previous = None
         for i, child in enumerate(items):
             if child.tag == "transition":
@@ -379,7 +395,7 @@ class _Checker:
         if kind not in EFFECTS:
             self.warn(
                 f'<effect type="{kind[:40]}"> is unknown and drawn as type="none" '
-                f"(line {node.line})",
+                f"({node.position})",
                 ("effect-type", kind),
             )
             node.attrs["type"] = kind = "none"
@@ -387,7 +403,7 @@ class _Checker:
         if adapter is not None and adapter not in ADAPTERS:
             self.warn(
                 f'<effect adapter="{adapter[:40]}"> is unknown; the default is used '
-                f"(line {node.line})",
+                f"({node.position})",
                 ("adapter", adapter),
             )
             del node.attrs["adapter"]
@@ -406,12 +422,12 @@ class _Checker:
             )
         if kind not in ("none", "kenburns") and kind not in MULTI_EFFECTS:
             self.warn(
-                f'<effect type="{kind}"> is drawn as kenburns (line {node.line})',
+                f'<effect type="{kind}"> is drawn as kenburns ({node.position})',
                 ("effect-type", kind),
             )
         if kind in ("diving", "rotator", "square"):
             self.warn(
-                f'<effect type="{kind}"> is drawn as its media crossfading (line {node.line})',
+                f'<effect type="{kind}"> is drawn as its media crossfading ({node.position})',
                 ("effect-type", kind),
             )
 
@@ -504,7 +520,7 @@ class _Checker:
         if kind not in TRANSITIONS:
             self.warn(
                 f'<transition type="{kind[:40]}"> is unknown and drawn as a crossfade '
-                f"(line {node.line})",
+                f"({node.position})",
                 ("transition", kind),
             )
             node.attrs["type"] = "crossfade"
@@ -516,9 +532,7 @@ class _Checker:
         if kind in REFUSED_FILTERS:
             raise DefinitionError(node, f'type="{kind}" is not supported: {REFUSED_FILTERS[kind]}')
         if kind not in HONOURED_FILTERS:
-            self.warn(
-                f'<filter type="{kind[:40]}"> is ignored (line {node.line})', ("filter", kind)
-            )
+            self.warn(f'<filter type="{kind[:40]}"> is ignored ({node.position})', ("filter", kind))
         node.number("alphaStart", maximum=1)
         node.number("alphaEnd", maximum=1)
         node.children = []  # a filter's own media (masks, displacement maps) is not drawn
@@ -541,7 +555,9 @@ class _Checker:
 
 def _wrap(media: Node) -> Node:
     """A bare ``image``/``video`` in a sequence or stack, as ``<effect type="none">``."""
-    effect = Node(tag="effect", line=media.line, attrs={"type": "none"}, implicit=True)
+    effect = Node(
+        tag="effect", line=media.line, column=media.column, attrs={"type": "none"}, implicit=True
+    )
     for name in TIME_ATTRS:
         if name in media.attrs:
             effect.attrs[name] = media.attrs[name]

@@ -12,6 +12,7 @@ choice list whose numbers were never published map to the nearest documented pro
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from fractions import Fraction
 
 from dragon.media.geometry import even
@@ -151,5 +152,39 @@ def get(name: str) -> Profile | None:
 
 
 def invalid_message(name: str) -> str:
+    """The refusal of an unknown profile: the close names first, then every name."""
+    close = difflib.get_close_matches(str(name), PROFILES, n=3, cutoff=0.6)
+    hint = f" (did you mean {', '.join(repr(n) for n in close)}?)" if close else ""
     names = ", ".join(repr(n) for n in sorted(PROFILES))
-    return f"{str(name)[:60]!r} is not a valid profile, choose one of: {names}"
+    return f"{str(name)[:60]!r} is not a valid profile{hint}, choose one of: {names}"
+
+
+def _fps(rate: Fraction) -> str:
+    return f"{float(rate):.3f}".rstrip("0").rstrip(".")
+
+
+def _row(profile: Profile) -> str:
+    return (
+        f"| `{profile.name}` | {profile.width}x{profile.height} | {_fps(profile.rate)} "
+        f"| {profile.video_kbps} | {profile.audio_kbps} |"
+    )
+
+
+def reference() -> str:
+    """Every profile name, for docs/tasks.md (the OpenAPI schema lists them as an enum)."""
+    head = "| profile | size | frames/s | video kbit/s | audio kbit/s |\n|---|---|---|---|---|"
+    core = "\n".join(_row(p) for p in CORE)
+    published = "\n".join(_row(p) for p in PUBLISHED)
+    suffixes = ", ".join(f"`{s}` ({_fps(r)})" for s, r in RATES.items())
+    legacy = ", ".join(
+        f"`{name}` (`{base}`" + (f" at {_fps(rate)} frames/s)" if rate else ")")
+        for name, (base, rate) in LEGACY.items()
+    )
+    return (
+        f"### `video.create` profiles\n\nThe default is `{DEFAULT}`. Every profile is H.264 "
+        "and AAC in MP4.\n\n"
+        f"{head}\n{core}\n\nEach of these also exists with a suffix that changes only its "
+        f"frame rate (`720p-29-97-fps`): {suffixes}.\n\nThe original service's published "
+        f"table:\n\n{head}\n{published}\n\nNames of the original service's choice list "
+        f"without published numbers are rendered as the profile named beside them: {legacy}.\n"
+    )

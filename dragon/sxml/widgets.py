@@ -55,7 +55,7 @@ def expand(widget: Node, warnings: list[str]) -> Node:
     music: list[Node] = []
     for track in widget.children:
         if track.tag != "track":
-            warnings.append(f"<{track.tag}> inside <widget> is ignored (line {track.line})")
+            warnings.append(f"<{track.tag}> inside <widget> is ignored ({track.position})")
             continue
         kind = track.attrs.get("type", "video")
         if kind == "video":
@@ -63,7 +63,7 @@ def expand(widget: Node, warnings: list[str]) -> Node:
         elif kind == "audio":
             music.extend(_music(a) for a in track.children if a.tag == "audio")
         else:
-            warnings.append(f'<track type="{kind[:40]}"> is ignored (line {track.line})')
+            warnings.append(f'<track type="{kind[:40]}"> is ignored ({track.position})')
     _add_crossfades(sequence)
     stack = _node("stack", widget)
     stack.children = [sequence, *music]
@@ -77,7 +77,7 @@ def _video_track(track: Node, sequence: Node, warnings: list[str]) -> None:
         elif item.tag == "image" and item.attrs.get("type") == "map":
             warnings.append(
                 f'<image type="map"> is shown as a grey card: maps are not '
-                f"supported (line {item.line})"
+                f"supported ({item.position})"
             )
             card = _node("effect", item, type="none", duration=_duration(item))
             card.children = [_node("image", item, color=MAP_CARD)]
@@ -93,7 +93,7 @@ def _video_track(track: Node, sequence: Node, warnings: list[str]) -> None:
             clip.children = [_node("video", item, **_copy(item, VIDEO_ATTRS))]
             sequence.children.append(clip)
         else:
-            warnings.append(f"<{item.tag}> in a widget track is ignored (line {item.line})")
+            warnings.append(f"<{item.tag}> in a widget track is ignored ({item.position})")
 
 
 def _still(item: Node, warnings: list[str]) -> Node:
@@ -107,7 +107,7 @@ def _still(item: Node, warnings: list[str]) -> Node:
     ]
     for other in item.children:
         if other.tag != "track":
-            warnings.append(f"<{other.tag}> inside a widget image is ignored (line {other.line})")
+            warnings.append(f"<{other.tag}> inside a widget image is ignored ({other.position})")
     if not captions:
         still = _node("effect", item, type="kenburns", duration=_duration(item))
         still.children = [image]
@@ -152,4 +152,4 @@ def _copy(item: Node, names: tuple[str, ...]) -> dict[str, str]:
 
 
 def _node(tag: str, origin: Node, **attrs: str) -> Node:
-    return Node(tag=tag, line=origin.line, attrs=dict(attrs), implicit=True)
+    return Node(tag=tag, line=origin.line, column=origin.column, attrs=dict(attrs), implicit=True)

@@ -113,6 +113,9 @@ def render() -> str:
             out.append("| parameter | type | notes |\n|---|---|---|")
             out.extend(f"| `{n}` | {t} | {notes} |" for n, t, notes in rows)
             out.append("")
+        notes = getattr(module, "reference_notes", None)
+        if callable(notes):  # what a table row cannot hold (video.create's profiles)
+            out.append(notes())
         lane = "interactive" if spec.interactive else "batch"
         out.append(f"Runs in the {lane if spec.heavy else 'light'} lane.\n")
     return "\n".join(out)

@@ -3,14 +3,16 @@
 Every task accepts ``url_callback``, ``url_errback``, ``task_store``, ``task_metas`` and
 ``batch``
 (old clients send ``task_metas`` on every task, docs/compat.md). Unknown keys are ignored, as the
-original service did, so clients that send extra fields keep working.
+original service did, so clients that send extra fields keep working; ``ignored_parameters``
+names each one for the result's ``warnings``, so a typo (``widht``) does not pass unseen.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
@@ -178,6 +180,10 @@ class TaskSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    # Why a parameter that is not one of the task's is ignored, when there is more to say
+    # than "unknown" (a size given to a task whose size comes from elsewhere).
+    IGNORED_BECAUSE: ClassVar[Mapping[str, str]] = {}
+
     url_callback = Url(load_default=None, allow_none=True)
     url_errback = Url(load_default=None, allow_none=True)
     task_store = TaskStore(load_default=None, allow_none=True)
@@ -208,3 +214,65 @@ def validation_messages(error: ValidationError) -> dict[str, list[str]]:
             m.replace("Missing data for required field.", "this field is required") for m in flat
         ]
     return out
+
+
+# Keys of a task definition that the server reads itself, beside the task's own schema: never
+# reported as ignored. ``secret`` and ``api_key`` may come inside a definition given in a query
+# string; ``block`` and ``details`` are options of the request that some clients repeat in
+# each task.
+SERVER_KEYS = frozenset({"task_name", "secret", "api_key", "block", "details"})
+MAX_IGNORED = 20  # warnings about ignored parameters, per task
+
+
+def ignored_parameters(schema: Schema, params: Mapping[str, Any]) -> list[str]:
+    """One warning per parameter of ``params`` that ``schema`` ignores (unknown keys, which
+    are accepted, as the original service accepted them), nested objects included
+    (``watermark.posiiton``), each with the parameter it may have meant."""
+    because: Mapping[str, str] = getattr(schema, "IGNORED_BECAUSE", {})
+    warnings = []
+    for path, name, known in _unknown(schema, params, "", SERVER_KEYS):
+        reason = because.get(path)
+        if reason is None:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            reason = (
+                f"did you mean {close[0]!r}?" if close else "it is not a parameter of this task"
+            )
+        warnings.append(f"parameter {path[:100]!r} was ignored: {reason}")
+        if len(warnings) == MAX_IGNORED:
+            break
+    return warnings
+
+
+def _unknown(
+    schema: Schema, data: Mapping[str, Any], prefix: str, server_keys: frozenset[str]
+) -> Iterable[tuple[str, str, list[str]]]:
+    """``(path, name, known names)`` of each key of ``data`` that ``schema`` ignores."""
+    if schema.unknown != EXCLUDE:  # a schema that keeps or refuses unknown keys says so itself
+        return
+    by_key = {f.data_key or name: f for name, f in schema.fields.items() if not f.dump_only}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            continue
+        field = by_key.get(key)
+        if field is None:
+            if key not in server_keys:
+                yield prefix + key, key, list(by_key)
+        else:
+            yield from _nested(field, value, prefix + key)
+
+
+def _nested(
+    field: fields.Field[Any], value: object, path: str
+) -> Iterable[tuple[str, str, list[str]]]:
+    """The ignored keys inside an object parameter (``watermark``) or a list of objects
+    (``renditions``)."""
+    inner: fields.Field[Any] = field.inner if isinstance(field, fields.List) else field
+    if not (isinstance(inner, fields.Nested) and isinstance(inner.schema, Schema)):
+        return
+    items: list[tuple[int | None, object]] = [(None, value)]
+    if (inner is not field or inner.many) and isinstance(value, list):
+        items = list(enumerate(value))
+    for index, item in items:
+        if isinstance(item, Mapping):
+            where = path if index is None else f"{path}[{index}]"
+            yield from _unknown(inner.schema, item, where + ".", frozenset())

@@ -12,7 +12,8 @@ downloaded.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from marshmallow import ValidationError, fields, validate, validates
 
@@ -30,9 +31,29 @@ TASK_NAME = "video.create"
 HEAVY = True
 
 
+SIZE_FROM_PROFILE = (
+    "the size of a movie comes from its profile (720p is 1280x720, square-640 is 640x640;"
+    " docs/tasks.md lists them)"
+)
+
+
 class Schema(TaskSchema):
+    # The original API lists width and height among video.create's output values, and
+    # clients send them as parameters: accepted and ignored as the original did, with a word.
+    IGNORED_BECAUSE: ClassVar[Mapping[str, str]] = {
+        "width": SIZE_FROM_PROFILE,
+        "height": SIZE_FROM_PROFILE,
+    }
+
     definition = fields.String(required=True)
-    profile = fields.String(load_default=profiles.DEFAULT)
+    profile = fields.String(
+        load_default=profiles.DEFAULT,
+        metadata={
+            "description": "the size, frame rate and bitrates, by name: the profiles of"
+            " video.create in docs/tasks.md",
+            "enum": sorted(profiles.PROFILES),
+        },
+    )
     preview = fields.Boolean(load_default=False)
     export = fields.Boolean(load_default=True)
     thumbnail_time = fields.Float(load_default=1.0)
@@ -59,6 +80,11 @@ class Schema(TaskSchema):
             parse(value)
         except DefinitionErrors as e:
             raise ValidationError(e.messages) from None
+
+
+def reference_notes() -> str:
+    """The profiles, after the parameters in docs/tasks.md."""
+    return profiles.reference()
 
 
 async def run(ctx: TaskContext) -> dict[str, Any]:

@@ -78,6 +78,7 @@ def setup_routes(app: web.Application) -> None:
     api_docs.setup(app)
     r.add_get("/openapi.json", api_docs.openapi_json)
     r.add_get("/docs", api_docs.docs_page)
+    r.add_get("/docs/", api_docs.docs_slash)
     r.add_get("/docs/{asset}", api_docs.docs_asset)
     r.add_get("/metrics", serve_metrics)
     r.add_get("/v2/events", events.events)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 import threading
@@ -218,3 +219,203 @@ def test_run_draws_a_progress_bar_when_stderr_is_a_terminal(dragon_server):
     assert "━" in drawn  # rich's bar
     assert "100%" in drawn and status["key"] in drawn
     assert f"{status['key']} success\r\n" not in drawn  # not the plain lines
+
+
+def test_version():
+    done = dragon("--version", check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "dragon 0.1.0"
+
+
+def test_fields_from_files_as_httpie_reads_them(dragon_server, tmp_path):
+    (tmp_path / "name.txt").write_text("from a file")
+    (tmp_path / "names.json").write_text('["export", "preview"]')
+    done = cli(
+        dragon_server,
+        "run",
+        "test.file",
+        f"text=@{tmp_path / 'name.txt'}",
+        f"names:=@{tmp_path / 'names.json'}",
+    )
+    assert done.returncode == 0, done.stderr
+    [status] = lines(done.stdout)
+    assert status["result"]["length"] == len("from a file")
+    assert set(status["result"]) >= {"export", "preview"}
+    done = cli(dragon_server, "run", "hello", f"name=@{tmp_path / 'missing.txt'}")
+    assert done.returncode == 2 and "name: cannot read" in done.stderr and done.stdout == ""
+
+
+def test_run_shows_the_parameters_the_task_ignored(dragon_server):
+    done = cli(dragon_server, "run", "test.file", "txet=typo", "colour=red")
+    assert done.returncode == 0, done.stderr
+    [status] = lines(done.stdout)
+    assert status["result"]["warnings"] == [
+        "parameter 'txet' was ignored: did you mean 'text'?",
+        "parameter 'colour' was ignored: it is not a parameter of this task",
+    ]
+    assert "dragon: warning: parameter 'txet' was ignored: did you mean 'text'?" in done.stderr
+    assert "dragon: warning: parameter 'colour' was ignored" in done.stderr
+
+
+def test_download_names_files_after_their_outputs(dragon_server, tmp_path):
+    keys = []
+    for text in ("first", "second"):
+        run = cli(dragon_server, "run", "test.file", f"text={text}", 'names:=["export", "preview"]')
+        keys.append(lines(run.stdout)[0]["key"])
+    saved = []
+    for key in keys:
+        done = cli(dragon_server, "download", key, "--to", str(tmp_path))
+        assert done.returncode == 0, done.stderr
+        saved.append({d["name"]: os.path.basename(d["path"]) for d in lines(done.stdout)})
+    assert saved == [
+        {"export": "export.txt", "preview": "preview.txt"},
+        {"export": "export-2.txt", "preview": "preview-2.txt"},  # never over another's file
+    ]
+    assert (tmp_path / "export.txt").read_text() == "first"
+    assert (tmp_path / "export-2.txt").read_text() == "second"
+
+
+def on_a_terminal(args: list[str], env: dict) -> tuple[int, str]:
+    """Run ``dragon ARGS`` with stdout on a terminal; its exit status and what it printed."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dragon", *args],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+    )
+    os.close(follower)
+    screen = bytearray()
+    try:
+        while chunk := os.read(leader, 4096):
+            screen.extend(chunk)
+    except OSError:
+        pass  # the terminal closed with the process
+    os.close(leader)
+    return proc.wait(60), screen.decode().replace("\r\n", "\n")
+
+
+def test_json_is_indented_on_a_terminal_and_one_line_in_a_pipe(dragon_server):
+    [status] = lines(cli(dragon_server, "run", "hello", "name=tty").stdout)
+    env = {"DRAGON_URL": dragon_server.url, "DRAGON_SECRET": dragon_server.secret}
+    code, shown = on_a_terminal(["status", status["key"]], env)
+    assert code == 0
+    assert shown.startswith('{\n  "status": "success",\n  "key": ')
+    assert json.loads(shown) == status
+    piped = cli(dragon_server, "status", status["key"]).stdout
+    assert piped.count("\n") == 1 and json.loads(piped) == status
+
+
+def test_events_follow_until_interrupted_exits_130(dragon_server):
+    secret = dragon_server.create_account(f"cli-events-{os.getpid()}-{id(lines)}")["secret"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dragon", "events", "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DRAGON_URL": dragon_server.url, "DRAGON_SECRET": secret},
+    )
+    with Client(dragon_server.url, secret=secret) as c:
+        [created] = c.create({"task_name": "hello", "name": "feed"})
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(json.loads(line))
+        if seen[-1]["status"] == "success":
+            break
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130
+    assert {e["key"] for e in seen} == {created["key"]}
+    assert [e["status"] for e in seen][0] == "queued" and seen[-1]["result"] == "Hello feed"
+    done = dragon(
+        "events",
+        "--after",
+        str(seen[0]["cursor"]),
+        check=False,
+        env={"DRAGON_URL": dragon_server.url, "DRAGON_SECRET": secret},
+    )
+    assert lines(done.stdout) == seen[1:]
+
+
+def test_storage_commands(dragon_server):
+    secret = dragon_server.create_account(f"cli-storage-{os.getpid()}")["secret"]
+    env = {"DRAGON_URL": dragon_server.url, "DRAGON_SECRET": secret}
+
+    def storage(*args):
+        return dragon("storage", *args, check=False, env=env)
+
+    with Client(dragon_server.url, secret=secret) as c:
+        status = c.run({"task_name": "test.file", "text": "kept"})
+    [listing] = lines(storage("list", "--recursive").stdout)
+    assert [f["url"] for f in listing["files"]] == [status["result"]["output"]]
+    refused = storage("delete")
+    assert refused.returncode == 2 and "--all" in refused.stderr
+    [dry] = lines(storage("delete", "--all", "--dry-run").stdout)
+    assert dry["freed"] == 4 and dry["usage"] == 0  # what would be left
+    assert len(lines(storage("list", "--recursive").stdout)[0]["files"]) == 1
+    [gone] = lines(storage("delete", status["key"]).stdout)
+    assert gone["freed"] == 4 and gone["usage"] == 0
+    assert lines(storage("expiration", "5").stdout) == [5]
+    assert lines(storage("expiration").stdout) == [5]
+
+
+def test_create_file_prints_or_saves_the_output_file(dragon_server, tmp_path):
+    done = cli(dragon_server, "create-file", "test.file", "text=by url")
+    assert done.returncode == 0, done.stderr
+    [answer] = lines(done.stdout)
+    assert dragon_server.get(answer["url"]).body == b"by url"
+    done = cli(
+        dragon_server,
+        "create-file",
+        "test.file",
+        "text=saved",
+        'names:=["small", "large"]',
+        "--name",
+        "large",
+        "--to",
+        str(tmp_path),
+    )
+    [saved] = lines(done.stdout)
+    assert saved["path"] == str(tmp_path / "large.txt") and saved["size"] == len("saved")
+    failed = cli(dragon_server, "create-file", "test.file", "fail:=true")
+    assert failed.returncode == 1
+    assert lines(failed.stdout)[0]["error_code"] == "invalid_media"
+    assert "ended in error (invalid_media): asked to fail" in failed.stderr
+
+
+def test_login_keeps_a_checked_server_and_secret(dragon_server, tmp_path):
+    config = tmp_path / "config" / "client.json"
+    env = {"DRAGON_CONFIG": str(config), "DRAGON_URL": "", "DRAGON_SECRET": ""}
+
+    def login(*args, secret_on_stdin=None):
+        return subprocess.run(
+            [sys.executable, "-m", "dragon", "login", *args],
+            input=secret_on_stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+            timeout=60,
+        )
+
+    refused = login("--server", dragon_server.url, "--secret", "NOT-IT")
+    assert refused.returncode == 2 and "HTTP 401" in refused.stderr
+    assert not config.exists()  # nothing kept from a refusal
+    done = login("--server", dragon_server.url, secret_on_stdin=dragon_server.secret + "\n")
+    assert done.returncode == 0, done.stderr
+    assert lines(done.stdout) == [{"url": dragon_server.url, "config": str(config)}]
+    assert oct(config.stat().st_mode & 0o777) == "0o600"
+    assert dragon_server.secret not in done.stdout + done.stderr
+    # From now on, with no server and no secret given, the commands and the SDK use it.
+    [status] = lines(dragon("run", "hello", "name=logged in", env=env, check=False).stdout)
+    assert status["result"] == "Hello logged in"
+    code = (
+        "import json, sys; from dragon.client import Client; "
+        "print(json.dumps(Client().status(sys.argv[1])[0]))"
+    )
+    sdk = subprocess.run(
+        [sys.executable, "-c", code, status["key"]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+    )
+    assert json.loads(sdk.stdout)["result"] == "Hello logged in"

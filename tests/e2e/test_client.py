@@ -208,3 +208,137 @@ def test_stream_survives_a_server_restart(make_server):
         restart.join()
     assert seen[-1]["status"] == "success"
     assert server.log().count("dragon serving") == 2
+
+
+def own_account(server, name: str) -> str:
+    """A new account on ``server`` (its feed and files hold only what the test makes)."""
+    return server.create_account(f"{name}-{free_port()}")["secret"]
+
+
+def test_events_read_the_feed_from_a_cursor_and_follow_it_through_a_drop(dragon_server):
+    secret = own_account(dragon_server, "events")
+    with Client(dragon_server.url, secret=secret) as c:
+        keys = [d["key"] for d in c.create([{"task_name": "hello", "name": n} for n in "ab"], True)]
+        events = list(c.events())
+        assert {e["key"] for e in events} == set(keys)
+        assert [e["status"] for e in events if e["key"] == keys[0]][-1] == "success"
+        assert all(e["task_name"] == "hello" for e in events)
+        cursors = [e["cursor"] for e in events]
+        assert cursors == sorted(set(cursors))
+        assert list(c.events(after=cursors[1])) == events[2:]
+
+
+def test_a_followed_feed_is_read_again_from_its_cursor_after_a_drop(dragon_server, later_task):
+    secret = own_account(dragon_server, "drops")
+    thread = later_task(secret)
+    with (
+        TcpProxy(dragon_server.port) as proxy,
+        Client(proxy.url, secret=secret) as c,
+    ):
+        followed = []
+        for event in c.events(follow=True):
+            followed.append(event)
+            if len(followed) == 1:
+                proxy.cut()  # the feed is read again from the last cursor
+            if event["status"] == "success":
+                break
+        assert proxy.connections >= 2
+    thread.join()
+    cursors = [e["cursor"] for e in followed]
+    assert cursors == sorted(set(cursors))  # nothing twice, in order
+    assert followed[0]["status"] == "queued" and followed[-1]["status"] == "success"
+
+
+@pytest.fixture
+def later_task(dragon_server):
+    """Creates a task on an account a moment after the test starts following its feed."""
+
+    def start(secret: str) -> threading.Thread:
+        def create():
+            with Client(dragon_server.url, secret=secret) as c:
+                c.create({"task_name": "test.progress", "seconds": 1})
+
+        thread = threading.Timer(0.5, create)
+        thread.start()
+        return thread
+
+    return start
+
+
+def test_a_followed_feed_waits_for_new_events(dragon_server, later_task):
+    secret = own_account(dragon_server, "follow")
+    thread = later_task(secret)
+    seen = []
+    with Client(dragon_server.url, secret=secret) as c:
+        for event in c.events(follow=True):
+            seen.append(event["status"])
+            if event["status"] == "success":
+                break
+    thread.join()
+    assert seen[0] == "queued" and seen[-1] == "success" and "executing" in seen
+
+
+def test_storage_list_delete_and_expiration(dragon_server):
+    secret = own_account(dragon_server, "storage")
+    with Client(dragon_server.url, secret=secret) as c:
+        first = c.run({"task_name": "test.file", "text": "one"})
+        second = c.run({"task_name": "test.file", "text": "two", "names": ["a", "b"]})
+        top = c.list_files()
+        assert sorted(top["directories"]) == sorted([first["key"] + "/", second["key"] + "/"])
+        assert top["usage"] == len("one") + 2 * len("two")
+        inside = c.list_files(second["key"])
+        assert len(inside["files"]) == 2
+        assert len(c.list_files(recursive=True)["files"]) == 3
+        dry = c.delete_files(second["key"], dry_run=True)
+        assert len(dry["deleted"]) == 2 and dry["freed"] == 6
+        assert len(c.list_files(second["key"])["files"]) == 2  # nothing went
+        gone = c.delete_files(urls=[first["result"]["output"]])
+        assert gone["freed"] == 3 and gone["usage"] == 6
+        assert c.delete_files(max_age=0)["usage"] == 0
+        assert c.set_expiration(3) == 3 and c.expiration() == 3
+    account = dragon_server.create_account(f"keyed-{free_port()}", "--referrer", "*")
+    with Client(
+        dragon_server.url, api_key=account["api_key"], referrer="https://site.test/"
+    ) as keyed:
+        with pytest.raises(DragonError) as info:
+            keyed.set_expiration(1)
+        assert info.value.status == 403
+
+
+def test_create_file_returns_the_url_of_the_output_file(dragon_server, tmp_path):
+    with client(dragon_server) as c:
+        url = c.create_file({"task_name": "test.file", "text": "made by create_file"})
+        assert c.download(url, tmp_path, name="output").read_text() == "made by create_file"
+        assert c.create_file({"task_name": "test.file", "text": "made by create_file"}) == url
+        two = {"task_name": "test.file", "text": "x", "names": ["small", "large"]}
+        assert (
+            c.create_file(two, "large").split("/")[-2] == c.create_file(two, "small").split("/")[-2]
+        )
+        with pytest.raises(DragonError) as info:
+            c.create_file(two, "medium")
+        assert info.value.status == 404 and "'small', 'large'" in str(info.value)
+        with pytest.raises(DragonError) as info:
+            c.create_file({"task_name": "test.file", "fail": True})
+        error = info.value
+        assert error.status == 400 and error.document["error_code"] == "invalid_media"
+        assert (
+            str(error)
+            == f"task {error.document['key']} ended in error (invalid_media): asked to fail"
+        )
+
+
+def test_the_async_client_has_the_same_new_verbs(dragon_server):
+    secret = own_account(dragon_server, "async")
+
+    async def main():
+        async with AsyncClient(dragon_server.url, secret=secret) as c:
+            url = await c.create_file({"task_name": "test.file", "text": "async"})
+            events = [e async for e in c.events()]
+            listing = await c.list_files(recursive=True)
+            deleted = await c.delete_files(dry_run=True)
+            return url, events, listing, deleted, await c.set_expiration(2), await c.expiration()
+
+    url, events, listing, deleted, set_to, days = asyncio.run(main())
+    assert events[-1]["status"] == "success" and url.endswith(events[-1]["result"]["output"][-6:])
+    assert [f["url"] for f in listing["files"]] == [url]
+    assert deleted["freed"] == len("async") and (set_to, days) == (2, 2)

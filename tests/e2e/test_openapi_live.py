@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -34,6 +36,17 @@ def test_docs_page_needs_nothing_from_outside(dragon_server):
         assert got.status == 200 and len(got.body) > 100, link
     assert dragon_server.request("GET", "/docs/../setup.cfg", auth=False).status == 404
     assert dragon_server.request("GET", "/docs/index.j2", auth=False).status == 404
+
+
+def test_docs_with_a_trailing_slash_lands_on_the_page(dragon_server):
+    with urllib.request.urlopen(dragon_server.url + "/docs/", timeout=30) as r:
+        assert r.status == 200 and r.url == dragon_server.url + "/docs"
+        assert "SwaggerUIBundle" in r.read().decode()
+    connection = http.client.HTTPConnection("127.0.0.1", dragon_server.port, timeout=30)
+    connection.request("GET", "/docs/?tag=v2")
+    moved = connection.getresponse()
+    assert moved.status == 301 and moved.headers["Location"] == "../docs?tag=v2"
+    connection.close()
 
 
 CHECKS = (

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from dragon.config import SETTINGS
+from dragon.tasks.video_create import SIZE_FROM_PROFILE
 from tests.support import media
 
 FPS = 25
@@ -673,6 +674,25 @@ def test_unknown_profile_lists_the_valid_ones(dragon_server):
     status = create(dragon_server, movie('<image color="#ff0000"/>'), profile="4k")
     [message] = status["error"]["parameters"]["profile"]
     assert "'4k' is not a valid profile" in message and "'720p'" in message
+
+
+def test_a_size_given_as_parameters_is_accepted_with_a_warning(dragon_server):
+    result = assert_success(
+        create(
+            dragon_server,
+            movie('<effect type="none" duration="1"><image color="#00ff00"/></effect>'),
+            width=1280,
+            height=720,
+            prfile="720p",
+        )
+    )
+    assert (result["width"], result["height"]) == (426, 240)  # the profile's, 240p
+    ignored = [w for w in result["warnings"] if "was ignored" in w]
+    assert ignored == [
+        "parameter 'width' was ignored: " + SIZE_FROM_PROFILE,
+        "parameter 'height' was ignored: " + SIZE_FROM_PROFILE,
+        "parameter 'prfile' was ignored: did you mean 'profile'?",
+    ]
 
 
 def test_too_long_a_movie_is_refused(dragon_server):

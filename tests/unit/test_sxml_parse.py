@@ -84,7 +84,7 @@ def test_depth_limit_is_exact():
 
 def test_not_well_formed_names_the_line():
     [message] = errors_of('<movie service="craftsman-1.0">\n<body>\n<stack>\n</body></movie>')
-    assert "not well-formed" in message and "(line 4)" in message
+    assert "not well-formed" in message and "(line 4, column 3)" in message
 
 
 def test_empty_definition():
@@ -159,6 +159,34 @@ def test_root_and_service():
     assert "craftsman-1.0" in errors_of('<movie service="slideshow-1.0"><body/></movie>')[0]
     assert "exactly one <body>" in errors_of('<movie service="craftsman-1.0"/>')[0]
     assert "nothing to render" in errors_of(movie(""))[0]
+
+
+def test_a_movie_without_service_is_told_which_attribute_to_add():
+    assert errors_of("<movie><body/></movie>") == [
+        '<movie> needs the attribute service="craftsman-1.0" (line 1, column 1)'
+    ]
+    [message] = errors_of('<movie service="slideshow-1.0"><body/></movie>')
+    assert (
+        message == '<movie> needs service="craftsman-1.0", not "slideshow-1.0" (line 1, column 1)'
+    )
+
+
+def test_one_line_definitions_say_the_column_of_each_element():
+    one_line = movie(
+        '<effect type="none"><image filename="http://media.test/a.jpg"/>'
+        '<filter type="blur"/></effect>'
+        '<effect type="none"><image filename="http://media.test/b.jpg"/>'
+        '<filter type="sepia"/></effect>'
+    )
+    warnings = parse(one_line).warnings
+    blur = one_line.index('<filter type="blur"') + 1
+    sepia = one_line.index('<filter type="sepia"') + 1
+    assert any(f"(line 1, column {blur})" in w and "blur" in w for w in warnings), warnings
+    assert any(f"(line 1, column {sepia})" in w and "sepia" in w for w in warnings), warnings
+    # An element alone on its line is found by the line.
+    assert errors_of(movie("<stack>\n<sphere/>\n</stack>")) == [
+        "<sphere> is not supported: 3D spheres cannot be rendered (line 2)"
+    ]
 
 
 def test_media_count_is_limited():
