@@ -31,7 +31,8 @@ class State:
     settings: Settings
     db: Database = dataclasses.field(init=False)
     fetcher: Fetcher = dataclasses.field(init=False)
-    pool: WorkerPool = dataclasses.field(init=False)
+    pool: WorkerPool = dataclasses.field(init=False)  # batch and light tasks' jobs
+    interactive_pool: WorkerPool = dataclasses.field(init=False)
     bus: Bus = dataclasses.field(init=False)
     registry: dict[str, TaskSpec] = dataclasses.field(init=False)
     stores: Stores = dataclasses.field(init=False)

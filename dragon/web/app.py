@@ -176,11 +176,15 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await st.fetcher.start()
     set_tool_nice(settings.tool_nice)
     set_tool_memory(settings.tool_memory_bytes)
-    st.pool = WorkerPool(  # both processing lanes' jobs: a batch one never delays a thumbnail
-        settings.heavy_slots + settings.interactive_slots,
-        initializer=_warm_worker,
-        nice=settings.tool_nice,
-        tool_memory=settings.tool_memory_bytes,
+    # Interactive tasks' jobs have workers of their own: a render's never delays a thumbnail.
+    st.pool, st.interactive_pool = (
+        WorkerPool(
+            slots,
+            initializer=_warm_worker,
+            nice=settings.tool_nice,
+            tool_memory=settings.tool_memory_bytes,
+        )
+        for slots in (settings.heavy_slots, settings.interactive_slots)
     )
     st.bus = Bus(settings.stream_queue_size)
     st.registry = load_tasks(
@@ -207,6 +211,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         stores=st.stores,
         fetcher=metrics.CountingFetcher(st.fetcher),
         process_pool=st.pool,
+        interactive_pool=st.interactive_pool,
     )
     st.service = Service(
         settings=settings,
@@ -237,6 +242,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await st.fetcher.close()
         await st.stores.backend.close()
         st.pool.shutdown()
+        st.interactive_pool.shutdown()
         await asyncio.to_thread(st.db.close)
 
 
