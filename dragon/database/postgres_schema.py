@@ -145,7 +145,7 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at DOUBLE PRECISION NOT NULL,
         completed_at DOUBLE PRECISION
     );
-    CREATE INDEX uploads_unfinished ON uploads(account_id) WHERE completed_at IS NULL;
+    CREATE INDEX uploads_account ON uploads(account_id, completed_at);
     CREATE INDEX uploads_expires ON uploads(expires_at);
     """,
 )
