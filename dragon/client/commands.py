@@ -1,4 +1,4 @@
-"""``dragon run|status|cancel|download|events|storage|create-file|login``: the SDK on the
+"""``dragon run|status|cancel|download|events|tasks|storage|create-file|login``: the SDK on the
 command line.
 
 Output is for scripts: stdout only ever gets JSON (one document per line; indented for a
@@ -406,6 +406,25 @@ def cmd_events(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_tasks(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dragon.client import Client
+
+    statuses = [s.strip() for value in args.status or [] for s in value.split(",") if s.strip()]
+    if args.limit < 1:
+        raise UsageError("--limit must be 1 or more")
+    url, secret = connection(args.server, args.secret)
+    with Client(url, secret) as client:
+        for doc in client.tasks(
+            statuses or None,
+            args.name,
+            created_after=args.since,
+            created_before=args.until,
+            limit=args.limit,
+        ):
+            emit(doc, out)
+    return 0
+
+
 def cmd_storage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from dragon.client import Client
 
@@ -534,6 +553,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_cancel(sub, server)
     _add_download(sub, server)
     _add_events(sub, server)
+    _add_tasks(sub, server)
     _add_storage(sub, server)
     _add_create_file(sub, server)
     login = sub.add_parser(
@@ -655,6 +675,30 @@ def _add_events(
     e.add_argument("--after", type=int, metavar="CURSOR", help="start after this cursor")
     e.add_argument("--follow", action="store_true", help="go on with new events until interrupted")
     e.set_defaults(func=_main(cmd_events))
+
+
+def _add_tasks(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    t = sub.add_parser(
+        "tasks",
+        parents=[server],
+        help="list the account's tasks, newest first (NDJSON)",
+        description="Print the account's most recent tasks, newest first, one status "
+        "document (with its task_name) per line.",
+        epilog=EXIT_CODES,
+    )
+    t.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="queued, executing, success or error (repeatable, or comma-separated)",
+    )
+    t.add_argument("--name", metavar="TASK_NAME", help="only tasks of this task name")
+    t.add_argument("--since", metavar="TIME", help="created at or after (ISO 8601)")
+    t.add_argument("--until", metavar="TIME", help="created before (ISO 8601)")
+    t.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
+    t.set_defaults(func=_main(cmd_tasks))
 
 
 def _add_storage(

@@ -3,11 +3,16 @@ paged by an opaque cursor that tasks created meanwhile do not shift; its refusal
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import urllib.parse
 from datetime import UTC, datetime
 
 import pytest
+
+from dragon.client import AsyncClient, Client, DragonError, wire
+from tests.support.server import dragon
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +129,52 @@ def test_bad_parameters_are_400_in_the_documented_shape(server, params, name):
     body = r.json()
     assert body["status"] == "error"
     assert body["errors"][0]["name"] == name and body["errors"][0]["location"] == "querystring"
+
+
+def test_the_sdk_and_the_cli_page_through_the_listing(make_server):
+    """``Client.tasks`` and ``AsyncClient.tasks`` read page after page as they are iterated
+    (pages no larger than what is still wanted); ``dragon tasks`` prints NDJSON."""
+    server = make_server()
+    created = server.create(
+        [{"task_name": "no.such.task", "n": i} for i in range(5)]
+        + [{"task_name": "hello", "name": str(i)} for i in range(3)]
+    )
+    newest = [d["key"] for d in reversed(created)]
+    with Client(server.url, secret=server.secret) as c:
+        listed = list(c.tasks())
+        assert [d["key"] for d in listed] == newest
+        assert {d["task_name"] for d in listed} == {"hello", "no.such.task"}
+        pages = wire.TaskPages.of(None, None, None, None, None)
+        pages.page_size = 3  # several pages of the real server, followed to the end
+        keys = []
+        while not pages.done:
+            got = c._request("GET", "/v2/tasks", params=pages.query(), safe=True)
+            keys += [d["key"] for d in pages.accept(got)]
+        assert keys == newest
+        assert [d["key"] for d in c.tasks(limit=2)] == newest[:2]
+        assert [d["key"] for d in c.tasks("success", "hello")] == newest[:3]
+        assert [d["key"] for d in c.tasks(["error"], limit=4)] == newest[3:7]
+        after = datetime.fromtimestamp(time.time() + 60, UTC)
+        assert list(c.tasks(created_after=after)) == []
+        with pytest.raises(DragonError) as refused:
+            list(c.tasks("finished"))
+        assert refused.value.status == 400
+
+    async def read() -> list[str]:
+        async with AsyncClient(server.url, secret=server.secret) as ac:
+            return [d["key"] async for d in ac.tasks(task_name="no.such.task", limit=3)]
+
+    assert asyncio.run(read()) == newest[3:6]
+
+    env = {"DRAGON_URL": server.url, "DRAGON_SECRET": server.secret}
+    done = dragon("tasks", "--status", "error", "--limit", "2", env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [d["key"] for d in printed] == newest[3:5]
+    assert all(d["status"] == "error" and d["task_name"] == "no.such.task" for d in printed)
+    done = dragon("tasks", "--name", "hello", "--status", "queued,success", env=env, check=False)
+    assert [json.loads(line)["key"] for line in done.stdout.splitlines()] == newest[:3]
+    done = dragon("tasks", "--status", "finished", env=env, check=False)
+    assert done.returncode == 2 and "status" in done.stderr
+    done = dragon("tasks", "--limit", "0", env=env, check=False)
+    assert done.returncode == 2 and "--limit" in done.stderr
