@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.util
 import json
 import os
 import sys
@@ -127,6 +128,12 @@ def connection(server: str | None, secret: str | None) -> tuple[str, str]:
 # -- progress on stderr ----------------------------------------------------------------------
 
 
+def has_rich() -> bool:
+    """Whether rich is installed: the server's install has it, the client distribution only
+    with its ``bars`` extra; without it a terminal gets the plain progress lines too."""
+    return importlib.util.find_spec("rich") is not None
+
+
 class TaskProgress:
     """A task's progress on stderr: a rich bar on a terminal, else a line per change."""
 
@@ -135,7 +142,7 @@ class TaskProgress:
         self.bars = None
         self.bar_of: dict[str, Any] = {}
         self.lines: dict[str, str] = {}
-        if err.isatty():
+        if err.isatty() and has_rich():
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
@@ -185,7 +192,7 @@ class DownloadProgress:
         self.err = err
         self.label = label
         self.bars = None
-        if err.isatty():
+        if err.isatty() and has_rich():
             from rich.console import Console
             from rich.markup import escape
             from rich.progress import (
