@@ -83,7 +83,7 @@ class Status(_Wire):
     )
     error = fields.Raw(metadata={"description": "a message, or {parameters: {field: [...]}}"})
     error_code = fields.String(allow_none=True)
-    task_name = fields.String(metadata={"description": "with details=true"})
+    task_name = fields.String(metadata={"description": "with details=true, and in GET /v2/tasks"})
     parameters = fields.Dict(metadata={"description": "with details=true; secrets masked"})
     store = fields.Dict(metadata={"description": "with details=true"})
     attempts = fields.Integer(metadata={"description": "with details=true"})

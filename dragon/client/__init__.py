@@ -10,8 +10,8 @@ dragon server, local or remote::
 
 ``Client()`` alone finds the server and secret as the commands do (``config.py``:
 ``DRAGON_URL``/``DRAGON_SECRET``, then the file ``dragon login`` writes). ``docs/client.md``
-shows it in use, and the ``dragon run|status|cancel|download|events|storage|create-file|login``
-commands built on it (``commands.py``).
+shows it in use, and the commands built on it (``commands.py``):
+``dragon run|status|cancel|download|events|tasks|storage|create-file|login``.
 """
 
 from dragon.client.asynchronous import AsyncClient

@@ -112,6 +112,22 @@ class AsyncClient:
                 pass  # dropped: read again from the cursor
             await asyncio.sleep(cursor.resume(self.retries))
 
+    async def tasks(
+        self,
+        status: str | Iterable[str] | None = None,
+        task_name: str | None = None,
+        *,
+        created_after: datetime | str | float | None = None,
+        created_before: datetime | str | float | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[wire.Status]:
+        """See ``Client.tasks``."""
+        pages = wire.TaskPages.of(status, task_name, created_after, created_before, limit)
+        while not pages.done:
+            page = await self._request("GET", "/v2/tasks", params=pages.query(), safe=True)
+            for doc in pages.accept(page):
+                yield doc
+
     async def create_file(self, task: wire.Task, filename: str = "") -> str:
         """See ``Client.create_file``."""
         body = {"task": task}
@@ -250,7 +266,7 @@ class AsyncClient:
         path: str,
         *,
         body: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
         safe: bool,
         wait: bool = False,
     ) -> Any:

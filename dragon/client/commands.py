@@ -1,4 +1,4 @@
-"""``dragon run|status|cancel|download|events|storage|create-file|login``: the SDK on the
+"""``dragon run|status|cancel|download|events|tasks|storage|create-file|login``: the SDK on the
 command line.
 
 Output is for scripts: stdout only ever gets JSON (one document per line; indented for a
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.util
 import json
 import os
 import sys
@@ -127,6 +128,12 @@ def connection(server: str | None, secret: str | None) -> tuple[str, str]:
 # -- progress on stderr ----------------------------------------------------------------------
 
 
+def has_rich() -> bool:
+    """Whether rich is installed: the server's install has it, the client distribution only
+    with its ``bars`` extra; without it a terminal gets the plain progress lines too."""
+    return importlib.util.find_spec("rich") is not None
+
+
 class TaskProgress:
     """A task's progress on stderr: a rich bar on a terminal, else a line per change."""
 
@@ -135,7 +142,7 @@ class TaskProgress:
         self.bars = None
         self.bar_of: dict[str, Any] = {}
         self.lines: dict[str, str] = {}
-        if err.isatty():
+        if err.isatty() and has_rich():
             from rich.console import Console
             from rich.progress import (
                 BarColumn,
@@ -185,7 +192,7 @@ class DownloadProgress:
         self.err = err
         self.label = label
         self.bars = None
-        if err.isatty():
+        if err.isatty() and has_rich():
             from rich.console import Console
             from rich.markup import escape
             from rich.progress import (
@@ -406,6 +413,25 @@ def cmd_events(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_tasks(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dragon.client import Client
+
+    statuses = [s.strip() for value in args.status or [] for s in value.split(",") if s.strip()]
+    if args.limit < 1:
+        raise UsageError("--limit must be 1 or more")
+    url, secret = connection(args.server, args.secret)
+    with Client(url, secret) as client:
+        for doc in client.tasks(
+            statuses or None,
+            args.name,
+            created_after=args.since,
+            created_before=args.until,
+            limit=args.limit,
+        ):
+            emit(doc, out)
+    return 0
+
+
 def cmd_storage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from dragon.client import Client
 
@@ -534,6 +560,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_cancel(sub, server)
     _add_download(sub, server)
     _add_events(sub, server)
+    _add_tasks(sub, server)
     _add_storage(sub, server)
     _add_create_file(sub, server)
     login = sub.add_parser(
@@ -655,6 +682,30 @@ def _add_events(
     e.add_argument("--after", type=int, metavar="CURSOR", help="start after this cursor")
     e.add_argument("--follow", action="store_true", help="go on with new events until interrupted")
     e.set_defaults(func=_main(cmd_events))
+
+
+def _add_tasks(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    t = sub.add_parser(
+        "tasks",
+        parents=[server],
+        help="list the account's tasks, newest first (NDJSON)",
+        description="Print the account's most recent tasks, newest first, one status "
+        "document (with its task_name) per line.",
+        epilog=EXIT_CODES,
+    )
+    t.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="queued, executing, success or error (repeatable, or comma-separated)",
+    )
+    t.add_argument("--name", metavar="TASK_NAME", help="only tasks of this task name")
+    t.add_argument("--since", metavar="TIME", help="created at or after (ISO 8601)")
+    t.add_argument("--until", metavar="TIME", help="created before (ISO 8601)")
+    t.add_argument("--limit", type=int, default=50, metavar="N", help="at most N (default 50)")
+    t.set_defaults(func=_main(cmd_tasks))
 
 
 def _add_storage(

@@ -134,6 +134,25 @@ class Client:
                 pass  # dropped: read again from the cursor
             time.sleep(cursor.resume(self.retries))
 
+    def tasks(
+        self,
+        status: str | Iterable[str] | None = None,
+        task_name: str | None = None,
+        *,
+        created_after: datetime | str | float | None = None,
+        created_before: datetime | str | float | None = None,
+        limit: int | None = None,
+    ) -> Iterator[wire.Status]:
+        """The account's tasks, newest first (``GET /v2/tasks``): status documents with
+        ``task_name``, read a page at a time as the iterator is consumed. ``status``: one
+        status or several; ``created_after``/``created_before``: datetimes, ISO 8601 or
+        seconds since the epoch; ``limit``: the most tasks to yield (all without)."""
+        pages = wire.TaskPages.of(status, task_name, created_after, created_before, limit)
+        while not pages.done:
+            yield from pages.accept(
+                self._request("GET", "/v2/tasks", params=pages.query(), safe=True)
+            )
+
     def create_file(self, task: wire.Task, filename: str = "") -> str:
         """Run one task and return the URL of its output file ``filename`` (any name for a
         task with one output), as ``/v2/create_file`` does; the same definition asked again
@@ -293,7 +312,7 @@ class Client:
         path: str,
         *,
         body: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
         safe: bool,
         wait: bool = False,
     ) -> Any:

@@ -375,6 +375,62 @@ class Follow:
         return "/v2/status_stream", {"tasks": list(self.pending)}
 
 
+TASK_PAGE_MAX = 200  # the server's largest page of GET /v2/tasks
+
+
+@dataclass
+class TaskPages:
+    """Where a reader of ``GET /v2/tasks`` is: the filters it sends with every page, the
+    cursor of the next page, and how many more tasks it wants (None: all of them).
+
+    A page is asked for no larger than what is still wanted, so ``limit=5`` reads five
+    tasks, not a page of fifty.
+    """
+
+    filters: dict[str, Any]
+    wanted: int | None = None
+    page_size: int = TASK_PAGE_MAX
+    cursor: str | None = None
+    done: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        status: str | Iterable[str] | None,
+        task_name: str | None,
+        created_after: datetime | str | float | None,
+        created_before: datetime | str | float | None,
+        limit: int | None,
+    ) -> TaskPages:
+        filters: dict[str, Any] = {}
+        if status is not None:
+            filters["status"] = [status] if isinstance(status, str) else list(status)
+        if task_name is not None:
+            filters["task_name"] = task_name
+        for name, value in (("created_after", created_after), ("created_before", created_before)):
+            if value is not None:
+                filters[name] = value.isoformat() if isinstance(value, datetime) else str(value)
+        return cls(filters, limit, done=limit is not None and limit <= 0)
+
+    def query(self) -> dict[str, Any]:
+        size = self.page_size if self.wanted is None else min(self.page_size, self.wanted)
+        params = {**self.filters, "limit": str(size)}
+        if self.cursor is not None:
+            params["cursor"] = self.cursor
+        return params
+
+    def accept(self, page: dict[str, Any]) -> list[Status]:
+        """The tasks of ``page`` to hand out; the reader is ``done`` after the last page
+        or once it has all it wanted."""
+        tasks: list[Status] = list(page.get("tasks") or [])
+        if self.wanted is not None:
+            tasks = tasks[: self.wanted]
+            self.wanted -= len(tasks)
+        self.cursor = page.get("next_cursor")
+        self.done = self.cursor is None or self.wanted == 0 or not tasks
+        return tasks
+
+
 @dataclass
 class EventCursor:
     """Where a reader of the event feed is: the cursor of the last event handed out.

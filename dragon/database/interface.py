@@ -28,7 +28,7 @@ duplicate account name.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from dragon.database.rows import (
@@ -37,6 +37,7 @@ from dragon.database.rows import (
     DeliveryStateRow,
     EventRow,
     FileRow,
+    ListedTaskRow,
     TaskEndRow,
     TaskRow,
     UploadRow,
@@ -119,6 +120,22 @@ class Database(Protocol):
 
     async def get_tasks(self, keys: list[str], account_id: int) -> list[TaskRow]:
         """The account's tasks among ``keys`` (a point read on the hot path)."""
+
+    async def list_tasks(
+        self,
+        account_id: int,
+        *,
+        statuses: Sequence[str] = (),
+        task_name: str | None = None,
+        after: float | None = None,
+        before: float | None = None,
+        cursor: tuple[float, int] | None = None,
+        limit: int = 50,
+    ) -> list[ListedTaskRow]:
+        """Up to ``limit`` of the account's tasks, newest first (``queued_at``, then
+        ``seq``), strictly after ``cursor`` in that order: of ``statuses`` as documents
+        show them (a held task is queued), named ``task_name``, queued from ``after`` and
+        before ``before``."""
 
     async def task_ends(self, keys: list[str], account_id: int) -> list[TaskEndRow]:
         """``key``, ``status`` and ``completed_at`` of the account's tasks among ``keys``:

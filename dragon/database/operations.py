@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypedDict, TypeVar
 
 import orjson
@@ -37,6 +37,7 @@ from dragon.database.rows import (
     DeliveryStateRow,
     EventRow,
     FileRow,
+    ListedTaskRow,
     TaskEndRow,
     TaskRow,
     UploadRow,
@@ -59,6 +60,20 @@ class QueuedRow(TypedDict):
 
     key: str
     account_id: int
+
+
+# How each status a document shows is stored: (status column, held) pairs, where held says
+# whether the row has a stage (its node holds it before its work begins: executing in its
+# row, queued in its documents); None: either.
+STORED_STATUSES: dict[str, tuple[tuple[str, bool | None], ...]] = {
+    "queued": (("queued", None), ("executing", True)),
+    "executing": (("executing", False),),
+    "success": (("success", None),),
+    "error": (("error", None),),
+}
+# Above every listed task's place: the first page's cursor (seq is a 64-bit integer). Finite
+# (seconds since the epoch never come near), so every driver and trace binds it as a number.
+NEWEST = (1e300, 2**63 - 1)
 
 
 def dumps(value: object) -> str:
@@ -244,6 +259,54 @@ class Operations(ABC):
         return await self._lookup(
             rows(TaskRow, "tasks_of_account", keys=keys, account_id=account_id)
         )
+
+    async def list_tasks(
+        self,
+        account_id: int,
+        *,
+        statuses: Sequence[str] = (),
+        task_name: str | None = None,
+        after: float | None = None,
+        before: float | None = None,
+        cursor: tuple[float, int] | None = None,
+        limit: int = 50,
+    ) -> list[ListedTaskRow]:
+        """One query per stored status wanted (each a range of its index, at most ``limit``
+        rows), merged newest first. ``before`` joins the cursor as ``(before, 0)``: no task
+        has seq 0, so that bound is exactly ``queued_at < before``."""
+        bound = min(cursor or NEWEST, NEWEST if before is None else (before, 0))
+        common: dict[str, object] = {
+            "account_id": account_id,
+            "before_at": bound[0],
+            "before_seq": bound[1],
+            "after": -1e300 if after is None else after,
+            "limit": limit,
+        }
+        if task_name is not None:
+            common["task_name"] = task_name
+        named = "_name" if task_name is not None else ""
+        wanted = [stored for s in dict.fromkeys(statuses) for stored in STORED_STATUSES[s]]
+
+        def op() -> Op[list[ListedTaskRow]]:
+            if not wanted:
+                query = "tasks_page_of_name" if named else "tasks_page"
+                return (
+                    yield from rows(ListedTaskRow, query, **common, any_stage=True, waiting=False)
+                )
+            found: list[ListedTaskRow] = []
+            for status, held in wanted:
+                found += yield from rows(
+                    ListedTaskRow,
+                    f"tasks_page_of{named}_status",
+                    **common,
+                    status=status,
+                    any_stage=held is None,
+                    waiting=bool(held),
+                )
+            found.sort(key=lambda r: (r["queued_at"], r["seq"]), reverse=True)
+            return found[:limit]
+
+        return await self._read(op())
 
     async def task_ends(self, keys: list[str], account_id: int) -> list[TaskEndRow]:
         return await self._lookup(

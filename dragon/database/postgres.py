@@ -40,7 +40,13 @@ import asyncpg
 from dragon.database.interface import Busy, DiskFull
 from dragon.database.operations import ClusterOperations
 from dragon.database.postgres_schema import MIGRATIONS
-from dragon.database.queries import COMMON_QUERIES, DELIVERY_COLUMNS, TASK_COLUMNS
+from dragon.database.queries import (
+    COMMON_QUERIES,
+    DELIVERY_COLUMNS,
+    NEWEST_FIRST,
+    TASK_COLUMNS,
+    TASKS_PAGE,
+)
 from dragon.database.steps import Conflict, Notify, Op, Params, QueryMany, Step, run_async
 from dragon.errors import RequestError
 
@@ -94,6 +100,8 @@ POSTGRES_QUERIES: dict[str, str] = {
     " FROM tasks WHERE key = :key AND status = 'queued' FOR UPDATE SKIP LOCKED)"
     f" RETURNING {TASK_COLUMNS}",
     # Not the executing tasks of live nodes: they are running them.
+    "tasks_page_of_name_status": f"{TASKS_PAGE} AND task_name = :task_name"
+    f" AND status = :status{NEWEST_FIRST}",
     "unfinished_tasks": f"SELECT {TASK_COLUMNS} FROM tasks t WHERE status = 'queued' OR"
     f" (status = 'executing' AND NOT EXISTS ({NODE_ALIVE})) ORDER BY seq",
     "delete_settled_deliveries": "DELETE FROM outbox WHERE task_key = ANY(:keys)"

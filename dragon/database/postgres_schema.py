@@ -148,4 +148,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX uploads_account ON uploads(account_id, completed_at);
     CREATE INDEX uploads_expires ON uploads(expires_at);
     """,
+    # An account's tasks listed newest first (GET /v2/tasks): one index per way of
+    # filtering, each ending in (queued_at, seq), the listing's order and its cursor, so a
+    # page is a range of one index whatever the history. The status one replaces
+    # tasks_account (its prefix), so a status change still updates one account index.
+    """
+    DROP INDEX tasks_account;
+    CREATE INDEX tasks_account_status ON tasks(account_id, status, queued_at, seq);
+    CREATE INDEX tasks_listed ON tasks(account_id, queued_at, seq);
+    CREATE INDEX tasks_named ON tasks(account_id, task_name, queued_at, seq);
+    """,
 )

@@ -21,6 +21,17 @@ DELIVERY_COLUMNS = (
     " CASE WHEN a.previous_webhook_secret_until > :now THEN a.previous_webhook_secret END"
     " AS previous_webhook_secret"
 )
+# A page of an account's tasks, newest first: strictly before the cursor ``(queued_at, seq)``
+# and from ``after`` on. Each filter has its own index ending in (queued_at, seq)
+# (``tasks_listed``, ``tasks_account_status``, ``tasks_named``), so the page is one range
+# of it. ``any_stage`` or else ``waiting``: whether the rows its node holds before their
+# work begins (a stage set, shown as queued) are the ones wanted.
+TASKS_PAGE = (
+    f"SELECT {TASK_COLUMNS}, seq FROM tasks WHERE account_id = :account_id"
+    " AND (queued_at, seq) < (:before_at, :before_seq) AND queued_at >= :after"
+    " AND (:any_stage OR (stage IS NOT NULL) = :waiting)"
+)
+NEWEST_FIRST = " ORDER BY queued_at DESC, seq DESC LIMIT :limit"
 DELIVERY_STATE_COLUMNS = (
     "task_key, url, state, attempts, next_at, last_status, last_error, webhook_id"
 )
@@ -70,6 +81,9 @@ COMMON_QUERIES: dict[str, str] = {
     # as ``waiting`` (shown as queued) since its start.
     "begin_work": "UPDATE tasks SET stage = NULL, started_at = :now WHERE key = :key"
     f" AND status = 'executing' AND owner = :owner AND stage IS NOT NULL RETURNING {TASK_COLUMNS}",
+    "tasks_page": TASKS_PAGE + NEWEST_FIRST,
+    "tasks_page_of_status": f"{TASKS_PAGE} AND status = :status{NEWEST_FIRST}",
+    "tasks_page_of_name": f"{TASKS_PAGE} AND task_name = :task_name{NEWEST_FIRST}",
     "account_limits": "SELECT id, max_running FROM accounts WHERE max_running > 0",
     "ended_tasks": "SELECT key, status, completed_at FROM tasks"
     " WHERE completed_at < :ended_before LIMIT :limit",

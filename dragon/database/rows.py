@@ -46,6 +46,13 @@ class TaskRow(TypedDict):
     stage: str | None  # "waiting": its node holds it, its work has not begun (shown queued)
 
 
+class ListedTaskRow(TaskRow):
+    """A row of a page of an account's tasks: ``seq`` with ``queued_at`` is its place in the
+    listing's order (the cursor of the next page)."""
+
+    seq: int
+
+
 class TaskEndRow(TypedDict):
     """What a poll of cached documents reads: whether each task ended, and when."""
 

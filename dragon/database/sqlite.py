@@ -38,7 +38,13 @@ import orjson
 
 from dragon.database.interface import Busy, DiskFull
 from dragon.database.operations import Operations
-from dragon.database.queries import COMMON_QUERIES, DELIVERY_COLUMNS, TASK_COLUMNS
+from dragon.database.queries import (
+    COMMON_QUERIES,
+    DELIVERY_COLUMNS,
+    NEWEST_FIRST,
+    TASK_COLUMNS,
+    TASKS_PAGE,
+)
 from dragon.database.sqlite_schema import MIGRATIONS
 from dragon.database.steps import Conflict, Notify, Op, Params, QueryMany, Step, run_sync
 
@@ -71,6 +77,10 @@ SQLITE_QUERIES: dict[str, str] = {
     "start_task": "UPDATE tasks SET status = 'executing', started_at = :now,"
     " attempts = attempts + 1, owner = :owner, progress = 0, stage = :stage"
     f" WHERE key = :key AND status = 'queued' RETURNING {TASK_COLUMNS}",
+    # "+status": a name is the narrower filter, so the walk stays on the name's index
+    # (without statistics the planner would take the status one, every success ever).
+    "tasks_page_of_name_status": f"{TASKS_PAGE} AND task_name = :task_name"
+    f" AND +status = :status{NEWEST_FIRST}",
     # One node: at start, every executing task was left by this node's earlier process.
     "unfinished_tasks": f"SELECT {TASK_COLUMNS} FROM tasks"
     " WHERE status IN ('queued', 'executing') ORDER BY seq",

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -226,6 +226,36 @@ class Service:
             out.append(doc)
         await self.scheduler.estimates.annotate(out)
         return out
+
+    async def list_tasks(
+        self,
+        account: Account,
+        *,
+        statuses: Sequence[str] = (),
+        task_name: str | None = None,
+        after: float | None = None,
+        before: float | None = None,
+        cursor: tuple[float, int] | None = None,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], tuple[float, int] | None]:
+        """A page of the account's tasks, newest first (``Database.list_tasks``): their v2
+        documents as a status read gives them (live progress, queue estimates) with
+        ``task_name``, and the cursor of the next page (None on the last). One row more than
+        the page is read, so a next page is promised only when there is one."""
+        found = await self.db.list_tasks(
+            account.id,
+            statuses=statuses,
+            task_name=task_name,
+            after=after,
+            before=before,
+            cursor=cursor,
+            limit=limit + 1,
+        )
+        page = found[:limit]
+        docs = [{**await self._status(row, 2, None), "task_name": row["task_name"]} for row in page]
+        await self.scheduler.estimates.annotate(docs)
+        more = len(found) > limit
+        return docs, ((page[-1]["queued_at"], page[-1]["seq"]) if more and page else None)
 
     async def _rows(self, account: Account, keys: list[str]) -> dict[str, Row]:
         """The account's rows among ``keys``, read in chunks of ``READ_CHUNK``."""

@@ -31,7 +31,17 @@ from dragon.engine.scheduler import Load, Scheduler, clean_tmp
 from dragon.engine.service import Service
 from dragon.engine.storage import Storage
 from dragon.engine.sweeper import Sweeper
-from dragon.handlers import api_docs, cancel, create_file, events, files, storage, tasks, tus
+from dragon.handlers import (
+    api_docs,
+    cancel,
+    create_file,
+    events,
+    files,
+    storage,
+    task_list,
+    tasks,
+    tus,
+)
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
 from dragon.net.fetcher import Fetcher
 from dragon.runtime import disk
@@ -84,6 +94,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/docs/{asset}", api_docs.docs_asset)
     r.add_get("/metrics", serve_metrics)
     r.add_get("/v2/events", events.events)
+    r.add_get("/v2/tasks", task_list.list_tasks)
     dashboard.setup(r)
 
 

@@ -186,3 +186,59 @@ def test_a_cursor_past_retention_starts_a_fresh_feed(make_server, page):
     page.wait_for_selector("#connection[data-state=live]", timeout=30_000)
     [last] = server.create([{"task_name": "hello", "name": "last"}])
     page.wait_for_selector(f'tr[data-key="{last["key"]}"][data-status=success]', timeout=15_000)
+
+
+def rows_shown(page) -> list[str]:
+    return page.eval_on_selector_all(
+        "#tasks tbody tr:not([hidden])", "trs => trs.map(tr => tr.dataset.key)"
+    )
+
+
+def test_older_tasks_page_by_page_filters_from_the_server_and_search_by_key(make_server, page):
+    """Tasks older than the feed keeps come from GET /v2/tasks: the newest 30 first, 30 more
+    per "Older tasks"; a filter asks the server for the newest tasks that match, however
+    old; a key typed in full is looked up."""
+    server = make_server(
+        env={"DRAGON_EVENTS_DAYS": "0.00002", "DRAGON_SWEEP_INTERVAL_SECONDS": "0.5"}
+    )
+    hellos = server.create([{"task_name": "hello", "name": str(i)} for i in range(3)])
+    failed = server.create([{"task_name": "no.such.task", "n": i} for i in range(70)])
+    newest = [d["key"] for d in reversed(failed)] + [d["key"] for d in reversed(hellos)]
+    deadline = time.monotonic() + 30
+    while server.request("GET", "/v2/events").body.strip():  # the feed forgets them
+        assert time.monotonic() < deadline, "events were not pruned"
+        time.sleep(0.3)
+
+    page.goto(f"{server.url}/dashboard#secret={server.secret}")
+    page.wait_for_selector("#connection[data-state=live]", timeout=15_000)
+    page.wait_for_function("() => document.querySelectorAll('#tasks tbody tr').length === 30")
+    assert rows_shown(page) == newest[:30] and page.is_visible("#more")
+
+    old = hellos[0]["key"]
+    page.fill("#search-key", old)
+    page.press("#search-key", "Enter")
+    page.wait_for_selector(f'tr[data-key="{old}"][data-status=success]')
+    assert rows_shown(page) == [old]
+    assert row(page, old).locator(".name").inner_text() == "hello"
+    page.fill("#search-key", "NOSUCHKEY")
+    page.press("#search-key", "Enter")
+    page.wait_for_selector("#search-result:not([hidden])")
+    assert "No task of this account has the key NOSUCHKEY" in page.inner_text("#search-result")
+    page.fill("#search-key", newest[0][:12])  # a prefix filters what is shown
+    page.wait_for_function(
+        "() => document.querySelectorAll('#tasks tbody tr:not([hidden])').length"
+    )
+    assert newest[0] in rows_shown(page) and old not in rows_shown(page)
+    page.fill("#search-key", "")
+
+    page.select_option("#filter-status", "success")
+    page.wait_for_function(
+        "() => document.querySelectorAll('#tasks tbody tr:not([hidden])').length === 3"
+    )
+    assert rows_shown(page) == [d["key"] for d in reversed(hellos)]
+    page.select_option("#filter-status", "")
+    page.click("#more")
+    page.wait_for_function("() => document.querySelectorAll('#tasks tbody tr').length >= 60")
+    page.click("#more")
+    page.wait_for_selector("#more", state="hidden")
+    assert rows_shown(page) == newest

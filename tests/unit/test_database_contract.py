@@ -566,6 +566,48 @@ async def test_uploads_count_against_the_limit_advance_from_their_offset_and_exp
     assert [u["id"] for u in await db.expired_uploads(NOW + 10_000)] == ["u1"]
     assert await db.delete_account("a")
     assert await db.upload("u1") is None
+async def test_list_tasks_newest_first_filtered_and_paged(db: Database):
+    a, b = await account(db, "a"), await account(db, "b")
+    # K0..K5 one second apart; K6 and K7 share K5's time (one batch), so seq breaks the tie.
+    rows = [task(f"K{i}", a, at=NOW + i) for i in range(6)]
+    rows += [task(f"K{i}", a, at=NOW + 5) for i in (6, 7)]
+    rows[1].update(task_name="image.thumb")
+    rows[4].update(task_name="image.thumb", status="error", error="bad", error_code="x")
+    await db.insert_tasks([*rows, task("B0", b, at=NOW + 3)])
+    await db.start_task("K2", "node", NOW + 10)
+    await db.start_task("K3", "node", NOW + 10, waiting=True)  # held: shows queued
+    await db.finish_task("K0", "success", {}, None, None, NOW + 11)
+
+    async def keys(**filters) -> list[str]:
+        return [r["key"] for r in await db.list_tasks(a, limit=100, **filters)]
+
+    everything = ["K7", "K6", "K5", "K4", "K3", "K2", "K1", "K0"]
+    assert await keys() == everything
+    assert await keys(statuses=["queued"]) == ["K7", "K6", "K5", "K3", "K1"]
+    assert await keys(statuses=["executing"]) == ["K2"]
+    assert await keys(statuses=["error", "success"]) == ["K4", "K0"]
+    assert await keys(task_name="image.thumb") == ["K4", "K1"]
+    assert await keys(task_name="image.thumb", statuses=["queued"]) == ["K1"]
+    assert await keys(task_name="nothing") == []
+    assert await keys(after=NOW + 2, before=NOW + 5) == ["K4", "K3", "K2"]
+    assert await keys(statuses=["queued"], before=NOW + 5) == ["K3", "K1"]
+    assert [r["key"] for r in await db.list_tasks(b)] == ["B0"]
+    listed = (await db.list_tasks(a, limit=1))[0]
+    assert listed["task_name"] == "hello" and listed["seq"] > 0 and listed["queued_at"] == NOW + 5
+
+    # Pages of 2 by the last row's (queued_at, seq): tasks created meanwhile (newer) do not
+    # shift the pages after the first, and every task comes exactly once (the first page
+    # ends inside the batch of K5 to K7).
+    paged: list[str] = []
+    cursor = None
+    while True:
+        page = await db.list_tasks(a, cursor=cursor, limit=2)
+        paged += [r["key"] for r in page]
+        if len(page) < 2:
+            break
+        cursor = (page[-1]["queued_at"], page[-1]["seq"])
+        await db.insert_tasks([task(f"N{len(paged)}", a, at=NOW + 100)])
+    assert paged == everything
 
 
 async def test_claims_are_round_robin_per_lane_and_exclusive(cluster_db: PostgresDatabase):

@@ -1,11 +1,13 @@
-// dragon dashboard: the account's tasks, live from the event feed (/v2/events, SSE).
+// dragon dashboard: the account's tasks, live from the event feed (/v2/events, SSE), and
+// older ones a page at a time from the listing (/v2/tasks, filtered as the page is).
 // Plain JavaScript with no build step. Every value from the server reaches the page
 // through textContent or a checked http(s) URL, never as HTML.
 "use strict";
 
 (() => {
   const STORAGE_KEY = "dragon.secret";
-  const MAX_ROWS = 500; // the most recent tasks shown
+  const MAX_ROWS = 500; // the most recent tasks shown, besides the pages asked for
+  const PAGE = 30; // tasks per page of the listing
   const POLL_MS = 2000; // queued/executing tasks: queue position, ETA and finer progress
   const IMAGE = /\.(png|jpe?g|gif|webp|bmp)(\?|$)/i;
   const VIDEO = /\.(mp4|webm|m4v|mov|ogv)(\?|$)/i;
@@ -18,6 +20,10 @@
   let pollTimer = null;
   let renderQueued = false;
   let order = 0;
+  let older = 0; // arrival order of tasks read from the listing: below the feed's, in turn
+  let maxRows = MAX_ROWS;
+  // Where the listing is for the current filters: a new filter starts it again.
+  const listing = { filters: null, cursor: null, done: false, loading: false };
 
   // -- signing in ---------------------------------------------------------------------
   function secretFromFragment() {
@@ -66,6 +72,7 @@
     $("main").hidden = false;
     $("sign-out").hidden = false;
     connect();
+    loadPage();
     pollTimer = setInterval(poll, POLL_MS);
   }
 
@@ -104,9 +111,14 @@
     let task = tasks.get(doc.key);
     if (!task) {
       task = { doc: null, name: doc.task_name || "", queue: null, diagnostics: null,
-        seen: order++ };
+        seen: fromFeed ? order++ : --older, at: Date.parse((doc.events || {}).queued) || 0 };
       tasks.set(doc.key, task);
       addName(task.name);
+    } else if (!fromFeed && task.seen < 0) {
+      // Rows are ordered by creation time, then by arrival: a task met in the listing (or
+      // a search) arrives below the feed's, in the order of the latest listing that had it
+      // (tasks of one batch share their time).
+      task.seen = --older;
     }
     if (fromFeed || !task.doc || task.doc.status === doc.status) {
       task.doc = { ...(task.doc || {}), ...doc };
@@ -152,6 +164,67 @@
       tasks.get(key).diagnostics = { unavailable: error.message };
     }
     scheduleRender();
+  }
+
+  // -- the listing: older tasks, a page at a time ------------------------------------------
+  function listingQuery() {
+    const params = new URLSearchParams({ limit: String(PAGE) });
+    if ($("filter-status").value) params.set("status", $("filter-status").value);
+    if ($("filter-name").value) params.set("task_name", $("filter-name").value);
+    return params;
+  }
+
+  async function loadPage() {
+    const params = listingQuery();
+    const filters = params.toString();
+    if (filters !== listing.filters) {
+      Object.assign(listing, { filters, cursor: null, done: false, loading: false });
+    }
+    if (listing.done || listing.loading) return;
+    if (listing.cursor) params.set("cursor", listing.cursor);
+    listing.loading = true;
+    showError("list-error", "");
+    try {
+      const page = await api("GET", `/v2/tasks?${params}`);
+      if (listing.filters !== filters) return; // the filters changed meanwhile
+      for (const doc of page.tasks) update(doc, false);
+      maxRows += page.tasks.length;
+      listing.cursor = page.next_cursor;
+      listing.done = page.next_cursor === null;
+    } catch (error) {
+      showError("list-error", `Older tasks: ${error.message}`);
+    } finally {
+      if (listing.filters === filters) listing.loading = false;
+      $("more").hidden = listing.done;
+      scheduleRender();
+    }
+  }
+
+  // A key typed in full that the page does not hold is looked up (with its task name).
+  async function searchKey(event) {
+    event.preventDefault();
+    const key = $("search-key").value.trim();
+    const note = $("search-result");
+    note.hidden = true;
+    scheduleRender();
+    if (!key || tasks.has(key)) return;
+    try {
+      const [doc] = await api("GET", `/v2/status?tasks=${encodeURIComponent(key)}&details=true`);
+      if (doc.error_code === "unknown_task") {
+        note.textContent = `No task of this account has the key ${key}.`;
+        note.hidden = false;
+        return;
+      }
+      update(doc, false);
+    } catch (error) {
+      note.textContent = `Search: ${error.message}`;
+      note.hidden = false;
+    }
+  }
+
+  function filtersChanged() {
+    scheduleRender();
+    loadPage(); // the newest tasks that match, however old
   }
 
   // -- rendering ---------------------------------------------------------------------
@@ -308,10 +381,11 @@
     const body = document.querySelector("#tasks tbody");
     const wanted = $("filter-status").value;
     const name = $("filter-name").value;
+    const search = $("search-key").value.trim().toUpperCase();
     const recent = [...tasks.entries()]
       .filter(([, t]) => t.doc)
-      .sort((a, b) => b[1].seen - a[1].seen)
-      .slice(0, MAX_ROWS);
+      .sort((a, b) => (b[1].at - a[1].at) || (b[1].seen - a[1].seen))
+      .slice(0, maxRows);
     const keep = new Set(recent.map(([key]) => key));
     for (const [key, row] of rows) {
       if (!keep.has(key)) { row.tr.remove(); rows.delete(key); }
@@ -335,7 +409,8 @@
       const anchor = previous ? previous.nextSibling : body.firstChild;
       if (row.tr !== anchor) body.insertBefore(row.tr, anchor);
       previous = row.tr;
-      row.tr.hidden = (wanted && task.doc.status !== wanted) || (name && task.name !== name);
+      row.tr.hidden = (wanted && task.doc.status !== wanted) || (name && task.name !== name)
+        || (search && !key.toUpperCase().includes(search));
       if (!row.tr.hidden) shown++;
     }
     $("empty").hidden = recent.length > 0;
@@ -394,8 +469,11 @@
     });
     $("sign-out").addEventListener("click", signOut);
     $("create-form").addEventListener("submit", create);
-    $("filter-status").addEventListener("change", render);
-    $("filter-name").addEventListener("change", render);
+    $("filter-status").addEventListener("change", filtersChanged);
+    $("filter-name").addEventListener("change", filtersChanged);
+    $("search-key").addEventListener("input", scheduleRender);
+    $("search-form").addEventListener("submit", searchKey);
+    $("more").addEventListener("click", loadPage);
     setInterval(scheduleRender, 1000); // running durations and ETAs count on
     secretFromFragment();
     const stored = sessionStorage.getItem(STORAGE_KEY);
