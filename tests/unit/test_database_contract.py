@@ -566,6 +566,8 @@ async def test_uploads_count_against_the_limit_advance_from_their_offset_and_exp
     assert [u["id"] for u in await db.expired_uploads(NOW + 10_000)] == ["u1"]
     assert await db.delete_account("a")
     assert await db.upload("u1") is None
+
+
 async def test_list_tasks_newest_first_filtered_and_paged(db: Database):
     a, b = await account(db, "a"), await account(db, "b")
     # K0..K5 one second apart; K6 and K7 share K5's time (one batch), so seq breaks the tie.
