@@ -40,6 +40,7 @@ UPLOAD_FAILED = "upload_failed"
 INTERRUPTED = "interrupted"
 INTERNAL_ERROR = "internal_error"
 CANCELLED = "cancelled"  # ended by its owner (POST /v2/cancel), queued or executing
+DEPENDENCY_FAILED = "dependency_failed"  # a chain's input task did not succeed (or has no output)
 
 
 def out_of_space(exc: BaseException) -> bool:
