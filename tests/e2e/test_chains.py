@@ -19,6 +19,7 @@ from PIL import Image
 
 from dragon import errors
 from tests.support.media import ffmpeg
+from tests.support.postgres import postgres_bin
 
 ENDED = ("success", "error")
 
@@ -267,3 +268,28 @@ def test_streams_callbacks_and_the_event_feed_follow_a_chain(make_server, source
     feed = [line for line in r.lines() if line["key"] == keys[1]]
     assert feed[0]["status"] == "queued" and feed[0]["waiting_for"] == [keys[0]]
     assert feed[-1]["error_code"] == errors.DEPENDENCY_FAILED
+
+
+NODE = {"DRAGON_LEASE_SECONDS": "3", "DRAGON_CONCURRENCY": "1"}
+
+
+@pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed")
+def test_on_two_postgresql_nodes_a_chain_completes(make_server, source):
+    a = make_server(backend="postgres", env={**NODE, "DRAGON_NODE_NAME": "node-a"})
+    b = make_server(env={**a.env, "DRAGON_NODE_NAME": "node-b"}, account=a.account)
+    # One blocking create on A: each step runs on whichever node claims it first.
+    docs = a.create(chain(source["video"]))
+    assert_chain_made(b, docs)
+    # A dependant created on B of a task created (and run) elsewhere: the end of its input,
+    # committed by any node, releases it, and B's blocked request hears of its end.
+    created = [a.create(chain(source["video"])[:1], block=False)[0] for _ in range(2)]
+    thumbs = [
+        {"task_name": "video.thumb", "url": {"task": doc["key"]}, "time": 1} for doc in created
+    ]
+    ended = b.create(thumbs)
+    assert [d["status"] for d in ended] == ["success", "success"], ended
+    assert all(picture(a, d["result"]["output"]).size == (80, 60) for d in ended)
+    keys = [d["key"] for d in docs + created + ended]
+    details = b.request("POST", "/v2/status", {"tasks": keys, "details": True}).json()
+    assert {d["node"] for d in details} <= {"node-a", "node-b"}
+    assert all(d["attempts"] == 1 for d in details)
