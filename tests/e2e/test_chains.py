@@ -18,8 +18,10 @@ import pytest
 from PIL import Image
 
 from dragon import errors
+from dragon.client import Client, output_of
 from tests.support.media import ffmpeg
 from tests.support.postgres import postgres_bin
+from tests.support.server import dragon
 
 ENDED = ("success", "error")
 
@@ -293,3 +295,56 @@ def test_on_two_postgresql_nodes_a_chain_completes(make_server, source):
     details = b.request("POST", "/v2/status", {"tasks": keys, "details": True}).json()
     assert {d["node"] for d in details} <= {"node-a", "node-b"}
     assert all(d["attempts"] == 1 for d in details)
+
+
+def test_dragon_run_and_the_sdk_express_a_chain(dragon_server, source):
+    env = {"DRAGON_URL": dragon_server.url, "DRAGON_SECRET": dragon_server.secret}
+    reference = json.dumps({"task": 0})
+    done = dragon(
+        "run",
+        "video.convert",
+        f"url={source['video']}",
+        "width:=80",
+        "+",
+        "video.thumb",
+        f"url:={reference}",
+        "+",
+        "video.strip",
+        f"url:={reference}",
+        "count:=4",
+        "wrap:=4",
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    docs = [json.loads(line) for line in done.stdout.splitlines()]
+    assert_chain_made(dragon_server, docs)  # each final status, in order
+    failed = dragon(
+        "run",
+        "test.file",
+        "fail:=true",
+        "+",
+        "test.fetch",
+        f"url:={reference}",
+        env=env,
+        check=False,
+    )
+    assert failed.returncode == 1
+    first, second = (json.loads(line) for line in failed.stdout.splitlines())
+    assert second["error_code"] == errors.DEPENDENCY_FAILED and first["key"] in second["error"]
+    usage = dragon("run", "hello", "+", env=env, check=False)
+    assert usage.returncode == 2 and "followed by a task name" in usage.stderr
+
+    with Client(dragon_server.url, dragon_server.secret) as client:
+        made, fetched = client.create(
+            [
+                {"task_name": "test.file", "text": "from the sdk"},
+                {"task_name": "test.fetch", "url": output_of(0)},
+            ],
+            block=True,
+        )
+        assert fetched["status"] == "success" and fetched["result"]["size"] == 12
+        [again] = client.create(
+            {"task_name": "test.fetch", "url": output_of(made["key"], "output")}, block=True
+        )
+        assert again["result"]["sha256"] == fetched["result"]["sha256"]
