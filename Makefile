@@ -1,5 +1,6 @@
 # make install: .venv with dragon (editable, test extras) + ffmpeg, ImageMagick, fonts and
-#               espeak-ng (spoken tracks of video.create).
+#               espeak-ng (spoken tracks of video.create); Node and the JavaScript tus
+#               client the end-to-end tests drive (tests/js).
 # make run:     serve the API on 127.0.0.1:8080 (DRAGON_PORT to change), data in ./var.
 # make test:    the whole suite on SQLite with branch coverage (fails below COVERAGE_FLOOR),
 #               then the end-to-end suite on PostgreSQL + S3 (make test-sqlite / test-postgres).
@@ -12,17 +13,21 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := ffmpeg imagemagick fonts-dejavu-core curl postgresql chromium espeak-ng
+SYSTEM_PACKAGES := ffmpeg imagemagick fonts-dejavu-core curl postgresql chromium espeak-ng nodejs npm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-tools run test test-sqlite test-postgres test-fast lint format bench clean
 
-install: system-tools $(VENV)/.installed
+install: system-tools $(VENV)/.installed tests/js/node_modules/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+tests/js/node_modules/.installed: tests/js/package.json tests/js/package-lock.json
+	cd tests/js && npm ci --no-audit --no-fund --silent
 	touch $@
 
 system-tools:
@@ -35,6 +40,7 @@ system-tools:
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \

@@ -229,6 +229,16 @@ class Settings:
         16 * MiB,
         "Bytes per upload request to YouTube and Vimeo (YouTube: a multiple of 256 KiB).",
     )
+    upload_hours: float = setting(
+        24.0,
+        "Hours an unfinished resumable upload (/v2/uploads) is kept before it expires; a"
+        " finished one is kept as long after its last byte, for tasks to read.",
+    )
+    max_upload_bytes: int = setting(1 * GiB, "Largest resumable upload (Tus-Max-Size; 413 above).")
+    max_pending_upload_bytes: int = setting(
+        8 * GiB,
+        "Most bytes one account's unfinished resumable uploads may add up to (413 above).",
+    )
     upload_max_tries: int = setting(
         8,
         "Failed requests in a row (5xx, dropped, stalled) before an upload ends upload_failed.",
@@ -277,6 +287,7 @@ class Settings:
             "http_idle_timeout_seconds",
             "tool_memory_bytes",
             "fetch_host_connections",
+            "upload_hours",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DRAGON_{name.upper()} must be positive")

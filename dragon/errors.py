@@ -7,7 +7,7 @@ traceback and reported as ``internal_error``.
 
 A request the engine refuses raises a ``Refused`` exception that says what happened
 (``Unauthorized``, ``SecretRequired``, ``RateLimited``, ``Overloaded``, ``TooManyActive``,
-``LowDisk``, ``NoSuchPath``, ``CursorGone``),
+``LowDisk``, ``NoSuchPath``, ``CursorGone``, ``UploadRefused``),
 in the engine's words: no status code, no header. ``dragon.handlers.errors`` is the one
 place that turns them into HTTP answers.
 """
@@ -40,6 +40,7 @@ UPLOAD_FAILED = "upload_failed"
 INTERRUPTED = "interrupted"
 INTERNAL_ERROR = "internal_error"
 CANCELLED = "cancelled"  # ended by its owner (POST /v2/cancel), queued or executing
+UNKNOWN_UPLOAD = "unknown_upload"  # ``upload:ID``: not a finished upload of the account
 DEPENDENCY_FAILED = "dependency_failed"  # a chain's input task did not succeed (or has no output)
 
 
@@ -170,3 +171,16 @@ class LowDisk(Refused):
     write its output nor even its end."""
 
     retry_after = 60.0
+
+
+class UploadRefused(Refused):
+    """A resumable upload request (tus) the engine will not carry out; ``reason`` says
+    which of the protocol's refusals it is: ``unknown`` (no such upload of the account),
+    ``gone`` (expired), ``offset`` (not where the upload stands), ``too_large`` (past the
+    upload's length, the largest upload or the account's unfinished bytes), ``checksum``
+    (the body is not what its Upload-Checksum says), ``busy`` (another request is writing
+    it) or ``invalid`` (a header the protocol does not allow)."""
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(description)
+        self.reason = reason

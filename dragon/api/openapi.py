@@ -50,10 +50,16 @@ ERROR_MEANINGS = {
     403: "an api key cannot do this (it is public in web pages): use the secret key",
     404: "not found",
     408: "the request body stalled",
-    410: "the cursor is older than the feed keeps",
-    413: "body too large",
+    409: "the upload is not at that offset (HEAD it, then resume)",
+    410: "gone: the cursor is older than the feed keeps, or the upload expired",
+    412: "the request's Tus-Resumable is not this server's version",
+    413: "body too large (an upload: past its length, the largest upload or the account's"
+    " unfinished bytes)",
+    415: "the body's Content-Type is not the one required",
     416: "range not satisfiable",
+    423: "another request is writing this upload",
     429: "too many creates (with Retry-After)",
+    460: "the body does not match its Upload-Checksum (nothing of it was stored)",
     503: "overloaded, database busy or shutting down (with Retry-After)",
 }
 

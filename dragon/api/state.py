@@ -16,6 +16,7 @@ from dragon.engine.auth import Authenticator
 from dragon.engine.bus import Bus
 from dragon.engine.callbacks import CallbackSender
 from dragon.engine.rate_limits import TokenBuckets
+from dragon.engine.resumable import Uploads
 from dragon.engine.scheduler import Scheduler
 from dragon.engine.service import Service
 from dragon.engine.storage import Storage
@@ -31,7 +32,8 @@ class State:
     settings: Settings
     db: Database = dataclasses.field(init=False)
     fetcher: Fetcher = dataclasses.field(init=False)
-    pool: WorkerPool = dataclasses.field(init=False)
+    pool: WorkerPool = dataclasses.field(init=False)  # batch and light tasks' jobs
+    interactive_pool: WorkerPool = dataclasses.field(init=False)
     bus: Bus = dataclasses.field(init=False)
     registry: dict[str, TaskSpec] = dataclasses.field(init=False)
     stores: Stores = dataclasses.field(init=False)
@@ -42,6 +44,7 @@ class State:
     buckets: TokenBuckets = dataclasses.field(init=False)
     callbacks: CallbackSender = dataclasses.field(init=False)
     sweeper: Sweeper = dataclasses.field(init=False)
+    uploads: Uploads = dataclasses.field(init=False)
 
 
 STATE = web.AppKey("dragon_state", State)

@@ -11,7 +11,8 @@ grouped the way the server uses them:
   results, and ending a task together with its callback in one transaction;
 - files and usage: the storage index behind the storage API and the expiry sweeper;
 - the callback outbox: deliveries due now, and their outcome;
-- the event feed: each status change recorded with the write that made it.
+- the event feed: each status change recorded with the write that made it;
+- resumable uploads: their rows, the offset each has stored, their expiry.
 
 ``ClusterDatabase`` adds what several nodes sharing one database need (PostgreSQL:
 notifications, batch claims, heartbeats and advisory locks; see ``dragon.engine.cluster``).
@@ -38,6 +39,7 @@ from dragon.database.rows import (
     FileRow,
     TaskEndRow,
     TaskRow,
+    UploadRow,
 )
 
 Row = Mapping[str, Any]  # any row, for code that reads a column or two of several kinds
@@ -303,6 +305,35 @@ class Database(Protocol):
 
     async def task_files(self, task_key: str) -> list[FileRow]:
         """Every file the task recorded, read after the writes queued before it."""
+
+    # -- resumable uploads ---------------------------------------------------------------
+    async def insert_upload(
+        self,
+        upload_id: str,
+        account_id: int,
+        length: int,
+        metadata: str | None,
+        now: float,
+        expires_at: float,
+        most_pending: int,
+    ) -> bool:
+        """A new unfinished upload of ``length`` bytes; False (nothing written) when the
+        account's unfinished uploads would then add up to more than ``most_pending``."""
+
+    async def upload(self, upload_id: str) -> UploadRow | None: ...
+
+    async def advance_upload(
+        self, upload_id: str, offset: int, received: int, now: float, kept_until: float
+    ) -> UploadRow | None:
+        """The upload holds ``received`` bytes durably, up from ``offset``; on its last
+        byte it is finished (``completed_at`` now) and kept until ``kept_until``. None
+        when it was not at ``offset`` (another writer moved it, it is gone or finished)."""
+
+    async def delete_uploads(self, upload_ids: list[str]) -> int:
+        """Forget uploads; returns how many there were."""
+
+    async def expired_uploads(self, now: float, limit: int = 500) -> list[UploadRow]:
+        """Uploads past their ``expires_at``, oldest first."""
 
 
 class Callback:

@@ -39,6 +39,7 @@ from dragon.database.rows import (
     FileRow,
     TaskEndRow,
     TaskRow,
+    UploadRow,
 )
 from dragon.database.steps import Conflict, Op, count, many, notify, row, rows, value
 from dragon.errors import CANCELLED
@@ -680,6 +681,69 @@ class Operations(ABC):
         writes: the record of an output that a cancelled run was storing is committed
         before this reads, so it is found too."""
         return await self._write(rows(FileRow, "task_files", task_key=task_key))
+
+    # -- resumable uploads ----------------------------------------------------------------
+    async def insert_upload(
+        self,
+        upload_id: str,
+        account_id: int,
+        length: int,
+        metadata: str | None,
+        now: float,
+        expires_at: float,
+        most_pending: int,
+    ) -> bool:
+        """The account's unfinished bytes are summed in the transaction that adds the new
+        upload, so two creates at once cannot both slip under the limit (SQLite's one
+        writer; PostgreSQL may let a pair through at the same instant, bounded by one
+        upload's size)."""
+
+        def op() -> Op[bool]:
+            pending = yield from value(int, "pending_upload_bytes", account_id=account_id)
+            if (pending or 0) + length > most_pending:
+                return False
+            yield from count(
+                "insert_upload",
+                id=upload_id,
+                account_id=account_id,
+                length=length,
+                metadata=metadata,
+                created_at=now,
+                expires_at=expires_at,
+            )
+            return True
+
+        return await self._write(op())
+
+    async def upload(self, upload_id: str) -> UploadRow | None:
+        return await self._lookup(row(UploadRow, "upload", id=upload_id))
+
+    async def advance_upload(
+        self, upload_id: str, offset: int, received: int, now: float, kept_until: float
+    ) -> UploadRow | None:
+        """Moved only from ``offset``: a writer that lost a race (or resumed from an older
+        offset) changes nothing. The upload is finished in the same transaction as its
+        last byte."""
+
+        def op() -> Op[UploadRow | None]:
+            moved = yield from row(
+                UploadRow, "advance_upload", id=upload_id, offset=offset, received=received
+            )
+            if moved is None or moved["received"] < moved["length"]:
+                return moved
+            return (
+                yield from row(
+                    UploadRow, "complete_upload", id=upload_id, now=now, kept_until=kept_until
+                )
+            )
+
+        return await self._write(op())
+
+    async def delete_uploads(self, upload_ids: list[str]) -> int:
+        return await self._write_one(count("delete_uploads", ids=upload_ids))
+
+    async def expired_uploads(self, now: float, limit: int = 500) -> list[UploadRow]:
+        return await self._read(rows(UploadRow, "expired_uploads", now=now, limit=limit))
 
 
 class ClusterOperations(Operations):

@@ -155,6 +155,7 @@ POSTGRES_QUERIES: dict[str, str] = {
     " started_at = CASE WHEN stage IS NULL THEN started_at END, stage = NULL WHERE key = ANY(:keys)"
     " AND account_id = :account_id AND status IN ('queued', 'executing')"
     f" RETURNING {TASK_COLUMNS}",
+    "delete_uploads": "DELETE FROM uploads WHERE id = ANY(:ids)",
 }
 
 PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")

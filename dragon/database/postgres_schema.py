@@ -131,6 +131,23 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tasks ADD COLUMN lane TEXT, ADD COLUMN stage TEXT;
     ALTER TABLE accounts ADD COLUMN max_running INTEGER NOT NULL DEFAULT 0;
     """,
+    # Resumable uploads (tus, /v2/uploads): one row per upload, its bytes in the data
+    # folder's ``uploads``; ``received`` is what is stored durably (the offset a client
+    # resumes from); unfinished ones count against their account's limit, expired ones go.
+    """
+    CREATE TABLE uploads (
+        id TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        length BIGINT NOT NULL,
+        received BIGINT NOT NULL DEFAULT 0,
+        metadata TEXT,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        completed_at DOUBLE PRECISION
+    );
+    CREATE INDEX uploads_account ON uploads(account_id, completed_at);
+    CREATE INDEX uploads_expires ON uploads(expires_at);
+    """,
     # Task chains: a task whose input is another task's output. ``task_inputs`` holds each
     # edge (the dependent, the producer), kept for the record; ``waiting_for`` (JSON list) the
     # producers that have not ended yet, NULL once none: a queued task is started only then.

@@ -122,4 +122,18 @@ COMMON_QUERIES: dict[str, str] = {
     # -- cancel
     # Every file a task recorded, whatever its store's policy (a cancel removes them all).
     "task_files": "SELECT * FROM files WHERE task_key = :task_key",
+    # -- resumable uploads
+    "pending_upload_bytes": "SELECT COALESCE(SUM(length), 0) FROM uploads"
+    " WHERE account_id = :account_id AND completed_at IS NULL",
+    "insert_upload": "INSERT INTO uploads (id, account_id, length, metadata, created_at,"
+    " expires_at) VALUES (:id, :account_id, :length, :metadata, :created_at, :expires_at)",
+    "upload": "SELECT * FROM uploads WHERE id = :id",
+    # Only from the offset the writer started at: two writers of one upload cannot both
+    # move it, and it never moves past its length.
+    "advance_upload": "UPDATE uploads SET received = :received WHERE id = :id"
+    " AND received = :offset AND completed_at IS NULL AND :received <= length RETURNING *",
+    "complete_upload": "UPDATE uploads SET completed_at = :now, expires_at = :kept_until"
+    " WHERE id = :id AND completed_at IS NULL AND received = length RETURNING *",
+    "expired_uploads": "SELECT * FROM uploads WHERE expires_at <= :now"
+    " ORDER BY expires_at LIMIT :limit",
 }

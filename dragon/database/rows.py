@@ -104,6 +104,19 @@ class DeliveryStateRow(TypedDict):
     webhook_id: str
 
 
+class UploadRow(TypedDict):
+    """A resumable upload (tus): how long it is, how much of it the server holds."""
+
+    id: str  # the last segment of its URL (``upload:ID`` in a task's parameters)
+    account_id: int
+    length: int  # Upload-Length: the bytes it will have once finished
+    received: int  # Upload-Offset: the bytes stored durably so far
+    metadata: str | None  # the Upload-Metadata header as the client sent it
+    created_at: float
+    expires_at: float  # unfinished: when it is removed; finished: how long it is kept
+    completed_at: float | None  # when its last byte was stored; None while unfinished
+
+
 class EventRow(TypedDict):
     id: int
     task_key: str

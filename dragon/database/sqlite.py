@@ -107,6 +107,7 @@ SQLITE_QUERIES: dict[str, str] = {
     f" WHERE key {IN_KEYS}"
     " AND +account_id = :account_id AND status IN ('queued', 'executing')"
     f" RETURNING {TASK_COLUMNS}",
+    "delete_uploads": "DELETE FROM uploads WHERE id IN (SELECT value FROM json_each(:ids))",
 }
 
 

@@ -100,6 +100,7 @@ class Scheduler:
         stores: TaskStores,
         fetcher: Fetcher,
         process_pool: WorkerPool | None = None,
+        interactive_pool: WorkerPool | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
@@ -107,6 +108,7 @@ class Scheduler:
         self.registry = registry
         self.stores = stores
         self.process_pool = process_pool
+        self.interactive_pool = interactive_pool or process_pool
         # The owner recorded on the tasks this process starts: node name and boot.
         self.boot_id = f"{settings.node}/{secrets.token_hex(8)}"
         # Processing lanes share each account's max_running; interactive is served first.
@@ -453,7 +455,9 @@ class Scheduler:
             reporter=self,
             fetcher=self._fetcher_for(run.key, stored),
             store=self.stores.for_task(loaded.get("task_store")),
-            process_pool=self.process_pool,
+            process_pool=(
+                self.interactive_pool if run.lane.name == classes.INTERACTIVE else self.process_pool
+            ),
             slot=run.slot,
             deadline=time.monotonic() + self.settings.task_timeout_seconds,
             nice=self.settings.batch_nice if run.lane.name == classes.BATCH else None,

@@ -1,7 +1,7 @@
 """Deletes what has outlived its time: expired files (volatile ones after ``volatile_days``,
 persistent ones after the account's expiration setting), ended tasks older than
-``task_retention_days`` and event feed entries older than ``events_days``. Runs at
-start-up and every ``sweep_interval_seconds``.
+``task_retention_days``, event feed entries older than ``events_days`` and expired
+resumable uploads (``upload_hours``). Runs at start-up and every ``sweep_interval_seconds``.
 
 All go in small batches, each its own short transaction, so a sweep of a large backlog
 never holds the database's single writer for long.
@@ -15,6 +15,7 @@ import time
 
 from dragon.config import Settings
 from dragon.database.interface import Database
+from dragon.engine.resumable import Uploads
 from dragon.runtime.background import BackgroundLoop
 from dragon.stores import Stores
 
@@ -25,10 +26,13 @@ SWEEP_LOCK = 0x647261676F6E03  # the advisory lock of the sweeping node (Postgre
 
 
 class Sweeper(BackgroundLoop):
-    def __init__(self, database: Database, stores: Stores, settings: Settings) -> None:
+    def __init__(
+        self, database: Database, stores: Stores, settings: Settings, uploads: Uploads | None = None
+    ) -> None:
         self.db = database
         self.stores = stores
         self.settings = settings
+        self.uploads = uploads
 
     async def sweep(self) -> int:
         """Delete expired files; returns how many."""
@@ -71,6 +75,8 @@ class Sweeper(BackgroundLoop):
             log.info("deleted %d tasks past retention", count)
         if count := await self.prune_events():
             log.info("deleted %d feed events past retention", count)
+        if self.uploads is not None and (count := await self.uploads.sweep(time.time())):
+            log.info("deleted %d expired uploads", count)
         return True
 
     async def _run(self) -> None:

@@ -27,6 +27,7 @@ from dragon.errors import (
     SecretRequired,
     TooManyActive,
     Unauthorized,
+    UploadRefused,
 )
 
 log = logging.getLogger("dragon.http")
@@ -37,6 +38,40 @@ CORS_HEADERS = {
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "86400",
 }
+
+# Resumable uploads (tus, ``/v2/uploads``): a browser on another origin sends the protocol's
+# headers (a preflight for each) and must read the answers' (the creation's Location, the
+# offset to resume from), which CORS hides unless exposed.
+UPLOADS_PATH = "/v2/uploads"
+TUS_VERSION = "1.0.0"
+UPLOAD_CORS_HEADERS = {
+    **CORS_HEADERS,
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Tus-Resumable, Upload-Length,"
+    " Upload-Metadata, Upload-Offset, Upload-Checksum, Upload-Defer-Length, Upload-Concat,"
+    " X-HTTP-Method-Override, X-Requested-With",
+    "Access-Control-Expose-Headers": "Location, Upload-Offset, Upload-Length, Upload-Metadata,"
+    " Upload-Expires, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size,"
+    " Tus-Checksum-Algorithm",
+    "Tus-Resumable": TUS_VERSION,
+}
+# The status of each ``UploadRefused.reason`` (460: the checksum extension's own).
+UPLOAD_STATUSES = {
+    "unknown": 404,
+    "gone": 410,
+    "offset": 409,
+    "too_large": 413,
+    "checksum": 460,
+    "busy": 423,
+    "invalid": 400,
+}
+
+
+def cors_headers(path: str) -> dict[str, str]:
+    """The CORS headers of an answer at ``path`` (and the tus version for uploads)."""
+    if path == UPLOADS_PATH or path.startswith(UPLOADS_PATH + "/"):
+        return UPLOAD_CORS_HEADERS
+    return CORS_HEADERS
 
 
 class DatabaseHealth:
@@ -107,17 +142,22 @@ def refused_response(exc: Refused) -> web.Response:
         status, name, location = 404, "url", "path"
     elif isinstance(exc, CursorGone):
         status, name, location = 410, "after", "querystring"
+    elif isinstance(exc, UploadRefused):
+        status, name, location = UPLOAD_STATUSES[exc.reason], "upload", "header"
     else:
         raise TypeError(f"no HTTP answer for {type(exc).__name__}")
     if exc.retry_after is not None:
         headers["Retry-After"] = str(math.ceil(exc.retry_after))
-    return error_response(status, name, exc.description, location, headers)
+    response = error_response(status, name, exc.description, location, headers)
+    if status == 460:  # no reason phrase of its own in HTTP's registry
+        response.set_status(460, "Checksum Mismatch")
+    return response
 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method == "OPTIONS":
-        return web.Response(status=204, headers=CORS_HEADERS)
+    if request.method == "OPTIONS" and request.match_info.route.method != "OPTIONS":
+        return web.Response(status=204, headers=cors_headers(request.path))
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -130,7 +170,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         response = failure_response(request, exc)
     if not response.prepared:
-        response.headers.update(CORS_HEADERS)
+        response.headers.update(cors_headers(request.path))
     return response
 
 

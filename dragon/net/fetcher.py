@@ -71,6 +71,11 @@ def for_account(account: Hashable) -> Iterator[None]:
         _ACCOUNT.reset(token)
 
 
+def fetching_account() -> Hashable:
+    """Whose download this is (``for_account``); None for the server's own."""
+    return _ACCOUNT.get()
+
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Checked before the generic flags: clearer names, and ranges `is_global` gets wrong on some

@@ -30,7 +30,7 @@ from xml.sax.xmlreader import AttributesImpl, Locator
 import defusedxml
 import defusedxml.sax
 
-from dragon.net.url_policy import url_problem
+from dragon.net.url_policy import source_problem
 from dragon.sxml import beatsync, ducking, motion, speech, widgets
 from dragon.sxml.model import (
     ADAPTERS,
@@ -547,7 +547,7 @@ class _Checker:
         if self.media > MAX_MEDIA:
             raise DefinitionError(node, f"is one media file too many (at most {MAX_MEDIA})")
         url = node.attrs["filename"].strip()
-        problem = url_problem(url)
+        problem = source_problem(url)
         if problem:
             raise DefinitionError(node, f"filename {url[:100]!r} {problem}")
         node.attrs["filename"] = url

@@ -18,17 +18,23 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 from dragon.media import streaming, watermark
 from dragon.net import scrub
-from dragon.net.url_policy import url_problem
+from dragon.net.url_policy import source_problem, url_problem
 
 
 class Url(fields.String):
-    """An http(s) URL that passes the syntax gate of ``dragon.net.url_policy``."""
+    """An input of the task: an http(s) URL that passes the syntax gate of
+    ``dragon.net.url_policy``, or ``upload:ID``, a finished upload of the account
+    (``uploads=False``: a URL only, for where the server sends something, as callbacks)."""
+
+    def __init__(self, *, uploads: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.uploads = uploads
 
     def _deserialize(
         self, value: object, attr: str | None, data: Mapping[str, Any] | None, **kwargs: object
     ) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        problem = url_problem(text)
+        problem = source_problem(text) if self.uploads else url_problem(text)
         if problem:
             raise ValidationError(f"{scrub.scrub(text, limit=100)!r} {problem}")  # no signature
         return text
@@ -184,8 +190,8 @@ class TaskSchema(Schema):
     # than "unknown" (a size given to a task whose size comes from elsewhere).
     IGNORED_BECAUSE: ClassVar[Mapping[str, str]] = {}
 
-    url_callback = Url(load_default=None, allow_none=True)
-    url_errback = Url(load_default=None, allow_none=True)
+    url_callback = Url(uploads=False, load_default=None, allow_none=True)
+    url_errback = Url(uploads=False, load_default=None, allow_none=True)
     task_store = TaskStore(load_default=None, allow_none=True)
     task_metas = fields.Raw(load_default=None, allow_none=True)
     batch = fields.Boolean(

@@ -26,11 +26,12 @@ from dragon.engine.auth import Authenticator
 from dragon.engine.bus import Bus
 from dragon.engine.callbacks import CallbackSender
 from dragon.engine.rate_limits import TokenBuckets
+from dragon.engine.resumable import Uploads, UploadSources
 from dragon.engine.scheduler import Load, Scheduler, clean_tmp
 from dragon.engine.service import Service
 from dragon.engine.storage import Storage
 from dragon.engine.sweeper import Sweeper
-from dragon.handlers import api_docs, cancel, create_file, events, files, storage, tasks
+from dragon.handlers import api_docs, cancel, create_file, events, files, storage, tasks, tus
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
 from dragon.net.fetcher import Fetcher
 from dragon.runtime import disk
@@ -74,6 +75,7 @@ def setup_routes(app: web.Application) -> None:
         r.add_delete(prefix, storage.delete_files)
     r.add_get("/v2/storage/expiration", storage.expiration)
     r.add_post("/v2/storage/expiration", storage.expiration)
+    tus.setup_routes(r)
     r.add_get("/healthz", healthz)
     api_docs.setup(app)
     r.add_get("/openapi.json", api_docs.openapi_json)
@@ -176,11 +178,15 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     await st.fetcher.start()
     set_tool_nice(settings.tool_nice)
     set_tool_memory(settings.tool_memory_bytes)
-    st.pool = WorkerPool(  # both processing lanes' jobs: a batch one never delays a thumbnail
-        settings.heavy_slots + settings.interactive_slots,
-        initializer=_warm_worker,
-        nice=settings.tool_nice,
-        tool_memory=settings.tool_memory_bytes,
+    # Interactive tasks' jobs have workers of their own: a render's never delays a thumbnail.
+    st.pool, st.interactive_pool = (
+        WorkerPool(
+            slots,
+            initializer=_warm_worker,
+            nice=settings.tool_nice,
+            tool_memory=settings.tool_memory_bytes,
+        )
+        for slots in (settings.heavy_slots, settings.interactive_slots)
     )
     st.bus = Bus(settings.stream_queue_size)
     st.registry = load_tasks(
@@ -199,14 +205,17 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     else:
         backend = LocalBackend(settings.files_path, settings.base_url)
     st.stores = Stores(st.db, backend, settings, st.fetcher, settings.store_modules)
+    st.uploads = Uploads(st.db, settings)
     st.scheduler = Scheduler(
         settings=settings,
         database=st.db,
         bus=st.bus,
         registry=st.registry,
         stores=st.stores,
-        fetcher=metrics.CountingFetcher(st.fetcher),
+        # A task's ``upload:ID`` is read from storage; every other URL is fetched.
+        fetcher=UploadSources(st.uploads, metrics.CountingFetcher(st.fetcher)),
         process_pool=st.pool,
+        interactive_pool=st.interactive_pool,
     )
     st.service = Service(
         settings=settings,
@@ -221,7 +230,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     st.callbacks = CallbackSender(settings, st.db, st.fetcher)
     st.scheduler.on_callback_queued = st.callbacks.wake
     st.storage = Storage(st.db, st.stores)
-    st.sweeper = Sweeper(st.db, st.stores, settings)
+    st.sweeper = Sweeper(st.db, st.stores, settings, st.uploads)
     metrics.watch(st.scheduler.queued_in, st.scheduler.busy_in, st.bus.subscribers)
     await st.scheduler.start()
     st.callbacks.start()
@@ -237,6 +246,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await st.fetcher.close()
         await st.stores.backend.close()
         st.pool.shutdown()
+        st.interactive_pool.shutdown()
         await asyncio.to_thread(st.db.close)
 
 

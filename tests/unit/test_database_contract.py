@@ -577,6 +577,43 @@ async def test_a_chain_waits_until_its_inputs_end_in_their_transactions(db: Data
 
 
 # -- several nodes (PostgreSQL) ---------------------------------------------------------------
+async def test_uploads_count_against_the_limit_advance_from_their_offset_and_expire(
+    db: Database,
+):
+    mine, theirs = await account(db, "a"), await account(db, "b")
+    assert await db.insert_upload("u1", mine, 100, "name bmFtZQ==", NOW, NOW + 60, 150)
+    # 100 unfinished + 60 > 150: refused, nothing written; another account has its own.
+    assert not await db.insert_upload("u2", mine, 60, None, NOW, NOW + 60, 150)
+    assert await db.upload("u2") is None
+    assert await db.insert_upload("u3", theirs, 60, None, NOW, NOW + 30, 150)
+    first = await db.upload("u1")
+    assert first is not None and first["account_id"] == mine
+    assert (first["length"], first["received"], first["completed_at"]) == (100, 0, None)
+    assert first["metadata"] == "name bmFtZQ=="
+
+    moved = await db.advance_upload("u1", 0, 40, NOW + 1, NOW + 999)
+    assert moved is not None and moved["received"] == 40 and moved["completed_at"] is None
+    # From a stale offset, or past the length: nothing moves.
+    assert await db.advance_upload("u1", 0, 70, NOW + 2, NOW + 999) is None
+    assert await db.advance_upload("u1", 40, 101, NOW + 2, NOW + 999) is None
+    assert (await db.upload("u1"))["received"] == 40
+    done = await db.advance_upload("u1", 40, 100, NOW + 3, NOW + 999)
+    assert done is not None and done["received"] == 100
+    assert done["completed_at"] == NOW + 3 and done["expires_at"] == NOW + 999
+    assert await db.advance_upload("u1", 100, 100, NOW + 4, NOW + 999) is None
+    # A finished upload no longer counts against the limit.
+    assert await db.insert_upload("u2", mine, 150, None, NOW, NOW + 60, 150)
+
+    expired = await db.expired_uploads(NOW + 61)
+    assert [u["id"] for u in expired] == ["u3", "u2"]
+    assert [u["id"] for u in await db.expired_uploads(NOW + 61, limit=1)] == ["u3"]
+    assert await db.delete_uploads(["u3", "u2", "nothing"]) == 2
+    assert await db.delete_uploads([]) == 0
+    assert [u["id"] for u in await db.expired_uploads(NOW + 10_000)] == ["u1"]
+    assert await db.delete_account("a")
+    assert await db.upload("u1") is None
+
+
 async def test_claims_are_round_robin_per_lane_and_exclusive(cluster_db: PostgresDatabase):
     db = cluster_db
     first = await account(db, "first")

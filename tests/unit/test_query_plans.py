@@ -24,7 +24,7 @@ from dragon.database import sqlite as backend
 from dragon.database.interface import Callback
 from dragon.database.sqlite import SQLiteDatabase
 
-BIG_TABLES = ("tasks", "files", "outbox", "events")
+BIG_TABLES = ("tasks", "files", "outbox", "events", "uploads")
 TASKS = 20_000
 
 
@@ -69,6 +69,11 @@ def fill(path: Path) -> None:
         "INSERT INTO outbox (task_key, account_id, url, body, webhook_id, next_at, state,"
         " created_at) VALUES (?, ?, 'http://r/', x'00', ?, ?, 'delivered', ?)",
         [(f"T{i:08d}", 1 + i % 2, f"msg_T{i:08d}", now, now) for i in range(0, TASKS, 4)],
+    )
+    conn.executemany(
+        "INSERT INTO uploads (id, account_id, length, received, created_at, expires_at,"
+        " completed_at) VALUES (?, ?, 10, 10, ?, ?, ?)",
+        [(f"u{i}", 1 + i % 2, now, now + 86400, now) for i in range(0, TASKS, 2)],
     )
     conn.execute("COMMIT")
     conn.close()
@@ -172,6 +177,11 @@ async def exercise(db: SQLiteDatabase) -> set[str]:
             lambda row: {},
         ),
         "task_files": lambda: db.task_files("T00000002"),
+        "insert_upload": lambda: db.insert_upload("new", 1, 10, None, now, now + 60, 1000),
+        "upload": lambda: db.upload("new"),
+        "advance_upload": lambda: db.advance_upload("new", 0, 10, now, now + 60),
+        "expired_uploads": lambda: db.expired_uploads(now, 10),
+        "delete_uploads": lambda: db.delete_uploads(["new", "u2"]),
     }
     optional = {
         "task_diagnostics": lambda: db.task_diagnostics(["T00000001"]),
