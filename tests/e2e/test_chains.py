@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
+from tusclient import client as tus_client
 
 from dragon import errors
 from dragon.client import Client, output_of
@@ -348,3 +349,17 @@ def test_dragon_run_and_the_sdk_express_a_chain(dragon_server, source):
             {"task_name": "test.fetch", "url": output_of(made["key"], "output")}, block=True
         )
         assert again["result"]["sha256"] == fetched["result"]["sha256"]
+
+
+def test_the_issues_chain_starts_from_a_tus_upload(dragon_server, tmp_path, source, origin):
+    """upload -> video.convert -> (video.thumb, video.strip), from one blocking create."""
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(origin.files["/chains/clip.mp4"][0])
+    uploader = tus_client.TusClient(
+        f"{dragon_server.url}/v2/uploads",
+        headers={"Authorization": f"Secret {dragon_server.secret}"},
+    ).uploader(str(clip), chunk_size=64 * 1024)
+    uploader.upload()
+    upload_id = uploader.url.rstrip("/").rsplit("/", 1)[1]
+    docs = dragon_server.create(chain(f"upload:{upload_id}"))
+    assert_chain_made(dragon_server, docs)
