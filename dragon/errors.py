@@ -41,6 +41,7 @@ INTERRUPTED = "interrupted"
 INTERNAL_ERROR = "internal_error"
 CANCELLED = "cancelled"  # ended by its owner (POST /v2/cancel), queued or executing
 UNKNOWN_UPLOAD = "unknown_upload"  # ``upload:ID``: not a finished upload of the account
+DEPENDENCY_FAILED = "dependency_failed"  # a chain's input task did not succeed (or has no output)
 
 
 def out_of_space(exc: BaseException) -> bool:

@@ -232,6 +232,7 @@ def _spec(registry: Mapping[str, TaskSpec]) -> APISpec:
     names = sorted(registry)
     for name in names:
         spec.components.schema(f"task.{name}", _task_component(plugin, registry[name]))
+    spec.components.schema("TaskReference", TASK_REFERENCE)
     spec.components.schema(
         "TaskDefinition",
         {
@@ -273,10 +274,39 @@ def _task_component(plugin: MarshmallowPlugin, spec: TaskSpec) -> Operation:
         **body.get("properties", {}),
     }
     body["required"] = ["task_name", *body.get("required", [])]
+    for name, field in body["properties"].items():
+        body["properties"][name] = _or_reference(field)
     doc = (importlib.import_module(spec.module).__doc__ or "").strip()
     if doc:
         body["description"] = doc.split("\n\n", 1)[0]
     return body
+
+
+# Task chains (docs/api.md): wherever a task takes a URL, another task's output may stand.
+TASK_REFERENCE: Operation = {
+    "type": "object",
+    "description": "The URL in a result field (output) of another task: task is the index"
+    " of an earlier definition of the same create, or the key of an earlier task of the"
+    " account. The task waits (waiting_for) until that one ends, and ends dependency_failed"
+    " if it did not succeed.",
+    "properties": {
+        "task": {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]},
+        "output": {"type": "string", "default": "output"},
+    },
+    "required": ["task"],
+    "additionalProperties": False,
+}
+
+
+def _or_reference(field: Operation) -> Operation:
+    """A URL parameter's schema, which a task reference may take the place of (also as the
+    items of a list of URLs)."""
+    if field.get("format") == "uri":
+        return {"oneOf": [field, ref("TaskReference")]}
+    items = field.get("items")
+    if field.get("type") == "array" and isinstance(items, dict) and items.get("format") == "uri":
+        return {**field, "items": {"oneOf": [items, ref("TaskReference")]}}
+    return field
 
 
 def _undescribed(route: ServedRoute) -> Operation:

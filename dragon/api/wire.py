@@ -81,6 +81,10 @@ class Status(_Wire):
             " URLs); a partial result while executing"
         }
     )
+    waiting_for = fields.List(
+        fields.String(),
+        metadata={"description": "queued tasks of a chain: the input tasks not ended yet"},
+    )
     error = fields.Raw(metadata={"description": "a message, or {parameters: {field: [...]}}"})
     error_code = fields.String(allow_none=True)
     task_name = fields.String(metadata={"description": "with details=true, and in GET /v2/tasks"})

@@ -7,6 +7,12 @@ dragon server, local or remote::
 
     with Client("http://127.0.0.1:8080", secret="...") as client:
         status = client.run({"task_name": "image.thumb", "url": "...", "width": 200})
+        # A chain: the thumbnail of the conversion, read from the server's storage.
+        convert, thumb = client.create(
+            [{"task_name": "video.convert", "url": "...", "width": 640},
+             {"task_name": "video.thumb", "url": output_of(0)}],
+            block=True,
+        )
 
 ``Client()`` alone finds the server and secret as the commands do (``config.py``:
 ``DRAGON_URL``/``DRAGON_SECRET``, then the file ``dragon login`` writes). ``docs/client.md``
@@ -16,6 +22,6 @@ shows it in use, and the commands built on it (``commands.py``):
 
 from dragon.client.asynchronous import AsyncClient
 from dragon.client.sync import Client
-from dragon.client.wire import DragonError
+from dragon.client.wire import DragonError, output_of
 
-__all__ = ["AsyncClient", "Client", "DragonError"]
+__all__ = ["AsyncClient", "Client", "DragonError", "output_of"]

@@ -109,6 +109,23 @@ def task_definition(task_name: str, items: list[str], store: str | None) -> dict
     return task
 
 
+CHAIN = "+"  # between the tasks of a chain on ``dragon run``'s command line
+
+
+def task_definitions(task_name: str, items: list[str], store: str | None) -> list[dict[str, Any]]:
+    """One task, or several separated by ``+`` (each: its name, then its fields), which may
+    read each other's outputs (``url:='{"task": 0}'``: a chain, docs/api.md)."""
+    groups: list[list[str]] = [[task_name]]
+    for item in items:
+        if item == CHAIN:
+            groups.append([])
+        else:
+            groups[-1].append(item)
+    if not all(groups):
+        raise UsageError(f"{CHAIN} must be followed by a task name")
+    return [task_definition(group[0], group[1:], store) for group in groups]
+
+
 def connection(server: str | None, secret: str | None) -> tuple[str, str]:
     """Server URL and secret: the options, else as the SDK finds them (``dragon.client.config``:
     DRAGON_URL/DRAGON_SECRET, the file ``dragon login`` wrote, the ``make run`` account)."""
@@ -254,24 +271,33 @@ def ended(final: dict[str, Any], out: TextIO, err: TextIO) -> int:
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from dragon.client import Client
 
-    task = task_definition(args.task_name, args.fields, args.store)
+    tasks = task_definitions(args.task_name, args.fields, args.store)
     url, secret = connection(args.server, args.secret)
     with Client(url, secret) as client:
         if args.no_wait:
-            emit(client.create([task])[0], out)
+            for doc in client.create(tasks):
+                emit(doc, out)
             return 0
         progress = TaskProgress(err)
-        final: dict[str, Any] = {}
+        final: dict[str, dict[str, Any]] = {}  # by key, in request order
         try:
-            for doc in client.create_stream([task]):
+            for doc in client.create_stream(tasks):
                 progress.update(doc)
-                final = doc
+                final[doc.get("key", "")] = doc
         except KeyboardInterrupt:
             progress.close()  # before any question: the bar would draw over it
-            return interrupted(client, final, out, err)
+            return interrupted(client, unfinished(final), out, err)
         finally:
             progress.close()
-    return ended(final, out, err)
+    return max([ended(doc, out, err) for doc in final.values()], default=0)
+
+
+def unfinished(final: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The first task of a run that has not ended (the one a Ctrl-C offers to cancel)."""
+    docs = list(final.values())
+    return next(
+        (d for d in docs if d.get("status") not in ("success", "error")), docs[-1] if docs else {}
+    )
 
 
 def interrupted(client: Client, final: dict[str, Any], out: TextIO, err: TextIO) -> int:
@@ -599,9 +625,12 @@ def _add_run(
     r = sub.add_parser(
         "run",
         parents=[server],
-        help="run a task and print its final status",
+        help="run a task (or a chain of tasks) and print its final status",
         description="Create a task, show its progress on stderr, print its final status "
-        "(one JSON line, indented on a terminal) and its warnings (on stderr).",
+        "(one JSON line, indented on a terminal) and its warnings (on stderr). Several "
+        "tasks, separated by '+', are created together and each final status is printed, "
+        "in order; a task may read an earlier one's output: "
+        "dragon run video.convert url=URL + video.thumb url:='{\"task\": 0}'.",
         epilog=EXIT_CODES,
     )
     _fields(r)

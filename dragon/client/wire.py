@@ -231,6 +231,13 @@ def task_list(tasks: Task | Iterable[Task]) -> list[Task]:
     return [tasks] if isinstance(tasks, dict) else list(tasks)
 
 
+def output_of(task: int | str, output: str = "output") -> dict[str, Any]:
+    """A chain's reference, in place of a URL in a task definition: the URL in the result
+    field ``output`` of ``task`` (the index of an earlier task of the same create, or the
+    key of an earlier task). The task waits for it, and reads that file from storage."""
+    return {"task": task, "output": output}
+
+
 def key_list(keys: str | Iterable[str]) -> list[str]:
     return [keys] if isinstance(keys, str) else list(keys)
 

@@ -116,7 +116,12 @@ class Database(Protocol):
     async def insert_tasks(
         self, rows: Iterable[dict[str, Any]], errbacks: Iterable[dict[str, Any]] = ()
     ) -> None:
-        """New tasks (queued, or already ended in error) and the errbacks of failed ones."""
+        """New tasks (queued, or already ended in error) and the errbacks of failed ones.
+
+        A row may wait for earlier tasks (chains): ``inputs``, the keys of the tasks whose
+        outputs it reads, and ``waiting_for``, those it waits for (a list, or None). Those
+        of other requests are held until the commit, so none ends unseen; any found ended
+        already is taken off the row's ``waiting_for`` (and its ``document``) here."""
 
     async def get_tasks(self, keys: list[str], account_id: int) -> list[TaskRow]:
         """The account's tasks among ``keys`` (a point read on the hot path)."""
@@ -195,10 +200,15 @@ class Database(Protocol):
         callback: Callback | None = None,
         render: Render | None = None,
         diagnostics: object = None,
+        dependents: list[TaskRow] | None = None,
     ) -> TaskRow | None:
         """End a task and, in the same transaction, queue its callback, record its event
         and keep its ``diagnostics`` (why it failed, for ``details=true``). A task that was
-        cancelled is left as it is (None): its run may end after the cancel."""
+        cancelled is left as it is (None): its run may end after the cancel.
+
+        The queued tasks that waited for this one (chains) wait for it no longer, in the
+        same transaction; their rows as they are then are added to ``dependents`` (those
+        whose ``waiting_for`` is now None may start: the caller queues them)."""
 
     async def requeue_task(self, key: str, render: Render | None = None) -> None:
         """executing -> queued (a runner stopped before the task ended)."""
@@ -303,10 +313,12 @@ class Database(Protocol):
         error: object,
         errback: Callable[[TaskRow], Callback | None],
         render: Render,
+        dependents: list[TaskRow] | None = None,
     ) -> list[TaskRow]:
         """End the account's queued and executing tasks among ``keys`` (error,
         ``cancelled``) with their errbacks and events, in one transaction; the rows ended.
-        A cancelled task stays so: a later ``finish_task`` of it writes nothing."""
+        A cancelled task stays so: a later ``finish_task`` of it writes nothing. Their
+        dependents are released as ``finish_task`` does."""
 
     async def task_files(self, task_key: str) -> list[FileRow]:
         """Every file the task recorded, read after the writes queued before it."""

@@ -217,6 +217,7 @@ class Operations(ABC):
         tasks = list(rows)
 
         def op() -> Op[None]:
+            yield from _held_inputs(tasks)
             yield from many(
                 "insert_task",
                 [
@@ -231,12 +232,22 @@ class Operations(ABC):
                         "queued_at": r["queued_at"],
                         "completed_at": r.get("completed_at"),
                         "lane": r.get("lane"),
+                        "waiting_for": json_or_none(r.get("waiting_for") or None),
                     }
                     for r in tasks
                 ],
             )
+            yield from many(
+                "insert_task_input",
+                [
+                    {"task_key": r["key"], "input_key": key}
+                    for r in tasks
+                    for key in dict.fromkeys(r.get("inputs") or ())
+                ],
+            )
             yield from many("insert_delivery", [{**e, "created_at": time.time()} for e in errbacks])
-            yield from notify("n", [r["key"] for r in tasks if r["status"] == "queued"])
+            startable = [r for r in tasks if r["status"] == "queued" and not r.get("waiting_for")]
+            yield from notify("n", [r["key"] for r in startable])
             yield from notify("c", [r["key"] for r in tasks if r["status"] != "queued"])
             yield from many(
                 "insert_event",
@@ -410,6 +421,7 @@ class Operations(ABC):
         callback: Callback | None = None,
         render: Render | None = None,
         diagnostics: object = None,
+        dependents: list[TaskRow] | None = None,
     ) -> TaskRow | None:
         def op() -> Op[TaskRow | None]:
             # Before the end is written: ending an ended task again is a change.
@@ -439,9 +451,13 @@ class Operations(ABC):
                     next_at=callback.next_at,
                     created_at=time.time(),
                 )
+            released = yield from _release([key])
             yield from notify("c", [key])
             if render is not None:
                 yield from count("insert_event", **event(ended, now, render(ended)))
+                yield from many("insert_event", [event(r, now, render(r)) for r in released])
+            if dependents is not None:
+                dependents[:] = released
             return ended
 
         return await self._write(op())
@@ -676,6 +692,7 @@ class Operations(ABC):
         error: object,
         errback: Callable[[TaskRow], Callback | None],
         render: Render,
+        dependents: list[TaskRow] | None = None,
     ) -> list[TaskRow]:
         """End the account's queued and executing tasks among ``keys`` in ``error`` with
         ``error_code`` ``cancelled``, as any end is written: each one's errback (what
@@ -711,8 +728,11 @@ class Operations(ABC):
                         }
                     )
             yield from many("insert_delivery", deliveries)
+            released = yield from _release([r["key"] for r in ended])
             yield from notify("c", [r["key"] for r in ended])
-            yield from many("insert_event", [event(r, now, render(r)) for r in ended])
+            yield from many("insert_event", [event(r, now, render(r)) for r in ended + released])
+            if dependents is not None:
+                dependents[:] = released
             return ended
 
         if not keys:
@@ -845,6 +865,60 @@ class ClusterOperations(Operations):
 
     async def tasks_by_keys(self, keys: list[str]) -> list[TaskRow]:
         return await self._read(rows(TaskRow, "tasks_by_keys", keys=keys))
+
+
+ENDED = ("success", "error")
+
+
+def _held_inputs(tasks: list[dict[str, Any]]) -> Op[None]:
+    """Hold the earlier tasks that new ``tasks`` wait for until the commit, and take those
+    found ended already off their ``waiting_for`` (and off the ``document`` recorded as
+    their first event): an end either commits first and is read here, or waits for this
+    commit and then releases the new rows (``_release``)."""
+    new = {r["key"] for r in tasks}
+    earlier = sorted({k for r in tasks for k in r.get("waiting_for") or () if k not in new})
+    if not earlier:
+        return
+    found = yield from rows(dict[str, str], "lock_inputs", keys=earlier)
+    pending = new | {f["key"] for f in found if f["status"] not in ENDED}
+    for r in tasks:
+        if r.get("waiting_for"):
+            _wait_only_for(r, pending)
+
+
+def _wait_only_for(task: dict[str, Any], pending: set[str]) -> None:
+    """Take the inputs not in ``pending`` off a new task's ``waiting_for`` and document."""
+    left = [k for k in task["waiting_for"] if k in pending]
+    task["waiting_for"] = left or None
+    document = task.get("document")
+    if isinstance(document, dict):
+        if left:
+            document["waiting_for"] = left
+        else:
+            document.pop("waiting_for", None)
+
+
+def _release(ended: list[str]) -> Op[list[TaskRow]]:
+    """The queued tasks waiting for any of the ``ended`` tasks wait for them no longer:
+    their rows as they are now. Those that wait for nothing more are announced as new
+    queued work, so any node may claim them."""
+    if not ended:
+        return []
+    found = yield from rows(dict[str, str], "waiting_dependents", keys=ended)
+    gone = set(ended)
+    waiting = {r["key"]: r["waiting_for"] for r in found}
+    changed: list[TaskRow] = []
+    for key, text in waiting.items():
+        before = orjson.loads(text)
+        left = [k for k in before if k not in gone] if isinstance(before, list) else []
+        updated = yield from row(
+            TaskRow, "set_waiting_for", key=key, waiting_for=dumps(left) if left else None
+        )
+        if updated is not None:
+            changed.append(updated)
+    yield from notify("n", [r["key"] for r in changed if r["waiting_for"] is None])
+    yield from notify("c", [r["key"] for r in changed])
+    return changed
 
 
 def round_robin(candidates: list[QueuedRow], limit: int) -> list[str]:

@@ -79,8 +79,9 @@ HEARTBEAT = (
 POSTGRES_QUERIES: dict[str, str] = {
     **COMMON_QUERIES,
     "insert_task": "INSERT INTO tasks (key, account_id, task_name, params, status, error,"
-    " error_code, queued_at, completed_at, lane) VALUES (:key, :account_id, :task_name, :params,"
-    " :status, :error, :error_code, :queued_at, :completed_at, :lane)",
+    " error_code, queued_at, completed_at, lane, waiting_for) VALUES (:key, :account_id,"
+    " :task_name, :params, :status, :error, :error_code, :queued_at, :completed_at, :lane,"
+    " :waiting_for)",
     "insert_event": f"{INSERT_EVENT} SELECT :account_id, :task_key, :task_name, :created_at,"
     f" :document FROM {EVENTS_LOCKED}",
     "insert_task_event": f"{INSERT_EVENT} SELECT account_id, key, task_name, :created_at,"
@@ -97,8 +98,17 @@ POSTGRES_QUERIES: dict[str, str] = {
     "start_task": "UPDATE tasks SET status = 'executing', started_at = :now,"
     " attempts = attempts + 1, owner = :owner, progress = 0, stage = :stage"
     " WHERE key = (SELECT key"
-    " FROM tasks WHERE key = :key AND status = 'queued' FOR UPDATE SKIP LOCKED)"
-    f" RETURNING {TASK_COLUMNS}",
+    " FROM tasks WHERE key = :key AND status = 'queued' AND waiting_for IS NULL"
+    f" FOR UPDATE SKIP LOCKED) RETURNING {TASK_COLUMNS}",
+    # A create that waits for earlier tasks holds them (FOR SHARE) until its commit: an end
+    # of one of them (an UPDATE) waits, then finds the new dependents; or the end came
+    # first, and the create reads it ended. Either way no wait is left unreleased.
+    "lock_inputs": "SELECT key, status FROM tasks WHERE key = ANY(:keys) ORDER BY key FOR SHARE",
+    # Two producers of one dependent ending at once: the second waits for the first's
+    # commit and reads the list it left.
+    "waiting_dependents": "SELECT t.key, t.waiting_for FROM task_inputs i"
+    " JOIN tasks t ON t.key = i.task_key WHERE i.input_key = ANY(:keys)"
+    " AND t.status = 'queued' AND t.waiting_for IS NOT NULL ORDER BY t.key FOR UPDATE OF t",
     # Not the executing tasks of live nodes: they are running them.
     "tasks_page_of_name_status": f"{TASKS_PAGE} AND task_name = :task_name"
     f" AND status = :status{NEWEST_FIRST}",
@@ -133,7 +143,7 @@ POSTGRES_QUERIES: dict[str, str] = {
     # ``FOR UPDATE SKIP LOCKED`` lets nodes claim at once without waiting for or taking
     # each other's rows.
     "claim_candidates": "SELECT key, account_id FROM tasks WHERE status = 'queued'"
-    " AND COALESCE(lane, 'batch') = :lane ORDER BY seq LIMIT :limit"
+    " AND waiting_for IS NULL AND COALESCE(lane, 'batch') = :lane ORDER BY seq LIMIT :limit"
     " FOR UPDATE SKIP LOCKED",
     "claim_tasks": "UPDATE tasks SET status = 'executing', started_at = :now,"
     " attempts = attempts + 1, owner = :owner, progress = 0,"

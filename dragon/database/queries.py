@@ -13,7 +13,7 @@ from __future__ import annotations
 
 TASK_COLUMNS = (
     "key, account_id, task_name, params, status, progress, result, error, error_code, "
-    "queued_at, started_at, completed_at, attempts, owner, lane, stage"
+    "queued_at, started_at, completed_at, attempts, owner, lane, stage, waiting_for"
 )
 DELIVERY_COLUMNS = (
     "o.id, o.task_key, o.account_id, o.url, o.body, o.webhook_id, o.attempts, o.next_at,"
@@ -84,6 +84,11 @@ COMMON_QUERIES: dict[str, str] = {
     "tasks_page": TASKS_PAGE + NEWEST_FIRST,
     "tasks_page_of_status": f"{TASKS_PAGE} AND status = :status{NEWEST_FIRST}",
     "tasks_page_of_name": f"{TASKS_PAGE} AND task_name = :task_name{NEWEST_FIRST}",
+    # -- chains: a task's inputs that are other tasks' outputs
+    "insert_task_input": "INSERT INTO task_inputs (task_key, input_key)"
+    " VALUES (:task_key, :input_key)",
+    "set_waiting_for": "UPDATE tasks SET waiting_for = :waiting_for WHERE key = :key"
+    f" RETURNING {TASK_COLUMNS}",
     "account_limits": "SELECT id, max_running FROM accounts WHERE max_running > 0",
     "ended_tasks": "SELECT key, status, completed_at FROM tasks"
     " WHERE completed_at < :ended_before LIMIT :limit",

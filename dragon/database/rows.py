@@ -44,6 +44,7 @@ class TaskRow(TypedDict):
     owner: str | None
     lane: str | None  # light, interactive or batch; None for tasks created before lanes
     stage: str | None  # "waiting": its node holds it, its work has not begun (shown queued)
+    waiting_for: str | None  # JSON list of the input tasks (chains) not ended yet; None: none
 
 
 class ListedTaskRow(TaskRow):

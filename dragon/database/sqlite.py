@@ -58,9 +58,9 @@ SQLITE_QUERIES: dict[str, str] = {
     # The next sequence number is one past the largest (the tasks_seq index makes MAX one
     # step); the writer thread is the only writer, so no two tasks take the same.
     "insert_task": "INSERT INTO tasks (key, account_id, task_name, params, status, error,"
-    " error_code, queued_at, completed_at, lane, seq) VALUES (:key, :account_id, :task_name,"
-    " :params, :status, :error, :error_code, :queued_at, :completed_at, :lane,"
-    " (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks))",
+    " error_code, queued_at, completed_at, lane, waiting_for, seq) VALUES (:key, :account_id,"
+    " :task_name, :params, :status, :error, :error_code, :queued_at, :completed_at, :lane,"
+    " :waiting_for, (SELECT COALESCE(MAX(seq), 0) + 1 FROM tasks))",
     # One writer commits in order: event ids need no lock to commit in id order.
     "insert_event": f"{INSERT_EVENT} VALUES (:account_id, :task_key, :task_name, :created_at,"
     " :document)",
@@ -76,11 +76,17 @@ SQLITE_QUERIES: dict[str, str] = {
     " AND +account_id = :account_id",
     "start_task": "UPDATE tasks SET status = 'executing', started_at = :now,"
     " attempts = attempts + 1, owner = :owner, progress = 0, stage = :stage"
-    f" WHERE key = :key AND status = 'queued' RETURNING {TASK_COLUMNS}",
+    " WHERE key = :key AND status = 'queued' AND waiting_for IS NULL"
+    f" RETURNING {TASK_COLUMNS}",
     # "+status": a name is the narrower filter, so the walk stays on the name's index
     # (without statistics the planner would take the status one, every success ever).
     "tasks_page_of_name_status": f"{TASKS_PAGE} AND task_name = :task_name"
     f" AND +status = :status{NEWEST_FIRST}",
+    # One writer: nothing to lock. The inputs a create waits for, as they are now.
+    "lock_inputs": f"SELECT key, status FROM tasks WHERE key {IN_KEYS}",
+    "waiting_dependents": "SELECT t.key, t.waiting_for FROM task_inputs i"
+    " JOIN tasks t ON t.key = i.task_key WHERE i.input_key IN (SELECT value FROM"
+    " json_each(:keys)) AND t.status = 'queued' AND t.waiting_for IS NOT NULL",
     # One node: at start, every executing task was left by this node's earlier process.
     "unfinished_tasks": f"SELECT {TASK_COLUMNS} FROM tasks"
     " WHERE status IN ('queued', 'executing') ORDER BY seq",

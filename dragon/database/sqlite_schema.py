@@ -176,4 +176,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tasks_listed ON tasks(account_id, queued_at, seq);
     CREATE INDEX tasks_named ON tasks(account_id, task_name, queued_at, seq);
     """,
+    # Task chains: a task whose input is another task's output. ``task_inputs`` holds each
+    # edge (the dependent, the producer), kept for the record; ``waiting_for`` (JSON list) the
+    # producers that have not ended yet, NULL once none: a queued task is started only then.
+    # A producer's end removes itself from its dependents' lists in the same transaction.
+    """
+    ALTER TABLE tasks ADD COLUMN waiting_for TEXT;
+    CREATE TABLE task_inputs (
+        task_key TEXT NOT NULL REFERENCES tasks(key) ON DELETE CASCADE,
+        input_key TEXT NOT NULL,
+        PRIMARY KEY (task_key, input_key)
+    );
+    CREATE INDEX task_inputs_input ON task_inputs(input_key);
+    """,
 )

@@ -52,6 +52,7 @@ def document(row: Row, version: int = 2) -> dict[str, Any]:
 
     A task its node holds before its work begins (``stage`` set: its inputs download, or
     it waits for a slot) is ``queued``, without a start: ``executing`` means its work runs.
+    A queued task of a chain names the tasks it waits for (``waiting_for``).
     """
     status = row["status"]
     waiting = status == "executing" and row.get("stage") is not None
@@ -68,6 +69,10 @@ def document(row: Row, version: int = 2) -> dict[str, Any]:
         "progress": progress(status, row["progress"]),
         "events": events,
     }
+    if status == "queued":
+        waiting = from_json(row.get("waiting_for"))
+        if waiting:  # a chain's task whose inputs have not all ended
+            doc["waiting_for"] = waiting
     result = from_json(row["result"])
     if status in ("success", "executing") and result is not None:
         doc["result"] = result

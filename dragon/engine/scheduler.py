@@ -39,7 +39,7 @@ from dragon import errors
 from dragon.config import Settings
 from dragon.database.interface import Busy, Callback, ClusterDatabase, Database, DiskFull, Row
 from dragon.database.rows import FileRow, TaskRow
-from dragon.engine import classes, documents, metrics
+from dragon.engine import chains, classes, documents, metrics
 from dragon.engine.bus import Bus
 from dragon.engine.cluster import Cluster
 from dragon.engine.diagnostics import diagnose
@@ -70,6 +70,7 @@ class TaskStores(Protocol):
 
     def for_task(self, task_store: dict[str, Any] | None) -> Store: ...
     async def remove(self, rows: Sequence[FileRow]) -> int: ...
+    async def read_into(self, file: FileRow, dest: Path) -> None: ...
 
 
 class Load(Protocol):
@@ -170,6 +171,8 @@ class Scheduler:
                     interrupted += 1
                     continue
                 await self.db.requeue_task(row["key"], documents.document)
+            elif row["waiting_for"] is not None:  # a chain's task: its inputs' ends queue it
+                continue
             self.enqueue(row["account_id"], row["key"], row["task_name"], row["lane"])
             requeued += 1
         if rows:
@@ -437,6 +440,7 @@ class Scheduler:
         spec = self.registry.get(row["task_name"])
         if spec is None:
             raise errors.ParameterError.one("task_name", f"unknown task {row['task_name']!r}")
+        params, stored = await chains.resolve(self.db, row["account_id"], params)
         try:
             loaded = spec.schema.load({k: v for k, v in params.items() if k != "task_name"})
         except ValidationError as exc:
@@ -449,7 +453,7 @@ class Scheduler:
             tmpdir=self.settings.tmp_path / run.key,
             settings=self.settings,
             reporter=self,
-            fetcher=self.shared.fetcher_for(run.key),
+            fetcher=self._fetcher_for(run.key, stored),
             store=self.stores.for_task(loaded.get("task_store")),
             process_pool=(
                 self.interactive_pool if run.lane.name == classes.INTERACTIVE else self.process_pool
@@ -467,6 +471,12 @@ class Scheduler:
             if ctx.warnings:
                 result["warnings"] = ctx.warnings
         return result
+
+    def _fetcher_for(self, key: str, stored: Mapping[str, FileRow]) -> Fetcher:
+        """The task's fetcher: shared with the tasks created with it, reading the outputs
+        of its input tasks (chains) from storage."""
+        fetcher = self.shared.fetcher_for(key)
+        return chains.StoredInputs(fetcher, stored, self.stores.read_into) if stored else fetcher
 
     def _failure(self, exc: Exception, key: str, task_name: str) -> tuple[object, str, str | None]:
         """``(error, error_code, stage)`` of a task that raised ``exc``: what its status
@@ -523,6 +533,7 @@ class Scheduler:
             run.pending_progress = None
         now = time.time()
         hook = Callback(callback, _callback_body, now) if callback else None
+        dependents: list[TaskRow] = []
         row = await self._persist(
             partial(
                 self.db.finish_task,
@@ -535,10 +546,12 @@ class Scheduler:
                 hook,
                 render=documents.document,
                 diagnostics=diagnostics,
+                dependents=dependents,
             )
         )
         if row is not None:
             self.bus.publish(key, documents.document(row))
+            self._released(dependents)
             metrics.task_ended(
                 row["task_name"], self.registry, state, row["started_at"], row["completed_at"]
             )
@@ -549,6 +562,14 @@ class Scheduler:
             run.cancelled = True
         if callback:
             self.on_callback_queued()
+
+    def _released(self, dependents: Sequence[TaskRow]) -> None:
+        """Tasks of chains that waited for a task that just ended: publish their new
+        documents, and queue those that wait for nothing more (any node may claim them)."""
+        for row in dependents:
+            self.bus.publish(row["key"], documents.document(row))
+            if row["waiting_for"] is None:
+                self.enqueue(row["account_id"], row["key"], row["task_name"], row["lane"])
 
     # -- Reporter (what TaskContext calls) ------------------------------------------------
     def progress(self, key: str, value: float) -> None:
@@ -630,6 +651,7 @@ class Scheduler:
         it ended). Ended tasks, other accounts' and unknown keys are left as they are.
         """
         now = time.time()
+        dependents: list[TaskRow] = []
         rows = await self.db.cancel_tasks(
             keys,
             account_id,
@@ -637,12 +659,14 @@ class Scheduler:
             CANCELLED_MESSAGE,
             partial(_errback, now),
             documents.document,
+            dependents,
         )
         for row in rows:
             self.stop_cancelled(row["key"])
             self.bus.publish(row["key"], documents.document(row))
             # Counted as an end, without a run time: a stopped run measures nothing.
             metrics.task_ended(row["task_name"], self.registry, "error", None, None)
+        self._released(dependents)
         if rows:
             self.on_callback_queued()
         return len(rows)

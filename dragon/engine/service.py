@@ -21,7 +21,7 @@ from marshmallow import ValidationError
 from dragon import errors
 from dragon.config import Settings
 from dragon.database.interface import Database, Row
-from dragon.engine import documents, metrics
+from dragon.engine import chains, documents, metrics
 from dragon.engine.admission import Admission
 from dragon.engine.auth import Account
 from dragon.engine.bus import Bus, Published, Subscription
@@ -126,40 +126,69 @@ class Service:
         """
         self._check_disk()
         now = time.time()
-        rows = [self._row(account, definition, now) for definition in definitions]
+        rows = await self._rows_of(account, definitions, now)
         queued = [r for r in rows if r["status"] == "queued"]
         await self._admit(account, len(queued))
         errbacks = _errbacks(account, rows, now)
         await self._store(rows, errbacks)
         self._publish(account, rows, queued, bool(errbacks), watch)
-        return [(r["key"], documents.document(r)) for r in rows]
+        return [(r["key"], dict(r["document"])) for r in rows]
 
     def _check_disk(self) -> None:
         shortage = disk.shortage(self.settings)
         if shortage:
             raise errors.LowDisk(f"{shortage}; nothing was created, retry later")
 
-    def _row(self, account: Account, definition: dict[str, Any], now: float) -> dict[str, Any]:
-        """The new task's row: queued, or already ended in error when its definition is
-        invalid; with its document, which is its first event in the feed."""
-        problems = self.problems(definition)
+    async def _rows_of(
+        self, account: Account, definitions: list[dict[str, Any]], now: float
+    ) -> list[dict[str, Any]]:
+        """The new tasks' rows, in request order; a chain's references resolved to keys
+        (``RequestError`` for a reference that is malformed, forward, or unknown)."""
+        earlier = chains.earlier_keys(definitions)
+        known = {r["key"]: r for r in (await self._rows(account, earlier)).values()}
+        keys = [new_key() for _ in definitions]
+        created: dict[str, dict[str, Any]] = {}
+        for key, link in zip(keys, chains.link(definitions, keys, known), strict=True):
+            created[key] = self._row(account, key, link, {**known, **created}, now)
+        return list(created.values())
+
+    def _row(
+        self,
+        account: Account,
+        key: str,
+        link: chains.Link,
+        inputs: Mapping[str, Row],
+        now: float,
+    ) -> dict[str, Any]:
+        """The new task's row: queued (waiting for those of its ``inputs`` that have not
+        ended), or already ended in error when its definition is invalid or an input
+        failed; with its document, which is its first event in the feed."""
+        definition = link.stored
+        problems = self.problems(link.checked)
+        failed = None if problems else chains.failed_input(link.inputs, inputs.__getitem__)
+        waiting = [k for k in link.inputs if inputs[k]["status"] not in FINAL]
         task_name = str(definition.get("task_name", ""))[:200]
         row = {
-            "key": new_key(),
+            "key": key,
             "account_id": account.id,
             "task_name": task_name,
             "lane": self.scheduler.lane_for(task_name, definition),
             "params": definition,
-            "status": "error" if problems else "queued",
-            "error": {"parameters": problems} if problems else None,
+            "status": "error" if problems or failed else "queued",
+            "error": {"parameters": problems} if problems else failed,
             "error_code": errors.PARAMETERS if problems else None,
             "queued_at": now,
-            "completed_at": now if problems else None,
+            "completed_at": now if problems or failed else None,
             "started_at": None,
             "progress": None,
             "result": None,
+            "inputs": link.inputs,
+            "waiting_for": waiting if waiting and not (problems or failed) else None,
         }
-        row["document"] = documents.document(row)
+        if failed:
+            row["error_code"] = errors.DEPENDENCY_FAILED
+        # A document reads a row's error as JSON text, as stored (a message is a string).
+        row["document"] = documents.document({**row, "error": orjson.dumps(row["error"])})
         return row
 
     async def _admit(self, account: Account, queued: int) -> None:
@@ -202,7 +231,8 @@ class Service:
             watch.add(r["key"] for r in rows)
         self.scheduler.share_downloads(rows[0]["key"], [r["key"] for r in queued])
         for row in queued:
-            self.scheduler.enqueue(account.id, row["key"], row["task_name"], row["lane"])
+            if not row["waiting_for"]:  # a chain's task waits for its inputs to end
+                self.scheduler.enqueue(account.id, row["key"], row["task_name"], row["lane"])
 
     # -- look up ----------------------------------------------------------------------------
     async def statuses(

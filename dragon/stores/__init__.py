@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from dragon.config import Settings
 from dragon.database.interface import Database, DiskFull
@@ -77,6 +78,10 @@ class Stores:
     def for_task(self, task_store: Options | None) -> BaseStore:
         options = task_store or {}
         return self.types[options.get("type", "persistent")](self, options)
+
+    async def read_into(self, file: FileRow, dest: Path) -> None:
+        """Write the bytes of the stored ``file`` to ``dest``."""
+        await self.backend.copy_to(file["location"], dest)
 
     async def remove(self, rows: Sequence[FileRow]) -> int:
         """Forget ``rows`` in the database, then delete their bytes; returns bytes freed.

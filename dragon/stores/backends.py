@@ -20,6 +20,11 @@ class Backend:
     def url(self, location: str) -> str:
         raise NotImplementedError
 
+    async def copy_to(self, location: str, dest: Path) -> None:
+        """Write the stored file at ``location`` to ``dest`` (a chain's task reads its
+        input task's output from here, not over HTTP)."""
+        raise NotImplementedError
+
     async def close(self) -> None:
         """Release connections (nothing to do for local disk)."""
 
@@ -74,3 +79,13 @@ class LocalBackend(Backend):
 
     def url(self, location: str) -> str:
         return f"{self.base_url}/storage/{location}"
+
+    def _copy_to(self, location: str, dest: Path) -> None:
+        source = self.path(location)
+        try:
+            os.link(source, dest)  # the stored file is never written again: share it
+        except OSError:
+            shutil.copyfile(source, dest)
+
+    async def copy_to(self, location: str, dest: Path) -> None:
+        await asyncio.to_thread(self._copy_to, location, dest)

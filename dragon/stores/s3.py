@@ -34,6 +34,7 @@ from dragon.config import Settings
 from dragon.stores.backends import Backend
 
 PART_SIZE = 16 * 1024 * 1024
+COPY_CHUNK = 1024 * 1024
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]{0,20}://[^\s\"'<>]*", re.I)
 
 
@@ -158,6 +159,18 @@ class S3Backend(Backend):
                 ExpiresIn=self.presign_seconds,
             )
         return url
+
+    async def copy_to(self, location: str, dest: Path) -> None:
+        """Stream the object at ``location`` to ``dest``, a chunk in memory at a time."""
+        with _storage_errors():
+            answer = await self._client.get_object(Bucket=self.bucket, Key=location)
+            async with answer["Body"] as body:
+                f = await asyncio.to_thread(open, dest, "wb")
+                try:
+                    while chunk := await body.read(COPY_CHUNK):
+                        await asyncio.to_thread(f.write, chunk)
+                finally:
+                    await asyncio.to_thread(f.close)
 
     async def read(self, location: str) -> bytes:
         """The whole object at ``location`` (small ones only: it is held in memory)."""

@@ -530,6 +530,52 @@ async def test_task_files_are_every_file_of_the_task(db: Database):
     assert await db.task_files("missing") == []
 
 
+async def test_a_chain_waits_until_its_inputs_end_in_their_transactions(db: Database):
+    owner = await account(db)
+    await db.insert_tasks([task("DONE", owner)])
+    await db.start_task("DONE", "node", NOW + 1)
+    await db.finish_task("DONE", "success", {"output": "http://x/"}, None, None, NOW + 2)
+    rows = [
+        task("A", owner),
+        task("B", owner),
+        # Waits for A and B (and for DONE, which has ended: the insert finds it so).
+        task(
+            "C",
+            owner,
+            inputs=["A", "B", "DONE"],
+            waiting_for=["A", "B", "DONE"],
+            document={"key": "C", "status": "queued", "waiting_for": ["A", "B", "DONE"]},
+        ),
+        task(
+            "L",
+            owner,
+            inputs=["DONE"],
+            waiting_for=["DONE"],
+            document={"key": "L", "status": "queued"},
+        ),
+    ]
+    await db.insert_tasks(rows)
+    assert rows[2]["waiting_for"] == ["A", "B"] and rows[2]["document"]["waiting_for"] == ["A", "B"]
+    assert rows[3]["waiting_for"] is None  # its input had ended: it may start at once
+    assert await db.start_task("L", "node", NOW + 3) is not None
+    # C may not start while it waits (the database refuses, whoever asks).
+    assert (await db.start_task("C", "node", NOW + 3))["status"] == "queued"
+    assert [r["key"] for r in await db.unfinished_tasks()].count("C") == 1
+    for key in ("A", "B"):
+        await db.start_task(key, "node", NOW + 3)
+    released: list = []
+    await db.finish_task("A", "success", {}, None, None, NOW + 4, dependents=released)
+    assert [(r["key"], orjson.loads(r["waiting_for"])) for r in released] == [("C", ["B"])]
+    # The other input is cancelled: C waits for nothing more and may start (to fail).
+    ended = await db.cancel_tasks(["B"], owner, NOW + 5, "stop", lambda r: None, document, released)
+    assert [r["key"] for r in ended] == ["B"]
+    assert [(r["key"], r["waiting_for"]) for r in released] == [("C", None)]
+    assert (await db.start_task("C", "node", NOW + 6))["owner"] == "node"
+    # A dependant's changes are events of the feed too (when the end records events, as
+    # the cancel does): its creation, then its release.
+    assert [k for k, _ in await documents(db, owner)].count("C") == 2
+
+
 # -- several nodes (PostgreSQL) ---------------------------------------------------------------
 async def test_uploads_count_against_the_limit_advance_from_their_offset_and_expire(
     db: Database,

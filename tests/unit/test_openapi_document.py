@@ -79,7 +79,12 @@ def test_each_task_is_its_own_schema_chosen_by_task_name(tmp_path):
     assert thumb["properties"]["task_name"] == {"type": "string", "enum": ["image.thumb"]}
     assert {"task_name", "url"} <= set(thumb["required"])
     assert thumb["properties"]["width"]["maximum"] == 16384
-    assert thumb["properties"]["url"]["format"] == "uri"
+    # Wherever a task takes a URL, another task's output may stand (chains).
+    url, reference = thumb["properties"]["url"]["oneOf"]
+    assert url["format"] == "uri"
+    assert reference == {"$ref": "#/components/schemas/TaskReference"}
+    assert schemas["TaskReference"]["required"] == ["task"]
+    assert "$ref" not in str(thumb["properties"]["width"])
     assert schemas["task.test.sleep"]["properties"]["seconds"]["type"] == "number"
     create = doc["paths"]["/v2/create"]["post"]
     tasks = create["requestBody"]["content"]["application/json"]["schema"]["properties"]["tasks"]
