@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from dragon import errors
 from dragon.database.rows import FileRow, TaskRow
@@ -56,7 +56,7 @@ def _references(value: object, depth: int = 0) -> Iterator[dict[str, Any]]:
             yield from _references(item, depth + 1)
 
 
-def _replaced(value: object, replace: Callable[[dict[str, Any]], object], depth: int = 0) -> Any:
+def _replaced(value: object, replace: Callable[[dict[str, Any]], object], depth: int = 0) -> object:
     """``value`` with each reference in it replaced by ``replace(reference)``."""
     if depth > MAX_DEPTH:
         return value
@@ -70,6 +70,13 @@ def _replaced(value: object, replace: Callable[[dict[str, Any]], object], depth:
     if isinstance(value, list):
         return [_replaced(item, replace, depth + 1) for item in value]
     return value
+
+
+def _replaced_in(
+    definition: dict[str, Any], replace: Callable[[dict[str, Any]], object]
+) -> dict[str, Any]:
+    """``_replaced`` of a definition: a JSON object stays one (references are values)."""
+    return cast(dict[str, Any], _replaced(definition, replace))
 
 
 # -- at create ------------------------------------------------------------------------------
@@ -136,8 +143,8 @@ def _link(
         inputs[key] = None
         return {"task": key, "output": reference.get("output", DEFAULT_OUTPUT)}
 
-    stored = _replaced(definition, key_of)
-    return Link(stored, _replaced(stored, _stand_in), list(inputs))
+    stored = _replaced_in(definition, key_of)
+    return Link(stored, _replaced_in(stored, _stand_in), list(inputs))
 
 
 def _stand_in(reference: dict[str, Any]) -> str:
@@ -192,7 +199,7 @@ async def resolve(
     def url_of(reference: dict[str, Any]) -> str:
         return urls[str(reference["task"]), str(reference.get("output", DEFAULT_OUTPUT))]
 
-    return _replaced(params, url_of), files
+    return _replaced_in(params, url_of), files
 
 
 def _output_url(key: str, output: str, row: TaskRow | None) -> str:
