@@ -492,6 +492,9 @@ def test_ctrl_c_in_dragon_run_without_a_terminal_says_how_to_cancel(server):
     try:
         key = wait_until(lambda: created_after(server, cursor), 60, "the task")
         wait_status(server, key, "executing")
+        # The server has sent the key; on a loaded box dragon run may not have read it yet
+        # (a Ctrl-C before that cannot name the task).
+        time.sleep(2)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
