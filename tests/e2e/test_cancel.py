@@ -101,7 +101,10 @@ def leftovers(server, key: str, s3_client=None) -> list[str]:
     """Whatever of the task is left: in the data folder's tmp (its folder, its batch's
     downloads), its output files folder, and the bucket on the S3 backend."""
     data = Path(server.data_dir)
-    found = [str(p) for p in (data / "tmp").rglob(f"*{key}*")]
+    try:
+        found = [str(p) for p in (data / "tmp").rglob(f"*{key}*")]
+    except FileNotFoundError:  # a folder went while it was walked: the removal is under way
+        return ["(being removed)"]
     if (data / "files" / key).exists():
         found.append(str(data / "files" / key))
     bucket = server.env.get("DRAGON_S3_BUCKET")

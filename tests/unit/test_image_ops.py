@@ -439,8 +439,9 @@ def test_thumb_keeps_only_rgb_colour_profiles(tmp_path):
     def profile(name):
         return ImageCms.ImageCmsProfile(ImageCms.createProfile(name)).tobytes()
 
-    srgb = write(tmp_path / "a.jpg", halves(), "JPEG", icc_profile=profile("sRGB"))
-    assert thumb(srgb, tmp_path, 10, fmt="jpeg")[1].info["icc_profile"] == profile("sRGB")
+    srgb_profile = profile("sRGB")  # once: a profile's bytes hold the second it was made
+    srgb = write(tmp_path / "a.jpg", halves(), "JPEG", icc_profile=srgb_profile)
+    assert thumb(srgb, tmp_path, 10, fmt="jpeg")[1].info["icc_profile"] == srgb_profile
     lab = write(tmp_path / "b.jpg", halves(), "JPEG", icc_profile=profile("LAB"))
     assert "icc_profile" not in thumb(lab, tmp_path, 10, fmt="jpeg")[1].info
 
