@@ -267,9 +267,9 @@ class Slot:
         self._lent = 0
 
     @property
-    def downloading(self) -> bool:
-        """Lent out for a download (or waiting to come back from one)."""
-        return not self.held
+    def fetching(self) -> bool:
+        """Its task's download runs (not: back from it, waiting for the slot)."""
+        return self._lent > 0
 
     @contextlib.asynccontextmanager
     async def released(self) -> AsyncIterator[None]:

@@ -55,5 +55,10 @@ class Run:
 
     @property
     def downloading(self) -> bool:
-        """Dispatched, its slot lent out for its inputs, its work not begun."""
-        return not self.begun and self.slot is not None and self.slot.downloading
+        """Its inputs are being fetched: dispatched, its work not begun, and its download
+        runs or is about to (just dispatched). Back from it and waiting for its slot, it
+        is not: its inputs are in."""
+        slot = self.slot
+        if self.begun or slot is None:
+            return False
+        return slot.fetching or (slot.held and not slot.came_back)
