@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from marshmallow import fields
+
 from dragon.tasks import TaskSpec
 
 LIGHT = "light"
@@ -29,11 +31,9 @@ PROCESSING = (INTERACTIVE, BATCH)  # the lanes whose slots are CPU work
 
 
 def wants_batch(params: Mapping[str, object]) -> bool:
-    """The task's ``batch`` parameter, read as its schema reads a boolean."""
+    """The task's ``batch`` parameter, read with its schema's own truthy values."""
     value = params.get("batch", False)
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on", "t", "y")
-    return value is True or value == 1
+    return isinstance(value, str | int | bool) and value in fields.Boolean.truthy
 
 
 def lane_for(spec: TaskSpec | None, params: Mapping[str, object]) -> str:

@@ -100,7 +100,7 @@ class _Replay:
             self.back.setdefault(account, deque()).append(key)
             self.lent[account] += 1
 
-    def start(self, account: int, key: str, at: float, duration: float) -> None:
+    def start(self, account: int, at: float, duration: float) -> None:
         self.held[account] += 1
         heapq.heappush(self.slots, (at + duration, next(self.order), account))
 
@@ -123,7 +123,7 @@ def replay(
         position += 1
         if key in wanted:
             found[key] = (position, at)
-        copy.start(account, key, at, duration(key))
+        copy.start(account, at, duration(key))
     return found
 
 
