@@ -151,8 +151,9 @@ def test_status_follow_streams_several_tasks_until_all_ended(dragon_server):
             for d in c.create(
                 [
                     # long enough that the CLI, started after them, sees them running
+                    # even on a loaded 2-core box (it takes seconds to start there)
                     {"task_name": "test.sleep", "seconds": 4},
-                    {"task_name": "test.progress", "seconds": 4},
+                    {"task_name": "test.progress", "seconds": 10},
                     {"task_name": "test.file", "fail": True},
                 ]
             )
