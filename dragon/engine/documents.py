@@ -8,15 +8,14 @@ v2 (docs/api.md): ``status``, ``key``, ``progress``, ``events`` (ISO 8601 with o
 from __future__ import annotations
 
 import functools
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from dragon.database.interface import Row
+from dragon.net import scrub
 
-SECRET_NAME = re.compile(r"secret|token|password|passwd|key$|signature|credential", re.I)
 MASK = "********"
 
 
@@ -167,14 +166,18 @@ def ndjson_line(value: object) -> bytes:
 
 
 def mask(value: object, name: str = "") -> object:
-    """Parameters with secrets and tokens replaced, for ``details=true``."""
+    """Parameters with secrets and tokens replaced, for ``details=true``: the values of
+    credential-named fields (``scrub.sensitive``), and the query and ``user:password@`` of
+    every URL, in whichever field or list it is (``urls``, ``images``, ``subtitles``, a
+    signed store's outputs), since signed URLs carry their credentials there."""
     if isinstance(value, dict):
-        return {k: mask(v, k) for k, v in value.items()}
+        return {k: mask(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask(v, name) for v in value]
-    if name and SECRET_NAME.search(name) and name not in ("task_key",) and value is not None:
+    if value is None:
+        return value
+    if name and scrub.sensitive(name):
         return MASK
-    if isinstance(value, str) and name in ("url", "url_callback", "url_errback") and "?" in value:
-        # Signed URLs carry their credentials in the query string.
-        return value.split("?", 1)[0] + "?" + MASK
+    if isinstance(value, str):
+        return scrub.masked_url(value, MASK)
     return value
