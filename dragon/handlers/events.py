@@ -46,8 +46,9 @@ def cursor(request: web.Request, sse: bool) -> int | None:
 
 
 class AccountStreams:
-    """Long-lived responses (event feeds, status streams) per account, at most
-    ``per_account`` each: a new one past it closes that account's oldest.
+    """Long-lived responses (event feeds, status streams, and requests that wait for tasks
+    to end: ``block=true``, ``/v1/create_file``) per account, at most ``per_account``
+    each: a new one past it closes that account's oldest.
 
     A stream holds a connection for as long as its reader likes, so without a share one
     account's followers could take every connection the server allows and lock other

@@ -52,7 +52,7 @@ from dragon.stores.backends import Backend, LocalBackend
 from dragon.stores.s3 import S3Backend
 from dragon.tasks import load_tasks
 from dragon.web import dashboard
-from dragon.web.connections import connection_limit, streams_per_account
+from dragon.web.connections import connection_limit, streams_per_account, unread_bodies
 from dragon.web.http_metrics import metrics_middleware, serve_metrics
 
 log = logging.getLogger("dragon")
@@ -304,7 +304,8 @@ MALFORMED_REQUESTS = MalformedRequests()
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[unread_bodies, metrics_middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
     )
     logging.getLogger("aiohttp.server").addFilter(
         MALFORMED_REQUESTS

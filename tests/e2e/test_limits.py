@@ -148,6 +148,90 @@ def test_one_accounts_streams_cannot_take_every_connection(make_server):
             s.close()
 
 
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",  # a route that reads no body
+        b"POST /no/such/route HTTP/1.1\r\nHost: x\r\n",  # a 404
+        b"POST /v2/create HTTP/1.1\r\nHost: x\r\nAuthorization: Secret nope\r\n"
+        b"Content-Length: 99999999999\r\n",  # refused (413) before its body is read
+    ],
+    ids=["get", "unknown-route", "refused"],
+)
+def test_answered_requests_with_a_stalled_body_cannot_hold_the_connection_cap(make_server, head):
+    """A request answered before its body was read (aiohttp then reads and drops the rest
+    for 10 s) does not count as busy at the cap: a new client makes room."""
+    server = make_server(env={"DRAGON_MAX_CONNECTIONS": "20"})
+    if b"Content-Length" not in head:
+        head += b"Content-Length: 100000\r\n"
+    sockets = []
+    try:
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(head + b"\r\nx")
+            sockets.append(s)
+        for s in sockets:  # every one answered; each connection still open, dropping a body
+            assert s.recv(65536).startswith(b"HTTP/1.1 "), "no answer"
+        r = server.request("POST", "/v2/create", {"tasks": [{"task_name": "hello"}]})
+        assert r.status == 200, r.body
+    finally:
+        for s in sockets:
+            s.close()
+
+
+WAITS = {
+    "status": lambda key: ("POST", "/v2/status", {"tasks": [key], "block": True}),
+    "create": lambda key: (
+        "POST",
+        "/v2/create",
+        {"tasks": [{"task_name": "test.sleep", "seconds": 60}], "block": True},
+    ),
+    "file": lambda key: ("GET", f"/v1/file?task={key}", None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WAITS))
+def test_one_accounts_blocked_requests_cannot_take_every_connection(make_server, kind):
+    """Requests that wait for tasks to end (``block=true``, ``/v1/file``) are held for as
+    long as a stream: they count as the account's streams, its oldest closed first."""
+    server = make_server(env={"DRAGON_MAX_CONNECTIONS": "20"})  # 5 streams per account
+    other = server.create_account("other-account")
+    [sleeping] = server.create([{"task_name": "test.sleep", "seconds": 60}], block=False)
+    method, path, body = WAITS[kind](sleeping["key"])
+    data = json.dumps(body).encode() if body is not None else b""
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Secret {server.secret}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    waiting = []
+    try:
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(head + data)
+            waiting.append(s)
+            time.sleep(0.1)  # in order: the oldest are the first
+        time.sleep(1)
+        r = server.request(
+            "POST",
+            "/v2/create",
+            {"tasks": [{"task_name": "hello", "name": "x"}], "block": True},
+            headers={"Authorization": f"Secret {other['secret']}"},
+        )
+        assert r.status == 200, r.body
+        assert r.json()[0]["status"] == "success"
+        closed = closed_within({str(i): s for i, s in enumerate(waiting)}, 3)
+        assert [i for i, answer in closed.items() if answer is None] == [
+            "15",
+            "16",
+            "17",
+            "18",
+            "19",
+        ]
+    finally:
+        for s in waiting:
+            s.close()
+
+
 # -- storage deletes: bounded filters, and honest on a full disk -----------------------------
 
 
