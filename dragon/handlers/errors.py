@@ -13,8 +13,8 @@ import time
 
 import orjson
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from dragon.database.interface import Busy, DiskFull
 from dragon.errors import (
