@@ -381,11 +381,13 @@ def _size(value: object) -> int | None:
 
 
 def _mime(value: object) -> str | None:
-    """``video/mp4; codecs=...`` -> ``video/mp4``; None for anything not type/subtype."""
+    """``video/mp4; codecs=...`` -> ``video/mp4``; None for anything not type/subtype, or
+    longer than a media type may be (127 characters each side, RFC 6838): text the page
+    wrote, which the result would otherwise carry whole, megabytes of it."""
     if not isinstance(value, str):
         return None
-    mime = value.split(";", 1)[0].strip().lower()
-    return mime if re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", mime) else None
+    mime = value[:300].split(";", 1)[0].strip().lower()
+    return mime if re.fullmatch(r"[a-z0-9.+-]{1,127}/[a-z0-9.+-]{1,127}", mime) else None
 
 
 def parse_srcset(value: str) -> list[tuple[str, list[str]]]:

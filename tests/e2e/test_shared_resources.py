@@ -5,6 +5,7 @@ another account's tasks fail or wait behind them (issue 26, items 3 and 4).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -228,3 +229,21 @@ def test_the_parse_cost_bound_is_not_fooled_by_what_the_parser_ignores(body):
 def test_the_parse_cost_bound_passes_sloppy_but_flat_pages(body):
     cost, _ = html_hits.parse_cost(f"<html><body>{body}</body></html>", html_hits.MAX_PARSE_COST)
     assert cost < html_hits.MAX_PARSE_COST // 100
+
+
+def test_a_huge_media_type_in_json_ld_is_not_kept(server, origin):
+    """JSON-LD's ``encodingFormat`` is the page's text: a megabyte of it is no media type,
+    and the result (stored, and sent with every status poll) does not carry it."""
+    fake_type = "video/" + "a" * 1_000_000
+    ld = {"@type": "VideoObject", "contentUrl": "http://127.0.0.1:9/v.mp4"}
+    page = (
+        '<html><head><script type="application/ld+json">'
+        + json.dumps({**ld, "encodingFormat": fake_type})
+        + "</script></head><body></body></html>"
+    )
+    url = origin.add("pooled/ld-type.html", page.encode(), "text/html")
+    status = server.run_task({"task_name": "html.scrape", "url": url})
+    assert status["status"] == "success", status
+    [video] = status["result"]["hits"]["videos"]
+    assert video["url"] == "http://127.0.0.1:9/v.mp4"
+    assert len(json.dumps(status["result"])) < 2000, video.get("mime", "")[:100]
