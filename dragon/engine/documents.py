@@ -97,13 +97,18 @@ class EndedDocuments:
     (``Database.ended_changes``). A read of the rows (``confirm``) records that count
     and the account it read for; while the count stays the same, the next poll of those
     keys by that account is answered from here (``unchanged``) after reading only the
-    count. Bounded: the oldest entries go first.
+    count. Bounded in entries and in bytes (a result may be megabytes: an ``html.scrape``
+    of a page with 2,000 long URLs is 4 MB, and 10,000 of them would be 40 GB): the oldest
+    entries go first, and a document over a sixteenth of the bytes is not kept.
     """
 
-    def __init__(self, size: int = 10_000) -> None:
+    def __init__(self, size: int = 10_000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the JSON size of the kept documents' results and errors
         # key -> (completed_at, document, (account_id, ended_changes) of the last read)
         self._docs: dict[str, tuple[float, dict[str, Any], tuple[int, int] | None]] = {}
+        self._weights: dict[str, int] = {}
 
     def __contains__(self, key: str) -> bool:
         return key in self._docs
@@ -146,10 +151,29 @@ class EndedDocuments:
         hit = self._docs.get(key)
         if hit is not None and hit[0] == completed:
             return in_version({**hit[1]}, version)
-        if hit is None and len(self._docs) >= self.size:
-            del self._docs[next(iter(self._docs))]
+        self._drop(key)
+        weight = _weight(row["result"]) + _weight(row["error"])
+        if weight > self.max_bytes // 16:
+            return document(row, version)
+        while self._docs and (len(self._docs) >= self.size or self.bytes + weight > self.max_bytes):
+            self._drop(next(iter(self._docs)))
         self._docs[key] = (completed, document(row), None)
+        self._weights[key] = weight
+        self.bytes += weight
         return in_version({**self._docs[key][1]}, version)
+
+    def _drop(self, key: str) -> None:
+        if self._docs.pop(key, None) is not None:
+            self.bytes -= self._weights.pop(key)
+
+
+def _weight(value: object) -> int:
+    """About what a JSON column's value holds in memory once parsed, in bytes."""
+    if value is None:
+        return 0
+    if isinstance(value, str | bytes):
+        return len(value)
+    return len(orjson.dumps(value))
 
 
 def in_version(doc: dict[str, Any], version: int) -> dict[str, Any]:
