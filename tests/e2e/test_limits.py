@@ -177,6 +177,37 @@ def test_one_accounts_streams_cannot_take_every_connection(make_server):
             s.close()
 
 
+def test_the_public_api_key_cannot_close_the_secrets_streams(make_server):
+    """The api key is public in web pages: whoever copies it and opens streams closes the
+    oldest streams of the api key, never the ones the account opened with its secret."""
+    server = make_server(env={"DRAGON_MAX_CONNECTIONS": "20"})  # 5 streams each
+    own = [follow_events(server, server.secret) for _ in range(2)]
+    host = "http://app.example"
+    copied = []
+    try:
+        for _ in range(12):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(
+                f"GET /v2/events?follow=true HTTP/1.1\r\nHost: x\r\nOrigin: {host}\r\n"
+                f"Authorization: Api-Key {server.api_key}\r\n\r\n".encode()
+            )
+            assert s.recv(65536).startswith(b"HTTP/1.1 200"), "the stream did not start"
+            copied.append(s)
+        closed = closed_within({str(i): s for i, s in enumerate(own + copied)}, 3)
+        assert [i for i, answer in closed.items() if answer is None] == [
+            "0",
+            "1",
+            "9",
+            "10",
+            "11",
+            "12",
+            "13",
+        ]
+    finally:
+        for s in own + copied:
+            s.close()
+
+
 @pytest.mark.parametrize(
     "head",
     [
