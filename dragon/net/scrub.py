@@ -44,6 +44,7 @@ SENSITIVE_WORDS = (
     "googleaccessid",
     "sig",
     "jwt",
+    "hmac",
     "passphrase",
     "session",
 )

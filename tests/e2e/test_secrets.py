@@ -200,9 +200,10 @@ def test_details_mask_signed_urls_in_every_field(dragon_server, task):
         assert shown not in str(details), details
 
 
-@pytest.mark.parametrize("name", ["auth", "pwd", "jwt", "sessionid"])
+@pytest.mark.parametrize("name", ["auth", "pwd", "jwt", "sessionid", "hmac"])
 def test_the_access_log_masks_other_credential_names(dragon_server, name):
-    """Firebase's ``auth``, ``pwd``, ``jwt`` and session ids in a query are credentials too."""
+    """Firebase's ``auth``, ``pwd``, ``jwt``, session ids and CDN tokens' ``hmac`` in a
+    query are credentials too."""
     value = f"{name}-value-" + "9d2f" * 6
     dragon_server.request("GET", f"/v2/status?tasks=x&{name}={value}&marker={name}")
     deadline = time.monotonic() + 10  # the access log line follows the answer
