@@ -247,3 +247,24 @@ def test_a_huge_media_type_in_json_ld_is_not_kept(server, origin):
     [video] = status["result"]["hits"]["videos"]
     assert video["url"] == "http://127.0.0.1:9/v.mp4"
     assert len(json.dumps(status["result"])) < 2000, video.get("mime", "")[:100]
+
+
+def test_a_page_of_long_urls_makes_no_megabyte_result(server, origin):
+    """Hits are cut at 256 KB of URLs per kind as well as at 1,000: 2,000 media of 2 KB URLs
+    (the longest a URL may be) made a 4 MB result, stored and sent with every poll."""
+    links = "".join(f'<img src="/i{i:04d}{"a" * 1990}.jpg">' for i in range(1000))
+    links += "".join(f'<video src="/v{i:04d}{"b" * 1990}.mp4"></video>' for i in range(1000))
+    page = f"<html><head><title>t</title></head><body>{links}</body></html>".encode()
+    url = origin.add("pooled/long-urls.html", page, "text/html")
+    status = server.run_task({"task_name": "html.scrape", "url": url})
+    assert status["status"] == "success", status
+    result = status["result"]
+    warnings = result.get("warnings", [])
+    assert [w for w in warnings if "KB of URLs" in w] == [
+        f"only the first {kind} of the page are listed (at most 1000, and 256 KB of URLs)"
+        for kind in ("images", "videos")
+    ], warnings
+    for kind in ("images", "videos"):
+        assert 100 <= len(result["hits"][kind]) < 1000
+        assert sum(len(h["url"]) for h in result["hits"][kind]) <= 256 * 1024
+    assert len(json.dumps(result)) < 700_000
