@@ -132,11 +132,17 @@ def masked_url(value: str, mask: str = MASK) -> str:
     """A parameter's value as ``details`` shows it: a URL keeps its scheme, host and path
     (its ``user:password@`` masked) and loses its whole query, which is where signed URLs
     carry their credentials, whatever the parameters are called; a text holding URLs (an
-    SXML definition) loses what looks like a credential in them."""
+    SXML definition) loses their ``user:password@`` and credential-named query values (the
+    rest of it, prose included, is shown as written)."""
     if _URL.fullmatch(value):
         head, sep, _ = value.partition("?")
         return without_userinfo(head, mask) + (f"?{mask}" if sep else "")
-    return by_shape(value) if "://" in value else value
+    if "://" not in value:
+        return value
+    return _PARAM.sub(
+        lambda m: f"{m['lead']}{m['name']}={mask}" if sensitive(m["name"]) else m[0],
+        without_userinfo(value, mask),
+    )
 
 
 def _may_hold_names(text: str) -> bool:

@@ -200,6 +200,20 @@ def test_details_mask_signed_urls_in_every_field(dragon_server, task):
         assert shown not in str(details), details
 
 
+def test_details_mask_signed_urls_inside_a_definition_and_keep_its_prose(dragon_server):
+    """A ``video.create`` definition is text holding URLs: their credentials are masked in
+    ``details``, and the rest (a ``secret`` in prose) is shown as written."""
+    signed = f"http://u:{PASSWORD}@127.0.0.1:9/a.png?X-Amz-Signature={SIGNATURE}&amp;w=1"
+    definition = f'<movie><image src="{signed}"/><text>the secret ingredients</text></movie>'
+    [doc] = dragon_server.create(
+        [{"task_name": "video.create", "definition": definition}], block=False
+    )
+    shown = _details(dragon_server, doc["key"])["parameters"]["definition"]
+    assert 'src="http://********@127.0.0.1:9/a.png?X-Amz-Signature=********&amp;w=1"' in shown
+    assert "the secret ingredients" in shown
+    assert_hidden(shown, PASSWORD, SIGNATURE)
+
+
 @pytest.mark.parametrize("name", ["auth", "pwd", "jwt", "sessionid", "hmac"])
 def test_the_access_log_masks_other_credential_names(dragon_server, name):
     """Firebase's ``auth``, ``pwd``, ``jwt``, session ids and CDN tokens' ``hmac`` in a
