@@ -755,6 +755,7 @@ class Operations(ABC):
         now: float,
         expires_at: float,
         most_pending: int,
+        multipart: str | None = None,
     ) -> bool:
         """The account's unfinished bytes are summed in the transaction that adds the new
         upload, so two creates at once cannot both slip under the limit (SQLite's one
@@ -773,6 +774,8 @@ class Operations(ABC):
                 metadata=metadata,
                 created_at=now,
                 expires_at=expires_at,
+                multipart=multipart,
+                parts=None if multipart is None else "[]",
             )
             return True
 
@@ -801,6 +804,31 @@ class Operations(ABC):
             )
 
         return await self._write(op())
+
+    async def store_upload_parts(
+        self, upload_id: str, offset: int, received: int, parts: str, pending_key: str | None
+    ) -> UploadRow | None:
+        return await self._write_one(
+            row(
+                UploadRow,
+                "store_upload_parts",
+                id=upload_id,
+                offset=offset,
+                received=received,
+                parts=parts,
+                pending_key=pending_key,
+            )
+        )
+
+    async def number_upload_part(self, upload_id: str) -> int | None:
+        return await self._write_one(value(int, "number_upload_part", id=upload_id))
+
+    async def complete_upload(
+        self, upload_id: str, now: float, kept_until: float
+    ) -> UploadRow | None:
+        return await self._write_one(
+            row(UploadRow, "complete_upload", id=upload_id, now=now, kept_until=kept_until)
+        )
 
     async def delete_uploads(self, upload_ids: list[str]) -> int:
         return await self._write_one(count("delete_uploads", ids=upload_ids))

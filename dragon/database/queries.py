@@ -140,12 +140,21 @@ COMMON_QUERIES: dict[str, str] = {
     "pending_upload_bytes": "SELECT COALESCE(SUM(length), 0) FROM uploads"
     " WHERE account_id = :account_id AND completed_at IS NULL",
     "insert_upload": "INSERT INTO uploads (id, account_id, length, metadata, created_at,"
-    " expires_at) VALUES (:id, :account_id, :length, :metadata, :created_at, :expires_at)",
+    " expires_at, multipart, parts) VALUES (:id, :account_id, :length, :metadata,"
+    " :created_at, :expires_at, :multipart, :parts)",
     "upload": "SELECT * FROM uploads WHERE id = :id",
     # Only from the offset the writer started at: two writers of one upload cannot both
     # move it, and it never moves past its length.
     "advance_upload": "UPDATE uploads SET received = :received WHERE id = :id"
     " AND received = :offset AND completed_at IS NULL AND :received <= length RETURNING *",
+    # An upload held in S3 parts: its offset, parts and pending object move together, from
+    # the offset the writer started at (the same rule as ``advance_upload``); finishing it
+    # (``complete_upload``) is a step of its own, once S3 has joined the parts.
+    "store_upload_parts": "UPDATE uploads SET received = :received, parts = :parts,"
+    " pending_key = :pending_key WHERE id = :id AND received = :offset"
+    " AND completed_at IS NULL AND :received <= length RETURNING *",
+    "number_upload_part": "UPDATE uploads SET next_part = next_part + 1 WHERE id = :id"
+    " RETURNING next_part",
     "complete_upload": "UPDATE uploads SET completed_at = :now, expires_at = :kept_until"
     " WHERE id = :id AND completed_at IS NULL AND received = length RETURNING *",
     "expired_uploads": "SELECT * FROM uploads WHERE expires_at <= :now"

@@ -122,6 +122,10 @@ class UploadRow(TypedDict):
     created_at: float
     expires_at: float  # unfinished: when it is removed; finished: how long it is kept
     completed_at: float | None  # when its last byte was stored; None while unfinished
+    multipart: str | None  # the S3 multipart upload holding it (None: the data folder's file)
+    parts: str | None  # S3: JSON list of the parts stored, each [number, ETag, size]
+    pending_key: str | None  # S3: the object holding the bytes past the parts, if any
+    next_part: int  # S3: the last part number handed to a writer
 
 
 class EventRow(TypedDict):

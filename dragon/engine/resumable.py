@@ -15,8 +15,9 @@ never fetched. Another account's upload, or an unfinished one, ends the task
 ``unknown_upload``. Expired uploads (unfinished past ``upload_hours``, finished ones
 ``upload_hours`` after their last byte) are removed by the sweeper (``sweep``).
 
-On several nodes the file lives on the node that took the creation (local storage): every
-request of an upload must then reach that node.
+On several nodes (PostgreSQL and a bucket) the bytes go to the bucket instead, as an S3
+multipart upload that any node continues (``dragon.engine.upload_parts``): the row says
+which (``multipart``), so the rules above hold for both; only where the bytes go differs.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ from dragon.config import Settings
 from dragon.database.interface import Database
 from dragon.database.rows import UploadRow
 from dragon.engine.auth import Account
+from dragon.engine.upload_parts import BucketUploads
 from dragon.errors import UploadRefused
 from dragon.net.fetcher import Download, fetching_account, human_size
-from dragon.net.sniff import HEAD_SIZE, extension, sniff
+from dragon.net.sniff import HEAD_SIZE, extension, sniff, sniff_file
 from dragon.net.url_policy import UPLOAD_ID, upload_reference
+from dragon.stores.s3 import S3Backend
 from dragon.tasks.context import Fetcher
 
 UPLOADS_PATH = "/v2/uploads"
@@ -119,13 +122,17 @@ class Writer:
 
 
 class Uploads:
-    """The uploads of every account on this node: create, find, write, delete, expire."""
+    """The uploads of every account on this node: create, find, write, delete, expire.
+    With a ``bucket`` (several nodes), new uploads are held in it."""
 
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(
+        self, database: Database, settings: Settings, bucket: S3Backend | None = None
+    ) -> None:
         self.db = database
         self.settings = settings
         self.root = settings.data_path / "uploads"
         self._writing: dict[str, asyncio.Lock] = {}
+        self._bucket = BucketUploads(database, bucket) if bucket is not None else None
 
     def path(self, upload_id: str) -> Path:
         return self.root / upload_id
@@ -154,12 +161,16 @@ class Uploads:
             )
         upload_id = secrets.token_hex(16)
         now = time.time()
-        await asyncio.to_thread(_create_file, self.path(upload_id))
+        multipart = None
+        if self._bucket is None:
+            await asyncio.to_thread(_create_file, self.path(upload_id))
+        else:
+            multipart = await self._bucket.start(upload_id)
         pending = self.settings.max_pending_upload_bytes
         if not await self.db.insert_upload(
-            upload_id, account.id, length, metadata, now, self._kept_until(now), pending
+            upload_id, account.id, length, metadata, now, self._kept_until(now), pending, multipart
         ):
-            await asyncio.to_thread(self.path(upload_id).unlink, True)
+            await self._discard(upload_id, multipart)
             raise UploadRefused(
                 "too_large",
                 f"this account's unfinished uploads would add up to more than {pending} bytes;"
@@ -168,8 +179,27 @@ class Uploads:
         found = await self.db.upload(upload_id)
         assert found is not None  # just committed
         if length == 0:  # nothing to wait for: finished at once
+            if self._bucket is not None:
+                return await self._bucket.finish(found, self._kept_until)
             return await self.db.advance_upload(upload_id, 0, 0, now, now) or found
         return found
+
+    def _held(self) -> BucketUploads:
+        """Where an upload held in the bucket is written and read."""
+        if self._bucket is None:
+            raise UploadRefused("unavailable", "this node has no bucket for this upload")
+        return self._bucket
+
+    async def _settled(self, upload: UploadRow) -> UploadRow:
+        """The upload, finished if it is whole in the bucket but its writer died before
+        S3 joined its parts."""
+        if (
+            upload["multipart"] is None
+            or upload["completed_at"] is not None
+            or upload["received"] < upload["length"]
+        ):
+            return upload
+        return await self._held().finish(upload, self._kept_until)
 
     async def find(self, account: Account, upload_id: str) -> UploadRow:
         """The account's upload; ``unknown`` if there is none, ``gone`` once expired."""
@@ -206,7 +236,7 @@ class Uploads:
         with contextlib.suppress(UploadRefused):
             async with self._holding(upload_id):
                 pass
-        return await self.find(account, upload_id)
+        return await self._settled(await self.find(account, upload_id))
 
     async def write(
         self,
@@ -230,8 +260,16 @@ class Uploads:
                 raise UploadRefused(
                     "too_large", f"the body goes past the upload's length of {found['length']}"
                 )
-            if found["completed_at"] is not None:
-                return found
+            if found["completed_at"] is not None or found["received"] == found["length"]:
+                return await self._settled(found)
+            if found["multipart"] is not None:
+                return await self._held().receive(
+                    found,
+                    body,
+                    checksum.algorithm if checksum else None,
+                    checksum.digest if checksum else None,
+                    self._kept_until,
+                )
             return await self._receive(found, body, checksum)
 
     async def _receive(
@@ -290,18 +328,27 @@ class Uploads:
 
     async def delete(self, account: Account, upload_id: str) -> None:
         """Terminate the upload: its row and its bytes (a task reading it keeps its link)."""
-        await self.find(account, upload_id)
+        found = await self.find(account, upload_id)
         async with self._holding(upload_id):
+            if found["multipart"] is not None:  # bytes first: a failing bucket keeps the row
+                await self._discard(upload_id, found["multipart"])
             await self.db.delete_uploads([upload_id])
             await asyncio.to_thread(self.path(upload_id).unlink, True)
+
+    async def _discard(self, upload_id: str, multipart: str | None) -> None:
+        """The bytes of an upload go: its file, or its multipart upload and objects."""
+        if multipart is None:
+            await asyncio.to_thread(self.path(upload_id).unlink, True)
+        else:
+            await self._held().discard(upload_id, multipart)
 
     async def sweep(self, now: float, batch: int = 500) -> int:
         """Remove expired uploads, bytes first; returns how many went."""
         removed = 0
         while found := await self.db.expired_uploads(now, batch):
             ids = [u["id"] for u in found]
-            for upload_id in ids:
-                await asyncio.to_thread(self.path(upload_id).unlink, True)
+            for upload in found:
+                await self._discard(upload["id"], upload["multipart"])
             await self.db.delete_uploads(ids)
             removed += len(ids)
             if len(found) < batch:
@@ -313,6 +360,9 @@ class Uploads:
     ) -> Download:
         """A finished upload of ``account`` as a task's download, linked into ``dest_dir``."""
         found = await self.db.upload(upload_id)
+        if found is not None and found["account_id"] == account:
+            with contextlib.suppress(UploadRefused):
+                found = await self._settled(found)
         if found is None or found["account_id"] != account or found["completed_at"] is None:
             raise errors.TaskError(
                 errors.UNKNOWN_UPLOAD,
@@ -324,8 +374,25 @@ class Uploads:
                 errors.DOWNLOAD_TOO_LARGE,
                 f"the upload is {human_size(size)}; the limit is {human_size(max_bytes)}",
             )
-        path, mime = await asyncio.to_thread(_link, self.path(upload_id), Path(dest_dir))
+        if found["multipart"] is None:
+            path, mime = await asyncio.to_thread(_link, self.path(upload_id), Path(dest_dir))
+        else:
+            path, mime = await self._copy(found, Path(dest_dir))
         return Download(path=path, mime=mime, size=size, url=self.url(upload_id))
+
+    async def _copy(self, upload: UploadRow, dest_dir: Path) -> tuple[Path, str | None]:
+        """An upload held in the bucket as ``dest_dir/source.EXT``, read from there."""
+        path = dest_dir / "source"
+        try:
+            await self._held().copy_to(upload["id"], path)
+        except Exception as exc:
+            raise errors.TaskError(
+                errors.STORAGE_ERROR, f"could not read upload {upload['id']} from storage"
+            ) from exc
+        mime = await asyncio.to_thread(sniff_file, path)
+        final = path.with_name(path.name + extension(mime))
+        await asyncio.to_thread(path.rename, final)
+        return final, mime
 
 
 def _create_file(path: Path) -> None:
