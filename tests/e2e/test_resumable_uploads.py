@@ -274,15 +274,27 @@ def test_only_a_finished_upload_of_the_account_is_an_input(make_server):
     assert fetched(server, "file:///etc/passwd")["error_code"] == "parameters"
 
 
-def test_expired_uploads_are_swept(make_server):
+def stored_bytes(server, backends, upload_id: str) -> list[str]:
+    """Where the upload's bytes are: its file in the data folder, or (several nodes, on
+    PostgreSQL) its objects and open multipart upload in the bucket."""
+    if "DRAGON_DATABASE_URL" not in server.env:
+        path = server.data_dir / "uploads" / upload_id
+        return [str(path)] if path.exists() else []
+    s3, bucket, prefix = backends.s3.client, server.env["DRAGON_S3_BUCKET"], f"uploads/{upload_id}/"
+    objects = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    parts = s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+    return [o["Key"] for o in objects] + [u["UploadId"] for u in parts]
+
+
+def test_expired_uploads_are_swept(make_server, backends):
     server = make_server(
         env={"DRAGON_UPLOAD_HOURS": "0.0003", "DRAGON_SWEEP_INTERVAL_SECONDS": "0.5"}
     )
     url = create_upload(server, 10).headers["Location"]
-    path = server.data_dir / "uploads" / url.rsplit("/", 1)[1]
-    assert path.exists()
+    upload_id = url.rsplit("/", 1)[1]
+    assert stored_bytes(server, backends, upload_id)
     deadline = time.monotonic() + 30
-    while path.exists() and time.monotonic() < deadline:
+    while stored_bytes(server, backends, upload_id) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not path.exists()
+    assert not stored_bytes(server, backends, upload_id)
     assert server.request("HEAD", url.removeprefix(server.url), headers=TUS).status == 404
