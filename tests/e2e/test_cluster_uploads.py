@@ -108,6 +108,9 @@ def test_tuspy_starts_on_one_node_and_finishes_on_the_other(make_server, backend
         assert got["status"] == "success", got
         assert got["result"]["sha256"] == hashlib.sha256(data).hexdigest()
         assert got["result"]["size"] == len(data)
+    # Terminating a finished upload deletes its object.
+    assert b.request("DELETE", "/v2/uploads/" + upload_id, headers=TUS).status == 204
+    assert bucket_state(backends, a, upload_id) == ([], [])
 
 
 def test_termination_on_another_node_aborts_the_multipart_upload(make_server, backends):
@@ -126,6 +129,11 @@ def test_termination_on_another_node_aborts_the_multipart_upload(make_server, ba
     assert patch(b, url, 6 * MiB, b"more").status == 404
     got = b.run_task({"task_name": "test.fetch", "url": f"upload:{upload_id}"})
     assert got["status"] == "error" and got["error_code"] == "unknown_upload", got
+    # An empty upload is finished at its creation: an empty object, no multipart upload.
+    empty = create_upload(a, 0)
+    assert offset_of(b, empty) == 0
+    empty_id = empty.rsplit("/", 1)[1]
+    assert bucket_state(backends, a, empty_id) == ([f"uploads/{empty_id}/data"], [])
 
 
 def test_a_patch_at_a_stale_offset_on_another_node_is_409(make_server, backends):
