@@ -31,7 +31,7 @@ import secrets
 import time
 from collections.abc import AsyncIterable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import orjson
 
@@ -47,6 +47,14 @@ MIN_PART = 5 * 1024**2  # S3's smallest part, but for the last one
 # rest are spare for the parts of writers that lost a race (never listed, never reused).
 MOST_PARTS = 9000
 Part = tuple[int, str, int]  # number, ETag, size
+
+
+class Hasher(Protocol):
+    """What an Upload-Checksum's digest is computed with (hashlib's objects)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
 
 
 def part_size(length: int) -> int:
@@ -176,7 +184,7 @@ class PartsWriter:
         self.buffer = bytearray(pending)  # the bytes past ``parts``
         self.end = upload["received"]  # where the next byte goes
         self.size = part_size(upload["length"])
-        self.hasher: Any = None
+        self.hasher: Hasher | None = None
 
     @classmethod
     async def open(
@@ -200,7 +208,7 @@ class PartsWriter:
         return writer
 
     def digest(self) -> bytes | None:
-        return None if self.hasher is None else bytes(self.hasher.digest())
+        return None if self.hasher is None else self.hasher.digest()
 
     async def pour(self, body: AsyncIterable[bytes], *, checkpoints: bool) -> None:
         """Take the body's chunks, never past the upload's length; store each part as it
