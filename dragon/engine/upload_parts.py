@@ -130,10 +130,13 @@ class BucketUploads:
                 await writer.pour(body, checkpoints=algorithm is None)
             except BaseException as exc:  # noqa: BLE001 - stored below, then raised again
                 failure = exc
-            if algorithm is not None and failure is None and writer.digest() != digest:
-                raise UploadRefused("checksum", "the body does not match Upload-Checksum")
-            if (algorithm is None or failure is None) and not _lost(failure):
-                upload = await asyncio.shield(writer.store())
+            try:
+                if algorithm is not None and failure is None and writer.digest() != digest:
+                    raise UploadRefused("checksum", "the body does not match Upload-Checksum")
+                if (algorithm is None or failure is None) and not _lost(failure):
+                    upload = await asyncio.shield(writer.store())
+            finally:
+                await writer.abandon()
             if failure is not None:
                 raise failure
             if upload["received"] == upload["length"]:
@@ -185,6 +188,8 @@ class PartsWriter:
         self.end = upload["received"]  # where the next byte goes
         self.size = part_size(upload["length"])
         self.hasher: Hasher | None = None
+        self.sending: asyncio.Task[None] | None = None  # a full part on its way to S3
+        self.checkpoints = True
 
     @classmethod
     async def open(
@@ -212,7 +217,9 @@ class PartsWriter:
 
     async def pour(self, body: AsyncIterable[bytes], *, checkpoints: bool) -> None:
         """Take the body's chunks, never past the upload's length; store each part as it
-        fills, and with ``checkpoints`` move the stored offset past it."""
+        fills (while the next one arrives), and with ``checkpoints`` move the stored offset
+        past it."""
+        self.checkpoints = checkpoints
         length = self.upload["length"]
         async for chunk in body:
             if self.end + len(chunk) > length:
@@ -224,26 +231,47 @@ class PartsWriter:
             self.buffer += chunk
             self.end += len(chunk)
             while len(self.buffer) >= self.size:
-                await self._put_part(bytes(self.buffer[: self.size]))
+                with memoryview(self.buffer) as view:
+                    part = bytes(view[: self.size])
                 del self.buffer[: self.size]
-                if checkpoints:
-                    await self._commit(None)
+                await self._sent()
+                self.sending = asyncio.create_task(self._put_part(part))
+
+    async def _sent(self) -> None:
+        """Wait for the part on its way to S3; with checkpoints, the row then moves past it."""
+        sending, self.sending = self.sending, None
+        if sending is not None:
+            await sending
+            if self.checkpoints:
+                await self._commit(None)
+
+    async def abandon(self) -> None:
+        """Stop a part still on its way once nothing will list it (a refused body)."""
+        sending, self.sending = self.sending, None
+        if sending is not None:
+            sending.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await sending
 
     async def store(self) -> UploadRow:
         """Store what is buffered: the last part when the upload is whole, else a new
-        pending object; then the row says so. The upload as it then stands."""
-        if self.end == self.upload["received"]:
-            return self.upload
-        if self.end == self.upload["length"]:
+        pending object; then the row says so. The upload as it then stands. After a part
+        that failed, only the parts before it are kept (the bytes past it have a gap)."""
+        await self._sent()
+        stored = sum(size for _, _, size in self.parts)
+        if stored + len(self.buffer) == self.end > self.upload["received"]:
+            if self.end == self.upload["length"]:
+                if self.buffer:
+                    await self._put_part(bytes(self.buffer))
+                    self.buffer.clear()
+                return await self._commit(None)
             if self.buffer:
-                await self._put_part(bytes(self.buffer))
-                self.buffer.clear()
+                key = f"{_prefix(self.upload['id'])}pending-{secrets.token_hex(8)}"
+                await self.bucket.put(key, bytes(self.buffer))
+                return await self._commit(key)
+        if stored > self.upload["received"]:
             return await self._commit(None)
-        if not self.buffer:
-            return await self._commit(None)
-        key = f"{_prefix(self.upload['id'])}pending-{secrets.token_hex(8)}"
-        await self.bucket.put(key, bytes(self.buffer))
-        return await self._commit(key)
+        return self.upload
 
     async def _put_part(self, data: bytes) -> None:
         number = await self.db.number_upload_part(self.upload["id"])

@@ -149,7 +149,7 @@ def test_a_patch_at_a_stale_offset_on_another_node_is_409(make_server, backends)
     assert patch(b, url, 1000, data[1000:2000]).headers["Upload-Offset"] == "2000"
     assert patch(a, url, 1000, data[1000:2000]).status == 409
     assert patch(a, url, 2000, data[2000:]).headers["Upload-Offset"] == "3000"
-    got = a.run_task({"task_name": "test.fetch", "url": url})  # its own URL, on its node
+    got = a.run_task({"task_name": "test.fetch", "url": f"upload:{url.rsplit('/', 1)[1]}"})
     assert got["status"] == "success", got
     assert got["result"]["sha256"] == hashlib.sha256(data).hexdigest()
 
