@@ -329,11 +329,15 @@ class Uploads:
     async def delete(self, account: Account, upload_id: str) -> None:
         """Terminate the upload: its row and its bytes (a task reading it keeps its link)."""
         found = await self.find(account, upload_id)
+        multipart = found["multipart"]
         async with self._holding(upload_id):
-            if found["multipart"] is not None:  # bytes first: a failing bucket keeps the row
-                await self._discard(upload_id, found["multipart"])
+            # In the bucket, bytes first: if it fails, the row stays and a retry finishes.
+            # A file goes after its row: a write finding the row gone makes no new file.
+            if multipart is not None:
+                await self._discard(upload_id, multipart)
             await self.db.delete_uploads([upload_id])
-            await asyncio.to_thread(self.path(upload_id).unlink, True)
+            if multipart is None:
+                await self._discard(upload_id, None)
 
     async def _discard(self, upload_id: str, multipart: str | None) -> None:
         """The bytes of an upload go: its file, or its multipart upload and objects."""
