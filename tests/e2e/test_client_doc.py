@@ -10,6 +10,8 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from tests.support import media
 from tests.support.doc_examples import Page, examples, run
 
@@ -31,6 +33,7 @@ def serve_folder(folder: Path) -> ThreadingHTTPServer:
     return httpd
 
 
+@pytest.mark.timeout(360)  # dozens of CLI runs, each a Python start: slow on a loaded box
 def test_every_example_of_the_client_page_prints_what_the_page_shows(make_server, tmp_path):
     folder = tmp_path / "media"
     folder.mkdir()
