@@ -121,6 +121,14 @@ class Writer:
         await asyncio.to_thread(self.file.close)
 
 
+@dataclasses.dataclass
+class Stored:
+    """The upload's row as this request last stored it, whether its body ends or breaks off:
+    what the next store moves the offset from."""
+
+    upload: UploadRow
+
+
 class Uploads:
     """The uploads of every account on this node: create, find, write, delete, expire.
     With a ``bucket`` (several nodes), new uploads are held in it."""
@@ -280,10 +288,11 @@ class Uploads:
         algorithm = checksum.algorithm if checksum else None
         path = self.path(upload["id"])
         writer = await asyncio.to_thread(Writer.open, path, upload["received"], algorithm)
+        stored = Stored(upload)
         failure: BaseException | None = None
         try:
             try:
-                upload = await self._pour(upload, body, writer, checkpoints=checksum is None)
+                await self._pour(stored, body, writer, checkpoints=checksum is None)
             except BaseException as exc:  # noqa: BLE001 - stored below, then raised again
                 failure = exc
             if checksum is not None and failure is None:
@@ -291,40 +300,42 @@ class Uploads:
                 if writer.digest() != checksum.digest:
                     raise UploadRefused("checksum", "the body does not match Upload-Checksum")
             if checksum is None or failure is None:
-                upload = await asyncio.shield(self._store(upload, writer))
+                await asyncio.shield(self._store(stored, writer))
         finally:
             await asyncio.shield(writer.close())
         if failure is not None:
             raise failure
-        return upload
+        return stored.upload
 
     async def _pour(
-        self, upload: UploadRow, body: AsyncIterable[bytes], writer: Writer, *, checkpoints: bool
-    ) -> UploadRow:
+        self, stored: Stored, body: AsyncIterable[bytes], writer: Writer, *, checkpoints: bool
+    ) -> None:
         """Write the body's chunks, never past the upload's length; move the stored offset
-        every ``CHECKPOINT_BYTES`` when ``checkpoints``."""
+        every ``CHECKPOINT_BYTES`` when ``checkpoints``. The body waits while a checkpoint
+        flushes: the disk is the bottleneck of a long upload, and a flush that overlapped
+        the next writes measured no faster, often slower (scripts/bench_tus.py)."""
+        length = stored.upload["length"]
         async for chunk in body:
-            if writer.end + len(chunk) > upload["length"]:
+            if writer.end + len(chunk) > length:
                 raise UploadRefused(
-                    "too_large", f"the body goes past the upload's length of {upload['length']}"
+                    "too_large", f"the body goes past the upload's length of {length}"
                 )
             await writer.write(chunk)
-            if checkpoints and writer.end - upload["received"] >= CHECKPOINT_BYTES:
-                upload = await self._store(upload, writer)
-        return upload
+            if checkpoints and writer.end - stored.upload["received"] >= CHECKPOINT_BYTES:
+                await self._store(stored, writer)
 
-    async def _store(self, upload: UploadRow, writer: Writer) -> UploadRow:
+    async def _store(self, stored: Stored, writer: Writer) -> None:
         """The bytes written are on disk, then the upload's offset says so."""
-        if writer.end == upload["received"]:
-            return upload
+        if writer.end == stored.upload["received"]:
+            return
         await writer.sync()
         now = time.time()
         moved = await self.db.advance_upload(
-            upload["id"], upload["received"], writer.end, now, self._kept_until(now)
+            stored.upload["id"], stored.upload["received"], writer.end, now, self._kept_until(now)
         )
         if moved is None:  # another node moved it meanwhile: that writer's bytes win
             raise UploadRefused("offset", "another request wrote this upload meanwhile")
-        return moved
+        stored.upload = moved
 
     async def delete(self, account: Account, upload_id: str) -> None:
         """Terminate the upload: its row and its bytes (a task reading it keeps its link)."""
