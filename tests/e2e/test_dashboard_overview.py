@@ -43,14 +43,17 @@ def tasks(server):
     done = server.create(
         [{"task_name": "hello", "name": str(i)} for i in range(120)]
         + [{"task_name": "no.such.task", "n": i} for i in range(40)]
-        + [{"task_name": "video.create", "profile": f"nope-{i}", "definition": "<movie/>"}
-           for i in range(20)]
+        + [
+            {"task_name": "video.create", "profile": f"nope-{i}", "definition": "<movie/>"}
+            for i in range(20)
+        ]
         + [{"task_name": "test.file", "fail": True} for _ in range(10)]
     )
     deadline = time.monotonic() + 60
-    while server.request("GET", f"/v2/status?tasks={sleeps[0]['key']}").json()[0][
-        "status"
-    ] != "executing":
+    while (
+        server.request("GET", f"/v2/status?tasks={sleeps[0]['key']}").json()[0]["status"]
+        != "executing"
+    ):
         assert time.monotonic() < deadline, "the first sleep never started"
         time.sleep(0.2)
     return sleeps + done
