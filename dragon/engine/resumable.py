@@ -168,7 +168,9 @@ class Uploads:
         found = await self.db.upload(upload_id)
         assert found is not None  # just committed
         if length == 0:  # nothing to wait for: finished at once
-            return await self.db.advance_upload(upload_id, 0, 0, now, now) or found
+            return (
+                await self.db.advance_upload(upload_id, 0, 0, now, self._kept_until(now)) or found
+            )
         return found
 
     async def find(self, account: Account, upload_id: str) -> UploadRow:
