@@ -101,9 +101,11 @@ class CuttingProxy(TcpProxy):
 def test_a_cut_in_the_middle_of_a_chunk_resumes_from_the_server_s_offset(dragon_server, tmp_path):
     path = random_file(tmp_path, "big.bin", 4 * CHUNK)
     port = int(dragon_server.url.rsplit(":", 1)[1])
-    with CuttingProxy(port, after=CHUNK + CHUNK // 2) as proxy:
-        with Client(proxy.url, dragon_server.secret) as client:
-            upload = client.upload(path, chunk_bytes=CHUNK)
+    with (
+        CuttingProxy(port, after=CHUNK + CHUNK // 2) as proxy,
+        Client(proxy.url, dragon_server.secret) as client,
+    ):
+        upload = client.upload(path, chunk_bytes=CHUNK)
     assert proxy.cuts == 1 and proxy.connections >= 2
     assert fetched(dragon_server, upload.ref)["sha256"] == sha256(path)
     # Resumed, not started again: at most the chunk that was cut is sent twice (plus the
