@@ -123,14 +123,14 @@ class Transfer:
         an upload that expired)."""
         method = self._last.method if self._last else ""
         status = response.status_code
-        if method == "POST" and status == 201:
+        if method == "POST" and status == 201 and response.headers.get("Location"):
             self.location = urljoin(self.server + UPLOADS_PATH, response.headers["Location"])
-            self.offset = int(response.headers.get("Upload-Offset", "0"))
+            self.offset = _offset(response, "0")
         elif method == "HEAD" and status in (200, 204):
-            self.offset = int(response.headers["Upload-Offset"])
+            self.offset = _offset(response)
             return 0.0
         elif method == "PATCH" and status == 204:
-            self.offset = int(response.headers["Upload-Offset"])
+            self.offset = _offset(response)
         elif (method != "POST" and status in RETRYABLE) or wire.retryable_status(response):
             return self._again(wire.retry_after(response), wire.error_from(response))
         else:
@@ -165,3 +165,14 @@ class Transfer:
         assert self.location is not None
         ours, theirs = urlsplit(self.server), urlsplit(self.location)
         return urlunsplit((ours.scheme, ours.netloc, theirs.path, theirs.query, ""))
+
+
+def _offset(response: httpx.Response, default: str | None = None) -> int:
+    """The answer's ``Upload-Offset``; a server that sends none, or not a number, is not
+    speaking tus (``DragonError`` with the answer's status)."""
+    value = response.headers.get("Upload-Offset", default)
+    if value is None or not value.isdigit():
+        raise wire.DragonError(
+            response.status_code, message=f"HTTP {response.status_code} without an Upload-Offset"
+        )
+    return int(value)

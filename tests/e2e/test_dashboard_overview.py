@@ -209,9 +209,16 @@ def layout(page) -> dict[str, list[int]]:
              put('toolbar', '.toolbar');
              document.querySelectorAll('#tasks thead th').forEach(
                (th, i) => { found[`column ${i} ${th.textContent}`] = box(th); });
-             for (const s of ['queued', 'executing', 'success', 'error']) {
-               const tr = document.querySelector(`#tasks tr.task[data-status=${s}]`);
-               if (tr) found[`row ${s} height`] = [box(tr)[3]];
+             // A row of each kind (rows of one request come in the order the feed
+             // brought them): its height.
+             for (const [kind, selector] of [
+               ['queued', '[data-status=queued]'], ['executing', '[data-status=executing]'],
+               ['success', '[data-status=success]'],
+               ['short error', "[data-name='test.file']"],
+               ['long error', "[data-name='video.create']"],
+             ]) {
+               const tr = document.querySelector(`#tasks tr.task${selector}`);
+               if (tr) found[`row ${kind} height`] = [box(tr)[3]];
              }
              return found;
            }"""

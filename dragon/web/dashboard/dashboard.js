@@ -304,10 +304,16 @@
     if (!entries.length) list.append(el("li", { className: "hint" }, "none"));
   }
 
+  // One sample per SUMMARY_MS, so the sparklines' steps are equal: a summary read sooner
+  // (after a change in the feed) replaces the last sample instead of adding one.
+  let lastSample = 0;
   function renderLanes(lanes) {
     const body = $("lanes").tBodies[0];
+    const fresh = Date.now() - lastSample >= SUMMARY_MS * 0.8;
+    if (fresh) lastSample = Date.now();
     body.replaceChildren(...lanes.map((lane) => {
       const history = laneHistory.get(lane.lane) || [];
+      if (!fresh) history.pop();
       history.push({ queued: lane.queued, running: lane.running });
       if (history.length > SAMPLES) history.shift();
       laneHistory.set(lane.lane, history);
