@@ -83,13 +83,13 @@ def test_create_form_preview_filters_and_diagnostics(server, page, origin, tmp_p
     done = page.wait_for_selector(
         "tr[data-name='image.thumb'][data-status=success]", timeout=30_000
     )
-    # The compact row links the output; its details (opened) show the preview.
-    assert done.query_selector("img.preview") is None
-    assert done.query_selector(".result a") is not None
-    done.query_selector("button.expand").click()
-    preview = page.wait_for_selector(
-        f'tr[data-details-of="{done.get_attribute("data-key")}"] img.preview'
-    )
+    # The compact row links the output; its details (opened) show the preview. A row is
+    # drawn again when its task's document changes: found by its key, not held.
+    done_key = done.get_attribute("data-key")
+    assert row(page, done_key).locator("img.preview").count() == 0
+    assert row(page, done_key).locator(".result a").count() == 1
+    row(page, done_key).locator("button.expand").click()
+    preview = page.wait_for_selector(f'tr[data-details-of="{done_key}"] img.preview')
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=preview)
 
     [failed] = server.create([{"task_name": "test.file", "fail": True}])
@@ -103,7 +103,7 @@ def test_create_form_preview_filters_and_diagnostics(server, page, origin, tmp_p
     assert '"attempts": 1' in details.locator("pre").inner_text()
 
     # A filter asks the server for its tasks and draws them again: wait for the redraw.
-    done_row = row(page, done.get_attribute("data-key"))
+    done_row = row(page, done_key)
     page.select_option("#filter-status", "error")
     done_row.wait_for(state="hidden", timeout=10_000)
     assert page.locator(f'tr[data-details-of="{done_row.get_attribute("data-key")}"]').is_hidden()
