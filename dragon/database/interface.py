@@ -38,6 +38,7 @@ from dragon.database.rows import (
     EventRow,
     FileRow,
     ListedTaskRow,
+    OverviewRows,
     TaskEndRow,
     TaskRow,
     UploadRow,
@@ -141,6 +142,21 @@ class Database(Protocol):
         ``seq``), strictly after ``cursor`` in that order: of ``statuses`` as documents
         show them (a held task is queued), named ``task_name``, queued from ``after`` and
         before ``before``."""
+
+    async def task_overview(
+        self,
+        account_id: int,
+        *,
+        task_name: str | None,
+        after: float | None,
+        before: float | None,
+        start: float,
+        end: float,
+        bucket: float,
+    ) -> OverviewRows:
+        """The account's tasks (named ``task_name`` if given) counted by status and by error
+        code, of those queued from ``after`` and before ``before``; and those that ended
+        from ``start`` to ``end`` by status and slot of ``bucket`` seconds."""
 
     async def task_ends(self, keys: list[str], account_id: int) -> list[TaskEndRow]:
         """``key``, ``status`` and ``completed_at`` of the account's tasks among ``keys``:

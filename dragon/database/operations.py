@@ -35,9 +35,13 @@ from dragon.database.rows import (
     AccountRow,
     DeliveryRow,
     DeliveryStateRow,
+    EndedSlotRow,
+    ErrorCountRow,
     EventRow,
     FileRow,
     ListedTaskRow,
+    OverviewRows,
+    StatusCountRow,
     TaskEndRow,
     TaskRow,
     UploadRow,
@@ -316,6 +320,43 @@ class Operations(ABC):
                 )
             found.sort(key=lambda r: (r["queued_at"], r["seq"]), reverse=True)
             return found[:limit]
+
+        return await self._read(op())
+
+    async def task_overview(
+        self,
+        account_id: int,
+        *,
+        task_name: str | None,
+        after: float | None,
+        before: float | None,
+        start: float,
+        end: float,
+        bucket: float,
+    ) -> OverviewRows:
+        """Three grouped reads: counts, errors, ended slots."""
+        named = "_of_name" if task_name is not None else ""
+        name = {} if task_name is None else {"task_name": task_name}
+        queued = {
+            "account_id": account_id,
+            "after": -1e300 if after is None else after,
+            "before": 1e300 if before is None else before,
+            **name,
+        }
+
+        def op() -> Op[OverviewRows]:
+            counts = yield from rows(StatusCountRow, f"task_counts{named}", **queued)
+            errors = yield from rows(ErrorCountRow, f"error_counts{named}", **queued)
+            ended = yield from rows(
+                EndedSlotRow,
+                f"ended_slots{named}",
+                account_id=account_id,
+                start=start,
+                end=end,
+                bucket=bucket,
+                **name,
+            )
+            return {"counts": counts, "errors": errors, "ended": ended}
 
         return await self._read(op())
 

@@ -189,7 +189,9 @@ class Uploads:
         if length == 0:  # nothing to wait for: finished at once
             if self._bucket is not None:
                 return await self._bucket.finish(found, self._kept_until)
-            return await self.db.advance_upload(upload_id, 0, 0, now, now) or found
+            return (
+                await self.db.advance_upload(upload_id, 0, 0, now, self._kept_until(now)) or found
+            )
         return found
 
     def _held(self) -> BucketUploads:

@@ -95,6 +95,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/metrics", serve_metrics)
     r.add_get("/v2/events", events.events)
     r.add_get("/v2/tasks", task_list.list_tasks)
+    r.add_get("/v2/tasks/summary", task_list.summary)
     dashboard.setup(r)
 
 
