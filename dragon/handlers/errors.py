@@ -65,6 +65,7 @@ UPLOAD_STATUSES = {
     "checksum": 460,
     "busy": 423,
     "invalid": 400,
+    "unavailable": 503,
 }
 
 

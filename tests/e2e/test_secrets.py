@@ -9,6 +9,7 @@ tries") as on the others. A signed URL that fails shows no signature or credenti
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import urllib.parse
@@ -251,3 +252,31 @@ def test_a_storage_error_does_not_name_the_internal_s3_endpoint(make_server):
     r = server.request("GET", f"/v2/status?tasks={doc['key']}&details=true")
     assert endpoint.split("//")[1] not in r.body.decode(), r.body
     hold.close()
+
+
+def test_an_access_log_line_keeps_its_format_and_masks_what_the_client_chose(dragon_server):
+    """One line per answer, as ``logging`` formats records and aiohttp's default format
+    orders fields; the target, Referer and User-Agent come from the client and lose their
+    credentials, each in its own place."""
+    marker = f"marker{time.time_ns()}"
+    dragon_server.request(
+        "GET",
+        f"/v2/status?tasks={marker}&secret={DEV_KEY}",
+        headers={
+            "Referer": f"https://app.example/page?api_key={DEV_KEY}",
+            "User-Agent": f"curl/8.0 Bearer {TOKEN}",
+        },
+        auth=False,
+    )
+    deadline = time.monotonic() + 10  # the access log line follows the answer
+    while marker not in dragon_server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [line] = [line for line in dragon_server.log().splitlines() if marker in line]
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO aiohttp\.access: 127\.0\.0\.1 "
+        r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
+        rf'"GET /v2/status\?tasks={marker}&secret=\*\*\* HTTP/1\.1" 401 \d+ '
+        r'"https://app\.example/page\?api_key=\*\*\*" "curl/8\.0 Bearer \*\*\*"',
+        line,
+    ), line
+    assert_hidden(line, TOKEN, DEV_KEY)
