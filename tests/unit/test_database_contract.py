@@ -811,3 +811,62 @@ def test_both_backends_implement_the_protocol():
     for backend, protocol in ((SQLiteDatabase, Database), (PostgresDatabase, ClusterDatabase)):
         wanted = {n for n, m in inspect.getmembers(protocol) if inspect.iscoroutinefunction(m)}
         assert all(inspect.iscoroutinefunction(getattr(backend, n, None)) for n in wanted)
+
+
+async def test_task_overview_counts_by_status_error_and_ended_slot(db: Database):
+    owner = await account(db)
+    other = await account(db, "other")
+    await db.insert_tasks(
+        [
+            task("Q", owner),
+            task("W", owner),  # held by a node, its work not begun: counted held
+            task("R", owner),
+            task("S1", owner),
+            task("S2", owner, task_name="video.info"),
+            task("E1", owner),
+            task("X", other),
+        ]
+    )
+    await db.start_task("W", "node", NOW + 1, waiting=True)
+    await db.start_task("R", "node", NOW + 1)
+    for key, seconds in (("S1", 2.0), ("S2", 4.0), ("E1", 30.0)):
+        await db.start_task(key, "node", NOW + 1)
+        failed = key.startswith("E")
+        await db.finish_task(
+            key,
+            "error" if failed else "success",
+            None if failed else {"ok": True},
+            {"message": "no"} if failed else None,
+            "timeout" if failed else None,
+            NOW + 1 + seconds,
+        )
+
+    def read(**filters):
+        return db.task_overview(
+            owner,
+            task_name=filters.get("task_name"),
+            after=filters.get("after"),
+            before=filters.get("before"),
+            start=NOW,
+            end=NOW + 60,
+            bucket=10.0,
+        )
+
+    seen = await read()
+    counts = {(r["status"], bool(r["held"])): r["n"] for r in seen["counts"]}
+    assert counts == {
+        ("queued", False): 1,
+        ("executing", True): 1,
+        ("executing", False): 1,
+        ("success", False): 2,
+        ("error", False): 1,
+    }
+    assert [(r["error_code"], r["n"]) for r in seen["errors"]] == [("timeout", 1)]
+    ended = {(r["slot"], r["status"]): r for r in seen["ended"]}
+    assert set(ended) == {(0, "success"), (3, "error")}
+    assert ended[0, "success"]["n"] == 2
+    assert ended[0, "success"]["mean"] == pytest.approx(3.0)
+    assert ended[0, "success"]["longest"] == pytest.approx(4.0)
+    named = await read(task_name="video.info")
+    assert [(r["status"], r["n"]) for r in named["counts"]] == [("success", 1)]
+    assert (await read(after=NOW + 100))["counts"] == []
