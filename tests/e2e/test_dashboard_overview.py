@@ -245,6 +245,14 @@ def test_the_layout_is_the_recorded_one(page, tmp_path):
             assert apart or b[1] + b[3] <= a[1], (a, b)
     width = page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
     assert width[0] <= width[1]  # no horizontal scrolling
+    # Buttons of a compact row are whole inside their cells: a clipped one cannot be clicked.
+    clipped = page.evaluate(
+        """() => [...document.querySelectorAll('#tasks tr.task button')].filter(b => {
+             const r = b.getBoundingClientRect(), c = b.closest('td').getBoundingClientRect();
+             return r.width > 0 && (r.left < c.left - 0.5 || r.right > c.right + 0.5);
+           }).map(b => `${b.className} in ${b.closest('tr').dataset.status}`)"""
+    )
+    assert clipped == []
 
     if os.environ.get("DRAGON_UPDATE_LAYOUT"):
         BASELINE.parent.mkdir(exist_ok=True)
