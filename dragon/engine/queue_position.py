@@ -191,14 +191,12 @@ class QueueEstimates:
 
     async def annotate(self, docs: list[dict[str, Any]]) -> None:
         """Add ``queue_position`` and ``eta`` to the queued documents among ``docs``."""
-        self._catch_up(docs)
         queued = self._queued_here(docs)
         if not queued:
             return
         now = time.time()
         typical = await self._typical_times()
         # The awaits above let tasks start meanwhile: keep only those still queued here.
-        self._catch_up(queued.values())
         queued = self._queued_here(queued.values())
         runs = self.queues.runs
         known = [t for t in typical.values() if t is not None]
@@ -217,19 +215,19 @@ class QueueEstimates:
                     queued[key]["queue_position"] = position
                     queued[key]["eta"] = documents.iso(start + own) if own is not None else None
 
-    def _catch_up(self, docs: Iterable[dict[str, Any]]) -> None:
-        """A queued document whose task has begun here since its row was read takes the
-        task's newer document: queued without a position would be a state no poll should
-        show (the row was read, then the task began while the read went on)."""
+    def begun_since(self, docs: Iterable[dict[str, Any]]) -> list[str]:
+        """Keys of the queued documents without a position whose task has begun here since
+        its row was read: their rows say executing now (the row is written before the run
+        is marked begun), and the reader should read them again."""
         runs = self.queues.runs
-        for doc in docs:
-            if doc.get("status") != "queued":
-                continue
-            run = runs.get(doc["key"])
-            if run is not None and not run.waiting and run.document is not None:
-                doc.pop("stage", None)
-                doc.pop("waiting_for", None)
-                doc.update(run.document)
+        return [
+            d["key"]
+            for d in docs
+            if d.get("status") == "queued"
+            and "queue_position" not in d
+            and (run := runs.get(d["key"])) is not None
+            and not run.waiting
+        ]
 
     def _queued_here(self, docs: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """The documents of ``docs`` that say queued and whose task waits on this node."""

@@ -242,6 +242,27 @@ class Service:
         error entry."""
         keys = list(dict.fromkeys(keys))
         known = {} if details else await self._cached_ends(account, keys, version)
+        out = await self._documents(account, keys, known, version, details)
+        await self.scheduler.estimates.annotate(out)
+        # A task that began while its row was read (or while the queue was read) would be
+        # answered queued without a position: its row says executing now, read it again.
+        begun = set(self.scheduler.estimates.begun_since(out))
+        if begun:
+            again = await self._documents(account, list(begun), {}, version, details)
+            fresh = {doc["key"]: doc for doc in again}
+            out = [fresh.get(doc["key"], doc) for doc in out]
+        return out
+
+    async def _documents(
+        self,
+        account: Account,
+        keys: list[str],
+        known: dict[str, dict[str, Any]],
+        version: int,
+        details: bool,
+    ) -> list[dict[str, Any]]:
+        """The documents of ``keys``: ``known`` ones as they are, the others from their rows
+        (unknown keys get an error entry)."""
         found = await self._rows(account, [key for key in keys if key not in known])
         extra = await self._detail_reads(found) if details else None
         out = []
@@ -254,7 +275,6 @@ class Service:
                 else:
                     doc = await self._status(row, version, extra)
             out.append(doc)
-        await self.scheduler.estimates.annotate(out)
         return out
 
     async def list_tasks(

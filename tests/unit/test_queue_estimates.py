@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 
 from dragon.engine.lanes import Lane
@@ -17,25 +18,26 @@ class Queues:
     limits: dict[int, int] = field(default_factory=dict)
 
 
-def test_a_document_read_before_its_task_began_takes_the_tasks_newer_one():
+def queued(key: str) -> dict:
+    return {"status": "queued", "key": key, "progress": 0.0, "events": {"queued": "t"}}
+
+
+def test_a_document_read_before_its_task_began_is_named_for_a_second_read():
     """A status read gets the row while the task waits, the task begins before the queue
-    is read: the answer says executing, as the task does, not queued without a position."""
+    is read: the document gets no position (the task is not in the queue), and the reader
+    is told to read its row again rather than answer queued without a position."""
     lane = Lane("batch", 1)
-    began = {
-        "status": "executing",
-        "key": "k",
-        "progress": 0.0,
-        "events": {"queued": "2026-12-06T10:00:00+00:00", "started": "2026-12-06T10:00:05+00:00"},
-    }
-    run = Run("k", "video.convert", lane, begun=True, document=began)
-    estimates = QueueEstimates(Queues({"batch": lane}, {"k": run}), database=None)  # type: ignore[arg-type]
-    read = {
-        "status": "queued",
-        "key": "k",
-        "progress": 0.0,
-        "events": {"queued": "2026-12-06T10:00:00+00:00"},
-        "stage": "downloading",
-        "task_name": "video.convert",
-    }
-    asyncio.run(estimates.annotate([read]))
-    assert read == {**began, "task_name": "video.convert"}
+    began = Run("began", "video.convert", lane, begun=True, document={"status": "executing"})
+    waits = Run("waits", "video.convert", lane)
+    lane.queue.put(1, "waits")
+    estimates = QueueEstimates(
+        Queues({"batch": lane}, {"began": began, "waits": waits}),
+        database=None,  # type: ignore[arg-type]
+    )
+    estimates.run_times["video.convert"] = deque([1.0])  # its typical run time, known
+    docs = [queued("began"), queued("waits"), queued("elsewhere")]
+    asyncio.run(estimates.annotate(docs))
+    assert "queue_position" not in docs[0] and docs[1]["queue_position"] == 1
+    # Not "waits" (it has its position) nor "elsewhere" (not here: another node's, or a
+    # chain's task waiting for its inputs).
+    assert estimates.begun_since(docs) == ["began"]
