@@ -185,6 +185,14 @@ def test_loudness_out_of_range_is_a_parameter_error(dragon_server, sources):
         ({"video_codec": "av1", "crf": 45}, "av1", "aac", "mov,mp4,m4a,3gp,3g2,mj2", "video/mp4"),
         ({"codec": "av1", "container": "webm"}, "av1", "opus", "matroska,webm", "video/webm"),
         ({"audio_codec": "flac"}, "h264", "flac", "matroska,webm", "video/x-matroska"),
+        ({"codec": "hevc", "container": "mkv"}, "hevc", "aac", "matroska,webm", "video/x-matroska"),
+        (
+            {"audio_codec": "mp3", "codec": "vp9"},
+            "vp9",
+            "mp3",
+            "mov,mp4,m4a,3gp,3g2,mj2",
+            "video/mp4",
+        ),
         (
             {"audio_codec": "opus", "container": "mp4"},
             "h264",
