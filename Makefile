@@ -1,6 +1,6 @@
 # make install: .venv with dragon (editable, test extras) + ffmpeg, ImageMagick, fonts and
 #               espeak-ng (spoken tracks of video.create); Node and the JavaScript tus
-#               client the end-to-end tests drive (tests/js).
+#               clients the end-to-end tests drive (tests/js: tus-js-client, Uppy, esbuild).
 # make run:     serve the API on 127.0.0.1:8080 (DRAGON_PORT to change), data in ./var.
 # make test:    the whole suite on SQLite with branch coverage (fails below COVERAGE_FLOOR),
 #               then the end-to-end suite on PostgreSQL + S3 (make test-sqlite / test-postgres).

@@ -160,6 +160,7 @@ async def serve(settings: Settings) -> None:
     from aiohttp import web
 
     from dragon.api.state import STATE
+    from dragon.web.access_log import AccessLog
     from dragon.web.app import create_app
     from dragon.web.connections import ConnectionLimit, connection_limit, raise_descriptor_limit
 
@@ -176,6 +177,7 @@ async def serve(settings: Settings) -> None:
         shutdown_timeout=2.0,
         handler_cancellation=True,
         keepalive_timeout=settings.http_idle_timeout_seconds,
+        access_log_class=AccessLog,
     )
     await runner.setup()
     assert runner.server is not None

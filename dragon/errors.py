@@ -179,7 +179,8 @@ class UploadRefused(Refused):
     ``gone`` (expired), ``offset`` (not where the upload stands), ``too_large`` (past the
     upload's length, the largest upload or the account's unfinished bytes), ``checksum``
     (the body is not what its Upload-Checksum says), ``busy`` (another request is writing
-    it) or ``invalid`` (a header the protocol does not allow)."""
+    it), ``invalid`` (a header the protocol does not allow) or ``unavailable`` (the bucket
+    holding it failed: retry later)."""
 
     def __init__(self, reason: str, description: str) -> None:
         super().__init__(description)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.client_venv import make_client_venv
 from tests.support.postgres import PostgresCluster, postgres_bin
 from tests.support.s3 import MotoS3
 from tests.support.server import Origin, Server
@@ -61,6 +62,13 @@ def _no_user_client_config(tmp_path_factory):
     """The client's config file (``dragon login``) of whoever runs the tests is never read:
     the SDK and the commands the tests start look for one in an empty folder instead."""
     os.environ["DRAGON_CONFIG"] = str(tmp_path_factory.mktemp("client-config") / "client.json")
+
+
+@pytest.fixture(scope="session")
+def client_venv(tmp_path_factory) -> Path:
+    """A venv with the client distribution alone (tests/support/client_venv.py), built once
+    per test process."""
+    return make_client_venv(tmp_path_factory.mktemp("client-venv"))
 
 
 @pytest.fixture(scope="session")

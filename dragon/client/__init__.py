@@ -17,11 +17,12 @@ dragon server, local or remote::
 ``Client()`` alone finds the server and secret as the commands do (``config.py``:
 ``DRAGON_URL``/``DRAGON_SECRET``, then the file ``dragon login`` writes). ``docs/client.md``
 shows it in use, and the commands built on it (``commands.py``):
-``dragon run|status|cancel|download|events|tasks|storage|create-file|login``.
+``dragon run|status|cancel|download|upload|events|tasks|storage|create-file|login``.
 """
 
 from dragon.client.asynchronous import AsyncClient
 from dragon.client.sync import Client
+from dragon.client.tus import Upload
 from dragon.client.wire import DragonError, output_of
 
-__all__ = ["AsyncClient", "Client", "DragonError", "output_of"]
+__all__ = ["AsyncClient", "Client", "DragonError", "Upload", "output_of"]

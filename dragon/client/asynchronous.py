@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from dragon.client import config, wire
+from dragon.client import config, tus, wire
 from dragon.client.files import Destination
 
 
@@ -150,6 +150,39 @@ class AsyncClient:
             if delay is None:
                 raise wire.error_from(response)
             await asyncio.sleep(delay)
+
+    async def upload(
+        self,
+        path: str | os.PathLike[str],
+        progress: wire.Progress | None = None,
+        *,
+        url: str | None = None,
+        chunk_bytes: int = tus.CHUNK_BYTES,
+    ) -> tus.Upload:
+        """See ``Client.upload``; the file is read in a thread, a chunk at a time."""
+        transfer = await asyncio.to_thread(
+            tus.Transfer, self.url, path, retries=self.retries, chunk_bytes=chunk_bytes, url=url
+        )
+        file = await asyncio.to_thread(open, transfer.path, "rb")
+        try:
+            while (request := await asyncio.to_thread(transfer.next_request, file)) is not None:
+                try:
+                    response = await self._http.request(
+                        request.method,
+                        request.url,
+                        content=request.body,
+                        headers={**self._headers, **request.headers},
+                        timeout=wire.timeout(self._timeout),
+                    )
+                    delay = transfer.answered(response)
+                except httpx.TransportError as exc:
+                    delay = transfer.failed(exc)
+                if progress and transfer.offset is not None:
+                    progress(transfer.offset, transfer.size)
+                await asyncio.sleep(delay)
+        finally:
+            await asyncio.to_thread(file.close)
+        return transfer.result()
 
     async def list_files(self, path: str = "", recursive: bool = False) -> dict[str, Any]:
         """See ``Client.list_files``."""

@@ -1,5 +1,5 @@
-"""``dragon run|status|cancel|download|events|tasks|storage|create-file|login``: the SDK on the
-command line.
+"""``dragon run|status|cancel|download|upload|events|tasks|storage|create-file|login``: the
+SDK on the command line.
 
 Output is for scripts: stdout only ever gets JSON (one document per line; indented for a
 reader when stdout is a terminal), progress and messages go to stderr, as a live bar when
@@ -202,8 +202,9 @@ class TaskProgress:
             self.bars = None
 
 
-class DownloadProgress:
-    """Bytes of one download on stderr: a rich bar on a terminal, else one line when done."""
+class TransferProgress:
+    """Bytes of one download or upload on stderr: a rich bar on a terminal, else one line
+    when done."""
 
     def __init__(self, err: TextIO, label: str) -> None:
         self.err = err
@@ -234,12 +235,15 @@ class DownloadProgress:
         if self.bars is not None:
             self.bars.update(self.bar, completed=done, total=total)
 
-    def close(self, path: Path | None) -> None:
-        """Stop the bar; ``path`` is None when the download failed."""
+    def close(self, path: Path | None, verb: str = "") -> None:
+        """Stop the bar; ``path`` is None when the transfer failed. ``verb``: what was done
+        with the file, when it is not the path saved (``sent``)."""
         if self.bars is not None:
             self.bars.stop()
         elif path is not None:
-            print(f"{self.label}: {path} ({path.stat().st_size} bytes)", file=self.err, flush=True)
+            size = path.stat().st_size
+            told = f"{verb} {size} bytes" if verb else f"{path} ({size} bytes)"
+            print(f"{self.label}: {told}", file=self.err, flush=True)
 
 
 def emit(doc: Any, out: TextIO) -> None:
@@ -415,7 +419,7 @@ def cmd_download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def save(client: Client, name: str, url: str, to: str, taken: Taken, err: TextIO) -> Path | None:
     """Save the output ``name`` as ``NAME.ext`` in ``to``, with its progress on stderr;
     None (and a message) when the file system cannot take it."""
-    progress = DownloadProgress(err, printable(name))
+    progress = TransferProgress(err, printable(name))
     path = None
     try:
         path = client.download(url, to, progress=progress, avoid=taken, name=name)
@@ -427,6 +431,25 @@ def save(client: Client, name: str, url: str, to: str, taken: Taken, err: TextIO
     assert isinstance(path, Path)
     taken.saved.add(path.name)
     return path
+
+
+def cmd_upload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dragon.client import Client
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{args.file}: no such file")
+    url, secret = connection(args.server, args.secret)
+    with Client(url, secret) as client:
+        progress = TransferProgress(err, printable(args.file))
+        done = None
+        try:
+            upload = client.upload(path, progress, url=args.resume)
+            done = path
+        finally:
+            progress.close(done, "sent")
+        emit({"input": upload.ref, "url": upload.url, "size": upload.size}, out)
+    return 0
 
 
 def cmd_events(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -585,6 +608,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_status(sub, server)
     _add_cancel(sub, server)
     _add_download(sub, server)
+    _add_upload(sub, server)
     _add_events(sub, server)
     _add_tasks(sub, server)
     _add_storage(sub, server)
@@ -695,6 +719,25 @@ def _add_download(
     d.add_argument("key", metavar="KEY")
     d.add_argument("--to", default=".", metavar="DIR", help="folder (default: here)")
     d.set_defaults(func=_main(cmd_download))
+
+
+def _add_upload(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    u = sub.add_parser(
+        "upload",
+        parents=[server],
+        help="send a local file to the server, for tasks to read as upload:ID",
+        description="Send FILE with the server's resumable uploads (tus, /v2/uploads); a "
+        "cut connection resumes where the server's copy ends. Prints one JSON line: input "
+        "(upload:ID, to give a task as its url), url and size.",
+        epilog=EXIT_CODES,
+    )
+    u.add_argument("file", metavar="FILE")
+    u.add_argument(
+        "--resume", metavar="URL", help="go on with the upload at URL (its url) begun earlier"
+    )
+    u.set_defaults(func=_main(cmd_upload))
 
 
 def _add_events(

@@ -22,9 +22,12 @@ def file_name(url: str) -> str:
 
 
 def safe_name(name: str, origin: str) -> str:
-    """``name`` as a file name: never a path, never a control character, and short enough
-    for any file system. ``origin``: what it came from, for the error of an empty one."""
+    """``name`` as a file name: never a path, never a hidden file, never a control
+    character, and short enough for any file system. ``origin``: what it came from, for the
+    error of an empty one."""
     name = "".join("_" if c in "/\\" or not c.isprintable() else c for c in name)
+    stem = name.lstrip(".")
+    name = "_" * (len(name) - len(stem)) + stem  # never hidden (``.bashrc``), never ``..``
     if len(name.encode()) > MAX_NAME_BYTES:  # cut the stem, keep a short extension
         stem, dot, extension = name.rpartition(".")
         suffix = dot + extension if stem and len(extension) <= 16 else ""

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from dragon.client import config, wire
+from dragon.client import config, tus, wire
 from dragon.client.files import Destination
 
 
@@ -181,6 +181,40 @@ class Client:
             if delay is None:  # a 200 is no answer of create_file
                 raise wire.error_from(response)
             time.sleep(delay)
+
+    def upload(
+        self,
+        path: str | os.PathLike[str],
+        progress: wire.Progress | None = None,
+        *,
+        url: str | None = None,
+        chunk_bytes: int = tus.CHUNK_BYTES,
+    ) -> tus.Upload:
+        """Send a local file to the server's resumable uploads (tus, ``/v2/uploads``) and
+        return the finished ``Upload``: its ``ref`` (``upload:ID``) or ``url`` goes where a
+        task takes a URL. A cut connection resumes from the offset the server kept;
+        ``url`` (an ``Upload``'s, or a ``Location``) resumes an upload begun earlier.
+        ``progress(done_bytes, total_bytes)`` is called after each chunk."""
+        transfer = tus.Transfer(
+            self.url, path, retries=self.retries, chunk_bytes=chunk_bytes, url=url
+        )
+        with open(transfer.path, "rb") as file:
+            while (request := transfer.next_request(file)) is not None:
+                try:
+                    response = self._http.request(
+                        request.method,
+                        request.url,
+                        content=request.body,
+                        headers={**self._headers, **request.headers},
+                        timeout=wire.timeout(self._timeout),
+                    )
+                    delay = transfer.answered(response)
+                except httpx.TransportError as exc:
+                    delay = transfer.failed(exc)
+                if progress and transfer.offset is not None:
+                    progress(transfer.offset, transfer.size)
+                time.sleep(delay)
+        return transfer.result()
 
     def list_files(self, path: str = "", recursive: bool = False) -> dict[str, Any]:
         """The account's persistent output files under ``path`` (a task key, or none for

@@ -283,7 +283,10 @@ def delete_filters(
 
 def file_path(key: str, name: str) -> str:
     """The path of ``/v2/file``, which redirects to the file a task stored as output ``name``."""
-    return f"/v2/file/{quote(name, safe='')}?task={quote(key, safe='')}"
+    # Dots quoted too: a name of ``.`` or ``..`` would be a dot segment, which HTTP clients
+    # resolve away (asking for ``/v2/`` instead), and the output would be skipped unseen.
+    segment = quote(name, safe="").replace(".", "%2E")
+    return f"/v2/file/{segment}?task={quote(key, safe='')}"
 
 
 def stored(response: httpx.Response, url: str) -> bool | None:

@@ -38,6 +38,7 @@ from dragon.database.rows import (
     EventRow,
     FileRow,
     ListedTaskRow,
+    OverviewRows,
     TaskEndRow,
     TaskRow,
     UploadRow,
@@ -141,6 +142,21 @@ class Database(Protocol):
         ``seq``), strictly after ``cursor`` in that order: of ``statuses`` as documents
         show them (a held task is queued), named ``task_name``, queued from ``after`` and
         before ``before``."""
+
+    async def task_overview(
+        self,
+        account_id: int,
+        *,
+        task_name: str | None,
+        after: float | None,
+        before: float | None,
+        start: float,
+        end: float,
+        bucket: float,
+    ) -> OverviewRows:
+        """The account's tasks (named ``task_name`` if given) counted by status and by error
+        code, of those queued from ``after`` and before ``before``; and those that ended
+        from ``start`` to ``end`` by status and slot of ``bucket`` seconds."""
 
     async def task_ends(self, keys: list[str], account_id: int) -> list[TaskEndRow]:
         """``key``, ``status`` and ``completed_at`` of the account's tasks among ``keys``:
@@ -333,9 +349,11 @@ class Database(Protocol):
         now: float,
         expires_at: float,
         most_pending: int,
+        multipart: str | None = None,
     ) -> bool:
         """A new unfinished upload of ``length`` bytes; False (nothing written) when the
-        account's unfinished uploads would then add up to more than ``most_pending``."""
+        account's unfinished uploads would then add up to more than ``most_pending``.
+        ``multipart``: the S3 multipart upload that will hold its bytes (no parts yet)."""
 
     async def upload(self, upload_id: str) -> UploadRow | None: ...
 
@@ -345,6 +363,23 @@ class Database(Protocol):
         """The upload holds ``received`` bytes durably, up from ``offset``; on its last
         byte it is finished (``completed_at`` now) and kept until ``kept_until``. None
         when it was not at ``offset`` (another writer moved it, it is gone or finished)."""
+
+    async def store_upload_parts(
+        self, upload_id: str, offset: int, received: int, parts: str, pending_key: str | None
+    ) -> UploadRow | None:
+        """An upload held in S3 parts holds ``received`` bytes, up from ``offset``: the
+        ``parts`` (JSON) and the object ``pending_key`` with the bytes past them. None when
+        it was not at ``offset`` (another writer moved it, it is gone or finished). It is
+        not finished here, even at its length: ``complete_upload`` once S3 joined the parts."""
+
+    async def number_upload_part(self, upload_id: str) -> int | None:
+        """A part number no other writer of the upload gets (ascending); None if it is gone."""
+
+    async def complete_upload(
+        self, upload_id: str, now: float, kept_until: float
+    ) -> UploadRow | None:
+        """Finish an upload that holds all its bytes (``completed_at`` now, kept until
+        ``kept_until``); None when it is gone, already finished or not whole."""
 
     async def delete_uploads(self, upload_ids: list[str]) -> int:
         """Forget uploads; returns how many there were."""

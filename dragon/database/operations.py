@@ -35,9 +35,13 @@ from dragon.database.rows import (
     AccountRow,
     DeliveryRow,
     DeliveryStateRow,
+    EndedSlotRow,
+    ErrorCountRow,
     EventRow,
     FileRow,
     ListedTaskRow,
+    OverviewRows,
+    StatusCountRow,
     TaskEndRow,
     TaskRow,
     UploadRow,
@@ -316,6 +320,43 @@ class Operations(ABC):
                 )
             found.sort(key=lambda r: (r["queued_at"], r["seq"]), reverse=True)
             return found[:limit]
+
+        return await self._read(op())
+
+    async def task_overview(
+        self,
+        account_id: int,
+        *,
+        task_name: str | None,
+        after: float | None,
+        before: float | None,
+        start: float,
+        end: float,
+        bucket: float,
+    ) -> OverviewRows:
+        """Three grouped reads: counts, errors, ended slots."""
+        named = "_of_name" if task_name is not None else ""
+        name = {} if task_name is None else {"task_name": task_name}
+        queued = {
+            "account_id": account_id,
+            "after": -1e300 if after is None else after,
+            "before": 1e300 if before is None else before,
+            **name,
+        }
+
+        def op() -> Op[OverviewRows]:
+            counts = yield from rows(StatusCountRow, f"task_counts{named}", **queued)
+            errors = yield from rows(ErrorCountRow, f"error_counts{named}", **queued)
+            ended = yield from rows(
+                EndedSlotRow,
+                f"ended_slots{named}",
+                account_id=account_id,
+                start=start,
+                end=end,
+                bucket=bucket,
+                **name,
+            )
+            return {"counts": counts, "errors": errors, "ended": ended}
 
         return await self._read(op())
 
@@ -755,6 +796,7 @@ class Operations(ABC):
         now: float,
         expires_at: float,
         most_pending: int,
+        multipart: str | None = None,
     ) -> bool:
         """The account's unfinished bytes are summed in the transaction that adds the new
         upload, so two creates at once cannot both slip under the limit (SQLite's one
@@ -773,6 +815,8 @@ class Operations(ABC):
                 metadata=metadata,
                 created_at=now,
                 expires_at=expires_at,
+                multipart=multipart,
+                parts=None if multipart is None else "[]",
             )
             return True
 
@@ -801,6 +845,31 @@ class Operations(ABC):
             )
 
         return await self._write(op())
+
+    async def store_upload_parts(
+        self, upload_id: str, offset: int, received: int, parts: str, pending_key: str | None
+    ) -> UploadRow | None:
+        return await self._write_one(
+            row(
+                UploadRow,
+                "store_upload_parts",
+                id=upload_id,
+                offset=offset,
+                received=received,
+                parts=parts,
+                pending_key=pending_key,
+            )
+        )
+
+    async def number_upload_part(self, upload_id: str) -> int | None:
+        return await self._write_one(value(int, "number_upload_part", id=upload_id))
+
+    async def complete_upload(
+        self, upload_id: str, now: float, kept_until: float
+    ) -> UploadRow | None:
+        return await self._write_one(
+            row(UploadRow, "complete_upload", id=upload_id, now=now, kept_until=kept_until)
+        )
 
     async def delete_uploads(self, upload_ids: list[str]) -> int:
         return await self._write_one(count("delete_uploads", ids=upload_ids))

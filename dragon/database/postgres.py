@@ -46,6 +46,7 @@ from dragon.database.queries import (
     NEWEST_FIRST,
     TASK_COLUMNS,
     TASKS_PAGE,
+    ended_slots,
 )
 from dragon.database.steps import Conflict, Notify, Op, Params, QueryMany, Step, run_async
 from dragon.errors import RequestError
@@ -78,6 +79,8 @@ HEARTBEAT = (
 
 POSTGRES_QUERIES: dict[str, str] = {
     **COMMON_QUERIES,
+    # A cast to an integer rounds here: the slot is the floor.
+    **ended_slots("CAST(floor((completed_at - :start) / :bucket) AS INTEGER)"),
     "insert_task": "INSERT INTO tasks (key, account_id, task_name, params, status, error,"
     " error_code, queued_at, completed_at, lane, waiting_for) VALUES (:key, :account_id,"
     " :task_name, :params, :status, :error, :error_code, :queued_at, :completed_at, :lane,"

@@ -171,4 +171,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX task_inputs_input ON task_inputs(input_key);
     """,
+    # Uploads on several nodes (S3): ``multipart`` is the S3 multipart upload that holds
+    # the bytes (NULL: the file in the data folder), ``parts`` (JSON list of [number, ETag,
+    # size]) the parts stored so far, ``pending_key`` the object with the bytes past them
+    # (fewer than a part), ``next_part`` the last part number handed to a writer, so two
+    # writers of one upload never write the same part.
+    """
+    ALTER TABLE uploads ADD COLUMN multipart TEXT, ADD COLUMN parts TEXT,
+        ADD COLUMN pending_key TEXT, ADD COLUMN next_part INTEGER NOT NULL DEFAULT 0;
+    """,
 )

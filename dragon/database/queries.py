@@ -32,6 +32,35 @@ TASKS_PAGE = (
     " AND (:any_stage OR (stage IS NOT NULL) = :waiting)"
 )
 NEWEST_FIRST = " ORDER BY queued_at DESC, seq DESC LIMIT :limit"
+# The overview of an account's tasks (its counts by status as documents show them, and of
+# its errors by code), queued from ``after`` and before ``before``: each a walk of one
+# index range (``tasks_account_status``). ``held``: executing rows whose work has not begun.
+TASK_COUNTS = (
+    "SELECT status, stage IS NOT NULL AS held, COUNT(*) AS n FROM tasks"
+    " WHERE account_id = :account_id AND queued_at >= :after AND queued_at < :before"
+)
+ERROR_COUNTS = (
+    "SELECT error_code, COUNT(*) AS n FROM tasks WHERE account_id = :account_id"
+    " AND status = 'error' AND queued_at >= :after AND queued_at < :before"
+)
+OF_NAME = " AND task_name = :task_name"
+
+
+def ended_slots(slot: str) -> dict[str, str]:
+    """The queries of the account's tasks that ended from ``start`` to ``end``, by status and
+    slot of ``bucket`` seconds (a walk of ``tasks_completed``), with ``slot`` the dialect's
+    SQL for the slot's number (``floor((completed_at - :start) / :bucket)`` as an integer)."""
+    ended = (
+        f"SELECT {slot} AS slot, status, COUNT(*) AS n, AVG(completed_at - started_at) AS mean,"
+        " MAX(completed_at - started_at) AS longest FROM tasks WHERE completed_at >= :start"
+        " AND completed_at < :end AND account_id = :account_id"
+    )
+    return {
+        "ended_slots": f"{ended} GROUP BY slot, status",
+        "ended_slots_of_name": f"{ended}{OF_NAME} GROUP BY slot, status",
+    }
+
+
 DELIVERY_STATE_COLUMNS = (
     "task_key, url, state, attempts, next_at, last_status, last_error, webhook_id"
 )
@@ -84,6 +113,10 @@ COMMON_QUERIES: dict[str, str] = {
     "tasks_page": TASKS_PAGE + NEWEST_FIRST,
     "tasks_page_of_status": f"{TASKS_PAGE} AND status = :status{NEWEST_FIRST}",
     "tasks_page_of_name": f"{TASKS_PAGE} AND task_name = :task_name{NEWEST_FIRST}",
+    "task_counts": f"{TASK_COUNTS} GROUP BY status, held",
+    "task_counts_of_name": f"{TASK_COUNTS}{OF_NAME} GROUP BY status, held",
+    "error_counts": f"{ERROR_COUNTS} GROUP BY error_code",
+    "error_counts_of_name": f"{ERROR_COUNTS}{OF_NAME} GROUP BY error_code",
     # -- chains: a task's inputs that are other tasks' outputs
     "insert_task_input": "INSERT INTO task_inputs (task_key, input_key)"
     " VALUES (:task_key, :input_key)",
@@ -140,12 +173,21 @@ COMMON_QUERIES: dict[str, str] = {
     "pending_upload_bytes": "SELECT COALESCE(SUM(length), 0) FROM uploads"
     " WHERE account_id = :account_id AND completed_at IS NULL",
     "insert_upload": "INSERT INTO uploads (id, account_id, length, metadata, created_at,"
-    " expires_at) VALUES (:id, :account_id, :length, :metadata, :created_at, :expires_at)",
+    " expires_at, multipart, parts) VALUES (:id, :account_id, :length, :metadata,"
+    " :created_at, :expires_at, :multipart, :parts)",
     "upload": "SELECT * FROM uploads WHERE id = :id",
     # Only from the offset the writer started at: two writers of one upload cannot both
     # move it, and it never moves past its length.
     "advance_upload": "UPDATE uploads SET received = :received WHERE id = :id"
     " AND received = :offset AND completed_at IS NULL AND :received <= length RETURNING *",
+    # An upload held in S3 parts: its offset, parts and pending object move together, from
+    # the offset the writer started at (the same rule as ``advance_upload``); finishing it
+    # (``complete_upload``) is a step of its own, once S3 has joined the parts.
+    "store_upload_parts": "UPDATE uploads SET received = :received, parts = :parts,"
+    " pending_key = :pending_key WHERE id = :id AND received = :offset"
+    " AND completed_at IS NULL AND :received <= length RETURNING *",
+    "number_upload_part": "UPDATE uploads SET next_part = next_part + 1 WHERE id = :id"
+    " RETURNING next_part",
     "complete_upload": "UPDATE uploads SET completed_at = :now, expires_at = :kept_until"
     " WHERE id = :id AND completed_at IS NULL AND received = length RETURNING *",
     "expired_uploads": "SELECT * FROM uploads WHERE expires_at <= :now"

@@ -54,6 +54,39 @@ class ListedTaskRow(TaskRow):
     seq: int
 
 
+class StatusCountRow(TypedDict):
+    """How many of an account's tasks are in ``status``; ``held``: executing rows whose work
+    has not begun (their documents say queued)."""
+
+    status: str
+    held: bool
+    n: int
+
+
+class ErrorCountRow(TypedDict):
+    error_code: str | None
+    n: int
+
+
+class EndedSlotRow(TypedDict):
+    """The tasks that ended in ``status`` in one slot of a timeline (numbered from 0), with
+    the mean and longest of their run times (None when none of them ran)."""
+
+    slot: int
+    status: str
+    n: int
+    mean: float | None
+    longest: float | None
+
+
+class OverviewRows(TypedDict):
+    """What ``Database.task_overview`` reads, each part as its query grouped it."""
+
+    counts: list[StatusCountRow]
+    errors: list[ErrorCountRow]
+    ended: list[EndedSlotRow]
+
+
 class TaskEndRow(TypedDict):
     """What a poll of cached documents reads: whether each task ended, and when."""
 
@@ -122,6 +155,10 @@ class UploadRow(TypedDict):
     created_at: float
     expires_at: float  # unfinished: when it is removed; finished: how long it is kept
     completed_at: float | None  # when its last byte was stored; None while unfinished
+    multipart: str | None  # the S3 multipart upload holding it (None: the data folder's file)
+    parts: str | None  # S3: JSON list of the parts stored, each [number, ETag, size]
+    pending_key: str | None  # S3: the object holding the bytes past the parts, if any
+    next_part: int  # S3: the last part number handed to a writer
 
 
 class EventRow(TypedDict):

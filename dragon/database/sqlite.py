@@ -44,6 +44,7 @@ from dragon.database.queries import (
     NEWEST_FIRST,
     TASK_COLUMNS,
     TASKS_PAGE,
+    ended_slots,
 )
 from dragon.database.sqlite_schema import MIGRATIONS
 from dragon.database.steps import Conflict, Notify, Op, Params, QueryMany, Step, run_sync
@@ -55,6 +56,8 @@ INSERT_EVENT = "INSERT INTO events (account_id, task_key, task_name, created_at,
 
 SQLITE_QUERIES: dict[str, str] = {
     **COMMON_QUERIES,
+    # Times are never before ``start`` here: the cast's truncation is the floor.
+    **ended_slots("CAST((completed_at - :start) / :bucket AS INTEGER)"),
     # The next sequence number is one past the largest (the tasks_seq index makes MAX one
     # step); the writer thread is the only writer, so no two tasks take the same.
     "insert_task": "INSERT INTO tasks (key, account_id, task_name, params, status, error,"

@@ -74,6 +74,8 @@ def account_from_row(row: Row) -> Account:
 # IP literal. Anything else (``\``, ``%2F``, spaces, brackets around a name) is refused
 # rather than interpreted, since another parser may read it as a different host.
 HOST_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,62})(?:\.[a-z0-9_](?:[a-z0-9_-]{0,62}))*")
+# An IPv6 literal's netloc: the brackets, then at most a port.
+BRACKETED = re.compile(r"\[[0-9a-f:.]+\](?::[0-9]*)?")
 WEB_SCHEMES = ("http", "https")
 
 
@@ -86,6 +88,8 @@ def _origin(referrer: str) -> tuple[str, str, int | None] | None:
         return None
     if not parts.scheme or not host or "@" in parts.netloc:
         return None
+    if "[" in parts.netloc and not BRACKETED.fullmatch(parts.netloc):
+        return None  # text after the brackets, which urlsplit drops: [::1].evil.com
     host = host.removesuffix(".")
     if not HOST_NAME.fullmatch(host):
         try:

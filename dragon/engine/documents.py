@@ -8,15 +8,14 @@ v2 (docs/api.md): ``status``, ``key``, ``progress``, ``events`` (ISO 8601 with o
 from __future__ import annotations
 
 import functools
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from dragon.database.interface import Row
+from dragon.net import scrub
 
-SECRET_NAME = re.compile(r"secret|token|password|passwd|key$|signature|credential", re.I)
 MASK = "********"
 
 
@@ -98,13 +97,18 @@ class EndedDocuments:
     (``Database.ended_changes``). A read of the rows (``confirm``) records that count
     and the account it read for; while the count stays the same, the next poll of those
     keys by that account is answered from here (``unchanged``) after reading only the
-    count. Bounded: the oldest entries go first.
+    count. Bounded in entries and in bytes (a result may be megabytes: an ``html.scrape``
+    of a page with 2,000 long URLs is 4 MB, and 10,000 of them would be 40 GB): the oldest
+    entries go first, and a document over a sixteenth of the bytes is not kept.
     """
 
-    def __init__(self, size: int = 10_000) -> None:
+    def __init__(self, size: int = 10_000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the JSON size of the kept documents' results and errors
         # key -> (completed_at, document, (account_id, ended_changes) of the last read)
         self._docs: dict[str, tuple[float, dict[str, Any], tuple[int, int] | None]] = {}
+        self._weights: dict[str, int] = {}
 
     def __contains__(self, key: str) -> bool:
         return key in self._docs
@@ -147,10 +151,29 @@ class EndedDocuments:
         hit = self._docs.get(key)
         if hit is not None and hit[0] == completed:
             return in_version({**hit[1]}, version)
-        if hit is None and len(self._docs) >= self.size:
-            del self._docs[next(iter(self._docs))]
+        self._drop(key)
+        weight = _weight(row["result"]) + _weight(row["error"])
+        if weight > self.max_bytes // 16:
+            return document(row, version)
+        while self._docs and (len(self._docs) >= self.size or self.bytes + weight > self.max_bytes):
+            self._drop(next(iter(self._docs)))
         self._docs[key] = (completed, document(row), None)
+        self._weights[key] = weight
+        self.bytes += weight
         return in_version({**self._docs[key][1]}, version)
+
+    def _drop(self, key: str) -> None:
+        if self._docs.pop(key, None) is not None:
+            self.bytes -= self._weights.pop(key)
+
+
+def _weight(value: object) -> int:
+    """About what a JSON column's value holds in memory once parsed, in bytes."""
+    if value is None:
+        return 0
+    if isinstance(value, str | bytes):
+        return len(value)
+    return len(orjson.dumps(value))
 
 
 def in_version(doc: dict[str, Any], version: int) -> dict[str, Any]:
@@ -167,14 +190,18 @@ def ndjson_line(value: object) -> bytes:
 
 
 def mask(value: object, name: str = "") -> object:
-    """Parameters with secrets and tokens replaced, for ``details=true``."""
+    """Parameters with secrets and tokens replaced, for ``details=true``: the values of
+    credential-named fields (``scrub.sensitive``), and the query and ``user:password@`` of
+    every URL, in whichever field or list it is (``urls``, ``images``, ``subtitles``, a
+    signed store's outputs), since signed URLs carry their credentials there."""
     if isinstance(value, dict):
-        return {k: mask(v, k) for k, v in value.items()}
+        return {k: mask(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask(v, name) for v in value]
-    if name and SECRET_NAME.search(name) and name not in ("task_key",) and value is not None:
+    if value is None:
+        return value
+    if name and scrub.sensitive(name):
         return MASK
-    if isinstance(value, str) and name in ("url", "url_callback", "url_errback") and "?" in value:
-        # Signed URLs carry their credentials in the query string.
-        return value.split("?", 1)[0] + "?" + MASK
+    if isinstance(value, str):
+        return scrub.masked_url(value, MASK)
     return value

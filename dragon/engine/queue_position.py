@@ -191,12 +191,14 @@ class QueueEstimates:
 
     async def annotate(self, docs: list[dict[str, Any]]) -> None:
         """Add ``queue_position`` and ``eta`` to the queued documents among ``docs``."""
+        self._catch_up(docs)
         queued = self._queued_here(docs)
         if not queued:
             return
         now = time.time()
         typical = await self._typical_times()
         # The awaits above let tasks start meanwhile: keep only those still queued here.
+        self._catch_up(queued.values())
         queued = self._queued_here(queued.values())
         runs = self.queues.runs
         known = [t for t in typical.values() if t is not None]
@@ -214,6 +216,20 @@ class QueueEstimates:
                     own = typical.get(runs[key].task_name)
                     queued[key]["queue_position"] = position
                     queued[key]["eta"] = documents.iso(start + own) if own is not None else None
+
+    def _catch_up(self, docs: Iterable[dict[str, Any]]) -> None:
+        """A queued document whose task has begun here since its row was read takes the
+        task's newer document: queued without a position would be a state no poll should
+        show (the row was read, then the task began while the read went on)."""
+        runs = self.queues.runs
+        for doc in docs:
+            if doc.get("status") != "queued":
+                continue
+            run = runs.get(doc["key"])
+            if run is not None and not run.waiting and run.document is not None:
+                doc.pop("stage", None)
+                doc.pop("waiting_for", None)
+                doc.update(run.document)
 
     def _queued_here(self, docs: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         """The documents of ``docs`` that say queued and whose task waits on this node."""

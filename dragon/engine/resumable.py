@@ -15,8 +15,9 @@ never fetched. Another account's upload, or an unfinished one, ends the task
 ``unknown_upload``. Expired uploads (unfinished past ``upload_hours``, finished ones
 ``upload_hours`` after their last byte) are removed by the sweeper (``sweep``).
 
-On several nodes the file lives on the node that took the creation (local storage): every
-request of an upload must then reach that node.
+On several nodes (PostgreSQL and a bucket) the bytes go to the bucket instead, as an S3
+multipart upload that any node continues (``dragon.engine.upload_parts``): the row says
+which (``multipart``), so the rules above hold for both; only where the bytes go differs.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ from dragon.config import Settings
 from dragon.database.interface import Database
 from dragon.database.rows import UploadRow
 from dragon.engine.auth import Account
+from dragon.engine.upload_parts import BucketUploads
 from dragon.errors import UploadRefused
 from dragon.net.fetcher import Download, fetching_account, human_size
-from dragon.net.sniff import HEAD_SIZE, extension, sniff
+from dragon.net.sniff import HEAD_SIZE, extension, sniff, sniff_file
 from dragon.net.url_policy import UPLOAD_ID, upload_reference
+from dragon.stores.s3 import S3Backend
 from dragon.tasks.context import Fetcher
 
 UPLOADS_PATH = "/v2/uploads"
@@ -118,14 +121,26 @@ class Writer:
         await asyncio.to_thread(self.file.close)
 
 
-class Uploads:
-    """The uploads of every account on this node: create, find, write, delete, expire."""
+@dataclasses.dataclass
+class Stored:
+    """The upload's row as this request last stored it, whether its body ends or breaks off:
+    what the next store moves the offset from."""
 
-    def __init__(self, database: Database, settings: Settings) -> None:
+    upload: UploadRow
+
+
+class Uploads:
+    """The uploads of every account on this node: create, find, write, delete, expire.
+    With a ``bucket`` (several nodes), new uploads are held in it."""
+
+    def __init__(
+        self, database: Database, settings: Settings, bucket: S3Backend | None = None
+    ) -> None:
         self.db = database
         self.settings = settings
         self.root = settings.data_path / "uploads"
         self._writing: dict[str, asyncio.Lock] = {}
+        self._bucket = BucketUploads(database, bucket) if bucket is not None else None
 
     def path(self, upload_id: str) -> Path:
         return self.root / upload_id
@@ -154,12 +169,16 @@ class Uploads:
             )
         upload_id = secrets.token_hex(16)
         now = time.time()
-        await asyncio.to_thread(_create_file, self.path(upload_id))
+        multipart = None
+        if self._bucket is None:
+            await asyncio.to_thread(_create_file, self.path(upload_id))
+        else:
+            multipart = await self._bucket.start(upload_id)
         pending = self.settings.max_pending_upload_bytes
         if not await self.db.insert_upload(
-            upload_id, account.id, length, metadata, now, self._kept_until(now), pending
+            upload_id, account.id, length, metadata, now, self._kept_until(now), pending, multipart
         ):
-            await asyncio.to_thread(self.path(upload_id).unlink, True)
+            await self._discard(upload_id, multipart)
             raise UploadRefused(
                 "too_large",
                 f"this account's unfinished uploads would add up to more than {pending} bytes;"
@@ -168,8 +187,29 @@ class Uploads:
         found = await self.db.upload(upload_id)
         assert found is not None  # just committed
         if length == 0:  # nothing to wait for: finished at once
-            return await self.db.advance_upload(upload_id, 0, 0, now, now) or found
+            if self._bucket is not None:
+                return await self._bucket.finish(found, self._kept_until)
+            return (
+                await self.db.advance_upload(upload_id, 0, 0, now, self._kept_until(now)) or found
+            )
         return found
+
+    def _held(self) -> BucketUploads:
+        """Where an upload held in the bucket is written and read."""
+        if self._bucket is None:
+            raise UploadRefused("unavailable", "this node has no bucket for this upload")
+        return self._bucket
+
+    async def _settled(self, upload: UploadRow) -> UploadRow:
+        """The upload, finished if it is whole in the bucket but its writer died before
+        S3 joined its parts."""
+        if (
+            upload["multipart"] is None
+            or upload["completed_at"] is not None
+            or upload["received"] < upload["length"]
+        ):
+            return upload
+        return await self._held().finish(upload, self._kept_until)
 
     async def find(self, account: Account, upload_id: str) -> UploadRow:
         """The account's upload; ``unknown`` if there is none, ``gone`` once expired."""
@@ -206,7 +246,7 @@ class Uploads:
         with contextlib.suppress(UploadRefused):
             async with self._holding(upload_id):
                 pass
-        return await self.find(account, upload_id)
+        return await self._settled(await self.find(account, upload_id))
 
     async def write(
         self,
@@ -230,8 +270,16 @@ class Uploads:
                 raise UploadRefused(
                     "too_large", f"the body goes past the upload's length of {found['length']}"
                 )
-            if found["completed_at"] is not None:
-                return found
+            if found["completed_at"] is not None or found["received"] == found["length"]:
+                return await self._settled(found)
+            if found["multipart"] is not None:
+                return await self._held().receive(
+                    found,
+                    body,
+                    checksum.algorithm if checksum else None,
+                    checksum.digest if checksum else None,
+                    self._kept_until,
+                )
             return await self._receive(found, body, checksum)
 
     async def _receive(
@@ -242,10 +290,11 @@ class Uploads:
         algorithm = checksum.algorithm if checksum else None
         path = self.path(upload["id"])
         writer = await asyncio.to_thread(Writer.open, path, upload["received"], algorithm)
+        stored = Stored(upload)
         failure: BaseException | None = None
         try:
             try:
-                upload = await self._pour(upload, body, writer, checkpoints=checksum is None)
+                await self._pour(stored, body, writer, checkpoints=checksum is None)
             except BaseException as exc:  # noqa: BLE001 - stored below, then raised again
                 failure = exc
             if checksum is not None and failure is None:
@@ -253,55 +302,70 @@ class Uploads:
                 if writer.digest() != checksum.digest:
                     raise UploadRefused("checksum", "the body does not match Upload-Checksum")
             if checksum is None or failure is None:
-                upload = await asyncio.shield(self._store(upload, writer))
+                await asyncio.shield(self._store(stored, writer))
         finally:
             await asyncio.shield(writer.close())
         if failure is not None:
             raise failure
-        return upload
+        return stored.upload
 
     async def _pour(
-        self, upload: UploadRow, body: AsyncIterable[bytes], writer: Writer, *, checkpoints: bool
-    ) -> UploadRow:
+        self, stored: Stored, body: AsyncIterable[bytes], writer: Writer, *, checkpoints: bool
+    ) -> None:
         """Write the body's chunks, never past the upload's length; move the stored offset
-        every ``CHECKPOINT_BYTES`` when ``checkpoints``."""
+        every ``CHECKPOINT_BYTES`` when ``checkpoints``. The body waits while a checkpoint
+        flushes: the disk is the bottleneck of a long upload, and a flush that overlapped
+        the next writes measured no faster, often slower (scripts/bench_tus.py)."""
+        length = stored.upload["length"]
         async for chunk in body:
-            if writer.end + len(chunk) > upload["length"]:
+            if writer.end + len(chunk) > length:
                 raise UploadRefused(
-                    "too_large", f"the body goes past the upload's length of {upload['length']}"
+                    "too_large", f"the body goes past the upload's length of {length}"
                 )
             await writer.write(chunk)
-            if checkpoints and writer.end - upload["received"] >= CHECKPOINT_BYTES:
-                upload = await self._store(upload, writer)
-        return upload
+            if checkpoints and writer.end - stored.upload["received"] >= CHECKPOINT_BYTES:
+                await self._store(stored, writer)
 
-    async def _store(self, upload: UploadRow, writer: Writer) -> UploadRow:
+    async def _store(self, stored: Stored, writer: Writer) -> None:
         """The bytes written are on disk, then the upload's offset says so."""
-        if writer.end == upload["received"]:
-            return upload
+        if writer.end == stored.upload["received"]:
+            return
         await writer.sync()
         now = time.time()
         moved = await self.db.advance_upload(
-            upload["id"], upload["received"], writer.end, now, self._kept_until(now)
+            stored.upload["id"], stored.upload["received"], writer.end, now, self._kept_until(now)
         )
         if moved is None:  # another node moved it meanwhile: that writer's bytes win
             raise UploadRefused("offset", "another request wrote this upload meanwhile")
-        return moved
+        stored.upload = moved
 
     async def delete(self, account: Account, upload_id: str) -> None:
         """Terminate the upload: its row and its bytes (a task reading it keeps its link)."""
-        await self.find(account, upload_id)
+        found = await self.find(account, upload_id)
+        multipart = found["multipart"]
         async with self._holding(upload_id):
+            # In the bucket, bytes first: if it fails, the row stays and a retry finishes.
+            # A file goes after its row: a write finding the row gone makes no new file.
+            if multipart is not None:
+                await self._discard(upload_id, multipart)
             await self.db.delete_uploads([upload_id])
+            if multipart is None:
+                await self._discard(upload_id, None)
+
+    async def _discard(self, upload_id: str, multipart: str | None) -> None:
+        """The bytes of an upload go: its file, or its multipart upload and objects."""
+        if multipart is None:
             await asyncio.to_thread(self.path(upload_id).unlink, True)
+        else:
+            await self._held().discard(upload_id, multipart)
 
     async def sweep(self, now: float, batch: int = 500) -> int:
         """Remove expired uploads, bytes first; returns how many went."""
         removed = 0
         while found := await self.db.expired_uploads(now, batch):
             ids = [u["id"] for u in found]
-            for upload_id in ids:
-                await asyncio.to_thread(self.path(upload_id).unlink, True)
+            for upload in found:
+                await self._discard(upload["id"], upload["multipart"])
             await self.db.delete_uploads(ids)
             removed += len(ids)
             if len(found) < batch:
@@ -313,6 +377,9 @@ class Uploads:
     ) -> Download:
         """A finished upload of ``account`` as a task's download, linked into ``dest_dir``."""
         found = await self.db.upload(upload_id)
+        if found is not None and found["account_id"] == account:
+            with contextlib.suppress(UploadRefused):
+                found = await self._settled(found)
         if found is None or found["account_id"] != account or found["completed_at"] is None:
             raise errors.TaskError(
                 errors.UNKNOWN_UPLOAD,
@@ -324,8 +391,25 @@ class Uploads:
                 errors.DOWNLOAD_TOO_LARGE,
                 f"the upload is {human_size(size)}; the limit is {human_size(max_bytes)}",
             )
-        path, mime = await asyncio.to_thread(_link, self.path(upload_id), Path(dest_dir))
+        if found["multipart"] is None:
+            path, mime = await asyncio.to_thread(_link, self.path(upload_id), Path(dest_dir))
+        else:
+            path, mime = await self._copy(found, Path(dest_dir))
         return Download(path=path, mime=mime, size=size, url=self.url(upload_id))
+
+    async def _copy(self, upload: UploadRow, dest_dir: Path) -> tuple[Path, str | None]:
+        """An upload held in the bucket as ``dest_dir/source.EXT``, read from there."""
+        path = dest_dir / "source"
+        try:
+            await self._held().copy_to(upload["id"], path)
+        except Exception as exc:
+            raise errors.TaskError(
+                errors.STORAGE_ERROR, f"could not read upload {upload['id']} from storage"
+            ) from exc
+        mime = await asyncio.to_thread(sniff_file, path)
+        final = path.with_name(path.name + extension(mime))
+        await asyncio.to_thread(path.rename, final)
+        return final, mime
 
 
 def _create_file(path: Path) -> None:

@@ -227,6 +227,9 @@ class Scheduler:
     def busy_in(self, lane: str) -> int:
         return self.lanes[lane].busy
 
+    def slots_in(self, lane: str) -> int:
+        return self.lanes[lane].capacity
+
     def lane_for(self, task_name: str, params: Mapping[str, object]) -> str:
         """The lane a new task of ``task_name`` with ``params`` runs in (its class)."""
         return classes.lane_for(self.registry.get(task_name), params)

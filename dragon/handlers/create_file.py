@@ -47,6 +47,7 @@ from dragon.engine.result_cache import CacheKey, ResultCache, canonical
 from dragon.errors import Overloaded, RequestError
 from dragon.handlers.credentials import credentials_of
 from dragon.handlers.errors import CORS_HEADERS
+from dragon.handlers.events import streams
 from dragon.handlers.tasks import check_rate, version_of
 
 # Query-string names that are credentials or the task's name, never task parameters.
@@ -137,8 +138,16 @@ def redirect(output: Output) -> web.Response:
     )
 
 
+async def _wait(request: web.Request, account: Account, key: str) -> dict[str, Any]:
+    """The task's document once it has ended (or the server stops); the wait counts as
+    one of the account's streams (``AccountStreams``), since a task may run for long."""
+    with streams(request).hold(account.id, request):
+        [doc] = await state(request).service.wait(account, [key], version_of(request))
+    return doc
+
+
 async def _answer(request: web.Request, account: Account, key: str, filename: str) -> web.Response:
-    [doc] = await state(request).service.wait(account, [key], version_of(request))
+    doc = await _wait(request, account, key)
     if doc["status"] == "error":
         return _failed(doc)
     if doc["status"] != "success":  # the wait ended early: the server is shutting down
@@ -170,7 +179,7 @@ async def _from_cache(
     key = cache.get(cache_key)
     if key is None:
         return None
-    [doc] = await state(request).service.wait(account, [key], version_of(request))
+    doc = await _wait(request, account, key)
     if doc["status"] == "success":
         files = await task_outputs(request).of(account.id, key, doc)
         chosen = choose(files, filename)

@@ -56,12 +56,18 @@ def _first(header: str | None, body: object, query: str | None) -> tuple[str | N
     return None, "header"
 
 
+# Whether the request authenticates with the api key (no secret): the api key is public in
+# web pages, so what it opens is shared apart from what the secret opens (AccountStreams).
+BY_API_KEY = web.RequestKey("by_api_key", bool)
+
+
 def credentials_of(request: web.Request, body: dict[str, Any] | None = None) -> Credentials:
     """What ``request`` (with its parsed JSON ``body``) presents, for the engine's
     ``Authenticator``; the site it comes from is its Origin, else its Referer."""
     (secret, secret_at), (api_key, api_key_at) = located_credentials(
         request.headers, request.query, body
     )
+    request[BY_API_KEY] = secret is None  # the secret wins when both are given
     return Credentials(
         secret=secret,
         api_key=api_key,

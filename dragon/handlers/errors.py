@@ -14,6 +14,7 @@ import time
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from dragon.database.interface import Busy, DiskFull
 from dragon.errors import (
@@ -64,6 +65,7 @@ UPLOAD_STATUSES = {
     "checksum": 460,
     "busy": 423,
     "invalid": 400,
+    "unavailable": 503,
 }
 
 
@@ -174,6 +176,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+def _why(exc: RequestPayloadError) -> str:
+    """aiohttp's reason, without its ``400, message:`` prefix, on one short line."""
+    text = " ".join(str(exc).split())
+    return text.partition("message: ")[2][:200] or text[:200]
+
+
 def failure_response(request: web.Request, exc: Exception) -> web.Response:
     """The answer to a handler's failure: a request refused (malformed, or by the engine),
     a database that cannot take the write now, or a bug (500, logged with its traceback:
@@ -185,6 +193,13 @@ def failure_response(request: web.Request, exc: Exception) -> web.Response:
         )
         if exc.status == 408:  # the client stalled: do not wait for the rest of its body
             response.force_close()
+        return response
+    if isinstance(exc, RequestPayloadError):  # a body aiohttp could not decode (gzip, chunks)
+        response = error_response(400, "body", f"the request body is malformed: {_why(exc)}")
+        # The rest cannot be read either: ended here, so aiohttp does not linger reading it
+        # (and log the same failure again, with a traceback), and the connection closes.
+        request.content.feed_eof()
+        response.force_close()
         return response
     if isinstance(exc, Refused):
         return refused_response(exc)

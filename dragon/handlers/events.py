@@ -21,7 +21,7 @@ from dragon.api.request import truthy
 from dragon.api.state import state
 from dragon.engine.events import EventFeed
 from dragon.errors import RequestError
-from dragon.handlers.credentials import credentials_of
+from dragon.handlers.credentials import BY_API_KEY, credentials_of
 from dragon.handlers.errors import CORS_HEADERS
 
 HEARTBEAT_SECONDS = 15.0
@@ -46,26 +46,33 @@ def cursor(request: web.Request, sse: bool) -> int | None:
 
 
 class AccountStreams:
-    """Long-lived responses (event feeds, status streams) per account, at most
-    ``per_account`` each: a new one past it closes that account's oldest.
+    """Long-lived responses (event feeds, status streams, and requests that wait for tasks
+    to end: ``block=true``, ``/v1/create_file``) per account, at most ``per_account``
+    each: a new one past it closes that account's oldest.
 
     A stream holds a connection for as long as its reader likes, so without a share one
     account's followers could take every connection the server allows and lock other
     accounts out (their creates answered 503). The oldest goes because a reader that
     reconnects leaves its dead stream behind, and its newest is the one it reads.
+
+    What the api key opens is counted apart from what the secret opens, each with its
+    share: the api key is public in web pages, and whoever copies it must not be able to
+    close the account's own streams and blocked requests by opening more.
     """
 
     def __init__(self, per_account: int) -> None:
         self.per_account = per_account
         self.closed = 0  # streams closed to make room, for tests and logs
-        self._open: dict[int, dict[asyncio.Task[object], web.Request]] = {}
+        self._open: dict[tuple[int, bool], dict[asyncio.Task[object], web.Request]] = {}
 
     @contextlib.contextmanager
     def hold(self, account_id: int, request: web.Request) -> Iterator[None]:
-        """Count the current request as one of the account's streams while inside."""
+        """Count the current request as one of the account's streams while inside (those
+        of its api key, or those of its secret)."""
         task = asyncio.current_task()
         assert task is not None, "streams are served by a task"
-        streams = self._open.setdefault(account_id, {})
+        account = (account_id, request.get(BY_API_KEY, False))
+        streams = self._open.setdefault(account, {})
         while len(streams) >= self.per_account:
             oldest = next(iter(streams))
             _close(oldest, streams.pop(oldest))
@@ -75,8 +82,8 @@ class AccountStreams:
             yield
         finally:
             streams.pop(task, None)
-            if not streams and self._open.get(account_id) is streams:
-                del self._open[account_id]
+            if not streams and self._open.get(account) is streams:
+                del self._open[account]
 
 
 def _close(task: asyncio.Task[object], request: web.Request) -> None:

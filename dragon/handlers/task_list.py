@@ -1,4 +1,5 @@
-"""``GET /v2/tasks``: an account's tasks, newest first, filtered and paged (docs/api.md).
+"""``GET /v2/tasks``: an account's tasks, newest first, filtered and paged (docs/api.md);
+``GET /v2/tasks/summary``: their counts, as the dashboard's tiles show them.
 
 The cursor is opaque to clients: the place ``(queued_at, seq)`` of the last task of the
 page, as base64url JSON. A place, not an offset, so the tasks created while a client pages
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import time
 from datetime import UTC, datetime
 
 import orjson
@@ -20,6 +22,7 @@ from dragon.api.openapi import STRING, documented, errors, json_answer, query, r
 from dragon.api.request import json_response
 from dragon.api.state import state
 from dragon.api.wire import STATUSES
+from dragon.engine.overview import Window, overview
 from dragon.errors import RequestError
 from dragon.handlers.credentials import credentials_of
 
@@ -169,4 +172,146 @@ async def list_tasks(request: web.Request) -> web.StreamResponse:
     )
     return json_response(
         {"tasks": docs, "next_cursor": None if place is None else encode_cursor(place)}
+    )
+
+
+WINDOW = (60, 7 * 86400, 3600)  # the timeline's span in seconds: least, most, default
+BUCKETS = (1, 240, 60)  # its slots: least, most, default
+COUNT = {"type": "integer", "minimum": 0}
+SECONDS = {"type": ["number", "null"], "minimum": 0}
+COUNTS = {
+    "type": "object",
+    "required": list(STATUSES),
+    "properties": {status: COUNT for status in STATUSES},
+    "description": "tasks by status, as their documents show it",
+}
+SUMMARY = {
+    "type": "object",
+    "required": ["counts", "total", "error_codes", "timeline", "lanes"],
+    "properties": {
+        "counts": COUNTS,
+        "total": COUNT,
+        "error_codes": {
+            "type": "object",
+            "additionalProperties": COUNT,
+            "description": "tasks in error by error_code, the most frequent first",
+        },
+        "timeline": {
+            "type": "object",
+            "required": ["start", "end", "bucket_seconds", "slots"],
+            "properties": {
+                "start": {"type": "string", "format": "date-time"},
+                "end": {"type": "string", "format": "date-time"},
+                "bucket_seconds": {"type": "number"},
+                "slots": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["start", "success", "error", "mean_seconds", "max_seconds"],
+                        "properties": {
+                            "start": {"type": "string", "format": "date-time"},
+                            "success": COUNT,
+                            "error": COUNT,
+                            "mean_seconds": SECONDS,
+                            "max_seconds": SECONDS,
+                        },
+                    },
+                },
+            },
+            "description": "the tasks that ended in the window, slot by slot (oldest"
+            " first): how many in each status, and the mean and longest run time of those"
+            " that ran",
+        },
+        "lanes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["lane", "queued", "running", "slots"],
+                "properties": {
+                    "lane": {"type": "string", "enum": ["light", "interactive", "batch"]},
+                    "queued": COUNT,
+                    "running": COUNT,
+                    "slots": COUNT,
+                },
+            },
+            "description": "this node's lanes (every account's tasks): tasks waiting,"
+            " slots busy, slots in all",
+        },
+    },
+}
+
+
+def bounded(request: web.Request, name: str, bounds: tuple[int, int, int]) -> int:
+    """An integer query parameter from ``bounds[0]`` to ``bounds[1]`` (``bounds[2]`` when
+    absent); anything else is a 400."""
+    least, most, default = bounds
+    raw = request.query.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        number = least - 1
+    if not least <= number <= most:
+        raise RequestError(name, f"{name} must be an integer from {least} to {most}", "querystring")
+    return number
+
+
+@documented(
+    {
+        "summary": "Counts of the account's tasks by status and error code, and a timeline",
+        "description": "What the dashboard's tiles show: the counts are those GET /v2/tasks"
+        " pages through with the same filters.",
+        "operationId": "v2_tasks_summary",
+        "tags": ["v2"],
+        "parameters": [
+            query("task_name", STRING, "only tasks of this task name"),
+            query("created_after", TIME, "count only tasks created at or after this time"),
+            query("created_before", TIME, "count only tasks created before this time"),
+            query(
+                "window",
+                {
+                    "type": "integer",
+                    "minimum": WINDOW[0],
+                    "maximum": WINDOW[1],
+                    "default": WINDOW[2],
+                },
+                "the timeline's span, in seconds up to now",
+            ),
+            query(
+                "buckets",
+                {
+                    "type": "integer",
+                    "minimum": BUCKETS[0],
+                    "maximum": BUCKETS[1],
+                    "default": BUCKETS[2],
+                },
+                "the timeline's slots",
+            ),
+        ],
+        "responses": {
+            "200": json_answer(SUMMARY, "counts, errors by code, timeline and lanes"),
+            **errors(400, 401, 503),
+        },
+    }
+)
+async def summary(request: web.Request) -> web.StreamResponse:
+    st = state(request)
+    account = await st.auth.authenticate(credentials_of(request, {}))
+    task_name = request.query.get("task_name", "").strip()
+    seconds, buckets = bounded(request, "window", WINDOW), bounded(request, "buckets", BUCKETS)
+    # Slots on multiples of their length (the last one reaching past now): a page that
+    # asks again sees the same slots, grown, not shifted.
+    step = seconds / buckets
+    window = Window(float(seconds), buckets, math.ceil(time.time() / step) * step)
+    return json_response(
+        await overview(
+            st.db,
+            st.scheduler,
+            account.id,
+            task_name=task_name or None,
+            after=optional_time(request, "created_after"),
+            before=optional_time(request, "created_before"),
+            window=window,
+        )
     )

@@ -178,7 +178,9 @@ async def create(request: web.Request) -> web.StreamResponse:
         # Followed from before they are queued, so no end can slip past the subscription.
         with service.bus.subscribe([], service.queue_size(len(definitions))) as sub:
             created = await asyncio.shield(service.create(account, definitions, watch=sub))
-            return json_response(await service.until_ended(account, created, sub, version))
+            with streams(request).hold(account.id, request):  # may wait as long as a stream
+                ended = await service.until_ended(account, created, sub, version)
+            return json_response(ended)
     created = await asyncio.shield(service.create(account, definitions))
     return json_response([in_version(doc, version) for _, doc in created])
 
@@ -234,7 +236,9 @@ async def status(request: web.Request) -> web.StreamResponse:
     version = version_of(request)
     details = option(request, body, "details")
     if option(request, body, "block"):
-        return json_response(await service.wait(account, keys, version, details))
+        with streams(request).hold(account.id, request):  # may wait as long as a stream
+            docs = await service.wait(account, keys, version, details)
+        return json_response(docs)
     return json_response(await service.statuses(account, keys, version, details))
 
 

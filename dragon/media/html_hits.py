@@ -34,6 +34,10 @@ from dragon.net.url_policy import MAX_URL_LENGTH, url_problem
 # Per kind. The result document is stored and served with every status poll, so a page
 # with 50,000 thumbnails must not make it megabytes long.
 MAX_HITS = 1000
+# And at most this many bytes of URLs per kind: 1,000 URLs of 2 KB (the longest a URL may
+# be) made a 4 MB result, and a status of 1,000 such tasks a 4 GB answer. Pages' media URLs
+# are a few hundred bytes, so the count is what cuts a real page.
+MAX_HIT_BYTES = 256 * 1024
 MAX_TITLE_CHARS = 1000
 # Where a ``<meta charset>`` is looked for. The HTML standard's prescan reads 1,024 bytes;
 # pages that put a large comment or script first still declare it within a few KB.
@@ -381,11 +385,13 @@ def _size(value: object) -> int | None:
 
 
 def _mime(value: object) -> str | None:
-    """``video/mp4; codecs=...`` -> ``video/mp4``; None for anything not type/subtype."""
+    """``video/mp4; codecs=...`` -> ``video/mp4``; None for anything not type/subtype, or
+    longer than a media type may be (127 characters each side, RFC 6838): text the page
+    wrote, which the result would otherwise carry whole, megabytes of it."""
     if not isinstance(value, str):
         return None
-    mime = value.split(";", 1)[0].strip().lower()
-    return mime if re.fullmatch(r"[a-z0-9.+-]+/[a-z0-9.+-]+", mime) else None
+    mime = value[:300].split(";", 1)[0].strip().lower()
+    return mime if re.fullmatch(r"[a-z0-9.+-]{1,127}/[a-z0-9.+-]{1,127}", mime) else None
 
 
 def parse_srcset(value: str) -> list[tuple[str, list[str]]]:
@@ -443,6 +449,7 @@ class _Page:
     def __init__(self, base: str) -> None:
         self.base = base
         self.hits: dict[str, dict[str, Hit]] = {"images": {}, "videos": {}}
+        self.room = dict.fromkeys(self.hits, MAX_HIT_BYTES)  # bytes of URLs left per kind
         self.truncated: set[str] = set()
         self.resolved: dict[str, str | None] = {}  # raw attribute value -> absolute URL
         self.og_title: str | None = None
@@ -461,13 +468,13 @@ class _Page:
     ) -> Hit | None:
         """Add (or complete) the hit for ``value``; a later sighting only fills gaps.
 
-        Once a kind holds ``MAX_HITS``, later values are not even resolved: a huge page
-        costs no more than a page with ``MAX_HITS`` media.
+        Once a kind holds ``MAX_HITS`` (or ``MAX_HIT_BYTES`` of URLs), later values are not
+        even resolved: a huge page costs no more than a page with ``MAX_HITS`` media.
         """
         hits = self.hits[kind]
         if not isinstance(value, str) or not value:
             return None
-        if len(hits) >= MAX_HITS:
+        if len(hits) >= MAX_HITS or self.room[kind] <= 0:
             self.truncated.add(kind)
             return None
         if value not in self.resolved:
@@ -477,6 +484,11 @@ class _Page:
             return None
         hit = hits.get(url)
         if hit is None:
+            if len(url) > self.room[kind]:
+                self.room[kind] = 0
+                self.truncated.add(kind)
+                return None
+            self.room[kind] -= len(url)
             hit = hits[url] = {"url": url, "source": source}
         for key, extra in (("width", width), ("height", height), ("mime", mime)):
             if extra is not None:

@@ -43,7 +43,14 @@ SENSITIVE_WORDS = (
     "keypairid",
     "googleaccessid",
     "sig",
+    "jwt",
+    "hmac",
+    "passphrase",
+    "session",
 )
+# Names that hold credentials only when that is the whole name (``auth`` of Firebase and
+# many APIs; ``author`` holds none).
+SENSITIVE_NAMES = ("auth", "pwd", "pass")
 NOT_SENSITIVE = ("taskkey",)  # a task's key names the task, it grants nothing
 
 # A query parameter in free text: preceded by ?, & or ;.
@@ -62,6 +69,9 @@ _TOKEN = re.compile(
     r"([A-Za-z0-9+/=_\-.~]{8,10000})"
 )
 _WEBHOOK_SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
+# The ``user:password@`` of a URL (refused at create time, but echoed in its refusal).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{0,30}://)[^/\s?#@\"'<>]{1,1000}@")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.\-]{0,30}://\S*")
 _TOKEN_WORDS = ("secret", "api", "bearer", "oauth")  # what _TOKEN needs, in lower case
 
 
@@ -80,7 +90,11 @@ def sensitive(name: str) -> bool:
     norm = normalised_name(name)
     if norm in NOT_SENSITIVE:
         return False
-    return any(word in norm for word in SENSITIVE_WORDS) or norm.endswith("key") or norm == "pass"
+    return (
+        any(word in norm for word in SENSITIVE_WORDS)
+        or norm.endswith("key")
+        or norm in SENSITIVE_NAMES
+    )
 
 
 def redact_query(query: str) -> str:
@@ -98,12 +112,37 @@ def redact_query(query: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """A URL or path with the credentials of its query masked."""
+    """A URL or path with the credentials of its query (and its ``user:password@``) masked."""
     head, sep, query = url.partition("?")
+    head = without_userinfo(head)
     if not sep:
-        return url
+        return head
     query, hsep, fragment = query.partition("#")
     return f"{head}?{redact_query(query)}{hsep}{fragment}"
+
+
+def without_userinfo(text: str, mask: str = MASK) -> str:
+    """``text`` with the ``user:password@`` of every URL in it masked."""
+    if "@" not in text or "://" not in text:
+        return text
+    return _USERINFO.sub(lambda m: f"{m[1]}{mask}@", text)
+
+
+def masked_url(value: str, mask: str = MASK) -> str:
+    """A parameter's value as ``details`` shows it: a URL keeps its scheme, host and path
+    (its ``user:password@`` masked) and loses its whole query, which is where signed URLs
+    carry their credentials, whatever the parameters are called; a text holding URLs (an
+    SXML definition) loses their ``user:password@`` and credential-named query values (the
+    rest of it, prose included, is shown as written)."""
+    if _URL.fullmatch(value):
+        head, sep, _ = value.partition("?")
+        return without_userinfo(head, mask) + (f"?{mask}" if sep else "")
+    if "://" not in value:
+        return value
+    return _PARAM.sub(
+        lambda m: f"{m['lead']}{m['name']}={mask}" if sensitive(m["name"]) else m[0],
+        without_userinfo(value, mask),
+    )
 
 
 def _may_hold_names(text: str) -> bool:
@@ -113,13 +152,18 @@ def _may_hold_names(text: str) -> bool:
     does, and the two costliest patterns need not run: every log line passes here, and most
     (an access log line of a status poll) hold nothing."""
     norm = normalised_name(text)
-    return "key" in norm or "pass" in norm or any(word in norm for word in SENSITIVE_WORDS)
+    return (
+        "key" in norm
+        or any(word in norm for word in SENSITIVE_NAMES)
+        or any(word in norm for word in SENSITIVE_WORDS)
+    )
 
 
 def by_shape(text: str) -> str:
     """Free text (a message, a traceback) with anything that looks like a credential masked."""
     if not text:
         return text
+    text = without_userinfo(text)
     if _may_hold_names(text):
         text = _PARAM.sub(
             lambda m: f"{m['lead']}{m['name']}={MASK}" if sensitive(m["name"]) else m[0], text

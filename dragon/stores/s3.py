@@ -52,6 +52,14 @@ def _storage_errors() -> Iterator[None]:
         raise S3Failed("S3: " + _URL.sub("the storage endpoint", str(exc))) from exc
 
 
+def _code(exc: S3Failed) -> str:
+    """The S3 error code behind ``exc`` (``NoSuchUpload``, ``404``...), or ""."""
+    cause = exc.__cause__
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
 def _read(path: Path, offset: int, size: int) -> bytes:
     with open(path, "rb") as f:
         f.seek(offset)
@@ -159,6 +167,85 @@ class S3Backend(Backend):
                 ExpiresIn=self.presign_seconds,
             )
         return url
+
+    # -- resumable uploads held in the bucket (engine/upload_parts.py) ---------------------
+    async def start_parts(self, key: str) -> str:
+        """A new multipart upload at ``key``; its UploadId."""
+        with _storage_errors():
+            answer = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key)
+        upload_id: str = answer["UploadId"]
+        return upload_id
+
+    async def put_part(self, key: str, upload_id: str, number: int, body: bytes) -> str:
+        """Part ``number`` of the multipart upload; its ETag."""
+        with _storage_errors():
+            answer = await self._client.upload_part(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+            )
+        etag: str = answer["ETag"]
+        return etag
+
+    async def join_parts(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> bool:
+        """Complete the multipart upload with ``parts`` (number, ETag), ascending; False
+        when S3 no longer knows it (completed or aborted before)."""
+        listed = [{"PartNumber": number, "ETag": etag} for number, etag in parts]
+        try:
+            with _storage_errors():
+                await self._client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": listed},
+                )
+        except S3Failed as exc:
+            if _code(exc) == "NoSuchUpload":
+                return False
+            raise
+        return True
+
+    async def abort_parts(self, key: str, upload_id: str) -> None:
+        """Abort the multipart upload (S3 drops its parts); one already gone is no error."""
+        try:
+            with _storage_errors():
+                await self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id
+                )
+        except S3Failed as exc:
+            if _code(exc) != "NoSuchUpload":
+                raise
+
+    async def put(self, key: str, body: bytes) -> None:
+        with _storage_errors():
+            await self._client.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    async def size(self, key: str) -> int | None:
+        """The size of the object at ``key``; None when there is none."""
+        try:
+            with _storage_errors():
+                answer = await self._client.head_object(Bucket=self.bucket, Key=key)
+        except S3Failed as exc:
+            if _code(exc) in ("404", "NoSuchKey"):
+                return None
+            raise
+        size: int = answer["ContentLength"]
+        return size
+
+    async def delete_under(self, prefix: str) -> None:
+        """Delete every object whose key starts with ``prefix``."""
+        page: dict[str, str] = {}
+        with _storage_errors():
+            while True:
+                listing = await self._client.list_objects_v2(
+                    Bucket=self.bucket, Prefix=prefix, **page
+                )
+                keys = [{"Key": o["Key"]} for o in listing.get("Contents", [])]
+                if keys:
+                    await self._client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True}
+                    )
+                if not listing.get("IsTruncated"):
+                    return
+                page = {"ContinuationToken": listing["NextContinuationToken"]}
 
     async def copy_to(self, location: str, dest: Path) -> None:
         """Stream the object at ``location`` to ``dest``, a chunk in memory at a time."""

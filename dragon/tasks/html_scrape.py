@@ -57,5 +57,8 @@ async def run(ctx: TaskContext) -> dict[str, Any]:
         if kind == "page_title":
             ctx.warn(f"page_title is cut to its first {html_hits.MAX_TITLE_CHARS} characters")
         else:
-            ctx.warn(f"only the first {html_hits.MAX_HITS} {kind} of the page are listed")
+            ctx.warn(
+                f"only the first {kind} of the page are listed (at most {html_hits.MAX_HITS},"
+                f" and {html_hits.MAX_HIT_BYTES // 1024} KB of URLs)"
+            )
     return found

@@ -52,7 +52,7 @@ from dragon.stores.backends import Backend, LocalBackend
 from dragon.stores.s3 import S3Backend
 from dragon.tasks import load_tasks
 from dragon.web import dashboard
-from dragon.web.connections import connection_limit, streams_per_account
+from dragon.web.connections import connection_limit, streams_per_account, unread_bodies
 from dragon.web.http_metrics import metrics_middleware, serve_metrics
 
 log = logging.getLogger("dragon")
@@ -95,6 +95,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/metrics", serve_metrics)
     r.add_get("/v2/events", events.events)
     r.add_get("/v2/tasks", task_list.list_tasks)
+    r.add_get("/v2/tasks/summary", task_list.summary)
     dashboard.setup(r)
 
 
@@ -216,7 +217,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     else:
         backend = LocalBackend(settings.files_path, settings.base_url)
     st.stores = Stores(st.db, backend, settings, st.fetcher, settings.store_modules)
-    st.uploads = Uploads(st.db, settings)
+    # Several nodes: an upload's bytes go to the shared bucket, so any node takes its next
+    # PATCH; on one node they stay in the data folder.
+    shared = backend if settings.database_url and isinstance(backend, S3Backend) else None
+    st.uploads = Uploads(st.db, settings, shared)
     st.scheduler = Scheduler(
         settings=settings,
         database=st.db,
@@ -304,7 +308,8 @@ MALFORMED_REQUESTS = MalformedRequests()
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, error_middleware], client_max_size=settings.max_body_bytes
+        middlewares=[unread_bodies, metrics_middleware, error_middleware],
+        client_max_size=settings.max_body_bytes,
     )
     logging.getLogger("aiohttp.server").addFilter(
         MALFORMED_REQUESTS

@@ -10,15 +10,17 @@ task would fail. Two defences:
   408 when a request body stalls that long.
 - At most ``connection_limit`` connections are open at once. When a new one would pass
   the limit, the oldest idle connection (waiting for a request, or for the rest of a
-  request head) is closed to make room, as nginx reuses its keep-alive connections; if
+  request head, or answered and dropping the rest of a body nobody read) is closed to
+  make room, as nginx reuses its keep-alive connections; if
   none is idle, the oldest one still sending its request body is answered 503 and closed
   (nothing was done for it yet, and a body that stalls is cut off after
   ``api.request.BODY_STALL_SECONDS`` anyway). So sockets that send a head and a byte of
   body, however many a client opens, cannot lock new clients out. Only when every
   connection is in the middle of handling a request is the new one answered a bare 503
   with ``Retry-After`` and closed, so its descriptor is freed at once. Long-lived streams
-  are shared between accounts by ``handlers.events.AccountStreams`` (each account holds
-  at most ``streams_per_account`` of them; its oldest goes first).
+  and requests waiting for tasks to end are shared between accounts by
+  ``handlers.events.AccountStreams`` (each account holds at most ``streams_per_account``
+  of them; its oldest goes first).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import resource
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
 
 from dragon.config import Settings
@@ -96,6 +99,42 @@ def reading_body(handler: RequestHandler) -> bool:
     )
 
 
+# Connections whose request was answered before its body was read (a GET with a body, an
+# unknown route, a refusal), by id: aiohttp then "lingers", reading and dropping the rest of
+# the body for up to 10 s, and such a connection is neither idle nor reading for a handler.
+_UNREAD: dict[int, RequestHandler] = {}
+_UNREAD_PRUNE = 1024  # entries past which the closed ones are dropped
+
+
+@web.middleware
+async def unread_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Note a request answered with its body unread, so that, at the connection cap, its
+    connection (which then only drops the rest of that body) can be closed to make room
+    like one whose body stalls; before, 20 GETs with a stalled body locked every other
+    client out for 10 s, again and again."""
+    protocol = request.protocol
+    _UNREAD.pop(id(protocol), None)
+    try:
+        return await handler(request)
+    finally:
+        if request.body_exists and not request.content.is_eof():
+            if len(_UNREAD) >= _UNREAD_PRUNE:
+                for key in [k for k, h in _UNREAD.items() if h.transport is None]:
+                    del _UNREAD[key]
+            _UNREAD[id(protocol)] = protocol
+
+
+def lingering(handler: RequestHandler) -> bool:
+    """Whether an aiohttp connection has answered its request and only drops the rest of a
+    body nobody read (``unread_bodies``)."""
+    return (
+        _UNREAD.get(id(handler)) is handler
+        and getattr(handler, "transport", None) is not None
+        and not getattr(handler, "_request_in_progress", True)
+        and getattr(handler, "_waiter", None) is None
+    )
+
+
 def streams_per_account(limit: int) -> int:
     """Long-lived streams one account may hold: a quarter of the connections (at least 4,
     a few followers for a command line and a dashboard), so one account's streams cannot
@@ -123,10 +162,12 @@ class ConnectionLimit:
 
     @staticmethod
     def _make_room(others: list[RequestHandler]) -> bool:
-        """Close the oldest idle connection, else the oldest still sending its body (told
-        503 first); False when every other connection is busy handling a request."""
-        oldest_idle = next((h for h in others if idle(h)), None)
+        """Close the oldest idle connection (or answered one dropping an unread body), else
+        the oldest still sending its body (told 503 first); False when every other
+        connection is busy handling a request."""
+        oldest_idle = next((h for h in others if idle(h) or lingering(h)), None)
         if oldest_idle is not None:
+            _UNREAD.pop(id(oldest_idle), None)
             oldest_idle.force_close()
             return True
         stalled = next((h for h in others if reading_body(h)), None)

@@ -3,6 +3,10 @@
 The label is the template the request matched (``/storage/{location}``), never the raw
 path, so task keys, file names and query strings (credentials included) never become
 series. A request that matched no route is counted under ``other``.
+
+The labelled series are looked up once per label set and kept here: prometheus_client's
+``labels()`` validates and locks on every call, which on a status poll cost more than the
+count itself. The label sets are bounded (routes, methods and status codes), so is the cache.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import Counter, Histogram
 
 from dragon.api.openapi import PUBLIC, documented, file_answer
 from dragon.engine import metrics
 
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+_requests: dict[tuple[str, str, int], Counter] = {}  # (route, method, code) -> its counter
+_latencies: dict[str, Histogram] = {}  # route -> its histogram
 
 
 def route_of(request: web.Request) -> str:
@@ -36,10 +44,21 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         code = exc.status
         raise
     finally:
-        route = route_of(request)
-        method = request.method if request.method in METHODS else metrics.OTHER
-        metrics.HTTP_REQUESTS.labels(route, method, str(code)).inc()
-        metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - start)
+        _count(route_of(request), request.method, code, time.perf_counter() - start)
+
+
+def _count(route: str, method: str, code: int, seconds: float) -> None:
+    method = method if method in METHODS else metrics.OTHER
+    counter = _requests.get((route, method, code))
+    if counter is None:
+        counter = _requests[route, method, code] = metrics.HTTP_REQUESTS.labels(
+            route, method, str(code)
+        )
+    counter.inc()
+    latency = _latencies.get(route)
+    if latency is None:
+        latency = _latencies[route] = metrics.HTTP_LATENCY.labels(route)
+    latency.observe(seconds)
 
 
 @documented(

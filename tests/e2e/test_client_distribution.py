@@ -5,40 +5,15 @@ commands work against a live server."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-CLIENT_DIR = Path(__file__).resolve().parents[2] / "clients" / "python"
+from tests.support.client_venv import clean_env
+
 SERVER_ONLY = ("aiohttp", "numpy", "scipy", "asyncpg", "aiobotocore", "PIL", "marshmallow")
-
-
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory) -> Path:
-    """A fresh venv with nothing but the client distribution (and what it requires)."""
-    root = tmp_path_factory.mktemp("client-venv")
-    subprocess.run([sys.executable, "-m", "venv", str(root / "venv")], check=True)
-    python = root / "venv" / "bin" / "python"
-    installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(CLIENT_DIR)],
-        capture_output=True,
-        text=True,
-        cwd=root,
-    )
-    assert installed.returncode == 0, installed.stderr
-    return root / "venv"
-
-
-def clean_env(server=None) -> dict[str, str]:
-    """The test's environment without anything that would reach this checkout."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    if server is not None:
-        env.update(DRAGON_URL=server.url, DRAGON_SECRET=server.secret)
-    return env
 
 
 def run_in(venv: Path, *argv: str, server=None, cwd: Path) -> subprocess.CompletedProcess:
@@ -46,15 +21,17 @@ def run_in(venv: Path, *argv: str, server=None, cwd: Path) -> subprocess.Complet
         [str(venv / "bin" / argv[0]), *argv[1:]],
         capture_output=True,
         text=True,
-        env=clean_env(server),
+        env=clean_env(
+            None if server is None else {"DRAGON_URL": server.url, "DRAGON_SECRET": server.secret}
+        ),
         cwd=cwd,
         timeout=120,
     )
 
 
 @pytest.mark.timeout(600)
-def test_the_client_installs_alone_with_httpx_only(venv, tmp_path):
-    listed = run_in(venv, "python", "-m", "pip", "list", "--format=json", cwd=tmp_path)
+def test_the_client_installs_alone_with_httpx_only(client_venv, tmp_path):
+    listed = run_in(client_venv, "python", "-m", "pip", "list", "--format=json", cwd=tmp_path)
     names = {p["name"].lower() for p in json.loads(listed.stdout)}
     assert {"dragon-client", "httpx"} <= names
     assert not names & {"dragon", "aiohttp", "numpy", "rich", "asyncpg", "pillow"}, names
@@ -66,15 +43,15 @@ def test_the_client_installs_alone_with_httpx_only(venv, tmp_path):
         print(importlib.util.find_spec("dragon.cli") is None)
         """
     )
-    done = run_in(venv, "python", "-c", probe, cwd=tmp_path)
+    done = run_in(client_venv, "python", "-c", probe, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     where, found, no_server = done.stdout.splitlines()
-    assert where.startswith(str(venv)) and found == "[]" and no_server == "True"
+    assert where.startswith(str(client_venv)) and found == "[]" and no_server == "True"
 
 
 @pytest.mark.timeout(600)
 def test_client_and_commands_from_the_distribution_against_a_live_server(
-    venv, make_server, tmp_path
+    client_venv, make_server, tmp_path
 ):
     server = make_server()
     program = textwrap.dedent(
@@ -93,20 +70,20 @@ def test_client_and_commands_from_the_distribution_against_a_live_server(
         print(json.dumps({"done": done, "listed": listed, "refused": refused}))
         """
     )
-    ran = run_in(venv, "python", "-c", program, server=server, cwd=tmp_path)
+    ran = run_in(client_venv, "python", "-c", program, server=server, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
     answer = json.loads(ran.stdout)
     assert answer["done"]["status"] == "success" and answer["done"]["result"] == "Hello light"
     assert answer["listed"] == [answer["done"]["key"]] and answer["refused"] == 400
 
-    version = run_in(venv, "dragon", "--version", cwd=tmp_path)
+    version = run_in(client_venv, "dragon", "--version", cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.strip() == "dragon-client 0.1.0"
-    cli = run_in(venv, "dragon", "run", "hello", "name=cli", server=server, cwd=tmp_path)
+    cli = run_in(client_venv, "dragon", "run", "hello", "name=cli", server=server, cwd=tmp_path)
     assert cli.returncode == 0, cli.stderr
     assert json.loads(cli.stdout)["result"] == "Hello cli"
-    tasks = run_in(venv, "dragon", "tasks", "--limit", "2", server=server, cwd=tmp_path)
+    tasks = run_in(client_venv, "dragon", "tasks", "--limit", "2", server=server, cwd=tmp_path)
     assert tasks.returncode == 0, tasks.stderr
     keys = [json.loads(line)["key"] for line in tasks.stdout.splitlines()]
     assert keys[1] == answer["done"]["key"] and len(keys) == 2
-    serve = run_in(venv, "dragon", "serve", cwd=tmp_path)  # the server's command is not here
+    serve = run_in(client_venv, "dragon", "serve", cwd=tmp_path)  # the server's command is not here
     assert serve.returncode == 2 and "invalid choice" in serve.stderr

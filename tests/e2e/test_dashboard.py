@@ -1,5 +1,6 @@
 """/dashboard in a real headless Chromium: sign in, a task created through the API appears
-and turns success without a reload, its diagnostics show when it fails."""
+and turns success without a reload, its details (previews, diagnostics when it fails) show
+when its row is opened. The overview is tested in test_dashboard_overview.py."""
 
 from __future__ import annotations
 
@@ -75,27 +76,37 @@ def test_create_form_preview_filters_and_diagnostics(server, page, origin, tmp_p
     page.click("#sign-in-form button")
     page.wait_for_selector("#connection[data-state=live]", timeout=15_000)
 
+    page.click("#create-panel summary")  # the form is folded away at first
     page.fill("#task-name", "image.thumb")
     page.fill("#task-params", f'{{"url": "{origin.url}/dash/pic.png", "width": 40}}')
     page.click("#create-form button")
     done = page.wait_for_selector(
         "tr[data-name='image.thumb'][data-status=success]", timeout=30_000
     )
-    preview = done.query_selector("img.preview")
-    assert preview is not None
+    # The compact row links the output; its details (opened) show the preview. A row is
+    # drawn again when its task's document changes: found by its key, not held.
+    done_key = done.get_attribute("data-key")
+    assert row(page, done_key).locator("img.preview").count() == 0
+    assert row(page, done_key).locator(".result a").count() == 1
+    row(page, done_key).locator("button.expand").click()
+    preview = page.wait_for_selector(f'tr[data-details-of="{done_key}"] img.preview')
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=preview)
 
     [failed] = server.create([{"task_name": "test.file", "fail": True}])
-    page.wait_for_selector(f'tr[data-key="{failed["key"]}"] details.diagnostics', timeout=10_000)
     failed_row = row(page, failed["key"])
+    failed_row.wait_for(timeout=10_000)
     assert "invalid_media: asked to fail" in failed_row.inner_text()
-    failed_row.locator("summary").click()
-    assert '"attempts": 1' in failed_row.locator("pre").inner_text()
+    failed_row.locator("button.expand").click()
+    details = page.locator(f'tr[data-details-of="{failed["key"]}"]')
+    details.locator("details.diagnostics").wait_for(timeout=10_000)
+    details.locator("summary").click()
+    assert '"attempts": 1' in details.locator("pre").inner_text()
 
     # A filter asks the server for its tasks and draws them again: wait for the redraw.
-    done_row = row(page, done.get_attribute("data-key"))
+    done_row = row(page, done_key)
     page.select_option("#filter-status", "error")
     done_row.wait_for(state="hidden", timeout=10_000)
+    assert page.locator(f'tr[data-details-of="{done_row.get_attribute("data-key")}"]').is_hidden()
     assert failed_row.is_visible()
     page.select_option("#filter-status", "")
     page.select_option("#filter-name", "image.thumb")
@@ -138,7 +149,10 @@ def test_a_video_result_gets_a_playable_preview(server, page, origin, tmp_path):
         [{"task_name": "video.convert", "url": origin.url + "/dash/clip.mp4", "width": 160}]
     )
     assert done["status"] == "success", done
-    preview = page.wait_for_selector(f'tr[data-key="{done["key"]}"] video.preview', timeout=15_000)
+    row(page, done["key"]).locator("button.expand").click(timeout=15_000)
+    preview = page.wait_for_selector(
+        f'tr[data-details-of="{done["key"]}"] video.preview', timeout=15_000
+    )
     # The browser read the stored MP4's metadata: a real, playable preview.
     page.wait_for_function(
         "v => v.readyState >= 1 && v.videoWidth === 160", arg=preview, timeout=15_000

@@ -74,6 +74,29 @@ def test_large_definitions_do_not_grow_the_result_cache(dragon_server):
     assert grown < 40_000_000, (grown, time.monotonic() - started)
 
 
+def test_large_results_do_not_grow_the_ended_documents_cache(dragon_server):
+    """The documents of ended tasks are kept for the next poll, at most 10,000 of them; a
+    result may be megabytes, so the cache is bounded in bytes too. Before, 50 polled
+    results of 4 MB grew the server by about 230 MB (and 10,000 would have held 40 GB)."""
+
+    def create_and_poll(n: int) -> None:
+        tasks = [{"task_name": "test.result", "size": 4_000_000} for _ in range(10)]
+        docs = dragon_server.create(tasks)
+        assert all(d["status"] == "success" for d in docs), docs[0].get("error")
+        keys = [d["key"] for d in docs]
+        for _ in range(2):  # polled again, from the cache
+            r = dragon_server.request("POST", "/v2/status", {"tasks": keys})
+            assert r.status == 200 and len(r.body) > 40_000_000
+
+    create_and_poll(0)  # warm up: allocator arenas, database pages, first-task imports
+    before = rss_bytes(dragon_server)
+    for n in range(1, 6):
+        create_and_poll(n)
+    grown = rss_bytes(dragon_server) - before
+    # Kept whole, the 50 documents held about 230 MB; within the byte bound, at most 64 MB.
+    assert grown < 100_000_000, grown
+
+
 # -- item 7: the connection cap cannot be held by stalled bodies or one account's streams ----
 
 
@@ -145,6 +168,121 @@ def test_one_accounts_streams_cannot_take_every_connection(make_server):
         ]
     finally:
         for s in streams:
+            s.close()
+
+
+def test_the_public_api_key_cannot_close_the_secrets_streams(make_server):
+    """The api key is public in web pages: whoever copies it and opens streams closes the
+    oldest streams of the api key, never the ones the account opened with its secret."""
+    server = make_server(env={"DRAGON_MAX_CONNECTIONS": "20"})  # 5 streams each
+    own = [follow_events(server, server.secret) for _ in range(2)]
+    host = "http://app.example"
+    copied = []
+    try:
+        for _ in range(12):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(
+                f"GET /v2/events?follow=true HTTP/1.1\r\nHost: x\r\nOrigin: {host}\r\n"
+                f"Authorization: Api-Key {server.api_key}\r\n\r\n".encode()
+            )
+            assert s.recv(65536).startswith(b"HTTP/1.1 200"), "the stream did not start"
+            copied.append(s)
+        closed = closed_within({str(i): s for i, s in enumerate(own + copied)}, 3)
+        assert [i for i, answer in closed.items() if answer is None] == [
+            "0",
+            "1",
+            "9",
+            "10",
+            "11",
+            "12",
+            "13",
+        ]
+    finally:
+        for s in own + copied:
+            s.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",  # a route that reads no body
+        b"POST /no/such/route HTTP/1.1\r\nHost: x\r\n",  # a 404
+        b"POST /v2/create HTTP/1.1\r\nHost: x\r\nAuthorization: Secret nope\r\n"
+        b"Content-Length: 99999999999\r\n",  # refused (413) before its body is read
+    ],
+    ids=["get", "unknown-route", "refused"],
+)
+def test_answered_requests_with_a_stalled_body_cannot_hold_the_connection_cap(make_server, head):
+    """A request answered before its body was read (aiohttp then reads and drops the rest
+    for 10 s) does not count as busy at the cap: a new client makes room."""
+    server = make_server(env={"DRAGON_MAX_CONNECTIONS": "20"})
+    if b"Content-Length" not in head:
+        head += b"Content-Length: 100000\r\n"
+    sockets = []
+    try:
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(head + b"\r\nx")
+            sockets.append(s)
+        for s in sockets:  # every one answered; each connection still open, dropping a body
+            assert s.recv(65536).startswith(b"HTTP/1.1 "), "no answer"
+        r = server.request("POST", "/v2/create", {"tasks": [{"task_name": "hello"}]})
+        assert r.status == 200, r.body
+    finally:
+        for s in sockets:
+            s.close()
+
+
+WAITS = {
+    "status": lambda key: ("POST", "/v2/status", {"tasks": [key], "block": True}),
+    "create": lambda key: (
+        "POST",
+        "/v2/create",
+        {"tasks": [{"task_name": "test.sleep", "seconds": 60}], "block": True},
+    ),
+    "file": lambda key: ("GET", f"/v1/file?task={key}", None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WAITS))
+def test_one_accounts_blocked_requests_cannot_take_every_connection(make_server, kind):
+    """Requests that wait for tasks to end (``block=true``, ``/v1/file``) are held for as
+    long as a stream: they count as the account's streams, its oldest closed first."""
+    server = make_server(env={"DRAGON_MAX_CONNECTIONS": "20"})  # 5 streams per account
+    other = server.create_account("other-account")
+    [sleeping] = server.create([{"task_name": "test.sleep", "seconds": 60}], block=False)
+    method, path, body = WAITS[kind](sleeping["key"])
+    data = json.dumps(body).encode() if body is not None else b""
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Secret {server.secret}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    waiting = []
+    try:
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            s.sendall(head + data)
+            waiting.append(s)
+            time.sleep(0.1)  # in order: the oldest are the first
+        time.sleep(1)
+        r = server.request(
+            "POST",
+            "/v2/create",
+            {"tasks": [{"task_name": "hello", "name": "x"}], "block": True},
+            headers={"Authorization": f"Secret {other['secret']}"},
+        )
+        assert r.status == 200, r.body
+        assert r.json()[0]["status"] == "success"
+        closed = closed_within({str(i): s for i, s in enumerate(waiting)}, 3)
+        assert [i for i, answer in closed.items() if answer is None] == [
+            "15",
+            "16",
+            "17",
+            "18",
+            "19",
+        ]
+    finally:
+        for s in waiting:
             s.close()
 
 
@@ -228,3 +366,36 @@ def test_malformed_requests_cannot_flood_the_log(make_server):
     others = [line for line in added if line not in malformed]
     assert all("aiohttp.access" in line for line in others), others[:5]
     assert len(others) <= 201 and len("\n".join(added)) < 30_000
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /v2/create HTTP/1.1\r\nContent-Encoding: gzip\r\n",
+        b"POST /v2/status HTTP/1.1\r\nContent-Encoding: deflate\r\n",
+        b"POST /v2/uploads HTTP/1.1\r\nTus-Resumable: 1.0.0\r\nUpload-Length: 10\r\n"
+        b"Content-Type: application/offset+octet-stream\r\nContent-Encoding: gzip\r\n",
+    ],
+    ids=["create-gzip", "status-deflate", "upload-gzip"],
+)
+def test_a_body_that_does_not_decompress_is_a_400_not_a_traceback(make_server, head):
+    """A compressed body that is not what its Content-Encoding says fails while the handler
+    reads it, past aiohttp's own checks: a 400 saying so, and no traceback in the log."""
+    server = make_server()
+    before = len(server.log().splitlines())
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(
+                head
+                + f"Host: x\r\nAuthorization: Secret {server.secret}\r\n".encode()
+                + b"Content-Length: 10\r\n\r\nnot gzip!!"
+            )
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        assert b"the request body is malformed: Can not decode content-encoding" in answer
+    time.sleep(0.5)
+    added = server.log().splitlines()[before:]
+    assert "Traceback" not in "\n".join(added), added[:20]
+    assert all("aiohttp.access" in line for line in added), added[:5]

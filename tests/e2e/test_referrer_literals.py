@@ -21,7 +21,18 @@ def _create_from(server, account, referrer: str):
     )
 
 
-@pytest.mark.parametrize("referrer", ["http://1:3000/", "http://[::2]:3000/", "http://[::1]:3001/"])
+@pytest.mark.parametrize(
+    "referrer",
+    [
+        "http://1:3000/",
+        "http://[::2]:3000/",
+        "http://[::1]:3001/",
+        # Text after the brackets, which Python's URL parser drops from the host:
+        "http://[::1].evil.com:3000/",
+        "http://[::1]evil.com:3000/",
+        "http://[::1]:3000:3000/",
+    ],
+)
 def test_an_ipv6_pattern_is_not_a_character_class(dragon_server, local_app_account, referrer):
     r = _create_from(dragon_server, local_app_account, referrer)
     assert r.status == 401, (referrer, r.body)

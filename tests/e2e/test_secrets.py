@@ -9,6 +9,7 @@ tries") as on the others. A signed URL that fails shows no signature or credenti
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import urllib.parse
@@ -145,6 +146,89 @@ def test_the_access_log_masks_developer_key(dragon_server):
     assert_hidden(log, TOKEN, DEV_KEY)
 
 
+# -- round two of the same areas: other fields, other shapes ----------------------------------
+
+PASSWORD = "hunter2-" + "pw7c1e" * 4
+
+
+def _details(server, key: str) -> dict:
+    [doc] = server.request("GET", f"/v2/status?tasks={key}&details=true").json()
+    return doc
+
+
+def test_a_password_in_a_url_shows_in_no_error_and_no_details(dragon_server):
+    """``user:password@`` in a URL is refused at create time; the refusal quotes the URL,
+    and ``details`` echo the parameters: neither shows the password."""
+    [doc] = dragon_server.create(
+        [{"task_name": "image.thumb", "url": f"http://alice:{PASSWORD}@127.0.0.1:9/x.jpg"}]
+    )
+    assert doc["error_code"] == "parameters", doc
+    assert "must not carry credentials" in str(doc["error"]), doc
+    details = _details(dragon_server, doc["key"])
+    assert details["parameters"]["url"] == "http://********@127.0.0.1:9/x.jpg", details
+    assert_hidden(str(doc) + str(details), PASSWORD)
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        {"task_name": "image.strip", "urls": ["{signed}"]},
+        {"task_name": "image.gif", "images": ["{signed}"]},
+        {"task_name": "video.convert", "url": "{plain}", "subtitles": "{signed}"},
+        {"task_name": "image.thumb", "url": "{plain}", "watermark": {"url": "{signed}"}},
+    ],
+    ids=["urls", "images", "subtitles", "watermark"],
+)
+def test_details_mask_signed_urls_in_every_field(dragon_server, task):
+    """Every URL of a task's parameters loses its query in ``details``, whichever field or
+    list holds it (only ``url`` and the callbacks did)."""
+    signed = f"http://127.0.0.1:9/a.srt?X-Amz-Credential={CREDENTIAL}&X-Amz-Signature={SIGNATURE}"
+    plain = "http://127.0.0.1:9/a.jpg"
+    definition = {
+        k: (
+            [signed]
+            if v == ["{signed}"]
+            else {"url": signed}
+            if isinstance(v, dict)
+            else {"{signed}": signed, "{plain}": plain}.get(v, v)
+        )
+        for k, v in task.items()
+    }
+    [doc] = dragon_server.create([definition], block=False)
+    details = _details(dragon_server, doc["key"])
+    assert "http://127.0.0.1:9/a.srt?********" in str(details["parameters"]), details
+    for shown in (SIGNATURE[:12], CREDENTIAL[:12]):
+        assert shown not in str(details), details
+
+
+def test_details_mask_signed_urls_inside_a_definition_and_keep_its_prose(dragon_server):
+    """A ``video.create`` definition is text holding URLs: their credentials are masked in
+    ``details``, and the rest (a ``secret`` in prose) is shown as written."""
+    signed = f"http://u:{PASSWORD}@127.0.0.1:9/a.png?X-Amz-Signature={SIGNATURE}&amp;w=1"
+    definition = f'<movie><image src="{signed}"/><text>the secret ingredients</text></movie>'
+    [doc] = dragon_server.create(
+        [{"task_name": "video.create", "definition": definition}], block=False
+    )
+    shown = _details(dragon_server, doc["key"])["parameters"]["definition"]
+    assert 'src="http://********@127.0.0.1:9/a.png?X-Amz-Signature=********&amp;w=1"' in shown
+    assert "the secret ingredients" in shown
+    assert_hidden(shown, PASSWORD, SIGNATURE)
+
+
+@pytest.mark.parametrize("name", ["auth", "pwd", "jwt", "sessionid", "hmac"])
+def test_the_access_log_masks_other_credential_names(dragon_server, name):
+    """Firebase's ``auth``, ``pwd``, ``jwt``, session ids and CDN tokens' ``hmac`` in a
+    query are credentials too."""
+    value = f"{name}-value-" + "9d2f" * 6
+    dragon_server.request("GET", f"/v2/status?tasks=x&{name}={value}&marker={name}")
+    deadline = time.monotonic() + 10  # the access log line follows the answer
+    while f"marker={name}" not in dragon_server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = dragon_server.log()
+    assert f"marker={name}" in log
+    assert_hidden(log, value)
+
+
 def test_a_storage_error_does_not_name_the_internal_s3_endpoint(make_server):
     """The S3 endpoint is the operator's internal address: a failed store says what went
     wrong (``storage_error``), not where the bucket lives."""
@@ -168,3 +252,31 @@ def test_a_storage_error_does_not_name_the_internal_s3_endpoint(make_server):
     r = server.request("GET", f"/v2/status?tasks={doc['key']}&details=true")
     assert endpoint.split("//")[1] not in r.body.decode(), r.body
     hold.close()
+
+
+def test_an_access_log_line_keeps_its_format_and_masks_what_the_client_chose(dragon_server):
+    """One line per answer, as ``logging`` formats records and aiohttp's default format
+    orders fields; the target, Referer and User-Agent come from the client and lose their
+    credentials, each in its own place."""
+    marker = f"marker{time.time_ns()}"
+    dragon_server.request(
+        "GET",
+        f"/v2/status?tasks={marker}&secret={DEV_KEY}",
+        headers={
+            "Referer": f"https://app.example/page?api_key={DEV_KEY}",
+            "User-Agent": f"curl/8.0 Bearer {TOKEN}",
+        },
+        auth=False,
+    )
+    deadline = time.monotonic() + 10  # the access log line follows the answer
+    while marker not in dragon_server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [line] = [line for line in dragon_server.log().splitlines() if marker in line]
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO aiohttp\.access: 127\.0\.0\.1 "
+        r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "
+        rf'"GET /v2/status\?tasks={marker}&secret=\*\*\* HTTP/1\.1" 401 \d+ '
+        r'"https://app\.example/page\?api_key=\*\*\*" "curl/8\.0 Bearer \*\*\*"',
+        line,
+    ), line
+    assert_hidden(line, TOKEN, DEV_KEY)

@@ -22,18 +22,27 @@ def _wait_status(server, key: str, wanted: str, timeout: float = 20) -> None:
     raise AssertionError(f"{key} never became {wanted}")
 
 
-def test_a_blocked_status_keeps_waiting_through_the_shutdown_grace(make_server):
+def _blocked_status(server, key: str) -> Response:
+    return server.request("POST", "/v2/status", {"tasks": [key], "block": True})
+
+
+def _blocked_v1_status(server, key: str) -> Response:
+    return server.request("POST", "/v1/status", {"tasks": [key], "block": True})
+
+
+@pytest.mark.parametrize(
+    "blocked_request",
+    [_blocked_status, _blocked_v1_status],
+    ids=["status", "v1-status"],
+)
+def test_a_blocked_status_keeps_waiting_through_the_shutdown_grace(make_server, blocked_request):
     """SIGTERM gives running tasks the grace to end; a request blocked on one of them
     answers with that end, not with the ``executing`` it saw when the signal came."""
     server = make_server(env={"DRAGON_SHUTDOWN_GRACE_SECONDS": "20"})
     [doc] = server.create([{"task_name": "test.sleep", "seconds": 3.0}], block=False)
     _wait_status(server, doc["key"], "executing")
     answers: list[Response] = []
-    blocked = threading.Thread(
-        target=lambda: answers.append(
-            server.request("POST", "/v2/status", {"tasks": [doc["key"]], "block": True})
-        )
-    )
+    blocked = threading.Thread(target=lambda: answers.append(blocked_request(server, doc["key"])))
     blocked.start()
     time.sleep(0.5)  # the request is waiting on the task
     server.stop(15)

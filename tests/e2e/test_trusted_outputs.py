@@ -78,6 +78,23 @@ def test_download_still_saves_every_stored_output(dragon_server, tmp_path):
     assert all(Path(s["path"]).read_text() == "both" for s in saved)
 
 
+def test_dot_names_are_saved_visible_and_none_is_skipped(dragon_server, tmp_path):
+    """Outputs named ``..``, ``.`` or ``.bashrc`` are saved (``..`` and ``.`` were asked
+    of ``/v2/file`` as dot segments, which the HTTP client resolved away, and were skipped
+    without a word) and never as hidden files or outside the folder."""
+    names = ["..", ".", ".bashrc", "../.profile"]
+    [status] = dragon_server.create([{"task_name": "test.file", "text": "x", "names": names}])
+    folder = tmp_path / "out"
+    done = cli(dragon_server, "download", status["key"], "--to", str(folder))
+    assert done.returncode == 0, done.stderr
+    saved = lines(done.stdout)
+    assert [s["name"] for s in saved] == names, (saved, done.stderr)
+    paths = [Path(s["path"]) for s in saved]
+    assert all(p.parent == folder and not p.name.startswith(".") for p in paths), paths
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in paths)
+    assert list(tmp_path.iterdir()) == [folder]
+
+
 def test_a_hostile_output_name_is_shown_as_text_on_a_terminal(dragon_server, tmp_path):
     """Rich markup and escape sequences in an output name are neither run nor a traceback."""
     name = "[/]\x1b]0;owned\x07[bold red]x"

@@ -8,20 +8,17 @@ package the tests are skipped, saying so.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_resumable_uploads import TUS, fetched
-from tests.support.browser import ARGS, chromium
+from tests.support.browser import ARGS, chromium, site
 
 CLIENTS = Path(__file__).resolve().parents[1] / "js"
 
@@ -85,32 +82,27 @@ def test_a_page_on_another_origin_uploads_with_an_api_key(node, make_server, tmp
     origin: the preflights pass, the api key is admitted by the page's origin, and the
     client reads Location and Upload-Offset through CORS."""
     playwright = pytest.importorskip("playwright.sync_api")
-    site = tmp_path / "site"
-    site.mkdir()
-    shutil.copy(CLIENTS / "node_modules" / "tus-js-client" / "dist" / "tus.min.js", site)
-    page_server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietFiles, directory=str(site))
-    )
-    origin = f"http://127.0.0.1:{page_server.server_address[1]}"
-    threading.Thread(target=page_server.serve_forever, daemon=True).start()
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    shutil.copy(CLIENTS / "node_modules" / "tus-js-client" / "dist" / "tus.min.js", site_dir)
     server = make_server()
-    account = server.create_account("page", "--referrer", origin.removeprefix("http://"))
     size = 700 * 1024
-    (site / "index.html").write_text(
-        f"""<!doctype html><script src="tus.min.js"></script><script>
-        const bytes = new Uint8Array({size}).map((_, i) => (i * 7) % 251);
-        const upload = new tus.Upload(new Blob([bytes]), {{
-          endpoint: "{server.url}/v2/uploads",
-          headers: {{Authorization: "Api-Key {account["api_key"]}"}},
-          chunkSize: 256 * 1024,
-          retryDelays: null,
-          onSuccess: () => {{ window.outcome = {{url: upload.url}}; }},
-          onError: (e) => {{ window.outcome = {{error: String(e)}}; }},
-        }});
-        upload.start();
-        </script>"""
-    )
-    try:
+    with site(site_dir) as origin:
+        account = server.create_account("page", "--referrer", origin.removeprefix("http://"))
+        (site_dir / "index.html").write_text(
+            f"""<!doctype html><script src="tus.min.js"></script><script>
+            const bytes = new Uint8Array({size}).map((_, i) => (i * 7) % 251);
+            const upload = new tus.Upload(new Blob([bytes]), {{
+              endpoint: "{server.url}/v2/uploads",
+              headers: {{Authorization: "Api-Key {account["api_key"]}"}},
+              chunkSize: 256 * 1024,
+              retryDelays: null,
+              onSuccess: () => {{ window.outcome = {{url: upload.url}}; }},
+              onError: (e) => {{ window.outcome = {{error: String(e)}}; }},
+            }});
+            upload.start();
+            </script>"""
+        )
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium(), args=ARGS)
             try:
@@ -120,8 +112,6 @@ def test_a_page_on_another_origin_uploads_with_an_api_key(node, make_server, tmp
                 outcome = page.evaluate("window.outcome")
             finally:
                 browser.close()
-    finally:
-        page_server.shutdown()
     assert "url" in outcome, outcome
     expected = hashlib.sha256(bytes((i * 7) % 251 for i in range(size))).hexdigest()
     task = {"task_name": "test.fetch", "url": outcome["url"]}
@@ -133,8 +123,3 @@ def test_a_page_on_another_origin_uploads_with_an_api_key(node, make_server, tmp
     )
     got = created.json()[0]
     assert got["status"] == "success" and got["result"]["sha256"] == expected, got
-
-
-class QuietFiles(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's name
-        pass

@@ -7,9 +7,15 @@ cannot have it is skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +48,23 @@ def chromium() -> str:
     if done.returncode != 0 or not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"could not install chromium with apt-get: {done.stderr.strip()[-300:]}")
     return CHROMIUM
+
+
+@contextlib.contextmanager
+def site(directory: Path) -> Iterator[str]:
+    """Serve ``directory``'s files on a free local port: a page's origin (``http://…``) that
+    differs from the API server's, for cross-origin tests."""
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(directory))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass

@@ -10,7 +10,8 @@ What differs from run to run is matched, not compared:
 - a task key (26 characters of base32), or the end of one shown as ``…XXXXXX``, stands for
   the key of this run: the first time the page shows it, it takes the value printed, and
   from then on it must be that value again, in outputs and in the commands and programs
-  that use it; two keys of the page never stand for the same key of a run;
+  that use it; two keys of the page never stand for the same key of a run. An upload's id
+  (32 hexadecimal digits) is bound the same way;
 - times (ISO 8601) and the random end of stored file names (``dragon-image.thumb-F88bhY``)
   match any.
 
@@ -30,9 +31,12 @@ from pathlib import Path
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 KEY = r"[A-Z2-7]{26}"
 KEY_END = r"…[A-Z2-7]{6}"
+UPLOAD_ID = r"[0-9a-f]{32}"
 TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)"
 STORED_NAME = r"(dragon-[a-z][\w.]*-)[A-Za-z0-9]{6}\b"
-VARYING = re.compile(rf"(?P<key>\b{KEY}\b|{KEY_END}\b)|(?P<time>{TIME})|{STORED_NAME}|\.\.\.")
+VARYING = re.compile(
+    rf"(?P<key>\b{KEY}\b|{KEY_END}\b|\b{UPLOAD_ID}\b)|(?P<time>{TIME})|{STORED_NAME}|\.\.\."
+)
 
 
 @dataclasses.dataclass
@@ -140,30 +144,33 @@ class Page:
                 return f"(?P={group})"
         group = f"k{len(groups)}"
         groups[group] = shown
-        shape = KEY_END if shown.startswith("…") else KEY
+        shape = KEY_END if shown.startswith("…") else KEY if len(shown) == 26 else UPLOAD_ID
         return f"(?P<{group}>{shape})"
 
 
-def run(example: Example, page: Page, folder: Path, env: dict[str, str]) -> str:
+def run(
+    example: Example, page: Page, folder: Path, env: dict[str, str], bin_dir: Path | None = None
+) -> str:
     """Run one example in ``folder``; what it printed (stdout and stderr, interleaved).
 
     Each command runs in a shell of its own that starts with ``$?`` set to the exit status
-    of the command before, as in the one shell a reader types them in.
+    of the command before, as in the one shell a reader types them in. ``bin_dir``: where
+    ``dragon`` and ``python3`` come from (a venv's ``bin``; this install's by default).
     """
     code = page.code(example.code)
+    bin_dir = bin_dir or Path(sys.executable).parent
     if example.kind == "console":
         argv = ["bash", "-c", f"(exit {page.status}); {code}"]
     else:
         script = folder / f"example_{example.line}.py"
         script.write_text(code, encoding="utf-8")
-        argv = [sys.executable, str(script)]
-    bin_dir = str(Path(sys.executable).parent)  # `dragon` and `python3` of this install
+        argv = [str(bin_dir / "python"), str(script)]
     done = subprocess.run(
         argv,
         cwd=folder,
         env={
             **env,
-            "PATH": bin_dir + os.pathsep + env.get("PATH", ""),
+            "PATH": str(bin_dir) + os.pathsep + env.get("PATH", ""),
             "PYTHONIOENCODING": "utf-8",
         },
         stdout=subprocess.PIPE,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # tests/plugins/*.py: tasks for tests only
-PLUGINS = ("tasks", "progress", "file", "fetch", "spin", "crash", "write")
+PLUGINS = ("tasks", "progress", "file", "fetch", "spin", "crash", "write", "result")
 
 
 def free_port() -> int:

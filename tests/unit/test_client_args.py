@@ -110,7 +110,7 @@ def test_a_downloaded_file_is_named_after_its_output(tmp_path):
     assert Destination(tmp_path, local, mp4, {"export.mp4"}, "export").path.name == ("export-2.mp4")
     s3 = "https://bucket.test/KEY/stream/index.m3u8?X-Amz-Signature=abc"
     assert Destination(tmp_path, s3, {}, stem="stream").path.name == "stream.m3u8"
-    assert Destination(tmp_path, local, mp4, stem="../up").path.name == ".._up.mp4"
+    assert Destination(tmp_path, local, mp4, stem="../up").path.name == "___up.mp4"
     assert Destination(tmp_path, local, mp4).path.name == "dragon-video.create-AbC123.mp4"
 
 

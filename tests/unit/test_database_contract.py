@@ -614,6 +614,34 @@ async def test_uploads_count_against_the_limit_advance_from_their_offset_and_exp
     assert await db.upload("u1") is None
 
 
+async def test_uploads_held_in_parts_move_from_their_offset_and_finish_apart(db: Database):
+    mine = await account(db, "a")
+    assert await db.insert_upload("p1", mine, 100, None, NOW, NOW + 60, 1000, "MULTI")
+    first = await db.upload("p1")
+    assert first is not None and (first["multipart"], first["parts"]) == ("MULTI", "[]")
+    assert (first["pending_key"], first["next_part"]) == (None, 0)
+    # Part numbers are handed out once each, ascending, whoever asks.
+    assert [await db.number_upload_part("p1") for _ in range(3)] == [1, 2, 3]
+    assert await db.number_upload_part("nothing") is None
+    moved = await db.store_upload_parts("p1", 0, 70, '[[1, "e1", 60]]', "pending-a")
+    assert moved is not None and moved["received"] == 70 and moved["pending_key"] == "pending-a"
+    assert moved["parts"] == '[[1, "e1", 60]]'
+    # From a stale offset, or past the length: nothing moves.
+    assert await db.store_upload_parts("p1", 0, 80, "[]", "pending-b") is None
+    assert await db.store_upload_parts("p1", 70, 101, "[]", None) is None
+    # Whole, but not finished until the parts are joined: then finished once.
+    whole = await db.store_upload_parts("p1", 70, 100, '[[1, "e1", 60], [3, "e3", 40]]', None)
+    assert whole is not None and whole["completed_at"] is None and whole["pending_key"] is None
+    done = await db.complete_upload("p1", NOW + 5, NOW + 999)
+    assert done is not None and (done["completed_at"], done["expires_at"]) == (NOW + 5, NOW + 999)
+    assert await db.complete_upload("p1", NOW + 6, NOW + 999) is None
+    assert await db.store_upload_parts("p1", 100, 100, "[]", None) is None
+    # Not whole: not finished.
+    assert await db.insert_upload("p2", mine, 10, None, NOW, NOW + 60, 1000)
+    assert (await db.upload("p2"))["multipart"] is None
+    assert await db.complete_upload("p2", NOW, NOW) is None
+
+
 async def test_list_tasks_newest_first_filtered_and_paged(db: Database):
     a, b = await account(db, "a"), await account(db, "b")
     # K0..K5 one second apart; K6 and K7 share K5's time (one batch), so seq breaks the tie.
@@ -783,3 +811,62 @@ def test_both_backends_implement_the_protocol():
     for backend, protocol in ((SQLiteDatabase, Database), (PostgresDatabase, ClusterDatabase)):
         wanted = {n for n, m in inspect.getmembers(protocol) if inspect.iscoroutinefunction(m)}
         assert all(inspect.iscoroutinefunction(getattr(backend, n, None)) for n in wanted)
+
+
+async def test_task_overview_counts_by_status_error_and_ended_slot(db: Database):
+    owner = await account(db)
+    other = await account(db, "other")
+    await db.insert_tasks(
+        [
+            task("Q", owner),
+            task("W", owner),  # held by a node, its work not begun: counted held
+            task("R", owner),
+            task("S1", owner),
+            task("S2", owner, task_name="video.info"),
+            task("E1", owner),
+            task("X", other),
+        ]
+    )
+    await db.start_task("W", "node", NOW + 1, waiting=True)
+    await db.start_task("R", "node", NOW + 1)
+    for key, seconds in (("S1", 2.0), ("S2", 4.0), ("E1", 30.0)):
+        await db.start_task(key, "node", NOW + 1)
+        failed = key.startswith("E")
+        await db.finish_task(
+            key,
+            "error" if failed else "success",
+            None if failed else {"ok": True},
+            {"message": "no"} if failed else None,
+            "timeout" if failed else None,
+            NOW + 1 + seconds,
+        )
+
+    def read(**filters):
+        return db.task_overview(
+            owner,
+            task_name=filters.get("task_name"),
+            after=filters.get("after"),
+            before=filters.get("before"),
+            start=NOW,
+            end=NOW + 60,
+            bucket=10.0,
+        )
+
+    seen = await read()
+    counts = {(r["status"], bool(r["held"])): r["n"] for r in seen["counts"]}
+    assert counts == {
+        ("queued", False): 1,
+        ("executing", True): 1,
+        ("executing", False): 1,
+        ("success", False): 2,
+        ("error", False): 1,
+    }
+    assert [(r["error_code"], r["n"]) for r in seen["errors"]] == [("timeout", 1)]
+    ended = {(r["slot"], r["status"]): r for r in seen["ended"]}
+    assert set(ended) == {(0, "success"), (3, "error")}
+    assert ended[0, "success"]["n"] == 2
+    assert ended[0, "success"]["mean"] == pytest.approx(3.0)
+    assert ended[0, "success"]["longest"] == pytest.approx(4.0)
+    named = await read(task_name="video.info")
+    assert [(r["status"], r["n"]) for r in named["counts"]] == [("success", 1)]
+    assert (await read(after=NOW + 100))["counts"] == []

@@ -88,3 +88,21 @@ def test_two_keys_of_the_page_are_two_keys_of_the_run():
     page.check(run, run_output())
     with pytest.raises(AssertionError):  # the status of another task than the page's
         page.check(status, f'{{"key": "{OTHER}", "output": "x"}}\n')
+
+
+UPLOADED = """```console
+$ dragon upload a.jpg
+{"input": "upload:3f0c9e7d1b2a4c5e8f6a7b8c9d0e1f2a"}
+$ dragon run image.info url=upload:3f0c9e7d1b2a4c5e8f6a7b8c9d0e1f2a
+{"url": "upload:3f0c9e7d1b2a4c5e8f6a7b8c9d0e1f2a"}
+```
+"""
+
+
+def test_an_upload_id_is_bound_as_a_key_is():
+    upload, info = examples(UPLOADED)
+    page = Page({})
+    page.check(upload, '{"input": "upload:00112233445566778899aabbccddeeff"}\n')
+    assert page.code(info.code).endswith("url=upload:00112233445566778899aabbccddeeff")
+    with pytest.raises(AssertionError):  # another upload than the one the page sent
+        page.check(info, '{"url": "upload:ffeeddccbbaa99887766554433221100"}\n')

@@ -83,3 +83,14 @@ def test_unchanged_answers_are_copies_in_the_version_asked():
     assert v1 == {"E": document(r, 1)}
     v1["E"]["progress"] = 7
     assert cache.unchanged(["E"], 1, 0) == {"E": document(r)}
+
+
+def test_the_cache_is_bounded_in_bytes_and_keeps_no_huge_document():
+    cache = EndedDocuments(max_bytes=16_000)
+    big = {**row("BIG"), "result": orjson.dumps({"output": "x" * 2_000}).decode()}
+    assert cache.document(big) == document(big)
+    assert "BIG" not in cache and cache.bytes == 0  # over a sixteenth of the bound
+    for i in range(100):
+        cache.document({**row(f"K{i}"), "result": orjson.dumps({"o": "y" * 900}).decode()})
+    assert cache.bytes <= 16_000
+    assert "K99" in cache and "K0" not in cache  # the oldest went first

@@ -113,6 +113,13 @@ async def list_every_way(db: SQLiteDatabase, now: float) -> None:
             await db.list_tasks(1, cursor=cursor, limit=20, **filters)
 
 
+async def overview_every_way(db: SQLiteDatabase, now: float) -> None:
+    """The dashboard's counts and timeline, with and without a task name and times."""
+    timeline = {"start": now - 3600, "end": now, "bucket": 60.0}
+    await db.task_overview(1, task_name=None, after=None, before=None, **timeline)
+    await db.task_overview(1, task_name="hello", after=now - 86400, before=now, **timeline)
+
+
 async def exercise(db: SQLiteDatabase) -> set[str]:
     """Call every public method once; return the names called."""
     now = time.time()
@@ -198,9 +205,13 @@ async def exercise(db: SQLiteDatabase) -> set[str]:
         "insert_upload": lambda: db.insert_upload("new", 1, 10, None, now, now + 60, 1000),
         "upload": lambda: db.upload("new"),
         "advance_upload": lambda: db.advance_upload("new", 0, 10, now, now + 60),
+        "number_upload_part": lambda: db.number_upload_part("new"),
+        "store_upload_parts": lambda: db.store_upload_parts("new", 10, 10, "[]", None),
+        "complete_upload": lambda: db.complete_upload("new", now, now + 60),
         "expired_uploads": lambda: db.expired_uploads(now, 10),
         "delete_uploads": lambda: db.delete_uploads(["new", "u2"]),
         "list_tasks": lambda: list_every_way(db, now),
+        "task_overview": lambda: overview_every_way(db, now),
     }
     optional = {
         "task_diagnostics": lambda: db.task_diagnostics(["T00000001"]),

@@ -1,7 +1,10 @@
 // dragon dashboard: the account's tasks, live from the event feed (/v2/events, SSE), and
-// older ones a page at a time from the listing (/v2/tasks, filtered as the page is).
-// Plain JavaScript with no build step. Every value from the server reaches the page
-// through textContent or a checked http(s) URL, never as HTML.
+// older ones a page at a time from the listing (/v2/tasks, filtered as the page is); above
+// them an overview (/v2/tasks/summary): counts by status and error code, small charts of
+// what ended over the last hour, the lanes' queues and busy slots.
+// Plain JavaScript with no build step; charts are SVG drawn here. Every value from the
+// server reaches the page through textContent, an SVG attribute set to a number, or a
+// checked http(s) URL, never as HTML.
 "use strict";
 
 (() => {
@@ -9,15 +12,21 @@
   const MAX_ROWS = 500; // the most recent tasks shown, besides the pages asked for
   const PAGE = 30; // tasks per page of the listing
   const POLL_MS = 2000; // queued/executing tasks: queue position, ETA and finer progress
+  const SUMMARY_MS = 5000; // the overview, besides a refresh soon after the feed's changes
+  const SAMPLES = 120; // lane samples kept for the lanes' sparklines (10 min at 5 s)
+  const SVG = "http://www.w3.org/2000/svg";
   const IMAGE = /\.(png|jpe?g|gif|webp|bmp)(\?|$)/i;
   const VIDEO = /\.(mp4|webm|m4v|mov|ogv)(\?|$)/i;
 
   const $ = (id) => document.getElementById(id);
   const tasks = new Map(); // key -> {doc, name, queue, diagnostics, seen}
-  const rows = new Map(); // key -> {tr, signature}
+  const rows = new Map(); // key -> {tr, signature, details}
+  const expanded = new Set(); // keys whose row shows its details
+  const laneHistory = new Map(); // lane -> [{queued, running}], oldest first
   let secret = null;
   let source = null;
   let pollTimer = null;
+  let summaryTimer = null;
   let renderQueued = false;
   let order = 0;
   let older = 0; // arrival order of tasks read from the listing: below the feed's, in turn
@@ -73,13 +82,16 @@
     $("sign-out").hidden = false;
     connect();
     loadPage();
+    loadSummary();
     pollTimer = setInterval(poll, POLL_MS);
+    summaryTimer = setInterval(loadSummary, SUMMARY_MS);
   }
 
   function signOut() {
     sessionStorage.removeItem(STORAGE_KEY);
     if (source) source.close();
     clearInterval(pollTimer);
+    clearInterval(summaryTimer);
     location.reload();
   }
 
@@ -104,6 +116,7 @@
     source.onmessage = (event) => {
       const doc = JSON.parse(event.data);
       update(doc, true);
+      summarySoon();
     };
   }
 
@@ -126,11 +139,16 @@
     }
     if (task.doc.status !== "queued") task.queue = null;
     else if (!task.queue) pollSoon(); // its queue position, without waiting for the tick
-    if (task.doc.status === "error" && task.diagnostics === null) {
-      task.diagnostics = "loading";
-      loadDiagnostics(doc.key);
-    }
+    if (expanded.has(doc.key)) wantDiagnostics(doc.key, task);
     scheduleRender();
+  }
+
+  // Diagnostics are read when a row of an error task is expanded, not for every error.
+  function wantDiagnostics(key, task) {
+    if (task.doc && task.doc.status === "error" && task.diagnostics === null) {
+      task.diagnostics = "loading";
+      loadDiagnostics(key);
+    }
   }
 
   let pollPending = null;
@@ -223,8 +241,170 @@
   }
 
   function filtersChanged() {
+    for (const tile of document.querySelectorAll(".tile.count")) {
+      tile.setAttribute("aria-pressed", String(tile.dataset.status === $("filter-status").value));
+    }
     scheduleRender();
     loadPage(); // the newest tasks that match, however old
+    loadSummary(); // the tiles count the chosen task name's tasks
+  }
+
+  // -- the overview: tiles and small charts ------------------------------------------------
+  let summaryPending = null;
+  let summaryLoading = false;
+  function summarySoon() {
+    if (summaryPending === null) {
+      summaryPending = setTimeout(() => { summaryPending = null; loadSummary(); }, 1000);
+    }
+  }
+
+  async function loadSummary() {
+    if (summaryLoading || !secret) return;
+    summaryLoading = true;
+    const params = new URLSearchParams();
+    if ($("filter-name").value) params.set("task_name", $("filter-name").value);
+    try {
+      const summary = await api("GET", `/v2/tasks/summary?${params}`);
+      if (($("filter-name").value || "") !== (params.get("task_name") || "")) {
+        summarySoon(); // the filter changed meanwhile: this one counts another name
+        return;
+      }
+      showError("overview-error", "");
+      renderSummary(summary);
+    } catch (error) {
+      showError("overview-error", `Overview: ${error.message}`);
+    } finally {
+      summaryLoading = false;
+    }
+  }
+
+  function renderSummary(summary) {
+    for (const [status, count] of Object.entries(summary.counts)) {
+      const tile = $(`tile-${status}`);
+      if (!tile) continue;
+      tile.dataset.count = String(count);
+      tile.querySelector(".value").textContent = count.toLocaleString("en");
+    }
+    renderErrorCodes(summary.error_codes);
+    renderLanes(summary.lanes);
+    renderTimeline(summary.timeline);
+  }
+
+  function renderErrorCodes(codes) {
+    const list = $("error-codes");
+    const entries = Object.entries(codes);
+    list.replaceChildren(...entries.slice(0, 4).map(([code, count]) =>
+      el("li", { title: code }, el("span", { className: "code" }, code),
+        el("span", { className: "n" }, count.toLocaleString("en")))));
+    if (entries.length > 4) {
+      const rest = entries.slice(4).reduce((sum, [, count]) => sum + count, 0);
+      list.append(el("li", { className: "hint" }, el("span", { className: "code" },
+        `${entries.length - 4} more codes`), el("span", { className: "n" }, rest)));
+    }
+    if (!entries.length) list.append(el("li", { className: "hint" }, "none"));
+  }
+
+  // One sample per SUMMARY_MS, so the sparklines' steps are equal: a summary read sooner
+  // (after a change in the feed) replaces the last sample instead of adding one.
+  let lastSample = 0;
+  function renderLanes(lanes) {
+    const body = $("lanes").tBodies[0];
+    const fresh = Date.now() - lastSample >= SUMMARY_MS * 0.8;
+    if (fresh) lastSample = Date.now();
+    body.replaceChildren(...lanes.map((lane) => {
+      const history = laneHistory.get(lane.lane) || [];
+      if (!fresh) history.pop();
+      history.push({ queued: lane.queued, running: lane.running });
+      if (history.length > SAMPLES) history.shift();
+      laneHistory.set(lane.lane, history);
+      const tr = el("tr", null,
+        el("td", { className: "lane" }, lane.lane),
+        el("td", { className: "n" }, lane.queued),
+        el("td", { className: "n" }, `${lane.running}/${lane.slots}`),
+        el("td", { className: "spark" }, sparkline(history, lane.slots)));
+      tr.dataset.lane = lane.lane;
+      return tr;
+    }));
+  }
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+    return node;
+  }
+
+  // The lane's queued tasks (amber) and busy slots (blue) over the last samples.
+  function sparkline(history, slots) {
+    const width = 120, height = 20;
+    const top = Math.max(slots, ...history.map((h) => h.queued + h.running), 1);
+    const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "spark",
+      preserveAspectRatio: "none", "aria-hidden": "true" });
+    const x = (i) => (history.length < 2 ? width : (i * width) / (SAMPLES - 1));
+    const y = (v) => height - (v * (height - 2)) / top - 1;
+    for (const [field, cls] of [["queued", "wait"], ["running", "run"]]) {
+      const points = history.map((h, i) => `${x(i).toFixed(1)},${y(h[field]).toFixed(1)}`);
+      if (points.length === 1) points.unshift(`0,${y(history[0][field]).toFixed(1)}`);
+      chart.append(svg("polyline", { points: points.join(" "), class: `line ${cls}` }));
+    }
+    return chart;
+  }
+
+  function renderTimeline(timeline) {
+    const slots = timeline.slots;
+    const minutes = timeline.bucket_seconds / 60;
+    $("tile-throughput").querySelector(".bucket").textContent =
+      minutes === 1 ? "minute" : `${+minutes.toFixed(2)} min`;
+    const span = `${Math.round((slots.length * timeline.bucket_seconds) / 60)} min ago`;
+    for (const id of ["tile-throughput", "tile-durations"]) {
+      $(id).querySelector(".from").textContent = span;
+    }
+    const peak = Math.max(1, ...slots.map((s) => s.success + s.error));
+    drawBars($("chart-throughput"), slots, peak);
+    $("tile-throughput").querySelector(".peak").textContent = `peak ${peak}`;
+    const longest = Math.max(0, ...slots.map((s) => s.max_seconds || 0));
+    drawDurations($("chart-durations"), slots, longest || 1);
+    $("tile-durations").querySelector(".peak").textContent =
+      longest ? `longest ${seconds(0, longest * 1000)}` : "nothing ran";
+  }
+
+  // Stacked bars, one per slot: success below, error above.
+  function drawBars(chart, slots, peak) {
+    const width = 600, height = 80, step = width / slots.length;
+    const bar = Math.max(1, step - 1);
+    chart.replaceChildren();
+    slots.forEach((slot, i) => {
+      let base = height;
+      for (const [field, cls] of [["success", "ok"], ["error", "bad"]]) {
+        if (!slot[field]) continue;
+        const h = (slot[field] * (height - 2)) / peak;
+        base -= h;
+        chart.append(svg("rect", { x: (i * step).toFixed(2), y: base.toFixed(2),
+          width: bar.toFixed(2), height: h.toFixed(2), class: `bar ${cls}` }));
+      }
+    });
+  }
+
+  // The mean run time (blue) and the longest (amber) of each slot as short marks, the means
+  // joined by a line across slots where tasks ran.
+  function drawDurations(chart, slots, top) {
+    const width = 600, height = 80, step = width / slots.length;
+    const y = (v) => ((height - 2) - (v * (height - 4)) / top).toFixed(1);
+    chart.replaceChildren();
+    let run = [];
+    const flush = () => {
+      if (run.length > 1) chart.append(svg("polyline", { points: run.join(" "), class: "line run" }));
+      run = [];
+    };
+    const mark = (x, value, cls) => chart.append(svg("line", { x1: (x - step * 0.35).toFixed(1),
+      x2: (x + step * 0.35).toFixed(1), y1: y(value), y2: y(value), class: `tick ${cls}` }));
+    slots.forEach((slot, i) => {
+      const x = (i + 0.5) * step;
+      if (slot.mean_seconds === null) { flush(); return; }
+      run.push(`${x.toFixed(1)},${y(slot.mean_seconds)}`);
+      mark(x, slot.max_seconds, "wait");
+      mark(x, slot.mean_seconds, "run");
+    });
+    flush();
   }
 
   // -- rendering ---------------------------------------------------------------------
@@ -270,35 +450,101 @@
     } catch (e) { return null; }
   }
 
-  function resultCell(task) {
+  // The error in one line for a row; spread over lines (a JSON error indented) for details.
+  function errorText(doc, spread) {
+    const message = typeof doc.error === "string" ? doc.error
+      : JSON.stringify(doc.error, null, spread ? 2 : undefined);
+    return `${doc.error_code || "error"}: ${message}`;
+  }
+
+  // The row's result, in a line or two: an error clamped to two lines (with "more" when it
+  // is longer), else the output names as links and the short values as text.
+  function resultCell(key, task) {
     const doc = task.doc;
     const cell = el("td", { className: "result" });
     if (doc.status === "error") {
-      const message = typeof doc.error === "string" ? doc.error : JSON.stringify(doc.error);
-      cell.append(el("div", { className: "error" }, `${doc.error_code || "error"}: ${message}`));
-      if (task.diagnostics && task.diagnostics !== "loading") {
-        const d = task.diagnostics;
+      const open = expanded.has(key);
+      const more = el("button", { type: "button", className: "more", hidden: true,
+        title: open ? "Hide the error's details" : "Show all of the error" },
+      open ? "less" : "more");
+      more.addEventListener("click", () => toggle(key));
+      cell.append(el("div", { className: "error-line" }, el("div", { className: "clamp" },
+        el("span", { className: "error" }, errorText(doc))), more));
+      return cell;
+    }
+    const result = doc.result;
+    if (result === null || result === undefined) return cell;
+    if (typeof result !== "object") {
+      cell.append(el("div", { className: "line", title: String(result) }, String(result)));
+      return cell;
+    }
+    const line = el("div", { className: "line" });
+    for (const [name, value] of Object.entries(result)) {
+      const url = safeUrl(value);
+      if (url) {
+        line.append(el("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, name));
+      } else if (value !== null && typeof value !== "object") {
+        line.append(el("span", { className: "value" }, `${name}: ${value}`));
+      }
+    }
+    cell.append(line);
+    return cell;
+  }
+
+  // What an expanded row shows below it: the whole error and the diagnostics, or every
+  // output with a preview; the task's times.
+  function detailsCell(key, task) {
+    const doc = task.doc;
+    const cell = el("td", { colSpan: 7 });
+    const ev = doc.events || {};
+    const times = ["queued", "started", "completed"].filter((name) => ev[name])
+      .map((name) => `${name} ${new Date(ev[name]).toLocaleString()}`);
+    cell.append(el("div", { className: "hint" }, [key, task.name, ...times].join(" · ")));
+    if (doc.status === "error") {
+      cell.append(el("div", { className: "error full" }, errorText(doc, true)));
+      const d = task.diagnostics;
+      if (d === "loading" || d === null) {
+        cell.append(el("div", { className: "hint" }, "diagnostics: loading…"));
+      } else {
         const summary = d.stage ? `diagnostics: failed at ${d.stage}` : "diagnostics";
         cell.append(el("details", { className: "diagnostics" },
-          el("summary", null, summary),
-          el("pre", null, JSON.stringify(d, null, 2))));
+          el("summary", null, summary), el("pre", null, JSON.stringify(d, null, 2))));
       }
       return cell;
     }
     const result = doc.result;
-    if (!result || typeof result !== "object") return cell;
+    if (result === null || result === undefined) return cell;
+    if (typeof result !== "object") {
+      cell.append(el("div", { className: "value" }, String(result)));
+      return cell;
+    }
     for (const [name, value] of Object.entries(result)) {
       const url = safeUrl(value);
       if (url) {
-        cell.append(el("a", { href: url, target: "_blank", rel: "noopener noreferrer" },
-          `${name}`));
+        const output = el("div", { className: "output" },
+          el("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, name));
         const kind = previewKind(task.name, name, url);
-        if (kind) cell.append(preview(kind, url, name));
+        if (kind) output.append(preview(kind, url, name));
+        cell.append(output);
       } else if (value !== null && typeof value !== "object") {
         cell.append(el("div", null, `${name}: ${value}`));
+      } else if (value !== null) {
+        cell.append(el("div", null, `${name}: ${JSON.stringify(value)}`));
       }
     }
     return cell;
+  }
+
+  function toggle(key) {
+    if (expanded.has(key)) expanded.delete(key);
+    else {
+      expanded.add(key);
+      const task = tasks.get(key);
+      if (task) wantDiagnostics(key, task);
+    }
+    const row = rows.get(key);
+    if (row) row.signature = null; // rebuilt with its details, or without them
+    scheduleRender();
   }
 
   // Stored files have no extension: the kind is guessed from the URL, then the task and
@@ -355,26 +601,44 @@
 
   function buildRow(key, task) {
     const doc = task.doc;
-    const progress = el("td");
+    const progress = el("td", { className: "progress" });
     if (doc.status === "executing") {
       const value = doc.progress || 0;
       progress.append(el("progress", { max: 100, value }), ` ${Math.round(value)} %`);
     } else if (doc.status === "success") {
       progress.append(el("progress", { max: 100, value: 100 }));
     }
+    const open = expanded.has(key);
+    const opener = el("button", { type: "button", className: "expand",
+      title: open ? "Hide the details" : "Show the details" }, open ? "▾" : "▸");
+    opener.setAttribute("aria-expanded", String(open));
+    opener.addEventListener("click", () => toggle(key));
     const tr = el("tr", { className: `task status-row-${doc.status}` },
-      el("td", { className: "key", title: key }, key),
-      el("td", { className: "name" }, task.name),
+      el("td", { className: "key", title: key }, opener, el("span", null, key)),
+      el("td", { className: "name", title: task.name }, task.name),
       el("td", { className: `status status-${doc.status}` }, doc.status,
         doc.status === "queued" || doc.status === "executing" ? cancelButton(key) : null),
       progress,
       el("td", { className: "queue" }, queueCell(task)),
       el("td", { className: "duration" }, durationCell(doc)),
-      resultCell(task));
+      resultCell(key, task));
     tr.dataset.key = key;
     tr.dataset.status = doc.status;
     tr.dataset.name = task.name;
+    if (open) tr.classList.add("open");
     return tr;
+  }
+
+  function buildDetails(key, task) {
+    const tr = el("tr", { className: "details" }, detailsCell(key, task));
+    tr.dataset.detailsOf = key;
+    return tr;
+  }
+
+  // "more" is offered where the clamp hides part of an error (measured once shown).
+  function offerMore(tr) {
+    const clamp = tr.querySelector(".clamp");
+    if (clamp) tr.querySelector("button.more").hidden = clamp.scrollHeight <= clamp.clientHeight + 1;
   }
 
   function render() {
@@ -388,33 +652,54 @@
       .slice(0, maxRows);
     const keep = new Set(recent.map(([key]) => key));
     for (const [key, row] of rows) {
-      if (!keep.has(key)) { row.tr.remove(); rows.delete(key); }
+      if (!keep.has(key)) {
+        row.tr.remove();
+        if (row.details) row.details.remove();
+        rows.delete(key);
+      }
     }
     let shown = 0;
     let previous = null;
     for (const [key, task] of recent) {
-      // A row is rebuilt only when its task changed (a playing preview keeps playing);
-      // the clock-driven cells are refreshed in place.
-      const signature = JSON.stringify([task.doc, task.diagnostics, task.name]);
-      let row = rows.get(key);
-      if (!row || row.signature !== signature) {
-        const tr = buildRow(key, task);
-        if (row) row.tr.replaceWith(tr);
-        row = { tr, signature };
-        rows.set(key, row);
-      }
+      const row = rowFor(key, task);
       row.tr.querySelector(".duration").textContent = durationCell(task.doc);
       row.tr.querySelector(".queue").textContent = queueCell(task);
-      // Newest first: place each row right after the previous one.
-      const anchor = previous ? previous.nextSibling : body.firstChild;
-      if (row.tr !== anchor) body.insertBefore(row.tr, anchor);
-      previous = row.tr;
+      // Newest first: place each row right after the previous one, its details after it.
+      for (const tr of row.details ? [row.tr, row.details] : [row.tr]) {
+        const anchor = previous ? previous.nextSibling : body.firstChild;
+        if (tr !== anchor) body.insertBefore(tr, anchor);
+        previous = tr;
+      }
       row.tr.hidden = (wanted && task.doc.status !== wanted) || (name && task.name !== name)
         || (search && !key.toUpperCase().includes(search));
+      if (row.details) row.details.hidden = row.tr.hidden;
       if (!row.tr.hidden) shown++;
+    }
+    for (const row of rows.values()) {
+      if (!row.measured && !row.tr.hidden) {
+        offerMore(row.tr);
+        row.measured = true;
+      }
     }
     $("empty").hidden = recent.length > 0;
     $("counts").textContent = `${shown} shown of ${tasks.size}`;
+  }
+
+  // A row is rebuilt only when its task changed (a playing preview keeps playing); the
+  // clock-driven cells are refreshed in place by the caller.
+  function rowFor(key, task) {
+    const signature = JSON.stringify([task.doc, task.diagnostics, task.name]);
+    let row = rows.get(key);
+    if (row && row.signature === signature) return row;
+    const tr = buildRow(key, task);
+    const details = expanded.has(key) ? buildDetails(key, task) : null;
+    if (row) {
+      row.tr.replaceWith(tr);
+      if (row.details) row.details.remove();
+    }
+    row = { tr, signature, details, measured: false };
+    rows.set(key, row);
+    return row;
   }
 
   function addName(name) {
@@ -474,6 +759,14 @@
     $("search-key").addEventListener("input", scheduleRender);
     $("search-form").addEventListener("submit", searchKey);
     $("more").addEventListener("click", loadPage);
+    // A status tile shows that status's tasks; again, all of them.
+    for (const tile of document.querySelectorAll(".tile.count")) {
+      tile.addEventListener("click", () => {
+        const select = $("filter-status");
+        select.value = select.value === tile.dataset.status ? "" : tile.dataset.status;
+        filtersChanged();
+      });
+    }
     setInterval(scheduleRender, 1000); // running durations and ETAs count on
     secretFromFragment();
     const stored = sessionStorage.getItem(STORAGE_KEY);
