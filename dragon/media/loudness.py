@@ -7,8 +7,12 @@ way a mastering engineer would; loudnorm falls back to its dynamic mode only whe
 would push the true peak over the ceiling. The first pass decodes the audio stream alone,
 so for a video it costs a fraction of the encode.
 
-The measurement is what ``audio.info`` reports with ``loudness: true``: integrated loudness
-(LUFS), true peak (dBTP) and loudness range (LU).
+The first pass measures with ffmpeg's ``ebur128`` filter rather than with loudnorm itself:
+the same EBU R128 figures (integrated loudness, its gate threshold, loudness range, true
+peak), without loudnorm's dynamic processing at 192 kHz that a measuring pass throws
+away; on an audio file that made the measuring pass several times as costly as the encode
+(``scripts/bench_outputs.py``). The measurement is also what ``audio.info`` reports with
+``loudness: true``: integrated loudness (LUFS), true peak (dBTP) and loudness range (LU).
 """
 
 from __future__ import annotations
@@ -18,8 +22,6 @@ import math
 import re
 from typing import Protocol
 
-import orjson
-
 from dragon import errors
 from dragon.media import probe
 from dragon.media.ffmpeg import ffmpeg_argv
@@ -28,6 +30,7 @@ from dragon.runtime.processes import ProcessResult
 MIN_TARGET, MAX_TARGET = -70.0, -5.0  # loudnorm's range for I (LUFS)
 TRUE_PEAK = -1.5  # dBTP ceiling, the common streaming-platform choice
 MIN_RANGE, MAX_RANGE = 7.0, 20.0  # the loudness-range target we allow loudnorm (LU)
+ABSOLUTE_GATE = -70.0  # LUFS: ebur128 reports this when no block is above the gate
 
 
 class ToolRunner(Protocol):
@@ -38,12 +41,18 @@ class ToolRunner(Protocol):
     def warn(self, message: str) -> None: ...
 
 
-_JSON = re.compile(r"\{[^{}]*\"input_i\"[^{}]*\}", re.S)
+# ebur128's summary, printed when the stream ends; "-inf" for a peak of digital silence.
+_SUMMARY = re.compile(
+    r"Integrated loudness:\s*I:\s*(?P<integrated>\S+) LUFS\s*Threshold:\s*(?P<threshold>\S+) LUFS"
+    r"\s*Loudness range:\s*LRA:\s*(?P<range>\S+) LU"
+    r".*?True peak:\s*Peak:\s*(?P<peak>\S+) dBFS",
+    re.S,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Loudness:
-    """A source's EBU R128 figures, as loudnorm's first pass measured them."""
+    """A source's EBU R128 figures, as the first pass measured them."""
 
     integrated: float  # LUFS
     true_peak: float  # dBTP
@@ -52,8 +61,9 @@ class Loudness:
 
     @property
     def silent(self) -> bool:
-        """Digital silence measures minus infinity: there is nothing to normalise."""
-        return not all(math.isfinite(v) for v in (self.integrated, self.true_peak))
+        """Digital silence (a peak of minus infinity) or nothing above the absolute gate:
+        there is no loudness to normalise."""
+        return self.integrated <= ABSOLUTE_GATE or not math.isfinite(self.true_peak)
 
     def report(self) -> dict[str, float | None]:
         """The figures a result shows (None for silence, which has no loudness)."""
@@ -66,11 +76,11 @@ class Loudness:
         }
 
 
-def measure_argv(info: probe.MediaInfo, target: float = -23.0) -> list[str]:
-    """The first pass: decode the first audio stream through loudnorm, keep nothing.
+def measure_argv(info: probe.MediaInfo) -> list[str]:
+    """The first pass: decode the first audio stream through ebur128, keep nothing.
 
-    loudnorm prints its measurement at the ``info`` log level, hence the second
-    ``-loglevel`` (the last one given wins)."""
+    ebur128 prints its summary at the ``info`` log level, hence the second ``-loglevel``
+    (the last one given wins); ``framelog=verbose`` keeps its line per 100 ms below it."""
     return ffmpeg_argv(
         "-loglevel",
         "info",
@@ -81,7 +91,7 @@ def measure_argv(info: probe.MediaInfo, target: float = -23.0) -> list[str]:
         "-sn",
         "-dn",
         "-af",
-        f"loudnorm=I={target:g}:TP={TRUE_PEAK:g}:print_format=json",
+        "ebur128=peak=true:framelog=verbose",
         "-f",
         "null",
         "-",
@@ -89,16 +99,16 @@ def measure_argv(info: probe.MediaInfo, target: float = -23.0) -> list[str]:
 
 
 def parse(stderr: str) -> Loudness:
-    """loudnorm's JSON block, the last one in ffmpeg's log."""
-    found = _JSON.findall(stderr)
+    """ebur128's summary, the last one in ffmpeg's log."""
+    found = list(_SUMMARY.finditer(stderr))
     if not found:
         raise errors.TaskError(errors.INVALID_MEDIA, "could not measure the audio's loudness")
-    values = orjson.loads(found[-1])
+    values = found[-1]
     return Loudness(
-        integrated=float(values["input_i"]),
-        true_peak=float(values["input_tp"]),
-        range=float(values["input_lra"]),
-        threshold=float(values["input_thresh"]),
+        integrated=float(values["integrated"]),
+        true_peak=float(values["peak"]),
+        range=float(values["range"]),
+        threshold=float(values["threshold"]),
     )
 
 

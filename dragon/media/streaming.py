@@ -2,7 +2,8 @@
 
 Why one ffmpeg run: the source is decoded once and ``split`` feeds every rendition's scaler
 and encoder, so a three-rung ladder costs the encodes and one decode instead of three
-decodes (``scripts/bench_streaming.py`` measures it against three separate runs). Every
+decodes, and each rung is scaled from the one above it rather than from the source
+(``scripts/bench_outputs.py`` measures it against three separate runs). Every
 rendition gets a keyframe at the same instants (a fixed GOP, no scene-cut keyframes, and a
 forced keyframe at each segment boundary), so a player can switch between renditions at
 any segment boundary. Audio is encoded once: HLS carries it as its own rendition group
@@ -111,18 +112,12 @@ def argv(
 ) -> list[str]:
     """The one ffmpeg run writing the ladder into ``folder``: ``MASTER[kind]`` and the
     playlists and segments it refers to, by paths relative to it."""
-    count = len(renditions)
     display = probe.require_video(info)
-    split = f"[0:V:0]split={count}" + "".join(f"[s{i}]" for i in range(count))
-    # Even widths round the aspect a little differently per height; one display aspect for
-    # every rendition is what lets a DASH adaptation set (and a player) switch between them.
-    dar = f"{display[0]}/{display[1]}"
-    scales = [f"[s{i}]scale=-2:{r.height},setdar={dar}[v{i}]" for i, r in enumerate(renditions)]
     args = [
         *decoder_guard(settings),
         *probe.input_args(info),
         "-filter_complex",
-        ";".join([split, *scales]),
+        scale_graph(renditions, display),
     ]
     for i, rendition in enumerate(renditions):
         args += ["-map", f"[v{i}]", f"-b:v:{i}", f"{rendition.bitrate}k"]
@@ -143,6 +138,29 @@ def argv(
     else:
         args += _dash(info.has_audio, folder)
     return ffmpeg_argv(*args)
+
+
+def scale_graph(renditions: list[Rendition], display: tuple[int, int]) -> str:
+    """The filter graph from the decoded source to ``[v0]``, ``[v1]``...: a cascade, each
+    rendition scaled from the one above it (``renditions`` are tallest first).
+
+    Why a cascade: scaling 720 lines to 480 reads under half the pixels of scaling 1080 to
+    480, and on a 1080p source the 1080p rung is no scale at all; next to the encodes this
+    is the part of the ladder's work that sharing can still shrink, after the decode."""
+    # Even widths round the aspect a little differently per height; one display aspect for
+    # every rendition is what lets a DASH adaptation set (and a player) switch between them.
+    dar = f"{display[0]}/{display[1]}"
+    chains, above = [], "[0:V:0]"
+    for i, rendition in enumerate(renditions):
+        # The width named, not derived from the rung above (whose even width is rounded).
+        size = f"{rendition.width(display)}:{rendition.height}"
+        chain = f"{above}scale={size},setdar={dar}"
+        if i == len(renditions) - 1:
+            chains.append(f"{chain}[v{i}]")
+        else:
+            chains.append(f"{chain},split=2[v{i}][t{i}]")
+            above = f"[t{i}]"
+    return ";".join(chains)
 
 
 def _hls(renditions: list[Rendition], audio: bool, folder: Path) -> list[str]:

@@ -1,12 +1,15 @@
 """Outputs of today on the existing tasks: modern codecs and containers, and loudness.
 
 Every output is checked with ffmpeg's own tools: ffprobe for codecs and containers, the
-``ebur128`` filter (a measurement independent of the ``loudnorm`` filter the tasks use) for
-loudness.
+``ebur128`` filter (a measurement independent of the ``loudnorm`` filter the tasks
+normalise with) for loudness. The tasks measure with ``ebur128`` too, so what audio.info
+reports is checked against ``loudnorm``'s own measurement, another implementation of EBU
+R128.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -31,6 +34,18 @@ def integrated_loudness(path: Path) -> float:
     ).stderr
     summary = out[out.rindex("Summary:") :]
     return float(re.search(r"I:\s+(-?[\d.]+) LUFS", summary).group(1))
+
+
+def loudnorm_measurement(path: Path) -> dict[str, float]:
+    """``loudnorm``'s measurement of a file's first audio stream: input_i, input_tp, ..."""
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-i", str(path), "-map", "0:a:0"]
+        + ["-af", "loudnorm=print_format=json", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    return {k: float(v) for k, v in json.loads(out[out.rindex("{") :]).items() if k[0] == "i"}
 
 
 @pytest.fixture(scope="module")
@@ -115,14 +130,15 @@ def test_audio_convert_reaches_the_loudness_asked(dragon_server, sources, tmp_pa
     assert result["duration"] == pytest.approx(6.0 if source == "quiet" else 4.0, abs=0.1)
 
 
-def test_audio_info_measures_loudness_as_ebur128_does(dragon_server, sources, tmp_path):
+def test_audio_info_measures_loudness_as_loudnorm_does(dragon_server, sources, tmp_path):
     result = run(
         dragon_server, {"task_name": "audio.info", "url": sources["quiet"], "loudness": True}
     )
     source = fetch(dragon_server, sources["quiet"], tmp_path / "quiet.mp3")
-    measured = result["loudness"]
-    assert measured["integrated"] == pytest.approx(integrated_loudness(source), abs=0.5)
-    assert -60 < measured["true_peak"] < 0
+    measured, reference = result["loudness"], loudnorm_measurement(source)
+    assert measured["integrated"] == pytest.approx(reference["input_i"], abs=0.5)
+    assert measured["true_peak"] == pytest.approx(reference["input_tp"], abs=0.5)
+    assert measured["range"] == pytest.approx(reference["input_lra"], abs=1.0)
     assert measured["range"] > 1  # a louder middle: the loudness moves
     plain = run(dragon_server, {"task_name": "audio.info", "url": sources["quiet"]})
     assert "loudness" not in plain  # old clients see what they always saw
@@ -169,6 +185,14 @@ def test_loudness_out_of_range_is_a_parameter_error(dragon_server, sources):
         ({"video_codec": "av1", "crf": 45}, "av1", "aac", "mov,mp4,m4a,3gp,3g2,mj2", "video/mp4"),
         ({"codec": "av1", "container": "webm"}, "av1", "opus", "matroska,webm", "video/webm"),
         ({"audio_codec": "flac"}, "h264", "flac", "matroska,webm", "video/x-matroska"),
+        ({"codec": "hevc", "container": "mkv"}, "hevc", "aac", "matroska,webm", "video/x-matroska"),
+        (
+            {"audio_codec": "mp3", "codec": "vp9"},
+            "vp9",
+            "mp3",
+            "mov,mp4,m4a,3gp,3g2,mj2",
+            "video/mp4",
+        ),
         (
             {"audio_codec": "opus", "container": "mp4"},
             "h264",

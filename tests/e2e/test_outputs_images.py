@@ -13,7 +13,7 @@ import uuid
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from tests.support.media import ffmpeg
 
@@ -97,6 +97,22 @@ def test_smart_crop_among_equal_windows_takes_the_centre_one(dragon_server, orig
     smart = download(dragon_server, ok(dragon_server.run_task({**task, "crop": "smart"}))["output"])
     centre = download(dragon_server, ok(dragon_server.run_task({**task, "crop": True}))["output"])
     assert np.array_equal(np.asarray(smart), np.asarray(centre))
+
+
+NO_AVIF = pytest.mark.skipif(not features.check("avif"), reason="this Pillow cannot write AVIF")
+
+
+@pytest.mark.parametrize(
+    "fmt, mime", [("webp", "image/webp"), pytest.param("avif", "image/avif", marks=NO_AVIF)]
+)
+def test_smart_crop_as_webp_and_avif(dragon_server, origin, fmt, mime):
+    url = serve(origin, subject_near_edge())
+    task = {"task_name": "image.thumb", "url": url, "width": 100, "height": 100, "format": fmt}
+    result = ok(dragon_server.run_task({**task, "crop": "smart"}))
+    assert dragon_server.get(result["output"]).headers["Content-Type"].startswith(mime)
+    picture = download(dragon_server, result["output"])
+    assert (picture.format, picture.size) == (fmt.upper(), (100, 100))
+    assert bright_pixels(picture) >= 0.8 * 20 * 20  # lossy: most of the subject's pixels
 
 
 @pytest.mark.parametrize("crop", ["clever", 2, None])
