@@ -189,6 +189,10 @@ class PartsWriter:
         self.size = part_size(upload["length"])
         self.hasher: Hasher | None = None
         self.sending: asyncio.Task[None] | None = None  # a full part on its way to S3
+        # Waiting for ``sending``, then (with checkpoints) moving the row past it: one task,
+        # shielded, so a body cut meanwhile (the request cancelled) neither drops the part
+        # nor leaves the row and ``upload`` apart; ``store`` waits for the same task.
+        self.settling: asyncio.Future[None] | None = None
         self.checkpoints = True
 
     @classmethod
@@ -231,33 +235,47 @@ class PartsWriter:
             self.buffer += chunk
             self.end += len(chunk)
             while len(self.buffer) >= self.size:
+                # The previous part first: a body cut while waiting for it leaves this one's
+                # bytes in the buffer, where ``store`` finds them.
+                await self._sent()
                 with memoryview(self.buffer) as view:
                     part = bytes(view[: self.size])
                 del self.buffer[: self.size]
-                await self._sent()
                 self.sending = asyncio.create_task(self._put_part(part))
 
     async def _sent(self) -> None:
         """Wait for the part on its way to S3; with checkpoints, the row then moves past it."""
-        sending, self.sending = self.sending, None
-        if sending is not None:
-            await sending
-            if self.checkpoints:
-                await self._commit(None)
+        if self.settling is None and self.sending is not None:
+            self.settling = asyncio.ensure_future(self._settle())
+        if self.settling is not None:
+            await asyncio.shield(self.settling)
+            self.settling = None
+
+    async def _settle(self) -> None:
+        assert self.sending is not None
+        await self.sending
+        self.sending = None
+        if self.checkpoints:
+            await self._commit(None)
 
     async def abandon(self) -> None:
         """Stop a part still on its way once nothing will list it (a refused body)."""
-        sending, self.sending = self.sending, None
-        if sending is not None:
-            sending.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await sending
+        for waiting in (self.settling, self.sending):
+            if waiting is not None and not waiting.done():
+                waiting.cancel()
+            if waiting is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await waiting
+        self.settling = self.sending = None
 
     async def store(self) -> UploadRow:
         """Store what is buffered: the last part when the upload is whole, else a new
         pending object; then the row says so. The upload as it then stands. After a part
         that failed, only the parts before it are kept (the bytes past it have a gap)."""
-        await self._sent()
+        try:
+            await self._sent()
+        except Exception:  # noqa: BLE001 - the part failed (the body's own failure says why)
+            self.settling = self.sending = None
         stored = sum(size for _, _, size in self.parts)
         if stored + len(self.buffer) == self.end > self.upload["received"]:
             if self.end == self.upload["length"]:
