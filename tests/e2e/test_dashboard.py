@@ -94,7 +94,8 @@ def test_create_form_preview_filters_and_diagnostics(server, page, origin, tmp_p
 
     [failed] = server.create([{"task_name": "test.file", "fail": True}])
     failed_row = row(page, failed["key"])
-    failed_row.wait_for(timeout=10_000)
+    # Its row may be drawn executing first: wait for the document of its end.
+    page.locator(f'tr[data-key="{failed["key"]}"][data-status=error]').wait_for(timeout=30_000)
     assert "invalid_media: asked to fail" in failed_row.inner_text()
     failed_row.locator("button.expand").click()
     details = page.locator(f'tr[data-details-of="{failed["key"]}"]')
