@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -37,42 +34,9 @@ class CheckoutServer(BenchServer):
         self.python = str(checkout / ".venv" / "bin" / "python")
         super().__init__({**env, "PYTHONPATH": str(checkout)}, data_dir=data_dir)
 
-    def create_account(self, name: str) -> dict:
-        out = subprocess.run(
-            [self.python, "-m", "dragon", "accounts", "create", name],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=self.checkout,
-        )
-        return json.loads(out.stdout)
-
-    def start(self) -> None:
-        self.log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [self.python, "-m", "dragon", "serve"],
-            env=self.env,
-            cwd=self.checkout,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
-        )
-        import urllib.request
-
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not start; see {self.dir / 'server.log'}")
-
 
 def cpu_seconds(server: BenchServer) -> float:
     """User + system CPU of the server process and its children (process-pool workers)."""
-    import os
-
     tick = os.sysconf("SC_CLK_TCK")
     pids = [str(server.proc.pid)]
     for tid in os.listdir(f"/proc/{server.proc.pid}/task"):

@@ -45,7 +45,13 @@ class BenchServer:
     benchmarks compare a job with the raw tool run from here, and on a shared machine a
     lower priority would charge the job for the other users' load. bench_api, which
     measures what the priority buys, sets ``DRAGON_TOOL_NICE`` itself.
+
+    ``python`` and ``checkout``: the interpreter and the source tree it runs (another
+    checkout's, for scripts/bench_ab.py).
     """
+
+    python: str = sys.executable
+    checkout: Path = ROOT
 
     def __init__(self, env: dict | None = None, data_dir: Path | None = None) -> None:
         """``env`` adds or overrides settings; a value of None removes one (the server's
@@ -72,12 +78,12 @@ class BenchServer:
     def create_account(self, name: str) -> dict:
         """A new account (``dragon accounts create``): its credentials."""
         out = subprocess.run(
-            [sys.executable, "-m", "dragon", "accounts", "create", name],
+            [self.python, "-m", "dragon", "accounts", "create", name],
             env=self.env,
             capture_output=True,
             text=True,
             check=True,
-            cwd=ROOT,
+            cwd=self.checkout,
         )
         return json.loads(out.stdout)
 
@@ -85,9 +91,9 @@ class BenchServer:
         """Start ``dragon serve`` (again, after ``stop``) and wait until it answers."""
         self.log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dragon", "serve"],
+            [self.python, "-m", "dragon", "serve"],
             env=self.env,
-            cwd=ROOT,
+            cwd=self.checkout,
             stdout=subprocess.DEVNULL,
             stderr=self.log,
         )

@@ -144,28 +144,30 @@ def follow_events(server: Server, secret: str) -> socket.socket:
     return s
 
 
+def other_creates_and_the_newest_five_live(
+    server: Server, other: dict, held: list[socket.socket]
+) -> None:
+    """Another account's blocking create succeeds at the cap, and of the 20 connections one
+    account ``held``, only the newest five (its share) are still open."""
+    r = server.request(
+        "POST",
+        "/v2/create",
+        {"tasks": [{"task_name": "hello", "name": "x"}], "block": True},
+        headers={"Authorization": f"Secret {other['secret']}"},
+    )
+    assert r.status == 200, r.body
+    assert r.json()[0]["status"] == "success"
+    closed = closed_within({str(i): s for i, s in enumerate(held)}, 3)
+    assert [i for i, answer in closed.items() if answer is None] == [str(i) for i in range(15, 20)]
+
+
 def test_one_accounts_streams_cannot_take_every_connection(make_server):
     server = make_server(env={"DRAGON_MAX_CONNECTIONS": "20"})  # 5 streams per account
     other = server.create_account("other-account")
     streams = [follow_events(server, server.secret) for _ in range(20)]
     try:
-        r = server.request(
-            "POST",
-            "/v2/create",
-            {"tasks": [{"task_name": "hello", "name": "x"}], "block": True},
-            headers={"Authorization": f"Secret {other['secret']}"},
-        )
-        assert r.status == 200, r.body
-        assert r.json()[0]["status"] == "success"
-        # The account's oldest streams were closed to keep its share; its newest five live.
-        closed = closed_within({str(i): s for i, s in enumerate(streams)}, 3)
-        assert [i for i, answer in closed.items() if answer is None] == [
-            "15",
-            "16",
-            "17",
-            "18",
-            "19",
-        ]
+        # The account's oldest streams are closed to keep its share; its newest five live.
+        other_creates_and_the_newest_five_live(server, other, streams)
     finally:
         for s in streams:
             s.close()
@@ -265,22 +267,7 @@ def test_one_accounts_blocked_requests_cannot_take_every_connection(make_server,
             waiting.append(s)
             time.sleep(0.1)  # in order: the oldest are the first
         time.sleep(1)
-        r = server.request(
-            "POST",
-            "/v2/create",
-            {"tasks": [{"task_name": "hello", "name": "x"}], "block": True},
-            headers={"Authorization": f"Secret {other['secret']}"},
-        )
-        assert r.status == 200, r.body
-        assert r.json()[0]["status"] == "success"
-        closed = closed_within({str(i): s for i, s in enumerate(waiting)}, 3)
-        assert [i for i, answer in closed.items() if answer is None] == [
-            "15",
-            "16",
-            "17",
-            "18",
-            "19",
-        ]
+        other_creates_and_the_newest_five_live(server, other, waiting)
     finally:
         for s in waiting:
             s.close()
