@@ -597,7 +597,10 @@ def unbuildable(error: errors.TaskError, graph: Graph) -> errors.TaskError:
     """
     stderr = (error.tool or {}).get("stderr", "")
     failed = error.code in (errors.PROCESS_FAILED, errors.RESOURCE_LIMIT)
-    if not failed or not GRAPH_FAILED.search(stderr):
+    # Where ffmpeg runs out of its room depends on the load: building the graph, or later
+    # an encoder's malloc. Either way the movie did not fit, and the advice is the same.
+    ran_out = error.code == errors.RESOURCE_LIMIT and processes.OUT_OF_MEMORY.search(stderr)
+    if not ran_out and not (failed and GRAPH_FAILED.search(stderr)):
         return error
     inputs = f"{len(graph.inputs)} inputs at {graph.width}x{graph.height}"
     limit = processes.tool_memory()
