@@ -194,6 +194,9 @@ class QueueEstimates:
         queued = self._queued_here(docs)
         if not queued:
             return
+        # Tasks this read already sees executing: one whose row was just written so but whose
+        # run is not marked begun yet is not ahead of the queued ones of the same read.
+        executing = {d["key"] for d in docs if d.get("status") == "executing"}
         now = time.time()
         typical = await self._typical_times()
         # The awaits above let tasks start meanwhile: keep only those still queued here.
@@ -209,7 +212,7 @@ class QueueEstimates:
         for lane in self.queues.lanes.values():
             wanted = {key for key in queued if runs[key].lane is lane}
             if wanted:
-                found = self._replay(lane, wanted, now, duration)
+                found = self._replay(lane, wanted, executing, now, duration)
                 for key, (position, start) in found.items():
                     own = typical.get(runs[key].task_name)
                     queued[key]["queue_position"] = position
@@ -248,16 +251,26 @@ class QueueEstimates:
         return typical
 
     def _replay(
-        self, lane: Lane, wanted: set[str], now: float, duration: Callable[[str], float]
+        self,
+        lane: Lane,
+        wanted: set[str],
+        executing: set[str],
+        now: float,
+        duration: Callable[[str], float],
     ) -> dict[str, tuple[int, float]]:
         """``{key: (position, expected start)}`` of the ``wanted`` keys waiting in ``lane``.
 
         Tasks back from their download, holding their slot, whose work is about to begin
-        come first, in their order; then the lane's picks as ``replay`` makes them."""
+        come first, in their order (unless the read saw them ``executing``: their work
+        began, only the run's mark lags); then the lane's picks as ``replay`` makes them."""
         runs = self.queues.runs
         mine = [r for r in runs.values() if r.lane is lane and r.slot is not None and r.slot.held]
         starting = sorted(
-            (r for r in mine if r.slot is not None and r.slot.came_back and r.waiting),
+            (
+                r
+                for r in mine
+                if r.slot is not None and r.slot.came_back and r.waiting and r.key not in executing
+            ),
             key=lambda r: r.started,
         )
         found = {r.key: (i, now) for i, r in enumerate(starting, 1) if r.key in wanted}

@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
-from dragon.engine.lanes import Lane
+from dragon.engine.lanes import Lane, Slot
 from dragon.engine.queue_position import QueueEstimates
 from dragon.engine.runs import Run
 
@@ -41,3 +41,27 @@ def test_a_document_read_before_its_task_began_is_named_for_a_second_read():
     # Not "waits" (it has its position) nor "elsewhere" (not here: another node's, or a
     # chain's task waiting for its inputs).
     assert estimates.begun_since(docs) == ["began"]
+
+
+def test_a_task_the_read_sees_executing_is_not_ahead_of_the_queue():
+    """A task back from its download with its slot: its row is written executing before
+    its run is marked begun. A read that got that row counts it as running, not as the
+    next to start, so the queued task of the same read stands first; a read of the queued
+    task alone still sees the other one about to start ahead of it."""
+    lane = Lane("batch", 1)
+    slot = Slot(lane, 1, "beginning", asyncio.Semaphore(1), lambda: None)
+    slot.came_back = True
+    beginning = Run("beginning", "video.convert", lane, slot=slot)
+    waits = Run("waits", "video.convert", lane)
+    lane.queue.put(1, "waits")
+    estimates = QueueEstimates(
+        Queues({"batch": lane}, {"beginning": beginning, "waits": waits}),
+        database=None,  # type: ignore[arg-type]
+    )
+    estimates.run_times["video.convert"] = deque([1.0])
+    both = [{"status": "executing", "key": "beginning", "progress": 0.0}, queued("waits")]
+    asyncio.run(estimates.annotate(both))
+    assert both[1]["queue_position"] == 1
+    alone = [queued("waits")]
+    asyncio.run(estimates.annotate(alone))
+    assert alone[0]["queue_position"] == 2
