@@ -414,13 +414,15 @@ class ClusterDatabase(Database, Protocol):
 
     async def listen(self, handler: Callable[[str, list[str]], None]) -> None:
         """Call ``handler(kind, keys)`` for other nodes' committed changes: ``n`` new
-        queued tasks, ``c`` changed tasks, ``r`` (no keys) after a reconnection, when
-        notifications may have been lost. Returns once listening."""
+        queued tasks, ``c`` changed tasks, ``j`` a node joined, ``r`` (no keys) after a
+        reconnection, when notifications may have been lost. Returns once listening."""
 
-    async def join(self, owner: str, name: str) -> None:
-        """A node starts (an earlier process of the same name is gone)."""
+    async def join(self, owner: str, name: str) -> int:
+        """A node starts (an earlier process of the same name is gone); the other nodes
+        are told (notification ``j``). Returns how many other nodes are alive."""
 
-    async def heartbeat(self, owner: str, name: str) -> None: ...
+    async def heartbeat(self, owner: str, name: str) -> int:
+        """This node is alive; returns how many other nodes are."""
 
     async def leave(self, owner: str) -> None:
         """A node stopped cleanly."""

@@ -883,18 +883,20 @@ class ClusterOperations(Operations):
 
     clustered = True
 
-    async def join(self, owner: str, name: str) -> None:
+    async def join(self, owner: str, name: str) -> int:
         """An earlier process with the same node name is gone (names are unique in a
-        cluster), so its running tasks can be taken back at once."""
+        cluster), so its running tasks can be taken back at once. The other nodes hear
+        of this one at once: a node with peers leaves them the work it cannot start."""
 
-        def op() -> Op[None]:
+        def op() -> Op[int]:
             yield from count("forget_node_name", name=name, owner=owner)
-            yield from count("heartbeat", owner=owner, name=name)
+            yield from notify("j", [owner])
+            return (yield from _beat(owner, name))
 
-        await self._write(op())
+        return await self._write(op())
 
-    async def heartbeat(self, owner: str, name: str) -> None:
-        await self._write_one(count("heartbeat", owner=owner, name=name))
+    async def heartbeat(self, owner: str, name: str) -> int:
+        return await self._write(_beat(owner, name))
 
     async def leave(self, owner: str) -> None:
         await self._write_one(count("leave", owner=owner))
@@ -1016,3 +1018,9 @@ def event(task: TaskRow, now: float, document: object) -> dict[str, object]:
         "created_at": now,
         "document": dumps(document),
     }
+
+
+def _beat(owner: str, name: str) -> Op[int]:
+    """Record that ``owner`` is alive; how many other nodes are."""
+    yield from count("heartbeat", owner=owner, name=name)
+    return (yield from value(int, "peers", owner=owner)) or 0

@@ -10,7 +10,7 @@ cluster needs. Its schema is ``dragon.database.postgres_schema``. What differs f
   nodes starting together migrate once.
 - Every committed change of a task sends ``NOTIFY dragon`` in its transaction (so it is
   delivered only after the commit). The payload is ``<kind> <origin> <key,key,...>``:
-  ``n`` new queued tasks, ``c`` changed statuses. ``listen`` hands other nodes'
+  ``n`` new queued tasks, ``c`` changed statuses, ``j`` a node joined. ``listen`` hands other nodes'
   notifications to the engine (``dragon.engine.cluster``), which queues new work and re-reads
   and publishes the documents to its own streams. A node ignores its own notifications.
 - Event ids are taken under a transaction advisory lock, so they commit in id order and a
@@ -154,6 +154,7 @@ POSTGRES_QUERIES: dict[str, str] = {
     f" WHERE key = ANY(:keys) RETURNING {TASK_COLUMNS}",
     "forget_node_name": "DELETE FROM nodes WHERE name = :name AND owner <> :owner",
     "heartbeat": HEARTBEAT,
+    "peers": f"SELECT count(*) FROM nodes WHERE owner <> :owner AND seen_at > {NOW} - :lease",
     "leave": "DELETE FROM nodes WHERE owner = :owner",
     "stale_tasks": f"SELECT {TASK_COLUMNS} FROM tasks t WHERE status = 'executing'"
     f" AND NOT EXISTS ({NODE_ALIVE}) ORDER BY seq",

@@ -53,10 +53,10 @@ class QueryMany(NamedTuple):
 
 class Notify(NamedTuple):
     """Tell the other nodes sharing the database, on commit, that ``keys`` changed:
-    ``n`` new queued tasks, ``c`` changed tasks. A database no other node reads (SQLite)
-    has nobody to tell and skips it."""
+    ``n`` new queued tasks, ``c`` changed tasks, ``j`` a node joined (its owner). A
+    database no other node reads (SQLite) has nobody to tell and skips it."""
 
-    kind: Literal["n", "c"]
+    kind: Literal["n", "c", "j"]
     keys: Sequence[str]
 
 
@@ -90,7 +90,7 @@ def many(name: str, params: Sequence[Params]) -> Generator[Step, object, None]:
         yield QueryMany(name, params)
 
 
-def notify(kind: Literal["n", "c"], keys: Sequence[str]) -> Generator[Step, object, None]:
+def notify(kind: Literal["n", "c", "j"], keys: Sequence[str]) -> Generator[Step, object, None]:
     if keys:
         yield Notify(kind, keys)
 

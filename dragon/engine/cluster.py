@@ -81,10 +81,14 @@ class Cluster:
         self._heard = False  # other nodes' notifications arrived since the last apply
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        # Other nodes alive (at the last heartbeat, plus those heard joining since): while
+        # there are, this node sends no task to download ahead of a free slot, so that an
+        # idle node can claim it instead (``Lane.prefetch_next``).
+        self.peers = 0
 
     async def start(self) -> None:
         """Announce this node (before it claims anything) and start listening."""
-        await self.db.join(self.scheduler.boot_id, self.name)
+        self.peers = await self.db.join(self.scheduler.boot_id, self.name)
         await self.db.listen(self._notified)
         self._loops = [
             asyncio.create_task(self._apply_forever()),
@@ -112,6 +116,8 @@ class Cluster:
             self._changed.update(keys)
         elif kind == "r":
             self._resync = True
+        elif kind == "j":
+            self.peers += 1
         self._wake.set()
 
     async def _apply_forever(self) -> None:
@@ -184,7 +190,7 @@ class Cluster:
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             try:
-                await self.db.heartbeat(self.scheduler.boot_id, self.name)
+                self.peers = await self.db.heartbeat(self.scheduler.boot_id, self.name)
                 # Look for queued work, and re-read what streams and blocked requests
                 # follow, in case a notification was missed (a listener that reconnected
                 # after a database restart hears nothing of what happened meanwhile).

@@ -5,13 +5,21 @@ slots. Tasks wait in a ``FairQueue``: per account, the tasks coming back from a 
 first, then its new tasks; accounts take turns. The rules that keep one account, or one
 slow source, from taking a lane:
 
+- In a processing lane a new task holds no slot at first: it is sent to download its
+  inputs as soon as its account has fewer than ``prefetch`` tasks downloading or back
+  (``Lane.prefetch_next``), whether a slot is free or not, and asks for a slot when its
+  download ends or its work begins (``Slot.take``). So a task that arrives while every
+  slot is busy is ready when the next one frees, and a download is never what makes a
+  task miss its account's turn. Its other tasks wait, without downloading, for those.
 - A running task hands its slot back while it waits for a download (``Slot.released``),
-  so a source trickling one byte at a time holds a connection, not a slot. When its
-  download ends it queues again at the front of its *account's* line, not of the lane's:
-  it does not jump ahead of other accounts' tasks. In a processing lane an account's
-  tasks start their work in the order they were dispatched, so positions hold.
-- An account downloads at most ``prefetch`` tasks ahead per lane (tasks that lent their
-  slot out): its other tasks wait, without downloading, for those to run.
+  so a source trickling one byte at a time holds a connection, not a slot. A task back
+  from its download queues at the front of its *account's* line, not of the lane's: it
+  does not jump ahead of other accounts' tasks. In a processing lane an account's tasks
+  start their work in the order they were dispatched, so positions hold.
+- Accounts take turns. An account that starts waiting goes ahead of the accounts that
+  hold a slot of the lane now (they have had their turn), behind those that wait without
+  one: a single task of a quiet account starts when the next slot frees, even while
+  another account keeps the lane busy.
 - An account may not take the last free slot of a lane while another account has tasks
   waiting; and an account with a ``max_running`` limit holds at most that many slots of
   the processing lanes at once. (Nothing is preempted: slots already held are kept until
@@ -49,7 +57,11 @@ class FairQueue:
     """
 
     def __init__(
-        self, lending: dict[int, dict[str, None]] | None = None, *, ordered: bool = True
+        self,
+        lending: dict[int, dict[str, None]] | None = None,
+        *,
+        ordered: bool = True,
+        holding: Callable[[int], bool] = lambda account: False,
     ) -> None:
         self._items: dict[int, deque[str]] = {}
         self._back: dict[int, dict[str, Comeback]] = {}
@@ -58,6 +70,7 @@ class FairQueue:
         # Per account, the keys of its tasks that lent their slot out, oldest first.
         self._lending = lending if lending is not None else {}
         self._ordered = ordered  # False: any task back from its download may go first
+        self._holding = holding  # whether an account holds a slot of the lane now
         self.size = 0  # new keys waiting (not the comebacks)
 
     def put(self, account_id: int, key: str) -> None:
@@ -70,9 +83,22 @@ class FairQueue:
         self._back.setdefault(account_id, {})[comeback.key] = comeback
 
     def _join(self, account_id: int) -> None:
+        """A new account waits: its turn comes before those holding a slot now."""
         if account_id not in self._members:
             self._members.add(account_id)
-            self._ring.append(account_id)
+            at = next((i for i, a in enumerate(self._ring) if self._holding(a)), len(self._ring))
+            self._ring.insert(at, account_id)
+
+    def take_new(self, allowed: Callable[[int], bool]) -> tuple[int, str] | None:
+        """The next new key, in turn order, of an account that ``allowed`` lets send one to
+        download; turns do not move (a download is not a turn)."""
+        for account_id in self._ring:
+            items = self._items.get(account_id)
+            if items and allowed(account_id):
+                key = items.popleft()
+                self.size -= 1
+                return account_id, key
+        return None
 
     def _next_back(self, account_id: int) -> Comeback | None:
         """The account's oldest lending task, if it is back and still waits (unordered:
@@ -96,9 +122,10 @@ class FairQueue:
                 return True
         return False
 
-    def accounts(self) -> list[int]:
-        """Accounts with tasks waiting for a slot, in the order of their turns."""
-        return [a for a in self._ring if self._items.get(a) or self._next_back(a)]
+    def accounts(self, new: bool = True) -> list[int]:
+        """Accounts with tasks waiting for a slot, in the order of their turns (``new``:
+        counting new keys; else only tasks back from their downloads)."""
+        return [a for a in self._ring if (new and self._items.get(a)) or self._next_back(a)]
 
     def snapshot(self) -> tuple[list[int], dict[int, list[str]], dict[int, list[str]]]:
         """Copies of the ring, the new keys and, per account, its lending tasks (back or
@@ -158,6 +185,7 @@ class Lane:
         running: Callable[[int], int] | None = None,
         limit: Callable[[int], int] | None = None,
         prefetch: bool = True,
+        spare_only: Callable[[], bool] = lambda: False,
     ) -> None:
         self.name = name
         self.capacity = max(1, capacity)
@@ -171,10 +199,15 @@ class Lane:
         # Per account, its tasks that lent their slot out (downloading, or back and
         # waiting), in the order they lent it: the order they start their work.
         self.lending: dict[int, dict[str, None]] = {}
-        self.queue = FairQueue(self.lending, ordered=prefetch)
+        self.queue = FairQueue(
+            self.lending, ordered=prefetch, holding=lambda account: self.held[account] > 0
+        )
         # The account's slots held in every lane its limit covers, and that limit (0: none).
         self._running = running or (lambda account: self.held[account])
         self._limit = limit or (lambda account: 0)
+        # True while other nodes could run this lane's queued tasks: send none to download
+        # beyond the free slots (``prefetch_next``), so an idle node claims them instead.
+        self.spare_only = spare_only
 
     def lent(self, account_id: int | None = None) -> int:
         """Tasks of ``account_id`` (None: of every account) that lent their slot out."""
@@ -186,7 +219,7 @@ class Lane:
         """Who may take a free slot now (``waiting``: the accounts with tasks queued)."""
 
         def allowed(account_id: int, new: bool) -> bool:
-            if new and self.prefetch is not None and self.lent(account_id) >= self.prefetch:
+            if new and self.prefetch is not None:  # its new tasks start by downloading
                 return False
             limit = self._limit(account_id)
             if limit and self._running(account_id) >= limit:
@@ -199,9 +232,12 @@ class Lane:
 
     def take(self) -> tuple[int, str] | None:
         """Give free slots to whoever is next (comebacks are granted here); returns the
-        next new task to start, if any."""
+        next new task to start holding a slot, if any (light lane only)."""
         while self.busy < self.capacity:
-            picked = self.queue.pop(self.allowed(set(self.queue.accounts())))
+            # Who waits for the last slot: in a processing lane, a task that is back (a new
+            # one downloads first, without a slot; it does not hold a slot free meanwhile).
+            waiting = self.queue.accounts(new=self.prefetch is None)
+            picked = self.queue.pop(self.allowed(set(waiting)))
             if picked is None:
                 return None
             account_id, item = picked
@@ -211,6 +247,19 @@ class Lane:
             self.unlend(account_id, item.key)  # now, so the ring sees it at once
             item.granted.set_result(None)
         return None
+
+    def prefetch_next(self) -> tuple[int, str] | None:
+        """The next new task to send downloading without a slot (processing lanes): an
+        account's, in turn order, while it has fewer than ``prefetch`` lent out (and, with
+        other nodes about, while the lane has a slot for every task lent out)."""
+        prefetch = self.prefetch
+        if prefetch is None or (self.spare_only() and self.busy + self.lent() >= self.capacity):
+            return None
+        picked = self.queue.take_new(lambda account: self.lent(account) < prefetch)
+        if picked is not None:
+            account_id, key = picked
+            self.lending.setdefault(account_id, {})[key] = None
+        return picked
 
     def _acquire(self, account_id: int) -> None:
         self.busy += 1
@@ -256,12 +305,15 @@ class Slot:
         key: str,
         downloads: asyncio.Semaphore,
         changed: Callable[[], None],
+        *,
+        held: bool = True,
     ) -> None:
         self.lane = lane
         self.account_id = account_id
         self.key = key
-        self.held = True
-        self.came_back = False  # it lent the slot for a download and got it back
+        self.held = held  # False: sent to download first (``Lane.prefetch_next``)
+        self.came_back = False  # it lent the slot (or had none) and got one
+        self.asking = False  # back from its downloads, it waits for the lane to grant one
         self._downloads = downloads
         self._changed = changed
         self._lent = 0
@@ -287,14 +339,21 @@ class Slot:
             raise
         finally:
             self._lent -= 1
-            if self._lent == 0 and not self.held:
+            if self._lent == 0 and not self.held and not self.asking:
                 if cancelled:
                     self.lane.unlend(self.account_id, self.key)
                 else:
                     await self._reacquire()
 
+    async def take(self) -> None:
+        """The task's work begins: wait for a slot if it holds none (it was sent to download
+        first and had nothing to fetch, or its downloads still run)."""
+        if not self.held and not self.asking:
+            await self._reacquire()
+
     async def _reacquire(self) -> None:
         granted = self.lane.come_back(self.account_id, self.key)
+        self.asking = True
         self._changed()
         try:
             await asyncio.shield(granted)
@@ -305,12 +364,17 @@ class Slot:
                 granted.cancel()
                 self.lane.unlend(self.account_id, self.key)
             raise
+        finally:
+            self.asking = False
         self.held = True  # the lane counted it back when it granted the slot
         self.came_back = True
 
     def give_back(self) -> None:
-        """The task ended: free the slot if it holds one."""
+        """The task ended: free the slot if it holds one, or its place among the tasks
+        lent out if it never got one back."""
         if self.held:
             self.lane.release(self.account_id)
             self.held = False
-            self._changed()
+        else:
+            self.lane.unlend(self.account_id, self.key)
+        self._changed()

@@ -2,12 +2,13 @@
 
 The position is found by replaying the lane's own rules on a copy of its state: accounts
 served round-robin (``FairQueue.pop``), each account's tasks back from (or still in) a
-download before its new ones, no account downloading more than the lane's ``prefetch``
-ahead or running more than its ``max_running``, and an account not taking the last free
-slot while it holds every other one and another account waits (``Lane.allowed``). Each
-replayed pick happens when the next slot frees: the slot whose task is expected to end
-first, from the recent run times of that task's name. A task still downloading is counted
-as if it were back: where it will stand when it is.
+download before its new ones, a new task sent to download as soon as its account has
+fewer than the lane's ``prefetch`` lent out (``Lane.prefetch_next``: no turn is spent on
+it), no account running more than its ``max_running``, and an account not taking the last
+free slot while it holds every other one and another account waits (``Lane.allowed``).
+Each replayed pick happens when the next slot frees: the slot whose task is expected to
+end first, from the recent run times of that task's name. A task still downloading is
+counted as if it were back: where it will stand when it is.
 
 ``eta`` is when the task is expected to *end*: its replayed start plus the median of the
 recent successful run times of its task name (the last ``HISTORY``, kept in memory and
@@ -47,6 +48,7 @@ class LaneState:
     running: list[tuple[int, float]]  # (account, expected end) of each slot held
     limits: dict[int, int] = dataclasses.field(default_factory=dict)  # max_running
     elsewhere: Counter[int] = dataclasses.field(default_factory=Counter)  # slots in other lanes
+    spare_only: bool = False  # other nodes about: none sent to download beyond free slots
 
 
 class _Replay:
@@ -63,6 +65,22 @@ class _Replay:
         self.slots = [(end, next(self.order), account) for account, end in state.running]
         heapq.heapify(self.slots)
         self.held = Counter(account for account, _ in state.running)
+        self.prefetch()
+
+    def prefetch(self) -> None:
+        """``Lane.prefetch_next``: the new tasks that are sent to download now."""
+        limit, state = self.state.prefetch, self.state
+        if limit is None:
+            return
+        for account in list(self.ring):
+            items = self.items.get(account)
+            while items and self.lent[account] < limit:
+                if state.spare_only and len(self.slots) + self.lent.total() >= state.capacity:
+                    return
+                self.back.setdefault(account, deque()).append(items.popleft())
+                self.lent[account] += 1
+            if items is not None and not items:
+                del self.items[account]
 
     def free_slot(self, now: float) -> float:
         """When the next slot is free (now, or when its task is expected to end)."""
@@ -75,7 +93,7 @@ class _Replay:
     def allowed(self, account: int, new: bool) -> bool:
         """``Lane.allowed`` on the copy."""
         state, held = self.state, self.held
-        if new and state.prefetch is not None and self.lent[account] >= state.prefetch:
+        if new and state.prefetch is not None:
             return False
         limit = state.limits.get(account, 0)
         if limit and held[account] + state.elsewhere[account] >= limit:
@@ -83,15 +101,18 @@ class _Replay:
         busy = len(self.slots)
         if state.capacity - busy > 1 or state.capacity == 1:
             return True
-        waiting = {a for a in self.ring if self.items.get(a) or self.back.get(a)}
+        new = state.prefetch is None  # elsewhere only tasks back wait for a slot
+        waiting = {a for a in self.ring if (new and self.items.get(a)) or self.back.get(a)}
         return held[account] < busy or not waiting - {account}
 
     def next_start(self) -> tuple[int, str]:
-        """Turns until a task starts its work in the free slot: ``(account, key)``. A new
-        key's turn sends it to download; it then waits, back, for its account's next."""
+        """Turns until a task starts its work in the free slot: ``(account, key)``. In the
+        light lane a new key's turn sends it to download; it then waits, back, for its
+        account's next. (Elsewhere new keys download without a turn: ``prefetch``.)"""
+        fallback = _anyone if self.state.prefetch is None else _no_new
         while True:
             picked = _pop(self.ring, self.items, self.back, self.allowed)
-            picked = picked or _pop(self.ring, self.items, self.back, _anyone)
+            picked = picked or _pop(self.ring, self.items, self.back, fallback)
             assert picked is not None
             account, key, came_back = picked
             if came_back:
@@ -119,16 +140,22 @@ def replay(
     position = 0
     while (copy.items or copy.back) and len(found) < len(wanted):
         at = copy.free_slot(now)
+        copy.prefetch()  # with other nodes about, a free slot lets one more download
         account, key = copy.next_start()
         position += 1
         if key in wanted:
             found[key] = (position, at)
         copy.start(account, at, duration(key))
+        copy.prefetch()
     return found
 
 
 def _anyone(account: int, new: bool) -> bool:
     return True
+
+
+def _no_new(account: int, new: bool) -> bool:
+    return not new
 
 
 def _pop(
@@ -306,5 +333,13 @@ class QueueEstimates:
             if other is not lane:
                 elsewhere.update(other.held)
         return LaneState(
-            lane.capacity, lane.prefetch, ring, items, back, running, self.queues.limits, elsewhere
+            lane.capacity,
+            lane.prefetch,
+            ring,
+            items,
+            back,
+            running,
+            self.queues.limits,
+            elsewhere,
+            lane.spare_only(),
         )

@@ -56,9 +56,9 @@ class Run:
     @property
     def downloading(self) -> bool:
         """Its inputs are being fetched: dispatched, its work not begun, and its download
-        runs or is about to (just dispatched). Back from it and waiting for its slot, it
-        is not: its inputs are in."""
+        runs or is about to (just dispatched). Back from it and asking for a slot, it is
+        not: its inputs are in."""
         slot = self.slot
         if self.begun or slot is None:
             return False
-        return slot.fetching or (slot.held and not slot.came_back)
+        return slot.fetching or not (slot.came_back or slot.asking)

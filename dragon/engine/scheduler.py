@@ -235,7 +235,17 @@ class Scheduler:
         return classes.lane_for(self.registry.get(task_name), params)
 
     def _processing(self, name: str, slots: int) -> Lane:
-        return Lane(name, slots, running=self._processing_slots, limit=self._limit_of)
+        return Lane(
+            name,
+            slots,
+            running=self._processing_slots,
+            limit=self._limit_of,
+            spare_only=self._has_peers,
+        )
+
+    def _has_peers(self) -> bool:
+        """Other nodes are alive: leave them the work this node has no free slot for."""
+        return self.cluster is not None and self.cluster.peers > 0
 
     def _processing_slots(self, account_id: int) -> int:
         return sum(self.lanes[name].held[account_id] for name in classes.PROCESSING)
@@ -280,21 +290,30 @@ class Scheduler:
             return
         for lane in self.lanes.values():
             while (picked := lane.take()) is not None:
-                account_id, key = picked
-                run = self._runs.get(key)
-                if run is not None and not run.queued:  # queued twice: running here
-                    lane.release(account_id)
-                    run.again = account_id
-                    continue
-                if run is None:  # queued twice, and its first run has ended
-                    run = self._runs[key] = Run(key, "", lane)
-                run.lane = lane
-                run.slot = Slot(
-                    lane, account_id, key, self._downloads_of(account_id), self._dispatch
-                )
-                run.started = time.time()
-                self._unbegun[lane.name] += 1
-                run.task = asyncio.create_task(self._run(run))
+                self._launch(lane, *picked, held=True)
+            while (picked := lane.prefetch_next()) is not None:
+                self._launch(lane, *picked, held=False)
+
+    def _launch(self, lane: Lane, account_id: int, key: str, *, held: bool) -> None:
+        """Run a task the lane picked: holding a slot (light lane), or sent to download
+        first and asking for one when its work begins (processing lanes)."""
+        run = self._runs.get(key)
+        if run is not None and not run.queued:  # queued twice: running here
+            if held:
+                lane.release(account_id)
+            elif run.slot is None or run.slot.held:  # not lent out: the pick added the key
+                lane.unlend(account_id, key)
+            run.again = account_id
+            return
+        if run is None:  # queued twice, and its first run has ended
+            run = self._runs[key] = Run(key, "", lane)
+        run.lane = lane
+        run.slot = Slot(
+            lane, account_id, key, self._downloads_of(account_id), self._dispatch, held=held
+        )
+        run.started = time.time()
+        self._unbegun[lane.name] += 1
+        run.task = asyncio.create_task(self._run(run))
 
     def _downloads_of(self, account_id: int) -> asyncio.Semaphore:
         semaphore = self._account_downloads.get(account_id)
@@ -425,6 +444,8 @@ class Scheduler:
         run = self._runs.get(key)
         if run is None or run.begun or run.task is None:
             return
+        if run.slot is not None:
+            await run.slot.take()  # queued until the lane grants it a slot
         now = time.time()
         write = partial(self.db.begin_work, key, self.boot_id, now, documents.document)
         row = await self._persist(write)

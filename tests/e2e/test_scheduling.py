@@ -81,6 +81,7 @@ class Paced:
 @dataclass(frozen=True)
 class Clips:
     long: str  # a 720p clip: a video.convert of it takes a few seconds
+    longer: str  # twice as long: a convert of it clearly outlasts a download
     short: str  # a small clip: a video.convert of it takes about a second
 
 
@@ -91,6 +92,7 @@ def clips(tmp_path_factory) -> Clips:
     origin = Paced()
     yield Clips(
         long=origin.add("long.mp4", video(folder / "long.mp4", duration=5, size="1280x720")),
+        longer=origin.add("longer.mp4", video(folder / "longer.mp4", duration=10, size="1280x720")),
         short=origin.add("short.mp4", video(folder / "short.mp4", duration=2, size="320x240")),
     )
     origin.httpd.shutdown()
@@ -274,26 +276,25 @@ def poll_until_ended(server, flood: tuple[dict, list[str]], single: tuple[dict, 
     the single task has ended. When the flood's documents did not change in between, the
     single task's position was read in the same state of the lane as theirs: such polls
     are kept while it was queued with its input in, as ``(the flood's waiting keys and
-    positions, its position)``. Returns them, its last document, and the last time (epoch
-    seconds) it was seen downloading its input (None: never)."""
+    positions, its position)``. Returns them, its last document, and the flood's keys that
+    were executing at the first poll that saw its input in."""
     (a, keys), (b, key) = flood, single
     snapshots: list[tuple[dict[str, int], int]] = []
-    downloading: float | None = None
+    ready_during: set[str] | None = None
     deadline = time.monotonic() + WAIT
     while True:
         before = statuses(server, a, keys)
-        seen = time.time()
         mine = statuses(server, b, [key])[key]
         after = statuses(server, a, keys)
         for doc in [*before.values(), mine]:
             check_document(doc)
         if ended(mine):
-            return snapshots, mine, downloading
-        if mine.get("stage") == "downloading":
-            # Its own download is not the flood's doing: converts may run meanwhile.
-            downloading = seen
-        elif mine["status"] == "queued":
-            # It waits behind at most the convert the flood has next, never further back.
+            return snapshots, mine, ready_during or set()
+        if mine["status"] == "queued" and mine.get("stage") != "downloading":
+            if ready_during is None:
+                ready_during = {k for k, d in before.items() if d["status"] == "executing"}
+            # It waits behind at most the convert the flood started (granted its slot, about
+            # to begin) while B's input was still coming, never further back.
             assert mine["queue_position"] in (1, 2), mine
             if stable(before, after):
                 position = mine["queue_position"]
@@ -307,7 +308,8 @@ def test_a_flood_of_converts_delays_another_accounts_batch_thumb_by_one_convert(
     server = make_server(env=slots(1))
     a = server.create_account("flood-a")
     b = server.create_account("flood-b")
-    flood_keys = create(server, a, [convert(clips.short)] * 30)
+    # Converts that outlast B's download, as a real flood's would.
+    flood_keys = create(server, a, [convert(clips.longer)] * 30)
     # The flood is under way before B asks: its second convert has started (under the old
     # scheduler, by then every task of the flood had downloaded and come back to the front).
     wait_until(
@@ -318,18 +320,18 @@ def test_a_flood_of_converts_delays_another_accounts_batch_thumb_by_one_convert(
         server, b, [{"task_name": "video.thumb", "url": clips.short, "width": 160, "batch": True}]
     )
 
-    snapshots, mine, downloading = poll_until_ended(server, (a, flood_keys), (b, thumb))
+    snapshots, mine, ready_during = poll_until_ended(server, (a, flood_keys), (b, thumb))
     assert mine["status"] == "success", mine
     final = statuses(server, a, flood_keys)
     asked, b_started = when(mine["events"]["queued"]), started(mine)
     assert b_started is not None
-    # One slot: once B's input was in, at most one convert started before B did (the flood's
-    # turn). While B's own input downloads the flood's converts use the slot, as they should.
-    # ``ready`` is the last poll that saw B downloading, up to one poll before its input was
-    # in: a convert that started in that gap counts too, hence two.
-    ready = max(asked, downloading or asked)
-    ahead = [k for k, d in final.items() if (s := started(d)) and ready < s < b_started]
-    assert len(ahead) <= 2, [final[k]["events"] for k in ahead]
+    # One slot: B waited for the convert running when it asked (the flood's second), and no
+    # other. It downloaded its input at once, without waiting for a slot, so its input was
+    # in while that convert ran (a convert of this clip outlasts the download)...
+    assert flood_keys[1] in ready_during, (ready_during, final[flood_keys[1]]["events"])
+    # ...and its account's turn came before the flood's next.
+    ahead = [k for k, d in final.items() if (s := started(d)) and asked < s < b_started]
+    assert ahead == [], [final[k]["events"] for k in ahead]
     # (No snapshot: B started as soon as its input was in; nothing stood ahead of it.)
     # What was ahead of B in a snapshot started before it. (The reverse, that nothing
     # behind it went first, does not always hold: when the flood's next task and B come

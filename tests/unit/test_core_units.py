@@ -101,25 +101,37 @@ def test_fair_queue_serves_accounts_round_robin():
     assert q.size == 96
 
 
+def sent(lane: Lane) -> list[tuple[int, str]]:
+    """The new tasks the lane sends downloading now (``Lane.prefetch_next``)."""
+    picked = []
+    while (pick := lane.prefetch_next()) is not None:
+        picked.append(pick)
+    return picked
+
+
 def test_an_account_cannot_take_the_last_slot_while_another_waits():
-    lane = Lane("heavy", 2)
-    for i in range(5):
-        lane.queue.put(1, f"a{i}")
-    assert lane.take() == (1, "a0")
-    assert lane.take() == (1, "a1")  # nobody else waits: the last slot is A's
-    lane.release(1)
-    lane.queue.put(2, "b0")
-    lane.queue.put(2, "b1")
-    assert lane.take() == (2, "b0")  # round-robin would pick B next anyway
-    lane.release(2)
-    lane.release(1)
-    assert lane.take() == (1, "a2")
-    assert lane.take() == (2, "b1")
-    lane.release(1)
-    lane.queue.put(2, "b2")
-    # A holds nothing, B holds one: A may take the last slot; then B waits for it.
-    assert lane.take() == (1, "a3")
-    assert lane.take() is None
+    async def scenario():
+        lane = Lane("heavy", 2)  # prefetch: 3
+        for i in range(5):
+            lane.queue.put(1, f"a{i}")
+        assert lane.take() is None  # a new task downloads first: it holds no slot yet
+        assert sent(lane) == [(1, "a0"), (1, "a1"), (1, "a2")]  # a3, a4 wait
+        a = {key: lane.come_back(1, key) for key in ("a0", "a1", "a2")}
+        assert lane.take() is None
+        assert a["a0"].done() and a["a1"].done()  # nobody else waits: both slots are A's
+        assert sent(lane) == [(1, "a3"), (1, "a4")]  # two of its tasks started: room again
+        lane.release(1)  # a0 ends
+        lane.queue.put(2, "b0")
+        lane.queue.put(2, "b1")
+        assert sent(lane) == [(2, "b0"), (2, "b1")]
+        b0, b1 = lane.come_back(2, "b0"), lane.come_back(2, "b1")
+        assert lane.take() is None and b0.done() and not a["a2"].done()
+        lane.release(2)
+        lane.release(1)
+        # B holds nothing now and A nothing: A's turn, then B's.
+        assert lane.take() is None and a["a2"].done() and b1.done()
+
+    asyncio.run(scenario())
 
 
 def test_a_task_back_from_a_download_waits_its_accounts_turn():
@@ -127,17 +139,41 @@ def test_a_task_back_from_a_download_waits_its_accounts_turn():
         lane = Lane("batch", 1)
         lane.queue.put(1, "a")
         lane.queue.put(2, "b")
-        assert lane.take() == (1, "a")
-        lane.lend(1, "a")  # A downloads: its slot goes to B
-        assert lane.take() == (2, "b")
+        assert sent(lane) == [(1, "a"), (2, "b")]
+        a = lane.come_back(1, "a")
+        assert lane.take() is None and a.done()
+        b = lane.come_back(2, "b")
         lane.queue.put(1, "a2")
-        lane.queue.put(2, "b2")
-        back = lane.come_back(1, "a")  # A's download is done: first in account 1's line
-        lane.release(2)
-        # Account 1's turn (it is first in the ring): its comeback, not its new task a2.
-        assert lane.take() is None and back.done()
+        assert sent(lane) == [(1, "a2")]
+        a2 = lane.come_back(1, "a2")  # back before b's turn comes: it still waits for it
         lane.release(1)
-        assert lane.take() == (2, "b2")  # then account 2's turn
+        assert lane.take() is None and b.done() and not a2.done()
+        lane.release(2)
+        assert lane.take() is None and a2.done()
+
+    asyncio.run(scenario())
+
+
+def test_a_quiet_accounts_task_goes_before_the_busy_accounts_next():
+    """Account 1 keeps the one slot busy with a backlog; account 2 asks for one task while
+    a0 runs: it downloads at once and starts when a0 ends, before a1 (which was back from
+    its download first)."""
+
+    async def scenario():
+        lane = Lane("batch", 1)
+        for i in range(4):
+            lane.queue.put(1, f"a{i}")
+        assert sent(lane) == [(1, "a0"), (1, "a1")]
+        a0, a1 = lane.come_back(1, "a0"), lane.come_back(1, "a1")
+        assert lane.take() is None and a0.done()
+        assert sent(lane) == [(1, "a2")]
+        lane.queue.put(2, "b0")
+        assert sent(lane) == [(2, "b0")]  # no slot is free: it downloads all the same
+        b0 = lane.come_back(2, "b0")
+        lane.release(1)
+        assert lane.take() is None and b0.done() and not a1.done()
+        lane.release(2)
+        assert lane.take() is None and a1.done()
 
     asyncio.run(scenario())
 
@@ -153,17 +189,16 @@ def test_a_cancelled_key_leaves_the_queue():
 
 
 def test_an_account_downloads_no_more_than_its_prefetch_ahead():
-    lane = Lane("batch", 1)  # prefetch: 2
-    for i in range(5):
-        lane.queue.put(1, f"a{i}")
-    lane.queue.put(2, "b0")
-    assert lane.take() == (1, "a0")
-    lane.lend(1, "a0")  # a0 downloads
-    assert lane.take() == (2, "b0")
-    lane.release(2)
-    assert lane.take() == (1, "a1")
-    lane.lend(1, "a1")  # a1 downloads too: account 1 is at its prefetch
-    assert lane.take() is None  # a2 waits (holds no slot, downloads nothing)
+    async def scenario():
+        lane = Lane("batch", 1)  # prefetch: 2
+        for i in range(5):
+            lane.queue.put(1, f"a{i}")
+        assert sent(lane) == [(1, "a0"), (1, "a1")]  # a2.. wait, downloading nothing
+        a0 = lane.come_back(1, "a0")
+        assert lane.take() is None and a0.done()
+        assert sent(lane) == [(1, "a2")]
+
+    asyncio.run(scenario())
 
 
 def test_an_accounts_tasks_start_in_the_order_they_were_dispatched():
@@ -171,10 +206,7 @@ def test_an_accounts_tasks_start_in_the_order_they_were_dispatched():
         lane = Lane("batch", 1)
         for key in ("a0", "a1"):
             lane.queue.put(1, key)
-        assert lane.take() == (1, "a0")
-        lane.lend(1, "a0")
-        assert lane.take() == (1, "a1")
-        lane.lend(1, "a1")
+        assert sent(lane) == [(1, "a0"), (1, "a1")]
         younger = lane.come_back(1, "a1")  # a1's download ends first
         assert lane.take() is None and not younger.done()  # it waits for a0, the older
         older = lane.come_back(1, "a0")
@@ -190,6 +222,7 @@ def test_in_the_light_lane_a_fast_source_need_not_wait_for_a_slow_one():
         lane = Lane("light", 1, prefetch=False)
         for key in ("a0", "a1"):
             lane.queue.put(1, key)
+        assert sent(lane) == []  # light work holds its slot from the start
         assert lane.take() == (1, "a0")
         lane.lend(1, "a0")
         assert lane.take() == (1, "a1")
@@ -201,16 +234,23 @@ def test_in_the_light_lane_a_fast_source_need_not_wait_for_a_slow_one():
 
 
 def test_an_account_at_its_max_running_waits_while_slots_are_free():
-    limits = {1: 1}
-    lane = Lane("batch", 3, limit=lambda account: limits.get(account, 0))
-    for i in range(3):
-        lane.queue.put(1, f"a{i}")
-    assert lane.take() == (1, "a0")
-    assert lane.take() is None  # two slots free, but account 1 runs its one task
-    lane.queue.put(2, "b0")
-    assert lane.take() == (2, "b0")
-    limits.clear()
-    assert lane.take() == (1, "a1")
+    async def scenario():
+        limits = {1: 1}
+        lane = Lane("batch", 3, limit=lambda account: limits.get(account, 0))
+        for i in range(3):
+            lane.queue.put(1, f"a{i}")
+        assert sent(lane) == [(1, "a0"), (1, "a1"), (1, "a2")]
+        a = [lane.come_back(1, f"a{i}") for i in range(3)]
+        # Two slots free, but account 1 runs its one task.
+        assert lane.take() is None and a[0].done() and not a[1].done()
+        lane.queue.put(2, "b0")
+        assert sent(lane) == [(2, "b0")]
+        b0 = lane.come_back(2, "b0")
+        assert lane.take() is None and b0.done()
+        limits.clear()
+        assert lane.take() is None and a[1].done()
+
+    asyncio.run(scenario())
 
 
 def test_referrer_patterns():

@@ -735,18 +735,18 @@ async def test_nodes_heartbeats_leases_and_stale_tasks(postgres: PostgresCluster
     try:
         owner = await account(db)
         await db.insert_tasks([task("K1", owner), task("K2", owner)])
-        await db.join("boot-1", "node-a")
+        assert await db.join("boot-1", "node-a") == 0  # the first node: no other alive
         await db.start_task("K1", "boot-1", NOW)
         await db.start_task("K2", "boot-2", NOW)  # a node that never joined
         assert [r["key"] for r in await db.stale_tasks()] == ["K2"]
         assert [r["key"] for r in await db.unfinished_tasks()] == ["K2"]
         await asyncio.sleep(0.7)  # boot-1 goes silent past the lease
         assert [r["key"] for r in await db.stale_tasks()] == ["K1", "K2"]
-        await db.heartbeat("boot-1", "node-a")
+        assert await db.heartbeat("boot-1", "node-a") == 0
         assert [r["key"] for r in await db.stale_tasks()] == ["K2"]
-        await db.join("boot-3", "node-a")  # node-a restarted: boot-1 is gone at once
+        assert await db.join("boot-3", "node-a") == 0  # node-a restarted: boot-1 is gone
         assert [r["key"] for r in await db.stale_tasks()] == ["K1", "K2"]
-        await db.heartbeat("boot-2", "node-b")
+        assert await db.heartbeat("boot-2", "node-b") == 1  # node-a (boot-3) is alive
         assert [r["key"] for r in await db.stale_tasks()] == ["K1"]
         await db.leave("boot-2")
         assert [r["key"] for r in await db.stale_tasks()] == ["K1", "K2"]
@@ -772,6 +772,10 @@ async def test_other_nodes_hear_changes_and_locks_are_exclusive(postgres: Postgr
         await theirs.insert_tasks([task("K1", owner), task("K2", owner)])
         await asyncio.wait_for(got.wait(), 10)
         assert heard == [("n", ["K1", "K2"])]
+        got.clear()
+        await theirs.join("boot-b", "node-b")  # a node that joins is heard of at once
+        await asyncio.wait_for(got.wait(), 10)
+        assert heard[-1] == ("j", ["boot-b"])
 
         held = asyncio.Event()
         release = asyncio.Event()

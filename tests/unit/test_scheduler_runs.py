@@ -107,7 +107,9 @@ async def test_a_run_is_one_record_from_queue_to_end(setup):
     assert not first.queued and first.slot is not None and first.slot.held
     assert first.context is not None and first.document is not None
     assert first.document["status"] == "executing"
-    assert second.queued and second.slot is None  # one heavy slot: K2 waits
+    # One batch slot: K2 is sent to prepare (download its inputs) and waits for it.
+    assert not second.queued and second.slot is not None and not second.slot.held
+    assert second.waiting
     assert (scheduler.executing_count(), scheduler.queued_count()) == (1, 1)
     assert (scheduler.busy_in("batch"), scheduler.queued_in("batch")) == (1, 1)
 
