@@ -50,17 +50,18 @@ def test_positions_follow_the_fair_order_and_eta_the_run_times(server):
 
     assert mine[a[0]]["status"] == "executing"
     assert "queue_position" not in mine[a[0]] and "eta" not in mine[a[0]]
-    # Round-robin across accounts: A's second task, then B's first, A's third, B's second.
+    # Round-robin across accounts, B first: it started waiting while A held the slot (A
+    # had its turn). Then A's second task, B's second, A's third.
     positions = {
         key: doc["queue_position"]
         for key, doc in {**mine, **theirs}.items()
         if doc["status"] == "queued"
     }
-    assert positions == {a[1]: 1, b[0]: 2, a[2]: 3, b[1]: 4, spin: 5}
-    etas = [when(d["eta"]) for d in (mine[a[1]], theirs[b[0]], mine[a[2]], theirs[b[1]])]
+    assert positions == {b[0]: 1, a[1]: 2, b[1]: 3, a[2]: 4, spin: 5}
+    etas = [when(d["eta"]) for d in (theirs[b[0]], mine[a[1]], theirs[b[1]], mine[a[2]])]
     assert etas == sorted(etas)
     started = when(mine[a[0]]["events"]["started"])
-    # Each run takes about a second: A's second task ends about two runs after A's first
+    # Each run takes about a second: B's first task ends about two runs after A's first
     # started, and each later one about a run after the one before.
     assert 1.5 < etas[0] - started < 3.5
     for before, after in zip(etas, etas[1:], strict=False):
@@ -80,4 +81,4 @@ def test_positions_follow_the_fair_order_and_eta_the_run_times(server):
         assert all("queue_position" not in d and "eta" not in d for d in queued)
         time.sleep(0.2)
     order = sorted(positions, key=lambda key: when(done[key]["events"]["started"]))
-    assert order == [a[1], b[0], a[2], b[1], spin]
+    assert order == [b[0], a[1], b[1], a[2], spin]
