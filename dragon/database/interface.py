@@ -63,6 +63,9 @@ class AccountExists(Exception):
 
 
 class Database(Protocol):
+    # How many of this process's own commits changed ``ended_changes`` (see there).
+    ended_changed_here: int
+
     # -- lifecycle --------------------------------------------------------------------------
     def open(self) -> None:
         """Connect and bring the schema to the newest version."""
@@ -168,7 +171,8 @@ class Database(Protocol):
 
         Nothing else changes an ended task's row, so while this count stays where it was
         when a read saw a row, the row is still there as it was: a poll of cached
-        documents reads this one number instead of their rows.
+        documents reads this one number instead of their rows. This process's own such
+        commits also count in ``ended_changed_here``, which a reader may check first.
         """
 
     async def start_task(

@@ -91,6 +91,8 @@ def json_or_none(value: object) -> str | None:
 class Operations(ABC):
     """Every ``Database`` method, over the backend's ``_write``, ``_read`` and ``_lookup``."""
 
+    ended_changed_here = 0  # this process's commits that moved ``ended_changes``
+
     @abstractmethod
     async def _write(self, op: Op[T]) -> T:
         """Run ``op`` in one transaction; resolve after its commit."""
@@ -198,7 +200,9 @@ class Operations(ABC):
             yield from count("count_ended_change")
             return True
 
-        return await self._write(op())
+        deleted = await self._write(op())
+        self.ended_changed_here += deleted
+        return deleted
 
     async def rotate_webhook_secret(self, name: str, secret: str, keep_old_until: float) -> bool:
         def op() -> Op[bool]:
@@ -464,9 +468,12 @@ class Operations(ABC):
         diagnostics: object = None,
         dependents: list[TaskRow] | None = None,
     ) -> TaskRow | None:
+        again = 0
+
         def op() -> Op[TaskRow | None]:
+            nonlocal again
             # Before the end is written: ending an ended task again is a change.
-            yield from count("count_end_again", key=key)
+            again = yield from count("count_end_again", key=key)
             ended = yield from row(
                 TaskRow,
                 "finish_task",
@@ -501,7 +508,9 @@ class Operations(ABC):
                 dependents[:] = released
             return ended
 
-        return await self._write(op())
+        ended = await self._write(op())
+        self.ended_changed_here += bool(again)
+        return ended
 
     async def requeue_task(self, key: str, render: Render | None = None) -> None:
         def op() -> Op[None]:
@@ -532,7 +541,9 @@ class Operations(ABC):
                 yield from count("count_ended_change")
             return len(keys)
 
-        return await self._write(op())
+        pruned = await self._write(op())
+        self.ended_changed_here += bool(pruned)
+        return pruned
 
     async def count_active(self, account_id: int) -> int:
         return await self._read(value(int, "count_active", account_id=account_id)) or 0

@@ -63,19 +63,6 @@ SUBSCRIBERS = Gauge(
     "Open status streams, blocked requests and event feed followers.",
     registry=REGISTRY,
 )
-HTTP_REQUESTS = Counter(
-    "dragon_http_requests",
-    "HTTP requests answered, by route template, method and status code.",
-    ("route", "method", "code"),
-    registry=REGISTRY,
-)
-HTTP_LATENCY = Histogram(
-    "dragon_http_request_duration_seconds",
-    "Time to answer a request (to the end of the body for streams), by route template.",
-    ("route",),
-    registry=REGISTRY,
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60),
-)
 CALLBACKS = Counter(
     "dragon_callback_deliveries",
     "Callback delivery attempts by outcome: delivered, retry (will try again), failed"

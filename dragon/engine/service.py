@@ -87,6 +87,7 @@ class Service:
         self.bus = bus
         self.scheduler = scheduler
         self.ended = documents.EndedDocuments()  # polled again and again until all end
+        self.ended_changes = documents.EndedChanges(database)
         self.registry = registry
         self.stores = stores
         self.closing = asyncio.Event()
@@ -242,6 +243,8 @@ class Service:
         error entry."""
         keys = list(dict.fromkeys(keys))
         known = {} if details else await self._cached_ends(account, keys, version)
+        if len(known) == len(keys):  # a batch polled after its end: nothing is queued
+            return [known[key] for key in keys]
         out = await self._documents(account, keys, known, version, details)
         await self.scheduler.estimates.annotate(out)
         # A task that began while its row was read (or while the queue was read) would be
@@ -345,12 +348,13 @@ class Service:
     ) -> dict[str, dict[str, Any]]:
         """When every key's document is cached (a client polling a batch that has ended),
         those documents, less any whose task has gone; else nothing, and the caller reads
-        whole rows. The ``ended_changes`` count is read; if it has not moved since the
-        last read of these keys' rows, that is all, else their ends are read again."""
+        whole rows. The ``ended_changes`` count is read (``EndedChanges``); if it has not
+        moved since the last read of these keys' rows, that is all, else their ends are
+        read again."""
         if not keys or len(keys) > READ_CHUNK or not all(key in self.ended for key in keys):
             return {}
         # Read first: a change that lands during the narrow read shows at the next poll.
-        changes = await self.db.ended_changes()
+        changes = await self.ended_changes.read()
         docs = self.ended.unchanged(keys, account.id, changes, version)
         if docs is not None:
             return docs

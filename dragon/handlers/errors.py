@@ -156,8 +156,9 @@ def refused_response(exc: Refused) -> web.Response:
     return response
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer, or the documented error answer to its failure, with the CORS
+    headers of the path (``dragon.web.frame`` calls it for every request)."""
     if request.method == "OPTIONS" and request.match_info.route.method != "OPTIONS":
         return web.Response(status=204, headers=cors_headers(request.path))
     try:

@@ -42,7 +42,7 @@ from dragon.handlers import (
     tasks,
     tus,
 )
-from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth, error_middleware
+from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth
 from dragon.net.fetcher import Fetcher
 from dragon.runtime import disk
 from dragon.runtime.pool import WorkerPool
@@ -52,8 +52,9 @@ from dragon.stores.backends import Backend, LocalBackend
 from dragon.stores.s3 import S3Backend
 from dragon.tasks import load_tasks
 from dragon.web import dashboard
-from dragon.web.connections import connection_limit, streams_per_account, unread_bodies
-from dragon.web.http_metrics import metrics_middleware, serve_metrics
+from dragon.web.connections import connection_limit, streams_per_account
+from dragon.web.frame import frame
+from dragon.web.http_metrics import serve_metrics
 
 log = logging.getLogger("dragon")
 
@@ -308,7 +309,7 @@ MALFORMED_REQUESTS = MalformedRequests()
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[unread_bodies, metrics_middleware, error_middleware],
+        middlewares=[frame],
         client_max_size=settings.max_body_bytes,
     )
     logging.getLogger("aiohttp.server").addFilter(

@@ -31,7 +31,6 @@ import resource
 import time
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
 
 from dragon.config import Settings
@@ -106,27 +105,26 @@ _UNREAD: dict[int, RequestHandler] = {}
 _UNREAD_PRUNE = 1024  # entries past which the closed ones are dropped
 
 
-@web.middleware
-async def unread_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+def forget_unread(request: web.Request) -> None:
+    """A new request on the connection: whatever its last one left unread is gone."""
+    _UNREAD.pop(id(request.protocol), None)
+
+
+def note_unread(request: web.Request) -> None:
     """Note a request answered with its body unread, so that, at the connection cap, its
     connection (which then only drops the rest of that body) can be closed to make room
     like one whose body stalls; before, 20 GETs with a stalled body locked every other
-    client out for 10 s, again and again."""
-    protocol = request.protocol
-    _UNREAD.pop(id(protocol), None)
-    try:
-        return await handler(request)
-    finally:
-        if request.body_exists and not request.content.is_eof():
-            if len(_UNREAD) >= _UNREAD_PRUNE:
-                for key in [k for k, h in _UNREAD.items() if h.transport is None]:
-                    del _UNREAD[key]
-            _UNREAD[id(protocol)] = protocol
+    client out for 10 s, again and again (``dragon.web.frame``)."""
+    if request.body_exists and not request.content.is_eof():
+        if len(_UNREAD) >= _UNREAD_PRUNE:
+            for key in [k for k, h in _UNREAD.items() if h.transport is None]:
+                del _UNREAD[key]
+        _UNREAD[id(request.protocol)] = request.protocol
 
 
 def lingering(handler: RequestHandler) -> bool:
     """Whether an aiohttp connection has answered its request and only drops the rest of a
-    body nobody read (``unread_bodies``)."""
+    body nobody read (``note_unread``)."""
     return (
         _UNREAD.get(id(handler)) is handler
         and getattr(handler, "transport", None) is not None

@@ -4,61 +4,78 @@ The label is the template the request matched (``/storage/{location}``), never t
 path, so task keys, file names and query strings (credentials included) never become
 series. A request that matched no route is counted under ``other``.
 
-The labelled series are looked up once per label set and kept here: prometheus_client's
-``labels()`` validates and locks on every call, which on a status poll cost more than the
-count itself. The label sets are bounded (routes, methods and status codes), so is the cache.
+The counts are plain numbers, turned into Prometheus families only when ``/metrics`` is
+read (``HttpTally.collect``): prometheus_client's ``Counter.inc`` and
+``Histogram.observe`` take a lock per call (and the histogram one per bucket it passes),
+and on a status poll they cost 7 us of the request's 43. The label sets are bounded
+(routes, methods and status codes), so are the tallies.
 """
 
 from __future__ import annotations
 
-import time
+import bisect
+from collections.abc import Iterator
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
-from prometheus_client import Counter, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from dragon.api.openapi import PUBLIC, documented, file_answer
 from dragon.engine import metrics
 
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
+_LE = [*(repr(float(bound)) for bound in BUCKETS), "+Inf"]  # as prometheus_client writes them
 
-_requests: dict[tuple[str, str, int], Counter] = {}  # (route, method, code) -> its counter
-_latencies: dict[str, Histogram] = {}  # route -> its histogram
+
+class HttpTally:
+    """``dragon_http_requests`` and ``dragon_http_request_duration_seconds``."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], int] = {}  # (route, method, code) -> count
+        # route -> answers per bucket (the last: over every bound), then their total seconds
+        self.latency: dict[str, list[float]] = {}
+
+    def count(self, route: str, method: str, code: int, seconds: float) -> None:
+        key = (route, method if method in METHODS else metrics.OTHER, code)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        row = self.latency.get(route)
+        if row is None:
+            row = self.latency[route] = [0.0] * (len(BUCKETS) + 2)
+        row[bisect.bisect_left(BUCKETS, seconds)] += 1  # the first bound >= seconds
+        row[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "dragon_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            labels=("route", "method", "code"),
+        )
+        for (route, method, code), n in self.requests.items():
+            requests.add_metric([route, method, str(code)], n)
+        yield requests
+        latency = HistogramMetricFamily(
+            "dragon_http_request_duration_seconds",
+            "Time to answer a request (to the end of the body for streams), by route template.",
+            labels=("route",),
+        )
+        for route, row in self.latency.items():
+            total = 0.0
+            buckets: list[tuple[str, float]] = []
+            for le, answers in zip(_LE, row, strict=False):  # cumulative, as Prometheus has it
+                total += answers
+                buckets.append((le, total))
+            latency.add_metric([route], buckets, row[-1])
+        yield latency
+
+
+TALLY = HttpTally()
+metrics.REGISTRY.register(TALLY)
 
 
 def route_of(request: web.Request) -> str:
     route = request.match_info.route
     resource = route.resource if route is not None else None
     return resource.canonical if resource is not None else metrics.OTHER
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    start = time.perf_counter()
-    code = 500
-    try:
-        response = await handler(request)
-        code = response.status
-        return response
-    except web.HTTPException as exc:
-        code = exc.status
-        raise
-    finally:
-        _count(route_of(request), request.method, code, time.perf_counter() - start)
-
-
-def _count(route: str, method: str, code: int, seconds: float) -> None:
-    method = method if method in METHODS else metrics.OTHER
-    counter = _requests.get((route, method, code))
-    if counter is None:
-        counter = _requests[route, method, code] = metrics.HTTP_REQUESTS.labels(
-            route, method, str(code)
-        )
-    counter.inc()
-    latency = _latencies.get(route)
-    if latency is None:
-        latency = _latencies[route] = metrics.HTTP_LATENCY.labels(route)
-    latency.observe(seconds)
 
 
 @documented(

@@ -395,3 +395,36 @@ async def test_ended_changes_counts_deletions_and_second_ends_only(database):
     assert await database.ended_changes() == 2
     assert await database.delete_account("a")
     assert await database.ended_changes() == 3
+    # Each of those commits counted here too (a reader checks this before the query).
+    assert database.ended_changed_here == 3
+
+
+async def test_the_ended_changes_count_is_read_again_after_a_change_here_or_a_while(
+    database, tmp_path
+):
+    """Another process's change (a second database object on the same file) is read once
+    the count is ``fresh`` seconds old; this process's own change at the next read."""
+    account = await insert(database, "a")
+    now = time.time()
+    rows = [
+        {"key": k, "account_id": account, "task_name": "hello", "params": {}, "status": "queued"}
+        for k in ("K1", "K2")
+    ]
+    await database.insert_tasks([{**r, "queued_at": now - 100} for r in rows])
+    for key in ("K1", "K2"):
+        await database.start_task(key, "node", now - 99)
+        await database.finish_task(key, "success", {}, None, None, now - 98)
+    counts = documents.EndedChanges(database, fresh=0.3)
+    assert await counts.read() == 0
+    elsewhere = SQLiteDatabase(tmp_path / "t.db")
+    elsewhere.open()
+    try:
+        await elsewhere.finish_task("K1", "success", {}, None, None, now - 97)  # ended again
+        assert await database.ended_changes() == 1
+        assert await counts.read() == 0  # fresh still: the query is not made
+        await asyncio.sleep(0.35)
+        assert await counts.read() == 1
+    finally:
+        elsewhere.close()
+    await database.finish_task("K2", "success", {}, None, None, now - 96)  # here
+    assert await counts.read() == 2  # at once, though the count is fresh

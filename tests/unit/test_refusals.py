@@ -22,8 +22,8 @@ from dragon.errors import (
     TooManyActive,
     Unauthorized,
 )
+from dragon.handlers import errors as error_answers
 from dragon.handlers.credentials import credentials_of
-from dragon.handlers.errors import error_middleware
 
 
 def body(location: str, name: str, description: str) -> bytes:
@@ -39,7 +39,7 @@ async def answer(exc: Exception) -> web.Response:
     async def handler(request: web.Request) -> web.Response:
         raise exc
 
-    response = await error_middleware(make_mocked_request("POST", "/v2/create"), handler)
+    response = await error_answers.answer(make_mocked_request("POST", "/v2/create"), handler)
     assert isinstance(response, web.Response)
     return response
 
