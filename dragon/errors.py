@@ -162,6 +162,10 @@ class NoSuchPath(Refused):
     """Nothing is stored at or under the storage path asked for."""
 
 
+class NoSuchTemplate(Refused):
+    """The account has no template of the name asked for."""
+
+
 class CursorGone(Refused):
     """The event feed's cursor is older than its retention: events after it were deleted."""
 

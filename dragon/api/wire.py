@@ -119,6 +119,31 @@ class Deleted(_Wire):
     )
 
 
+class Template(_Wire):
+    name = fields.String(required=True)
+    definition = fields.String(required=True, metadata={"description": "SXML with {{field}} slots"})
+    fields_ = fields.List(
+        fields.String(),
+        required=True,
+        data_key="fields",
+        metadata={"description": "the slots' field names, in order of first use"},
+    )
+    created_at = fields.Float(required=True, metadata={"description": "epoch seconds"})
+    updated_at = fields.Float(required=True, metadata={"description": "epoch seconds"})
+
+
+class Templates(_Wire):
+    templates = fields.List(fields.Nested(Template), required=True)
+
+
+class PutTemplate(Schema):
+    name = fields.String(
+        required=True,
+        metadata={"description": "1 to 100 letters, digits, '_', '.' or '-'"},
+    )
+    definition = fields.String(required=True, metadata={"description": "SXML with {{field}} slots"})
+
+
 class Health(_Wire):
     status = fields.String(required=True, validate=validate.OneOf(["ok", "degraded", "closing"]))
     problems = fields.List(fields.String(), required=True)
@@ -164,4 +189,7 @@ COMPONENTS: tuple[type[Schema], ...] = (
     Health,
     DeleteFiles,
     SetExpiration,
+    Template,
+    Templates,
+    PutTemplate,
 )

@@ -41,6 +41,7 @@ from dragon.database.rows import (
     OverviewRows,
     TaskEndRow,
     TaskRow,
+    TemplateRow,
     UploadRow,
 )
 
@@ -390,6 +391,20 @@ class Database(Protocol):
 
     async def expired_uploads(self, now: float, limit: int = 500) -> list[UploadRow]:
         """Uploads past their ``expires_at``, oldest first."""
+
+    # -- templates ------------------------------------------------------------------------
+    async def put_template(
+        self, account_id: int, name: str, definition: str, now: float
+    ) -> TemplateRow:
+        """Store the account's template ``name`` (replacing one of that name)."""
+
+    async def template(self, account_id: int, name: str) -> TemplateRow | None: ...
+
+    async def templates(self, account_id: int) -> list[TemplateRow]:
+        """The account's templates, by name."""
+
+    async def delete_template(self, account_id: int, name: str) -> bool:
+        """False if the account had no template of that name."""
 
 
 class Callback:

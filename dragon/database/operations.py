@@ -44,6 +44,7 @@ from dragon.database.rows import (
     StatusCountRow,
     TaskEndRow,
     TaskRow,
+    TemplateRow,
     UploadRow,
 )
 from dragon.database.steps import Conflict, Op, count, many, notify, row, rows, value
@@ -887,6 +888,34 @@ class Operations(ABC):
 
     async def expired_uploads(self, now: float, limit: int = 500) -> list[UploadRow]:
         return await self._read(rows(UploadRow, "expired_uploads", now=now, limit=limit))
+
+    # -- templates ------------------------------------------------------------------------
+    async def put_template(
+        self, account_id: int, name: str, definition: str, now: float
+    ) -> TemplateRow:
+        def op() -> Op[TemplateRow]:
+            stored = yield from row(
+                TemplateRow,
+                "put_template",
+                account_id=account_id,
+                name=name,
+                definition=definition,
+                now=now,
+            )
+            assert stored is not None  # an upsert always returns its row
+            return stored
+
+        return await self._write_one(op())
+
+    async def template(self, account_id: int, name: str) -> TemplateRow | None:
+        return await self._lookup(row(TemplateRow, "template", account_id=account_id, name=name))
+
+    async def templates(self, account_id: int) -> list[TemplateRow]:
+        return await self._read(rows(TemplateRow, "templates", account_id=account_id))
+
+    async def delete_template(self, account_id: int, name: str) -> bool:
+        deleted = count("delete_template", account_id=account_id, name=name)
+        return bool(await self._write_one(deleted))
 
 
 class ClusterOperations(Operations):

@@ -180,4 +180,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE uploads ADD COLUMN multipart TEXT, ADD COLUMN parts TEXT,
         ADD COLUMN pending_key TEXT, ADD COLUMN next_part INTEGER NOT NULL DEFAULT 0;
     """,
+    # Templates (``/v2/templates``): an account's named video.create definitions with
+    # ``{{field}}`` slots, filled at create.
+    """
+    CREATE TABLE templates (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (account_id, name)
+    );
+    """,
 )

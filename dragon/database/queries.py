@@ -192,4 +192,12 @@ COMMON_QUERIES: dict[str, str] = {
     " WHERE id = :id AND completed_at IS NULL AND received = length RETURNING *",
     "expired_uploads": "SELECT * FROM uploads WHERE expires_at <= :now"
     " ORDER BY expires_at LIMIT :limit",
+    # -- templates
+    "put_template": "INSERT INTO templates (account_id, name, definition, created_at,"
+    " updated_at) VALUES (:account_id, :name, :definition, :now, :now)"
+    " ON CONFLICT (account_id, name) DO UPDATE SET definition = excluded.definition,"
+    " updated_at = excluded.updated_at RETURNING *",
+    "template": "SELECT * FROM templates WHERE account_id = :account_id AND name = :name",
+    "templates": "SELECT * FROM templates WHERE account_id = :account_id ORDER BY name",
+    "delete_template": "DELETE FROM templates WHERE account_id = :account_id AND name = :name",
 }

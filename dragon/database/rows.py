@@ -144,6 +144,16 @@ class DeliveryStateRow(TypedDict):
     webhook_id: str
 
 
+class TemplateRow(TypedDict):
+    """A named video.create definition of an account, with ``{{field}}`` slots."""
+
+    account_id: int
+    name: str
+    definition: str
+    created_at: float
+    updated_at: float  # the last time it was stored again under its name
+
+
 class UploadRow(TypedDict):
     """A resumable upload (tus): how long it is, how much of it the server holds."""
 

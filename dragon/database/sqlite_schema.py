@@ -200,4 +200,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE uploads ADD COLUMN pending_key TEXT;
     ALTER TABLE uploads ADD COLUMN next_part INTEGER NOT NULL DEFAULT 0;
     """,
+    # Templates (``/v2/templates``): an account's named video.create definitions with
+    # ``{{field}}`` slots, filled at create.
+    """
+    CREATE TABLE templates (
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (account_id, name)
+    );
+    """,
 )

@@ -27,6 +27,7 @@ from dragon.engine.auth import Account
 from dragon.engine.bus import Bus, Published, Subscription
 from dragon.engine.diagnostics import diagnostics_of
 from dragon.engine.queue_position import QueueEstimates
+from dragon.engine.templates import Templates
 from dragon.net.url_policy import url_problem
 from dragon.runtime import disk
 from dragon.tasks import TaskSpec
@@ -88,6 +89,7 @@ class Service:
         self.scheduler = scheduler
         self.ended = documents.EndedDocuments()  # polled again and again until all end
         self.ended_changes = documents.EndedChanges(database)
+        self.templates = Templates(database)
         self.registry = registry
         self.stores = stores
         self.closing = asyncio.Event()
@@ -126,6 +128,7 @@ class Service:
         (``LowDisk``): a task could not write its output nor even its end.
         """
         self._check_disk()
+        definitions = await self.templates.expand(account, definitions)
         now = time.time()
         rows = await self._rows_of(account, definitions, now)
         queued = [r for r in rows if r["status"] == "queued"]

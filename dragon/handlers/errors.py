@@ -21,6 +21,7 @@ from dragon.errors import (
     CursorGone,
     LowDisk,
     NoSuchPath,
+    NoSuchTemplate,
     Overloaded,
     RateLimited,
     Refused,
@@ -142,6 +143,8 @@ def refused_response(exc: Refused) -> web.Response:
         status, name, location = 503, "disk", "server"
     elif isinstance(exc, NoSuchPath):
         status, name, location = 404, "url", "path"
+    elif isinstance(exc, NoSuchTemplate):
+        status, name, location = 404, "name", "path"
     elif isinstance(exc, CursorGone):
         status, name, location = 410, "after", "querystring"
     elif isinstance(exc, UploadRefused):

@@ -46,6 +46,15 @@ class Schema(TaskSchema):
     }
 
     definition = fields.String(required=True)
+    # Filled at create (dragon.engine.templates): a task that named a template holds the
+    # filled definition, and this name for the record.
+    template = fields.String(
+        load_default=None,
+        metadata={
+            "description": "instead of definition: the name of one of the account's templates"
+            " (/v2/templates), its {{field}} slots filled from the fields object, XML-escaped"
+        }
+    )
     profile = fields.String(
         load_default=profiles.DEFAULT,
         metadata={

@@ -40,6 +40,7 @@ from dragon.handlers import (
     storage,
     task_list,
     tasks,
+    templates,
     tus,
 )
 from dragon.handlers.errors import DATABASE_HEALTH, DatabaseHealth
@@ -97,6 +98,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/v2/events", events.events)
     r.add_get("/v2/tasks", task_list.list_tasks)
     r.add_get("/v2/tasks/summary", task_list.summary)
+    r.add_post("/v2/templates", templates.put_template)
+    r.add_get("/v2/templates", templates.list_templates)
+    r.add_get("/v2/templates/{name}", templates.template)
+    r.add_delete("/v2/templates/{name}", templates.template)
     dashboard.setup(r)
 
 

@@ -576,6 +576,22 @@ async def test_a_chain_waits_until_its_inputs_end_in_their_transactions(db: Data
     assert [k for k, _ in await documents(db, owner)].count("C") == 2
 
 
+async def test_templates_are_per_account_replaced_by_name_and_deleted(db: Database):
+    mine, theirs = await account(db, "a"), await account(db, "b")
+    first = await db.put_template(mine, "card", "<movie>{{title}}</movie>", NOW)
+    assert (first["name"], first["created_at"], first["updated_at"]) == ("card", NOW, NOW)
+    await db.put_template(mine, "album", "<movie/>", NOW)
+    again = await db.put_template(mine, "card", "<movie>{{name}}</movie>", NOW + 5)
+    assert again["definition"] == "<movie>{{name}}</movie>"
+    assert (again["created_at"], again["updated_at"]) == (NOW, NOW + 5)
+    assert [t["name"] for t in await db.templates(mine)] == ["album", "card"]
+    assert await db.templates(theirs) == [] and await db.template(theirs, "card") is None
+    assert not await db.delete_template(theirs, "card")
+    assert await db.delete_template(mine, "card") and not await db.delete_template(mine, "card")
+    assert await db.template(mine, "card") is None
+    assert (await db.template(mine, "album"))["definition"] == "<movie/>"
+
+
 # -- several nodes (PostgreSQL) ---------------------------------------------------------------
 async def test_uploads_count_against_the_limit_advance_from_their_offset_and_expire(
     db: Database,

@@ -210,6 +210,10 @@ async def exercise(db: SQLiteDatabase) -> set[str]:
         "complete_upload": lambda: db.complete_upload("new", now, now + 60),
         "expired_uploads": lambda: db.expired_uploads(now, 10),
         "delete_uploads": lambda: db.delete_uploads(["new", "u2"]),
+        "put_template": lambda: db.put_template(1, "card", "<movie/>", now),
+        "template": lambda: db.template(1, "card"),
+        "templates": lambda: db.templates(1),
+        "delete_template": lambda: db.delete_template(1, "card"),
         "list_tasks": lambda: list_every_way(db, now),
         "task_overview": lambda: overview_every_way(db, now),
     }
