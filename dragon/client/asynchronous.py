@@ -219,6 +219,25 @@ class AsyncClient:
         )
         return kept
 
+    async def put_template(self, name: str, definition: str) -> dict[str, Any]:
+        """See ``Client.put_template``."""
+        stored: dict[str, Any] = await self._request(
+            "POST", "/v2/templates", body={"name": name, "definition": definition}, safe=True
+        )
+        return stored
+
+    async def template(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self._request("GET", wire.template_path(name), safe=True)
+        return found
+
+    async def templates(self) -> list[dict[str, Any]]:
+        listing: dict[str, Any] = await self._request("GET", "/v2/templates", safe=True)
+        templates: list[dict[str, Any]] = listing["templates"]
+        return templates
+
+    async def delete_template(self, name: str) -> None:
+        await self._request("DELETE", wire.template_path(name), safe=True)
+
     @staticmethod
     def outputs(status: wire.Status) -> dict[str, str]:
         return wire.outputs(status)

@@ -511,6 +511,23 @@ def cmd_storage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def cmd_templates(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from dragon.client import Client
+
+    url, secret = connection(args.server, args.secret)
+    with Client(url, secret) as client:
+        if args.action == "put":
+            emit(client.put_template(args.name, Path(args.file).read_text()), out)
+        elif args.action == "list":
+            emit(client.templates(), out)
+        elif args.action == "show":
+            emit(client.template(args.name), out)
+        else:
+            client.delete_template(args.name)
+            emit({"deleted": args.name}, out)
+    return 0
+
+
 def cmd_create_file(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from dragon.client import Client, DragonError
 
@@ -612,6 +629,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_events(sub, server)
     _add_tasks(sub, server)
     _add_storage(sub, server)
+    _add_templates(sub, server)
     _add_create_file(sub, server)
     login = sub.add_parser(
         "login",
@@ -807,6 +825,27 @@ def _add_storage(
     )
     ex.add_argument("days", nargs="?", type=int, metavar="DAYS", help="0: forever")
     st.set_defaults(func=_main(cmd_storage))
+
+
+def _add_templates(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], server: argparse.ArgumentParser
+) -> None:
+    t = sub.add_parser(
+        "templates",
+        help="store, list, show or delete video.create templates ({{field}} slots)",
+        epilog=EXIT_CODES,
+    )
+    actions = t.add_subparsers(dest="action", required=True)
+    put = actions.add_parser(
+        "put", parents=[server], help="store FILE's SXML as template NAME (needs the secret)"
+    )
+    put.add_argument("name", metavar="NAME")
+    put.add_argument("file", metavar="FILE", help="the definition, SXML with {{field}} slots")
+    actions.add_parser("list", parents=[server], help="the account's templates")
+    for action, what in (("show", "one template"), ("delete", "delete one (needs the secret)")):
+        one = actions.add_parser(action, parents=[server], help=what)
+        one.add_argument("name", metavar="NAME")
+    t.set_defaults(func=_main(cmd_templates))
 
 
 def _add_create_file(

@@ -255,6 +255,33 @@ class Client:
         kept: int = self._request("POST", "/v2/storage/expiration", body={"days": days}, safe=True)
         return kept
 
+    def put_template(self, name: str, definition: str) -> dict[str, Any]:
+        """Store a video.create template, SXML with ``{{field}}`` slots (replacing one of
+        that name; needs the secret): ``{"name", "definition", "fields", "created_at",
+        "updated_at"}``. A task then names it: ``{"task_name": "video.create", "template":
+        name, "fields": {...}}``; each field is XML-escaped into its slot."""
+        stored: dict[str, Any] = self._request(
+            "POST", "/v2/templates", body={"name": name, "definition": definition}, safe=True
+        )
+        return stored
+
+    def template(self, name: str) -> dict[str, Any]:
+        """One of the account's templates (``DragonError`` 404 if there is none of that name)."""
+        found: dict[str, Any] = self._request("GET", wire.template_path(name), safe=True)
+        return found
+
+    def templates(self) -> list[dict[str, Any]]:
+        """The account's templates, by name."""
+        listing: list[dict[str, Any]] = self._request("GET", "/v2/templates", safe=True)[
+            "templates"
+        ]
+        return listing
+
+    def delete_template(self, name: str) -> None:
+        """Delete one of the account's templates (needs the secret); tasks created from it
+        keep their definition."""
+        self._request("DELETE", wire.template_path(name), safe=True)
+
     @staticmethod
     def outputs(status: wire.Status) -> dict[str, str]:
         """The URLs of a finished task's result: ``{name: url}``, unchecked (see ``files``)."""

@@ -248,6 +248,11 @@ def storage_path(path: str) -> str:
     return "/v2/storage/files" + (f"/{quote(path, safe='/')}" if path else "")
 
 
+def template_path(name: str) -> str:
+    """The URL path of one of the account's templates."""
+    return f"/v2/templates/{quote(name, safe='')}"
+
+
 def create_file_path(filename: str) -> str:
     return "/v2/create_file" + (f"/{quote(filename, safe='')}" if filename else "")
 

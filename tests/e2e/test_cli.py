@@ -361,6 +361,37 @@ def test_storage_commands(dragon_server):
     assert lines(storage("expiration").stdout) == [5]
 
 
+def test_template_commands_and_the_sdk_use_a_template(dragon_server, tmp_path):
+    secret = dragon_server.create_account(f"cli-templates-{os.getpid()}")["secret"]
+    env = {"DRAGON_URL": dragon_server.url, "DRAGON_SECRET": secret}
+
+    def templates(*args):
+        return dragon("templates", *args, check=False, env=env)
+
+    card = tmp_path / "card.xml"
+    card.write_text(
+        '<movie service="craftsman-1.0"><body><text duration="1">{{title}}</text></body></movie>'
+    )
+    [stored] = lines(templates("put", "card", str(card)).stdout)
+    assert (stored["name"], stored["fields"]) == ("card", ["title"])
+    assert [t["name"] for t in lines(templates("list").stdout)[0]] == ["card"]
+    with Client(dragon_server.url, secret=secret) as c:
+        assert c.template("card")["definition"] == card.read_text()
+        final = c.run(
+            {
+                "task_name": "video.create",
+                "template": "card",
+                "fields": {"title": "<b>&"},
+                "profile": "240p",
+            }
+        )
+        assert final["status"] == "success", final
+        c.delete_template("card")
+        assert c.templates() == []
+    missing = templates("show", "card")
+    assert missing.returncode != 0 and "card" in missing.stderr
+
+
 def test_create_file_prints_or_saves_the_output_file(dragon_server, tmp_path):
     done = cli(dragon_server, "create-file", "test.file", "text=by url")
     assert done.returncode == 0, done.stderr
