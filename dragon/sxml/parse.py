@@ -31,7 +31,7 @@ import defusedxml
 import defusedxml.sax
 
 from dragon.net.url_policy import source_problem
-from dragon.sxml import beatsync, ducking, motion, speech, widgets
+from dragon.sxml import beatsync, ducking, looks, motion, speech, widgets
 from dragon.sxml.model import (
     ADAPTERS,
     ATOMS,
@@ -94,7 +94,7 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     | {"type", "align", "fontsize", "fontname", "fontcolor", "backgroundcolor"},
     "overlay": TIME | PLACE,
     "transition": frozenset({"type", "duration", "direction"}),
-    "filter": TIME | {"type", "alphaStart", "alphaEnd"},
+    "filter": TIME | {"type", "alphaStart", "alphaEnd", *looks.ATTRS},
     "animator": TIME | {"type", "direction", "angle", "growStart", "growEnd"},
     "key": frozenset({"time", "pos", "scale", "rot"}),
 }
@@ -531,7 +531,9 @@ class _Checker:
         kind = node.attrs.get("type", "")
         if kind in REFUSED_FILTERS:
             raise DefinitionError(node, f'type="{kind}" is not supported: {REFUSED_FILTERS[kind]}')
-        if kind not in HONOURED_FILTERS:
+        if kind in looks.LOOKS:
+            looks.check(node, self.warn)
+        elif kind not in HONOURED_FILTERS:
             self.warn(f'<filter type="{kind[:40]}"> is ignored ({node.position})', ("filter", kind))
         node.number("alphaStart", maximum=1)
         node.number("alphaEnd", maximum=1)

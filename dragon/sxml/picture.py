@@ -13,7 +13,8 @@ Composition follows the tree (docs/sxml.md):
 - a ``sequence`` joins full-frame items with ``concat`` (cuts) or ``xfade``
   (transitions); an item that is not full-frame is padded;
 - ``text`` and ``overlay`` are small layers placed in the frame;
-- ``filter type="alpha"`` fades a layer's opacity during the filter's window.
+- ``filter type="alpha"`` fades a layer's opacity during the filter's window; the look
+  filters (``looks.py``: blurs, frame, tint, colormap, threshold...) change its picture.
 
 Each layer is built *opaque* (yuv420p, black where nothing is drawn) when nothing can show
 through it, e.g. the base of the movie, and with transparency (yuva420p) only where
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dragon.media.probe import MediaInfo, input_args, path_input_args
-from dragon.sxml import layout, motion, transitions
+from dragon.sxml import layout, looks, motion, transitions
 from dragon.sxml.assets import is_kenburns, media_mode
 from dragon.sxml.filtergraph import Graph, Layer
 from dragon.sxml.model import MULTI_EFFECTS, DefinitionError, Node
@@ -79,7 +80,7 @@ class Picture:
         }.get(node.tag)
         layer = build(node, count, opaque) if build else None
         if layer is not None:
-            layer = self.alpha_filters(node, layer)
+            layer = self.filtered(node, layer)
             layer = self.animate(node, layer)
             if opaque:
                 layer = self.opaque(layer)
@@ -206,7 +207,7 @@ class Picture:
             layer = self.video(media, count, self.full, media_mode(effect, media))
         else:
             return self.visual(media, opaque)
-        return self.alpha_filters(media, layer)
+        return self.filtered(media, layer)
 
     def picture_raster(self, image: Node) -> Raster:
         """The drawn file of a visible ``<image filename>``: ``assets.plan`` makes a job
@@ -320,7 +321,7 @@ class Picture:
             x, y, w, h = layout.place(spec, self.g.width, self.g.height)
             label = self.g.chain([self.full_frame(inner).label], f"scale={w}:{h}")
             return Layer(label, inner.frames, x, y, w, h, True)
-        return self.alpha_filters(media, layer)
+        return self.filtered(media, layer)
 
     # -- motion -----------------------------------------------------------------------------
     @property
@@ -363,7 +364,30 @@ class Picture:
         )
         return dataclasses.replace(layer, label=label, alpha=alpha, motion=moving)
 
-    # -- opacity ----------------------------------------------------------------------------
+    # -- filters ----------------------------------------------------------------------------
+    def filtered(self, node: Node, layer: Layer) -> Layer:
+        """``node``'s layer with its filters: its looks (``looks.py``), then its opacity."""
+        return self.alpha_filters(node, self.look_filters(node, layer))
+
+    def look_filters(self, node: Node, layer: Layer) -> Layer:
+        """Each look filter of ``node`` for the filter's window (within the node's)."""
+        found = [
+            f
+            for f in node.children
+            if f.tag == "filter" and f.attrs.get("type") in looks.LOOKS and self.frames(f)[1] > 0
+        ]
+        if not found:
+            return layer
+        node_first, _ = self.frames(node)
+        chain = []
+        for look in found:
+            first, count = self.frames(look)
+            start = self.g.seconds(max(0, first - node_first))
+            end = self.g.seconds(first - node_first + count)
+            enable = f"enable='between(t,{start},{end})'"
+            chain += [f"{step}:{enable}" for step in looks.steps(look, self.g.height)]
+        return dataclasses.replace(layer, label=self.g.chain([layer.label], ",".join(chain)))
+
     def alpha_filters(self, node: Node, layer: Layer) -> Layer:
         """``filter type="alpha"``: opacity from alphaStart to alphaEnd in its window."""
         fades = [f for f in node.filters("alpha") if self.frames(f)[1] > 0]

@@ -53,7 +53,7 @@ class Schema(TaskSchema):
         metadata={
             "description": "instead of definition: the name of one of the account's templates"
             " (/v2/templates), its {{field}} slots filled from the fields object, XML-escaped"
-        }
+        },
     )
     profile = fields.String(
         load_default=profiles.DEFAULT,

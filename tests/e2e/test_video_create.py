@@ -884,3 +884,87 @@ def test_subtitles_are_burned_into_the_export_at_their_times(dragon_server, orig
     band = slice(H * 2 // 3, None)  # captions sit at the bottom
     lit = [(frame(path, n)[band].min(axis=2) > 200).sum() for n in (12, 37, 62)]
     assert lit[0] == 0 and lit[1] > 30 and lit[2] == 0, lit
+
+
+# -- look filters ----------------------------------------------------------------------------
+
+
+def checker_png(size: int = 8) -> bytes:
+    """A black and white checkerboard of ``size`` px squares, 320x240: high frequencies."""
+    board = (np.indices((240, 320)) // size).sum(axis=0) % 2 * 255
+    buf = io.BytesIO()
+    Image.fromarray(board.astype(np.uint8)).convert("RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def stripes_png() -> bytes:
+    """Stripes across (changing along x) on the left half, down (along y) on the right."""
+    y, x = np.indices((240, 320))
+    board = np.where(x < 160, (x // 8) % 2, (y // 8) % 2) * 255
+    buf = io.BytesIO()
+    Image.fromarray(board.astype(np.uint8)).convert("RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_look_filters_change_the_frame_as_their_names_say(dragon_server, origin, tmp_path):
+    """One movie, a second per filter over the same checkerboard (or a flat grey), each
+    second's middle frame compared with the unfiltered one."""
+    checker = origin.add("sxml/looks/checker.png", checker_png(), "image/png")
+    stripes = origin.add("sxml/looks/stripes.png", stripes_png(), "image/png")
+    grey = origin.add("sxml/looks/grey.png", media.image_bytes(320, 240, (100, 100, 100), "PNG"))
+    parts = [
+        (checker, ""),
+        (checker, '<filter type="blur" radius="0.02"/>'),
+        (checker, '<filter type="frame" width="0.05" color="#00FF00"/>'),
+        (checker, '<filter type="tint" color="#0000FF"/>'),
+        (checker, '<filter type="colormap" colorStart="#FF0000" colorEnd="#0000FF"/>'),
+        (grey, '<filter type="threshold" value="0.3"/>'),
+        (grey, '<filter type="exposure" value="1"/>'),
+        (grey, ""),
+        (grey, '<filter type="noise" amount="0.3"/>'),
+        (stripes, ""),
+        (stripes, '<filter type="hblur" radius="0.02"/>'),
+    ]
+    body = "".join(
+        f'<stack duration="1"><effect type="none"><image filename="{src}"/></effect>{f}</stack>'
+        for src, f in parts
+    )
+    result = assert_success(create(dragon_server, movie(body)))
+    assert not [w for w in result.get("warnings", []) if "filter" in w], result["warnings"]
+    path = fetch(dragon_server, result["export"], tmp_path, "looks.mp4")
+    shots = [frame(path, FPS * i + FPS // 2).astype(int) for i in range(len(parts))]
+    plain, blurred, framed, tinted, mapped, cut, exposed, flat, noisy, striped, hblurred = shots
+    middle = (slice(H // 4, 3 * H // 4), slice(W // 4, 3 * W // 4))
+
+    def edges(picture, axis):  # mean difference between neighbours along one axis
+        return np.abs(np.diff(picture[middle].mean(axis=2), axis=axis)).mean()
+
+    # blur lowers the high frequencies; hblur only across, not down
+    assert edges(blurred, 1) < 0.5 * edges(plain, 1) and edges(blurred, 0) < 0.5 * edges(plain, 0)
+    left, right = (
+        (slice(H // 4, 3 * H // 4), slice(W // 4, W // 2 - 8)),
+        (
+            slice(H // 4, 3 * H // 4),
+            slice(W // 2 + 8, 3 * W // 4),
+        ),
+    )
+
+    def diff(picture, part, axis):
+        return np.abs(np.diff(picture[part].mean(axis=2), axis=axis)).mean()
+
+    assert diff(hblurred, left, 1) < 0.6 * diff(striped, left, 1)  # stripes across: blurred
+    assert diff(hblurred, right, 0) > 0.9 * diff(striped, right, 0)  # stripes down: kept
+    # frame: a green border, the inside as it was
+    border = framed[2, W // 2]
+    assert border[1] > 180 and border[0] < 80 and border[2] < 80
+    assert np.abs(framed[middle] - plain[middle]).mean() < 10
+    # tint: shades of blue only
+    assert tinted[middle][..., 2].max() > 150 and tinted[middle][..., :2].max() < 60
+    # colormap: the black squares red, the white ones blue
+    dark = plain[middle].sum(axis=2) < 200
+    assert mapped[middle][dark][:, 0].mean() > 150 and mapped[middle][dark][:, 2].mean() < 80
+    assert mapped[middle][~dark][:, 2].mean() > 150 and mapped[middle][~dark][:, 0].mean() < 80
+    # threshold: the grey (100, above 0.3) is white; exposure: brighter; noise: grain
+    assert cut[middle].mean() > 220
+    assert exposed[middle].mean() > flat[middle].mean() + 50
+    assert noisy[middle].std() > flat[middle].std() + 5

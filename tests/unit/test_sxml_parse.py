@@ -174,14 +174,14 @@ def test_a_movie_without_service_is_told_which_attribute_to_add():
 def test_one_line_definitions_say_the_column_of_each_element():
     one_line = movie(
         '<effect type="none"><image filename="http://media.test/a.jpg"/>'
-        '<filter type="blur"/></effect>'
+        '<filter type="glow"/></effect>'
         '<effect type="none"><image filename="http://media.test/b.jpg"/>'
         '<filter type="sepia"/></effect>'
     )
     warnings = parse(one_line).warnings
-    blur = one_line.index('<filter type="blur"') + 1
+    blur = one_line.index('<filter type="glow"') + 1
     sepia = one_line.index('<filter type="sepia"') + 1
-    assert any(f"(line 1, column {blur})" in w and "blur" in w for w in warnings), warnings
+    assert any(f"(line 1, column {blur})" in w and "glow" in w for w in warnings), warnings
     assert any(f"(line 1, column {sepia})" in w and "sepia" in w for w in warnings), warnings
     # An element alone on its line is found by the line.
     assert errors_of(movie("<stack>\n<sphere/>\n</stack>")) == [
@@ -204,14 +204,14 @@ def test_decoration_is_accepted_with_warnings():
     definition = parse(
         movie(
             f'<effect type="kenburns" depthEnable="true">{IMAGE}'
-            '<filter type="blur"/></effect>'
+            '<filter type="glow"/></effect>'
             f'<stack><effect type="flower">{IMAGE}</effect><animator type="slide"/></stack>'
             f'<effect type="none">{IMAGE}</effect><transition type="waterdrop"/>'
             f'<effect type="none">{IMAGE}</effect>'
         )
     )
     text = "\n".join(definition.warnings)
-    for word in ("depthEnable", "blur", "<animator>", "flower"):
+    for word in ("depthEnable", "glow", "<animator>", "flower"):
         assert word in text
 
 
