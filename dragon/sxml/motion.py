@@ -24,6 +24,9 @@ after it the last one. Our reading of the types, which SXML names without drawin
   it about the axis facing the viewer (other axes would need 3D and are not drawn).
 
 Several animators on one node add their offsets, depths and turns and multiply their scales.
+``mode="quadratic"`` eases an animator in and out (the progress ``u`` through each step
+becomes ``2u^2`` for its first half and ``1 - 2(1-u)^2`` for its second: it starts and
+stops gently); ``linear``, the default, keeps a constant speed.
 
 Every value is a sum of clamped ramps, ``v0 + (v1 - v0) * clip((T - a) / (b - a), 0, 1)``,
 over the absolute frame number ``T``: no branches, and it stays right when a movie is cut
@@ -47,7 +50,9 @@ MIN_SCALE = 0.02  # a layer of no pixels would stop the graph
 MAX_KEYS = 100
 ROTATION_AXES = {(0.0, 0.0, 1.0), (0.0, 0.0, -1.0)}
 
-Ramp = tuple[int, int, float, float]  # first frame, last frame, start value, end value
+# first frame, last frame, start value, end value, eased (mode="quadratic")
+Ramp = tuple[int, int, float, float, bool]
+MODES = frozenset({"linear", "quadratic"})
 
 
 @dataclasses.dataclass
@@ -179,25 +184,27 @@ def tracks(
             b = a + 1  # a zero-length window: a jump at its frame
         kind = anim.attrs.get("type")
         direction = anim.attrs.get("direction", "left")
+        eased = anim.attrs.get("mode") == "quadratic"
         if kind in ("slide", "slide-in", "slide-out"):
             enter, leave = _off_screen(direction, x, y, w, h, width, height)
             start = enter if kind != "slide-out" else (0.0, 0.0)
             end = leave if kind != "slide-in" else (0.0, 0.0)
-            out.dx.append((a, b, start[0], end[0]))
-            out.dy.append((a, b, start[1], end[1]))
+            out.dx.append((a, b, start[0], end[0], eased))
+            out.dy.append((a, b, start[1], end[1], eased))
         elif kind in ("rot-in", "rot-out"):
             angle = -math.radians(
                 anim.number("angle", DEFAULT_ANGLE, minimum=-3600, maximum=3600)
             )  # rotate turns clockwise
-            out.turn.append((a, b, angle, 0.0) if kind == "rot-in" else (a, b, 0.0, angle))
+            turn = (angle, 0.0) if kind == "rot-in" else (0.0, angle)
+            out.turn.append((a, b, *turn, eased))
         elif kind == "grow":
             z0, z1 = (
                 anim.number(name, default, minimum=-DEPTH_LIMIT, maximum=DEPTH_LIMIT)
                 for name, default in zip(("growStart", "growEnd"), DEFAULT_GROW, strict=True)
             )
-            out.depth.append((a, b, z0, z1))
+            out.depth.append((a, b, z0, z1, eased))
         elif kind == "custom":
-            _custom(anim, a, rate, height, out)
+            _custom(anim, a, rate, height, out, eased)
     return out
 
 
@@ -214,7 +221,7 @@ def _off_screen(
     return (0.0, -(y + h)), (0.0, height - y)
 
 
-def _custom(anim: Node, first: int, rate: float, height: int, out: Tracks) -> None:
+def _custom(anim: Node, first: int, rate: float, height: int, out: Tracks, eased: bool) -> None:
     keys = sorted(anim.kids({"key"}), key=lambda k: k.number("time", 0.0) or 0.0)
     unit = height / 2  # SXML's y runs from -1 to 1 across the frame height
     frames = [first + round((k.number("time", 0.0) or 0.0) * rate) for k in keys]
@@ -230,8 +237,8 @@ def _custom(anim: Node, first: int, rate: float, height: int, out: Tracks) -> No
 
     def relative(values: list[float]) -> list[Ramp]:
         """The first key's value, then one ramp per pair of keys adding the change."""
-        return [(frames[0], frames[0] + 1, values[0], values[0])] + [
-            (frames[i], max(frames[i + 1], frames[i] + 1), 0.0, values[i + 1] - values[i])
+        return [(frames[0], frames[0] + 1, values[0], values[0], False)] + [
+            (frames[i], max(frames[i + 1], frames[i] + 1), 0.0, values[i + 1] - values[i], eased)
             for i in range(len(keys) - 1)
         ]
 
@@ -255,10 +262,13 @@ def _custom(anim: Node, first: int, rate: float, height: int, out: Tracks) -> No
 
 
 def _ramp(ramp: Ramp, first: int, frame: str) -> str:
-    a, b, v0, v1 = ramp
+    a, b, v0, v1, eased = ramp
     if v0 == v1:
         return f"{v0:.6g}"
-    return f"{v0:.6g}+({v1 - v0:.6g})*clip(({first}+{frame}-{a})/{b - a},0,1)"
+    u = f"clip(({first}+{frame}-{a})/{b - a},0,1)"
+    if eased:
+        u = f"if(lt({u},0.5),2*{u}*{u},1-2*(1-{u})*(1-{u}))"
+    return f"{v0:.6g}+({v1 - v0:.6g})*{u}"
 
 
 def _sum(ramps: Iterable[Ramp], first: int, frame: str) -> str:

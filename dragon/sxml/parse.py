@@ -95,7 +95,7 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "overlay": TIME | PLACE,
     "transition": frozenset({"type", "duration", "direction"}),
     "filter": TIME | {"type", "alphaStart", "alphaEnd", *looks.ATTRS},
-    "animator": TIME | {"type", "direction", "angle", "growStart", "growEnd"},
+    "animator": TIME | {"type", "direction", "angle", "growStart", "growEnd", "mode"},
     "key": frozenset({"time", "pos", "scale", "rot"}),
 }
 ANIMATED = frozenset({"overlay", "text", "effect"})
@@ -541,6 +541,9 @@ class _Checker:
 
     def _animator(self, node: Node) -> None:
         motion.check(node)
+        mode = node.attrs.get("mode")
+        if mode is not None and mode not in motion.MODES:
+            self.warn(f'{node.where()}: mode="{mode[:40]}" is drawn as linear')
         for note in motion.approximations(node):
             self.warn(note)
 

@@ -906,6 +906,49 @@ def stripes_png() -> bytes:
     return buf.getvalue()
 
 
+def test_a_quadratic_animator_eases_in_and_out(dragon_server, tmp_path):
+    """Two overlays slide in over the same second, one linear, one quadratic: a quarter
+    of the way in time, the linear one has gone a quarter of the way, the quadratic one
+    an eighth; halfway both are halfway; at the end both are in place."""
+    from dragon.sxml import layout
+
+    def sliding(colour: str, top: str, mode: str) -> str:
+        return (
+            f'<overlay left="0.4" top="{top}" width="0.2" height="0.2"><image color="{colour}"/>'
+            f'<animator type="slide-in" direction="right" duration="2" mode="{mode}"/></overlay>'
+        )
+
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                '<stack duration="2.4"><effect type="none"><image color="#000000"/></effect>'
+                + sliding("#0000ff", "0.1", "linear")
+                + sliding("#00ff00", "0.6", "quadratic")
+                + "</stack>"
+            ),
+        )
+    )
+    assert not result.get("warnings"), result
+    path = fetch(dragon_server, result["export"], tmp_path, "eased.mp4")
+    x, _, w, _ = layout.place(
+        layout.placement({"left": "0.4", "top": "0.1", "width": "0.2", "height": "0.2"}), W, H
+    )
+
+    def travelled(picture: np.ndarray, colour: int) -> float:
+        """How far along (0: just off the left edge, 1: in place) the overlay's right edge is."""
+        found = box_of(picture, colour)
+        assert found is not None
+        right = found[0] + found[2]
+        return right / (x + w)
+
+    quarter, half, end = frame(path, 12), frame(path, 25), frame(path, 55)
+    assert travelled(quarter, 2) == pytest.approx(0.25, abs=0.04)
+    assert travelled(quarter, 1) == pytest.approx(0.125, abs=0.04)
+    assert travelled(half, 1) == pytest.approx(travelled(half, 2), abs=0.04)
+    assert travelled(end, 1) == pytest.approx(1.0, abs=0.02)
+
+
 def test_look_filters_change_the_frame_as_their_names_say(dragon_server, origin, tmp_path):
     """One movie, a second per filter over the same checkerboard (or a flat grey), each
     second's middle frame compared with the unfiltered one."""
