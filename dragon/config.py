@@ -178,6 +178,16 @@ class Settings:
         "Input memory one video.create ffmpeg run may use (longer movies render in parts).",
     )
     max_video_duration: float = setting(600.0, "Longest video.create output, in seconds.")
+    map_tile_url: str = setting(
+        "",
+        'Raster tile server for video.create\'s <image type="map">, with {z}, {x} and {y}'
+        " (e.g. https://tile.example.org/{z}/{x}/{y}.png); empty: maps end the task in error"
+        " (a director theme's map becomes a grey card).",
+    )
+    map_attribution: str = setting(
+        "© OpenStreetMap contributors",
+        "Attribution written on every map, as the tile server's licence asks.",
+    )
     video_create_max_render_seconds: float = setting(
         3600.0,
         "Longest a video.create render may be estimated to take (docs/sxml.md, cost); a"

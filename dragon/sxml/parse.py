@@ -31,7 +31,7 @@ import defusedxml
 import defusedxml.sax
 
 from dragon.net.url_policy import source_problem
-from dragon.sxml import beatsync, ducking, looks, motion, speech, widgets
+from dragon.sxml import beatsync, ducking, looks, maps, motion, speech, widgets
 from dragon.sxml.model import (
     ADAPTERS,
     ATOMS,
@@ -85,7 +85,9 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "sequence": TIME | {"sync"},
     "stack": TIME,
     "effect": TIME | {"type", "adapter", "direction"},
-    "image": frozenset({"filename", "color", "duration", "type"}),
+    "image": frozenset(
+        {"filename", "color", "duration", "type", "center", "zoom", "size", "markers", "card"}
+    ),
     "video": TIME | {"filename", "skip", "audio", "volume", "speed", *ducking.ATTRS},
     "audio": TIME
     | {"filename", "skip", "volume", "fadein", "fadeout", "loop", "speed", "voice", *ducking.ATTRS},
@@ -433,9 +435,12 @@ class _Checker:
 
     def _image(self, node: Node) -> None:
         if node.attrs.get("type") == "map":
-            raise DefinitionError(
-                node, 'type="map" is not supported: maps need a third-party tile service'
-            )
+            maps.check(node)
+            self.media += 1
+            if self.media > MAX_MEDIA:
+                raise DefinitionError(node, f"is one media file too many (at most {MAX_MEDIA})")
+            node.attrs["filename"] = f"{maps.PREFIX}{self.media}"
+            return
         if node.attrs.get("filename") and node.attrs.get("color"):
             raise DefinitionError(node, "needs a filename or a color, not both")
         if not node.attrs.get("filename"):

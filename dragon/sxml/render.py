@@ -32,7 +32,17 @@ from dragon.media.pcm import pcm_argv, run_in_pool
 from dragon.media.probe import MediaInfo
 from dragon.net.fetcher import Download
 from dragon.runtime import processes
-from dragon.sxml import assets, beatsync, cost, ducking, profiles, segments, sound, speech
+from dragon.sxml import (
+    assets,
+    beatsync,
+    cost,
+    ducking,
+    maps,
+    profiles,
+    segments,
+    sound,
+    speech,
+)
 from dragon.sxml.concurrent import gather, pair
 from dragon.sxml.context import MovieTask, Warn
 from dragon.sxml.filtergraph import Graph
@@ -331,6 +341,8 @@ async def fetch_media(
         try:
             if url.startswith(speech.PREFIX):
                 return url, await speak(ctx, first[url], url)
+            if url.startswith(maps.PREFIX):
+                return url, await draw_map(ctx, first[url], url)
             return url, await ctx.fetch(url)
         except errors.TaskError as e:
             raise _located(first[url], e) from None
@@ -366,6 +378,31 @@ async def speak(ctx: MovieTask, node: Node, name: str) -> Download:
         ctx.warn(f"{node.where()}: espeak-ng has no voice {chosen!r}: read in English")
         await ctx.run(speech.argv(fallback, out), stdin=text, error_code=errors.PROCESS_FAILED)
     return Download(path=out, mime="audio/wav", size=out.stat().st_size, url=name)
+
+
+async def draw_map(ctx: MovieTask, node: Node, name: str) -> Download:
+    """``<image type="map">`` drawn from the tile server's tiles into a PNG, as a download
+    of that file (``maps.py``)."""
+    out = ctx.tmpdir / f"{name.replace(':', '-')}.png"
+    plan = maps.Plan(node)
+    template = ctx.settings.map_tile_url
+    if not template and node.attrs.get(maps.CARD):
+        ctx.warn(f"{node.where()}: shown as a grey card: no map tile server is set")
+        await ctx.in_thread(maps.card, out, plan.size, maps.CARD_COLOR)
+    elif not template:
+        raise errors.TaskError(
+            errors.PARAMETERS,
+            'type="map" needs a map tile server, which this server does not have'
+            " (DRAGON_MAP_TILE_URL)",
+        )
+    else:
+
+        async def tile(key: tuple[int, int, int]) -> tuple[tuple[int, int, int], Path]:
+            return key, (await ctx.fetch(plan.url(template, key))).path
+
+        tiles = dict(await gather((tile(key) for key in plan.tiles), limit=FETCH_CONCURRENCY))
+        await ctx.in_thread(maps.draw, plan, tiles, ctx.settings.map_attribution, out)
+    return Download(path=out, mime="image/png", size=out.stat().st_size, url=name)
 
 
 def _located(node: Node, error: errors.TaskError) -> errors.TaskError:

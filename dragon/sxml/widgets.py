@@ -18,6 +18,7 @@ between two items replaces the automatic crossfade.
 
 from __future__ import annotations
 
+from dragon.sxml import maps
 from dragon.sxml.ducking import ATTRS as DUCKING
 from dragon.sxml.model import DefinitionError, Node
 
@@ -75,13 +76,7 @@ def _video_track(track: Node, sequence: Node, warnings: list[str]) -> None:
         if item.tag == "transition":
             sequence.children.append(item)
         elif item.tag == "image" and item.attrs.get("type") == "map":
-            warnings.append(
-                f'<image type="map"> is shown as a grey card: maps are not '
-                f"supported ({item.position})"
-            )
-            card = _node("effect", item, type="none", duration=_duration(item))
-            card.children = [_node("image", item, color=MAP_CARD)]
-            sequence.children.append(card)
+            sequence.children.append(_map(item, warnings))
         elif item.tag == "image":
             sequence.children.append(_still(item, warnings))
         elif item.tag == "text":
@@ -94,6 +89,21 @@ def _video_track(track: Node, sequence: Node, warnings: list[str]) -> None:
             sequence.children.append(clip)
         else:
             warnings.append(f"<{item.tag}> in a widget track is ignored ({item.position})")
+
+
+def _map(item: Node, warnings: list[str]) -> Node:
+    """A map drawn from the tile server (a grey card without one, at render); a grey card
+    now if the map cannot be read (no center, say), as before maps were drawn."""
+    card = _node("effect", item, type="none", duration=_duration(item))
+    try:
+        maps.check(item)
+    except DefinitionError as exc:
+        warnings.append(f'<image type="map"> is shown as a grey card: {exc.message}')
+        card.children = [_node("image", item, color=MAP_CARD)]
+        return card
+    kept = {name: item.attrs[name] for name in maps.ATTRS if name in item.attrs}
+    card.children = [_node("image", item, type="map", **kept, **{maps.CARD: "1"})]
+    return card
 
 
 def _still(item: Node, warnings: list[str]) -> Node:

@@ -9,6 +9,8 @@ bottom band, later stack children are drawn on top).
 from __future__ import annotations
 
 import io
+import json
+import math
 import subprocess
 import time
 from datetime import datetime
@@ -1011,3 +1013,51 @@ def test_look_filters_change_the_frame_as_their_names_say(dragon_server, origin,
     assert cut[middle].mean() > 220
     assert exposed[middle].mean() > flat[middle].mean() + 50
     assert noisy[middle].std() > flat[middle].std() + 5
+
+
+# -- maps ------------------------------------------------------------------------------------
+
+
+def test_a_map_is_drawn_from_the_tile_server_with_its_marker_and_attribution(
+    make_server, origin, tmp_path
+):
+    """Tiles from a local tile server (green and blue in a checkerboard), a marker at the
+    centre, the attribution in the bottom right corner."""
+    lat, lon, zoom = 37.20, -93.27, 10
+    cx = (lon + 180) / 360 * 2**zoom
+    cy = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2**zoom
+    for x in range(int(cx) - 4, int(cx) + 5):
+        for y in range(int(cy) - 3, int(cy) + 4):
+            colour = (0, 160, 0) if (x + y) % 2 else (0, 0, 200)
+            origin.add(f"/tiles/{zoom}/{x}/{y}.png", media.image_bytes(256, 256, colour, "PNG"))
+    server = make_server(
+        env={
+            "DRAGON_MAP_TILE_URL": f"{origin.url}/tiles/{{z}}/{{x}}/{{y}}.png",
+            "DRAGON_MAP_ATTRIBUTION": "Tiles by the test",
+        }
+    )
+    definition = movie(
+        f'<effect type="none" duration="1"><image type="map" center="{lat},{lon}"'
+        f' zoom="{zoom}" markers="{lat},{lon}"/></effect>'
+    )
+    result = assert_success(create(server, definition))
+    assert not result.get("warnings"), result
+    assert f"/tiles/{zoom}/{int(cx)}/{int(cy)}.png" in origin.hits
+    picture = frame(fetch(server, result["export"], tmp_path, "map.mp4"), 12).astype(int)
+    red = (picture[..., 0] > 150) & (picture[..., 1] < 90) & (picture[..., 2] < 90)
+    green = (picture[..., 1] > 110) & (picture[..., 0] < 80) & (picture[..., 2] < 80)
+    blue = (picture[..., 2] > 140) & (picture[..., 0] < 80) & (picture[..., 1] < 80)
+    assert green.mean() > 0.2 and blue.mean() > 0.2  # the tiles
+    rows, columns = np.nonzero(red)
+    assert rows.size and abs(columns.mean() - W / 2) < 0.05 * W  # the pin, at the centre,
+    assert H / 2 - 0.15 * H < rows.mean() < H / 2  # standing on it
+    corner = picture[int(0.94 * H) :, int(0.85 * W) :]
+    assert (corner.min(axis=2) > 200).mean() > 0.3  # the attribution's white box...
+    assert (corner.max(axis=2) < 150).any()  # ...with its dark text
+
+
+def test_a_map_without_a_tile_server_ends_the_task_with_the_setting_to_set(dragon_server):
+    definition = movie('<effect type="none" duration="1"><image type="map" center="1,2"/></effect>')
+    final = create(dragon_server, definition)
+    assert final["status"] == "error" and final["error_code"] == "parameters", final
+    assert "DRAGON_MAP_TILE_URL" in json.dumps(final["error"])

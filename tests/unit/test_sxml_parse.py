@@ -98,7 +98,8 @@ def test_empty_definition():
     "body, words",
     [
         ('<sphere radius="1"/>', ["<sphere>", "not supported"]),
-        ('<effect type="none"><image type="map" center="1,2"/></effect>', ["<image>", "map"]),
+        ('<effect type="none"><image type="map" zoom="3"/></effect>', ["<image>", "center"]),
+        ('<effect type="none"><image type="map" center="95,2"/></effect>', ["<image>", "Earth"]),
         ('<audio voice="neospeech:julie"/>', ["<audio>", "no text to speak"]),
         ("<audio/>", ["<audio>", "filename or text"]),
         (f'<effect type="none">{IMAGE}<filter type="mask"/></effect>', ["<filter>", "mask"]),
@@ -363,9 +364,28 @@ def test_widget_becomes_a_stack_with_crossfades_and_bound_music():
     assert captioned.children[1].attrs["type"] == "legend"
     assert sequence.children[1].attrs == {"type": "crossfade", "duration": "0.5"}
     assert sequence.children[5].attrs["type"] == "move"  # explicit wins over automatic
-    assert sequence.children[4].children[0].attrs["color"] == "#808080"
+    # The map: drawn from the tile server at render (a grey card there without one).
+    drawn = sequence.children[4].children[0]
+    assert drawn.attrs["type"] == "map" and drawn.attrs["filename"].startswith("map:")
+    assert (drawn.attrs["center"], drawn.attrs["zoom"], drawn.attrs["card"]) == (
+        "37.20,-93.27",
+        "10.0",
+        "1",
+    )
     assert music.attrs["duration"] == ".." and music.attrs["fadeout"] == "2"
-    assert any("map" in w for w in definition.warnings)
+
+
+def test_a_widget_map_that_cannot_be_read_is_a_grey_card():
+    definition = parse(
+        movie(
+            '<widget type="director.theme.tiles"><track type="video">'
+            '<image type="map" zoom="10"/></track></widget>'
+        )
+    )
+    [stack] = definition.body.children
+    [card] = stack.children[0].children
+    assert card.children[0].attrs["color"] == "#808080"
+    assert any("grey card" in w and "center" in w for w in definition.warnings)
 
 
 def test_widget_urls_pass_the_gate():
