@@ -1,30 +1,30 @@
 """The ``director.theme.*`` widget dialect (docs/sxml.md), rewritten into core SXML.
 
 Real third-party clients (the backstories Python client, several snippets) only ever send
-this dialect, so it must render. No documentation of the themes survives, so the theme
-name is ignored and every theme renders the same way:
+this dialect, so it must render. No documentation of the themes survives; each theme name
+gets a look of ours (``themes.py``: its transitions, photo motion, font and colours):
 
     <widget type="director.theme.X">              <stack>
-      <track type="video"> items </track>   ->       <sequence> items, 0.5 s crossfades </sequence>
+      <track type="video"> items </track>   ->       <sequence> items, the theme's
+                                                       transitions between them </sequence>
       <track type="audio"><audio/></track>           <audio duration=".." fadeout="2"/>
     </widget>                                      </stack>
 
-Items: an ``image`` is a kenburns still (``duration``, default 3 s) with its
-``<track type="caption"><text>`` as a legend; a ``text`` is a white title card on black
-(default 3 s); a ``video`` plays its own length; a map image (``type="map"``) becomes a
-grey card with a warning, since maps need a third-party tile service. A ``<transition>``
-between two items replaces the automatic crossfade.
+Items: an ``image`` is a still in the theme's effect (``duration``, default 3 s) with its
+``<track type="caption"><text>`` as a legend; a ``text`` is a title card in the theme's
+colours (default 3 s); a ``video`` plays its own length; a map image (``type="map"``) is
+drawn from the tile server (``maps.py``; a grey card without one). A ``<transition>``
+between two items replaces the theme's.
 """
 
 from __future__ import annotations
 
-from dragon.sxml import maps
+from dragon.sxml import maps, themes
 from dragon.sxml.ducking import ATTRS as DUCKING
 from dragon.sxml.model import DefinitionError, Node
 
 PREFIX = "director.theme."
 ITEM_DURATION = 3.0
-AUTO_TRANSITION = 0.5
 MUSIC_FADEOUT = 2.0
 MAP_CARD = "#808080"
 
@@ -50,6 +50,7 @@ def expand(widget: Node, warnings: list[str]) -> Node:
         raise DefinitionError(
             widget, f'type="{kind[:60]}" is not supported (only the {PREFIX}* themes are)'
         )
+    theme = themes.pick(kind[len(PREFIX) :])
     sequence = _node("sequence", widget)
     if widget.attrs.get("sync"):  # cuts on the beat (beatsync.py), checked as a sequence's
         sequence.attrs["sync"] = widget.attrs["sync"]
@@ -60,29 +61,27 @@ def expand(widget: Node, warnings: list[str]) -> Node:
             continue
         kind = track.attrs.get("type", "video")
         if kind == "video":
-            _video_track(track, sequence, warnings)
+            _video_track(track, sequence, warnings, theme)
         elif kind == "audio":
             music.extend(_music(a) for a in track.children if a.tag == "audio")
         else:
             warnings.append(f'<track type="{kind[:40]}"> is ignored ({track.position})')
-    _add_crossfades(sequence)
+    _add_transitions(sequence, theme)
     stack = _node("stack", widget)
     stack.children = [sequence, *music]
     return stack
 
 
-def _video_track(track: Node, sequence: Node, warnings: list[str]) -> None:
+def _video_track(track: Node, sequence: Node, warnings: list[str], theme: themes.Theme) -> None:
     for item in track.children:
         if item.tag == "transition":
             sequence.children.append(item)
         elif item.tag == "image" and item.attrs.get("type") == "map":
             sequence.children.append(_map(item, warnings))
         elif item.tag == "image":
-            sequence.children.append(_still(item, warnings))
+            sequence.children.append(_still(item, warnings, theme))
         elif item.tag == "text":
-            card = _node("text", item, type="zone", duration=_duration(item), fontcolor="#FFFFFF")
-            card.text = item.text
-            sequence.children.append(card)
+            sequence.children.append(_title(item, theme))
         elif item.tag == "video":
             clip = _node("effect", item, type="none")
             clip.children = [_node("video", item, **_copy(item, VIDEO_ATTRS))]
@@ -106,8 +105,20 @@ def _map(item: Node, warnings: list[str]) -> Node:
     return card
 
 
-def _still(item: Node, warnings: list[str]) -> Node:
+def _title(item: Node, theme: themes.Theme) -> Node:
+    """A title card: the text in the theme's font and colour on its background."""
+    card = _node("stack", item, duration=_duration(item))
+    ground = _node("effect", item, type="none")
+    ground.children = [_node("image", item, color=theme.title_background)]
+    text = _node("text", item, type="zone", fontcolor=theme.title_color, fontname=theme.font)
+    text.text = item.text
+    card.children = [ground, text]
+    return card
+
+
+def _still(item: Node, warnings: list[str], theme: themes.Theme) -> Node:
     image = _node("image", item, filename=item.attrs.get("filename", ""))
+    looks = [_node("filter", item, type=theme.look)] if theme.look else []
     captions = [
         t
         for track in item.children
@@ -119,15 +130,17 @@ def _still(item: Node, warnings: list[str]) -> Node:
         if other.tag != "track":
             warnings.append(f"<{other.tag}> inside a widget image is ignored ({other.position})")
     if not captions:
-        still = _node("effect", item, type="kenburns", duration=_duration(item))
-        still.children = [image]
+        still = _node("effect", item, type=theme.still, duration=_duration(item))
+        still.children = [image, *looks]
         return still
-    still = _node("effect", item, type="kenburns")
-    still.children = [image]
+    still = _node("effect", item, type=theme.still)
+    still.children = [image, *looks]
     stack = _node("stack", item, duration=_duration(item))
     stack.children = [still]
     for caption in captions:
-        legend = _node("text", caption, type="legend")
+        legend = _node(
+            "text", caption, type="legend", fontcolor=theme.caption_color, fontname=theme.font
+        )
         legend.text = caption.text
         stack.children.append(legend)
     return stack
@@ -141,13 +154,16 @@ def _music(audio: Node) -> Node:
     return music
 
 
-def _add_crossfades(sequence: Node) -> None:
-    """A 0.5 s crossfade between neighbours that have no explicit transition."""
+def _add_transitions(sequence: Node, theme: themes.Theme) -> None:
+    """The theme's transitions, in turn, between neighbours that have no explicit one."""
     out: list[Node] = []
+    turn = 0
     for child in sequence.children:
         if out and child.tag != "transition" and out[-1].tag != "transition":
-            auto = _node("transition", child, type="crossfade", duration=f"{AUTO_TRANSITION:g}")
-            out.append(auto)
+            kind, direction = theme.transitions[turn % len(theme.transitions)]
+            turn += 1
+            seconds = f"{theme.transition_seconds:g}"
+            out.append(_node("transition", child, type=kind, direction=direction, duration=seconds))
         out.append(child)
     sequence.children = out
 

@@ -290,7 +290,8 @@ def test_director_theme_widget_renders(dragon_server, urls, tmp_path):
             thumbnail_time=100,
         )
     )
-    assert result["duration"] == pytest.approx(1.5 + 1.5 + 1 + 2 - 3 * 0.5)
+    # tiles: 0.6 s moves between items, those beside the 1 s map shortened to fit it.
+    assert result["duration"] == pytest.approx(1.5 + 1.5 + 1 + 2 - 1.6)
     assert any("map" in w for w in result["warnings"])
     path = fetch(dragon_server, result["export"], tmp_path, "widget.mp4")
     first = frame(path, 10)
@@ -886,6 +887,27 @@ def test_subtitles_are_burned_into_the_export_at_their_times(dragon_server, orig
     band = slice(H * 2 // 3, None)  # captions sit at the bottom
     lit = [(frame(path, n)[band].min(axis=2) > 200).sum() for n in (12, 37, 62)]
     assert lit[0] == 0 and lit[1] > 30 and lit[2] == 0, lit
+
+
+def test_director_themes_draw_their_title_cards_in_their_colours(dragon_server, tmp_path):
+    """The same widget in two themes: the title card's background is each theme's."""
+    from dragon.sxml import themes
+
+    for name in ("tiles", "vintage"):
+        result = assert_success(
+            create(
+                dragon_server,
+                movie(
+                    f'<widget type="director.theme.{name}"><track type="video">'
+                    '<text duration="1">A title card</text></track></widget>'
+                ),
+            )
+        )
+        picture = frame(fetch(dragon_server, result["export"], tmp_path, f"{name}.mp4"), 12)
+        corner = picture[: H // 6, : W // 6].reshape(-1, 3).mean(axis=0)
+        wanted = themes.THEMES[name].title_background.lstrip("#")
+        expected = [int(wanted[i : i + 2], 16) for i in (0, 2, 4)]
+        assert np.abs(corner - expected).max() < 20, (name, corner, expected)
 
 
 # -- look filters ----------------------------------------------------------------------------

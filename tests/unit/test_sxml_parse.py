@@ -343,7 +343,7 @@ def test_media_lists_every_url_element():
 def test_widget_becomes_a_stack_with_crossfades_and_bound_music():
     definition = parse(
         movie(
-            '<widget type="director.theme.tiles"><track type="video">'
+            '<widget type="director.theme.classic"><track type="video">'
             '<image filename="http://media.test/1.jpg" duration="3.0">'
             '<track type="caption"><text>Caption</text></track></image>'
             '<text duration="4.0">Title</text>'
@@ -357,12 +357,16 @@ def test_widget_becomes_a_stack_with_crossfades_and_bound_music():
     [stack] = definition.body.children
     sequence, music = stack.children
     tags = [c.tag for c in sequence.children]
-    assert tags == ["stack", "transition", "text", "transition", "effect", "transition", "effect"]
+    assert tags == ["stack", "transition", "stack", "transition", "effect", "transition", "effect"]
     captioned = sequence.children[0]
     assert captioned.attrs["duration"] == "3.0"
     assert [c.tag for c in captioned.children] == ["effect", "text"]
     assert captioned.children[1].attrs["type"] == "legend"
-    assert sequence.children[1].attrs == {"type": "crossfade", "duration": "0.5"}
+    assert sequence.children[1].attrs == {
+        "type": "crossfade",
+        "direction": "left",
+        "duration": "0.5",
+    }
     assert sequence.children[5].attrs["type"] == "move"  # explicit wins over automatic
     # The map: drawn from the tile server at render (a grey card there without one).
     drawn = sequence.children[4].children[0]
@@ -547,3 +551,40 @@ def test_voices_map_to_espeak_voices():
     assert speech.voice("de") == ("de", None)
     chosen, problem = speech.voice("robot voice")
     assert chosen == "en-us+m3" and problem and "English" in problem
+
+
+def test_director_themes_differ_in_transitions_motion_fonts_and_colours():
+    def expanded(theme: str):
+        definition = parse(
+            movie(
+                f'<widget type="director.theme.{theme}"><track type="video">'
+                '<image filename="http://media.test/1.jpg"/><text>Title</text>'
+                '<image filename="http://media.test/2.jpg"/></track></widget>'
+            )
+        )
+        [sequence] = definition.body.children[0].children
+        photo, first, title, second, _ = sequence.children
+        ground, text = title.children
+        return (
+            photo.attrs["type"],
+            [first.attrs["type"], second.attrs["type"]],
+            ground.children[0].attrs["color"],
+            text.attrs["fontcolor"],
+            text.attrs["fontname"],
+            [f.attrs["type"] for f in photo.kids({"filter"})],
+        )
+
+    tiles, vintage = expanded("tiles"), expanded("vintage")
+    assert tiles == ("none", ["move", "move"], "#1F3A5F", "#FFFFFF", "arialbold", [])
+    assert vintage == (
+        "kenburns",
+        ["crossfade", "radial"],
+        "#3B2A1A",
+        "#F1E3C6",
+        "timesnewroman",
+        ["flashback"],
+    )
+    # A name we do not know: one of ours, always the same for that name.
+    assert expanded("sunset.02") == expanded("sunset.02")
+    looks = {repr(expanded(name)) for name in ("a", "b", "c", "d", "e", "f", "g", "h")}
+    assert len(looks) > 2

@@ -258,7 +258,7 @@ def test_alpha_filter_is_placed_inside_its_parent():
 
 def test_widget_items_and_music():
     body, _ = timed(
-        '<widget type="director.theme.tiles"><track type="video">'
+        '<widget type="director.theme.classic"><track type="video">'
         '<image filename="http://media.test/i.jpg" duration="3.0"/>'
         '<text duration="4.0">Title</text>'
         '<video filename="http://media.test/clip"/></track>'
