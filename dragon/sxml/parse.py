@@ -276,6 +276,13 @@ class _Checker:
             raise DefinitionError(root, "needs exactly one <body>")
         for child in root.children:
             if child.tag == "head":
+                for code in child.kids({"filtercode"}):
+                    # Custom GLSL a client sends: code we would run on our machine.
+                    self.fail(
+                        code,
+                        "is not run: custom shader code from a definition is untrusted code;"
+                        " use the filters docs/sxml.md lists",
+                    )
                 self.warn(f"<head> is ignored ({child.position})")
             elif child.tag != "body":
                 self.fail(child, "is not allowed inside <movie>")

@@ -588,3 +588,13 @@ def test_director_themes_differ_in_transitions_motion_fonts_and_colours():
     assert expanded("sunset.02") == expanded("sunset.02")
     looks = {repr(expanded(name)) for name in ("a", "b", "c", "d", "e", "f", "g", "h")}
     assert len(looks) > 2
+
+
+def test_custom_shader_code_in_the_head_is_refused():
+    messages = errors_of(
+        '<movie service="craftsman-1.0"><head><filtercode name="x">void main() {}'
+        "</filtercode></head><body>"
+        '<effect type="none"><image filename="http://media.test/a.jpg"/></effect>'
+        "</body></movie>"
+    )
+    assert any("<filtercode>" in m and "untrusted" in m for m in messages), messages
