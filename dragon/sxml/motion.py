@@ -21,7 +21,12 @@ after it the last one. Our reading of the types, which SXML names without drawin
   seconds from the window's start; ``pos="x,y[,z]"`` moves the node in SXML's OpenGL units
   (half the frame height per unit, y upwards; z in depth, as ``grow``);
   ``scale="x[,y[,z]]"`` multiplies its width and height; ``rot="degrees[,ax,ay,az]"`` turns
-  it about the axis facing the viewer (other axes would need 3D and are not drawn).
+  it about that axis through its centre (right-handed, OpenGL's: ``0,1,0`` is the vertical
+  axis, and a positive turn about it takes the right edge away), seen through the
+  movie's camera: a turn about the vertical axis draws a trapezoid, its near edge taller.
+  The near side of a turned node is drawn at most ``MAX_TILT_SCALE`` times its size (the
+  layer is padded by that much, per frame). A node's keys turn about one axis: keys that
+  name another are drawn about the first one's, with a warning.
 
 Several animators on one node add their offsets, depths and turns and multiply their scales.
 ``mode="quadratic"`` eases an animator in and out (the progress ``u`` through each step
@@ -49,6 +54,8 @@ DEPTH_LIMIT = 1e6  # any finite depth is read; past this a node is a dot anyway
 MIN_SCALE = 0.02  # a layer of no pixels would stop the graph
 MAX_KEYS = 100
 ROTATION_AXES = {(0.0, 0.0, 1.0), (0.0, 0.0, -1.0)}
+MAX_TILT_SCALE = 1.5  # the nearest point of a turned node, times its size at most
+Axis = tuple[float, float, float]
 
 # first frame, last frame, start value, end value, eased (mode="quadratic")
 Ramp = tuple[int, int, float, float, bool]
@@ -65,6 +72,8 @@ class Tracks:
     turn: list[Ramp] = dataclasses.field(default_factory=list)
     sx: list[list[Ramp]] = dataclasses.field(default_factory=list)  # one product factor each
     sy: list[list[Ramp]] = dataclasses.field(default_factory=list)
+    tilt: list[Ramp] = dataclasses.field(default_factory=list)  # radians about ``tilt_axis``
+    tilt_axis: Axis = (0.0, 1.0, 0.0)  # unit, right-handed, y up (OpenGL)
 
     @property
     def scales(self) -> bool:
@@ -134,14 +143,28 @@ def approximations(node: Node) -> list[str]:
             z = node.number(name, minimum=-DEPTH_LIMIT, maximum=DEPTH_LIMIT)
             if z is not None and z > camera.NEAREST:
                 notes.append(_too_near(node, f"{name}={z:g}"))
+    axes = []
     for key in node.kids({"key"}):
-        rot = _vector(key, "rot", 4)
         pos = _vector(key, "pos", 3)
         if pos and len(pos) == 3 and pos[2] > camera.NEAREST:
             notes.append(_too_near(key, f"the depth {pos[2]:g} of pos"))
-        if rot and len(rot) == 4 and tuple(rot[1:]) not in ROTATION_AXES and rot[0]:
-            notes.append(f"{key.where()}: only turns about the axis facing the viewer are drawn")
+        axis = _axis(key)
+        if axis is not None and axis not in axes:
+            axes.append(axis)
+            if len(axes) == 2:
+                notes.append(f"{key.where()}: turns about another axis than the keys before")
     return notes
+
+
+def _axis(key: Node) -> Axis | None:
+    """The unit axis a key's ``rot`` turns about (None: no turn, or no axis given)."""
+    rot = _vector(key, "rot", 4)
+    if not rot or len(rot) < 4 or not rot[0]:
+        return None
+    length = math.sqrt(sum(v * v for v in rot[1:]))
+    if length < 1e-9:
+        return None
+    return (rot[1] / length, rot[2] / length, rot[3] / length)
 
 
 def _too_near(node: Node, what: str) -> str:
@@ -245,7 +268,7 @@ def _custom(anim: Node, first: int, rate: float, height: int, out: Tracks, eased
     dx = [v * unit for v in component("pos", 0, 0.0)]
     dy = [-v * unit for v in component("pos", 1, 0.0)]
     depth = component("pos", 2, 0.0)
-    turn = [-math.radians(v) for v in component("rot", 0, 0.0)]
+    turn = _turns(keys, [math.radians(v) for v in component("rot", 0, 0.0)], relative, out)
     if any(dx):
         out.dx.extend(relative(dx))
     if any(dy):
@@ -261,6 +284,24 @@ def _custom(anim: Node, first: int, rate: float, height: int, out: Tracks, eased
         out.sy.append(relative(sy))
 
 
+def _turns(
+    keys: list[Node],
+    angles: list[float],
+    relative: Callable[[list[float]], list[Ramp]],
+    out: Tracks,
+) -> list[float]:
+    """The keys' turns: about an axis in depth, ``out.tilt`` (drawn in perspective by
+    picture.py) and no turn returned; else the turns in the picture's plane, clockwise
+    radians as ``rotate`` takes them."""
+    axes = [a for a in (_axis(k) for k in keys) if a is not None]
+    tilted = next((a for a in axes if abs(a[2]) < 1 - 1e-9), None)
+    if tilted is None:
+        return [-v for v in angles]
+    out.tilt_axis = tilted
+    out.tilt.extend(relative(angles))
+    return []
+
+
 def _ramp(ramp: Ramp, first: int, frame: str) -> str:
     a, b, v0, v1, eased = ramp
     if v0 == v1:
@@ -274,6 +315,33 @@ def _ramp(ramp: Ramp, first: int, frame: str) -> str:
 def _sum(ramps: Iterable[Ramp], first: int, frame: str) -> str:
     terms = [_ramp(r, first, frame) for r in ramps if r[2] or r[3]]
     return "(" + "+".join(terms) + ")" if terms else "0"
+
+
+def tilt_corners(
+    tracks: Tracks, first: int, frame: str, size: tuple[int, int], height: int
+) -> list[str]:
+    """``perspective``'s ``x0 y0 ... x3 y3`` (destination corners, top left, top right,
+    bottom left, bottom right) of a ``size`` layer centred in its padded canvas (``W`` by
+    ``H``), turned by ``tracks.tilt`` about ``tracks.tilt_axis`` through its centre and
+    seen by the movie's camera (``camera.DISTANCE`` half frame ``height``s away)."""
+    angle = _sum(tracks.tilt, first, frame)
+    c, s = f"cos({angle})", f"sin({angle})"
+    v = f"(1-{c})"  # Rodrigues' rotation: R = c I + s [k]x + (1 - c) k k^T
+    kx, ky, kz = tracks.tilt_axis
+    rows = (
+        (f"({c}+{kx * kx:.6g}*{v})", f"({kx * ky:.6g}*{v}-{kz:.6g}*{s})"),
+        (f"({ky * kx:.6g}*{v}+{kz:.6g}*{s})", f"({c}+{ky * ky:.6g}*{v})"),
+        (f"({kz * kx:.6g}*{v}-{ky:.6g}*{s})", f"({kz * ky:.6g}*{v}+{kx:.6g}*{s})"),
+    )
+    distance = camera.DISTANCE * height / 2
+    corners = []
+    for sy in (1, -1):  # y up: the top edge first
+        for sx in (-1, 1):
+            px, py = sx * size[0] / 2, sy * size[1] / 2
+            x, y, z = (f"({px:g}*{a}+{py:g}*{b})" for a, b in rows)
+            f = f"min({MAX_TILT_SCALE},{distance:.6g}/({distance:.6g}-{z}))"
+            corners += [f"W/2+{x}*{f}", f"H/2-{y}*{f}"]
+    return corners
 
 
 def turn_expr(tracks: Tracks, first: int, frame: str) -> str:

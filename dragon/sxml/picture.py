@@ -344,6 +344,17 @@ class Picture:
             float(self.g.rate),
         )
         steps = []
+        if tracks.tilt:
+            # Padded by the most the near side may grow, transparent (perspective repeats
+            # the edge's pixels outside the picture: they must be clear).
+            grow = motion.MAX_TILT_SCALE - 1
+            mx, my = round(layer.w * grow / 2) + 2, round(layer.h * grow / 2) + 2
+            padded = (layer.w + 2 * mx, layer.h + 2 * my)  # the plane perspective turns
+            corners = motion.tilt_corners(tracks, first, "in", padded, self.g.height)
+            names = ("x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3")
+            warp = ":".join(f"{n}='{e}'" for n, e in zip(names, corners, strict=True))
+            steps.append(f"pad=iw+{2 * mx}:ih+{2 * my}:{mx}:{my}:color=black@0")
+            steps.append(f"perspective={warp}:sense=destination:eval=frame")
         if tracks.turn:
             angle = motion.turn_expr(tracks, first, self.frame_of_t)
             steps.append(f"rotate=a='{angle}':c=black@0:ow='hypot(iw,ih)':oh=ow")

@@ -930,6 +930,32 @@ def stripes_png() -> bytes:
     return buf.getvalue()
 
 
+def test_a_turn_about_the_vertical_axis_draws_a_trapezoid(dragon_server, tmp_path):
+    """A square overlay turned 60 degrees about the y axis: narrower, its left edge (nearer)
+    taller than its right edge (further), centred where it was."""
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                '<stack duration="1"><effect type="none"><image color="#000000"/></effect>'
+                '<overlay left="0.35" top="0.25" width="0.3" height="0.5">'
+                '<image color="#00ff00"/><animator type="custom">'
+                '<key time="0" rot="60,0,1,0"/></animator></overlay></stack>'
+            ),
+        )
+    )
+    assert not result.get("warnings"), result
+    picture = frame(fetch(dragon_server, result["export"], tmp_path, "turned.mp4"), 12)
+    green = (picture[..., 1] > 150) & (picture[..., 0] < 100) & (picture[..., 2] < 100)
+    columns = np.nonzero(green.any(axis=0))[0]
+    assert columns.size
+    left, right = columns.min(), columns.max()
+    heights = green.sum(axis=0)
+    assert right - left < 0.75 * 0.3 * W  # narrower: about cos(60) of its width
+    assert heights[left + 2] > 1.15 * heights[right - 2]  # the near edge is the taller
+    assert abs((left + right) / 2 - W / 2) < 0.08 * W
+
+
 def test_a_quadratic_animator_eases_in_and_out(dragon_server, tmp_path):
     """Two overlays slide in over the same second, one linear, one quadratic: a quarter
     of the way in time, the linear one has gone a quarter of the way, the quadratic one
