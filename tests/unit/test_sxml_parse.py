@@ -264,14 +264,15 @@ def test_animators_are_kept_on_overlays_texts_and_effects():
         movie(
             f'<stack><effect type="none">{IMAGE}<animator type="slide-in"/></effect>'
             '<text>Hi<animator type="custom"><key time="0" rot="10,1,0,0" orient="1,0,0"/>'
-            "</animator></text></stack>"
+            '<key time="1" rot="20,0,1,0"/></animator></text></stack>'
         )
     )
     effect, text = definition.body.children[0].children
     assert [c.tag for c in effect.children] == ["image", "animator"]
     assert text.children[0].children[0].tag == "key"
     warnings = "\n".join(definition.warnings)
-    assert "axis facing the viewer" in warnings and "orient" in warnings
+    # A turn about x is drawn; a second key about another axis is drawn about the first's.
+    assert "another axis" in warnings and "orient" in warnings
 
 
 def test_ducking_and_sync_attributes_are_read():
