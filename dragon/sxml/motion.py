@@ -53,7 +53,6 @@ DEFAULT_GROW = (-camera.DISTANCE, 0.0)  # depths: half size, then as placed
 DEPTH_LIMIT = 1e6  # any finite depth is read; past this a node is a dot anyway
 MIN_SCALE = 0.02  # a layer of no pixels would stop the graph
 MAX_KEYS = 100
-ROTATION_AXES = {(0.0, 0.0, 1.0), (0.0, 0.0, -1.0)}
 MAX_TILT_SCALE = 1.5  # the nearest point of a turned node, times its size at most
 Axis = tuple[float, float, float]
 
