@@ -29,6 +29,7 @@ Pillow (``text.py``), not ``drawtext``; transitions are ``xfade`` built-ins or o
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from dragon.sxml.model import MULTI_EFFECTS, DefinitionError, Node
 from dragon.sxml.stills import Raster
 
 KENBURNS_ZOOM = 0.15
+PANEL_DEGREES = 20.0
 
 
 class Picture:
@@ -201,6 +203,8 @@ class Picture:
             if is_kenburns(effect):
                 total = self.g.span(media.begin, media.end)[1]
                 layer = self.kenburns(raster, count, total, self.skipped(media), negative)
+                if effect.attrs.get("type") == "panel":
+                    layer = self.panel(media, layer)
             else:
                 layer = self.still(raster, count)
         elif media.tag == "video":
@@ -345,16 +349,7 @@ class Picture:
         )
         steps = []
         if tracks.tilt:
-            # Padded by the most the near side may grow, transparent (perspective repeats
-            # the edge's pixels outside the picture: they must be clear).
-            grow = motion.MAX_TILT_SCALE - 1
-            mx, my = round(layer.w * grow / 2) + 2, round(layer.h * grow / 2) + 2
-            padded = (layer.w + 2 * mx, layer.h + 2 * my)  # the plane perspective turns
-            corners = motion.tilt_corners(tracks, first, "in", padded, self.g.height)
-            names = ("x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3")
-            warp = ":".join(f"{n}='{e}'" for n, e in zip(names, corners, strict=True))
-            steps.append(f"pad=iw+{2 * mx}:ih+{2 * my}:{mx}:{my}:color=black@0")
-            steps.append(f"perspective={warp}:sense=destination:eval=frame")
+            steps += self.tilt_steps(tracks, first, layer.w, layer.h)[0]
         if tracks.turn:
             angle = motion.turn_expr(tracks, first, self.frame_of_t)
             steps.append(f"rotate=a='{angle}':c=black@0:ow='hypot(iw,ih)':oh=ow")
@@ -374,6 +369,49 @@ class Picture:
             centre, first, tuple(tracks.dx), tuple(tracks.dy), tuple(tracks.depth), focus
         )
         return dataclasses.replace(layer, label=label, alpha=alpha, motion=moving)
+
+    def tilt_steps(
+        self, tracks: motion.Tracks, first: int, w: int, h: int
+    ) -> tuple[list[str], int, int]:
+        """The filters that turn a ``w`` x ``h`` layer in depth (``tracks.tilt``), and the
+        transparent margins they add on each side: the most its near side may grow
+        (perspective repeats the edge's pixels outside the picture: they must be clear)."""
+        grow = motion.MAX_TILT_SCALE - 1
+        mx, my = round(w * grow / 2) + 2, round(h * grow / 2) + 2
+        padded = (w + 2 * mx, h + 2 * my)  # the plane perspective turns
+        corners = motion.tilt_corners(tracks, first, "in", padded, self.g.height)
+        names = ("x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3")
+        warp = ":".join(f"{n}='{e}'" for n, e in zip(names, corners, strict=True))
+        steps = [
+            f"pad=iw+{2 * mx}:ih+{2 * my}:{mx}:{my}:color=black@0",
+            f"perspective={warp}:sense=destination:eval=frame",
+        ]
+        return steps, mx, my
+
+    def panel(self, media: Node, layer: Layer) -> Layer:
+        """``effect type="panel"``: the picture as a panel turning in depth about its
+        vertical axis, from 20 degrees one way to 20 the other over the media's time, eased
+        (our reading of the name; it zooms as kenburns does meanwhile)."""
+        a, b = (
+            self.g.frame(media.begin),
+            max(self.g.frame(media.end), self.g.frame(media.begin) + 1),
+        )
+        turn = math.radians(PANEL_DEGREES)
+        tracks = motion.Tracks(tilt=[(a, b, turn, -turn, True)], tilt_axis=(0.0, 1.0, 0.0))
+        first, _ = self.frames(media)
+        steps, mx, my = self.tilt_steps(tracks, first, layer.w, layer.h)
+        label = self.g.chain(
+            [layer.label], ",".join(([] if layer.alpha else ["format=yuva420p"]) + steps)
+        )
+        return dataclasses.replace(
+            layer,
+            label=label,
+            x=layer.x - mx,
+            y=layer.y - my,
+            w=layer.w + 2 * mx,
+            h=layer.h + 2 * my,
+            alpha=True,
+        )
 
     # -- filters ----------------------------------------------------------------------------
     def filtered(self, node: Node, layer: Layer) -> Layer:

@@ -956,6 +956,29 @@ def test_a_turn_about_the_vertical_axis_draws_a_trapezoid(dragon_server, tmp_pat
     assert abs((left + right) / 2 - W / 2) < 0.08 * W
 
 
+def test_a_panel_turns_in_depth(dragon_server, urls, tmp_path):
+    """effect type="panel": its picture turns about the vertical axis, the left edge
+    nearer (taller) at the start, the right edge at the end, black showing around it."""
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(f'<effect type="panel" duration="2"><image filename="{urls["red"]}"/></effect>'),
+        )
+    )
+    assert not [w for w in result.get("warnings", []) if "panel" in w], result
+    path = fetch(dragon_server, result["export"], tmp_path, "panel.mp4")
+
+    def edges(index: int) -> tuple[int, int]:
+        picture = frame(path, index)
+        red = (picture[..., 0] > 150) & (picture[..., 1] < 100)
+        columns = np.nonzero(red.any(axis=0))[0]
+        heights = red.sum(axis=0)
+        return heights[columns.min() + 3], heights[columns.max() - 3]
+
+    start, end = edges(2), edges(2 * FPS - 3)
+    assert start[0] > 1.05 * start[1] and end[1] > 1.05 * end[0], (start, end)
+
+
 def test_a_quadratic_animator_eases_in_and_out(dragon_server, tmp_path):
     """Two overlays slide in over the same second, one linear, one quadratic: a quarter
     of the way in time, the linear one has gone a quarter of the way, the quadratic one
