@@ -301,6 +301,24 @@ def _turns(
     return []
 
 
+def seen_from(camera: Tracks) -> Tracks:
+    """How the picture moves when the camera moves by ``camera``: the other way. (The
+    camera's scale keys have no counterpart here: they are not drawn, and parse.py says
+    so.)"""
+
+    def back(ramps: list[Ramp]) -> list[Ramp]:
+        return [(a, b, -v0, -v1, eased) for a, b, v0, v1, eased in ramps]
+
+    return Tracks(
+        dx=back(camera.dx),
+        dy=back(camera.dy),
+        depth=back(camera.depth),
+        turn=back(camera.turn),
+        tilt=back(camera.tilt),
+        tilt_axis=camera.tilt_axis,
+    )
+
+
 def _ramp(ramp: Ramp, first: int, frame: str) -> str:
     a, b, v0, v1, eased = ramp
     if v0 == v1:

@@ -100,7 +100,7 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "animator": TIME | {"type", "direction", "angle", "growStart", "growEnd", "mode"},
     "key": frozenset({"time", "pos", "scale", "rot"}),
 }
-ANIMATED = frozenset({"overlay", "text", "effect"})
+ANIMATED = frozenset({"overlay", "text", "effect", "camera"})
 HONOURED_FILTERS = {"alpha", "fitAdapter", "fixedAdapter"}
 REFUSED_FILTERS = {"mask": "mask filters are not supported"}
 TEXT_TYPES = frozenset({"legend", "zone", "advanced"})
@@ -305,6 +305,7 @@ class _Checker:
             "transition": self._transition,
             "filter": self._filter,
             "animator": self._animator,
+            "camera": self._camera,
         }
         try:
             self._attributes(node)
@@ -342,15 +343,21 @@ class _Checker:
             kids.append(child)
         node.children = kids
         for child in kids:
-            if child.tag == "camera" or (child.tag == "animator" and node.tag not in ANIMATED):
-                where = "" if child.tag == "camera" else f" inside <{node.tag}>"
+            if child.tag == "animator" and node.tag not in ANIMATED:
                 self.warn(
-                    f"<{child.tag}> elements{where} are ignored ({child.position})",
+                    f"<animator> elements inside <{node.tag}> are ignored ({child.position})",
                     (child.tag, node.tag),
                 )
                 child.children = []
                 continue
             self.element(child)
+
+    def _camera(self, camera: Node) -> None:
+        """A stack's camera moves the picture through its animators (picture.py); its
+        scale keys have no meaning we draw."""
+        keys = (k for a in camera.kids({"animator"}) for k in a.kids({"key"}))
+        if any(k.attrs.get("scale") for k in keys):
+            self.warn(f"{camera.where()}: a camera's scale keys are not drawn")
 
     def _attributes(self, node: Node) -> None:
         known = IMPLEMENTED.get(node.tag)

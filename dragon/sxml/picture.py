@@ -117,7 +117,7 @@ class Picture:
             base = self.blank(count, alpha=not opaque)
         for offset, layer in layers:
             base = self.overlay_on(base, layer, offset)
-        return base
+        return self.through_camera(node, base)
 
     def sequence(self, node: Node, count: int, opaque: bool) -> Layer | None:
         pieces: list[tuple[Node, str | None]] = []
@@ -347,6 +347,24 @@ class Picture:
             self.g.frame,
             float(self.g.rate),
         )
+        return self.moved(layer, tracks, first)
+
+    def through_camera(self, stack: Node, layer: Layer) -> Layer:
+        """A stack's ``<camera>`` animators: the camera moves, so the stack's picture moves
+        the other way (``motion.seen_from``): a camera sliding left shows the picture
+        going right, one turning about an axis shows it turned the other way."""
+        cameras = [c for c in stack.kids({"camera"}) if c.kids({"animator"})]
+        if not cameras:
+            return layer
+        first, _ = self.frames(stack)
+        tracks = motion.tracks(
+            cameras[0], self.full, (self.g.width, self.g.height), self.g.frame, float(self.g.rate)
+        )
+        return self.moved(layer, motion.seen_from(tracks), first)
+
+    def moved(self, layer: Layer, tracks: motion.Tracks, first: int) -> Layer:
+        """``layer`` turned and scaled per frame by ``tracks``, with the ``Motion`` that
+        ``overlay_on`` places it by."""
         steps = []
         if tracks.tilt:
             steps += self.tilt_steps(tracks, first, layer.w, layer.h)[0]

@@ -180,6 +180,10 @@ def _assign(node: Node, begin: float, duration: float, limit: float) -> None:
     elif tag == "stack":
         for child in node.content:
             _assign_placed(node, child)
+        for camera in node.kids({"camera"}):  # it films the whole stack
+            camera.begin, camera.end, camera.duration = node.begin, node.end, duration
+            for animator in camera.kids({"animator"}):
+                _assign_placed(camera, animator)
     for child in node.kids({"filter", "animator"}):
         _assign_placed(node, child)
 

@@ -979,6 +979,34 @@ def test_a_panel_turns_in_depth(dragon_server, urls, tmp_path):
     assert start[0] > 1.05 * start[1] and end[1] > 1.05 * end[0], (start, end)
 
 
+def test_a_moving_camera_moves_the_stack_the_other_way(dragon_server, tmp_path):
+    """A camera sliding half a unit right over the first second: the stack's picture goes
+    half a unit (a quarter of the frame height) left."""
+    from dragon.sxml import layout
+
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                '<stack duration="2"><effect type="none"><image color="#000000"/></effect>'
+                '<overlay left="0.4" top="0.4" width="0.2" height="0.2">'
+                '<image color="#0000ff"/></overlay>'
+                '<camera><animator type="custom" duration="1"><key time="0" pos="0,0,0"/>'
+                '<key time="1" pos="0.5,0,0"/></animator></camera></stack>'
+            ),
+        )
+    )
+    assert not result.get("warnings"), result
+    path = fetch(dragon_server, result["export"], tmp_path, "camera.mp4")
+    x, y, w, h = layout.place(
+        layout.placement({"left": "0.4", "top": "0.4", "width": "0.2", "height": "0.2"}), W, H
+    )
+    start, end = box_of(frame(path, 0), 2), box_of(frame(path, 40), 2)
+    assert start is not None and end is not None
+    assert abs(start[0] - x) <= 3  # as placed before the camera moves
+    assert abs(end[0] - (x - H // 4)) <= 3 and abs(end[1] - y) <= 3  # then left
+
+
 def test_a_quadratic_animator_eases_in_and_out(dragon_server, tmp_path):
     """Two overlays slide in over the same second, one linear, one quadratic: a quarter
     of the way in time, the linear one has gone a quarter of the way, the quadratic one
