@@ -29,6 +29,8 @@ after it the last one. Our reading of the types, which SXML names without drawin
   name another are drawn about the first one's, with a warning.
 
 Several animators on one node add their offsets, depths and turns and multiply their scales.
+An effect with ``depthEnable="false"`` is drawn flat: its animators' depths (``grow``, a
+key's z) and turns in depth are left out, its slides and turns in the plane kept.
 ``mode="quadratic"`` eases an animator in and out (the progress ``u`` through each step
 becomes ``2u^2`` for its first half and ``1 - 2(1-u)^2`` for its second: it starts and
 stops gently); ``linear``, the default, keeps a constant speed.
@@ -227,6 +229,8 @@ def tracks(
             out.depth.append((a, b, z0, z1, eased))
         elif kind == "custom":
             _custom(anim, a, rate, height, out, eased)
+    if not node.flag("depthEnable", True):  # an effect drawn flat: no depth, no perspective
+        out.depth, out.tilt = [], []
     return out
 
 

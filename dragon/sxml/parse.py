@@ -84,7 +84,7 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "body": TIME | {"sync"},
     "sequence": TIME | {"sync"},
     "stack": TIME,
-    "effect": TIME | {"type", "adapter", "direction"},
+    "effect": TIME | {"type", "adapter", "direction", "depthEnable"},
     "image": frozenset(
         {"filename", "color", "duration", "type", "center", "zoom", "size", "markers", "card"}
     ),
@@ -408,6 +408,11 @@ class _Checker:
 
     def _effect(self, node: Node) -> None:
         kind = node.attrs.get("type", "none")
+        try:
+            node.flag("depthEnable", True)
+        except DefinitionError as exc:  # ignored before it was drawn: never refused for it
+            self.warn(f"{exc}; depth is drawn")
+            del node.attrs["depthEnable"]
         if kind not in EFFECTS:
             self.warn(
                 f'<effect type="{kind[:40]}"> is unknown and drawn as type="none" '

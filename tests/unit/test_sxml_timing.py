@@ -406,3 +406,22 @@ def test_snapping_moves_a_fixed_sequence_end_to_a_beat():
     assert sequence.attrs["duration"] == "3.000000"  # 3.2 -> 3.0, not the items' 3.5
     resolve(body, lambda n: None, max_duration=600)
     assert [span(c) for c in sequence.content] == [(0.0, 1.5), (1.5, 3.0)]
+
+
+def test_depth_enable_false_draws_an_effect_flat():
+    """The same grow and slide on two effects: with depthEnable="false" the depth is left
+    out, the slide kept; a value that is not a boolean is warned about and depth drawn."""
+    from dragon.sxml import motion
+
+    def tracks(extra: str) -> motion.Tracks:
+        body, _ = timed(
+            f'<effect type="none" duration="2"{extra}>{IMAGE}'
+            '<animator type="grow" growStart="-1"/><animator type="slide-in"/></effect>'
+        )
+        [effect] = body.children
+        return motion.tracks(effect, (0, 0, 640, 360), (640, 360), lambda t: round(25 * t), 25)
+
+    deep, flat = tracks(""), tracks(' depthEnable="false"')
+    assert deep.depth and not flat.depth
+    assert flat.dx == deep.dx and flat.dx
+    assert tracks(' depthEnable="maybe"').depth  # not refused: read as true (and warned)
