@@ -204,7 +204,7 @@ def test_media_count_is_limited():
 def test_decoration_is_accepted_with_warnings():
     definition = parse(
         movie(
-            f'<effect type="kenburns" depthEnable="true">{IMAGE}'
+            f'<effect type="kenburns" antialias="4">{IMAGE}'
             '<filter type="glow"/></effect>'
             f'<stack><effect type="flower">{IMAGE}</effect><animator type="slide"/></stack>'
             f'<effect type="none">{IMAGE}</effect><transition type="waterdrop"/>'
@@ -212,7 +212,7 @@ def test_decoration_is_accepted_with_warnings():
         )
     )
     text = "\n".join(definition.warnings)
-    for word in ("depthEnable", "glow", "<animator>", "flower"):
+    for word in ("antialias", "glow", "<animator>", "flower"):
         assert word in text
 
 
@@ -301,7 +301,7 @@ def test_ducking_and_sync_attributes_are_read():
 
 def test_warnings_are_not_repeated():
     definition = parse(
-        movie("".join(f'<effect type="none" depthEnable="true">{IMAGE}</effect>' for _ in range(5)))
+        movie("".join(f'<effect type="none" antialias="4">{IMAGE}</effect>' for _ in range(5)))
     )
     assert len(definition.warnings) == 1
 
