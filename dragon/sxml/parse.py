@@ -441,7 +441,7 @@ class _Checker:
                 node,
                 f'type="{kind}" needs 1 to {MAX_EFFECT_MEDIA} images or videos, not {len(content)}',
             )
-        if kind not in ("none", "kenburns", "panel") and kind not in MULTI_EFFECTS:
+        if kind not in ("none", "kenburns", "panel", "slice") and kind not in MULTI_EFFECTS:
             self.warn(
                 f'<effect type="{kind}"> is drawn as kenburns ({node.position})',
                 ("effect-type", kind),

@@ -42,6 +42,8 @@ from dragon.sxml.stills import Raster
 
 KENBURNS_ZOOM = 0.15
 PANEL_DEGREES = 20.0
+SLICES = 6  # ``slice``: vertical slices of the picture
+SLICE_ARRIVAL = 0.6  # seconds each takes to slide in; they start 0.1 s apart
 
 
 class Picture:
@@ -205,6 +207,8 @@ class Picture:
                 layer = self.kenburns(raster, count, total, self.skipped(media), negative)
                 if effect.attrs.get("type") == "panel":
                     layer = self.panel(media, layer)
+                elif effect.attrs.get("type") == "slice":
+                    layer = self.sliced(media, layer)
             else:
                 layer = self.still(raster, count)
         elif media.tag == "video":
@@ -430,6 +434,29 @@ class Picture:
             h=layer.h + 2 * my,
             alpha=True,
         )
+
+    def sliced(self, media: Node, layer: Layer) -> Layer:
+        """``effect type="slice"``: the picture arrives in vertical slices, sliding in from
+        above and below in turn, one after the other, over its first second; then it is
+        whole (our reading of the name; it zooms as kenburns does meanwhile)."""
+        base = self.blank(layer.frames, alpha=False)
+        skipped = self.g.seconds(self.skipped(media))  # an earlier window drew its start
+        width = layer.w // SLICES
+        for i, part in enumerate(self.g.split(layer.label, SLICES)):
+            x0 = i * width
+            w = width if i < SLICES - 1 else layer.w - x0
+            strip = self.g.chain([part], f"crop={w}:{layer.h}:{x0}:0")
+            start = 0.1 * i
+            away = -layer.h if i % 2 == 0 else layer.h
+            y = f"{layer.y}+{away}*(1-clip((t+{skipped}-{start})/{SLICE_ARRIVAL},0,1))"
+            base = dataclasses.replace(
+                base,
+                label=self.g.chain(
+                    [base.label, strip],
+                    f"overlay=x={layer.x + x0}:y='{y}':eval=frame:eof_action=pass",
+                ),
+            )
+        return base
 
     # -- filters ----------------------------------------------------------------------------
     def filtered(self, node: Node, layer: Layer) -> Layer:

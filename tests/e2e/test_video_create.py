@@ -1007,6 +1007,26 @@ def test_a_moving_camera_moves_the_stack_the_other_way(dragon_server, tmp_path):
     assert abs(end[0] - (x - H // 4)) <= 3 and abs(end[1] - y) <= 3  # then left
 
 
+def test_a_slice_effect_brings_its_picture_in_slices(dragon_server, urls, tmp_path):
+    """effect type="slice": early on, some vertical slices of the picture are still on
+    their way (black where they will be), in turn from above and below; then it is whole."""
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(f'<effect type="slice" duration="2"><image filename="{urls["red"]}"/></effect>'),
+        )
+    )
+    assert not [w for w in result.get("warnings", []) if "slice" in w], result
+    path = fetch(dragon_server, result["export"], tmp_path, "slice.mp4")
+    early, late = frame(path, 19), frame(path, 2 * FPS - 3)  # 0.76 s: two slices still coming
+    red = lambda picture: (picture[..., 0] > 150) & (picture[..., 1] < 100)  # noqa: E731
+    columns = red(early).mean(axis=0)  # how much of each column is red
+    assert columns.max() > 0.95 and columns.min() < 0.6  # some slices in, some on their way
+    top, bottom = red(early)[: H // 4].mean(axis=0), red(early)[-H // 4 :].mean(axis=0)
+    assert ((top < 0.5) & (bottom > 0.9)).any() and ((bottom < 0.5) & (top > 0.9)).any()
+    assert red(late).mean() > 0.97
+
+
 def test_a_quadratic_animator_eases_in_and_out(dragon_server, tmp_path):
     """Two overlays slide in over the same second, one linear, one quadratic: a quarter
     of the way in time, the linear one has gone a quarter of the way, the quadratic one
