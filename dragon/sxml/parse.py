@@ -441,7 +441,8 @@ class _Checker:
                 node,
                 f'type="{kind}" needs 1 to {MAX_EFFECT_MEDIA} images or videos, not {len(content)}',
             )
-        if kind not in ("none", "kenburns", "panel", "slice") and kind not in MULTI_EFFECTS:
+        drawn = ("none", "kenburns", "panel", "slice", "rectangles")
+        if kind not in drawn and kind not in MULTI_EFFECTS:
             self.warn(
                 f'<effect type="{kind}"> is drawn as kenburns ({node.position})',
                 ("effect-type", kind),

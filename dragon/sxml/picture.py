@@ -44,6 +44,8 @@ KENBURNS_ZOOM = 0.15
 PANEL_DEGREES = 20.0
 SLICES = 6  # ``slice``: vertical slices of the picture
 SLICE_ARRIVAL = 0.6  # seconds each takes to slide in; they start 0.1 s apart
+RECTANGLES = (3, 2)  # ``rectangles``: columns and rows of the picture's pieces
+RECTANGLE_GROWTH = 0.5  # seconds each takes to grow from its centre; 0.1 s apart
 
 
 class Picture:
@@ -209,6 +211,8 @@ class Picture:
                     layer = self.panel(media, layer)
                 elif effect.attrs.get("type") == "slice":
                     layer = self.sliced(media, layer)
+                elif effect.attrs.get("type") == "rectangles":
+                    layer = self.rectangles(media, layer)
             else:
                 layer = self.still(raster, count)
         elif media.tag == "video":
@@ -455,6 +459,34 @@ class Picture:
                     [base.label, strip],
                     f"overlay=x={layer.x + x0}:y='{y}':eval=frame:eof_action=pass",
                 ),
+            )
+        return base
+
+    def rectangles(self, media: Node, layer: Layer) -> Layer:
+        """``effect type="rectangles"``: the picture appears as rectangles that grow from
+        their centres, one after the other, over its first second (our reading of the name
+        and of ``filterType="grow"``; it zooms as kenburns does meanwhile)."""
+        columns, rows = RECTANGLES
+        base = self.blank(layer.frames, alpha=False)
+        skipped = self.g.seconds(self.skipped(media))
+        w, h = layer.w // columns, layer.h // rows
+        for i, part in enumerate(self.g.split(layer.label, columns * rows)):
+            col, row = i % columns, i // columns
+            x0, y0 = col * w, row * h
+            pw = w if col < columns - 1 else layer.w - x0
+            ph = h if row < rows - 1 else layer.h - y0
+            grown = f"clip((t+{skipped}-{0.1 * i:g})/{RECTANGLE_GROWTH},0.02,1)"
+            piece = self.g.chain(
+                [part],
+                f"crop={pw}:{ph}:{x0}:{y0},"
+                f"scale=w='max(2,trunc({pw}*{grown}/2)*2)':h='max(2,trunc({ph}*{grown}/2)*2)'"
+                ":eval=frame",
+            )
+            cx, cy = layer.x + x0 + pw / 2, layer.y + y0 + ph / 2
+            place = f"x='{cx:g}-overlay_w/2':y='{cy:g}-overlay_h/2':eval=frame"
+            base = dataclasses.replace(
+                base,
+                label=self.g.chain([base.label, piece], f"overlay={place}:eof_action=pass"),
             )
         return base
 

@@ -1027,6 +1027,27 @@ def test_a_slice_effect_brings_its_picture_in_slices(dragon_server, urls, tmp_pa
     assert red(late).mean() > 0.97
 
 
+def test_a_rectangles_effect_grows_its_picture_in_pieces(dragon_server, urls, tmp_path):
+    """effect type="rectangles": early on, the first pieces have grown, the last are still
+    small around their centres (black around them); then the picture is whole."""
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                f'<effect type="rectangles" duration="2"><image filename="{urls["red"]}"/></effect>'
+            ),
+        )
+    )
+    assert not [w for w in result.get("warnings", []) if "rectangles" in w], result
+    path = fetch(dragon_server, result["export"], tmp_path, "rectangles.mp4")
+    early, late = frame(path, 14), frame(path, 2 * FPS - 3)  # 0.56 s
+    red = (early[..., 0] > 150) & (early[..., 1] < 100)
+    first, last = red[: H // 2, : W // 3], red[H // 2 :, 2 * W // 3 :]
+    assert first.mean() > 0.9 and last.mean() < 0.5
+    assert last[last.shape[0] // 2, last.shape[1] // 2]  # the last grows from its centre
+    assert ((late[..., 0] > 150) & (late[..., 1] < 100)).mean() > 0.97
+
+
 def test_a_quadratic_animator_eases_in_and_out(dragon_server, tmp_path):
     """Two overlays slide in over the same second, one linear, one quadratic: a quarter
     of the way in time, the linear one has gone a quarter of the way, the quadratic one
