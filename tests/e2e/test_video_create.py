@@ -1048,6 +1048,26 @@ def test_a_rectangles_effect_grows_its_picture_in_pieces(dragon_server, urls, tm
     assert ((late[..., 0] > 150) & (late[..., 1] < 100)).mean() > 0.97
 
 
+def test_an_explode_effect_breaks_its_picture_at_its_end(dragon_server, urls, tmp_path):
+    """effect type="explode": whole until its last 0.8 s, then in pieces flying away from
+    the centre (black between and around them)."""
+    result = assert_success(
+        create(
+            dragon_server,
+            movie(
+                f'<effect type="explode" duration="2"><image filename="{urls["red"]}"/></effect>'
+            ),
+        )
+    )
+    assert not [w for w in result.get("warnings", []) if "explode" in w], result
+    path = fetch(dragon_server, result["export"], tmp_path, "explode.mp4")
+    whole, broken = frame(path, 20), frame(path, 2 * FPS - 2)
+    red = lambda picture: (picture[..., 0] > 150) & (picture[..., 1] < 100)  # noqa: E731
+    assert red(whole).mean() > 0.97
+    assert 0.02 < red(broken).mean() < 0.5
+    assert not red(broken)[H // 2 - 4 : H // 2 + 4, W // 2 - 4 : W // 2 + 4].any()  # gone
+
+
 def test_a_quadratic_animator_eases_in_and_out(dragon_server, tmp_path):
     """Two overlays slide in over the same second, one linear, one quadratic: a quarter
     of the way in time, the linear one has gone a quarter of the way, the quadratic one
