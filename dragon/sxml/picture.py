@@ -470,57 +470,55 @@ class Picture:
         """``effect type="rectangles"``: the picture appears as rectangles that grow from
         their centres, one after the other, over its first second (our reading of the name
         and of ``filterType="grow"``; it zooms as kenburns does meanwhile)."""
-        columns, rows = RECTANGLES
-        base = self.blank(layer.frames, alpha=False)
         skipped = self.g.seconds(self.skipped(media))
-        w, h = layer.w // columns, layer.h // rows
-        for i, part in enumerate(self.g.split(layer.label, columns * rows)):
-            col, row = i % columns, i // columns
-            x0, y0 = col * w, row * h
-            pw = w if col < columns - 1 else layer.w - x0
-            ph = h if row < rows - 1 else layer.h - y0
-            grown = f"clip((t+{skipped}-{0.1 * i:g})/{RECTANGLE_GROWTH},0.02,1)"
-            piece = self.g.chain(
-                [part],
-                f"crop={pw}:{ph}:{x0}:{y0},"
-                f"scale=w='max(2,trunc({pw}*{grown}/2)*2)':h='max(2,trunc({ph}*{grown}/2)*2)'"
-                ":eval=frame",
-            )
-            cx, cy = layer.x + x0 + pw / 2, layer.y + y0 + ph / 2
-            place = f"x='{cx:g}-overlay_w/2':y='{cy:g}-overlay_h/2':eval=frame"
-            base = dataclasses.replace(
-                base,
-                label=self.g.chain([base.label, piece], f"overlay={place}:eof_action=pass"),
-            )
-        return base
+
+        def size(i: int) -> str:
+            return f"clip((t+{skipped}-{0.1 * i:g})/{RECTANGLE_GROWTH},0.02,1)"
+
+        return self.pieces(layer, RECTANGLES, size, lambda i, cx, cy: (f"{cx:g}", f"{cy:g}"))
 
     def exploded(self, media: Node, layer: Layer) -> Layer:
         """``effect type="explode"``: whole until its last 0.8 s, then the picture breaks
         into a 4 by 3 grid of pieces that fly away from the frame's centre and shrink,
         faster and faster (our reading of the name; it zooms as kenburns does before)."""
-        columns, rows = EXPLOSION
-        base = self.blank(layer.frames, alpha=False)
         skipped = self.g.seconds(self.skipped(media))
         length = self.g.seconds(self.g.span(media.begin, media.end)[1])
         p = f"pow(clip((t+{skipped}-{length}+{EXPLOSION_SECONDS})/{EXPLOSION_SECONDS},0,1),2)"
+        half_w, half_h = self.g.width / 2, self.g.height / 2
+
+        def centre(i: int, cx: float, cy: float) -> tuple[str, str]:
+            dx, dy = 1.5 * (cx - half_w), 1.5 * (cy - half_h)
+            return f"{cx:g}+{dx:g}*{p}", f"{cy:g}+{dy:g}*{p}"
+
+        return self.pieces(layer, EXPLOSION, lambda i: f"(1-0.7*{p})", centre)
+
+    def pieces(
+        self,
+        layer: Layer,
+        grid: tuple[int, int],
+        size: Callable[[int], str],
+        centre: Callable[[int, float, float], tuple[str, str]],
+    ) -> Layer:
+        """``layer`` cut into a ``grid`` (columns, rows) of pieces, drawn on black: piece
+        ``i`` (row by row) scaled by the expression ``size(i)`` about the centre that
+        ``centre(i, cx, cy)`` gives (expressions of ``t``; ``cx, cy``: where it was)."""
+        columns, rows = grid
+        base = self.blank(layer.frames, alpha=False)
         w, h = layer.w // columns, layer.h // rows
         for i, part in enumerate(self.g.split(layer.label, columns * rows)):
             col, row = i % columns, i // columns
             x0, y0 = col * w, row * h
             pw = w if col < columns - 1 else layer.w - x0
             ph = h if row < rows - 1 else layer.h - y0
-            size = f"(1-0.7*{p})"
+            k = size(i)
             piece = self.g.chain(
                 [part],
                 f"crop={pw}:{ph}:{x0}:{y0},"
-                f"scale=w='max(2,trunc({pw}*{size}/2)*2)':h='max(2,trunc({ph}*{size}/2)*2)'"
+                f"scale=w='max(2,trunc({pw}*{k}/2)*2)':h='max(2,trunc({ph}*{k}/2)*2)'"
                 ":eval=frame",
             )
-            cx, cy = layer.x + x0 + pw / 2, layer.y + y0 + ph / 2
-            dx, dy = 1.5 * (cx - self.g.width / 2), 1.5 * (cy - self.g.height / 2)
-            place = (
-                f"x='{cx:g}+{dx:g}*{p}-overlay_w/2':y='{cy:g}+{dy:g}*{p}-overlay_h/2':eval=frame"
-            )
+            x, y = centre(i, layer.x + x0 + pw / 2, layer.y + y0 + ph / 2)
+            place = f"x='{x}-overlay_w/2':y='{y}-overlay_h/2':eval=frame"
             base = dataclasses.replace(
                 base,
                 label=self.g.chain([base.label, piece], f"overlay={place}:eof_action=pass"),

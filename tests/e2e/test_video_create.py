@@ -956,26 +956,33 @@ def test_a_turn_about_the_vertical_axis_draws_a_trapezoid(dragon_server, tmp_pat
     assert abs((left + right) / 2 - W / 2) < 0.08 * W
 
 
+def effect_frames(server, urls, tmp_path, kind: str, *indices: int) -> list[np.ndarray]:
+    """Frames ``indices`` of a 2 s movie of the red picture in an effect ``kind``, which
+    must be drawn (no warning names it)."""
+    definition = movie(
+        f'<effect type="{kind}" duration="2"><image filename="{urls["red"]}"/></effect>'
+    )
+    result = assert_success(create(server, definition))
+    assert not [w for w in result.get("warnings", []) if kind in w], result
+    path = fetch(server, result["export"], tmp_path, f"{kind}.mp4")
+    return [frame(path, i) for i in indices]
+
+
+def red_mask(picture: np.ndarray) -> np.ndarray:
+    return (picture[..., 0] > 150) & (picture[..., 1] < 100)
+
+
 def test_a_panel_turns_in_depth(dragon_server, urls, tmp_path):
     """effect type="panel": its picture turns about the vertical axis, the left edge
     nearer (taller) at the start, the right edge at the end, black showing around it."""
-    result = assert_success(
-        create(
-            dragon_server,
-            movie(f'<effect type="panel" duration="2"><image filename="{urls["red"]}"/></effect>'),
-        )
-    )
-    assert not [w for w in result.get("warnings", []) if "panel" in w], result
-    path = fetch(dragon_server, result["export"], tmp_path, "panel.mp4")
 
-    def edges(index: int) -> tuple[int, int]:
-        picture = frame(path, index)
-        red = (picture[..., 0] > 150) & (picture[..., 1] < 100)
-        columns = np.nonzero(red.any(axis=0))[0]
-        heights = red.sum(axis=0)
+    def edges(picture: np.ndarray) -> tuple[int, int]:
+        columns = np.nonzero(red_mask(picture).any(axis=0))[0]
+        heights = red_mask(picture).sum(axis=0)
         return heights[columns.min() + 3], heights[columns.max() - 3]
 
-    start, end = edges(2), edges(2 * FPS - 3)
+    first, last = effect_frames(dragon_server, urls, tmp_path, "panel", 2, 2 * FPS - 3)
+    start, end = edges(first), edges(last)
     assert start[0] > 1.05 * start[1] and end[1] > 1.05 * end[0], (start, end)
 
 
@@ -1010,62 +1017,35 @@ def test_a_moving_camera_moves_the_stack_the_other_way(dragon_server, tmp_path):
 def test_a_slice_effect_brings_its_picture_in_slices(dragon_server, urls, tmp_path):
     """effect type="slice": early on, some vertical slices of the picture are still on
     their way (black where they will be), in turn from above and below; then it is whole."""
-    result = assert_success(
-        create(
-            dragon_server,
-            movie(f'<effect type="slice" duration="2"><image filename="{urls["red"]}"/></effect>'),
-        )
-    )
-    assert not [w for w in result.get("warnings", []) if "slice" in w], result
-    path = fetch(dragon_server, result["export"], tmp_path, "slice.mp4")
-    early, late = frame(path, 19), frame(path, 2 * FPS - 3)  # 0.76 s: two slices still coming
-    red = lambda picture: (picture[..., 0] > 150) & (picture[..., 1] < 100)  # noqa: E731
-    columns = red(early).mean(axis=0)  # how much of each column is red
+    # At 0.76 s two slices are still coming.
+    early, late = effect_frames(dragon_server, urls, tmp_path, "slice", 19, 2 * FPS - 3)
+    columns = red_mask(early).mean(axis=0)  # how much of each column is red
     assert columns.max() > 0.95 and columns.min() < 0.6  # some slices in, some on their way
-    top, bottom = red(early)[: H // 4].mean(axis=0), red(early)[-H // 4 :].mean(axis=0)
+    top, bottom = red_mask(early)[: H // 4].mean(axis=0), red_mask(early)[-H // 4 :].mean(axis=0)
     assert ((top < 0.5) & (bottom > 0.9)).any() and ((bottom < 0.5) & (top > 0.9)).any()
-    assert red(late).mean() > 0.97
+    assert red_mask(late).mean() > 0.97
 
 
 def test_a_rectangles_effect_grows_its_picture_in_pieces(dragon_server, urls, tmp_path):
     """effect type="rectangles": early on, the first pieces have grown, the last are still
     small around their centres (black around them); then the picture is whole."""
-    result = assert_success(
-        create(
-            dragon_server,
-            movie(
-                f'<effect type="rectangles" duration="2"><image filename="{urls["red"]}"/></effect>'
-            ),
-        )
-    )
-    assert not [w for w in result.get("warnings", []) if "rectangles" in w], result
-    path = fetch(dragon_server, result["export"], tmp_path, "rectangles.mp4")
-    early, late = frame(path, 14), frame(path, 2 * FPS - 3)  # 0.56 s
-    red = (early[..., 0] > 150) & (early[..., 1] < 100)
-    first, last = red[: H // 2, : W // 3], red[H // 2 :, 2 * W // 3 :]
+    early, late = effect_frames(dragon_server, urls, tmp_path, "rectangles", 14, 2 * FPS - 3)
+    first, last = (
+        red_mask(early)[: H // 2, : W // 3],
+        red_mask(early)[H // 2 :, 2 * W // 3 :],
+    )  # 0.56 s
     assert first.mean() > 0.9 and last.mean() < 0.5
     assert last[last.shape[0] // 2, last.shape[1] // 2]  # the last grows from its centre
-    assert ((late[..., 0] > 150) & (late[..., 1] < 100)).mean() > 0.97
+    assert red_mask(late).mean() > 0.97
 
 
 def test_an_explode_effect_breaks_its_picture_at_its_end(dragon_server, urls, tmp_path):
     """effect type="explode": whole until its last 0.8 s, then in pieces flying away from
     the centre (black between and around them)."""
-    result = assert_success(
-        create(
-            dragon_server,
-            movie(
-                f'<effect type="explode" duration="2"><image filename="{urls["red"]}"/></effect>'
-            ),
-        )
-    )
-    assert not [w for w in result.get("warnings", []) if "explode" in w], result
-    path = fetch(dragon_server, result["export"], tmp_path, "explode.mp4")
-    whole, broken = frame(path, 20), frame(path, 2 * FPS - 2)
-    red = lambda picture: (picture[..., 0] > 150) & (picture[..., 1] < 100)  # noqa: E731
-    assert red(whole).mean() > 0.97
-    assert 0.02 < red(broken).mean() < 0.5
-    assert not red(broken)[H // 2 - 4 : H // 2 + 4, W // 2 - 4 : W // 2 + 4].any()  # gone
+    whole, broken = effect_frames(dragon_server, urls, tmp_path, "explode", 20, 2 * FPS - 2)
+    assert red_mask(whole).mean() > 0.97
+    assert 0.02 < red_mask(broken).mean() < 0.5
+    assert not red_mask(broken)[H // 2 - 4 : H // 2 + 4, W // 2 - 4 : W // 2 + 4].any()  # gone
 
 
 def test_a_quadratic_animator_eases_in_and_out(dragon_server, tmp_path):
