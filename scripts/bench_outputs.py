@@ -281,29 +281,37 @@ def loudness_rows(
             song, params["codec"], params["force"], out, settings, audio_filter
         )
 
-    print(f"\n== audio.convert loudness {TARGET_LUFS:g} of {AUDIO_SECONDS} s vs a plain encode")
-    measured = loudness.parse(run(loudness.measure_argv(song)).stderr)
-    show("pass 1", loudness.measure_argv(song))
-    show("pass 2", audio(loudness.normalise_filter(measured, TARGET_LUFS)))
-    show("plain", audio(None))
-    ours = Way("two-pass", lambda: two_pass(loudness.measure_argv(song), audio))
-    baseline = Way("plain", lambda: run_all([audio(None)]))
-    audio_ratios = rounds(ours, baseline, count)
-
     vparams = video_convert.Schema().load({"url": URL, "loudness": TARGET_LUFS})
     vout = work / "video.mp4"
 
     def video(audio_filter: str | None) -> list[str]:
         return video_convert.build_argv(clip, vparams, vout, settings, audio_filter)[0]
 
-    print(f"\n== video.convert loudness {TARGET_LUFS:g} of the 1080p clip vs a plain encode")
-    measured = loudness.parse(run(loudness.measure_argv(clip)).stderr)
-    show("pass 1", loudness.measure_argv(clip))
-    show("pass 2", video(loudness.normalise_filter(measured, TARGET_LUFS)))
-    show("plain", video(None))
-    ours = Way("two-pass", lambda: two_pass(loudness.measure_argv(clip), video))
-    baseline = Way("plain", lambda: run_all([video(None)]))
-    return audio_ratios, rounds(ours, baseline, count)
+    return (
+        loudness_row(
+            f"audio.convert loudness {TARGET_LUFS:g} of {AUDIO_SECONDS} s", song, audio, count
+        ),
+        loudness_row(
+            f"video.convert loudness {TARGET_LUFS:g} of the 1080p clip", clip, video, count
+        ),
+    )
+
+
+def loudness_row(
+    title: str,
+    source: probe.MediaInfo,
+    encode: Callable[[str | None], list[str]],
+    count: int,
+) -> Ratios:
+    """A task's two loudness passes over ``source`` against its plain encode, in turns."""
+    print(f"\n== {title} vs a plain encode")
+    measured = loudness.parse(run(loudness.measure_argv(source)).stderr)
+    show("pass 1", loudness.measure_argv(source))
+    show("pass 2", encode(loudness.normalise_filter(measured, TARGET_LUFS)))
+    show("plain", encode(None))
+    ours = Way("two-pass", lambda: two_pass(loudness.measure_argv(source), encode))
+    baseline = Way("plain", lambda: run_all([encode(None)]))
+    return rounds(ours, baseline, count)
 
 
 def main() -> None:
