@@ -28,10 +28,10 @@ MAX_DEFINITION = 1024 * 1024  # characters: a definition is a page of XML, not a
 QUOTES = {'"': "&quot;", "'": "&apos;"}
 
 
-def checked_name(name: object, location: str = "body") -> str:
+def checked_name(name: object, location: str = "body", field: str = "name") -> str:
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise RequestError(
-            "name",
+            field,
             "a template name is 1 to 100 letters, digits, '_', '.' or '-', starting with a"
             " letter or digit",
             location,
@@ -51,13 +51,14 @@ def fill(definition: str, fields: object, where: str = "fields") -> str:
         fields = {}
     if not isinstance(fields, dict):
         raise RequestError(where, "fields must be an object of field names to values")
-    missing = [name for name in slots(definition) if name not in fields]
+    names = slots(definition)
+    missing = [name for name in names if name not in fields]
     if missing:
         raise RequestError(
             where, f"the template needs the field {missing[0]!r} (missing: {missing})"
         )
     values: dict[str, str] = {}
-    for name in slots(definition):
+    for name in names:
         value = fields[name]
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise RequestError(where, f"field {name!r} must be a string or a number")
@@ -122,16 +123,13 @@ class Templates:
     async def _expanded(
         self, account: Account, index: int, definition: dict[str, Any]
     ) -> dict[str, Any]:
+        where = f"tasks[{index}].template"
         if "definition" in definition:
-            raise RequestError(
-                f"tasks[{index}].template", "give either a definition or a template, not both"
-            )
+            raise RequestError(where, "give either a definition or a template, not both")
         name = definition["template"]
-        stored = await self.db.template(account.id, checked_name(name))
+        stored = await self.db.template(account.id, checked_name(name, field=where))
         if stored is None:
-            raise RequestError(
-                f"tasks[{index}].template", f"this account has no template named {name!r}"
-            )
+            raise RequestError(where, f"this account has no template named {name!r}")
         filled = fill(stored["definition"], definition.get("fields"), f"tasks[{index}].fields")
         rest = {k: v for k, v in definition.items() if k != "fields"}
         return {**rest, "definition": filled}

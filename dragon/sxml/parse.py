@@ -354,7 +354,19 @@ class _Checker:
 
     def _camera(self, camera: Node) -> None:
         """A stack's camera moves the picture through its animators (picture.py); its
-        scale keys have no meaning we draw."""
+        scale keys have no meaning we draw. Cameras were accepted whatever they held
+        before they were drawn: an animator we cannot read is left out with a warning,
+        never refused."""
+        readable = []
+        for child in camera.children:
+            try:
+                if child.tag == "animator":
+                    motion.check(child)
+            except DefinitionError as exc:
+                self.warn(f"{exc.message}: this camera animator is ignored")
+                continue
+            readable.append(child)
+        camera.children = readable
         keys = (k for a in camera.kids({"animator"}) for k in a.kids({"key"}))
         if any(k.attrs.get("scale") for k in keys):
             self.warn(f"{camera.where()}: a camera's scale keys are not drawn")

@@ -26,7 +26,7 @@ from dragon.sxml.model import DefinitionError, Node
 PREFIX = "director.theme."
 ITEM_DURATION = 3.0
 MUSIC_FADEOUT = 2.0
-MAP_CARD = "#808080"
+MAP_CARD = "#{:02X}{:02X}{:02X}".format(*maps.CARD_COLOR)  # as a colour attribute
 
 VIDEO_ATTRS = ("filename", "skip", "duration", "audio", "volume", "speed", *DUCKING)
 # ``voice`` is copied so that a widget's spoken track is read as in core SXML.

@@ -8,7 +8,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from tests.e2e.test_video_create import H, fetch, frame, urls  # noqa: F401 (a fixture)
+from tests.e2e.test_video_create import H, fetch, frame
+from tests.support import media
 
 CARD = (
     '<movie service="craftsman-1.0"><body><stack duration="2"><effect type="none">'
@@ -57,13 +58,14 @@ def test_templates_are_stored_listed_read_and_deleted_per_account(dragon_server)
     assert server.request("GET", "/v2/templates/other").status == 404
 
 
-def test_a_template_filled_at_create_draws_a_field_literally(dragon_server, urls, tmp_path):  # noqa: F811
+def test_a_template_filled_at_create_draws_a_field_literally(dragon_server, origin, tmp_path):
     server = dragon_server
+    black = origin.add("templates/black.png", media.image_bytes(64, 36, (0, 0, 0), "PNG"))
     assert put(server, "card", CARD).status == 200
     task = {
         "task_name": "video.create",
         "template": "card",
-        "fields": {"photo": urls["black"], "caption": INJECTION},
+        "fields": {"photo": black, "caption": INJECTION},
         "profile": "240p",
     }
     final = server.run_task(task)

@@ -599,3 +599,15 @@ def test_custom_shader_code_in_the_head_is_refused():
         "</body></movie>"
     )
     assert any("<filtercode>" in m and "untrusted" in m for m in messages), messages
+
+
+def test_a_camera_animator_that_cannot_be_read_is_left_out_not_refused():
+    definition = parse(
+        movie(
+            f'<stack><effect type="none">{IMAGE}</effect><camera>'
+            '<animator type="zoom"/><animator type="slide-in"/></camera></stack>'
+        )
+    )
+    [camera] = definition.body.children[0].kids({"camera"})
+    assert [a.attrs["type"] for a in camera.kids({"animator"})] == ["slide-in"]
+    assert any("zoom" in w and "ignored" in w for w in definition.warnings)
