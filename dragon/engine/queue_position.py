@@ -321,8 +321,9 @@ class QueueEstimates:
             assert run.slot is not None
             account = run.slot.account_id
             if run.waiting and not run.slot.came_back:
-                # Just dispatched: it lends its slot for its download next (heavy tasks
-                # fetch first), after its account's tasks downloading now.
+                # Just dispatched in the light lane (the only one whose new tasks hold a
+                # slot from the start; elsewhere a slot is held once granted): counted
+                # with its account's tasks back from a download.
                 back.setdefault(account, []).append(run.key)
                 if account not in ring:
                     ring.append(account)
