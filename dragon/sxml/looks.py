@@ -111,7 +111,8 @@ def steps(node: Node, height: int) -> list[str]:
     if kind == "noise":
         return [f"noise=alls={round(_number(node, 'amount') * 100)}:allf=t"]
     if kind == "flashback":
-        return [SEPIA, "vignette"]
+        # (Every step takes parameters: the window's ``:enable`` is added after them.)
+        return [SEPIA, "vignette=angle=PI/5"]
     if kind == "tv":
         return ["drawgrid=w=iw:h=4:t=1:c=black@0.45", "noise=alls=18:allf=t"]
     return []

@@ -1201,3 +1201,35 @@ def test_a_map_without_a_tile_server_ends_the_task_with_the_setting_to_set(drago
     final = create(dragon_server, definition)
     assert final["status"] == "error" and final["error_code"] == "parameters", final
     assert "DRAGON_MAP_TILE_URL" in json.dumps(final["error"])
+
+
+def test_the_old_looks_flashback_tv_and_bleach(dragon_server, origin, tmp_path):
+    """flashback: a grey picture turns sepia, darker in its corners; tv: scan lines; bleach:
+    colours washed out."""
+    colour = origin.add("sxml/looks/colour.png", media.image_bytes(320, 240, (200, 60, 60), "PNG"))
+    grey = origin.add("sxml/looks/grey2.png", media.image_bytes(320, 240, (128, 128, 128), "PNG"))
+    parts = [
+        (colour, ""),
+        (colour, '<filter type="bleach"/>'),
+        (grey, '<filter type="flashback"/>'),
+        (grey, '<filter type="tv"/>'),
+    ]
+    body = "".join(
+        f'<stack duration="1"><effect type="none"><image filename="{src}"/></effect>{f}</stack>'
+        for src, f in parts
+    )
+    result = assert_success(create(dragon_server, movie(body)))
+    assert not [w for w in result.get("warnings", []) if "filter" in w], result["warnings"]
+    path = fetch(dragon_server, result["export"], tmp_path, "old-looks.mp4")
+    plain, bleached, old, tv = (frame(path, FPS * i + FPS // 2).astype(int) for i in range(4))
+    middle = (slice(H // 3, 2 * H // 3), slice(W // 3, 2 * W // 3))
+
+    def spread(picture):  # how far a pixel's channels are apart: its colourfulness
+        return (picture[middle].max(axis=2) - picture[middle].min(axis=2)).mean()
+
+    assert spread(bleached) < 0.8 * spread(plain)
+    centre = old[middle].reshape(-1, 3).mean(axis=0)
+    assert centre[0] > centre[2] + 20  # sepia: warmer than the grey
+    assert old[:10, :10].mean() < old[middle].mean() - 10  # the vignette
+    rows = tv[middle].mean(axis=(1, 2))
+    assert rows.max() - rows.min() > 15  # dark scan lines between light ones
