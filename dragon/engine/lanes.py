@@ -41,6 +41,9 @@ class Comeback:
 
     key: str
     granted: asyncio.Future[None]
+    # Whose slot it becomes: marked held at the grant itself, so that nothing reading the
+    # lane in between (queue positions) sees a task neither queued nor holding a slot.
+    slot: Slot | None = None
 
 
 class FairQueue:
@@ -245,6 +248,8 @@ class Lane:
             if isinstance(item, str):
                 return account_id, item
             self.unlend(account_id, item.key)  # now, so the ring sees it at once
+            if item.slot is not None:
+                item.slot.held = item.slot.came_back = True
             item.granted.set_result(None)
         return None
 
@@ -284,10 +289,13 @@ class Lane:
             if not keys:
                 del self.lending[account_id]
 
-    def come_back(self, account_id: int, key: str) -> asyncio.Future[None]:
-        """Queue a task back from its download; the future resolves when it has its slot."""
+    def come_back(
+        self, account_id: int, key: str, slot: Slot | None = None
+    ) -> asyncio.Future[None]:
+        """Queue a task back from its download; the future resolves when it has its slot
+        (``slot``, marked held at once)."""
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.queue.put_back(account_id, Comeback(key, granted))
+        self.queue.put_back(account_id, Comeback(key, granted, slot))
         return granted
 
 
@@ -352,7 +360,7 @@ class Slot:
             await self._reacquire()
 
     async def _reacquire(self) -> None:
-        granted = self.lane.come_back(self.account_id, self.key)
+        granted = self.lane.come_back(self.account_id, self.key, self)
         self.asking = True
         self._changed()
         try:
