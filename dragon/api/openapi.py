@@ -175,10 +175,11 @@ class ServedRoute:
 
 
 def served_routes(router: web.UrlDispatcher) -> list[ServedRoute]:
-    """What an aiohttp router serves (HEAD and OPTIONS left out), with each declaration."""
+    """What an aiohttp router serves (HEAD, OPTIONS and the catch-all of unknown paths
+    left out), with each declaration."""
     out = []
     for route in router.routes():
-        if route.method in ("HEAD", "OPTIONS") or route.resource is None:
+        if route.method in ("HEAD", "OPTIONS", "*") or route.resource is None:
             continue
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.resource.canonical)
         summary = (route.handler.__doc__ or "").strip().split("\n")[0]

@@ -104,11 +104,19 @@ class EndedChanges:
         self._here = -1  # ``ended_changed_here`` when the count was read (-1: never)
         self._until = 0.0  # monotonic time until which the count is fresh
 
-    async def read(self) -> int:
-        here, now = self.db.ended_changed_here, time.monotonic()
-        if here == self._here and now < self._until:
+    def fresh_count(self) -> int | None:
+        """The count if it need not be read again, else None (then ``read``): checked
+        before ``read`` is awaited, since a poll nearly always finds it fresh."""
+        if self.db.ended_changed_here == self._here and time.monotonic() < self._until:
             return self._count
-        self._here = here  # before the read: a change committed during it reads again
+        return None
+
+    async def read(self) -> int:
+        fresh = self.fresh_count()
+        if fresh is not None:
+            return fresh
+        # Noted before the read: a change committed during it reads again.
+        self._here, now = self.db.ended_changed_here, time.monotonic()
         count = await self.db.ended_changes()
         self._count, self._until = count, now + self.fresh
         return count

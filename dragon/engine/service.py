@@ -245,9 +245,14 @@ class Service:
         """Status documents of the distinct ``keys`` in first-seen order; unknown keys get an
         error entry."""
         keys = list(dict.fromkeys(keys))
-        known = {} if details else await self._cached_ends(account, keys, version)
-        if len(known) == len(keys):  # a batch polled after its end: nothing is queued
-            return [known[key] for key in keys]
+        if not details:
+            known = self._unchanged_ends(account, keys, version)
+            if known is None:
+                known = await self._cached_ends(account, keys, version)
+            if len(known) == len(keys):  # a batch polled after its end: nothing is queued
+                return [known[key] for key in keys]
+        else:
+            known = {}
         out = await self._documents(account, keys, known, version, details)
         await self.scheduler.estimates.annotate(out)
         # A task that began while its row was read (or while the queue was read) would be
@@ -345,6 +350,17 @@ class Service:
             if row["status"] == "error":
                 doc["diagnostics"] = await diagnostics_of(row, extra.diagnostics.get(key))
         return doc
+
+    def _unchanged_ends(
+        self, account: Account, keys: list[str], version: int
+    ) -> dict[str, dict[str, Any]] | None:
+        """``_cached_ends`` when nothing need be awaited (the count is fresh and every
+        document is confirmed under it), else None: the poll of an ended batch answered
+        without a coroutine more."""
+        changes = self.ended_changes.fresh_count()
+        if changes is None or len(keys) > READ_CHUNK:
+            return None
+        return self.ended.unchanged(keys, account.id, changes, version)
 
     async def _cached_ends(
         self, account: Account, keys: list[str], version: int

@@ -55,7 +55,7 @@ def _describe(endpoint: Endpoint) -> Operation:
 async def cancel(request: web.Request) -> web.StreamResponse:
     body = await json_body(request)
     account = await authenticated(request, body)
-    keys = task_keys(request, body)
+    keys = task_keys(request, body, state(request).settings.max_tasks_per_request)
     # Shielded: a client that goes away mid-cancel must not leave a task ended in the
     # database and still running here.
     service = state(request).service

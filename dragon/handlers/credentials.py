@@ -39,20 +39,23 @@ def located_credentials(
     secret, api_key = from_header(headers.get("Authorization", ""))
     fields = body if isinstance(body, dict) else {}
     return (
-        _first(secret, fields.get("secret"), query.get("secret")),
-        _first(api_key, fields.get("api_key"), query.get("api_key")),
+        _first(secret, fields.get("secret"), query, "secret"),
+        _first(api_key, fields.get("api_key"), query, "api_key"),
     )
 
 
-def _first(header: str | None, body: object, query: str | None) -> tuple[str | None, str]:
+def _first(
+    header: str | None, body: object, query: Mapping[str, str], name: str
+) -> tuple[str | None, str]:
     """The credential from the first place that has one, and that place (``header`` when
-    none has)."""
+    none has); the query string is read only when neither the header nor the body has it."""
     if header is not None:
         return header, "header"
     if isinstance(body, str):
         return body, "body"
-    if query:
-        return query, "querystring"
+    from_query = query.get(name)
+    if from_query:
+        return from_query, "querystring"
     return None, "header"
 
 

@@ -13,7 +13,6 @@ import time
 
 import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestPayloadError
 
 from dragon.database.interface import Busy, DiskFull
@@ -70,8 +69,22 @@ UPLOAD_STATUSES = {
 }
 
 
+# An answer (not a preflight) needs only its origin allowed, and for uploads, the headers a
+# page may read exposed.
+ANSWER_CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
+UPLOAD_ANSWER_CORS_HEADERS = {
+    name: UPLOAD_CORS_HEADERS[name]
+    for name in ("Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Tus-Resumable")
+}
+
+
+def answer_cors_headers(uploads: bool = False) -> dict[str, str]:
+    """The CORS headers of an answer, of an upload's when ``uploads``."""
+    return UPLOAD_ANSWER_CORS_HEADERS if uploads else ANSWER_CORS_HEADERS
+
+
 def cors_headers(path: str) -> dict[str, str]:
-    """The CORS headers of an answer at ``path`` (and the tus version for uploads)."""
+    """The CORS headers of a preflight at ``path`` (and the tus version for uploads)."""
     if path == UPLOADS_PATH or path.startswith(UPLOADS_PATH + "/"):
         return UPLOAD_CORS_HEADERS
     return CORS_HEADERS
@@ -159,25 +172,19 @@ def refused_response(exc: Refused) -> web.Response:
     return response
 
 
-async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The handler's answer, or the documented error answer to its failure, with the CORS
-    headers of the path (``dragon.web.frame`` calls it for every request)."""
-    if request.method == "OPTIONS" and request.match_info.route.method != "OPTIONS":
-        return web.Response(status=204, headers=cors_headers(request.path))
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        if isinstance(exc, web.HTTPRequestEntityTooLarge):
-            response = error_response(413, "body", exc.text or "request body is too large")
-        else:
-            response = error_response(exc.status, "url", exc.reason, "path")
-    except Exception as exc:
-        response = failure_response(request, exc)
-    if not response.prepared:
-        response.headers.update(cors_headers(request.path))
-    return response
+def http_error_response(exc: web.HTTPException) -> web.Response:
+    """The documented answer to an HTTP error aiohttp raised (an unknown path, a method the
+    path does not take, a body over the limit)."""
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return error_response(413, "body", exc.text or "request body is too large")
+    allow = exc.headers.get("Allow")  # a 405's: the methods the path takes
+    headers = {"Allow": allow} if allow else None
+    return error_response(exc.status, "url", exc.reason, "path", headers)
+
+
+def preflight_response(path: str) -> web.Response:
+    """The answer to a CORS preflight (``OPTIONS``) on a path with no handler of its own."""
+    return web.Response(status=204, headers=cors_headers(path))
 
 
 def _why(exc: RequestPayloadError) -> str:

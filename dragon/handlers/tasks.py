@@ -57,21 +57,24 @@ def task_definitions(body: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     return tasks
 
 
-def task_keys(request: web.Request, body: dict[str, Any]) -> list[str]:
-    from_query = [k for value in request.query.getall("tasks", []) for k in value.split(",")]
-    raw: object = from_query if request.method == "GET" else body.get("tasks", from_query)
-    if isinstance(raw, str):
-        raw = [raw]
-    if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
-        raise RequestError("tasks", "tasks must be a list of task keys")
-    keys: list[str] = raw
-    # Each distinct key once, first-seen order: repeats must not multiply the answer.
-    keys = list(dict.fromkeys(k.strip() for k in keys if k.strip()))
+def task_keys(request: web.Request, body: dict[str, Any], limit: int) -> list[str]:
+    """The distinct keys asked for (at most ``limit``), first-seen order: from the body's
+    ``tasks`` if it has them, else from the query string (one or more ``tasks``, each
+    comma-separated)."""
+    raw: list[Any]
+    if request.method != "GET" and "tasks" in body:
+        given = body["tasks"]
+        raw = [given] if isinstance(given, str) else given
+        if not isinstance(raw, list) or not all(isinstance(k, str) for k in raw):
+            raise RequestError("tasks", "tasks must be a list of task keys")
+    else:
+        raw = [k for value in request.query.getall("tasks", ()) for k in value.split(",")]
+    # Each distinct key once: repeats must not multiply the answer.
+    keys = [k for k in dict.fromkeys([k.strip() for k in raw]) if k]
     if not keys:
         raise RequestError(
             "tasks", "tasks is missing", "querystring" if request.method == "GET" else "body"
         )
-    limit = state(request).settings.max_tasks_per_request
     if len(keys) > limit:
         raise RequestError(
             "tasks", f"too many distinct task keys: {len(keys)}; at most {limit} per request"
@@ -229,13 +232,16 @@ def _describe_status(endpoint: Endpoint) -> Operation:
 
 @documented(_describe_status)
 async def status(request: web.Request) -> web.StreamResponse:
-    service = state(request).service
-    body = await json_body(request)
-    account = await authenticated(request, body)
-    keys = task_keys(request, body)
+    # The poll clients send by the thousand a second: state read once, no body to await.
+    st = state(request)
+    service = st.service
+    body = {} if request.method == "GET" else await json_body(request)
+    account = await st.auth.authenticate(credentials_of(request, body))
+    keys = task_keys(request, body, st.settings.max_tasks_per_request)
     version = version_of(request)
-    details = option(request, body, "details")
-    if option(request, body, "block"):
+    plain = not body and len(request.query) == 1  # ``?tasks=...`` and nothing else
+    details = not plain and option(request, body, "details")
+    if not plain and option(request, body, "block"):
         with streams(request).hold(account.id, request):  # may wait as long as a stream
             docs = await service.wait(account, keys, version, details)
         return json_response(docs)
@@ -268,7 +274,7 @@ async def status_stream(request: web.Request) -> web.StreamResponse:
     service = state(request).service
     body = await json_body(request)
     account = await authenticated(request, body)
-    keys = task_keys(request, body)
+    keys = task_keys(request, body, state(request).settings.max_tasks_per_request)
     version = version_of(request)
     with service.bus.subscribe(keys, service.queue_size(len(keys))) as sub:
         # The first answer is held by the stream only, which lets it go once written.

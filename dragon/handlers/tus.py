@@ -18,6 +18,7 @@ import email.utils
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from dragon.api.openapi import Operation, documented, errors, path_parameter
 from dragon.api.state import state
@@ -26,7 +27,7 @@ from dragon.engine.auth import Account
 from dragon.engine.resumable import CHECKSUMS, Checksum
 from dragon.errors import RequestError
 from dragon.handlers.credentials import credentials_of
-from dragon.handlers.errors import TUS_VERSION
+from dragon.handlers.errors import TUS_VERSION, UPLOADS_PATH
 
 EXTENSIONS = "creation,creation-with-upload,expiration,checksum,termination"
 OCTETS = "application/offset+octet-stream"
@@ -301,12 +302,14 @@ async def options(request: web.Request) -> web.Response:
     )
 
 
-def setup_routes(router: web.UrlDispatcher) -> None:
-    router.add_post("/v2/uploads", create)
-    router.add_route("OPTIONS", "/v2/uploads", options)
-    item = "/v2/uploads/{upload_id}"
-    router.add_route("HEAD", item, offset)
-    router.add_patch(item, append)
-    router.add_delete(item, terminate)
-    router.add_post(item, override)
-    router.add_route("OPTIONS", item, options)
+# The routes of the protocol, ``(method, path, handler)``.
+ITEM = UPLOADS_PATH + "/{upload_id}"
+ROUTES: list[tuple[str, str, Handler]] = [
+    ("POST", UPLOADS_PATH, create),
+    ("OPTIONS", UPLOADS_PATH, options),
+    ("HEAD", ITEM, offset),
+    ("PATCH", ITEM, append),
+    ("DELETE", ITEM, terminate),
+    ("POST", ITEM, override),
+    ("OPTIONS", ITEM, options),
+]

@@ -1,4 +1,4 @@
-"""The aiohttp application: routes, middlewares, and the lifetimes of what the server owns.
+"""The aiohttp application: routes, and the lifetimes of what the server owns.
 
 ``create_app(settings)`` creates nothing at import time. The database, the fetcher, the
 process pool, the scheduler and the background senders are opened in ``cleanup_ctx``
@@ -54,7 +54,7 @@ from dragon.stores.s3 import S3Backend
 from dragon.tasks import load_tasks
 from dragon.web import dashboard
 from dragon.web.connections import connection_limit, streams_per_account
-from dragon.web.frame import frame
+from dragon.web.frame import Routes
 from dragon.web.http_metrics import serve_metrics
 
 log = logging.getLogger("dragon")
@@ -63,46 +63,48 @@ HEALTH_PROBE_SECONDS = 3.0  # a database slower than this to answer a read is un
 
 
 def setup_routes(app: web.Application) -> None:
-    r = app.router
+    r = Routes(app.router)
     for v in ("v1", "v2"):
-        r.add_post(f"/{v}/create", tasks.create)
-        r.add_post(f"/{v}/create_stream", tasks.create_stream)
+        r.post(f"/{v}/create", tasks.create)
+        r.post(f"/{v}/create_stream", tasks.create_stream)
         for path in (f"/{v}/status",):
-            r.add_get(path, tasks.status)
-            r.add_post(path, tasks.status)
+            r.get(path, tasks.status)
+            r.post(path, tasks.status)
         for path in (f"/{v}/status_stream", f"/{v}/stream"):
-            r.add_get(path, tasks.status_stream)
-            r.add_post(path, tasks.status_stream)
-        r.add_post(f"/{v}/cancel", cancel.cancel)
+            r.get(path, tasks.status_stream)
+            r.post(path, tasks.status_stream)
+        r.post(f"/{v}/cancel", cancel.cancel)
         # ``{filename}`` may be empty: ``/v1/create_file/`` for a task with one output.
         for path in (f"/{v}/create_file", f"/{v}/create_file/{{filename:[^/]*}}"):
-            r.add_get(path, create_file.create_file)
-            r.add_post(path, create_file.create_file)
+            r.get(path, create_file.create_file)
+            r.post(path, create_file.create_file)
         for path in (f"/{v}/file", f"/{v}/file/{{filename:[^/]*}}"):
-            r.add_get(path, create_file.file)
+            r.get(path, create_file.file)
     create_file.setup(app)
-    r.add_get("/storage/{location:.+}", files.serve_file)
+    r.get("/storage/{location:.+}", files.serve_file)
     for prefix in ("/v2/storage/files", "/v2/storage/files/{path:.*}"):
-        r.add_get(prefix, storage.list_files)
-        r.add_delete(prefix, storage.delete_files)
-    r.add_get("/v2/storage/expiration", storage.expiration)
-    r.add_post("/v2/storage/expiration", storage.expiration)
-    tus.setup_routes(r)
-    r.add_get("/healthz", healthz)
+        r.get(prefix, storage.list_files)
+        r.delete(prefix, storage.delete_files)
+    r.get("/v2/storage/expiration", storage.expiration)
+    r.post("/v2/storage/expiration", storage.expiration)
+    for method, path, handler in tus.ROUTES:
+        r.add(method, path, handler)
+    r.get("/healthz", healthz)
     api_docs.setup(app)
-    r.add_get("/openapi.json", api_docs.openapi_json)
-    r.add_get("/docs", api_docs.docs_page)
-    r.add_get("/docs/", api_docs.docs_slash)
-    r.add_get("/docs/{asset}", api_docs.docs_asset)
-    r.add_get("/metrics", serve_metrics)
-    r.add_get("/v2/events", events.events)
-    r.add_get("/v2/tasks", task_list.list_tasks)
-    r.add_get("/v2/tasks/summary", task_list.summary)
-    r.add_post("/v2/templates", templates.put_template)
-    r.add_get("/v2/templates", templates.list_templates)
-    r.add_get("/v2/templates/{name}", templates.template)
-    r.add_delete("/v2/templates/{name}", templates.template)
+    r.get("/openapi.json", api_docs.openapi_json)
+    r.get("/docs", api_docs.docs_page)
+    r.get("/docs/", api_docs.docs_slash)
+    r.get("/docs/{asset}", api_docs.docs_asset)
+    r.get("/metrics", serve_metrics)
+    r.get("/v2/events", events.events)
+    r.get("/v2/tasks", task_list.list_tasks)
+    r.get("/v2/tasks/summary", task_list.summary)
+    r.post("/v2/templates", templates.put_template)
+    r.get("/v2/templates", templates.list_templates)
+    r.get("/v2/templates/{name}", templates.template)
+    r.delete("/v2/templates/{name}", templates.template)
     dashboard.setup(r)
+    r.close()
 
 
 @documented(
@@ -313,10 +315,7 @@ MALFORMED_REQUESTS = MalformedRequests()
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(
-        middlewares=[frame],
-        client_max_size=settings.max_body_bytes,
-    )
+    app = web.Application(client_max_size=settings.max_body_bytes)
     logging.getLogger("aiohttp.server").addFilter(
         MALFORMED_REQUESTS
     )  # added once, however many apps

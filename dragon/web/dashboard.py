@@ -29,6 +29,7 @@ from dragon.api.openapi import (
     path_parameter,
 )
 from dragon.api.state import state
+from dragon.web.frame import Routes
 
 FILES = {
     "index.html": "text/html",
@@ -95,6 +96,6 @@ async def serve(request: web.Request) -> web.Response:
     )
 
 
-def setup(router: web.UrlDispatcher) -> None:
-    router.add_get("/dashboard", serve)
-    router.add_get("/dashboard/{name}", serve)
+def setup(routes: Routes) -> None:
+    routes.get("/dashboard", serve)
+    routes.get("/dashboard/{name}", serve)

@@ -27,22 +27,30 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 _LE = [*(repr(float(bound)) for bound in BUCKETS), "+Inf"]  # as prometheus_client writes them
 
 
-class HttpTally:
-    """``dragon_http_requests`` and ``dragon_http_request_duration_seconds``."""
+class RouteTally:
+    """The answers of one route template: counts by method and status code, and answers
+    per latency bucket (the last: over every bound) followed by their total seconds."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], int] = {}  # (route, method, code) -> count
-        # route -> answers per bucket (the last: over every bound), then their total seconds
-        self.latency: dict[str, list[float]] = {}
+        self.requests: dict[tuple[str, int], int] = {}
+        self.latency = [0.0] * (len(BUCKETS) + 2)
 
-    def count(self, route: str, method: str, code: int, seconds: float) -> None:
-        key = (route, method if method in METHODS else metrics.OTHER, code)
+    def count(self, method: str, code: int, seconds: float) -> None:
+        key = (method if method in METHODS else metrics.OTHER, code)
         self.requests[key] = self.requests.get(key, 0) + 1
-        row = self.latency.get(route)
-        if row is None:
-            row = self.latency[route] = [0.0] * (len(BUCKETS) + 2)
-        row[bisect.bisect_left(BUCKETS, seconds)] += 1  # the first bound >= seconds
-        row[-1] += seconds
+        self.latency[bisect.bisect_left(BUCKETS, seconds)] += 1  # the first bound >= seconds
+        self.latency[-1] += seconds
+
+
+class HttpTally:
+    """``dragon_http_requests`` and ``dragon_http_request_duration_seconds``: a
+    ``RouteTally`` per route template, handed to the route's handler when it is added."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, RouteTally] = {}
+
+    def route(self, template: str) -> RouteTally:
+        return self.routes.setdefault(template, RouteTally())
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -50,32 +58,29 @@ class HttpTally:
             "HTTP requests answered, by route template, method and status code.",
             labels=("route", "method", "code"),
         )
-        for (route, method, code), n in self.requests.items():
-            requests.add_metric([route, method, str(code)], n)
+        for route, tally in self.routes.items():
+            for (method, code), n in tally.requests.items():
+                requests.add_metric([route, method, str(code)], n)
         yield requests
         latency = HistogramMetricFamily(
             "dragon_http_request_duration_seconds",
             "Time to answer a request (to the end of the body for streams), by route template.",
             labels=("route",),
         )
-        for route, row in self.latency.items():
+        for route, tally in self.routes.items():
+            if not tally.requests:
+                continue
             total = 0.0
             buckets: list[tuple[str, float]] = []
-            for le, answers in zip(_LE, row, strict=False):  # cumulative, as Prometheus has it
+            for le, answers in zip(_LE, tally.latency, strict=False):  # cumulative
                 total += answers
                 buckets.append((le, total))
-            latency.add_metric([route], buckets, row[-1])
+            latency.add_metric([route], buckets, tally.latency[-1])
         yield latency
 
 
 TALLY = HttpTally()
 metrics.REGISTRY.register(TALLY)
-
-
-def route_of(request: web.Request) -> str:
-    route = request.match_info.route
-    resource = route.resource if route is not None else None
-    return resource.canonical if resource is not None else metrics.OTHER
 
 
 @documented(

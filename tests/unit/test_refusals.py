@@ -24,6 +24,7 @@ from dragon.errors import (
 )
 from dragon.handlers import errors as error_answers
 from dragon.handlers.credentials import credentials_of
+from dragon.web import frame
 
 
 def body(location: str, name: str, description: str) -> bytes:
@@ -39,7 +40,8 @@ async def answer(exc: Exception) -> web.Response:
     async def handler(request: web.Request) -> web.Response:
         raise exc
 
-    response = await error_answers.answer(make_mocked_request("POST", "/v2/create"), handler)
+    framed = frame.framed(handler, "/v2/create", error_answers.answer_cors_headers())
+    response = await framed(make_mocked_request("POST", "/v2/create"))
     assert isinstance(response, web.Response)
     return response
 
