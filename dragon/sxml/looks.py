@@ -134,6 +134,16 @@ LOOKS = frozenset(
 )
 
 
+# Looks that make parts of the layer transparent: the layer has an alpha plane after them.
+CLEARING: frozenset[str] = frozenset()
+
+
+def timed(step: str) -> bool:
+    """Whether ``step`` is drawn only in the filter's window (it takes ``enable``); a
+    format conversion is not (ffmpeg's ``format`` has no timeline), it converts throughout."""
+    return not step.startswith("format=")
+
+
 def _hex(color: RGBA) -> str:
     r, g, b, a = color
     return f"0x{r:02X}{g:02X}{b:02X}@{a / 255:.3f}"

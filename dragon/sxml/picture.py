@@ -546,8 +546,13 @@ class Picture:
             start = self.g.seconds(max(0, first - node_first))
             end = self.g.seconds(first - node_first + count)
             enable = f"enable='between(t,{start},{end})'"
-            chain += [f"{step}:{enable}" for step in looks.steps(look, self.g.height)]
-        return dataclasses.replace(layer, label=self.g.chain([layer.label], ",".join(chain)))
+            chain += [
+                f"{step}:{enable}" if looks.timed(step) else step
+                for step in looks.steps(look, self.g.height)
+            ]
+        alpha = layer.alpha or any(f.attrs["type"] in looks.CLEARING for f in found)
+        label = self.g.chain([layer.label], ",".join(chain))
+        return dataclasses.replace(layer, label=label, alpha=alpha)
 
     def alpha_filters(self, node: Node, layer: Layer) -> Layer:
         """``filter type="alpha"``: opacity from alphaStart to alphaEnd in its window."""
