@@ -550,6 +550,8 @@ class Picture:
                 f"{step}:{enable}" if looks.timed(step) else step
                 for step in looks.steps(look, self.g.height)
             ]
+        if not chain:  # looks that draw nothing (``identity``)
+            return layer
         alpha = layer.alpha or any(f.attrs["type"] in looks.CLEARING for f in found)
         label = self.g.chain([layer.label], ",".join(chain))
         return dataclasses.replace(layer, label=label, alpha=alpha)
