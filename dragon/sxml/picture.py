@@ -169,11 +169,15 @@ class Picture:
             overlap = min(length - offset, layer.frames)
             if group and overlap > 0:
                 joined = self.concat(group)
-                label = self.g.chain(
-                    [joined.label, layer.label],
-                    f"xfade={xfade or 'transition=fade'}:duration={self.g.seconds(overlap)}"
-                    f":offset={self.g.seconds(length - overlap)}",
-                )
+                direction = transitions.cube_direction(xfade)
+                if direction:
+                    label = self.cube(joined, layer, length, overlap, direction)
+                else:
+                    label = self.g.chain(
+                        [joined.label, layer.label],
+                        f"xfade={xfade or 'transition=fade'}:duration={self.g.seconds(overlap)}"
+                        f":offset={self.g.seconds(length - overlap)}",
+                    )
                 length += layer.frames - overlap
                 group = [dataclasses.replace(joined, label=label, frames=length)]
                 continue
@@ -183,6 +187,55 @@ class Picture:
             group.append(layer)
             length += layer.frames
         return self.fit_length(self.concat(group), count, alpha)
+
+    def cube(self, before: Layer, after: Layer, length: int, overlap: int, direction: str) -> str:
+        """``before`` (``length`` frames) then ``after``, their ``overlap`` frames drawn as
+        two faces of a turning cube (``transitions.cube_corners``) on black or clear."""
+        head, tail = self.cut(before.label, length - overlap, length)
+        start, rest = self.cut(after.label, overlap, after.frames)
+        assert tail is not None and start is not None  # 0 < overlap <= either's frames
+        margin = 2  # clear pixels around each face: perspective repeats the edge outside
+        w, h = self.g.width, self.g.height
+        names = ("x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3")
+        faces = []
+        for face, corners in zip(
+            (tail, start), transitions.cube_corners(direction, overlap, (w, h), margin), strict=True
+        ):
+            warp = ":".join(f"{n}='{e}'" for n, e in zip(names, corners, strict=True))
+            faces.append(
+                self.g.chain(
+                    [face],
+                    f"format=yuva420p,pad=iw+{2 * margin}:ih+{2 * margin}:{margin}:{margin}"
+                    f":color=black@0,perspective={warp}:sense=destination:eval=frame",
+                )
+            )
+        # Each face is hidden behind the other while it faces away: the outgoing one is
+        # drawn on top in the first half of the turn, the incoming one in the second.
+        half = overlap // 2
+        outgoing, (incoming, incoming_last) = faces[0], self.g.split(faces[1], 2)
+        place = f"x=-{margin}:y=-{margin}:eof_action=pass"
+        turn = self.blank(overlap, before.alpha or after.alpha).label
+        turn = self.g.chain([turn, incoming], f"overlay={place}:enable='lt(n,{half})'")
+        turn = self.g.chain([turn, outgoing], f"overlay={place}")
+        turn = self.g.chain([turn, incoming_last], f"overlay={place}:enable='gte(n,{half})'")
+        parts = [label for label in (head, turn, rest) if label]
+        if len(parts) == 1:
+            return parts[0]
+        return self.g.chain(
+            parts, f"concat=n={len(parts)}:v=1:a=0,settb={self.g.time_base},setpts=N"
+        )
+
+    def cut(self, label: str, at: int, frames: int) -> tuple[str | None, str | None]:
+        """``label`` (``frames`` long) cut before frame ``at``: the parts (None if empty)."""
+        if at <= 0:
+            return None, label
+        if at >= frames:
+            return label, None
+        first, second = self.g.split(label, 2)
+        return (
+            self.g.chain([first], f"trim=end_frame={at}"),
+            self.g.chain([second], f"trim=start_frame={at},setpts=PTS-STARTPTS"),
+        )
 
     # -- effects and media ----------------------------------------------------------------
     def effect(self, node: Node, count: int, opaque: bool) -> Layer | None:

@@ -14,10 +14,11 @@ thread; cheap ones write sub-expressions out and keep the threads. Measured at 2
 times that: they suit short transitions).
 
 ``direction`` is where things move: ``left`` makes the incoming picture enter from the
-right. What remains approximate (no 3D in a 2D filter): ``cube`` is two faces squeezed
-against each other without perspective, ``waterdrop`` a rippling disk that spreads from
-the centre, ``swirl`` a twist of both pictures while they crossfade; the SXML ``custom``
-transition has no documented parameters and crossfades (with a warning).
+right. ``cube`` is not an xfade: its two pictures are two faces of a cube turning by a
+quarter turn in perspective, each face warped by ffmpeg's ``perspective`` (``cube_corners``
+gives the corners, ``Picture.cube`` draws them). ``waterdrop`` is a rippling disk that
+spreads from the centre, ``swirl`` a twist of both pictures while they crossfade; the SXML
+``custom`` transition has no documented parameters and crossfades (with a warning).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ BUILT_IN_DIRECTIONAL = {"move": "slide", "scan": "wipe"}
 SLICES = {"left": "hlslice", "right": "hrslice", "up": "vuslice", "down": "vdslice"}
 STRIPS = 8  # bands of a ``strip`` transition
 SPIRAL_TURNS = 2
+CUBE = "cube="  # what ``xfade`` answers for a cube: this, then its direction
+CUBE_DISTANCE = 2.5  # the camera's distance from the cube's centre, in face widths
+CUBE_SHRINK = 0.18  # how much smaller the cube is drawn mid-turn, so it stays in frame
 
 
 def xfade(transition: Node) -> tuple[str, str | None]:
@@ -42,6 +46,8 @@ def xfade(transition: Node) -> tuple[str, str | None]:
         return f"transition={BUILT_IN_DIRECTIONAL[kind]}{direction}", None
     if kind == "scans":
         return f"transition={SLICES[direction]}", None
+    if kind == "cube":
+        return CUBE + (direction if direction in ("right", "up", "down") else "left"), None
     if kind in EXPRESSIONS:
         note = APPROXIMATED.get(kind)
         expr = EXPRESSIONS[kind](direction)
@@ -90,25 +96,6 @@ def _under(direction: str) -> str:
     dx, dy = _step(direction)
     x, y = f"(X-({dx})*(1-P))", f"(Y-({dy})*(1-P))"
     return f"if({_inside(x, y)},{_pixel('a', x, y)},B)"
-
-
-def _cube(direction: str) -> str:
-    """Two faces of a turning cube, flattened: the outgoing face shrinks towards the side
-    it turns to while the incoming one grows from the other side."""
-    p, q = "max(P,0.001)", "max(1-P,0.001)"
-    if direction in ("left", "up"):
-        pos, size = ("X", "W") if direction == "left" else ("Y", "H")
-        edge = f"{size}*P"
-        out = (f"{pos}/{p}", f"({pos}-{edge})/{q}")
-    else:
-        pos, size = ("X", "W") if direction == "right" else ("Y", "H")
-        edge = f"{size}*(1-P)"
-        out = (f"({pos}-{edge})/{p}", f"{pos}/{q}")
-    first_a = direction in ("left", "up")
-    a_pos, b_pos = out
-    a = _pixel("a", a_pos, "Y") if pos == "X" else _pixel("a", "X", a_pos)
-    b = _pixel("b", b_pos, "Y") if pos == "X" else _pixel("b", "X", b_pos)
-    return f"if(lt({pos},{edge}),{a if first_a else b},{b if first_a else a})"
 
 
 def _push(dx: str, dy: str) -> str:
@@ -167,7 +154,6 @@ def _spiral(direction: str) -> str:
 EXPRESSIONS = {
     "over": _over,
     "under": _under,
-    "cube": _cube,
     "dualmove": _dualmove,
     "strip": _strip,
     "waterdrop": _waterdrop,
@@ -175,7 +161,69 @@ EXPRESSIONS = {
     "spiral": _spiral,
 }
 APPROXIMATED = {
-    "cube": "is drawn as two flat faces squeezed against each other (no perspective)",
     "waterdrop": "is drawn as a rippling disk spreading from the centre (no refraction)",
     "swirl": "is drawn as a twisting crossfade",
 }
+
+
+# -- the cube ---------------------------------------------------------------------------------
+
+
+def cube_corners(direction: str, count: int, size: tuple[int, int], margin: int) -> list[list[str]]:
+    """``perspective``'s destination corners (``x0 y0 ... x3 y3``: top left, top right,
+    bottom left, bottom right) of the outgoing and the incoming face of a cube turning by a
+    quarter turn over ``count`` frames (``in``: the frame), each face a ``size`` picture
+    padded by ``margin`` pixels on every side.
+
+    The cube's faces are one picture wide and deep, its centre ``CUBE_DISTANCE`` face widths
+    from the camera, which sees the outgoing face exactly filling the frame. The turn is
+    eased in and out, and the cube is drawn up to ``CUBE_SHRINK`` smaller mid-turn.
+    ``left`` turns the outgoing face away to the left (the incoming one comes from the
+    right); ``up`` and ``down`` turn about the horizontal axis."""
+    vertical = direction in ("up", "down")
+    w, h = (size[1], size[0]) if vertical else size  # along the turn, and across it
+    p = f"((in+1)/{count + 1})"
+    angle = f"(PI/2*{p}*{p}*(3-2*{p}))"
+    c, s = f"cos({angle})", f"sin({angle})"
+    focal = CUBE_DISTANCE - 0.5  # the outgoing face fills the frame before it turns
+    scale = f"({focal}*(1-{CUBE_SHRINK}*sin(2*{angle})))"
+    # The faces' edges (x, z) in face widths, turning left: the outgoing face's left and
+    # right edges, then the incoming face's (its left edge is the outgoing one's right).
+    edges = {
+        "out": (
+            (f"(-0.5*{c}-0.5*{s})", f"(0.5*{c}-0.5*{s})"),
+            (f"(0.5*{c}-0.5*{s})", f"(0.5*{c}+0.5*{s})"),
+        ),
+        "in": (
+            (f"(0.5*{c}-0.5*{s})", f"(0.5*{c}+0.5*{s})"),
+            (f"(0.5*{c}+0.5*{s})", f"(0.5*{s}-0.5*{c})"),
+        ),
+    }
+    faces = []
+    for face in ("out", "in"):
+        points = []  # (along, across) of the top left, top right, bottom left, bottom right
+        for across in (-1, 1):
+            for x, z in edges[face]:
+                k = f"({scale}/({CUBE_DISTANCE}-{z}))"
+                points.append(
+                    (f"({margin}+{w}/2+{x}*{k}*{w})", f"({margin}+{h}/2+{across}*{h}/2*{k})")
+                )
+        faces.append(_oriented(points, direction, w + 2 * margin))
+    return faces
+
+
+def _oriented(points: list[tuple[str, str]], direction: str, length: int) -> list[str]:
+    """Corners worked out for a turn to the left, for a turn to ``direction``: mirrored for
+    ``right`` and ``down`` (a face's left corners become its right ones), and with the two
+    axes swapped for ``up`` and ``down``. ``length`` is the padded size along the turn."""
+    tl, tr, bl, br = points
+    if direction in ("right", "down"):
+        tl, tr, bl, br = ((f"({length}-{x})", y) for x, y in (tr, tl, br, bl))
+    if direction in ("up", "down"):  # along is y, across is x; top right is (across, along)
+        tl, tr, bl, br = ((y, x) for x, y in (tl, bl, tr, br))
+    return [value for corner in (tl, tr, bl, br) for value in corner]
+
+
+def cube_direction(options: str | None) -> str | None:
+    """The direction of a cube turn, when ``options`` (what ``xfade`` answered) is one."""
+    return options[len(CUBE) :] if options and options.startswith(CUBE) else None

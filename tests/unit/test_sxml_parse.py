@@ -505,7 +505,7 @@ def test_transition_names(attrs, name):
 
 
 @pytest.mark.parametrize(
-    "kind", ["over", "under", "cube", "dualmove", "strip", "waterdrop", "swirl", "spiral"]
+    "kind", ["over", "under", "dualmove", "strip", "waterdrop", "swirl", "spiral"]
 )
 @pytest.mark.parametrize("direction", ["left", "right", "up", "down"])
 def test_drawn_transitions_are_custom_expressions(kind, direction):
@@ -513,6 +513,17 @@ def test_drawn_transitions_are_custom_expressions(kind, direction):
 
     options, _ = xfade(Node("transition", 1, {"type": kind, "direction": direction}))
     assert options.startswith("transition=custom:expr='") and options.count("'") == 2
+
+
+@pytest.mark.parametrize("direction", ["left", "right", "up", "down"])
+def test_a_cube_is_turned_in_perspective_not_by_xfade(direction):
+    from dragon.sxml.model import Node
+    from dragon.sxml.transitions import cube_corners, cube_direction
+
+    options, note = xfade(Node("transition", 1, {"type": "cube", "direction": direction}))
+    assert cube_direction(options) == direction and note is None
+    outgoing, incoming = cube_corners(direction, 25, (426, 240), 2)
+    assert len(outgoing) == len(incoming) == 8
 
 
 def test_a_very_long_word_wraps_quickly_and_completely():
