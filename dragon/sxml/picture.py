@@ -169,9 +169,9 @@ class Picture:
             overlap = min(length - offset, layer.frames)
             if group and overlap > 0:
                 joined = self.concat(group)
-                direction = transitions.cube_direction(xfade)
-                if direction:
-                    label = self.cube(joined, layer, length, overlap, direction)
+                drawn = transitions.drawn(xfade)
+                if drawn:
+                    label = self.drawn_transition(joined, layer, length, overlap, *drawn)
                 else:
                     label = self.g.chain(
                         [joined.label, layer.label],
@@ -188,12 +188,29 @@ class Picture:
             length += layer.frames
         return self.fit_length(self.concat(group), count, alpha)
 
-    def cube(self, before: Layer, after: Layer, length: int, overlap: int, direction: str) -> str:
-        """``before`` (``length`` frames) then ``after``, their ``overlap`` frames drawn as
-        two faces of a turning cube (``transitions.cube_corners``) on black or clear."""
+    def drawn_transition(
+        self, before: Layer, after: Layer, length: int, overlap: int, kind: str, direction: str
+    ) -> str:
+        """``before`` (``length`` frames) then ``after``, their ``overlap`` frames drawn by
+        ``cube`` or ``warp`` (transitions that are not xfades)."""
         head, tail = self.cut(before.label, length - overlap, length)
         start, rest = self.cut(after.label, overlap, after.frames)
         assert tail is not None and start is not None  # 0 < overlap <= either's frames
+        alpha = before.alpha or after.alpha
+        if kind == "cube":
+            turn = self.cube(tail, start, overlap, direction, alpha)
+        else:
+            turn = self.warp(tail, start, overlap, kind, direction, alpha)
+        parts = [label for label in (head, turn, rest) if label]
+        if len(parts) == 1:
+            return parts[0]
+        return self.g.chain(
+            parts, f"concat=n={len(parts)}:v=1:a=0,settb={self.g.time_base},setpts=N"
+        )
+
+    def cube(self, tail: str, start: str, overlap: int, direction: str, alpha: bool) -> str:
+        """The outgoing ``tail`` and the incoming ``start`` (``overlap`` frames each) as two
+        faces of a turning cube (``transitions.cube_corners``) on black, or clear."""
         margin = 2  # clear pixels around each face: perspective repeats the edge outside
         w, h = self.g.width, self.g.height
         names = ("x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3")
@@ -214,16 +231,45 @@ class Picture:
         half = overlap // 2
         outgoing, (incoming, incoming_last) = faces[0], self.g.split(faces[1], 2)
         place = f"x=-{margin}:y=-{margin}:eof_action=pass"
-        turn = self.blank(overlap, before.alpha or after.alpha).label
+        turn = self.blank(overlap, alpha).label
         turn = self.g.chain([turn, incoming], f"overlay={place}:enable='lt(n,{half})'")
         turn = self.g.chain([turn, outgoing], f"overlay={place}")
-        turn = self.g.chain([turn, incoming_last], f"overlay={place}:enable='gte(n,{half})'")
-        parts = [label for label in (head, turn, rest) if label]
-        if len(parts) == 1:
-            return parts[0]
-        return self.g.chain(
-            parts, f"concat=n={len(parts)}:v=1:a=0,settb={self.g.time_base},setpts=N"
-        )
+        return self.g.chain([turn, incoming_last], f"overlay={place}:enable='gte(n,{half})'")
+
+    def warp(
+        self, tail: str, start: str, overlap: int, kind: str, direction: str, alpha: bool
+    ) -> str:
+        """``waterdrop`` or ``swirl`` between the outgoing ``tail`` and the incoming
+        ``start``: both read where ``transitions.warp_maps`` says (``remap``), then mixed
+        (a crossfade, or the waterdrop's spreading share)."""
+        w, h = self.g.width, self.g.height
+        maps = transitions.warp_maps(kind, direction, overlap, (w, h))
+        small = f"{-(-w // transitions.MAP_SCALE)}x{-(-h // transitions.MAP_SCALE)}"
+
+        def field(expr: str, fmt: str, copies: int) -> list[str]:
+            label = self.g.chain(
+                [],
+                f"nullsrc=s={small}:r={self.g.rate_text},trim=end_frame={overlap},"
+                f"format={fmt},geq=lum='{expr}',scale={w}:{h}:flags=bilinear",
+            )
+            return self.g.split(label, copies) if copies > 1 else [label]
+
+        planar = "gbrap" if alpha else "gbrp"  # remap and maskedmerge: no subsampled chroma
+        xs, ys = field(maps[0], "gray16le", 2), field(maps[1], "gray16le", 2)
+        sides = [
+            self.g.chain(
+                [self.g.chain([side], f"format={planar}"), xs[i], ys[i]], "remap=fill=black"
+            )
+            for i, side in enumerate((tail, start))
+        ]
+        back = "yuva420p" if alpha else "yuv420p"
+        if len(maps) == 2:
+            duration = self.g.seconds(overlap)
+            return self.g.chain(
+                sides, f"xfade=transition=fade:duration={duration}:offset=0,format={back}"
+            )
+        share = self.g.chain(field(maps[2], "gray", 1), f"format={planar}")
+        return self.g.chain([*sides, share], f"maskedmerge,format={back}")
 
     def cut(self, label: str, at: int, frames: int) -> tuple[str | None, str | None]:
         """``label`` (``frames`` long) cut before frame ``at``: the parts (None if empty)."""

@@ -2,23 +2,31 @@
 a ``custom`` expression of our own.
 
 ffmpeg 5.1 (Debian 12) is the floor: it has no ``cover``/``reveal``, so ``over``,
-``under``, ``cube``, ``dualmove``, ``strip``, ``waterdrop``, ``swirl`` and ``spiral`` are
-drawn by expressions evaluated per pixel and plane. In them ``P`` is xfade's progress,
+``under``, ``dualmove``, ``strip`` and ``spiral`` are drawn by expressions evaluated per
+pixel and plane. In them ``P`` is xfade's progress,
 going from 1 (all outgoing, ``A``) to 0 (all incoming, ``B``), ``X``/``Y`` the pixel,
 ``W``/``H`` the frame, and ``a0(x, y)``... ``b3(x, y)`` read a plane of either side at
 any (clipped) position. xfade works in 4:4:4, so every plane has the frame's size.
 Variables (``st()``/``ld()``) are shared by the slice threads that evaluate one
 expression at once (the picture tears), so an expression that needs them runs on one
 thread; cheap ones write sub-expressions out and keep the threads. Measured at 240p for
-1 s: a crossfade 0.1 s, over/under/cube/spiral 1-2 s, the others 4-10 s (at 720p, nine
+1 s: a crossfade 0.1 s, over/under/spiral 1-2 s, dualmove/strip 4-10 s (at 720p, nine
 times that: they suit short transitions).
 
 ``direction`` is where things move: ``left`` makes the incoming picture enter from the
-right. ``cube`` is not an xfade: its two pictures are two faces of a cube turning by a
-quarter turn in perspective, each face warped by ffmpeg's ``perspective`` (``cube_corners``
-gives the corners, ``Picture.cube`` draws them). ``waterdrop`` is a rippling disk that
-spreads from the centre, ``swirl`` a twist of both pictures while they crossfade; the SXML
-``custom`` transition has no documented parameters and crossfades (with a warning).
+right. Three are not xfades (``xfade`` answers ``DRAWN``, ``drawn`` reads it back):
+- ``cube``: the two pictures are two faces of a cube turning by a quarter turn in
+  perspective, each face warped by ffmpeg's ``perspective`` (``cube_corners`` gives the
+  corners, ``Picture.cube`` draws them);
+- ``waterdrop``: ripples run out from the centre, bending both pictures, while the
+  incoming one spreads from the centre under them;
+- ``swirl``: both pictures twist about the centre, most at mid-transition, while they
+  crossfade.
+The last two move each pixel: ffmpeg's ``remap`` reads the pictures where maps of source
+coordinates say, maps computed by ``geq`` at an eighth of the frame's size and scaled up
+(``warp_maps``; the moves are smooth). A 1 s swirl at 720p took 84 s as a per-pixel xfade
+expression, 3.4 s so. The SXML ``custom`` transition has no documented parameters and
+crossfades (with a warning).
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ BUILT_IN_DIRECTIONAL = {"move": "slide", "scan": "wipe"}
 SLICES = {"left": "hlslice", "right": "hrslice", "up": "vuslice", "down": "vdslice"}
 STRIPS = 8  # bands of a ``strip`` transition
 SPIRAL_TURNS = 2
-CUBE = "cube="  # what ``xfade`` answers for a cube: this, then its direction
+DRAWN = "drawn:"  # what ``xfade`` answers for a transition it does not draw: + kind:direction
+WARPS = frozenset({"waterdrop", "swirl"})
+MAP_SCALE = 8  # ``warp_maps`` are computed at this fraction of the frame's size
 CUBE_DISTANCE = 2.5  # the camera's distance from the cube's centre, in face widths
 CUBE_SHRINK = 0.18  # how much smaller the cube is drawn mid-turn, so it stays in frame
 
@@ -46,8 +56,9 @@ def xfade(transition: Node) -> tuple[str, str | None]:
         return f"transition={BUILT_IN_DIRECTIONAL[kind]}{direction}", None
     if kind == "scans":
         return f"transition={SLICES[direction]}", None
-    if kind == "cube":
-        return CUBE + (direction if direction in ("right", "up", "down") else "left"), None
+    if kind == "cube" or kind in WARPS:
+        known = direction if direction in ("right", "up", "down") else "left"
+        return f"{DRAWN}{kind}:{known}", None
     if kind in EXPRESSIONS:
         note = APPROXIMATED.get(kind)
         expr = EXPRESSIONS[kind](direction)
@@ -121,28 +132,6 @@ def _strip(direction: str) -> str:
     return f"if({_inside(x, y)},{_pixel('b', x, y)},A)"
 
 
-def _waterdrop(direction: str) -> str:
-    """Ripples run out from the centre while the incoming picture spreads from it."""
-    ripple = "H/40*sin(PI*P)*sin(ld(0)/(H/24)-(1-P)*20)"
-    return (
-        f"st(0,hypot(X-W/2,Y-H/2));st(1,1+{ripple}/max(ld(0),1));"
-        f"st(2,W/2+(X-W/2)*ld(1));st(3,H/2+(Y-H/2)*ld(1));"
-        f"st(4,clip(((1-P)*1.4-ld(0)/hypot(W/2,H/2))/0.4,0,1));"
-        f"{_pixel('a', 'ld(2)', 'ld(3)')}*(1-ld(4))+{_pixel('b', 'ld(2)', 'ld(3)')}*ld(4)"
-    )
-
-
-def _swirl(direction: str) -> str:
-    """Both pictures twist around the centre, most at mid-transition, as they crossfade."""
-    sign = "-1" if direction in ("right", "down") else "1"
-    return (
-        f"st(0,1-hypot(X-W/2,Y-H/2)/hypot(W/2,H/2));"
-        f"st(1,{sign}*2*PI*sin(PI*P)*ld(0)*ld(0));st(2,cos(ld(1)));st(3,sin(ld(1)));"
-        f"st(4,W/2+(X-W/2)*ld(2)-(Y-H/2)*ld(3));st(5,H/2+(X-W/2)*ld(3)+(Y-H/2)*ld(2));"
-        f"{_pixel('a', 'ld(4)', 'ld(5)')}*P+{_pixel('b', 'ld(4)', 'ld(5)')}*(1-P)"
-    )
-
-
 def _spiral(direction: str) -> str:
     """The incoming picture is uncovered along a spiral running out from the centre."""
     sign = "-1" if direction in ("right", "down") else "1"
@@ -156,14 +145,9 @@ EXPRESSIONS = {
     "under": _under,
     "dualmove": _dualmove,
     "strip": _strip,
-    "waterdrop": _waterdrop,
-    "swirl": _swirl,
     "spiral": _spiral,
 }
-APPROXIMATED = {
-    "waterdrop": "is drawn as a rippling disk spreading from the centre (no refraction)",
-    "swirl": "is drawn as a twisting crossfade",
-}
+APPROXIMATED = {}
 
 
 # -- the cube ---------------------------------------------------------------------------------
@@ -224,6 +208,45 @@ def _oriented(points: list[tuple[str, str]], direction: str, length: int) -> lis
     return [value for corner in (tl, tr, bl, br) for value in corner]
 
 
-def cube_direction(options: str | None) -> str | None:
-    """The direction of a cube turn, when ``options`` (what ``xfade`` answered) is one."""
-    return options[len(CUBE) :] if options and options.startswith(CUBE) else None
+def drawn(options: str | None) -> tuple[str, str] | None:
+    """``(kind, direction)`` of a transition ``xfade`` does not draw, from its answer."""
+    if not options or not options.startswith(DRAWN):
+        return None
+    kind, _, direction = options[len(DRAWN) :].partition(":")
+    return kind, direction
+
+
+# -- waterdrop and swirl ----------------------------------------------------------------------
+
+
+def warp_maps(kind: str, direction: str, count: int, size: tuple[int, int]) -> list[str]:
+    """``geq`` expressions, on a map ``MAP_SCALE`` times smaller than the ``size`` frame
+    (``remap`` reads the nearest pixel of the coordinates, rounded),
+    for frame ``N`` of a ``count``-frame ``kind`` transition: the x and the y (in frame
+    pixels) each pixel is read from, and for ``waterdrop`` the incoming picture's share
+    (0 to 255); a swirl crossfades."""
+    w, h = size
+    q = f"((N+1)/{count + 1})"  # how far in, 0 to 1
+    # The frame pixel a map pixel stands for once scaled up (``W``/``H``: the map's size),
+    # from the frame's centre.
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    dx, dy = f"((X+0.5)*{w}/W-0.5-{cx:g})", f"((Y+0.5)*{h}/H-0.5-{cy:g})"
+    radius = f"hypot({w / 2:g},{h / 2:g})"
+    if kind == "swirl":
+        sign = "-1" if direction in ("right", "down") else "1"
+        angle = f"({sign}*2*PI*sin(PI*{q})*pow(max(0,1-hypot({dx},{dy})/{radius}),2))"
+        x = f"{cx:g}+{dx}*cos({angle})-{dy}*sin({angle})"
+        y = f"{cy:g}+{dx}*sin({angle})+{dy}*cos({angle})"
+        return [f"clip({x},0,{w - 1})", f"clip({y},0,{h - 1})"]
+    # A ripple: rings moving out, strongest mid-transition, still at the very centre.
+    distance, wave = f"max(hypot({dx},{dy}),1)", h / 24
+    bend = (
+        f"(1+{h / 40:g}*sin(PI*{q})*sin({distance}/{wave:g}-{q}*20)"
+        f"*min(1,{distance}/{wave:g})/{distance})"
+    )
+    share = f"255*clip(({q}*1.4-hypot({dx},{dy})/{radius})/0.4,0,1)"
+    return [
+        f"clip({cx:g}+{dx}*{bend},0,{w - 1})",
+        f"clip({cy:g}+{dy}*{bend},0,{h - 1})",
+        share,
+    ]

@@ -1,0 +1,143 @@
+"""The transitions drawn with geometry rather than as xfades, checked on the frames of real
+renders through the HTTP API: ``cube`` (two faces of a cube turning in perspective),
+``swirl`` (a twist about the centre) and ``waterdrop`` (ripples, and the incoming picture
+spreading from the centre)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.support import media
+
+FPS = 25
+W, H = 426, 240  # the 240p profile
+
+
+def frame(path: Path, index: int) -> np.ndarray:
+    """Frame ``index`` of a video as an RGB array."""
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{index})"]
+        + ["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.frombuffer(out, np.uint8).reshape(H, W, 3).astype(int)
+
+
+def stripes() -> bytes:
+    """Vertical black and white stripes, 20 pixels wide."""
+    picture = np.zeros((240, 320, 3), np.uint8)
+    picture[:, (np.arange(320) // 20) % 2 == 1] = 255
+    out = io.BytesIO()
+    Image.fromarray(picture).save(out, "PNG")
+    return out.getvalue()
+
+
+def render(
+    server, origin, kind: str, direction: str, tmp_path: Path, pictures: tuple[str, str] = ()
+) -> Path:
+    """Red for 2 s, then blue (or ``pictures``), through a 1 s ``kind`` transition (frames
+    25 to 49)."""
+    first, second = pictures or (
+        origin.add("drawn/red.png", media.image_bytes(320, 240, (255, 0, 0), "PNG"), "image/png"),
+        origin.add("drawn/blue.png", media.image_bytes(320, 240, (0, 0, 255), "PNG"), "image/png"),
+    )
+    body = (
+        f'<effect type="none" duration="2"><image filename="{first}"/></effect>'
+        f'<transition type="{kind}" direction="{direction}" duration="1"/>'
+        f'<effect type="none" duration="2"><image filename="{second}"/></effect>'
+    )
+    definition = f'<movie service="craftsman-1.0"><body>{body}</body></movie>'
+    status = server.run_task(
+        {"task_name": "video.create", "definition": definition, "profile": "240p"}
+    )
+    assert status["status"] == "success", status
+    result = status["result"]
+    assert result["duration"] == pytest.approx(3.0)
+    assert not result.get("warnings"), result
+    response = server.get(result["export"])
+    assert response.status == 200
+    path = tmp_path / f"{kind}-{direction}.mp4"
+    path.write_bytes(response.body)
+    return path
+
+
+def red(picture: np.ndarray) -> np.ndarray:
+    return (picture[:, :, 0] > 150) & (picture[:, :, 2] < 100)
+
+
+def blue(picture: np.ndarray) -> np.ndarray:
+    return (picture[:, :, 2] > 150) & (picture[:, :, 0] < 100)
+
+
+def test_a_cube_turns_left_in_perspective(dragon_server, origin, tmp_path):
+    path = render(dragon_server, origin, "cube", "left", tmp_path)
+    assert red(frame(path, 20)).mean() > 0.95  # before the turn: the red face, whole
+    assert blue(frame(path, 55)).mean() > 0.95  # after it: the blue one
+    middle = frame(path, 37)
+    r, b = red(middle), blue(middle)
+    columns_r, columns_b = np.nonzero(r.any(axis=0))[0], np.nonzero(b.any(axis=0))[0]
+    # Red (outgoing) on the left, blue (incoming) on the right, meeting at one edge.
+    assert columns_r.size and columns_b.size
+    assert columns_r.max() < columns_b.min() + 3
+    assert 0.3 * W < columns_b.min() < 0.7 * W
+    # Perspective: the shared edge is nearest, so taller than either far edge; above and
+    # below the far edges, black.
+    seam = columns_b.min()
+    height = lambda mask, x: int(mask[:, x].sum())  # noqa: E731
+    near = max(height(r, seam - 3), height(b, seam + 3))
+    assert near > height(r, columns_r.min() + 2) + 10
+    assert near > height(b, columns_b.max() - 2) + 10
+    assert middle[:8, columns_r.min() + 2].max() < 40  # black above the far left edge
+    # The turn moves on: a quarter in, red is the wider face; three quarters in, blue is.
+    early, late = frame(path, 29), frame(path, 45)
+    assert red(early).sum() > 2 * blue(early).sum()
+    assert blue(late).sum() > 2 * red(late).sum()
+
+
+def test_a_cube_turns_up_about_the_horizontal_axis(dragon_server, origin, tmp_path):
+    path = render(dragon_server, origin, "cube", "up", tmp_path)
+    middle = frame(path, 37)
+    r, b = red(middle), blue(middle)
+    rows_r, rows_b = np.nonzero(r.any(axis=1))[0], np.nonzero(b.any(axis=1))[0]
+    assert rows_r.size and rows_b.size
+    assert rows_r.max() < rows_b.min() + 3  # red above, blue below
+    seam = rows_b.min()
+    width = lambda mask, y: int(mask[y, :].sum())  # noqa: E731
+    near = max(width(r, seam - 3), width(b, seam + 3))
+    assert near > width(r, rows_r.min() + 2) + 10
+    assert near > width(b, rows_b.max() - 2) + 10
+
+
+def test_a_swirl_twists_the_pictures_about_the_centre(dragon_server, origin, tmp_path):
+    """Stripes into the same stripes: what moves is the twist alone. Mid-way the stripes
+    are bent in a ring around the centre; the centre and the corners stay."""
+    striped = origin.add("drawn/stripes.png", stripes(), "image/png")
+    path = render(dragon_server, origin, "swirl", "left", tmp_path, (striped, striped))
+    still, middle = frame(path, 10), frame(path, 37)
+    changed = np.abs(middle - still).mean(axis=2) > 60
+    ring = changed[H // 2 - 60 : H // 2 + 60, W // 2 - 80 : W // 2 + 80]
+    assert ring.mean() > 0.2  # stripes bent across the middle of the frame
+    # The centre stays (but for the column on a stripe's edge there, read to the nearest).
+    assert changed[H // 2 - 4 : H // 2 + 5, W // 2 - 4 : W // 2 + 5].mean() < 0.2
+    assert changed[:10, :10].mean() < 0.05 and changed[-10:, -10:].mean() < 0.05  # corners
+
+
+def test_a_waterdrop_ripples_and_spreads_from_the_centre(dragon_server, origin, tmp_path):
+    path = render(dragon_server, origin, "waterdrop", "left", tmp_path)
+    early = frame(path, 33)  # a third in: the incoming blue has spread from the centre
+    assert blue(early)[H // 2 - 10 : H // 2 + 10, W // 2 - 10 : W // 2 + 10].all()
+    assert red(early)[:20, :20].all() and red(early)[-20:, -20:].all()
+    assert blue(frame(path, 55)).mean() > 0.95
+    striped = origin.add("drawn/stripes.png", stripes(), "image/png")
+    path = render(dragon_server, origin, "waterdrop", "left", tmp_path, (striped, striped))
+    still, middle = frame(path, 10), frame(path, 37)
+    changed = np.abs(middle - still).mean(axis=2) > 60
+    assert changed.mean() > 0.05  # the ripples bend the stripes
+    assert changed[H // 2 - 4 : H // 2 + 5, W // 2 - 4 : W // 2 + 5].mean() < 0.2  # the centre
