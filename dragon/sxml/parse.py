@@ -459,11 +459,6 @@ class _Checker:
                 f'<effect type="{kind}"> is drawn as kenburns ({node.position})',
                 ("effect-type", kind),
             )
-        if kind in ("diving", "rotator", "square"):
-            self.warn(
-                f'<effect type="{kind}"> is drawn as its media crossfading ({node.position})',
-                ("effect-type", kind),
-            )
 
     def _image(self, node: Node) -> None:
         if node.attrs.get("type") == "map":

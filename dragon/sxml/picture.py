@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -192,13 +193,15 @@ class Picture:
         self, before: Layer, after: Layer, length: int, overlap: int, kind: str, direction: str
     ) -> str:
         """``before`` (``length`` frames) then ``after``, their ``overlap`` frames drawn by
-        ``cube`` or ``warp`` (transitions that are not xfades)."""
+        ``cards`` or ``warp`` (transitions that are not xfades)."""
         head, tail = self.cut(before.label, length - overlap, length)
         start, rest = self.cut(after.label, overlap, after.frames)
         assert tail is not None and start is not None  # 0 < overlap <= either's frames
         alpha = before.alpha or after.alpha
-        if kind == "cube":
-            turn = self.cube(tail, start, overlap, direction, alpha)
+        if kind in transitions.CARDS:
+            turn = self.cards(tail, start, overlap, kind, direction, alpha)
+        elif kind == "square":
+            turn = self.squares(tail, start, overlap)
         else:
             turn = self.warp(tail, start, overlap, kind, direction, alpha)
         parts = [label for label in (head, turn, rest) if label]
@@ -208,17 +211,19 @@ class Picture:
             parts, f"concat=n={len(parts)}:v=1:a=0,settb={self.g.time_base},setpts=N"
         )
 
-    def cube(self, tail: str, start: str, overlap: int, direction: str, alpha: bool) -> str:
-        """The outgoing ``tail`` and the incoming ``start`` (``overlap`` frames each) as two
-        faces of a turning cube (``transitions.cube_corners``) on black, or clear."""
-        margin = 2  # clear pixels around each face: perspective repeats the edge outside
+    def cards(
+        self, tail: str, start: str, overlap: int, kind: str, direction: str, alpha: bool
+    ) -> str:
+        """The outgoing ``tail`` and the incoming ``start`` (``overlap`` frames each) as
+        cards turning in depth (``transitions.card_corners``: a cube's faces, a carousel's
+        places...), on black or clear."""
+        margin = 2  # clear pixels around each card: perspective repeats the edge outside
         w, h = self.g.width, self.g.height
         names = ("x0", "y0", "x1", "y1", "x2", "y2", "x3", "y3")
+        corners, swap = transitions.card_corners(kind, direction, overlap, (w, h), margin)
         faces = []
-        for face, corners in zip(
-            (tail, start), transitions.cube_corners(direction, overlap, (w, h), margin), strict=True
-        ):
-            warp = ":".join(f"{n}='{e}'" for n, e in zip(names, corners, strict=True))
+        for face, points in zip((tail, start), corners, strict=True):
+            warp = ":".join(f"{n}='{e}'" for n, e in zip(names, points, strict=True))
             faces.append(
                 self.g.chain(
                     [face],
@@ -226,15 +231,44 @@ class Picture:
                     f":color=black@0,perspective={warp}:sense=destination:eval=frame",
                 )
             )
-        # Each face is hidden behind the other while it faces away: the outgoing one is
-        # drawn on top in the first half of the turn, the incoming one in the second.
-        half = overlap // 2
-        outgoing, (incoming, incoming_last) = faces[0], self.g.split(faces[1], 2)
         place = f"x=-{margin}:y=-{margin}:eof_action=pass"
         turn = self.blank(overlap, alpha).label
+        if not swap:  # the incoming card is always the farther
+            turn = self.g.chain([turn, faces[1]], f"overlay={place}")
+            return self.g.chain([turn, faces[0]], f"overlay={place}")
+        # Each card is behind the other while it is the farther: the outgoing one is drawn
+        # on top in the first half of the turn, the incoming one in the second.
+        half = overlap // 2
+        incoming, incoming_last = self.g.split(faces[1], 2)
         turn = self.g.chain([turn, incoming], f"overlay={place}:enable='lt(n,{half})'")
-        turn = self.g.chain([turn, outgoing], f"overlay={place}")
+        turn = self.g.chain([turn, faces[0]], f"overlay={place}")
         return self.g.chain([turn, incoming_last], f"overlay={place}:enable='gte(n,{half})'")
+
+    def squares(self, tail: str, start: str, overlap: int) -> str:
+        """``square``: the incoming ``start`` appears over the outgoing ``tail`` square by
+        square (``transitions.SQUARES``), in a shuffled order that is the same every time."""
+        cols, rows = transitions.SQUARES
+        w, h = self.g.width, self.g.height
+        order = list(range(cols * rows))
+        random.Random(cols * rows).shuffle(order)
+        pieces = self.g.split(start, cols * rows)
+        out = tail
+        for rank, cell in enumerate(order):
+            # Even edges: 4:2:0 colour is stored per two pixels (odd edges leave seams).
+            x0, x1 = (
+                (cell % cols * w // cols) & ~1,
+                min(w, ((cell % cols + 1) * w // cols + 1) & ~1),
+            )
+            y0, y1 = (
+                (cell // cols * h // rows) & ~1,
+                min(h, ((cell // cols + 1) * h // rows + 1) & ~1),
+            )
+            piece = self.g.chain([pieces[rank]], f"crop={x1 - x0}:{y1 - y0}:{x0}:{y0}")
+            at = rank * overlap // (cols * rows)
+            out = self.g.chain(
+                [out, piece], f"overlay=x={x0}:y={y0}:enable='gte(n,{at})':eof_action=pass"
+            )
+        return out
 
     def warp(
         self, tail: str, start: str, overlap: int, kind: str, direction: str, alpha: bool
@@ -286,10 +320,8 @@ class Picture:
     # -- effects and media ----------------------------------------------------------------
     def effect(self, node: Node, count: int, opaque: bool) -> Layer | None:
         if node.attrs.get("type") in MULTI_EFFECTS:
-            kind = "slideleft" if node.attrs.get("type") == "sliding" else "fade"
-            pieces = [
-                (kid, f"transition={kind}" if i else None) for i, kid in enumerate(node.content)
-            ]
+            turn = transitions.between_items(node.attrs["type"])
+            pieces = [(kid, turn if i else None) for i, kid in enumerate(node.content)]
             return self.join(
                 node, count, pieces, lambda n: self.media_layer(node, n, opaque), opaque
             )

@@ -32,6 +32,8 @@ from dragon.sxml.model import MULTI_EFFECTS, DefinitionError, Node
 DEFAULT_ITEM = 5.0
 DEFAULT_TRANSITION = 1.0
 EFFECT_CROSSFADE = 0.5
+# The turn between the media of the effects that draw one in depth, in seconds.
+EFFECT_TURNS = {"diving": 1.0, "rotator": 1.0, "square": 1.0}
 MIN_EFFECT_CROSSFADE = 0.2
 
 MediaLength = Callable[[Node], float | None]
@@ -226,10 +228,12 @@ def _assign_sequence(node: Node) -> None:
 
 
 def _assign_slots(node: Node) -> None:
-    """Media of a multi-media effect: equal slots overlapping by a short crossfade."""
+    """Media of a multi-media effect: equal slots overlapping by a short crossfade (or by
+    its turn, ``EFFECT_TURNS``)."""
     media = node.content
     count = len(media)
-    overlap = min(EFFECT_CROSSFADE, node.duration / (2 * count)) if count > 1 else 0.0
+    turn = EFFECT_TURNS.get(node.attrs.get("type", ""), EFFECT_CROSSFADE)
+    overlap = min(turn, node.duration / (2 * count)) if count > 1 else 0.0
     if overlap < MIN_EFFECT_CROSSFADE:
         # Slots of a few frames (or less than one) are cut, not crossfaded: ffmpeg's xfade
         # needs whole frames, and an image shown for two frames has nothing to fade.

@@ -41,13 +41,19 @@ SPIRAL_TURNS = 2
 DRAWN = "drawn:"  # what ``xfade`` answers for a transition it does not draw: + kind:direction
 WARPS = frozenset({"waterdrop", "swirl"})
 MAP_SCALE = 8  # ``warp_maps`` are computed at this fraction of the frame's size
+SQUARES = (6, 4)  # ``square``: columns and rows of the incoming picture's squares
 CUBE_DISTANCE = 2.5  # the camera's distance from the cube's centre, in face widths
 CUBE_SHRINK = 0.18  # how much smaller the cube is drawn mid-turn, so it stays in frame
+CAROUSEL_RADIUS = 1.2  # ``rotator``'s ring, in picture widths: neighbours 0.2 apart
+CAROUSEL_STEP = "(PI/3)"  # the angle between neighbours on the ring
+CAROUSEL_CAMERA = 2.0  # from the front picture, which it shows whole...
+CAROUSEL_BACK = 0.35  # ...but mid-turn this much smaller
+DIVING_CAMERA = 2.5
 
 
 def xfade(transition: Node) -> tuple[str, str | None]:
-    """The ``xfade`` options (``transition=...``) for ``transition``, and a warning when
-    its look is approximated."""
+    """The ``xfade`` options (``transition=...``, or ``DRAWN``...) for ``transition``, and
+    a warning when it is drawn as a crossfade (an unknown type, or ``custom``)."""
     kind = transition.attrs.get("type", "crossfade")
     direction = transition.attrs.get("direction", "left")
     if kind in BUILT_IN:
@@ -60,14 +66,10 @@ def xfade(transition: Node) -> tuple[str, str | None]:
         known = direction if direction in ("right", "up", "down") else "left"
         return f"{DRAWN}{kind}:{known}", None
     if kind in EXPRESSIONS:
-        note = APPROXIMATED.get(kind)
         expr = EXPRESSIONS[kind](direction)
         # Variables (st/ld) are shared by xfade's slice threads: one thread then.
         threads = ":threads=1" if "ld(" in expr else ""
-        return (
-            f"transition=custom:expr='{expr}'{threads}",
-            note and f'<transition type="{kind}"> {note}',
-        )
+        return f"transition=custom:expr='{expr}'{threads}", None
     return "transition=fade", f'<transition type="{kind}"> is drawn as a crossfade'
 
 
@@ -147,53 +149,104 @@ EXPRESSIONS = {
     "strip": _strip,
     "spiral": _spiral,
 }
-APPROXIMATED = {}
 
 
-# -- the cube ---------------------------------------------------------------------------------
+# -- cards turning in depth: the cube, and the carousels of the multi-media effects -------------
 
 
-def cube_corners(direction: str, count: int, size: tuple[int, int], margin: int) -> list[list[str]]:
-    """``perspective``'s destination corners (``x0 y0 ... x3 y3``: top left, top right,
-    bottom left, bottom right) of the outgoing and the incoming face of a cube turning by a
-    quarter turn over ``count`` frames (``in``: the frame), each face a ``size`` picture
-    padded by ``margin`` pixels on every side.
+def _eased(count: int) -> str:
+    """The progress of frame ``in`` of ``count``, eased in and out (0 to 1, exclusive)."""
+    p = f"((in+1)/{count + 1})"
+    return f"({p}*{p}*(3-2*{p}))"
 
-    The cube's faces are one picture wide and deep, its centre ``CUBE_DISTANCE`` face widths
-    from the camera, which sees the outgoing face exactly filling the frame. The turn is
-    eased in and out, and the cube is drawn up to ``CUBE_SHRINK`` smaller mid-turn.
-    ``left`` turns the outgoing face away to the left (the incoming one comes from the
-    right); ``up`` and ``down`` turn about the horizontal axis."""
+
+def _card(
+    centre: tuple[str, str], tangent: tuple[str, str], camera: float, focal: str
+) -> list[tuple[str, str]]:
+    """A picture as a card in depth, seen by the camera: its corners (top left, top right,
+    bottom left, bottom right) as (along, across) fractions of the frame from its centre.
+
+    "Along" is the direction the card turns in (across the screen for a turn about the
+    vertical axis); units are the picture's length along it. The card's centre is at
+    ``centre`` (along, depth: towards the camera positive), its length runs along
+    ``tangent``; the camera is ``camera`` away from depth 0 and shows a card at depth 0
+    ``focal / camera`` times its size."""
+    points = []
+    for across in (-0.5, 0.5):
+        for end in (-0.5, 0.5):
+            along = f"({centre[0]}+{end}*{tangent[0]})"
+            depth = f"({centre[1]}+{end}*{tangent[1]})"
+            k = f"({focal}/({camera}-{depth}))"
+            points.append((f"({along}*{k})", f"({across}*{k})"))
+    return points
+
+
+def cube_cards(count: int) -> tuple[list[list[tuple[str, str]]], bool]:
+    """The outgoing and incoming faces of a cube turning a quarter turn to the left (its
+    edges one picture long, the nearer edge between them taller), drawn up to
+    ``CUBE_SHRINK`` smaller mid-turn so it stays in frame; the nearer face is on top."""
+    angle = f"(PI/2*{_eased(count)})"
+    c, s = f"cos({angle})", f"sin({angle})"
+    focal = f"({CUBE_DISTANCE - 0.5}*(1-{CUBE_SHRINK}*sin(2*{angle})))"
+    return [
+        _card((f"(-0.5*{s})", f"(0.5*{c}-0.5)"), (c, s), CUBE_DISTANCE - 0.5, focal),
+        _card((f"(0.5*{c})", f"(0.5*{s}-0.5)"), (s, f"(-{c})"), CUBE_DISTANCE - 0.5, focal),
+    ], True
+
+
+def carousel_cards(count: int) -> tuple[list[list[tuple[str, str]]], bool]:
+    """``rotator``: pictures on a ring, turning by one place (``CAROUSEL_STEP``) to the
+    left; the camera draws back mid-turn, so both cards show with the gap between them."""
+    e = _eased(count)
+    focal = f"({CAROUSEL_CAMERA}*(1-{CAROUSEL_BACK}*sin(PI*{e})))"
+    cards = []
+    for angle in (f"(-{CAROUSEL_STEP}*{e})", f"({CAROUSEL_STEP}*(1-{e}))"):
+        centre = (
+            f"({CAROUSEL_RADIUS}*sin({angle}))",
+            f"({CAROUSEL_RADIUS}*(cos({angle})-1))",
+        )
+        cards.append(_card(centre, (f"cos({angle})", f"(-sin({angle}))"), CAROUSEL_CAMERA, focal))
+    return cards, True
+
+
+def diving_cards(count: int) -> tuple[list[list[tuple[str, str]]], bool]:
+    """``diving``: the outgoing picture tips forward over its bottom edge and drops out of
+    the bottom of the frame, while the incoming one comes forward from the depth behind
+    it (always beneath)."""
+    e = _eased(count)
+    tip = f"(PI/2*{e})"
+    # Its bottom edge (along +0.5, depth 0) falls by 1.2 pictures; the top comes forward.
+    centre = (f"(0.5-0.5*cos({tip})+1.2*{e})", f"(0.5*sin({tip}))")
+    outgoing = _card(centre, (f"cos({tip})", f"(-sin({tip}))"), DIVING_CAMERA, str(DIVING_CAMERA))
+    incoming = _card(("0", f"(-1.5*(1-{e}))"), ("1", "0"), DIVING_CAMERA, str(DIVING_CAMERA))
+    return [outgoing, incoming], False
+
+
+CARDS = {"cube": cube_cards, "rotator": carousel_cards, "diving": diving_cards}
+
+
+def card_corners(
+    kind: str, direction: str, count: int, size: tuple[int, int], margin: int
+) -> tuple[list[list[str]], bool]:
+    """``perspective``'s destination corners (``x0 y0 ... x3 y3``) of the outgoing and the
+    incoming picture of a ``kind`` turn (``CARDS``) over ``count`` frames (``in``: the
+    frame), each a ``size`` picture padded by ``margin`` pixels on every side; and whether
+    the nearer one is drawn on top (else the outgoing one always is).
+
+    The cards are worked out turning to the left; ``right`` mirrors them, ``up`` and
+    ``down`` turn about the horizontal axis (``diving``'s drop is ``up``: down the
+    screen, its top tipping towards the viewer)."""
     vertical = direction in ("up", "down")
     w, h = (size[1], size[0]) if vertical else size  # along the turn, and across it
-    p = f"((in+1)/{count + 1})"
-    angle = f"(PI/2*{p}*{p}*(3-2*{p}))"
-    c, s = f"cos({angle})", f"sin({angle})"
-    focal = CUBE_DISTANCE - 0.5  # the outgoing face fills the frame before it turns
-    scale = f"({focal}*(1-{CUBE_SHRINK}*sin(2*{angle})))"
-    # The faces' edges (x, z) in face widths, turning left: the outgoing face's left and
-    # right edges, then the incoming face's (its left edge is the outgoing one's right).
-    edges = {
-        "out": (
-            (f"(-0.5*{c}-0.5*{s})", f"(0.5*{c}-0.5*{s})"),
-            (f"(0.5*{c}-0.5*{s})", f"(0.5*{c}+0.5*{s})"),
-        ),
-        "in": (
-            (f"(0.5*{c}-0.5*{s})", f"(0.5*{c}+0.5*{s})"),
-            (f"(0.5*{c}+0.5*{s})", f"(0.5*{s}-0.5*{c})"),
-        ),
-    }
+    cards, swap = CARDS[kind](count)
     faces = []
-    for face in ("out", "in"):
-        points = []  # (along, across) of the top left, top right, bottom left, bottom right
-        for across in (-1, 1):
-            for x, z in edges[face]:
-                k = f"({scale}/({CUBE_DISTANCE}-{z}))"
-                points.append(
-                    (f"({margin}+{w}/2+{x}*{k}*{w})", f"({margin}+{h}/2+{across}*{h}/2*{k})")
-                )
+    for card in cards:
+        points = [
+            (f"({margin}+{w}/2+{along}*{w})", f"({margin}+{h}/2+{across}*{h})")
+            for along, across in card
+        ]
         faces.append(_oriented(points, direction, w + 2 * margin))
-    return faces
+    return faces, swap
 
 
 def _oriented(points: list[tuple[str, str]], direction: str, length: int) -> list[str]:
@@ -206,6 +259,18 @@ def _oriented(points: list[tuple[str, str]], direction: str, length: int) -> lis
     if direction in ("up", "down"):  # along is y, across is x; top right is (across, along)
         tl, tr, bl, br = ((y, x) for x, y in (tl, bl, tr, br))
     return [value for corner in (tl, tr, bl, br) for value in corner]
+
+
+def between_items(effect: str) -> str:
+    """The options (as ``xfade`` answers them) of the turn between two pictures of a
+    multi-media effect: a slide for ``sliding``, cards for ``diving`` and ``rotator``,
+    squares for ``square``."""
+    return {
+        "sliding": "transition=slideleft",
+        "diving": f"{DRAWN}diving:up",
+        "rotator": f"{DRAWN}rotator:left",
+        "square": f"{DRAWN}square:left",
+    }.get(effect, "transition=fade")
 
 
 def drawn(options: str | None) -> tuple[str, str] | None:

@@ -141,3 +141,79 @@ def test_a_waterdrop_ripples_and_spreads_from_the_centre(dragon_server, origin, 
     changed = np.abs(middle - still).mean(axis=2) > 60
     assert changed.mean() > 0.05  # the ripples bend the stripes
     assert changed[H // 2 - 4 : H // 2 + 5, W // 2 - 4 : W // 2 + 5].mean() < 0.2  # the centre
+
+
+def effect(server, origin, kind: str, tmp_path: Path) -> Path:
+    """A 6 s ``kind`` effect of a red then a blue picture: the turn between them is frames
+    62 to 87 (two 3.5 s slots overlapping by 1 s)."""
+    red_url = origin.add(
+        "drawn/red.png", media.image_bytes(320, 240, (255, 0, 0), "PNG"), "image/png"
+    )
+    blue_url = origin.add(
+        "drawn/blue.png", media.image_bytes(320, 240, (0, 0, 255), "PNG"), "image/png"
+    )
+    body = (
+        f'<effect type="{kind}" duration="6"><image filename="{red_url}"/>'
+        f'<image filename="{blue_url}"/></effect>'
+    )
+    definition = f'<movie service="craftsman-1.0"><body>{body}</body></movie>'
+    status = server.run_task(
+        {"task_name": "video.create", "definition": definition, "profile": "240p"}
+    )
+    assert status["status"] == "success", status
+    assert not status["result"].get("warnings"), status
+    response = server.get(status["result"]["export"])
+    path = tmp_path / f"{kind}.mp4"
+    path.write_bytes(response.body)
+    return path
+
+
+def test_a_rotator_turns_its_pictures_on_a_ring(dragon_server, origin, tmp_path):
+    path = effect(dragon_server, origin, "rotator", tmp_path)
+    assert red(frame(path, 50)).mean() > 0.95 and blue(frame(path, 100)).mean() > 0.95
+    middle = frame(path, 75)
+    r, b = red(middle), blue(middle)
+    columns_r, columns_b = np.nonzero(r.any(axis=0))[0], np.nonzero(b.any(axis=0))[0]
+    # Both cards, red going left, blue coming from the right, a gap of black between.
+    assert columns_r.size and columns_b.size
+    gap = middle[H // 2, columns_r.max() + 3 : columns_b.min() - 3]
+    assert columns_r.max() < columns_b.min() and gap.size and gap.max() < 40
+    # Drawn back from the camera: black above and below both, each a trapezoid whose
+    # inner edge (nearer the viewer on the ring's front) is the taller.
+    assert not (r | b)[:4].any() and not (r | b)[-4:].any()
+    tall = lambda mask, x: int(mask[:, x].sum())  # noqa: E731
+    assert tall(r, columns_r.max() - 2) > tall(r, columns_r.min() + 2)
+    assert tall(b, columns_b.min() + 2) > tall(b, columns_b.max() - 2)
+
+
+def test_diving_drops_the_picture_as_the_next_comes_forward(dragon_server, origin, tmp_path):
+    path = effect(dragon_server, origin, "diving", tmp_path)
+    start, early, late = frame(path, 66), frame(path, 71), frame(path, 80)
+    # The red tips towards the viewer and drops: lower in the frame, then gone.
+    rows = lambda mask: np.nonzero(mask.any(axis=1))[0]  # noqa: E731
+    assert rows(red(early)).min() > rows(red(start)).min() + 30
+    assert not red(late).any()
+    # The incoming blue comes forward from the depth behind: smaller than the frame (black
+    # all round), growing.
+    assert 0 < blue(early).sum() < blue(late).sum() < 0.95 * W * H
+    assert not blue(late)[:2].any() and not blue(late)[:, :2].any()
+    assert blue(frame(path, 100)).mean() > 0.95
+
+
+def test_square_brings_the_next_picture_square_by_square(dragon_server, origin, tmp_path):
+    path = effect(dragon_server, origin, "square", tmp_path)
+    middle = frame(path, 75)
+    cols, rows = 6, 4
+    cells = []
+    for j in range(rows):
+        for i in range(cols):
+            cell = middle[
+                j * H // rows + 3 : (j + 1) * H // rows - 3,
+                i * W // cols + 3 : (i + 1) * W // cols - 3,
+            ]
+            cells.append(
+                "red" if red(cell).mean() > 0.9 else "blue" if blue(cell).mean() > 0.9 else "?"
+            )
+    assert "?" not in cells  # every square whole, one picture or the other
+    assert 6 <= cells.count("blue") <= 18  # mid-turn: some of each
+    assert blue(frame(path, 90)).mean() > 0.95

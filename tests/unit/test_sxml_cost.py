@@ -51,9 +51,9 @@ def test_videos_and_multi_media_effects_weigh_more():
     assert cost.layer_seconds(video) == pytest.approx(10 * (cost.ENCODE + cost.VIDEO_LAYER))
     images = "".join(f'<image color="#00{i:02x}00"/>' for i in range(4))
     rotator = timed(f'<effect type="rotator" duration="8">{images}</effect>')
-    # Four slots overlapping by 0.5 s: three crossfades inside the effect.
+    # Four slots overlapping by the 1 s turn: three turns inside the effect.
     assert cost.layer_seconds(rotator) == pytest.approx(
-        8 * cost.ENCODE + 9.5 * cost.LAYER + 1.5 * cost.BLEND
+        8 * cost.ENCODE + 11 * cost.LAYER + 3 * cost.BLEND
     )
 
 

@@ -175,14 +175,14 @@ def test_a_movie_without_service_is_told_which_attribute_to_add():
 def test_one_line_definitions_say_the_column_of_each_element():
     one_line = movie(
         '<effect type="none"><image filename="http://media.test/a.jpg"/>'
-        '<filter type="glow"/></effect>'
+        '<filter type="dof"/></effect>'
         '<effect type="none"><image filename="http://media.test/b.jpg"/>'
         '<filter type="sepia"/></effect>'
     )
     warnings = parse(one_line).warnings
-    blur = one_line.index('<filter type="glow"') + 1
+    blur = one_line.index('<filter type="dof"') + 1
     sepia = one_line.index('<filter type="sepia"') + 1
-    assert any(f"(line 1, column {blur})" in w and "glow" in w for w in warnings), warnings
+    assert any(f"(line 1, column {blur})" in w and "dof" in w for w in warnings), warnings
     assert any(f"(line 1, column {sepia})" in w and "sepia" in w for w in warnings), warnings
     # An element alone on its line is found by the line.
     assert errors_of(movie("<stack>\n<sphere/>\n</stack>")) == [
@@ -205,14 +205,14 @@ def test_decoration_is_accepted_with_warnings():
     definition = parse(
         movie(
             f'<effect type="kenburns" antialias="4">{IMAGE}'
-            '<filter type="glow"/></effect>'
+            '<filter type="dof"/></effect>'
             f'<stack><effect type="flower">{IMAGE}</effect><animator type="slide"/></stack>'
             f'<effect type="none">{IMAGE}</effect><transition type="waterdrop"/>'
             f'<effect type="none">{IMAGE}</effect>'
         )
     )
     text = "\n".join(definition.warnings)
-    for word in ("antialias", "glow", "<animator>", "flower"):
+    for word in ("antialias", "dof", "<animator>", "flower"):
         assert word in text
 
 
@@ -516,13 +516,13 @@ def test_drawn_transitions_are_custom_expressions(kind, direction):
 @pytest.mark.parametrize("direction", ["left", "right", "up", "down"])
 def test_cube_waterdrop_and_swirl_are_drawn_in_their_own_ways_not_by_xfade(direction):
     from dragon.sxml.model import Node
-    from dragon.sxml.transitions import cube_corners, drawn, warp_maps
+    from dragon.sxml.transitions import card_corners, drawn, warp_maps
 
     for kind in ("cube", "waterdrop", "swirl"):
         options, note = xfade(Node("transition", 1, {"type": kind, "direction": direction}))
         assert drawn(options) == (kind, direction) and note is None
-    outgoing, incoming = cube_corners(direction, 25, (426, 240), 2)
-    assert len(outgoing) == len(incoming) == 8
+    (outgoing, incoming), nearer_on_top = card_corners("cube", direction, 25, (426, 240), 2)
+    assert len(outgoing) == len(incoming) == 8 and nearer_on_top
     assert len(warp_maps("swirl", direction, 25, (426, 240))) == 2  # x, y: then a crossfade
     assert len(warp_maps("waterdrop", direction, 25, (426, 240))) == 3  # and the share
 

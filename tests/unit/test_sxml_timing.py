@@ -199,8 +199,8 @@ def test_multi_media_effect_shares_its_duration():
     )
     image, video = body.children[0].children
     assert image.begin == 0 and video.end == 10
-    assert video.begin == pytest.approx(4.75)  # 5 s slots overlapping by 0.5 s
-    assert image.duration == video.duration == pytest.approx(5.25)
+    assert video.begin == pytest.approx(4.5)  # 5 s slots overlapping by the 1 s dive
+    assert image.duration == video.duration == pytest.approx(5.5)
 
 
 def test_multi_media_effect_natural_is_the_sum_of_its_videos():
