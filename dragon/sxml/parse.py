@@ -453,7 +453,7 @@ class _Checker:
                 node,
                 f'type="{kind}" needs 1 to {MAX_EFFECT_MEDIA} images or videos, not {len(content)}',
             )
-        drawn = ("none", "kenburns", "panel", "slice", "rectangles", "explode")
+        drawn = ("none", "kenburns", "panel", "slice", "rectangles", "explode", "flower")
         if kind not in drawn and kind not in MULTI_EFFECTS:
             self.warn(
                 f'<effect type="{kind}"> is drawn as kenburns ({node.position})',

@@ -49,6 +49,8 @@ RECTANGLES = (3, 2)  # ``rectangles``: columns and rows of the picture's pieces
 RECTANGLE_GROWTH = 0.5  # seconds each takes to grow from its centre; 0.1 s apart
 EXPLOSION = (4, 3)  # ``explode``: columns and rows of the pieces
 EXPLOSION_SECONDS = 0.8  # the last this many seconds of the picture
+FLOWER_SECONDS = 1.0  # ``flower``: the petals open over the picture's first this many
+FLOWER_REACH = 5.2  # how far (in half heights) the petals' tips reach: past the corners
 
 
 class Picture:
@@ -244,6 +246,19 @@ class Picture:
         turn = self.g.chain([turn, faces[0]], f"overlay={place}")
         return self.g.chain([turn, incoming_last], f"overlay={place}:enable='gte(n,{half})'")
 
+    def field(self, expr: str, fmt: str, frames: int, size: tuple[int, int]) -> str:
+        """``frames`` frames of a ``size`` plane (``fmt``: ``gray`` or ``gray16le``) whose
+        values ``expr`` gives (``geq``: ``N`` the frame, ``X``/``Y`` the pixel, ``W``/``H``
+        the size it is worked out at): worked out at ``transitions.MAP_SCALE`` times
+        smaller and scaled up, which suits smooth fields (maps of moves, soft masks)."""
+        scale = transitions.MAP_SCALE
+        small = f"{-(-size[0] // scale)}x{-(-size[1] // scale)}"
+        return self.g.chain(
+            [],
+            f"nullsrc=s={small}:r={self.g.rate_text},trim=end_frame={frames},"
+            f"format={fmt},geq=lum='{expr}',scale={size[0]}:{size[1]}:flags=bilinear",
+        )
+
     def squares(self, tail: str, start: str, overlap: int) -> str:
         """``square``: the incoming ``start`` appears over the outgoing ``tail`` square by
         square (``transitions.SQUARES``), in a shuffled order that is the same every time."""
@@ -278,14 +293,9 @@ class Picture:
         (a crossfade, or the waterdrop's spreading share)."""
         w, h = self.g.width, self.g.height
         maps = transitions.warp_maps(kind, direction, overlap, (w, h))
-        small = f"{-(-w // transitions.MAP_SCALE)}x{-(-h // transitions.MAP_SCALE)}"
 
         def field(expr: str, fmt: str, copies: int) -> list[str]:
-            label = self.g.chain(
-                [],
-                f"nullsrc=s={small}:r={self.g.rate_text},trim=end_frame={overlap},"
-                f"format={fmt},geq=lum='{expr}',scale={w}:{h}:flags=bilinear",
-            )
+            label = self.field(expr, fmt, overlap, (w, h))
             return self.g.split(label, copies) if copies > 1 else [label]
 
         planar = "gbrap" if alpha else "gbrp"  # remap and maskedmerge: no subsampled chroma
@@ -348,6 +358,8 @@ class Picture:
                     layer = self.rectangles(media, layer)
                 elif effect.attrs.get("type") == "explode":
                     layer = self.exploded(media, layer)
+                elif effect.attrs.get("type") == "flower":
+                    layer = self.flower(media, layer)
             else:
                 layer = self.still(raster, count)
         elif media.tag == "video":
@@ -596,6 +608,30 @@ class Picture:
                 ),
             )
         return base
+
+    def flower(self, media: Node, layer: Layer) -> Layer:
+        """``effect type="flower"``: the picture opens like a flower, shown through six
+        petals that grow and turn from its centre over its first ``FLOWER_SECONDS``, then
+        whole (our reading of the name; it zooms as kenburns does meanwhile)."""
+        w, h = layer.w, layer.h
+        rate = float(self.g.rate)
+        grown = f"clip((N+{self.skipped(media)})/{rate * FLOWER_SECONDS:g},0,1)"
+        dx = f"(((X+0.5)*{w}/W-0.5-{(w - 1) / 2:g})/{h / 2:g})"  # in half heights
+        dy = f"(((Y+0.5)*{h}/H-0.5-{(h - 1) / 2:g})/{h / 2:g})"
+        petals = f"(0.7+0.3*cos(6*(atan2({dy},{dx})+{grown})))"
+        reach = f"({FLOWER_REACH}*{grown}*{grown})"
+        mask = self.field(
+            f"255*clip(({reach}*{petals}-hypot({dx},{dy}))/0.15,0,1)", "gray", layer.frames, (w, h)
+        )
+        if layer.alpha:  # its own transparency too: the lower of the two
+            picture, own = self.g.split(layer.label, 2)
+            mask = self.g.chain(
+                [self.g.chain([own], "alphaextract"), mask], "blend=all_mode=darken"
+            )
+        else:
+            picture = self.g.chain([layer.label], "format=yuva420p")
+        label = self.g.chain([picture, mask], "alphamerge")
+        return dataclasses.replace(layer, label=label, alpha=True)
 
     def rectangles(self, media: Node, layer: Layer) -> Layer:
         """``effect type="rectangles"``: the picture appears as rectangles that grow from

@@ -217,3 +217,35 @@ def test_square_brings_the_next_picture_square_by_square(dragon_server, origin, 
     assert "?" not in cells  # every square whole, one picture or the other
     assert 6 <= cells.count("blue") <= 18  # mid-turn: some of each
     assert blue(frame(path, 90)).mean() > 0.95
+
+
+def test_a_flower_opens_from_the_centre_in_petals(dragon_server, origin, tmp_path):
+    red_url = origin.add(
+        "drawn/red.png", media.image_bytes(320, 240, (255, 0, 0), "PNG"), "image/png"
+    )
+    definition = (
+        '<movie service="craftsman-1.0"><body>'
+        f'<effect type="flower" duration="3"><image filename="{red_url}"/></effect>'
+        "</body></movie>"
+    )
+    status = dragon_server.run_task(
+        {"task_name": "video.create", "definition": definition, "profile": "240p"}
+    )
+    assert status["status"] == "success", status
+    assert not status["result"].get("warnings"), status
+    path = tmp_path / "flower.mp4"
+    path.write_bytes(dragon_server.get(status["result"]["export"]).body)
+    early, later, whole = frame(path, 8), frame(path, 14), frame(path, 40)
+    shown = red(early)
+    # A third of a second in: red in the middle, black at the corners, and petals: along
+    # a circle round the centre, red and black alternate (six lobes).
+    assert shown[H // 2 - 5 : H // 2 + 5, W // 2 - 5 : W // 2 + 5].all()
+    assert not shown[:20, :20].any() and not shown[-20:, -20:].any()
+    ring = [
+        shown[int(H / 2 + 45 * np.sin(a)), int(W / 2 + 45 * np.cos(a))]
+        for a in np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    ]
+    flips = sum(ring[i] != ring[i - 1] for i in range(len(ring)))
+    assert 8 <= flips <= 16  # six petals: about twelve edges
+    assert red(later).sum() > shown.sum()  # opening
+    assert red(whole).mean() > 0.95  # then the whole picture

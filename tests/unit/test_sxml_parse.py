@@ -206,13 +206,13 @@ def test_decoration_is_accepted_with_warnings():
         movie(
             f'<effect type="kenburns" antialias="4">{IMAGE}'
             '<filter type="dof"/></effect>'
-            f'<stack><effect type="flower">{IMAGE}</effect><animator type="slide"/></stack>'
+            f'<stack><effect type="ripple">{IMAGE}</effect><animator type="slide"/></stack>'
             f'<effect type="none">{IMAGE}</effect><transition type="waterdrop"/>'
             f'<effect type="none">{IMAGE}</effect>'
         )
     )
     text = "\n".join(definition.warnings)
-    for word in ("antialias", "dof", "<animator>", "flower"):
+    for word in ("antialias", "dof", "<animator>", "ripple"):
         assert word in text
 
 
