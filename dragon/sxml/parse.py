@@ -8,10 +8,10 @@ rather than ElementTree because it gives line numbers for every element, which e
 error message names, and because the tree is never built past a limit.
 
 Then the tree is checked (docs/sxml.md): strict on structure, lenient on decoration.
-Elements we cannot render (``sphere``, map images, text-to-speech, mask filters, unknown
-widgets, unknown elements) and bad values are errors naming the element and its line;
-decoration we do not draw (most filters, animators, cameras, 3D attributes) is accepted
-and listed in ``warnings``. Every media URL passes the syntax gate of ``dragon.net.url_policy``.
+Elements we cannot render (``sphere``, unknown widgets, unknown elements) and bad values
+are errors naming the element and its line; decoration we do not draw (some filters,
+animators we cannot read) is accepted and listed in ``warnings``. Every media URL passes
+the syntax gate of ``dragon.net.url_policy``.
 
 Normalisations, so later stages see only core SXML: ``director.theme.*`` widgets are
 rewritten (``widgets.py``), and a bare ``image``/``video`` in a sequence or stack is
@@ -31,7 +31,7 @@ import defusedxml
 import defusedxml.sax
 
 from dragon.net.url_policy import source_problem
-from dragon.sxml import beatsync, ducking, looks, maps, motion, speech, widgets
+from dragon.sxml import beatsync, ducking, looks, maps, masks, motion, speech, widgets
 from dragon.sxml.model import (
     ADAPTERS,
     ATOMS,
@@ -96,13 +96,12 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     | {"type", "align", "fontsize", "fontname", "fontcolor", "backgroundcolor"},
     "overlay": TIME | PLACE,
     "transition": frozenset({"type", "duration", "direction"}),
-    "filter": TIME | {"type", "alphaStart", "alphaEnd", *looks.ATTRS},
+    "filter": TIME | {"type", "alphaStart", "alphaEnd", *looks.ATTRS, *masks.ATTRS},
     "animator": TIME | {"type", "direction", "angle", "growStart", "growEnd", "mode"},
     "key": frozenset({"time", "pos", "scale", "rot"}),
 }
 ANIMATED = frozenset({"overlay", "text", "effect", "camera"})
 HONOURED_FILTERS = {"alpha", "fitAdapter", "fixedAdapter"}
-REFUSED_FILTERS = {"mask": "mask filters are not supported"}
 TEXT_TYPES = frozenset({"legend", "zone", "advanced"})
 ALIGN_WORDS = {"left", "right", "center", "centre", "top", "bottom", "middle", "justify"}
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
@@ -561,15 +560,16 @@ class _Checker:
 
     def _filter(self, node: Node) -> None:
         kind = node.attrs.get("type", "")
-        if kind in REFUSED_FILTERS:
-            raise DefinitionError(node, f'type="{kind}" is not supported: {REFUSED_FILTERS[kind]}')
         if kind in looks.LOOKS:
             looks.check(node, self.warn)
+        elif kind in masks.MASKS:
+            node.children = masks.check(node, self.warn)  # its picture, checked as media
+            return
         elif kind not in HONOURED_FILTERS:
             self.warn(f'<filter type="{kind[:40]}"> is ignored ({node.position})', ("filter", kind))
         node.number("alphaStart", maximum=1)
         node.number("alphaEnd", maximum=1)
-        node.children = []  # a filter's own media (masks, displacement maps) is not drawn
+        node.children = []  # a filter's own media (displacement maps...) is not drawn
 
     def _animator(self, node: Node) -> None:
         motion.check(node)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dragon.media.probe import MediaInfo, input_args, path_input_args
-from dragon.sxml import layout, looks, motion, transitions
+from dragon.sxml import layout, looks, masks, motion, transitions
 from dragon.sxml.assets import is_kenburns, media_mode
 from dragon.sxml.filtergraph import Graph, Layer
 from dragon.sxml.model import MULTI_EFFECTS, DefinitionError, Node
@@ -694,8 +694,36 @@ class Picture:
 
     # -- filters ----------------------------------------------------------------------------
     def filtered(self, node: Node, layer: Layer) -> Layer:
-        """``node``'s layer with its filters: its looks (``looks.py``), then its opacity."""
-        return self.alpha_filters(node, self.look_filters(node, layer))
+        """``node``'s layer with its filters: its looks (``looks.py``), its masks
+        (``masks.py``), then its opacity."""
+        layer = self.look_filters(node, layer)
+        for mask in node.children:
+            if mask.tag == "filter" and mask.attrs.get("type") in masks.MASKS and mask.content:
+                layer = self.masked(node, mask, layer)
+        return self.alpha_filters(node, layer)
+
+    def masked(self, node: Node, mask: Node, layer: Layer) -> Layer:
+        """``layer`` shown through ``mask``'s picture during the mask's window (with its own
+        transparency too, the lower of the two)."""
+        first, count = self.frames(mask)
+        if count <= 0:
+            return layer
+        node_first, _ = self.frames(node)
+        start = self.g.seconds(max(0, first - node_first))
+        end = self.g.seconds(first - node_first + count)
+        raster = self.picture_raster(mask.content[0])
+        steps = [f"scale={layer.w}:{layer.h}", *masks.plane_steps(mask)]
+        steps.append(f"loop=loop={layer.frames - 1}:size=1:start=0,setsar=1")
+        plane = self.g.chain([self.picture_input(raster)], ",".join(steps))
+        if layer.alpha:
+            picture, own = self.g.split(layer.label, 2)
+            plane = self.g.chain(
+                [self.g.chain([own], "alphaextract"), plane], "blend=all_mode=darken"
+            )
+        else:
+            picture = self.g.chain([layer.label], "format=yuva420p")
+        label = self.g.chain([picture, plane], f"alphamerge=enable='between(t,{start},{end})'")
+        return dataclasses.replace(layer, label=label, alpha=True)
 
     def look_filters(self, node: Node, layer: Layer) -> Layer:
         """Each look filter of ``node`` for the filter's window (within the node's)."""

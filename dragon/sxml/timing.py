@@ -186,6 +186,9 @@ def _assign(node: Node, begin: float, duration: float, limit: float) -> None:
             camera.begin, camera.end, camera.duration = node.begin, node.end, duration
             for animator in camera.kids({"animator"}):
                 _assign_placed(camera, animator)
+    elif tag == "filter":  # a mask's picture: the filter's time
+        for child in node.content:
+            _assign(child, begin, duration, node.end)
     for child in node.kids({"filter", "animator"}):
         _assign_placed(node, child)
 

@@ -102,7 +102,6 @@ def test_empty_definition():
         ('<effect type="none"><image type="map" center="95,2"/></effect>', ["<image>", "Earth"]),
         ('<audio voice="neospeech:julie"/>', ["<audio>", "no text to speak"]),
         ("<audio/>", ["<audio>", "filename or text"]),
-        (f'<effect type="none">{IMAGE}<filter type="mask"/></effect>', ["<filter>", "mask"]),
         ('<widget type="slideshow.reflect.simple.index"/>', ["<widget>", "not supported"]),
         ("<blink/>", ["<blink>", "not an SXML element"]),
         (f'<transition/><effect type="none">{IMAGE}</effect>', ["<transition>", "between"]),
