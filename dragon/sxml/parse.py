@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import re
 import xml.sax
 import xml.sax.handler
+from collections.abc import Callable
 from xml.sax.xmlreader import AttributesImpl, Locator
 
 import defusedxml
@@ -337,6 +339,8 @@ class _Checker:
             if child.tag not in allowed:
                 self.fail(child, f"is not allowed inside <{node.tag}>")
                 continue
+            if child.tag == "animator" and not self._readable(child):
+                continue
             if child.tag in MEDIA and node.tag in ("body", "sequence", "stack"):
                 child = _wrap(child)
             kids.append(child)
@@ -351,21 +355,47 @@ class _Checker:
                 continue
             self.element(child)
 
+    def _readable(self, animator: Node) -> bool:
+        """Whether we can draw ``animator``; if not, it is left out with a warning, never
+        refused: animators were accepted whatever they held before they were drawn."""
+        try:
+            motion.check(animator)
+        except DefinitionError as exc:
+            self.warn(f"{exc.message}: this animator is ignored")
+            return False
+        return True
+
+    def _lenient(self, node: Node, name: str, read: Callable[[], object]) -> None:
+        """``read`` the decoration attribute ``name`` of ``node``; a value it cannot take is
+        warned about and the default used, never refused."""
+        try:
+            read()
+        except DefinitionError as exc:
+            self.warn(f"{exc.message}; the default is used")
+            del node.attrs[name]
+
+    def _opacity(self, node: Node, name: str) -> None:
+        """An opacity out of 0..1 is warned about and the nearest bound used; one that is
+        not a number, the default."""
+        try:
+            node.number(name, maximum=1)
+        except DefinitionError as exc:
+            try:
+                value = min(1.0, max(0.0, float(node.attrs[name])))
+            except ValueError:
+                self.warn(f"{exc.message}; the default is used")
+                del node.attrs[name]
+                return
+            if math.isnan(value):
+                value = 1.0
+            self.warn(f"{exc.message}; {value:g} is used")
+            node.attrs[name] = repr(value)
+
     def _camera(self, camera: Node) -> None:
         """A stack's camera moves the picture through its animators (picture.py); its
-        scale keys have no meaning we draw. Cameras were accepted whatever they held
-        before they were drawn: an animator we cannot read is left out with a warning,
-        never refused."""
-        readable = []
-        for child in camera.children:
-            try:
-                if child.tag == "animator":
-                    motion.check(child)
-            except DefinitionError as exc:
-                self.warn(f"{exc.message}: this camera animator is ignored")
-                continue
-            readable.append(child)
-        camera.children = readable
+        scale keys have no meaning we draw. An animator we cannot read is left out with a
+        warning (``_readable``)."""
+        camera.children = [c for c in camera.children if c.tag != "animator" or self._readable(c)]
         keys = (k for a in camera.kids({"animator"}) for k in a.kids({"key"}))
         if any(k.attrs.get("scale") for k in keys):
             self.warn(f"{camera.where()}: a camera's scale keys are not drawn")
@@ -439,7 +469,8 @@ class _Checker:
                 ("adapter", adapter),
             )
             del node.attrs["adapter"]
-        node.choice("direction", frozenset({"positive", "negative"}), "positive")
+        directions = frozenset({"positive", "negative"})
+        self._lenient(node, "direction", lambda: node.choice("direction", directions, "positive"))
         content = node.content
         if kind in SINGLE_EFFECTS and len(content) != 1:
             raise DefinitionError(
@@ -556,7 +587,7 @@ class _Checker:
             )
             node.attrs["type"] = "crossfade"
         node.number("duration", maximum=60)
-        node.choice("direction", DIRECTIONS, "left")
+        self._lenient(node, "direction", lambda: node.choice("direction", DIRECTIONS, "left"))
 
     def _filter(self, node: Node) -> None:
         kind = node.attrs.get("type", "")
@@ -567,8 +598,8 @@ class _Checker:
             return
         elif kind not in HONOURED_FILTERS:
             self.warn(f'<filter type="{kind[:40]}"> is ignored ({node.position})', ("filter", kind))
-        node.number("alphaStart", maximum=1)
-        node.number("alphaEnd", maximum=1)
+        for name in ("alphaStart", "alphaEnd"):
+            self._opacity(node, name)
         node.children = []  # a filter's own media (displacement maps...) is not drawn
 
     def _animator(self, node: Node) -> None:

@@ -238,9 +238,31 @@ def test_a_transition_with_nothing_after_it_is_dropped():
         ('<animator type="grow" growStart="far"/>', ["growStart", "not a number"]),
     ],
 )
-def test_unreadable_animators_are_refused(animator, words):
-    messages = errors_of(movie(f'<effect type="none">{IMAGE}{animator}</effect>'))
-    assert any(all(w in m for w in words) for m in messages), messages
+def test_unreadable_animators_are_left_out_with_a_warning(animator, words):
+    definition = parse(movie(f'<effect type="none">{IMAGE}{animator}</effect>'))
+    assert not definition.body.children[0].kids({"animator"})
+    messages = definition.warnings
+    assert any(all(w in m for w in words) and "ignored" in m for m in messages), messages
+
+
+def test_unreadable_decoration_values_take_defaults_with_a_warning():
+    definition = parse(
+        movie(
+            f'<effect type="kenburns" direction="inwards">{IMAGE}'
+            '<filter type="alpha" alphaStart="-0.3" alphaEnd="1.5"/>'
+            '<filter type="alpha" alphaEnd="opaque"/></effect>'
+            '<transition type="move" direction="diagonal"/>'
+            f'<effect type="none">{IMAGE}</effect>'
+        )
+    )
+    effect, transition = definition.body.children[0], definition.body.children[1]
+    assert "direction" not in effect.attrs and "direction" not in transition.attrs
+    fades = effect.filters("alpha")
+    assert fades[0].number("alphaStart") == 0 and fades[0].number("alphaEnd") == 1
+    assert "alphaEnd" not in fades[1].attrs
+    text = "\n".join(definition.warnings)
+    for word in ("inwards", "diagonal", "-0.3", "1.5", "opaque"):
+        assert word in text, text
 
 
 @pytest.mark.parametrize("start, end", [("-0.3", "0.0"), ("-1e5", "3"), ("0.5", "1")])
