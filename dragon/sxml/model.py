@@ -31,7 +31,7 @@ SINGLE_EFFECTS = frozenset(
 )
 MULTI_EFFECTS = frozenset({"diving", "rotator", "sliding", "square"})
 EFFECTS = SINGLE_EFFECTS | MULTI_EFFECTS
-# Single-media effects drawn as kenburns (their 3D look has no ffmpeg equivalent).
+# Single-media effects whose picture zooms as kenburns does (under their own looks).
 KENBURNS_LIKE = frozenset({"kenburns", "panel", "flower", "explode", "slice", "rectangles"})
 
 ADAPTERS = frozenset(

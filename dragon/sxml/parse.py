@@ -39,6 +39,7 @@ from dragon.sxml.model import (
     ATOMS,
     DIRECTIONS,
     EFFECTS,
+    KENBURNS_LIKE,
     MEDIA,
     MULTI_EFFECTS,
     PLACEMENT,
@@ -483,11 +484,15 @@ class _Checker:
                 node,
                 f'type="{kind}" needs 1 to {MAX_EFFECT_MEDIA} images or videos, not {len(content)}',
             )
-        drawn = ("none", "kenburns", "panel", "slice", "rectangles", "explode", "flower")
-        if kind not in drawn and kind not in MULTI_EFFECTS:
+        if kind != "none" and kind not in KENBURNS_LIKE and kind not in MULTI_EFFECTS:
             self.warn(
-                f'<effect type="{kind}"> is drawn as kenburns ({node.position})',
+                f'<effect type="{kind[:40]}"> is drawn as type="none" ({node.position})',
                 ("effect-type", kind),
+            )
+        elif kind in KENBURNS_LIKE and content and content[0].tag != "image":
+            self.warn(
+                f'<effect type="{kind}">: its zoom and look are drawn for pictures; a clip or '
+                f'an element inside is drawn as in type="none" ({node.position})'
             )
 
     def _image(self, node: Node) -> None:

@@ -245,6 +245,13 @@ def test_unreadable_animators_are_left_out_with_a_warning(animator, words):
     assert any(all(w in m for w in words) and "ignored" in m for m in messages), messages
 
 
+def test_a_clip_in_an_effect_drawn_for_pictures_is_warned_about():
+    definition = parse(
+        movie('<effect type="panel"><video filename="http://media.test/clip.mp4"/></effect>')
+    )
+    assert any("drawn for pictures" in w for w in definition.warnings), definition.warnings
+
+
 def test_unreadable_decoration_values_take_defaults_with_a_warning():
     definition = parse(
         movie(
