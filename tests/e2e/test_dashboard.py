@@ -260,4 +260,8 @@ def test_older_tasks_page_by_page_filters_from_the_server_and_search_by_key(make
     page.wait_for_function("() => document.querySelectorAll('#tasks tbody tr').length >= 60")
     page.click("#more")
     page.wait_for_selector("#more", state="hidden")
+    # Rows are drawn on the next frame after their page arrives (scheduleRender).
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#tasks tbody tr').length === {len(newest)}"
+    )
     assert rows_shown(page) == newest

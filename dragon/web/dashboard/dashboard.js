@@ -201,6 +201,9 @@
     if (listing.done || listing.loading) return;
     if (listing.cursor) params.set("cursor", listing.cursor);
     listing.loading = true;
+    // Disabled while a page loads: a click now would ask for the page after a cursor
+    // that is about to change (and was dropped), so it waits for the page.
+    $("more").disabled = true;
     showError("list-error", "");
     try {
       const page = await api("GET", `/v2/tasks?${params}`);
@@ -213,6 +216,7 @@
       showError("list-error", `Older tasks: ${error.message}`);
     } finally {
       if (listing.filters === filters) listing.loading = false;
+      $("more").disabled = listing.loading;
       $("more").hidden = listing.done;
       scheduleRender();
     }
