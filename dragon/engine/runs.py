@@ -42,6 +42,9 @@ class Run:
     # The task was cancelled while it ran here: its end is written already (by the cancel),
     # its run is stopped without writing one, and whatever it stored is removed.
     cancelled: bool = False
+    # Its end is written: it no longer counts as executing, though its files and slot are
+    # still being let go (``/healthz`` agrees with the documents).
+    ended: bool = False
 
     @property
     def queued(self) -> bool:

@@ -219,7 +219,9 @@ class Scheduler:
         return sum(lane.queue.size for lane in self.lanes.values()) + self._unbegun.total()
 
     def executing_count(self) -> int:
-        return sum(1 for run in self._runs.values() if run.begun)
+        return sum(
+            1 for run in self._runs.values() if run.begun and not run.ended and not run.cancelled
+        )
 
     def queued_in(self, lane: str) -> int:
         return self.lanes[lane].queue.size + self._unbegun[lane]
@@ -573,6 +575,8 @@ class Scheduler:
                 dependents=dependents,
             )
         )
+        if run is not None:
+            run.ended = True
         if row is not None:
             self.bus.publish(key, documents.document(row))
             self._released(dependents)

@@ -175,7 +175,14 @@ def test_rows_are_compact_an_error_at_most_two_lines_until_expanded(page, tmp_pa
     full = details.locator(".error.full").inner_text()
     assert full.split(":")[0] == clamped.split(":")[0] == "parameters"
     assert len(full) > 1000 and "nope-" in full
-    assert details.bounding_box()["height"] > 4 * 20  # the whole error, many lines
+    # The whole error, many lines (measured in the page: a render may redraw the row).
+    page.wait_for_function(
+        """key => {
+            const row = document.querySelector(`tr.details[data-details-of="${key}"]`);
+            return row !== null && row.getBoundingClientRect().height > 4 * 20;
+        }""",
+        arg=key,
+    )
     [after] = row_lines(page, f'#tasks tr.task[data-key="{key}"]')
     assert after["lines"] <= 2.05  # the row itself stays compact
     details.locator("details.diagnostics, .hint").first.wait_for()
