@@ -598,7 +598,7 @@ class _Checker:
         kind = node.attrs.get("type", "")
         if kind in looks.LOOKS:
             looks.check(node, self.warn)
-        elif kind in masks.MASKS:
+        elif kind in masks.PICTURED:
             node.children = masks.check(node, self.warn)  # its picture, checked as media
             return
         elif kind not in HONOURED_FILTERS:

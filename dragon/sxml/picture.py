@@ -694,36 +694,66 @@ class Picture:
 
     # -- filters ----------------------------------------------------------------------------
     def filtered(self, node: Node, layer: Layer) -> Layer:
-        """``node``'s layer with its filters: its looks (``looks.py``), its masks
-        (``masks.py``), then its opacity."""
+        """``node``'s layer with its filters: its looks (``looks.py``), those that read a
+        picture (``masks.py``), then its opacity."""
         layer = self.look_filters(node, layer)
-        for mask in node.children:
-            if mask.tag == "filter" and mask.attrs.get("type") in masks.MASKS and mask.content:
-                layer = self.masked(node, mask, layer)
+        for f in node.children:
+            if f.tag == "filter" and f.attrs.get("type") in masks.PICTURED and f.content:
+                layer = self.pictured(node, f, layer)
         return self.alpha_filters(node, layer)
 
-    def masked(self, node: Node, mask: Node, layer: Layer) -> Layer:
-        """``layer`` shown through ``mask``'s picture during the mask's window (with its own
-        transparency too, the lower of the two)."""
-        first, count = self.frames(mask)
+    def pictured(self, node: Node, f: Node, layer: Layer) -> Layer:
+        """``layer`` with the filter ``f`` that reads its picture (stretched over the
+        layer, held for its frames), during ``f``'s window."""
+        first, count = self.frames(f)
         if count <= 0:
             return layer
         node_first, _ = self.frames(node)
         start = self.g.seconds(max(0, first - node_first))
         end = self.g.seconds(first - node_first + count)
-        raster = self.picture_raster(mask.content[0])
-        steps = [f"scale={layer.w}:{layer.h}", *masks.plane_steps(mask)]
-        steps.append(f"loop=loop={layer.frames - 1}:size=1:start=0,setsar=1")
-        plane = self.g.chain([self.picture_input(raster)], ",".join(steps))
-        if layer.alpha:
-            picture, own = self.g.split(layer.label, 2)
+        window = f"enable='between(t,{start},{end})'"
+        held = f"loop=loop={layer.frames - 1}:size=1:start=0,setsar=1"
+        picture = self.g.chain(
+            [self.picture_input(self.picture_raster(f.content[0]))], f"scale={layer.w}:{layer.h}"
+        )
+        kind = f.attrs["type"]
+        if kind == "displacement":
+            return self.displaced(f, layer, picture, held, window)
+        if kind == "maskedBlur":
+            planar = "gbrap" if layer.alpha else "gbrp"  # maskedmerge: alike, full planes
+            mask = self.g.chain([picture], f"format=gray,{held},format={planar}")
+            sharp, soft = self.g.split(self.g.chain([layer.label], f"format={planar}"), 2)
+            sigma = round(max(0.1, masks.number(f, "radius") * self.g.height), 2)
+            soft = self.g.chain([soft], f"gblur=sigma={sigma}")
+            back = "yuva420p" if layer.alpha else "yuv420p"
+            label = self.g.chain([sharp, soft, mask], f"maskedmerge={window},format={back}")
+            return dataclasses.replace(layer, label=label)
+        plane = self.g.chain([picture], ",".join([*masks.plane_steps(f), held]))
+        if layer.alpha:  # its own transparency too: the lower of the two
+            shown, own = self.g.split(layer.label, 2)
             plane = self.g.chain(
                 [self.g.chain([own], "alphaextract"), plane], "blend=all_mode=darken"
             )
         else:
-            picture = self.g.chain([layer.label], "format=yuva420p")
-        label = self.g.chain([picture, plane], f"alphamerge=enable='between(t,{start},{end})'")
+            shown = self.g.chain([layer.label], "format=yuva420p")
+        label = self.g.chain([shown, plane], f"alphamerge={window}")
         return dataclasses.replace(layer, label=label, alpha=True)
+
+    def displaced(self, f: Node, layer: Layer, picture: str, held: str, window: str) -> Layer:
+        """``displacement``: ``layer`` read from where the picture's red and green say
+        (``masks.displacement_maps``)."""
+        planar = "gbrap" if layer.alpha else "gbrp"  # displace: alike, full planes
+        source = self.g.split(self.g.chain([picture], "format=rgba"), 2)
+        xs, ys = (
+            self.g.chain([part], f"{step},{held},format={planar}")
+            for part, step in zip(source, masks.displacement_maps(f, self.g.height), strict=True)
+        )
+        back = "yuva420p" if layer.alpha else "yuv420p"
+        label = self.g.chain(
+            [self.g.chain([layer.label], f"format={planar}"), xs, ys],
+            f"displace=edge=smear:{window},format={back}",
+        )
+        return dataclasses.replace(layer, label=label)
 
     def look_filters(self, node: Node, layer: Layer) -> Layer:
         """Each look filter of ``node`` for the filter's window (within the node's)."""

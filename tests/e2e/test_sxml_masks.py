@@ -129,4 +129,59 @@ def test_a_mask_without_a_picture_is_ignored_with_a_warning(dragon_server, origi
         {"task_name": "video.create", "definition": definition, "profile": "240p"}
     )
     assert status["status"] == "success", status
-    assert any("mask needs a picture" in w for w in status["result"]["warnings"])
+    assert any("needs a picture" in w for w in status["result"]["warnings"])
+
+
+def detail(picture: np.ndarray) -> float:
+    """Mean difference between horizontal neighbours: high for sharp stripes."""
+    return float(np.abs(np.diff(picture.mean(axis=2), axis=1)).mean())
+
+
+def test_masked_blur_blurs_where_its_picture_is_light(dragon_server, origin, tmp_path):
+    stripes = np.zeros((240, 320, 3), np.uint8)
+    stripes[:, (np.arange(320) // 4) % 2 == 1] = 255
+    striped = origin.add("masks/stripes.png", png(Image.fromarray(stripes)), "image/png")
+    url = origin.add("masks/halves.png", halves((255, 255, 255), (0, 0, 0)), "image/png")
+    definition = (
+        '<movie service="craftsman-1.0"><body>'
+        f'<effect type="none" duration="2"><image filename="{striped}"/>'
+        f'<filter type="maskedBlur" radius="0.02" margin-start="1"><image filename="{url}"/>'
+        "</filter></effect></body></movie>"
+    )
+    status = dragon_server.run_task(
+        {"task_name": "video.create", "definition": definition, "profile": "240p"}
+    )
+    assert status["status"] == "success" and not status["result"].get("warnings"), status
+    path = tmp_path / "masked-blur.mp4"
+    path.write_bytes(dragon_server.get(status["result"]["export"]).body)
+    before, during = frame(path, 12), frame(path, 37)
+    left, right = slice(10, W // 3), slice(2 * W // 3, W - 10)
+    assert detail(during[:, left]) < 0.3 * detail(before[:, left])  # light: blurred
+    assert detail(during[:, right]) > 0.9 * detail(before[:, right])  # dark: sharp
+
+
+def test_displacement_moves_pixels_by_its_picture(dragon_server, origin, tmp_path):
+    two = origin.add("masks/two.png", halves((255, 0, 0), (0, 0, 255)), "image/png")
+    # Red 255: each pixel read 0.05 of the height (12 pixels) further right; green 128: still.
+    push = origin.add(
+        "masks/push.png", media.image_bytes(64, 48, (255, 128, 0), "PNG"), "image/png"
+    )
+    definition = (
+        '<movie service="craftsman-1.0"><body>'
+        f'<effect type="none" duration="2"><image filename="{two}"/>'
+        f'<filter type="displacement" margin-start="1"><image filename="{push}"/></filter>'
+        "</effect></body></movie>"
+    )
+    status = dragon_server.run_task(
+        {"task_name": "video.create", "definition": definition, "profile": "240p"}
+    )
+    assert status["status"] == "success" and not status["result"].get("warnings"), status
+    path = tmp_path / "displaced.mp4"
+    path.write_bytes(dragon_server.get(status["result"]["export"]).body)
+
+    def edge(picture: np.ndarray) -> int:
+        row = picture[H // 2]
+        return int(np.argmax(row[:, 2] > row[:, 0]))  # the first blue column
+
+    before, during = edge(frame(path, 12)), edge(frame(path, 37))
+    assert 9 <= before - during <= 15  # the edge moved 12 pixels to the left
