@@ -622,6 +622,14 @@ GRAPH_FAILED = re.compile(
 )
 
 
+# What ffmpeg prints when the graph's text itself is wrong: our bug, not the movie's size.
+GRAPH_MISWRITTEN = re.compile(
+    r"no such filter|option '?[\w-]+'? not found|error parsing (?:a )?filter"
+    r"|no option name near|unable to parse option",
+    re.I,
+)
+
+
 def unbuildable(error: errors.TaskError, graph: Graph) -> errors.TaskError:
     """``error`` as a user can act on it when ffmpeg could not build the movie's
     filtergraph: its text ("Error reinitializing filters!") stays in the diagnostics.
@@ -630,14 +638,15 @@ def unbuildable(error: errors.TaskError, graph: Graph) -> errors.TaskError:
     room to hold it: each input and filter takes frame pools and threads whose stacks count
     against the tool's address space (measured: 20 crossfading photos at 1080p fail under
     2 GiB while 780 MB are resident, and fit with a single filter thread). Under a memory
-    limit that is ``resource_limit``, even when ffmpeg names no cause.
+    limit that is ``resource_limit``, even when ffmpeg names no cause. A graph ffmpeg could
+    not read (``GRAPH_MISWRITTEN``) is left as it failed: that one is ours to fix.
     """
     stderr = (error.tool or {}).get("stderr", "")
     failed = error.code in (errors.PROCESS_FAILED, errors.RESOURCE_LIMIT)
     # Where ffmpeg runs out of its room depends on the load: building the graph, or later
     # an encoder's malloc. Either way the movie did not fit, and the advice is the same.
     ran_out = error.code == errors.RESOURCE_LIMIT and processes.OUT_OF_MEMORY.search(stderr)
-    if not ran_out and not (failed and GRAPH_FAILED.search(stderr)):
+    if GRAPH_MISWRITTEN.search(stderr) or not (ran_out or (failed and GRAPH_FAILED.search(stderr))):
         return error
     inputs = f"{len(graph.inputs)} inputs at {graph.width}x{graph.height}"
     limit = processes.tool_memory()

@@ -112,3 +112,10 @@ def test_an_unbuildable_graph_says_what_to_do(monkeypatch):
     # Other failures are left as they are.
     other = graph_failure(errors.PROCESS_FAILED, "Invalid data found when processing input\n")
     assert render.unbuildable(other, graph) is other
+    # A graph ffmpeg could not read is our bug, not the movie's size: left as it failed.
+    ours = graph_failure(
+        errors.PROCESS_FAILED,
+        "[AVFilterGraph @ 0x1] No option name near 'enable=1'\n"
+        "Error initializing complex filters.\n",
+    )
+    assert render.unbuildable(ours, graph) is ours
