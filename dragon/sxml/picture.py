@@ -363,7 +363,7 @@ class Picture:
             else:
                 layer = self.still(raster, count)
         elif media.tag == "video":
-            layer = self.video(media, count, self.full, media_mode(effect, media))
+            layer = self.video(media, count, self.full, media_mode(effect, media), effect)
         else:
             return self.visual(media, opaque)
         return self.filtered(media, layer)
@@ -425,7 +425,13 @@ class Picture:
         )
         return Layer(label, count, x, y, w, h, a < 255)
 
-    def video(self, node: Node, count: int, box: layout.Box, mode: str) -> Layer:
+    def video(
+        self, node: Node, count: int, box: layout.Box, mode: str, parent: Node | None = None
+    ) -> Layer:
+        """A clip in ``box`` for ``count`` frames, at its ``speed`` from its ``skip``. With
+        a ``motionInterpolate`` filter (on it or on its ``parent``), the frames the movie's
+        rate needs between the clip's own are made by motion-compensated interpolation
+        (ffmpeg's ``minterpolate``, costly) rather than repeated: slow motion flows."""
         info = self.media[node.attrs["filename"]]
         speed = node.number("speed", 1.0) or 1.0
         skip = (node.number("skip", 0.0) or 0.0) + self.skipped(node) * speed / float(self.g.rate)
@@ -447,9 +453,15 @@ class Picture:
         else:
             scale = f"scale={w}:{h}"
         fmt = "yuva420p" if info.alpha else "yuv420p"
+        rate = f"fps={self.g.rate_text}"
+        if any(n.filters("motionInterpolate") for n in (node, parent) if n is not None):
+            rate = (
+                f"minterpolate=fps={self.g.rate_text}:mi_mode=mci:mc_mode=aobmc:vsbmc=1,"
+                f"settb={self.g.time_base},setpts=N"  # its timestamps, frame by frame
+            )
         label = self.g.chain(
             [f"{index}:v"],
-            f"{retime},fps={self.g.rate_text},{scale},setsar=1,"
+            f"{retime},{rate},{scale},setsar=1,"
             f"format={fmt},tpad=stop=-1:stop_mode=clone,"
             f"trim=end_frame={count}",
         )
@@ -472,7 +484,7 @@ class Picture:
             info = self.media[media.attrs["filename"]]
             size = info.display_size or (16, 9)
             box = layout.place(spec, self.g.width, self.g.height, size[0] / size[1])
-            layer = self.video(media, count, box, media_mode(node, media))
+            layer = self.video(media, count, box, media_mode(node, media), node)
         else:
             inner = self.visual(media, opaque=False)
             if inner is None:

@@ -185,3 +185,28 @@ def test_displacement_moves_pixels_by_its_picture(dragon_server, origin, tmp_pat
 
     before, during = edge(frame(path, 12)), edge(frame(path, 37))
     assert 9 <= before - during <= 15  # the edge moved 12 pixels to the left
+
+
+def test_motion_interpolate_makes_the_frames_between_a_clips_own(dragon_server, origin, tmp_path):
+    """A 5 frames a second clip in a 25 frames a second movie: repeated, each of its frames
+    shows five times; interpolated, every movie frame differs from the one before."""
+    clip = media.video(tmp_path / "slow.mp4", duration=2.0, rate=5, audio=False)
+    url = origin.add_file("masks/slow.mp4", clip, "video/mp4")
+
+    def changes(filters: str) -> int:
+        definition = (
+            '<movie service="craftsman-1.0"><body>'
+            f'<effect type="none" duration="1.6"><video filename="{url}"/>{filters}</effect>'
+            "</body></movie>"
+        )
+        status = dragon_server.run_task(
+            {"task_name": "video.create", "definition": definition, "profile": "240p"}
+        )
+        assert status["status"] == "success" and not status["result"].get("warnings"), status
+        path = tmp_path / f"clip{len(filters)}.mp4"
+        path.write_bytes(dragon_server.get(status["result"]["export"]).body)
+        frames = [frame(path, i) for i in range(5, 25)]
+        return sum(np.abs(b - a).mean() > 0.5 for a, b in zip(frames, frames[1:], strict=False))
+
+    assert changes("") <= 5  # one change per clip frame
+    assert changes('<filter type="motionInterpolate"/>') >= 15
