@@ -21,6 +21,7 @@ from dragon.sxml.text import TextJob, render_text
 
 WHITE = (255, 255, 255, 255)
 FIT_FILTERS = ("fitAdapter", "fixedAdapter")
+PAN = "panoramicAdapter"
 DRAW_CONCURRENCY = 4
 
 
@@ -30,9 +31,14 @@ def is_kenburns(effect: Node) -> bool:
 
 
 def media_mode(parent: Node, media: Node) -> str:
-    """``fill``, ``fit`` or ``stretch``: how ``media`` fills its effect or overlay box."""
+    """``fill``, ``fit``, ``stretch`` or ``pan``: how ``media`` fills its effect or overlay
+    box (``pan``: a picture covering the box, panned across it over its time)."""
     if any(n.filters(f) for n in (parent, media) for f in FIT_FILTERS):
         return "fit"
+    if media.tag == "image" and (
+        parent.attrs.get("adapter") == PAN or any(n.filters(PAN) for n in (parent, media))
+    ):
+        return "pan"
     if parent.tag == "overlay":
         return "stretch"
     adapter = parent.attrs.get("adapter", "kenburnsAdapter")

@@ -104,7 +104,13 @@ IMPLEMENTED: dict[str, frozenset[str]] = {
     "key": frozenset({"time", "pos", "scale", "rot"}),
 }
 ANIMATED = frozenset({"overlay", "text", "effect", "camera"})
-HONOURED_FILTERS = {"alpha", "fitAdapter", "fixedAdapter", "motionInterpolate"}
+HONOURED_FILTERS = {
+    "alpha",
+    "fitAdapter",
+    "fixedAdapter",
+    "panoramicAdapter",
+    "motionInterpolate",
+}
 TEXT_TYPES = frozenset({"legend", "zone", "advanced"})
 ALIGN_WORDS = {"left", "right", "center", "centre", "top", "bottom", "middle", "justify"}
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")

@@ -347,7 +347,10 @@ class Picture:
         elif media.tag == "image":
             raster = self.picture_raster(media)
             negative = effect.attrs.get("direction") == "negative"
-            if is_kenburns(effect):
+            if media_mode(effect, media) == "pan":
+                total = self.g.span(media.begin, media.end)[1]
+                layer = self.panned(raster, count, total, self.skipped(media))
+            elif is_kenburns(effect):
                 total = self.g.span(media.begin, media.end)[1]
                 layer = self.kenburns(raster, count, total, self.skipped(media), negative)
                 if effect.attrs.get("type") == "panel":
@@ -397,6 +400,20 @@ class Picture:
             f":fps={self.g.rate_text},setsar=1",
         )
         return Layer(label, count, raster.x, raster.y, raster.w, raster.h, raster.alpha)
+
+    def panned(self, raster: Raster, count: int, total: int, skip: int) -> Layer:
+        """Frames ``skip`` to ``skip + count`` of a ``total``-frame pan across a picture
+        that covers its box and is wider (left to right) or taller (top to bottom)."""
+        w, h = raster.w, raster.h
+        across = f"(n+{skip})/{max(1, total - 1)}"
+        fmt = "yuva420p" if raster.alpha else "yuv420p"
+        label = self.g.chain(
+            [self.picture_input(raster)],
+            f"format={fmt},loop=loop={count - 1}:size=1:start=0,"
+            f"crop=w='min(iw,ih*{w}/{h})':h='min(ih,iw*{h}/{w})'"
+            f":x='(iw-ow)*{across}':y='(ih-oh)*{across}',scale={w}:{h},setsar=1",
+        )
+        return Layer(label, count, raster.x, raster.y, w, h, raster.alpha)
 
     def picture_input(self, raster: Raster) -> str:
         index = self.g.input(

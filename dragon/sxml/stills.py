@@ -57,7 +57,7 @@ class StillJob:
     out: str  # without extension: .jpg for opaque pictures, .png with transparency
     frame: tuple[int, int]
     spec: dict[str, float] | None  # placement (overlays); None: the whole frame
-    mode: str  # fill | fit | stretch
+    mode: str  # fill | fit | stretch | pan (fill without the crop: panned across later)
     scale: int  # at most this many source pixels per frame pixel (kenburns: 2)
     max_pixels: int
 
@@ -71,6 +71,9 @@ def render_still(job: StillJob) -> Raster:
         cover = max(w / upright[0], h / upright[1])
         factor = min(job.scale, max(1.0, 1 / cover))  # never upscale past the source
         size = (max(2, even(w * factor)), max(2, even(h * factor)))
+        if job.mode == "pan":  # as much wider (or taller) than the box as the picture is
+            ratio = max(size[0] / upright[0], size[1] / upright[1])
+            size = (max(2, even(upright[0] * ratio)), max(2, even(upright[1] * ratio)))
         if job.mode == "fill":
             ratio = max(size[0] / upright[0], size[1] / upright[1])
             need = (upright[0] * ratio, upright[1] * ratio)

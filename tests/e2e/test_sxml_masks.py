@@ -210,3 +210,33 @@ def test_motion_interpolate_makes_the_frames_between_a_clips_own(dragon_server, 
 
     assert changes("") <= 5  # one change per clip frame
     assert changes('<filter type="motionInterpolate"/>') >= 15
+
+
+def test_a_panoramic_picture_is_panned_across(dragon_server, origin, tmp_path):
+    """A picture three times wider than tall, red, green and blue thirds: panned from its
+    left (red) to its right (blue) over the effect, never squeezed."""
+    wide = Image.new("RGB", (900, 300), (0, 0, 255))
+    ImageDraw.Draw(wide).rectangle((0, 0, 299, 299), fill=(255, 0, 0))
+    ImageDraw.Draw(wide).rectangle((300, 0, 599, 299), fill=(0, 255, 0))
+    url = origin.add("masks/wide.png", png(wide), "image/png")
+    for place in ('adapter="panoramicAdapter"', ""):
+        inner = "" if place else '<filter type="panoramicAdapter"/>'
+        definition = (
+            '<movie service="craftsman-1.0"><body>'
+            f'<effect type="none" duration="4" {place}><image filename="{url}"/>{inner}'
+            "</effect></body></movie>"
+        )
+        status = dragon_server.run_task(
+            {"task_name": "video.create", "definition": definition, "profile": "240p"}
+        )
+        assert status["status"] == "success" and not status["result"].get("warnings"), status
+        path = tmp_path / "panned.mp4"
+        path.write_bytes(dragon_server.get(status["result"]["export"]).body)
+        first, middle, last = frame(path, 0), frame(path, 50), frame(path, 99)
+        assert first[:, :100, 0].mean() > 200  # its left end: red
+        assert middle[:, W // 2 - 20 : W // 2 + 20, 1].mean() > 200  # its middle: green
+        assert last[:, -100:, 2].mean() > 200  # its right end: blue
+        # Not squeezed: the picture is drawn 240 high, so its green third is 240 wide.
+        row = middle[H // 2]
+        green = np.nonzero((row[:, 1] > 150) & (row[:, 0] < 100) & (row[:, 2] < 100))[0]
+        assert 220 <= green.size <= 260
