@@ -652,15 +652,7 @@ class Picture:
         mask = self.field(
             f"255*clip(({reach}*{petals}-hypot({dx},{dy}))/0.15,0,1)", "gray", layer.frames, (w, h)
         )
-        if layer.alpha:  # its own transparency too: the lower of the two
-            picture, own = self.g.split(layer.label, 2)
-            mask = self.g.chain(
-                [self.g.chain([own], "alphaextract"), mask], "blend=all_mode=darken"
-            )
-        else:
-            picture = self.g.chain([layer.label], "format=yuva420p")
-        label = self.g.chain([picture, mask], "alphamerge")
-        return dataclasses.replace(layer, label=label, alpha=True)
+        return self.through(layer, mask, "")
 
     def rectangles(self, media: Node, layer: Layer) -> Layer:
         """``effect type="rectangles"``: the picture appears as rectangles that grow from
@@ -758,14 +750,20 @@ class Picture:
             label = self.g.chain([sharp, soft, mask], f"maskedmerge={window},format={back}")
             return dataclasses.replace(layer, label=label)
         plane = self.g.chain([picture], ",".join([*masks.plane_steps(f), held]))
-        if layer.alpha:  # its own transparency too: the lower of the two
+        return self.through(layer, plane, window)
+
+    def through(self, layer: Layer, plane: str, window: str) -> Layer:
+        """``layer`` whose opacity is the grey ``plane`` (white: opaque), with its own
+        transparency too (the lower of the two); only in ``window`` (``enable=...``) if
+        one is given."""
+        if layer.alpha:
             shown, own = self.g.split(layer.label, 2)
             plane = self.g.chain(
                 [self.g.chain([own], "alphaextract"), plane], "blend=all_mode=darken"
             )
         else:
             shown = self.g.chain([layer.label], "format=yuva420p")
-        label = self.g.chain([shown, plane], f"alphamerge={window}")
+        label = self.g.chain([shown, plane], f"alphamerge={window}" if window else "alphamerge")
         return dataclasses.replace(layer, label=label, alpha=True)
 
     def displaced(self, f: Node, layer: Layer, picture: str, held: str, window: str) -> Layer:

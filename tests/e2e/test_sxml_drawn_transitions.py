@@ -6,28 +6,14 @@ spreading from the centre)."""
 from __future__ import annotations
 
 import io
-import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests.support import media
-
-FPS = 25
-W, H = 426, 240  # the 240p profile
-
-
-def frame(path: Path, index: int) -> np.ndarray:
-    """Frame ``index`` of a video as an RGB array."""
-    out = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{index})"]
-        + ["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    return np.frombuffer(out, np.uint8).reshape(H, W, 3).astype(int)
+from tests.support.movies import H, W, frame
+from tests.support.movies import render as render_movie
 
 
 def stripes() -> bytes:
@@ -39,33 +25,25 @@ def stripes() -> bytes:
     return out.getvalue()
 
 
+def colours(origin) -> tuple[str, str]:
+    return (
+        origin.add("drawn/red.png", media.image_bytes(320, 240, (255, 0, 0), "PNG"), "image/png"),
+        origin.add("drawn/blue.png", media.image_bytes(320, 240, (0, 0, 255), "PNG"), "image/png"),
+    )
+
+
 def render(
     server, origin, kind: str, direction: str, tmp_path: Path, pictures: tuple[str, str] = ()
 ) -> Path:
     """Red for 2 s, then blue (or ``pictures``), through a 1 s ``kind`` transition (frames
-    25 to 49)."""
-    first, second = pictures or (
-        origin.add("drawn/red.png", media.image_bytes(320, 240, (255, 0, 0), "PNG"), "image/png"),
-        origin.add("drawn/blue.png", media.image_bytes(320, 240, (0, 0, 255), "PNG"), "image/png"),
-    )
+    25 to 49): a 3 s movie."""
+    first, second = pictures or colours(origin)
     body = (
         f'<effect type="none" duration="2"><image filename="{first}"/></effect>'
         f'<transition type="{kind}" direction="{direction}" duration="1"/>'
         f'<effect type="none" duration="2"><image filename="{second}"/></effect>'
     )
-    definition = f'<movie service="craftsman-1.0"><body>{body}</body></movie>'
-    status = server.run_task(
-        {"task_name": "video.create", "definition": definition, "profile": "240p"}
-    )
-    assert status["status"] == "success", status
-    result = status["result"]
-    assert result["duration"] == pytest.approx(3.0)
-    assert not result.get("warnings"), result
-    response = server.get(result["export"])
-    assert response.status == 200
-    path = tmp_path / f"{kind}-{direction}.mp4"
-    path.write_bytes(response.body)
-    return path
+    return render_movie(server, body, tmp_path, f"{kind}-{direction}")
 
 
 def red(picture: np.ndarray) -> np.ndarray:
@@ -146,26 +124,12 @@ def test_a_waterdrop_ripples_and_spreads_from_the_centre(dragon_server, origin, 
 def effect(server, origin, kind: str, tmp_path: Path) -> Path:
     """A 6 s ``kind`` effect of a red then a blue picture: the turn between them is frames
     62 to 87 (two 3.5 s slots overlapping by 1 s)."""
-    red_url = origin.add(
-        "drawn/red.png", media.image_bytes(320, 240, (255, 0, 0), "PNG"), "image/png"
-    )
-    blue_url = origin.add(
-        "drawn/blue.png", media.image_bytes(320, 240, (0, 0, 255), "PNG"), "image/png"
-    )
+    red_url, blue_url = colours(origin)
     body = (
         f'<effect type="{kind}" duration="6"><image filename="{red_url}"/>'
         f'<image filename="{blue_url}"/></effect>'
     )
-    definition = f'<movie service="craftsman-1.0"><body>{body}</body></movie>'
-    status = server.run_task(
-        {"task_name": "video.create", "definition": definition, "profile": "240p"}
-    )
-    assert status["status"] == "success", status
-    assert not status["result"].get("warnings"), status
-    response = server.get(status["result"]["export"])
-    path = tmp_path / f"{kind}.mp4"
-    path.write_bytes(response.body)
-    return path
+    return render_movie(server, body, tmp_path, kind)
 
 
 def test_a_rotator_turns_its_pictures_on_a_ring(dragon_server, origin, tmp_path):
@@ -220,21 +184,9 @@ def test_square_brings_the_next_picture_square_by_square(dragon_server, origin, 
 
 
 def test_a_flower_opens_from_the_centre_in_petals(dragon_server, origin, tmp_path):
-    red_url = origin.add(
-        "drawn/red.png", media.image_bytes(320, 240, (255, 0, 0), "PNG"), "image/png"
-    )
-    definition = (
-        '<movie service="craftsman-1.0"><body>'
-        f'<effect type="flower" duration="3"><image filename="{red_url}"/></effect>'
-        "</body></movie>"
-    )
-    status = dragon_server.run_task(
-        {"task_name": "video.create", "definition": definition, "profile": "240p"}
-    )
-    assert status["status"] == "success", status
-    assert not status["result"].get("warnings"), status
-    path = tmp_path / "flower.mp4"
-    path.write_bytes(dragon_server.get(status["result"]["export"]).body)
+    red_url, _ = colours(origin)
+    body = f'<effect type="flower" duration="3"><image filename="{red_url}"/></effect>'
+    path = render_movie(dragon_server, body, tmp_path, "flower")
     early, later, whole = frame(path, 8), frame(path, 14), frame(path, 40)
     shown = red(early)
     # A third of a second in: red in the middle, black at the corners, and petals: along

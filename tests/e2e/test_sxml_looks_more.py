@@ -8,19 +8,15 @@ Three renders at 240p, parts of 0.4 s; every frame decoded once per movie.
 from __future__ import annotations
 
 import io
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-W, H = 426, 240  # the 240p profile
+from tests.support.movies import H, W, frames, movie
+
 PART = 10  # frames of a part (0.4 s at 25 fps)
-
-
-def movie(body: str) -> str:
-    return f'<movie service="craftsman-1.0"><body>{body}</body></movie>'
 
 
 def create(server, definition: str, **params) -> dict:
@@ -39,16 +35,6 @@ def fetch(server, url: str, tmp_path: Path, name: str) -> Path:
     path = tmp_path / name
     path.write_bytes(response.body)
     return path
-
-
-def frames(path: Path) -> np.ndarray:
-    """Every frame of a video as an RGB array (ints)."""
-    out = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    return np.frombuffer(out, np.uint8).reshape(-1, H, W, 3).astype(int)
 
 
 def png(picture: np.ndarray) -> bytes:

@@ -1,10 +1,10 @@
-"""Mask filters with their picture: the parent shows where the mask says, during the
-filter's window, checked on the frames of real renders through the HTTP API."""
+"""Filters that read a picture inside them (masks, maskedBlur, displacement), the
+panoramic adapter and motionInterpolate, checked on the frames of real renders through
+the HTTP API."""
 
 from __future__ import annotations
 
 import io
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +12,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.support import media
-
-W, H = 426, 240  # the 240p profile
-
-
-def frame(path: Path, index: int) -> np.ndarray:
-    out = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-vf", f"select=eq(n\\,{index})"]
-        + ["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    return np.frombuffer(out, np.uint8).reshape(H, W, 3).astype(int)
+from tests.support.movies import H, W, frame, movie
+from tests.support.movies import render as render_movie
 
 
 def png(picture: Image.Image) -> bytes:
@@ -41,19 +31,8 @@ def halves(left: tuple[int, ...], right: tuple[int, ...], mode: str = "RGB") -> 
 def render(server, origin, filters: str, tmp_path: Path, name: str) -> Path:
     """A 2 s red picture with ``filters`` inside its effect, over black."""
     red = origin.add("masks/red.png", media.image_bytes(320, 240, (255, 0, 0), "PNG"), "image/png")
-    definition = (
-        '<movie service="craftsman-1.0"><body>'
-        f'<effect type="none" duration="2"><image filename="{red}"/>{filters}</effect>'
-        "</body></movie>"
-    )
-    status = server.run_task(
-        {"task_name": "video.create", "definition": definition, "profile": "240p"}
-    )
-    assert status["status"] == "success", status
-    assert not status["result"].get("warnings"), status
-    path = tmp_path / f"{name}.mp4"
-    path.write_bytes(server.get(status["result"]["export"]).body)
-    return path
+    body = f'<effect type="none" duration="2"><image filename="{red}"/>{filters}</effect>'
+    return render_movie(server, body, tmp_path, name)
 
 
 def sides(picture: np.ndarray) -> tuple[float, float]:
@@ -120,13 +99,11 @@ def test_alpha_masks_and_a_colour_mask_and_the_window(dragon_server, origin, tmp
 
 def test_a_mask_without_a_picture_is_ignored_with_a_warning(dragon_server, origin):
     red = origin.add("masks/red.png", media.image_bytes(320, 240, (255, 0, 0), "PNG"), "image/png")
-    definition = (
-        '<movie service="craftsman-1.0"><body>'
-        f'<effect type="none" duration="1"><image filename="{red}"/>'
-        '<filter type="mask"/></effect></body></movie>'
+    body = (
+        f'<effect type="none" duration="1"><image filename="{red}"/><filter type="mask"/></effect>'
     )
     status = dragon_server.run_task(
-        {"task_name": "video.create", "definition": definition, "profile": "240p"}
+        {"task_name": "video.create", "definition": movie(body), "profile": "240p"}
     )
     assert status["status"] == "success", status
     assert any("needs a picture" in w for w in status["result"]["warnings"])
@@ -142,18 +119,12 @@ def test_masked_blur_blurs_where_its_picture_is_light(dragon_server, origin, tmp
     stripes[:, (np.arange(320) // 4) % 2 == 1] = 255
     striped = origin.add("masks/stripes.png", png(Image.fromarray(stripes)), "image/png")
     url = origin.add("masks/halves.png", halves((255, 255, 255), (0, 0, 0)), "image/png")
-    definition = (
-        '<movie service="craftsman-1.0"><body>'
+    body = (
         f'<effect type="none" duration="2"><image filename="{striped}"/>'
         f'<filter type="maskedBlur" radius="0.02" margin-start="1"><image filename="{url}"/>'
-        "</filter></effect></body></movie>"
+        "</filter></effect>"
     )
-    status = dragon_server.run_task(
-        {"task_name": "video.create", "definition": definition, "profile": "240p"}
-    )
-    assert status["status"] == "success" and not status["result"].get("warnings"), status
-    path = tmp_path / "masked-blur.mp4"
-    path.write_bytes(dragon_server.get(status["result"]["export"]).body)
+    path = render_movie(dragon_server, body, tmp_path, "masked-blur")
     before, during = frame(path, 12), frame(path, 37)
     left, right = slice(10, W // 3), slice(2 * W // 3, W - 10)
     assert detail(during[:, left]) < 0.3 * detail(before[:, left])  # light: blurred
@@ -166,18 +137,12 @@ def test_displacement_moves_pixels_by_its_picture(dragon_server, origin, tmp_pat
     push = origin.add(
         "masks/push.png", media.image_bytes(64, 48, (255, 128, 0), "PNG"), "image/png"
     )
-    definition = (
-        '<movie service="craftsman-1.0"><body>'
+    body = (
         f'<effect type="none" duration="2"><image filename="{two}"/>'
         f'<filter type="displacement" margin-start="1"><image filename="{push}"/></filter>'
-        "</effect></body></movie>"
+        "</effect>"
     )
-    status = dragon_server.run_task(
-        {"task_name": "video.create", "definition": definition, "profile": "240p"}
-    )
-    assert status["status"] == "success" and not status["result"].get("warnings"), status
-    path = tmp_path / "displaced.mp4"
-    path.write_bytes(dragon_server.get(status["result"]["export"]).body)
+    path = render_movie(dragon_server, body, tmp_path, "displaced")
 
     def edge(picture: np.ndarray) -> int:
         row = picture[H // 2]
@@ -194,17 +159,8 @@ def test_motion_interpolate_makes_the_frames_between_a_clips_own(dragon_server, 
     url = origin.add_file("masks/slow.mp4", clip, "video/mp4")
 
     def changes(filters: str) -> int:
-        definition = (
-            '<movie service="craftsman-1.0"><body>'
-            f'<effect type="none" duration="1.6"><video filename="{url}"/>{filters}</effect>'
-            "</body></movie>"
-        )
-        status = dragon_server.run_task(
-            {"task_name": "video.create", "definition": definition, "profile": "240p"}
-        )
-        assert status["status"] == "success" and not status["result"].get("warnings"), status
-        path = tmp_path / f"clip{len(filters)}.mp4"
-        path.write_bytes(dragon_server.get(status["result"]["export"]).body)
+        body = f'<effect type="none" duration="1.6"><video filename="{url}"/>{filters}</effect>'
+        path = render_movie(dragon_server, body, tmp_path, f"clip{len(filters)}")
         frames = [frame(path, i) for i in range(5, 25)]
         return sum(np.abs(b - a).mean() > 0.5 for a, b in zip(frames, frames[1:], strict=False))
 
@@ -221,17 +177,8 @@ def test_a_panoramic_picture_is_panned_across(dragon_server, origin, tmp_path):
     url = origin.add("masks/wide.png", png(wide), "image/png")
     for place in ('adapter="panoramicAdapter"', ""):
         inner = "" if place else '<filter type="panoramicAdapter"/>'
-        definition = (
-            '<movie service="craftsman-1.0"><body>'
-            f'<effect type="none" duration="4" {place}><image filename="{url}"/>{inner}'
-            "</effect></body></movie>"
-        )
-        status = dragon_server.run_task(
-            {"task_name": "video.create", "definition": definition, "profile": "240p"}
-        )
-        assert status["status"] == "success" and not status["result"].get("warnings"), status
-        path = tmp_path / "panned.mp4"
-        path.write_bytes(dragon_server.get(status["result"]["export"]).body)
+        body = f'<effect type="none" duration="4" {place}><image filename="{url}"/>{inner}</effect>'
+        path = render_movie(dragon_server, body, tmp_path, f"panned{len(inner)}")
         first, middle, last = frame(path, 0), frame(path, 50), frame(path, 99)
         assert first[:, :100, 0].mean() > 200  # its left end: red
         assert middle[:, W // 2 - 20 : W // 2 + 20, 1].mean() > 200  # its middle: green
