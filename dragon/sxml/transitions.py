@@ -14,10 +14,13 @@ thread; cheap ones write sub-expressions out and keep the threads. Measured at 2
 times that: they suit short transitions).
 
 ``direction`` is where things move: ``left`` makes the incoming picture enter from the
-right. Three are not xfades (``xfade`` answers ``DRAWN``, ``drawn`` reads it back):
+right. Three are not xfades (``xfade`` answers ``DRAWN``, ``drawn`` reads it back), nor
+are the turns between the pictures of ``rotator``, ``diving`` and ``square`` effects
+(``between_items``):
 - ``cube``: the two pictures are two faces of a cube turning by a quarter turn in
-  perspective, each face warped by ffmpeg's ``perspective`` (``cube_corners`` gives the
-  corners, ``Picture.cube`` draws them);
+  perspective, each face a card warped by ffmpeg's ``perspective`` (``card_corners``
+  gives the corners, ``Picture.cards`` draws them; ``rotator`` and ``diving`` are cards
+  too, on a ring and falling);
 - ``waterdrop``: ripples run out from the centre, bending both pictures, while the
   incoming one spreads from the centre under them;
 - ``swirl``: both pictures twist about the centre, most at mid-transition, while they
