@@ -22,7 +22,8 @@ Target: task <= 1.3x the raw command. Also printed: seconds per output second.
 ``--scene`` also renders a 30 s 720p scene: a photo behind ten photos moving in 3D (each
 turning a full circle about the vertical axis while it crosses the frame and comes
 nearer, through the camera's perspective), one of them blurred and the background tinted.
-Target: rendered at least as fast as it plays (output seconds per second >= 1).
+Target: rendered at least as fast as it plays (output seconds per second >= 1). Its peak
+memory (the server and its tools, resident, sampled from /proc) is printed.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import BenchServer, start_origin  # noqa: E402
+from benchlib import BenchServer, TreePeak, start_origin  # noqa: E402
 
 FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -225,11 +226,12 @@ def scene(server: BenchServer, base: str, work: Path, runs: int) -> None:
     task = {"task_name": "video.create", "definition": scene_definition(base), "profile": "720p"}
     times = []
     result = None
-    for i in range(runs + 1):
-        t = time.perf_counter()
-        result = create(server, task)
-        if i:
-            times.append(time.perf_counter() - t)
+    with TreePeak(server.proc.pid) as memory:
+        for i in range(runs + 1):
+            t = time.perf_counter()
+            result = create(server, task)
+            if i:
+                times.append(time.perf_counter() - t)
     assert result is not None
     export = work / "scene-720p.mp4"
     with urllib.request.urlopen(result["export"]) as r:
@@ -239,6 +241,11 @@ def scene(server: BenchServer, base: str, work: Path, runs: int) -> None:
     print(
         f"3D scene, 720p, 10 layers turning in depth, blur and tint: {task_s:.2f} s for"
         f" {duration_of(export):.2f} s of movie, {speed:.2f}x real time (target >= 1)",
+        flush=True,
+    )
+    print(
+        f"peak memory while it rendered: {memory.peak:.0f} MB resident for the server and its"
+        f" tools together, {memory.tool:.0f} MB for the largest tool (sampled every 50 ms)",
         flush=True,
     )
 

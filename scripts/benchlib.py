@@ -144,3 +144,65 @@ def wrk_ms(text: str) -> float:
         if text.endswith(suffix):
             return float(text[: -len(suffix)]) * factor
     raise ValueError(f"not a wrk latency: {text!r}")
+
+
+class TreePeak:
+    """The peak memory (resident MB) of process ``pid`` and everything it started, summed,
+    while the ``with`` block runs: /proc sampled every ``every`` seconds. ``tool`` is the
+    peak of the largest single descendant (an ffmpeg run)."""
+
+    def __init__(self, pid: int, every: float = 0.05) -> None:
+        self.pid = pid
+        self.every = every
+        self.peak = 0.0
+        self.tool = 0.0
+        self._done = threading.Event()
+
+    @staticmethod
+    def _rss(pid: int) -> float:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:  # gone meanwhile
+            pass
+        return 0.0
+
+    def _tree(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+        tree, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, []))
+        return tree
+
+    def sample(self) -> None:
+        tree = self._tree()
+        sizes = {pid: self._rss(pid) for pid in tree}
+        self.peak = max(self.peak, sum(sizes.values()))
+        self.tool = max(self.tool, max((v for p, v in sizes.items() if p != self.pid), default=0))
+
+    def _run(self) -> None:
+        while not self._done.wait(self.every):
+            self.sample()
+
+    def __enter__(self) -> TreePeak:
+        self.sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
