@@ -611,7 +611,9 @@ class _Checker:
             self.warn(f'<filter type="{kind[:40]}"> is ignored ({node.position})', ("filter", kind))
         for name in ("alphaStart", "alphaEnd"):
             self._opacity(node, name)
-        node.children = []  # a filter's own media (displacement maps...) is not drawn
+        if node.children:  # what a filter holds is drawn only for those that read a picture
+            self.warn(f"{node.where()}: what it holds is ignored")
+        node.children = []
 
     def _animator(self, node: Node) -> None:
         motion.check(node)

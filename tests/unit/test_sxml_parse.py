@@ -245,6 +245,18 @@ def test_unreadable_animators_are_left_out_with_a_warning(animator, words):
     assert any(all(w in m for w in words) and "ignored" in m for m in messages), messages
 
 
+def test_what_a_filter_holds_is_ignored_with_a_warning_unless_it_reads_a_picture():
+    definition = parse(
+        movie(
+            f'<effect type="none">{IMAGE}<filter type="blur">{IMAGE}</filter>'
+            f'<filter type="lumamask">{IMAGE}</filter></effect>'
+        )
+    )
+    blur, mask = definition.body.children[0].kids({"filter"})
+    assert not blur.children and [c.tag for c in mask.children] == ["image"]
+    assert sum("what it holds is ignored" in w for w in definition.warnings) == 1
+
+
 def test_a_clip_in_an_effect_drawn_for_pictures_is_warned_about():
     definition = parse(
         movie('<effect type="panel"><video filename="http://media.test/clip.mp4"/></effect>')
