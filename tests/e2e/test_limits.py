@@ -94,7 +94,9 @@ def test_large_results_do_not_grow_the_ended_documents_cache(dragon_server):
         create_and_poll(n)
     grown = rss_bytes(dragon_server) - before
     # Kept whole, the 50 documents held about 230 MB; within the byte bound, at most 64 MB.
-    assert grown < 100_000_000, grown
+    # On top of those, the allocator keeps some of the 40 MB answers' room: 48-84 MB grown
+    # in eight runs here, 100.1 MB once in a loaded clean-clone run. The bound sits between.
+    assert grown < 150_000_000, grown
 
 
 # -- item 7: the connection cap cannot be held by stalled bodies or one account's streams ----
