@@ -78,16 +78,18 @@ UPLOAD_ANSWER_CORS_HEADERS = {
 }
 
 
-def answer_cors_headers(uploads: bool = False) -> dict[str, str]:
-    """The CORS headers of an answer, of an upload's when ``uploads``."""
-    return UPLOAD_ANSWER_CORS_HEADERS if uploads else ANSWER_CORS_HEADERS
+def _uploads(path: str) -> bool:
+    return path == UPLOADS_PATH or path.startswith(UPLOADS_PATH + "/")
+
+
+def answer_cors_headers(path: str) -> dict[str, str]:
+    """The CORS headers of an answer at ``path`` (an upload's expose the protocol's)."""
+    return UPLOAD_ANSWER_CORS_HEADERS if _uploads(path) else ANSWER_CORS_HEADERS
 
 
 def cors_headers(path: str) -> dict[str, str]:
     """The CORS headers of a preflight at ``path`` (and the tus version for uploads)."""
-    if path == UPLOADS_PATH or path.startswith(UPLOADS_PATH + "/"):
-        return UPLOAD_CORS_HEADERS
-    return CORS_HEADERS
+    return UPLOAD_CORS_HEADERS if _uploads(path) else CORS_HEADERS
 
 
 class DatabaseHealth:

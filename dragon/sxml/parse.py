@@ -388,13 +388,14 @@ class _Checker:
             node.number(name, maximum=1)
         except DefinitionError as exc:
             try:
-                value = min(1.0, max(0.0, float(node.attrs[name])))
+                value = float(node.attrs[name])
             except ValueError:
+                value = math.nan
+            if math.isnan(value):  # a word (or "nan"): no nearest bound
                 self.warn(f"{exc.message}; the default is used")
                 del node.attrs[name]
                 return
-            if math.isnan(value):
-                value = 1.0
+            value = min(1.0, max(0.0, value))
             self.warn(f"{exc.message}; {value:g} is used")
             node.attrs[name] = repr(value)
 

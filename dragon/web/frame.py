@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 
 from dragon.engine import metrics
 from dragon.handlers.errors import (
-    UPLOADS_PATH,
+    ANSWER_CORS_HEADERS,
     answer_cors_headers,
     cors_headers,
     failure_response,
@@ -85,10 +85,8 @@ class Routes:
 
     def add(self, method: str, path: str, handler: Handler) -> None:
         resource = self.router.add_resource(path)  # the previous one again, for its path
-        if method == hdrs.METH_OPTIONS:  # the path's own answer to a preflight too
-            cors = cors_headers(path)
-        else:
-            cors = answer_cors_headers(path == UPLOADS_PATH or path.startswith(UPLOADS_PATH + "/"))
+        # An OPTIONS handler's answer is the path's answer to a preflight too.
+        cors = cors_headers(path) if method == hdrs.METH_OPTIONS else answer_cors_headers(path)
         resource.add_route(method, framed(handler, resource.canonical, cors))
 
     def get(self, path: str, handler: Handler) -> None:
@@ -103,4 +101,4 @@ class Routes:
 
     def close(self) -> None:
         resource = self.router.add_resource(CATCH_ALL)
-        resource.add_route(hdrs.METH_ANY, framed(unrouted, metrics.OTHER, answer_cors_headers()))
+        resource.add_route(hdrs.METH_ANY, framed(unrouted, metrics.OTHER, ANSWER_CORS_HEADERS))

@@ -8,33 +8,15 @@ Three renders at 240p, parts of 0.4 s; every frame decoded once per movie.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.movies import H, W, frames, movie
+from tests.support.movies import H, W, frames
+from tests.support.movies import render as render_movie
 
 PART = 10  # frames of a part (0.4 s at 25 fps)
-
-
-def create(server, definition: str, **params) -> dict:
-    task = {"task_name": "video.create", "definition": definition, "profile": "240p", **params}
-    return server.run_task(task)
-
-
-def assert_success(status: dict) -> dict:
-    assert status["status"] == "success", status
-    return status["result"]
-
-
-def fetch(server, url: str, tmp_path: Path, name: str) -> Path:
-    response = server.get(url)
-    assert response.status == 200
-    path = tmp_path / name
-    path.write_bytes(response.body)
-    return path
 
 
 def png(picture: np.ndarray) -> bytes:
@@ -46,12 +28,10 @@ def png(picture: np.ndarray) -> bytes:
 
 
 def render(server, origin, tmp_path, name: str, parts: list[str]) -> np.ndarray:
-    """A movie of ``parts`` (stacks' contents), 0.4 s each, with no filter warned about;
+    """A movie of ``parts`` (stacks' contents), 0.4 s each, with nothing warned about;
     its frames."""
     body = "".join(f'<stack duration="{PART / 25}">{part}</stack>' for part in parts)
-    result = assert_success(create(server, movie(body)))
-    assert not [w for w in result.get("warnings", []) if "filter" in w], result["warnings"]
-    shots = frames(fetch(server, result["export"], tmp_path, f"{name}.mp4"))
+    shots = frames(render_movie(server, body, tmp_path, name))
     assert len(shots) == PART * len(parts)
     return shots
 

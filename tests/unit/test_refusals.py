@@ -40,7 +40,7 @@ async def answer(exc: Exception) -> web.Response:
     async def handler(request: web.Request) -> web.Response:
         raise exc
 
-    framed = frame.framed(handler, "/v2/create", error_answers.answer_cors_headers())
+    framed = frame.framed(handler, "/v2/create", error_answers.answer_cors_headers("/v2/create"))
     response = await framed(make_mocked_request("POST", "/v2/create"))
     assert isinstance(response, web.Response)
     return response
