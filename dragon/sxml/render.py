@@ -645,8 +645,12 @@ def unbuildable(error: errors.TaskError, graph: Graph) -> errors.TaskError:
     failed = error.code in (errors.PROCESS_FAILED, errors.RESOURCE_LIMIT)
     # Where ffmpeg runs out of its room depends on the load: building the graph, or later
     # an encoder's malloc. Either way the movie did not fit, and the advice is the same.
-    ran_out = error.code == errors.RESOURCE_LIMIT and processes.OUT_OF_MEMORY.search(stderr)
-    if GRAPH_MISWRITTEN.search(stderr) or not (ran_out or (failed and GRAPH_FAILED.search(stderr))):
+    short = processes.OUT_OF_MEMORY.search(stderr)
+    ran_out = error.code == errors.RESOURCE_LIMIT and short
+    # Out of room, ffmpeg may fail to read its graph too ("Error parsing a filter
+    # description...: Cannot allocate memory"): that is not a miswritten graph.
+    miswritten = GRAPH_MISWRITTEN.search(stderr) and not short
+    if miswritten or not (ran_out or (failed and GRAPH_FAILED.search(stderr))):
         return error
     inputs = f"{len(graph.inputs)} inputs at {graph.width}x{graph.height}"
     limit = processes.tool_memory()

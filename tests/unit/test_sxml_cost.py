@@ -119,3 +119,11 @@ def test_an_unbuildable_graph_says_what_to_do(monkeypatch):
         "Error initializing complex filters.\n",
     )
     assert render.unbuildable(ours, graph) is ours
+    # Out of room, ffmpeg may fail to read the graph too: that is still the movie's size.
+    short = graph_failure(
+        errors.PROCESS_FAILED,
+        "Error parsing a filter description around: [v3]\n"
+        "Error initializing complex filters.\nCannot allocate memory\n",
+    )
+    assert render.unbuildable(short, graph).code == errors.PROCESS_FAILED
+    assert "smaller profile" in render.unbuildable(short, graph).message
